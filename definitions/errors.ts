@@ -1,0 +1,73 @@
+// Coded errors shared by every layer: the API, the CLI and the logs print the same stable code.
+
+export type ErrorCode =
+  // definitions
+  | 'TM_DEF_BAD_DURATION'
+  | 'TM_DEF_UNKNOWN_FIELD'
+  | 'TM_DEF_NON_NUMERIC_FIELD'
+  | 'TM_DEF_HOP_NOT_DIVIDING'
+  | 'TM_DEF_DUPLICATE_NAME'
+  | 'TM_DEF_MISSING_KEY_FIELD'
+  | 'TM_DEF_TOO_MANY_TILES'
+  | 'TM_DEF_EVENT_TIME'
+  | 'TM_DEF_BAD_FEATURE'
+  | 'TM_DEF_BAD_NAME'
+  | 'TM_DEF_LOAD'
+  | 'TM_DEF_EMPTY'
+  // events
+  | 'TM_EVENT_INVALID_JSON'
+  | 'TM_EVENT_SCHEMA'
+  | 'TM_EVENT_TIME'
+  | 'TM_EVENT_FUTURE'
+  | 'TM_EVENT_MISSING_KEY'
+  // online reads
+  | 'TM_READ_UNKNOWN_FEATURE'
+  | 'TM_READ_UNKNOWN_ENTITY'
+  | 'TM_READ_MISSING_JOIN_KEY'
+  | 'TM_READ_BAD_KEY'
+  | 'TM_READ_BAD_REQUEST'
+  | 'TM_READ_BEFORE_RETENTION'
+  | 'TM_READ_INSIDE_OPEN_TILE'
+  // files
+  | 'TM_FILE_READ';
+
+/** An error value with a stable code, a message, and where it happened. */
+export class TidemarkError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = 'TidemarkError';
+    this.code = code;
+    this.details = details;
+  }
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message, ...this.details };
+  }
+}
+
+/** One problem found in the definitions; the compiler reports all of them together. */
+export interface DefinitionError {
+  code: ErrorCode;
+  /** e.g. `featureView origin_delays` */
+  definition: string;
+  feature?: string;
+  message: string;
+  /** How to fix it. */
+  hint: string;
+}
+
+export function formatDefinitionError(e: DefinitionError): string {
+  const where = e.feature ? `${e.definition}, feature ${e.feature}` : e.definition;
+  return `${e.code} ${where}: ${e.message}\n    fix: ${e.hint}`;
+}
+
+/** Thrown by compileOrThrow: carries every definition error at once. */
+export class DefinitionErrors extends Error {
+  readonly errors: DefinitionError[];
+  constructor(errors: DefinitionError[]) {
+    super(`${errors.length} definition error(s):\n${errors.map(formatDefinitionError).join('\n')}`);
+    this.name = 'DefinitionErrors';
+    this.errors = errors;
+  }
+}

@@ -1,0 +1,44 @@
+// Public surface of definitions/: the DSL, the compiler, tile math and the reference implementation.
+export { entity, source, featureView, isDefinition, AGGREGATIONS, NUMERIC_AGGREGATIONS } from './dsl.js';
+export type {
+  Aggregation,
+  AnyDefinition,
+  EntityDefinition,
+  SourceDefinition,
+  FeatureViewDefinition,
+  FeatureSpec,
+  NumericFields,
+} from './dsl.js';
+export { eventTime, parseIsoUtcMs, describeField } from './schema.js';
+export type { FieldInfo, FieldKind } from './schema.js';
+export { parseDurationMs, formatDurationMs } from './duration.js';
+export type { Duration } from './duration.js';
+export { TidemarkError, DefinitionErrors, formatDefinitionError } from './errors.js';
+export type { DefinitionError, ErrorCode } from './errors.js';
+export { canonicalKeyValue, entityKeyId, entityKeyValues } from './keys.js';
+export {
+  compile,
+  compileOrThrow,
+  collectDefinitions,
+  canonicalJson,
+  defaultHopMs,
+  viewPlan,
+  MAX_TILES_PER_WINDOW,
+  LATEST_GROUP_HOP_MS,
+} from './compile.js';
+export type {
+  Registry,
+  CompiledDefinitions,
+  CompileResult,
+  EntityPlan,
+  SourcePlan,
+  ViewPlan,
+  FeaturePlan,
+  TileGroupPlan,
+} from './compile.js';
+export { SLOT_WIDTH, initSlots, addToSlots, mergeSlots, finalizeSlots, compareLast, compareScalars, compareCodePoints } from './aggregates.js';
+export type { Scalar, Tile } from './aggregates.js';
+export { tileIndexOf, groupSlots, emptyTile, mergeTileInto, trimTileIndex } from './tiles.js';
+export type { SlotRef, TileUpdate, TileBatch } from './tiles.js';
+export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs } from './reference.js';
+export type { ReferenceEvent } from './reference.js';

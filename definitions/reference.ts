@@ -1,0 +1,99 @@
+// The reference implementation of SEMANTICS.md: plain scans over all events, no tiles, slow on
+// purpose. Every other path (in-memory, Redis, ClickHouse) is tested against it. It shares no
+// aggregation code with those paths, so a bug in one is not silently repeated in the other.
+import type { Scalar } from './aggregates.js';
+import type { FeaturePlan, ViewPlan } from './compile.js';
+import { canonicalKeyValue } from './keys.js';
+
+export interface ReferenceEvent {
+  eventTimeMs: number;
+  fields: Record<string, unknown>;
+  /** Identity of the delivered record (e.g. `topic/partition/offset`): redeliveries count once. */
+  recordId?: string;
+}
+
+/** tail(t) = floor(t / H) * H - W: the inclusive start of the sawtooth window at t. */
+export function windowStartMs(tMs: number, windowMs: number, hopMs: number): number {
+  return Math.floor(tMs / hopMs) * hopMs - windowMs;
+}
+
+/** The events of one entity key, with redelivered records counted once. */
+export function eventsOfKey(view: ViewPlan, events: readonly ReferenceEvent[], keyValues: readonly string[]): ReferenceEvent[] {
+  const seen = new Set<string>();
+  return events.filter((e) => {
+    if (e.recordId !== undefined) {
+      if (seen.has(e.recordId)) return false;
+      seen.add(e.recordId);
+    }
+    return view.keyFields.every((f, i) => canonicalKeyValue(e.fields[f]) === keyValues[i]);
+  });
+}
+
+/** Greater by the `last` tie rule: later time, then greater value (code points for text). */
+function laterThan(a: ReferenceEvent, aValue: Scalar, b: ReferenceEvent, bValue: Scalar): boolean {
+  if (a.eventTimeMs !== b.eventTimeMs) return a.eventTimeMs > b.eventTimeMs;
+  if (typeof aValue === 'string' && typeof bValue === 'string') {
+    const ca = Array.from(aValue, (c) => c.codePointAt(0)!);
+    const cb = Array.from(bValue, (c) => c.codePointAt(0)!);
+    for (let i = 0; i < Math.min(ca.length, cb.length); i++) if (ca[i] !== cb[i]) return ca[i]! > cb[i]!;
+    return ca.length > cb.length;
+  }
+  return Number(aValue) > Number(bValue);
+}
+
+/** The value of one feature at time t over the events of one key (already filtered by key). */
+export function referenceFeatureValue(feature: FeaturePlan, keyEvents: readonly ReferenceEvent[], tMs: number): Scalar {
+  let inRange: ReferenceEvent[];
+  if (feature.windowMs !== null) {
+    const start = windowStartMs(tMs, feature.windowMs, feature.hopMs);
+    inRange = keyEvents.filter((e) => e.eventTimeMs >= start && e.eventTimeMs < tMs);
+  } else {
+    inRange = keyEvents.filter((e) => e.eventTimeMs < tMs);
+  }
+  if (feature.agg === 'count' && feature.field === null) return inRange.length;
+  const field = feature.field!;
+  const withValue = inRange.filter((e) => e.fields[field] !== null && e.fields[field] !== undefined);
+  const values = withValue.map((e) => e.fields[field] as number);
+  const n = values.length;
+  switch (feature.agg) {
+    case 'count':
+      return n;
+    case 'sum':
+      return values.reduce((a, b) => a + b, 0);
+    case 'mean':
+      return n === 0 ? null : values.reduce((a, b) => a + b, 0) / n;
+    case 'min':
+      return n === 0 ? null : values.reduce((a, b) => (b < a ? b : a));
+    case 'max':
+      return n === 0 ? null : values.reduce((a, b) => (b > a ? b : a));
+    case 'var':
+    case 'stddev': {
+      if (n === 0) return null;
+      const mean = values.reduce((a, b) => a + b, 0) / n;
+      const variance = values.reduce((a, b) => a + (b - mean) * (b - mean), 0) / n;
+      return feature.agg === 'var' ? variance : Math.sqrt(variance);
+    }
+    case 'last': {
+      let best: ReferenceEvent | null = null;
+      for (const e of withValue) {
+        if (best === null || laterThan(e, e.fields[field] as Scalar, best, best.fields[field] as Scalar)) best = e;
+      }
+      if (best === null) return null;
+      if (feature.ttlMs !== null && best.eventTimeMs < tMs - feature.ttlMs) return null;
+      return best.fields[field] as Scalar;
+    }
+  }
+}
+
+/** Every feature of a view for one key at time t. */
+export function referenceViewValues(
+  view: ViewPlan,
+  events: readonly ReferenceEvent[],
+  keyValues: readonly string[],
+  tMs: number,
+): Record<string, Scalar> {
+  const keyEvents = eventsOfKey(view, events, keyValues);
+  const out: Record<string, Scalar> = {};
+  for (const f of view.features) out[f.name] = referenceFeatureValue(f, keyEvents, tMs);
+  return out;
+}

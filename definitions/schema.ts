@@ -1,0 +1,134 @@
+// Event schemas: the event-time type that turns epoch ms or ISO-8601 text into integer UTC
+// milliseconds, and the introspection the compiler uses to check fields against a zod schema.
+import { z } from 'zod';
+
+const ISO_RE =
+  /^([+-]\d{6}|\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?(Z|z|[+-]\d{2}(?::?\d{2})?)?$/;
+
+/**
+ * Milliseconds of ISO-8601 text. Text without an offset is UTC (never local time), fractions
+ * below a millisecond are floored. Returns null for text that is not a valid instant.
+ */
+export function parseIsoUtcMs(text: string): number | null {
+  const m = ISO_RE.exec(text);
+  if (!m) return null;
+  const year = Number(m[1]);
+  const month = Number(m[2]);
+  const day = Number(m[3]);
+  const hour = m[4] === undefined ? 0 : Number(m[4]);
+  const minute = m[5] === undefined ? 0 : Number(m[5]);
+  const second = m[6] === undefined ? 0 : Number(m[6]);
+  const ms = m[7] === undefined ? 0 : Number(m[7].slice(0, 3).padEnd(3, '0'));
+  if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59) return null;
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day); // setUTCFullYear keeps years 0..99 literal, unlike Date.UTC
+  if (date.getUTCDate() !== day) return null; // 2001-02-30 and the like
+  let offsetMin = 0;
+  const zone = m[8];
+  if (zone && zone !== 'Z' && zone !== 'z') {
+    const sign = zone[0] === '-' ? -1 : 1;
+    const digits = zone.slice(1).replace(':', '');
+    const oh = Number(digits.slice(0, 2));
+    const om = digits.length > 2 ? Number(digits.slice(2, 4)) : 0;
+    if (oh > 23 || om > 59) return null;
+    offsetMin = sign * (oh * 60 + om);
+  }
+  date.setUTCHours(hour, minute, second, ms);
+  const result = date.getTime() - offsetMin * 60_000;
+  return Number.isSafeInteger(result) ? result : null;
+}
+
+const timestampSchemas = new WeakSet<z.ZodType>();
+
+/**
+ * An event-time field: accepts integer epoch milliseconds, ISO-8601 text (UTC unless it names an
+ * offset) or a Date, and outputs integer UTC milliseconds since the epoch.
+ */
+export function eventTime() {
+  const schema = z.union([z.number(), z.string(), z.date()]).transform((value, ctx): number => {
+    if (typeof value === 'number') {
+      if (Number.isSafeInteger(value)) return value;
+      ctx.addIssue({ code: 'custom', message: `epoch milliseconds must be an integer, got ${value}` });
+      return z.NEVER;
+    }
+    if (value instanceof Date) {
+      const ms = value.getTime();
+      if (Number.isSafeInteger(ms)) return ms;
+      ctx.addIssue({ code: 'custom', message: 'invalid Date' });
+      return z.NEVER;
+    }
+    const ms = parseIsoUtcMs(value);
+    if (ms !== null) return ms;
+    ctx.addIssue({ code: 'custom', message: `not an ISO-8601 time: ${JSON.stringify(value.slice(0, 64))}` });
+    return z.NEVER;
+  });
+  timestampSchemas.add(schema);
+  return schema;
+}
+
+/** What the compiler needs to know of a field's output type. */
+export type FieldKind = 'number' | 'string' | 'boolean' | 'timestamp' | 'other';
+
+export interface FieldInfo {
+  kind: FieldKind;
+  nullable: boolean;
+}
+
+interface ZodInternals {
+  _zod: { def: { type: string; innerType?: z.ZodType; out?: z.ZodType; options?: z.ZodType[]; values?: unknown[]; entries?: Record<string, unknown> } };
+}
+
+/** The output kind of a zod schema, looking through optional, nullable, default and pipes. */
+export function describeField(schema: z.ZodType): FieldInfo {
+  if (timestampSchemas.has(schema)) return { kind: 'timestamp', nullable: false };
+  const def = (schema as unknown as ZodInternals)._zod.def;
+  switch (def.type) {
+    case 'number':
+    case 'int':
+      return { kind: 'number', nullable: false };
+    case 'string':
+    case 'enum':
+      return { kind: 'string', nullable: false };
+    case 'boolean':
+      return { kind: 'boolean', nullable: false };
+    case 'literal': {
+      const kinds = new Set((def.values ?? []).map((v) => typeof v));
+      if (kinds.size === 1 && kinds.has('number')) return { kind: 'number', nullable: false };
+      if (kinds.size === 1 && kinds.has('string')) return { kind: 'string', nullable: false };
+      return { kind: 'other', nullable: false };
+    }
+    case 'optional':
+    case 'nullable':
+    case 'default':
+    case 'prefault':
+    case 'catch':
+    case 'readonly':
+    case 'nonoptional': {
+      const inner = describeField(def.innerType!);
+      return { kind: inner.kind, nullable: inner.nullable || def.type === 'optional' || def.type === 'nullable' };
+    }
+    case 'pipe':
+      return describeField(def.out!);
+    case 'union': {
+      const infos = (def.options ?? []).map(describeField);
+      const kinds = new Set(infos.filter((i) => i.kind !== 'other').map((i) => i.kind));
+      const nullable = infos.some((i) => i.nullable) || (def.options ?? []).some((o) => isNullish(o));
+      if (kinds.size === 1) return { kind: [...kinds][0]!, nullable };
+      return { kind: 'other', nullable };
+    }
+    default:
+      return { kind: 'other', nullable: false };
+  }
+}
+
+function isNullish(schema: z.ZodType): boolean {
+  const t = (schema as unknown as ZodInternals)._zod.def.type;
+  return t === 'null' || t === 'undefined';
+}
+
+/** The fields of an object schema, or null when the schema is not a z.object. */
+export function objectShape(schema: z.ZodType): Record<string, z.ZodType> | null {
+  const def = (schema as unknown as ZodInternals)._zod.def;
+  if (def.type !== 'object') return null;
+  return (schema as unknown as { shape: Record<string, z.ZodType> }).shape;
+}

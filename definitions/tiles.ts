@@ -1,0 +1,65 @@
+// Tile math: which tile an event lands in, which tiles a sawtooth window reads, and how the slots
+// of one tile group map to features.
+import { initSlots, mergeSlots, type Tile } from './aggregates.js';
+import { LATEST_GROUP_HOP_MS, type FeaturePlan, type TileGroupPlan, type ViewPlan } from './compile.js';
+
+/** A feature's slots inside the tiles of one group. */
+export interface SlotRef {
+  feature: FeaturePlan;
+  offset: number;
+}
+
+/** Index of the tile [j*H, (j+1)*H) holding a time; the latest cell (hop 0) is tile 0. */
+export function tileIndexOf(timeMs: number, hopMs: number): number {
+  return hopMs === LATEST_GROUP_HOP_MS ? 0 : Math.floor(timeMs / hopMs);
+}
+
+/** The features of a tile group with their slot offsets, in slot order. */
+export function groupSlots(view: ViewPlan, group: TileGroupPlan): SlotRef[] {
+  if (group.hopMs === LATEST_GROUP_HOP_MS) {
+    return view.features.filter((f) => f.latestSlot !== null).map((f) => ({ feature: f, offset: f.latestSlot! }));
+  }
+  return view.features.filter((f) => f.hopMs === group.hopMs).map((f) => ({ feature: f, offset: f.slot }));
+}
+
+export function emptyTile(slots: readonly SlotRef[], width: number): Tile {
+  const tile: Tile = { minTs: Number.POSITIVE_INFINITY, maxTs: Number.NEGATIVE_INFINITY, slots: new Array(width) };
+  for (const s of slots) initSlots(s.feature.agg, tile.slots, s.offset);
+  return tile;
+}
+
+/** Merge tile `from` into tile `into` (same group). */
+export function mergeTileInto(into: Tile, from: Tile, slots: readonly SlotRef[]): void {
+  if (from.minTs < into.minTs) into.minTs = from.minTs;
+  if (from.maxTs > into.maxTs) into.maxTs = from.maxTs;
+  for (const s of slots) mergeSlots(s.feature.agg, into.slots, s.offset, from.slots, s.offset);
+}
+
+/**
+ * Tiles older than this index may have been trimmed at watermark `watermarkMs`: a group keeps
+ * the tiles that reach back `retentionMs` from the watermark. null: the group is never trimmed.
+ */
+export function trimTileIndex(group: TileGroupPlan, watermarkMs: number | null): number | null {
+  if (group.retentionMs === null || watermarkMs === null) return null;
+  return Math.floor((watermarkMs - group.retentionMs) / group.hopMs);
+}
+
+/** One (view, key, tile) merge produced by the materializer core. */
+export interface TileUpdate {
+  view: string;
+  entityKey: string;
+  hopMs: number;
+  tileIndex: number;
+  /** The batch's partial aggregate for this tile; merged into the stored tile. */
+  tile: Tile;
+  /** Events folded into `tile`. */
+  events: number;
+}
+
+export interface TileBatch {
+  updates: TileUpdate[];
+  eventCount: number;
+  /** Greatest event time in the batch, or null for an empty batch. */
+  maxEventTimeMs: number | null;
+}
+

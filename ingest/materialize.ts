@@ -1,0 +1,118 @@
+// The pure materializer core: a batch of decoded events in, tile updates for every view out.
+// Events of one batch that land in the same tile are pre-aggregated, so a store applies one merge
+// per (view, key, tile) rather than one per event.
+import {
+  addToSlots,
+  emptyTile,
+  groupSlots,
+  tileIndexOf,
+  type Aggregation,
+  type Registry,
+  type SlotRef,
+  type TileBatch,
+  type TileGroupPlan,
+  type TileUpdate,
+  type ViewPlan,
+} from '../definitions/index.js';
+import type { DecodedEvent } from './decode.js';
+
+interface GroupRuntime {
+  group: TileGroupPlan;
+  slots: SlotRef[];
+  aggs: Aggregation[];
+  offsets: number[];
+  /** Per slot: the event field it reads, or null for a count of events. */
+  fields: (string | null)[];
+}
+
+interface ViewRuntime {
+  view: ViewPlan;
+  groups: GroupRuntime[];
+}
+
+/** A key's tiles of one group in the batch being built; events mostly arrive in time order, so the last tile is cached. */
+interface GroupAccumulator {
+  lastIndex: number;
+  last: TileUpdate | null;
+  byIndex: Map<number, TileUpdate>;
+}
+
+/** Precomputed per-source plans; build once per registry, reuse for every batch. */
+export class TileBatchBuilder {
+  private readonly viewsBySource = new Map<string, ViewRuntime[]>();
+
+  constructor(registry: Registry) {
+    for (const source of registry.sources) {
+      const runtimes = source.views.map((name) => {
+        const view = registry.views.find((v) => v.name === name)!;
+        return {
+          view,
+          groups: view.groups.map((group) => {
+            const slots = groupSlots(view, group);
+            return { group, slots, aggs: slots.map((s) => s.feature.agg), offsets: slots.map((s) => s.offset), fields: slots.map((s) => s.feature.field) };
+          }),
+        };
+      });
+      this.viewsBySource.set(source.name, runtimes);
+    }
+  }
+
+  /** Tile updates for a batch of events (any mix of sources, any order). */
+  build(events: readonly DecodedEvent[]): TileBatch {
+    const updates: TileUpdate[] = [];
+    // view runtime -> entity key -> one accumulator per group
+    const perView = new Map<ViewRuntime, Map<string, GroupAccumulator[]>>();
+    let maxEventTimeMs: number | null = null;
+    for (let e = 0; e < events.length; e++) {
+      const event = events[e]!;
+      const ts = event.eventTimeMs;
+      if (maxEventTimeMs === null || ts > maxEventTimeMs) maxEventTimeMs = ts;
+      const views = this.viewsBySource.get(event.source);
+      if (!views) continue;
+      for (let v = 0; v < views.length; v++) {
+        const runtime = views[v]!;
+        const entityKey = event.viewKeys[v]!;
+        let byKey = perView.get(runtime);
+        if (!byKey) {
+          byKey = new Map();
+          perView.set(runtime, byKey);
+        }
+        let accs = byKey.get(entityKey);
+        if (!accs) {
+          accs = runtime.groups.map(() => ({ lastIndex: Number.NaN, last: null, byIndex: new Map() }));
+          byKey.set(entityKey, accs);
+        }
+        for (let g = 0; g < runtime.groups.length; g++) {
+          const group = runtime.groups[g]!;
+          const acc = accs[g]!;
+          const tileIndex = tileIndexOf(ts, group.group.hopMs);
+          let update: TileUpdate | null | undefined = acc.lastIndex === tileIndex ? acc.last : acc.byIndex.get(tileIndex);
+          if (!update) {
+            update = {
+              view: runtime.view.name,
+              entityKey,
+              hopMs: group.group.hopMs,
+              tileIndex,
+              tile: emptyTile(group.slots, group.group.width),
+              events: 0,
+            };
+            acc.byIndex.set(tileIndex, update);
+            updates.push(update);
+          }
+          acc.lastIndex = tileIndex;
+          acc.last = update;
+          const tile = update.tile;
+          update.events++;
+          if (ts < tile.minTs) tile.minTs = ts;
+          if (ts > tile.maxTs) tile.maxTs = ts;
+          const slots = tile.slots;
+          for (let s = 0; s < group.aggs.length; s++) {
+            const field = group.fields[s]!;
+            addToSlots(group.aggs[s]!, field !== null, slots, group.offsets[s]!, field === null ? undefined : event.fields[field], ts);
+          }
+        }
+      }
+    }
+    return { updates, eventCount: events.length, maxEventTimeMs };
+  }
+}

@@ -1,0 +1,105 @@
+// In-memory OnlineStore: tiles in nested maps, merged on write, trimmed past the retention horizon
+// when a key gets a new tile. Memory grows with keys x tiles, never with events.
+import { groupSlots, mergeTileInto, trimTileIndex, type Registry, type SlotRef, type Tile, type TileBatch, type TileGroupPlan } from '../definitions/index.js';
+import type { ApplyResult, KeyTiles, OnlineStore, StoreStats, TileRange } from './store.js';
+
+interface GroupState {
+  plan: TileGroupPlan;
+  slots: SlotRef[];
+}
+
+export class MemoryOnlineStore implements OnlineStore {
+  /** view -> entity key -> hop -> tile index -> tile */
+  private readonly tiles = new Map<string, Map<string, Map<number, Map<number, Tile>>>>();
+  private readonly groups = new Map<string, Map<number, GroupState>>();
+  private watermark: number | null = null;
+  private tileCount = 0;
+
+  constructor(registry: Registry) {
+    for (const view of registry.views) {
+      this.tiles.set(view.name, new Map());
+      this.groups.set(view.name, new Map(view.groups.map((g) => [g.hopMs, { plan: g, slots: groupSlots(view, g) }])));
+    }
+  }
+
+  async apply(batch: TileBatch): Promise<ApplyResult> {
+    return this.applySync(batch);
+  }
+
+  /** Synchronous apply, for the embedded replay loop. */
+  applySync(batch: TileBatch): ApplyResult {
+    if (batch.maxEventTimeMs !== null && (this.watermark === null || batch.maxEventTimeMs > this.watermark)) {
+      this.watermark = batch.maxEventTimeMs;
+    }
+    let appliedUpdates = 0;
+    let lateEvents = 0;
+    for (const u of batch.updates) {
+      const group = this.groups.get(u.view)?.get(u.hopMs);
+      const viewTiles = this.tiles.get(u.view);
+      if (!group || !viewTiles) throw new Error(`tile update for unknown view/group ${u.view}/${u.hopMs}`);
+      const trimIndex = trimTileIndex(group.plan, this.watermark);
+      if (trimIndex !== null && u.tileIndex < trimIndex) {
+        lateEvents += u.events;
+        continue;
+      }
+      let keyTiles = viewTiles.get(u.entityKey);
+      if (!keyTiles) {
+        keyTiles = new Map();
+        viewTiles.set(u.entityKey, keyTiles);
+      }
+      let groupTiles = keyTiles.get(u.hopMs);
+      if (!groupTiles) {
+        groupTiles = new Map();
+        keyTiles.set(u.hopMs, groupTiles);
+      }
+      const stored = groupTiles.get(u.tileIndex);
+      if (stored) {
+        mergeTileInto(stored, u.tile, group.slots);
+      } else {
+        // The batch's tile is fresh and owned by this batch: adopt it rather than copy.
+        groupTiles.set(u.tileIndex, u.tile);
+        this.tileCount++;
+        if (trimIndex !== null) this.trim(groupTiles, trimIndex);
+      }
+      appliedUpdates++;
+    }
+    return { appliedUpdates, lateEvents };
+  }
+
+  private trim(groupTiles: Map<number, Tile>, trimIndex: number): void {
+    for (const index of groupTiles.keys()) {
+      if (index < trimIndex) {
+        groupTiles.delete(index);
+        this.tileCount--;
+      }
+    }
+  }
+
+  async readTiles(view: string, entityKeys: readonly string[], _ranges: readonly TileRange[]): Promise<(KeyTiles | null)[]> {
+    return this.readTilesSync(view, entityKeys);
+  }
+
+  readTilesSync(view: string, entityKeys: readonly string[]): (KeyTiles | null)[] {
+    const viewTiles = this.tiles.get(view);
+    return entityKeys.map((k) => viewTiles?.get(k) ?? null);
+  }
+
+  async watermarkMs(): Promise<number | null> {
+    return this.watermark;
+  }
+
+  async stats(): Promise<StoreStats> {
+    const keys: Record<string, number> = {};
+    for (const [view, viewTiles] of this.tiles) keys[view] = viewTiles.size;
+    return { keys, tiles: this.tileCount, watermarkMs: this.watermark };
+  }
+
+  /** Entity keys of a view (for tests and the quickstart summary). */
+  entityKeys(view: string): string[] {
+    return [...(this.tiles.get(view)?.keys() ?? [])];
+  }
+
+  async close(): Promise<void> {
+    this.tiles.clear();
+  }
+}

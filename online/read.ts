@@ -1,0 +1,158 @@
+// Read-time window merging, shared by every OnlineStore: the sawtooth window at t is the W/H whole
+// tiles before the tile holding t plus that tile cut at t. A tile holding events both before and at
+// or after t cannot be cut, so such a read is refused rather than answered wrongly.
+import {
+  finalizeSlots,
+  initSlots,
+  LATEST_GROUP_HOP_MS,
+  mergeSlots,
+  SLOT_WIDTH,
+  TidemarkError,
+  trimTileIndex,
+  type FeaturePlan,
+  type Scalar,
+  type Tile,
+  type TileGroupPlan,
+  type ViewPlan,
+} from '../definitions/index.js';
+import type { KeyTiles, TileRange } from './store.js';
+
+/** Feast's field statuses. */
+export type FeatureStatus = 'PRESENT' | 'NULL_VALUE' | 'NOT_FOUND' | 'OUTSIDE_MAX_AGE';
+
+export interface FeatureValue {
+  value: Scalar;
+  status: FeatureStatus;
+  /** Greatest event time among the events behind the value, or null when there are none. */
+  eventTimeMs: number | null;
+}
+
+/** The tile ranges reading `features` at t needs (for stores that fetch ranges). */
+export function tileRangesFor(view: ViewPlan, features: readonly FeaturePlan[], tMs: number, watermarkMs: number | null): TileRange[] {
+  const ranges = new Map<number, TileRange>();
+  const widen = (hopMs: number, fromIndex: number, toIndex: number): void => {
+    const r = ranges.get(hopMs);
+    if (!r) ranges.set(hopMs, { hopMs, fromIndex, toIndex });
+    else {
+      r.fromIndex = Math.min(r.fromIndex, fromIndex);
+      r.toIndex = Math.max(r.toIndex, toIndex);
+    }
+  };
+  for (const f of features) {
+    const head = Math.floor(tMs / f.hopMs);
+    if (f.windowMs !== null) {
+      widen(f.hopMs, head - f.tilesPerWindow!, head);
+    } else {
+      widen(LATEST_GROUP_HOP_MS, 0, 0);
+      const group = groupOf(view, f.hopMs);
+      const floor = f.ttlMs !== null ? Math.floor((tMs - f.ttlMs) / f.hopMs) : (trimTileIndex(group, watermarkMs) ?? head);
+      widen(f.hopMs, Math.min(floor, head), head);
+    }
+  }
+  return [...ranges.values()];
+}
+
+function groupOf(view: ViewPlan, hopMs: number): TileGroupPlan {
+  return view.groups.find((g) => g.hopMs === hopMs)!;
+}
+
+function beforeRetention(view: ViewPlan, feature: FeaturePlan, tMs: number, oldestIndex: number): TidemarkError {
+  return new TidemarkError(
+    'TM_READ_BEFORE_RETENTION',
+    `${view.name}:${feature.name} at ${new Date(tMs).toISOString()} needs tiles from ${new Date(oldestIndex * feature.hopMs).toISOString()}, older than the online store keeps (retention ${view.retentionMs} ms behind the watermark); read it from the offline store`,
+    { feature: `${view.name}:${feature.name}`, at: tMs },
+  );
+}
+
+function insideOpenTile(view: ViewPlan, feature: FeaturePlan, tMs: number, tile: Tile, hopMs: number): TidemarkError {
+  const start = Math.floor(tMs / hopMs) * hopMs;
+  return new TidemarkError(
+    'TM_READ_INSIDE_OPEN_TILE',
+    `${view.name}:${feature.name} at ${new Date(tMs).toISOString()} falls inside tile [${new Date(start).toISOString()}, +${hopMs} ms), which holds events both before and at or after that time (up to ${new Date(tile.maxTs).toISOString()}); the online store cannot cut a tile, so read at a tile edge, at or after the store clock, or from the offline store`,
+    { feature: `${view.name}:${feature.name}`, at: tMs, tileStartMs: start, hopMs },
+  );
+}
+
+/** Whether a head tile counts whole (true), not at all (false), or cannot be cut at t (throws). */
+function headTileUsable(view: ViewPlan, feature: FeaturePlan, tile: Tile, tMs: number, hopMs: number): boolean {
+  if (tile.maxTs < tMs) return true;
+  if (tile.minTs >= tMs) return false;
+  throw insideOpenTile(view, feature, tMs, tile, hopMs);
+}
+
+/**
+ * The value of one feature for one key at time t from its stored tiles. `watermarkMs` bounds what
+ * may have been trimmed; reads that would need trimmed tiles are refused.
+ */
+export function evaluateFeature(view: ViewPlan, feature: FeaturePlan, keyTiles: KeyTiles | null, tMs: number, watermarkMs: number | null): FeatureValue {
+  const group = groupOf(view, feature.hopMs);
+  const trimIndex = trimTileIndex(group, watermarkMs);
+  return feature.windowMs === null
+    ? evaluateLatest(view, feature, group, keyTiles, tMs, trimIndex)
+    : evaluateWindow(view, feature, keyTiles, tMs, trimIndex);
+}
+
+function evaluateWindow(view: ViewPlan, feature: FeaturePlan, keyTiles: KeyTiles | null, tMs: number, trimIndex: number | null): FeatureValue {
+  const hopMs = feature.hopMs;
+  const head = Math.floor(tMs / hopMs);
+  const first = head - feature.tilesPerWindow!;
+  if (trimIndex !== null && first < trimIndex) throw beforeRetention(view, feature, tMs, first);
+  const acc: Scalar[] = new Array(SLOT_WIDTH[feature.agg]);
+  initSlots(feature.agg, acc, 0);
+  let eventTimeMs: number | null = null;
+  const tiles = keyTiles?.get(hopMs);
+  if (tiles) {
+    for (let j = first; j <= head; j++) {
+      const tile = tiles.get(j);
+      if (tile === undefined) continue;
+      if (j === head && !headTileUsable(view, feature, tile, tMs, hopMs)) continue;
+      mergeSlots(feature.agg, acc, 0, tile.slots, feature.slot);
+      if (eventTimeMs === null || tile.maxTs > eventTimeMs) eventTimeMs = tile.maxTs;
+    }
+  }
+  const value = finalizeSlots(feature.agg, acc, 0);
+  return { value, status: keyTiles === null ? 'NOT_FOUND' : value === null ? 'NULL_VALUE' : 'PRESENT', eventTimeMs };
+}
+
+function evaluateLatest(
+  view: ViewPlan,
+  feature: FeaturePlan,
+  group: TileGroupPlan,
+  keyTiles: KeyTiles | null,
+  tMs: number,
+  trimIndex: number | null,
+): FeatureValue {
+  const cell = keyTiles?.get(LATEST_GROUP_HOP_MS)?.get(0);
+  if (!keyTiles || !cell) return { value: null, status: 'NOT_FOUND', eventTimeMs: null };
+  const latestTs = cell.slots[feature.latestSlot!] as number | null;
+  let candidate: { ts: number; value: Scalar } | null = null;
+  if (latestTs === null || cell.minTs >= tMs) {
+    candidate = null; // no non-null value ever, or no event of this key before t
+  } else if (latestTs < tMs) {
+    candidate = { ts: latestTs, value: cell.slots[feature.latestSlot! + 1]! };
+  } else {
+    // Reading the past: walk the history tiles back from the tile holding t.
+    const hopMs = group.hopMs;
+    const head = Math.floor(tMs / hopMs);
+    const ttlFloor = feature.ttlMs !== null ? Math.floor((tMs - feature.ttlMs) / hopMs) : null;
+    const keyFloor = Math.floor(cell.minTs / hopMs); // no event of this key before this tile
+    const tiles = keyTiles.get(hopMs);
+    let j = head;
+    for (; j >= Math.max(ttlFloor ?? keyFloor, keyFloor); j--) {
+      if (trimIndex !== null && j < trimIndex) throw beforeRetention(view, feature, tMs, j);
+      const tile = tiles?.get(j);
+      if (tile === undefined) continue;
+      if (j === head && !headTileUsable(view, feature, tile, tMs, hopMs)) continue;
+      const ts = tile.slots[feature.slot] as number | null;
+      if (ts !== null) {
+        candidate = { ts, value: tile.slots[feature.slot + 1]! };
+        break;
+      }
+    }
+  }
+  if (candidate === null) return { value: null, status: 'NULL_VALUE', eventTimeMs: null };
+  if (feature.ttlMs !== null && candidate.ts < tMs - feature.ttlMs) {
+    return { value: null, status: 'OUTSIDE_MAX_AGE', eventTimeMs: candidate.ts };
+  }
+  return { value: candidate.value, status: candidate.value === null ? 'NULL_VALUE' : 'PRESENT', eventTimeMs: candidate.ts };
+}

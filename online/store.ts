@@ -1,0 +1,50 @@
+// The OnlineStore interface: stores keep tiles and apply tile batches; read-time window merging
+// (online/read.ts) is shared by every store, so every store answers with the same values.
+import type { Tile, TileBatch } from '../definitions/index.js';
+
+/** The stored tiles of one entity key of one view: hop (ms) -> tile index -> tile. */
+export type KeyTiles = ReadonlyMap<number, ReadonlyMap<number, Tile>>;
+
+/** Tiles a read needs from one group, inclusive. */
+export interface TileRange {
+  hopMs: number;
+  fromIndex: number;
+  toIndex: number;
+}
+
+export interface ApplyResult {
+  /** Tile updates merged into the store. */
+  appliedUpdates: number;
+  /** Events whose tile lay behind the retention horizon: they only reach the offline store. */
+  lateEvents: number;
+}
+
+export interface StoreStats {
+  keys: Record<string, number>;
+  tiles: number;
+  watermarkMs: number | null;
+}
+
+export interface OnlineStore {
+  /** Merge a batch of tile updates; the watermark becomes the batch's greatest event time if later. */
+  apply(batch: TileBatch): Promise<ApplyResult>;
+  /** Tiles of several keys of one view (null for a key never seen), at least covering `ranges`. */
+  readTiles(view: string, entityKeys: readonly string[], ranges: readonly TileRange[]): Promise<(KeyTiles | null)[]>;
+  /** Greatest event time materialized so far, or null before the first event. */
+  watermarkMs(): Promise<number | null>;
+  stats(): Promise<StoreStats>;
+  close(): Promise<void>;
+}
+
+/** How reads pick their time when the request names none (SEMANTICS.md, Online reads). */
+export type StoreClock = 'wall' | 'watermark';
+
+/**
+ * The read time of a store clock. Watermark: greatest materialized event time + 1 ms, so every
+ * materialized event is visible. Wall: wall time, but never before the watermark + 1 ms, so an event
+ * stamped slightly in the future (clock skew) is visible rather than leaving its tile half-readable.
+ */
+export function storeClockMs(clock: StoreClock, watermarkMs: number | null, nowMs: number = Date.now()): number {
+  if (watermarkMs === null) return nowMs;
+  return clock === 'watermark' ? watermarkMs + 1 : Math.max(nowMs, watermarkMs + 1);
+}
