@@ -42,3 +42,4 @@ export { tileIndexOf, groupSlots, emptyTile, mergeTileInto, trimTileIndex } from
 export type { SlotRef, TileUpdate, TileBatch } from './tiles.js';
 export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs } from './reference.js';
 export type { ReferenceEvent } from './reference.js';
+export { loadDefinitions, resolveDefinitionsPath } from './load.js';

@@ -1,4 +1,10 @@
-// Public surface of ingest/: decoding and validation, the materializer core, file replay.
+// Public surface of ingest/: decoding and validation, the materializer core, file replay, dead letters.
 export { EventDecoder } from './decode.js';
 export type { DecodedEvent, BadEvent, DecodeResult, EventPosition } from './decode.js';
 export { TileBatchBuilder } from './materialize.js';
+export { readParquetBatches, parquetRowCount } from './parquet.js';
+export type { ParquetBatch } from './parquet.js';
+export { replayParquetFile } from './replay.js';
+export type { ReplayStats, ReplayOptions, TileBatchSink } from './replay.js';
+export { DeadLetterFile } from './dead-letters.js';
+export type { DeadLetterSink } from './dead-letters.js';

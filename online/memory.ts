@@ -28,18 +28,17 @@ export class MemoryOnlineStore implements OnlineStore {
 
   /** Synchronous apply, for the embedded replay loop. */
   applySync(batch: TileBatch): ApplyResult {
-    if (batch.maxEventTimeMs !== null && (this.watermark === null || batch.maxEventTimeMs > this.watermark)) {
-      this.watermark = batch.maxEventTimeMs;
-    }
+    // Lateness is judged against the watermark before this batch, so a batch is never late to itself.
+    const horizonWatermark = this.watermark;
     let appliedUpdates = 0;
-    let lateEvents = 0;
+    let lateTileEvents = 0;
     for (const u of batch.updates) {
       const group = this.groups.get(u.view)?.get(u.hopMs);
       const viewTiles = this.tiles.get(u.view);
       if (!group || !viewTiles) throw new Error(`tile update for unknown view/group ${u.view}/${u.hopMs}`);
-      const trimIndex = trimTileIndex(group.plan, this.watermark);
+      const trimIndex = trimTileIndex(group.plan, horizonWatermark);
       if (trimIndex !== null && u.tileIndex < trimIndex) {
-        lateEvents += u.events;
+        lateTileEvents += u.events;
         continue;
       }
       let keyTiles = viewTiles.get(u.entityKey);
@@ -63,7 +62,10 @@ export class MemoryOnlineStore implements OnlineStore {
       }
       appliedUpdates++;
     }
-    return { appliedUpdates, lateEvents };
+    if (batch.maxEventTimeMs !== null && (this.watermark === null || batch.maxEventTimeMs > this.watermark)) {
+      this.watermark = batch.maxEventTimeMs;
+    }
+    return { appliedUpdates, lateTileEvents };
   }
 
   private trim(groupTiles: Map<number, Tile>, trimIndex: number): void {

@@ -15,8 +15,12 @@ export interface TileRange {
 export interface ApplyResult {
   /** Tile updates merged into the store. */
   appliedUpdates: number;
-  /** Events whose tile lay behind the retention horizon: they only reach the offline store. */
-  lateEvents: number;
+  /**
+   * (event, tile group) pairs whose tile lay behind the retention horizon of the watermark before
+   * the batch: those events only reach the offline store. An event late for every group of its
+   * views counts once per group.
+   */
+  lateTileEvents: number;
 }
 
 export interface StoreStats {

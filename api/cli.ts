@@ -1,0 +1,88 @@
+// The tidemark command line: validate definitions, run the embedded quickstart.
+import { Command, InvalidArgumentError } from 'commander';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { compile, formatDefinitionError, formatDurationMs, loadDefinitions, TidemarkError, type Registry } from '../definitions/index.js';
+import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
+import { runQuickstart } from './quickstart.js';
+
+const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const DEFAULT_DEFINITIONS = join(PACKAGE_ROOT, 'examples', 'flights');
+
+function positiveInt(name: string) {
+  return (text: string): number => {
+    const n = Number(text);
+    if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number >= 0, got ${text}`);
+    return n;
+  };
+}
+
+export function summarizeRegistry(registry: Registry): string[] {
+  const lines = [`registry ${registry.version}: ${registry.entities.length} entities, ${registry.sources.length} sources, ${registry.views.length} feature views`];
+  for (const s of registry.sources) lines.push(`  source ${s.name}: topic ${s.topic}, event time ${s.eventTimeField}, dead letters ${s.deadLetter}`);
+  for (const v of registry.views) {
+    lines.push(`  featureView ${v.name}: entity ${v.entity} (${v.joinKeys.map((k, i) => (k === v.keyFields[i] ? k : `${k} <- ${v.keyFields[i]}`)).join(', ')}), source ${v.source}, retention ${formatDurationMs(v.retentionMs)}`);
+    for (const f of v.features) {
+      const window = f.windowMs === null ? `latest${f.ttlMs !== null ? `, ttl ${formatDurationMs(f.ttlMs)}` : ''}` : `window ${formatDurationMs(f.windowMs)} = ${f.tilesPerWindow} x ${formatDurationMs(f.hopMs)} tiles`;
+      lines.push(`    ${f.name}: ${f.agg}(${f.field ?? ''}) ${window}`);
+    }
+  }
+  return lines;
+}
+
+export function buildCli(): Command {
+  const program = new Command('tidemark').description('Streaming feature store and drift monitor').showHelpAfterError();
+
+  program
+    .command('validate')
+    .description('compile feature definitions and print the registry, or every error')
+    .requiredOption('--definitions <path>', 'definitions module: a .ts/.js file or a folder with index.ts')
+    .option('--json', 'print the registry as JSON')
+    .action(async (opts: { definitions: string; json?: boolean }) => {
+      const { path, module } = await loadDefinitions(opts.definitions);
+      const result = compile(module);
+      if (!result.ok) {
+        console.error(`${path}: ${result.errors.length} definition error(s)`);
+        for (const e of result.errors) console.error(formatDefinitionError(e));
+        process.exitCode = 1;
+        return;
+      }
+      if (opts.json) console.log(JSON.stringify(result.compiled.registry, null, 2));
+      else for (const line of summarizeRegistry(result.compiled.registry)) console.log(line);
+    });
+
+  program
+    .command('quickstart')
+    .description('replay the flights data into the in-memory store and serve the API (no servers needed)')
+    .option('--definitions <path>', 'definitions module', DEFAULT_DEFINITIONS)
+    .option('--file <parquet>', 'Parquet file to replay', FLIGHTS_PARQUET_PATH)
+    .option('--source <name>', "source the file's rows belong to (default: the only source)")
+    .option('--limit <n>', 'replay only the first n rows', positiveInt('--limit'))
+    .option('--port <port>', 'HTTP port', positiveInt('--port'), Number(process.env.PORT ?? 8080))
+    .option('--host <host>', 'HTTP host', '127.0.0.1')
+    .option('--data-dir <dir>', 'folder for local data (dead letters)', '.tidemark')
+    .option('--no-serve', 'print the summary and exit instead of serving')
+    .option('--no-progress', 'no progress bar')
+    .action(async (opts: { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; serve: boolean; progress: boolean }) => {
+      const result = await runQuickstart({ ...opts, progress: opts.progress && process.stderr.isTTY === true, log: (line) => console.log(line) });
+      if (result.server) {
+        const stop = async (): Promise<void> => {
+          await result.server?.close();
+          process.exit(0);
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      }
+    });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildCli().parseAsync(argv);
+  } catch (e) {
+    if (e instanceof TidemarkError) console.error(`${e.code}: ${e.message}`);
+    else console.error(e instanceof Error ? e.message : String(e));
+    process.exitCode = 1;
+  }
+}

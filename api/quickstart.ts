@@ -1,0 +1,104 @@
+// The embedded main job: replay the flights file through the materializer core into the in-memory
+// store (watermark clock), print a summary and a sample read, then serve the HTTP API. No servers.
+import { SingleBar, Presets } from 'cli-progress';
+import type { FastifyInstance } from 'fastify';
+import { join } from 'node:path';
+import { compileOrThrow, loadDefinitions, type CompiledDefinitions } from '../definitions/index.js';
+import { DeadLetterFile, parquetRowCount, replayParquetFile, type ReplayStats } from '../ingest/index.js';
+import { MemoryOnlineStore, OnlineFeatureService, type OnlineFeaturesResponse, type StoreStats } from '../online/index.js';
+import { buildServer } from './server.js';
+
+export interface QuickstartOptions {
+  definitions: string;
+  file: string;
+  source?: string;
+  limit?: number;
+  port: number;
+  host: string;
+  serve: boolean;
+  progress: boolean;
+  dataDir: string;
+  log: (line: string) => void;
+}
+
+export interface QuickstartResult {
+  compiled: CompiledDefinitions;
+  store: MemoryOnlineStore;
+  service: OnlineFeatureService;
+  replay: ReplayStats;
+  stats: StoreStats;
+  sample: OnlineFeaturesResponse | null;
+  server: FastifyInstance | null;
+  url: string | null;
+}
+
+export async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult> {
+  const { module } = await loadDefinitions(opts.definitions);
+  const compiled = compileOrThrow(module);
+  const { registry } = compiled;
+  const sourceName = opts.source ?? (registry.sources.length === 1 ? registry.sources[0]!.name : undefined);
+  if (!sourceName) throw new Error(`the definitions have ${registry.sources.length} sources: name the file's with --source`);
+  const store = new MemoryOnlineStore(registry);
+  const totalRows = Math.min(await parquetRowCount(opts.file), opts.limit ?? Number.POSITIVE_INFINITY);
+  opts.log(`tidemark quickstart: registry ${registry.version}, ${registry.views.length} views; replaying ${totalRows.toLocaleString('en-US')} rows of ${opts.file}`);
+
+  const bar = opts.progress ? new SingleBar({ format: ' replay [{bar}] {percentage}% | {value}/{total} rows | {eta_formatted} left', hideCursor: true }, Presets.shades_classic) : null;
+  bar?.start(totalRows, 0);
+  const deadLetters = new DeadLetterFile(join(opts.dataDir, 'dead-letters'));
+  const replayOpts = { source: sourceName, deadLetters, onProgress: (rows: number) => bar?.update(rows) };
+  const replay = await replayParquetFile(compiled, opts.file, { apply: (batch) => store.applySync(batch) }, opts.limit === undefined ? replayOpts : { ...replayOpts, limit: opts.limit });
+  bar?.stop();
+
+  const service = new OnlineFeatureService(registry, store, 'watermark');
+  const stats = await store.stats();
+  const featureValues = registry.views.reduce((n, v) => n + (stats.keys[v.name] ?? 0) * v.features.length, 0);
+  opts.log('');
+  opts.log(`replayed ${replay.events.toLocaleString('en-US')} events in ${replay.seconds.toFixed(2)} s: ${Math.round(replay.events / replay.seconds).toLocaleString('en-US')} events/s`);
+  opts.log(`bad events: ${replay.badEvents}${replay.badEvents > 0 ? ` (dead letters in ${deadLetters.dir})` : ''}; late (event, tile group) updates kept out of the online store: ${replay.lateTileEvents}`);
+  opts.log(`watermark: ${stats.watermarkMs === null ? 'none' : new Date(stats.watermarkMs).toISOString()} (reads use the watermark clock: watermark + 1 ms)`);
+  for (const v of registry.views) {
+    opts.log(`  ${v.name.padEnd(16)} ${String(stats.keys[v.name] ?? 0).padStart(6)} keys x ${v.features.length} features`);
+  }
+  opts.log(`materialized ${featureValues.toLocaleString('en-US')} feature values in ${stats.tiles.toLocaleString('en-US')} tiles`);
+
+  const sample = await sampleRead(service, store, opts.log);
+  let server: FastifyInstance | null = null;
+  let url: string | null = null;
+  if (opts.serve) {
+    server = await buildServer({ service });
+    url = await server.listen({ port: opts.port, host: opts.host });
+    const first = sampleRequestBody(service, store);
+    opts.log('');
+    opts.log(`serving the HTTP API on ${url}  (Ctrl-C to stop)`);
+    if (first) opts.log(`  curl -s ${url}/get-online-features -H 'content-type: application/json' -d '${JSON.stringify(first)}'`);
+  }
+  return { compiled, store, service, replay, stats, sample, server, url };
+}
+
+/** A read of the first view's features for up to two of its busiest-looking keys (ORD and SFO on the flights). */
+function sampleRequestBody(service: OnlineFeatureService, store: MemoryOnlineStore): { features: string[]; entities: Record<string, string[]> } | null {
+  // The view with the most features shows the most (origin_delays on the flights).
+  const view = [...service.registry.views].sort((a, b) => b.features.length - a.features.length)[0];
+  if (!view || view.joinKeys.length !== 1) return null;
+  const keys = store.entityKeys(view.name);
+  const preferred = ['ORD', 'SFO'].filter((k) => keys.includes(k));
+  const chosen = preferred.length > 0 ? preferred : keys.slice(0, 2);
+  if (chosen.length === 0) return null;
+  return { features: view.features.map((f) => `${view.name}:${f.name}`), entities: { [view.joinKeys[0]!]: chosen } };
+}
+
+async function sampleRead(service: OnlineFeatureService, store: MemoryOnlineStore, log: (line: string) => void): Promise<OnlineFeaturesResponse | null> {
+  const body = sampleRequestBody(service, store);
+  if (!body) return null;
+  const { response, atMs } = await service.getOnlineFeatures(body);
+  log('');
+  log(`sample read at ${new Date(atMs).toISOString()}:`);
+  const names = response.metadata.feature_names;
+  const keyColumn = response.results[0]!.values;
+  log(`  ${'feature'.padEnd(36)} ${keyColumn.map((k) => String(k).padStart(14)).join(' ')}`);
+  for (let i = 1; i < names.length; i++) {
+    const values = response.results[i]!.values.map((v) => (typeof v === 'number' ? String(Number(v.toPrecision(8))) : String(v)).padStart(14));
+    log(`  ${`${body.features[i - 1]}`.padEnd(36)} ${values.join(' ')}`);
+  }
+  return response;
+}

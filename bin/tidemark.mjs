@@ -1,0 +1,13 @@
+#!/usr/bin/env node
+// tidemark's command line. Sources are TypeScript, run through tsx's loader (no build step), so
+// user definitions written in TypeScript load the same way.
+import { register } from 'tsx/esm/api';
+
+// Output piped into `head` and the like: a closed pipe ends the command quietly.
+process.stdout.on('error', (e) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+register();
+const { main } = await import('../api/cli.ts');
+await main(process.argv);

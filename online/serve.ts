@@ -1,0 +1,189 @@
+// Online feature retrieval in Feast's get-online-features shape: validates a request against the
+// registry (every bad name answered with the valid choices), reads the tiles of each requested
+// view in one call per view, and merges windows at the read time.
+import {
+  canonicalKeyValue,
+  entityKeyId,
+  TidemarkError,
+  type FeaturePlan,
+  type FieldKind,
+  type Registry,
+  type Scalar,
+  type ViewPlan,
+} from '../definitions/index.js';
+import { evaluateFeature, tileRangesFor, type FeatureStatus } from './read.js';
+import { storeClockMs, type OnlineStore, type StoreClock } from './store.js';
+
+export type JoinKeyValue = string | number | boolean;
+
+export interface OnlineFeaturesRequest {
+  /** Feature references `view:feature`. */
+  features: string[];
+  /** Join key name -> one value per entity row. */
+  entities: Record<string, JoinKeyValue[]>;
+  /** Name features `view__feature` instead of `feature`. */
+  full_feature_names?: boolean;
+  /** Read time (epoch ms); default: the store clock. */
+  at?: number;
+}
+
+export interface FeatureVector {
+  values: (Scalar | JoinKeyValue)[];
+  statuses: FeatureStatus[];
+  event_timestamps: string[];
+}
+
+export interface OnlineFeaturesResponse {
+  metadata: { feature_names: string[] };
+  results: FeatureVector[];
+}
+
+const EPOCH_TIMESTAMP = '1970-01-01T00:00:00Z';
+
+/** RFC 3339 as protobuf's JSON mapping writes it (Feast's event_timestamps). */
+export function formatEventTimestamp(ms: number | null): string {
+  if (ms === null) return EPOCH_TIMESTAMP;
+  const iso = new Date(ms).toISOString();
+  return iso.endsWith('.000Z') ? `${iso.slice(0, -5)}Z` : iso;
+}
+
+interface ResolvedFeature {
+  ref: string;
+  view: ViewPlan;
+  feature: FeaturePlan;
+}
+
+export class OnlineFeatureService {
+  private readonly features = new Map<string, ResolvedFeature>();
+  private readonly joinKeyKinds = new Map<string, Set<FieldKind>>();
+
+  constructor(
+    readonly registry: Registry,
+    readonly store: OnlineStore,
+    readonly clock: StoreClock,
+    private readonly nowMs: () => number = Date.now,
+  ) {
+    for (const view of registry.views) {
+      for (const feature of view.features) this.features.set(`${view.name}:${feature.name}`, { ref: `${view.name}:${feature.name}`, view, feature });
+      const source = registry.sources.find((s) => s.name === view.source)!;
+      view.joinKeys.forEach((k, i) => {
+        const kinds = this.joinKeyKinds.get(k) ?? new Set<FieldKind>();
+        kinds.add(source.fields[view.keyFields[i]!]?.kind ?? 'other');
+        this.joinKeyKinds.set(k, kinds);
+      });
+    }
+  }
+
+  /** Every valid feature reference. */
+  featureRefs(): string[] {
+    return [...this.features.keys()];
+  }
+
+  /** The read time for a request: its `at`, else the store clock. */
+  async readTimeMs(at?: number): Promise<number> {
+    if (at !== undefined) return at;
+    return storeClockMs(this.clock, await this.store.watermarkMs(), this.nowMs());
+  }
+
+  async getOnlineFeatures(request: OnlineFeaturesRequest): Promise<{ response: OnlineFeaturesResponse; atMs: number }> {
+    const resolved = this.resolveFeatures(request.features);
+    const rows = this.validateEntities(request.entities, resolved);
+    const watermarkMs = await this.store.watermarkMs();
+    const atMs = request.at ?? storeClockMs(this.clock, watermarkMs, this.nowMs());
+
+    const joinKeyNames = Object.keys(request.entities);
+    const results: FeatureVector[] = joinKeyNames.map((k) => ({
+      values: request.entities[k]!,
+      statuses: request.entities[k]!.map(() => 'PRESENT' as const),
+      event_timestamps: request.entities[k]!.map(() => EPOCH_TIMESTAMP),
+    }));
+    const featureNames = [...joinKeyNames];
+
+    // One store read per view, covering every requested feature of it.
+    const byView = new Map<ViewPlan, ResolvedFeature[]>();
+    for (const r of resolved) byView.set(r.view, [...(byView.get(r.view) ?? []), r]);
+    const vectors = new Map<ResolvedFeature, FeatureVector>();
+    for (const [view, features] of byView) {
+      const entityKeys = Array.from({ length: rows }, (_, row) =>
+        entityKeyId(view.joinKeys.map((k) => canonicalKeyValue(request.entities[k]![row])!)),
+      );
+      const ranges = tileRangesFor(view, features.map((f) => f.feature), atMs, watermarkMs);
+      const tiles = await this.store.readTiles(view.name, entityKeys, ranges);
+      for (const f of features) {
+        const vector: FeatureVector = { values: [], statuses: [], event_timestamps: [] };
+        for (let row = 0; row < rows; row++) {
+          const v = evaluateFeature(view, f.feature, tiles[row]!, atMs, watermarkMs);
+          vector.values.push(v.value);
+          vector.statuses.push(v.status);
+          vector.event_timestamps.push(formatEventTimestamp(v.eventTimeMs));
+        }
+        vectors.set(f, vector);
+      }
+    }
+    for (const r of resolved) {
+      featureNames.push(request.full_feature_names ? `${r.view.name}__${r.feature.name}` : r.feature.name);
+      results.push(vectors.get(r)!);
+    }
+    return { response: { metadata: { feature_names: featureNames }, results }, atMs };
+  }
+
+  private resolveFeatures(refs: readonly string[]): ResolvedFeature[] {
+    if (refs.length === 0) {
+      throw new TidemarkError('TM_READ_BAD_REQUEST', 'features is empty: name at least one feature as view:feature', { field: 'features', validFeatures: this.featureRefs() });
+    }
+    return refs.map((ref, i) => {
+      const found = this.features.get(ref);
+      if (found) return found;
+      const viewName = ref.split(':')[0] ?? '';
+      const sameView = this.featureRefs().filter((r) => r.startsWith(`${viewName}:`));
+      const hint = !ref.includes(':') ? ' (write it as view:feature)' : sameView.length === 0 ? ` (no view named ${viewName})` : '';
+      throw new TidemarkError('TM_READ_UNKNOWN_FEATURE', `unknown feature ${JSON.stringify(ref)} at features[${i}]${hint}`, {
+        field: `features[${i}]`,
+        validFeatures: sameView.length > 0 ? sameView : this.featureRefs(),
+      });
+    });
+  }
+
+  /** Checks join keys against the requested views; returns the number of entity rows. */
+  private validateEntities(entities: Record<string, JoinKeyValue[]>, resolved: readonly ResolvedFeature[]): number {
+    const needed = new Map<string, string>(); // join key -> a view needing it
+    for (const r of resolved) for (const k of r.view.joinKeys) if (!needed.has(k)) needed.set(k, r.view.name);
+    const given = Object.keys(entities);
+    for (const k of given) {
+      if (!needed.has(k)) {
+        throw new TidemarkError('TM_READ_UNKNOWN_ENTITY', `entities.${k} is not a join key of the requested features`, {
+          field: `entities.${k}`,
+          validJoinKeys: [...needed.keys()],
+        });
+      }
+    }
+    for (const [k, view] of needed) {
+      if (!(k in entities)) {
+        throw new TidemarkError('TM_READ_MISSING_JOIN_KEY', `view ${view} needs join key ${k}: add entities.${k}`, {
+          field: `entities.${k}`,
+          validJoinKeys: [...needed.keys()],
+        });
+      }
+    }
+    let rows: number | null = null;
+    for (const k of given) {
+      const values = entities[k]!;
+      if (rows !== null && values.length !== rows) {
+        throw new TidemarkError('TM_READ_BAD_REQUEST', `entities.${k} has ${values.length} values but ${given[0]} has ${rows}: every join key needs one value per entity row`, { field: `entities.${k}` });
+      }
+      rows = values.length;
+      const kinds = this.joinKeyKinds.get(k)!;
+      values.forEach((value, i) => {
+        const kind = typeof value === 'string' ? 'string' : typeof value === 'number' ? 'number' : typeof value === 'boolean' ? 'boolean' : 'other';
+        const expected: string[] = [...kinds].filter((x) => x !== 'other' && x !== 'timestamp');
+        if (canonicalKeyValue(value) === null || (expected.length > 0 && !expected.includes(kind))) {
+          throw new TidemarkError('TM_READ_BAD_KEY', `entities.${k}[${i}] is ${JSON.stringify(value)} (${kind}); join key ${k} takes ${expected.join(' or ') || 'a scalar'} values`, {
+            field: `entities.${k}[${i}]`,
+            expected: expected.length > 0 ? expected : ['string', 'number', 'boolean'],
+          });
+        }
+      });
+    }
+    return rows ?? 0;
+  }
+}
