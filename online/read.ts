@@ -3,6 +3,7 @@
 // or after t cannot be cut, so such a read is refused rather than answered wrongly.
 import {
   finalizeSlots,
+  formatDurationMs,
   initSlots,
   LATEST_GROUP_HOP_MS,
   mergeSlots,
@@ -57,9 +58,10 @@ function groupOf(view: ViewPlan, hopMs: number): TileGroupPlan {
 }
 
 function beforeRetention(view: ViewPlan, feature: FeaturePlan, tMs: number, oldestIndex: number): TidemarkError {
+  const retention = groupOf(view, feature.hopMs).retentionMs ?? 0;
   return new TidemarkError(
     'TM_READ_BEFORE_RETENTION',
-    `${view.name}:${feature.name} at ${new Date(tMs).toISOString()} needs tiles from ${new Date(oldestIndex * feature.hopMs).toISOString()}, older than the online store keeps (retention ${view.retentionMs} ms behind the watermark); read it from the offline store`,
+    `${view.name}:${feature.name} at ${new Date(tMs).toISOString()} needs tiles from ${new Date(oldestIndex * feature.hopMs).toISOString()}, older than the online store keeps for it (${formatDurationMs(retention)} behind the watermark); read it from the offline store`,
     { feature: `${view.name}:${feature.name}`, at: tMs },
   );
 }
