@@ -1,0 +1,74 @@
+// `npm run bench`: every figure next to a baseline measured in the same run.
+//  1. replay of the flights file: the core (tile batch build + apply) and decode, next to a
+//     baseline that only reads the file; peak RSS per process.
+//  2. online reads: POST /get-online-features for 1 and 100 entities, saturation throughput and
+//     p50/p99 latency at half of saturation, next to a fastify route returning a constant.
+// Set BENCH_ROWS to replay fewer rows (default: the whole file).
+import { spawn } from 'node:child_process';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { latencyAtRate, saturationRps, type LoadTarget } from './http-load.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const RUN_TS = join(ROOT, 'bin', 'run-ts.mjs');
+const rowsArg = process.env.BENCH_ROWS ? [process.env.BENCH_ROWS] : [];
+const SATURATION_MS = Number(process.env.BENCH_SATURATION_MS ?? 5_000);
+const LATENCY_MS = Number(process.env.BENCH_LATENCY_MS ?? 10_000);
+
+function runWorker(args: string[]): Promise<Record<string, number>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [RUN_TS, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!)) : reject(new Error(`${args.join(' ')} exited ${code}`))));
+  });
+}
+
+const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+console.log(`tidemark bench, ${new Date().toISOString().slice(0, 10)}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${fmt(totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
+console.log('');
+console.log('## Replay of flights-3m.parquet (in-memory store)');
+const baseline = await runWorker(['bench/replay-worker.ts', 'baseline', ...rowsArg]);
+const replay = await runWorker(['bench/replay-worker.ts', 'replay', ...rowsArg]);
+const rows = replay.rows!;
+const readMs = baseline.totalMs!;
+console.log('| measure | events/s | seconds | peak RSS |');
+console.log('|---|---:|---:|---:|');
+console.log(`| baseline: read the Parquet file only | ${fmt(rows / (readMs / 1000))} | ${fmt(readMs / 1000, 2)} | ${fmt(baseline.peakRssMb!)} MB |`);
+console.log(`| core: tile batch build + apply | ${fmt(rows / (replay.coreMs! / 1000))} | ${fmt(replay.coreMs! / 1000, 2)} | |`);
+console.log(`| decode: zod validation, keys, event time | ${fmt(rows / (replay.decodeMs! / 1000))} | ${fmt(replay.decodeMs! / 1000, 2)} | |`);
+console.log(`| end to end: read + decode + core | ${fmt(rows / (replay.totalMs! / 1000))} | ${fmt(replay.totalMs! / 1000, 2)} | ${fmt(replay.peakRssMb!)} MB |`);
+console.log(`(${fmt(rows)} rows; the core's share of the end-to-end time: ${fmt((100 * replay.coreMs!) / replay.totalMs!)}%)`);
+
+console.log('');
+console.log('## Online reads: POST /get-online-features');
+const server = spawn(process.execPath, [RUN_TS, 'bench/read-server.ts', ...rowsArg], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+try {
+  const info = await new Promise<{ tidemarkUrl: string; baselineUrl: string; airports: string[] }>((resolve, reject) => {
+    let out = '';
+    server.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!));
+    });
+    server.on('exit', (code) => reject(new Error(`read server exited ${code}`)));
+  });
+  const features = ['flights_1h', 'delay_mean_1h', 'delay_mean_1d', 'delay_max_1d', 'delay_stddev_7d', 'distance_sum_1d', 'last_delay'].map((f) => `origin_delays:${f}`);
+  const airports100 = info.airports.slice(0, 100);
+  const cases: { name: string; target: LoadTarget }[] = [
+    { name: 'baseline: constant route', target: { origin: info.baselineUrl, path: '/get-online-features', method: 'POST', body: JSON.stringify({ features, entities: { airport: ['ORD'] } }) } },
+    { name: 'tidemark: 1 entity x 7 features', target: { origin: info.tidemarkUrl, path: '/get-online-features', method: 'POST', body: JSON.stringify({ features, entities: { airport: ['ORD'] } }) } },
+    { name: `tidemark: ${airports100.length} entities x 7 features`, target: { origin: info.tidemarkUrl, path: '/get-online-features', method: 'POST', body: JSON.stringify({ features, entities: { airport: airports100 } }) } },
+  ];
+  console.log('| endpoint | saturation req/s | rate for latency (half) | p50 ms | p99 ms | max ms |');
+  console.log('|---|---:|---:|---:|---:|---:|');
+  for (const c of cases) {
+    await saturationRps(c.target, 8, 1_000); // warm-up
+    const rps = await saturationRps(c.target, 8, SATURATION_MS);
+    const lat = await latencyAtRate(c.target, Math.max(1, Math.floor(rps / 2)), LATENCY_MS);
+    console.log(`| ${c.name} | ${fmt(rps)} | ${fmt(lat.rateRps)} | ${fmt(lat.p50Ms, 3)} | ${fmt(lat.p99Ms, 3)} | ${fmt(lat.maxMs, 1)} |`);
+  }
+} finally {
+  server.kill('SIGTERM');
+}
