@@ -9,7 +9,8 @@ import { MemoryOnlineStore } from '../online/index.js';
 
 const mode = process.argv[2];
 const limit = process.argv[3] ? Number(process.argv[3]) : undefined;
-const readOpts = limit === undefined ? {} : { limit };
+const batchRows = Number(process.env.BATCH_ROWS ?? 50_000);
+const readOpts = limit === undefined ? { batchRows } : { limit, batchRows };
 const started = performance.now();
 let rows = 0;
 let decodeMs = 0;

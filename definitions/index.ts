@@ -39,7 +39,7 @@ export type {
 export { SLOT_WIDTH, initSlots, addToSlots, mergeSlots, finalizeSlots, compareLast, compareScalars, compareCodePoints } from './aggregates.js';
 export type { Scalar, Tile } from './aggregates.js';
 export { tileIndexOf, groupSlots, emptyTile, mergeTileInto, trimTileIndex } from './tiles.js';
-export type { SlotRef, TileUpdate, TileBatch } from './tiles.js';
+export type { SlotRef, TileUpdate, KeyTileUpdates, TileBatch } from './tiles.js';
 export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs } from './reference.js';
 export type { ReferenceEvent } from './reference.js';
 export { loadDefinitions, resolveDefinitionsPath } from './load.js';

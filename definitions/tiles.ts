@@ -44,10 +44,8 @@ export function trimTileIndex(group: TileGroupPlan, watermarkMs: number | null):
   return Math.floor((watermarkMs - group.retentionMs) / group.hopMs);
 }
 
-/** One (view, key, tile) merge produced by the materializer core. */
+/** One tile merge produced by the materializer core. */
 export interface TileUpdate {
-  view: string;
-  entityKey: string;
   hopMs: number;
   tileIndex: number;
   /** The batch's partial aggregate for this tile; merged into the stored tile. */
@@ -56,10 +54,16 @@ export interface TileUpdate {
   events: number;
 }
 
+/** The tile merges of one entity key of one view: stores apply them together (one key lookup, one script). */
+export interface KeyTileUpdates {
+  view: string;
+  entityKey: string;
+  tiles: TileUpdate[];
+}
+
 export interface TileBatch {
-  updates: TileUpdate[];
+  keys: KeyTileUpdates[];
   eventCount: number;
   /** Greatest event time in the batch, or null for an empty batch. */
   maxEventTimeMs: number | null;
 }
-

@@ -5,12 +5,12 @@ import {
   addToSlots,
   emptyTile,
   groupSlots,
-  tileIndexOf,
   type Aggregation,
   type Registry,
   type SlotRef,
   type TileBatch,
   type TileGroupPlan,
+  type KeyTileUpdates,
   type TileUpdate,
   type ViewPlan,
 } from '../definitions/index.js';
@@ -37,6 +37,11 @@ interface GroupAccumulator {
   byIndex: Map<number, TileUpdate>;
 }
 
+interface KeyAccumulator {
+  updates: KeyTileUpdates;
+  groups: GroupAccumulator[];
+}
+
 /** Precomputed per-source plans; build once per registry, reuse for every batch. */
 export class TileBatchBuilder {
   private readonly viewsBySource = new Map<string, ViewRuntime[]>();
@@ -59,9 +64,9 @@ export class TileBatchBuilder {
 
   /** Tile updates for a batch of events (any mix of sources, any order). */
   build(events: readonly DecodedEvent[]): TileBatch {
-    const updates: TileUpdate[] = [];
-    // view runtime -> entity key -> one accumulator per group
-    const perView = new Map<ViewRuntime, Map<string, GroupAccumulator[]>>();
+    const keys: KeyTileUpdates[] = [];
+    // per source: per view of the source, entity key -> accumulator
+    const accumulators = new Map<string, Map<string, KeyAccumulator>[]>();
     let maxEventTimeMs: number | null = null;
     for (let e = 0; e < events.length; e++) {
       const event = events[e]!;
@@ -69,35 +74,35 @@ export class TileBatchBuilder {
       if (maxEventTimeMs === null || ts > maxEventTimeMs) maxEventTimeMs = ts;
       const views = this.viewsBySource.get(event.source);
       if (!views) continue;
+      let byView = accumulators.get(event.source);
+      if (!byView) {
+        byView = views.map(() => new Map());
+        accumulators.set(event.source, byView);
+      }
+      const fields = event.fields;
       for (let v = 0; v < views.length; v++) {
         const runtime = views[v]!;
         const entityKey = event.viewKeys[v]!;
-        let byKey = perView.get(runtime);
-        if (!byKey) {
-          byKey = new Map();
-          perView.set(runtime, byKey);
-        }
-        let accs = byKey.get(entityKey);
-        if (!accs) {
-          accs = runtime.groups.map(() => ({ lastIndex: Number.NaN, last: null, byIndex: new Map() }));
-          byKey.set(entityKey, accs);
+        const byKey = byView[v]!;
+        let key = byKey.get(entityKey);
+        if (!key) {
+          key = {
+            updates: { view: runtime.view.name, entityKey, tiles: [] },
+            groups: runtime.groups.map(() => ({ lastIndex: Number.NaN, last: null, byIndex: new Map() })),
+          };
+          byKey.set(entityKey, key);
+          keys.push(key.updates);
         }
         for (let g = 0; g < runtime.groups.length; g++) {
           const group = runtime.groups[g]!;
-          const acc = accs[g]!;
-          const tileIndex = tileIndexOf(ts, group.group.hopMs);
+          const acc = key.groups[g]!;
+          const hopMs = group.group.hopMs;
+          const tileIndex = hopMs === 0 ? 0 : Math.floor(ts / hopMs);
           let update: TileUpdate | null | undefined = acc.lastIndex === tileIndex ? acc.last : acc.byIndex.get(tileIndex);
           if (!update) {
-            update = {
-              view: runtime.view.name,
-              entityKey,
-              hopMs: group.group.hopMs,
-              tileIndex,
-              tile: emptyTile(group.slots, group.group.width),
-              events: 0,
-            };
+            update = { hopMs, tileIndex, tile: emptyTile(group.slots, group.group.width), events: 0 };
             acc.byIndex.set(tileIndex, update);
-            updates.push(update);
+            key.updates.tiles.push(update);
           }
           acc.lastIndex = tileIndex;
           acc.last = update;
@@ -108,11 +113,11 @@ export class TileBatchBuilder {
           const slots = tile.slots;
           for (let s = 0; s < group.aggs.length; s++) {
             const field = group.fields[s]!;
-            addToSlots(group.aggs[s]!, field !== null, slots, group.offsets[s]!, field === null ? undefined : event.fields[field], ts);
+            addToSlots(group.aggs[s]!, field !== null, slots, group.offsets[s]!, field === null ? undefined : fields[field], ts);
           }
         }
       }
     }
-    return { updates, eventCount: events.length, maxEventTimeMs };
+    return { keys, eventCount: events.length, maxEventTimeMs };
   }
 }

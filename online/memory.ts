@@ -8,17 +8,20 @@ interface GroupState {
   slots: SlotRef[];
 }
 
+interface ViewState {
+  /** entity key -> hop -> tile index -> tile */
+  tiles: Map<string, Map<number, Map<number, Tile>>>;
+  groups: Map<number, GroupState>;
+}
+
 export class MemoryOnlineStore implements OnlineStore {
-  /** view -> entity key -> hop -> tile index -> tile */
-  private readonly tiles = new Map<string, Map<string, Map<number, Map<number, Tile>>>>();
-  private readonly groups = new Map<string, Map<number, GroupState>>();
+  private readonly views = new Map<string, ViewState>();
   private watermark: number | null = null;
   private tileCount = 0;
 
   constructor(registry: Registry) {
     for (const view of registry.views) {
-      this.tiles.set(view.name, new Map());
-      this.groups.set(view.name, new Map(view.groups.map((g) => [g.hopMs, { plan: g, slots: groupSlots(view, g) }])));
+      this.views.set(view.name, { tiles: new Map(), groups: new Map(view.groups.map((g) => [g.hopMs, { plan: g, slots: groupSlots(view, g) }])) });
     }
   }
 
@@ -32,35 +35,38 @@ export class MemoryOnlineStore implements OnlineStore {
     const horizonWatermark = this.watermark;
     let appliedUpdates = 0;
     let lateTileEvents = 0;
-    for (const u of batch.updates) {
-      const group = this.groups.get(u.view)?.get(u.hopMs);
-      const viewTiles = this.tiles.get(u.view);
-      if (!group || !viewTiles) throw new Error(`tile update for unknown view/group ${u.view}/${u.hopMs}`);
-      const trimIndex = trimTileIndex(group.plan, horizonWatermark);
-      if (trimIndex !== null && u.tileIndex < trimIndex) {
-        lateTileEvents += u.events;
-        continue;
-      }
-      let keyTiles = viewTiles.get(u.entityKey);
+    for (const key of batch.keys) {
+      const view = this.views.get(key.view);
+      if (!view) throw new Error(`tile update for unknown view ${key.view}`);
+      let keyTiles = view.tiles.get(key.entityKey);
       if (!keyTiles) {
         keyTiles = new Map();
-        viewTiles.set(u.entityKey, keyTiles);
+        view.tiles.set(key.entityKey, keyTiles);
       }
-      let groupTiles = keyTiles.get(u.hopMs);
-      if (!groupTiles) {
-        groupTiles = new Map();
-        keyTiles.set(u.hopMs, groupTiles);
+      for (const u of key.tiles) {
+        const group = view.groups.get(u.hopMs);
+        if (!group) throw new Error(`tile update for unknown tile group ${key.view}/${u.hopMs}`);
+        const trimIndex = trimTileIndex(group.plan, horizonWatermark);
+        if (trimIndex !== null && u.tileIndex < trimIndex) {
+          lateTileEvents += u.events;
+          continue;
+        }
+        let groupTiles = keyTiles.get(u.hopMs);
+        if (!groupTiles) {
+          groupTiles = new Map();
+          keyTiles.set(u.hopMs, groupTiles);
+        }
+        const stored = groupTiles.get(u.tileIndex);
+        if (stored) {
+          mergeTileInto(stored, u.tile, group.slots);
+        } else {
+          // The batch's tile is fresh and owned by this batch: adopt it rather than copy.
+          groupTiles.set(u.tileIndex, u.tile);
+          this.tileCount++;
+          if (trimIndex !== null) this.trim(groupTiles, trimIndex);
+        }
+        appliedUpdates++;
       }
-      const stored = groupTiles.get(u.tileIndex);
-      if (stored) {
-        mergeTileInto(stored, u.tile, group.slots);
-      } else {
-        // The batch's tile is fresh and owned by this batch: adopt it rather than copy.
-        groupTiles.set(u.tileIndex, u.tile);
-        this.tileCount++;
-        if (trimIndex !== null) this.trim(groupTiles, trimIndex);
-      }
-      appliedUpdates++;
     }
     if (batch.maxEventTimeMs !== null && (this.watermark === null || batch.maxEventTimeMs > this.watermark)) {
       this.watermark = batch.maxEventTimeMs;
@@ -82,7 +88,7 @@ export class MemoryOnlineStore implements OnlineStore {
   }
 
   readTilesSync(view: string, entityKeys: readonly string[]): (KeyTiles | null)[] {
-    const viewTiles = this.tiles.get(view);
+    const viewTiles = this.views.get(view)?.tiles;
     return entityKeys.map((k) => viewTiles?.get(k) ?? null);
   }
 
@@ -92,16 +98,16 @@ export class MemoryOnlineStore implements OnlineStore {
 
   async stats(): Promise<StoreStats> {
     const keys: Record<string, number> = {};
-    for (const [view, viewTiles] of this.tiles) keys[view] = viewTiles.size;
+    for (const [name, view] of this.views) keys[name] = view.tiles.size;
     return { keys, tiles: this.tileCount, watermarkMs: this.watermark };
   }
 
   /** Entity keys of a view (for tests and the quickstart summary). */
   entityKeys(view: string): string[] {
-    return [...(this.tiles.get(view)?.keys() ?? [])];
+    return [...(this.views.get(view)?.tiles.keys() ?? [])];
   }
 
   async close(): Promise<void> {
-    this.tiles.clear();
+    this.views.clear();
   }
 }

@@ -87,33 +87,66 @@ function headTileUsable(view: ViewPlan, feature: FeaturePlan, tile: Tile, tMs: n
  * may have been trimmed; reads that would need trimmed tiles are refused.
  */
 export function evaluateFeature(view: ViewPlan, feature: FeaturePlan, keyTiles: KeyTiles | null, tMs: number, watermarkMs: number | null): FeatureValue {
-  const group = groupOf(view, feature.hopMs);
-  const trimIndex = trimTileIndex(group, watermarkMs);
-  return feature.windowMs === null
-    ? evaluateLatest(view, feature, group, keyTiles, tMs, trimIndex)
-    : evaluateWindow(view, feature, keyTiles, tMs, trimIndex);
+  return evaluateFeatures(view, [feature], keyTiles, tMs, watermarkMs)[0]!;
 }
 
-function evaluateWindow(view: ViewPlan, feature: FeaturePlan, keyTiles: KeyTiles | null, tMs: number, trimIndex: number | null): FeatureValue {
-  const hopMs = feature.hopMs;
+/**
+ * The values of several features of one view for one key at time t, in the order given. Windowed
+ * features of one hop share one walk over their tiles.
+ */
+export function evaluateFeatures(view: ViewPlan, features: readonly FeaturePlan[], keyTiles: KeyTiles | null, tMs: number, watermarkMs: number | null): FeatureValue[] {
+  const out: FeatureValue[] = new Array(features.length);
+  const windowedByHop = new Map<number, number[]>();
+  features.forEach((feature, i) => {
+    if (feature.windowMs === null) {
+      const group = groupOf(view, feature.hopMs);
+      out[i] = evaluateLatest(view, feature, group, keyTiles, tMs, trimTileIndex(group, watermarkMs));
+    } else {
+      const list = windowedByHop.get(feature.hopMs);
+      if (list) list.push(i);
+      else windowedByHop.set(feature.hopMs, [i]);
+    }
+  });
+  for (const [hopMs, indexes] of windowedByHop) {
+    evaluateWindows(view, hopMs, indexes.map((i) => features[i]!), keyTiles, tMs, trimTileIndex(groupOf(view, hopMs), watermarkMs)).forEach((v, k) => {
+      out[indexes[k]!] = v;
+    });
+  }
+  return out;
+}
+
+/** Windowed features of one hop: one walk from the tile holding t back to the oldest window start. */
+function evaluateWindows(view: ViewPlan, hopMs: number, features: readonly FeaturePlan[], keyTiles: KeyTiles | null, tMs: number, trimIndex: number | null): FeatureValue[] {
   const head = Math.floor(tMs / hopMs);
-  const first = head - feature.tilesPerWindow!;
-  if (trimIndex !== null && first < trimIndex) throw beforeRetention(view, feature, tMs, first);
-  const acc: Scalar[] = new Array(SLOT_WIDTH[feature.agg]);
-  initSlots(feature.agg, acc, 0);
-  let eventTimeMs: number | null = null;
+  const firsts = features.map((f) => head - f.tilesPerWindow!);
+  features.forEach((f, k) => {
+    if (trimIndex !== null && firsts[k]! < trimIndex) throw beforeRetention(view, f, tMs, firsts[k]!);
+  });
+  const accs = features.map((f) => {
+    const acc: Scalar[] = new Array(SLOT_WIDTH[f.agg]);
+    initSlots(f.agg, acc, 0);
+    return acc;
+  });
+  const eventTimes: (number | null)[] = features.map(() => null);
   const tiles = keyTiles?.get(hopMs);
-  if (tiles) {
-    for (let j = first; j <= head; j++) {
+  if (tiles && tiles.size > 0) {
+    const oldest = Math.min(...firsts);
+    for (let j = head; j >= oldest; j--) {
       const tile = tiles.get(j);
       if (tile === undefined) continue;
-      if (j === head && !headTileUsable(view, feature, tile, tMs, hopMs)) continue;
-      mergeSlots(feature.agg, acc, 0, tile.slots, feature.slot);
-      if (eventTimeMs === null || tile.maxTs > eventTimeMs) eventTimeMs = tile.maxTs;
+      if (j === head && !headTileUsable(view, features[0]!, tile, tMs, hopMs)) continue;
+      for (let k = 0; k < features.length; k++) {
+        if (j < firsts[k]!) continue;
+        mergeSlots(features[k]!.agg, accs[k]!, 0, tile.slots, features[k]!.slot);
+        const seen = eventTimes[k]!;
+        if (seen === null || tile.maxTs > seen) eventTimes[k] = tile.maxTs;
+      }
     }
   }
-  const value = finalizeSlots(feature.agg, acc, 0);
-  return { value, status: keyTiles === null ? 'NOT_FOUND' : value === null ? 'NULL_VALUE' : 'PRESENT', eventTimeMs };
+  return features.map((f, k) => {
+    const value = finalizeSlots(f.agg, accs[k]!, 0);
+    return { value, status: keyTiles === null ? 'NOT_FOUND' : value === null ? 'NULL_VALUE' : 'PRESENT', eventTimeMs: eventTimes[k]! };
+  });
 }
 
 function evaluateLatest(

@@ -11,7 +11,7 @@ import {
   type Scalar,
   type ViewPlan,
 } from '../definitions/index.js';
-import { evaluateFeature, tileRangesFor, type FeatureStatus } from './read.js';
+import { evaluateFeatures, tileRangesFor, type FeatureStatus } from './read.js';
 import { storeClockMs, type OnlineStore, type StoreClock } from './store.js';
 
 export type JoinKeyValue = string | number | boolean;
@@ -43,9 +43,13 @@ const EPOCH_TIMESTAMP = '1970-01-01T00:00:00Z';
 /** RFC 3339 as protobuf's JSON mapping writes it (Feast's event_timestamps). */
 export function formatEventTimestamp(ms: number | null): string {
   if (ms === null) return EPOCH_TIMESTAMP;
+  // Features of one read share few distinct times: remember the last one formatted.
+  if (ms === lastFormatted.ms) return lastFormatted.text;
   const iso = new Date(ms).toISOString();
-  return iso.endsWith('.000Z') ? `${iso.slice(0, -5)}Z` : iso;
+  lastFormatted = { ms, text: iso.endsWith('.000Z') ? `${iso.slice(0, -5)}Z` : iso };
+  return lastFormatted.text;
 }
+let lastFormatted = { ms: Number.NaN, text: '' };
 
 interface ResolvedFeature {
   ref: string;
@@ -109,16 +113,18 @@ export class OnlineFeatureService {
       );
       const ranges = tileRangesFor(view, features.map((f) => f.feature), atMs, watermarkMs);
       const tiles = await this.store.readTiles(view.name, entityKeys, ranges);
-      for (const f of features) {
-        const vector: FeatureVector = { values: [], statuses: [], event_timestamps: [] };
-        for (let row = 0; row < rows; row++) {
-          const v = evaluateFeature(view, f.feature, tiles[row]!, atMs, watermarkMs);
-          vector.values.push(v.value);
-          vector.statuses.push(v.status);
-          vector.event_timestamps.push(formatEventTimestamp(v.eventTimeMs));
+      const plans = features.map((f) => f.feature);
+      const columns: FeatureVector[] = features.map(() => ({ values: new Array(rows), statuses: new Array(rows), event_timestamps: new Array(rows) }));
+      for (let row = 0; row < rows; row++) {
+        const values = evaluateFeatures(view, plans, tiles[row]!, atMs, watermarkMs);
+        for (let k = 0; k < values.length; k++) {
+          const column = columns[k]!;
+          column.values[row] = values[k]!.value;
+          column.statuses[row] = values[k]!.status;
+          column.event_timestamps[row] = formatEventTimestamp(values[k]!.eventTimeMs);
         }
-        vectors.set(f, vector);
       }
+      features.forEach((f, k) => vectors.set(f, columns[k]!));
     }
     for (const r of resolved) {
       featureNames.push(request.full_feature_names ? `${r.view.name}__${r.feature.name}` : r.feature.name);
