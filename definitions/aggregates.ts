@@ -109,6 +109,8 @@ export function addToSlots(
     return;
   }
   if (value === null || value === undefined) return;
+  // -0 and 0 are equal but print differently: keep 0, so min/max/last never depend on arrival order.
+  if (value === 0) value = 0;
   switch (agg) {
     case 'count':
       slots[at] = (slots[at] as number) + 1;

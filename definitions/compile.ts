@@ -281,6 +281,10 @@ function compileView(v: FeatureViewDefinition, source: SourcePlan | undefined, e
         err('TM_DEF_UNKNOWN_FIELD', where, `field "${field}" is not in the schema of source ${source.name}`, `use one of: ${fieldList}`, name);
       } else {
         valueKind = info.kind;
+        if (agg === 'last' && (info.kind === 'other' || info.kind === 'timestamp')) {
+          const ordered = Object.entries(fields).filter(([, i]) => i.kind === 'number' || i.kind === 'string' || i.kind === 'boolean').map(([f]) => f);
+          err('TM_DEF_UNORDERED_FIELD', where, `last needs a number, text or boolean field (its tie rule orders values), but "${field}" is ${info.kind === 'other' ? 'neither (a mixed union, array or object)' : 'the event time'}`, `use one of: ${ordered.join(', ')}`, name);
+        }
         if (NUMERIC_AGGREGATIONS.includes(agg) && info.kind !== 'number') {
           const numeric = Object.entries(fields).filter(([, i]) => i.kind === 'number').map(([f]) => f);
           err('TM_DEF_NON_NUMERIC_FIELD', where, `${agg} needs a numeric field, but "${field}" is ${info.kind}`, `use a numeric field (${numeric.join(', ') || 'none in this schema'}) or agg 'last'/'count'`, name);
@@ -290,12 +294,15 @@ function compileView(v: FeatureViewDefinition, source: SourcePlan | undefined, e
     const windowMs = s.window === undefined ? null : duration(s.window, where, 'window', name);
     if (s.window === undefined && agg !== 'last') err('TM_DEF_BAD_FEATURE', where, `${agg} needs a window`, "add window: '1h' (or use agg 'last' for a latest value)", name);
     if (s.ttl !== undefined && agg !== 'last') err('TM_DEF_BAD_FEATURE', where, 'ttl applies only to last', 'drop ttl, or use a window', name);
-    if (s.ttl !== undefined && s.window !== undefined) err('TM_DEF_BAD_FEATURE', where, 'a windowed last takes no ttl', 'drop ttl (the window bounds it) or drop window', name);
+    if (s.ttl !== undefined && s.window !== undefined && agg === 'last') err('TM_DEF_BAD_FEATURE', where, 'a windowed last takes no ttl', 'drop ttl (the window bounds it) or drop window', name);
     const ttlMs = s.ttl === undefined ? null : duration(s.ttl, where, 'ttl', name);
     let hopMs: number | null;
     if (s.hop !== undefined) hopMs = duration(s.hop, where, 'hop', name);
     else if (windowMs !== null) hopMs = defaultHopMs(windowMs);
     else hopMs = ttlMs !== null ? defaultHopMs(ttlMs) : DEFAULT_LATEST_HOP_MS;
+    if (ttlMs !== null && hopMs !== null && ttlMs / hopMs > MAX_TILES_PER_WINDOW) {
+      err('TM_DEF_TOO_MANY_TILES', where, `ttl ${formatDurationMs(ttlMs)} with hop ${formatDurationMs(hopMs)} spans ${Math.ceil(ttlMs / hopMs)} tiles (at most ${MAX_TILES_PER_WINDOW})`, `use a hop of at least ${formatDurationMs(Math.ceil(ttlMs / MAX_TILES_PER_WINDOW))}`, name);
+    }
     let tilesPerWindow: number | null = null;
     if (windowMs !== null && hopMs !== null) {
       if (windowMs % hopMs !== 0) {

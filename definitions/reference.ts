@@ -53,7 +53,9 @@ export function referenceFeatureValue(feature: FeaturePlan, keyEvents: readonly 
   if (feature.agg === 'count' && feature.field === null) return inRange.length;
   const field = feature.field!;
   const withValue = inRange.filter((e) => e.fields[field] !== null && e.fields[field] !== undefined);
-  const values = withValue.map((e) => e.fields[field] as number);
+  // -0 counts as 0 (SEMANTICS: one value whatever the arrival order)
+  const valueOf = (e: ReferenceEvent): Scalar => (e.fields[field] === 0 ? 0 : (e.fields[field] as Scalar));
+  const values = withValue.map((e) => valueOf(e) as number);
   const n = values.length;
   switch (feature.agg) {
     case 'count':
@@ -76,11 +78,11 @@ export function referenceFeatureValue(feature: FeaturePlan, keyEvents: readonly 
     case 'last': {
       let best: ReferenceEvent | null = null;
       for (const e of withValue) {
-        if (best === null || laterThan(e, e.fields[field] as Scalar, best, best.fields[field] as Scalar)) best = e;
+        if (best === null || laterThan(e, valueOf(e), best, valueOf(best))) best = e;
       }
       if (best === null) return null;
       if (feature.ttlMs !== null && best.eventTimeMs < tMs - feature.ttlMs) return null;
-      return best.fields[field] as Scalar;
+      return valueOf(best);
     }
   }
 }
