@@ -63,8 +63,10 @@ export function buildCli(): Command {
     .option('--data-dir <dir>', 'folder for local data (dead letters)', '.tidemark')
     .option('--no-serve', 'print the summary and exit instead of serving')
     .option('--no-progress', 'no progress bar')
-    .action(async (opts: { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; serve: boolean; progress: boolean }) => {
+    .option('--verify', 'keep the events and check every key of every view against the reference implementation')
+    .action(async (opts: { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; serve: boolean; progress: boolean; verify?: boolean }) => {
       const result = await runQuickstart({ ...opts, progress: opts.progress && process.stderr.isTTY === true, log: (line) => console.log(line) });
+      if (result.verification && result.verification.mismatches.length > 0) process.exitCode = 1;
       if (result.server) {
         const stop = async (): Promise<void> => {
           await result.server?.close();

@@ -3,9 +3,18 @@
 import { SingleBar, Presets } from 'cli-progress';
 import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
-import { compileOrThrow, loadDefinitions, type CompiledDefinitions } from '../definitions/index.js';
-import { DeadLetterFile, parquetRowCount, replayParquetFile, type ReplayStats } from '../ingest/index.js';
-import { MemoryOnlineStore, OnlineFeatureService, type OnlineFeaturesResponse, type StoreStats } from '../online/index.js';
+import {
+  compileOrThrow,
+  entityKeyValues,
+  loadDefinitions,
+  referenceViewValues,
+  type CompiledDefinitions,
+  type ReferenceEvent,
+  type Registry,
+  valuesAgree,
+} from '../definitions/index.js';
+import { DeadLetterFile, parquetRowCount, replayParquetFile, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
+import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, type OnlineFeaturesResponse, type StoreStats } from '../online/index.js';
 import { buildServer } from './server.js';
 
 export interface QuickstartOptions {
@@ -17,6 +26,8 @@ export interface QuickstartOptions {
   host: string;
   serve: boolean;
   progress: boolean;
+  /** Keep the events and check every key of every view against the reference implementation. */
+  verify?: boolean;
   dataDir: string;
   log: (line: string) => void;
 }
@@ -28,6 +39,7 @@ export interface QuickstartResult {
   replay: ReplayStats;
   stats: StoreStats;
   sample: OnlineFeaturesResponse | null;
+  verification: Verification | null;
   server: FastifyInstance | null;
   url: string | null;
 }
@@ -45,7 +57,8 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   const bar = opts.progress ? new SingleBar({ format: ' replay [{bar}] {percentage}% | {value}/{total} rows | {eta_formatted} left', hideCursor: true }, Presets.shades_classic) : null;
   bar?.start(totalRows, 0);
   const deadLetters = new DeadLetterFile(join(opts.dataDir, 'dead-letters'));
-  const replayOpts = { source: sourceName, deadLetters, onProgress: (rows: number) => bar?.update(rows) };
+  const keptEvents = opts.verify ? new KeptEvents(registry.sources.find((s) => s.name === sourceName)!.views) : null;
+  const replayOpts = { source: sourceName, deadLetters, onProgress: (rows: number) => bar?.update(rows), onEvents: keptEvents ? (events: readonly DecodedEvent[]) => keptEvents.add(events) : undefined };
   const replay = await replayParquetFile(compiled, opts.file, { apply: (batch) => store.applySync(batch) }, opts.limit === undefined ? replayOpts : { ...replayOpts, limit: opts.limit });
   bar?.stop();
 
@@ -62,6 +75,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   opts.log(`materialized ${featureValues.toLocaleString('en-US')} feature values in ${stats.tiles.toLocaleString('en-US')} tiles`);
 
   const sample = await sampleRead(service, store, opts.log);
+  const verification = keptEvents ? verifyAgainstReference(registry, store, keptEvents, opts.log) : null;
   let server: FastifyInstance | null = null;
   let url: string | null = null;
   if (opts.serve) {
@@ -72,7 +86,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     opts.log(`serving the HTTP API on ${url}  (Ctrl-C to stop)`);
     if (first) opts.log(`  curl -s ${url}/get-online-features -H 'content-type: application/json' -d '${JSON.stringify(first)}'`);
   }
-  return { compiled, store, service, replay, stats, sample, server, url };
+  return { compiled, store, service, replay, stats, sample, verification, server, url };
 }
 
 /** A read of the first view's features for up to two of its busiest-looking keys (ORD and SFO on the flights). */
@@ -101,4 +115,59 @@ async function sampleRead(service: OnlineFeatureService, store: MemoryOnlineStor
     log(`  ${`${body.features[i - 1]}`.padEnd(36)} ${values.join(' ')}`);
   }
   return response;
+}
+
+/** The replayed events, grouped by view and entity key, for the reference check. */
+class KeptEvents {
+  readonly byView = new Map<string, Map<string, ReferenceEvent[]>>();
+  constructor(private readonly views: readonly string[]) {
+    for (const v of views) this.byView.set(v, new Map());
+  }
+  add(events: readonly DecodedEvent[]): void {
+    for (const e of events) {
+      const kept: ReferenceEvent = { eventTimeMs: e.eventTimeMs, fields: e.fields };
+      this.views.forEach((view, i) => {
+        const byKey = this.byView.get(view)!;
+        const list = byKey.get(e.viewKeys[i]!);
+        if (list) list.push(kept);
+        else byKey.set(e.viewKeys[i]!, [kept]);
+      });
+    }
+  }
+}
+
+export interface Verification {
+  atMs: number;
+  compared: number;
+  mismatches: string[];
+}
+
+/** Every key of every view of the replayed source, online vs the reference, at the watermark clock. */
+function verifyAgainstReference(registry: Registry, store: MemoryOnlineStore, kept: KeptEvents, log: (line: string) => void): Verification {
+  const started = performance.now();
+  const watermarkMs = store.watermarkSync();
+  const atMs = storeClockMs('watermark', watermarkMs);
+  const result: Verification = { atMs, compared: 0, mismatches: [] };
+  for (const [viewName, byKey] of kept.byView) {
+    const view = registry.views.find((v) => v.name === viewName)!;
+    const keys = [...byKey.keys()];
+    const tiles = store.readTilesSync(viewName, keys);
+    keys.forEach((key, i) => {
+      const online = evaluateFeatures(view, view.features, tiles[i]!, atMs, watermarkMs);
+      const reference = referenceViewValues(view, byKey.get(key)!, entityKeyValues(key, view.joinKeys.length), atMs);
+      view.features.forEach((f, k) => {
+        result.compared++;
+        if (!valuesAgree(f.agg, online[k]!.value, reference[f.name]!)) {
+          result.mismatches.push(`${viewName}:${f.name} key ${key}: online ${online[k]!.value}, reference ${reference[f.name]}`);
+        }
+      });
+    });
+  }
+  log('');
+  log(
+    result.mismatches.length === 0
+      ? `verified ${result.compared.toLocaleString('en-US')} values (every key of every view) against the reference implementation at ${new Date(atMs).toISOString()}: all equal (${((performance.now() - started) / 1000).toFixed(1)} s)`
+      : `REFERENCE MISMATCH in ${result.mismatches.length} of ${result.compared} values:\n  ${result.mismatches.slice(0, 20).join('\n  ')}`,
+  );
+  return result;
 }

@@ -40,6 +40,6 @@ export { SLOT_WIDTH, initSlots, addToSlots, mergeSlots, finalizeSlots, compareLa
 export type { Scalar, Tile } from './aggregates.js';
 export { tileIndexOf, groupSlots, emptyTile, mergeTileInto, trimTileIndex } from './tiles.js';
 export type { SlotRef, TileUpdate, KeyTileUpdates, TileBatch } from './tiles.js';
-export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs } from './reference.js';
+export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs, valuesAgree } from './reference.js';
 export type { ReferenceEvent } from './reference.js';
 export { loadDefinitions, resolveDefinitionsPath } from './load.js';

@@ -2,6 +2,7 @@
 // purpose. Every other path (in-memory, Redis, ClickHouse) is tested against it. It shares no
 // aggregation code with those paths, so a bug in one is not silently repeated in the other.
 import type { Scalar } from './aggregates.js';
+import type { Aggregation } from './dsl.js';
 import type { FeaturePlan, ViewPlan } from './compile.js';
 import { canonicalKeyValue } from './keys.js';
 
@@ -98,4 +99,15 @@ export function referenceViewValues(
   const out: Record<string, Scalar> = {};
   for (const f of view.features) out[f.name] = referenceFeatureValue(f, keyEvents, tMs);
   return out;
+}
+
+/**
+ * Whether two values of a feature agree within SEMANTICS.md's tolerances: exactly for counts, mins,
+ * maxes and lasts; within 1e-9 relative error for sums and means; 1e-6 for var and stddev.
+ */
+export function valuesAgree(agg: Aggregation, a: Scalar, b: Scalar): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'number' || typeof b !== 'number') return false;
+  const tolerance = agg === 'var' || agg === 'stddev' ? 1e-6 : agg === 'sum' || agg === 'mean' ? 1e-9 : 0;
+  return Math.abs(a - b) <= tolerance * Math.abs(b);
 }

@@ -26,6 +26,8 @@ export interface ReplayOptions {
   batchRows?: number;
   deadLetters?: DeadLetterSink;
   onProgress?: (rowsDone: number) => void;
+  /** Sees every decoded batch (e.g. to keep events for a check against the reference). */
+  onEvents?: (events: readonly DecodedEvent[]) => void;
   nowMs?: () => number;
 }
 
@@ -47,6 +49,7 @@ export async function replayParquetFile(compiled: CompiledDefinitions, path: str
       else bad.push(result.bad);
     }
     opts.deadLetters?.write(bad);
+    opts.onEvents?.(events);
     const applied = await sink.apply(builder.build(events));
     stats.rows += batch.rows.length;
     stats.events += events.length;

@@ -96,6 +96,10 @@ export class MemoryOnlineStore implements OnlineStore {
     return this.watermark;
   }
 
+  watermarkSync(): number | null {
+    return this.watermark;
+  }
+
   async stats(): Promise<StoreStats> {
     const keys: Record<string, number> = {};
     for (const [name, view] of this.views) keys[name] = view.tiles.size;

@@ -46,12 +46,13 @@ describe('tidemark validate', () => {
 });
 
 describe('tidemark quickstart', () => {
-  it('replays, prints the summary and a sample read, and exits with --no-serve', () => {
-    const { code, stdout } = tidemark(['quickstart', '--limit', '20000', '--no-serve', '--no-progress']);
+  it('replays, prints the summary and a sample read, verifies against the reference, and exits with --no-serve', () => {
+    const { code, stdout } = tidemark(['quickstart', '--limit', '20000', '--no-serve', '--no-progress', '--verify']);
     expect(code).toBe(0);
     expect(stdout).toMatch(/replayed 20,000 events in [\d.]+ s: [\d,]+ events\/s/);
     expect(stdout).toMatch(/origin_delays\s+\d+ keys x 7 features/);
     expect(stdout).toMatch(/origin_delays:delay_mean_1h\s+-?[\d.]+\s+-?[\d.]+/);
+    expect(stdout).toMatch(/verified [\d,]+ values \(every key of every view\) against the reference implementation at .*: all equal/);
   });
 
   it('serves the API on the printed port', async () => {

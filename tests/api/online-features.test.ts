@@ -4,8 +4,9 @@ import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../../api/index.js';
+import { valuesAgree } from '../../definitions/index.js';
 import { OnlineFeatureService } from '../../online/index.js';
-import { loadFlightsFixture, sameFeatureValue, type FlightsFixture } from '../support/flights.js';
+import { loadFlightsFixture, type FlightsFixture } from '../support/flights.js';
 
 let fx: FlightsFixture;
 let app: FastifyInstance;
@@ -48,7 +49,7 @@ describe('POST /get-online-features', () => {
       const expected = fx.reference(view, airport, t);
       ORIGIN_FEATURES.forEach((name, i) => {
         const agg = view.features.find((f) => f.name === name)!.agg;
-        expect(sameFeatureValue(agg, body.results[i + 1].values[row], expected[name]!), `${airport} ${name}`).toBe(true);
+        expect(valuesAgree(agg, body.results[i + 1].values[row], expected[name]!), `${airport} ${name}`).toBe(true);
       });
     });
     // a key never seen: semantic values (count 0, mean null) with Feast's NOT_FOUND status
@@ -88,7 +89,7 @@ describe('POST /get-online-features', () => {
     const view = fx.compiled.registry.views.find((v) => v.name === 'origin_delays')!;
     const expected = fx.reference(view, 'ATL', at);
     expect(body.results[1].values[0]).toBe(expected.flights_1h);
-    expect(sameFeatureValue('mean', body.results[2].values[0], expected.delay_mean_1d!)).toBe(true);
+    expect(valuesAgree('mean', body.results[2].values[0], expected.delay_mean_1d!)).toBe(true);
   });
 
   it('accepts the JSON body of curl -d (form content type), as Feast clients send it', async () => {

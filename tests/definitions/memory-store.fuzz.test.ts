@@ -9,6 +9,7 @@ import {
   referenceFeatureValue,
   referenceViewValues,
   TidemarkError,
+  valuesAgree,
   type CompiledDefinitions,
   type Duration,
   type FeatureSpec,
@@ -21,7 +22,6 @@ import type { MemoryOnlineStore } from '../../online/memory.js';
 import { evaluateFeature } from '../../online/read.js';
 import { storeClockMs } from '../../online/store.js';
 import {
-  closeEnough,
   compileWith,
   decodeAll,
   events,
@@ -29,7 +29,6 @@ import {
   pair,
   referenceEvents,
   splitIntoBatches,
-  toleranceOf,
   user,
   type TestEvent,
 } from './support.js';
@@ -201,7 +200,7 @@ function checkView(
           refused++;
           continue;
         }
-        if (!closeEnough(actual, expected, toleranceOf(f.agg))) {
+        if (!valuesAgree(f.agg, actual, expected)) {
           expect.fail(`${view.name}:${f.name} key ${JSON.stringify(keyValues)} at t=${t} (wm ${wm}): online ${JSON.stringify(actual)}, reference ${JSON.stringify(expected)}`);
         }
         answered++;
@@ -263,7 +262,7 @@ describe('memory store vs reference (fast-check)', () => {
               const once = referenceViewValues(view, ref, keyValues, t);
               const again = referenceViewValues(view, replayed, keyValues, t);
               // exact except for float rounding of var/stddev, which depends on summation order
-              for (const f of view.features) expect(closeEnough(again[f.name]!, once[f.name]!, toleranceOf(f.agg)), `${f.name} at ${t}`).toBe(true);
+              for (const f of view.features) expect(valuesAgree(f.agg, again[f.name]!, once[f.name]!), `${f.name} at ${t}`).toBe(true);
             }
           }
         }

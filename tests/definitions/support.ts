@@ -46,20 +46,6 @@ export function civilMs(year: number, month: number, day: number, h = 0, m = 0, 
   return daysFromCivil(year, month, day) * 86_400_000 + ((h * 60 + m) * 60 + s) * 1000 + ms;
 }
 
-/** Equal, or both numbers within `rel` relative error (with a tiny absolute floor for zero). */
-export function closeEnough(actual: Scalar, expected: Scalar, rel: number): boolean {
-  if (actual === expected) return true;
-  if (rel === 0 || typeof actual !== 'number' || typeof expected !== 'number') return false;
-  return Math.abs(actual - expected) <= rel * Math.max(Math.abs(actual), Math.abs(expected)) + 1e-12;
-}
-
-/** Tolerance of an aggregation per SEMANTICS.md: exact for counts, extremes and lasts. */
-export function toleranceOf(agg: string): number {
-  if (agg === 'sum' || agg === 'mean') return 1e-9;
-  if (agg === 'var' || agg === 'stddev') return 1e-6;
-  return 0;
-}
-
 /** Wall time far beyond any test event, so the future-skew rule never fires. */
 export const FAR_FUTURE_NOW = (): number => Math.floor(Number.MAX_SAFE_INTEGER / 2);
 

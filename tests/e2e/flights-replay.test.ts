@@ -1,9 +1,9 @@
 // End to end on real data: the first 100 000 flights replayed through decode -> core -> in-memory
 // store; every key of every view equals the reference at the watermark clock and at earlier tile edges.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { TidemarkError } from '../../definitions/index.js';
+import { TidemarkError, valuesAgree } from '../../definitions/index.js';
 import { evaluateFeature, storeClockMs } from '../../online/index.js';
-import { loadFlightsFixture, sameFeatureValue, type FlightsFixture } from '../support/flights.js';
+import { loadFlightsFixture, type FlightsFixture } from '../support/flights.js';
 
 const LIMIT = 100_000;
 let fx: FlightsFixture;
@@ -23,7 +23,7 @@ function compareAllKeys(tMs: number, watermarkMs: number): { compared: number; m
       for (const f of view.features) {
         const got = evaluateFeature(view, f, tiles[i]!, tMs, watermarkMs).value;
         compared++;
-        if (!sameFeatureValue(f.agg, got, expected[f.name]!)) mismatches.push(`${view.name}:${f.name} key ${key} at ${tMs}: online ${got}, reference ${expected[f.name]}`);
+        if (!valuesAgree(f.agg, got, expected[f.name]!)) mismatches.push(`${view.name}:${f.name} key ${key} at ${tMs}: online ${got}, reference ${expected[f.name]}`);
       }
     });
   }

@@ -46,11 +46,3 @@ export async function loadFlightsFixture(limit: number): Promise<FlightsFixture>
       referenceViewValues(view, eventsByKey.get(view.name)!.get(entityKey) ?? [], entityKeyValues(entityKey, view.joinKeys.length), tMs),
   };
 }
-
-/** SEMANTICS.md tolerances: exact for counts, mins, maxes, lasts; 1e-9 relative for sums and means; 1e-6 for var and stddev. */
-export function sameFeatureValue(agg: string, online: Scalar, reference: Scalar): boolean {
-  if (online === reference) return true;
-  if (typeof online !== 'number' || typeof reference !== 'number') return false;
-  const tolerance = agg === 'var' || agg === 'stddev' ? 1e-6 : agg === 'sum' || agg === 'mean' ? 1e-9 : 0;
-  return Math.abs(online - reference) <= tolerance * Math.max(Math.abs(reference), Number.MIN_VALUE);
-}
