@@ -2,56 +2,48 @@
 // tile state serves the stream path, read-time merging and (later) the backfill, as in Chronon.
 import type { Aggregation } from './dsl.js';
 
-/** A scalar a slot or a feature value can hold. */
+/** A scalar a feature value can hold. */
 export type Scalar = number | string | boolean | null;
 
 /**
  * Intermediate state of all features of one tile group for one time tile.
+ * `nums` holds only numbers (counts, sums, means, M2, extremes, `last` times), so V8 keeps it
+ * unboxed; `vals` holds the values of `last` features, which may be text or booleans.
  * `minTs`/`maxTs` are the event-time range of every event in the tile; reads use them to know
  * whether a tile lies wholly before the query time.
  */
 export interface Tile {
   minTs: number;
   maxTs: number;
-  slots: Scalar[];
+  nums: number[];
+  vals: Scalar[];
 }
 
-/** Slots per aggregation: count [n]; sum [sum]; mean [n, sum]; min/max [v]; var/stddev [n, mean, m2]; last [ts, value]. */
+/**
+ * Numeric slots per aggregation: count [n]; sum [sum]; mean [n, sum]; min/max [n, v];
+ * var/stddev [n, mean, M2]; last [ts] (NaN when empty) plus one value slot.
+ */
 export const SLOT_WIDTH: Record<Aggregation, number> = {
   count: 1,
   sum: 1,
   mean: 2,
-  min: 1,
-  max: 1,
+  min: 2,
+  max: 2,
   var: 3,
   stddev: 3,
-  last: 2,
+  last: 1,
 };
 
-export function initSlots(agg: Aggregation, slots: Scalar[], at: number): void {
-  switch (agg) {
-    case 'count':
-    case 'sum':
-      slots[at] = 0;
-      return;
-    case 'mean':
-      slots[at] = 0;
-      slots[at + 1] = 0;
-      return;
-    case 'min':
-    case 'max':
-      slots[at] = null;
-      return;
-    case 'var':
-    case 'stddev':
-      slots[at] = 0;
-      slots[at + 1] = 0;
-      slots[at + 2] = 0;
-      return;
-    case 'last':
-      slots[at] = null;
-      slots[at + 1] = null;
-      return;
+/** Value slots per aggregation: only `last` keeps a value that may not be a number. */
+export function valueWidth(agg: Aggregation): number {
+  return agg === 'last' ? 1 : 0;
+}
+
+export function initSlots(agg: Aggregation, nums: number[], at: number, vals: Scalar[], valAt: number): void {
+  for (let i = 0; i < SLOT_WIDTH[agg]; i++) nums[at + i] = 0;
+  if (agg === 'last') {
+    nums[at] = Number.NaN;
+    vals[valAt] = null;
   }
 }
 
@@ -98,14 +90,16 @@ export function compareCodePoints(a: string, b: string): number {
 export function addToSlots(
   agg: Aggregation,
   hasField: boolean,
-  slots: Scalar[],
+  nums: number[],
   at: number,
+  vals: Scalar[],
+  valAt: number,
   value: unknown,
   eventTimeMs: number,
 ): void {
   if (!hasField) {
     // only count may omit its field
-    slots[at] = (slots[at] as number) + 1;
+    nums[at]! += 1;
     return;
   }
   if (value === null || value === undefined) return;
@@ -113,100 +107,104 @@ export function addToSlots(
   if (value === 0) value = 0;
   switch (agg) {
     case 'count':
-      slots[at] = (slots[at] as number) + 1;
+      nums[at]! += 1;
       return;
     case 'sum':
-      slots[at] = (slots[at] as number) + (value as number);
+      nums[at]! += value as number;
       return;
     case 'mean':
-      slots[at] = (slots[at] as number) + 1;
-      slots[at + 1] = (slots[at + 1] as number) + (value as number);
+      nums[at]! += 1;
+      nums[at + 1]! += value as number;
       return;
-    case 'min': {
-      const current = slots[at] as number | null;
-      if (current === null || (value as number) < current) slots[at] = value as number;
+    case 'min':
+      if (nums[at] === 0 || (value as number) < nums[at + 1]!) nums[at + 1] = value as number;
+      nums[at]! += 1;
       return;
-    }
-    case 'max': {
-      const current = slots[at] as number | null;
-      if (current === null || (value as number) > current) slots[at] = value as number;
+    case 'max':
+      if (nums[at] === 0 || (value as number) > nums[at + 1]!) nums[at + 1] = value as number;
+      nums[at]! += 1;
       return;
-    }
     case 'var':
     case 'stddev': {
       // Welford's update: stable where sum-of-squares cancels.
-      const n = (slots[at] as number) + 1;
-      const mean = slots[at + 1] as number;
+      const n = nums[at]! + 1;
+      const mean = nums[at + 1]!;
       const delta = (value as number) - mean;
       const nextMean = mean + delta / n;
-      slots[at] = n;
-      slots[at + 1] = nextMean;
-      slots[at + 2] = (slots[at + 2] as number) + delta * ((value as number) - nextMean);
+      nums[at] = n;
+      nums[at + 1] = nextMean;
+      nums[at + 2]! += delta * ((value as number) - nextMean);
       return;
     }
     case 'last': {
-      const ts = slots[at] as number | null;
+      const ts = nums[at]!;
       const v = value as Scalar;
-      if (ts === null || compareLast(eventTimeMs, v, ts, slots[at + 1]!) > 0) {
-        slots[at] = eventTimeMs;
-        slots[at + 1] = v;
+      if (Number.isNaN(ts) || compareLast(eventTimeMs, v, ts, vals[valAt]!) > 0) {
+        nums[at] = eventTimeMs;
+        vals[valAt] = v;
       }
       return;
     }
   }
 }
 
-/** Merge the slots of `from` (at `fromAt`) into `into` (at `intoAt`); associative and commutative. */
-export function mergeSlots(agg: Aggregation, into: Scalar[], intoAt: number, from: readonly Scalar[], fromAt: number): void {
+/** Merge the slots of one tile (`from*`) into another (`into*`); associative and commutative. */
+export function mergeSlots(
+  agg: Aggregation,
+  intoNums: number[],
+  intoAt: number,
+  intoVals: Scalar[],
+  intoValAt: number,
+  fromNums: readonly number[],
+  fromAt: number,
+  fromVals: readonly Scalar[],
+  fromValAt: number,
+): void {
   switch (agg) {
     case 'count':
     case 'sum':
-      into[intoAt] = (into[intoAt] as number) + (from[fromAt] as number);
+      intoNums[intoAt]! += fromNums[fromAt]!;
       return;
     case 'mean':
-      into[intoAt] = (into[intoAt] as number) + (from[fromAt] as number);
-      into[intoAt + 1] = (into[intoAt + 1] as number) + (from[fromAt + 1] as number);
+      intoNums[intoAt]! += fromNums[fromAt]!;
+      intoNums[intoAt + 1]! += fromNums[fromAt + 1]!;
       return;
-    case 'min': {
-      const a = into[intoAt] as number | null;
-      const b = from[fromAt] as number | null;
-      if (b !== null && (a === null || b < a)) into[intoAt] = b;
-      return;
-    }
+    case 'min':
     case 'max': {
-      const a = into[intoAt] as number | null;
-      const b = from[fromAt] as number | null;
-      if (b !== null && (a === null || b > a)) into[intoAt] = b;
+      const nb = fromNums[fromAt]!;
+      if (nb === 0) return;
+      const b = fromNums[fromAt + 1]!;
+      if (intoNums[intoAt] === 0 || (agg === 'min' ? b < intoNums[intoAt + 1]! : b > intoNums[intoAt + 1]!)) intoNums[intoAt + 1] = b;
+      intoNums[intoAt]! += nb;
       return;
     }
     case 'var':
     case 'stddev': {
       // Chan et al.'s parallel combination of (n, mean, M2).
-      const nb = from[fromAt] as number;
+      const nb = fromNums[fromAt]!;
       if (nb === 0) return;
-      const na = into[intoAt] as number;
+      const na = intoNums[intoAt]!;
       if (na === 0) {
-        into[intoAt] = nb;
-        into[intoAt + 1] = from[fromAt + 1]!;
-        into[intoAt + 2] = from[fromAt + 2]!;
+        intoNums[intoAt] = nb;
+        intoNums[intoAt + 1] = fromNums[fromAt + 1]!;
+        intoNums[intoAt + 2] = fromNums[fromAt + 2]!;
         return;
       }
-      const ma = into[intoAt + 1] as number;
-      const mb = from[fromAt + 1] as number;
+      const ma = intoNums[intoAt + 1]!;
       const n = na + nb;
-      const delta = mb - ma;
-      into[intoAt] = n;
-      into[intoAt + 1] = ma + (delta * nb) / n;
-      into[intoAt + 2] = (into[intoAt + 2] as number) + (from[fromAt + 2] as number) + (delta * delta * na * nb) / n;
+      const delta = fromNums[fromAt + 1]! - ma;
+      intoNums[intoAt] = n;
+      intoNums[intoAt + 1] = ma + (delta * nb) / n;
+      intoNums[intoAt + 2] = intoNums[intoAt + 2]! + fromNums[fromAt + 2]! + (delta * delta * na * nb) / n;
       return;
     }
     case 'last': {
-      const tb = from[fromAt] as number | null;
-      if (tb === null) return;
-      const ta = into[intoAt] as number | null;
-      if (ta === null || compareLast(tb, from[fromAt + 1]!, ta, into[intoAt + 1]!) > 0) {
-        into[intoAt] = tb;
-        into[intoAt + 1] = from[fromAt + 1]!;
+      const tb = fromNums[fromAt]!;
+      if (Number.isNaN(tb)) return;
+      const ta = intoNums[intoAt]!;
+      if (Number.isNaN(ta) || compareLast(tb, fromVals[fromValAt]!, ta, intoVals[intoValAt]!) > 0) {
+        intoNums[intoAt] = tb;
+        intoVals[intoValAt] = fromVals[fromValAt]!;
       }
       return;
     }
@@ -214,25 +212,26 @@ export function mergeSlots(agg: Aggregation, into: Scalar[], intoAt: number, fro
 }
 
 /** The feature value of merged slots, with the empty-window values of SEMANTICS.md. */
-export function finalizeSlots(agg: Aggregation, slots: readonly Scalar[], at: number): Scalar {
+export function finalizeSlots(agg: Aggregation, nums: readonly number[], at: number, vals: readonly Scalar[], valAt: number): Scalar {
   switch (agg) {
     case 'count':
     case 'sum':
+      return nums[at]!;
     case 'min':
     case 'max':
-      return slots[at]!;
+      return nums[at] === 0 ? null : nums[at + 1]!;
     case 'mean': {
-      const n = slots[at] as number;
-      return n === 0 ? null : (slots[at + 1] as number) / n;
+      const n = nums[at]!;
+      return n === 0 ? null : nums[at + 1]! / n;
     }
     case 'var':
     case 'stddev': {
-      const n = slots[at] as number;
+      const n = nums[at]!;
       if (n === 0) return null;
-      const variance = Math.max(0, (slots[at + 2] as number) / n);
+      const variance = Math.max(0, nums[at + 2]! / n);
       return agg === 'var' ? variance : Math.sqrt(variance);
     }
     case 'last':
-      return slots[at + 1]!;
+      return Number.isNaN(nums[at]!) ? null : vals[valAt]!;
   }
 }

@@ -2,7 +2,7 @@
 // its version and the per-view tile plans), or every definition error at once.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { SLOT_WIDTH } from './aggregates.js';
+import { SLOT_WIDTH, valueWidth } from './aggregates.js';
 import {
   AGGREGATIONS,
   NUMERIC_AGGREGATIONS,
@@ -51,18 +51,23 @@ export interface FeaturePlan {
   hopMs: number;
   ttlMs: number | null;
   tilesPerWindow: number | null;
-  /** Offset of this feature's slots in the tiles of its hop group. */
+  /** Offset of this feature's numeric slots in the tiles of its hop group. */
   slot: number;
-  /** Offset in the latest cell (hop group 0), for a `last` without window. */
+  /** Offset of its value slot (a `last`'s value) in the tiles of its hop group, else null. */
+  valueSlot: number | null;
+  /** Offsets in the latest cell (hop group 0), for a `last` without window. */
   latestSlot: number | null;
+  latestValueSlot: number | null;
   valueKind: FieldInfo['kind'];
 }
 
 export interface TileGroupPlan {
   /** Tile size; 0 is the all-time latest cell. */
   hopMs: number;
-  /** Slots per tile. */
+  /** Numeric slots per tile. */
   width: number;
+  /** Value slots per tile (one per `last`). */
+  valueWidth: number;
   /** Tiles older than the watermark minus this are trimmed (null: never). */
   retentionMs: number | null;
   /** Features with slots in this group, in slot order. */
@@ -314,26 +319,32 @@ function compileView(v: FeatureViewDefinition, source: SourcePlan | undefined, e
         }
       }
     }
-    features.push({ name, agg, field, windowMs, hopMs: hopMs ?? 1, ttlMs, tilesPerWindow, slot: 0, latestSlot: null, valueKind: agg === 'count' ? 'number' : valueKind });
+    features.push({ name, agg, field, windowMs, hopMs: hopMs ?? 1, ttlMs, tilesPerWindow, slot: 0, valueSlot: null, latestSlot: null, latestValueSlot: null, valueKind: agg === 'count' ? 'number' : valueKind });
   }
 
   // Group features by hop; each group's tiles hold the slots of its features side by side.
   const groups = new Map<number, TileGroupPlan>();
-  const latest: TileGroupPlan = { hopMs: LATEST_GROUP_HOP_MS, width: 0, retentionMs: null, features: [] };
+  const latest: TileGroupPlan = { hopMs: LATEST_GROUP_HOP_MS, width: 0, valueWidth: 0, retentionMs: null, features: [] };
   for (const f of features) {
     let group = groups.get(f.hopMs);
     if (!group) {
-      group = { hopMs: f.hopMs, width: 0, retentionMs: 0, features: [] };
+      group = { hopMs: f.hopMs, width: 0, valueWidth: 0, retentionMs: 0, features: [] };
       groups.set(f.hopMs, group);
     }
     f.slot = group.width;
     group.width += SLOT_WIDTH[f.agg];
+    if (valueWidth(f.agg) > 0) {
+      f.valueSlot = group.valueWidth;
+      group.valueWidth += valueWidth(f.agg);
+    }
     group.features.push(f.name);
     const reachMs = (f.windowMs ?? f.ttlMs ?? 0) + f.hopMs + allowedLatenessMs;
     group.retentionMs = Math.max(group.retentionMs!, reachMs);
     if (f.windowMs === null) {
       f.latestSlot = latest.width;
       latest.width += SLOT_WIDTH.last;
+      f.latestValueSlot = latest.valueWidth;
+      latest.valueWidth += valueWidth('last');
       latest.features.push(f.name);
     }
   }

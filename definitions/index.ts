@@ -36,10 +36,10 @@ export type {
   FeaturePlan,
   TileGroupPlan,
 } from './compile.js';
-export { SLOT_WIDTH, initSlots, addToSlots, mergeSlots, finalizeSlots, compareLast, compareScalars, compareCodePoints } from './aggregates.js';
+export { SLOT_WIDTH, valueWidth, initSlots, addToSlots, mergeSlots, finalizeSlots, compareLast, compareScalars, compareCodePoints } from './aggregates.js';
 export type { Scalar, Tile } from './aggregates.js';
-export { tileIndexOf, groupSlots, emptyTile, mergeTileInto, trimTileIndex } from './tiles.js';
-export type { SlotRef, TileUpdate, KeyTileUpdates, TileBatch } from './tiles.js';
+export { tileIndexOf, groupSlots, tileTemplate, emptyTile, mergeTileInto, trimTileIndex } from './tiles.js';
+export type { TileTemplate, SlotRef, TileUpdate, KeyTileUpdates, TileBatch } from './tiles.js';
 export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs, valuesAgree } from './reference.js';
 export type { ReferenceEvent } from './reference.js';
 export { loadDefinitions, resolveDefinitionsPath } from './load.js';

@@ -1,12 +1,13 @@
 // Tile math: which tile an event lands in, which tiles a sawtooth window reads, and how the slots
 // of one tile group map to features.
-import { initSlots, mergeSlots, type Tile } from './aggregates.js';
+import { initSlots, mergeSlots, type Scalar, type Tile } from './aggregates.js';
 import { LATEST_GROUP_HOP_MS, type FeaturePlan, type TileGroupPlan, type ViewPlan } from './compile.js';
 
-/** A feature's slots inside the tiles of one group. */
+/** A feature's slots inside the tiles of one group: numeric offset and value offset. */
 export interface SlotRef {
   feature: FeaturePlan;
   offset: number;
+  valueOffset: number;
 }
 
 /** Index of the tile [j*H, (j+1)*H) holding a time; the latest cell (hop 0) is tile 0. */
@@ -17,22 +18,38 @@ export function tileIndexOf(timeMs: number, hopMs: number): number {
 /** The features of a tile group with their slot offsets, in slot order. */
 export function groupSlots(view: ViewPlan, group: TileGroupPlan): SlotRef[] {
   if (group.hopMs === LATEST_GROUP_HOP_MS) {
-    return view.features.filter((f) => f.latestSlot !== null).map((f) => ({ feature: f, offset: f.latestSlot! }));
+    return view.features.filter((f) => f.latestSlot !== null).map((f) => ({ feature: f, offset: f.latestSlot!, valueOffset: f.latestValueSlot! }));
   }
-  return view.features.filter((f) => f.hopMs === group.hopMs).map((f) => ({ feature: f, offset: f.slot }));
+  return view.features.filter((f) => f.hopMs === group.hopMs).map((f) => ({ feature: f, offset: f.slot, valueOffset: f.valueSlot ?? 0 }));
 }
 
-export function emptyTile(slots: readonly SlotRef[], width: number): Tile {
-  const tile: Tile = { minTs: Number.POSITIVE_INFINITY, maxTs: Number.NEGATIVE_INFINITY, slots: new Array(width) };
-  for (const s of slots) initSlots(s.feature.agg, tile.slots, s.offset);
-  return tile;
+/**
+ * Initial slots of a tile group, to copy from: `slice()` keeps V8's unboxed double storage of
+ * `nums` (an array built with NaN in it is a double array from the start).
+ */
+export interface TileTemplate {
+  nums: number[];
+  vals: Scalar[];
+}
+
+export function tileTemplate(slots: readonly SlotRef[], group: TileGroupPlan): TileTemplate {
+  const nums: number[] = [Number.NaN];
+  for (let i = 1; i < group.width; i++) nums.push(Number.NaN);
+  nums.length = group.width;
+  const vals: Scalar[] = new Array<Scalar>(group.valueWidth).fill(null);
+  for (const s of slots) initSlots(s.feature.agg, nums, s.offset, vals, s.valueOffset);
+  return { nums, vals };
+}
+
+export function emptyTile(template: TileTemplate): Tile {
+  return { minTs: Number.POSITIVE_INFINITY, maxTs: Number.NEGATIVE_INFINITY, nums: template.nums.slice(), vals: template.vals.slice() };
 }
 
 /** Merge tile `from` into tile `into` (same group). */
 export function mergeTileInto(into: Tile, from: Tile, slots: readonly SlotRef[]): void {
   if (from.minTs < into.minTs) into.minTs = from.minTs;
   if (from.maxTs > into.maxTs) into.maxTs = from.maxTs;
-  for (const s of slots) mergeSlots(s.feature.agg, into.slots, s.offset, from.slots, s.offset);
+  for (const s of slots) mergeSlots(s.feature.agg, into.nums, s.offset, into.vals, s.valueOffset, from.nums, s.offset, from.vals, s.valueOffset);
 }
 
 /**

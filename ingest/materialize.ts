@@ -7,7 +7,8 @@ import {
   groupSlots,
   type Aggregation,
   type Registry,
-  type SlotRef,
+  tileTemplate,
+  type TileTemplate,
   type TileBatch,
   type TileGroupPlan,
   type KeyTileUpdates,
@@ -18,9 +19,10 @@ import type { DecodedEvent } from './decode.js';
 
 interface GroupRuntime {
   group: TileGroupPlan;
-  slots: SlotRef[];
+  template: TileTemplate;
   aggs: Aggregation[];
   offsets: number[];
+  valueOffsets: number[];
   /** Per slot: the event field it reads, or null for a count of events. */
   fields: (string | null)[];
 }
@@ -54,7 +56,14 @@ export class TileBatchBuilder {
           view,
           groups: view.groups.map((group) => {
             const slots = groupSlots(view, group);
-            return { group, slots, aggs: slots.map((s) => s.feature.agg), offsets: slots.map((s) => s.offset), fields: slots.map((s) => s.feature.field) };
+            return {
+              group,
+              template: tileTemplate(slots, group),
+              aggs: slots.map((s) => s.feature.agg),
+              offsets: slots.map((s) => s.offset),
+              valueOffsets: slots.map((s) => s.valueOffset),
+              fields: slots.map((s) => s.feature.field),
+            };
           }),
         };
       });
@@ -100,7 +109,7 @@ export class TileBatchBuilder {
           const tileIndex = hopMs === 0 ? 0 : Math.floor(ts / hopMs);
           let update: TileUpdate | null | undefined = acc.lastIndex === tileIndex ? acc.last : acc.byIndex.get(tileIndex);
           if (!update) {
-            update = { hopMs, tileIndex, tile: emptyTile(group.slots, group.group.width), events: 0 };
+            update = { hopMs, tileIndex, tile: emptyTile(group.template), events: 0 };
             acc.byIndex.set(tileIndex, update);
             key.updates.tiles.push(update);
           }
@@ -110,10 +119,11 @@ export class TileBatchBuilder {
           update.events++;
           if (ts < tile.minTs) tile.minTs = ts;
           if (ts > tile.maxTs) tile.maxTs = ts;
-          const slots = tile.slots;
+          const nums = tile.nums;
+          const vals = tile.vals;
           for (let s = 0; s < group.aggs.length; s++) {
             const field = group.fields[s]!;
-            addToSlots(group.aggs[s]!, field !== null, slots, group.offsets[s]!, field === null ? undefined : fields[field], ts);
+            addToSlots(group.aggs[s]!, field !== null, nums, group.offsets[s]!, vals, group.valueOffsets[s]!, field === null ? undefined : fields[field], ts);
           }
         }
       }

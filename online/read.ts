@@ -122,10 +122,12 @@ function evaluateWindows(view: ViewPlan, hopMs: number, features: readonly Featu
   features.forEach((f, k) => {
     if (trimIndex !== null && firsts[k]! < trimIndex) throw beforeRetention(view, f, tMs, firsts[k]!);
   });
+  // Accumulators start as double arrays (NaN literal) so merges stay unboxed.
   const accs = features.map((f) => {
-    const acc: Scalar[] = new Array(SLOT_WIDTH[f.agg]);
-    initSlots(f.agg, acc, 0);
-    return acc;
+    const nums = [Number.NaN, Number.NaN, Number.NaN].slice(0, SLOT_WIDTH[f.agg]);
+    const vals: Scalar[] = [null];
+    initSlots(f.agg, nums, 0, vals, 0);
+    return { nums, vals };
   });
   const eventTimes: (number | null)[] = features.map(() => null);
   const tiles = keyTiles?.get(hopMs);
@@ -137,14 +139,16 @@ function evaluateWindows(view: ViewPlan, hopMs: number, features: readonly Featu
       if (j === head && !headTileUsable(view, features[0]!, tile, tMs, hopMs)) continue;
       for (let k = 0; k < features.length; k++) {
         if (j < firsts[k]!) continue;
-        mergeSlots(features[k]!.agg, accs[k]!, 0, tile.slots, features[k]!.slot);
+        const f = features[k]!;
+        const acc = accs[k]!;
+        mergeSlots(f.agg, acc.nums, 0, acc.vals, 0, tile.nums, f.slot, tile.vals, f.valueSlot ?? 0);
         const seen = eventTimes[k]!;
         if (seen === null || tile.maxTs > seen) eventTimes[k] = tile.maxTs;
       }
     }
   }
   return features.map((f, k) => {
-    const value = finalizeSlots(f.agg, accs[k]!, 0);
+    const value = finalizeSlots(f.agg, accs[k]!.nums, 0, accs[k]!.vals, 0);
     return { value, status: keyTiles === null ? 'NOT_FOUND' : value === null ? 'NULL_VALUE' : 'PRESENT', eventTimeMs: eventTimes[k]! };
   });
 }
@@ -159,12 +163,12 @@ function evaluateLatest(
 ): FeatureValue {
   const cell = keyTiles?.get(LATEST_GROUP_HOP_MS)?.get(0);
   if (!keyTiles || !cell) return { value: null, status: 'NOT_FOUND', eventTimeMs: null };
-  const latestTs = cell.slots[feature.latestSlot!] as number | null;
+  const latestTs = cell.nums[feature.latestSlot!]!; // NaN: no non-null value ever
   let candidate: { ts: number; value: Scalar } | null = null;
-  if (latestTs === null || cell.minTs >= tMs) {
+  if (Number.isNaN(latestTs) || cell.minTs >= tMs) {
     candidate = null; // no non-null value ever, or no event of this key before t
   } else if (latestTs < tMs) {
-    candidate = { ts: latestTs, value: cell.slots[feature.latestSlot! + 1]! };
+    candidate = { ts: latestTs, value: cell.vals[feature.latestValueSlot!]! };
   } else {
     // Reading the past: walk the history tiles back from the tile holding t.
     const hopMs = group.hopMs;
@@ -178,9 +182,9 @@ function evaluateLatest(
       const tile = tiles?.get(j);
       if (tile === undefined) continue;
       if (j === head && !headTileUsable(view, feature, tile, tMs, hopMs)) continue;
-      const ts = tile.slots[feature.slot] as number | null;
-      if (ts !== null) {
-        candidate = { ts, value: tile.slots[feature.slot + 1]! };
+      const ts = tile.nums[feature.slot]!;
+      if (!Number.isNaN(ts)) {
+        candidate = { ts, value: tile.vals[feature.valueSlot!]! };
         break;
       }
     }
