@@ -7,6 +7,7 @@ import {
   groupSlots,
   type Aggregation,
   type Registry,
+  tileIndexOf,
   tileTemplate,
   type TileTemplate,
   type TileBatch,
@@ -106,7 +107,7 @@ export class TileBatchBuilder {
           const group = runtime.groups[g]!;
           const acc = key.groups[g]!;
           const hopMs = group.group.hopMs;
-          const tileIndex = hopMs === 0 ? 0 : Math.floor(ts / hopMs);
+          const tileIndex = tileIndexOf(ts, hopMs);
           let update: TileUpdate | null | undefined = acc.lastIndex === tileIndex ? acc.last : acc.byIndex.get(tileIndex);
           if (!update) {
             update = { hopMs, tileIndex, tile: emptyTile(group.template), events: 0 };

@@ -10,7 +10,7 @@ export interface ParquetBatch {
   rowStart: number;
 }
 
-/** Rows of a Parquet file, converted to JSON-like values. */
+/** A Parquet value as JSON would carry it: timestamps as epoch ms, 64-bit integers as numbers where exact. */
 function toPlainValue(value: unknown): unknown {
   if (value instanceof Date) return value.getTime();
   if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();

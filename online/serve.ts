@@ -83,12 +83,6 @@ export class OnlineFeatureService {
     return [...this.features.keys()];
   }
 
-  /** The read time for a request: its `at`, else the store clock. */
-  async readTimeMs(at?: number): Promise<number> {
-    if (at !== undefined) return at;
-    return storeClockMs(this.clock, await this.store.watermarkMs(), this.nowMs());
-  }
-
   async getOnlineFeatures(request: OnlineFeaturesRequest): Promise<{ response: OnlineFeaturesResponse; atMs: number }> {
     const resolved = this.resolveFeatures(request.features);
     const rows = this.validateEntities(request.entities, resolved);
