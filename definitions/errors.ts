@@ -30,7 +30,17 @@ export type ErrorCode =
   | 'TM_READ_BEFORE_RETENTION'
   | 'TM_READ_INSIDE_OPEN_TILE'
   // files
-  | 'TM_FILE_READ';
+  | 'TM_FILE_READ'
+  // offline store and datasets
+  | 'TM_OFFLINE_QUERY'
+  | 'TM_OFFLINE_UNREACHABLE'
+  | 'TM_SPINE_MISSING_COLUMN'
+  | 'TM_SPINE_BAD_COLUMN'
+  | 'TM_SPINE_BAD_TIME'
+  | 'TM_SPINE_BAD_KEY'
+  | 'TM_SPINE_EMPTY'
+  | 'TM_DATASET_UNKNOWN_FEATURE'
+  | 'TM_DATASET_BAD_OUTPUT';
 
 /** An error value with a stable code, a message, and where it happened. */
 export class TidemarkError extends Error {

@@ -8,3 +8,5 @@ export { replayParquetFile } from './replay.js';
 export type { ReplayStats, ReplayOptions, TileBatchSink } from './replay.js';
 export { DeadLetterFile } from './dead-letters.js';
 export type { DeadLetterSink } from './dead-letters.js';
+export { readFileBatches, fileFormatOf, typeCsvValue } from './files.js';
+export type { FileFormat, FileRow, FileBatch } from './files.js';

@@ -1,0 +1,14 @@
+// Public surface of offline/: the offline store (chDB or a ClickHouse server), event loading,
+// spines and point-in-time datasets.
+export { OfflineStore, outputFormatOf } from './store.js';
+export type { OfflineStoreOptions, DatasetResult } from './store.js';
+export type { OfflineExecutor, ResultFormat } from './executor.js';
+export { ChdbExecutor } from './chdb.js';
+export { ClickHouseExecutor } from './clickhouse.js';
+export type { LoadResult } from './load.js';
+export { fileSha256 } from './load.js';
+export { pointInTimeSql, resolveFeatureRefs, requiredJoinKeys } from './point-in-time.js';
+export type { RequestedFeature } from './point-in-time.js';
+export { loadSpine, SPINE_TIME_COLUMN } from './spine.js';
+export type { SpineInfo } from './spine.js';
+export { ensureTables, eventTable } from './tables.js';

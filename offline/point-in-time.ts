@@ -1,0 +1,198 @@
+// Point-in-time SQL: the value of each requested feature at each spine row's time, computed inside
+// ClickHouse with the sawtooth windows of SEMANTICS.md (events with tail(t) <= ts < t, where
+// tail(t) = floor(t/H)*H - W). For a feature with hop H and window W = n*H at a row with time t
+// in tile h = floor(t/H):
+//   whole tiles   [h-n, h-1]: per-key tile aggregates, summed by a RANGE window over the tile index
+//                 and read at "probe" rows (key, h-1) added for the spine's tiles, so keys with no
+//                 tile at h-1 still get their window;
+//   head tile h,  ts < t:     running aggregates over the tile's distinct event times, picked by an
+//                 ASOF join on ts < t (strict: a row never sees its own instant);
+//   last:         per (key, ts) the greatest value (the tie rule; text compares bytewise, which in
+//                 UTF-8 is code point order), picked by an ASOF join on ts < t, kept only when it is
+//                 inside the window or the ttl.
+// Variance uses sums of (x - c) and (x - c)^2 with c the key's mean, so the subtraction does not
+// cancel. Identifiers come from the registry; numbers in the SQL are registry durations.
+import { TidemarkError, type FeaturePlan, type Registry, type ViewPlan } from '../definitions/index.js';
+import { joinKeyColumn, type SpineInfo } from './spine.js';
+import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
+
+export interface RequestedFeature {
+  view: ViewPlan;
+  feature: FeaturePlan;
+  /** Output column: `<view>__<feature>`. */
+  column: string;
+}
+
+/** Resolve `view:feature` references; unknown ones are errors that list the valid choices. */
+export function resolveFeatureRefs(registry: Registry, refs: readonly string[]): RequestedFeature[] {
+  const valid = registry.views.flatMap((v) => v.features.map((f) => `${v.name}:${f.name}`));
+  if (refs.length === 0) throw new TidemarkError('TM_DATASET_UNKNOWN_FEATURE', 'no features requested: name them as view:feature', { validFeatures: valid });
+  const seen = new Set<string>();
+  return refs.map((ref, i) => {
+    const [viewName, featureName] = ref.split(':');
+    const view = registry.views.find((v) => v.name === viewName);
+    const feature = view?.features.find((f) => f.name === featureName);
+    if (!view || !feature || ref.split(':').length !== 2) {
+      throw new TidemarkError('TM_DATASET_UNKNOWN_FEATURE', `unknown feature ${JSON.stringify(ref)} (features[${i}])`, { feature: ref, validFeatures: valid });
+    }
+    if (seen.has(ref)) throw new TidemarkError('TM_DATASET_UNKNOWN_FEATURE', `feature ${ref} is requested twice`, { feature: ref });
+    seen.add(ref);
+    return { view, feature, column: `${view.name}__${feature.name}` };
+  });
+}
+
+/** The join keys the spine must hold for these features. */
+export function requiredJoinKeys(features: readonly RequestedFeature[]): string[] {
+  return [...new Set(features.flatMap((f) => f.view.joinKeys))];
+}
+
+interface AggPart {
+  name: string;
+  /** Per (key, ts) aggregate over events. */
+  perTs: string;
+  /** How parts combine across rows: sum, min or max. */
+  combine: 'sum' | 'min' | 'max';
+}
+
+function tileOf(t: string, hopMs: number): string {
+  return `intDiv(${t} - positiveModulo(${t}, ${hopMs}), ${hopMs})`;
+}
+
+function partsOf(f: FeaturePlan, i: number): AggPart[] {
+  const x = f.field === null ? null : ident(f.field);
+  const p = (suffix: string): string => `f${i}_${suffix}`;
+  switch (f.agg) {
+    case 'count':
+      return [{ name: p('n'), perTs: x === null ? 'count()' : `count(${x})`, combine: 'sum' }];
+    case 'sum':
+      return [{ name: p('s'), perTs: `sum(ifNull(${x}, 0))`, combine: 'sum' }];
+    case 'mean':
+      return [
+        { name: p('n'), perTs: `count(${x})`, combine: 'sum' },
+        { name: p('s'), perTs: `sum(ifNull(${x}, 0))`, combine: 'sum' },
+      ];
+    case 'min':
+    case 'max':
+      return [{ name: p('m'), perTs: `${f.agg}(${x})`, combine: f.agg }];
+    case 'var':
+    case 'stddev': {
+      const dx = `(${x} - ${centerColumn(f.field!)})`;
+      return [
+        { name: p('n'), perTs: `count(${x})`, combine: 'sum' },
+        { name: p('s'), perTs: `sum(ifNull(${dx}, 0))`, combine: 'sum' },
+        { name: p('ss'), perTs: `sum(ifNull(${dx} * ${dx}, 0))`, combine: 'sum' },
+      ];
+    }
+    case 'last':
+      throw new Error('last is not tiled offline');
+  }
+}
+
+function centerColumn(field: string): string {
+  return `__c_${field}`;
+}
+
+/** The final value of a windowed feature from its whole-tile (w) and head-tile (r) parts. */
+function finalExpr(f: FeaturePlan, i: number): string {
+  const part = (suffix: string): string => `(ifNull(w.f${i}_${suffix}, 0) + ifNull(r.f${i}_${suffix}, 0))`;
+  switch (f.agg) {
+    case 'count':
+      return part('n');
+    case 'sum':
+      return part('s');
+    case 'mean':
+      return `if(${part('n')} = 0, NULL, ${part('s')} / ${part('n')})`;
+    case 'min':
+    case 'max': {
+      const [a, b] = [`w.f${i}_m`, `r.f${i}_m`];
+      return `multiIf(isNull(${a}), ${b}, isNull(${b}), ${a}, ${f.agg === 'min' ? 'least' : 'greatest'}(${a}, ${b}))`;
+    }
+    case 'var':
+    case 'stddev': {
+      const variance = `greatest(0, ${part('ss')} / ${part('n')} - pow(${part('s')} / ${part('n')}, 2))`;
+      return `if(${part('n')} = 0, NULL, ${f.agg === 'var' ? variance : `sqrt(${variance})`})`;
+    }
+    case 'last':
+      throw new Error('last is not tiled offline');
+  }
+}
+
+/**
+ * One SELECT returning the spine's original columns followed by one column per requested feature,
+ * in spine row order.
+ */
+export function pointInTimeSql(requested: readonly RequestedFeature[], spine: SpineInfo): string {
+  const taken = new Set(spine.columns.map(([n]) => n));
+  for (const r of requested) {
+    if (taken.has(r.column)) throw new TidemarkError('TM_SPINE_BAD_COLUMN', `spine column ${r.column} clashes with the output column of feature ${r.view.name}:${r.feature.name}`, { column: r.column });
+  }
+  const ctes: string[] = [];
+  const results: { cte: string; columns: string[] }[] = [];
+  const spineTable = ident(spine.table);
+  const views = [...new Set(requested.map((r) => r.view))];
+
+  views.forEach((view, v) => {
+    const keys = view.keyFields.map((_, k) => `k${k}`);
+    const keyList = keys.join(', ');
+    const keyEq = (a: string, b: string): string => keys.map((k) => `${a}.${k} = ${b}.${k}`).join(' AND ');
+    const spineKeys = view.joinKeys.map((jk, k) => `${ident(joinKeyColumn(jk))} AS k${k}`).join(', ');
+    const mine = requested.filter((r) => r.view === view);
+    const fields = [...new Set(mine.map((r) => r.feature.field).filter((f): f is string => f !== null))];
+    const centered = [...new Set(mine.filter((r) => r.feature.agg === 'var' || r.feature.agg === 'stddev').map((r) => r.feature.field!))];
+    const e = `v${v}_e`;
+    ctes.push(
+      `${e} AS (SELECT ${view.keyFields.map((kf, k) => `${ident(keyColumn(kf))} AS k${k}`).join(', ')}, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} WHERE ${COMPLETED_LOADS})`,
+    );
+    let source = e;
+    if (centered.length > 0) {
+      ctes.push(`v${v}_c AS (SELECT ${keyList}, ${centered.map((f) => `ifNull(avg(${ident(f)}), 0) AS ${centerColumn(f)}`).join(', ')} FROM ${e} GROUP BY ${keyList})`);
+      ctes.push(`v${v}_ec AS (SELECT * FROM ${e} INNER JOIN v${v}_c USING (${keyList}))`);
+      source = `v${v}_ec`;
+    }
+
+    // Windowed features, one block per hop.
+    const windowed = mine.filter((r) => r.feature.agg !== 'last');
+    for (const hopMs of [...new Set(windowed.map((r) => r.feature.hopMs))]) {
+      const group = windowed.filter((r) => r.feature.hopMs === hopMs);
+      const g = `v${v}_h${hopMs}`;
+      const parts = group.flatMap((r) => partsOf(r.feature, requested.indexOf(r)));
+      const sizes = [...new Set(group.map((r) => r.feature.tilesPerWindow!))];
+      const partWindow = new Map(group.flatMap((r) => partsOf(r.feature, requested.indexOf(r)).map((p) => [p.name, r.feature.tilesPerWindow!] as const)));
+      ctes.push(`${g}_pts AS (SELECT ${keyList}, ts, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${p.perTs} AS ${p.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
+      ctes.push(`${g}_sp AS (SELECT __row, __t, ${spineKeys}, ${tileOf('__t', hopMs)} AS h FROM ${spineTable})`);
+      ctes.push(
+        `${g}_win AS (SELECT * FROM (SELECT ${keyList}, j, probe, ${parts.map((p) => `${p.combine}(${p.name}) OVER w${partWindow.get(p.name)} AS ${p.name}`).join(', ')} FROM (` +
+          `SELECT ${keyList}, j, 0 AS probe, ${parts.map((p) => `${p.combine}(${p.name}) AS ${p.name}`).join(', ')} FROM ${g}_pts GROUP BY ${keyList}, j` +
+          ` UNION ALL SELECT DISTINCT ${keyList}, h - 1 AS j, 1 AS probe, ${parts.map((p) => `${p.combine === 'sum' ? '0' : 'NULL'} AS ${p.name}`).join(', ')} FROM ${g}_sp)` +
+          ` WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')}) WHERE probe = 1)`,
+      );
+      ctes.push(
+        `${g}_run AS (SELECT ${keyList}, j, ts, ${parts.map((p) => `${p.combine}(${p.name}) OVER r AS ${p.name}`).join(', ')} FROM ${g}_pts WINDOW r AS (PARTITION BY ${keyList}, j ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))`,
+      );
+      const outputs = group.map((r) => `${finalExpr(r.feature, requested.indexOf(r))} AS ${ident(r.column)}`);
+      ctes.push(
+        `${g} AS (SELECT s.__row AS __row, ${outputs.join(', ')} FROM ${g}_sp AS s LEFT JOIN ${g}_win AS w ON ${keyEq('w', 's')} AND w.j = s.h - 1 ASOF LEFT JOIN ${g}_run AS r ON ${keyEq('r', 's')} AND r.j = s.h AND r.ts < s.__t)`,
+      );
+      results.push({ cte: g, columns: group.map((r) => r.column) });
+    }
+
+    // last, windowed or not.
+    for (const r of mine.filter((x) => x.feature.agg === 'last')) {
+      const f = r.feature;
+      const l = `v${v}_last${requested.indexOf(r)}`;
+      ctes.push(`${l}_c AS (SELECT ${keyList}, ts, max(${ident(f.field!)}) AS v FROM ${e} WHERE ${ident(f.field!)} IS NOT NULL GROUP BY ${keyList}, ts)`);
+      const lower =
+        f.windowMs !== null ? `${tileOf('s.__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs}` : f.ttlMs !== null ? `s.__t - ${f.ttlMs}` : null;
+      const value = lower === null ? 'l.v' : `if(l.ts >= ${lower}, l.v, NULL)`;
+      ctes.push(
+        `${l} AS (SELECT s.__row AS __row, ${value} AS ${ident(r.column)} FROM (SELECT __row, __t, ${spineKeys} FROM ${spineTable}) AS s ASOF LEFT JOIN ${l}_c AS l ON ${keyEq('l', 's')} AND l.ts < s.__t)`,
+      );
+      results.push({ cte: l, columns: [r.column] });
+    }
+  });
+
+  const joins = results.map((res, i) => `ANY LEFT JOIN ${res.cte} AS q${i} ON q${i}.__row = sp.__row`).join(' ');
+  const byColumn = new Map(results.flatMap((res, i) => res.columns.map((c) => [c, `q${i}.${ident(c)}`] as const)));
+  const select = [...spine.columns.map(([n]) => `sp.${ident(n)} AS ${ident(n)}`), ...requested.map((r) => `${byColumn.get(r.column)} AS ${ident(r.column)}`)];
+  return `WITH ${ctes.join(',\n')}\nSELECT ${select.join(', ')} FROM ${spineTable} AS sp ${joins} ORDER BY sp.__row SETTINGS join_use_nulls = 1`;
+}

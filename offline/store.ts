@@ -1,0 +1,111 @@
+// The offline store: tables from the registry, event loading, and point-in-time datasets streamed
+// out of ClickHouse (chDB by default, a server with --clickhouse-url / CLICKHOUSE_URL).
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { TidemarkError, type CompiledDefinitions } from '../definitions/index.js';
+import { ChdbExecutor } from './chdb.js';
+import { ClickHouseExecutor } from './clickhouse.js';
+import type { OfflineExecutor, ResultFormat } from './executor.js';
+import { loadEventsFile, type LoadResult } from './load.js';
+import { pointInTimeSql, requiredJoinKeys, resolveFeatureRefs } from './point-in-time.js';
+import { loadSpine } from './spine.js';
+import { ensureTables, ident } from './tables.js';
+
+export interface OfflineStoreOptions {
+  /** A ClickHouse server's HTTP URL; absent: chDB in `dataDir`. */
+  clickhouseUrl?: string;
+  dataDir?: string;
+}
+
+const OUTPUT_FORMATS: Record<string, ResultFormat> = {
+  '.parquet': 'Parquet',
+  '.arrow': 'Arrow',
+  '.feather': 'Arrow',
+  '.arrows': 'ArrowStream',
+  '.csv': 'CSVWithNames',
+  '.ndjson': 'JSONEachRow',
+  '.jsonl': 'JSONEachRow',
+};
+
+export function outputFormatOf(path: string): ResultFormat {
+  const format = OUTPUT_FORMATS[extname(path).toLowerCase()];
+  if (!format) {
+    throw new TidemarkError('TM_DATASET_BAD_OUTPUT', `cannot tell the dataset format from ${JSON.stringify(path)}`, { path, validExtensions: Object.keys(OUTPUT_FORMATS) });
+  }
+  return format;
+}
+
+export interface DatasetResult {
+  rows: number;
+  columns: string[];
+  seconds: number;
+}
+
+export class OfflineStore {
+  private constructor(
+    readonly executor: OfflineExecutor,
+    readonly compiled: CompiledDefinitions,
+  ) {}
+
+  /** Open the store and create or migrate its tables. */
+  static async open(compiled: CompiledDefinitions, opts: OfflineStoreOptions = {}): Promise<OfflineStore> {
+    const executor = opts.clickhouseUrl ? new ClickHouseExecutor(opts.clickhouseUrl) : new ChdbExecutor(opts.dataDir ?? '.tidemark');
+    const store = new OfflineStore(executor, compiled);
+    try {
+      await ensureTables(executor, compiled.registry);
+    } catch (e) {
+      await executor.close();
+      throw e;
+    }
+    return store;
+  }
+
+  loadEvents(source: string, path: string, opts: { batchRows?: number; onProgress?: (rows: number) => void } = {}): Promise<LoadResult> {
+    return loadEventsFile(this.executor, this.compiled, source, path, opts);
+  }
+
+  /**
+   * A point-in-time dataset for a spine file, streamed in `format`. The spine is loaded into a
+   * temporary table, dropped when the stream ends (or fails). Errors in the spine or the features
+   * are raised before the first chunk.
+   */
+  async dataset(spinePath: string, featureRefs: readonly string[], format: ResultFormat): Promise<{ rows: number; columns: string[]; chunks: AsyncIterable<Uint8Array> }> {
+    const requested = resolveFeatureRefs(this.compiled.registry, featureRefs);
+    const table = `tm_spine_${Date.now()}_${randomBytes(4).toString('hex')}`;
+    const spine = await loadSpine(this.executor, spinePath, requiredJoinKeys(requested), table);
+    const sql = pointInTimeSql(requested, spine);
+    const executor = this.executor;
+    async function* chunks(): AsyncIterable<Uint8Array> {
+      try {
+        yield* executor.stream(sql, format);
+      } finally {
+        await executor.command(`DROP TABLE IF EXISTS ${ident(table)}`);
+      }
+    }
+    return { rows: spine.rows, columns: [...spine.columns.map(([n]) => n), ...requested.map((r) => r.column)], chunks: chunks() };
+  }
+
+  /** Write a dataset to a file whose extension names the format; nothing is left half-written. */
+  async writeDataset(spinePath: string, featureRefs: readonly string[], outPath: string): Promise<DatasetResult> {
+    const started = performance.now();
+    const format = outputFormatOf(outPath);
+    const { rows, columns, chunks } = await this.dataset(spinePath, featureRefs, format);
+    const partial = `${outPath}.partial`;
+    try {
+      await pipeline(Readable.from(chunks), createWriteStream(partial));
+      await rename(partial, outPath);
+    } catch (e) {
+      await rm(partial, { force: true });
+      throw e;
+    }
+    return { rows, columns, seconds: (performance.now() - started) / 1000 };
+  }
+
+  close(): Promise<void> {
+    return this.executor.close();
+  }
+}

@@ -1,0 +1,83 @@
+// Table DDL generated from the registry, created and migrated idempotently:
+//   tm_events_<source>  raw events: __ts (event time, ms), __load (load id), __offset (row in the
+//                       load), one column per schema field, and __k_<field> canonical key text for
+//                       every field a view reads a join key from (the online path's key form);
+//   tm_loads            one row per completed load: a file is identified by its SHA-256, so loading
+//                       the same file again is a no-op, and rows of a load that never completed are
+//                       ignored by queries and deleted before the file is loaded again;
+//   tm_dead_letters     bad rows with their original text, position and reason.
+import { TidemarkError, type FieldInfo, type Registry, type SourcePlan } from '../definitions/index.js';
+import type { OfflineExecutor } from './executor.js';
+
+const COLUMN_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** A column or table name as SQL: only names the registry validated reach here; quoting is belt and braces. */
+export function ident(name: string): string {
+  if (!COLUMN_RE.test(name)) throw new TidemarkError('TM_OFFLINE_QUERY', `${JSON.stringify(name)} is not usable as a column or table name`, { name });
+  return `\`${name}\``;
+}
+
+export function eventTable(source: string): string {
+  return `tm_events_${source}`;
+}
+
+export function keyColumn(field: string): string {
+  return `__k_${field}`;
+}
+
+export function clickHouseType(info: FieldInfo): string {
+  switch (info.kind) {
+    case 'number':
+      return 'Nullable(Float64)';
+    case 'boolean':
+      return 'Nullable(Bool)';
+    case 'timestamp':
+      return 'Nullable(Int64)';
+    default:
+      return 'Nullable(String)';
+  }
+}
+
+/** Fields of a source that some view reads a join key from. */
+export function keyFieldsOf(registry: Registry, source: SourcePlan): string[] {
+  const fields = new Set<string>();
+  for (const view of registry.views) if (view.source === source.name) for (const f of view.keyFields) fields.add(f);
+  return [...fields];
+}
+
+export function eventTableColumns(registry: Registry, source: SourcePlan): [string, string][] {
+  for (const field of Object.keys(source.fields)) {
+    if (!COLUMN_RE.test(field) || field.startsWith('__')) {
+      throw new TidemarkError('TM_OFFLINE_QUERY', `source ${source.name}: field ${JSON.stringify(field)} cannot be an offline column (use letters, digits and _; not a leading __)`, { source: source.name, field });
+    }
+  }
+  return [
+    ['__ts', 'Int64'],
+    ['__load', 'String'],
+    ['__offset', 'UInt64'],
+    ...Object.entries(source.fields).map(([name, info]): [string, string] => [name, clickHouseType(info)]),
+    ...keyFieldsOf(registry, source).map((f): [string, string] => [keyColumn(f), 'String']),
+  ];
+}
+
+/** Create every table the registry needs, and add columns new fields need; safe to run again. */
+export async function ensureTables(executor: OfflineExecutor, registry: Registry): Promise<void> {
+  await executor.command(
+    `CREATE TABLE IF NOT EXISTS tm_loads (load_id String, source String, file String, sha256 String, rows UInt64, events UInt64, bad UInt64, registry_version String, loaded_at DateTime64(3, 'UTC')) ENGINE = MergeTree ORDER BY load_id`,
+  );
+  await executor.command(
+    `CREATE TABLE IF NOT EXISTS tm_dead_letters (source String, load_id String, position UInt64, code String, field Nullable(String), reason String, raw String, at DateTime64(3, 'UTC')) ENGINE = MergeTree ORDER BY (source, at)`,
+  );
+  for (const source of registry.sources) {
+    const columns = eventTableColumns(registry, source);
+    await executor.command(
+      `CREATE TABLE IF NOT EXISTS ${ident(eventTable(source.name))} (${columns.map(([n, t]) => `${ident(n)} ${t}`).join(', ')}) ENGINE = MergeTree ORDER BY (__ts, __load, __offset)`,
+    );
+    for (const [name, type] of columns) {
+      await executor.command(`ALTER TABLE ${ident(eventTable(source.name))} ADD COLUMN IF NOT EXISTS ${ident(name)} ${type}`);
+    }
+  }
+}
+
+/** SQL condition keeping only rows of completed loads. */
+export const COMPLETED_LOADS = `__load IN (SELECT load_id FROM tm_loads)`;
