@@ -3,7 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Session } from 'chdb';
 import { TidemarkError } from '../definitions/index.js';
-import type { OfflineExecutor, ResultFormat } from './executor.js';
+import { RecordBatchReader, type RecordBatch } from 'apache-arrow';
+import type { FileResultFormat, OfflineExecutor } from './executor.js';
 
 function asOfflineError(e: unknown, sql: string): TidemarkError {
   const message = e instanceof Error ? e.message : String(e);
@@ -40,13 +41,29 @@ export class ChdbExecutor implements OfflineExecutor {
     }
   }
 
-  async *stream(sql: string, format: ResultFormat, params: Record<string, unknown> = {}): AsyncIterable<Uint8Array> {
-    let stream;
+  async writeFile(sql: string, format: FileResultFormat, path: string, params: Record<string, unknown> = {}): Promise<void> {
+    // ClickHouse writes the file itself, block by block. INTO OUTFILE takes no bound parameter,
+    // so the path goes in as an escaped literal.
+    const literal = `'${resolve(path).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+    await this.command(`${sql} INTO OUTFILE ${literal} TRUNCATE FORMAT ${format}`, params);
+  }
+
+  /** chDB streams one complete output per block: right for row formats, wrong for Parquet or Arrow files. */
+  private async *blocks(sql: string, format: string, params: Record<string, unknown>): AsyncIterable<Uint8Array> {
     try {
-      stream = this.session.queryStreamBind(sql, params, { format });
-      for await (const chunk of stream) yield chunk.raw();
+      for await (const chunk of this.session.queryStreamBind(sql, params, { format })) yield chunk.raw();
     } catch (e) {
       throw asOfflineError(e, sql);
+    }
+  }
+
+  streamJsonLines(sql: string, params: Record<string, unknown> = {}): AsyncIterable<Uint8Array> {
+    return this.blocks(sql, 'JSONEachRow', params);
+  }
+
+  async *arrowBatches(sql: string, params: Record<string, unknown> = {}): AsyncIterable<RecordBatch> {
+    for await (const block of this.blocks(sql, 'ArrowStream', params)) {
+      for (const batch of RecordBatchReader.from(block)) yield batch;
     }
   }
 

@@ -1,7 +1,11 @@
 // ClickHouse server executor over HTTP (@clickhouse/client): the same SQL as chDB.
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { TidemarkError } from '../definitions/index.js';
-import type { OfflineExecutor, ResultFormat } from './executor.js';
+import { RecordBatchReader, type RecordBatch } from 'apache-arrow';
+import { createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { FileResultFormat, OfflineExecutor } from './executor.js';
 
 function asOfflineError(e: unknown, url: string, sql: string): TidemarkError {
   const message = e instanceof Error ? e.message : String(e);
@@ -44,13 +48,27 @@ export class ClickHouseExecutor implements OfflineExecutor {
     }
   }
 
-  async *stream(sql: string, format: ResultFormat, params: Record<string, unknown> = {}): AsyncIterable<Uint8Array> {
+  /** The server's answer in one format, as one continuous byte stream. */
+  private async *body(sql: string, format: string, params: Record<string, unknown>): AsyncIterable<Uint8Array> {
     try {
       const result = await this.client.exec({ query: `${sql} FORMAT ${format}`, query_params: params });
       for await (const chunk of result.stream as AsyncIterable<Buffer>) yield chunk;
     } catch (e) {
       throw asOfflineError(e, this.location, sql);
     }
+  }
+
+  async writeFile(sql: string, format: FileResultFormat, path: string, params: Record<string, unknown> = {}): Promise<void> {
+    await pipeline(Readable.from(this.body(sql, format, params)), createWriteStream(path));
+  }
+
+  streamJsonLines(sql: string, params: Record<string, unknown> = {}): AsyncIterable<Uint8Array> {
+    return this.body(sql, 'JSONEachRow', params);
+  }
+
+  async *arrowBatches(sql: string, params: Record<string, unknown> = {}): AsyncIterable<RecordBatch> {
+    const reader = await RecordBatchReader.from(this.body(sql, 'ArrowStream', params));
+    for await (const batch of reader) yield batch;
   }
 
   async insert(table: string, rows: readonly Record<string, unknown>[]): Promise<void> {

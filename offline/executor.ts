@@ -2,8 +2,10 @@
 // default; @clickhouse/client for a server). Values always travel as bound parameters
 // ({name:Type}); identifiers come only from the validated registry.
 
-/** Result formats the offline store streams out. */
-export type ResultFormat = 'Parquet' | 'Arrow' | 'ArrowStream' | 'CSVWithNames' | 'JSONEachRow';
+import type { RecordBatch } from 'apache-arrow';
+
+/** File formats datasets are written in. */
+export type FileResultFormat = 'Parquet' | 'Arrow' | 'CSVWithNames' | 'JSONEachRow';
 
 export interface OfflineExecutor {
   /** `chdb` (embedded) or `clickhouse` (a server over HTTP). */
@@ -14,8 +16,12 @@ export interface OfflineExecutor {
   command(sql: string, params?: Record<string, unknown>): Promise<void>;
   /** Run a query and parse its rows (small results only). */
   rows<T = Record<string, unknown>>(sql: string, params?: Record<string, unknown>): Promise<T[]>;
-  /** Run a query and stream its result bytes in a format, chunk by chunk. */
-  stream(sql: string, format: ResultFormat, params?: Record<string, unknown>): AsyncIterable<Uint8Array>;
+  /** Run a query and write its result to a local file in a format, streaming (bounded memory). */
+  writeFile(sql: string, format: FileResultFormat, path: string, params?: Record<string, unknown>): Promise<void>;
+  /** Run a query and stream its result as newline-delimited JSON text. */
+  streamJsonLines(sql: string, params?: Record<string, unknown>): AsyncIterable<Uint8Array>;
+  /** Run a query and stream its result as Arrow record batches. */
+  arrowBatches(sql: string, params?: Record<string, unknown>): AsyncIterable<RecordBatch>;
   /** Insert rows given as objects keyed by column name. */
   insert(table: string, rows: readonly Record<string, unknown>[]): Promise<void>;
   close(): Promise<void>;

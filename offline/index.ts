@@ -1,8 +1,8 @@
 // Public surface of offline/: the offline store (chDB or a ClickHouse server), event loading,
 // spines and point-in-time datasets.
 export { OfflineStore, outputFormatOf } from './store.js';
-export type { OfflineStoreOptions, DatasetResult } from './store.js';
-export type { OfflineExecutor, ResultFormat } from './executor.js';
+export type { OfflineStoreOptions, DatasetResult, PreparedDataset } from './store.js';
+export type { OfflineExecutor, FileResultFormat } from './executor.js';
 export { ChdbExecutor } from './chdb.js';
 export { ClickHouseExecutor } from './clickhouse.js';
 export type { LoadResult } from './load.js';

@@ -92,9 +92,9 @@ function centerColumn(field: string): string {
   return `__c_${field}`;
 }
 
-/** The final value of a windowed feature from its whole-tile (w) and head-tile (r) parts. */
-function finalExpr(f: FeaturePlan, i: number): string {
-  const part = (suffix: string): string => `(ifNull(w.f${i}_${suffix}, 0) + ifNull(r.f${i}_${suffix}, 0))`;
+/** The final value of a windowed feature from its whole-tile (`w`) and head-tile (`r`) parts. */
+function finalExpr(f: FeaturePlan, i: number, w: string, r: string): string {
+  const part = (suffix: string): string => `(ifNull(${w}.f${i}_${suffix}, 0) + ifNull(${r}.f${i}_${suffix}, 0))`;
   switch (f.agg) {
     case 'count':
       return part('n');
@@ -104,7 +104,7 @@ function finalExpr(f: FeaturePlan, i: number): string {
       return `if(${part('n')} = 0, NULL, ${part('s')} / ${part('n')})`;
     case 'min':
     case 'max': {
-      const [a, b] = [`w.f${i}_m`, `r.f${i}_m`];
+      const [a, b] = [`${w}.f${i}_m`, `${r}.f${i}_m`];
       return `multiIf(isNull(${a}), ${b}, isNull(${b}), ${a}, ${f.agg === 'min' ? 'least' : 'greatest'}(${a}, ${b}))`;
     }
     case 'var':
@@ -119,7 +119,8 @@ function finalExpr(f: FeaturePlan, i: number): string {
 
 /**
  * One SELECT returning the spine's original columns followed by one column per requested feature,
- * in spine row order.
+ * in spine row order: one pass over the spine, joined to each group's whole-tile windows and
+ * head-tile running aggregates, and to each `last` feature's candidates.
  */
 export function pointInTimeSql(requested: readonly RequestedFeature[], spine: SpineInfo): string {
   const taken = new Set(spine.columns.map(([n]) => n));
@@ -127,15 +128,17 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
     if (taken.has(r.column)) throw new TidemarkError('TM_SPINE_BAD_COLUMN', `spine column ${r.column} clashes with the output column of feature ${r.view.name}:${r.feature.name}`, { column: r.column });
   }
   const ctes: string[] = [];
-  const results: { cte: string; columns: string[] }[] = [];
-  const spineTable = ident(spine.table);
+  const joins: string[] = [];
+  const outputs = new Map<string, string>();
+  const spineExtras: string[] = [];
   const views = [...new Set(requested.map((r) => r.view))];
 
   views.forEach((view, v) => {
     const keys = view.keyFields.map((_, k) => `k${k}`);
     const keyList = keys.join(', ');
-    const keyEq = (a: string, b: string): string => keys.map((k) => `${a}.${k} = ${b}.${k}`).join(' AND ');
-    const spineKeys = view.joinKeys.map((jk, k) => `${ident(joinKeyColumn(jk))} AS k${k}`).join(', ');
+    const spineKey = (k: number): string => `sp.v${v}_k${k}`;
+    const keyEq = (alias: string): string => keys.map((k, i) => `${alias}.${k} = ${spineKey(i)}`).join(' AND ');
+    view.joinKeys.forEach((jk, k) => spineExtras.push(`${ident(joinKeyColumn(jk))} AS v${v}_k${k}`));
     const mine = requested.filter((r) => r.view === view);
     const fields = [...new Set(mine.map((r) => r.feature.field).filter((f): f is string => f !== null))];
     const centered = [...new Set(mine.filter((r) => r.feature.agg === 'var' || r.feature.agg === 'stddev').map((r) => r.feature.field!))];
@@ -155,44 +158,43 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
     for (const hopMs of [...new Set(windowed.map((r) => r.feature.hopMs))]) {
       const group = windowed.filter((r) => r.feature.hopMs === hopMs);
       const g = `v${v}_h${hopMs}`;
-      const parts = group.flatMap((r) => partsOf(r.feature, requested.indexOf(r)));
+      const head = `${g}_head`;
+      spineExtras.push(`${tileOf('__t', hopMs)} AS ${head}`);
+      const partWindow = new Map<string, number>();
+      const parts = group.flatMap((r) => {
+        const ps = partsOf(r.feature, requested.indexOf(r));
+        for (const p of ps) partWindow.set(p.name, r.feature.tilesPerWindow!);
+        return ps;
+      });
       const sizes = [...new Set(group.map((r) => r.feature.tilesPerWindow!))];
-      const partWindow = new Map(group.flatMap((r) => partsOf(r.feature, requested.indexOf(r)).map((p) => [p.name, r.feature.tilesPerWindow!] as const)));
-      ctes.push(`${g}_pts AS (SELECT ${keyList}, ts, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${p.perTs} AS ${p.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
-      ctes.push(`${g}_sp AS (SELECT __row, __t, ${spineKeys}, ${tileOf('__t', hopMs)} AS h FROM ${spineTable})`);
+      // Referenced twice (tiles and running sums): materialized once.
+      ctes.push(`${g}_pts AS MATERIALIZED (SELECT ${keyList}, ts, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${p.perTs} AS ${p.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
       ctes.push(
         `${g}_win AS (SELECT * FROM (SELECT ${keyList}, j, probe, ${parts.map((p) => `${p.combine}(${p.name}) OVER w${partWindow.get(p.name)} AS ${p.name}`).join(', ')} FROM (` +
           `SELECT ${keyList}, j, 0 AS probe, ${parts.map((p) => `${p.combine}(${p.name}) AS ${p.name}`).join(', ')} FROM ${g}_pts GROUP BY ${keyList}, j` +
-          ` UNION ALL SELECT DISTINCT ${keyList}, h - 1 AS j, 1 AS probe, ${parts.map((p) => `${p.combine === 'sum' ? '0' : 'NULL'} AS ${p.name}`).join(', ')} FROM ${g}_sp)` +
+          ` UNION ALL SELECT DISTINCT ${view.joinKeys.map((jk, k) => `${ident(joinKeyColumn(jk))} AS k${k}`).join(', ')}, ${tileOf('__t', hopMs)} - 1 AS j, 1 AS probe, ${parts.map((p) => `${p.combine === 'sum' ? '0' : 'NULL'} AS ${p.name}`).join(', ')} FROM ${ident(spine.table)})` +
           ` WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')}) WHERE probe = 1)`,
       );
       ctes.push(
         `${g}_run AS (SELECT ${keyList}, j, ts, ${parts.map((p) => `${p.combine}(${p.name}) OVER r AS ${p.name}`).join(', ')} FROM ${g}_pts WINDOW r AS (PARTITION BY ${keyList}, j ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))`,
       );
-      const outputs = group.map((r) => `${finalExpr(r.feature, requested.indexOf(r))} AS ${ident(r.column)}`);
-      ctes.push(
-        `${g} AS (SELECT s.__row AS __row, ${outputs.join(', ')} FROM ${g}_sp AS s LEFT JOIN ${g}_win AS w ON ${keyEq('w', 's')} AND w.j = s.h - 1 ASOF LEFT JOIN ${g}_run AS r ON ${keyEq('r', 's')} AND r.j = s.h AND r.ts < s.__t)`,
-      );
-      results.push({ cte: g, columns: group.map((r) => r.column) });
+      joins.push(`LEFT JOIN ${g}_win AS ${g}_w ON ${keyEq(`${g}_w`)} AND ${g}_w.j = sp.${head} - 1`);
+      joins.push(`ASOF LEFT JOIN ${g}_run AS ${g}_r ON ${keyEq(`${g}_r`)} AND ${g}_r.j = sp.${head} AND ${g}_r.ts < sp.__t`);
+      for (const r of group) outputs.set(r.column, finalExpr(r.feature, requested.indexOf(r), `${g}_w`, `${g}_r`));
     }
 
     // last, windowed or not.
     for (const r of mine.filter((x) => x.feature.agg === 'last')) {
       const f = r.feature;
       const l = `v${v}_last${requested.indexOf(r)}`;
-      ctes.push(`${l}_c AS (SELECT ${keyList}, ts, max(${ident(f.field!)}) AS v FROM ${e} WHERE ${ident(f.field!)} IS NOT NULL GROUP BY ${keyList}, ts)`);
-      const lower =
-        f.windowMs !== null ? `${tileOf('s.__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs}` : f.ttlMs !== null ? `s.__t - ${f.ttlMs}` : null;
-      const value = lower === null ? 'l.v' : `if(l.ts >= ${lower}, l.v, NULL)`;
-      ctes.push(
-        `${l} AS (SELECT s.__row AS __row, ${value} AS ${ident(r.column)} FROM (SELECT __row, __t, ${spineKeys} FROM ${spineTable}) AS s ASOF LEFT JOIN ${l}_c AS l ON ${keyEq('l', 's')} AND l.ts < s.__t)`,
-      );
-      results.push({ cte: l, columns: [r.column] });
+      ctes.push(`${l} AS (SELECT ${keyList}, ts, max(${ident(f.field!)}) AS v FROM ${e} WHERE ${ident(f.field!)} IS NOT NULL GROUP BY ${keyList}, ts)`);
+      joins.push(`ASOF LEFT JOIN ${l} ON ${keyEq(l)} AND ${l}.ts < sp.__t`);
+      const lower = f.windowMs !== null ? `${tileOf('sp.__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs}` : f.ttlMs !== null ? `sp.__t - ${f.ttlMs}` : null;
+      outputs.set(r.column, lower === null ? `${l}.v` : `if(${l}.ts >= ${lower}, ${l}.v, NULL)`);
     }
   });
 
-  const joins = results.map((res, i) => `ANY LEFT JOIN ${res.cte} AS q${i} ON q${i}.__row = sp.__row`).join(' ');
-  const byColumn = new Map(results.flatMap((res, i) => res.columns.map((c) => [c, `q${i}.${ident(c)}`] as const)));
-  const select = [...spine.columns.map(([n]) => `sp.${ident(n)} AS ${ident(n)}`), ...requested.map((r) => `${byColumn.get(r.column)} AS ${ident(r.column)}`)];
-  return `WITH ${ctes.join(',\n')}\nSELECT ${select.join(', ')} FROM ${spineTable} AS sp ${joins} ORDER BY sp.__row SETTINGS join_use_nulls = 1`;
+  const select = [...spine.columns.map(([n]) => `sp.${ident(n)} AS ${ident(n)}`), ...requested.map((r) => `${outputs.get(r.column)} AS ${ident(r.column)}`)];
+  const spineQuery = `(SELECT *, ${spineExtras.join(', ')} FROM ${ident(spine.table)}) AS sp`;
+  return `WITH ${ctes.join(',\n')}\nSELECT ${select.join(', ')} FROM ${spineQuery} ${joins.join(' ')} ORDER BY sp.__row SETTINGS join_use_nulls = 1, enable_materialized_cte = 1`;
 }

@@ -1,15 +1,12 @@
 // The offline store: tables from the registry, event loading, and point-in-time datasets streamed
 // out of ClickHouse (chDB by default, a server with --clickhouse-url / CLICKHOUSE_URL).
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { extname } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
 import { TidemarkError, type CompiledDefinitions } from '../definitions/index.js';
 import { ChdbExecutor } from './chdb.js';
 import { ClickHouseExecutor } from './clickhouse.js';
-import type { OfflineExecutor, ResultFormat } from './executor.js';
+import type { FileResultFormat, OfflineExecutor } from './executor.js';
 import { loadEventsFile, type LoadResult } from './load.js';
 import { pointInTimeSql, requiredJoinKeys, resolveFeatureRefs } from './point-in-time.js';
 import { loadSpine } from './spine.js';
@@ -21,17 +18,16 @@ export interface OfflineStoreOptions {
   dataDir?: string;
 }
 
-const OUTPUT_FORMATS: Record<string, ResultFormat> = {
+const OUTPUT_FORMATS: Record<string, FileResultFormat> = {
   '.parquet': 'Parquet',
   '.arrow': 'Arrow',
   '.feather': 'Arrow',
-  '.arrows': 'ArrowStream',
   '.csv': 'CSVWithNames',
   '.ndjson': 'JSONEachRow',
   '.jsonl': 'JSONEachRow',
 };
 
-export function outputFormatOf(path: string): ResultFormat {
+export function outputFormatOf(path: string): FileResultFormat {
   const format = OUTPUT_FORMATS[extname(path).toLowerCase()];
   if (!format) {
     throw new TidemarkError('TM_DATASET_BAD_OUTPUT', `cannot tell the dataset format from ${JSON.stringify(path)}`, { path, validExtensions: Object.keys(OUTPUT_FORMATS) });
@@ -43,6 +39,14 @@ export interface DatasetResult {
   rows: number;
   columns: string[];
   seconds: number;
+}
+
+/** A dataset query ready to run: its spine is loaded; `release` drops the spine table. */
+export interface PreparedDataset {
+  sql: string;
+  rows: number;
+  columns: string[];
+  release(): Promise<void>;
 }
 
 export class OfflineStore {
@@ -69,40 +73,44 @@ export class OfflineStore {
   }
 
   /**
-   * A point-in-time dataset for a spine file, streamed in `format`. The spine is loaded into a
-   * temporary table, dropped when the stream ends (or fails). Errors in the spine or the features
-   * are raised before the first chunk.
+   * Load a spine file and build its point-in-time query. Errors in the spine or the features are
+   * raised here, before any output exists.
    */
-  async dataset(spinePath: string, featureRefs: readonly string[], format: ResultFormat): Promise<{ rows: number; columns: string[]; chunks: AsyncIterable<Uint8Array> }> {
+  async prepareDataset(spinePath: string, featureRefs: readonly string[]): Promise<PreparedDataset> {
     const requested = resolveFeatureRefs(this.compiled.registry, featureRefs);
     const table = `tm_spine_${Date.now()}_${randomBytes(4).toString('hex')}`;
     const spine = await loadSpine(this.executor, spinePath, requiredJoinKeys(requested), table);
-    const sql = pointInTimeSql(requested, spine);
-    const executor = this.executor;
-    async function* chunks(): AsyncIterable<Uint8Array> {
-      try {
-        yield* executor.stream(sql, format);
-      } finally {
-        await executor.command(`DROP TABLE IF EXISTS ${ident(table)}`);
-      }
+    let sql: string;
+    try {
+      sql = pointInTimeSql(requested, spine);
+    } catch (e) {
+      await this.executor.command(`DROP TABLE IF EXISTS ${ident(table)}`);
+      throw e;
     }
-    return { rows: spine.rows, columns: [...spine.columns.map(([n]) => n), ...requested.map((r) => r.column)], chunks: chunks() };
+    return {
+      sql,
+      rows: spine.rows,
+      columns: [...spine.columns.map(([n]) => n), ...requested.map((r) => r.column)],
+      release: () => this.executor.command(`DROP TABLE IF EXISTS ${ident(table)}`),
+    };
   }
 
   /** Write a dataset to a file whose extension names the format; nothing is left half-written. */
   async writeDataset(spinePath: string, featureRefs: readonly string[], outPath: string): Promise<DatasetResult> {
     const started = performance.now();
     const format = outputFormatOf(outPath);
-    const { rows, columns, chunks } = await this.dataset(spinePath, featureRefs, format);
+    const prepared = await this.prepareDataset(spinePath, featureRefs);
     const partial = `${outPath}.partial`;
     try {
-      await pipeline(Readable.from(chunks), createWriteStream(partial));
+      await this.executor.writeFile(prepared.sql, format, partial);
       await rename(partial, outPath);
     } catch (e) {
       await rm(partial, { force: true });
       throw e;
+    } finally {
+      await prepared.release();
     }
-    return { rows, columns, seconds: (performance.now() - started) / 1000 };
+    return { rows: prepared.rows, columns: prepared.columns, seconds: (performance.now() - started) / 1000 };
   }
 
   close(): Promise<void> {
