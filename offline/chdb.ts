@@ -19,8 +19,11 @@ export class ChdbExecutor implements OfflineExecutor {
   constructor(dataDir: string) {
     this.location = resolve(dataDir, 'chdb');
     mkdirSync(this.location, { recursive: true });
-    // Numbers as JSON numbers (not quoted 64-bit strings), so rows read back as they went in.
-    this.session = new Session(this.location, { connectionArgs: ['--output_format_json_quote_64bit_integers=0'] });
+    // Numbers as JSON numbers (not quoted 64-bit strings), so rows read back as they went in;
+    // Arrow uncompressed, which every Arrow reader (apache-arrow JS included) can read.
+    this.session = new Session(this.location, {
+      connectionArgs: ['--output_format_json_quote_64bit_integers=0', '--output_format_arrow_compression_method=none'],
+    });
   }
 
   async command(sql: string, params: Record<string, unknown> = {}): Promise<void> {

@@ -27,7 +27,7 @@ export class ClickHouseExecutor implements OfflineExecutor {
     this.client = createClient({
       url,
       request_timeout: 300_000,
-      clickhouse_settings: { output_format_json_quote_64bit_integers: 0 },
+      clickhouse_settings: { output_format_json_quote_64bit_integers: 0, output_format_arrow_compression_method: 'none' },
     });
   }
 

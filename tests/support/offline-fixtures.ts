@@ -1,0 +1,51 @@
+// Fixtures for the offline suites: the first N flights as NDJSON and CSV event files, their decoded
+// events for the reference, and small helpers to write spines and read datasets back.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { compileOrThrow, type CompiledDefinitions, type ReferenceEvent } from '../../definitions/index.js';
+import * as flightsDefinitions from '../../examples/flights/definitions.js';
+import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
+import { EventDecoder, readParquetBatches } from '../../ingest/index.js';
+
+export interface FlightFiles {
+  compiled: CompiledDefinitions;
+  ndjson: string;
+  csv: string;
+  events: ReferenceEvent[];
+  minTs: number;
+  maxTs: number;
+}
+
+export async function writeFlightFiles(dir: string, limit: number): Promise<FlightFiles> {
+  const compiled = compileOrThrow(flightsDefinitions);
+  const decoder = new EventDecoder(compiled, 'flights');
+  const lines: string[] = [];
+  const csv: string[] = ['date,delay,distance,origin,destination'];
+  const events: ReferenceEvent[] = [];
+  for await (const batch of readParquetBatches(FLIGHTS_PARQUET_PATH, { limit })) {
+    for (const row of batch.rows) {
+      lines.push(JSON.stringify(row));
+      // CSV carries time as ISO-8601 text, the other form the source accepts
+      csv.push([new Date(row.date as number).toISOString(), row.delay, row.distance, row.origin, row.destination].join(','));
+      const d = decoder.decodeValue(row);
+      if (!d.ok) throw new Error(d.bad.reason);
+      events.push({ eventTimeMs: d.event.eventTimeMs, fields: d.event.fields });
+    }
+  }
+  const ndjson = join(dir, 'flights.ndjson');
+  const csvPath = join(dir, 'flights.csv');
+  writeFileSync(ndjson, `${lines.join('\n')}\n`);
+  writeFileSync(csvPath, `${csv.join('\n')}\n`);
+  const times = events.map((e) => e.eventTimeMs);
+  return { compiled, ndjson, csv: csvPath, events, minTs: Math.min(...times), maxTs: Math.max(...times) };
+}
+
+export function writeNdjson(path: string, rows: readonly Record<string, unknown>[]): string {
+  writeFileSync(path, rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : ''));
+  return path;
+}
+
+/** Every feature of every view of a registry, as view:feature. */
+export function allFeatureRefs(compiled: CompiledDefinitions): string[] {
+  return compiled.registry.views.flatMap((v) => v.features.map((f) => `${v.name}:${f.name}`));
+}
