@@ -2,7 +2,8 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compile, formatDefinitionError, formatDurationMs, loadDefinitions, TidemarkError, type Registry } from '../definitions/index.js';
+import { compile, compileOrThrow, formatDefinitionError, formatDurationMs, loadDefinitions, TidemarkError, type Registry } from '../definitions/index.js';
+import { OfflineStore, type OfflineStoreOptions } from '../offline/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { runQuickstart } from './quickstart.js';
 
@@ -60,23 +61,84 @@ export function buildCli(): Command {
     .option('--limit <n>', 'replay only the first n rows', positiveInt('--limit'))
     .option('--port <port>', 'HTTP port', positiveInt('--port'), Number(process.env.PORT ?? 8080))
     .option('--host <host>', 'HTTP host', '127.0.0.1')
-    .option('--data-dir <dir>', 'folder for local data (dead letters)', '.tidemark')
+    .option('--data-dir <dir>', 'folder for local data (chDB, dead letters)', '.tidemark')
+    .option('--clickhouse-url <url>', 'ClickHouse server HTTP URL for the offline store (default: $CLICKHOUSE_URL, else chDB in --data-dir)', process.env.CLICKHOUSE_URL)
+    .option('--no-offline', 'skip loading the file into the offline store')
     .option('--no-serve', 'print the summary and exit instead of serving')
     .option('--no-progress', 'no progress bar')
     .option('--verify', 'keep the events and check every key of every view against the reference implementation')
-    .action(async (opts: { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; serve: boolean; progress: boolean; verify?: boolean }) => {
+    .action(async (opts: { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; clickhouseUrl?: string; offline: boolean; serve: boolean; progress: boolean; verify?: boolean }) => {
       const result = await runQuickstart({ ...opts, progress: opts.progress && process.stderr.isTTY === true, log: (line) => console.log(line) });
       if (result.verification && result.verification.mismatches.length > 0) process.exitCode = 1;
+      if (!result.server) await result.offline?.close();
       if (result.server) {
         const stop = async (): Promise<void> => {
           await result.server?.close();
+          await result.offline?.close();
           process.exit(0);
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       }
     });
+  const offlineOptions = (command: Command): Command =>
+    command
+      .option('--clickhouse-url <url>', 'ClickHouse server HTTP URL (default: $CLICKHOUSE_URL, else chDB in --data-dir)', process.env.CLICKHOUSE_URL)
+      .option('--data-dir <dir>', 'folder for chDB data', '.tidemark');
+
+  offlineOptions(
+    program
+      .command('backfill')
+      .description('load an event file (Parquet, CSV, NDJSON) into the offline store; loading a file twice is a no-op')
+      .requiredOption('--definitions <path>', 'definitions module')
+      .requiredOption('--from <file>', 'event file: .parquet, .csv or .ndjson')
+      .option('--source <name>', "source the file's rows belong to (default: the only source)"),
+  ).action(async (opts: { definitions: string; from: string; source?: string; clickhouseUrl?: string; dataDir: string }) => {
+    const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
+    const source = opts.source ?? soleSource(compiled.registry);
+    const store = await OfflineStore.open(compiled, offlineStoreOptions(opts));
+    try {
+      const result = await store.loadEvents(source, opts.from);
+      if (result.alreadyLoaded) console.log(`${opts.from} was already loaded into ${store.executor.location} (${result.events.toLocaleString('en-US')} events): nothing to do`);
+      else {
+        console.log(`loaded ${result.events.toLocaleString('en-US')} events of source ${source} from ${opts.from} into ${store.executor.location} in ${result.seconds.toFixed(2)} s`);
+        if (result.badEvents > 0) console.log(`${result.badEvents.toLocaleString('en-US')} bad rows went to the table tm_dead_letters (load id ${result.loadId})`);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  offlineOptions(
+    program
+      .command('dataset')
+      .description('write a point-in-time training dataset for a spine file (.parquet, .arrow, .csv or .ndjson output)')
+      .requiredOption('--definitions <path>', 'definitions module')
+      .requiredOption('--spine <file>', 'spine: join key columns, ts (epoch ms or ISO-8601) and passthrough columns')
+      .requiredOption('--features <list>', 'comma-separated view:feature references')
+      .requiredOption('--out <file>', 'output file; its extension names the format'),
+  ).action(async (opts: { definitions: string; spine: string; features: string; out: string; clickhouseUrl?: string; dataDir: string }) => {
+    const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
+    const store = await OfflineStore.open(compiled, offlineStoreOptions(opts));
+    try {
+      const features = opts.features.split(',').map((f) => f.trim()).filter(Boolean);
+      const result = await store.writeDataset(opts.spine, features, opts.out);
+      console.log(`wrote ${result.rows.toLocaleString('en-US')} rows x ${result.columns.length} columns to ${opts.out} in ${result.seconds.toFixed(2)} s`);
+      console.log(`columns: ${result.columns.join(', ')}`);
+    } finally {
+      await store.close();
+    }
+  });
   return program;
+}
+
+function soleSource(registry: Registry): string {
+  if (registry.sources.length === 1) return registry.sources[0]!.name;
+  throw new InvalidArgumentError(`the definitions have ${registry.sources.length} sources (${registry.sources.map((s) => s.name).join(', ')}): name one with --source`);
+}
+
+function offlineStoreOptions(opts: { clickhouseUrl?: string; dataDir: string }): OfflineStoreOptions {
+  return opts.clickhouseUrl ? { clickhouseUrl: opts.clickhouseUrl } : { dataDir: opts.dataDir };
 }
 
 export async function main(argv: string[]): Promise<void> {

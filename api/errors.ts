@@ -12,14 +12,24 @@ const CLIENT_ERRORS = new Set<ErrorCode>([
   'TM_READ_BAD_REQUEST',
   'TM_READ_BEFORE_RETENTION',
   'TM_READ_INSIDE_OPEN_TILE',
+  'TM_SPINE_MISSING_COLUMN',
+  'TM_SPINE_BAD_COLUMN',
+  'TM_SPINE_BAD_TIME',
+  'TM_SPINE_BAD_KEY',
+  'TM_SPINE_EMPTY',
+  'TM_DATASET_UNKNOWN_FEATURE',
+  'TM_DATASET_BAD_OUTPUT',
 ]);
+/** The backing store is down: the request may work later. */
+const UNAVAILABLE = new Set<ErrorCode>(['TM_OFFLINE_UNREACHABLE']);
 
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | TidemarkError, request, reply) => {
     if (error instanceof TidemarkError) {
-      const status = CLIENT_ERRORS.has(error.code) ? 400 : 500;
-      if (status === 500) request.log.error({ err: error }, 'coded server error');
-      return reply.status(status).send({ statusCode: status, error: status === 400 ? 'Bad Request' : 'Internal Server Error', ...error.toJSON() });
+      const status = CLIENT_ERRORS.has(error.code) ? 400 : UNAVAILABLE.has(error.code) ? 503 : 500;
+      if (status >= 500) request.log.error({ err: error }, 'coded server error');
+      const label = status === 400 ? 'Bad Request' : status === 503 ? 'Service Unavailable' : 'Internal Server Error';
+      return reply.status(status).send({ statusCode: status, error: label, ...error.toJSON() });
     }
     if (hasZodFastifySchemaValidationErrors(error)) {
       const first = error.validation[0]!;

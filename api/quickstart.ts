@@ -15,6 +15,7 @@ import {
 } from '../definitions/index.js';
 import { DeadLetterFile, parquetRowCount, replayParquetFile, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
 import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, type OnlineFeaturesResponse, type StoreStats } from '../online/index.js';
+import { OfflineStore } from '../offline/index.js';
 import { buildServer } from './server.js';
 
 export interface QuickstartOptions {
@@ -28,6 +29,10 @@ export interface QuickstartOptions {
   progress: boolean;
   /** Keep the events and check every key of every view against the reference implementation. */
   verify?: boolean;
+  /** Also load the file into the offline store and show the matching offline value (default true). */
+  offline?: boolean;
+  /** A ClickHouse server for the offline store; absent: chDB in dataDir. */
+  clickhouseUrl?: string;
   dataDir: string;
   log: (line: string) => void;
 }
@@ -40,6 +45,8 @@ export interface QuickstartResult {
   stats: StoreStats;
   sample: OnlineFeaturesResponse | null;
   verification: Verification | null;
+  offline: OfflineStore | null;
+  offlineSample: Record<string, unknown>[] | null;
   server: FastifyInstance | null;
   url: string | null;
 }
@@ -75,18 +82,29 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   opts.log(`materialized ${featureValues.toLocaleString('en-US')} feature values in ${stats.tiles.toLocaleString('en-US')} tiles`);
 
   const sample = await sampleRead(service, store, opts.log);
+  let offline: OfflineStore | null = null;
+  let offlineSample: Record<string, unknown>[] | null = null;
+  if (opts.offline !== false) {
+    offline = await OfflineStore.open(compiled, opts.clickhouseUrl ? { clickhouseUrl: opts.clickhouseUrl } : { dataDir: opts.dataDir });
+    offlineSample = await offlineSampleRead(offline, service, store, sourceName, opts);
+  }
   const verification = keptEvents ? verifyAgainstReference(registry, store, keptEvents, opts.log) : null;
   let server: FastifyInstance | null = null;
   let url: string | null = null;
   if (opts.serve) {
-    server = await buildServer({ service });
+    server = await buildServer(offline ? { service, offline } : { service });
     url = await server.listen({ port: opts.port, host: opts.host });
     const first = sampleRequestBody(service, store);
     opts.log('');
     opts.log(`serving the HTTP API on ${url}  (Ctrl-C to stop)`);
     if (first) opts.log(`  curl -s ${url}/get-online-features -H 'content-type: application/json' -d '${JSON.stringify(first)}'`);
+    if (first && offline) {
+      const key = Object.keys(first.entities)[0]!;
+      const spine = { features: first.features.slice(0, 2), spine: [{ [key]: first.entities[key]![0], ts: stats.watermarkMs === null ? 0 : stats.watermarkMs + 1, label: 1 }] };
+      opts.log(`  curl -s ${url}/datasets/historical -H 'content-type: application/json' -d '${JSON.stringify(spine)}'`);
+    }
   }
-  return { compiled, store, service, replay, stats, sample, verification, server, url };
+  return { compiled, store, service, replay, stats, sample, verification, offline, offlineSample, server, url };
 }
 
 /** A read of the first view's features for up to two of its busiest-looking keys (ORD and SFO on the flights). */
@@ -170,4 +188,53 @@ function verifyAgainstReference(registry: Registry, store: MemoryOnlineStore, ke
       : `REFERENCE MISMATCH in ${result.mismatches.length} of ${result.compared} values:\n  ${result.mismatches.slice(0, 20).join('\n  ')}`,
   );
   return result;
+}
+
+/**
+ * Load the replayed file into the offline store (a no-op when it is already there) and compute
+ * the sample read's keys at the same time as a point-in-time dataset: the two paths side by side.
+ */
+async function offlineSampleRead(
+  offline: OfflineStore,
+  service: OnlineFeatureService,
+  store: MemoryOnlineStore,
+  sourceName: string,
+  opts: QuickstartOptions,
+): Promise<Record<string, unknown>[] | null> {
+  opts.log('');
+  if (opts.limit !== undefined) {
+    opts.log(`offline store: skipped with --limit (it loads whole files, so its values would differ from a partial replay)`);
+    return null;
+  }
+  const loaded = await offline.loadEvents(sourceName, opts.file);
+  opts.log(
+    loaded.alreadyLoaded
+      ? `offline store (${offline.executor.location}): ${loaded.events.toLocaleString('en-US')} events already loaded from this file`
+      : `offline store (${offline.executor.location}): loaded ${loaded.events.toLocaleString('en-US')} events in ${loaded.seconds.toFixed(1)} s (loading it again is a no-op)`,
+  );
+  const body = sampleRequestBody(service, store);
+  const watermarkMs = store.watermarkSync();
+  if (!body || watermarkMs === null) return null;
+  const key = Object.keys(body.entities)[0]!;
+  const atMs = storeClockMs('watermark', watermarkMs);
+  const prepared = await offline.prepareDataset(body.entities[key]!.map((k) => ({ [key]: k, ts: atMs })), body.features);
+  const rows: Record<string, unknown>[] = [];
+  try {
+    let text = '';
+    for await (const chunk of offline.executor.streamJsonLines(prepared.sql)) text += Buffer.from(chunk).toString('utf8');
+    for (const line of text.split('\n')) if (line.trim()) rows.push(JSON.parse(line) as Record<string, unknown>);
+  } finally {
+    await prepared.release();
+  }
+  opts.log(`the same features as a point-in-time dataset at ${new Date(atMs).toISOString()} (offline path):`);
+  opts.log(`  ${'feature'.padEnd(36)} ${rows.map((r) => String(r[key]).padStart(14)).join(' ')}`);
+  for (const ref of body.features) {
+    const column = ref.replace(':', '__');
+    const values = rows.map((r) => {
+      const v = r[column];
+      return (typeof v === 'number' ? String(Number(v.toPrecision(8))) : String(v)).padStart(14);
+    });
+    opts.log(`  ${ref.padEnd(36)} ${values.join(' ')}`);
+  }
+  return rows;
 }

@@ -1,7 +1,9 @@
 // The HTTP server: fastify with the zod type provider; one plugin per API area.
 import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { OfflineStore } from '../offline/index.js';
 import type { OnlineFeatureService } from '../online/index.js';
+import { datasetRoutes } from './dataset-routes.js';
 import { registerErrorHandling } from './errors.js';
 import { onlineRoutes } from './online-routes.js';
 
@@ -12,6 +14,8 @@ export interface HealthReport {
 
 export interface ServerOptions {
   service: OnlineFeatureService;
+  /** Serves POST /datasets/historical when given. */
+  offline?: OfflineStore;
   logger?: boolean;
   /** Extra health details (e.g. replay progress); status 'degraded' answers 503. */
   health?: () => Promise<HealthReport> | HealthReport;
@@ -36,5 +40,6 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return reply.status(report.status === 'ok' ? 200 : 503).send(report);
   });
   await app.register(onlineRoutes, { service: opts.service });
+  if (opts.offline) await app.register(datasetRoutes, { offline: opts.offline });
   return app;
 }

@@ -10,5 +10,5 @@ export { fileSha256 } from './load.js';
 export { pointInTimeSql, resolveFeatureRefs, requiredJoinKeys } from './point-in-time.js';
 export type { RequestedFeature } from './point-in-time.js';
 export { loadSpine, SPINE_TIME_COLUMN } from './spine.js';
-export type { SpineInfo } from './spine.js';
+export type { SpineInfo, SpineInput } from './spine.js';
 export { ensureTables, eventTable } from './tables.js';

@@ -3,7 +3,7 @@
 // UTC unless an offset is given) and its join keys in the online path's canonical form (__j_<key>);
 // every original column is kept, typed from the first batch, and passed through untouched.
 import { canonicalKeyValue, parseIsoUtcMs, TidemarkError } from '../definitions/index.js';
-import { readFileBatches } from '../ingest/index.js';
+import { readFileBatches, type FileBatch } from '../ingest/index.js';
 import type { OfflineExecutor } from './executor.js';
 import { ident } from './tables.js';
 
@@ -51,15 +51,29 @@ function toColumnValue(value: unknown, type: string, column: string, row: number
   return value;
 }
 
+/** A spine: a file (Parquet, CSV, NDJSON) or rows given inline (the HTTP API). */
+export type SpineInput = string | readonly Record<string, unknown>[];
+
+async function* spineBatches(input: SpineInput, batchRows: number): AsyncGenerator<FileBatch> {
+  if (typeof input === 'string') {
+    yield* readFileBatches(input, { batchRows });
+    return;
+  }
+  for (let i = 0; i < input.length; i += batchRows) {
+    yield { rows: input.slice(i, i + batchRows).map((value) => (typeof value === 'object' && value !== null && !Array.isArray(value) ? { value } : { value: undefined, error: 'not a JSON object' })), rowStart: i };
+  }
+}
+
 /**
- * Load a spine file into a new table. `joinKeys` are the join keys the requested features need.
+ * Load a spine into a new table. `joinKeys` are the join keys the requested features need.
  * Errors name the row (1-based, header excluded) and the column.
  */
-export async function loadSpine(executor: OfflineExecutor, path: string, joinKeys: readonly string[], table: string, opts: { batchRows?: number } = {}): Promise<SpineInfo> {
+export async function loadSpine(executor: OfflineExecutor, input: SpineInput, joinKeys: readonly string[], table: string, opts: { batchRows?: number } = {}): Promise<SpineInfo> {
+  const path = typeof input === 'string' ? input : 'in the request';
   let columns: [string, string][] | null = null;
   let rows = 0;
   try {
-    for await (const batch of readFileBatches(path, opts.batchRows === undefined ? {} : { batchRows: opts.batchRows })) {
+    for await (const batch of spineBatches(input, opts.batchRows ?? 50_000)) {
       if (columns === null) {
         const names: string[] = [];
         for (const r of batch.rows) for (const k of Object.keys(r.value ?? {})) if (!names.includes(k)) names.push(k);

@@ -9,7 +9,7 @@ import { ClickHouseExecutor } from './clickhouse.js';
 import type { FileResultFormat, OfflineExecutor } from './executor.js';
 import { loadEventsFile, type LoadResult } from './load.js';
 import { pointInTimeSql, requiredJoinKeys, resolveFeatureRefs } from './point-in-time.js';
-import { loadSpine } from './spine.js';
+import { loadSpine, type SpineInput } from './spine.js';
 import { ensureTables, ident } from './tables.js';
 
 export interface OfflineStoreOptions {
@@ -73,24 +73,24 @@ export class OfflineStore {
   }
 
   /**
-   * Load a spine file and build its point-in-time query. Errors in the spine or the features are
+   * Load a spine (a file, or rows) and build its point-in-time query. Errors in the spine or the features are
    * raised here, before any output exists.
    */
-  async prepareDataset(spinePath: string, featureRefs: readonly string[]): Promise<PreparedDataset> {
+  async prepareDataset(spine: SpineInput, featureRefs: readonly string[]): Promise<PreparedDataset> {
     const requested = resolveFeatureRefs(this.compiled.registry, featureRefs);
     const table = `tm_spine_${Date.now()}_${randomBytes(4).toString('hex')}`;
-    const spine = await loadSpine(this.executor, spinePath, requiredJoinKeys(requested), table);
+    const loaded = await loadSpine(this.executor, spine, requiredJoinKeys(requested), table);
     let sql: string;
     try {
-      sql = pointInTimeSql(requested, spine);
+      sql = pointInTimeSql(requested, loaded);
     } catch (e) {
       await this.executor.command(`DROP TABLE IF EXISTS ${ident(table)}`);
       throw e;
     }
     return {
       sql,
-      rows: spine.rows,
-      columns: [...spine.columns.map(([n]) => n), ...requested.map((r) => r.column)],
+      rows: loaded.rows,
+      columns: [...loaded.columns.map(([n]) => n), ...requested.map((r) => r.column)],
       release: () => this.executor.command(`DROP TABLE IF EXISTS ${ident(table)}`),
     };
   }
