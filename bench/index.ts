@@ -4,11 +4,17 @@
 //  2. online reads: POST /get-online-features for 1 and 100 entities, saturation throughput and
 //     p50/p99 latency at half of saturation and at 1 000 req/s, next to a fastify route returning a
 //     constant. The load generator runs in this process, on the same 2 cores as the server.
-// Set BENCH_ROWS to replay fewer rows (default: the whole file).
+//  3. offline: loading flights-3m into chDB; point-in-time datasets for a 1M-row airport spine
+//     (every origin_delays feature) and a 1M-row route spine (route_delays), next to DuckDB
+//     computing the same values from the same files; time, peak RSS, ratio, and a value check.
+// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline
+// runs one section.
 import { spawn } from 'node:child_process';
-import { cpus, totalmem } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { latencyAtRate, saturationRps, type LoadTarget } from './http-load.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -29,6 +35,12 @@ function runWorker(args: string[]): Promise<Record<string, number>> {
 const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 console.log(`tidemark bench, ${new Date().toISOString().slice(0, 10)}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${fmt(totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
+const only = process.env.BENCH_ONLY;
+if (!only || only === 'replay') await replaySection();
+if (!only || only === 'reads') await readsSection();
+if (!only || only === 'offline') await offlineSection();
+
+async function replaySection(): Promise<void> {
 console.log('');
 console.log('## Replay of flights-3m.parquet (in-memory store)');
 // The machine is shared and noisy: alternate baseline and replay runs, report each one's median run.
@@ -52,6 +64,9 @@ console.log(`| decode: zod validation, keys, event time | ${fmt(rows / (replay.d
 console.log(`| end to end: read + decode + core | ${fmt(rows / (replay.totalMs! / 1000))} | ${fmt(replay.totalMs! / 1000, 2)} | ${fmt(replay.peakRssMb!)} MB |`);
 console.log(`(${fmt(rows)} rows; median of ${RUNS} runs each, by file-read time and by core time; core in all runs: ${replayRuns.map((r) => fmt(rows / (r.coreMs! / 1000))).join(', ')} events/s)`);
 
+}
+
+async function readsSection(): Promise<void> {
 console.log('');
 console.log('## Online reads: POST /get-online-features');
 const server = spawn(process.execPath, [...process.execArgv.filter((a) => a.startsWith('--max-semi-space-size')), RUN_TS, 'bench/read-server.ts', ...rowsArg], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -82,4 +97,26 @@ try {
   }
 } finally {
   server.kill('SIGTERM');
+}
+}
+
+async function offlineSection(): Promise<void> {
+  console.log('');
+  console.log('## Offline: chDB point-in-time datasets next to DuckDB');
+  const dir = mkdtempSync(join(tmpdir(), 'tidemark-bench-'));
+  const worker = (args: string[]): Promise<Record<string, number>> => runWorker(['bench/offline-worker.ts', ...args]);
+  const duck = (args: string[]): Promise<Record<string, number>> => runWorker(['bench/duckdb-worker.ts', ...args]);
+  const load = await worker(['load', dir]);
+  await worker(['spines', dir]);
+  console.log(`| measure | tidemark (chDB) s | peak RSS | DuckDB s | peak RSS | DuckDB / tidemark | values equal |`);
+  console.log('|---|---:|---:|---:|---:|---:|---|');
+  console.log(`| load flights-3m.parquet (decode with the source schema, insert) | ${fmt(load.seconds!, 2)} | ${fmt(load.peakRssMb!)} MB | | | | |`);
+  for (const [view, spine] of [['origin_delays', 'spine-airports.parquet'], ['route_delays', 'spine-routes.parquet']] as const) {
+    const ours = await worker(['dataset', dir, view, join(dir, spine), join(dir, `tidemark-${view}.parquet`)]);
+    const theirs = await duck([FLIGHTS_PARQUET_PATH, join(dir, spine), view, join(dir, `duckdb-${view}.parquet`)]);
+    const check = await duck(['compare', join(dir, `tidemark-${view}.parquet`), join(dir, `duckdb-${view}.parquet`)]);
+    const equal = check.mismatches === 0 ? `yes (${fmt(check.rows!)} rows)` : `NO: ${fmt(check.mismatches!)} of ${fmt(check.rows!)} rows differ`;
+    console.log(`| dataset: 1,000,000-row spine x every ${view} feature | ${fmt(ours.seconds!, 2)} | ${fmt(ours.peakRssMb!)} MB | ${fmt(theirs.seconds!, 2)} | ${fmt(theirs.peakRssMb!)} MB | ${fmt(theirs.seconds! / ours.seconds!, 2)} | ${equal} |`);
+  }
+  rmSync(dir, { recursive: true, force: true });
 }
