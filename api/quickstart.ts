@@ -13,9 +13,9 @@ import {
   type Registry,
   valuesAgree,
 } from '../definitions/index.js';
-import { DeadLetterFile, parquetRowCount, replayParquetFile, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
+import { DeadLetterFile, parquetRowCount, replayParquetFile, type BadEvent, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
 import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, type OnlineFeaturesResponse, type StoreStats } from '../online/index.js';
-import { OfflineStore } from '../offline/index.js';
+import { EventLoad, OfflineStore } from '../offline/index.js';
 import { buildServer } from './server.js';
 
 export interface QuickstartOptions {
@@ -65,7 +65,19 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   bar?.start(totalRows, 0);
   const deadLetters = new DeadLetterFile(join(opts.dataDir, 'dead-letters'));
   const keptEvents = opts.verify ? new KeptEvents(registry.sources.find((s) => s.name === sourceName)!.views) : null;
-  const replayOpts = { source: sourceName, deadLetters, onProgress: (rows: number) => bar?.update(rows), onEvents: keptEvents ? (events: readonly DecodedEvent[]) => keptEvents.add(events) : undefined };
+  // The offline store loads the very events the replay decodes (one decode, the same events on both
+  // paths); a file it already holds is not loaded again. With --limit it is left alone: it loads whole files.
+  const offline = opts.offline === false ? null : await OfflineStore.open(compiled, opts.clickhouseUrl ? { clickhouseUrl: opts.clickhouseUrl } : { dataDir: opts.dataDir });
+  const offlineLoad = offline && opts.limit === undefined ? await offline.beginLoad(sourceName, opts.file) : null;
+  const replayOpts = {
+    source: sourceName,
+    deadLetters,
+    onProgress: (rows: number) => bar?.update(rows),
+    onBatch: async (events: readonly DecodedEvent[], bad: readonly BadEvent[], rows: number): Promise<void> => {
+      keptEvents?.add(events);
+      if (offlineLoad instanceof EventLoad) await offlineLoad.add(events, bad, rows);
+    },
+  };
   const replay = await replayParquetFile(compiled, opts.file, { apply: (batch) => store.applySync(batch) }, opts.limit === undefined ? replayOpts : { ...replayOpts, limit: opts.limit });
   bar?.stop();
 
@@ -82,11 +94,20 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   opts.log(`materialized ${featureValues.toLocaleString('en-US')} feature values in ${stats.tiles.toLocaleString('en-US')} tiles`);
 
   const sample = await sampleRead(service, store, opts.log);
-  let offline: OfflineStore | null = null;
   let offlineSample: Record<string, unknown>[] | null = null;
-  if (opts.offline !== false) {
-    offline = await OfflineStore.open(compiled, opts.clickhouseUrl ? { clickhouseUrl: opts.clickhouseUrl } : { dataDir: opts.dataDir });
-    offlineSample = await offlineSampleRead(offline, service, store, sourceName, opts);
+  if (offline) {
+    opts.log('');
+    if (offlineLoad === null) {
+      opts.log('offline store: not loaded with --limit (it loads whole files, so its values would differ from a partial replay)');
+    } else {
+      const loaded = offlineLoad instanceof EventLoad ? await offlineLoad.finish() : offlineLoad;
+      opts.log(
+        loaded.alreadyLoaded
+          ? `offline store (${offline.executor.location}): this file's ${loaded.events.toLocaleString('en-US')} events were already loaded`
+          : `offline store (${offline.executor.location}): loaded the same ${loaded.events.toLocaleString('en-US')} events during the replay (loading the file again is a no-op)`,
+      );
+      offlineSample = await offlineSampleRead(offline, service, store, opts.log);
+    }
   }
   const verification = keptEvents ? verifyAgainstReference(registry, store, keptEvents, opts.log) : null;
   let server: FastifyInstance | null = null;
@@ -190,28 +211,8 @@ function verifyAgainstReference(registry: Registry, store: MemoryOnlineStore, ke
   return result;
 }
 
-/**
- * Load the replayed file into the offline store (a no-op when it is already there) and compute
- * the sample read's keys at the same time as a point-in-time dataset: the two paths side by side.
- */
-async function offlineSampleRead(
-  offline: OfflineStore,
-  service: OnlineFeatureService,
-  store: MemoryOnlineStore,
-  sourceName: string,
-  opts: QuickstartOptions,
-): Promise<Record<string, unknown>[] | null> {
-  opts.log('');
-  if (opts.limit !== undefined) {
-    opts.log(`offline store: skipped with --limit (it loads whole files, so its values would differ from a partial replay)`);
-    return null;
-  }
-  const loaded = await offline.loadEvents(sourceName, opts.file);
-  opts.log(
-    loaded.alreadyLoaded
-      ? `offline store (${offline.executor.location}): ${loaded.events.toLocaleString('en-US')} events already loaded from this file`
-      : `offline store (${offline.executor.location}): loaded ${loaded.events.toLocaleString('en-US')} events in ${loaded.seconds.toFixed(1)} s (loading it again is a no-op)`,
-  );
+/** The sample read's keys at the same time as a point-in-time dataset: the two paths side by side. */
+async function offlineSampleRead(offline: OfflineStore, service: OnlineFeatureService, store: MemoryOnlineStore, log: (line: string) => void): Promise<Record<string, unknown>[] | null> {
   const body = sampleRequestBody(service, store);
   const watermarkMs = store.watermarkSync();
   if (!body || watermarkMs === null) return null;
@@ -226,15 +227,15 @@ async function offlineSampleRead(
   } finally {
     await prepared.release();
   }
-  opts.log(`the same features as a point-in-time dataset at ${new Date(atMs).toISOString()} (offline path):`);
-  opts.log(`  ${'feature'.padEnd(36)} ${rows.map((r) => String(r[key]).padStart(14)).join(' ')}`);
+  log(`the same features as a point-in-time dataset at ${new Date(atMs).toISOString()} (offline path):`);
+  log(`  ${'feature'.padEnd(36)} ${rows.map((r) => String(r[key]).padStart(14)).join(' ')}`);
   for (const ref of body.features) {
     const column = ref.replace(':', '__');
     const values = rows.map((r) => {
       const v = r[column];
       return (typeof v === 'number' ? String(Number(v.toPrecision(8))) : String(v)).padStart(14);
     });
-    opts.log(`  ${ref.padEnd(36)} ${values.join(' ')}`);
+    log(`  ${ref.padEnd(36)} ${values.join(' ')}`);
   }
   return rows;
 }

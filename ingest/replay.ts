@@ -26,8 +26,8 @@ export interface ReplayOptions {
   batchRows?: number;
   deadLetters?: DeadLetterSink;
   onProgress?: (rowsDone: number) => void;
-  /** Sees every decoded batch (e.g. to keep events for a check against the reference). */
-  onEvents?: (events: readonly DecodedEvent[]) => void;
+  /** Sees every decoded batch, good events and bad rows (another store loading the same events, a reference check). */
+  onBatch?: (events: readonly DecodedEvent[], bad: readonly BadEvent[], rows: number) => Promise<void> | void;
   nowMs?: () => number;
 }
 
@@ -49,7 +49,7 @@ export async function replayParquetFile(compiled: CompiledDefinitions, path: str
       else bad.push(result.bad);
     }
     opts.deadLetters?.write(bad);
-    opts.onEvents?.(events);
+    await opts.onBatch?.(events, bad, batch.rows.length);
     const applied = await sink.apply(builder.build(events));
     stats.rows += batch.rows.length;
     stats.events += events.length;

@@ -6,7 +6,7 @@ export type { OfflineExecutor, FileResultFormat } from './executor.js';
 export { ChdbExecutor } from './chdb.js';
 export { ClickHouseExecutor } from './clickhouse.js';
 export type { LoadResult } from './load.js';
-export { fileSha256 } from './load.js';
+export { fileSha256, EventLoad } from './load.js';
 export { pointInTimeSql, resolveFeatureRefs, requiredJoinKeys } from './point-in-time.js';
 export type { RequestedFeature } from './point-in-time.js';
 export { loadSpine, SPINE_TIME_COLUMN } from './spine.js';

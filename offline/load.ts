@@ -1,12 +1,13 @@
-// Loading event files into the offline store: rows are decoded with the stream path's decoder
-// (the same zod schema, event time and key rules), good events inserted in batches, bad rows
-// written to tm_dead_letters with their reason. A file already loaded (same SHA-256, same source)
-// is skipped; a load that died half-way is cleaned up and redone.
+// Loading events into the offline store. A load is identified by the SHA-256 of its file and its
+// source: a file already loaded is skipped; rows of a load that never completed are invisible to
+// queries (COMPLETED_LOADS) and deleted before the file is loaded again. Rows are decoded with the
+// stream path's decoder (same zod schema, event time and key rules); good events are inserted in
+// batches, with the next batch decoded while chDB inserts the last; bad rows go to tm_dead_letters.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
-import { canonicalKeyValue, type CompiledDefinitions } from '../definitions/index.js';
-import { EventDecoder, fileFormatOf, readFileBatches, typeCsvValue, type BadEvent } from '../ingest/index.js';
+import { canonicalKeyValue, type CompiledDefinitions, type SourcePlan } from '../definitions/index.js';
+import { EventDecoder, fileFormatOf, readFileBatches, typeCsvValue, type BadEvent, type DecodedEvent } from '../ingest/index.js';
 import type { OfflineExecutor } from './executor.js';
 import { eventTable, ident, keyColumn, keyFieldsOf } from './tables.js';
 
@@ -26,6 +27,99 @@ export async function fileSha256(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** One load in progress: add decoded batches, then finish. */
+export class EventLoad {
+  private pending: Promise<void> = Promise.resolve();
+  private readonly result: LoadResult;
+  private readonly started = performance.now();
+  private readonly fields: string[];
+  private readonly keyFields: string[];
+
+  private constructor(
+    private readonly executor: OfflineExecutor,
+    private readonly compiled: CompiledDefinitions,
+    private readonly source: SourcePlan,
+    private readonly sha256: string,
+    path: string,
+  ) {
+    this.result = { loadId: `${source.name}:${sha256}`, file: path, alreadyLoaded: false, rows: 0, events: 0, badEvents: 0, seconds: 0 };
+    this.fields = Object.keys(source.fields);
+    this.keyFields = keyFieldsOf(compiled.registry, source);
+  }
+
+  /** Start loading `path` for a source, or return the earlier load's result when it is already there. */
+  static async begin(executor: OfflineExecutor, compiled: CompiledDefinitions, sourceName: string, path: string): Promise<EventLoad | LoadResult> {
+    const started = performance.now();
+    const source = new EventDecoder(compiled, sourceName).source;
+    const sha256 = await fileSha256(path);
+    const loadId = `${sourceName}:${sha256}`;
+    const done = await executor.rows<{ events: number; bad: number; rows: number }>(`SELECT events, bad, rows FROM tm_loads WHERE load_id = {id:String}`, { id: loadId });
+    if (done.length > 0) {
+      const d = done[0]!;
+      return { loadId, file: path, alreadyLoaded: true, rows: Number(d.rows), events: Number(d.events), badEvents: Number(d.bad), seconds: (performance.now() - started) / 1000 };
+    }
+    const table = ident(eventTable(sourceName));
+    const [partial] = await executor.rows<{ n: number }>(`SELECT count() AS n FROM ${table} WHERE __load = {id:String}`, { id: loadId });
+    if (partial && Number(partial.n) > 0) {
+      await executor.command(`ALTER TABLE ${table} DELETE WHERE __load = {id:String} SETTINGS mutations_sync = 2`, { id: loadId });
+      await executor.command(`ALTER TABLE tm_dead_letters DELETE WHERE load_id = {id:String} SETTINGS mutations_sync = 2`, { id: loadId });
+    }
+    return new EventLoad(executor, compiled, source, sha256, path);
+  }
+
+  /** Add a batch of decoded events and bad rows (`rows` counts both). Inserts overlap the caller's next batch. */
+  async add(events: readonly DecodedEvent[], bad: readonly BadEvent[], rows: number): Promise<void> {
+    const out = events.map((e) => {
+      const row: Record<string, unknown> = { __ts: e.eventTimeMs, __load: this.result.loadId, __offset: e.position?.offset ?? 0 };
+      for (const f of this.fields) {
+        const v = e.fields[f];
+        row[f] = v === undefined ? null : this.source.fields[f]!.kind === 'other' && v !== null ? JSON.stringify(v) : v;
+      }
+      for (const f of this.keyFields) row[keyColumn(f)] = canonicalKeyValue(e.fields[f]);
+      return row;
+    });
+    const dead = bad.map((b) => ({
+      source: b.source,
+      load_id: this.result.loadId,
+      position: b.position?.offset ?? 0,
+      code: b.code,
+      field: b.field,
+      reason: b.reason,
+      raw: typeof b.raw === 'string' ? b.raw : b.raw instanceof Uint8Array ? Buffer.from(b.raw).toString('utf8') : JSON.stringify(b.raw),
+      at: Date.now(),
+    }));
+    await this.pending;
+    this.pending = (async () => {
+      await this.executor.insert(eventTable(this.source.name), out);
+      await this.executor.insert('tm_dead_letters', dead);
+    })();
+    this.result.rows += rows;
+    this.result.events += events.length;
+    this.result.badEvents += bad.length;
+  }
+
+  /** Wait for the last insert and record the load as complete. */
+  async finish(): Promise<LoadResult> {
+    await this.pending;
+    await this.executor.insert('tm_loads', [
+      {
+        load_id: this.result.loadId,
+        source: this.source.name,
+        file: basename(this.result.file),
+        sha256: this.sha256,
+        rows: this.result.rows,
+        events: this.result.events,
+        bad: this.result.badEvents,
+        registry_version: this.compiled.registry.version,
+        loaded_at: Date.now(),
+      },
+    ]);
+    this.result.seconds = (performance.now() - this.started) / 1000;
+    return this.result;
+  }
+}
+
+/** Read, decode and load an event file (Parquet, CSV or NDJSON). */
 export async function loadEventsFile(
   executor: OfflineExecutor,
   compiled: CompiledDefinitions,
@@ -33,32 +127,14 @@ export async function loadEventsFile(
   path: string,
   opts: { batchRows?: number; nowMs?: () => number; onProgress?: (rows: number) => void } = {},
 ): Promise<LoadResult> {
-  const started = performance.now();
-  const { registry } = compiled;
-  const decoder = new EventDecoder(compiled, sourceName, opts.nowMs);
-  const source = decoder.source;
   const format = fileFormatOf(path);
-  const sha256 = await fileSha256(path);
-  const loadId = `${sourceName}:${sha256}`;
-  const table = ident(eventTable(sourceName));
-  const result: LoadResult = { loadId, file: path, alreadyLoaded: false, rows: 0, events: 0, badEvents: 0, seconds: 0 };
-
-  const done = await executor.rows<{ events: number; bad: number; rows: number }>(`SELECT events, bad, rows FROM tm_loads WHERE load_id = {id:String}`, { id: loadId });
-  if (done.length > 0) {
-    return { ...result, alreadyLoaded: true, rows: Number(done[0]!.rows), events: Number(done[0]!.events), badEvents: Number(done[0]!.bad), seconds: (performance.now() - started) / 1000 };
-  }
-  // A previous attempt that did not complete left rows behind: remove them first.
-  const [partial] = await executor.rows<{ n: number }>(`SELECT count() AS n FROM ${table} WHERE __load = {id:String}`, { id: loadId });
-  if (partial && Number(partial.n) > 0) {
-    await executor.command(`ALTER TABLE ${table} DELETE WHERE __load = {id:String} SETTINGS mutations_sync = 2`, { id: loadId });
-    await executor.command(`ALTER TABLE tm_dead_letters DELETE WHERE load_id = {id:String} SETTINGS mutations_sync = 2`, { id: loadId });
-  }
-
-  const fields = Object.keys(source.fields);
-  const keyFields = keyFieldsOf(registry, source);
-  const batchOpts = opts.batchRows === undefined ? {} : { batchRows: opts.batchRows };
-  for await (const batch of readFileBatches(path, batchOpts)) {
-    const good: Record<string, unknown>[] = [];
+  const load = await EventLoad.begin(executor, compiled, sourceName, path);
+  if (!(load instanceof EventLoad)) return load;
+  const decoder = new EventDecoder(compiled, sourceName, opts.nowMs);
+  const kinds = decoder.source.fields;
+  let rows = 0;
+  for await (const batch of readFileBatches(path, opts.batchRows === undefined ? {} : { batchRows: opts.batchRows })) {
+    const good: DecodedEvent[] = [];
     const bad: BadEvent[] = [];
     batch.rows.forEach((row, i) => {
       const position = { partition: 0, offset: batch.rowStart + i };
@@ -69,47 +145,15 @@ export async function loadEventsFile(
       let value = row.value;
       if (format === 'csv') {
         value = {};
-        for (const [k, v] of Object.entries(row.value)) value[k] = typeCsvValue(v, source.fields[k]?.kind ?? 'string');
+        for (const [k, v] of Object.entries(row.value)) value[k] = typeCsvValue(v, kinds[k]?.kind ?? 'string');
       }
       const decoded = decoder.decodeValue(value, position, row.raw ?? row.value);
-      if (!decoded.ok) {
-        bad.push(decoded.bad);
-        return;
-      }
-      const e = decoded.event;
-      const out: Record<string, unknown> = { __ts: e.eventTimeMs, __load: loadId, __offset: position.offset };
-      for (const f of fields) {
-        const v = e.fields[f];
-        out[f] = v === undefined ? null : source.fields[f]!.kind === 'other' && v !== null ? JSON.stringify(v) : v;
-      }
-      for (const f of keyFields) out[keyColumn(f)] = canonicalKeyValue(e.fields[f]);
-      good.push(out);
+      if (decoded.ok) good.push(decoded.event);
+      else bad.push(decoded.bad);
     });
-    await executor.insert(eventTable(sourceName), good);
-    if (bad.length > 0) {
-      const at = Date.now();
-      await executor.insert(
-        'tm_dead_letters',
-        bad.map((b) => ({
-          source: b.source,
-          load_id: loadId,
-          position: b.position?.offset ?? 0,
-          code: b.code,
-          field: b.field,
-          reason: b.reason,
-          raw: typeof b.raw === 'string' ? b.raw : JSON.stringify(b.raw),
-          at,
-        })),
-      );
-    }
-    result.rows += batch.rows.length;
-    result.events += good.length;
-    result.badEvents += bad.length;
-    opts.onProgress?.(result.rows);
+    await load.add(good, bad, batch.rows.length);
+    rows += batch.rows.length;
+    opts.onProgress?.(rows);
   }
-  await executor.insert('tm_loads', [
-    { load_id: loadId, source: sourceName, file: basename(path), sha256, rows: result.rows, events: result.events, bad: result.badEvents, registry_version: registry.version, loaded_at: Date.now() },
-  ]);
-  result.seconds = (performance.now() - started) / 1000;
-  return result;
+  return load.finish();
 }

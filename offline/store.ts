@@ -7,7 +7,7 @@ import { TidemarkError, type CompiledDefinitions } from '../definitions/index.js
 import { ChdbExecutor } from './chdb.js';
 import { ClickHouseExecutor } from './clickhouse.js';
 import type { FileResultFormat, OfflineExecutor } from './executor.js';
-import { loadEventsFile, type LoadResult } from './load.js';
+import { EventLoad, loadEventsFile, type LoadResult } from './load.js';
 import { pointInTimeSql, requiredJoinKeys, resolveFeatureRefs } from './point-in-time.js';
 import { loadSpine, type SpineInput } from './spine.js';
 import { ensureTables, ident } from './tables.js';
@@ -70,6 +70,11 @@ export class OfflineStore {
 
   loadEvents(source: string, path: string, opts: { batchRows?: number; onProgress?: (rows: number) => void } = {}): Promise<LoadResult> {
     return loadEventsFile(this.executor, this.compiled, source, path, opts);
+  }
+
+  /** Start a load fed with events decoded elsewhere (the quickstart's replay), or the earlier result. */
+  beginLoad(source: string, path: string): Promise<EventLoad | LoadResult> {
+    return EventLoad.begin(this.executor, this.compiled, source, path);
   }
 
   /**
