@@ -29,6 +29,10 @@ export type ErrorCode =
   | 'TM_READ_BAD_REQUEST'
   | 'TM_READ_BEFORE_RETENTION'
   | 'TM_READ_INSIDE_OPEN_TILE'
+  // online stores
+  | 'TM_STORE_LAYOUT_MISMATCH'
+  | 'TM_STORE_BAD_UPDATE'
+  | 'TM_STORE_BAD_CONFIG'
   // files
   | 'TM_FILE_READ'
   // offline store and datasets

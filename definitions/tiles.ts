@@ -76,6 +76,14 @@ export interface KeyTileUpdates {
   view: string;
   entityKey: string;
   tiles: TileUpdate[];
+  /**
+   * Effectively-once hook for the stream path: these updates hold events of one partition of
+   * `source`, up to log position `offset`. A store that honours it (online/redis.ts) skips the
+   * whole key update when it has already applied an update of this key from that partition at
+   * `offset` or later, and records the new offset atomically with the merge. MemoryOnlineStore
+   * ignores it: the embedded replay it serves never redelivers a record.
+   */
+  fence?: { source: string; partition: number; offset: number };
 }
 
 export interface TileBatch {

@@ -7,3 +7,5 @@ export { evaluateFeature, evaluateFeatures, tileRangesFor } from './read.js';
 export type { FeatureValue, FeatureStatus } from './read.js';
 export { OnlineFeatureService, formatEventTimestamp } from './serve.js';
 export type { OnlineFeaturesRequest, OnlineFeaturesResponse, FeatureVector, JoinKeyValue } from './serve.js';
+export { RedisOnlineStore, RedisStoreError, connectRedisOnlineStore, createRedisClient } from './redis.js';
+export type { RedisClient, RedisOnlineStoreOptions, RedisApplyResult, RedisStoreErrorCode } from './redis.js';
