@@ -143,8 +143,20 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
     const fields = [...new Set(mine.map((r) => r.feature.field).filter((f): f is string => f !== null))];
     const centered = [...new Set(mine.filter((r) => r.feature.agg === 'var' || r.feature.agg === 'stddev').map((r) => r.feature.field!))];
     const e = `v${v}_e`;
+    // Only the events a spine row can see: its keys, and times from the earliest window start (when
+    // every requested feature has a window or a ttl) to the latest spine time.
+    const lookbacks = mine.map((r) => (r.feature.windowMs !== null ? r.feature.windowMs + r.feature.hopMs : r.feature.ttlMs));
+    const spineTable = ident(spine.table);
+    const spineKeyTuple = view.joinKeys.map((jk) => ident(joinKeyColumn(jk))).join(', ');
+    const eventKeyTuple = view.keyFields.map((kf) => ident(keyColumn(kf))).join(', ');
+    const reach = [
+      COMPLETED_LOADS,
+      `(${eventKeyTuple}) IN (SELECT DISTINCT ${spineKeyTuple} FROM ${spineTable})`,
+      `__ts < (SELECT max(__t) FROM ${spineTable})`,
+      ...(lookbacks.every((l): l is number => l !== null) ? [`__ts >= (SELECT min(__t) FROM ${spineTable}) - ${Math.max(...lookbacks)}`] : []),
+    ];
     ctes.push(
-      `${e} AS (SELECT ${view.keyFields.map((kf, k) => `${ident(keyColumn(kf))} AS k${k}`).join(', ')}, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} WHERE ${COMPLETED_LOADS})`,
+      `${e} AS (SELECT ${view.keyFields.map((kf, k) => `${ident(keyColumn(kf))} AS k${k}`).join(', ')}, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} WHERE ${reach.join(' AND ')})`,
     );
     let source = e;
     if (centered.length > 0) {
