@@ -12,3 +12,5 @@ export type { RequestedFeature } from './point-in-time.js';
 export { loadSpine, SPINE_TIME_COLUMN } from './spine.js';
 export type { SpineInfo, SpineInput } from './spine.js';
 export { ensureTables, eventTable } from './tables.js';
+export { OfflineKafkaSink, kafkaLoadId } from './kafka-sink.js';
+export type { OfflineKafkaSinkOptions, OfflineKafkaSinkStats } from './kafka-sink.js';

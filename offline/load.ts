@@ -27,12 +27,36 @@ export async function fileSha256(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** The events-table row of a decoded event. */
+export function eventRow(source: SourcePlan, keyFields: readonly string[], e: DecodedEvent, loadId: string, offset: number): Record<string, unknown> {
+  const row: Record<string, unknown> = { __ts: e.eventTimeMs, __load: loadId, __offset: offset };
+  for (const [f, info] of Object.entries(source.fields)) {
+    const v = e.fields[f];
+    row[f] = v === undefined ? null : info.kind === 'other' && v !== null ? JSON.stringify(v) : v;
+  }
+  for (const f of keyFields) row[keyColumn(f)] = canonicalKeyValue(e.fields[f]);
+  return row;
+}
+
+/** The tm_dead_letters row of a bad event: the original input as text, its position and reason. */
+export function deadLetterRow(b: BadEvent, loadId: string): Record<string, unknown> {
+  return {
+    source: b.source,
+    load_id: loadId,
+    position: b.position?.offset ?? 0,
+    code: b.code,
+    field: b.field,
+    reason: b.reason,
+    raw: typeof b.raw === 'string' ? b.raw : b.raw instanceof Uint8Array ? Buffer.from(b.raw).toString('utf8') : JSON.stringify(b.raw),
+    at: Date.now(),
+  };
+}
+
 /** One load in progress: add decoded batches, then finish. */
 export class EventLoad {
   private pending: Promise<void> = Promise.resolve();
   private readonly result: LoadResult;
   private readonly started = performance.now();
-  private readonly fields: string[];
   private readonly keyFields: string[];
 
   private constructor(
@@ -43,7 +67,6 @@ export class EventLoad {
     path: string,
   ) {
     this.result = { loadId: `${source.name}:${sha256}`, file: path, alreadyLoaded: false, rows: 0, events: 0, badEvents: 0, seconds: 0 };
-    this.fields = Object.keys(source.fields);
     this.keyFields = keyFieldsOf(compiled.registry, source);
   }
 
@@ -69,25 +92,8 @@ export class EventLoad {
 
   /** Add a batch of decoded events and bad rows (`rows` counts both). Inserts overlap the caller's next batch. */
   async add(events: readonly DecodedEvent[], bad: readonly BadEvent[], rows: number): Promise<void> {
-    const out = events.map((e) => {
-      const row: Record<string, unknown> = { __ts: e.eventTimeMs, __load: this.result.loadId, __offset: e.position?.offset ?? 0 };
-      for (const f of this.fields) {
-        const v = e.fields[f];
-        row[f] = v === undefined ? null : this.source.fields[f]!.kind === 'other' && v !== null ? JSON.stringify(v) : v;
-      }
-      for (const f of this.keyFields) row[keyColumn(f)] = canonicalKeyValue(e.fields[f]);
-      return row;
-    });
-    const dead = bad.map((b) => ({
-      source: b.source,
-      load_id: this.result.loadId,
-      position: b.position?.offset ?? 0,
-      code: b.code,
-      field: b.field,
-      reason: b.reason,
-      raw: typeof b.raw === 'string' ? b.raw : b.raw instanceof Uint8Array ? Buffer.from(b.raw).toString('utf8') : JSON.stringify(b.raw),
-      at: Date.now(),
-    }));
+    const out = events.map((e) => eventRow(this.source, this.keyFields, e, this.result.loadId, e.position?.offset ?? 0));
+    const dead = bad.map((b) => deadLetterRow(b, this.result.loadId));
     await this.pending;
     this.pending = (async () => {
       await this.executor.insert(eventTable(this.source.name), out);

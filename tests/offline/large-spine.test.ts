@@ -23,10 +23,10 @@ beforeAll(async () => {
   const airports = ['ORD', 'SFO', 'ATL', 'LAX', 'DEN', 'DFW', 'PHX', 'IAH'];
   for (let i = 0; i < ROWS; i++) {
     if (!out.write(`${airports[i % airports.length]},${files.minTs + ((i * 7919) % (files.maxTs - files.minTs + 3_600_000))},${i}\n`)) {
-      await new Promise((resolve) => out.once('drain', resolve));
+      await new Promise<void>((resolve) => out.once('drain', () => resolve()));
     }
   }
-  await new Promise((resolve) => out.end(resolve));
+  await new Promise<void>((resolve) => out.end(() => resolve()));
 }, 300_000);
 
 afterAll(async () => {

@@ -1,0 +1,124 @@
+// The offline store's Kafka sink: a consumer group of its own (default `tidemark-offline`) that
+// appends stream events to the same event tables as file loads, in batches, effectively once.
+//
+// Why a redelivered record is never stored twice: the events of a partition are stored with
+// __load = `kafka:<topic>:<partition>` and __offset = their Kafka offset, and one consumer of the
+// group owns a partition at a time. Before a batch is inserted, the sink reads the highest offset
+// already stored for that partition and drops every record at or below it; each batch is one
+// INSERT (atomic in MergeTree), and offsets are committed only after it succeeded. A crash after
+// the insert and before the commit redelivers records the fence then drops. Bad events are written
+// to tm_dead_letters before the batch's events: a crash in between re-writes dead letters (they are
+// diagnostics, deduplicated by (load_id, position) when read) but never events.
+import { Kafka, logLevel, type Consumer, type EachBatchPayload } from 'kafkajs';
+import { TidemarkError, type CompiledDefinitions, type SourcePlan } from '../definitions/index.js';
+import { EventDecoder, type BadEvent, type DecodedEvent } from '../ingest/index.js';
+import type { OfflineExecutor } from './executor.js';
+import { deadLetterRow, eventRow } from './load.js';
+import { eventTable, ident, keyFieldsOf } from './tables.js';
+
+export interface OfflineKafkaSinkOptions {
+  brokers: string[];
+  groupId?: string;
+  clientId?: string;
+  /** Wall time for the future-skew rule (tests). */
+  nowMs?: () => number;
+}
+
+export interface OfflineKafkaSinkStats {
+  batches: number;
+  events: number;
+  badEvents: number;
+  /** Records dropped because they were stored already (redelivery). */
+  redelivered: number;
+}
+
+export function kafkaLoadId(topic: string, partition: number): string {
+  return `kafka:${topic}:${partition}`;
+}
+
+export class OfflineKafkaSink {
+  readonly stats: OfflineKafkaSinkStats = { batches: 0, events: 0, badEvents: 0, redelivered: 0 };
+  private readonly consumer: Consumer;
+  private readonly sources = new Map<string, { plan: SourcePlan; decoder: EventDecoder; keyFields: string[] }>();
+  /** Highest stored offset per load id, read from the table when a partition is (re)assigned. */
+  private readonly fences = new Map<string, number>();
+  private readonly registered = new Set<string>();
+
+  constructor(
+    private readonly executor: OfflineExecutor,
+    private readonly compiled: CompiledDefinitions,
+    opts: OfflineKafkaSinkOptions,
+  ) {
+    for (const source of compiled.registry.sources) {
+      this.sources.set(source.topic, { plan: source, decoder: new EventDecoder(compiled, source.name, opts.nowMs), keyFields: keyFieldsOf(compiled.registry, source) });
+    }
+    const kafka = new Kafka({ clientId: opts.clientId ?? 'tidemark-offline-sink', brokers: opts.brokers, logLevel: logLevel.NOTHING, retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 2000 } });
+    this.consumer = kafka.consumer({ groupId: opts.groupId ?? 'tidemark-offline', sessionTimeout: 10_000, heartbeatInterval: 500, maxWaitTimeInMs: 200 });
+    // After a rebalance another member may have written: read fences again.
+    this.consumer.on(this.consumer.events.GROUP_JOIN, () => this.fences.clear());
+  }
+
+  async start(): Promise<void> {
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topics: [...this.sources.keys()], fromBeginning: true });
+    await this.consumer.run({ eachBatchAutoResolve: false, autoCommit: true, eachBatch: (payload) => this.onBatch(payload) });
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer.disconnect();
+  }
+
+  private async fence(table: string, loadId: string): Promise<number> {
+    const known = this.fences.get(loadId);
+    if (known !== undefined) return known;
+    const [row] = await this.executor.rows<{ n: number; top: number }>(`SELECT count() AS n, max(__offset) AS top FROM ${ident(table)} WHERE __load = {id:String}`, { id: loadId });
+    const fence = row && Number(row.n) > 0 ? Number(row.top) : -1;
+    this.fences.set(loadId, fence);
+    return fence;
+  }
+
+  private async onBatch({ batch, resolveOffset, heartbeat }: EachBatchPayload): Promise<void> {
+    const source = this.sources.get(batch.topic);
+    if (!source) throw new TidemarkError('TM_OFFLINE_QUERY', `no source reads topic ${batch.topic}`, { topic: batch.topic });
+    const table = eventTable(source.plan.name);
+    const loadId = kafkaLoadId(batch.topic, batch.partition);
+    if (!this.registered.has(loadId)) {
+      // A Kafka partition is one open-ended load: registered once, so queries see its rows.
+      const [known] = await this.executor.rows<{ n: number }>('SELECT count() AS n FROM tm_loads WHERE load_id = {id:String}', { id: loadId });
+      if (!known || Number(known.n) === 0) {
+        await this.executor.insert('tm_loads', [
+          { load_id: loadId, source: source.plan.name, file: `kafka:${batch.topic}`, sha256: '', rows: 0, events: 0, bad: 0, registry_version: this.compiled.registry.version, loaded_at: Date.now() },
+        ]);
+      }
+      this.registered.add(loadId);
+    }
+    const fence = await this.fence(table, loadId);
+    const good: DecodedEvent[] = [];
+    const bad: BadEvent[] = [];
+    let redelivered = 0;
+    for (const message of batch.messages) {
+      const offset = Number(message.offset);
+      if (offset <= fence) {
+        redelivered++;
+        continue;
+      }
+      const position = { partition: batch.partition, offset };
+      const decoded = message.value === null ? null : source.decoder.decodeJson(message.value, position);
+      if (decoded === null) bad.push({ source: source.plan.name, position, code: 'TM_EVENT_INVALID_JSON', field: null, reason: 'empty message (tombstone)', raw: '' });
+      else if (decoded.ok) good.push(decoded.event);
+      else bad.push(decoded.bad);
+    }
+    if (bad.length > 0) await this.executor.insert('tm_dead_letters', bad.map((b) => deadLetterRow(b, loadId)));
+    if (good.length > 0) {
+      await this.executor.insert(table, good.map((e) => eventRow(source.plan, source.keyFields, e, loadId, e.position!.offset)));
+      this.fences.set(loadId, Math.max(fence, ...good.map((e) => e.position!.offset)));
+    }
+    this.stats.batches++;
+    this.stats.events += good.length;
+    this.stats.badEvents += bad.length;
+    this.stats.redelivered += redelivered;
+    const last = batch.messages[batch.messages.length - 1];
+    if (last) resolveOffset(last.offset);
+    await heartbeat();
+  }
+}
