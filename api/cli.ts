@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compile, compileOrThrow, formatDefinitionError, formatDurationMs, loadDefinitions, TidemarkError, type Registry } from '../definitions/index.js';
-import { OfflineStore, type OfflineStoreOptions } from '../offline/index.js';
+import { OfflineKafkaSink, OfflineStore, type OfflineStoreOptions } from '../offline/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { runQuickstart } from './quickstart.js';
 
@@ -128,6 +128,29 @@ export function buildCli(): Command {
     } finally {
       await store.close();
     }
+  });
+  offlineOptions(
+    program
+      .command('offline-sink')
+      .description("append the sources' Kafka topics to the offline store, effectively once (its own consumer group)")
+      .requiredOption('--definitions <path>', 'definitions module')
+      .option('--kafka-brokers <list>', 'Kafka bootstrap servers, comma-separated (default: $KAFKA_BROKERS)', process.env.KAFKA_BROKERS)
+      .option('--group <id>', 'consumer group', 'tidemark-offline'),
+  ).action(async (opts: { definitions: string; kafkaBrokers?: string; group: string; clickhouseUrl?: string; dataDir: string }) => {
+    if (!opts.kafkaBrokers) throw new InvalidArgumentError('name the Kafka brokers with --kafka-brokers or KAFKA_BROKERS');
+    const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
+    const store = await OfflineStore.open(compiled, offlineStoreOptions(opts));
+    const sink = new OfflineKafkaSink(store.executor, compiled, { brokers: opts.kafkaBrokers.split(','), groupId: opts.group });
+    await sink.start();
+    console.log(`offline sink: group ${opts.group} appending ${compiled.registry.sources.map((s) => s.topic).join(', ')} to ${store.executor.location} (Ctrl-C to stop)`);
+    const stop = async (): Promise<void> => {
+      await sink.stop();
+      await store.close();
+      console.log(`offline sink stopped: ${sink.stats.events} events, ${sink.stats.badEvents} dead letters, ${sink.stats.redelivered} redelivered records dropped`);
+      process.exit(0);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
   });
   return program;
 }
