@@ -20,19 +20,33 @@ export interface Tile {
 }
 
 /**
- * Numeric slots per aggregation: count [n]; sum [sum]; mean [n, sum]; min/max [n, v];
- * var/stddev [n, mean, M2]; last [ts] (NaN when empty) plus one value slot.
+ * Numeric slots per aggregation: count [n]; sum [sum, compensation]; mean [n, sum, compensation];
+ * min/max [n, v]; var/stddev [n, mean, M2]; last [ts] (NaN when empty) plus one value slot.
+ * Sums carry Neumaier's compensation through every add and merge: a plain double sum depends on
+ * the order of its terms when they cancel (-2 + 2 + 1e-9), and the contract allows 1e-9 relative.
  */
 export const SLOT_WIDTH: Record<Aggregation, number> = {
   count: 1,
-  sum: 1,
-  mean: 2,
+  sum: 2,
+  mean: 3,
   min: 2,
   max: 2,
   var: 3,
   stddev: 3,
   last: 1,
 };
+
+/**
+ * Add (value, valueCompensation) into the compensated sum at nums[at], nums[at + 1] (Neumaier:
+ * the rounding error of each addition is kept exactly and added back at the end).
+ */
+function addCompensated(nums: number[], at: number, value: number, valueCompensation: number): void {
+  const sum = nums[at]!;
+  const t = sum + value;
+  const error = Math.abs(sum) >= Math.abs(value) ? sum - t + value : value - t + sum;
+  nums[at] = t;
+  nums[at + 1] = nums[at + 1]! + valueCompensation + error;
+}
 
 /** Value slots per aggregation: only `last` keeps a value that may not be a number. */
 export function valueWidth(agg: Aggregation): number {
@@ -110,11 +124,11 @@ export function addToSlots(
       nums[at]! += 1;
       return;
     case 'sum':
-      nums[at]! += value as number;
+      addCompensated(nums, at, value as number, 0);
       return;
     case 'mean':
       nums[at]! += 1;
-      nums[at + 1]! += value as number;
+      addCompensated(nums, at + 1, value as number, 0);
       return;
     case 'min':
       if (nums[at] === 0 || (value as number) < nums[at + 1]!) nums[at + 1] = value as number;
@@ -162,12 +176,14 @@ export function mergeSlots(
 ): void {
   switch (agg) {
     case 'count':
-    case 'sum':
       intoNums[intoAt]! += fromNums[fromAt]!;
+      return;
+    case 'sum':
+      addCompensated(intoNums, intoAt, fromNums[fromAt]!, fromNums[fromAt + 1]!);
       return;
     case 'mean':
       intoNums[intoAt]! += fromNums[fromAt]!;
-      intoNums[intoAt + 1]! += fromNums[fromAt + 1]!;
+      addCompensated(intoNums, intoAt + 1, fromNums[fromAt + 1]!, fromNums[fromAt + 2]!);
       return;
     case 'min':
     case 'max': {
@@ -215,14 +231,15 @@ export function mergeSlots(
 export function finalizeSlots(agg: Aggregation, nums: readonly number[], at: number, vals: readonly Scalar[], valAt: number): Scalar {
   switch (agg) {
     case 'count':
-    case 'sum':
       return nums[at]!;
+    case 'sum':
+      return nums[at]! + nums[at + 1]!;
     case 'min':
     case 'max':
       return nums[at] === 0 ? null : nums[at + 1]!;
     case 'mean': {
       const n = nums[at]!;
-      return n === 0 ? null : nums[at + 1]! / n;
+      return n === 0 ? null : (nums[at + 1]! + nums[at + 2]!) / n;
     }
     case 'var':
     case 'stddev': {

@@ -40,6 +40,6 @@ export { SLOT_WIDTH, valueWidth, initSlots, addToSlots, mergeSlots, finalizeSlot
 export type { Scalar, Tile } from './aggregates.js';
 export { tileIndexOf, groupSlots, tileTemplate, emptyTile, mergeTileInto, trimTileIndex } from './tiles.js';
 export type { TileTemplate, SlotRef, TileUpdate, KeyTileUpdates, TileBatch } from './tiles.js';
-export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs, valuesAgree } from './reference.js';
+export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs, valuesAgree, exactSum } from './reference.js';
 export type { ReferenceEvent } from './reference.js';
 export { loadDefinitions, resolveDefinitionsPath } from './load.js';

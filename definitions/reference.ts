@@ -30,6 +30,29 @@ export function eventsOfKey(view: ViewPlan, events: readonly ReferenceEvent[], k
   });
 }
 
+/**
+ * The sum of doubles rounded once at the end (Shewchuk's exact partials, as Python's math.fsum),
+ * so the reference's sums do not depend on event order even when terms cancel.
+ */
+export function exactSum(values: readonly number[]): number {
+  const partials: number[] = [];
+  for (let x of values) {
+    let i = 0;
+    for (let y of partials) {
+      if (Math.abs(x) < Math.abs(y)) [x, y] = [y, x];
+      const hi = x + y;
+      const lo = y - (hi - x);
+      if (lo !== 0) partials[i++] = lo;
+      x = hi;
+    }
+    partials.length = i;
+    partials.push(x);
+  }
+  let total = 0;
+  for (let i = partials.length - 1; i >= 0; i--) total += partials[i]!;
+  return total;
+}
+
 /** Greater by the `last` tie rule: later time, then greater value (code points for text). */
 function laterThan(a: ReferenceEvent, aValue: Scalar, b: ReferenceEvent, bValue: Scalar): boolean {
   if (a.eventTimeMs !== b.eventTimeMs) return a.eventTimeMs > b.eventTimeMs;
@@ -62,9 +85,9 @@ export function referenceFeatureValue(feature: FeaturePlan, keyEvents: readonly 
     case 'count':
       return n;
     case 'sum':
-      return values.reduce((a, b) => a + b, 0);
+      return exactSum(values);
     case 'mean':
-      return n === 0 ? null : values.reduce((a, b) => a + b, 0) / n;
+      return n === 0 ? null : exactSum(values) / n;
     case 'min':
       return n === 0 ? null : values.reduce((a, b) => (b < a ? b : a));
     case 'max':
@@ -72,8 +95,8 @@ export function referenceFeatureValue(feature: FeaturePlan, keyEvents: readonly 
     case 'var':
     case 'stddev': {
       if (n === 0) return null;
-      const mean = values.reduce((a, b) => a + b, 0) / n;
-      const variance = values.reduce((a, b) => a + (b - mean) * (b - mean), 0) / n;
+      const mean = exactSum(values) / n;
+      const variance = exactSum(values.map((b) => (b - mean) * (b - mean))) / n;
       return feature.agg === 'var' ? variance : Math.sqrt(variance);
     }
     case 'last': {

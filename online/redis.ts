@@ -167,12 +167,24 @@ end
 
 -- definitions/aggregates.ts mergeSlots, into = stored (an, av), from = update (bn, bv), same order
 -- of operations so results are bit-identical
+-- aggregates.ts addCompensated: Neumaier's compensated sum at an[o], an[o + 1]
+local function addCompensated(an, o, value, valueCompensation)
+  local sum = an[o]
+  local t = sum + value
+  local err
+  if math.abs(sum) >= math.abs(value) then err = sum - t + value else err = value - t + sum end
+  an[o] = t
+  an[o + 1] = an[o + 1] + valueCompensation + err
+end
+
 local function mergeSlot(agg, o, vo, an, av, bn, bv)
-  if agg == 'c' or agg == 's' then
+  if agg == 'c' then
     an[o] = an[o] + bn[o]
+  elseif agg == 's' then
+    addCompensated(an, o, bn[o], bn[o + 1])
   elseif agg == 'm' then
     an[o] = an[o] + bn[o]
-    an[o + 1] = an[o + 1] + bn[o + 1]
+    addCompensated(an, o + 1, bn[o + 1], bn[o + 2])
   elseif agg == 'i' or agg == 'x' then
     local nb = bn[o]
     if nb ~= 0 then

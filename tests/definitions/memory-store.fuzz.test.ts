@@ -12,7 +12,6 @@ import {
   valuesAgree,
   type CompiledDefinitions,
   type Duration,
-  type FeatureSpec,
   type ReferenceEvent,
   type Scalar,
   type ViewPlan,
@@ -32,56 +31,7 @@ import {
   user,
   type TestEvent,
 } from './support.js';
-
-type Spec = FeatureSpec<{ ts: number; k: string; n: number; x: number | null; s: string | null }>;
-
-/** Hops whose least common multiple is 100, so every multiple of 100 is an edge of every tile. */
-const HOPS = [1, 2, 4, 5, 10, 20, 25, 50] as const;
-const WINDOWS = [10, 20, 25, 30, 40, 50, 60, 75, 100] as const;
-const ms = (n: number): Duration => `${n}ms`;
-
-const windowHop = fc
-  .constantFrom(...WINDOWS)
-  .chain((w) => fc.constantFrom(...HOPS.filter((h) => w % h === 0)).map((h) => ({ window: ms(w), hop: ms(h) })));
-
-const userFeatures: fc.Arbitrary<Record<string, Spec>> = fc
-  .record({
-    n: windowHop,
-    n_x: windowHop,
-    sum: windowHop,
-    mean: windowHop,
-    min: windowHop,
-    max: windowHop,
-    var: windowHop,
-    sd: windowHop,
-    last_x_w: windowHop,
-    last_s_w: windowHop,
-    latest_s_hop: fc.constantFrom(...HOPS),
-    latest_x_ttl: fc.integer({ min: 1, max: 80 }),
-    latest_x_ttl_hop: fc.constantFrom(...HOPS),
-  })
-  .map((r) => ({
-    n: { agg: 'count', ...r.n },
-    n_x: { agg: 'count', field: 'x', ...r.n_x },
-    sum: { agg: 'sum', field: 'x', ...r.sum },
-    mean: { agg: 'mean', field: 'x', ...r.mean },
-    min: { agg: 'min', field: 'x', ...r.min },
-    max: { agg: 'max', field: 'x', ...r.max },
-    var: { agg: 'var', field: 'x', ...r.var },
-    sd: { agg: 'stddev', field: 'x', ...r.sd },
-    last_x_w: { agg: 'last', field: 'x', ...r.last_x_w },
-    last_s_w: { agg: 'last', field: 's', ...r.last_s_w },
-    latest_s: { agg: 'last', field: 's', hop: ms(r.latest_s_hop) },
-    latest_x_default_hop: { agg: 'last', field: 'x' },
-    latest_x_ttl: { agg: 'last', field: 'x', ttl: ms(r.latest_x_ttl), hop: ms(r.latest_x_ttl_hop) },
-  }));
-
-const pairFeatures: fc.Arbitrary<Record<string, Spec>> = fc.record({ n: windowHop, mean: windowHop, last: windowHop }).map((r) => ({
-  n: { agg: 'count', ...r.n },
-  mean: { agg: 'mean', field: 'x', ...r.mean },
-  last: { agg: 'last', field: 's', ...r.last },
-  latest: { agg: 'last', field: 'x', hop: '10ms' },
-}));
+import { pairFeatures, userFeatures, type Spec } from '../support/feature-arbitraries.js';
 
 /** Times near 0 (both signs) with many exact repeats; sometimes sent as ISO text. */
 const eventArb: fc.Arbitrary<TestEvent> = fc

@@ -21,7 +21,6 @@ import {
   valuesAgree,
   type CompiledDefinitions,
   type Duration,
-  type FeatureSpec,
   type ReferenceEvent,
   type Registry,
   type Scalar,
@@ -33,6 +32,7 @@ import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
 import { evaluateFeature, evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, tileRangesFor, type OnlineStore } from '../../online/index.js';
 import { compileWith, decodeAll, events, pair, referenceEvents, splitIntoBatches, user, type TestEvent } from '../definitions/support.js';
 import { loadFlightsFixture } from '../support/flights.js';
+import { pairFeatures, userFeatures, type Spec } from '../support/feature-arbitraries.js';
 
 export interface StoreBackend {
   /** Shown in test names. */
@@ -74,53 +74,6 @@ async function applyBoth(store: OnlineStore, twin: MemoryOnlineStore, batch: Til
 
 // ---------------------------------------------------------------------------------------------
 // fast-check: shuffled, re-batched events against the reference (as memory-store.fuzz.test.ts)
-
-type Spec = FeatureSpec<{ ts: number; k: string; n: number; x: number | null; s: string | null }>;
-const HOPS = [1, 2, 4, 5, 10, 20, 25, 50] as const;
-const WINDOWS = [10, 20, 25, 30, 40, 50, 60, 75, 100] as const;
-const ms = (n: number): Duration => `${n}ms`;
-const windowHop = fc
-  .constantFrom(...WINDOWS)
-  .chain((w) => fc.constantFrom(...HOPS.filter((h) => w % h === 0)).map((h) => ({ window: ms(w), hop: ms(h) })));
-
-const userFeatures: fc.Arbitrary<Record<string, Spec>> = fc
-  .record({
-    n: windowHop,
-    n_x: windowHop,
-    sum: windowHop,
-    mean: windowHop,
-    min: windowHop,
-    max: windowHop,
-    var: windowHop,
-    sd: windowHop,
-    last_x_w: windowHop,
-    last_s_w: windowHop,
-    latest_s_hop: fc.constantFrom(...HOPS),
-    latest_x_ttl: fc.integer({ min: 1, max: 80 }),
-    latest_x_ttl_hop: fc.constantFrom(...HOPS),
-  })
-  .map((r) => ({
-    n: { agg: 'count', ...r.n },
-    n_x: { agg: 'count', field: 'x', ...r.n_x },
-    sum: { agg: 'sum', field: 'x', ...r.sum },
-    mean: { agg: 'mean', field: 'x', ...r.mean },
-    min: { agg: 'min', field: 'x', ...r.min },
-    max: { agg: 'max', field: 'x', ...r.max },
-    var: { agg: 'var', field: 'x', ...r.var },
-    sd: { agg: 'stddev', field: 'x', ...r.sd },
-    last_x_w: { agg: 'last', field: 'x', ...r.last_x_w },
-    last_s_w: { agg: 'last', field: 's', ...r.last_s_w },
-    latest_s: { agg: 'last', field: 's', hop: ms(r.latest_s_hop) },
-    latest_x_default_hop: { agg: 'last', field: 'x' },
-    latest_x_ttl: { agg: 'last', field: 'x', ttl: ms(r.latest_x_ttl), hop: ms(r.latest_x_ttl_hop) },
-  }));
-
-const pairFeatures: fc.Arbitrary<Record<string, Spec>> = fc.record({ n: windowHop, mean: windowHop, last: windowHop }).map((r) => ({
-  n: { agg: 'count', ...r.n },
-  mean: { agg: 'mean', field: 'x', ...r.mean },
-  last: { agg: 'last', field: 's', ...r.last },
-  latest: { agg: 'last', field: 'x', hop: '10ms' },
-}));
 
 /** Times near 0 with many exact repeats; fractional values so sums, means and variances round. */
 const eventArb: fc.Arbitrary<TestEvent> = fc.record({
