@@ -1,5 +1,5 @@
 // ClickHouse server executor over HTTP (@clickhouse/client): the same SQL as chDB.
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { ClickHouseError, ClickHouseLogLevel, createClient, parseError, type ClickHouseClient } from '@clickhouse/client';
 import { TidemarkError } from '../definitions/index.js';
 import { RecordBatchReader, type RecordBatch } from 'apache-arrow';
 import { createWriteStream } from 'node:fs';
@@ -7,14 +7,71 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FileResultFormat, OfflineExecutor } from './executor.js';
 
+/** Network failures (codes of Node's socket errors, and the client's own timeout). */
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE']);
+
 function asOfflineError(e: unknown, url: string, sql: string): TidemarkError {
+  if (e instanceof TidemarkError) return e;
   const message = e instanceof Error ? e.message : String(e);
-  const unreachable = /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|socket hang up|Timeout/i.test(message);
+  const code = (e as { code?: unknown } | null)?.code;
+  // A ClickHouseError is the server's answer; anything else that failed on the socket (refused,
+  // reset, a response cut short: Node's 'aborted') means the server is not reachable.
+  const unreachable =
+    !(e instanceof ClickHouseError) &&
+    ((typeof code === 'string' && UNREACHABLE_CODES.has(code)) || /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|ECONNRESET|socket hang up|^aborted$|Timeout error/i.test(message));
   return new TidemarkError(
     unreachable ? 'TM_OFFLINE_UNREACHABLE' : 'TM_OFFLINE_QUERY',
     unreachable ? `ClickHouse at ${url} is unreachable: ${message}` : `ClickHouse: ${message.split('\n')[0]}`,
     { url, statement: sql.slice(0, 200) },
   );
+}
+
+/** The URL for messages: without its password. */
+function redacted(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password === '') return url;
+    u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
+const EXCEPTION_MARKER = '__exception__';
+
+/**
+ * The body of a streamed answer without the exception a server writes into it when a query fails
+ * after rows were sent (ClickHouse 25.11+: `\r\n__exception__\r\n<tag>\r\n<message>\n<length>
+ * <tag>\r\n__exception__\r\n`, the tag from the X-ClickHouse-Exception-Tag header): the bytes
+ * before it are passed on, then the server's error is thrown. The last bytes of each chunk are
+ * held back until the next one arrives, so a marker split across chunks is still found.
+ */
+async function* withoutInBandException(stream: AsyncIterable<Buffer>, tag: string): AsyncIterable<Buffer> {
+  const start = Buffer.from(`\r\n${EXCEPTION_MARKER}\r\n${tag}\r\n`);
+  let held: Buffer = Buffer.alloc(0);
+  const iterator = stream[Symbol.asyncIterator]();
+  try {
+    for (let step = await iterator.next(); !step.done; step = await iterator.next()) {
+      const buf = held.length > 0 ? Buffer.concat([held, step.value]) : step.value;
+      const at = buf.indexOf(start);
+      if (at >= 0) {
+        if (at > 0) yield buf.subarray(0, at);
+        const rest: Buffer[] = [buf.subarray(at + start.length)];
+        for (let more = await iterator.next(); !more.done; more = await iterator.next()) rest.push(more.value);
+        const text = Buffer.concat(rest).toString('utf8');
+        const end = text.lastIndexOf(`\n`, text.lastIndexOf(` ${tag}\r\n${EXCEPTION_MARKER}`));
+        throw parseError(end >= 0 ? text.slice(0, end) : text);
+      }
+      const keep = Math.min(buf.length, start.length - 1);
+      if (buf.length > keep) yield buf.subarray(0, buf.length - keep);
+      held = buf.subarray(buf.length - keep);
+    }
+    if (held.length > 0) yield held;
+  } finally {
+    // a consumer that stops early (or an error) releases the response and its socket
+    await iterator.return?.();
+  }
 }
 
 export class ClickHouseExecutor implements OfflineExecutor {
@@ -23,11 +80,13 @@ export class ClickHouseExecutor implements OfflineExecutor {
   private readonly client: ClickHouseClient;
 
   constructor(url: string) {
-    this.location = url;
+    this.location = redacted(url);
     this.client = createClient({
       url,
       request_timeout: 300_000,
       clickhouse_settings: { output_format_json_quote_64bit_integers: 0, output_format_arrow_compression_method: 'none' },
+      // failures reach the caller as TidemarkErrors; the client's own error log would repeat them
+      log: { level: ClickHouseLogLevel.OFF },
     });
   }
 
@@ -48,11 +107,13 @@ export class ClickHouseExecutor implements OfflineExecutor {
     }
   }
 
-  /** The server's answer in one format, as one continuous byte stream. */
+  /** The server's answer in one format, as one continuous byte stream; an error inside it is raised. */
   private async *body(sql: string, format: string, params: Record<string, unknown>): AsyncIterable<Uint8Array> {
     try {
       const result = await this.client.exec({ query: `${sql} FORMAT ${format}`, query_params: params });
-      for await (const chunk of result.stream as AsyncIterable<Buffer>) yield chunk;
+      const tag = result.response_headers['x-clickhouse-exception-tag'];
+      const stream = result.stream as AsyncIterable<Buffer>;
+      yield* typeof tag === 'string' && tag !== '' ? withoutInBandException(stream, tag) : stream;
     } catch (e) {
       throw asOfflineError(e, this.location, sql);
     }
@@ -67,8 +128,15 @@ export class ClickHouseExecutor implements OfflineExecutor {
   }
 
   async *arrowBatches(sql: string, params: Record<string, unknown> = {}): AsyncIterable<RecordBatch> {
-    const reader = await RecordBatchReader.from(this.body(sql, 'ArrowStream', params));
-    for await (const batch of reader) yield batch;
+    const source = this.body(sql, 'ArrowStream', params)[Symbol.asyncIterator]();
+    try {
+      const reader = await RecordBatchReader.from({ [Symbol.asyncIterator]: () => source });
+      for await (const batch of reader) yield batch;
+    } finally {
+      // apache-arrow's reader does not end its source when the consumer stops early: end it here,
+      // so the HTTP answer is dropped rather than left holding a connection and a server query
+      await source.return?.(undefined);
+    }
   }
 
   async insert(table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
