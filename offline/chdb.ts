@@ -13,6 +13,7 @@ function asOfflineError(e: unknown, sql: string): TidemarkError {
 
 export class ChdbExecutor implements OfflineExecutor {
   readonly kind = 'chdb' as const;
+  readonly readsLocalFiles = true;
   readonly location: string;
   private readonly session: Session;
 

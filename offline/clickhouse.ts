@@ -76,6 +76,7 @@ async function* withoutInBandException(stream: AsyncIterable<Buffer>, tag: strin
 
 export class ClickHouseExecutor implements OfflineExecutor {
   readonly kind = 'clickhouse' as const;
+  readonly readsLocalFiles = false;
   readonly location: string;
   private readonly client: ClickHouseClient;
 

@@ -12,6 +12,8 @@ export interface OfflineExecutor {
   readonly kind: 'chdb' | 'clickhouse';
   /** Where the data lives, for messages. */
   readonly location: string;
+  /** Whether SQL can read this machine's files with file() (chDB in-process: yes; a server: no). */
+  readonly readsLocalFiles: boolean;
   /** Run a statement that returns nothing (DDL, INSERT ... SELECT). */
   command(sql: string, params?: Record<string, unknown>): Promise<void>;
   /** Run a query and parse its rows (small results only). */

@@ -3,7 +3,8 @@
 // UTC unless an offset is given) and its join keys in the online path's canonical form (__j_<key>);
 // every original column is kept, typed from the first batch, and passed through untouched.
 import { canonicalKeyValue, parseIsoUtcMs, TidemarkError } from '../definitions/index.js';
-import { readFileBatches, type FileBatch } from '../ingest/index.js';
+import { resolve as resolvePath } from 'node:path';
+import { fileFormatOf, readFileBatches, type FileBatch } from '../ingest/index.js';
 import type { OfflineExecutor } from './executor.js';
 import { ident } from './tables.js';
 
@@ -64,11 +65,84 @@ async function* spineBatches(input: SpineInput, batchRows: number): AsyncGenerat
   }
 }
 
+const INTEGER_TYPE = /^(Nullable\()?(U?Int(8|16|32|64))\)?$/;
+const TEXT_TYPE = /^(Nullable\()?(LowCardinality\()?(Nullable\()?String\)*$/;
+const TIMESTAMP_TYPE = /^(Nullable\()?DateTime(64)?(\(.*\))?\)?$/;
+
+/**
+ * A Parquet spine read by ClickHouse itself (chDB reads local files), where its conversions are
+ * exactly the Node path's: integer or timestamp `ts`, text or integer keys. Returns null when
+ * another column type needs the Node path's rules.
+ */
+async function loadParquetSpineNatively(executor: OfflineExecutor, path: string, joinKeys: readonly string[], table: string): Promise<SpineInfo | null> {
+  const file = `file({path:String}, Parquet)`;
+  const described = await executor.rows<{ name: string; type: string }>(`DESCRIBE ${file}`, { path: resolvePath(path) });
+  const names = described.map((c) => c.name);
+  checkColumns(path, names, joinKeys);
+  const typeOf = new Map(described.map((c) => [c.name, c.type]));
+  const tsType = typeOf.get(SPINE_TIME_COLUMN)!;
+  const tsExpr = INTEGER_TYPE.test(tsType) ? `toInt64(${ident(SPINE_TIME_COLUMN)})` : TIMESTAMP_TYPE.test(tsType) ? `toUnixTimestamp64Milli(toDateTime64(${ident(SPINE_TIME_COLUMN)}, 3, 'UTC'))` : null;
+  if (tsExpr === null || !joinKeys.every((k) => TEXT_TYPE.test(typeOf.get(k)!) || INTEGER_TYPE.test(typeOf.get(k)!))) return null;
+  // File order: one reading thread, row groups in order.
+  const ordered = `SETTINGS max_threads = 1, input_format_parquet_preserve_order = 1`;
+  const params = { path: resolvePath(path) };
+  const badTime = await executor.rows<{ row: number }>(`SELECT min(r) AS row FROM (SELECT rowNumberInAllBlocks() + 1 AS r, ${ident(SPINE_TIME_COLUMN)} AS v FROM ${file} ${ordered}) WHERE isNull(v)`, params);
+  if (badTime[0] && Number(badTime[0].row) > 0) {
+    const row = Number(badTime[0].row);
+    throw new TidemarkError('TM_SPINE_BAD_TIME', `spine row ${row}, column ${SPINE_TIME_COLUMN}: null is not epoch milliseconds or ISO-8601 time`, { row, column: SPINE_TIME_COLUMN });
+  }
+  for (const k of joinKeys) {
+    const bad = await executor.rows<{ row: number }>(`SELECT min(r) AS row FROM (SELECT rowNumberInAllBlocks() + 1 AS r, ${ident(k)} AS v FROM ${file} ${ordered}) WHERE isNull(v)`, params);
+    if (bad[0] && Number(bad[0].row) > 0) {
+      const row = Number(bad[0].row);
+      throw new TidemarkError('TM_SPINE_BAD_KEY', `spine row ${row}, column ${k}: join key is missing or not a scalar`, { row, column: k });
+    }
+  }
+  const columns = described.map((c): [string, string] => [c.name, c.type]);
+  await executor.command(
+    `CREATE TABLE ${ident(table)} (__row UInt64, __t Int64, ${joinKeys.map((k) => `${ident(joinKeyColumn(k))} String`).join(', ')}${joinKeys.length ? ', ' : ''}${columns.map(([n, t]) => `${ident(n)} ${t}`).join(', ')}) ENGINE = MergeTree ORDER BY __row`,
+  );
+  try {
+    await executor.command(
+      `INSERT INTO ${ident(table)} SELECT rowNumberInAllBlocks(), assumeNotNull(${tsExpr}), ${joinKeys.map((k) => `toString(assumeNotNull(${ident(k)}))`).join(', ')}${joinKeys.length ? ', ' : ''}${names.map((n) => ident(n)).join(', ')} FROM ${file} ${ordered}`,
+      params,
+    );
+    const [count] = await executor.rows<{ n: number }>(`SELECT count() AS n FROM ${ident(table)}`);
+    const rows = Number(count?.n ?? 0);
+    if (rows === 0) throw new TidemarkError('TM_SPINE_EMPTY', `spine ${path} has no rows: a dataset needs at least one (join keys, ${SPINE_TIME_COLUMN}) row`, { path });
+    return { table, rows, columns };
+  } catch (e) {
+    await executor.command(`DROP TABLE IF EXISTS ${ident(table)}`).catch(() => undefined);
+    throw e;
+  }
+}
+
+function checkColumns(path: string, names: readonly string[], joinKeys: readonly string[]): void {
+  const required = [...joinKeys, SPINE_TIME_COLUMN];
+  const missing = required.filter((c) => !names.includes(c));
+  if (missing.length > 0) {
+    throw new TidemarkError('TM_SPINE_MISSING_COLUMN', `spine ${path} lacks column(s) ${missing.join(', ')}; it has ${names.join(', ') || 'none'}`, {
+      missing,
+      required,
+      present: names,
+    });
+  }
+  for (const n of names) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n) || n.startsWith('__')) {
+      throw new TidemarkError('TM_SPINE_BAD_COLUMN', `spine column ${JSON.stringify(n)} cannot be passed through: use letters, digits and _ (not a leading __)`, { column: n });
+    }
+  }
+}
+
 /**
  * Load a spine into a new table. `joinKeys` are the join keys the requested features need.
  * Errors name the row (1-based, header excluded) and the column.
  */
 export async function loadSpine(executor: OfflineExecutor, input: SpineInput, joinKeys: readonly string[], table: string, opts: { batchRows?: number } = {}): Promise<SpineInfo> {
+  if (typeof input === 'string' && executor.readsLocalFiles && fileFormatOf(input) === 'parquet') {
+    const native = await loadParquetSpineNatively(executor, input, joinKeys, table);
+    if (native) return native;
+  }
   const path = typeof input === 'string' ? input : 'in the request';
   let columns: [string, string][] | null = null;
   let rows = 0;
@@ -77,20 +151,7 @@ export async function loadSpine(executor: OfflineExecutor, input: SpineInput, jo
       if (columns === null) {
         const names: string[] = [];
         for (const r of batch.rows) for (const k of Object.keys(r.value ?? {})) if (!names.includes(k)) names.push(k);
-        const required = [...joinKeys, SPINE_TIME_COLUMN];
-        const missing = required.filter((c) => !names.includes(c));
-        if (missing.length > 0) {
-          throw new TidemarkError('TM_SPINE_MISSING_COLUMN', `spine ${path} lacks column(s) ${missing.join(', ')}; it has ${names.join(', ') || 'none'}`, {
-            missing,
-            required,
-            present: names,
-          });
-        }
-        for (const n of names) {
-          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n) || n.startsWith('__')) {
-            throw new TidemarkError('TM_SPINE_BAD_COLUMN', `spine column ${JSON.stringify(n)} cannot be passed through: use letters, digits and _ (not a leading __)`, { column: n });
-          }
-        }
+        checkColumns(path, names, joinKeys);
         columns = names.map((n) => [n, inferType(batch.rows.map((r) => r.value?.[n]))]);
         await executor.command(
           `CREATE TABLE ${ident(table)} (__row UInt64, __t Int64, ${joinKeys.map((k) => `${ident(joinKeyColumn(k))} String`).join(', ')}${joinKeys.length ? ', ' : ''}${columns.map(([n, t]) => `${ident(n)} ${t}`).join(', ')}) ENGINE = MergeTree ORDER BY __row`,

@@ -142,6 +142,36 @@ export function runOfflineSuite(backend: OfflineSuiteBackend): void {
       expect(csv.map((r) => (r.origin_delays__delay_mean_1d === '\\N' ? null : Number(r.origin_delays__delay_mean_1d)))).toEqual(expected.map((r) => r.origin_delays__delay_mean_1d));
     });
 
+    it('a Parquet spine gives the same dataset as the same rows in NDJSON, in spine order', async () => {
+      const airports = ['ORD', 'SFO', 'ATL', 'ZZZ'];
+      const rows = Array.from({ length: 500 }, (_, i) => ({ airport: airports[i % 4]!, ts: files.minTs - HOUR + ((i * 7_919_000) % (files.maxTs - files.minTs + 2 * HOUR)), label: i }));
+      const parquet = join(dir, `spine-${Math.random().toString(36).slice(2)}.parquet`);
+      // the same rows, written by ClickHouse: String airport, Int64 ts and label, in row order
+      const span = files.maxTs - files.minTs + 2 * HOUR;
+      await store.executor.writeFile(
+        `SELECT ['ORD', 'SFO', 'ATL', 'ZZZ'][number % 4 + 1] AS airport, toInt64(${files.minTs - HOUR} + (number * 7919000) % ${span}) AS ts, toInt64(number) AS label FROM numbers(500) ORDER BY number`,
+        'Parquet',
+        parquet,
+      );
+      const features = ['origin_delays:delay_mean_1d', 'origin_delays:flights_1h', 'origin_delays:last_delay'];
+      const fromParquet = join(dir, `out-${Math.random().toString(36).slice(2)}.ndjson`);
+      await store.writeDataset(parquet, features, fromParquet);
+      const expected = readNdjson(await dataset(rows, features));
+      expect(readNdjson(fromParquet)).toEqual(expected);
+    });
+
+    it('a Parquet spine with a null time names its row', async () => {
+      const parquet = join(dir, `spine-${Math.random().toString(36).slice(2)}.parquet`);
+      await store.executor.writeFile(
+        `SELECT 'ORD' AS airport, if(number = 2, NULL, toInt64(978307200000 + number)) AS ts FROM numbers(4)`,
+        'Parquet',
+        parquet,
+      );
+      const e = await expectCode(store.writeDataset(parquet, ['origin_delays:flights_1h'], join(dir, 'never.parquet')), 'TM_SPINE_BAD_TIME');
+      expect(e.details).toMatchObject({ row: 3, column: 'ts' });
+      expect(existsSync(join(dir, 'never.parquet'))).toBe(false);
+    });
+
     it('CSV event files load to the same values as NDJSON', async () => {
       // a second source would need other definitions; load the CSV under the same source into a
       // fresh comparison: same rows, different file, so it is a new load id
