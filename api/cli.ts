@@ -6,6 +6,11 @@ import { compile, compileOrThrow, formatDefinitionError, formatDurationMs, loadD
 import { OfflineKafkaSink, OfflineStore, type OfflineStoreOptions } from '../offline/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { runQuickstart } from './quickstart.js';
+import { buildMaterializerServer, createKafkaClient, Materializer, redisAppliedOffsets, type MaterializerLog } from '../ingest/index.js';
+import { connectRedisOnlineStore, OnlineFeatureService, type StoreClock } from '../online/index.js';
+import { Partitioners } from 'kafkajs';
+import { pushRoutes } from './push-routes.js';
+import { buildServer } from './server.js';
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DEFAULT_DEFINITIONS = join(PACKAGE_ROOT, 'examples', 'flights');
@@ -152,6 +157,7 @@ export function buildCli(): Command {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+  addStreamCommands(program);
   return program;
 }
 
@@ -172,4 +178,151 @@ export async function main(argv: string[]): Promise<void> {
     else console.error(e instanceof Error ? e.message : String(e));
     process.exitCode = 1;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stream path: `materialize` (Kafka consumer group -> Redis) and `serve` (online reads from
+// Redis, and POST /push/:source to Kafka).
+
+const KAFKA_BROKERS_DEFAULT = 'localhost:9092';
+const REDIS_URL_DEFAULT = 'redis://127.0.0.1:6379';
+
+/** A URL with its password replaced, for printing. */
+function withoutPassword(url: string): string {
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+}
+
+function brokerList(text: string): string[] {
+  const brokers = text.split(',').map((b) => b.trim()).filter((b) => b.length > 0);
+  if (brokers.length === 0) throw new InvalidArgumentError('--kafka-brokers is empty: give host:port[,host:port...]');
+  return brokers;
+}
+
+function parseClock(text: string): StoreClock {
+  if (text !== 'wall' && text !== 'watermark') throw new InvalidArgumentError(`--clock must be wall or watermark, got ${text}`);
+  return text;
+}
+
+/** Structured log lines (JSON) on stderr. */
+const jsonLog: MaterializerLog = (level, message, details) => {
+  console.error(JSON.stringify({ time: new Date().toISOString(), level, message, ...details }));
+};
+
+/** Log a Redis connection error once per outage (ioredis emits one per reconnect attempt). */
+function logRedisErrors(client: { on(event: 'error' | 'ready', listener: (e?: Error) => void): unknown }): void {
+  let reported = false;
+  client.on('error', (e) => {
+    if (!reported) jsonLog('error', `Redis connection error (retrying): ${e?.message}`);
+    reported = true;
+  });
+  client.on('ready', () => {
+    if (reported) jsonLog('info', 'Redis connection ready again');
+    reported = false;
+  });
+}
+
+function addStreamCommands(program: Command): void {
+  program
+    .command('materialize')
+    .description("join a Kafka consumer group and materialize the sources' topics into Redis, effectively once; serves /healthz and /metrics")
+    .requiredOption('--definitions <path>', 'definitions module')
+    .option('--kafka-brokers <list>', `Kafka bootstrap servers, comma-separated (default: $KAFKA_BROKERS, else ${KAFKA_BROKERS_DEFAULT})`, process.env.KAFKA_BROKERS ?? KAFKA_BROKERS_DEFAULT)
+    .option('--redis-url <url>', `online store: redis://host:port or redis-cluster://host:port,... (default: $REDIS_URL, else ${REDIS_URL_DEFAULT})`, process.env.REDIS_URL ?? REDIS_URL_DEFAULT)
+    .option('--group <id>', 'Kafka consumer group; materializers of one group share the partitions', 'tidemark-materializer')
+    .option('--prefix <prefix>', 'Redis key prefix (namespace) of the online store', 'tm')
+    .option('--port <port>', 'HTTP port of /healthz and /metrics (0: any free port)', positiveInt('--port'), 9464)
+    .option('--host <host>', 'HTTP host', '127.0.0.1')
+    .option('--session-timeout <ms>', 'consumer group session timeout', positiveInt('--session-timeout'), 30_000)
+    .option('--shutdown-grace <ms>', 'on SIGTERM, how long to keep retrying the in-flight batch before giving it up', positiveInt('--shutdown-grace'), 30_000)
+    .option('--fetch-max-bytes <bytes>', 'most bytes fetched per partition at once: bigger batches write fewer key updates per event', positiveInt('--fetch-max-bytes'), 1024 * 1024)
+    .action(async (opts: { definitions: string; kafkaBrokers: string; redisUrl: string; group: string; prefix: string; port: number; host: string; sessionTimeout: number; shutdownGrace: number; fetchMaxBytes: number }) => {
+      const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
+      const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix });
+      logRedisErrors(store.client);
+      const materializer = new Materializer({
+        compiled,
+        brokers: brokerList(opts.kafkaBrokers),
+        groupId: opts.group,
+        store,
+        fences: redisAppliedOffsets(store),
+        storeReady: () => store.client.status === 'ready',
+        sessionTimeoutMs: opts.sessionTimeout,
+        heartbeatIntervalMs: Math.max(100, Math.min(3_000, Math.floor(opts.sessionTimeout / 10))),
+        shutdownGraceMs: opts.shutdownGrace,
+        maxBytesPerPartition: opts.fetchMaxBytes,
+        log: jsonLog,
+      });
+      const server = await buildMaterializerServer(materializer, async () => {
+        const watermarkMs = await store.watermarkMs();
+        return { registryVersion: compiled.registry.version, watermark: watermarkMs === null ? null : new Date(watermarkMs).toISOString() };
+      });
+      const address = await server.listen({ port: opts.port, host: opts.host });
+      let exiting = false;
+      const exit = async (code: number): Promise<void> => {
+        await server.close().catch(() => undefined);
+        await store.close().catch(() => undefined);
+        process.exit(code);
+      };
+      const shutdown = async (signal: string): Promise<void> => {
+        if (exiting) return;
+        exiting = true;
+        jsonLog('info', `${signal}: finishing the in-flight batches, committing, leaving the group`);
+        const clean = await materializer.stop();
+        jsonLog(clean ? 'info' : 'error', clean ? 'stopped cleanly' : 'stopped, but a batch was given up uncommitted (it is redelivered and deduplicated on the next start)', { ...materializer.stats() });
+        await exit(clean ? 0 : 1);
+      };
+      process.once('SIGTERM', () => void shutdown('SIGTERM'));
+      process.once('SIGINT', () => void shutdown('SIGINT'));
+      materializer.done.catch(async (e: unknown) => {
+        if (exiting) return;
+        exiting = true;
+        jsonLog('error', 'the Kafka consumer failed for good; exiting', { error: e instanceof Error ? e.message : String(e) });
+        await materializer.stop();
+        await exit(1);
+      });
+      try {
+        await materializer.start();
+      } catch (e) {
+        exiting = true;
+        await materializer.stop();
+        await server.close().catch(() => undefined);
+        await store.close().catch(() => undefined);
+        throw e;
+      }
+      console.log(`materializing topics ${materializer.topics.join(', ')} (group ${opts.group}) into ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix}`);
+      console.log(`health and metrics on ${address}/healthz and ${address}/metrics`);
+    });
+
+  program
+    .command('serve')
+    .description('serve POST /get-online-features from the Redis online store, and POST /push/:source to Kafka when brokers are given')
+    .requiredOption('--definitions <path>', 'definitions module')
+    .option('--redis-url <url>', `online store (default: $REDIS_URL, else ${REDIS_URL_DEFAULT})`, process.env.REDIS_URL ?? REDIS_URL_DEFAULT)
+    .option('--prefix <prefix>', 'Redis key prefix (namespace) of the online store', 'tm')
+    .option('--clock <clock>', 'read time when a request names none: wall, or watermark (greatest materialized event time + 1 ms)', parseClock, 'wall' as StoreClock)
+    .option('--kafka-brokers <list>', 'Kafka for POST /push/:source (default: $KAFKA_BROKERS; without it, no push endpoint)', process.env.KAFKA_BROKERS)
+    .option('--port <port>', 'HTTP port (0: any free port)', positiveInt('--port'), Number(process.env.PORT ?? 8080))
+    .option('--host <host>', 'HTTP host', '127.0.0.1')
+    .action(async (opts: { definitions: string; redisUrl: string; prefix: string; clock: StoreClock; kafkaBrokers?: string; port: number; host: string }) => {
+      const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
+      const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix });
+      logRedisErrors(store.client);
+      const service = new OnlineFeatureService(compiled.registry, store, opts.clock);
+      const app = await buildServer({ service, health: () => ({ status: store.client.status === 'ready' ? 'ok' : 'degraded', redis: store.client.status }) });
+      const producer = opts.kafkaBrokers ? createKafkaClient(brokerList(opts.kafkaBrokers), 'tidemark-push', jsonLog).producer({ createPartitioner: Partitioners.DefaultPartitioner }) : null;
+      if (producer) {
+        await producer.connect();
+        await app.register(pushRoutes, { compiled, producer });
+      }
+      const address = await app.listen({ port: opts.port, host: opts.host });
+      console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers}` : ''} on ${address}`);
+      const stop = async (): Promise<void> => {
+        await app.close().catch(() => undefined);
+        await producer?.disconnect().catch(() => undefined);
+        await store.close().catch(() => undefined);
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void stop());
+      process.once('SIGTERM', () => void stop());
+    });
 }

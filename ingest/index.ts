@@ -10,3 +10,8 @@ export { DeadLetterFile } from './dead-letters.js';
 export type { DeadLetterSink } from './dead-letters.js';
 export { readFileBatches, fileFormatOf, typeCsvValue } from './files.js';
 export type { FileFormat, FileRow, FileBatch } from './files.js';
+export { Materializer, MaterializerMetrics, createKafkaClient } from './kafka-materializer.js';
+export type { MaterializerOptions, MaterializerStore, MaterializerHealth, MaterializerStats, MaterializerLog } from './kafka-materializer.js';
+export { FencedBatchBuilder, redisAppliedOffsets } from './fences.js';
+export type { AppliedOffsetReader, RedisFenceSource, ViewKey, FencedBatch } from './fences.js';
+export { buildMaterializerServer } from './materializer-server.js';

@@ -1,0 +1,549 @@
+// The stream materializer: a member of a Kafka consumer group (kafkajs) that reads the topics of
+// the registry's sources, decodes each record (EventDecoder.decodeJson, position = {partition,
+// offset}), sends bad records to the source's dead-letter topic, turns the good ones into tile
+// batches and applies them to an online store, then commits the offsets. Counters go to a
+// prom-client registry (ingest/materializer-server.ts serves them with /healthz).
+//
+// Effectively-once. Kafka delivers at least once: after a crash, a rebalance or a failed commit,
+// records after the last committed offset come again. A redelivered record must not change a value
+// twice, so every key update carries a fence (source, partition, offset) that the store checks and
+// sets atomically with the merge (online/redis.ts, one Lua call per key): a key skips an update
+// whose fence is not past its stored one. The invariant, per (source, partition, view, key):
+//
+//     stored fence F  <=>  every event of the key from that partition with offset <= F is merged
+//                          into its tiles, and none with offset > F.
+//
+// A kafkajs batch is a contiguous offset range of one partition, so the fence of a batch's key
+// updates can be the batch's last offset L: every event of the key in the batch is <= L. Within one
+// delivery that is exact: a partition's batches are applied one after the other, each only once the
+// one before it is written (a failed apply is retried before the next batch starts).
+//
+// It is NOT exact by itself across a redelivery, because a redelivered range need not be cut where
+// the first delivery was cut. Example: batch [100, 199] is applied (key k had events at 150 and 190,
+// so k's fence is 199) but not committed; the process dies; the next owner fetches from 100 and
+// gets [100, 399], where k also has an event at 250. "Skip if stored >= 399" does not skip, so 150
+// and 190 count twice; skipping k instead would lose 250. Fetch sizes differ between deliveries
+// all the time (what was in the log then, maxBytes, where the fetch started), so the materializer
+// does not rely on batch boundaries: before building a batch it reads the stored fence of every
+// key in it (one pipelined HGET per key), leaves out each key's events at or before its fence, and
+// fences the rest at L. Per key that applies exactly the events past F, wherever the batches were
+// cut, which keeps the invariant. In the common case no key's fence reaches into the batch and
+// the batch is built in one pass; otherwise each view is built apart (ingest/fences.ts). A failed
+// apply is retried the same way (fences read again), so keys it did write are not written twice.
+//
+// What remains: two writers of one partition at once. The consumer group gives a partition to one
+// member at a time, and kafkajs' eager rebalance finishes the in-flight batch before the member
+// rejoins, but a member that stalls past its session timeout (a long GC pause, Redis hanging
+// longer than the session) can be replaced while it still writes (a "zombie"). If the zombie
+// writes between the new owner's fence read and its apply, the new owner's update is skipped
+// (when its L is not past the zombie's) or double-counts the zombie's events (when it is). A
+// compare-and-set fence in the store's script (apply only if the stored fence is still the one
+// read) would close this; the materializer narrows it by heartbeating during long writes.
+//
+// Offsets. A batch's offset is committed only after its store writes, and its dead letters, were
+// acknowledged; a failed write or commit is retried with backoff (heartbeating meanwhile) and
+// reports the materializer degraded. The watermark lives in the store (moved by apply()).
+//
+// Late events (behind the retention horizon of the watermark before their batch, see
+// online/store.ts) are counted, not applied. Partitions of a topic are consumed concurrently, so
+// how late an event is depends on how far the partitions drift apart in event time: with the
+// default allowed lateness of a day, partitions more than a day apart in event time would drop events.
+import { Kafka, logLevel, Partitioners, type Admin, type Consumer, type EachBatchPayload, type IHeaders, type KafkaMessage, type LogEntry, type Producer } from 'kafkajs';
+import { Counter, Gauge, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
+import { TidemarkError, type CompiledDefinitions, type SourcePlan, type TileBatch } from '../definitions/index.js';
+import { EventDecoder, type BadEvent, type DecodedEvent } from './decode.js';
+import { FencedBatchBuilder, type AppliedOffsetReader } from './fences.js';
+
+/** What the materializer needs of an online store. */
+export interface MaterializerStore {
+  /** Apply a fenced tile batch (see online/store.ts); `fencedKeys` counts key updates skipped by their fence. */
+  apply(batch: TileBatch): Promise<{ lateTileEvents: number; fencedKeys?: number }>;
+  watermarkMs(): Promise<number | null>;
+}
+
+export type MaterializerLog = (level: 'info' | 'warn' | 'error', message: string, details?: Record<string, unknown>) => void;
+
+export interface MaterializerOptions {
+  compiled: CompiledDefinitions;
+  /** Kafka bootstrap servers. */
+  brokers: string[];
+  groupId: string;
+  store: MaterializerStore;
+  /** The store's fences (ingest/fences.ts, redisAppliedOffsets for Redis). */
+  fences: AppliedOffsetReader;
+  /** Whether the store's connection is up, for /healthz (e.g. ioredis status === 'ready'); default: always. */
+  storeReady?: () => boolean;
+  clientId?: string;
+  /** Consumer group session timeout; default 30 000 ms. */
+  sessionTimeoutMs?: number;
+  /** Default 3 000 ms. */
+  heartbeatIntervalMs?: number;
+  /** Longest a fetch waits for data; default 250 ms (freshness). */
+  maxWaitTimeMs?: number;
+  /** Batches of different partitions processed at once; default 2. */
+  partitionsConsumedConcurrently?: number;
+  /** Most bytes per partition per fetch (bounds a batch); default 1 MiB. */
+  maxBytesPerPartition?: number;
+  /** Consecutive consumer crashes restarted before giving up (the process should then exit); default 30. */
+  maxConsecutiveRestarts?: number;
+  /** How long stop() keeps retrying the in-flight batch's writes and commit; default 30 000 ms. */
+  shutdownGraceMs?: number;
+  /** Backoff of retried writes, commits and dead letters: doubles from `initial` up to `max`; default 100 and 5 000 ms. */
+  retryBackoffMs?: { initial: number; max: number };
+  /** How often /healthz's Kafka probe runs (partition leaders reachable, high watermarks); default 1 000 ms. */
+  probeIntervalMs?: number;
+  /** Wall time for the decoder's future-skew rule. */
+  nowMs?: () => number;
+  log?: MaterializerLog;
+  /** Add Node.js process metrics (CPU, memory, event loop) to the registry; default true. */
+  processMetrics?: boolean;
+}
+
+export interface MaterializerHealth {
+  status: 'ok' | 'degraded';
+  group: string;
+  /** Partitions this member owns, per topic. */
+  assigned: Record<string, number[]>;
+  /** Why the status is degraded (empty when ok). */
+  problems: string[];
+  /** Consumer crashes restarted since the last committed batch or group join. */
+  restarts: number;
+}
+
+/** Counters since start, for logs and tests (the same figures as /metrics). */
+export interface MaterializerStats {
+  events: number;
+  badEvents: number;
+  lateTileEvents: number;
+  batches: number;
+  /** (event, view) pairs left out of a batch because their key had applied them (redelivery). */
+  alreadyApplied: number;
+  fencedKeys: number;
+  /** Batches received and not yet written and committed (a stuck store shows here). */
+  batchesInFlight: number;
+}
+
+class RetryAborted extends Error {}
+
+const REBALANCE_ERRORS = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'FENCED_INSTANCE_ID']);
+
+function errorText(e: unknown): string {
+  if (!(e instanceof Error)) return String(e);
+  const code = e instanceof TidemarkError ? ` ${e.code}` : '';
+  return `${e.name}${code}: ${e.message}`;
+}
+
+/** Store errors that no retry can fix (another registry's layout under the prefix, a bad update): fatal. */
+function isFatalStoreError(e: unknown): boolean {
+  return e instanceof TidemarkError && e.code.startsWith('TM_STORE_');
+}
+
+function isRebalance(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && REBALANCE_ERRORS.has((e as { type?: string }).type ?? '');
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A kafkajs client whose log lines go to `log` (warnings and errors only). */
+export function createKafkaClient(brokers: string[], clientId: string, log?: MaterializerLog, retry?: { retries: number; initialRetryTime: number; maxRetryTime: number }): Kafka {
+  const logCreator = () => (entry: LogEntry) => {
+    if (!log) return;
+    const { message, ...rest } = entry.log;
+    log(entry.level <= logLevel.ERROR ? 'error' : 'warn', `kafkajs${entry.namespace ? ` ${entry.namespace}` : ''}: ${message}`, rest as Record<string, unknown>);
+  };
+  return new Kafka({ clientId, brokers, logLevel: logLevel.WARN, logCreator, retry: retry ?? { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 } });
+}
+
+/** The prom-client metrics of one materializer. */
+export class MaterializerMetrics {
+  readonly registry = new MetricsRegistry();
+  readonly events = new Counter({ name: 'tidemark_materializer_events_total', help: 'Good events decoded and applied to the online store', labelNames: ['source'], registers: [this.registry] });
+  readonly badEvents = new Counter({ name: 'tidemark_materializer_bad_events_total', help: 'Bad events sent to the dead-letter topic, by error code', labelNames: ['source', 'code'], registers: [this.registry] });
+  readonly lateTileEvents = new Counter({ name: 'tidemark_materializer_late_tile_events_total', help: '(event, tile group) pairs behind the retention horizon, kept out of the online store', labelNames: ['source'], registers: [this.registry] });
+  readonly batches = new Counter({ name: 'tidemark_materializer_batches_total', help: 'Batches applied and committed', labelNames: ['topic'], registers: [this.registry] });
+  readonly alreadyApplied = new Counter({ name: 'tidemark_materializer_redelivered_key_events_total', help: '(event, view) pairs redelivered and left out because their key had applied them', labelNames: ['source'], registers: [this.registry] });
+  readonly fencedKeys = new Counter({ name: 'tidemark_materializer_fenced_key_updates_total', help: 'Key updates the store skipped because their fence showed them applied', labelNames: ['source'], registers: [this.registry] });
+  readonly retries = new Counter({ name: 'tidemark_materializer_retries_total', help: 'Retried operations after a failure', labelNames: ['operation'], registers: [this.registry] });
+  readonly restarts = new Counter({ name: 'tidemark_materializer_consumer_restarts_total', help: 'Kafka consumer crashes followed by a restart', registers: [this.registry] });
+  readonly commitLag = new Gauge({ name: 'tidemark_materializer_commit_lag', help: 'Records in a partition after the committed offset (high watermark - committed), for partitions this member owns', labelNames: ['topic', 'partition'], registers: [this.registry] });
+  readonly committedOffset = new Gauge({ name: 'tidemark_materializer_committed_offset', help: 'Last offset committed by this member, per partition', labelNames: ['topic', 'partition'], registers: [this.registry] });
+  readonly watermark = new Gauge({ name: 'tidemark_materializer_watermark_ms', help: 'Greatest event time materialized (epoch ms), as the store reports it after a batch', registers: [this.registry] });
+  readonly inFlight = new Gauge({ name: 'tidemark_materializer_batches_in_flight', help: 'Batches received and not yet written and committed', registers: [this.registry] });
+  readonly healthy = new Gauge({ name: 'tidemark_materializer_healthy', help: '1 when /healthz answers ok, 0 when degraded', registers: [this.registry] });
+  readonly batchSeconds = new Histogram({
+    name: 'tidemark_materializer_batch_seconds',
+    help: 'Time from a batch reaching the materializer to its offsets committed',
+    labelNames: ['topic'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  constructor(processMetrics: boolean) {
+    if (processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tidemark_materializer_' });
+  }
+}
+
+interface SourceRuntime {
+  plan: SourcePlan;
+  decoder: EventDecoder;
+}
+
+/** One member of the materializer consumer group. */
+export class Materializer {
+  readonly metrics: MaterializerMetrics;
+  readonly groupId: string;
+  private readonly opts: MaterializerOptions;
+  private readonly sourcesByTopic = new Map<string, SourceRuntime[]>();
+  private readonly builder: FencedBatchBuilder;
+  private readonly kafka: Kafka;
+  private readonly probeKafka: Kafka;
+  private consumer: Consumer | null = null;
+  private producer: Producer | null = null;
+  private admin: Admin | null = null;
+  private probeTimer: NodeJS.Timeout | null = null;
+  private readonly log: MaterializerLog;
+  private readonly backoff: { initial: number; max: number };
+
+  private stopping = false;
+  private stopped: Promise<boolean> | null = null;
+  /** A batch was given up during stop() (its writes are fenced; it is redelivered later). */
+  private abandoned = false;
+  private stopDeadline = Number.POSITIVE_INFINITY;
+  private assigned: Record<string, number[]> = {};
+  private consecutiveRestarts = 0;
+  private readonly problems = new Map<string, string>();
+  private readonly committed = new Map<string, number>();
+  private failure: Error | null = null;
+  private failed: (e: Error) => void = () => undefined;
+  /** Rejects when the consumer crashed for good (restarts exhausted or a non-retriable error). */
+  readonly done: Promise<never>;
+  private readonly counts: MaterializerStats = { events: 0, badEvents: 0, lateTileEvents: 0, batches: 0, alreadyApplied: 0, fencedKeys: 0, batchesInFlight: 0 };
+
+  constructor(opts: MaterializerOptions) {
+    this.opts = opts;
+    this.groupId = opts.groupId;
+    this.log = opts.log ?? (() => undefined);
+    this.backoff = opts.retryBackoffMs ?? { initial: 100, max: 5000 };
+    this.metrics = new MaterializerMetrics(opts.processMetrics ?? true);
+    this.builder = new FencedBatchBuilder(opts.compiled.registry);
+    for (const plan of opts.compiled.registry.sources) {
+      const list = this.sourcesByTopic.get(plan.topic) ?? [];
+      list.push({ plan, decoder: new EventDecoder(opts.compiled, plan.name, opts.nowMs) });
+      this.sourcesByTopic.set(plan.topic, list);
+    }
+    const clientId = opts.clientId ?? `tidemark-materializer-${opts.groupId}`;
+    this.kafka = createKafkaClient(opts.brokers, clientId, this.log);
+    // The probe must fail fast, not retry for seconds: it measures reachability right now.
+    this.probeKafka = createKafkaClient(opts.brokers, `${clientId}-probe`, undefined, { retries: 0, initialRetryTime: 100, maxRetryTime: 100 });
+    this.done = new Promise<never>((_, reject) => {
+      this.failed = reject;
+    });
+    this.done.catch(() => undefined);
+    this.problems.set('group', 'not yet a member of the consumer group');
+    this.metrics.healthy.set(0);
+  }
+
+  /** The topics this materializer reads. */
+  get topics(): string[] {
+    return [...this.sourcesByTopic.keys()];
+  }
+
+  stats(): MaterializerStats {
+    return { ...this.counts };
+  }
+
+  /** Connect, join the group and start consuming; resolves after the first join (a failed join is retried in the background). */
+  async start(): Promise<void> {
+    const o = this.opts;
+    this.producer = this.kafka.producer({ allowAutoTopicCreation: true, createPartitioner: Partitioners.DefaultPartitioner });
+    this.admin = this.probeKafka.admin();
+    const consumer = this.kafka.consumer({
+      groupId: o.groupId,
+      sessionTimeout: o.sessionTimeoutMs ?? 30_000,
+      heartbeatInterval: o.heartbeatIntervalMs ?? 3_000,
+      rebalanceTimeout: Math.max(60_000, o.sessionTimeoutMs ?? 30_000),
+      maxWaitTimeInMs: o.maxWaitTimeMs ?? 250,
+      maxBytesPerPartition: o.maxBytesPerPartition ?? 1024 * 1024,
+      retry: {
+        retries: 5,
+        initialRetryTime: 300,
+        maxRetryTime: 5_000,
+        // kafkajs restarts a crashed consumer without end; cap consecutive restarts.
+        restartOnFailure: async (e: Error) => {
+          this.consecutiveRestarts++;
+          this.metrics.restarts.inc();
+          const restart = !this.stopping && this.failure === null && this.consecutiveRestarts <= (o.maxConsecutiveRestarts ?? 30);
+          this.log(restart ? 'warn' : 'error', restart ? 'Kafka consumer crashed; restarting' : 'Kafka consumer crashed too often; giving up', { error: errorText(e), consecutiveRestarts: this.consecutiveRestarts });
+          return restart;
+        },
+      },
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      this.assigned = Object.fromEntries(Object.entries(e.payload.memberAssignment).map(([t, ps]) => [t, [...ps].sort((a, b) => a - b)]));
+      this.problems.delete('group');
+      this.problems.delete('consumer');
+      this.consecutiveRestarts = 0;
+      // Lag is reported only for partitions this member owns.
+      this.metrics.commitLag.reset();
+      this.log('info', 'joined the consumer group', { group: o.groupId, memberId: e.payload.memberId, assigned: this.assigned });
+      this.updateHealthGauge();
+    });
+    consumer.on(consumer.events.CRASH, (e) => {
+      this.problems.set('consumer', `consumer crashed: ${errorText(e.payload.error)}${e.payload.restart ? ' (restarting)' : ''}`);
+      this.updateHealthGauge();
+      if (!e.payload.restart && !this.stopping) this.fail(e.payload.error);
+    });
+    await this.producer.connect();
+    await this.admin.connect().catch((e: unknown) => this.problems.set('kafka', `Kafka unreachable: ${errorText(e)}`));
+    await consumer.connect();
+    for (const topic of this.topics) await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: o.partitionsConsumedConcurrently ?? 2,
+      eachBatch: (payload) => this.handleBatch(payload),
+    });
+    this.probeTimer = setInterval(() => void this.probe(), o.probeIntervalMs ?? 1_000);
+    this.probeTimer.unref();
+  }
+
+  /**
+   * Stop: finish the in-flight batches (their writes and commits, retried for up to
+   * shutdownGraceMs), leave the group, disconnect. Resolves false if a batch was abandoned.
+   */
+  stop(): Promise<boolean> {
+    this.stopped ??= this.shutDown();
+    return this.stopped;
+  }
+
+  private async shutDown(): Promise<boolean> {
+    this.stopping = true;
+    this.stopDeadline = Date.now() + (this.opts.shutdownGraceMs ?? 30_000);
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    let clean = true;
+    const step = async (what: string, run: () => Promise<void>): Promise<void> => {
+      try {
+        await run();
+      } catch (e) {
+        clean = false;
+        this.log('warn', `stop: ${what} failed`, { error: errorText(e) });
+      }
+    };
+    // kafkajs waits for the batches in flight before it leaves the group.
+    await step('consumer disconnect', async () => this.consumer?.disconnect());
+    await step('producer disconnect', async () => this.producer?.disconnect());
+    await step('admin disconnect', async () => this.admin?.disconnect());
+    return clean && !this.abandoned;
+  }
+
+  /** Give up for good: `done` rejects (the process should exit and be restarted by its supervisor). */
+  private fail(e: Error): void {
+    if (this.failure !== null) return;
+    this.failure = e;
+    this.log('error', 'materializer failed', { error: errorText(e) });
+    this.updateHealthGauge();
+    this.failed(e);
+  }
+
+  health(): MaterializerHealth {
+    const storeUp = this.opts.storeReady?.() ?? true;
+    const problems = [...this.problems.values()];
+    if (!storeUp) problems.push('online store connection is down');
+    if (this.failure) problems.push(`materializer failed: ${errorText(this.failure)}`);
+    return { status: problems.length === 0 ? 'ok' : 'degraded', group: this.groupId, assigned: this.assigned, problems, restarts: this.consecutiveRestarts };
+  }
+
+  private updateHealthGauge(): void {
+    this.metrics.healthy.set(this.health().status === 'ok' ? 1 : 0);
+  }
+
+  private setProblem(key: string, problem: string | null): void {
+    if (problem === null) this.problems.delete(key);
+    else this.problems.set(key, problem);
+    this.updateHealthGauge();
+  }
+
+  /** Whether the partition leaders of the topics answer, and the lag of the partitions this member owns. */
+  private async probe(): Promise<void> {
+    if (this.stopping || !this.admin) return;
+    try {
+      for (const topic of this.topics) {
+        const offsets = await this.admin.fetchTopicOffsets(topic);
+        for (const p of offsets) {
+          const committed = this.committed.get(`${topic}:${p.partition}`);
+          if ((this.assigned[topic] ?? []).includes(p.partition)) {
+            this.metrics.commitLag.set({ topic, partition: String(p.partition) }, Number(p.high) - (committed ?? 0));
+          }
+        }
+      }
+      this.setProblem('kafka', null);
+    } catch (e) {
+      this.setProblem('kafka', `cannot reach the Kafka partition leaders: ${errorText(e)}`);
+    }
+  }
+
+  /**
+   * Run `op` until it succeeds, with backoff, heartbeating between attempts. Gives up (throws)
+   * when the group is rebalancing (the batch is abandoned; its writes are fenced) or when stopping
+   * past the grace period.
+   */
+  private async retry<T>(what: string, payload: EachBatchPayload, op: () => Promise<T>, abortOn: (e: unknown) => boolean = () => false): Promise<T> {
+    let delay = this.backoff.initial;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await op();
+        if (attempt > 1) this.log('info', `${what} succeeded after ${attempt} attempts`);
+        this.setProblem(what, null);
+        return result;
+      } catch (e) {
+        if (abortOn(e)) throw e;
+        this.setProblem(what, `${what} failing: ${errorText(e)}`);
+        this.metrics.retries.inc({ operation: what });
+        if (attempt === 1 || attempt % 10 === 0) this.log('warn', `${what} failed; retrying`, { attempt, error: errorText(e) });
+        if (this.stopping && Date.now() > this.stopDeadline) {
+          this.abandoned = true;
+          throw new RetryAborted(`${what}: still failing when the shutdown grace period ran out: ${errorText(e)}`);
+        }
+        await sleep(delay);
+        delay = Math.min(this.backoff.max, delay * 2);
+        try {
+          await payload.heartbeat();
+        } catch (h) {
+          // A broker that is down fails heartbeats too: keep retrying. A rebalance ends the batch.
+          if (isRebalance(h)) throw h;
+        }
+      }
+    }
+  }
+
+  private async handleBatch(payload: EachBatchPayload): Promise<void> {
+    if (payload.batch.messages.length === 0) return;
+    this.counts.batchesInFlight++;
+    this.metrics.inFlight.inc();
+    try {
+      await this.processBatch(payload);
+    } finally {
+      this.counts.batchesInFlight--;
+      this.metrics.inFlight.dec();
+    }
+  }
+
+  private async processBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch } = payload;
+    const messages = batch.messages;
+    const started = performance.now();
+    const { topic, partition } = batch;
+    const lastOffset = Number(messages[messages.length - 1]!.offset);
+    const sources = this.sourcesByTopic.get(topic) ?? [];
+
+    // Decode.
+    const decoded = sources.map(() => ({ events: [] as DecodedEvent[], bad: [] as { bad: BadEvent; message: KafkaMessage }[] }));
+    for (const message of messages) {
+      const position = { partition, offset: Number(message.offset) };
+      const text = message.value === null ? '' : message.value.toString('utf8');
+      sources.forEach((s, i) => {
+        const result = s.decoder.decodeJson(text, position);
+        if (result.ok) decoded[i]!.events.push(result.event);
+        else decoded[i]!.bad.push({ bad: result.bad, message });
+      });
+    }
+
+    // Heartbeat while the writes run, so a slow store does not cost the group membership.
+    const beat = setInterval(() => {
+      payload.heartbeat().catch(() => undefined);
+    }, this.opts.heartbeatIntervalMs ?? 3_000);
+    let applied: { lateTileEvents: number; fencedKeys: number; alreadyApplied: number }[];
+    try {
+      const writes = await Promise.allSettled([
+        this.retry('dead letters', payload, () => this.sendDeadLetters(topic, sources, decoded.map((d) => d.bad))),
+        Promise.all(sources.map((s, i) => this.applyEvents(payload, s.plan, partition, lastOffset, decoded[i]!.events))),
+      ]);
+      for (const w of writes) if (w.status === 'rejected') throw w.reason;
+      applied = (writes[1] as PromiseFulfilledResult<typeof applied>).value;
+    } finally {
+      clearInterval(beat);
+    }
+
+    // Everything of the batch is written: now, and only now, its offsets may be committed.
+    payload.resolveOffset(messages[messages.length - 1]!.offset);
+    const next = String(lastOffset + 1);
+    await this.retry('offset commit', payload, () => payload.commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset: next }] }] }), isRebalance);
+    this.committed.set(`${topic}:${partition}`, lastOffset + 1);
+    this.metrics.committedOffset.set({ topic, partition: String(partition) }, lastOffset + 1);
+    this.consecutiveRestarts = 0;
+
+    sources.forEach((s, i) => {
+      const d = decoded[i]!;
+      const a = applied[i]!;
+      this.counts.events += d.events.length;
+      this.counts.badEvents += d.bad.length;
+      this.counts.lateTileEvents += a.lateTileEvents;
+      this.counts.fencedKeys += a.fencedKeys;
+      this.counts.alreadyApplied += a.alreadyApplied;
+      this.metrics.events.inc({ source: s.plan.name }, d.events.length);
+      for (const b of d.bad) this.metrics.badEvents.inc({ source: s.plan.name, code: b.bad.code });
+      if (a.lateTileEvents > 0) this.metrics.lateTileEvents.inc({ source: s.plan.name }, a.lateTileEvents);
+      if (a.fencedKeys > 0) this.metrics.fencedKeys.inc({ source: s.plan.name }, a.fencedKeys);
+      if (a.alreadyApplied > 0) this.metrics.alreadyApplied.inc({ source: s.plan.name }, a.alreadyApplied);
+    });
+    this.counts.batches++;
+    this.metrics.batches.inc({ topic });
+    this.metrics.batchSeconds.observe({ topic }, (performance.now() - started) / 1000);
+    try {
+      const wm = await this.opts.store.watermarkMs();
+      if (wm !== null) this.metrics.watermark.set(wm);
+    } catch {
+      // a gauge only; the next batch tries again
+    }
+  }
+
+  /** Read the fences of the batch's keys, build the fenced tile batch and apply it; retried whole until written. */
+  private async applyEvents(payload: EachBatchPayload, source: SourcePlan, partition: number, lastOffset: number, events: DecodedEvent[]): Promise<{ lateTileEvents: number; fencedKeys: number; alreadyApplied: number }> {
+    if (events.length === 0) return { lateTileEvents: 0, fencedKeys: 0, alreadyApplied: 0 };
+    const keys = this.builder.keysOf(source, events);
+    // Each attempt reads the fences again: a failed attempt may have written some keys.
+    return this.retry(
+      'online store write',
+      payload,
+      async () => {
+        const fences = await this.opts.fences.appliedOffsets(source.name, partition, keys);
+        const built = this.builder.build(source, partition, lastOffset, events, keys, fences);
+        const result = await this.opts.store.apply(built.batch);
+        return { lateTileEvents: result.lateTileEvents, fencedKeys: result.fencedKeys ?? 0, alreadyApplied: built.alreadyApplied };
+      },
+      (e) => {
+        if (!isFatalStoreError(e)) return false;
+        this.fail(e as Error);
+        return true;
+      },
+    );
+  }
+
+  /** Bad records of one batch to their sources' dead-letter topics, original bytes and key, reason in headers. */
+  private async sendDeadLetters(topic: string, sources: SourceRuntime[], bad: { bad: BadEvent; message: KafkaMessage }[][]): Promise<void> {
+    const byTopic = new Map<string, { key: Buffer | null; value: Buffer | null; headers: IHeaders }[]>();
+    sources.forEach((s, i) => {
+      for (const { bad: b, message } of bad[i]!) {
+        const list = byTopic.get(s.plan.deadLetter) ?? [];
+        list.push({
+          key: message.key,
+          value: message.value,
+          headers: {
+            ...(message.headers ?? {}),
+            source: s.plan.name,
+            topic,
+            partition: String(b.position!.partition),
+            offset: String(b.position!.offset),
+            code: b.code,
+            field: b.field ?? '',
+            reason: b.reason,
+          },
+        });
+        byTopic.set(s.plan.deadLetter, list);
+      }
+    });
+    if (byTopic.size === 0) return;
+    await this.producer!.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([t, messages]) => ({ topic: t, messages })) });
+  }
+}

@@ -1,0 +1,21 @@
+// The materializer's own small HTTP server, for probes and scrapes: GET /healthz (200 ok, 503
+// degraded, with the reasons) and GET /metrics (Prometheus text format, from prom-client).
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Materializer } from './kafka-materializer.js';
+
+export async function buildMaterializerServer(materializer: Materializer, details: () => Promise<Record<string, unknown>> | Record<string, unknown> = () => ({})): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false });
+  app.get('/healthz', async (_request, reply) => {
+    const health = materializer.health();
+    const extra = await Promise.resolve(details()).catch((e: unknown) => ({ detailsError: e instanceof Error ? e.message : String(e) }));
+    return reply.status(health.status === 'ok' ? 200 : 503).send({ ...health, ...extra, stats: materializer.stats() });
+  });
+  app.get('/metrics', async (_request, reply) => {
+    const registry = materializer.metrics.registry;
+    return reply.type(registry.contentType).send(await registry.metrics());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    reply.status(404).send({ statusCode: 404, error: 'Not Found', code: 'TM_NOT_FOUND', message: `no route ${request.method} ${request.url} (this is the materializer: /healthz, /metrics)` });
+  });
+  return app;
+}
