@@ -86,30 +86,45 @@ describe.concurrent('Kafka services (kafkajs against the mock cluster or KAFKA_B
     await producer.send({ topic, messages: Array.from({ length: 40 }, (_, i) => ({ partition: i % 4, value: String(i) })) });
     await producer.disconnect();
 
-    const groupId = uniqueName('split');
-    const members = [groupConsumer(k, groupId), groupConsumer(k, groupId)];
-    const partitionsOf = members.map(() => new Set<number>());
-    const assigned: number[][] = members.map(() => []);
+    // The mock completes a group's sync as soon as the leader's SyncGroup arrives, so now and then
+    // a follower's late SyncGroup fails (error 42) and that member never joins (ARCHITECTURE.md).
+    // When that happens the whole group is started again under a new id, up to three times; real
+    // Kafka has no such race. Every attempt asserts the same split below.
+    let partitionsOf: Set<number>[] = [];
+    let assigned: number[][] = [];
     let total = 0;
-    try {
-      await Promise.all(
-        members.map(async (consumer, m) => {
-          consumer.on(consumer.events.GROUP_JOIN, (e) => {
-            assigned[m] = [...(e.payload.memberAssignment[topic] ?? [])].sort();
-          });
-          await consumer.connect();
-          await consumer.subscribe({ topic, fromBeginning: true });
-          await consumer.run({
-            eachMessage: async ({ partition }) => {
-              partitionsOf[m]!.add(partition);
-              total++;
-            },
-          });
-        }),
-      );
-      await until(() => total >= 40, 'both members to consume all 40 messages');
-    } finally {
-      await Promise.all(members.map((c) => c.disconnect()));
+    for (let attempt = 1; ; attempt++) {
+      const groupId = uniqueName('split');
+      const members = [groupConsumer(k, groupId), groupConsumer(k, groupId)];
+      partitionsOf = members.map(() => new Set<number>());
+      assigned = members.map(() => []);
+      total = 0;
+      try {
+        await Promise.all(
+          members.map(async (consumer, m) => {
+            consumer.on(consumer.events.GROUP_JOIN, (e) => {
+              assigned[m] = [...(e.payload.memberAssignment[topic] ?? [])].sort();
+            });
+            await consumer.connect();
+            await consumer.subscribe({ topic, fromBeginning: true });
+            await consumer.run({
+              eachMessage: async ({ partition }) => {
+                partitionsOf[m]!.add(partition);
+                total++;
+              },
+            });
+          }),
+        );
+        await until(() => total >= 40, 'both members to consume all 40 messages');
+        // the race shows as a member left with no partitions while the other took them all
+        if (assigned.some((a) => a.length === 0)) throw new Error(`a member never completed its join: assignments ${JSON.stringify(assigned)}`);
+        break;
+      } catch (e) {
+        if (attempt === 3) throw e;
+        console.log(`group split test: attempt ${attempt}: the mock did not complete the two-member group; starting the whole group again`);
+      } finally {
+        await Promise.all(members.map((c) => c.disconnect()));
+      }
     }
     expect(total).toBe(40);
     for (const a of assigned) expect(a.length).toBeGreaterThan(0);
