@@ -29,13 +29,22 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   registerErrorHandling(app);
 
   app.get('/healthz', async (_request, reply) => {
-    const watermarkMs = await opts.service.store.watermarkMs();
-    const extra = opts.health ? await opts.health() : { status: 'ok' as const };
+    const extra: HealthReport = opts.health ? await opts.health() : { status: 'ok' };
+    // A store that cannot answer (Redis down) makes the server degraded, not broken: 503, not 500.
+    let watermark: string | null = null;
+    let storeError: string | undefined;
+    try {
+      const watermarkMs = await opts.service.store.watermarkMs();
+      watermark = watermarkMs === null ? null : new Date(watermarkMs).toISOString();
+    } catch (e) {
+      storeError = `online store unavailable: ${(e as Error).message}`;
+    }
     const report = {
       registryVersion: opts.service.registry.version,
       clock: opts.service.clock,
-      watermark: watermarkMs === null ? null : new Date(watermarkMs).toISOString(),
+      watermark,
       ...extra,
+      ...(storeError === undefined ? {} : { status: 'degraded' as const, storeError }),
     };
     return reply.status(report.status === 'ok' ? 200 : 503).send(report);
   });

@@ -201,6 +201,18 @@ describe('GET /healthz and /registry', () => {
     expect(registry.json().version).toBe(fx.compiled.registry.version);
   });
 
+  it('answers 503 degraded, not 500, when the online store cannot answer', async () => {
+    const failing = { ...fx.store, watermarkMs: async () => Promise.reject(new Error('connection refused')) } as unknown as typeof fx.store;
+    const down = await buildServer({ service: new OnlineFeatureService(fx.compiled.registry, failing, 'watermark') });
+    try {
+      const res = await down.inject({ method: 'GET', url: '/healthz' });
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toMatchObject({ status: 'degraded', storeError: 'online store unavailable: connection refused' });
+    } finally {
+      await down.close();
+    }
+  });
+
   it('unknown routes are coded 404s', async () => {
     const res = await app.inject({ method: 'GET', url: '/nope' });
     expect(res.statusCode).toBe(404);
