@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compile, compileOrThrow, formatDefinitionError, formatDurationMs, loadDefinitions, TidemarkError, type Registry } from '../definitions/index.js';
-import { OfflineKafkaSink, OfflineStore, type OfflineStoreOptions } from '../offline/index.js';
+import { OfflineKafkaSink, OfflineStore } from '../offline/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { runQuickstart } from './quickstart.js';
 import { buildMaterializerServer, createKafkaClient, Materializer, redisAppliedOffsets, type MaterializerLog } from '../ingest/index.js';
@@ -101,7 +101,7 @@ export function buildCli(): Command {
   ).action(async (opts: { definitions: string; from: string; source?: string; clickhouseUrl?: string; dataDir: string }) => {
     const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
     const source = opts.source ?? soleSource(compiled.registry);
-    const store = await OfflineStore.open(compiled, offlineStoreOptions(opts));
+    const store = await OfflineStore.open(compiled, opts);
     try {
       const result = await store.loadEvents(source, opts.from);
       if (result.alreadyLoaded) console.log(`${opts.from} was already loaded into ${store.executor.location} (${result.events.toLocaleString('en-US')} events): nothing to do`);
@@ -124,7 +124,7 @@ export function buildCli(): Command {
       .requiredOption('--out <file>', 'output file; its extension names the format'),
   ).action(async (opts: { definitions: string; spine: string; features: string; out: string; clickhouseUrl?: string; dataDir: string }) => {
     const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
-    const store = await OfflineStore.open(compiled, offlineStoreOptions(opts));
+    const store = await OfflineStore.open(compiled, opts);
     try {
       const features = opts.features.split(',').map((f) => f.trim()).filter(Boolean);
       const result = await store.writeDataset(opts.spine, features, opts.out);
@@ -144,7 +144,7 @@ export function buildCli(): Command {
   ).action(async (opts: { definitions: string; kafkaBrokers?: string; group: string; clickhouseUrl?: string; dataDir: string }) => {
     if (!opts.kafkaBrokers) throw new InvalidArgumentError('name the Kafka brokers with --kafka-brokers or KAFKA_BROKERS');
     const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
-    const store = await OfflineStore.open(compiled, offlineStoreOptions(opts));
+    const store = await OfflineStore.open(compiled, opts);
     const sink = new OfflineKafkaSink(store.executor, compiled, { brokers: opts.kafkaBrokers.split(','), groupId: opts.group });
     await sink.start();
     console.log(`offline sink: group ${opts.group} appending ${compiled.registry.sources.map((s) => s.topic).join(', ')} to ${store.executor.location} (Ctrl-C to stop)`);
@@ -164,10 +164,6 @@ export function buildCli(): Command {
 function soleSource(registry: Registry): string {
   if (registry.sources.length === 1) return registry.sources[0]!.name;
   throw new InvalidArgumentError(`the definitions have ${registry.sources.length} sources (${registry.sources.map((s) => s.name).join(', ')}): name one with --source`);
-}
-
-function offlineStoreOptions(opts: { clickhouseUrl?: string; dataDir: string }): OfflineStoreOptions {
-  return opts.clickhouseUrl ? { clickhouseUrl: opts.clickhouseUrl } : { dataDir: opts.dataDir };
 }
 
 export async function main(argv: string[]): Promise<void> {

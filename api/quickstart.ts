@@ -67,7 +67,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   const keptEvents = opts.verify ? new KeptEvents(registry.sources.find((s) => s.name === sourceName)!.views) : null;
   // The offline store loads the very events the replay decodes (one decode, the same events on both
   // paths); a file it already holds is not loaded again. With --limit it is left alone: it loads whole files.
-  const offline = opts.offline === false ? null : await OfflineStore.open(compiled, opts.clickhouseUrl ? { clickhouseUrl: opts.clickhouseUrl } : { dataDir: opts.dataDir });
+  const offline = opts.offline === false ? null : await OfflineStore.open(compiled, { clickhouseUrl: opts.clickhouseUrl, dataDir: opts.dataDir });
   const offlineLoad = offline && opts.limit === undefined ? await offline.beginLoad(sourceName, opts.file) : null;
   const replayOpts = {
     source: sourceName,
@@ -146,14 +146,19 @@ async function sampleRead(service: OnlineFeatureService, store: MemoryOnlineStor
   const { response, atMs } = await service.getOnlineFeatures(body);
   log('');
   log(`sample read at ${new Date(atMs).toISOString()}:`);
-  const names = response.metadata.feature_names;
-  const keyColumn = response.results[0]!.values;
-  log(`  ${'feature'.padEnd(36)} ${keyColumn.map((k) => String(k).padStart(14)).join(' ')}`);
-  for (let i = 1; i < names.length; i++) {
-    const values = response.results[i]!.values.map((v) => (typeof v === 'number' ? String(Number(v.toPrecision(8))) : String(v)).padStart(14));
-    log(`  ${`${body.features[i - 1]}`.padEnd(36)} ${values.join(' ')}`);
-  }
+  logFeatureTable(
+    log,
+    response.results[0]!.values,
+    body.features.map((ref, i) => [ref, response.results[i + 1]!.values]),
+  );
   return response;
+}
+
+/** A table of feature values, one line per feature, one column per entity key. */
+function logFeatureTable(log: (line: string) => void, keys: readonly unknown[], rows: readonly [string, readonly unknown[]][]): void {
+  const cell = (v: unknown): string => (typeof v === 'number' ? String(Number(v.toPrecision(8))) : String(v)).padStart(14);
+  log(`  ${'feature'.padEnd(36)} ${keys.map((k) => String(k).padStart(14)).join(' ')}`);
+  for (const [feature, values] of rows) log(`  ${feature.padEnd(36)} ${values.map(cell).join(' ')}`);
 }
 
 /** The replayed events, grouped by view and entity key, for the reference check. */
@@ -228,14 +233,10 @@ async function offlineSampleRead(offline: OfflineStore, service: OnlineFeatureSe
     await prepared.release();
   }
   log(`the same features as a point-in-time dataset at ${new Date(atMs).toISOString()} (offline path):`);
-  log(`  ${'feature'.padEnd(36)} ${rows.map((r) => String(r[key]).padStart(14)).join(' ')}`);
-  for (const ref of body.features) {
-    const column = ref.replace(':', '__');
-    const values = rows.map((r) => {
-      const v = r[column];
-      return (typeof v === 'number' ? String(Number(v.toPrecision(8))) : String(v)).padStart(14);
-    });
-    log(`  ${ref.padEnd(36)} ${values.join(' ')}`);
-  }
+  logFeatureTable(
+    log,
+    rows.map((r) => r[key]),
+    body.features.map((ref) => [ref, rows.map((r) => r[ref.replace(':', '__')])]),
+  );
   return rows;
 }
