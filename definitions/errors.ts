@@ -44,7 +44,14 @@ export type ErrorCode =
   | 'TM_SPINE_BAD_KEY'
   | 'TM_SPINE_EMPTY'
   | 'TM_DATASET_UNKNOWN_FEATURE'
-  | 'TM_DATASET_BAD_OUTPUT';
+  | 'TM_DATASET_BAD_OUTPUT'
+  // monitor: burn-rate alerts
+  | 'TM_SLO_BAD_POLICY'
+  | 'TM_SLO_BAD_OBSERVATION'
+  | 'TM_SLO_OUT_OF_ORDER'
+  | 'TM_ALERT_BAD_LABEL'
+  | 'TM_ALERT_STORE'
+  | 'TM_ALERT_DELIVERY_FAILED';
 
 /** An error value with a stable code, a message, and where it happened. */
 export class TidemarkError extends Error {
