@@ -14,6 +14,7 @@ import {
   type SourceDefinition,
 } from './dsl.js';
 import { formatDurationMs, parseDurationMs } from './duration.js';
+import { compileMonitor, type MonitorDefinition, type MonitorPlan } from './monitor.js';
 import { DefinitionErrors, type DefinitionError, type ErrorCode } from './errors.js';
 import { describeField, objectShape, type FieldInfo } from './schema.js';
 
@@ -99,6 +100,8 @@ export interface Registry {
 export interface CompiledDefinitions {
   registry: Registry;
   schemas: ReadonlyMap<string, z.ZodType>;
+  /** Monitor plans; kept out of the registry so adding a monitor never changes the stores' layout version. */
+  monitors: MonitorPlan[];
 }
 
 export type CompileResult = { ok: true; compiled: CompiledDefinitions } | { ok: false; errors: DefinitionError[] };
@@ -125,6 +128,11 @@ export function collectDefinitions(input: unknown): AnyDefinition[] {
         visit(value.source, depth);
         visit(value.entity, depth);
       }
+      if (value.kind === 'monitor') {
+        visit(value.source, depth);
+        visit(value.labels?.predictions, depth);
+        visit(value.labels?.labels, depth);
+      }
       return;
     }
     if (Array.isArray(value)) {
@@ -148,6 +156,7 @@ export function compile(input: unknown): CompileResult {
   const entities = defs.filter((d): d is EntityDefinition => d.kind === 'entity');
   const sources = defs.filter((d): d is SourceDefinition => d.kind === 'source');
   const views = defs.filter((d): d is FeatureViewDefinition => d.kind === 'featureView');
+  const monitors = defs.filter((d): d is MonitorDefinition => d.kind === 'monitor');
   if (views.length === 0) {
     err('TM_DEF_EMPTY', 'definitions', 'no featureView found', 'export at least one featureView(...) from the definitions module');
   }
@@ -167,6 +176,7 @@ export function compile(input: unknown): CompileResult {
   checkNames('entity', entities);
   checkNames('source', sources);
   checkNames('featureView', views);
+  checkNames('monitor', monitors);
 
   const duration = (text: unknown, definition: string, what: string, feature?: string): number | null => {
     const ms = typeof text === 'string' ? parseDurationMs(text) : null;
@@ -229,11 +239,11 @@ export function compile(input: unknown): CompileResult {
   }
 
   const viewPlans = views.map((v) => compileView(v, sourcePlans.find((s) => s.name === v.source.name), err, duration));
+  const monitorPlans = monitors.map((m) => compileMonitor(m, sourcePlans, viewPlans, err, duration, contentHash));
 
   if (errors.length > 0) return { ok: false, errors };
   const body = { entities: entityPlans, sources: sourcePlans, views: viewPlans };
-  const version = createHash('sha256').update(canonicalJson(body)).digest('hex').slice(0, 16);
-  return { ok: true, compiled: { registry: { version, ...body }, schemas } };
+  return { ok: true, compiled: { registry: { version: contentHash(body), ...body }, schemas, monitors: monitorPlans } };
 }
 
 export function compileOrThrow(input: unknown): CompiledDefinitions {
@@ -360,6 +370,11 @@ function largestDividingHop(windowMs: number, hopMs: number): number {
     for (let h = Math.floor(hopMs / unit) * unit; h >= unit; h -= unit) if (windowMs % h === 0) return h;
   }
   return 1;
+}
+
+/** A short sha256 of a value's canonical JSON. */
+function contentHash(value: unknown): string {
+  return createHash('sha256').update(canonicalJson(value)).digest('hex').slice(0, 16);
 }
 
 /** JSON with object keys sorted, so equal registries hash equally. */

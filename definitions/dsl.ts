@@ -3,6 +3,7 @@
 // non-numeric field; the compiler checks the same rules again at run time.
 import type { z } from 'zod';
 import type { Duration } from './duration.js';
+import type { MonitorDefinition } from './monitor.js';
 
 export const AGGREGATIONS = ['count', 'sum', 'mean', 'min', 'max', 'var', 'stddev', 'last'] as const;
 export type Aggregation = (typeof AGGREGATIONS)[number];
@@ -107,10 +108,10 @@ export function featureView<
   return { kind: 'featureView', ...def };
 }
 
-export type AnyDefinition = EntityDefinition | SourceDefinition | FeatureViewDefinition;
+export type AnyDefinition = EntityDefinition | SourceDefinition | FeatureViewDefinition | MonitorDefinition;
 
 export function isDefinition(value: unknown): value is AnyDefinition {
   if (typeof value !== 'object' || value === null) return false;
   const kind = (value as { kind?: unknown }).kind;
-  return kind === 'entity' || kind === 'source' || kind === 'featureView';
+  return kind === 'entity' || kind === 'source' || kind === 'featureView' || kind === 'monitor';
 }

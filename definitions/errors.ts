@@ -15,6 +15,8 @@ export type ErrorCode =
   | 'TM_DEF_BAD_NAME'
   | 'TM_DEF_LOAD'
   | 'TM_DEF_EMPTY'
+  | 'TM_DEF_BAD_MONITOR'
+  | 'TM_DEF_SLICE_NOT_KEY'
   // events
   | 'TM_EVENT_INVALID_JSON'
   | 'TM_EVENT_SCHEMA'

@@ -43,3 +43,16 @@ export type { TileTemplate, SlotRef, TileUpdate, KeyTileUpdates, TileBatch } fro
 export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs, valuesAgree, exactSum } from './reference.js';
 export type { ReferenceEvent } from './reference.js';
 export { loadDefinitions, resolveDefinitionsPath } from './load.js';
+export { monitor, SLO_INDICATORS, BINARY_LABEL_METRICS, REGRESSION_LABEL_METRICS, DEFAULT_BURN_RATE_RULES } from './monitor.js';
+export type {
+  MonitorDefinition,
+  MonitorPlan,
+  MonitorFeaturePlan,
+  MonitorSlicePlan,
+  SloPlan,
+  SloSpec,
+  SloIndicator,
+  LabelPlan,
+  LabelMetric,
+  BurnRateRulePlan,
+} from './monitor.js';

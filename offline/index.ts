@@ -14,3 +14,5 @@ export type { SpineInfo, SpineInput } from './spine.js';
 export { ensureTables, eventTable } from './tables.js';
 export { OfflineKafkaSink, kafkaLoadId } from './kafka-sink.js';
 export type { OfflineKafkaSinkOptions, OfflineKafkaSinkStats } from './kafka-sink.js';
+export { featureSampleSql } from './feature-samples.js';
+export { COMPLETED_LOADS, ident, keyColumn } from './tables.js';

@@ -15,6 +15,7 @@
 import { TidemarkError, type FeaturePlan, type Registry, type ViewPlan } from '../definitions/index.js';
 import { joinKeyColumn, type SpineInfo } from './spine.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
+import { centerColumn, finalExpr, partsOf, tileOf } from './tile-sql.js';
 
 export interface RequestedFeature {
   view: ViewPlan;
@@ -44,77 +45,6 @@ export function resolveFeatureRefs(registry: Registry, refs: readonly string[]):
 /** The join keys the spine must hold for these features. */
 export function requiredJoinKeys(features: readonly RequestedFeature[]): string[] {
   return [...new Set(features.flatMap((f) => f.view.joinKeys))];
-}
-
-interface AggPart {
-  name: string;
-  /** Per (key, ts) aggregate over events. */
-  perTs: string;
-  /** How parts combine across rows: sum, min or max. */
-  combine: 'sum' | 'min' | 'max';
-}
-
-function tileOf(t: string, hopMs: number): string {
-  return `intDiv(${t} - positiveModulo(${t}, ${hopMs}), ${hopMs})`;
-}
-
-function partsOf(f: FeaturePlan, i: number): AggPart[] {
-  const x = f.field === null ? null : ident(f.field);
-  const p = (suffix: string): string => `f${i}_${suffix}`;
-  switch (f.agg) {
-    case 'count':
-      return [{ name: p('n'), perTs: x === null ? 'count()' : `count(${x})`, combine: 'sum' }];
-    case 'sum':
-      return [{ name: p('s'), perTs: `sum(ifNull(${x}, 0))`, combine: 'sum' }];
-    case 'mean':
-      return [
-        { name: p('n'), perTs: `count(${x})`, combine: 'sum' },
-        { name: p('s'), perTs: `sum(ifNull(${x}, 0))`, combine: 'sum' },
-      ];
-    case 'min':
-    case 'max':
-      return [{ name: p('m'), perTs: `${f.agg}(${x})`, combine: f.agg }];
-    case 'var':
-    case 'stddev': {
-      const dx = `(${x} - ${centerColumn(f.field!)})`;
-      return [
-        { name: p('n'), perTs: `count(${x})`, combine: 'sum' },
-        { name: p('s'), perTs: `sum(ifNull(${dx}, 0))`, combine: 'sum' },
-        { name: p('ss'), perTs: `sum(ifNull(${dx} * ${dx}, 0))`, combine: 'sum' },
-      ];
-    }
-    case 'last':
-      throw new Error('last is not tiled offline');
-  }
-}
-
-function centerColumn(field: string): string {
-  return `__c_${field}`;
-}
-
-/** The final value of a windowed feature from its whole-tile (`w`) and head-tile (`r`) parts. */
-function finalExpr(f: FeaturePlan, i: number, w: string, r: string): string {
-  const part = (suffix: string): string => `(ifNull(${w}.f${i}_${suffix}, 0) + ifNull(${r}.f${i}_${suffix}, 0))`;
-  switch (f.agg) {
-    case 'count':
-      return part('n');
-    case 'sum':
-      return part('s');
-    case 'mean':
-      return `if(${part('n')} = 0, NULL, ${part('s')} / ${part('n')})`;
-    case 'min':
-    case 'max': {
-      const [a, b] = [`${w}.f${i}_m`, `${r}.f${i}_m`];
-      return `multiIf(isNull(${a}), ${b}, isNull(${b}), ${a}, ${f.agg === 'min' ? 'least' : 'greatest'}(${a}, ${b}))`;
-    }
-    case 'var':
-    case 'stddev': {
-      const variance = `greatest(0, ${part('ss')} / ${part('n')} - pow(${part('s')} / ${part('n')}, 2))`;
-      return `if(${part('n')} = 0, NULL, ${f.agg === 'var' ? variance : `sqrt(${variance})`})`;
-    }
-    case 'last':
-      throw new Error('last is not tiled offline');
-  }
 }
 
 /**

@@ -1,0 +1,42 @@
+// Feature samples for the monitor: the value of a windowed feature for each key at the close of each
+// tile (of the feature's hop) in which the key had events, i.e. what a reader at that instant is
+// served (SEMANTICS.md: at t = (j+1)*H the sawtooth window is exactly tiles j-n+1..j). Computed
+// inside ClickHouse from the same partial aggregates as point-in-time datasets.
+import type { FeaturePlan, ViewPlan } from '../definitions/index.js';
+import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
+import { centerColumn, finalOfColumns, partsOf, tileOf } from './tile-sql.js';
+
+/**
+ * SELECT returning one row per (key, active tile) with tile close `ts` in [{from:Int64}, {to:Int64}):
+ * the view's key fields (named as the event fields, canonical key text), `ts` (ms), and `x0..xn`,
+ * one column per feature (all of one hop). Null where a feature has no value (a mean over no values).
+ */
+export function featureSampleSql(view: ViewPlan, features: readonly FeaturePlan[]): string {
+  const hopMs = features[0]!.hopMs;
+  if (features.some((f) => f.hopMs !== hopMs || f.windowMs === null || f.agg === 'last')) {
+    throw new Error('featureSampleSql takes windowed, tiled features of one hop');
+  }
+  const keys = view.keyFields.map((_, k) => `k${k}`);
+  const keyList = keys.join(', ');
+  const fields = [...new Set(features.map((f) => f.field).filter((f): f is string => f !== null))];
+  const centered = [...new Set(features.filter((f) => f.agg === 'var' || f.agg === 'stddev').map((f) => f.field!))];
+  const lookbackMs = Math.max(...features.map((f) => f.windowMs!));
+  const ctes = [
+    `e AS (SELECT ${view.keyFields.map((kf, k) => `${ident(keyColumn(kf))} AS k${k}`).join(', ')}, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} - ${lookbackMs} AND __ts < {to:Int64})`,
+  ];
+  let source = 'e';
+  if (centered.length > 0) {
+    ctes.push(`c AS (SELECT ${keyList}, ${centered.map((f) => `ifNull(avg(${ident(f)}), 0) AS ${centerColumn(f)}`).join(', ')} FROM e GROUP BY ${keyList})`);
+    ctes.push(`ec AS (SELECT * FROM e INNER JOIN c USING (${keyList}))`);
+    source = 'ec';
+  }
+  const parts = features.flatMap((f, i) => partsOf(f, i).map((p) => ({ ...p, tiles: f.tilesPerWindow! })));
+  const sizes = [...new Set(parts.map((p) => p.tiles))];
+  ctes.push(`t AS (SELECT ${keyList}, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${p.perTs} AS ${p.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, j)`);
+  ctes.push(
+    `w AS (SELECT ${keyList}, j, ${parts.map((p) => `${p.combine}(${p.name}) OVER w${p.tiles} AS ${p.name}`).join(', ')} FROM t ` +
+      `WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')})`,
+  );
+  const outputs = features.map((f, i) => `${finalOfColumns(f, i)} AS x${i}`);
+  return `WITH ${ctes.join(',\n')}\nSELECT ${view.keyFields.map((kf, k) => `k${k} AS ${ident(kf)}`).join(', ')}, (j + 1) * ${hopMs} AS ts, ${outputs.join(', ')} FROM w WHERE ts >= {from:Int64} AND ts < {to:Int64}`;
+}
