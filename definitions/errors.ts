@@ -47,6 +47,8 @@ export type ErrorCode =
   | 'TM_SPINE_EMPTY'
   | 'TM_DATASET_UNKNOWN_FEATURE'
   | 'TM_DATASET_BAD_OUTPUT'
+  // monitor: statistics (PSI, KS, calibration, label metrics) given invalid input
+  | 'TM_MONITOR_BAD_INPUT'
   // monitor: burn-rate alerts
   | 'TM_SLO_BAD_POLICY'
   | 'TM_SLO_BAD_OBSERVATION'
