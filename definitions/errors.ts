@@ -49,6 +49,9 @@ export type ErrorCode =
   | 'TM_DATASET_BAD_OUTPUT'
   // monitor: statistics (PSI, KS, calibration, label metrics) given invalid input
   | 'TM_MONITOR_BAD_INPUT'
+  // monitor
+  | 'TM_MONITOR_UNKNOWN'
+  | 'TM_MONITOR_BAD_REQUEST'
   // monitor: burn-rate alerts
   | 'TM_SLO_BAD_POLICY'
   | 'TM_SLO_BAD_OBSERVATION'

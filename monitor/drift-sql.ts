@@ -1,0 +1,120 @@
+// The monitor's ClickHouse SQL: the sample of every watched feature (event fields per event, view
+// features at each tile close), sliced, and binned against the reference profile's frozen edges
+// (numeric: ASOF join on the greatest edge <= x; categorical: join on the category), counted per
+// (feature, slice, time bucket, bin). Integer counts merge exactly, so windows are sums of buckets
+// and memory stays bounded by features x slices x bins, whatever the row count.
+import type { CompiledDefinitions, MonitorFeaturePlan, MonitorPlan, MonitorSlicePlan } from '../definitions/index.js';
+import { COMPLETED_LOADS, eventTable, featureSampleSql, ident } from '../offline/index.js';
+
+/** Slice key of the unsliced series. */
+export const ALL_SLICE = 'all';
+
+/** Percentiles whose values are a numeric profile's fine edges; every tenth is a decile edge. */
+export const FINE_BIN_PROBABILITIES = Array.from({ length: 99 }, (_, i) => (i + 1) / 100);
+
+/** Label of a numeric band: `<500`, `[500,1000)`, `>=2000`. */
+export function bandLabels(bands: readonly number[]): string[] {
+  return [`<${bands[0]}`, ...bands.slice(1).map((b, i) => `[${bands[i]},${b})`), `>=${bands[bands.length - 1]}`];
+}
+
+function sliceExpr(slice: MonitorSlicePlan): string {
+  const col = ident(slice.field);
+  const prefix = `'${slice.name}='`;
+  if (slice.bands === null) return `concat(${prefix}, ifNull(toString(${col}), '(null)'))`;
+  const labels = bandLabels(slice.bands);
+  const arms = slice.bands.map((b, i) => `${col} < ${b}, '${labels[i]}'`).join(', ');
+  return `concat(${prefix}, multiIf(isNull(${col}), '(null)', ${arms}, '${labels[labels.length - 1]}'))`;
+}
+
+/** `['all', 'origin=' || origin, ...]`: each sample row counts once per slice definition and once overall. */
+function slicesArray(plan: MonitorPlan): string {
+  return `[${[`'${ALL_SLICE}'`, ...plan.slices.map(sliceExpr)].join(', ')}]`;
+}
+
+interface SampleRelation {
+  /** SELECT with columns fid (the feature's index in the plan), x, ts, slice (one row per sample and slice). */
+  sql: string;
+}
+
+/**
+ * Sample relations of the monitor's features of one kind, over ts in [{from:Int64}, {to:Int64}).
+ * Numeric x is Float64, categorical x is String; rows with a null x are left out.
+ */
+function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind']): SampleRelation[] {
+  const slices = slicesArray(plan);
+  const features = plan.features.filter((f) => f.kind === kind);
+  const out: SampleRelation[] = [];
+  const cast = (col: string): string => (kind === 'numeric' ? `toFloat64(${col})` : `toString(${col})`);
+  const fieldFeatures = features.filter((f) => f.from === 'field');
+  if (fieldFeatures.length > 0) {
+    const sliceFields = [...new Set(plan.slices.map((s) => s.field))];
+    const columns = [...new Set([...sliceFields, ...fieldFeatures.map((f) => f.field!)])].map(ident);
+    const pairs = fieldFeatures.map((f) => `tuple(toUInt16(${plan.features.indexOf(f)}), ${cast(ident(f.field!))})`).join(', ');
+    out.push({
+      sql:
+        `SELECT p.1 AS fid, assumeNotNull(p.2) AS x, ts, arrayJoin(${slices}) AS slice FROM (` +
+        `SELECT ${columns.join(', ')}, __ts AS ts, arrayJoin([${pairs}]) AS p FROM ${ident(eventTable(plan.source))} ` +
+        `WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {to:Int64}) WHERE p.2 IS NOT NULL`,
+    });
+  }
+  const viewFeatures = features.filter((f) => f.from === 'view');
+  const groups = new Map<string, MonitorFeaturePlan[]>();
+  for (const f of viewFeatures) {
+    const view = compiled.registry.views.find((v) => v.name === f.view)!;
+    const hop = view.features.find((x) => x.name === f.feature)!.hopMs;
+    const key = `${view.name}/${hop}`;
+    groups.set(key, [...(groups.get(key) ?? []), f]);
+  }
+  for (const group of groups.values()) {
+    const view = compiled.registry.views.find((v) => v.name === group[0]!.view)!;
+    const plans = group.map((f) => view.features.find((x) => x.name === f.feature)!);
+    const pairs = group.map((f, i) => `tuple(toUInt16(${plan.features.indexOf(f)}), toFloat64(x${i}))`).join(', ');
+    out.push({
+      sql:
+        `SELECT p.1 AS fid, assumeNotNull(p.2) AS x, ts, arrayJoin(${slices}) AS slice FROM (` +
+        `SELECT *, arrayJoin([${pairs}]) AS p FROM (${featureSampleSql(view, plans)})) WHERE p.2 IS NOT NULL`,
+    });
+  }
+  return out;
+}
+
+export function hasFeatures(plan: MonitorPlan, kind: MonitorFeaturePlan['kind']): boolean {
+  return plan.features.some((f) => f.kind === kind);
+}
+
+function unionOf(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind']): string {
+  return sampleRelations(compiled, plan, kind).map((r) => r.sql).join('\nUNION ALL\n');
+}
+
+/** Reference profile of numeric features: fine edges (percentiles, numpy's linear rule) and size per (feature, slice). */
+export function numericProfileSql(compiled: CompiledDefinitions, plan: MonitorPlan): string {
+  const ps = FINE_BIN_PROBABILITIES.map((p) => p.toFixed(2)).join(', ');
+  return `SELECT fid, slice, quantilesExactInclusive(${ps})(x) AS edges, count() AS n FROM (${unionOf(compiled, plan, 'numeric')}) GROUP BY fid, slice`;
+}
+
+/** Reference profile of categorical features: count per (feature, slice, category). */
+export function categoricalProfileSql(compiled: CompiledDefinitions, plan: MonitorPlan): string {
+  return `SELECT fid, slice, x AS value, count() AS n FROM (${unionOf(compiled, plan, 'categorical')}) GROUP BY fid, slice, value`;
+}
+
+/**
+ * Bin counts per (feature, slice, bucket, bin) for ts in [{from}, {to}), bucket = (ts - {origin}) / {interval}.
+ * Numeric bin = number of fine edges <= x (duplicate edges keep their greatest index, so equal
+ * values fall in the last of their equal edges' bins); categorical bin = the category's index + 1, 0 if unseen.
+ */
+export function binCountsSql(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind']): string {
+  const bucket = `intDiv(s.ts - {origin:Int64}, {interval:Int64})`;
+  const mine = `monitor = {monitor:String} AND version = {version:String}`;
+  if (kind === 'numeric') {
+    return (
+      `SELECT s.fid AS fid, s.slice AS slice, ${bucket} AS b, toUInt32(p.idx) AS bin, count() AS c FROM (${unionOf(compiled, plan, kind)}) AS s ` +
+      `ASOF LEFT JOIN (SELECT fid, slice, edge, idx FROM tm_monitor_edges WHERE ${mine}) AS p ON s.fid = p.fid AND s.slice = p.slice AND s.x >= p.edge ` +
+      `GROUP BY fid, slice, b, bin ORDER BY b SETTINGS join_use_nulls = 0`
+    );
+  }
+  return (
+    `SELECT s.fid AS fid, s.slice AS slice, ${bucket} AS b, toUInt32(p.idx) AS bin, count() AS c FROM (${unionOf(compiled, plan, kind)}) AS s ` +
+    `LEFT JOIN (SELECT fid, slice, value, idx FROM tm_monitor_categories WHERE ${mine}) AS p ON s.fid = p.fid AND s.slice = p.slice AND s.x = p.value ` +
+    `GROUP BY fid, slice, b, bin ORDER BY b SETTINGS join_use_nulls = 0`
+  );
+}

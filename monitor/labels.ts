@@ -1,0 +1,125 @@
+// Label metrics: predictions joined to their delayed labels by prediction id, grouped by prediction
+// time. An evaluation at T over window W covers predictions made in [T - D - W, T - D), D the label
+// delay, and a prediction counts as labelled when its first label arrived before prediction time + D
+// (a later label counts as missing: the window's value never changes after it is written).
+// Aggregated inside ClickHouse to one row per (evaluation, window, slice): AUC by the rank-sum
+// (Mann-Whitney) identity with tied scores counting one half, which is scikit-learn's roc_auc_score;
+// the rest from sums and confusion counts. Unlabelled predictions and labels without a prediction
+// are counted, not errors.
+import type { LabelPlan, MonitorPlan } from '../definitions/index.js';
+import { COMPLETED_LOADS, eventTable, ident, type OfflineExecutor } from '../offline/index.js';
+import { ALL_SLICE, bandLabels } from './drift-sql.js';
+
+export const LOG_LOSS_EPS = 1e-15;
+
+export interface LabelWindowRow {
+  k: number;
+  w: number;
+  slice: string;
+  positives: number;
+  negatives: number;
+  labelled: number;
+  unlabelled: number;
+  /** Binary: sum over labelled predictions of pos * (negatives scored lower + half the tied). */
+  auc_pairs: number;
+  log_loss_sum: number;
+  brier_sum: number;
+  tp: number;
+  fp: number;
+  fn: number;
+  tn: number;
+  /** Regression. */
+  abs_error_sum: number;
+  sq_error_sum: number;
+}
+
+export interface LabelMetricsResult {
+  windowEndMs: number;
+  windowMs: number;
+  slice: string;
+  labelled: number;
+  unlabelled: number;
+  metrics: Record<string, number | null>;
+}
+
+function sliceArray(plan: MonitorPlan, alias: string): string {
+  const parts = plan.slices.map((s) => {
+    const col = `${alias}.${ident(s.field)}`;
+    if (s.bands === null) return `concat('${s.name}=', ifNull(toString(${col}), '(null)'))`;
+    const labels = bandLabels(s.bands);
+    return `concat('${s.name}=', multiIf(isNull(${col}), '(null)', ${s.bands.map((b, i) => `${col} < ${b}, '${labels[i]}'`).join(', ')}, '${labels[labels.length - 1]}'))`;
+  });
+  return `['${ALL_SLICE}'${parts.map((p) => `, ${p}`).join('')}]`;
+}
+
+/** Rows for evaluations k*interval, k in [{kFirst}, {kLast}], every window of the plan. */
+export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan): string {
+  const I = plan.intervalMs;
+  const D = labels.labelDelayMs;
+  const maxW = Math.max(...plan.windowsMs);
+  const sliceCols = [...new Set(plan.slices.map((s) => s.field))];
+  const pred = ident(eventTable(labels.predictions));
+  const lab = ident(eventTable(labels.labels));
+  const pFrom = `({kFirst:Int64} * ${I} - ${D} - ${maxW})`;
+  const pTo = `({kLast:Int64} * ${I} - ${D})`;
+  const windows = `[${plan.windowsMs.join(', ')}]`;
+  const isBinary = labels.kind === 'binary';
+  const thr = labels.threshold;
+  return `WITH
+p AS (SELECT toString(${ident(labels.predictionIdField)}) AS id, __ts AS ts, toFloat64(${ident(labels.scoreField)}) AS s${sliceCols.map((c) => `, ${ident(c)}`).join('')} FROM ${pred} WHERE ${COMPLETED_LOADS} AND __ts >= ${pFrom} AND __ts < ${pTo} AND ${ident(labels.scoreField)} IS NOT NULL ORDER BY __ts LIMIT 1 BY id),
+l AS (SELECT toString(${ident(labels.labelIdField)}) AS id, __ts AS lts, toFloat64(${ident(labels.labelField)}) AS y FROM ${lab} WHERE ${COMPLETED_LOADS} AND __ts < ${pTo} + ${D} AND ${ident(labels.labelField)} IS NOT NULL AND id IN (SELECT id FROM p) ORDER BY __ts LIMIT 1 BY id),
+j AS (SELECT p.*, l.id = p.id AND l.lts < p.ts + ${D} AS has, l.y AS y FROM p LEFT JOIN l ON p.id = l.id),
+x AS (SELECT *, arrayJoin(${windows}) AS w, arrayJoin(range(toInt64(intDiv(ts + ${D}, ${I}) + 1), toInt64(intDiv(ts + ${D} + w, ${I}) + 1))) AS k, arrayJoin(${sliceArray(plan, 'j')}) AS slice FROM j),
+g AS (SELECT k, w, slice, s, countIf(has AND y = 1) AS pos, countIf(has AND y = 0) AS neg, countIf(has) AS lab, countIf(NOT has) AS unl,
+      sumIf(abs(s - y), has) AS ae, sumIf((s - y) * (s - y), has) AS se FROM x WHERE k >= {kFirst:Int64} AND k <= {kLast:Int64} GROUP BY k, w, slice, s)
+SELECT k, w, slice, sum(pos) AS positives, sum(neg) AS negatives, sum(lab) AS labelled, sum(unl) AS unlabelled,
+  sum(pos * (neg_below + neg / 2)) AS auc_pairs,
+  ${isBinary ? `sumKahan(pos * -log(least(greatest(s, ${LOG_LOSS_EPS}), 1 - ${LOG_LOSS_EPS})) + neg * -log(1 - least(greatest(s, ${LOG_LOSS_EPS}), 1 - ${LOG_LOSS_EPS})))` : '0'} AS log_loss_sum,
+  sumKahan(pos * (1 - s) * (1 - s) + neg * s * s) AS brier_sum,
+  sumIf(pos, s >= ${thr}) AS tp, sumIf(neg, s >= ${thr}) AS fp, sumIf(pos, s < ${thr}) AS fn, sumIf(neg, s < ${thr}) AS tn,
+  sumKahan(ae) AS abs_error_sum, sumKahan(se) AS sq_error_sum
+FROM (SELECT *, sum(neg) OVER (PARTITION BY k, w, slice ORDER BY s ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS neg_below FROM g)
+GROUP BY k, w, slice ORDER BY k, w, slice`;
+}
+
+/** Labels in [{from}, {to}) whose id no prediction made before {to} carries. */
+export function orphanLabelsSql(labels: LabelPlan): string {
+  return `SELECT count() AS n FROM ${ident(eventTable(labels.labels))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {to:Int64} AND toString(${ident(labels.labelIdField)}) NOT IN (SELECT toString(${ident(labels.predictionIdField)}) FROM ${ident(eventTable(labels.predictions))} WHERE ${COMPLETED_LOADS} AND __ts < {to:Int64})`;
+}
+
+/** Final metrics from one aggregated row (scikit-learn's definitions; zero_division gives 0 as sklearn's default does). */
+export function labelMetricsOf(row: LabelWindowRow, kind: LabelPlan['kind']): Record<string, number | null> {
+  if (kind === 'regression') return row.labelled === 0 ? {} : { mae: row.abs_error_sum / row.labelled, rmse: Math.sqrt(row.sq_error_sum / row.labelled) };
+  const n = row.positives + row.negatives;
+  if (n === 0) return {};
+  const precision = row.tp + row.fp === 0 ? 0 : row.tp / (row.tp + row.fp);
+  const recall = row.tp + row.fn === 0 ? 0 : row.tp / (row.tp + row.fn);
+  return {
+    // One class only: AUC is undefined (scikit-learn raises).
+    auc: row.positives === 0 || row.negatives === 0 ? null : row.auc_pairs / (row.positives * row.negatives),
+    log_loss: row.log_loss_sum / n,
+    brier: row.brier_sum / n,
+    precision,
+    recall,
+    f1: precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall),
+    accuracy: (row.tp + row.tn) / n,
+  };
+}
+
+/** Label metrics of every (evaluation, window, slice) for evaluation times in (fromMs, toMs]. */
+export async function evaluateLabels(executor: OfflineExecutor, plan: MonitorPlan, fromMs: number, toMs: number): Promise<Map<number, LabelMetricsResult[]>> {
+  const labels = plan.labels!;
+  const out = new Map<number, LabelMetricsResult[]>();
+  const kFirst = Math.floor(fromMs / plan.intervalMs) + 1;
+  const kLast = Math.floor(toMs / plan.intervalMs);
+  for (let k0 = kFirst; k0 <= kLast; k0 += 32) {
+    const rows = await executor.rows<LabelWindowRow>(labelWindowsSql(plan, labels), { kFirst: k0, kLast: Math.min(kLast, k0 + 31) });
+    for (const row of rows) {
+      const windowEndMs = row.k * plan.intervalMs;
+      const list = out.get(windowEndMs) ?? [];
+      list.push({ windowEndMs, windowMs: row.w, slice: row.slice, labelled: row.labelled, unlabelled: row.unlabelled, metrics: labelMetricsOf(row, labels.kind) });
+      out.set(windowEndMs, list);
+    }
+  }
+  return out;
+}

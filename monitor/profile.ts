@@ -1,0 +1,131 @@
+// Reference profiles: per (feature, slice) of a monitor, the frozen bins and the reference's counts
+// in them, computed once from the reference time range and stored under the monitor plan's version
+// (which hashes the plan and the views it reads), so a changed definition gets a new profile.
+// Numeric: 99 percentile edges (every tenth a decile edge: PSI's bins), counts in the 100 fine bins.
+// Categorical: one bin per reference category plus bin 0 for categories unseen in the reference.
+import type { CompiledDefinitions, MonitorPlan } from '../definitions/index.js';
+import type { OfflineExecutor } from '../offline/index.js';
+import { binCountsSql, categoricalProfileSql, FINE_BIN_PROBABILITIES, hasFeatures, numericProfileSql } from './drift-sql.js';
+
+export interface FeatureSliceProfile {
+  feature: string;
+  slice: string;
+  kind: 'numeric' | 'categorical';
+  /** Reference rows. */
+  n: number;
+  /** Numeric: the fine edges (ascending, ties allowed). Empty for categorical. */
+  edges: number[];
+  /** Categorical: the categories, bin i + 1 each. Empty for numeric. */
+  categories: string[];
+  /** Reference counts per bin: 100 fine bins (numeric) or 1 + categories (bin 0: unseen). */
+  counts: Float64Array;
+}
+
+export type MonitorProfile = Map<string, FeatureSliceProfile>;
+
+export function profileKey(feature: string, slice: string): string {
+  return `${feature}\u0000${slice}`;
+}
+
+export const FINE_BINS = FINE_BIN_PROBABILITIES.length + 1;
+
+/** Create the monitor's tables; safe to run again. */
+export async function ensureMonitorTables(executor: OfflineExecutor): Promise<void> {
+  await executor.command(
+    `CREATE TABLE IF NOT EXISTS tm_monitor_profiles (monitor String, version String, feature String, slice String, kind String, n UInt64, edges Array(Float64), categories Array(String), counts Array(Float64), created_at DateTime64(3, 'UTC')) ENGINE = MergeTree ORDER BY (monitor, version, feature, slice)`,
+  );
+  await executor.command(`CREATE TABLE IF NOT EXISTS tm_monitor_edges (monitor String, version String, fid UInt16, slice String, edge Float64, idx UInt32) ENGINE = MergeTree ORDER BY (monitor, version, fid, slice, edge)`);
+  await executor.command(`CREATE TABLE IF NOT EXISTS tm_monitor_categories (monitor String, version String, fid UInt16, slice String, value String, idx UInt32) ENGINE = MergeTree ORDER BY (monitor, version, fid, slice, value)`);
+}
+
+interface ProfileRow {
+  feature: string;
+  slice: string;
+  kind: 'numeric' | 'categorical';
+  n: number;
+  edges: number[];
+  categories: string[];
+  counts: number[];
+}
+
+/** Read the stored profile of this monitor version, or compute and store it from the reference range. */
+export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan): Promise<{ profile: MonitorProfile; built: boolean }> {
+  await ensureMonitorTables(executor);
+  const key = { monitor: plan.name, version: plan.version };
+  const stored = await executor.rows<ProfileRow>(`SELECT feature, slice, kind, n, edges, categories, counts FROM tm_monitor_profiles WHERE monitor = {monitor:String} AND version = {version:String}`, key);
+  if (stored.length > 0) return { profile: toProfile(stored), built: false };
+
+  // A profile build that died half-way left edges or categories behind: start clean.
+  for (const table of ['tm_monitor_edges', 'tm_monitor_categories']) {
+    await executor.command(`DELETE FROM ${table} WHERE monitor = {monitor:String} AND version = {version:String}`, key);
+  }
+  const range = { from: plan.reference.fromMs, to: plan.reference.toMs };
+  const rows: ProfileRow[] = [];
+  if (hasFeatures(plan, 'numeric')) {
+    const edges = (await executor.rows<{ fid: number; slice: string; edges: number[]; n: number }>(numericProfileSql(compiled, plan), range)).map((e) => ({ ...e, feature: plan.features[e.fid]!.name }));
+    // Equal edges keep the greatest index: a bin index is then the number of edges <= x.
+    const edgeRows = edges.flatMap((e) => {
+      const byValue = new Map<number, number>();
+      e.edges.forEach((v, i) => byValue.set(v, i + 1));
+      return [...byValue].map(([edge, idx]) => ({ ...key, fid: e.fid, slice: e.slice, edge, idx }));
+    });
+    await insertChunked(executor, 'tm_monitor_edges', edgeRows);
+    const counts = await executor.rows<{ fid: number; slice: string; bin: number; c: number }>(binCountsSql(compiled, plan, 'numeric'), {
+      ...range,
+      ...key,
+      origin: range.from,
+      interval: range.to - range.from,
+    });
+    const byKey = new Map<string, number[]>();
+    for (const c of counts) {
+      const k = profileKey(plan.features[c.fid]!.name, c.slice);
+      const arr = byKey.get(k) ?? new Array<number>(FINE_BINS).fill(0);
+      arr[c.bin] = (arr[c.bin] ?? 0) + c.c;
+      byKey.set(k, arr);
+    }
+    for (const e of edges) {
+      rows.push({ feature: e.feature, slice: e.slice, kind: 'numeric', n: e.n, edges: e.edges, categories: [], counts: byKey.get(profileKey(e.feature, e.slice)) ?? new Array<number>(FINE_BINS).fill(0) });
+    }
+  }
+  if (hasFeatures(plan, 'categorical')) {
+    const cats = (await executor.rows<{ fid: number; slice: string; value: string; n: number }>(categoricalProfileSql(compiled, plan), range)).map((c) => ({ ...c, feature: plan.features[c.fid]!.name }));
+    const byKey = new Map<string, { fid: number; feature: string; slice: string; values: [string, number][] }>();
+    for (const c of cats) {
+      const k = profileKey(c.feature, c.slice);
+      const entry = byKey.get(k) ?? { fid: c.fid, feature: c.feature, slice: c.slice, values: [] as [string, number][] };
+      entry.values.push([c.value, c.n]);
+      byKey.set(k, entry);
+    }
+    const catRows: Record<string, unknown>[] = [];
+    for (const entry of byKey.values()) {
+      // Most frequent first, ties by value, so the bin order is stable.
+      entry.values.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      entry.values.forEach(([value], i) => catRows.push({ ...key, fid: entry.fid, slice: entry.slice, value, idx: i + 1 }));
+      rows.push({
+        feature: entry.feature,
+        slice: entry.slice,
+        kind: 'categorical',
+        n: entry.values.reduce((s, [, n]) => s + n, 0),
+        edges: [],
+        categories: entry.values.map(([v]) => v),
+        counts: [0, ...entry.values.map(([, n]) => n)],
+      });
+    }
+    await insertChunked(executor, 'tm_monitor_categories', catRows);
+  }
+  // The profile rows go last: their presence marks the profile complete.
+  await insertChunked(executor, 'tm_monitor_profiles', rows.map((r) => ({ ...key, ...r, created_at: Date.now() })));
+  return { profile: toProfile(rows), built: true };
+}
+
+function toProfile(rows: readonly ProfileRow[]): MonitorProfile {
+  const profile: MonitorProfile = new Map();
+  for (const r of rows) {
+    profile.set(profileKey(r.feature, r.slice), { feature: r.feature, slice: r.slice, kind: r.kind, n: Number(r.n), edges: r.edges, categories: r.categories, counts: Float64Array.from(r.counts) });
+  }
+  return profile;
+}
+
+async function insertChunked(executor: OfflineExecutor, table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
+  for (let i = 0; i < rows.length; i += 50_000) await executor.insert(table, rows.slice(i, i + 50_000));
+}
