@@ -11,6 +11,7 @@ import { connectRedisOnlineStore, OnlineFeatureService, type StoreClock } from '
 import { Partitioners } from 'kafkajs';
 import { pushRoutes } from './push-routes.js';
 import { buildServer } from './server.js';
+import { addMonitorCommand } from './monitor-command.js';
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DEFAULT_DEFINITIONS = join(PACKAGE_ROOT, 'examples', 'flights');
@@ -69,10 +70,11 @@ export function buildCli(): Command {
     .option('--data-dir <dir>', 'folder for local data (chDB, dead letters)', '.tidemark')
     .option('--clickhouse-url <url>', 'ClickHouse server HTTP URL for the offline store (default: $CLICKHOUSE_URL, else chDB in --data-dir)', process.env.CLICKHOUSE_URL)
     .option('--no-offline', 'skip loading the file into the offline store')
+    .option('--no-monitor', 'skip the drift monitor replay over February to June')
     .option('--no-serve', 'print the summary and exit instead of serving')
     .option('--no-progress', 'no progress bar')
     .option('--verify', 'keep the events and check every key of every view against the reference implementation')
-    .action(async (opts: { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; clickhouseUrl?: string; offline: boolean; serve: boolean; progress: boolean; verify?: boolean }) => {
+    .action(async (opts: { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; clickhouseUrl?: string; offline: boolean; monitor: boolean; serve: boolean; progress: boolean; verify?: boolean }) => {
       const result = await runQuickstart({ ...opts, progress: opts.progress && process.stderr.isTTY === true, log: (line) => console.log(line) });
       if (result.verification && result.verification.mismatches.length > 0) process.exitCode = 1;
       if (!result.server) await result.offline?.close();
@@ -158,6 +160,7 @@ export function buildCli(): Command {
     process.once('SIGTERM', stop);
   });
   addStreamCommands(program);
+  addMonitorCommand(program);
   return program;
 }
 

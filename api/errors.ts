@@ -19,6 +19,8 @@ const CLIENT_ERRORS = new Set<ErrorCode>([
   'TM_SPINE_EMPTY',
   'TM_DATASET_UNKNOWN_FEATURE',
   'TM_DATASET_BAD_OUTPUT',
+  'TM_MONITOR_BAD_REQUEST',
+  'TM_MONITOR_UNKNOWN',
 ]);
 /** The backing store is down: the request may work later. */
 const UNAVAILABLE = new Set<ErrorCode>(['TM_OFFLINE_UNREACHABLE']);

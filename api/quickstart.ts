@@ -17,6 +17,7 @@ import { DeadLetterFile, parquetRowCount, replayParquetFile, type BadEvent, type
 import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, type OnlineFeaturesResponse, type StoreStats } from '../online/index.js';
 import { EventLoad, OfflineStore } from '../offline/index.js';
 import { buildServer } from './server.js';
+import { runQuickstartMonitor, type QuickstartMonitorResult } from './quickstart-monitor.js';
 
 export interface QuickstartOptions {
   definitions: string;
@@ -34,6 +35,8 @@ export interface QuickstartOptions {
   /** A ClickHouse server for the offline store; absent: chDB in dataDir. */
   clickhouseUrl?: string;
   dataDir: string;
+  /** After the offline load, replay the flights monitor over Feb-Jun against January (default true). */
+  monitor?: boolean;
   log: (line: string) => void;
 }
 
@@ -47,6 +50,7 @@ export interface QuickstartResult {
   verification: Verification | null;
   offline: OfflineStore | null;
   offlineSample: Record<string, unknown>[] | null;
+  monitor: QuickstartMonitorResult | null;
   server: FastifyInstance | null;
   url: string | null;
 }
@@ -95,6 +99,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
 
   const sample = await sampleRead(service, store, opts.log);
   let offlineSample: Record<string, unknown>[] | null = null;
+  let monitor: QuickstartMonitorResult | null = null;
   if (offline) {
     opts.log('');
     if (offlineLoad === null) {
@@ -107,6 +112,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
           : `offline store (${offline.executor.location}): loaded the same ${loaded.events.toLocaleString('en-US')} events during the replay (loading the file again is a no-op)`,
       );
       offlineSample = await offlineSampleRead(offline, service, store, opts.log);
+      if (opts.monitor !== false) monitor = await runQuickstartMonitor(offline, { log: opts.log, externalURL: `http://${opts.host}:${opts.port}` });
     }
   }
   const verification = keptEvents ? verifyAgainstReference(registry, store, keptEvents, opts.log) : null;
@@ -124,8 +130,12 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
       const spine = { features: first.features.slice(0, 2), spine: [{ [key]: first.entities[key]![0], ts: stats.watermarkMs === null ? 0 : stats.watermarkMs + 1, label: 1 }] };
       opts.log(`  curl -s ${url}/datasets/historical -H 'content-type: application/json' -d '${JSON.stringify(spine)}'`);
     }
+    if (monitor) {
+      opts.log(`  curl -s '${url}/monitor/drift?feature=delay&slice=origin%3DORD&window=7d&limit=5'`);
+      opts.log(`  curl -s '${url}/alerts?status=firing'`);
+    }
   }
-  return { compiled, store, service, replay, stats, sample, verification, offline, offlineSample, server, url };
+  return { compiled, store, service, replay, stats, sample, verification, offline, offlineSample, monitor, server, url };
 }
 
 /** A read of the first view's features for up to two of its busiest-looking keys (ORD and SFO on the flights). */

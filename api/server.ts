@@ -4,6 +4,7 @@ import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-z
 import type { OfflineStore } from '../offline/index.js';
 import type { OnlineFeatureService } from '../online/index.js';
 import { datasetRoutes } from './dataset-routes.js';
+import { monitorRoutes } from './monitor-routes.js';
 import { registerErrorHandling } from './errors.js';
 import { onlineRoutes } from './online-routes.js';
 
@@ -14,7 +15,7 @@ export interface HealthReport {
 
 export interface ServerOptions {
   service: OnlineFeatureService;
-  /** Serves POST /datasets/historical when given. */
+  /** Serves POST /datasets/historical, /monitor/* and /alerts when given. */
   offline?: OfflineStore;
   logger?: boolean;
   /** Extra health details (e.g. replay progress); status 'degraded' answers 503. */
@@ -49,6 +50,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return reply.status(report.status === 'ok' ? 200 : 503).send(report);
   });
   await app.register(onlineRoutes, { service: opts.service });
-  if (opts.offline) await app.register(datasetRoutes, { offline: opts.offline });
+  if (opts.offline) {
+    await app.register(datasetRoutes, { offline: opts.offline });
+    await app.register(monitorRoutes, { offline: opts.offline });
+  }
   return app;
 }

@@ -1,0 +1,77 @@
+// The monitor plugin: the metrics time series (GET /monitor/metrics, GET /monitor/drift) and the
+// alerts (GET /alerts), read from the offline store so they answer whichever process evaluated.
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { parseDurationMs, parseIsoUtcMs, TidemarkError } from '../definitions/index.js';
+import { OfflineAlertStateStore, queryMetrics, type MetricQuery } from '../monitor/index.js';
+import type { OfflineStore } from '../offline/index.js';
+
+const MetricFilters = z.object({
+  monitor: z.string().optional(),
+  metric: z.string().optional(),
+  feature: z.string().optional(),
+  /** `all`, or `<slice>=<value>` such as `origin=ATL`. */
+  slice: z.string().optional(),
+  /** A duration: 1d, 7d. */
+  window: z.string().optional(),
+  /** ISO-8601 or epoch ms: window ends at or after. */
+  from: z.string().optional(),
+  to: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(100_000).optional(),
+});
+
+const DriftFilters = MetricFilters.omit({ metric: true }).extend({
+  /** Only the (feature, slice, window) tests the drift decision flagged. */
+  drifted: z.enum(['true', 'false']).optional(),
+});
+
+const AlertFilters = z.object({
+  status: z.enum(['firing', 'resolved', 'all']).optional(),
+  monitor: z.string().optional(),
+  severity: z.enum(['page', 'ticket']).optional(),
+});
+
+function timeParam(name: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = /^-?\d+$/.test(text) ? Number(text) : parseIsoUtcMs(text);
+  if (ms === null || !Number.isFinite(ms)) throw new TidemarkError('TM_MONITOR_BAD_REQUEST', `${name} ${JSON.stringify(text)} is not a time: give ISO-8601 UTC or epoch milliseconds`, { field: name });
+  return ms;
+}
+
+function toQuery(q: z.infer<typeof MetricFilters>): MetricQuery {
+  let windowMs: number | undefined;
+  if (q.window !== undefined) {
+    const ms = parseDurationMs(q.window);
+    if (ms === null) throw new TidemarkError('TM_MONITOR_BAD_REQUEST', `window ${JSON.stringify(q.window)} is not a duration such as 1d or 7d`, { field: 'window' });
+    windowMs = ms;
+  }
+  return { monitor: q.monitor, metric: q.metric, feature: q.feature, slice: q.slice, windowMs, fromMs: timeParam('from', q.from), toMs: timeParam('to', q.to), limit: q.limit };
+}
+
+export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore }> = async (app, { offline }) => {
+  app.get('/monitor/metrics', { schema: { querystring: MetricFilters } }, async (request) => ({ metrics: await queryMetrics(offline.executor, toQuery(request.query)) }));
+
+  app.get('/monitor/drift', { schema: { querystring: DriftFilters } }, async (request) => {
+    const { drifted, ...filters } = request.query;
+    return { drift: await queryMetrics(offline.executor, { ...toQuery(filters), metric: 'drift', driftOnly: drifted === 'true' }) };
+  });
+
+  app.get('/alerts', { schema: { querystring: AlertFilters } }, async (request) => {
+    const { status = 'all', monitor, severity } = request.query;
+    const snapshot = await (await OfflineAlertStateStore.open(offline.executor)).load();
+    const alerts = snapshot.alerts
+      .filter((a) => (status === 'all' || a.status === status) && (monitor === undefined || a.labels.monitor === monitor) && (severity === undefined || a.labels.severity === severity))
+      .sort((a, b) => (a.status === b.status ? b.startsAtMs - a.startsAtMs : a.status === 'firing' ? -1 : 1))
+      .map((a) => ({
+        fingerprint: a.fingerprint,
+        status: a.status,
+        labels: a.labels,
+        annotations: a.annotations,
+        startsAt: new Date(a.startsAtMs).toISOString(),
+        endsAt: a.endsAtMs === null ? null : new Date(a.endsAtMs).toISOString(),
+        generatorURL: a.generatorURL,
+      }));
+    const pending = snapshot.notifications.filter((n) => n.deliveredAtMs === null && n.supersededBy === null).length;
+    return { alerts, pendingNotifications: pending };
+  });
+};

@@ -1,0 +1,196 @@
+// Drift evaluation: bucket counts streamed out of ClickHouse in time order, summed into rolling
+// windows in Node (exactly: integer counts), and at each evaluation time the PSI, binned KS and
+// drift decision of every (feature, slice, window). Memory: windows x features x slices x bins,
+// plus the buckets of the longest window; never rows.
+import type { CompiledDefinitions, MonitorPlan } from '../definitions/index.js';
+import type { OfflineExecutor } from '../offline/index.js';
+import { benjaminiHochberg, psiPValue } from './calibration.js';
+import { binCountsSql, hasFeatures } from './drift-sql.js';
+import { binnedKs, ksPValue } from './ks.js';
+import { FINE_BINS, profileKey, type FeatureSliceProfile, type MonitorProfile } from './profile.js';
+import { psi } from './psi.js';
+
+/** One (feature, slice, window) at one evaluation time. */
+export interface DriftResult {
+  feature: string;
+  slice: string;
+  kind: 'numeric' | 'categorical';
+  windowMs: number;
+  windowEndMs: number;
+  nRef: number;
+  nCur: number;
+  /** null when there is no reference for this slice or no current rows. */
+  psi: number | null;
+  /** Binned KS statistic and its error bound (numeric only). */
+  ks: number | null;
+  ksErrorBound: number | null;
+  /** p-value of the PSI under no drift at these sample sizes, and of the binned KS (asymptotic). */
+  psiPValue: number | null;
+  ksPValue: number | null;
+  /** The test's p-value (numeric: Bonferroni of PSI and KS) and its Benjamini-Hochberg adjusted value. */
+  pValue: number | null;
+  qValue: number | null;
+  /** null: no decision (no reference, or fewer rows than minSamples on either side). */
+  drift: boolean | null;
+  /** Why there is no decision. */
+  note: 'no_reference' | 'too_few_rows' | null;
+}
+
+export interface DriftEvaluation {
+  windowEndMs: number;
+  results: DriftResult[];
+}
+
+/** Fixed mode (Evidently's defaults). */
+export const FIXED_PSI_THRESHOLD = 0.1;
+export const FIXED_KS_P_THRESHOLD = 0.05;
+const BUCKETS_PER_QUERY = 16;
+
+/** PSI's 10 decile bins from the 100 fine bins: fine bin j lies in decile bin floor(j / 10). */
+export function decileCounts(fine: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(10);
+  for (let j = 0; j < fine.length; j++) out[Math.min(9, Math.floor(j / 10))]! += fine[j]!;
+  return out;
+}
+
+function total(counts: ArrayLike<number>): number {
+  let n = 0;
+  for (let i = 0; i < counts.length; i++) n += counts[i]!;
+  return n;
+}
+
+type BucketCounts = Map<string, Map<number, number>>;
+
+/** Rolling window sums over buckets; each window keeps its own running totals. */
+class RollingCounts {
+  private readonly buckets = new Map<number, BucketCounts>();
+  readonly sums: Map<string, Float64Array>[];
+  constructor(
+    private readonly windowsBuckets: readonly number[],
+    private readonly sizeOf: (key: string) => number,
+  ) {
+    this.sums = windowsBuckets.map(() => new Map());
+  }
+
+  push(bucket: number, counts: BucketCounts): void {
+    this.buckets.set(bucket, counts);
+    this.windowsBuckets.forEach((nb, w) => {
+      this.apply(this.sums[w]!, counts, 1);
+      const leaving = this.buckets.get(bucket - nb);
+      if (leaving) this.apply(this.sums[w]!, leaving, -1);
+    });
+    this.buckets.delete(bucket - Math.max(...this.windowsBuckets));
+  }
+
+  private apply(sums: Map<string, Float64Array>, counts: BucketCounts, sign: number): void {
+    for (const [key, bins] of counts) {
+      let arr = sums.get(key);
+      if (!arr) {
+        arr = new Float64Array(this.sizeOf(key));
+        sums.set(key, arr);
+      }
+      for (const [bin, c] of bins) arr[Math.min(bin, arr.length - 1)]! += sign * c;
+    }
+  }
+}
+
+/** Evaluate drift at every interval end T in (fromMs, toMs], from the stored bucket counts. */
+export async function* evaluateDrift(
+  executor: OfflineExecutor,
+  compiled: CompiledDefinitions,
+  plan: MonitorPlan,
+  profile: MonitorProfile,
+  fromMs: number,
+  toMs: number,
+): AsyncIterable<DriftEvaluation> {
+  const interval = plan.intervalMs;
+  const windowsBuckets = plan.windowsMs.map((w) => w / interval);
+  const firstEval = Math.floor(fromMs / interval) + 1; // bucket index b evaluated at T = (b + 1) * interval
+  const lastEval = Math.floor(toMs / interval);
+  if (lastEval < firstEval) return;
+  const sizeOf = (key: string): number => {
+    const p = profile.get(key);
+    return p ? p.counts.length : FINE_BINS;
+  };
+  const rolling = new RollingCounts(windowsBuckets, sizeOf);
+  const warmup = Math.max(...windowsBuckets);
+  const kinds = (['numeric', 'categorical'] as const).filter((k) => hasFeatures(plan, k));
+  const params = { monitor: plan.name, version: plan.version, origin: 0, interval };
+  for (let start = firstEval - warmup; start < lastEval; start += BUCKETS_PER_QUERY) {
+    const end = Math.min(start + BUCKETS_PER_QUERY, lastEval);
+    const byBucket = new Map<number, BucketCounts>();
+    for (const kind of kinds) {
+      const rows = await executor.rows<{ fid: number; slice: string; b: number; bin: number; c: number }>(binCountsSql(compiled, plan, kind), {
+        ...params,
+        from: start * interval,
+        to: end * interval,
+      });
+      for (const r of rows) {
+        let bucket = byBucket.get(r.b);
+        if (!bucket) byBucket.set(r.b, (bucket = new Map()));
+        const key = profileKey(plan.features[r.fid]!.name, r.slice);
+        let bins = bucket.get(key);
+        if (!bins) bucket.set(key, (bins = new Map()));
+        bins.set(r.bin, (bins.get(r.bin) ?? 0) + r.c);
+      }
+    }
+    for (let b = start; b < end; b++) {
+      rolling.push(b, byBucket.get(b) ?? new Map());
+      if (b + 1 < firstEval) continue;
+      const windowEndMs = (b + 1) * interval;
+      const results: DriftResult[] = [];
+      plan.windowsMs.forEach((windowMs, w) => results.push(...decide(plan, profile, rolling.sums[w]!, windowMs, windowEndMs)));
+      yield { windowEndMs, results };
+    }
+  }
+}
+
+/** Statistics and decisions of one window at one time, BH across all its (feature, slice) tests. */
+function decide(plan: MonitorPlan, profile: MonitorProfile, sums: ReadonlyMap<string, Float64Array>, windowMs: number, windowEndMs: number): DriftResult[] {
+  const { mode, fdr, psiFloor, minSamples } = plan.drift;
+  const results: DriftResult[] = [];
+  const tested: DriftResult[] = [];
+  for (const [key, cur] of sums) {
+    const nCur = total(cur);
+    if (nCur <= 0) continue;
+    const ref = profile.get(key);
+    const [feature, slice] = key.split('\u0000') as [string, string];
+    const kind = plan.features.find((f) => f.name === feature)?.kind ?? 'numeric';
+    const base: DriftResult = { feature, slice, kind, windowMs, windowEndMs, nRef: ref?.n ?? 0, nCur, psi: null, ks: null, ksErrorBound: null, psiPValue: null, ksPValue: null, pValue: null, qValue: null, drift: null, note: null };
+    if (!ref || ref.n === 0) {
+      results.push({ ...base, note: 'no_reference' });
+      continue;
+    }
+    const r = statistics(ref, cur, nCur);
+    const result = { ...base, ...r };
+    if (nCur < minSamples || ref.n < minSamples) {
+      results.push({ ...result, note: 'too_few_rows' });
+      continue;
+    }
+    if (mode === 'fixed') result.drift = result.psi! >= FIXED_PSI_THRESHOLD || (result.ksPValue !== null && result.ksPValue <= FIXED_KS_P_THRESHOLD);
+    tested.push(result);
+    results.push(result);
+  }
+  if (mode === 'calibrated' && tested.length > 0) {
+    const bh = benjaminiHochberg(tested.map((t) => t.pValue!), fdr);
+    tested.forEach((t, i) => {
+      t.qValue = bh.adjusted[i]!;
+      t.drift = bh.rejected[i]! && t.psi! >= psiFloor;
+    });
+  }
+  return results;
+}
+
+function statistics(ref: FeatureSliceProfile, cur: Float64Array, nCur: number): Pick<DriftResult, 'psi' | 'ks' | 'ksErrorBound' | 'psiPValue' | 'ksPValue' | 'pValue'> {
+  if (ref.kind === 'categorical') {
+    const value = psi(ref.counts, cur);
+    const pPsi = psiPValue(value, ref.counts, nCur, { kind: 'categorical' });
+    return { psi: value, ks: null, ksErrorBound: null, psiPValue: pPsi, ksPValue: null, pValue: pPsi };
+  }
+  const refDeciles = decileCounts(ref.counts);
+  const value = psi(refDeciles, decileCounts(cur));
+  const pPsi = psiPValue(value, refDeciles, nCur, { kind: 'numeric' });
+  const ks = binnedKs(ref.counts, cur);
+  const pKs = ksPValue(ks.statistic, ref.n, nCur, 'asymp');
+  return { psi: value, ks: ks.statistic, ksErrorBound: ks.errorBound, psiPValue: pPsi, ksPValue: pKs, pValue: Math.min(1, 2 * Math.min(pPsi, pKs)) };
+}

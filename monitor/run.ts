@@ -1,0 +1,236 @@
+// The monitor loop: for each evaluation time T (a multiple of the interval), drift of every feature
+// and slice, label metrics and freshness, written to the metrics table; each SLO's good/bad
+// observations feed the burn-rate alerts, whose notifications go to the sinks. The same code runs
+// on a schedule (T follows the wall clock) and as a replay over history (T follows event time).
+// A restart resumes after the last stored evaluation and refills the burn-rate windows from the
+// stored metrics, so nothing is evaluated twice and nothing pages twice.
+import { TidemarkError, type CompiledDefinitions, type MonitorPlan, type SloPlan } from '../definitions/index.js';
+import { COMPLETED_LOADS, eventTable, ident, type OfflineExecutor } from '../offline/index.js';
+import { AlertDelivery, type AlertSink, type DeliveryReport } from './alert-sinks.js';
+import { OfflineAlertStateStore, type AlertStateStore } from './alert-store.js';
+import { BurnRateAlerts, type AlertNotification } from './alerts.js';
+import type { SloObservation } from './burn-rate.js';
+import { evaluateDrift, type DriftResult } from './drift.js';
+import { ALL_SLICE } from './drift-sql.js';
+import { evaluateLabels, orphanLabelsSql, type LabelMetricsResult } from './labels.js';
+import { ensureMetricsTable, lastEvaluatedMs, queryMetrics, writeMetrics, type MetricRecord, type MetricRow } from './metrics-store.js';
+import { loadOrBuildProfile, type MonitorProfile } from './profile.js';
+
+export interface MonitorRunnerOptions {
+  /** Where alerts go; none: they are only kept in the state store. */
+  sinks?: readonly AlertSink[];
+  /** Default: the offline store's tm_monitor_alerts. */
+  alertStore?: AlertStateStore;
+  /** Base URL of the API, for dashboard links in alerts. */
+  externalURL?: string;
+  log?: (message: string, details?: Record<string, unknown>) => void;
+}
+
+export interface EvaluationSummary {
+  windowEndMs: number;
+  metrics: number;
+  /** (feature, slice, window) tests the drift decision flagged. */
+  drifted: DriftResult[];
+  notifications: AlertNotification[];
+  delivery: DeliveryReport | null;
+}
+
+export class MonitorRunner {
+  private constructor(
+    readonly plan: MonitorPlan,
+    private readonly executor: OfflineExecutor,
+    private readonly compiled: CompiledDefinitions,
+    readonly profile: MonitorProfile,
+    readonly alerts: BurnRateAlerts,
+    private readonly delivery: AlertDelivery | null,
+    private readonly log: NonNullable<MonitorRunnerOptions['log']>,
+  ) {}
+
+  /** Open a monitor of the definitions (by name; default the only one): its profile, metrics table and alert state. */
+  static async open(executor: OfflineExecutor, compiled: CompiledDefinitions, name: string | undefined, opts: MonitorRunnerOptions = {}): Promise<MonitorRunner> {
+    const plan = pickMonitor(compiled, name);
+    await ensureMetricsTable(executor);
+    const log = opts.log ?? (() => {});
+    const { profile, built } = await loadOrBuildProfile(executor, compiled, plan);
+    if (built) log(`monitor ${plan.name}: reference profile built`, { slices: new Set([...profile.values()].map((p) => p.slice)).size, version: plan.version });
+    const store = opts.alertStore ?? (await OfflineAlertStateStore.open(executor));
+    const alerts = await BurnRateAlerts.open(store, {
+      slos: plan.slos.map((s) => ({ name: s.name, objective: s.objective, indicator: s.indicator, max: s.max, min: s.min, policy: s.policy })),
+      externalURL: opts.externalURL ?? 'http://localhost:8080',
+      monitor: plan.name,
+    });
+    const delivery = opts.sinks && opts.sinks.length > 0 ? new AlertDelivery(alerts, opts.sinks) : null;
+    const runner = new MonitorRunner(plan, executor, compiled, profile, alerts, delivery, log);
+    await runner.refillBurnRateWindows();
+    return runner;
+  }
+
+  /** The last evaluated window end of this monitor version, or null. */
+  lastEvaluatedMs(): Promise<number | null> {
+    return lastEvaluatedMs(this.executor, this.plan.name, this.plan.version);
+  }
+
+  /**
+   * Evaluate every interval end T in (fromMs, toMs], oldest first, skipping those already stored.
+   * `onEvaluation` sees each one as it is written.
+   */
+  async evaluate(fromMs: number, toMs: number, onEvaluation?: (s: EvaluationSummary) => void | Promise<void>): Promise<EvaluationSummary[]> {
+    const last = await this.lastEvaluatedMs();
+    const start = last === null ? fromMs : Math.max(fromMs, last);
+    const out: EvaluationSummary[] = [];
+    if (toMs <= start) return out;
+    const labels = this.plan.labels ? await evaluateLabels(this.executor, this.plan, start, toMs) : new Map<number, LabelMetricsResult[]>();
+    for await (const drift of evaluateDrift(this.executor, this.compiled, this.plan, this.profile, start, toMs)) {
+      const T = drift.windowEndMs;
+      const rows: MetricRow[] = drift.results.map((r) => this.driftRow(r));
+      for (const l of labels.get(T) ?? []) rows.push(...this.labelRows(l));
+      if (this.plan.labels) rows.push(...(await this.orphanRows(T)));
+      rows.push(await this.freshnessRow(T));
+      await writeMetrics(this.executor, rows);
+      const notifications = this.observe(T, rows);
+      const delivery = this.delivery ? await this.delivery.deliver(Date.now()) : (await this.alerts.save(), null);
+      for (const failure of delivery?.failures ?? []) this.log(`alert sink ${failure.sink} failed; its alerts stay pending`, { code: failure.error.code, error: failure.error.message });
+      const summary = { windowEndMs: T, metrics: rows.length, drifted: drift.results.filter((r) => r.drift === true), notifications, delivery };
+      out.push(summary);
+      await onEvaluation?.(summary);
+    }
+    return out;
+  }
+
+  /** Retry undelivered notifications (e.g. after a sink was down). */
+  async deliverPending(): Promise<DeliveryReport | null> {
+    return this.delivery ? this.delivery.deliver(Date.now()) : null;
+  }
+
+  private base(windowMs: number, windowEndMs: number): Pick<MetricRow, 'monitor' | 'version' | 'window_ms' | 'window_end'> {
+    return { monitor: this.plan.name, version: this.plan.version, window_ms: windowMs, window_end: windowEndMs };
+  }
+
+  private driftRow(r: DriftResult): MetricRow {
+    return {
+      ...this.base(r.windowMs, r.windowEndMs),
+      metric: 'drift',
+      feature: r.feature,
+      slice: r.slice,
+      value: r.psi,
+      n_ref: r.nRef,
+      n_cur: r.nCur,
+      ks: r.ks,
+      ks_error_bound: r.ksErrorBound,
+      p_value: r.pValue,
+      q_value: r.qValue,
+      drift: r.drift,
+      detail: JSON.stringify({ kind: r.kind, mode: this.plan.drift.mode, psi_p_value: r.psiPValue, ks_p_value: r.ksPValue, ...(r.note ? { note: r.note } : {}) }),
+    };
+  }
+
+  private labelRows(l: LabelMetricsResult): MetricRow[] {
+    return Object.entries(l.metrics).map(([metric, value]) => ({
+      ...this.base(l.windowMs, l.windowEndMs),
+      metric,
+      feature: '',
+      slice: l.slice,
+      value,
+      n_ref: 0,
+      n_cur: l.labelled,
+      ks: null,
+      ks_error_bound: null,
+      p_value: null,
+      q_value: null,
+      drift: null,
+      detail: JSON.stringify({ labelled: l.labelled, unlabelled: l.unlabelled }),
+    }));
+  }
+
+  private async orphanRows(T: number): Promise<MetricRow[]> {
+    return Promise.all(
+      this.plan.windowsMs.map(async (w) => {
+        const [row] = await this.executor.rows<{ n: number }>(orphanLabelsSql(this.plan.labels!), { from: T - w, to: T });
+        return this.plainRow('labels_without_prediction', w, T, row?.n ?? 0);
+      }),
+    );
+  }
+
+  /** Freshness at T: T minus the latest event time before T of the monitored source. */
+  private async freshnessRow(T: number): Promise<MetricRow> {
+    const [row] = await this.executor.rows<{ t: number | null }>(
+      `SELECT if(count() = 0, NULL, max(__ts)) AS t FROM ${ident(eventTable(this.plan.source))} WHERE ${COMPLETED_LOADS} AND __ts < {T:Int64}`,
+      { T },
+    );
+    const latest = row?.t ?? null;
+    return this.plainRow('freshness', this.plan.intervalMs, T, latest === null ? null : T - latest);
+  }
+
+  private plainRow(metric: string, windowMs: number, T: number, value: number | null): MetricRow {
+    return { ...this.base(windowMs, T), metric, feature: '', slice: ALL_SLICE, value, n_ref: 0, n_cur: 0, ks: null, ks_error_bound: null, p_value: null, q_value: null, drift: null, detail: '{}' };
+  }
+
+  /** Each SLO's observations at T from the metric rows of T. */
+  private observe(T: number, rows: readonly Pick<MetricRow, 'metric' | 'feature' | 'slice' | 'window_ms' | 'value' | 'ks' | 'drift' | 'detail'>[]): AlertNotification[] {
+    const out: AlertNotification[] = [];
+    for (const slo of this.plan.slos) {
+      for (const { labels, observation } of sloObservations(slo, T, rows)) out.push(...this.alerts.observe(slo.name, labels, observation));
+    }
+    return out;
+  }
+
+  /** After a restart: feed the stored metrics since the alerts' warm-up point back through the SLOs (they only refill windows). */
+  private async refillBurnRateWindows(): Promise<void> {
+    const from = this.alerts.warmUpFromMs();
+    const last = await this.lastEvaluatedMs();
+    if (from === null || last === null) return;
+    const rows: MetricRecord[] = await queryMetrics(this.executor, { monitor: this.plan.name, fromMs: from + 1, toMs: last, limit: 100_000 });
+    const byT = new Map<number, MetricRecord[]>();
+    for (const r of rows) {
+      if (r.version !== this.plan.version) continue;
+      const T = Date.parse(r.window_end);
+      byT.set(T, [...(byT.get(T) ?? []), r]);
+    }
+    for (const T of [...byT.keys()].sort((a, b) => a - b)) {
+      this.observe(T, byT.get(T)!.map((r) => ({ ...r, detail: JSON.stringify(r.detail) })));
+    }
+  }
+}
+
+/** The monitor named, or the only one. */
+export function pickMonitor(compiled: CompiledDefinitions, name: string | undefined): MonitorPlan {
+  const names = compiled.monitors.map((m) => m.name);
+  const plan = name === undefined ? (compiled.monitors.length === 1 ? compiled.monitors[0] : undefined) : compiled.monitors.find((m) => m.name === name);
+  if (!plan) {
+    throw new TidemarkError('TM_MONITOR_UNKNOWN', name === undefined ? `the definitions hold ${names.length} monitors; name one with --monitor` : `no monitor named ${name}`, { validMonitors: names });
+  }
+  return plan;
+}
+
+/** Good/bad observations of one SLO at T, one per series (feature x slice). */
+export function sloObservations(
+  slo: SloPlan,
+  T: number,
+  rows: readonly Pick<MetricRow, 'metric' | 'feature' | 'slice' | 'window_ms' | 'value' | 'ks' | 'drift' | 'detail'>[],
+): { labels: Record<string, string>; observation: SloObservation }[] {
+  const out: { labels: Record<string, string>; observation: SloObservation }[] = [];
+  const push = (labels: Record<string, string>, bad: boolean, value: number | null): void => {
+    out.push({ labels, observation: { timeMs: T, good: bad ? 0 : 1, bad: bad ? 1 : 0, indicatorValue: value } });
+  };
+  const drift = slo.indicator === 'drift' || slo.indicator === 'psi' || slo.indicator === 'ks';
+  for (const r of rows) {
+    if (r.window_ms !== (slo.indicator === 'freshness' ? r.window_ms : slo.windowMs)) continue;
+    if (drift) {
+      if (r.metric !== 'drift' || (slo.feature !== null && r.feature !== slo.feature)) continue;
+      const labels = { feature: r.feature, slice: r.slice };
+      if (slo.indicator === 'drift') {
+        if (r.drift !== null) push(labels, r.drift, r.value);
+        continue;
+      }
+      // psi/ks: judged only where a decision could be made (a reference and enough rows).
+      if ((JSON.parse(r.detail) as { note?: string }).note) continue;
+      const value = slo.indicator === 'psi' ? r.value : r.ks;
+      if (value !== null) push(labels, value > slo.max!, value);
+      continue;
+    }
+    if (r.metric !== slo.indicator || r.value === null) continue;
+    const bad = slo.min !== null ? r.value < slo.min : r.value > slo.max!;
+    push(slo.indicator === 'freshness' ? {} : { slice: r.slice }, bad, r.value);
+  }
+  return out;
+}
