@@ -35,6 +35,8 @@ export type ErrorCode =
   | 'TM_STORE_LAYOUT_MISMATCH'
   | 'TM_STORE_BAD_UPDATE'
   | 'TM_STORE_BAD_CONFIG'
+  // stream ingest (the Kafka materializer)
+  | 'TM_INGEST_FENCE_CONTENTION'
   // files
   | 'TM_FILE_READ'
   // offline store and datasets
@@ -58,7 +60,11 @@ export type ErrorCode =
   | 'TM_SLO_OUT_OF_ORDER'
   | 'TM_ALERT_BAD_LABEL'
   | 'TM_ALERT_STORE'
-  | 'TM_ALERT_DELIVERY_FAILED';
+  | 'TM_ALERT_DELIVERY_FAILED'
+  // HTTP (api/, the materializer's server)
+  | 'TM_PUSH_UNAVAILABLE'
+  | 'TM_NOT_FOUND'
+  | 'TM_INTERNAL';
 
 /** An error value with a stable code, a message, and where it happened. */
 export class TidemarkError extends Error {

@@ -12,6 +12,19 @@ export { readFileBatches, fileFormatOf, typeCsvValue } from './files.js';
 export type { FileFormat, FileRow, FileBatch } from './files.js';
 export { Materializer, MaterializerMetrics, createKafkaClient } from './kafka-materializer.js';
 export type { MaterializerOptions, MaterializerStore, MaterializerHealth, MaterializerStats, MaterializerLog } from './kafka-materializer.js';
-export { FencedBatchBuilder, redisAppliedOffsets } from './fences.js';
-export type { AppliedOffsetReader, RedisFenceSource, ViewKey, FencedBatch } from './fences.js';
+export { FencedBatchBuilder, applyRunsExactlyOnce, redisAppliedOffsets } from './fences.js';
+export type {
+  AppliedOffsetReader,
+  CasFence,
+  ConditionalApplyResult,
+  ConditionalKeyTileUpdates,
+  ConditionalStore,
+  ConditionalTileBatch,
+  ExactlyOnceOptions,
+  ExactlyOnceResult,
+  FencedBatch,
+  LogRun,
+  RedisFenceSource,
+  ViewKey,
+} from './fences.js';
 export { buildMaterializerServer } from './materializer-server.js';

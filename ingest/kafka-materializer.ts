@@ -5,44 +5,39 @@
 // prom-client registry (ingest/materializer-server.ts serves them with /healthz).
 //
 // Effectively-once. Kafka delivers at least once: after a crash, a rebalance or a failed commit,
-// records after the last committed offset come again. A redelivered record must not change a value
-// twice, so every key update carries a fence (source, partition, offset) that the store checks and
-// sets atomically with the merge (online/redis.ts, one Lua call per key): a key skips an update
-// whose fence is not past its stored one. The invariant, per (source, partition, view, key):
+// records after the last committed offset come again, cut into batches anywhere. Every key update
+// carries, per partition it holds events of, a compare-and-set fence that the store checks and
+// sets atomically with the merge (ingest/fences.ts explains the invariant, online/redis.ts
+// APPLY_SCRIPT implements it in one Lua call per group of keys). The first attempt reads nothing:
+// it assumes no key has applied any of the batch; the keys the store refuses (their fence is past
+// the batch's first offset: a redelivery, a retry of a partly written attempt, or another writer)
+// come back with their stored fences, are rebuilt from the events after them and tried again,
+// conditional on those fences. So a redelivered record never changes a value twice, and a
+// "zombie" (a member that stalled past its session timeout and still writes while the partition's
+// new owner writes too) can neither double-count nor lose an event: whichever writes a key first,
+// the other is refused on it. When refusals come back, the member heartbeats and drops the
+// batches it no longer owns (its group is rebalancing, or kafkajs marked the batch stale): it
+// does not commit them and leaves them to their owner.
 //
-//     stored fence F  <=>  every event of the key from that partition with offset <= F is merged
-//                          into its tiles, and none with offset > F.
-//
-// A kafkajs batch is a contiguous offset range of one partition, so the fence of a batch's key
-// updates can be the batch's last offset L: every event of the key in the batch is <= L. Within one
-// delivery that is exact: a partition's batches are applied one after the other, each only once the
-// one before it is written (a failed apply is retried before the next batch starts).
-//
-// It is NOT exact by itself across a redelivery, because a redelivered range need not be cut where
-// the first delivery was cut. Example: batch [100, 199] is applied (key k had events at 150 and 190,
-// so k's fence is 199) but not committed; the process dies; the next owner fetches from 100 and
-// gets [100, 399], where k also has an event at 250. "Skip if stored >= 399" does not skip, so 150
-// and 190 count twice; skipping k instead would lose 250. Fetch sizes differ between deliveries
-// all the time (what was in the log then, maxBytes, where the fetch started), so the materializer
-// does not rely on batch boundaries: before building a batch it reads the stored fence of every
-// key in it (one pipelined HGET per key), leaves out each key's events at or before its fence, and
-// fences the rest at L. Per key that applies exactly the events past F, wherever the batches were
-// cut, which keeps the invariant. In the common case no key's fence reaches into the batch and
-// the batch is built in one pass; otherwise each view is built apart (ingest/fences.ts). A failed
-// apply is retried the same way (fences read again), so keys it did write are not written twice.
-//
-// What remains: two writers of one partition at once. The consumer group gives a partition to one
-// member at a time, and kafkajs' eager rebalance finishes the in-flight batch before the member
-// rejoins, but a member that stalls past its session timeout (a long GC pause, Redis hanging
-// longer than the session) can be replaced while it still writes (a "zombie"). If the zombie
-// writes between the new owner's fence read and its apply, the new owner's update is skipped
-// (when its L is not past the zombie's) or double-counts the zombie's events (when it is). A
-// compare-and-set fence in the store's script (apply only if the stored fence is still the one
-// read) would close this; the materializer narrows it by heartbeating during long writes.
+// Group commit (ingest/group-commit.ts): the batches of the partitions consumed at once
+// (partitionsConsumedConcurrently) that are ready while a store write runs go into the next write
+// together, one tile batch over all of them; the tiles they share are merged once per write, and
+// the store gets fewer, larger calls. Each Kafka batch is then committed by its own handler.
 //
 // Offsets. A batch's offset is committed only after its store writes, and its dead letters, were
 // acknowledged; a failed write or commit is retried with backoff (heartbeating meanwhile) and
-// reports the materializer degraded. The watermark lives in the store (moved by apply()).
+// reports the materializer degraded. The watermark lives in the store (moved by the apply).
+//
+// Dead letters are delivered at least once: a crash (or a dropped batch) between producing a
+// batch's dead letters and committing its offset produces them again when the batch is
+// redelivered. Each carries its source, partition and offset in its headers, so consumers of the
+// dead-letter topic can deduplicate on (topic, partition, offset).
+//
+// Freshness: tidemark_materializer_freshness_seconds observes, per record with a good event, the
+// wall time when the store write covering it succeeded minus the record's Kafka timestamp
+// (CreateTime, set by the producer, unless the topic is configured with LogAppendTime, the
+// broker's append time), clamped at 0 (clock skew between hosts). For a replay of old records it
+// measures how old they were when they became visible.
 //
 // Late events (behind the retention horizon of the watermark before their batch, see
 // online/store.ts) are counted, not applied. Partitions of a topic are consumed concurrently, so
@@ -50,16 +45,13 @@
 // default allowed lateness of a day, partitions more than a day apart in event time would drop events.
 import { Kafka, logLevel, Partitioners, type Admin, type Consumer, type EachBatchPayload, type IHeaders, type KafkaMessage, type LogEntry, type Producer } from 'kafkajs';
 import { Counter, Gauge, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
-import { TidemarkError, type CompiledDefinitions, type SourcePlan, type TileBatch } from '../definitions/index.js';
+import { TidemarkError, type CompiledDefinitions, type SourcePlan } from '../definitions/index.js';
 import { EventDecoder, type BadEvent, type DecodedEvent } from './decode.js';
-import { FencedBatchBuilder, type AppliedOffsetReader } from './fences.js';
+import { applyRunsExactlyOnce, FencedBatchBuilder, type AppliedOffsetReader, type ConditionalStore, type LogRun } from './fences.js';
+import { GroupCommit } from './group-commit.js';
 
-/** What the materializer needs of an online store. */
-export interface MaterializerStore {
-  /** Apply a fenced tile batch (see online/store.ts); `fencedKeys` counts key updates skipped by their fence. */
-  apply(batch: TileBatch): Promise<{ lateTileEvents: number; fencedKeys?: number }>;
-  watermarkMs(): Promise<number | null>;
-}
+/** What the materializer needs of an online store: applies under compare-and-set fences (RedisOnlineStore). */
+export type MaterializerStore = ConditionalStore;
 
 export type MaterializerLog = (level: 'info' | 'warn' | 'error', message: string, details?: Record<string, unknown>) => void;
 
@@ -69,8 +61,11 @@ export interface MaterializerOptions {
   brokers: string[];
   groupId: string;
   store: MaterializerStore;
-  /** The store's fences (ingest/fences.ts, redisAppliedOffsets for Redis). */
-  fences: AppliedOffsetReader;
+  /**
+   * @deprecated Not read: the store's conditional apply reports the fences it refuses on, so the
+   * materializer reads none ahead. Accepted so that existing callers compile; leave it out.
+   */
+  fences?: AppliedOffsetReader;
   /** Whether the store's connection is up, for /healthz (e.g. ioredis status === 'ready'); default: always. */
   storeReady?: () => boolean;
   clientId?: string;
@@ -80,10 +75,17 @@ export interface MaterializerOptions {
   heartbeatIntervalMs?: number;
   /** Longest a fetch waits for data; default 250 ms (freshness). */
   maxWaitTimeMs?: number;
-  /** Batches of different partitions processed at once; default 2. */
+  /**
+   * Batches of different partitions processed at once; default 8. Batches ready together are
+   * written together (group commit), so a member owning many partitions writes fewer, larger batches.
+   */
   partitionsConsumedConcurrently?: number;
   /** Most bytes per partition per fetch (bounds a batch); default 1 MiB. */
   maxBytesPerPartition?: number;
+  /** Most bytes per fetch, all partitions of a broker together; default 16 MiB. */
+  maxBytes?: number;
+  /** Least bytes a fetch waits for (up to maxWaitTimeMs) before it returns; default 1. */
+  minBytes?: number;
   /** Consecutive consumer crashes restarted before giving up (the process should then exit); default 30. */
   maxConsecutiveRestarts?: number;
   /** How long stop() keeps retrying the in-flight batch's writes and commit; default 30 000 ms. */
@@ -118,7 +120,10 @@ export interface MaterializerStats {
   batches: number;
   /** (event, view) pairs left out of a batch because their key had applied them (redelivery). */
   alreadyApplied: number;
-  fencedKeys: number;
+  /** Key updates refused by their compare-and-set fence (and rebuilt). */
+  refusedKeys: number;
+  /** Batches given up uncommitted because this member no longer owned their partition. */
+  droppedBatches: number;
   /** Batches received and not yet written and committed (a stuck store shows here). */
   batchesInFlight: number;
 }
@@ -162,7 +167,26 @@ export class MaterializerMetrics {
   readonly lateTileEvents = new Counter({ name: 'tidemark_materializer_late_tile_events_total', help: '(event, tile group) pairs behind the retention horizon, kept out of the online store', labelNames: ['source'], registers: [this.registry] });
   readonly batches = new Counter({ name: 'tidemark_materializer_batches_total', help: 'Batches applied and committed', labelNames: ['topic'], registers: [this.registry] });
   readonly alreadyApplied = new Counter({ name: 'tidemark_materializer_redelivered_key_events_total', help: '(event, view) pairs redelivered and left out because their key had applied them', labelNames: ['source'], registers: [this.registry] });
-  readonly fencedKeys = new Counter({ name: 'tidemark_materializer_fenced_key_updates_total', help: 'Key updates the store skipped because their fence showed them applied', labelNames: ['source'], registers: [this.registry] });
+  readonly refusedKeys = new Counter({
+    name: 'tidemark_materializer_fence_refusals_total',
+    help: 'Key updates the store refused because their compare-and-set fence had moved: round "first" (a redelivery, a retried write, or another writer of the partition), "later" (another writer for sure)',
+    labelNames: ['source', 'round'],
+    registers: [this.registry],
+  });
+  readonly droppedBatches = new Counter({ name: 'tidemark_materializer_dropped_batches_total', help: 'Batches given up uncommitted because this member no longer owned their partition (left to the owner)', labelNames: ['topic'], registers: [this.registry] });
+  readonly freshness = new Histogram({
+    name: 'tidemark_materializer_freshness_seconds',
+    help: "Per record: wall time when the online store write covering it succeeded minus the record's Kafka timestamp (CreateTime, or LogAppendTime if the topic uses it), clamped at 0",
+    labelNames: ['topic'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+    registers: [this.registry],
+  });
+  readonly writeBatches = new Histogram({
+    name: 'tidemark_materializer_write_batches',
+    help: 'Kafka batches (one per partition) written to the online store together by one group commit',
+    buckets: [1, 2, 4, 8, 16, 32, 64],
+    registers: [this.registry],
+  });
   readonly retries = new Counter({ name: 'tidemark_materializer_retries_total', help: 'Retried operations after a failure', labelNames: ['operation'], registers: [this.registry] });
   readonly restarts = new Counter({ name: 'tidemark_materializer_consumer_restarts_total', help: 'Kafka consumer crashes followed by a restart', registers: [this.registry] });
   readonly commitLag = new Gauge({ name: 'tidemark_materializer_commit_lag', help: 'Records in a partition after the committed offset (high watermark - committed), for partitions this member owns', labelNames: ['topic', 'partition'], registers: [this.registry] });
@@ -187,6 +211,24 @@ interface SourceRuntime {
   plan: SourcePlan;
   decoder: EventDecoder;
 }
+
+/** One Kafka batch waiting for its store write: its events, one run per source of the topic. */
+interface WriteUnit {
+  topic: string;
+  partition: number;
+  runs: LogRun[];
+  payload: EachBatchPayload;
+}
+
+interface WriteOutcome {
+  /** Why the batch was dropped uncommitted (this member no longer owns its partition), or null when written. */
+  dropped: Error | null;
+  /** Wall time when the store write covering the batch succeeded (ms). */
+  visibleAtMs: number;
+}
+
+/** A batch that kafkajs marked stale (a seek or a rebalance moved its partition). */
+class StaleBatch extends Error {}
 
 /** One member of the materializer consumer group. */
 export class Materializer {
@@ -217,7 +259,9 @@ export class Materializer {
   private failed: (e: Error) => void = () => undefined;
   /** Rejects when the consumer crashed for good (restarts exhausted or a non-retriable error). */
   readonly done: Promise<never>;
-  private readonly counts: MaterializerStats = { events: 0, badEvents: 0, lateTileEvents: 0, batches: 0, alreadyApplied: 0, fencedKeys: 0, batchesInFlight: 0 };
+  private readonly counts: MaterializerStats = { events: 0, badEvents: 0, lateTileEvents: 0, batches: 0, alreadyApplied: 0, refusedKeys: 0, droppedBatches: 0, batchesInFlight: 0 };
+  /** Store writes of the batches ready together (one unit per Kafka batch, at most one per partition). */
+  private readonly writes: GroupCommit<WriteUnit, WriteOutcome>;
 
   constructor(opts: MaterializerOptions) {
     this.opts = opts;
@@ -226,6 +270,10 @@ export class Materializer {
     this.backoff = opts.retryBackoffMs ?? { initial: 100, max: 5000 };
     this.metrics = new MaterializerMetrics(opts.processMetrics ?? true);
     this.builder = new FencedBatchBuilder(opts.compiled.registry);
+    this.writes = new GroupCommit(
+      (units) => this.writeUnits(units),
+      (unit) => `${unit.topic}:${unit.partition}`,
+    );
     for (const plan of opts.compiled.registry.sources) {
       const list = this.sourcesByTopic.get(plan.topic) ?? [];
       list.push({ plan, decoder: new EventDecoder(opts.compiled, plan.name, opts.nowMs) });
@@ -264,6 +312,8 @@ export class Materializer {
       rebalanceTimeout: Math.max(60_000, o.sessionTimeoutMs ?? 30_000),
       maxWaitTimeInMs: o.maxWaitTimeMs ?? 250,
       maxBytesPerPartition: o.maxBytesPerPartition ?? 1024 * 1024,
+      maxBytes: o.maxBytes ?? 16 * 1024 * 1024,
+      minBytes: o.minBytes ?? 1,
       retry: {
         retries: 5,
         initialRetryTime: 300,
@@ -301,7 +351,7 @@ export class Materializer {
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: o.partitionsConsumedConcurrently ?? 2,
+      partitionsConsumedConcurrently: o.partitionsConsumedConcurrently ?? 8,
       eachBatch: (payload) => this.handleBatch(payload),
     });
     this.probeTimer = setInterval(() => void this.probe(), o.probeIntervalMs ?? 1_000);
@@ -434,36 +484,54 @@ export class Materializer {
     const messages = batch.messages;
     const started = performance.now();
     const { topic, partition } = batch;
+    const firstOffset = Number(messages[0]!.offset);
     const lastOffset = Number(messages[messages.length - 1]!.offset);
     const sources = this.sourcesByTopic.get(topic) ?? [];
 
-    // Decode.
+    // Decode. A record good for at least one source becomes visible with the store write; its
+    // Kafka timestamp goes to the freshness histogram then.
     const decoded = sources.map(() => ({ events: [] as DecodedEvent[], bad: [] as { bad: BadEvent; message: KafkaMessage }[] }));
+    const goodTimestamps: number[] = [];
     for (const message of messages) {
       const position = { partition, offset: Number(message.offset) };
       const text = message.value === null ? '' : message.value.toString('utf8');
-      sources.forEach((s, i) => {
-        const result = s.decoder.decodeJson(text, position);
-        if (result.ok) decoded[i]!.events.push(result.event);
-        else decoded[i]!.bad.push({ bad: result.bad, message });
-      });
+      let good = false;
+      for (let i = 0; i < sources.length; i++) {
+        const result = sources[i]!.decoder.decodeJson(text, position);
+        if (result.ok) {
+          decoded[i]!.events.push(result.event);
+          good = true;
+        } else decoded[i]!.bad.push({ bad: result.bad, message });
+      }
+      if (good) goodTimestamps.push(Number(message.timestamp));
     }
+    const runs: LogRun[] = sources.map((s, i) => ({ source: s.plan, partition, firstOffset, lastOffset, events: decoded[i]!.events })).filter((r) => r.events.length > 0);
 
     // Heartbeat while the writes run, so a slow store does not cost the group membership.
     const beat = setInterval(() => {
       payload.heartbeat().catch(() => undefined);
     }, this.opts.heartbeatIntervalMs ?? 3_000);
-    let applied: { lateTileEvents: number; fencedKeys: number; alreadyApplied: number }[];
+    let outcome: WriteOutcome;
     try {
       const writes = await Promise.allSettled([
         this.retry('dead letters', payload, () => this.sendDeadLetters(topic, sources, decoded.map((d) => d.bad))),
-        Promise.all(sources.map((s, i) => this.applyEvents(payload, s.plan, partition, lastOffset, decoded[i]!.events))),
+        runs.length === 0 ? Promise.resolve({ dropped: null, visibleAtMs: Date.now() }) : this.retry('online store write', payload, () => this.writes.submit({ topic, partition, runs, payload }), (e) => this.abortWrite(e)),
       ]);
       for (const w of writes) if (w.status === 'rejected') throw w.reason;
-      applied = (writes[1] as PromiseFulfilledResult<typeof applied>).value;
+      outcome = (writes[1] as PromiseFulfilledResult<WriteOutcome>).value;
     } finally {
       clearInterval(beat);
     }
+    if (outcome.dropped !== null) {
+      this.counts.droppedBatches++;
+      this.metrics.droppedBatches.inc({ topic });
+      this.log('warn', 'batch dropped uncommitted: this member no longer owns its partition', { topic, partition, firstOffset, lastOffset, reason: errorText(outcome.dropped) });
+      // A rebalance error makes kafkajs rejoin the group; a stale batch is simply left behind.
+      if (outcome.dropped instanceof StaleBatch) return;
+      throw outcome.dropped;
+    }
+    const freshness = this.metrics.freshness.labels({ topic });
+    for (const ts of goodTimestamps) freshness.observe(Math.max(0, outcome.visibleAtMs - ts) / 1000);
 
     // Everything of the batch is written: now, and only now, its offsets may be committed.
     payload.resolveOffset(messages[messages.length - 1]!.offset);
@@ -475,49 +543,73 @@ export class Materializer {
 
     sources.forEach((s, i) => {
       const d = decoded[i]!;
-      const a = applied[i]!;
       this.counts.events += d.events.length;
       this.counts.badEvents += d.bad.length;
-      this.counts.lateTileEvents += a.lateTileEvents;
-      this.counts.fencedKeys += a.fencedKeys;
-      this.counts.alreadyApplied += a.alreadyApplied;
       this.metrics.events.inc({ source: s.plan.name }, d.events.length);
       for (const b of d.bad) this.metrics.badEvents.inc({ source: s.plan.name, code: b.bad.code });
-      if (a.lateTileEvents > 0) this.metrics.lateTileEvents.inc({ source: s.plan.name }, a.lateTileEvents);
-      if (a.fencedKeys > 0) this.metrics.fencedKeys.inc({ source: s.plan.name }, a.fencedKeys);
-      if (a.alreadyApplied > 0) this.metrics.alreadyApplied.inc({ source: s.plan.name }, a.alreadyApplied);
     });
     this.counts.batches++;
     this.metrics.batches.inc({ topic });
     this.metrics.batchSeconds.observe({ topic }, (performance.now() - started) / 1000);
-    try {
-      const wm = await this.opts.store.watermarkMs();
-      if (wm !== null) this.metrics.watermark.set(wm);
-    } catch {
-      // a gauge only; the next batch tries again
-    }
   }
 
-  /** Read the fences of the batch's keys, build the fenced tile batch and apply it; retried whole until written. */
-  private async applyEvents(payload: EachBatchPayload, source: SourcePlan, partition: number, lastOffset: number, events: DecodedEvent[]): Promise<{ lateTileEvents: number; fencedKeys: number; alreadyApplied: number }> {
-    if (events.length === 0) return { lateTileEvents: 0, fencedKeys: 0, alreadyApplied: 0 };
-    const keys = this.builder.keysOf(source, events);
-    // Each attempt reads the fences again: a failed attempt may have written some keys.
-    return this.retry(
-      'online store write',
-      payload,
-      async () => {
-        const fences = await this.opts.fences.appliedOffsets(source.name, partition, keys);
-        const built = this.builder.build(source, partition, lastOffset, events, keys, fences);
-        const result = await this.opts.store.apply(built.batch);
-        return { lateTileEvents: result.lateTileEvents, fencedKeys: result.fencedKeys ?? 0, alreadyApplied: built.alreadyApplied };
+  /** Whether a failed store write ends the batch's retries: fatal store errors fail the materializer. */
+  private abortWrite(e: unknown): boolean {
+    if (!isFatalStoreError(e)) return false;
+    this.fail(e as Error);
+    return true;
+  }
+
+  /**
+   * One group commit: the batches ready together, applied exactly once per key (fences.ts). When
+   * keys are refused, the batches involved are checked for ownership (a heartbeat, kafkajs'
+   * stale flag) and those no longer owned are dropped.
+   */
+  private async writeUnits(units: readonly WriteUnit[]): Promise<WriteOutcome[]> {
+    const runs = units.flatMap((u) => u.runs);
+    const unitOfRun = units.flatMap((u, i) => u.runs.map(() => i));
+    const droppedUnits = new Map<number, Error>();
+    const result = await applyRunsExactlyOnce(this.opts.store, this.builder, runs, {
+      dropRuns: async (involved) => {
+        const suspects = [...new Set(involved.map((r) => unitOfRun[r]!))];
+        try {
+          await units[suspects[0]!]!.payload.heartbeat();
+        } catch (e) {
+          // The group is rebalancing or dropped this member: none of these batches may be committed.
+          if (isRebalance(e)) for (let i = 0; i < units.length; i++) droppedUnits.set(i, e as Error);
+        }
+        for (const i of suspects) {
+          const p = units[i]!.payload;
+          if (p.isStale()) droppedUnits.set(i, new StaleBatch(`batch of ${units[i]!.topic}/${units[i]!.partition} is stale (its partition was reassigned or sought)`));
+        }
+        return new Set(runs.flatMap((_, r) => (droppedUnits.has(unitOfRun[r]!) ? [r] : [])));
       },
-      (e) => {
-        if (!isFatalStoreError(e)) return false;
-        this.fail(e as Error);
-        return true;
-      },
-    );
+    });
+    const visibleAtMs = Date.now();
+    this.metrics.writeBatches.observe(units.length);
+    for (const [source, n] of result.lateTileEvents) {
+      this.counts.lateTileEvents += n;
+      this.metrics.lateTileEvents.inc({ source }, n);
+    }
+    for (const [source, n] of result.alreadyApplied) {
+      this.counts.alreadyApplied += n;
+      this.metrics.alreadyApplied.inc({ source }, n);
+    }
+    for (const [round, bySource] of [['first', result.refusedFirstRound], ['later', result.refusedLaterRounds]] as const) {
+      for (const [source, n] of bySource) {
+        this.counts.refusedKeys += n;
+        this.metrics.refusedKeys.inc({ source, round }, n);
+      }
+    }
+    if (result.refusedLaterRounds.size > 0) {
+      this.log('warn', 'another writer moved the fences of keys of these partitions while this member wrote them (a member that lost its partitions and still writes?); rebuilt and applied exactly once', {
+        partitions: units.map((u) => `${u.topic}/${u.partition}`),
+        refusedLater: [...result.refusedLaterRounds.values()].reduce((a, b) => a + b, 0),
+        rounds: result.rounds,
+      });
+    }
+    if (result.watermarkMs !== null) this.metrics.watermark.set(result.watermarkMs);
+    return units.map((_, i) => ({ dropped: droppedUnits.get(i) ?? null, visibleAtMs }));
   }
 
   /** Bad records of one batch to their sources' dead-letter topics, original bytes and key, reason in headers. */

@@ -56,6 +56,7 @@ import {
   type Tile,
   type TileBatch,
   type TileGroupPlan,
+  type TileUpdate,
   type ViewPlan,
 } from '../definitions/index.js';
 import type { ApplyResult, KeyTiles, OnlineStore, StoreStats, TileRange } from './store.js';
@@ -67,11 +68,50 @@ export interface RedisOnlineStoreOptions {
   prefix?: string;
   /** Quit the client on close(); default false (the caller owns a client it passes in). */
   ownsClient?: boolean;
+  /**
+   * Most entity keys merged by one script call; default 64. Bigger calls cost Redis less per key,
+   * but a script holds the server for its whole run (reads wait behind it): about 10 us per key.
+   */
+  maxKeysPerCall?: number;
 }
 
 export interface RedisApplyResult extends ApplyResult {
-  /** Key updates skipped whole because their fence showed them applied already (redelivery). */
+  /** Key updates skipped whole because their plain fence showed them applied already (redelivery). */
   fencedKeys: number;
+  /** The watermark after this apply (greatest materialized event time), null before any event. */
+  watermarkMs: number | null;
+}
+
+/**
+ * A compare-and-set fence of a key update: the update holds every event of its key from partition
+ * `partition` of `source` with an offset in (appliedThrough, offset], and is applied only if the
+ * key's stored fence of that partition is at most `appliedThrough` (-1: the key must have none),
+ * so that no event is merged twice and none is skipped; applying it sets the fence to `offset`.
+ */
+export interface CasFence {
+  source: string;
+  partition: number;
+  offset: number;
+  appliedThrough: number;
+}
+
+/** A key update under compare-and-set fences, one per partition whose events it holds. */
+export interface ConditionalKeyTileUpdates extends KeyTileUpdates {
+  fences: CasFence[];
+}
+
+export interface ConditionalTileBatch extends TileBatch {
+  keys: ConditionalKeyTileUpdates[];
+}
+
+export interface ConditionalApplyResult extends RedisApplyResult {
+  /**
+   * Keys left untouched because a stored fence had moved past its `appliedThrough`: the key's batch
+   * index and its stored fences, in the order of its `fences` (-1 for none).
+   */
+  refused: { key: number; storedFences: number[] }[];
+  /** Keys with late tile events (see ApplyResult.lateTileEvents): batch index and events. */
+  lateKeys: { key: number; lateTileEvents: number }[];
 }
 
 export type RedisStoreErrorCode = Extract<ErrorCode, `TM_STORE_${string}`>;
@@ -126,14 +166,27 @@ local function compareValues(a, b)
   return compareBytes(string.sub(a, 6), string.sub(b, 6))
 end
 
-local function readTile(blob, width, valueWidth)
-  local minTs, maxTs, p = struct.unpack('<dd', blob)
-  local nums = {}
-  for i = 1, width do
-    nums[i], p = struct.unpack('<d', blob, p)
+-- layout: "width valueWidth agg offset valueOffset agg offset valueOffset ..." (offsets 0-based).
+-- A tile in Lua is a table {minTs, maxTs, nums...} (so a slot at offset o sits at o + 3) and a
+-- table of its packed values.
+local function parseLayout(text)
+  local words = {}
+  for w in string.gmatch(text, '%S+') do words[#words + 1] = w end
+  local width = tonumber(words[1])
+  local layout = { width = width, valueWidth = tonumber(words[2]), fmt = '<dd' .. string.rep('d', width), slots = {} }
+  for i = 3, #words, 3 do
+    layout.slots[#layout.slots + 1] = { agg = words[i], o = tonumber(words[i + 1]) + 3, vo = tonumber(words[i + 2]) + 1 }
   end
+  return layout
+end
+
+-- the packed tile at byte position at of blob (an update sits inside the apply blob)
+local function readTile(blob, at, layout)
+  local t = { struct.unpack(layout.fmt, blob, at) }
+  local p = t[#t]
+  t[#t] = nil
   local vals = {}
-  for k = 1, valueWidth do
+  for k = 1, layout.valueWidth do
     local tag = string.byte(blob, p)
     local size = 1
     if tag == 110 then
@@ -144,25 +197,13 @@ local function readTile(blob, width, valueWidth)
     vals[k] = string.sub(blob, p, p + size - 1)
     p = p + size
   end
-  return minTs, maxTs, nums, vals
+  return t, vals
 end
 
-local function writeTile(minTs, maxTs, nums, vals, width, valueWidth)
-  local parts = { struct.pack('<dd', minTs, maxTs) }
-  for i = 1, width do parts[#parts + 1] = struct.pack('<d', nums[i]) end
-  for k = 1, valueWidth do parts[#parts + 1] = vals[k] end
-  return table.concat(parts)
-end
-
--- layout: "width valueWidth agg offset valueOffset agg offset valueOffset ..." (offsets 0-based)
-local function parseLayout(text)
-  local words = {}
-  for w in string.gmatch(text, '%S+') do words[#words + 1] = w end
-  local layout = { width = tonumber(words[1]), valueWidth = tonumber(words[2]), slots = {} }
-  for i = 3, #words, 3 do
-    layout.slots[#layout.slots + 1] = { agg = words[i], o = tonumber(words[i + 1]) + 1, vo = tonumber(words[i + 2]) + 1 }
-  end
-  return layout
+local function writeTile(t, vals, layout)
+  local head = struct.pack(layout.fmt, unpack(t, 1, 2 + layout.width))
+  if layout.valueWidth == 0 then return head end
+  return head .. table.concat(vals, '', 1, layout.valueWidth)
 end
 
 -- definitions/aggregates.ts mergeSlots, into = stored (an, av), from = update (bn, bv), same order
@@ -223,73 +264,194 @@ local function mergeSlot(agg, o, vo, an, av, bn, bv)
   end
 end
 
-local function mergeTiles(stored, update, layout)
-  local aMin, aMax, an, av = readTile(stored, layout.width, layout.valueWidth)
-  local bMin, bMax, bn, bv = readTile(update, layout.width, layout.valueWidth)
-  if bMin < aMin then aMin = bMin end
-  if bMax > aMax then aMax = bMax end
-  for _, s in ipairs(layout.slots) do mergeSlot(s.agg, s.o, s.vo, an, av, bn, bv) end
-  return writeTile(aMin, aMax, an, av, layout.width, layout.valueWidth)
+local function mergeTiles(stored, update, at, layout)
+  local a, av = readTile(stored, 1, layout)
+  local b, bv = readTile(update, at, layout)
+  if b[1] < a[1] then a[1] = b[1] end
+  if b[2] > a[2] then a[2] = b[2] end
+  for _, s in ipairs(layout.slots) do mergeSlot(s.agg, s.o, s.vo, a, av, b, bv) end
+  return writeTile(a, av, layout)
+end
+
+-- redis.call with a key and a long list of arguments, in chunks (Lua's unpack is bounded);
+-- returns the sum of the integer replies
+local function callChunked(command, key, list, step)
+  local n = 0
+  for i = 1, #list, step do
+    n = n + redis.call(command, key, unpack(list, i, math.min(#list, i + step - 1)))
+  end
+  return n
 end
 `;
 
 /**
- * Merge one entity key's tile updates. KEYS[1]: the key hash; KEYS[1+g]: the tiles of group g.
- * ARGV: fence source ('' for none), fence partition, fence offset, group count, then per group:
- * trim index ('' for none), layout, tile count, and per tile: index, events, packed tile.
- * Returns {fenced, new key, applied updates, late tile events, tile count change}.
+ * Merge the tile updates of several entity keys (all in one hash slot on a Cluster), each key
+ * atomically with its fence. ARGV[1]: the apply blob (see applyCall); ARGV[2...]: its string table
+ * (fence fields; per tile group, its layout then its lower-bound field). KEYS, per entity key in
+ * blob order: its key hash, then the tiles hash of each of its groups.
+ * Per key: one HMGET of its key hash (fence, seen, lower bounds), then per group one HMGET and one
+ * HSET of its tiles, and one HSET of the key hash; trimming deletes a known range (HDEL).
+ * Returns {applied updates, late tile events, tile count change, keys skipped by a plain fence,
+ * {new keys: blob index (0-based), ...}, {{refused key: blob index, its stored fences ('-1' for
+ * none), in its fences' order}, ...}, {key with late tile events: blob index, events, ...}}.
  */
 const APPLY_SCRIPT = `${LUA_TILES}
-local keyHash = KEYS[1]
-if ARGV[1] ~= '' then
-  local fenceField = 'fence:' .. ARGV[1] .. ':' .. ARGV[2]
-  local stored = redis.call('HGET', keyHash, fenceField)
-  if stored and tonumber(stored) >= tonumber(ARGV[3]) then return {1, 0, 0, 0, 0} end
-  redis.call('HSET', keyHash, fenceField, ARGV[3])
-end
-local isNew = redis.call('HSETNX', keyHash, 'seen', '1')
-local applied, late, delta = 0, 0, 0
-local p = 5
-for g = 1, tonumber(ARGV[4]) do
-  local tilesKey = KEYS[1 + g]
-  local trim = nil
-  if ARGV[p] ~= '' then trim = tonumber(ARGV[p]) end
-  local layoutText = ARGV[p + 1]
-  local count = tonumber(ARGV[p + 2])
-  p = p + 3
-  local layout = nil
-  local added = false
-  for _ = 1, count do
-    local field, events, blob = ARGV[p], tonumber(ARGV[p + 1]), ARGV[p + 2]
-    p = p + 3
-    if trim ~= nil and tonumber(field) < trim then
-      late = late + events
-    else
-      local stored = redis.call('HGET', tilesKey, field)
-      if stored then
-        if layout == nil then layout = parseLayout(layoutText) end
-        redis.call('HSET', tilesKey, field, mergeTiles(stored, blob, layout))
-      else
-        redis.call('HSET', tilesKey, field, blob)
-        added = true
-        delta = delta + 1
+local blob = ARGV[1]
+local nKeys, p = struct.unpack('<I4', blob, 1)
+local k = 1
+local applied, late, delta, fenced = 0, 0, 0, 0
+local newKeys, refused, lateKeys = {}, {}, {}
+local layouts = {}
+for i = 1, nKeys do
+  local size, mode, groups, nFences
+  size, mode, groups, nFences, p = struct.unpack('<I4BHH', blob, p)
+  local recordEnd = p + size
+  local keyHash = KEYS[k]
+  -- one read of the key hash: seen, its fences, the lower bounds of its groups
+  local wanted = { 'seen' }
+  local fenceFields, offsets, conds = {}, {}, {}
+  for f = 1, nFences do
+    local at
+    at, offsets[f], conds[f], p = struct.unpack('<I2dd', blob, p)
+    fenceFields[f] = ARGV[at]
+    wanted[1 + f] = fenceFields[f]
+  end
+  local descriptors, trims, loAt = {}, {}, {}
+  for g = 1, groups do
+    descriptors[g], trims[g], p = struct.unpack('<I2d', blob, p)
+    if trims[g] == trims[g] then
+      wanted[#wanted + 1] = ARGV[descriptors[g] + 1]
+      loAt[g] = #wanted
+    end
+  end
+  local state = redis.call('HMGET', keyHash, unpack(wanted))
+  local seen = state[1]
+  local skip = false
+  if mode == 1 then
+    -- plain fence: skip an update this key has applied already
+    local stored = state[2]
+    if stored and tonumber(stored) >= offsets[1] then
+      skip = true
+      fenced = fenced + 1
+    end
+  elseif mode == 2 then
+    -- compare-and-set: refuse the key if a write moved a fence past what its update was built from
+    for f = 1, nFences do
+      local stored = state[1 + f]
+      if stored and tonumber(stored) > conds[f] then skip = true end
+    end
+    if skip then
+      local entry = { i - 1 }
+      for f = 1, nFences do entry[1 + f] = state[1 + f] or '-1' end
+      refused[#refused + 1] = entry
+    end
+  end
+  if skip then
+    p = recordEnd
+  else
+    local keyWrites = {}
+    for f = 1, nFences do
+      keyWrites[#keyWrites + 1] = fenceFields[f]
+      keyWrites[#keyWrites + 1] = string.format('%d', offsets[f])
+    end
+    if not seen then
+      keyWrites[#keyWrites + 1] = 'seen'
+      keyWrites[#keyWrites + 1] = '1'
+      newKeys[#newKeys + 1] = i - 1
+    end
+    local keyLate = 0
+    for g = 1, groups do
+      local tilesKey = KEYS[k + g]
+      local d, trim = descriptors[g], trims[g]
+      local hasTrim = trim == trim
+      local count
+      count, p = struct.unpack('<I4', blob, p)
+      local fields, starts, lens, indexes = {}, {}, {}, {}
+      for _ = 1, count do
+        local index, events, len
+        index, events, len, p = struct.unpack('<dI4I4', blob, p)
+        if hasTrim and index < trim then
+          keyLate = keyLate + events
+        else
+          local n = #fields + 1
+          fields[n] = string.format('%d', index)
+          starts[n] = p
+          lens[n] = len
+          indexes[n] = index
+        end
+        p = p + len
       end
-      applied = applied + 1
+      if #fields > 0 then
+        local layout = layouts[d]
+        if layout == nil then
+          layout = parseLayout(ARGV[d])
+          layouts[d] = layout
+        end
+        local stored = {}
+        for j = 1, #fields, 1000 do
+          local part = redis.call('HMGET', tilesKey, unpack(fields, j, math.min(#fields, j + 999)))
+          for m = 1, #part do stored[j + m - 1] = part[m] end
+        end
+        -- (a key's tile indexes are distinct within a group: the store checks that before sending)
+        local writes = {}
+        local minAdded = nil
+        for j = 1, #fields do
+          local tile
+          if stored[j] then
+            tile = mergeTiles(stored[j], blob, starts[j], layout)
+          else
+            tile = string.sub(blob, starts[j], starts[j] + lens[j] - 1)
+            delta = delta + 1
+            if minAdded == nil or indexes[j] < minAdded then minAdded = indexes[j] end
+          end
+          writes[2 * j - 1] = fields[j]
+          writes[2 * j] = tile
+        end
+        applied = applied + #fields
+        callChunked('HSET', tilesKey, writes, 1000)
+        -- as MemoryOnlineStore: a group that gains a tile drops its tiles behind the horizon.
+        -- lo (field lo:<hop> of the key hash) is a lower bound of the group's tile indexes, so
+        -- this deletes a known range rather than scanning the hash; without one (tiles stored
+        -- before the first horizon) the hash is scanned once.
+        if minAdded ~= nil and hasTrim then
+          local loText = state[loAt[g]]
+          local lo = nil
+          if loText then lo = math.min(tonumber(loText), minAdded) elseif not seen then lo = minAdded end
+          if lo == nil or lo < trim then
+            local removed
+            -- delete the range [lo, trim) by name when it is short, else scan the hash's fields
+            if lo ~= nil and (trim - lo <= 32 or trim - lo <= redis.call('HLEN', tilesKey)) then
+              local old = {}
+              for j = lo, trim - 1 do old[#old + 1] = string.format('%d', j) end
+              removed = callChunked('HDEL', tilesKey, old, 1000)
+            else
+              local old = {}
+              for _, f in ipairs(redis.call('HKEYS', tilesKey)) do
+                if tonumber(f) < trim then old[#old + 1] = f end
+              end
+              removed = callChunked('HDEL', tilesKey, old, 1000)
+            end
+            delta = delta - removed
+            lo = trim
+          end
+          local loField = ARGV[d + 1]
+          if not loText or tonumber(loText) ~= lo then
+            keyWrites[#keyWrites + 1] = loField
+            keyWrites[#keyWrites + 1] = string.format('%d', lo)
+          end
+        end
+      end
+    end
+    if #keyWrites > 0 then redis.call('HSET', keyHash, unpack(keyWrites)) end
+    if keyLate > 0 then
+      late = late + keyLate
+      lateKeys[#lateKeys + 1] = i - 1
+      lateKeys[#lateKeys + 1] = keyLate
     end
   end
-  -- as MemoryOnlineStore: a group that gains a tile drops its tiles behind the horizon
-  if added and trim ~= nil then
-    local old = {}
-    for _, f in ipairs(redis.call('HKEYS', tilesKey)) do
-      if tonumber(f) < trim then old[#old + 1] = f end
-    end
-    for i = 1, #old, 1000 do
-      redis.call('HDEL', tilesKey, unpack(old, i, math.min(#old, i + 999)))
-    end
-    delta = delta - #old
-  end
+  k = k + 1 + groups
 end
-return {0, isNew, applied, late, delta}
+return {applied, late, delta, fenced, newKeys, refused, lateKeys}
 `;
 
 /**
@@ -393,37 +555,94 @@ function valueSize(v: Scalar): number {
   return 1;
 }
 
-/** A tile packed as the scripts read it (see the file header). */
-export function encodeTile(tile: Tile): Buffer {
-  let size = 16 + 8 * tile.nums.length;
-  for (const v of tile.vals) size += valueSize(v);
-  const buf = Buffer.allocUnsafe(size);
-  buf.writeDoubleLE(tile.minTs, 0);
-  buf.writeDoubleLE(tile.maxTs, 8);
-  let p = 16;
-  for (const n of tile.nums) {
-    buf.writeDoubleLE(n, p);
-    p += 8;
+/**
+ * A growing byte buffer: packed tiles and the apply blob are written through it, straight into
+ * one buffer per script call.
+ */
+class BlobWriter {
+  buf: Buffer;
+  p = 0;
+
+  constructor(initialBytes = 4096) {
+    this.buf = Buffer.allocUnsafe(initialBytes);
   }
-  for (const v of tile.vals) {
-    if (v === null) buf[p++] = TAG_NULL;
-    else if (v === true) buf[p++] = TAG_TRUE;
-    else if (v === false) buf[p++] = TAG_FALSE;
-    else if (typeof v === 'number') {
-      buf[p] = TAG_NUMBER;
-      buf.writeDoubleLE(v, p + 1);
-      p += 9;
-    } else {
-      buf[p] = TAG_TEXT;
-      buf.writeUInt32LE(2 * v.length, p + 1);
-      p += 5;
-      for (let i = 0; i < v.length; i++) {
-        buf.writeUInt16BE(orderedUnit(v.charCodeAt(i)), p);
-        p += 2;
+
+  ensure(bytes: number): void {
+    if (this.p + bytes <= this.buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.p + bytes));
+    this.buf.copy(grown, 0, 0, this.p);
+    this.buf = grown;
+  }
+
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.p++] = v;
+  }
+
+  u16(v: number): void {
+    this.ensure(2);
+    this.buf.writeUInt16LE(v, this.p);
+    this.p += 2;
+  }
+
+  u32(v: number): void {
+    this.ensure(4);
+    this.buf.writeUInt32LE(v, this.p);
+    this.p += 4;
+  }
+
+  f64(v: number): void {
+    this.ensure(8);
+    this.buf.writeDoubleLE(v, this.p);
+    this.p += 8;
+  }
+
+  /** A packed tile (see the file header); returns its byte length. */
+  tile(tile: Tile): number {
+    let size = 16 + 8 * tile.nums.length;
+    for (const v of tile.vals) size += valueSize(v);
+    this.ensure(size);
+    const buf = this.buf;
+    let p = this.p;
+    buf.writeDoubleLE(tile.minTs, p);
+    buf.writeDoubleLE(tile.maxTs, p + 8);
+    p += 16;
+    for (const n of tile.nums) {
+      buf.writeDoubleLE(n, p);
+      p += 8;
+    }
+    for (const v of tile.vals) {
+      if (v === null) buf[p++] = TAG_NULL;
+      else if (v === true) buf[p++] = TAG_TRUE;
+      else if (v === false) buf[p++] = TAG_FALSE;
+      else if (typeof v === 'number') {
+        buf[p] = TAG_NUMBER;
+        buf.writeDoubleLE(v, p + 1);
+        p += 9;
+      } else {
+        buf[p] = TAG_TEXT;
+        buf.writeUInt32LE(2 * v.length, p + 1);
+        p += 5;
+        for (let i = 0; i < v.length; i++) {
+          buf.writeUInt16BE(orderedUnit(v.charCodeAt(i)), p);
+          p += 2;
+        }
       }
     }
+    this.p = p;
+    return size;
   }
-  return buf;
+
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.p);
+  }
+}
+
+/** A tile packed as the scripts read it (see the file header). */
+export function encodeTile(tile: Tile): Buffer {
+  const w = new BlobWriter(64);
+  w.tile(tile);
+  return w.bytes();
 }
 
 /** A packed tile of a group with `width` slots and `valueWidth` values; throws on a tile that does not fit. */
@@ -492,6 +711,30 @@ export function redisKeyText(entityKey: string): string {
   return hex;
 }
 
+/** CRC-16/XMODEM, the checksum of Redis Cluster key slots. */
+const CRC16_TABLE = (() => {
+  const table = new Uint16Array(256);
+  for (let i = 0; i < 256; i++) {
+    let c = i << 8;
+    for (let j = 0; j < 8; j++) c = c & 0x8000 ? ((c << 1) ^ 0x1021) & 0xffff : (c << 1) & 0xffff;
+    table[i] = c;
+  }
+  return table;
+})();
+
+/** The Redis Cluster hash slot of a key name: CRC16 of its hash tag (the text inside its first `{...}`, if not empty) or of the whole name, mod 16384. */
+export function hashSlot(keyName: string): number {
+  let bytes = Buffer.from(keyName, 'utf8');
+  const open = bytes.indexOf(0x7b);
+  if (open >= 0) {
+    const close = bytes.indexOf(0x7d, open + 1);
+    if (close > open + 1) bytes = bytes.subarray(open + 1, close);
+  }
+  let crc = 0;
+  for (const b of bytes) crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[((crc >> 8) ^ b) & 0xff]!;
+  return crc & 0x3fff;
+}
+
 interface GroupRuntime {
   plan: TileGroupPlan;
   /** The group's slot layout as APPLY_SCRIPT parses it. */
@@ -518,6 +761,9 @@ function viewRuntime(view: ViewPlan): ViewRuntime {
   return { view, groups, fingerprint };
 }
 
+/** APPLY_SCRIPT's reply (see there). */
+type ApplyReply = [applied: number, late: number, delta: number, fenced: number, newKeys: number[], refused: [number, ...Buffer[]][], lateKeys: number[]];
+
 interface BufferEval {
   evalshaBuffer(...args: (string | number | Buffer)[]): Promise<unknown>;
   evalBuffer(...args: (string | number | Buffer)[]): Promise<unknown>;
@@ -532,6 +778,7 @@ export class RedisOnlineStore implements OnlineStore {
   private readonly views = new Map<string, ViewRuntime>();
   private readonly metaKey: string;
   private readonly ownsClient: boolean;
+  private readonly maxKeysPerCall: number;
   private readiness: Promise<void> | null = null;
 
   constructor(
@@ -544,6 +791,10 @@ export class RedisOnlineStore implements OnlineStore {
       throw new RedisStoreError('TM_STORE_BAD_CONFIG', `Redis key prefix ${JSON.stringify(this.prefix)} must be non-empty and contain no { or }`, { prefix: this.prefix });
     }
     this.ownsClient = options.ownsClient ?? false;
+    this.maxKeysPerCall = options.maxKeysPerCall ?? 64;
+    if (!Number.isInteger(this.maxKeysPerCall) || this.maxKeysPerCall < 1 || this.maxKeysPerCall > 65_535) {
+      throw new RedisStoreError('TM_STORE_BAD_CONFIG', `maxKeysPerCall must be an integer from 1 to 65535, got ${this.maxKeysPerCall}`, { maxKeysPerCall: this.maxKeysPerCall });
+    }
     this.metaKey = `${this.prefix}:{meta}`;
     for (const view of registry.views) this.views.set(view.name, viewRuntime(view));
   }
@@ -604,55 +855,184 @@ export class RedisOnlineStore implements OnlineStore {
   }
 
   async apply(batch: TileBatch): Promise<RedisApplyResult> {
+    const result = await this.applyKeys(batch, false);
+    return { appliedUpdates: result.appliedUpdates, lateTileEvents: result.lateTileEvents, fencedKeys: result.fencedKeys, watermarkMs: result.watermarkMs };
+  }
+
+  /**
+   * Apply key updates each under compare-and-set fences (CasFence, and the file header): a key
+   * whose stored fence of one of its partitions is past that fence's `appliedThrough` is left
+   * untouched and reported in `refused` with its stored fences; the others are merged and fenced.
+   * The watermark moves only when no key was refused (and no call failed).
+   */
+  async applyConditional(batch: ConditionalTileBatch): Promise<ConditionalApplyResult> {
+    return this.applyKeys(batch, true);
+  }
+
+  private async applyKeys(batch: TileBatch, conditional: boolean): Promise<ConditionalApplyResult> {
     await this.ready();
     // Validate the whole batch before writing any of it.
-    for (const key of batch.keys) this.checkUpdate(key);
+    for (const key of batch.keys) this.checkUpdate(key, conditional);
     // Lateness is judged against the watermark before this batch, so a batch is never late to itself.
     const horizonWatermark = await this.watermarkMs();
-    const trimArgs = new Map<string, Map<number, string>>();
+    const trims = new Map<string, Map<number, number>>();
     for (const [name, r] of this.views) {
-      trimArgs.set(name, new Map([...r.groups].map(([hop, g]) => [hop, String(trimTileIndex(g.plan, horizonWatermark) ?? '')])));
+      trims.set(name, new Map([...r.groups].map(([hop, g]) => [hop, trimTileIndex(g.plan, horizonWatermark) ?? Number.NaN])));
     }
-    const replies = await Promise.allSettled(batch.keys.map((key) => this.applyKey(key, trimArgs.get(key.view)!)));
+    const calls = this.planCalls(batch.keys);
+    const replies = await Promise.allSettled(calls.map((members) => this.applyCall(batch.keys, members, trims, conditional)));
 
-    const result: RedisApplyResult = { appliedUpdates: 0, lateTileEvents: 0, fencedKeys: 0 };
+    const result: ConditionalApplyResult = { appliedUpdates: 0, lateTileEvents: 0, fencedKeys: 0, refused: [], lateKeys: [], watermarkMs: horizonWatermark };
     let tileDelta = 0;
     const newKeys = new Map<string, number>();
     let failure: PromiseRejectedResult | null = null;
-    for (let i = 0; i < replies.length; i++) {
-      const r = replies[i]!;
+    for (let c = 0; c < calls.length; c++) {
+      const r = replies[c]!;
       if (r.status === 'rejected') {
         failure ??= r;
         continue;
       }
-      const [fenced, isNew, applied, late, delta] = r.value;
-      result.fencedKeys += fenced!;
-      result.appliedUpdates += applied!;
-      result.lateTileEvents += late!;
-      tileDelta += delta!;
-      if (isNew === 1) newKeys.set(batch.keys[i]!.view, (newKeys.get(batch.keys[i]!.view) ?? 0) + 1);
+      const [applied, late, delta, fenced, created, refused, lateKeys] = r.value;
+      const members = calls[c]!;
+      result.appliedUpdates += applied;
+      result.lateTileEvents += late;
+      result.fencedKeys += fenced;
+      tileDelta += delta;
+      for (const i of created) {
+        const view = batch.keys[members[i]!]!.view;
+        newKeys.set(view, (newKeys.get(view) ?? 0) + 1);
+      }
+      for (const [index, ...stored] of refused) result.refused.push({ key: members[index as number]!, storedFences: stored.map((f) => Number(String(f))) });
+      for (let j = 0; j < lateKeys.length; j += 2) result.lateKeys.push({ key: members[lateKeys[j]!]!, lateTileEvents: lateKeys[j + 1]! });
     }
+    result.refused.sort((x, y) => x.key - y.key);
+    result.lateKeys.sort((x, y) => x.key - y.key);
     // The watermark moves only once every key of the batch is written; the counters follow
-    // whatever was written, even when some keys failed (the caller retries those).
-    const watermarkArg = failure === null && batch.maxEventTimeMs !== null ? String(batch.maxEventTimeMs) : '';
+    // whatever was written, even when some keys failed or were refused (the caller retries those).
+    const complete = failure === null && result.refused.length === 0;
+    const watermarkArg = complete && batch.maxEventTimeMs !== null ? String(batch.maxEventTimeMs) : '';
     if (watermarkArg !== '' || tileDelta !== 0 || newKeys.size > 0) {
       const args = [watermarkArg, String(tileDelta)];
       for (const [view, n] of newKeys) args.push(view, String(n));
       const meta = this.evalScript(SCRIPTS.meta, [this.metaKey], args);
-      if (failure === null) await meta;
-      else await meta.catch(() => undefined);
+      if (failure === null) {
+        const wm = String(await meta);
+        result.watermarkMs = wm === '' ? null : Number(wm);
+      } else await meta.catch(() => undefined);
     }
     if (failure !== null) throw failure.reason;
     return result;
   }
 
-  private checkUpdate(key: KeyTileUpdates): void {
+  /**
+   * Which keys go into which script call: in batch order, at most maxKeysPerCall keys per call;
+   * on a Cluster, the keys of one call share a hash slot (a script may only touch one slot).
+   */
+  private planCalls(keys: readonly KeyTileUpdates[]): number[][] {
+    const calls: number[][] = [];
+    const open = new Map<number, number[]>();
+    for (let i = 0; i < keys.length; i++) {
+      const slot = this.client instanceof Cluster ? hashSlot(this.keyHashKey(keys[i]!.view, keys[i]!.entityKey)) : 0;
+      let members = open.get(slot);
+      if (!members) {
+        members = [];
+        open.set(slot, members);
+        calls.push(members);
+      }
+      members.push(i);
+      if (members.length >= this.maxKeysPerCall) open.delete(slot);
+    }
+    return calls;
+  }
+
+  /**
+   * One EVALSHA of APPLY_SCRIPT for the keys `members` (indexes into `keys`). The apply blob, all
+   * little-endian: u32 key count; per key: u32 byte length of the rest of its record, u8 fence mode
+   * (0 none, 1 plain, 2 compare-and-set), u16 group count; with a fence: u16 string-table index of
+   * its field, f64 fence offset, f64 appliedThrough (compare-and-set); per group: u16 string-table
+   * index of its layout (its lower-bound field `lo:<hop>` follows it) and f64 trim index (NaN for
+   * none); then per group: u32 tile count and per tile: f64 tile index, u32 events, u32 packed
+   * length, the packed tile.
+   */
+  private async applyCall(keys: readonly KeyTileUpdates[], members: readonly number[], trims: ReadonlyMap<string, ReadonlyMap<number, number>>, conditional: boolean): Promise<ApplyReply> {
+    // The string table (ARGV[2...]): fence fields, and per group its layout then its `lo:<hop>` field.
+    const table: string[] = [];
+    const fenceFields = new Map<string, number>();
+    const groupStrings = new Map<GroupRuntime, number>();
+    const redisKeys: string[] = [];
+    const w = new BlobWriter(8192);
+    w.u32(members.length);
+    for (const i of members) {
+      const key = keys[i]!;
+      const r = this.views.get(key.view)!;
+      const viewTrims = trims.get(key.view)!;
+      // Updates of one group go together, in batch order.
+      const byHop = new Map<number, TileUpdate[]>();
+      for (const u of key.tiles) {
+        const list = byHop.get(u.hopMs);
+        if (list) list.push(u);
+        else byHop.set(u.hopMs, [u]);
+      }
+      const fences: { source: string; partition: number; offset: number; appliedThrough: number }[] = conditional ? (key as ConditionalKeyTileUpdates).fences : key.fence ? [{ ...key.fence, appliedThrough: -1 }] : [];
+      const start = w.p;
+      w.u32(0);
+      w.u8(conditional ? 2 : fences.length > 0 ? 1 : 0);
+      w.u16(byHop.size);
+      w.u16(fences.length);
+      for (const f of fences) {
+        const field = `fence:${f.source}:${f.partition}`;
+        let at = fenceFields.get(field);
+        if (at === undefined) {
+          at = 2 + table.length;
+          table.push(field);
+          fenceFields.set(field, at);
+        }
+        w.u16(at);
+        w.f64(f.offset);
+        w.f64(f.appliedThrough);
+      }
+      redisKeys.push(this.keyHashKey(key.view, key.entityKey));
+      for (const hopMs of byHop.keys()) {
+        const g = r.groups.get(hopMs)!;
+        redisKeys.push(this.tilesKey(key.view, key.entityKey, hopMs));
+        let d = groupStrings.get(g);
+        if (d === undefined) {
+          d = 2 + table.length;
+          table.push(g.layout, `lo:${hopMs}`);
+          groupStrings.set(g, d);
+        }
+        w.u16(d);
+        w.f64(viewTrims.get(hopMs)!);
+      }
+      for (const updates of byHop.values()) {
+        w.u32(updates.length);
+        for (const u of updates) {
+          w.f64(u.tileIndex);
+          w.u32(u.events);
+          const at = w.p;
+          w.u32(0);
+          const size = w.tile(u.tile);
+          w.buf.writeUInt32LE(size, at);
+        }
+      }
+      w.buf.writeUInt32LE(w.p - start - 9, start);
+    }
+    return (await this.evalScript(SCRIPTS.apply, redisKeys, [w.bytes(), ...table])) as ApplyReply;
+  }
+
+  private checkUpdate(key: KeyTileUpdates, conditional: boolean): void {
     const r = this.views.get(key.view);
     if (!r) throw new RedisStoreError('TM_STORE_BAD_UPDATE', `tile update for unknown view ${key.view}`, { view: key.view });
+    // APPLY_SCRIPT reads a group's stored tiles at once, so a key has one update per tile.
+    const seen = new Map<number, Set<number>>();
     for (const u of key.tiles) {
       const g = r.groups.get(u.hopMs);
       if (!g) throw new RedisStoreError('TM_STORE_BAD_UPDATE', `tile update for unknown tile group ${key.view}/${u.hopMs}`, { view: key.view, hopMs: u.hopMs });
-      if (u.tile.nums.length !== g.plan.width || u.tile.vals.length !== g.plan.valueWidth || !Number.isSafeInteger(u.tileIndex)) {
+      let indexes = seen.get(u.hopMs);
+      if (!indexes) seen.set(u.hopMs, (indexes = new Set()));
+      if (indexes.has(u.tileIndex)) throw new RedisStoreError('TM_STORE_BAD_UPDATE', `two updates of tile ${key.view}/${u.hopMs}/${u.tileIndex} for key ${key.entityKey} in one batch`, { view: key.view, hopMs: u.hopMs });
+      indexes.add(u.tileIndex);
+      if (u.tile.nums.length !== g.plan.width || u.tile.vals.length !== g.plan.valueWidth || !Number.isSafeInteger(u.tileIndex) || !(u.events >= 0 && u.events <= 0xffffffff)) {
         throw new RedisStoreError('TM_STORE_BAD_UPDATE', `tile update ${key.view}/${u.hopMs}/${u.tileIndex} does not fit the group's layout`, { view: key.view, hopMs: u.hopMs });
       }
     }
@@ -660,26 +1040,22 @@ export class RedisOnlineStore implements OnlineStore {
     if (f && (f.source.length === 0 || !Number.isSafeInteger(f.partition) || f.partition < 0 || !Number.isSafeInteger(f.offset))) {
       throw new RedisStoreError('TM_STORE_BAD_UPDATE', `bad fence ${JSON.stringify(f)} on ${key.view} key ${key.entityKey}`, { view: key.view, fence: f });
     }
-  }
-
-  private async applyKey(key: KeyTileUpdates, trims: ReadonlyMap<number, string>): Promise<number[]> {
-    const r = this.views.get(key.view)!;
-    // Updates of one group go together, in batch order.
-    const byHop = new Map<number, (string | Buffer)[]>();
-    for (const u of key.tiles) {
-      let list = byHop.get(u.hopMs);
-      if (!list) byHop.set(u.hopMs, (list = []));
-      list.push(String(u.tileIndex), String(u.events), encodeTile(u.tile));
+    if (conditional) {
+      const fences = (key as Partial<ConditionalKeyTileUpdates>).fences;
+      const fields = new Set<string>();
+      const bad = (why: string): RedisStoreError =>
+        new RedisStoreError('TM_STORE_BAD_UPDATE', `conditional update of ${key.view} key ${key.entityKey}: ${why}`, { view: key.view, fences });
+      if (key.fence) throw bad('compare-and-set fences go in `fences`, not `fence`');
+      if (!Array.isArray(fences) || fences.length === 0 || fences.length > 65_535) throw bad('needs 1 to 65535 fences');
+      for (const c of fences) {
+        if (c.source.length === 0 || !Number.isSafeInteger(c.partition) || c.partition < 0 || !Number.isSafeInteger(c.offset) || !Number.isSafeInteger(c.appliedThrough) || c.appliedThrough < -1 || c.appliedThrough >= c.offset) {
+          throw bad(`bad fence ${JSON.stringify(c)} (integer offsets, -1 <= appliedThrough < offset)`);
+        }
+        const field = `${c.source}:${c.partition}`;
+        if (fields.has(field)) throw bad(`two fences of partition ${c.partition} of ${c.source}`);
+        fields.add(field);
+      }
     }
-    const keys = [this.keyHashKey(key.view, key.entityKey)];
-    const f = key.fence;
-    const args: (string | Buffer)[] = f ? [f.source, String(f.partition), String(f.offset)] : ['', '', ''];
-    args.push(String(byHop.size));
-    for (const [hopMs, list] of byHop) {
-      keys.push(this.tilesKey(key.view, key.entityKey, hopMs));
-      args.push(trims.get(hopMs)!, r.groups.get(hopMs)!.layout, String(list.length / 3), ...list);
-    }
-    return (await this.evalScript(SCRIPTS.apply, keys, args)) as number[];
   }
 
   async readTiles(view: string, entityKeys: readonly string[], ranges: readonly TileRange[]): Promise<(KeyTiles | null)[]> {

@@ -3,14 +3,14 @@
 // Materializers in one consumer group (started together: the mock's groups need that, see
 // ARCHITECTURE.md) into Redis; then every key of every view equals the reference at the
 // watermark, the dead-letter topic holds each bad record with its headers, the offsets are all
-// committed, and /healthz and /metrics tell the same story. Also: a redelivered range cut
-// differently from the first delivery changes nothing (the fence reasoning of kafka-materializer.ts).
+// committed, and /healthz and /metrics tell the same story (the freshness histogram included).
+// Redelivery and two writers of one partition: tests/kafka/fences.test.ts.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Partitioners, type Producer } from 'kafkajs';
 import { compileOrThrow } from '../../definitions/index.js';
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
-import { buildMaterializerServer, EventDecoder, FencedBatchBuilder, Materializer, redisAppliedOffsets } from '../../ingest/index.js';
+import { buildMaterializerServer, Materializer } from '../../ingest/index.js';
 import { RedisOnlineStore, createRedisClient, type RedisClient } from '../../online/index.js';
 import { startMockKafka } from '../support/kafka.js';
 import { loadFlightsFixture, type FlightsFixture } from '../support/flights.js';
@@ -44,6 +44,7 @@ describe('Kafka materializer into Redis (librdkafka mock cluster, redis-server)'
     // The bad records sit among the good ones, one kind per partition and more.
     const values = [...records];
     BAD_RECORDS.forEach((b, i) => values.splice(1000 + i * 3001, 0, b.value));
+    const producedAtMs = Date.now();
     await produce(producer, 'flights', values, PARTITIONS);
     await producer.disconnect();
 
@@ -57,7 +58,6 @@ describe('Kafka materializer into Redis (librdkafka mock cluster, redis-server)'
           groupId,
           clientId: `e2e-member-${m}`,
           store,
-          fences: redisAppliedOffsets(store),
           storeReady: () => redis.status === 'ready',
           sessionTimeoutMs: 10_000,
           heartbeatIntervalMs: 500,
@@ -114,6 +114,22 @@ describe('Kafka materializer into Redis (librdkafka mock cluster, redis-server)'
       const badLines = [...metrics.matchAll(/tidemark_materializer_bad_events_total\{source="flights",code="(\w+)"\} (\d+)/g)];
       const badOfMember0 = badLines.reduce((n, m) => n + Number(m[2]), 0);
       expect(badOfMember0).toBe(stats[0]!.badEvents);
+
+      // Freshness: one observation per good record of member 0, each between its produce time and now.
+      expect(metrics).toContain('# TYPE tidemark_materializer_freshness_seconds histogram');
+      const count = Number(/tidemark_materializer_freshness_seconds_count\{topic="flights"\} (\d+)/.exec(metrics)?.[1]);
+      const sum = Number(/tidemark_materializer_freshness_seconds_sum\{topic="flights"\} ([\d.e+-]+)/.exec(metrics)?.[1]);
+      expect(count).toBe(stats[0]!.events);
+      const elapsedS = (Date.now() - producedAtMs) / 1000;
+      expect(sum / count).toBeGreaterThan(0);
+      expect(sum / count).toBeLessThan(elapsedS + 5);
+      const inf = Number(/tidemark_materializer_freshness_seconds_bucket\{le="\+Inf",topic="flights"\} (\d+)/.exec(metrics)?.[1]);
+      expect(inf).toBe(count);
+      // The watermark gauge: the store's watermark after member 0's last write.
+      const gauge = Number(/tidemark_materializer_watermark_ms (\d+)/.exec(metrics)?.[1]);
+      expect(gauge).toBeGreaterThan(maxEventTime(fx) - 7 * 86_400_000);
+      expect(gauge).toBeLessThanOrEqual(maxEventTime(fx));
+      expect(metrics).toMatch(/tidemark_materializer_write_batches_count \d+/);
     } finally {
       await server.close();
       await Promise.all(members.map((m) => m.stop()));
@@ -134,7 +150,6 @@ describe('Kafka materializer into Redis (librdkafka mock cluster, redis-server)'
       brokers: mock.brokers,
       groupId: `layout-${randomUUID().slice(0, 8)}`,
       store,
-      fences: redisAppliedOffsets(store),
       processMetrics: false,
     });
     try {
@@ -146,46 +161,5 @@ describe('Kafka materializer into Redis (librdkafka mock cluster, redis-server)'
     } finally {
       await m.stop();
     }
-  });
-
-  it('a redelivered range cut differently from the first delivery is applied exactly once per key', async () => {
-    // The example of the kafka-materializer.ts header, on real flights: a first delivery applies
-    // offsets [0, 299] in batches of 100 of one partition; a redelivery from offset 0 comes as one
-    // batch [0, 599] (and then [0, 149] again). Every key must end up with each event once.
-    const store = new RedisOnlineStore(compiled.registry, redis, { prefix: `redeliver-${randomUUID().slice(0, 8)}` });
-    const fences = redisAppliedOffsets(store);
-    const builder = new FencedBatchBuilder(compiled.registry);
-    const decoder = new EventDecoder(compiled, 'flights');
-    const source = compiled.registry.sources[0]!;
-    const events = records.slice(0, 600).map((r, offset) => {
-      const d = decoder.decodeJson(r, { partition: 0, offset });
-      if (!d.ok) throw new Error(d.bad.reason);
-      return d.event;
-    });
-    const deliver = async (from: number, to: number): Promise<{ alreadyApplied: number }> => {
-      const run = events.slice(from, to + 1);
-      const keys = builder.keysOf(source, run);
-      const built = builder.build(source, 0, to, run, keys, await fences.appliedOffsets('flights', 0, keys));
-      await store.apply(built.batch);
-      return built;
-    };
-    for (const from of [0, 100, 200]) expect((await deliver(from, from + 99)).alreadyApplied).toBe(0);
-    const redelivery = await deliver(0, 599);
-    expect(redelivery.alreadyApplied).toBeGreaterThan(0);
-    expect((await deliver(0, 149)).alreadyApplied).toBe(150 * source.views.length);
-
-    const partial = await loadFlightsFixture(600);
-    const { mismatches, compared } = await compareWithReference(compiled, store, partial);
-    expect(mismatches.slice(0, 10)).toEqual([]);
-    expect(compared).toBeGreaterThan(500);
-
-    // The control: the same deliveries fenced only by batch end (no stored fences read) double-count.
-    const naive = new RedisOnlineStore(compiled.registry, redis, { prefix: `naive-${randomUUID().slice(0, 8)}` });
-    for (const [from, to] of [[0, 99], [100, 199], [200, 299], [0, 599]] as const) {
-      const run = events.slice(from, to + 1);
-      const keys = builder.keysOf(source, run);
-      await naive.apply(builder.build(source, 0, to, run, keys, keys.map(() => null)).batch);
-    }
-    expect((await compareWithReference(compiled, naive, partial)).mismatches.length).toBeGreaterThan(0);
   });
 });

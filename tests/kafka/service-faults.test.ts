@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Partitioners } from 'kafkajs';
 import { compileOrThrow } from '../../definitions/index.js';
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
-import { buildMaterializerServer, Materializer, redisAppliedOffsets } from '../../ingest/index.js';
+import { buildMaterializerServer, Materializer } from '../../ingest/index.js';
 import { RedisOnlineStore, createRedisClient, type RedisClient } from '../../online/index.js';
 import { startMockKafka } from '../support/kafka.js';
 import { loadFlightsFixture, type FlightsFixture } from '../support/flights.js';
@@ -37,7 +37,6 @@ function materializer(brokers: string[], store: RedisOnlineStore, redis: RedisCl
     brokers,
     groupId,
     store,
-    fences: redisAppliedOffsets(store),
     storeReady: () => redis.status === 'ready',
     sessionTimeoutMs: 10_000,
     heartbeatIntervalMs: 500,
