@@ -62,7 +62,7 @@ export async function runQuickstartMonitor(offline: OfflineStore, opts: { log: (
   const started = performance.now();
   const runner = await MonitorRunner.open(offline.executor, compiled, plan.name, { sinks: opts.sinks, externalURL: opts.externalURL });
   const evaluations = await runner.evaluate(plan.reference.toMs, toMs);
-  if (evaluations.length > 0) log(`  evaluated ${evaluations.length} days in ${((performance.now() - started) / 1000).toFixed(1)} s; results in the offline table tm_monitor_metrics`);
+  if (evaluations.length > 0) log(`  evaluated ${evaluations.length} weeks in ${((performance.now() - started) / 1000).toFixed(1)} s; results in the offline table tm_monitor_metrics`);
   else log('  already evaluated (results in tm_monitor_metrics); delete the data dir to start over');
   await printMonthlySummary(offline, plan.name, log);
   const alerts = runner.alerts.alerts();
@@ -80,13 +80,13 @@ async function printMonthlySummary(offline: OfflineStore, monitor: string, log: 
     `SELECT formatDateTime(window_end - INTERVAL 1 MILLISECOND, '%Y-%m', 'UTC') AS month,
             uniqExactIf(slice, metric = 'drift' AND drift IS NOT NULL AND slice != 'all') AS airports,
             uniqExactIf(slice, metric = 'drift' AND drift AND slice != 'all') AS drifted,
-            arraySlice(arraySort(x -> -x.2, groupArrayIf((replaceOne(slice, 'origin=', ''), round(value, 3)), metric = 'drift' AND drift AND slice != 'all' AND toDayOfMonth(window_end) = 15)), 1, 4) AS top,
+            arraySlice(arraySort(x -> -x.2, groupArrayIf((replaceOne(slice, 'origin=', ''), round(value, 3)), metric = 'drift' AND drift AND slice != 'all' AND toDayOfMonth(window_end) BETWEEN 15 AND 21)), 1, 4) AS top,
             avgIf(value, metric = 'auc' AND slice = 'all') AS auc
      FROM tm_monitor_metrics FINAL WHERE monitor = {monitor:String} AND window_ms = 604800000 AND (metric = 'auc' OR (metric = 'drift' AND feature = 'delay'))
      GROUP BY month ORDER BY month`,
     { monitor },
   );
-  log('  month    airports  drifted on delay (7d)  largest PSI on the 15th            model AUC (7d, all)');
+  log('  month    airports  drifted on delay (7d)  largest PSI, 3rd week             model AUC (7d, all)');
   for (const r of rows) {
     log(`  ${r.month}  ${String(r.airports).padStart(8)}  ${String(r.drifted).padStart(21)}  ${r.top.map(([a, p]) => `${a} ${p}`).join(', ').padEnd(34)} ${r.auc === null ? '-' : r.auc.toFixed(3)}`);
   }

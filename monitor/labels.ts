@@ -82,9 +82,9 @@ FROM (SELECT *, sum(neg) OVER (PARTITION BY k, w, slice ORDER BY s ROWS BETWEEN 
 GROUP BY k, w, slice ORDER BY k, w, slice`;
 }
 
-/** Labels in [{from}, {to}) whose id no prediction made before {to} carries. */
-export function orphanLabelsSql(labels: LabelPlan): string {
-  return `SELECT count() AS n FROM ${ident(eventTable(labels.labels))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {to:Int64} AND toString(${ident(labels.labelIdField)}) NOT IN (SELECT toString(${ident(labels.predictionIdField)}) FROM ${ident(eventTable(labels.predictions))} WHERE ${COMPLETED_LOADS} AND __ts < {to:Int64})`;
+/** Labels per interval bucket over [{from}, {to}) whose id no prediction in the store carries. */
+export function orphanLabelsSql(plan: MonitorPlan, labels: LabelPlan): string {
+  return `SELECT intDiv(__ts, ${plan.intervalMs}) AS b, count() AS n FROM ${ident(eventTable(labels.labels))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {to:Int64} AND toString(${ident(labels.labelIdField)}) NOT IN (SELECT toString(${ident(labels.predictionIdField)}) FROM ${ident(eventTable(labels.predictions))} WHERE ${COMPLETED_LOADS}) GROUP BY b`;
 }
 
 /** Final metrics from one aggregated row (scikit-learn's definitions; zero_division gives 0 as sklearn's default does). */

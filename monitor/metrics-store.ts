@@ -93,10 +93,10 @@ export async function queryMetrics(executor: OfflineExecutor, q: MetricQuery): P
     params.toMs = q.toMs;
   }
   if (q.driftOnly) where.push('drift = true');
-  const rows = await executor.rows<Omit<MetricRecord, 'detail'> & { detail: string }>(
-    `SELECT monitor, version, metric, feature, slice, window_ms, formatDateTime(window_end, '%Y-%m-%dT%H:%i:%S.%fZ', 'UTC') AS window_end, value, n_ref, n_cur, ks, ks_error_bound, p_value, q_value, drift, detail ` +
+  const rows = await executor.rows<Omit<MetricRecord, 'detail' | 'window_end'> & { end_ms: number; detail: string }>(
+    `SELECT monitor, version, metric, feature, slice, window_ms, toUnixTimestamp64Milli(window_end) AS end_ms, value, n_ref, n_cur, ks, ks_error_bound, p_value, q_value, drift, detail ` +
       `FROM ${METRICS_TABLE} FINAL ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY window_end DESC, metric, feature, slice LIMIT {limit:UInt32}`,
     params,
   );
-  return rows.map((r) => ({ ...r, detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : {} }));
+  return rows.map(({ end_ms, ...r }) => ({ ...r, window_end: new Date(end_ms).toISOString(), detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : {} }));
 }

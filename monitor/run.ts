@@ -80,11 +80,12 @@ export class MonitorRunner {
     const out: EvaluationSummary[] = [];
     if (toMs <= start) return out;
     const labels = this.plan.labels ? await evaluateLabels(this.executor, this.plan, start, toMs) : new Map<number, LabelMetricsResult[]>();
+    const orphans = this.plan.labels ? await this.orphanLabelBuckets(start, toMs) : null;
     for await (const drift of evaluateDrift(this.executor, this.compiled, this.plan, this.profile, start, toMs)) {
       const T = drift.windowEndMs;
       const rows: MetricRow[] = drift.results.map((r) => this.driftRow(r));
       for (const l of labels.get(T) ?? []) rows.push(...this.labelRows(l));
-      if (this.plan.labels) rows.push(...(await this.orphanRows(T)));
+      if (orphans) rows.push(...this.orphanRows(T, orphans));
       rows.push(await this.freshnessRow(T));
       await writeMetrics(this.executor, rows);
       const notifications = this.observe(T, rows);
@@ -142,13 +143,19 @@ export class MonitorRunner {
     }));
   }
 
-  private async orphanRows(T: number): Promise<MetricRow[]> {
-    return Promise.all(
-      this.plan.windowsMs.map(async (w) => {
-        const [row] = await this.executor.rows<{ n: number }>(orphanLabelsSql(this.plan.labels!), { from: T - w, to: T });
-        return this.plainRow('labels_without_prediction', w, T, row?.n ?? 0);
-      }),
-    );
+  /** Labels without a prediction, counted per interval bucket of label time (one query per evaluate call). */
+  private async orphanLabelBuckets(fromMs: number, toMs: number): Promise<Map<number, number>> {
+    const rows = await this.executor.rows<{ b: number; n: number }>(orphanLabelsSql(this.plan, this.plan.labels!), { from: fromMs - Math.max(...this.plan.windowsMs), to: toMs });
+    return new Map(rows.map((r) => [r.b, r.n]));
+  }
+
+  private orphanRows(T: number, buckets: ReadonlyMap<number, number>): MetricRow[] {
+    const last = T / this.plan.intervalMs - 1;
+    return this.plan.windowsMs.map((w) => {
+      let n = 0;
+      for (let b = last - w / this.plan.intervalMs + 1; b <= last; b++) n += buckets.get(b) ?? 0;
+      return this.plainRow('labels_without_prediction', w, T, n);
+    });
   }
 
   /** Freshness at T: T minus the latest event time before T of the monitored source. */

@@ -37,8 +37,8 @@ export const delayLabels = source({
 });
 
 /**
- * Drift of flight delays per origin airport against January 2001, evaluated daily over the last day
- * and the last week, and the delay model's quality once its labels are in.
+ * Drift of flight delays per origin airport against January 2001, evaluated weekly over the last
+ * week and the last four weeks, and the delay model's quality once its labels are in.
  */
 export const flightDelays = monitor({
   name: 'flight_delays',
@@ -57,8 +57,10 @@ export const flightDelays = monitor({
   ],
   slices: { origin: { field: 'origin' } },
   reference: { from: '2001-01-01T00:00:00Z', to: '2001-02-01T00:00:00Z' },
-  interval: '1d',
-  windows: ['1d', '7d'],
+  interval: '7d',
+  windows: ['7d', '28d'],
+  // Shifts smaller than PSI 0.1 are not worth a page here, however significant on a big airport.
+  drift: { psiFloor: 0.1 },
   labels: {
     predictions: delayPredictions,
     labels: delayLabels,
@@ -71,16 +73,17 @@ export const flightDelays = monitor({
     labelDelay: '1d',
   },
   slos: {
-    // Daily evaluations, so the policy's windows are days: page when the last 3 days and the last
-    // day both burn the budget 5x (every one of them drifted); ticket on a slower burn over a week.
+    // Weekly evaluations, so the policy's windows are weeks: page when the last 3 weeks and the
+    // last week both burn the budget more than 4.5x (all 3 drifted); ticket when more than 40% of
+    // the last 4 weeks and of the last 2 drifted.
     delay_distribution: {
       indicator: 'drift',
       feature: 'delay',
       objective: 0.8,
       window: '7d',
       policy: [
-        { severity: 'page', long: '3d', short: '1d', burnRate: 4.5 },
-        { severity: 'ticket', long: '7d', short: '2d', burnRate: 2 },
+        { severity: 'page', long: '21d', short: '7d', burnRate: 4.5 },
+        { severity: 'ticket', long: '28d', short: '14d', burnRate: 2 },
       ],
     },
     model_auc: {
@@ -89,16 +92,16 @@ export const flightDelays = monitor({
       objective: 0.9,
       window: '7d',
       policy: [
-        { severity: 'page', long: '3d', short: '1d', burnRate: 9 },
-        { severity: 'ticket', long: '7d', short: '2d', burnRate: 3 },
+        { severity: 'page', long: '21d', short: '7d', burnRate: 9 },
+        { severity: 'ticket', long: '28d', short: '14d', burnRate: 3 },
       ],
     },
     freshness: {
       indicator: 'freshness',
       max: '1h',
       objective: 0.99,
-      window: '1d',
-      policy: [{ severity: 'page', long: '2d', short: '1d', burnRate: 50 }],
+      window: '7d',
+      policy: [{ severity: 'page', long: '14d', short: '7d', burnRate: 50 }],
     },
   },
 });
