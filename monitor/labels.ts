@@ -68,7 +68,7 @@ export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan): string {
   return `WITH
 p AS (SELECT toString(${ident(labels.predictionIdField)}) AS id, __ts AS ts, toFloat64(${ident(labels.scoreField)}) AS s${sliceCols.map((c) => `, ${ident(c)}`).join('')} FROM ${pred} WHERE ${COMPLETED_LOADS} AND __ts >= ${pFrom} AND __ts < ${pTo} AND ${ident(labels.scoreField)} IS NOT NULL ORDER BY __ts LIMIT 1 BY id),
 l AS (SELECT toString(${ident(labels.labelIdField)}) AS id, __ts AS lts, toFloat64(${ident(labels.labelField)}) AS y FROM ${lab} WHERE ${COMPLETED_LOADS} AND __ts < ${pTo} + ${D} AND ${ident(labels.labelField)} IS NOT NULL AND id IN (SELECT id FROM p) ORDER BY __ts LIMIT 1 BY id),
-j AS (SELECT p.*, l.id = p.id AND l.lts < p.ts + ${D} AS has, l.y AS y FROM p LEFT JOIN l ON p.id = l.id),
+j AS (SELECT p.*, ifNull(l.id = p.id AND l.lts < p.ts + ${D}, false) AS has, l.y AS y FROM p LEFT JOIN l ON p.id = l.id),
 x AS (SELECT *, arrayJoin(${windows}) AS w, arrayJoin(range(toInt64(intDiv(ts + ${D}, ${I}) + 1), toInt64(intDiv(ts + ${D} + w, ${I}) + 1))) AS k, arrayJoin(${sliceArray(plan, 'j')}) AS slice FROM j),
 g AS (SELECT k, w, slice, s, countIf(has AND y = 1) AS pos, countIf(has AND y = 0) AS neg, countIf(has) AS lab, countIf(NOT has) AS unl,
       sumIf(abs(s - y), has) AS ae, sumIf((s - y) * (s - y), has) AS se FROM x WHERE k >= {kFirst:Int64} AND k <= {kLast:Int64} GROUP BY k, w, slice, s)
@@ -79,7 +79,7 @@ SELECT k, w, slice, sum(pos) AS positives, sum(neg) AS negatives, sum(lab) AS la
   sumIf(pos, s >= ${thr}) AS tp, sumIf(neg, s >= ${thr}) AS fp, sumIf(pos, s < ${thr}) AS fn, sumIf(neg, s < ${thr}) AS tn,
   sumKahan(ae) AS abs_error_sum, sumKahan(se) AS sq_error_sum
 FROM (SELECT *, sum(neg) OVER (PARTITION BY k, w, slice ORDER BY s ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS neg_below FROM g)
-GROUP BY k, w, slice ORDER BY k, w, slice`;
+GROUP BY k, w, slice ORDER BY k, w, slice SETTINGS join_use_nulls = 0`;
 }
 
 /** Labels per interval bucket over [{from}, {to}) whose id no prediction in the store carries. */
