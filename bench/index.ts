@@ -7,7 +7,11 @@
 //  3. offline: loading flights-3m into chDB; point-in-time datasets for a 1M-row airport spine
 //     (every origin_delays feature) and a 1M-row route spine (route_delays), next to DuckDB
 //     computing the same values from the same files; time, peak RSS, ratio, and a value check.
-// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline
+//  4. stream (bench/stream.ts): the Kafka materializer into Redis next to no-op Kafka consumers
+//     (kafkajs, @platformatic/kafka); reads served from Redis next to redis-benchmark sending the
+//     same commands; freshness from produce to visible at 5 000 events/s. Real services: Redis and
+//     Kafka from REDIS_URL / KAFKA_BROKERS, else started here as `npm test` starts them.
+// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream
 // runs one section.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,6 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { latencyAtRate, saturationRps, type LoadTarget } from './http-load.js';
+import { streamSection } from './stream.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RUN_TS = join(ROOT, 'bin', 'run-ts.mjs');
@@ -39,6 +44,7 @@ const only = process.env.BENCH_ONLY;
 if (!only || only === 'replay') await replaySection();
 if (!only || only === 'reads') await readsSection();
 if (!only || only === 'offline') await offlineSection();
+if (!only || only === 'stream') await streamSection({ runWorker, fmt, saturationMs: SATURATION_MS, latencyMs: LATENCY_MS });
 
 async function replaySection(): Promise<void> {
 console.log('');
