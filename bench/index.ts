@@ -11,7 +11,10 @@
 //     (kafkajs, @platformatic/kafka); reads served from Redis next to redis-benchmark sending the
 //     same commands; freshness from produce to visible at 5 000 events/s. Real services: Redis and
 //     Kafka from REDIS_URL / KAFKA_BROKERS, else started here as `npm test` starts them.
-// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream
+//  5. monitor (bench/monitor-worker.ts): one full drift evaluation of the flights monitor (10
+//     features x every origin airport, January reference, one window over February to June) next to
+//     a chDB scan of the same rows; and the weekly replay npm start runs. Time and peak RSS.
+// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor
 // runs one section.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -45,6 +48,27 @@ if (!only || only === 'replay') await replaySection();
 if (!only || only === 'reads') await readsSection();
 if (!only || only === 'offline') await offlineSection();
 if (!only || only === 'stream') await streamSection({ runWorker, fmt, saturationMs: SATURATION_MS, latencyMs: LATENCY_MS });
+if (!only || only === 'monitor') await monitorSection();
+
+async function monitorSection(): Promise<void> {
+  console.log('');
+  console.log('## Monitor: drift of 10 features x every origin airport over flights-3m');
+  const dir = mkdtempSync(join(tmpdir(), 'tidemark-bench-monitor-'));
+  const worker = (args: string[]): Promise<Record<string, number>> => runWorker(['bench/monitor-worker.ts', ...args]);
+  try {
+    await worker(['load', dir]);
+    const scan = await worker(['scan', dir]);
+    const drift = await worker(['drift', dir]);
+    const replay = await worker(['replay', dir]);
+    console.log('| measure | seconds | peak RSS | note |');
+    console.log('|---|---:|---:|---|');
+    console.log(`| baseline: one chDB pass over the same ${fmt(scan.rows!)} rows (count, 2 means, distinct destinations per airport) | ${fmt(scan.seconds!, 2)} | ${fmt(scan.peakRssMb!)} MB | |`);
+    console.log(`| full drift evaluation: January profile + one Feb-Jun window (target < 5 s) | ${fmt(drift.seconds!, 2)} | ${fmt(drift.peakRssMb!)} MB | ${fmt(drift.features!)} features x ${fmt(drift.slices!)} slices: ${fmt(drift.tests!)} tests, ${fmt(drift.drifted!)} drifted; profile ${fmt(drift.profileSeconds!, 2)} s |`);
+    console.log(`| npm start's monitor replay: ${fmt(replay.evaluations!)} weekly evaluations (drift, labels, freshness, alerts) | ${fmt(replay.seconds!, 2)} | ${fmt(replay.peakRssMb!)} MB | ${fmt(replay.metrics!)} metric rows |`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 async function replaySection(): Promise<void> {
 console.log('');
