@@ -24,6 +24,7 @@
 //    client is measured only against a real Kafka (KAFKA_BROKERS); the row says why otherwise.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -163,7 +164,7 @@ export async function streamSection(o: StreamSectionOptions): Promise<void> {
     }
     const events = Number(process.env.BENCH_STREAM_EVENTS ?? (kafka.controllable ? 200_000 : 1_000_000));
     const runs = Number(process.env.BENCH_STREAM_RUNS ?? 3);
-    console.log(`services: Kafka: ${kafkaName}; Redis: ${redisName}`);
+    console.log(`services: Kafka: ${kafkaName}; Redis: ${redisName}; load average (1 min) at the start: ${fmt(loadavg()[0]!, 2)}`);
 
     // 1. Throughput.
     const topic = `tidemark-bench-${runId}`;
@@ -217,6 +218,7 @@ export async function streamSection(o: StreamSectionOptions): Promise<void> {
 
     // 3. Freshness.
     await freshness(o, kafka, redisUrl, runId);
+    console.log(`load average (1 min) at the end: ${fmt(loadavg()[0]!, 2)} (the machine is shared: figures taken under load vary by tens of percent)`);
   } finally {
     for (const stop of stops.reverse()) await stop().catch((e: unknown) => console.error(`stream bench clean-up: ${e instanceof Error ? e.message : String(e)}`));
   }
