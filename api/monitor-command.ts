@@ -83,7 +83,11 @@ export function addMonitorCommand(program: Command): void {
           const from = opts.from ?? plan.reference.toMs;
           const to = opts.to ?? (await latestEventMs(store, plan.source)) + plan.intervalMs;
           console.log(`monitor ${plan.name}: replaying ${new Date(from).toISOString()} .. ${new Date(to).toISOString()} every ${formatDurationMs(plan.intervalMs)}, windows ${plan.windowsMs.map(formatDurationMs).join(', ')}`);
-          await runner.evaluate(from, to, print);
+          const done = await runner.evaluate(from, to, print);
+          if (done.length === 0) {
+            const last = await runner.lastEvaluatedMs();
+            console.log(`already evaluated up to ${last === null ? '-' : new Date(last).toISOString()} (table tm_monitor_metrics): nothing to do`);
+          }
           const firing = runner.alerts.alerts().filter((a) => a.status === 'firing');
           console.log(`done: ${firing.length} alerts firing at the end of the replay`);
           return;

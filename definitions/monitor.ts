@@ -41,6 +41,8 @@ export interface LabelSpec<P extends AnyObjectSchema, L extends AnyObjectSchema>
   threshold?: number;
   /** How long after its prediction a label may arrive; windows are evaluated this much later. */
   labelDelay: Duration;
+  /** SLOs judge a label metric only where at least this many predictions got labels; default 200. */
+  minLabelled?: number;
 }
 
 /** One SLO: an indicator judged good or bad per evaluation and slice, and its objective. */
@@ -162,6 +164,7 @@ export interface LabelPlan {
   kind: 'binary' | 'regression';
   threshold: number;
   labelDelayMs: number;
+  minLabelled: number;
 }
 
 export interface MonitorPlan {
@@ -394,6 +397,8 @@ function compileLabels(
   }
   if (spec.kind !== 'binary' && spec.kind !== 'regression') err('TM_DEF_BAD_MONITOR', at, `kind ${JSON.stringify(spec.kind)}`, 'use binary or regression');
   const threshold = spec.threshold ?? 0.5;
+  const minLabelled = spec.minLabelled ?? 200;
+  if (!Number.isInteger(minLabelled) || minLabelled < 1) err('TM_DEF_BAD_MONITOR', at, `minLabelled ${minLabelled} is not a positive integer`, 'e.g. minLabelled: 200');
   if (!Number.isFinite(threshold)) err('TM_DEF_BAD_MONITOR', at, `threshold ${threshold} is not a number`, 'e.g. threshold: 0.5');
   return {
     predictions: predictions?.name ?? '',
@@ -405,6 +410,7 @@ function compileLabels(
     kind: spec.kind,
     threshold,
     labelDelayMs: duration(spec.labelDelay, at, 'labelDelay') ?? 0,
+    minLabelled,
   };
 }
 

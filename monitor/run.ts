@@ -173,10 +173,10 @@ export class MonitorRunner {
   }
 
   /** Each SLO's observations at T from the metric rows of T. */
-  private observe(T: number, rows: readonly Pick<MetricRow, 'metric' | 'feature' | 'slice' | 'window_ms' | 'value' | 'ks' | 'drift' | 'detail'>[]): AlertNotification[] {
+  private observe(T: number, rows: readonly Pick<MetricRow, 'metric' | 'feature' | 'slice' | 'window_ms' | 'value' | 'ks' | 'drift' | 'n_cur' | 'detail'>[]): AlertNotification[] {
     const out: AlertNotification[] = [];
     for (const slo of this.plan.slos) {
-      for (const { labels, observation } of sloObservations(slo, T, rows)) out.push(...this.alerts.observe(slo.name, labels, observation));
+      for (const { labels, observation } of sloObservations(slo, T, rows, this.plan.labels?.minLabelled ?? 0)) out.push(...this.alerts.observe(slo.name, labels, observation));
     }
     return out;
   }
@@ -213,7 +213,8 @@ export function pickMonitor(compiled: CompiledDefinitions, name: string | undefi
 export function sloObservations(
   slo: SloPlan,
   T: number,
-  rows: readonly Pick<MetricRow, 'metric' | 'feature' | 'slice' | 'window_ms' | 'value' | 'ks' | 'drift' | 'detail'>[],
+  rows: readonly Pick<MetricRow, 'metric' | 'feature' | 'slice' | 'window_ms' | 'value' | 'ks' | 'drift' | 'n_cur' | 'detail'>[],
+  minLabelled: number,
 ): { labels: Record<string, string>; observation: SloObservation }[] {
   const out: { labels: Record<string, string>; observation: SloObservation }[] = [];
   const push = (labels: Record<string, string>, bad: boolean, value: number | null): void => {
@@ -236,6 +237,8 @@ export function sloObservations(
       continue;
     }
     if (r.metric !== slo.indicator || r.value === null) continue;
+    // A label metric over a handful of labels is noise, not a signal worth a page.
+    if (slo.indicator !== 'freshness' && r.n_cur < minLabelled) continue;
     const bad = slo.min !== null ? r.value < slo.min : r.value > slo.max!;
     push(slo.indicator === 'freshness' ? {} : { slice: r.slice }, bad, r.value);
   }
