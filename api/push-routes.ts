@@ -12,7 +12,7 @@
 // (Kafka has no multi-partition atomic write without transactions).
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { TidemarkError, type CompiledDefinitions, type TileBatch } from '../definitions/index.js';
+import { TidemarkError, type CompiledDefinitions, type ErrorCode, type TileBatch } from '../definitions/index.js';
 import { EventDecoder, TileBatchBuilder, type DecodedEvent } from '../ingest/index.js';
 
 /** What the push plugin needs of a Kafka producer (a kafkajs Producer fits). */
@@ -99,7 +99,7 @@ export const pushRoutes: FastifyPluginAsyncZod<PushRoutesOptions> = async (app, 
         return reply.status(503).send({
           statusCode: 503,
           error: 'Service Unavailable',
-          code: 'TM_PUSH_UNAVAILABLE',
+          code: 'TM_PUSH_UNAVAILABLE' satisfies ErrorCode,
           message: `${opts.producer ? `producing to Kafka topic ${source.topic}` : 'applying to the online store'} failed: ${e instanceof Error ? e.message : String(e)}; no event is reported accepted (some may have been written anyway: a retry can duplicate them)`,
           source: source.name,
         });

@@ -142,25 +142,59 @@ export class FencedBatchBuilder {
     if (runs.length === 1) {
       keyRuns = tiles.keys.map(() => [0]);
     } else {
-      // Which runs hold events of each key: per source and view, entity key -> run indexes.
-      const runsOfKey = new Map<string, Map<string, number[]>[]>();
-      runs.forEach((run, r) => {
-        let byView = runsOfKey.get(run.source.name);
-        if (!byView) runsOfKey.set(run.source.name, (byView = run.source.views.map(() => new Map())));
-        for (const e of run.events) {
-          for (let v = 0; v < byView.length; v++) {
-            const list = byView[v]!.get(e.viewKeys[v]!);
-            if (!list) byView[v]!.set(e.viewKeys[v]!, [r]);
-            else if (list[list.length - 1] !== r) list.push(r);
-          }
-        }
-      });
-      const viewIndex = new Map<string, number>();
-      for (const run of runs) run.source.views.forEach((name, v) => viewIndex.set(name, v));
-      keyRuns = tiles.keys.map((k) => runsOfKey.get(this.sourceOf(k.view))![viewIndex.get(k.view)!]!.get(k.entityKey)!);
+      // Which runs hold events of each key: per source and view, entity key -> a bit per run
+      // (runs are written 31 at most at a time here; more go through the general path).
+      keyRuns = runs.length <= 31 ? this.keyRunsByBits(runs, tiles.keys) : this.keyRunsByLists(runs, tiles.keys);
     }
     const keys = tiles.keys.map((k, i) => Object.assign(k, { fences: keyRuns[i]!.map(fenceOf) }));
     return { batch: { keys, eventCount: tiles.eventCount, maxEventTimeMs: tiles.maxEventTimeMs }, alreadyApplied: new Map(), keyRuns };
+  }
+
+  private keyRunsByBits(runs: readonly LogRun[], keys: readonly KeyTileUpdates[]): number[][] {
+    const bitsOfKey = new Map<string, Map<string, number>[]>();
+    runs.forEach((run, r) => {
+      let byView = bitsOfKey.get(run.source.name);
+      if (!byView) bitsOfKey.set(run.source.name, (byView = run.source.views.map(() => new Map())));
+      const bit = 1 << r;
+      for (const e of run.events) {
+        const viewKeys = e.viewKeys;
+        for (let v = 0; v < byView.length; v++) {
+          const m = byView[v]!;
+          const key = viewKeys[v]!;
+          m.set(key, (m.get(key) ?? 0) | bit);
+        }
+      }
+    });
+    const viewIndex = this.viewIndexes(runs);
+    return keys.map((k) => {
+      const bits = bitsOfKey.get(this.sourceOf(k.view))![viewIndex.get(k.view)!]!.get(k.entityKey)!;
+      const out: number[] = [];
+      for (let r = 0; r < runs.length; r++) if (bits & (1 << r)) out.push(r);
+      return out;
+    });
+  }
+
+  private keyRunsByLists(runs: readonly LogRun[], keys: readonly KeyTileUpdates[]): number[][] {
+    const runsOfKey = new Map<string, Map<string, number[]>[]>();
+    runs.forEach((run, r) => {
+      let byView = runsOfKey.get(run.source.name);
+      if (!byView) runsOfKey.set(run.source.name, (byView = run.source.views.map(() => new Map())));
+      for (const e of run.events) {
+        for (let v = 0; v < byView.length; v++) {
+          const list = byView[v]!.get(e.viewKeys[v]!);
+          if (!list) byView[v]!.set(e.viewKeys[v]!, [r]);
+          else if (list[list.length - 1] !== r) list.push(r);
+        }
+      }
+    });
+    const viewIndex = this.viewIndexes(runs);
+    return keys.map((k) => runsOfKey.get(this.sourceOf(k.view))![viewIndex.get(k.view)!]!.get(k.entityKey)!);
+  }
+
+  private viewIndexes(runs: readonly LogRun[]): Map<string, number> {
+    const viewIndex = new Map<string, number>();
+    for (const run of runs) run.source.views.forEach((name, v) => viewIndex.set(name, v));
+    return viewIndex;
   }
 
   /**

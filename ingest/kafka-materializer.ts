@@ -15,18 +15,26 @@
 // conditional on those fences. So a redelivered record never changes a value twice, and a
 // "zombie" (a member that stalled past its session timeout and still writes while the partition's
 // new owner writes too) can neither double-count nor lose an event: whichever writes a key first,
-// the other is refused on it. When refusals come back, the member heartbeats and drops the
-// batches it no longer owns (its group is rebalancing, or kafkajs marked the batch stale): it
-// does not commit them and leaves them to their owner.
+// the other is refused on it. When refusals come back, the member heartbeats; if its group is
+// rebalancing, it gives the batches up uncommitted and leaves them to the partitions' owners.
 //
-// Group commit (ingest/group-commit.ts): the batches of the partitions consumed at once
-// (partitionsConsumedConcurrently) that are ready while a store write runs go into the next write
-// together, one tile batch over all of them; the tiles they share are merged once per write, and
-// the store gets fewer, larger calls. Each Kafka batch is then committed by its own handler.
+// Write-behind with group commit (ingest/write-behind.ts): a decoded batch is queued and kafkajs
+// fetches on from its end while the store applies earlier batches, so decoding and the store's
+// work overlap. One writer takes the queue in order; each write takes every queued batch, at most
+// one per partition, as one tile batch (the tiles several partitions share are merged once per
+// write), then awaits their dead letters and commits their offsets together. A partition's batches
+// are written and committed one after the other, in offset order. Batches fetched before a group
+// join are not written or committed after it (the new generation fetches again from the committed
+// offsets), and once a batch of a partition is given up (its write or its dead letters failed past
+// the shutdown grace period, or the group was rebalancing), the later batches of that partition
+// fetched in the same generation are given up too: writing them would leave a hole behind their
+// fences. A full queue (the store is slow or down) holds the consumer back, heartbeating.
 //
-// Offsets. A batch's offset is committed only after its store writes, and its dead letters, were
-// acknowledged; a failed write or commit is retried with backoff (heartbeating meanwhile) and
-// reports the materializer degraded. The watermark lives in the store (moved by the apply).
+// Offsets. A batch's offset is committed only after its store write, and its dead letters, were
+// acknowledged (and those of every earlier batch of its partition); a failed write or commit is
+// retried with backoff and reports the materializer degraded. The watermark lives in the store
+// (moved by the apply). stop() fetches nothing more, writes and commits what is queued (retrying
+// for up to shutdownGraceMs), then leaves the group.
 //
 // Dead letters are delivered at least once: a crash (or a dropped batch) between producing a
 // batch's dead letters and committing its offset produces them again when the batch is
@@ -48,7 +56,7 @@ import { Counter, Gauge, Histogram, Registry as MetricsRegistry, collectDefaultM
 import { TidemarkError, type CompiledDefinitions, type SourcePlan } from '../definitions/index.js';
 import { EventDecoder, type BadEvent, type DecodedEvent } from './decode.js';
 import { applyRunsExactlyOnce, FencedBatchBuilder, type AppliedOffsetReader, type ConditionalStore, type LogRun } from './fences.js';
-import { GroupCommit } from './group-commit.js';
+import { WriteBehindQueue } from './write-behind.js';
 
 /** What the materializer needs of an online store: applies under compare-and-set fences (RedisOnlineStore). */
 export type MaterializerStore = ConditionalStore;
@@ -82,6 +90,8 @@ export interface MaterializerOptions {
   partitionsConsumedConcurrently?: number;
   /** Most bytes per partition per fetch (bounds a batch); default 1 MiB. */
   maxBytesPerPartition?: number;
+  /** Decoded batches waiting for their store write before the consumer is held back; default 2 x partitionsConsumedConcurrently. */
+  maxQueuedBatches?: number;
   /** Most bytes per fetch, all partitions of a broker together; default 16 MiB. */
   maxBytes?: number;
   /** Least bytes a fetch waits for (up to maxWaitTimeMs) before it returns; default 1. */
@@ -212,23 +222,26 @@ interface SourceRuntime {
   decoder: EventDecoder;
 }
 
-/** One Kafka batch waiting for its store write: its events, one run per source of the topic. */
+/** One Kafka batch between its decoding and its commit. */
 interface WriteUnit {
   topic: string;
   partition: number;
+  firstOffset: number;
+  lastOffset: number;
+  /** Its good events, one run per source of the topic that has some. */
   runs: LogRun[];
+  /** Decoded events and bad records per source of the topic (for the counters, after the commit). */
+  perSource: { source: string; events: number; badCodes: string[] }[];
+  /** Kafka timestamps of the records with a good event (freshness). */
+  goodTimestamps: number[];
+  /** Its dead letters being produced (retried); rejects when given up. */
+  deadLetters: Promise<void>;
+  /** The group generation (join count) it was fetched in. */
+  generation: number;
   payload: EachBatchPayload;
+  receivedAt: number;
 }
 
-interface WriteOutcome {
-  /** Why the batch was dropped uncommitted (this member no longer owns its partition), or null when written. */
-  dropped: Error | null;
-  /** Wall time when the store write covering the batch succeeded (ms). */
-  visibleAtMs: number;
-}
-
-/** A batch that kafkajs marked stale (a seek or a rebalance moved its partition). */
-class StaleBatch extends Error {}
 
 /** One member of the materializer consumer group. */
 export class Materializer {
@@ -247,6 +260,8 @@ export class Materializer {
   private readonly backoff: { initial: number; max: number };
 
   private stopping = false;
+  /** consumer.run() was called (pause() works from then on). */
+  private consuming = false;
   private stopped: Promise<boolean> | null = null;
   /** A batch was given up during stop() (its writes are fenced; it is redelivered later). */
   private abandoned = false;
@@ -260,8 +275,12 @@ export class Materializer {
   /** Rejects when the consumer crashed for good (restarts exhausted or a non-retriable error). */
   readonly done: Promise<never>;
   private readonly counts: MaterializerStats = { events: 0, badEvents: 0, lateTileEvents: 0, batches: 0, alreadyApplied: 0, refusedKeys: 0, droppedBatches: 0, batchesInFlight: 0 };
-  /** Store writes of the batches ready together (one unit per Kafka batch, at most one per partition). */
-  private readonly writes: GroupCommit<WriteUnit, WriteOutcome>;
+  /** Decoded batches waiting for, or in, their store write and commit. */
+  private readonly writes: WriteBehindQueue<WriteUnit>;
+  /** Group joins so far: batches of an earlier join are not written or committed (their partitions may have moved). */
+  private generation = 0;
+  /** `topic:partition` -> the generation in which one of its batches was given up: its later batches of that generation are given up too. */
+  private readonly brokenPartitions = new Map<string, number>();
 
   constructor(opts: MaterializerOptions) {
     this.opts = opts;
@@ -270,9 +289,11 @@ export class Materializer {
     this.backoff = opts.retryBackoffMs ?? { initial: 100, max: 5000 };
     this.metrics = new MaterializerMetrics(opts.processMetrics ?? true);
     this.builder = new FencedBatchBuilder(opts.compiled.registry);
-    this.writes = new GroupCommit(
+    const concurrency = opts.partitionsConsumedConcurrently ?? 8;
+    this.writes = new WriteBehindQueue(
       (units) => this.writeUnits(units),
       (unit) => `${unit.topic}:${unit.partition}`,
+      opts.maxQueuedBatches ?? 2 * concurrency,
     );
     for (const plan of opts.compiled.registry.sources) {
       const list = this.sourcesByTopic.get(plan.topic) ?? [];
@@ -330,6 +351,9 @@ export class Materializer {
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      // A new generation fetches from the committed offsets: what is queued from before is not written.
+      this.generation++;
+      this.brokenPartitions.clear();
       this.assigned = Object.fromEntries(Object.entries(e.payload.memberAssignment).map(([t, ps]) => [t, [...ps].sort((a, b) => a - b)]));
       this.problems.delete('group');
       this.problems.delete('consumer');
@@ -354,6 +378,7 @@ export class Materializer {
       partitionsConsumedConcurrently: o.partitionsConsumedConcurrently ?? 8,
       eachBatch: (payload) => this.handleBatch(payload),
     });
+    this.consuming = true;
     this.probeTimer = setInterval(() => void this.probe(), o.probeIntervalMs ?? 1_000);
     this.probeTimer.unref();
   }
@@ -380,6 +405,9 @@ export class Materializer {
         this.log('warn', `stop: ${what} failed`, { error: errorText(e) });
       }
     };
+    // Fetch nothing more; write and commit what is queued (retried until the grace period ends).
+    if (this.consuming) await step('consumer pause', async () => this.consumer?.pause(this.topics.map((topic) => ({ topic }))));
+    await this.writes.idle();
     // kafkajs waits for the batches in flight before it leaves the group.
     await step('consumer disconnect', async () => this.consumer?.disconnect());
     await step('producer disconnect', async () => this.producer?.disconnect());
@@ -392,6 +420,14 @@ export class Materializer {
     if (this.failure !== null) return;
     this.failure = e;
     this.log('error', 'materializer failed', { error: errorText(e) });
+    // Fetch nothing more (stop() leaves the group).
+    if (this.consuming) {
+      try {
+        this.consumer?.pause(this.topics.map((topic) => ({ topic })));
+      } catch {
+        // not running: nothing to pause
+      }
+    }
     this.updateHealthGauge();
     this.failed(e);
   }
@@ -434,11 +470,11 @@ export class Materializer {
   }
 
   /**
-   * Run `op` until it succeeds, with backoff, heartbeating between attempts. Gives up (throws)
-   * when the group is rebalancing (the batch is abandoned; its writes are fenced) or when stopping
-   * past the grace period.
+   * Run `op` until it succeeds, with backoff, heartbeating between attempts (`beat`). Gives up
+   * (throws) when `abortOn` says so, when a heartbeat finds the group rebalancing, or when
+   * stopping past the grace period.
    */
-  private async retry<T>(what: string, payload: EachBatchPayload, op: () => Promise<T>, abortOn: (e: unknown) => boolean = () => false): Promise<T> {
+  private async retry<T>(what: string, op: () => Promise<T>, options: { beat?: () => Promise<void>; abortOn?: (e: unknown) => boolean; giveUp?: () => boolean } = {}): Promise<T> {
     let delay = this.backoff.initial;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -447,7 +483,7 @@ export class Materializer {
         this.setProblem(what, null);
         return result;
       } catch (e) {
-        if (abortOn(e)) throw e;
+        if (options.abortOn?.(e)) throw e;
         this.setProblem(what, `${what} failing: ${errorText(e)}`);
         this.metrics.retries.inc({ operation: what });
         if (attempt === 1 || attempt % 10 === 0) this.log('warn', `${what} failed; retrying`, { attempt, error: errorText(e) });
@@ -455,34 +491,30 @@ export class Materializer {
           this.abandoned = true;
           throw new RetryAborted(`${what}: still failing when the shutdown grace period ran out: ${errorText(e)}`);
         }
+        if (options.giveUp?.()) throw new RetryAborted(`${what}: given up (${errorText(e)})`);
         await sleep(delay);
         delay = Math.min(this.backoff.max, delay * 2);
         try {
-          await payload.heartbeat();
+          await options.beat?.();
         } catch (h) {
-          // A broker that is down fails heartbeats too: keep retrying. A rebalance ends the batch.
+          // A broker that is down fails heartbeats too: keep retrying. A rebalance ends it.
           if (isRebalance(h)) throw h;
         }
       }
     }
   }
 
+  /**
+   * One Kafka batch: decode it, wait for room in the write-behind queue (heartbeating), queue it
+   * and let kafkajs fetch on from its end. Its store write, dead letters and commit happen in
+   * writeUnits, after those of the partition's earlier batches.
+   */
   private async handleBatch(payload: EachBatchPayload): Promise<void> {
-    if (payload.batch.messages.length === 0) return;
-    this.counts.batchesInFlight++;
-    this.metrics.inFlight.inc();
-    try {
-      await this.processBatch(payload);
-    } finally {
-      this.counts.batchesInFlight--;
-      this.metrics.inFlight.dec();
-    }
-  }
-
-  private async processBatch(payload: EachBatchPayload): Promise<void> {
     const { batch } = payload;
     const messages = batch.messages;
-    const started = performance.now();
+    if (messages.length === 0 || this.stopping || this.failure !== null) return;
+    const receivedAt = performance.now();
+    const generation = this.generation;
     const { topic, partition } = batch;
     const firstOffset = Number(messages[0]!.offset);
     const lastOffset = Number(messages[messages.length - 1]!.offset);
@@ -505,52 +537,183 @@ export class Materializer {
       }
       if (good) goodTimestamps.push(Number(message.timestamp));
     }
-    const runs: LogRun[] = sources.map((s, i) => ({ source: s.plan, partition, firstOffset, lastOffset, events: decoded[i]!.events })).filter((r) => r.events.length > 0);
 
-    // Heartbeat while the writes run, so a slow store does not cost the group membership.
+    this.counts.batchesInFlight++;
+    this.metrics.inFlight.inc();
+    // Heartbeat while the queue is full (the store is slow or down), so the group keeps this member.
     const beat = setInterval(() => {
       payload.heartbeat().catch(() => undefined);
     }, this.opts.heartbeatIntervalMs ?? 3_000);
-    let outcome: WriteOutcome;
     try {
-      const writes = await Promise.allSettled([
-        this.retry('dead letters', payload, () => this.sendDeadLetters(topic, sources, decoded.map((d) => d.bad))),
-        runs.length === 0 ? Promise.resolve({ dropped: null, visibleAtMs: Date.now() }) : this.retry('online store write', payload, () => this.writes.submit({ topic, partition, runs, payload }), (e) => this.abortWrite(e)),
-      ]);
-      for (const w of writes) if (w.status === 'rejected') throw w.reason;
-      outcome = (writes[1] as PromiseFulfilledResult<WriteOutcome>).value;
+      await this.writes.room();
     } finally {
       clearInterval(beat);
     }
-    if (outcome.dropped !== null) {
-      this.counts.droppedBatches++;
-      this.metrics.droppedBatches.inc({ topic });
-      this.log('warn', 'batch dropped uncommitted: this member no longer owns its partition', { topic, partition, firstOffset, lastOffset, reason: errorText(outcome.dropped) });
-      // A rebalance error makes kafkajs rejoin the group; a stale batch is simply left behind.
-      if (outcome.dropped instanceof StaleBatch) return;
-      throw outcome.dropped;
+    if (this.stopping || this.failure !== null || generation !== this.generation) {
+      // Not queued: fetched again later, by this member or the partition's new owner.
+      this.counts.batchesInFlight--;
+      this.metrics.inFlight.dec();
+      return;
     }
-    const freshness = this.metrics.freshness.labels({ topic });
-    for (const ts of goodTimestamps) freshness.observe(Math.max(0, outcome.visibleAtMs - ts) / 1000);
-
-    // Everything of the batch is written: now, and only now, its offsets may be committed.
-    payload.resolveOffset(messages[messages.length - 1]!.offset);
-    const next = String(lastOffset + 1);
-    await this.retry('offset commit', payload, () => payload.commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset: next }] }] }), isRebalance);
-    this.committed.set(`${topic}:${partition}`, lastOffset + 1);
-    this.metrics.committedOffset.set({ topic, partition: String(partition) }, lastOffset + 1);
-    this.consecutiveRestarts = 0;
-
-    sources.forEach((s, i) => {
-      const d = decoded[i]!;
-      this.counts.events += d.events.length;
-      this.counts.badEvents += d.bad.length;
-      this.metrics.events.inc({ source: s.plan.name }, d.events.length);
-      for (const b of d.bad) this.metrics.badEvents.inc({ source: s.plan.name, code: b.bad.code });
+    const deadLetters = this.retry('dead letters', () => this.sendDeadLetters(topic, sources, decoded.map((d) => d.bad)), { beat: () => payload.heartbeat() });
+    deadLetters.catch(() => undefined);
+    this.writes.push({
+      topic,
+      partition,
+      firstOffset,
+      lastOffset,
+      runs: sources.map((s, i) => ({ source: s.plan, partition, firstOffset, lastOffset, events: decoded[i]!.events })).filter((r) => r.events.length > 0),
+      perSource: sources.map((s, i) => ({ source: s.plan.name, events: decoded[i]!.events.length, badCodes: decoded[i]!.bad.map((b) => b.bad.code) })),
+      goodTimestamps,
+      deadLetters,
+      generation,
+      payload,
+      receivedAt,
     });
-    this.counts.batches++;
-    this.metrics.batches.inc({ topic });
-    this.metrics.batchSeconds.observe({ topic }, (performance.now() - started) / 1000);
+    // Fetch on from the batch's end; the commit comes after the write.
+    payload.resolveOffset(messages[messages.length - 1]!.offset);
+  }
+
+  /** Whether a batch can no longer be written and committed: fetched in an earlier generation, or after a batch of its partition was given up. */
+  private isStale(unit: WriteUnit): boolean {
+    return unit.generation !== this.generation || this.brokenPartitions.get(`${unit.topic}:${unit.partition}`) === unit.generation;
+  }
+
+  /** Give a batch up uncommitted, and the later batches of its partition in this generation with it. */
+  private giveUp(unit: WriteUnit, why: string, dropped: boolean): void {
+    this.brokenPartitions.set(`${unit.topic}:${unit.partition}`, unit.generation);
+    if (dropped) {
+      this.counts.droppedBatches++;
+      this.metrics.droppedBatches.inc({ topic: unit.topic });
+    }
+    this.log('warn', 'batch given up uncommitted (it is redelivered, and deduplicated by the fences)', { topic: unit.topic, partition: unit.partition, firstOffset: unit.firstOffset, lastOffset: unit.lastOffset, why });
+  }
+
+  /** A queued batch is done with (committed or given up). */
+  private finish(): void {
+    this.counts.batchesInFlight--;
+    this.metrics.inFlight.dec();
+  }
+
+  /**
+   * One write of the batches queued together (writes.ts): applied exactly once per key
+   * (fences.ts), retried until written; then their dead letters are awaited and their offsets
+   * committed together. When keys are refused, the batches involved are checked for ownership
+   * (a heartbeat) and, if the group is rebalancing, given up. Never throws.
+   */
+  private async writeUnits(queued: WriteUnit[]): Promise<void> {
+    let units = queued.filter((u) => {
+      if (!this.isStale(u)) return true;
+      this.finish();
+      return false;
+    });
+    const written = units.length;
+    try {
+      if (units.length === 0) return;
+      // The store write, retried; batches that go stale meanwhile (a rebalance) leave the write.
+      let lost: Error | null = null;
+      const result = await this.retry(
+        'online store write',
+        async () => {
+          units = units.filter((u) => !this.isStale(u));
+          if (units.length === 0) return null;
+          const runs = units.flatMap((u) => u.runs);
+          return applyRunsExactlyOnce(this.opts.store, this.builder, runs, {
+            dropRuns: async () => {
+              // Refused keys: a redelivery, or another writer. If this member lost its
+              // partitions (the group is rebalancing), none of these batches may be committed.
+              try {
+                await units[0]!.payload.heartbeat();
+              } catch (e) {
+                if (isRebalance(e)) {
+                  lost = e as Error;
+                  return new Set(runs.map((_, r) => r));
+                }
+              }
+              return new Set<number>();
+            },
+          });
+        },
+        { abortOn: (e) => this.abortWrite(e), giveUp: () => units.every((u) => this.isStale(u)) },
+      ).catch((e: unknown) => {
+        for (const u of units) if (!this.isStale(u)) this.giveUp(u, `store write: ${errorText(e)}`, false);
+        return null;
+      });
+      if (result === null) return;
+      const visibleAtMs = Date.now();
+      this.metrics.writeBatches.observe(units.length);
+      if (result.watermarkMs !== null) this.metrics.watermark.set(result.watermarkMs);
+      for (const [source, n] of result.lateTileEvents) {
+        this.counts.lateTileEvents += n;
+        this.metrics.lateTileEvents.inc({ source }, n);
+      }
+      for (const [source, n] of result.alreadyApplied) {
+        this.counts.alreadyApplied += n;
+        this.metrics.alreadyApplied.inc({ source }, n);
+      }
+      for (const [round, bySource] of [['first', result.refusedFirstRound], ['later', result.refusedLaterRounds]] as const) {
+        for (const [source, n] of bySource) {
+          this.counts.refusedKeys += n;
+          this.metrics.refusedKeys.inc({ source, round }, n);
+        }
+      }
+      if (result.refusedLaterRounds.size > 0) {
+        this.log('warn', 'another writer moved the fences of keys of these partitions while this member wrote them (a member that lost its partitions and still writes?); rebuilt and applied exactly once', {
+          partitions: units.map((u) => `${u.topic}/${u.partition}`),
+          rounds: result.rounds,
+        });
+      }
+      if (lost !== null) {
+        for (const u of units) this.giveUp(u, `the group is rebalancing: ${errorText(lost)}`, true);
+        return;
+      }
+
+      // Dead letters, then the commit: only batches whose dead letters are all delivered.
+      const committable: WriteUnit[] = [];
+      for (const u of units) {
+        try {
+          await u.deadLetters;
+          committable.push(u);
+        } catch (e) {
+          this.giveUp(u, `dead letters: ${errorText(e)}`, false);
+        }
+      }
+      const toCommit = committable.filter((u) => !this.isStale(u));
+      if (toCommit.length === 0) return;
+      const byTopic = new Map<string, { partition: number; offset: string }[]>();
+      for (const u of toCommit) {
+        const list = byTopic.get(u.topic) ?? [];
+        list.push({ partition: u.partition, offset: String(u.lastOffset + 1) });
+        byTopic.set(u.topic, list);
+      }
+      const topics = [...byTopic].map(([topic, partitions]) => ({ topic, partitions }));
+      const committed = await this.retry('offset commit', () => toCommit[0]!.payload.commitOffsetsIfNecessary({ topics }), { abortOn: isRebalance, giveUp: () => toCommit.some((u) => this.isStale(u)) }).then(
+        () => true,
+        (e: unknown) => {
+          for (const u of toCommit) this.giveUp(u, `offset commit: ${errorText(e)}`, false);
+          return false;
+        },
+      );
+      if (!committed) return;
+      this.consecutiveRestarts = 0;
+      for (const u of toCommit) {
+        this.committed.set(`${u.topic}:${u.partition}`, u.lastOffset + 1);
+        this.metrics.committedOffset.set({ topic: u.topic, partition: String(u.partition) }, u.lastOffset + 1);
+        const freshness = this.metrics.freshness.labels({ topic: u.topic });
+        for (const ts of u.goodTimestamps) freshness.observe(Math.max(0, visibleAtMs - ts) / 1000);
+        for (const s of u.perSource) {
+          this.counts.events += s.events;
+          this.counts.badEvents += s.badCodes.length;
+          this.metrics.events.inc({ source: s.source }, s.events);
+          for (const code of s.badCodes) this.metrics.badEvents.inc({ source: s.source, code });
+        }
+        this.counts.batches++;
+        this.metrics.batches.inc({ topic: u.topic });
+        this.metrics.batchSeconds.observe({ topic: u.topic }, (performance.now() - u.receivedAt) / 1000);
+      }
+    } finally {
+      for (let i = 0; i < written; i++) this.finish();
+    }
   }
 
   /** Whether a failed store write ends the batch's retries: fatal store errors fail the materializer. */
@@ -558,58 +721,6 @@ export class Materializer {
     if (!isFatalStoreError(e)) return false;
     this.fail(e as Error);
     return true;
-  }
-
-  /**
-   * One group commit: the batches ready together, applied exactly once per key (fences.ts). When
-   * keys are refused, the batches involved are checked for ownership (a heartbeat, kafkajs'
-   * stale flag) and those no longer owned are dropped.
-   */
-  private async writeUnits(units: readonly WriteUnit[]): Promise<WriteOutcome[]> {
-    const runs = units.flatMap((u) => u.runs);
-    const unitOfRun = units.flatMap((u, i) => u.runs.map(() => i));
-    const droppedUnits = new Map<number, Error>();
-    const result = await applyRunsExactlyOnce(this.opts.store, this.builder, runs, {
-      dropRuns: async (involved) => {
-        const suspects = [...new Set(involved.map((r) => unitOfRun[r]!))];
-        try {
-          await units[suspects[0]!]!.payload.heartbeat();
-        } catch (e) {
-          // The group is rebalancing or dropped this member: none of these batches may be committed.
-          if (isRebalance(e)) for (let i = 0; i < units.length; i++) droppedUnits.set(i, e as Error);
-        }
-        for (const i of suspects) {
-          const p = units[i]!.payload;
-          if (p.isStale()) droppedUnits.set(i, new StaleBatch(`batch of ${units[i]!.topic}/${units[i]!.partition} is stale (its partition was reassigned or sought)`));
-        }
-        return new Set(runs.flatMap((_, r) => (droppedUnits.has(unitOfRun[r]!) ? [r] : [])));
-      },
-    });
-    const visibleAtMs = Date.now();
-    this.metrics.writeBatches.observe(units.length);
-    for (const [source, n] of result.lateTileEvents) {
-      this.counts.lateTileEvents += n;
-      this.metrics.lateTileEvents.inc({ source }, n);
-    }
-    for (const [source, n] of result.alreadyApplied) {
-      this.counts.alreadyApplied += n;
-      this.metrics.alreadyApplied.inc({ source }, n);
-    }
-    for (const [round, bySource] of [['first', result.refusedFirstRound], ['later', result.refusedLaterRounds]] as const) {
-      for (const [source, n] of bySource) {
-        this.counts.refusedKeys += n;
-        this.metrics.refusedKeys.inc({ source, round }, n);
-      }
-    }
-    if (result.refusedLaterRounds.size > 0) {
-      this.log('warn', 'another writer moved the fences of keys of these partitions while this member wrote them (a member that lost its partitions and still writes?); rebuilt and applied exactly once', {
-        partitions: units.map((u) => `${u.topic}/${u.partition}`),
-        refusedLater: [...result.refusedLaterRounds.values()].reduce((a, b) => a + b, 0),
-        rounds: result.rounds,
-      });
-    }
-    if (result.watermarkMs !== null) this.metrics.watermark.set(result.watermarkMs);
-    return units.map((_, i) => ({ dropped: droppedUnits.get(i) ?? null, visibleAtMs }));
   }
 
   /** Bad records of one batch to their sources' dead-letter topics, original bytes and key, reason in headers. */

@@ -1,6 +1,7 @@
 // The materializer's own small HTTP server, for probes and scrapes: GET /healthz (200 ok, 503
 // degraded, with the reasons) and GET /metrics (Prometheus text format, from prom-client).
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { ErrorCode } from '../definitions/index.js';
 import type { Materializer } from './kafka-materializer.js';
 
 export async function buildMaterializerServer(materializer: Materializer, details: () => Promise<Record<string, unknown>> | Record<string, unknown> = () => ({})): Promise<FastifyInstance> {
@@ -15,7 +16,7 @@ export async function buildMaterializerServer(materializer: Materializer, detail
     return reply.type(registry.contentType).send(await registry.metrics());
   });
   app.setNotFoundHandler((request, reply) => {
-    reply.status(404).send({ statusCode: 404, error: 'Not Found', code: 'TM_NOT_FOUND', message: `no route ${request.method} ${request.url} (this is the materializer: /healthz, /metrics)` });
+    reply.status(404).send({ statusCode: 404, error: 'Not Found', code: 'TM_NOT_FOUND' satisfies ErrorCode, message: `no route ${request.method} ${request.url} (this is the materializer: /healthz, /metrics)` });
   });
   return app;
 }

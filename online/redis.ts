@@ -5,8 +5,11 @@
 // Key layout, under a prefix P (default `tm`; no braces in it):
 //
 //   P:{<view>:<entityKey>}:k          hash: `seen` = 1 once the key was applied (a key with no tile
-//                                     inside retention still exists, as in MemoryOnlineStore), and
-//                                     `fence:<source>:<partition>` = highest applied log offset
+//                                     inside retention still exists, as in MemoryOnlineStore),
+//                                     `fence:<source>:<partition>` = the key's fence F of that
+//                                     partition: every event of the key from it with offset <= F is
+//                                     merged, none after (ingest/fences.ts), and `lo:<hopMs>` = a
+//                                     lower bound of the group's stored tile indexes (for trimming)
 //   P:{<view>:<entityKey>}:t:<hopMs>  hash: tile index (decimal) -> packed tile, one per tile group
 //                                     (hop 0 is the all-time latest cell of `last` without window)
 //   P:{meta}                          hash: `watermark` (greatest materialized event time, ms),
@@ -28,16 +31,33 @@
 // UTF-8 would replace). The scripts compare text bytewise by hand: Lua's `<` on strings uses
 // strcoll, which follows the server's locale.
 //
-// Writes: apply() reads the watermark, then sends one EVALSHA of APPLY_SCRIPT per entity key, all
-// at once (pipelined; for a Cluster, ioredis routes each to its slot's node). Each script call
-// merges the key's tile updates into the stored tiles (mergeSlots re-implemented in Lua: count,
-// sum, mean, min, max, var/stddev by Chan et al., last with its tie rule), skips tiles behind the
-// retention horizon of the watermark before the batch (counted as late), trims a group's older
-// tiles when it gains a tile, and honours the key's optional fence. A last call (META_SCRIPT)
-// advances the watermark and the counters, after the tiles, so a reader at the watermark clock
-// never sees a watermark ahead of the tiles. Without fences apply() is not idempotent: a batch
-// applied twice counts twice. The counters (stats only) can fall behind if the process dies
-// between the two steps; values never depend on them.
+// Writes: apply() and applyConditional() read the watermark, then send EVALSHAs of APPLY_SCRIPT,
+// each merging up to maxKeysPerCall entity keys (on a Cluster, keys of one hash slot), all at
+// once (pipelined; ioredis routes each to its slot's node). The updates travel as one binary blob
+// per call (applyCall documents it), tiles packed as above, so Redis parses two arguments rather
+// than three per tile. Per key the script reads the key hash once (HMGET of seen, fences and lower
+// bounds), checks the fences, then per group reads the stored tiles of the update at once (HMGET),
+// merges (mergeSlots re-implemented in Lua: count, sum, mean, min, max, var/stddev by Chan et al.,
+// last with its tie rule) and writes them back at once (HSET); tiles behind the retention horizon
+// of the watermark before the batch are skipped (counted as late), and a group that gains a tile
+// drops the tiles behind the horizon: the range [lo, trim) by name when it is short, else by
+// scanning the hash. Each key is one atomic step with its fences:
+//
+// - apply(): a key's optional plain fence (KeyTileUpdates.fence) skips the whole key update when
+//   the stored fence of its partition is at or past the update's offset (a redelivery of the same
+//   cut). Without fences apply() is not idempotent: a batch applied twice counts twice.
+// - applyConditional(): compare-and-set fences (CasFence), one per partition the update holds
+//   events of: the key is merged and its fences set only if each stored fence is at most the
+//   fence's appliedThrough; otherwise the key is left untouched and reported with its stored
+//   fences, so the caller can rebuild it from the events after them (ingest/fences.ts). That read
+//   and that write are one script: no other writer can move a fence in between.
+//
+// A last call (META_SCRIPT) advances the watermark and the counters, after the tiles and only when
+// every key was written (none failed or was refused), so a reader at the watermark clock never
+// sees a watermark ahead of the tiles. The counters (stats only) can fall behind if the process
+// dies between the two steps; values never depend on them. A script holds Redis for its whole
+// run, so maxKeysPerCall and maxTileUpdatesPerCall bound what a read waits behind (about half a
+// millisecond by default).
 //
 // Reads: readTiles() sends one EVALSHA of READ_SCRIPT per entity key, all at once, and gets back
 // only the tiles inside the requested ranges (HMGET of the wanted indexes, or HGETALL and filter
@@ -70,9 +90,14 @@ export interface RedisOnlineStoreOptions {
   ownsClient?: boolean;
   /**
    * Most entity keys merged by one script call; default 64. Bigger calls cost Redis less per key,
-   * but a script holds the server for its whole run (reads wait behind it): about 10 us per key.
+   * but a script holds the server for its whole run, and reads wait behind it.
    */
   maxKeysPerCall?: number;
+  /**
+   * A call closes once its keys hold this many tile updates (a key is never split); default 256,
+   * about half a millisecond of Redis time (a merge costs it 1 to 3 us).
+   */
+  maxTileUpdatesPerCall?: number;
 }
 
 export interface RedisApplyResult extends ApplyResult {
@@ -561,10 +586,12 @@ function valueSize(v: Scalar): number {
  */
 class BlobWriter {
   buf: Buffer;
+  private view: DataView;
   p = 0;
 
   constructor(initialBytes = 4096) {
     this.buf = Buffer.allocUnsafe(initialBytes);
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
   }
 
   ensure(bytes: number): void {
@@ -572,6 +599,7 @@ class BlobWriter {
     const grown = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.p + bytes));
     this.buf.copy(grown, 0, 0, this.p);
     this.buf = grown;
+    this.view = new DataView(grown.buffer, grown.byteOffset, grown.byteLength);
   }
 
   u8(v: number): void {
@@ -581,50 +609,59 @@ class BlobWriter {
 
   u16(v: number): void {
     this.ensure(2);
-    this.buf.writeUInt16LE(v, this.p);
+    this.view.setUint16(this.p, v, true);
     this.p += 2;
   }
 
   u32(v: number): void {
     this.ensure(4);
-    this.buf.writeUInt32LE(v, this.p);
+    this.view.setUint32(this.p, v, true);
     this.p += 4;
+  }
+
+  /** Overwrite a u32 written before (a length known afterwards). */
+  u32At(at: number, v: number): void {
+    this.view.setUint32(at, v, true);
   }
 
   f64(v: number): void {
     this.ensure(8);
-    this.buf.writeDoubleLE(v, this.p);
+    this.view.setFloat64(this.p, v, true);
     this.p += 8;
   }
 
   /** A packed tile (see the file header); returns its byte length. */
   tile(tile: Tile): number {
-    let size = 16 + 8 * tile.nums.length;
-    for (const v of tile.vals) size += valueSize(v);
+    const nums = tile.nums;
+    const vals = tile.vals;
+    let size = 16 + 8 * nums.length;
+    for (let k = 0; k < vals.length; k++) size += valueSize(vals[k]!);
     this.ensure(size);
+    const view = this.view;
     const buf = this.buf;
     let p = this.p;
-    buf.writeDoubleLE(tile.minTs, p);
-    buf.writeDoubleLE(tile.maxTs, p + 8);
+    view.setFloat64(p, tile.minTs, true);
+    view.setFloat64(p + 8, tile.maxTs, true);
     p += 16;
-    for (const n of tile.nums) {
-      buf.writeDoubleLE(n, p);
+    for (let i = 0; i < nums.length; i++) {
+      view.setFloat64(p, nums[i]!, true);
       p += 8;
     }
-    for (const v of tile.vals) {
+    for (let k = 0; k < vals.length; k++) {
+      const v = vals[k]!;
       if (v === null) buf[p++] = TAG_NULL;
       else if (v === true) buf[p++] = TAG_TRUE;
       else if (v === false) buf[p++] = TAG_FALSE;
       else if (typeof v === 'number') {
         buf[p] = TAG_NUMBER;
-        buf.writeDoubleLE(v, p + 1);
+        view.setFloat64(p + 1, v, true);
         p += 9;
       } else {
         buf[p] = TAG_TEXT;
-        buf.writeUInt32LE(2 * v.length, p + 1);
+        view.setUint32(p + 1, 2 * v.length, true);
         p += 5;
         for (let i = 0; i < v.length; i++) {
-          buf.writeUInt16BE(orderedUnit(v.charCodeAt(i)), p);
+          view.setUint16(p, orderedUnit(v.charCodeAt(i)), false);
           p += 2;
         }
       }
@@ -761,6 +798,18 @@ function viewRuntime(view: ViewPlan): ViewRuntime {
   return { view, groups, fingerprint };
 }
 
+/** A key update checked and grouped for APPLY_SCRIPT. */
+interface PreparedKey {
+  /** Its Redis keys: the key hash, then the tiles hash of each group, in `groups` order. */
+  names: string[];
+  groups: GroupRuntime[];
+  /** Per group, its tile updates in batch order. */
+  updates: TileUpdate[][];
+  fences: readonly { source: string; partition: number; offset: number; appliedThrough: number }[];
+  /** 0 no fence, 1 plain fence (skip if applied), 2 compare-and-set. */
+  mode: 0 | 1 | 2;
+}
+
 /** APPLY_SCRIPT's reply (see there). */
 type ApplyReply = [applied: number, late: number, delta: number, fenced: number, newKeys: number[], refused: [number, ...Buffer[]][], lateKeys: number[]];
 
@@ -779,6 +828,7 @@ export class RedisOnlineStore implements OnlineStore {
   private readonly metaKey: string;
   private readonly ownsClient: boolean;
   private readonly maxKeysPerCall: number;
+  private readonly maxTileUpdatesPerCall: number;
   private readiness: Promise<void> | null = null;
 
   constructor(
@@ -792,8 +842,12 @@ export class RedisOnlineStore implements OnlineStore {
     }
     this.ownsClient = options.ownsClient ?? false;
     this.maxKeysPerCall = options.maxKeysPerCall ?? 64;
-    if (!Number.isInteger(this.maxKeysPerCall) || this.maxKeysPerCall < 1 || this.maxKeysPerCall > 65_535) {
-      throw new RedisStoreError('TM_STORE_BAD_CONFIG', `maxKeysPerCall must be an integer from 1 to 65535, got ${this.maxKeysPerCall}`, { maxKeysPerCall: this.maxKeysPerCall });
+    this.maxTileUpdatesPerCall = options.maxTileUpdatesPerCall ?? 256;
+    for (const [name, value] of [
+      ['maxKeysPerCall', this.maxKeysPerCall],
+      ['maxTileUpdatesPerCall', this.maxTileUpdatesPerCall],
+    ] as const) {
+      if (!Number.isInteger(value) || value < 1 || value > 65_535) throw new RedisStoreError('TM_STORE_BAD_CONFIG', `${name} must be an integer from 1 to 65535, got ${value}`, { [name]: value });
     }
     this.metaKey = `${this.prefix}:{meta}`;
     for (const view of registry.views) this.views.set(view.name, viewRuntime(view));
@@ -872,15 +926,13 @@ export class RedisOnlineStore implements OnlineStore {
   private async applyKeys(batch: TileBatch, conditional: boolean): Promise<ConditionalApplyResult> {
     await this.ready();
     // Validate the whole batch before writing any of it.
-    for (const key of batch.keys) this.checkUpdate(key, conditional);
+    const prepared = batch.keys.map((key) => this.prepare(key, conditional));
     // Lateness is judged against the watermark before this batch, so a batch is never late to itself.
     const horizonWatermark = await this.watermarkMs();
-    const trims = new Map<string, Map<number, number>>();
-    for (const [name, r] of this.views) {
-      trims.set(name, new Map([...r.groups].map(([hop, g]) => [hop, trimTileIndex(g.plan, horizonWatermark) ?? Number.NaN])));
-    }
-    const calls = this.planCalls(batch.keys);
-    const replies = await Promise.allSettled(calls.map((members) => this.applyCall(batch.keys, members, trims, conditional)));
+    const trims = new Map<GroupRuntime, number>();
+    for (const r of this.views.values()) for (const g of r.groups.values()) trims.set(g, trimTileIndex(g.plan, horizonWatermark) ?? Number.NaN);
+    const calls = this.planCalls(prepared);
+    const replies = await Promise.allSettled(calls.map((members) => this.applyCall(prepared, members, trims)));
 
     const result: ConditionalApplyResult = { appliedUpdates: 0, lateTileEvents: 0, fencedKeys: 0, refused: [], lateKeys: [], watermarkMs: horizonWatermark };
     let tileDelta = 0;
@@ -925,22 +977,25 @@ export class RedisOnlineStore implements OnlineStore {
   }
 
   /**
-   * Which keys go into which script call: in batch order, at most maxKeysPerCall keys per call;
-   * on a Cluster, the keys of one call share a hash slot (a script may only touch one slot).
+   * Which keys go into which script call: in batch order, at most maxKeysPerCall keys and about
+   * maxTileUpdatesPerCall tile updates per call (a key is never split); on a Cluster, the keys of
+   * one call share a hash slot (a script may only touch one slot).
    */
-  private planCalls(keys: readonly KeyTileUpdates[]): number[][] {
+  private planCalls(keys: readonly PreparedKey[]): number[][] {
     const calls: number[][] = [];
-    const open = new Map<number, number[]>();
+    const open = new Map<number, { members: number[]; tiles: number }>();
+    const cluster = this.client instanceof Cluster;
     for (let i = 0; i < keys.length; i++) {
-      const slot = this.client instanceof Cluster ? hashSlot(this.keyHashKey(keys[i]!.view, keys[i]!.entityKey)) : 0;
-      let members = open.get(slot);
-      if (!members) {
-        members = [];
-        open.set(slot, members);
-        calls.push(members);
+      const slot = cluster ? hashSlot(keys[i]!.names[0]!) : 0;
+      let call = open.get(slot);
+      if (!call) {
+        call = { members: [], tiles: 0 };
+        open.set(slot, call);
+        calls.push(call.members);
       }
-      members.push(i);
-      if (members.length >= this.maxKeysPerCall) open.delete(slot);
+      call.members.push(i);
+      for (const u of keys[i]!.updates) call.tiles += u.length;
+      if (call.members.length >= this.maxKeysPerCall || call.tiles >= this.maxTileUpdatesPerCall) open.delete(slot);
     }
     return calls;
   }
@@ -948,38 +1003,29 @@ export class RedisOnlineStore implements OnlineStore {
   /**
    * One EVALSHA of APPLY_SCRIPT for the keys `members` (indexes into `keys`). The apply blob, all
    * little-endian: u32 key count; per key: u32 byte length of the rest of its record, u8 fence mode
-   * (0 none, 1 plain, 2 compare-and-set), u16 group count; with a fence: u16 string-table index of
-   * its field, f64 fence offset, f64 appliedThrough (compare-and-set); per group: u16 string-table
-   * index of its layout (its lower-bound field `lo:<hop>` follows it) and f64 trim index (NaN for
-   * none); then per group: u32 tile count and per tile: f64 tile index, u32 events, u32 packed
-   * length, the packed tile.
+   * (0 none, 1 plain, 2 compare-and-set), u16 group count, u16 fence count; per fence: u16
+   * string-table index of its field, f64 fence offset, f64 appliedThrough; per group: u16
+   * string-table index of its layout (its lower-bound field `lo:<hop>` follows it) and f64 trim
+   * index (NaN for none); then per group: u32 tile count and per tile: f64 tile index, u32 events,
+   * u32 packed length, the packed tile.
    */
-  private async applyCall(keys: readonly KeyTileUpdates[], members: readonly number[], trims: ReadonlyMap<string, ReadonlyMap<number, number>>, conditional: boolean): Promise<ApplyReply> {
+  private async applyCall(keys: readonly PreparedKey[], members: readonly number[], trims: ReadonlyMap<GroupRuntime, number>): Promise<ApplyReply> {
     // The string table (ARGV[2...]): fence fields, and per group its layout then its `lo:<hop>` field.
     const table: string[] = [];
     const fenceFields = new Map<string, number>();
     const groupStrings = new Map<GroupRuntime, number>();
     const redisKeys: string[] = [];
-    const w = new BlobWriter(8192);
+    const w = new BlobWriter(16_384);
     w.u32(members.length);
     for (const i of members) {
       const key = keys[i]!;
-      const r = this.views.get(key.view)!;
-      const viewTrims = trims.get(key.view)!;
-      // Updates of one group go together, in batch order.
-      const byHop = new Map<number, TileUpdate[]>();
-      for (const u of key.tiles) {
-        const list = byHop.get(u.hopMs);
-        if (list) list.push(u);
-        else byHop.set(u.hopMs, [u]);
-      }
-      const fences: { source: string; partition: number; offset: number; appliedThrough: number }[] = conditional ? (key as ConditionalKeyTileUpdates).fences : key.fence ? [{ ...key.fence, appliedThrough: -1 }] : [];
+      for (const name of key.names) redisKeys.push(name);
       const start = w.p;
       w.u32(0);
-      w.u8(conditional ? 2 : fences.length > 0 ? 1 : 0);
-      w.u16(byHop.size);
-      w.u16(fences.length);
-      for (const f of fences) {
+      w.u8(key.mode);
+      w.u16(key.groups.length);
+      w.u16(key.fences.length);
+      for (const f of key.fences) {
         const field = `fence:${f.source}:${f.partition}`;
         let at = fenceFields.get(field);
         if (at === undefined) {
@@ -991,71 +1037,81 @@ export class RedisOnlineStore implements OnlineStore {
         w.f64(f.offset);
         w.f64(f.appliedThrough);
       }
-      redisKeys.push(this.keyHashKey(key.view, key.entityKey));
-      for (const hopMs of byHop.keys()) {
-        const g = r.groups.get(hopMs)!;
-        redisKeys.push(this.tilesKey(key.view, key.entityKey, hopMs));
+      for (const g of key.groups) {
         let d = groupStrings.get(g);
         if (d === undefined) {
           d = 2 + table.length;
-          table.push(g.layout, `lo:${hopMs}`);
+          table.push(g.layout, `lo:${g.plan.hopMs}`);
           groupStrings.set(g, d);
         }
         w.u16(d);
-        w.f64(viewTrims.get(hopMs)!);
+        w.f64(trims.get(g)!);
       }
-      for (const updates of byHop.values()) {
+      for (const updates of key.updates) {
         w.u32(updates.length);
         for (const u of updates) {
           w.f64(u.tileIndex);
           w.u32(u.events);
           const at = w.p;
           w.u32(0);
-          const size = w.tile(u.tile);
-          w.buf.writeUInt32LE(size, at);
+          w.u32At(at, w.tile(u.tile));
         }
       }
-      w.buf.writeUInt32LE(w.p - start - 9, start);
+      w.u32At(start, w.p - start - 9);
     }
     return (await this.evalScript(SCRIPTS.apply, redisKeys, [w.bytes(), ...table])) as ApplyReply;
   }
 
-  private checkUpdate(key: KeyTileUpdates, conditional: boolean): void {
+  /** Check a key update against the registry and group its tile updates by tile group, in batch order. */
+  private prepare(key: KeyTileUpdates, conditional: boolean): PreparedKey {
     const r = this.views.get(key.view);
     if (!r) throw new RedisStoreError('TM_STORE_BAD_UPDATE', `tile update for unknown view ${key.view}`, { view: key.view });
-    // APPLY_SCRIPT reads a group's stored tiles at once, so a key has one update per tile.
-    const seen = new Map<number, Set<number>>();
+    const base = `${this.prefix}:{${key.view}:${redisKeyText(key.entityKey)}}:`;
+    const prepared: PreparedKey = { names: [`${base}k`], groups: [], updates: [], fences: [], mode: 0 };
     for (const u of key.tiles) {
       const g = r.groups.get(u.hopMs);
       if (!g) throw new RedisStoreError('TM_STORE_BAD_UPDATE', `tile update for unknown tile group ${key.view}/${u.hopMs}`, { view: key.view, hopMs: u.hopMs });
-      let indexes = seen.get(u.hopMs);
-      if (!indexes) seen.set(u.hopMs, (indexes = new Set()));
-      if (indexes.has(u.tileIndex)) throw new RedisStoreError('TM_STORE_BAD_UPDATE', `two updates of tile ${key.view}/${u.hopMs}/${u.tileIndex} for key ${key.entityKey} in one batch`, { view: key.view, hopMs: u.hopMs });
-      indexes.add(u.tileIndex);
       if (u.tile.nums.length !== g.plan.width || u.tile.vals.length !== g.plan.valueWidth || !Number.isSafeInteger(u.tileIndex) || !(u.events >= 0 && u.events <= 0xffffffff)) {
         throw new RedisStoreError('TM_STORE_BAD_UPDATE', `tile update ${key.view}/${u.hopMs}/${u.tileIndex} does not fit the group's layout`, { view: key.view, hopMs: u.hopMs });
       }
+      const at = prepared.groups.indexOf(g);
+      if (at >= 0) prepared.updates[at]!.push(u);
+      else {
+        prepared.groups.push(g);
+        prepared.updates.push([u]);
+        prepared.names.push(`${base}t:${u.hopMs}`);
+      }
+    }
+    // APPLY_SCRIPT reads a group's stored tiles at once, so a key has one update per tile.
+    for (let j = 0; j < prepared.groups.length; j++) {
+      const updates = prepared.updates[j]!;
+      if (updates.length > 1 && new Set(updates.map((u) => u.tileIndex)).size !== updates.length) {
+        throw new RedisStoreError('TM_STORE_BAD_UPDATE', `two updates of one tile of ${key.view}/${prepared.groups[j]!.plan.hopMs} for key ${key.entityKey} in one batch`, { view: key.view, hopMs: prepared.groups[j]!.plan.hopMs });
+      }
     }
     const f = key.fence;
-    if (f && (f.source.length === 0 || !Number.isSafeInteger(f.partition) || f.partition < 0 || !Number.isSafeInteger(f.offset))) {
-      throw new RedisStoreError('TM_STORE_BAD_UPDATE', `bad fence ${JSON.stringify(f)} on ${key.view} key ${key.entityKey}`, { view: key.view, fence: f });
-    }
     if (conditional) {
       const fences = (key as Partial<ConditionalKeyTileUpdates>).fences;
-      const fields = new Set<string>();
       const bad = (why: string): RedisStoreError =>
         new RedisStoreError('TM_STORE_BAD_UPDATE', `conditional update of ${key.view} key ${key.entityKey}: ${why}`, { view: key.view, fences });
-      if (key.fence) throw bad('compare-and-set fences go in `fences`, not `fence`');
+      if (f) throw bad('compare-and-set fences go in `fences`, not `fence`');
       if (!Array.isArray(fences) || fences.length === 0 || fences.length > 65_535) throw bad('needs 1 to 65535 fences');
       for (const c of fences) {
         if (c.source.length === 0 || !Number.isSafeInteger(c.partition) || c.partition < 0 || !Number.isSafeInteger(c.offset) || !Number.isSafeInteger(c.appliedThrough) || c.appliedThrough < -1 || c.appliedThrough >= c.offset) {
           throw bad(`bad fence ${JSON.stringify(c)} (integer offsets, -1 <= appliedThrough < offset)`);
         }
-        const field = `${c.source}:${c.partition}`;
-        if (fields.has(field)) throw bad(`two fences of partition ${c.partition} of ${c.source}`);
-        fields.add(field);
       }
+      if (fences.length > 1 && new Set(fences.map((c) => `${c.source}:${c.partition}`)).size !== fences.length) throw bad('two fences of one partition');
+      prepared.fences = fences;
+      prepared.mode = 2;
+    } else if (f) {
+      if (f.source.length === 0 || !Number.isSafeInteger(f.partition) || f.partition < 0 || !Number.isSafeInteger(f.offset)) {
+        throw new RedisStoreError('TM_STORE_BAD_UPDATE', `bad fence ${JSON.stringify(f)} on ${key.view} key ${key.entityKey}`, { view: key.view, fence: f });
+      }
+      prepared.fences = [{ ...f, appliedThrough: -1 }];
+      prepared.mode = 1;
     }
+    return prepared;
   }
 
   async readTiles(view: string, entityKeys: readonly string[], ranges: readonly TileRange[]): Promise<(KeyTiles | null)[]> {

@@ -5,6 +5,7 @@ import { Cluster } from 'ioredis';
 import { compileOrThrow, featureView } from '../../definitions/index.js';
 import { TileBatchBuilder } from '../../ingest/index.js';
 import { createRedisClient, RedisOnlineStore } from '../../online/index.js';
+import { hashSlot } from '../../online/redis.js';
 import { decodeAll, events, user } from '../definitions/support.js';
 import { testRedisClusterNodes } from '../support/redis.js';
 import { clusterUrl, redisBackend, uniquePrefix } from './redis-backends.js';
@@ -33,5 +34,11 @@ describe('Redis Cluster specifics', () => {
       masters.add((client as Cluster).slots[slots[0] as number]![0]!);
     }
     expect(masters.size).toBe(3);
+  });
+
+  it('computes hash slots as the cluster does (so each script call holds keys of one slot)', async () => {
+    const names = ['plain', 'tm:{origin_delays:SFO}:k', 'tm:{route_delays:["SFO","LAX"]}:t:3600000', 'a{}b', '{}', 'a{b}c{d}', 'x{y', 'tm:{u:\u00e9\u{1F600}}:k', 'tm:{u:x}y}:k', '{{}}'];
+    for (let i = 0; i < 40; i++) names.push(`tm:{v:k${i}}:t:${i}`);
+    for (const name of names) expect(hashSlot(name), name).toBe(await client.cluster('KEYSLOT', name));
   });
 });

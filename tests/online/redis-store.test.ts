@@ -1,9 +1,14 @@
 // The shared OnlineStore suite on a single Redis (the run's redis-server, or REDIS_URL), plus what
-// only the Redis store has: its key layout and the layout check of stored tiles.
+// only the Redis store has: its key layout, the layout check of stored tiles, compare-and-set
+// fences, script calls of any size, and trimming of tiles stored without lower bounds.
 import { afterAll, describe, expect, it } from 'vitest';
 import { compileOrThrow, featureView } from '../../definitions/index.js';
-import { TileBatchBuilder } from '../../ingest/index.js';
-import { createRedisClient, RedisOnlineStore, RedisStoreError } from '../../online/index.js';
+import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
+import { EventDecoder, replayParquetFile, TileBatchBuilder } from '../../ingest/index.js';
+import { createRedisClient, evaluateFeature, MemoryOnlineStore, RedisOnlineStore, RedisStoreError, tileRangesFor } from '../../online/index.js';
+import type { CasFence, ConditionalTileBatch } from '../../online/redis.js';
+import { loadFlightsFixture } from '../support/flights.js';
+import { flightRecords } from '../kafka/support.js';
 import { decodeAll, events, user } from '../definitions/support.js';
 import { testRedisUrl } from '../support/redis.js';
 import { countRoundTrips, redisBackend, uniquePrefix } from './redis-backends.js';
@@ -58,5 +63,117 @@ describe('Redis store specifics', () => {
 
   it('rejects a prefix with braces (it would break the hash tags)', () => {
     expect(() => new RedisOnlineStore(compiled.registry, client, { prefix: 'a{b' })).toThrow(RedisStoreError);
+  });
+});
+
+describe('Redis store: conditional (compare-and-set) applies', () => {
+  const compiled = compileOrThrow([featureView({ name: 'u', source: events, entity: user, allowedLateness: '5ms', features: { n: { agg: 'count', window: '10ms', hop: '5ms' } } })]);
+  const view = compiled.registry.views[0]!;
+  const builder = new TileBatchBuilder(compiled.registry);
+  const cas = (raw: { ts: number; k: string }[], fences: (k: string) => CasFence[]): ConditionalTileBatch => {
+    const batch = builder.build(decodeAll(compiled, raw.map((e) => ({ ...e, n: 1, x: 1, s: null }))));
+    return { ...batch, keys: batch.keys.map((k) => ({ ...k, fences: fences(k.entityKey) })) };
+  };
+  const count = async (store: RedisOnlineStore, key: string, t: number, wm: number): Promise<unknown> => {
+    const [tiles] = await store.readTiles('u', [key], tileRangesFor(view, view.features, t, wm));
+    return evaluateFeature(view, view.features[0]!, tiles ?? null, t, wm).value;
+  };
+
+  it('applies the keys whose stored fences are at most appliedThrough, refuses the others with their stored fences, and moves the watermark only when none was refused', async () => {
+    const store = new RedisOnlineStore(compiled.registry, client, { prefix: uniquePrefix() });
+    const f = (partition: number, offset: number, appliedThrough: number): CasFence => ({ source: 'ev', partition, offset, appliedThrough });
+    expect(await store.applyConditional(cas([{ ts: 1, k: 'a' }, { ts: 2, k: 'b' }], () => [f(0, 9, -1)]))).toMatchObject({ appliedUpdates: 2, refused: [], watermarkMs: 2 });
+    // a: partition 0 was applied through 9, so an update built from -1 is refused; b: built from 9, applied.
+    const second = await store.applyConditional(cas([{ ts: 3, k: 'a' }, { ts: 4, k: 'b' }, { ts: 5, k: 'c' }], (k) => (k === 'a' ? [f(0, 19, -1), f(1, 4, -1)] : k === 'b' ? [f(0, 19, 9)] : [f(1, 4, -1)])));
+    expect(second).toMatchObject({ appliedUpdates: 2, refused: [{ key: 0, storedFences: [9, -1] }], watermarkMs: 2 });
+    expect(await store.watermarkMs()).toBe(2);
+    expect(await client.hget(store.keyHashKey('u', 'a'), 'fence:ev:0')).toBe('9');
+    expect(await client.hget(store.keyHashKey('u', 'b'), 'fence:ev:0')).toBe('19');
+    expect(await client.hget(store.keyHashKey('u', 'c'), 'fence:ev:1')).toBe('4');
+    // Rebuilt from the stored fences, a is applied, and the watermark moves.
+    expect(await store.applyConditional(cas([{ ts: 3, k: 'a' }], () => [f(0, 19, 9), f(1, 4, -1)]))).toMatchObject({ appliedUpdates: 1, refused: [], watermarkMs: 3 });
+    expect([await count(store, 'a', 6, 5), await count(store, 'b', 6, 5), await count(store, 'c', 6, 5)]).toEqual([2, 2, 1]);
+  });
+
+  it('refuses, before writing anything, updates without fences, with appliedThrough at or past the offset, with two fences of one partition, or with two updates of one tile', async () => {
+    const store = new RedisOnlineStore(compiled.registry, client, { prefix: uniquePrefix() });
+    const good = cas([{ ts: 1, k: 'a' }], () => [{ source: 'ev', partition: 0, offset: 5, appliedThrough: -1 }]);
+    const bad: ConditionalTileBatch[] = [
+      { ...good, keys: [...good.keys, { ...good.keys[0]!, entityKey: 'b', fences: [] }] },
+      { ...good, keys: [...good.keys, { ...good.keys[0]!, entityKey: 'b', fences: [{ source: 'ev', partition: 0, offset: 5, appliedThrough: 5 }] }] },
+      { ...good, keys: [...good.keys, { ...good.keys[0]!, entityKey: 'b', fences: [{ source: 'ev', partition: 0, offset: 5, appliedThrough: -1 }, { source: 'ev', partition: 0, offset: 6, appliedThrough: 1 }] }] },
+      { ...good, keys: [...good.keys, { ...good.keys[0]!, entityKey: 'b', tiles: [...good.keys[0]!.tiles, ...good.keys[0]!.tiles] }] },
+    ];
+    for (const batch of bad) await expect(store.applyConditional(batch)).rejects.toMatchObject({ code: 'TM_STORE_BAD_UPDATE' });
+    expect(await client.keys(`${store.prefix}:{u:*`)).toEqual([]);
+  });
+});
+
+describe('Redis store: script calls and trimming', () => {
+  it('gives the same tiles whatever the keys and tile updates per script call', async () => {
+    const fx = await loadFlightsFixture(5_000);
+    const { registry } = fx.compiled;
+    const stores = [
+      new RedisOnlineStore(registry, client, { prefix: uniquePrefix(), maxKeysPerCall: 1 }),
+      new RedisOnlineStore(registry, client, { prefix: uniquePrefix(), maxKeysPerCall: 1000, maxTileUpdatesPerCall: 65_535 }),
+      new RedisOnlineStore(registry, client, { prefix: uniquePrefix(), maxTileUpdatesPerCall: 1 }),
+    ];
+    for (const store of stores) await replayParquetFile(fx.compiled, FLIGHTS_PARQUET_PATH, store, { source: 'flights', limit: 5_000, batchRows: 700 });
+    const stats = await Promise.all(stores.map((s) => s.stats()));
+    expect(stats[1]).toEqual(stats[0]);
+    expect(stats[2]).toEqual(stats[0]);
+    for (const view of registry.views) {
+      const keys = fx.store.entityKeys(view.name);
+      const ranges = view.groups.map((g) => ({ hopMs: g.hopMs, fromIndex: -1e12, toIndex: 1e12 }));
+      const tiles = await Promise.all(stores.map((s) => s.readTiles(view.name, keys, ranges)));
+      expect(tiles[1]).toEqual(tiles[0]);
+      expect(tiles[2]).toEqual(tiles[0]);
+    }
+  });
+
+  it('trims as the in-memory store does when the tiles were stored without lower bounds (by an earlier version)', async () => {
+    const fx = await loadFlightsFixture(6_000);
+    const { registry } = fx.compiled;
+    const decoder = new EventDecoder(fx.compiled, 'flights');
+    const decoded = (await flightRecords(6_000)).map((r) => {
+      const d = decoder.decodeJson(r);
+      if (!d.ok) throw new Error(d.bad.reason);
+      return d.event;
+    });
+    const builder = new TileBatchBuilder(registry);
+    const store = new RedisOnlineStore(registry, client, { prefix: uniquePrefix() });
+    const twin = new MemoryOnlineStore(registry);
+    const feed = async (from: number, to: number): Promise<void> => {
+      for (let i = from; i < to; i += 500) {
+        const batch = builder.build(decoded.slice(i, Math.min(to, i + 500)));
+        const expected = twin.applySync(structuredClone(batch));
+        expect(await store.apply(batch)).toMatchObject(expected);
+      }
+    };
+    await feed(0, 3_000);
+    // Forget every lower bound, as stores written before they were kept have none.
+    let cursor = '0';
+    let forgotten = 0;
+    do {
+      const [next, keys] = (await client.scan(cursor, 'MATCH', `${store.prefix}:{*}:k`, 'COUNT', 1000)) as [string, string[]];
+      cursor = next;
+      for (const key of keys) {
+        const fields = (await client.hkeys(key)).filter((f) => f.startsWith('lo:'));
+        if (fields.length > 0) forgotten += await client.hdel(key, ...fields);
+      }
+    } while (cursor !== '0');
+    expect(forgotten).toBeGreaterThan(100);
+    // The rest moves the watermark on by days: tiles of the first flights fall behind the horizon.
+    await feed(3_000, 6_000);
+    expect(await store.stats()).toEqual(await twin.stats());
+    for (const view of registry.views) {
+      const keys = twin.entityKeys(view.name);
+      const ranges = view.groups.map((g) => ({ hopMs: g.hopMs, fromIndex: -1e12, toIndex: 1e12 }));
+      const stored = await store.readTiles(view.name, keys, ranges);
+      stored.forEach((tiles, i) => {
+        const expected = twin.readTilesSync(view.name, [keys[i]!])[0]!;
+        for (const [hop, byIndex] of expected) expect([...(tiles!.get(hop)?.keys() ?? [])].sort((x, y) => x - y), `${view.name} ${keys[i]} ${hop}`).toEqual([...byIndex.keys()].sort((x, y) => x - y));
+      });
+    }
   });
 });
