@@ -101,7 +101,7 @@ export function addMonitorCommand(program: Command): void {
         process.once('SIGTERM', stop);
         while (!stopped) {
           const now = Date.now();
-          const T = Math.floor(now / plan.intervalMs) * plan.intervalMs;
+          const T = Math.floor((now - plan.phaseMs) / plan.intervalMs) * plan.intervalMs + plan.phaseMs;
           const last = (await runner.lastEvaluatedMs()) ?? T - plan.intervalMs;
           if (T > last) await runner.evaluate(last, T, print);
           else await runner.deliverPending();

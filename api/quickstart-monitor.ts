@@ -53,7 +53,7 @@ export async function runQuickstartMonitor(offline: OfflineStore, opts: { log: (
   await ensureTables(offline.executor, compiled.registry);
   const plan = compiled.monitors[0]!;
   const [range] = await offline.executor.rows<{ max: number }>(`SELECT max(__ts) AS max FROM tm_events_flights WHERE __load IN (SELECT load_id FROM tm_loads)`);
-  const toMs = Math.ceil(((range?.max ?? plan.reference.toMs) + 1) / plan.intervalMs) * plan.intervalMs;
+  const toMs = Math.ceil(((range?.max ?? plan.reference.toMs) + 1 - plan.phaseMs) / plan.intervalMs) * plan.intervalMs + plan.phaseMs;
   const log = opts.log;
   log('');
   log(`monitor ${plan.name}: ${plan.features.length} features per origin airport against ${new Date(plan.reference.fromMs).toISOString().slice(0, 10)}..${new Date(plan.reference.toMs).toISOString().slice(0, 10)}, evaluated every ${formatDurationMs(plan.intervalMs)} over windows ${plan.windowsMs.map(formatDurationMs).join(', ')} (${plan.drift.mode} drift decisions)`);

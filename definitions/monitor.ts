@@ -89,7 +89,7 @@ export interface MonitorDefinition<S extends AnyObjectSchema = AnyObjectSchema> 
   readonly slices?: Readonly<Record<string, SliceSpec<z.output<S>>>>;
   /** Reference sample: a time range of the offline store ([from, to), ISO-8601 UTC). */
   readonly reference: { from: string; to: string };
-  /** How often to evaluate; default 1h. */
+  /** How often to evaluate, counted from the reference's end; default 1h. */
   readonly interval?: Duration;
   /** Current windows, each a multiple of the interval; default [interval]. */
   readonly windows?: readonly Duration[];
@@ -174,6 +174,8 @@ export interface MonitorPlan {
   slices: MonitorSlicePlan[];
   reference: { fromMs: number; toMs: number };
   intervalMs: number;
+  /** Evaluations happen at phaseMs + k * intervalMs: every interval after the reference ends. */
+  phaseMs: number;
   windowsMs: number[];
   drift: { mode: 'calibrated' | 'fixed'; fdr: number; psiFloor: number; minSamples: number };
   labels: LabelPlan | null;
@@ -358,6 +360,7 @@ export function compileMonitor(
     slices,
     reference: { fromMs, toMs },
     intervalMs,
+    phaseMs: Number.isFinite(toMs) ? ((toMs % intervalMs) + intervalMs) % intervalMs : 0,
     windowsMs,
     drift: { mode, fdr, psiFloor, minSamples },
     labels,

@@ -44,7 +44,8 @@ export interface DriftEvaluation {
 /** Fixed mode (Evidently's defaults). */
 export const FIXED_PSI_THRESHOLD = 0.1;
 export const FIXED_KS_P_THRESHOLD = 0.05;
-const BUCKETS_PER_QUERY = 16;
+/** Each bin-count query covers about this much time (at least one bucket): bounded intermediate memory. */
+const QUERY_SPAN_MS = 16 * 86_400_000;
 
 /** PSI's 10 decile bins from the 100 fine bins: fine bin j lies in decile bin floor(j / 10). */
 export function decileCounts(fine: ArrayLike<number>): Float64Array {
@@ -94,7 +95,7 @@ class RollingCounts {
   }
 }
 
-/** Evaluate drift at every interval end T in (fromMs, toMs], from the stored bucket counts. */
+/** Evaluate drift at every evaluation time T (phase + k * interval) in (fromMs, toMs], from bucket counts. */
 export async function* evaluateDrift(
   executor: OfflineExecutor,
   compiled: CompiledDefinitions,
@@ -104,9 +105,12 @@ export async function* evaluateDrift(
   toMs: number,
 ): AsyncIterable<DriftEvaluation> {
   const interval = plan.intervalMs;
+  const phase = plan.phaseMs;
   const windowsBuckets = plan.windowsMs.map((w) => w / interval);
-  const firstEval = Math.floor(fromMs / interval) + 1; // bucket index b evaluated at T = (b + 1) * interval
-  const lastEval = Math.floor(toMs / interval);
+  // Bucket b covers [phase + b * interval, phase + (b + 1) * interval) and is evaluated at its end.
+  const firstEval = Math.floor((fromMs - phase) / interval) + 1;
+  const lastEval = Math.floor((toMs - phase) / interval);
+  const bucketsPerQuery = Math.max(1, Math.floor(QUERY_SPAN_MS / interval));
   if (lastEval < firstEval) return;
   const sizeOf = (key: string): number => {
     const p = profile.get(key);
@@ -115,15 +119,15 @@ export async function* evaluateDrift(
   const rolling = new RollingCounts(windowsBuckets, sizeOf);
   const warmup = Math.max(...windowsBuckets);
   const kinds = (['numeric', 'categorical'] as const).filter((k) => hasFeatures(plan, k));
-  const params = { monitor: plan.name, version: plan.version, origin: 0, interval };
-  for (let start = firstEval - warmup; start < lastEval; start += BUCKETS_PER_QUERY) {
-    const end = Math.min(start + BUCKETS_PER_QUERY, lastEval);
+  const params = { monitor: plan.name, version: plan.version, origin: phase, interval };
+  for (let start = firstEval - warmup; start < lastEval; start += bucketsPerQuery) {
+    const end = Math.min(start + bucketsPerQuery, lastEval);
     const byBucket = new Map<number, BucketCounts>();
     for (const kind of kinds) {
       const rows = await executor.rows<{ fid: number; slice: string; b: number; bin: number; c: number }>(binCountsSql(compiled, plan, kind), {
         ...params,
-        from: start * interval,
-        to: end * interval,
+        from: phase + start * interval,
+        to: phase + end * interval,
       });
       for (const r of rows) {
         let bucket = byBucket.get(r.b);
@@ -137,7 +141,7 @@ export async function* evaluateDrift(
     for (let b = start; b < end; b++) {
       rolling.push(b, byBucket.get(b) ?? new Map());
       if (b + 1 < firstEval) continue;
-      const windowEndMs = (b + 1) * interval;
+      const windowEndMs = phase + (b + 1) * interval;
       const results: DriftResult[] = [];
       plan.windowsMs.forEach((windowMs, w) => results.push(...decide(plan, profile, rolling.sums[w]!, windowMs, windowEndMs)));
       yield { windowEndMs, results };

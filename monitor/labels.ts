@@ -52,16 +52,17 @@ function sliceArray(plan: MonitorPlan, alias: string): string {
   return `['${ALL_SLICE}'${parts.map((p) => `, ${p}`).join('')}]`;
 }
 
-/** Rows for evaluations k*interval, k in [{kFirst}, {kLast}], every window of the plan. */
+/** Rows for evaluations at phase + k * interval, k in [{kFirst}, {kLast}], every window of the plan. */
 export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan): string {
   const I = plan.intervalMs;
+  const P = plan.phaseMs;
   const D = labels.labelDelayMs;
   const maxW = Math.max(...plan.windowsMs);
   const sliceCols = [...new Set(plan.slices.map((s) => s.field))];
   const pred = ident(eventTable(labels.predictions));
   const lab = ident(eventTable(labels.labels));
-  const pFrom = `({kFirst:Int64} * ${I} - ${D} - ${maxW})`;
-  const pTo = `({kLast:Int64} * ${I} - ${D})`;
+  const pFrom = `({kFirst:Int64} * ${I} + ${P} - ${D} - ${maxW})`;
+  const pTo = `({kLast:Int64} * ${I} + ${P} - ${D})`;
   const windows = `[${plan.windowsMs.join(', ')}]`;
   const isBinary = labels.kind === 'binary';
   const thr = labels.threshold;
@@ -69,7 +70,7 @@ export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan): string {
 p AS (SELECT toString(${ident(labels.predictionIdField)}) AS id, __ts AS ts, toFloat64(${ident(labels.scoreField)}) AS s${sliceCols.map((c) => `, ${ident(c)}`).join('')} FROM ${pred} WHERE ${COMPLETED_LOADS} AND __ts >= ${pFrom} AND __ts < ${pTo} AND ${ident(labels.scoreField)} IS NOT NULL ORDER BY __ts LIMIT 1 BY id),
 l AS (SELECT toString(${ident(labels.labelIdField)}) AS id, __ts AS lts, toFloat64(${ident(labels.labelField)}) AS y FROM ${lab} WHERE ${COMPLETED_LOADS} AND __ts < ${pTo} + ${D} AND ${ident(labels.labelField)} IS NOT NULL AND id IN (SELECT id FROM p) ORDER BY __ts LIMIT 1 BY id),
 j AS (SELECT p.*, ifNull(l.id = p.id AND l.lts < p.ts + ${D}, false) AS has, l.y AS y FROM p LEFT JOIN l ON p.id = l.id),
-x AS (SELECT *, arrayJoin(${windows}) AS w, arrayJoin(range(toInt64(intDiv(ts + ${D}, ${I}) + 1), toInt64(intDiv(ts + ${D} + w, ${I}) + 1))) AS k, arrayJoin(${sliceArray(plan, 'j')}) AS slice FROM j),
+x AS (SELECT *, arrayJoin(${windows}) AS w, arrayJoin(range(toInt64(intDiv(ts + ${D} - ${P}, ${I}) + 1), toInt64(intDiv(ts + ${D} - ${P} + w, ${I}) + 1))) AS k, arrayJoin(${sliceArray(plan, 'j')}) AS slice FROM j),
 g AS (SELECT k, w, slice, s, countIf(has AND y = 1) AS pos, countIf(has AND y = 0) AS neg, countIf(has) AS lab, countIf(NOT has) AS unl,
       sumIf(abs(s - y), has) AS ae, sumIf((s - y) * (s - y), has) AS se FROM x WHERE k >= {kFirst:Int64} AND k <= {kLast:Int64} GROUP BY k, w, slice, s)
 SELECT k, w, slice, sum(pos) AS positives, sum(neg) AS negatives, sum(lab) AS labelled, sum(unl) AS unlabelled,
@@ -84,7 +85,7 @@ GROUP BY k, w, slice ORDER BY k, w, slice SETTINGS join_use_nulls = 0`;
 
 /** Labels per interval bucket over [{from}, {to}) whose id no prediction in the store carries. */
 export function orphanLabelsSql(plan: MonitorPlan, labels: LabelPlan): string {
-  return `SELECT intDiv(__ts, ${plan.intervalMs}) AS b, count() AS n FROM ${ident(eventTable(labels.labels))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {to:Int64} AND toString(${ident(labels.labelIdField)}) NOT IN (SELECT toString(${ident(labels.predictionIdField)}) FROM ${ident(eventTable(labels.predictions))} WHERE ${COMPLETED_LOADS}) GROUP BY b`;
+  return `SELECT intDiv(__ts - ${plan.phaseMs}, ${plan.intervalMs}) AS b, count() AS n FROM ${ident(eventTable(labels.labels))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {to:Int64} AND toString(${ident(labels.labelIdField)}) NOT IN (SELECT toString(${ident(labels.predictionIdField)}) FROM ${ident(eventTable(labels.predictions))} WHERE ${COMPLETED_LOADS}) GROUP BY b`;
 }
 
 /** Final metrics from one aggregated row (scikit-learn's definitions; zero_division gives 0 as sklearn's default does). */
@@ -110,12 +111,12 @@ export function labelMetricsOf(row: LabelWindowRow, kind: LabelPlan['kind']): Re
 export async function evaluateLabels(executor: OfflineExecutor, plan: MonitorPlan, fromMs: number, toMs: number): Promise<Map<number, LabelMetricsResult[]>> {
   const labels = plan.labels!;
   const out = new Map<number, LabelMetricsResult[]>();
-  const kFirst = Math.floor(fromMs / plan.intervalMs) + 1;
-  const kLast = Math.floor(toMs / plan.intervalMs);
+  const kFirst = Math.floor((fromMs - plan.phaseMs) / plan.intervalMs) + 1;
+  const kLast = Math.floor((toMs - plan.phaseMs) / plan.intervalMs);
   for (let k0 = kFirst; k0 <= kLast; k0 += 32) {
     const rows = await executor.rows<LabelWindowRow>(labelWindowsSql(plan, labels), { kFirst: k0, kLast: Math.min(kLast, k0 + 31) });
     for (const row of rows) {
-      const windowEndMs = row.k * plan.intervalMs;
+      const windowEndMs = plan.phaseMs + row.k * plan.intervalMs;
       const list = out.get(windowEndMs) ?? [];
       list.push({ windowEndMs, windowMs: row.w, slice: row.slice, labelled: row.labelled, unlabelled: row.unlabelled, metrics: labelMetricsOf(row, labels.kind) });
       out.set(windowEndMs, list);

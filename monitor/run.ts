@@ -1,4 +1,4 @@
-// The monitor loop: for each evaluation time T (a multiple of the interval), drift of every feature
+// The monitor loop: for each evaluation time T (every interval after the reference ends), drift of every feature
 // and slice, label metrics and freshness, written to the metrics table; each SLO's good/bad
 // observations feed the burn-rate alerts, whose notifications go to the sinks. The same code runs
 // on a schedule (T follows the wall clock) and as a replay over history (T follows event time).
@@ -150,7 +150,7 @@ export class MonitorRunner {
   }
 
   private orphanRows(T: number, buckets: ReadonlyMap<number, number>): MetricRow[] {
-    const last = T / this.plan.intervalMs - 1;
+    const last = (T - this.plan.phaseMs) / this.plan.intervalMs - 1;
     return this.plan.windowsMs.map((w) => {
       let n = 0;
       for (let b = last - w / this.plan.intervalMs + 1; b <= last; b++) n += buckets.get(b) ?? 0;
