@@ -38,15 +38,8 @@ export async function ensureMonitorTables(executor: OfflineExecutor): Promise<vo
   await executor.command(`CREATE TABLE IF NOT EXISTS tm_monitor_categories (monitor String, version String, fid UInt16, slice String, value String, idx UInt32) ENGINE = MergeTree ORDER BY (monitor, version, fid, slice, value)`);
 }
 
-interface ProfileRow {
-  feature: string;
-  slice: string;
-  kind: 'numeric' | 'categorical';
-  n: number;
-  edges: number[];
-  categories: string[];
-  counts: number[];
-}
+/** A profile as stored (counts as a plain array). */
+type ProfileRow = Omit<FeatureSliceProfile, 'counts'> & { counts: number[] };
 
 /** Read the stored profile of this monitor version, or compute and store it from the reference range. */
 export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan): Promise<{ profile: MonitorProfile; built: boolean }> {
