@@ -100,7 +100,8 @@ export function categoricalProfileSql(compiled: CompiledDefinitions, plan: Monit
 /**
  * Bin counts per (feature, slice, bucket, bin) for ts in [{from}, {to}), bucket = (ts - {origin}) / {interval}.
  * Numeric bin = number of fine edges <= x (duplicate edges keep their greatest index, so equal
- * values fall in the last of their equal edges' bins); categorical bin = the category's index + 1, 0 if unseen.
+ * values fall in the last of their equal edges' bins); categorical bin = the category's index + 1, 0 if unseen,
+ * with unseen categories counted apart (column `unseen`) for the permutation test.
  */
 export function binCountsSql(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind']): string {
   const bucket = `intDiv(s.ts - {origin:Int64}, {interval:Int64})`;
@@ -113,8 +114,8 @@ export function binCountsSql(compiled: CompiledDefinitions, plan: MonitorPlan, k
     );
   }
   return (
-    `SELECT s.fid AS fid, s.slice AS slice, ${bucket} AS b, toUInt32(p.idx) AS bin, count() AS c FROM (${unionOf(compiled, plan, kind)}) AS s ` +
+    `SELECT s.fid AS fid, s.slice AS slice, ${bucket} AS b, toUInt32(p.idx) AS bin, if(p.idx = 0, s.x, '') AS unseen, count() AS c FROM (${unionOf(compiled, plan, kind)}) AS s ` +
     `LEFT JOIN (SELECT fid, slice, value, idx FROM tm_monitor_categories WHERE ${mine}) AS p ON s.fid = p.fid AND s.slice = p.slice AND s.x = p.value ` +
-    `GROUP BY fid, slice, b, bin ORDER BY b SETTINGS join_use_nulls = 0`
+    `GROUP BY fid, slice, b, bin, unseen ORDER BY b SETTINGS join_use_nulls = 0`
   );
 }

@@ -4,7 +4,7 @@
 // plus the buckets of the longest window; never rows.
 import type { CompiledDefinitions, MonitorPlan } from '../definitions/index.js';
 import type { OfflineExecutor } from '../offline/index.js';
-import { benjaminiHochberg, psiPValue } from './calibration.js';
+import { benjaminiHochberg, categoricalPsiTestCounts, psiPValue } from './calibration.js';
 import { binCountsSql, hasFeatures } from './drift-sql.js';
 import { binnedKs, ksPValue } from './ks.js';
 import { FINE_BINS, profileKey, type FeatureSliceProfile, type MonitorProfile } from './profile.js';
@@ -60,37 +60,54 @@ function total(counts: ArrayLike<number>): number {
   return n;
 }
 
-type BucketCounts = Map<string, Map<number, number>>;
+/** One bucket's counts per (feature, slice) key: per bin, and per category the reference never saw. */
+interface KeyCounts {
+  bins: Map<number, number>;
+  unseen: Map<string, number>;
+}
+type BucketCounts = Map<string, KeyCounts>;
 
 /** Rolling window sums over buckets; each window keeps its own running totals. */
 class RollingCounts {
   private readonly buckets = new Map<number, BucketCounts>();
   readonly sums: Map<string, Float64Array>[];
+  /** Per window and key, counts of categories unseen in the reference (they share bin 0 in `sums`). */
+  readonly unseen: Map<string, Map<string, number>>[];
   constructor(
     private readonly windowsBuckets: readonly number[],
     private readonly sizeOf: (key: string) => number,
   ) {
     this.sums = windowsBuckets.map(() => new Map());
+    this.unseen = windowsBuckets.map(() => new Map());
   }
 
   push(bucket: number, counts: BucketCounts): void {
     this.buckets.set(bucket, counts);
     this.windowsBuckets.forEach((nb, w) => {
-      this.apply(this.sums[w]!, counts, 1);
+      this.apply(w, counts, 1);
       const leaving = this.buckets.get(bucket - nb);
-      if (leaving) this.apply(this.sums[w]!, leaving, -1);
+      if (leaving) this.apply(w, leaving, -1);
     });
     this.buckets.delete(bucket - Math.max(...this.windowsBuckets));
   }
 
-  private apply(sums: Map<string, Float64Array>, counts: BucketCounts, sign: number): void {
-    for (const [key, bins] of counts) {
+  private apply(w: number, counts: BucketCounts, sign: number): void {
+    const sums = this.sums[w]!;
+    for (const [key, { bins, unseen }] of counts) {
       let arr = sums.get(key);
       if (!arr) {
         arr = new Float64Array(this.sizeOf(key));
         sums.set(key, arr);
       }
       for (const [bin, c] of bins) arr[Math.min(bin, arr.length - 1)]! += sign * c;
+      if (unseen.size === 0) continue;
+      let categories = this.unseen[w]!.get(key);
+      if (!categories) this.unseen[w]!.set(key, (categories = new Map()));
+      for (const [category, c] of unseen) {
+        const next = (categories.get(category) ?? 0) + sign * c;
+        if (next === 0) categories.delete(category);
+        else categories.set(category, next);
+      }
     }
   }
 }
@@ -124,7 +141,7 @@ export async function* evaluateDrift(
     const end = Math.min(start + bucketsPerQuery, lastEval);
     const byBucket = new Map<number, BucketCounts>();
     for (const kind of kinds) {
-      const rows = await executor.rows<{ fid: number; slice: string; b: number; bin: number; c: number }>(binCountsSql(compiled, plan, kind), {
+      const rows = await executor.rows<{ fid: number; slice: string; b: number; bin: number; unseen: string; c: number }>(binCountsSql(compiled, plan, kind), {
         ...params,
         from: phase + start * interval,
         to: phase + end * interval,
@@ -133,9 +150,10 @@ export async function* evaluateDrift(
         let bucket = byBucket.get(r.b);
         if (!bucket) byBucket.set(r.b, (bucket = new Map()));
         const key = profileKey(plan.features[r.fid]!.name, r.slice);
-        let bins = bucket.get(key);
-        if (!bins) bucket.set(key, (bins = new Map()));
-        bins.set(r.bin, (bins.get(r.bin) ?? 0) + r.c);
+        let counts = bucket.get(key);
+        if (!counts) bucket.set(key, (counts = { bins: new Map(), unseen: new Map() }));
+        counts.bins.set(r.bin, (counts.bins.get(r.bin) ?? 0) + r.c);
+        if (kind === 'categorical' && r.bin === 0) counts.unseen.set(r.unseen, (counts.unseen.get(r.unseen) ?? 0) + r.c);
       }
     }
     for (let b = start; b < end; b++) {
@@ -143,14 +161,21 @@ export async function* evaluateDrift(
       if (b + 1 < firstEval) continue;
       const windowEndMs = phase + (b + 1) * interval;
       const results: DriftResult[] = [];
-      plan.windowsMs.forEach((windowMs, w) => results.push(...decide(plan, profile, rolling.sums[w]!, windowMs, windowEndMs)));
+      plan.windowsMs.forEach((windowMs, w) => results.push(...decide(plan, profile, rolling.sums[w]!, rolling.unseen[w]!, windowMs, windowEndMs)));
       yield { windowEndMs, results };
     }
   }
 }
 
 /** Statistics and decisions of one window at one time, BH across all its (feature, slice) tests. */
-function decide(plan: MonitorPlan, profile: MonitorProfile, sums: ReadonlyMap<string, Float64Array>, windowMs: number, windowEndMs: number): DriftResult[] {
+function decide(
+  plan: MonitorPlan,
+  profile: MonitorProfile,
+  sums: ReadonlyMap<string, Float64Array>,
+  unseen: ReadonlyMap<string, ReadonlyMap<string, number>>,
+  windowMs: number,
+  windowEndMs: number,
+): DriftResult[] {
   const { mode, fdr, psiFloor, minSamples } = plan.drift;
   const results: DriftResult[] = [];
   const tested: DriftResult[] = [];
@@ -165,7 +190,7 @@ function decide(plan: MonitorPlan, profile: MonitorProfile, sums: ReadonlyMap<st
       results.push({ ...base, note: 'no_reference' });
       continue;
     }
-    const r = statistics(ref, cur, nCur);
+    const r = statistics(ref, cur, nCur, unseen.get(key));
     const result = { ...base, ...r };
     if (nCur < minSamples || ref.n < minSamples) {
       results.push({ ...result, note: 'too_few_rows' });
@@ -188,11 +213,22 @@ function decide(plan: MonitorPlan, profile: MonitorProfile, sums: ReadonlyMap<st
 /** Monte Carlo budget of PSI's no-drift p-value; its smallest p-value is 1 / (budget + 1). */
 const PSI_MONTE_CARLO_REPLICATES = 1000;
 
-function statistics(ref: FeatureSliceProfile, cur: Float64Array, nCur: number): Pick<DriftResult, 'psi' | 'ks' | 'ksErrorBound' | 'psiPValue' | 'ksPValue' | 'pValue'> {
+function statistics(
+  ref: FeatureSliceProfile,
+  cur: Float64Array,
+  nCur: number,
+  unseen: ReadonlyMap<string, number> | undefined,
+): Pick<DriftResult, 'psi' | 'ks' | 'ksErrorBound' | 'psiPValue' | 'ksPValue' | 'pValue'> {
   const options = { maxReplicates: PSI_MONTE_CARLO_REPLICATES };
   if (ref.kind === 'categorical') {
+    // PSI lumps unseen categories into one bin (SEMANTICS); its no-drift p-value is a permutation
+    // test over every category, the unseen ones kept apart (a plug-in model of the reference's
+    // categories alarms too often when many are rare).
     const value = psi(ref.counts, cur);
-    const pPsi = psiPValue(value, ref.counts, nCur, { ...options, kind: 'categorical' });
+    const unseenCounts = [...(unseen ?? new Map<string, number>()).values()];
+    const refAligned = [...ref.counts.subarray(1), ...unseenCounts.map(() => 0)];
+    const curAligned = [...cur.subarray(1), ...unseenCounts];
+    const pPsi = categoricalPsiTestCounts(refAligned, curAligned, options).pValue;
     return { psi: value, ks: null, ksErrorBound: null, psiPValue: pPsi, ksPValue: null, pValue: pPsi };
   }
   const refDeciles = decileCounts(ref.counts);
