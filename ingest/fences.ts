@@ -282,6 +282,8 @@ export interface ExactlyOnceOptions {
   dropRuns?: (runs: number[], round: number) => Promise<ReadonlySet<number>> | ReadonlySet<number>;
   /** Rounds of refusals before giving up with TM_INGEST_FENCE_CONTENTION (retryable); default 20. */
   maxRounds?: number;
+  /** builder.build(runs), when the caller built it already (ahead of the write). */
+  firstBatch?: FencedBatch;
 }
 
 export interface ExactlyOnceResult {
@@ -312,7 +314,7 @@ export async function applyRunsExactlyOnce(store: ConditionalStore, builder: Fen
     if (n !== 0) m.set(k, (m.get(k) ?? 0) + n);
   };
   let active = runs.map((_, r) => r);
-  let built = builder.build(runs);
+  let built = options.firstBatch ?? builder.build(runs);
   const maxRounds = options.maxRounds ?? 20;
   for (;;) {
     out.rounds++;

@@ -55,7 +55,7 @@ import { Kafka, logLevel, Partitioners, type Admin, type Consumer, type EachBatc
 import { Counter, Gauge, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { TidemarkError, type CompiledDefinitions, type SourcePlan } from '../definitions/index.js';
 import { EventDecoder, type BadEvent, type DecodedEvent } from './decode.js';
-import { applyRunsExactlyOnce, FencedBatchBuilder, type AppliedOffsetReader, type ConditionalStore, type LogRun } from './fences.js';
+import { applyRunsExactlyOnce, FencedBatchBuilder, type AppliedOffsetReader, type ConditionalStore, type FencedBatch, type LogRun } from './fences.js';
 import { WriteBehindQueue } from './write-behind.js';
 
 /** What the materializer needs of an online store: applies under compare-and-set fences (RedisOnlineStore). */
@@ -242,6 +242,12 @@ interface WriteUnit {
   receivedAt: number;
 }
 
+/** A group's first tile batch, built while the write before it runs. */
+interface PreparedWrite {
+  units: WriteUnit[];
+  built: FencedBatch;
+}
+
 
 /** One member of the materializer consumer group. */
 export class Materializer {
@@ -276,7 +282,7 @@ export class Materializer {
   readonly done: Promise<never>;
   private readonly counts: MaterializerStats = { events: 0, badEvents: 0, lateTileEvents: 0, batches: 0, alreadyApplied: 0, refusedKeys: 0, droppedBatches: 0, batchesInFlight: 0 };
   /** Decoded batches waiting for, or in, their store write and commit. */
-  private readonly writes: WriteBehindQueue<WriteUnit>;
+  private readonly writes: WriteBehindQueue<WriteUnit, PreparedWrite>;
   /** Group joins so far: batches of an earlier join are not written or committed (their partitions may have moved). */
   private generation = 0;
   /** `topic:partition` -> the generation in which one of its batches was given up: its later batches of that generation are given up too. */
@@ -291,7 +297,8 @@ export class Materializer {
     this.builder = new FencedBatchBuilder(opts.compiled.registry);
     const concurrency = opts.partitionsConsumedConcurrently ?? 8;
     this.writes = new WriteBehindQueue(
-      (units) => this.writeUnits(units),
+      (units) => this.prepareWrite(units),
+      (units, prepared) => this.writeUnits(units, prepared),
       (unit) => `${unit.topic}:${unit.partition}`,
       opts.maxQueuedBatches ?? 2 * concurrency,
     );
@@ -601,7 +608,12 @@ export class Materializer {
    * committed together. When keys are refused, the batches involved are checked for ownership
    * (a heartbeat) and, if the group is rebalancing, given up. Never throws.
    */
-  private async writeUnits(queued: WriteUnit[]): Promise<void> {
+  /** A group's optimistic tile batch (ingest/fences.ts), built ahead of its write. */
+  private prepareWrite(units: WriteUnit[]): PreparedWrite {
+    return { units, built: this.builder.build(units.flatMap((u) => u.runs)) };
+  }
+
+  private async writeUnits(queued: WriteUnit[], prepared: PreparedWrite): Promise<void> {
     let units = queued.filter((u) => {
       if (!this.isStale(u)) return true;
       this.finish();
@@ -618,7 +630,10 @@ export class Materializer {
           units = units.filter((u) => !this.isStale(u));
           if (units.length === 0) return null;
           const runs = units.flatMap((u) => u.runs);
+          // The batch built ahead holds exactly these runs unless some batches went stale since.
+          const firstBatch = units.length === prepared.units.length ? prepared.built : undefined;
           return applyRunsExactlyOnce(this.opts.store, this.builder, runs, {
+            ...(firstBatch ? { firstBatch } : {}),
             dropRuns: async () => {
               // Refused keys: a redelivery, or another writer. If this member lost its
               // partitions (the group is rebalancing), none of these batches may be committed.

@@ -3,31 +3,29 @@
 // queued batch, at most one per partition (a partition's batches are written one after the other,
 // in offset order), as a database groups the commits that arrive during a log flush. So the
 // consumer decodes the next batches while the store applies the previous ones, and the tiles
-// several partitions share (an airport's current hour) are merged once per write. Idle, a batch
-// is written at once (after one turn of the event loop, so that batches decoded together go
+// several partitions share (an airport's current hour) are merged once per write. While a write
+// runs, the next group is taken and prepared (its tile batch built), so that work is off the
+// store's critical path too; it is written only once the running write is done. Idle, a batch is
+// written at once (after one turn of the event loop, so that batches decoded together go
 // together); busy, the writes grow with the load, and a full queue holds the consumer back.
 
-export class WriteBehindQueue<T> {
+export class WriteBehindQueue<T, P> {
   private queue: T[] = [];
-  private writing = 0;
   private running = false;
   private readonly roomWaiters: (() => void)[] = [];
   private readonly idleWaiters: (() => void)[] = [];
 
   /**
-   * `write` writes a group and never throws (it handles its own failures). Items with the same
-   * `partitionOf` go in separate writes, in queue order. At most `maxQueued` items wait.
+   * `prepare` does a group's work that needs nothing from the writes before it; `write` writes
+   * the group and never throws (it handles its own failures). Items with the same `partitionOf`
+   * go in separate writes, in queue order. At most `maxQueued` items wait.
    */
   constructor(
-    private readonly write: (items: T[]) => Promise<void>,
+    private readonly prepare: (items: T[]) => P,
+    private readonly write: (items: T[], prepared: P) => Promise<void>,
     private readonly partitionOf: (item: T) => string,
     private readonly maxQueued: number,
   ) {}
-
-  /** Items queued or being written. */
-  get size(): number {
-    return this.queue.length + this.writing;
-  }
 
   /** Resolves when there is room for one more item. */
   async room(): Promise<void> {
@@ -48,25 +46,37 @@ export class WriteBehindQueue<T> {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
-      await new Promise((resolve) => setImmediate(resolve));
-      const group: T[] = [];
-      const later: T[] = [];
-      const partitions = new Set<string>();
-      for (const item of this.queue) {
-        const p = this.partitionOf(item);
-        if (partitions.has(p)) later.push(item);
-        else {
-          partitions.add(p);
-          group.push(item);
-        }
+  /** The next group: the queue's first item of each partition, in queue order. */
+  private take(): { items: T[]; prepared: P } {
+    const items: T[] = [];
+    const later: T[] = [];
+    const partitions = new Set<string>();
+    for (const item of this.queue) {
+      const p = this.partitionOf(item);
+      if (partitions.has(p)) later.push(item);
+      else {
+        partitions.add(p);
+        items.push(item);
       }
-      this.queue = later;
-      this.writing = group.length;
-      for (const wake of this.roomWaiters.splice(0)) wake();
-      await this.write(group);
-      this.writing = 0;
+    }
+    this.queue = later;
+    for (const wake of this.roomWaiters.splice(0)) wake();
+    return { items, prepared: this.prepare(items) };
+  }
+
+  private async drain(): Promise<void> {
+    let next: { items: T[]; prepared: P } | null = null;
+    while (next !== null || this.queue.length > 0) {
+      if (next === null) {
+        await new Promise((resolve) => setImmediate(resolve));
+        next = this.take();
+      }
+      const current = next;
+      const writing = this.write(current.items, current.prepared);
+      // The running write waits on the store: take and prepare the next group meanwhile.
+      await new Promise((resolve) => setImmediate(resolve));
+      next = this.queue.length > 0 ? this.take() : null;
+      await writing;
     }
     this.running = false;
     for (const wake of this.idleWaiters.splice(0)) wake();

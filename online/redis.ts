@@ -79,6 +79,7 @@ import {
   type TileUpdate,
   type ViewPlan,
 } from '../definitions/index.js';
+import type { CasFence, ConditionalApplyResult as IngestConditionalApplyResult, ConditionalKeyTileUpdates, ConditionalTileBatch } from '../ingest/index.js';
 import type { ApplyResult, KeyTiles, OnlineStore, StoreStats, TileRange } from './store.js';
 
 export type RedisClient = Redis | Cluster;
@@ -95,7 +96,7 @@ export interface RedisOnlineStoreOptions {
   maxKeysPerCall?: number;
   /**
    * A call closes once its keys hold this many tile updates (a key is never split); default 256,
-   * about half a millisecond of Redis time (a merge costs it 1 to 3 us).
+   * about half a millisecond of Redis time (a tile update costs it 1 to 3 us).
    */
   maxTileUpdatesPerCall?: number;
 }
@@ -107,37 +108,9 @@ export interface RedisApplyResult extends ApplyResult {
   watermarkMs: number | null;
 }
 
-/**
- * A compare-and-set fence of a key update: the update holds every event of its key from partition
- * `partition` of `source` with an offset in (appliedThrough, offset], and is applied only if the
- * key's stored fence of that partition is at most `appliedThrough` (-1: the key must have none),
- * so that no event is merged twice and none is skipped; applying it sets the fence to `offset`.
- */
-export interface CasFence {
-  source: string;
-  partition: number;
-  offset: number;
-  appliedThrough: number;
-}
+export type { CasFence, ConditionalKeyTileUpdates, ConditionalTileBatch };
 
-/** A key update under compare-and-set fences, one per partition whose events it holds. */
-export interface ConditionalKeyTileUpdates extends KeyTileUpdates {
-  fences: CasFence[];
-}
-
-export interface ConditionalTileBatch extends TileBatch {
-  keys: ConditionalKeyTileUpdates[];
-}
-
-export interface ConditionalApplyResult extends RedisApplyResult {
-  /**
-   * Keys left untouched because a stored fence had moved past its `appliedThrough`: the key's batch
-   * index and its stored fences, in the order of its `fences` (-1 for none).
-   */
-  refused: { key: number; storedFences: number[] }[];
-  /** Keys with late tile events (see ApplyResult.lateTileEvents): batch index and events. */
-  lateKeys: { key: number; lateTileEvents: number }[];
-}
+export interface ConditionalApplyResult extends RedisApplyResult, IngestConditionalApplyResult {}
 
 export type RedisStoreErrorCode = Extract<ErrorCode, `TM_STORE_${string}`>;
 
