@@ -84,8 +84,9 @@ export interface MaterializerOptions {
   /** Longest a fetch waits for data; default 250 ms (freshness). */
   maxWaitTimeMs?: number;
   /**
-   * Batches of different partitions processed at once; default 8. Batches ready together are
-   * written together (group commit), so a member owning many partitions writes fewer, larger batches.
+   * Kafka batches of different partitions decoded at once; default 8. Batches queued together are
+   * written together (write-behind with group commit), so a member owning many partitions writes
+   * fewer, larger batches.
    */
   partitionsConsumedConcurrently?: number;
   /** Most bytes per partition per fetch (bounds a batch); default 1 MiB. */
@@ -98,7 +99,7 @@ export interface MaterializerOptions {
   minBytes?: number;
   /** Consecutive consumer crashes restarted before giving up (the process should then exit); default 30. */
   maxConsecutiveRestarts?: number;
-  /** How long stop() keeps retrying the in-flight batch's writes and commit; default 30 000 ms. */
+  /** How long stop() keeps retrying the queued batches' writes, dead letters and commits; default 30 000 ms. */
   shutdownGraceMs?: number;
   /** Backoff of retried writes, commits and dead letters: doubles from `initial` up to `max`; default 100 and 5 000 ms. */
   retryBackoffMs?: { initial: number; max: number };
