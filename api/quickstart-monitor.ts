@@ -53,7 +53,8 @@ export async function runQuickstartMonitor(offline: OfflineStore, opts: { log: (
   await ensureTables(offline.executor, compiled.registry);
   const plan = compiled.monitors[0]!;
   const [range] = await offline.executor.rows<{ max: number }>(`SELECT max(__ts) AS max FROM tm_events_flights WHERE __load IN (SELECT load_id FROM tm_loads)`);
-  const toMs = Math.ceil(((range?.max ?? plan.reference.toMs) + 1 - plan.phaseMs) / plan.intervalMs) * plan.intervalMs + plan.phaseMs;
+  // The last whole interval of data: a window past the data's end would drift by being short.
+  const toMs = Math.floor(((range?.max ?? plan.reference.toMs) + 1 - plan.phaseMs) / plan.intervalMs) * plan.intervalMs + plan.phaseMs;
   const log = opts.log;
   log('');
   log(`monitor ${plan.name}: ${plan.features.length} features per origin airport against ${new Date(plan.reference.fromMs).toISOString().slice(0, 10)}..${new Date(plan.reference.toMs).toISOString().slice(0, 10)}, evaluated every ${formatDurationMs(plan.intervalMs)} over windows ${plan.windowsMs.map(formatDurationMs).join(', ')} (${plan.drift.mode} drift decisions)`);
@@ -65,9 +66,10 @@ export async function runQuickstartMonitor(offline: OfflineStore, opts: { log: (
   if (evaluations.length > 0) log(`  evaluated ${evaluations.length} weeks in ${((performance.now() - started) / 1000).toFixed(1)} s; results in the offline table tm_monitor_metrics`);
   else log('  already evaluated (results in tm_monitor_metrics); delete the data dir to start over');
   await printMonthlySummary(offline, plan.name, log);
-  const alerts = runner.alerts.alerts();
+  const alerts = runner.alerts.alerts().sort((a, b) => (a.status === b.status ? a.startsAtMs - b.startsAtMs : a.status === 'firing' ? -1 : 1));
   const firing = alerts.filter((a) => a.status === 'firing');
-  log(`  alerts: ${alerts.length} raised over the replay, ${firing.length} still firing at the end`);
+  const pages = alerts.filter((a) => a.labels.severity === 'page').length;
+  log(`  alerts: ${alerts.length} raised over the replay (${pages} pages, ${alerts.length - pages} tickets), ${firing.length} still firing at the end; the first:`);
   for (const a of alerts.slice(0, 8)) {
     log(`    ${a.status.padEnd(8)} ${a.labels.severity?.padEnd(6)} ${a.labels.slo} ${a.labels.slice ?? ''} since ${new Date(a.startsAtMs).toISOString().slice(0, 10)}: ${a.annotations.summary ?? ''}`);
   }
