@@ -113,8 +113,11 @@ export async function evaluateLabels(executor: OfflineExecutor, plan: MonitorPla
   const out = new Map<number, LabelMetricsResult[]>();
   const kFirst = Math.floor((fromMs - plan.phaseMs) / plan.intervalMs) + 1;
   const kLast = Math.floor((toMs - plan.phaseMs) / plan.intervalMs);
-  for (let k0 = kFirst; k0 <= kLast; k0 += 32) {
-    const rows = await executor.rows<LabelWindowRow>(labelWindowsSql(plan, labels), { kFirst: k0, kLast: Math.min(kLast, k0 + 31) });
+  // Each query covers about four weeks of evaluations: every prediction is expanded once per
+  // (window, evaluation, slice) it counts in, so the span bounds the query's memory.
+  const perQuery = Math.max(1, Math.floor((28 * 86_400_000) / plan.intervalMs));
+  for (let k0 = kFirst; k0 <= kLast; k0 += perQuery) {
+    const rows = await executor.rows<LabelWindowRow>(labelWindowsSql(plan, labels), { kFirst: k0, kLast: Math.min(kLast, k0 + perQuery - 1) });
     for (const row of rows) {
       const windowEndMs = plan.phaseMs + row.k * plan.intervalMs;
       const list = out.get(windowEndMs) ?? [];
