@@ -8,53 +8,14 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { compileOrThrow, entity, eventTime, featureView, monitor, source, type CompiledDefinitions } from '../../definitions/index.js';
+import { compileOrThrow, type CompiledDefinitions } from '../../definitions/index.js';
 import { AlertmanagerWebhookSink, MonitorRunner, type AlertmanagerWebhookMessage } from '../../monitor/index.js';
 import { binaryMetrics } from '../../monitor/label-metrics.js';
 import { OfflineStore } from '../../offline/index.js';
 import { buildServer } from '../../api/server.js';
 import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
-
-const HOUR = 3_600_000;
-const T0 = Date.UTC(2026, 0, 1);
-const REFERENCE_HOURS = 24;
-const SHIFT_HOUR = 30; // sensor b's values shift by +3 from this hour on
-const END_HOUR = 40;
-
-const sensor = entity({ name: 'sensor', joinKeys: ['sensor'] });
-const readings = source({ name: 'readings', topic: 'readings', schema: z.object({ t: eventTime(), sensor: z.string(), value: z.number(), kind: z.string() }), eventTimeField: 't' });
-const sensorStats = featureView({ name: 'sensor_stats', source: readings, entity: sensor, features: { value_mean_1h: { agg: 'mean', field: 'value', window: '1h' } } });
-const predictions = source({ name: 'predictions', topic: 'predictions', schema: z.object({ id: z.string(), t: eventTime(), sensor: z.string(), score: z.number() }), eventTimeField: 't' });
-const labels = source({ name: 'labels', topic: 'labels', schema: z.object({ id: z.string(), t: eventTime(), y: z.number() }), eventTimeField: 't' });
-const sensors = monitor({
-  name: 'sensors',
-  source: readings,
-  features: ['value', 'kind', 'sensor_stats:value_mean_1h'],
-  slices: { sensor: { field: 'sensor' } },
-  reference: { from: new Date(T0).toISOString(), to: new Date(T0 + REFERENCE_HOURS * HOUR).toISOString() },
-  interval: '1h',
-  windows: ['1h', '3h'],
-  labels: { predictions, labels, predictionId: 'id', labelId: 'id', score: 'score', label: 'y', kind: 'binary', threshold: 0.5, labelDelay: '1h' },
-  slos: {
-    // Objective 0.9 (budget 0.1): page when the last 3 hours and the last hour both burn > 5x,
-    // i.e. more than half of the evaluations of both windows drifted.
-    value_drift: { indicator: 'drift', feature: 'value', objective: 0.9, window: '1h', policy: [{ severity: 'page', long: '3h', short: '1h', burnRate: 5 }] },
-    auc: { indicator: 'auc', min: 0.6, objective: 0.9, window: '3h', policy: [{ severity: 'ticket', long: '3h', short: '1h', burnRate: 5 }] },
-  },
-});
-
-/** Seeded normal draws (Box-Muller over mulberry32). */
-function normals(seed: number): () => number {
-  let s = seed;
-  const uniform = (): number => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-}
+import * as sensorDefinitions from '../fixtures/sensor-monitor.js';
+import { END_HOUR, HOUR, REFERENCE_HOURS, SHIFT_HOUR, T0, sensorData } from '../fixtures/sensor-monitor.js';
 
 let dir: string;
 let compiled: CompiledDefinitions;
@@ -67,25 +28,11 @@ const labelRows: { id: string; t: number; y: number }[] = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tidemark-monitor-'));
-  compiled = compileOrThrow({ sensor, readings, sensorStats, predictions, labels, sensors });
-  const normal = normals(7);
-  const rows: string[] = [];
-  for (let h = 0; h < END_HOUR; h++) {
-    for (let i = 0; i < 240; i++) {
-      const t = T0 + h * HOUR + i * 15_000;
-      for (const name of ['a', 'b', 'c']) {
-        const shift = name === 'b' && h >= SHIFT_HOUR ? 3 : 0;
-        rows.push(JSON.stringify({ t, sensor: name, value: normal() + shift, kind: i % 3 === 0 ? 'x' : 'y' }));
-      }
-      // One prediction per 15 s; y depends on the score until hour 32, then the model goes blind.
-      const id = `p${h}-${i}`;
-      const score = Math.round(((normal() + 3) / 6) * 1000) / 1000;
-      const y = h < 32 ? Number(score + 0.15 * normal() > 0.5) : Number(normal() > 0);
-      predictionRows.push({ id, t, sensor: ['a', 'b', 'c'][i % 3]!, score });
-      // Every 10th label never comes; every 7th comes 2 hours late (after the 1h label delay).
-      if (i % 10 !== 9) labelRows.push({ id, t: t + (i % 7 === 6 ? 2 * HOUR : 20 * 60_000), y });
-    }
-  }
+  compiled = compileOrThrow(sensorDefinitions);
+  const data = sensorData();
+  predictionRows.push(...data.predictions);
+  labelRows.push(...data.labels);
+  const rows = data.readings.map((r) => JSON.stringify(r));
   const write = (name: string, lines: string[]): string => {
     const path = join(dir, `${name}.ndjson`);
     writeFileSync(path, `${lines.join('\n')}\n`);
