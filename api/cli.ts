@@ -6,7 +6,7 @@ import { compile, compileOrThrow, formatDefinitionError, formatDurationMs, loadD
 import { OfflineKafkaSink, OfflineStore } from '../offline/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { runQuickstart } from './quickstart.js';
-import { buildMaterializerServer, createKafkaClient, Materializer, redisAppliedOffsets, type MaterializerLog } from '../ingest/index.js';
+import { buildMaterializerServer, createKafkaClient, Materializer, type MaterializerLog } from '../ingest/index.js';
 import { connectRedisOnlineStore, OnlineFeatureService, type StoreClock } from '../online/index.js';
 import { Partitioners } from 'kafkajs';
 import { pushRoutes } from './push-routes.js';
@@ -243,7 +243,6 @@ function addStreamCommands(program: Command): void {
         brokers: brokerList(opts.kafkaBrokers),
         groupId: opts.group,
         store,
-        fences: redisAppliedOffsets(store),
         storeReady: () => store.client.status === 'ready',
         sessionTimeoutMs: opts.sessionTimeout,
         heartbeatIntervalMs: Math.max(100, Math.min(3_000, Math.floor(opts.sessionTimeout / 10))),

@@ -352,7 +352,7 @@ export async function applyRunsExactlyOnce(store: ConditionalStore, builder: Fen
   }
 }
 
-/** The fence of one key of one partition, as redisAppliedOffsets reads it. */
+/** The fence of one key of one partition, as redisAppliedOffsets reads it (for inspection and tests: the materializer reads no fence ahead). */
 export interface ViewKey {
   view: string;
   entityKey: string;

@@ -55,7 +55,7 @@ import { Kafka, logLevel, Partitioners, type Admin, type Consumer, type EachBatc
 import { Counter, Gauge, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { TidemarkError, type CompiledDefinitions, type SourcePlan } from '../definitions/index.js';
 import { EventDecoder, type BadEvent, type DecodedEvent } from './decode.js';
-import { applyRunsExactlyOnce, FencedBatchBuilder, type AppliedOffsetReader, type ConditionalStore, type FencedBatch, type LogRun } from './fences.js';
+import { applyRunsExactlyOnce, FencedBatchBuilder, type ConditionalStore, type FencedBatch, type LogRun } from './fences.js';
 import { WriteBehindQueue } from './write-behind.js';
 
 /** What the materializer needs of an online store: applies under compare-and-set fences (RedisOnlineStore). */
@@ -69,11 +69,6 @@ export interface MaterializerOptions {
   brokers: string[];
   groupId: string;
   store: MaterializerStore;
-  /**
-   * @deprecated Not read: the store's conditional apply reports the fences it refuses on, so the
-   * materializer reads none ahead. Accepted so that existing callers compile; leave it out.
-   */
-  fences?: AppliedOffsetReader;
   /** Whether the store's connection is up, for /healthz (e.g. ioredis status === 'ready'); default: always. */
   storeReady?: () => boolean;
   clientId?: string;
