@@ -4,11 +4,11 @@
 // plus the buckets of the longest window; never rows.
 import type { CompiledDefinitions, MonitorPlan } from '../definitions/index.js';
 import type { OfflineExecutor } from '../offline/index.js';
-import { benjaminiHochberg, categoricalPsiTestCounts, psiPValue } from './calibration.js';
+import { categoricalPsiTestCounts, decideDrift, psiPValue } from './calibration.js';
 import { binCountsSql, hasFeatures } from './drift-sql.js';
 import { binnedKs, ksPValue } from './ks.js';
 import { FINE_BINS, profileKey, type FeatureSliceProfile, type MonitorProfile } from './profile.js';
-import { psi } from './psi.js';
+import { psi, totalCount } from './psi.js';
 
 /** One (feature, slice, window) at one evaluation time. */
 export interface DriftResult {
@@ -41,9 +41,6 @@ export interface DriftEvaluation {
   results: DriftResult[];
 }
 
-/** Fixed mode (Evidently's defaults). */
-export const FIXED_PSI_THRESHOLD = 0.1;
-export const FIXED_KS_P_THRESHOLD = 0.05;
 /** Each bin-count query covers about this much time (at least one bucket): bounded intermediate memory. */
 const QUERY_SPAN_MS = 16 * 86_400_000;
 
@@ -52,12 +49,6 @@ export function decileCounts(fine: ArrayLike<number>): Float64Array {
   const out = new Float64Array(10);
   for (let j = 0; j < fine.length; j++) out[Math.min(9, Math.floor(j / 10))]! += fine[j]!;
   return out;
-}
-
-function total(counts: ArrayLike<number>): number {
-  let n = 0;
-  for (let i = 0; i < counts.length; i++) n += counts[i]!;
-  return n;
 }
 
 /** One bucket's counts per (feature, slice) key: per bin, and per category the reference never saw. */
@@ -167,7 +158,7 @@ export async function* evaluateDrift(
   }
 }
 
-/** Statistics and decisions of one window at one time, BH across all its (feature, slice) tests. */
+/** Statistics and decisions of one window at one time (calibrated: BH across all its (feature, slice) tests). */
 function decide(
   plan: MonitorPlan,
   profile: MonitorProfile,
@@ -180,7 +171,7 @@ function decide(
   const results: DriftResult[] = [];
   const tested: DriftResult[] = [];
   for (const [key, cur] of sums) {
-    const nCur = total(cur);
+    const nCur = totalCount(cur);
     if (nCur <= 0) continue;
     const ref = profile.get(key);
     const [feature, slice] = key.split('\u0000') as [string, string];
@@ -190,23 +181,22 @@ function decide(
       results.push({ ...base, note: 'no_reference' });
       continue;
     }
-    const r = statistics(ref, cur, nCur, unseen.get(key));
-    const result = { ...base, ...r };
-    if (nCur < minSamples || ref.n < minSamples) {
-      results.push({ ...result, note: 'too_few_rows' });
-      continue;
-    }
-    if (mode === 'fixed') result.drift = result.psi! >= FIXED_PSI_THRESHOLD || (result.ksPValue !== null && result.ksPValue <= FIXED_KS_P_THRESHOLD);
-    tested.push(result);
+    const result = { ...base, ...statistics(ref, cur, nCur, unseen.get(key)) };
     results.push(result);
+    if (nCur < minSamples || ref.n < minSamples) result.note = 'too_few_rows';
+    else tested.push(result);
   }
-  if (mode === 'calibrated' && tested.length > 0) {
-    const bh = benjaminiHochberg(tested.map((t) => t.pValue!), fdr);
-    tested.forEach((t, i) => {
-      t.qValue = bh.adjusted[i]!;
-      t.drift = bh.rejected[i]! && t.psi! >= psiFloor;
-    });
-  }
+  const decisions = decideDrift(
+    // A PSI p-value skipped because the KS one alone decides stands in as 1: it cannot change the combination.
+    tested.map((t) => ({ kind: t.kind, psi: t.psi!, psiPValue: t.psiPValue ?? 1, ksPValue: t.ksPValue })),
+    mode === 'fixed' ? { mode } : { mode, fdr, psiFloor },
+  );
+  tested.forEach((t, i) => {
+    const d = decisions[i]!;
+    t.drift = d.drift;
+    t.pValue = Number.isNaN(d.pValue) ? null : d.pValue;
+    t.qValue = d.qValue;
+  });
   return results;
 }
 
@@ -218,7 +208,7 @@ function statistics(
   cur: Float64Array,
   nCur: number,
   unseen: ReadonlyMap<string, number> | undefined,
-): Pick<DriftResult, 'psi' | 'ks' | 'ksErrorBound' | 'psiPValue' | 'ksPValue' | 'pValue'> {
+): Pick<DriftResult, 'psi' | 'ks' | 'ksErrorBound' | 'psiPValue' | 'ksPValue'> {
   const options = { maxReplicates: PSI_MONTE_CARLO_REPLICATES };
   if (ref.kind === 'categorical') {
     // PSI lumps unseen categories into one bin (SEMANTICS); its no-drift p-value is a permutation
@@ -229,17 +219,14 @@ function statistics(
     const refAligned = [...ref.counts.subarray(1), ...unseenCounts.map(() => 0)];
     const curAligned = [...cur.subarray(1), ...unseenCounts];
     const pPsi = categoricalPsiTestCounts(refAligned, curAligned, options).pValue;
-    return { psi: value, ks: null, ksErrorBound: null, psiPValue: pPsi, ksPValue: null, pValue: pPsi };
+    return { psi: value, ks: null, ksErrorBound: null, psiPValue: pPsi, ksPValue: null };
   }
   const refDeciles = decileCounts(ref.counts);
   const value = psi(refDeciles, decileCounts(cur));
   const ks = binnedKs(ref.counts, cur);
   const pKs = ksPValue(ks.statistic, ref.n, nCur, 'asymp');
-  // The test's p-value is 2 min(pPsi, pKs). When pKs is below anything the PSI's Monte Carlo can
-  // return, pPsi cannot change it: skip the simulation (the costliest step of an evaluation).
-  if (2 * pKs < 1 / (PSI_MONTE_CARLO_REPLICATES + 1)) {
-    return { psi: value, ks: ks.statistic, ksErrorBound: ks.errorBound, psiPValue: null, ksPValue: pKs, pValue: Math.min(1, 2 * pKs) };
-  }
-  const pPsi = psiPValue(value, refDeciles, nCur, { ...options, kind: 'numeric' });
-  return { psi: value, ks: ks.statistic, ksErrorBound: ks.errorBound, psiPValue: pPsi, ksPValue: pKs, pValue: Math.min(1, 2 * Math.min(pPsi, pKs)) };
+  // The test's p-value is 2 min(pPsi, pKs) (driftTestPValue). When pKs is below anything the PSI's
+  // Monte Carlo can return, pPsi cannot change it: skip the simulation (the costliest step).
+  const pPsi = 2 * pKs < 1 / (PSI_MONTE_CARLO_REPLICATES + 1) ? null : psiPValue(value, refDeciles, nCur, { ...options, kind: 'numeric' });
+  return { psi: value, ks: ks.statistic, ksErrorBound: ks.errorBound, psiPValue: pPsi, ksPValue: pKs };
 }

@@ -2,7 +2,8 @@
 // metrics, the metrics time series, burn-rate alerts and their sinks, and the monitor loop.
 export { MonitorRunner, pickMonitor, sloObservations } from './run.js';
 export type { MonitorRunnerOptions, EvaluationSummary } from './run.js';
-export { evaluateDrift, decileCounts, FIXED_PSI_THRESHOLD, FIXED_KS_P_THRESHOLD } from './drift.js';
+export { evaluateDrift, decileCounts } from './drift.js';
+export { FIXED_DRIFT_THRESHOLDS, benjaminiHochberg, decideDrift } from './calibration.js';
 export type { DriftResult, DriftEvaluation } from './drift.js';
 export { loadOrBuildProfile, ensureMonitorTables, profileKey, FINE_BINS } from './profile.js';
 export type { MonitorProfile, FeatureSliceProfile } from './profile.js';
