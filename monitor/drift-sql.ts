@@ -26,8 +26,8 @@ function sliceExpr(slice: MonitorSlicePlan): string {
   return `concat(${prefix}, multiIf(isNull(${col}), '(null)', ${arms}, '${labels[labels.length - 1]}'))`;
 }
 
-/** `['all', 'origin=' || origin, ...]`: each sample row counts once per slice definition and once overall. */
-function slicesArray(plan: MonitorPlan): string {
+/** `['all', 'origin=' || origin, ...]`: each row counts once per slice definition and once overall (samples and predictions alike). */
+export function slicesArray(plan: MonitorPlan): string {
   return `[${[`'${ALL_SLICE}'`, ...plan.slices.map(sliceExpr)].join(', ')}]`;
 }
 

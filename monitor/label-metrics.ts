@@ -118,12 +118,6 @@ export function binaryMetrics(groups: readonly ScoreGroup[], threshold: number, 
   const n = P + N;
   const TP = truePositives.value;
   const FP = falsePositives.value;
-  const FN = P - TP;
-  const TN = N - FP;
-  const ratio = (num: number, den: number): number => (den === 0 ? zeroDivision : num / den);
-  const precision = n === 0 ? NaN : ratio(TP, TP + FP);
-  const recall = n === 0 ? NaN : ratio(TP, P);
-  const f1 = n === 0 ? NaN : precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
   return {
     n,
     positives: P,
@@ -132,15 +126,29 @@ export function binaryMetrics(groups: readonly ScoreGroup[], threshold: number, 
     logLoss: n > 0 && probabilities ? logLoss.value / n : NaN,
     brier: n > 0 && probabilities ? brier.value / n : NaN,
     threshold,
-    truePositives: TP,
-    falsePositives: FP,
-    trueNegatives: TN,
-    falseNegatives: FN,
-    precision,
-    recall,
-    f1,
-    accuracy: n === 0 ? NaN : (TP + TN) / n,
+    ...confusionMetrics({ truePositives: TP, falsePositives: FP, trueNegatives: N - FP, falseNegatives: P - TP }, zeroDivision),
   };
+}
+
+export interface ConfusionCounts {
+  truePositives: number;
+  falsePositives: number;
+  trueNegatives: number;
+  falseNegatives: number;
+}
+
+/**
+ * Precision, recall, F1 and accuracy from confusion counts (sklearn's definitions; a 0/0 ratio
+ * takes `zeroDivision`, F1 is 0 when precision + recall is 0; all NaN for no rows).
+ */
+export function confusionMetrics(c: ConfusionCounts, zeroDivision: 0 | 1 = 0): ConfusionCounts & { precision: number; recall: number; f1: number; accuracy: number } {
+  const { truePositives: TP, falsePositives: FP, trueNegatives: TN, falseNegatives: FN } = c;
+  const n = TP + FP + TN + FN;
+  const ratio = (num: number, den: number): number => (den === 0 ? zeroDivision : num / den);
+  const precision = n === 0 ? NaN : ratio(TP, TP + FP);
+  const recall = n === 0 ? NaN : ratio(TP, TP + FN);
+  const f1 = n === 0 ? NaN : precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+  return { ...c, precision, recall, f1, accuracy: n === 0 ? NaN : (TP + TN) / n };
 }
 
 /** Group (score, label) rows by score: what ClickHouse does before `binaryMetrics`. */

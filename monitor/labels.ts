@@ -8,7 +8,8 @@
 // are counted, not errors.
 import type { LabelPlan, MonitorPlan } from '../definitions/index.js';
 import { COMPLETED_LOADS, eventTable, ident, type OfflineExecutor } from '../offline/index.js';
-import { ALL_SLICE, bandLabels } from './drift-sql.js';
+import { slicesArray } from './drift-sql.js';
+import { confusionMetrics, regressionMetrics } from './label-metrics.js';
 
 export const LOG_LOSS_EPS = 1e-15;
 
@@ -42,16 +43,6 @@ export interface LabelMetricsResult {
   metrics: Record<string, number | null>;
 }
 
-function sliceArray(plan: MonitorPlan, alias: string): string {
-  const parts = plan.slices.map((s) => {
-    const col = `${alias}.${ident(s.field)}`;
-    if (s.bands === null) return `concat('${s.name}=', ifNull(toString(${col}), '(null)'))`;
-    const labels = bandLabels(s.bands);
-    return `concat('${s.name}=', multiIf(isNull(${col}), '(null)', ${s.bands.map((b, i) => `${col} < ${b}, '${labels[i]}'`).join(', ')}, '${labels[labels.length - 1]}'))`;
-  });
-  return `['${ALL_SLICE}'${parts.map((p) => `, ${p}`).join('')}]`;
-}
-
 /** Rows for evaluations at phase + k * interval, k in [{kFirst}, {kLast}], every window of the plan. */
 export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan): string {
   const I = plan.intervalMs;
@@ -70,7 +61,7 @@ export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan): string {
 p AS (SELECT toString(${ident(labels.predictionIdField)}) AS id, __ts AS ts, toFloat64(${ident(labels.scoreField)}) AS s${sliceCols.map((c) => `, ${ident(c)}`).join('')} FROM ${pred} WHERE ${COMPLETED_LOADS} AND __ts >= ${pFrom} AND __ts < ${pTo} AND ${ident(labels.scoreField)} IS NOT NULL ORDER BY __ts LIMIT 1 BY id),
 l AS (SELECT toString(${ident(labels.labelIdField)}) AS id, __ts AS lts, toFloat64(${ident(labels.labelField)}) AS y FROM ${lab} WHERE ${COMPLETED_LOADS} AND __ts < ${pTo} + ${D} AND ${ident(labels.labelField)} IS NOT NULL AND id IN (SELECT id FROM p) ORDER BY __ts LIMIT 1 BY id),
 j AS (SELECT p.*, ifNull(l.id = p.id AND l.lts < p.ts + ${D}, false) AS has, l.y AS y FROM p LEFT JOIN l ON p.id = l.id),
-x AS (SELECT *, arrayJoin(${windows}) AS w, arrayJoin(range(toInt64(intDiv(ts + ${D} - ${P}, ${I}) + 1), toInt64(intDiv(ts + ${D} - ${P} + w, ${I}) + 1))) AS k, arrayJoin(${sliceArray(plan, 'j')}) AS slice FROM j),
+x AS (SELECT *, arrayJoin(${windows}) AS w, arrayJoin(range(toInt64(intDiv(ts + ${D} - ${P}, ${I}) + 1), toInt64(intDiv(ts + ${D} - ${P} + w, ${I}) + 1))) AS k, arrayJoin(${slicesArray(plan)}) AS slice FROM j),
 g AS (SELECT k, w, slice, s, countIf(has AND y = 1) AS pos, countIf(has AND y = 0) AS neg, countIf(has) AS lab, countIf(NOT has) AS unl,
       sumIf(abs(s - y), has) AS ae, sumIf((s - y) * (s - y), has) AS se FROM x WHERE k >= {kFirst:Int64} AND k <= {kLast:Int64} GROUP BY k, w, slice, s)
 SELECT k, w, slice, sum(pos) AS positives, sum(neg) AS negatives, sum(lab) AS labelled, sum(unl) AS unlabelled,
@@ -88,13 +79,16 @@ export function orphanLabelsSql(plan: MonitorPlan, labels: LabelPlan): string {
   return `SELECT intDiv(__ts - ${plan.phaseMs}, ${plan.intervalMs}) AS b, count() AS n FROM ${ident(eventTable(labels.labels))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {to:Int64} AND toString(${ident(labels.labelIdField)}) NOT IN (SELECT toString(${ident(labels.predictionIdField)}) FROM ${ident(eventTable(labels.predictions))} WHERE ${COMPLETED_LOADS}) GROUP BY b`;
 }
 
-/** Final metrics from one aggregated row (scikit-learn's definitions; zero_division gives 0 as sklearn's default does). */
+/** Final metrics from one aggregated row (scikit-learn's definitions, via label-metrics.ts; zero_division 0 as sklearn's default). */
 export function labelMetricsOf(row: LabelWindowRow, kind: LabelPlan['kind']): Record<string, number | null> {
-  if (kind === 'regression') return row.labelled === 0 ? {} : { mae: row.abs_error_sum / row.labelled, rmse: Math.sqrt(row.sq_error_sum / row.labelled) };
+  if (kind === 'regression') {
+    if (row.labelled === 0) return {};
+    const { mae, rmse } = regressionMetrics({ n: row.labelled, sumAbsError: row.abs_error_sum, sumSquaredError: row.sq_error_sum });
+    return { mae, rmse };
+  }
   const n = row.positives + row.negatives;
   if (n === 0) return {};
-  const precision = row.tp + row.fp === 0 ? 0 : row.tp / (row.tp + row.fp);
-  const recall = row.tp + row.fn === 0 ? 0 : row.tp / (row.tp + row.fn);
+  const { precision, recall, f1, accuracy } = confusionMetrics({ truePositives: row.tp, falsePositives: row.fp, trueNegatives: row.tn, falseNegatives: row.fn });
   return {
     // One class only: AUC is undefined (scikit-learn raises).
     auc: row.positives === 0 || row.negatives === 0 ? null : row.auc_pairs / (row.positives * row.negatives),
@@ -102,8 +96,8 @@ export function labelMetricsOf(row: LabelWindowRow, kind: LabelPlan['kind']): Re
     brier: row.brier_sum / n,
     precision,
     recall,
-    f1: precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall),
-    accuracy: (row.tp + row.tn) / n,
+    f1,
+    accuracy,
   };
 }
 
