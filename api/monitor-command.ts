@@ -3,15 +3,15 @@
 // delivering alerts to Alertmanager-format webhooks, a Kafka topic and the log.
 import { Command, InvalidArgumentError } from 'commander';
 import { Partitioners } from 'kafkajs';
-import { compileOrThrow, formatDurationMs, loadDefinitions, parseIsoUtcMs } from '../definitions/index.js';
+import { compileOrThrow, formatDurationMs, loadDefinitions, parseTimeMs } from '../definitions/index.js';
 import { createKafkaClient } from '../ingest/index.js';
 import { AlertmanagerWebhookSink, KafkaAlertSink, LogAlertSink, MonitorRunner, type AlertSink, type EvaluationSummary } from '../monitor/index.js';
-import { OfflineStore } from '../offline/index.js';
+import { latestEventTimeMs, OfflineStore } from '../offline/index.js';
 
 function timeOption(name: string) {
   return (text: string): number => {
-    const ms = /^-?\d+$/.test(text) ? Number(text) : parseIsoUtcMs(text);
-    if (ms === null || !Number.isFinite(ms)) throw new InvalidArgumentError(`${name} must be ISO-8601 UTC or epoch ms, got ${text}`);
+    const ms = parseTimeMs(text);
+    if (ms === null) throw new InvalidArgumentError(`${name} must be ISO-8601 UTC or epoch ms, got ${text}`);
     return ms;
   };
 }
@@ -81,7 +81,7 @@ export function addMonitorCommand(program: Command): void {
         };
         if (opts.replay) {
           const from = opts.from ?? plan.reference.toMs;
-          const to = opts.to ?? (await latestEventMs(store, plan.source)) + plan.intervalMs;
+          const to = opts.to ?? ((await latestEventTimeMs(store.executor, plan.source)) ?? from) + plan.intervalMs;
           console.log(`monitor ${plan.name}: replaying ${new Date(from).toISOString()} .. ${new Date(to).toISOString()} every ${formatDurationMs(plan.intervalMs)}, windows ${plan.windowsMs.map(formatDurationMs).join(', ')}`);
           const done = await runner.evaluate(from, to, print);
           if (done.length === 0) {
@@ -113,9 +113,4 @@ export function addMonitorCommand(program: Command): void {
         await store.close();
       }
     });
-}
-
-async function latestEventMs(store: OfflineStore, source: string): Promise<number> {
-  const [row] = await store.executor.rows<{ t: number }>(`SELECT max(__ts) AS t FROM tm_events_${source}`);
-  return row?.t ?? Date.now();
 }

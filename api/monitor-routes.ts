@@ -2,7 +2,7 @@
 // alerts (GET /alerts), read from the offline store so they answer whichever process evaluated.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { parseDurationMs, parseIsoUtcMs, TidemarkError } from '../definitions/index.js';
+import { parseDurationMs, parseTimeMs, TidemarkError } from '../definitions/index.js';
 import { OfflineAlertStateStore, queryMetrics, type MetricQuery } from '../monitor/index.js';
 import type { OfflineStore } from '../offline/index.js';
 
@@ -33,8 +33,8 @@ const AlertFilters = z.object({
 
 function timeParam(name: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
-  const ms = /^-?\d+$/.test(text) ? Number(text) : parseIsoUtcMs(text);
-  if (ms === null || !Number.isFinite(ms)) throw new TidemarkError('TM_MONITOR_BAD_REQUEST', `${name} ${JSON.stringify(text)} is not a time: give ISO-8601 UTC or epoch milliseconds`, { field: name });
+  const ms = parseTimeMs(text);
+  if (ms === null) throw new TidemarkError('TM_MONITOR_BAD_REQUEST', `${name} ${JSON.stringify(text)} is not a time: give ISO-8601 UTC or epoch milliseconds`, { field: name });
   return ms;
 }
 

@@ -6,7 +6,7 @@
 // (2%) or arrive too late (1%), to show how the monitor counts them.
 import { compileOrThrow, formatDurationMs, loadDefinitions, type CompiledDefinitions } from '../definitions/index.js';
 import { MonitorRunner, type AlertSink, type EvaluationSummary } from '../monitor/index.js';
-import { ensureTables, type OfflineStore } from '../offline/index.js';
+import { COMPLETED_LOADS, ensureTables, latestEventTimeMs, recordCompletedLoad, type OfflineStore } from '../offline/index.js';
 
 export const QUICKSTART_MONITOR_DEFINITIONS = new URL('../examples/flights/monitor.ts', import.meta.url).pathname;
 const MODEL_LOAD_ID = 'quickstart-model:v1';
@@ -24,7 +24,7 @@ async function writePredictionsAndLabels(offline: OfflineStore, fromMs: number):
   const [done] = await ex.rows<{ n: number }>(`SELECT count() AS n FROM tm_loads WHERE load_id = {id:String}`, { id: MODEL_LOAD_ID });
   if ((done?.n ?? 0) > 0) return 0;
   for (const table of ['tm_events_delay_predictions', 'tm_events_delay_labels']) await ex.command(`DELETE FROM ${table} WHERE __load = {id:String}`, { id: MODEL_LOAD_ID });
-  const flights = `tm_events_flights WHERE __load IN (SELECT load_id FROM tm_loads)`;
+  const flights = `tm_events_flights WHERE ${COMPLETED_LOADS}`;
   const id = `concat(__load, ':', toString(__offset))`;
   await ex.command(
     `INSERT INTO tm_events_delay_predictions (__ts, __load, __offset, prediction_id, date, origin, destination, distance, score)
@@ -43,7 +43,7 @@ async function writePredictionsAndLabels(offline: OfflineStore, fromMs: number):
     { id: MODEL_LOAD_ID },
   );
   const [n] = await ex.rows<{ n: number }>(`SELECT count() AS n FROM tm_events_delay_predictions WHERE __load = {id:String}`, { id: MODEL_LOAD_ID });
-  await ex.insert('tm_loads', [{ load_id: MODEL_LOAD_ID, source: 'delay_predictions', file: 'quickstart model (SQL)', sha256: MODEL_LOAD_ID, rows: n?.n ?? 0, events: n?.n ?? 0, bad: 0, registry_version: '', loaded_at: Date.now() }]);
+  await recordCompletedLoad(ex, { loadId: MODEL_LOAD_ID, source: 'delay_predictions', file: 'quickstart model (SQL)', sha256: MODEL_LOAD_ID, rows: n?.n ?? 0, events: n?.n ?? 0, bad: 0, registryVersion: '' });
   return n?.n ?? 0;
 }
 
@@ -52,9 +52,9 @@ export async function runQuickstartMonitor(offline: OfflineStore, opts: { log: (
   const compiled = compileOrThrow((await loadDefinitions(QUICKSTART_MONITOR_DEFINITIONS)).module);
   await ensureTables(offline.executor, compiled.registry);
   const plan = compiled.monitors[0]!;
-  const [range] = await offline.executor.rows<{ max: number }>(`SELECT max(__ts) AS max FROM tm_events_flights WHERE __load IN (SELECT load_id FROM tm_loads)`);
+  const latest = await latestEventTimeMs(offline.executor, plan.source);
   // The last whole interval of data: a window past the data's end would drift by being short.
-  const toMs = Math.floor(((range?.max ?? plan.reference.toMs) + 1 - plan.phaseMs) / plan.intervalMs) * plan.intervalMs + plan.phaseMs;
+  const toMs = Math.floor(((latest ?? plan.reference.toMs) + 1 - plan.phaseMs) / plan.intervalMs) * plan.intervalMs + plan.phaseMs;
   const log = opts.log;
   log('');
   log(`monitor ${plan.name}: ${plan.features.length} features per origin airport against ${new Date(plan.reference.fromMs).toISOString().slice(0, 10)}..${new Date(plan.reference.toMs).toISOString().slice(0, 10)}, evaluated every ${formatDurationMs(plan.intervalMs)} over windows ${plan.windowsMs.map(formatDurationMs).join(', ')} (${plan.drift.mode} drift decisions)`);

@@ -9,7 +9,7 @@ export type {
   FeatureSpec,
   NumericFields,
 } from './dsl.js';
-export { eventTime, parseIsoUtcMs, describeField } from './schema.js';
+export { eventTime, parseIsoUtcMs, parseTimeMs, describeField } from './schema.js';
 export type { FieldInfo, FieldKind } from './schema.js';
 export { parseDurationMs, formatDurationMs } from './duration.js';
 export type { Duration } from './duration.js';

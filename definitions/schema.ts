@@ -38,6 +38,20 @@ export function parseIsoUtcMs(text: string): number | null {
   return Number.isSafeInteger(result) ? result : null;
 }
 
+/**
+ * Milliseconds of a time given as integer epoch milliseconds (a number, or text of digits) or as
+ * ISO-8601 text; null when it is neither. Text is taken as it is (callers trim if they want to).
+ */
+export function parseTimeMs(value: unknown): number | null {
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : null;
+  if (typeof value !== 'string') return null;
+  if (/^[+-]?\d+$/.test(value)) {
+    const n = Number(value);
+    return Number.isSafeInteger(n) ? n : null;
+  }
+  return parseIsoUtcMs(value);
+}
+
 const timestampSchemas = new WeakSet<z.ZodType>();
 
 /**

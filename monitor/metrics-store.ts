@@ -1,7 +1,7 @@
 // The monitor's metrics time series in the offline store: every evaluation writes one row per
 // (metric, feature, slice, window), so history survives restarts, can be plotted, and tells a
 // restarted monitor where to resume. Read back with filters by the API.
-import type { OfflineExecutor } from '../offline/index.js';
+import { insertInChunks, type OfflineExecutor } from '../offline/index.js';
 
 export const METRICS_TABLE = 'tm_monitor_metrics';
 
@@ -38,9 +38,7 @@ export async function ensureMetricsTable(executor: OfflineExecutor): Promise<voi
 
 export async function writeMetrics(executor: OfflineExecutor, rows: readonly MetricRow[]): Promise<void> {
   const evaluatedAt = Date.now();
-  for (let i = 0; i < rows.length; i += 50_000) {
-    await executor.insert(METRICS_TABLE, rows.slice(i, i + 50_000).map((r) => ({ ...r, evaluated_at: evaluatedAt })));
-  }
+  await insertInChunks(executor, METRICS_TABLE, rows.map((r) => ({ ...r, evaluated_at: evaluatedAt })));
 }
 
 /** The latest window end already evaluated for this monitor version (to resume after a restart), or null. */

@@ -4,7 +4,7 @@
 // Numeric: 99 percentile edges (every tenth a decile edge: PSI's bins), counts in the 100 fine bins.
 // Categorical: one bin per reference category plus bin 0 for categories unseen in the reference.
 import type { CompiledDefinitions, MonitorPlan } from '../definitions/index.js';
-import type { OfflineExecutor } from '../offline/index.js';
+import { insertInChunks, type OfflineExecutor } from '../offline/index.js';
 import { binCountsSql, categoricalProfileSql, FINE_BIN_PROBABILITIES, hasFeatures, numericProfileSql } from './drift-sql.js';
 
 export interface FeatureSliceProfile {
@@ -62,7 +62,7 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
       e.edges.forEach((v, i) => byValue.set(v, i + 1));
       return [...byValue].map(([edge, idx]) => ({ ...key, fid: e.fid, slice: e.slice, edge, idx }));
     });
-    await insertChunked(executor, 'tm_monitor_edges', edgeRows);
+    await insertInChunks(executor, 'tm_monitor_edges', edgeRows);
     const counts = await executor.rows<{ fid: number; slice: string; bin: number; c: number }>(binCountsSql(compiled, plan, 'numeric'), {
       ...range,
       ...key,
@@ -104,10 +104,10 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
         counts: [0, ...entry.values.map(([, n]) => n)],
       });
     }
-    await insertChunked(executor, 'tm_monitor_categories', catRows);
+    await insertInChunks(executor, 'tm_monitor_categories', catRows);
   }
   // The profile rows go last: their presence marks the profile complete.
-  await insertChunked(executor, 'tm_monitor_profiles', rows.map((r) => ({ ...key, ...r, created_at: Date.now() })));
+  await insertInChunks(executor, 'tm_monitor_profiles', rows.map((r) => ({ ...key, ...r, created_at: Date.now() })));
   return { profile: toProfile(rows), built: true };
 }
 
@@ -117,8 +117,4 @@ function toProfile(rows: readonly ProfileRow[]): MonitorProfile {
     profile.set(profileKey(r.feature, r.slice), { feature: r.feature, slice: r.slice, kind: r.kind, n: Number(r.n), edges: r.edges, categories: r.categories, counts: Float64Array.from(r.counts) });
   }
   return profile;
-}
-
-async function insertChunked(executor: OfflineExecutor, table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
-  for (let i = 0; i < rows.length; i += 50_000) await executor.insert(table, rows.slice(i, i + 50_000));
 }

@@ -5,7 +5,7 @@
 // A restart resumes after the last stored evaluation and refills the burn-rate windows from the
 // stored metrics, so nothing is evaluated twice and nothing pages twice.
 import { TidemarkError, type CompiledDefinitions, type MonitorPlan, type SloPlan } from '../definitions/index.js';
-import { COMPLETED_LOADS, eventTable, ident, type OfflineExecutor } from '../offline/index.js';
+import { latestEventTimeMs, type OfflineExecutor } from '../offline/index.js';
 import { AlertDelivery, type AlertSink, type DeliveryReport } from './alert-sinks.js';
 import { OfflineAlertStateStore, type AlertStateStore } from './alert-store.js';
 import { BurnRateAlerts, type AlertNotification } from './alerts.js';
@@ -160,11 +160,7 @@ export class MonitorRunner {
 
   /** Freshness at T: T minus the latest event time before T of the monitored source. */
   private async freshnessRow(T: number): Promise<MetricRow> {
-    const [row] = await this.executor.rows<{ t: number | null }>(
-      `SELECT if(count() = 0, NULL, max(__ts)) AS t FROM ${ident(eventTable(this.plan.source))} WHERE ${COMPLETED_LOADS} AND __ts < {T:Int64}`,
-      { T },
-    );
-    const latest = row?.t ?? null;
+    const latest = await latestEventTimeMs(this.executor, this.plan.source, T);
     return this.plainRow('freshness', this.plan.intervalMs, T, latest === null ? null : T - latest);
   }
 
@@ -222,7 +218,8 @@ export function sloObservations(
   };
   const drift = slo.indicator === 'drift' || slo.indicator === 'psi' || slo.indicator === 'ks';
   for (const r of rows) {
-    if (r.window_ms !== (slo.indicator === 'freshness' ? r.window_ms : slo.windowMs)) continue;
+    // Freshness is one value per evaluation; the others are judged over the SLO's window.
+    if (slo.indicator !== 'freshness' && r.window_ms !== slo.windowMs) continue;
     if (drift) {
       if (r.metric !== 'drift' || (slo.feature !== null && r.feature !== slo.feature)) continue;
       const labels = { feature: r.feature, slice: r.slice };

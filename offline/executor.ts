@@ -28,3 +28,8 @@ export interface OfflineExecutor {
   insert(table: string, rows: readonly Record<string, unknown>[]): Promise<void>;
   close(): Promise<void>;
 }
+
+/** Insert rows in chunks of `chunkRows`, so one INSERT's payload stays bounded whatever the row count. */
+export async function insertInChunks(executor: OfflineExecutor, table: string, rows: readonly Record<string, unknown>[], chunkRows = 50_000): Promise<void> {
+  for (let i = 0; i < rows.length; i += chunkRows) await executor.insert(table, rows.slice(i, i + chunkRows));
+}

@@ -107,22 +107,38 @@ export class EventLoad {
   /** Wait for the last insert and record the load as complete. */
   async finish(): Promise<LoadResult> {
     await this.pending;
-    await this.executor.insert('tm_loads', [
-      {
-        load_id: this.result.loadId,
-        source: this.source.name,
-        file: basename(this.result.file),
-        sha256: this.sha256,
-        rows: this.result.rows,
-        events: this.result.events,
-        bad: this.result.badEvents,
-        registry_version: this.compiled.registry.version,
-        loaded_at: Date.now(),
-      },
-    ]);
+    await recordCompletedLoad(this.executor, {
+      loadId: this.result.loadId,
+      source: this.source.name,
+      file: basename(this.result.file),
+      sha256: this.sha256,
+      rows: this.result.rows,
+      events: this.result.events,
+      bad: this.result.badEvents,
+      registryVersion: this.compiled.registry.version,
+    });
     this.result.seconds = (performance.now() - this.started) / 1000;
     return this.result;
   }
+}
+
+/** One completed load, as `tm_loads` records it. */
+export interface CompletedLoad {
+  loadId: string;
+  source: string;
+  file: string;
+  sha256: string;
+  rows: number;
+  events: number;
+  bad: number;
+  registryVersion: string;
+}
+
+/** Record a load as complete: from then on its rows are visible to queries (COMPLETED_LOADS). */
+export async function recordCompletedLoad(executor: OfflineExecutor, load: CompletedLoad): Promise<void> {
+  await executor.insert('tm_loads', [
+    { load_id: load.loadId, source: load.source, file: load.file, sha256: load.sha256, rows: load.rows, events: load.events, bad: load.bad, registry_version: load.registryVersion, loaded_at: Date.now() },
+  ]);
 }
 
 /** Read, decode and load an event file (Parquet, CSV or NDJSON). */

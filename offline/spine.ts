@@ -2,7 +2,7 @@
 // each row numbered (__row), its time parsed like an event time (__t: epoch ms, or ISO-8601 text,
 // UTC unless an offset is given) and its join keys in the online path's canonical form (__j_<key>);
 // every original column is kept, typed from the first batch, and passed through untouched.
-import { canonicalKeyValue, parseIsoUtcMs, TidemarkError } from '../definitions/index.js';
+import { canonicalKeyValue, parseTimeMs, TidemarkError } from '../definitions/index.js';
 import { resolve as resolvePath } from 'node:path';
 import { fileFormatOf, readFileBatches, type FileBatch } from '../ingest/index.js';
 import type { OfflineExecutor } from './executor.js';
@@ -21,18 +21,9 @@ export function joinKeyColumn(joinKey: string): string {
   return `__j_${joinKey}`;
 }
 
-/** Epoch ms of a spine time value, or null. */
+/** Epoch ms of a spine time value (text trimmed), or null. */
 function spineTimeMs(value: unknown): number | null {
-  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : null;
-  if (typeof value === 'string') {
-    const trimmed = value.trim();
-    if (/^[+-]?\d+$/.test(trimmed)) {
-      const n = Number(trimmed);
-      return Number.isSafeInteger(n) ? n : null;
-    }
-    return parseIsoUtcMs(trimmed);
-  }
-  return null;
+  return parseTimeMs(typeof value === 'string' ? value.trim() : value);
 }
 
 function inferType(values: unknown[]): string {

@@ -81,3 +81,12 @@ export async function ensureTables(executor: OfflineExecutor, registry: Registry
 
 /** SQL condition keeping only rows of completed loads. */
 export const COMPLETED_LOADS = `__load IN (SELECT load_id FROM tm_loads)`;
+
+/** The greatest event time of a source's completed loads (before `beforeMs` when given), or null when there is none. */
+export async function latestEventTimeMs(executor: OfflineExecutor, source: string, beforeMs?: number): Promise<number | null> {
+  const [row] = await executor.rows<{ t: number | null }>(
+    `SELECT if(count() = 0, NULL, max(__ts)) AS t FROM ${ident(eventTable(source))} WHERE ${COMPLETED_LOADS}${beforeMs === undefined ? '' : ' AND __ts < {before:Int64}'}`,
+    beforeMs === undefined ? {} : { before: beforeMs },
+  );
+  return row?.t ?? null;
+}
