@@ -7,6 +7,7 @@ import {
   AGGREGATIONS,
   NUMERIC_AGGREGATIONS,
   isDefinition,
+  isDefinitionName,
   type Aggregation,
   type AnyDefinition,
   type EntityDefinition,
@@ -106,7 +107,6 @@ export interface CompiledDefinitions {
 
 export type CompileResult = { ok: true; compiled: CompiledDefinitions } | { ok: false; errors: DefinitionError[] };
 
-const NAME_RE = /^[A-Za-z][A-Za-z0-9_]*$/;
 
 /** Default hop of a window (Chronon's resolution): 5m under 12h, 1h under 12d, else 1d. */
 export function defaultHopMs(windowMs: number): number {
@@ -164,7 +164,7 @@ export function compile(input: unknown): CompileResult {
   const checkNames = (kind: string, items: readonly { name: string }[]): void => {
     const byName = new Map<string, number>();
     for (const item of items) {
-      if (typeof item.name !== 'string' || !NAME_RE.test(item.name) || item.name.includes('__')) {
+      if (!isDefinitionName(item.name)) {
         err('TM_DEF_BAD_NAME', `${kind} ${String(item.name)}`, 'names must start with a letter, hold only letters, digits and single underscores', 'rename it, e.g. origin_delays');
       }
       byName.set(item.name, (byName.get(item.name) ?? 0) + 1);
@@ -278,7 +278,7 @@ function compileView(v: FeatureViewDefinition, source: SourcePlan | undefined, e
   const featureEntries = Object.entries(v.features ?? {});
   if (featureEntries.length === 0) err('TM_DEF_BAD_FEATURE', where, 'a featureView needs at least one feature', "add features: { name: { agg: 'count', window: '1h' } }");
   for (const [name, spec] of featureEntries) {
-    if (!NAME_RE.test(name) || name.includes('__')) {
+    if (!isDefinitionName(name)) {
       err('TM_DEF_BAD_NAME', where, 'feature names must start with a letter, hold only letters, digits and single underscores', 'rename the feature', name);
     }
     const s = spec as { agg?: unknown; field?: unknown; window?: unknown; hop?: unknown; ttl?: unknown };

@@ -108,6 +108,14 @@ export function featureView<
   return { kind: 'featureView', ...def };
 }
 
+/** Names of definitions, features, slices and SLOs: a letter, then letters, digits and underscores. */
+export const NAME_RE = /^[A-Za-z][A-Za-z0-9_]*$/;
+
+/** A definition or feature name: NAME_RE without `__`, which joins view and feature in column names. */
+export function isDefinitionName(name: unknown): name is string {
+  return typeof name === 'string' && NAME_RE.test(name) && !name.includes('__');
+}
+
 export type AnyDefinition = EntityDefinition | SourceDefinition | FeatureViewDefinition | MonitorDefinition;
 
 export function isDefinition(value: unknown): value is AnyDefinition {

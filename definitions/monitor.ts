@@ -2,7 +2,7 @@
 // views), per which slices, against which reference, how often, and the SLOs that page on-call.
 // `monitor(...)` is typed like the rest of the DSL; `compileMonitor` checks it again at run time.
 import type { z } from 'zod';
-import type { AnyObjectSchema, SourceDefinition } from './dsl.js';
+import { NAME_RE, type AnyObjectSchema, type SourceDefinition } from './dsl.js';
 import type { Duration } from './duration.js';
 import { formatDurationMs } from './duration.js';
 import type { ErrorCode } from './errors.js';
@@ -190,7 +190,6 @@ export const DEFAULT_BURN_RATE_RULES: readonly BurnRateRulePlan[] = [
   { severity: 'ticket', longWindowMs: 3 * 86_400_000, shortWindowMs: 6 * 3_600_000, burnRate: 1 },
 ];
 
-const NAME_RE = /^[A-Za-z][A-Za-z0-9_]*$/;
 const MAX_SLICES_WINDOWS = 8;
 const HIGHER_IS_BETTER: ReadonlySet<SloIndicator> = new Set(['auc', 'precision', 'recall', 'f1', 'accuracy']);
 
@@ -207,9 +206,6 @@ export function compileMonitor(
   hash: (value: unknown) => string,
 ): MonitorPlan {
   const where = `monitor ${m.name}`;
-  if (typeof m.name !== 'string' || !NAME_RE.test(m.name) || m.name.includes('__')) {
-    err('TM_DEF_BAD_NAME', where, 'monitor names must start with a letter, hold only letters, digits and single underscores', 'rename it, e.g. flight_delays');
-  }
   const source = sources.find((s) => s.name === m.source?.name);
   if (!source) err('TM_DEF_BAD_MONITOR', where, `source ${String(m.source?.name)} is not among the definitions`, 'export the source from the definitions module');
   const fields = source?.fields ?? {};
