@@ -74,6 +74,12 @@ export interface TileGroupPlan {
   retentionMs: number | null;
   /** Features with slots in this group, in slot order. */
   features: string[];
+  /**
+   * Rollup levels: spans in tiles (ascending, each dividing the next) of coarser tiles that hold
+   * the merge of `span` aligned tiles, kept beside them so a long window is read from a handful of
+   * tiles (windowBlocks in tiles.ts). Empty when the group's windows are short enough.
+   */
+  rollups: number[];
 }
 
 export interface ViewPlan {
@@ -334,11 +340,11 @@ function compileView(v: FeatureViewDefinition, source: SourcePlan | undefined, e
 
   // Group features by hop; each group's tiles hold the slots of its features side by side.
   const groups = new Map<number, TileGroupPlan>();
-  const latest: TileGroupPlan = { hopMs: LATEST_GROUP_HOP_MS, width: 0, valueWidth: 0, retentionMs: null, features: [] };
+  const latest: TileGroupPlan = { hopMs: LATEST_GROUP_HOP_MS, width: 0, valueWidth: 0, retentionMs: null, features: [], rollups: [] };
   for (const f of features) {
     let group = groups.get(f.hopMs);
     if (!group) {
-      group = { hopMs: f.hopMs, width: 0, valueWidth: 0, retentionMs: 0, features: [] };
+      group = { hopMs: f.hopMs, width: 0, valueWidth: 0, retentionMs: 0, features: [], rollups: [] };
       groups.set(f.hopMs, group);
     }
     f.slot = group.width;
@@ -358,10 +364,51 @@ function compileView(v: FeatureViewDefinition, source: SourcePlan | undefined, e
       latest.features.push(f.name);
     }
   }
+  for (const group of groups.values()) {
+    const longest = Math.max(0, ...features.filter((f) => f.hopMs === group.hopMs && f.tilesPerWindow !== null).map((f) => f.tilesPerWindow!));
+    group.rollups = rollupSpans(longest);
+  }
   const groupList = [...groups.values()].sort((a, b) => a.hopMs - b.hopMs);
   if (latest.features.length > 0) groupList.push(latest);
   const retentionMs = Math.max(0, ...groupList.map((g) => g.retentionMs ?? 0));
   return { name: v.name, source: v.source?.name, entity: v.entity?.name, joinKeys, keyFields, features, groups: groupList, allowedLatenessMs, retentionMs };
+}
+
+/** Most tiles a windowed read merges (head tile included) that needs no rollup level. */
+export const MAX_TILES_PER_READ = 32;
+/** Each rollup level spans this many tiles of the level below. */
+const ROLLUP_FANOUT = 6;
+
+/**
+ * Rollup spans for a window of `tilesPerWindow` tiles: add levels (x6 each) while a read could
+ * merge more than MAX_TILES_PER_READ tiles and a level still lowers that bound. A level costs one
+ * more tile write per updated tile, so short windows get none.
+ */
+export function rollupSpans(tilesPerWindow: number): number[] {
+  const spans: number[] = [];
+  let bound = worstTilesPerRead(tilesPerWindow, spans);
+  while (bound > MAX_TILES_PER_READ) {
+    const next = [...spans, (spans.at(-1) ?? 1) * ROLLUP_FANOUT];
+    const nextBound = worstTilesPerRead(tilesPerWindow, next);
+    if (nextBound >= bound) break;
+    spans.splice(0, spans.length, ...next);
+    bound = nextBound;
+  }
+  return spans;
+}
+
+/**
+ * An upper bound of the tiles one windowed read merges: the head tile, the top level's blocks, and
+ * at each level below at most (fanout - 1) blocks on either side of the next level's run.
+ */
+export function worstTilesPerRead(tilesPerWindow: number, spans: readonly number[]): number {
+  let bound = 1 + Math.ceil(tilesPerWindow / (spans.at(-1) ?? 1));
+  let below = 1;
+  for (const span of spans) {
+    bound += 2 * (span / below - 1);
+    below = span;
+  }
+  return bound;
 }
 
 /** The largest hop no greater than `hopMs` that divides `windowMs` (for the error hint). */

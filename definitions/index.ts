@@ -24,6 +24,9 @@ export {
   defaultHopMs,
   viewPlan,
   MAX_TILES_PER_WINDOW,
+  MAX_TILES_PER_READ,
+  rollupSpans,
+  worstTilesPerRead,
   LATEST_GROUP_HOP_MS,
 } from './compile.js';
 export type {
@@ -38,8 +41,8 @@ export type {
 } from './compile.js';
 export { SLOT_WIDTH, valueWidth, initSlots, addToSlots, mergeSlots, finalizeSlots, compareLast, compareScalars, compareCodePoints } from './aggregates.js';
 export type { Scalar, Tile } from './aggregates.js';
-export { tileIndexOf, groupSlots, tileTemplate, emptyTile, mergeTileInto, trimTileIndex } from './tiles.js';
-export type { TileTemplate, SlotRef, TileUpdate, KeyTileUpdates, TileBatch } from './tiles.js';
+export { tileIndexOf, groupSlots, tileTemplate, emptyTile, mergeTileInto, trimTileIndex, tileSeries, windowBlocks, rollupUpdates } from './tiles.js';
+export type { TileTemplate, SlotRef, TileUpdate, KeyTileUpdates, TileBatch, TileSeries, TileBlock } from './tiles.js';
 export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs, valuesAgree, exactSum } from './reference.js';
 export type { ReferenceEvent } from './reference.js';
 export { loadDefinitions, resolveDefinitionsPath } from './load.js';

@@ -61,9 +61,76 @@ export function trimTileIndex(group: TileGroupPlan, watermarkMs: number | null):
   return Math.floor((watermarkMs - group.retentionMs) / group.hopMs);
 }
 
+/**
+ * The key under which a store keeps one series of tiles of a group: the group's hop for its own
+ * tiles, `<hop>x<span>` for a rollup level (tiles of `span` times the hop).
+ */
+export type TileSeries = number | string;
+
+export function tileSeries(hopMs: number, span: number | undefined): TileSeries {
+  return span === undefined || span === 1 ? hopMs : `${hopMs}x${span}`;
+}
+
+/** One block of a window: tile `index` of the series with tiles of `span` group tiles. */
+export interface TileBlock {
+  span: number;
+  index: number;
+}
+
+/**
+ * The fewest aligned blocks that cover the group tiles [from, to] exactly, in time order: from
+ * `from`, each step takes the largest rollup span aligned there that still fits. Reads merge these
+ * blocks instead of every tile (at most worstTilesPerRead of them).
+ */
+export function windowBlocks(from: number, to: number, spans: readonly number[]): TileBlock[] {
+  const blocks: TileBlock[] = [];
+  let i = from;
+  while (i <= to) {
+    let span = 1;
+    for (let l = spans.length - 1; l >= 0; l--) {
+      const s = spans[l]!;
+      if (i - Math.floor(i / s) * s === 0 && i + s - 1 <= to) {
+        span = s;
+        break;
+      }
+    }
+    blocks.push({ span, index: i / span });
+    i += span;
+  }
+  return blocks;
+}
+
+/**
+ * The rollup updates of one key's tile updates of one group: per rollup span, the merge of the
+ * updates that fall in each rollup tile, in update order (a store merges them into its stored rollup
+ * tiles exactly as it merges the group's own tiles). Pass only updates the store will apply (not
+ * late), so a rollup tile always holds exactly the merge of its stored tiles. `events` is 0: the
+ * events are counted once, by the group's own updates.
+ */
+export function rollupUpdates(group: TileGroupPlan, slots: readonly SlotRef[], template: TileTemplate, updates: readonly TileUpdate[]): TileUpdate[] {
+  const out: TileUpdate[] = [];
+  for (const span of group.rollups) {
+    const bySpanIndex = new Map<number, TileUpdate>();
+    for (const u of updates) {
+      const index = Math.floor(u.tileIndex / span);
+      let rollup = bySpanIndex.get(index);
+      if (!rollup) {
+        rollup = { hopMs: group.hopMs, span, tileIndex: index, tile: emptyTile(template), events: 0 };
+        bySpanIndex.set(index, rollup);
+        out.push(rollup);
+      }
+      mergeTileInto(rollup.tile, u.tile, slots);
+    }
+  }
+  return out;
+}
+
 /** One tile merge produced by the materializer core. */
 export interface TileUpdate {
   hopMs: number;
+  /** 1 or absent: a tile of the group (hop `hopMs`); else a rollup tile of the group's `span` level. */
+  span?: number;
+  /** The tile's index in its series: floor(time / (hopMs * span)). */
   tileIndex: number;
   /** The batch's partial aggregate for this tile; merged into the stored tile. */
   tile: Tile;

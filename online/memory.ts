@@ -1,16 +1,32 @@
 // In-memory OnlineStore: tiles in nested maps, merged on write, trimmed past the retention horizon
 // when a key gets a new tile. Memory grows with keys x tiles, never with events.
-import { groupSlots, mergeTileInto, trimTileIndex, type Registry, type SlotRef, type Tile, type TileBatch, type TileGroupPlan } from '../definitions/index.js';
+import {
+  groupSlots,
+  mergeTileInto,
+  rollupUpdates,
+  tileSeries,
+  tileTemplate,
+  trimTileIndex,
+  type Registry,
+  type SlotRef,
+  type Tile,
+  type TileBatch,
+  type TileGroupPlan,
+  type TileSeries,
+  type TileTemplate,
+  type TileUpdate,
+} from '../definitions/index.js';
 import type { ApplyResult, KeyTiles, OnlineStore, StoreStats, TileRange } from './store.js';
 
 interface GroupState {
   plan: TileGroupPlan;
   slots: SlotRef[];
+  template: TileTemplate;
 }
 
 interface ViewState {
-  /** entity key -> hop -> tile index -> tile */
-  tiles: Map<string, Map<number, Map<number, Tile>>>;
+  /** entity key -> tile series (a group's hop, or `<hop>x<span>` for a rollup level) -> tile index -> tile */
+  tiles: Map<string, Map<TileSeries, Map<number, Tile>>>;
   groups: Map<number, GroupState>;
 }
 
@@ -21,7 +37,12 @@ export class MemoryOnlineStore implements OnlineStore {
 
   constructor(registry: Registry) {
     for (const view of registry.views) {
-      this.views.set(view.name, { tiles: new Map(), groups: new Map(view.groups.map((g) => [g.hopMs, { plan: g, slots: groupSlots(view, g) }])) });
+      const groups = new Map<number, GroupState>();
+      for (const g of view.groups) {
+        const slots = groupSlots(view, g);
+        groups.set(g.hopMs, { plan: g, slots, template: tileTemplate(slots, g) });
+      }
+      this.views.set(view.name, { tiles: new Map(), groups });
     }
   }
 
@@ -43,6 +64,8 @@ export class MemoryOnlineStore implements OnlineStore {
         keyTiles = new Map();
         view.tiles.set(key.entityKey, keyTiles);
       }
+      // A group with rollup levels also merges this key's applied updates into its rollup tiles.
+      let rolled: Map<GroupState, TileUpdate[]> | null = null;
       for (const u of key.tiles) {
         const group = view.groups.get(u.hopMs);
         if (!group) throw new Error(`tile update for unknown tile group ${key.view}/${u.hopMs}`);
@@ -51,27 +74,52 @@ export class MemoryOnlineStore implements OnlineStore {
           lateTileEvents += u.events;
           continue;
         }
-        let groupTiles = keyTiles.get(u.hopMs);
-        if (!groupTiles) {
-          groupTiles = new Map();
-          keyTiles.set(u.hopMs, groupTiles);
+        if (group.plan.rollups.length > 0) {
+          rolled ??= new Map();
+          const list = rolled.get(group);
+          if (list) list.push(u);
+          else rolled.set(group, [u]);
         }
-        const stored = groupTiles.get(u.tileIndex);
-        if (stored) {
-          mergeTileInto(stored, u.tile, group.slots);
-        } else {
-          // The batch's tile is fresh and owned by this batch: adopt it rather than copy.
-          groupTiles.set(u.tileIndex, u.tile);
-          this.tileCount++;
-          if (trimIndex !== null) this.trim(groupTiles, trimIndex);
-        }
+      }
+      // Rollup updates are built before the group's own tiles take the batch's tiles over.
+      const rollups = rolled === null ? [] : [...rolled].map(([group, updates]) => ({ group, updates: rollupUpdates(group.plan, group.slots, group.template, updates) }));
+      for (const u of key.tiles) {
+        const group = view.groups.get(u.hopMs)!;
+        const trimIndex = trimTileIndex(group.plan, horizonWatermark);
+        if (trimIndex !== null && u.tileIndex < trimIndex) continue;
+        this.mergeTile(keyTiles, u.hopMs, u, group.slots, trimIndex);
         appliedUpdates++;
+      }
+      for (const { group, updates } of rollups) {
+        const trimIndex = trimTileIndex(group.plan, horizonWatermark);
+        for (const u of updates) {
+          this.mergeTile(keyTiles, tileSeries(u.hopMs, u.span), u, group.slots, trimIndex === null ? null : Math.floor(trimIndex / u.span!));
+          appliedUpdates++;
+        }
       }
     }
     if (batch.maxEventTimeMs !== null && (this.watermark === null || batch.maxEventTimeMs > this.watermark)) {
       this.watermark = batch.maxEventTimeMs;
     }
     return { appliedUpdates, lateTileEvents };
+  }
+
+  /** Merge one update into its series; a series that gains a tile drops its tiles behind the horizon. */
+  private mergeTile(keyTiles: Map<TileSeries, Map<number, Tile>>, series: TileSeries, u: TileUpdate, slots: readonly SlotRef[], trimIndex: number | null): void {
+    let seriesTiles = keyTiles.get(series);
+    if (!seriesTiles) {
+      seriesTiles = new Map();
+      keyTiles.set(series, seriesTiles);
+    }
+    const stored = seriesTiles.get(u.tileIndex);
+    if (stored) {
+      mergeTileInto(stored, u.tile, slots);
+    } else {
+      // The batch's tile is fresh and owned by this batch: adopt it rather than copy.
+      seriesTiles.set(u.tileIndex, u.tile);
+      this.tileCount++;
+      if (trimIndex !== null) this.trim(seriesTiles, trimIndex);
+    }
   }
 
   private trim(groupTiles: Map<number, Tile>, trimIndex: number): void {

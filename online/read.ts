@@ -9,11 +9,15 @@ import {
   mergeSlots,
   SLOT_WIDTH,
   TidemarkError,
+  tileSeries,
   trimTileIndex,
+  windowBlocks,
   type FeaturePlan,
   type Scalar,
   type Tile,
+  type TileBlock,
   type TileGroupPlan,
+  type TileSeries,
   type ViewPlan,
 } from '../definitions/index.js';
 import type { KeyTiles, TileRange } from './store.js';
@@ -28,21 +32,30 @@ export interface FeatureValue {
   eventTimeMs: number | null;
 }
 
-/** The tile ranges reading `features` at t needs (for stores that fetch ranges). */
+/** The tile ranges reading `features` at t needs (for stores that fetch ranges), coalesced per series. */
 export function tileRangesFor(view: ViewPlan, features: readonly FeaturePlan[], tMs: number, watermarkMs: number | null): TileRange[] {
-  const ranges = new Map<number, TileRange>();
+  const wide = new Map<number, TileRange>();
   const widen = (hopMs: number, fromIndex: number, toIndex: number): void => {
-    const r = ranges.get(hopMs);
-    if (!r) ranges.set(hopMs, { hopMs, fromIndex, toIndex });
+    const r = wide.get(hopMs);
+    if (!r) wide.set(hopMs, { hopMs, fromIndex, toIndex });
     else {
       r.fromIndex = Math.min(r.fromIndex, fromIndex);
       r.toIndex = Math.max(r.toIndex, toIndex);
     }
   };
+  // Windowed features: the head tile and their window's blocks, as index sets per series.
+  const wanted = new Map<TileSeries, { hopMs: number; span: number; indexes: Set<number> }>();
+  const want = (hopMs: number, span: number, index: number): void => {
+    const series = tileSeries(hopMs, span);
+    let w = wanted.get(series);
+    if (!w) wanted.set(series, (w = { hopMs, span, indexes: new Set() }));
+    w.indexes.add(index);
+  };
   for (const f of features) {
     const head = Math.floor(tMs / f.hopMs);
     if (f.windowMs !== null) {
-      widen(f.hopMs, head - f.tilesPerWindow!, head);
+      want(f.hopMs, 1, head);
+      for (const b of windowOf(view, f, head)) want(f.hopMs, b.span, b.index);
     } else {
       widen(LATEST_GROUP_HOP_MS, 0, 0);
       const group = groupOf(view, f.hopMs);
@@ -50,7 +63,42 @@ export function tileRangesFor(view: ViewPlan, features: readonly FeaturePlan[], 
       widen(f.hopMs, Math.min(floor, head), head);
     }
   }
-  return [...ranges.values()];
+  const ranges = [...wide.values()];
+  for (const { hopMs, span, indexes } of wanted.values()) {
+    const sorted = [...indexes].sort((a, b) => a - b);
+    let from = sorted[0]!;
+    for (let i = 1; i <= sorted.length; i++) {
+      if (i < sorted.length && sorted[i] === sorted[i - 1]! + 1) continue;
+      const range: TileRange = { hopMs, fromIndex: from, toIndex: sorted[i - 1]! };
+      if (span !== 1) range.span = span;
+      ranges.push(range);
+      from = sorted[i]!;
+    }
+  }
+  return ranges;
+}
+
+/** The last blocks computed per feature: a read of many keys at one time computes them once. */
+const blocksMemo = new WeakMap<FeaturePlan, { head: number; blocks: ReadBlock[] }>();
+
+/** A window block with the series key its tile is stored under. */
+interface ReadBlock extends TileBlock {
+  series: TileSeries;
+}
+
+/** The blocks of a windowed feature's whole tiles before the head tile: [head - W/H, head - 1]. */
+function windowOf(view: ViewPlan, feature: FeaturePlan, head: number): ReadBlock[] {
+  const memo = blocksMemo.get(feature);
+  if (memo && memo.head === head) return memo.blocks;
+  const blocks = windowBlocks(head - feature.tilesPerWindow!, head - 1, groupOf(view, feature.hopMs).rollups).map((b) => ({ ...b, series: tileSeries(feature.hopMs, b.span) }));
+  blocksMemo.set(feature, { head, blocks });
+  return blocks;
+}
+
+/** Tiles a windowed read of `feature` at t merges: the head tile plus its window's blocks. */
+export function tilesPerRead(view: ViewPlan, feature: FeaturePlan, tMs: number): number {
+  if (feature.windowMs === null) throw new Error(`${view.name}:${feature.name} has no window`);
+  return 1 + windowOf(view, feature, Math.floor(tMs / feature.hopMs)).length;
 }
 
 function groupOf(view: ViewPlan, hopMs: number): TileGroupPlan {
@@ -115,41 +163,40 @@ export function evaluateFeatures(view: ViewPlan, features: readonly FeaturePlan[
   return out;
 }
 
-/** Windowed features of one hop: one walk from the tile holding t back to the oldest window start. */
+/**
+ * Windowed features of one hop: per feature, the head tile (if it counts) and the blocks of its
+ * window (the group's tiles and rollup tiles, see windowBlocks), newest first.
+ */
 function evaluateWindows(view: ViewPlan, hopMs: number, features: readonly FeaturePlan[], keyTiles: KeyTiles | null, tMs: number, trimIndex: number | null): FeatureValue[] {
   const head = Math.floor(tMs / hopMs);
-  const firsts = features.map((f) => head - f.tilesPerWindow!);
-  features.forEach((f, k) => {
-    if (trimIndex !== null && firsts[k]! < trimIndex) throw beforeRetention(view, f, tMs, firsts[k]!);
+  features.forEach((f) => {
+    const first = head - f.tilesPerWindow!;
+    if (trimIndex !== null && first < trimIndex) throw beforeRetention(view, f, tMs, first);
   });
-  // Accumulators start as double arrays (NaN literal) so merges stay unboxed.
-  const accs = features.map((f) => {
+  const tiles = keyTiles?.get(hopMs);
+  const headTile = tiles?.get(head);
+  const useHead = headTile !== undefined && headTileUsable(view, features[0]!, headTile, tMs, hopMs);
+  return features.map((f) => {
+    // Accumulators start as double arrays (NaN literal) so merges stay unboxed.
     const nums = [Number.NaN, Number.NaN, Number.NaN].slice(0, SLOT_WIDTH[f.agg]);
     const vals: Scalar[] = [null];
     initSlots(f.agg, nums, 0, vals, 0);
-    return { nums, vals };
-  });
-  const eventTimes: (number | null)[] = features.map(() => null);
-  const tiles = keyTiles?.get(hopMs);
-  if (tiles && tiles.size > 0) {
-    const oldest = Math.min(...firsts);
-    for (let j = head; j >= oldest; j--) {
-      const tile = tiles.get(j);
-      if (tile === undefined) continue;
-      if (j === head && !headTileUsable(view, features[0]!, tile, tMs, hopMs)) continue;
-      for (let k = 0; k < features.length; k++) {
-        if (j < firsts[k]!) continue;
-        const f = features[k]!;
-        const acc = accs[k]!;
-        mergeSlots(f.agg, acc.nums, 0, acc.vals, 0, tile.nums, f.slot, tile.vals, f.valueSlot ?? 0);
-        const seen = eventTimes[k]!;
-        if (seen === null || tile.maxTs > seen) eventTimes[k] = tile.maxTs;
+    let eventTimeMs: number | null = null;
+    const merge = (tile: Tile): void => {
+      mergeSlots(f.agg, nums, 0, vals, 0, tile.nums, f.slot, tile.vals, f.valueSlot ?? 0);
+      if (eventTimeMs === null || tile.maxTs > eventTimeMs) eventTimeMs = tile.maxTs;
+    };
+    if (keyTiles !== null) {
+      if (useHead) merge(headTile!);
+      const blocks = windowOf(view, f, head);
+      for (let b = blocks.length - 1; b >= 0; b--) {
+        const block = blocks[b]!;
+        const tile = block.span === 1 ? tiles?.get(block.index) : keyTiles.get(block.series)?.get(block.index);
+        if (tile !== undefined) merge(tile);
       }
     }
-  }
-  return features.map((f, k) => {
-    const value = finalizeSlots(f.agg, accs[k]!.nums, 0, accs[k]!.vals, 0);
-    return { value, status: keyTiles === null ? 'NOT_FOUND' : value === null ? 'NULL_VALUE' : 'PRESENT', eventTimeMs: eventTimes[k]! };
+    const value = finalizeSlots(f.agg, nums, 0, vals, 0);
+    return { value, status: keyTiles === null ? 'NOT_FOUND' : value === null ? 'NULL_VALUE' : 'PRESENT', eventTimeMs };
   });
 }
 

@@ -66,7 +66,10 @@ import { createHash } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import {
   groupSlots,
+  rollupUpdates,
   TidemarkError,
+  tileSeries,
+  tileTemplate,
   trimTileIndex,
   type Aggregation,
   type ErrorCode,
@@ -75,7 +78,10 @@ import {
   type Scalar,
   type Tile,
   type TileBatch,
+  type SlotRef,
   type TileGroupPlan,
+  type TileSeries,
+  type TileTemplate,
   type TileUpdate,
   type ViewPlan,
 } from '../definitions/index.js';
@@ -453,41 +459,48 @@ return {applied, late, delta, fenced, newKeys, refused, lateKeys}
 `;
 
 /**
- * Tiles of one entity key inside ranges. KEYS[1]: the key hash; KEYS[1+g]: the tiles of group g.
- * ARGV[2g-1], ARGV[2g]: first and last tile index wanted from group g.
- * Returns {0} for a key never applied, else {1, {index, tile, ...} per group}.
+ * Tiles of one entity key inside ranges. KEYS[1]: the key hash; KEYS[1+g]: the tiles of series g.
+ * ARGV, per series in KEYS order: its range count r, then r pairs of first and last tile index.
+ * Returns {0} for a key never applied, else {1, {index, tile, ...} per series}.
  */
 const READ_SCRIPT = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 local out = {1}
+local a = 1
 for g = 1, #KEYS - 1 do
   local key = KEYS[g + 1]
-  local from, to = tonumber(ARGV[2 * g - 1]), tonumber(ARGV[2 * g])
+  local ranges = tonumber(ARGV[a])
+  a = a + 1
   local found = {}
-  if to >= from then
-    local stored = redis.call('HLEN', key)
-    if stored > 0 and to - from + 1 <= stored then
-      local j = from
-      while j <= to do
-        local last = math.min(to, j + 999)
-        local fields = {}
-        for i = j, last do fields[#fields + 1] = string.format('%d', i) end
-        local values = redis.call('HMGET', key, unpack(fields))
-        for i = 1, #fields do
-          if values[i] then
-            found[#found + 1] = fields[i]
-            found[#found + 1] = values[i]
+  local stored = nil
+  for _ = 1, ranges do
+    local from, to = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+    a = a + 2
+    if to >= from then
+      if stored == nil then stored = redis.call('HLEN', key) end
+      if stored > 0 and to - from + 1 <= stored then
+        local j = from
+        while j <= to do
+          local last = math.min(to, j + 999)
+          local fields = {}
+          for i = j, last do fields[#fields + 1] = string.format('%d', i) end
+          local values = redis.call('HMGET', key, unpack(fields))
+          for i = 1, #fields do
+            if values[i] then
+              found[#found + 1] = fields[i]
+              found[#found + 1] = values[i]
+            end
           end
+          j = last + 1
         end
-        j = last + 1
-      end
-    elseif stored > 0 then
-      local all = redis.call('HGETALL', key)
-      for i = 1, #all, 2 do
-        local index = tonumber(all[i])
-        if index >= from and index <= to then
-          found[#found + 1] = all[i]
-          found[#found + 1] = all[i + 1]
+      elseif stored > 0 then
+        local all = redis.call('HGETALL', key)
+        for i = 1, #all, 2 do
+          local index = tonumber(all[i])
+          if index >= from and index <= to then
+            found[#found + 1] = all[i]
+            found[#found + 1] = all[i + 1]
+          end
         end
       end
     end
@@ -745,14 +758,24 @@ export function hashSlot(keyName: string): number {
   return crc & 0x3fff;
 }
 
+/** One tile series of a group (its own tiles, or one rollup level), as the scripts see it. */
 interface GroupRuntime {
   plan: TileGroupPlan;
-  /** The group's slot layout as APPLY_SCRIPT parses it. */
+  /** 1 for the group's own tiles, else the rollup span. */
+  span: number;
+  /** Its key suffix (`t:<series>`) and lower-bound field (`lo:<series>`). */
+  series: TileSeries;
+  /** The group's slot layout as APPLY_SCRIPT parses it (rollup tiles share it). */
   layout: string;
+  slots: SlotRef[];
+  template: TileTemplate;
+  /** The group's rollup levels (on the group's own series only). */
+  rollups: GroupRuntime[];
 }
 
 interface ViewRuntime {
   view: ViewPlan;
+  /** hop -> the group's own series */
   groups: Map<number, GroupRuntime>;
   /** Fingerprint of the tile layout of every group, stored as `layout:<view>`. */
   fingerprint: string;
@@ -764,11 +787,19 @@ function viewRuntime(view: ViewPlan): ViewRuntime {
   for (const g of view.groups) {
     const slots = groupSlots(view, g);
     const layout = [g.width, g.valueWidth, ...slots.flatMap((s) => [AGG_CODE[s.feature.agg], s.offset, s.valueOffset])].join(' ');
-    groups.set(g.hopMs, { plan: g, layout });
-    described.push([g.hopMs, layout]);
+    const template = tileTemplate(slots, g);
+    const rollups = g.rollups.map((span): GroupRuntime => ({ plan: g, span, series: tileSeries(g.hopMs, span), layout, slots, template, rollups: [] }));
+    groups.set(g.hopMs, { plan: g, span: 1, series: g.hopMs, layout, slots, template, rollups });
+    // Rollup levels change what is stored, so they are part of the layout (a group without keeps its old fingerprint).
+    described.push(g.rollups.length > 0 ? [g.hopMs, layout, g.rollups] : [g.hopMs, layout]);
   }
   const fingerprint = createHash('sha256').update(JSON.stringify(described)).digest('hex').slice(0, 16);
   return { view, groups, fingerprint };
+}
+
+/** A series' trim index at a group trim index (NaN: none): a rollup tile goes once every tile it spans is behind. */
+function seriesTrim(g: GroupRuntime, groupTrim: number): number {
+  return g.span === 1 ? groupTrim : Math.floor(groupTrim / g.span);
 }
 
 /** A key update checked and grouped for APPLY_SCRIPT. */
@@ -831,9 +862,9 @@ export class RedisOnlineStore implements OnlineStore {
     return `${this.prefix}:{${view}:${redisKeyText(entityKey)}}:k`;
   }
 
-  /** The hash of an entity key's tiles of one group. */
-  tilesKey(view: string, entityKey: string, hopMs: number): string {
-    return `${this.prefix}:{${view}:${redisKeyText(entityKey)}}:t:${hopMs}`;
+  /** The hash of an entity key's tiles of one series (a group's hop, or `<hop>x<span>` for a rollup level). */
+  tilesKey(view: string, entityKey: string, series: TileSeries): string {
+    return `${this.prefix}:{${view}:${redisKeyText(entityKey)}}:t:${series}`;
   }
 
   /**
@@ -898,12 +929,17 @@ export class RedisOnlineStore implements OnlineStore {
 
   private async applyKeys(batch: TileBatch, conditional: boolean): Promise<ConditionalApplyResult> {
     await this.ready();
-    // Validate the whole batch before writing any of it.
-    const prepared = batch.keys.map((key) => this.prepare(key, conditional));
     // Lateness is judged against the watermark before this batch, so a batch is never late to itself.
     const horizonWatermark = await this.watermarkMs();
     const trims = new Map<GroupRuntime, number>();
-    for (const r of this.views.values()) for (const g of r.groups.values()) trims.set(g, trimTileIndex(g.plan, horizonWatermark) ?? Number.NaN);
+    for (const r of this.views.values()) {
+      for (const g of r.groups.values()) {
+        const trim = trimTileIndex(g.plan, horizonWatermark) ?? Number.NaN;
+        for (const series of [g, ...g.rollups]) trims.set(series, seriesTrim(series, trim));
+      }
+    }
+    // Validate the whole batch before writing any of it.
+    const prepared = batch.keys.map((key) => this.prepare(key, conditional, trims));
     const calls = this.planCalls(prepared);
     const replies = await Promise.allSettled(calls.map((members) => this.applyCall(prepared, members, trims)));
 
@@ -1014,7 +1050,7 @@ export class RedisOnlineStore implements OnlineStore {
         let d = groupStrings.get(g);
         if (d === undefined) {
           d = 2 + table.length;
-          table.push(g.layout, `lo:${g.plan.hopMs}`);
+          table.push(g.layout, `lo:${g.series}`);
           groupStrings.set(g, d);
         }
         w.u16(d);
@@ -1036,7 +1072,7 @@ export class RedisOnlineStore implements OnlineStore {
   }
 
   /** Check a key update against the registry and group its tile updates by tile group, in batch order. */
-  private prepare(key: KeyTileUpdates, conditional: boolean): PreparedKey {
+  private prepare(key: KeyTileUpdates, conditional: boolean, trims: ReadonlyMap<GroupRuntime, number>): PreparedKey {
     const r = this.views.get(key.view);
     if (!r) throw new RedisStoreError('TM_STORE_BAD_UPDATE', `tile update for unknown view ${key.view}`, { view: key.view });
     const base = `${this.prefix}:{${key.view}:${redisKeyText(key.entityKey)}}:`;
@@ -1056,10 +1092,25 @@ export class RedisOnlineStore implements OnlineStore {
       }
     }
     // APPLY_SCRIPT reads a group's stored tiles at once, so a key has one update per tile.
-    for (let j = 0; j < prepared.groups.length; j++) {
+    const groupCount = prepared.groups.length;
+    for (let j = 0; j < groupCount; j++) {
+      const g = prepared.groups[j]!;
       const updates = prepared.updates[j]!;
       if (updates.length > 1 && new Set(updates.map((u) => u.tileIndex)).size !== updates.length) {
-        throw new RedisStoreError('TM_STORE_BAD_UPDATE', `two updates of one tile of ${key.view}/${prepared.groups[j]!.plan.hopMs} for key ${key.entityKey} in one batch`, { view: key.view, hopMs: prepared.groups[j]!.plan.hopMs });
+        throw new RedisStoreError('TM_STORE_BAD_UPDATE', `two updates of one tile of ${key.view}/${g.plan.hopMs} for key ${key.entityKey} in one batch`, { view: key.view, hopMs: g.plan.hopMs });
+      }
+      // Rollup levels get the merge of the updates the script will apply (not late), in the same
+      // script call, so a rollup tile always equals the merge of the tiles it spans.
+      if (g.rollups.length > 0) {
+        const trim = trims.get(g)!;
+        const applied = Number.isNaN(trim) ? updates : updates.filter((u) => u.tileIndex >= trim);
+        if (applied.length === 0) continue;
+        const rollups = rollupUpdates(g.plan, g.slots, g.template, applied);
+        for (const level of g.rollups) {
+          prepared.groups.push(level);
+          prepared.updates.push(rollups.filter((u) => u.span === level.span));
+          prepared.names.push(`${base}t:${level.series}`);
+        }
       }
     }
     const f = key.fence;
@@ -1091,24 +1142,34 @@ export class RedisOnlineStore implements OnlineStore {
     const r = this.views.get(view);
     if (!r) return entityKeys.map(() => null);
     await this.ready();
-    const wanted = ranges.filter((range) => r.groups.has(range.hopMs));
-    const rangeArgs = wanted.flatMap((range) => [String(range.fromIndex), String(range.toIndex)]);
+    // The ranges per series, in first-seen order; a key's read is one script call (all pipelined).
+    const series = new Map<TileSeries, { runtime: GroupRuntime; bounds: string[] }>();
+    for (const range of ranges) {
+      const group = r.groups.get(range.hopMs);
+      const runtime = range.span === undefined || range.span === 1 ? group : group?.rollups.find((l) => l.span === range.span);
+      if (!runtime) continue;
+      let entry = series.get(runtime.series);
+      if (!entry) series.set(runtime.series, (entry = { runtime, bounds: [] }));
+      entry.bounds.push(String(range.fromIndex), String(range.toIndex));
+    }
+    const wanted = [...series.values()];
+    const rangeArgs = wanted.flatMap((w) => [String(w.bounds.length / 2), ...w.bounds]);
     const replies = await Promise.all(
       entityKeys.map((entityKey) =>
-        this.evalScript(SCRIPTS.read, [this.keyHashKey(view, entityKey), ...wanted.map((range) => this.tilesKey(view, entityKey, range.hopMs))], rangeArgs),
+        this.evalScript(SCRIPTS.read, [this.keyHashKey(view, entityKey), ...wanted.map((w) => this.tilesKey(view, entityKey, w.runtime.series))], rangeArgs),
       ),
     );
     return replies.map((reply) => {
       const [exists, ...groups] = reply as [number, ...Buffer[][]];
       if (exists !== 1) return null;
-      const keyTiles = new Map<number, Map<number, Tile>>();
-      wanted.forEach((range, g) => {
+      const keyTiles = new Map<TileSeries, Map<number, Tile>>();
+      wanted.forEach(({ runtime }, g) => {
         const found = groups[g] ?? [];
         if (found.length === 0) return;
-        const plan = r.groups.get(range.hopMs)!.plan;
+        const plan = runtime.plan;
         const tiles = new Map<number, Tile>();
         for (let i = 0; i < found.length; i += 2) tiles.set(Number(found[i]!.toString('latin1')), decodeTile(found[i + 1]!, plan.width, plan.valueWidth));
-        keyTiles.set(range.hopMs, tiles);
+        keyTiles.set(runtime.series, tiles);
       });
       return keyTiles;
     });

@@ -1,13 +1,18 @@
 // The OnlineStore interface: stores keep tiles and apply tile batches; read-time window merging
 // (online/read.ts) is shared by every store, so every store answers with the same values.
-import type { Tile, TileBatch } from '../definitions/index.js';
+import type { Tile, TileBatch, TileSeries } from '../definitions/index.js';
 
-/** The stored tiles of one entity key of one view: hop (ms) -> tile index -> tile. */
-export type KeyTiles = ReadonlyMap<number, ReadonlyMap<number, Tile>>;
+/**
+ * The stored tiles of one entity key of one view: tile series (a group's hop in ms, or
+ * `<hop>x<span>` for one of its rollup levels, see tileSeries) -> tile index -> tile.
+ */
+export type KeyTiles = ReadonlyMap<TileSeries, ReadonlyMap<number, Tile>>;
 
-/** Tiles a read needs from one group, inclusive. */
+/** Tiles a read needs from one series of a group, inclusive; a series may have several ranges. */
 export interface TileRange {
   hopMs: number;
+  /** Rollup span: absent or 1 for the group's own tiles. */
+  span?: number;
   fromIndex: number;
   toIndex: number;
 }

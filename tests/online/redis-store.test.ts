@@ -124,7 +124,8 @@ describe('Redis store: script calls and trimming', () => {
     expect(stats[2]).toEqual(stats[0]);
     for (const view of registry.views) {
       const keys = fx.store.entityKeys(view.name);
-      const ranges = view.groups.map((g) => ({ hopMs: g.hopMs, fromIndex: -1e12, toIndex: 1e12 }));
+      // every series: each group's own tiles and its rollup levels
+      const ranges = view.groups.flatMap((g) => [1, ...g.rollups].map((span) => ({ hopMs: g.hopMs, span, fromIndex: -1e12, toIndex: 1e12 })));
       const tiles = await Promise.all(stores.map((s) => s.readTiles(view.name, keys, ranges)));
       expect(tiles[1]).toEqual(tiles[0]);
       expect(tiles[2]).toEqual(tiles[0]);
@@ -168,7 +169,8 @@ describe('Redis store: script calls and trimming', () => {
     expect(await store.stats()).toEqual(await twin.stats());
     for (const view of registry.views) {
       const keys = twin.entityKeys(view.name);
-      const ranges = view.groups.map((g) => ({ hopMs: g.hopMs, fromIndex: -1e12, toIndex: 1e12 }));
+      // every series: each group's own tiles and its rollup levels
+      const ranges = view.groups.flatMap((g) => [1, ...g.rollups].map((span) => ({ hopMs: g.hopMs, span, fromIndex: -1e12, toIndex: 1e12 })));
       const stored = await store.readTiles(view.name, keys, ranges);
       stored.forEach((tiles, i) => {
         const expected = twin.readTilesSync(view.name, [keys[i]!])[0]!;
