@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { latencyAtRate, saturationRps, type LoadTarget } from './http-load.js';
 import { streamSection } from './stream.js';
+import { startRedisServer } from '../tests/support/redis.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RUN_TS = join(ROOT, 'bin', 'run-ts.mjs');
@@ -98,10 +99,18 @@ console.log(`(${fmt(rows)} rows; median of ${RUNS} runs each, by file-read time 
 
 async function readsSection(): Promise<void> {
 console.log('');
-console.log('## Online reads: POST /get-online-features');
-const server = spawn(process.execPath, [...process.execArgv.filter((a) => a.startsWith('--max-semi-space-size')), RUN_TS, 'bench/read-server.ts', ...rowsArg], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+console.log('## Online reads: POST /get-online-features, the in-memory store and a Redis store holding the same replayed flights');
+// Redis: REDIS_URL, else a redis-server started here as `npm test` starts it.
+const stops: (() => Promise<void>)[] = [];
+let redisUrl = process.env.REDIS_URL;
+if (!redisUrl) {
+  const redis = await startRedisServer();
+  stops.push(() => redis.stop());
+  redisUrl = redis.url;
+}
+const server = spawn(process.execPath, [...process.execArgv.filter((a) => a.startsWith('--max-semi-space-size')), RUN_TS, 'bench/read-server.ts', rowsArg[0] ?? 'all', redisUrl], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
 try {
-  const info = await new Promise<{ tidemarkUrl: string; baselineUrl: string; airports: string[] }>((resolve, reject) => {
+  const info = await new Promise<{ tidemarkUrl: string; baselineUrl: string; redisTidemarkUrl: string; redisFillSeconds: number; airports: string[]; tiles: Record<string, { now: number; withoutRollups: number }> }>((resolve, reject) => {
     let out = '';
     server.stdout.on('data', (d: Buffer) => {
       out += d.toString();
@@ -109,24 +118,33 @@ try {
     });
     server.on('exit', (code) => reject(new Error(`read server exited ${code}`)));
   });
+  console.log(`tiles merged per read at the watermark clock (head tile included; rollup levels / every tile): ${Object.entries(info.tiles).map(([f, t]) => `${f} ${t.now} / ${t.withoutRollups}`).join(', ')}; the Redis store was filled by replaying the same flights in ${fmt(info.redisFillSeconds, 1)} s`);
   const features = ['flights_1h', 'delay_mean_1h', 'delay_mean_1d', 'delay_max_1d', 'delay_stddev_7d', 'distance_sum_1d', 'last_delay'].map((f) => `origin_delays:${f}`);
   const airports100 = info.airports.slice(0, 100);
-  const cases: { name: string; target: LoadTarget }[] = [
-    { name: 'baseline: constant route', target: { origin: info.baselineUrl, path: '/get-online-features', method: 'POST', body: JSON.stringify({ features, entities: { airport: ['ORD'] } }) } },
-    { name: 'tidemark: 1 entity x 7 features', target: { origin: info.tidemarkUrl, path: '/get-online-features', method: 'POST', body: JSON.stringify({ features, entities: { airport: ['ORD'] } }) } },
-    { name: `tidemark: ${airports100.length} entities x 7 features`, target: { origin: info.tidemarkUrl, path: '/get-online-features', method: 'POST', body: JSON.stringify({ features, entities: { airport: airports100 } }) } },
+  const target = (origin: string, airports: string[]): LoadTarget => ({ origin, path: '/get-online-features', method: 'POST', body: JSON.stringify({ features, entities: { airport: airports } }) });
+  const cases: { name: string; target: LoadTarget; fixedRate?: number }[] = [
+    { name: 'baseline: constant route', target: target(info.baselineUrl, ['ORD']) },
+    { name: 'tidemark, in-memory store: 1 entity x 7 features', target: target(info.tidemarkUrl, ['ORD']) },
+    { name: 'tidemark, Redis store: 1 entity x 7 features', target: target(info.redisTidemarkUrl, ['ORD']) },
+    { name: `tidemark, in-memory store: ${airports100.length} entities x 7 features`, target: target(info.tidemarkUrl, airports100), fixedRate: 100 },
+    { name: `tidemark, Redis store: ${airports100.length} entities x 7 features`, target: target(info.redisTidemarkUrl, airports100), fixedRate: 100 },
   ];
-  console.log('| endpoint | saturation req/s | half rate req/s | p50 ms at half | p99 ms at half | max ms at half | p50 ms at 1 000/s | p99 ms at 1 000/s |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('| endpoint | saturation req/s | half rate req/s | p50 ms at half | p99 ms at half | max ms at half | fixed rate req/s | p50 ms at fixed | p99 ms at fixed |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const saturation: number[] = [];
   for (const c of cases) {
     await saturationRps(c.target, 8, 1_000); // warm-up
     const rps = await saturationRps(c.target, 8, SATURATION_MS);
+    saturation.push(rps);
     const lat = await latencyAtRate(c.target, Math.max(1, Math.floor(rps / 2)), LATENCY_MS);
-    const light = await latencyAtRate(c.target, Math.min(1_000, Math.max(1, Math.floor(rps / 2))), LATENCY_MS);
-    console.log(`| ${c.name} | ${fmt(rps)} | ${fmt(lat.rateRps)} | ${fmt(lat.p50Ms, 3)} | ${fmt(lat.p99Ms, 3)} | ${fmt(lat.maxMs, 1)} | ${fmt(light.p50Ms, 3)} | ${fmt(light.p99Ms, 3)} |`);
+    const fixed = Math.min(c.fixedRate ?? 1_000, Math.max(1, Math.floor(rps / 2)));
+    const light = await latencyAtRate(c.target, fixed, LATENCY_MS);
+    console.log(`| ${c.name} | ${fmt(rps)} | ${fmt(lat.rateRps)} | ${fmt(lat.p50Ms, 3)} | ${fmt(lat.p99Ms, 3)} | ${fmt(lat.maxMs, 1)} | ${fmt(fixed)} | ${fmt(light.p50Ms, 3)} | ${fmt(light.p99Ms, 3)} |`);
   }
+  console.log(`Redis / in-memory saturation, 1 entity: ${fmt(saturation[2]! / saturation[1]!, 2)} (target >= 0.5); 100 entities: ${fmt(saturation[4]! / saturation[3]!, 2)}`);
 } finally {
   server.kill('SIGTERM');
+  for (const stop of stops) await stop();
 }
 }
 

@@ -3,7 +3,7 @@
 export { storeClockMs } from './store.js';
 export type { OnlineStore, KeyTiles, TileRange, ApplyResult, StoreStats, StoreClock } from './store.js';
 export { MemoryOnlineStore } from './memory.js';
-export { evaluateFeature, evaluateFeatures, tileRangesFor } from './read.js';
+export { evaluateFeature, evaluateFeatures, needsHistory, tileRangesFor, tilesPerRead } from './read.js';
 export type { FeatureValue, FeatureStatus } from './read.js';
 export { OnlineFeatureService, formatEventTimestamp } from './serve.js';
 export type { OnlineFeaturesRequest, OnlineFeaturesResponse, FeatureVector, JoinKeyValue } from './serve.js';

@@ -33,7 +33,14 @@ export interface FeatureValue {
 }
 
 /** The tile ranges reading `features` at t needs (for stores that fetch ranges), coalesced per series. */
-export function tileRangesFor(view: ViewPlan, features: readonly FeaturePlan[], tMs: number, watermarkMs: number | null): TileRange[] {
+export function tileRangesFor(
+  view: ViewPlan,
+  features: readonly FeaturePlan[],
+  tMs: number,
+  watermarkMs: number | null,
+  /** The history tiles of `last` without window: by default only for a time at or before the watermark (see needsHistory). */
+  history: 'auto' | 'always' = 'auto',
+): TileRange[] {
   const wide = new Map<number, TileRange>();
   const widen = (hopMs: number, fromIndex: number, toIndex: number): void => {
     const r = wide.get(hopMs);
@@ -58,6 +65,9 @@ export function tileRangesFor(view: ViewPlan, features: readonly FeaturePlan[], 
       for (const b of windowOf(view, f, head)) want(f.hopMs, b.span, b.index);
     } else {
       widen(LATEST_GROUP_HOP_MS, 0, 0);
+      // After the watermark the latest cell answers alone (every materialized time is before t):
+      // the history tiles are read only for a time in the past, or when needsHistory says so.
+      if (history === 'auto' && watermarkMs !== null && tMs > watermarkMs) continue;
       const group = groupOf(view, f.hopMs);
       const floor = f.ttlMs !== null ? Math.floor((tMs - f.ttlMs) / f.hopMs) : (trimTileIndex(group, watermarkMs) ?? head);
       widen(f.hopMs, Math.min(floor, head), head);
@@ -99,6 +109,17 @@ function windowOf(view: ViewPlan, feature: FeaturePlan, head: number): ReadBlock
 export function tilesPerRead(view: ViewPlan, feature: FeaturePlan, tMs: number): number {
   if (feature.windowMs === null) throw new Error(`${view.name}:${feature.name} has no window`);
   return 1 + windowOf(view, feature, Math.floor(tMs / feature.hopMs)).length;
+}
+
+/**
+ * Whether a key's `last` features without window need their history tiles at t: their latest cell
+ * holds a value at or after t (written after the read took the watermark it chose t from), so the
+ * value at t lies in the history tiles, which tileRangesFor leaves out after the watermark.
+ */
+export function needsHistory(features: readonly FeaturePlan[], keyTiles: KeyTiles | null, tMs: number): boolean {
+  const cell = keyTiles?.get(LATEST_GROUP_HOP_MS)?.get(0);
+  if (!cell || cell.minTs >= tMs) return false;
+  return features.some((f) => f.windowMs === null && cell.nums[f.latestSlot!]! >= tMs);
 }
 
 function groupOf(view: ViewPlan, hopMs: number): TileGroupPlan {

@@ -11,7 +11,7 @@ import {
   type Scalar,
   type ViewPlan,
 } from '../definitions/index.js';
-import { evaluateFeatures, tileRangesFor, type FeatureStatus } from './read.js';
+import { evaluateFeatures, needsHistory, tileRangesFor, type FeatureStatus } from './read.js';
 import { storeClockMs, type OnlineStore, type StoreClock } from './store.js';
 
 export type JoinKeyValue = string | number | boolean;
@@ -105,9 +105,14 @@ export class OnlineFeatureService {
       const entityKeys = Array.from({ length: rows }, (_, row) =>
         entityKeyId(view.joinKeys.map((k) => canonicalKeyValue(request.entities[k]![row])!)),
       );
-      const ranges = tileRangesFor(view, features.map((f) => f.feature), atMs, watermarkMs);
-      const tiles = await this.store.readTiles(view.name, entityKeys, ranges);
       const plans = features.map((f) => f.feature);
+      const tiles = await this.store.readTiles(view.name, entityKeys, tileRangesFor(view, plans, atMs, watermarkMs));
+      // Keys written past t since the watermark was read: read again with their history tiles.
+      const stale = entityKeys.flatMap((key, row) => (needsHistory(plans, tiles[row]!, atMs) ? [row] : []));
+      if (stale.length > 0) {
+        const again = await this.store.readTiles(view.name, stale.map((row) => entityKeys[row]!), tileRangesFor(view, plans, atMs, watermarkMs, 'always'));
+        stale.forEach((row, i) => (tiles[row] = again[i]!));
+      }
       const columns: FeatureVector[] = features.map(() => ({ values: new Array(rows), statuses: new Array(rows), event_timestamps: new Array(rows) }));
       for (let row = 0; row < rows; row++) {
         const values = evaluateFeatures(view, plans, tiles[row]!, atMs, watermarkMs);
