@@ -3,9 +3,9 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { SLOT_WIDTH, valueWidth } from './aggregates.js';
+import { AGGREGATION_SPECS } from './aggregations/index.js';
 import {
   AGGREGATIONS,
-  NUMERIC_AGGREGATIONS,
   isDefinition,
   isDefinitionName,
   type Aggregation,
@@ -294,7 +294,8 @@ function compileView(v: FeatureViewDefinition, source: SourcePlan | undefined, e
       continue;
     }
     const field = s.field === undefined ? null : String(s.field);
-    if (field === null && agg !== 'count') err('TM_DEF_BAD_FEATURE', where, `${agg} needs a field`, `add field: '<one of ${fieldList}>'`, name);
+    const fieldRule = AGGREGATION_SPECS[agg].field;
+    if (field === null && fieldRule !== 'optional') err('TM_DEF_BAD_FEATURE', where, `${agg} needs a field`, `add field: '<one of ${fieldList}>'`, name);
     let valueKind: FieldInfo['kind'] = 'number';
     if (field !== null && source) {
       const info = fields[field];
@@ -302,11 +303,11 @@ function compileView(v: FeatureViewDefinition, source: SourcePlan | undefined, e
         err('TM_DEF_UNKNOWN_FIELD', where, `field "${field}" is not in the schema of source ${source.name}`, `use one of: ${fieldList}`, name);
       } else {
         valueKind = info.kind;
-        if (agg === 'last' && (info.kind === 'other' || info.kind === 'timestamp')) {
+        if (fieldRule === 'ordered' && (info.kind === 'other' || info.kind === 'timestamp')) {
           const ordered = Object.entries(fields).filter(([, i]) => i.kind === 'number' || i.kind === 'string' || i.kind === 'boolean').map(([f]) => f);
-          err('TM_DEF_UNORDERED_FIELD', where, `last needs a number, text or boolean field (its tie rule orders values), but "${field}" is ${info.kind === 'other' ? 'neither (a mixed union, array or object)' : 'the event time'}`, `use one of: ${ordered.join(', ')}`, name);
+          err('TM_DEF_UNORDERED_FIELD', where, `${agg} needs a number, text or boolean field (its tie rule orders values), but "${field}" is ${info.kind === 'other' ? 'neither (a mixed union, array or object)' : 'the event time'}`, `use one of: ${ordered.join(', ')}`, name);
         }
-        if (NUMERIC_AGGREGATIONS.includes(agg) && info.kind !== 'number') {
+        if (fieldRule === 'numeric' && info.kind !== 'number') {
           const numeric = Object.entries(fields).filter(([, i]) => i.kind === 'number').map(([f]) => f);
           err('TM_DEF_NON_NUMERIC_FIELD', where, `${agg} needs a numeric field, but "${field}" is ${info.kind}`, `use a numeric field (${numeric.join(', ') || 'none in this schema'}) or agg 'last'/'count'`, name);
         }

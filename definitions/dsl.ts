@@ -4,10 +4,12 @@
 import type { z } from 'zod';
 import type { Duration } from './duration.js';
 import type { MonitorDefinition } from './monitor.js';
+import { AGGREGATION_SPECS } from './aggregations/index.js';
 
 export const AGGREGATIONS = ['count', 'sum', 'mean', 'min', 'max', 'var', 'stddev', 'last'] as const;
 export type Aggregation = (typeof AGGREGATIONS)[number];
-export const NUMERIC_AGGREGATIONS: readonly Aggregation[] = ['sum', 'mean', 'min', 'max', 'var', 'stddev'];
+/** Aggregations whose field must be numeric (their specs' field rule). */
+export const NUMERIC_AGGREGATIONS: readonly Aggregation[] = AGGREGATIONS.filter((a) => AGGREGATION_SPECS[a].field === 'numeric');
 
 export interface EntityDefinition<K extends readonly string[] = readonly string[]> {
   readonly kind: 'entity';

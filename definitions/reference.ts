@@ -2,6 +2,7 @@
 // purpose. Every other path (in-memory, Redis, ClickHouse) is tested against it. It shares no
 // aggregation code with those paths, so a bug in one is not silently repeated in the other.
 import type { Scalar } from './aggregates.js';
+import { AGGREGATION_SPECS } from './aggregations/index.js';
 import type { Aggregation } from './dsl.js';
 import type { FeaturePlan, ViewPlan } from './compile.js';
 import { canonicalKeyValue } from './keys.js';
@@ -126,11 +127,12 @@ export function referenceViewValues(
 
 /**
  * Whether two values of a feature agree within SEMANTICS.md's tolerances: exactly for counts, mins,
- * maxes and lasts; within 1e-9 relative error for sums and means; 1e-6 for var and stddev.
+ * maxes and lasts; within 1e-9 relative error for sums and means; 1e-6 for var and stddev (each
+ * spec's declared tolerance: only that number comes from the specs, none of their arithmetic).
  */
 export function valuesAgree(agg: Aggregation, a: Scalar, b: Scalar): boolean {
   if (a === b) return true;
   if (typeof a !== 'number' || typeof b !== 'number') return false;
-  const tolerance = agg === 'var' || agg === 'stddev' ? 1e-6 : agg === 'sum' || agg === 'mean' ? 1e-9 : 0;
+  const tolerance = AGGREGATION_SPECS[agg].tolerance;
   return Math.abs(a - b) <= tolerance * Math.abs(b);
 }

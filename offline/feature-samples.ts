@@ -4,7 +4,7 @@
 // inside ClickHouse from the same partial aggregates as point-in-time datasets.
 import type { FeaturePlan, ViewPlan } from '../definitions/index.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
-import { centerColumn, finalOfColumns, partsOf, tileOf } from './tile-sql.js';
+import { centerColumn, combinePart, finalOfColumns, isCentered, isTiledOffline, partsOf, tileOf } from './tile-sql.js';
 
 /**
  * SELECT returning one row per (key, active tile) with tile close `ts` in [{from:Int64}, {to:Int64}):
@@ -13,13 +13,13 @@ import { centerColumn, finalOfColumns, partsOf, tileOf } from './tile-sql.js';
  */
 export function featureSampleSql(view: ViewPlan, features: readonly FeaturePlan[]): string {
   const hopMs = features[0]!.hopMs;
-  if (features.some((f) => f.hopMs !== hopMs || f.windowMs === null || f.agg === 'last')) {
+  if (features.some((f) => f.hopMs !== hopMs || f.windowMs === null || !isTiledOffline(f))) {
     throw new Error('featureSampleSql takes windowed, tiled features of one hop');
   }
   const keys = view.keyFields.map((_, k) => `k${k}`);
   const keyList = keys.join(', ');
   const fields = [...new Set(features.map((f) => f.field).filter((f): f is string => f !== null))];
-  const centered = [...new Set(features.filter((f) => f.agg === 'var' || f.agg === 'stddev').map((f) => f.field!))];
+  const centered = [...new Set(features.filter(isCentered).map((f) => f.field!))];
   const lookbackMs = Math.max(...features.map((f) => f.windowMs!));
   const ctes = [
     `e AS (SELECT ${view.keyFields.map((kf, k) => `${ident(keyColumn(kf))} AS k${k}`).join(', ')}, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} - ${lookbackMs} AND __ts < {to:Int64})`,
@@ -34,7 +34,7 @@ export function featureSampleSql(view: ViewPlan, features: readonly FeaturePlan[
   const sizes = [...new Set(parts.map((p) => p.tiles))];
   ctes.push(`t AS (SELECT ${keyList}, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${p.perTs} AS ${p.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, j)`);
   ctes.push(
-    `w AS (SELECT ${keyList}, j, ${parts.map((p) => `${p.combine}(${p.name}) OVER w${p.tiles} AS ${p.name}`).join(', ')} FROM t ` +
+    `w AS (SELECT ${keyList}, j, ${parts.map((p) => `${combinePart(p, `w${p.tiles}`)} AS ${p.name}`).join(', ')} FROM t ` +
       `WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')})`,
   );
   const outputs = features.map((f, i) => `${finalOfColumns(f, i)} AS x${i}`);

@@ -11,11 +11,11 @@
 //                 UTF-8 is code point order), picked by an ASOF join on ts < t, kept only when it is
 //                 inside the window or the ttl.
 // Variance uses sums of (x - c) and (x - c)^2 with c the key's mean, so the subtraction does not
-// cancel. Identifiers come from the registry; numbers in the SQL are registry durations.
+// cancel; sums and means carry compensated (sum, compensation) parts (offline/tile-sql.ts). Identifiers come from the registry; numbers in the SQL are registry durations.
 import { TidemarkError, type FeaturePlan, type Registry, type ViewPlan } from '../definitions/index.js';
 import { joinKeyColumn, type SpineInfo } from './spine.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
-import { centerColumn, finalExpr, partsOf, tileOf } from './tile-sql.js';
+import { centerColumn, combinePart, emptyPart, finalExpr, isCentered, isTiledOffline, partColumns, partsOf, tileOf } from './tile-sql.js';
 
 export interface RequestedFeature {
   view: ViewPlan;
@@ -71,7 +71,7 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
     view.joinKeys.forEach((jk, k) => spineExtras.push(`${ident(joinKeyColumn(jk))} AS v${v}_k${k}`));
     const mine = requested.filter((r) => r.view === view);
     const fields = [...new Set(mine.map((r) => r.feature.field).filter((f): f is string => f !== null))];
-    const centered = [...new Set(mine.filter((r) => r.feature.agg === 'var' || r.feature.agg === 'stddev').map((r) => r.feature.field!))];
+    const centered = [...new Set(mine.filter((r) => isCentered(r.feature)).map((r) => r.feature.field!))];
     const e = `v${v}_e`;
     // Only the events a spine row can see: its keys, and times from the earliest window start (when
     // every requested feature has a window or a ttl) to the latest spine time.
@@ -96,7 +96,7 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
     }
 
     // Windowed features, one block per hop.
-    const windowed = mine.filter((r) => r.feature.agg !== 'last');
+    const windowed = mine.filter((r) => isTiledOffline(r.feature));
     for (const hopMs of [...new Set(windowed.map((r) => r.feature.hopMs))]) {
       const group = windowed.filter((r) => r.feature.hopMs === hopMs);
       const g = `v${v}_h${hopMs}`;
@@ -111,14 +111,16 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
       const sizes = [...new Set(group.map((r) => r.feature.tilesPerWindow!))];
       // Referenced twice (tiles and running sums): materialized once.
       ctes.push(`${g}_pts AS MATERIALIZED (SELECT ${keyList}, ts, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${p.perTs} AS ${p.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
+      // The joined tables hold plain columns (partColumns).
+      const flat = parts.flatMap(partColumns).join(', ');
       ctes.push(
-        `${g}_win AS (SELECT * FROM (SELECT ${keyList}, j, probe, ${parts.map((p) => `${p.combine}(${p.name}) OVER w${partWindow.get(p.name)} AS ${p.name}`).join(', ')} FROM (` +
-          `SELECT ${keyList}, j, 0 AS probe, ${parts.map((p) => `${p.combine}(${p.name}) AS ${p.name}`).join(', ')} FROM ${g}_pts GROUP BY ${keyList}, j` +
-          ` UNION ALL SELECT DISTINCT ${view.joinKeys.map((jk, k) => `${ident(joinKeyColumn(jk))} AS k${k}`).join(', ')}, ${tileOf('__t', hopMs)} - 1 AS j, 1 AS probe, ${parts.map((p) => `${p.combine === 'sum' ? '0' : 'NULL'} AS ${p.name}`).join(', ')} FROM ${ident(spine.table)})` +
+        `${g}_win AS (SELECT ${keyList}, j, ${flat} FROM (SELECT ${keyList}, j, probe, ${parts.map((p) => `${combinePart(p, `w${partWindow.get(p.name)}`)} AS ${p.name}`).join(', ')} FROM (` +
+          `SELECT ${keyList}, j, 0 AS probe, ${parts.map((p) => `${combinePart(p)} AS ${p.name}`).join(', ')} FROM ${g}_pts GROUP BY ${keyList}, j` +
+          ` UNION ALL SELECT DISTINCT ${view.joinKeys.map((jk, k) => `${ident(joinKeyColumn(jk))} AS k${k}`).join(', ')}, ${tileOf('__t', hopMs)} - 1 AS j, 1 AS probe, ${parts.map((p) => `${emptyPart(p)} AS ${p.name}`).join(', ')} FROM ${ident(spine.table)})` +
           ` WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')}) WHERE probe = 1)`,
       );
       ctes.push(
-        `${g}_run AS (SELECT ${keyList}, j, ts, ${parts.map((p) => `${p.combine}(${p.name}) OVER r AS ${p.name}`).join(', ')} FROM ${g}_pts WINDOW r AS (PARTITION BY ${keyList}, j ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))`,
+        `${g}_run AS (SELECT ${keyList}, j, ts, ${flat} FROM (SELECT ${keyList}, j, ts, ${parts.map((p) => `${combinePart(p, 'r')} AS ${p.name}`).join(', ')} FROM ${g}_pts WINDOW r AS (PARTITION BY ${keyList}, j ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)))`,
       );
       joins.push(`LEFT JOIN ${g}_win AS ${g}_w ON ${keyEq(`${g}_w`)} AND ${g}_w.j = sp.${head} - 1`);
       joins.push(`ASOF LEFT JOIN ${g}_run AS ${g}_r ON ${keyEq(`${g}_r`)} AND ${g}_r.j = sp.${head} AND ${g}_r.ts < sp.__t`);
@@ -126,7 +128,7 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
     }
 
     // last, windowed or not.
-    for (const r of mine.filter((x) => x.feature.agg === 'last')) {
+    for (const r of mine.filter((x) => !isTiledOffline(x.feature))) {
       const f = r.feature;
       const l = `v${v}_last${requested.indexOf(r)}`;
       ctes.push(`${l} AS (SELECT ${keyList}, ts, max(${ident(f.field!)}) AS v FROM ${e} WHERE ${ident(f.field!)} IS NOT NULL GROUP BY ${keyList}, ts)`);

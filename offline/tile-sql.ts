@@ -1,85 +1,99 @@
 // Tile aggregates as ClickHouse SQL, shared by point-in-time datasets and the monitor's feature
 // samples: the partial aggregates of a feature per (key, instant) or tile, how they combine, and
-// the final value from combined parts (the same intermediate values the online tiles keep).
+// the final value from combined parts, all read from the aggregation's spec
+// (definitions/aggregations). Sums are compensated (Neumaier, as the online tiles): a part with
+// combine 'compensatedSum' is a (sum, compensation) tuple, and rows combine by folding the spec's
+// TwoSum over their tuples (groupArray, then arrayFold), in a GROUP BY or over a window frame.
+// ClickHouse's sumKahan is no substitute: as a window function it drops the compensation and its
+// add is plain Kahan, which loses a small term added before a large one cancels.
 import type { FeaturePlan } from '../definitions/index.js';
+import { AGGREGATION_SPECS, sqlAddCompensated, sqlCompensatedSumOfPairs, type SqlCombine } from '../definitions/aggregations/index.js';
 import { ident } from './tables.js';
 
 export interface AggPart {
   name: string;
   /** Per (key, ts) aggregate over events. */
   perTs: string;
-  /** How parts combine across rows: sum, min or max. */
-  combine: 'sum' | 'min' | 'max';
+  /** How parts combine across rows. */
+  combine: SqlCombine;
 }
 
 export function tileOf(t: string, hopMs: number): string {
   return `intDiv(${t} - positiveModulo(${t}, ${hopMs}), ${hopMs})`;
 }
 
+/** Whether a feature is computed from tile parts offline (else it is a `last`, picked by an ASOF join). */
+export function isTiledOffline(f: FeaturePlan): boolean {
+  return AGGREGATION_SPECS[f.agg].sql.parts !== null;
+}
+
+/** Whether a feature's parts read the key's center of its field (centerColumn). */
+export function isCentered(f: FeaturePlan): boolean {
+  return AGGREGATION_SPECS[f.agg].sql.centered;
+}
+
 export function partsOf(f: FeaturePlan, i: number): AggPart[] {
+  const parts = AGGREGATION_SPECS[f.agg].sql.parts;
+  if (parts === null) throw new Error(`${f.agg} is not tiled offline`);
   const x = f.field === null ? null : ident(f.field);
-  const p = (suffix: string): string => `f${i}_${suffix}`;
-  switch (f.agg) {
-    case 'count':
-      return [{ name: p('n'), perTs: x === null ? 'count()' : `count(${x})`, combine: 'sum' }];
-    case 'sum':
-      return [{ name: p('s'), perTs: `sum(ifNull(${x}, 0))`, combine: 'sum' }];
-    case 'mean':
-      return [
-        { name: p('n'), perTs: `count(${x})`, combine: 'sum' },
-        { name: p('s'), perTs: `sum(ifNull(${x}, 0))`, combine: 'sum' },
-      ];
-    case 'min':
-    case 'max':
-      return [{ name: p('m'), perTs: `${f.agg}(${x})`, combine: f.agg }];
-    case 'var':
-    case 'stddev': {
-      const dx = `(${x} - ${centerColumn(f.field!)})`;
-      return [
-        { name: p('n'), perTs: `count(${x})`, combine: 'sum' },
-        { name: p('s'), perTs: `sum(ifNull(${dx}, 0))`, combine: 'sum' },
-        { name: p('ss'), perTs: `sum(ifNull(${dx} * ${dx}, 0))`, combine: 'sum' },
-      ];
-    }
-    case 'last':
-      throw new Error('last is not tiled offline');
-  }
+  const c = f.field === null ? 'NULL' : centerColumn(f.field);
+  return parts.map((p) => ({ name: `f${i}_${p.suffix}`, perTs: p.perTs(x, c), combine: p.combine }));
+}
+
+/** A part combined over the rows of a GROUP BY, or over a window frame when `over` is given. */
+export function combinePart(p: AggPart, over?: string): string {
+  const w = over === undefined ? '' : ` OVER ${over}`;
+  if (p.combine === 'compensatedSum') return sqlCompensatedSumOfPairs(`groupArray(${p.name})${w}`);
+  return `${p.combine}(${p.name})${w}`;
+}
+
+/** The value of a part on a row that holds no event (the probe rows of point-in-time windows). */
+export function emptyPart(p: AggPart): string {
+  if (p.combine === 'sum') return '0';
+  if (p.combine === 'compensatedSum') return 'tuple(0., 0.)';
+  return 'NULL';
+}
+
+/**
+ * A part as plain columns, for the tables that are joined with join_use_nulls (a Nullable(Tuple)
+ * needs a recent ClickHouse): a compensated sum becomes `<name>_hi` and `<name>_lo`.
+ */
+export function partColumns(p: AggPart): string[] {
+  if (p.combine !== 'compensatedSum') return [p.name];
+  return [`tupleElement(${p.name}, 1) AS ${p.name}_hi`, `tupleElement(${p.name}, 2) AS ${p.name}_lo`];
 }
 
 export function centerColumn(field: string): string {
   return `__c_${field}`;
 }
 
-/** The final value of a windowed feature from its whole-tile (`w`) and head-tile (`r`) parts. */
+/** The final value of a windowed feature from its whole-tile (`w`) and head-tile (`r`) parts (see partColumns). */
 export function finalExpr(f: FeaturePlan, i: number, w: string, r: string): string {
-  const part = (suffix: string): string => `(ifNull(${w}.f${i}_${suffix}, 0) + ifNull(${r}.f${i}_${suffix}, 0))`;
-  const [a, b] = [`${w}.f${i}_m`, `${r}.f${i}_m`];
-  return finalOf(f, part, `multiIf(isNull(${a}), ${b}, isNull(${b}), ${a}, ${f.agg === 'min' ? 'least' : 'greatest'}(${a}, ${b}))`);
+  const combine = new Map(partsOf(f, i).map((p) => [p.name, p.combine]));
+  return AGGREGATION_SPECS[f.agg].sql.final((suffix) => {
+    const name = `f${i}_${suffix}`;
+    const [a, b] = [`${w}.${name}`, `${r}.${name}`];
+    switch (combine.get(name)) {
+      case 'sum':
+        return `(ifNull(${a}, 0) + ifNull(${b}, 0))`;
+      case 'min':
+      case 'max':
+        return `multiIf(isNull(${a}), ${b}, isNull(${b}), ${a}, ${combine.get(name) === 'min' ? 'least' : 'greatest'}(${a}, ${b}))`;
+      case 'compensatedSum': {
+        const total = sqlAddCompensated(`ifNull(${a}_hi, 0)`, `ifNull(${a}_lo, 0)`, `ifNull(${b}_hi, 0)`, `ifNull(${b}_lo, 0)`);
+        return `(tupleElement(${total}, 1) + tupleElement(${total}, 2))`;
+      }
+      default:
+        throw new Error(`no part ${name}`);
+    }
+  });
 }
 
 /** The final value of a feature whose combined parts are plain columns `f<i>_<part>` (whole tiles only). */
 export function finalOfColumns(f: FeaturePlan, i: number): string {
-  return finalOf(f, (suffix) => `f${i}_${suffix}`, `f${i}_m`);
-}
-
-/** The final value from an expression per combined part, and the min/max part's expression. */
-function finalOf(f: FeaturePlan, part: (suffix: string) => string, extreme: string): string {
-  switch (f.agg) {
-    case 'count':
-      return part('n');
-    case 'sum':
-      return part('s');
-    case 'mean':
-      return `if(${part('n')} = 0, NULL, ${part('s')} / ${part('n')})`;
-    case 'min':
-    case 'max':
-      return extreme;
-    case 'var':
-    case 'stddev': {
-      const variance = `greatest(0, ${part('ss')} / ${part('n')} - pow(${part('s')} / ${part('n')}, 2))`;
-      return `if(${part('n')} = 0, NULL, ${f.agg === 'var' ? variance : `sqrt(${variance})`})`;
-    }
-    case 'last':
-      throw new Error('last is not tiled offline');
-  }
+  const combine = new Map(partsOf(f, i).map((p) => [p.name, p.combine]));
+  return AGGREGATION_SPECS[f.agg].sql.final((suffix) => {
+    const name = `f${i}_${suffix}`;
+    return combine.get(name) === 'compensatedSum' ? `(tupleElement(${name}, 1) + tupleElement(${name}, 2))` : name;
+  });
 }

@@ -37,8 +37,8 @@
 // per call (applyCall documents it), tiles packed as above, so Redis parses two arguments rather
 // than three per tile. Per key the script reads the key hash once (HMGET of seen, fences and lower
 // bounds), checks the fences, then per group reads the stored tiles of the update at once (HMGET),
-// merges (mergeSlots re-implemented in Lua: count, sum, mean, min, max, var/stddev by Chan et al.,
-// last with its tie rule) and writes them back at once (HSET); tiles behind the retention horizon
+// merges (mergeSlots in Lua, generated from definitions/aggregations: count, sum, mean, min, max,
+// var/stddev by Chan et al., last with its tie rule) and writes them back at once (HSET); tiles behind the retention horizon
 // of the watermark before the batch are skipped (counted as late), and a group that gains a tile
 // drops the tiles behind the horizon: the range [lo, trim) by name when it is short, else by
 // scanning the hash. Each key is one atomic step with its fences:
@@ -85,6 +85,7 @@ import {
   type TileUpdate,
   type ViewPlan,
 } from '../definitions/index.js';
+import { luaMergeSlot, LUA_AGG_CODE } from '../definitions/aggregations/index.js';
 import type { CasFence, ConditionalApplyResult as IngestConditionalApplyResult, ConditionalKeyTileUpdates, ConditionalTileBatch } from '../ingest/index.js';
 import type { ApplyResult, KeyTiles, OnlineStore, StoreStats, TileRange } from './store.js';
 
@@ -132,8 +133,11 @@ export class RedisStoreError extends TidemarkError {
 // ---------------------------------------------------------------------------------------------
 // Lua
 
-/** Shared Lua: packed tiles, the `last` value order, and mergeSlots. */
-const LUA_TILES = `
+/**
+ * Shared Lua: packed tiles, the `last` value order, and mergeSlots (mergeSlot and addCompensated
+ * generated from definitions/aggregations). Exported for the aggregation conformance test.
+ */
+export const LUA_TILES = `
 local function compareBytes(a, b)
   if a == b then return 0 end
   local n = math.min(#a, #b)
@@ -210,64 +214,7 @@ local function writeTile(t, vals, layout)
   return head .. table.concat(vals, '', 1, layout.valueWidth)
 end
 
--- definitions/aggregates.ts mergeSlots, into = stored (an, av), from = update (bn, bv), same order
--- of operations so results are bit-identical
--- aggregates.ts addCompensated: Neumaier's compensated sum at an[o], an[o + 1]
-local function addCompensated(an, o, value, valueCompensation)
-  local sum = an[o]
-  local t = sum + value
-  local err
-  if math.abs(sum) >= math.abs(value) then err = sum - t + value else err = value - t + sum end
-  an[o] = t
-  an[o + 1] = an[o + 1] + valueCompensation + err
-end
-
-local function mergeSlot(agg, o, vo, an, av, bn, bv)
-  if agg == 'c' then
-    an[o] = an[o] + bn[o]
-  elseif agg == 's' then
-    addCompensated(an, o, bn[o], bn[o + 1])
-  elseif agg == 'm' then
-    an[o] = an[o] + bn[o]
-    addCompensated(an, o + 1, bn[o + 1], bn[o + 2])
-  elseif agg == 'i' or agg == 'x' then
-    local nb = bn[o]
-    if nb ~= 0 then
-      local b = bn[o + 1]
-      if an[o] == 0 or (agg == 'i' and b < an[o + 1]) or (agg == 'x' and b > an[o + 1]) then an[o + 1] = b end
-      an[o] = an[o] + nb
-    end
-  elseif agg == 'v' then
-    local nb = bn[o]
-    if nb ~= 0 then
-      local na = an[o]
-      if na == 0 then
-        an[o] = nb
-        an[o + 1] = bn[o + 1]
-        an[o + 2] = bn[o + 2]
-      else
-        local ma = an[o + 1]
-        local n = na + nb
-        local delta = bn[o + 1] - ma
-        an[o] = n
-        an[o + 1] = ma + (delta * nb) / n
-        an[o + 2] = an[o + 2] + bn[o + 2] + (delta * delta * na * nb) / n
-      end
-    end
-  elseif agg == 'l' then
-    local tb = bn[o]
-    if tb == tb then
-      local ta = an[o]
-      if ta ~= ta or tb > ta or (tb == ta and compareValues(bv[vo], av[vo]) > 0) then
-        an[o] = tb
-        av[vo] = bv[vo]
-      end
-    end
-  else
-    error('unknown aggregation code ' .. tostring(agg))
-  end
-end
-
+${luaMergeSlot()}
 local function mergeTiles(stored, update, at, layout)
   local a, av = readTile(stored, 1, layout)
   local b, bv = readTile(update, at, layout)
@@ -539,7 +486,8 @@ const SCRIPTS = { apply: luaScript(APPLY_SCRIPT), read: luaScript(READ_SCRIPT), 
 // ---------------------------------------------------------------------------------------------
 // Packed tiles
 
-const AGG_CODE: Record<Aggregation, string> = { count: 'c', sum: 's', mean: 'm', min: 'i', max: 'x', var: 'v', stddev: 'v', last: 'l' };
+// Codes of the aggregations in layouts (from their specs; stored layouts name them).
+const AGG_CODE: Record<Aggregation, string> = LUA_AGG_CODE;
 
 const TAG_NULL = 0x7a; // z
 const TAG_FALSE = 0x46; // F

@@ -1,0 +1,76 @@
+// What one aggregation declares, once (STYLE.md, "One aggregation, one file"): its tile slots,
+// how events fold into them and tiles merge, its final value, its tolerance against the reference,
+// and the same merge as Lua (online/redis.ts) and as ClickHouse SQL (offline/tile-sql.ts).
+import type { Scalar } from '../aggregates.js';
+import type { Aggregation } from '../dsl.js';
+
+/** What a feature's field must be: count may omit it; numeric aggregations need numbers; last needs an order. */
+export type FieldRule = 'optional' | 'numeric' | 'ordered';
+
+/** How partial aggregates of one part combine across rows (tiles, window frames). */
+export type SqlCombine = 'sum' | 'min' | 'max' | 'compensatedSum';
+
+/** One partial aggregate column of a feature in the offline SQL. */
+export interface SqlPartSpec {
+  /** Column suffix: the column is `f<i>_<suffix>`. */
+  suffix: string;
+  /** Aggregate over the events of one (key, ts) group; `x` is the field, `c` the key's center (see centered). */
+  perTs(x: string | null, c: string): string;
+  combine: SqlCombine;
+}
+
+export interface AggregationSql {
+  /**
+   * Partial aggregates per (key, instant) or tile, combined across rows by their `combine`;
+   * null when the aggregation is not tiled offline (last: an ASOF join picks the event instead).
+   */
+  parts: readonly SqlPartSpec[] | null;
+  /** Whether the parts read the key's mean of the field as a center (variance: no cancellation in x - c). */
+  centered: boolean;
+  /** The final value from each combined part's value (`part(suffix)`; a compensated sum reads as its total). */
+  final(part: (suffix: string) => string): string;
+  /**
+   * Merge of two slot tuples (`a` into `b`'s order as mergeSlots: a = into, b = from), usable as
+   * `arrayFold((a, b) -> <merge>, tiles, init)`. A slot tuple holds the numeric slots then the value
+   * slots, in layout order.
+   */
+  merge(a: string, b: string): string;
+}
+
+export interface AggregationSpec {
+  readonly name: Aggregation;
+  /** Numeric slots per tile (Tile.nums). */
+  readonly width: number;
+  /** Value slots per tile (Tile.vals): values that may be text or booleans. */
+  readonly valueWidth: number;
+  readonly field: FieldRule;
+  /** Largest relative error against the reference that SEMANTICS.md allows: 0 (exact), 1e-9 or 1e-6. */
+  readonly tolerance: number;
+  init(nums: number[], at: number, vals: Scalar[], valAt: number): void;
+  /** Fold one event's present value (not null; -0 already made 0) into the slots. */
+  add(nums: number[], at: number, vals: Scalar[], valAt: number, value: Scalar, eventTimeMs: number): void;
+  /** Merge `from` slots into `into` slots; associative and commutative (up to the tolerance). */
+  merge(
+    intoNums: number[],
+    intoAt: number,
+    intoVals: Scalar[],
+    intoValAt: number,
+    fromNums: readonly number[],
+    fromAt: number,
+    fromVals: readonly Scalar[],
+    fromValAt: number,
+  ): void;
+  /** The feature value of merged slots, with SEMANTICS.md's empty-window value. */
+  finalize(nums: readonly number[], at: number, vals: readonly Scalar[], valAt: number): Scalar;
+  readonly lua: {
+    /** Code of the aggregation in Redis layouts; stored layouts name it, so it never changes. */
+    code: string;
+    /**
+     * Lua statements merging slots: into = (an, av), from = (bn, bv); numeric slot k at an[o + k],
+     * value slot at av[vo] (a packed value, ordered by compareValues). Same operations in the same
+     * order as `merge`, so results are bit-identical.
+     */
+    merge: string;
+  };
+  readonly sql: AggregationSql;
+}

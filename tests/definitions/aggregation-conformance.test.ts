@@ -1,0 +1,212 @@
+// One aggregation, three languages: the same random tiles of every aggregation merged in the same
+// order by TypeScript (mergeSlots), by Redis (EVAL of the production Lua, whose mergeSlot is
+// generated from the specs) and by ClickHouse (chDB, arrayFold with each spec's SQL merge). Tiles
+// come from folding random events (values that cancel, -0, large and tiny doubles, ties of `last`
+// on text with astral characters, numbers and booleans) through addToSlots.
+// Every slot must be bit-identical (Object.is) in all three: the Lua and the SQL perform each
+// spec's operations in the TypeScript order, on IEEE doubles, so no bound is needed anywhere.
+import fc from 'fast-check';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Session } from 'chdb';
+import { afterAll, describe, expect, it } from 'vitest';
+import { AGGREGATION_SPECS } from '../../definitions/aggregations/index.js';
+import { addToSlots, initSlots, mergeSlots, type Aggregation, type Scalar } from '../../definitions/index.js';
+import { createRedisClient } from '../../online/index.js';
+import { decodeTile, encodeTile, LUA_TILES } from '../../online/redis.js';
+import { testRedisUrl } from '../support/redis.js';
+
+/** A tile's slots for one aggregation at offset 0. */
+interface Slots {
+  nums: number[];
+  vals: Scalar[];
+}
+
+type ValueKind = 'number' | 'string' | 'boolean';
+
+const client = createRedisClient(testRedisUrl());
+// ioredis declares evalBuffer only on its command mixin; the store casts the same way.
+const evalBuffer = (...args: (string | number | Buffer)[]): Promise<unknown> => (client as unknown as { evalBuffer(...a: (string | number | Buffer)[]): Promise<unknown> }).evalBuffer(...args);
+const chdbDir = mkdtempSync(join(tmpdir(), 'tidemark-conformance-'));
+const chdb = new Session(chdbDir);
+afterAll(async () => {
+  await client.quit();
+  chdb.close();
+  rmSync(chdbDir, { recursive: true, force: true });
+});
+
+// Values chosen to cancel (1e16 - 1e16 leaves 1 and 1e-9 to the compensation), -0, and doubles
+// of every size short of overflowing M2 (delta^2 * n in var stays finite below 1e100).
+const number = fc.oneof(
+  fc.constantFrom(1e16, -1e16, 1, -1, 1e-9, -1e-9, 0.1, 0.2, 0.3, -0, 0, 2 ** 53, -(2 ** 53) - 2, 1e-300, 5e-324),
+  fc.double({ min: -1e100, max: 1e100, noNaN: true }),
+  fc.integer({ min: -3, max: 3 }),
+);
+// Few distinct texts so `last` ties on equal time are frequent; astral characters order after
+// U+E000-FFFF by code point but before them by UTF-16 unit.
+const text = fc.oneof(fc.constantFrom('', 'a', 'b', 'ab', '\uffff', '\ue000', '😀', '𝔸', 'é', 'e\u0301'), fc.string({ unit: 'binary', maxLength: 3 }));
+const valueOf: Record<ValueKind, fc.Arbitrary<Scalar>> = { number, string: text, boolean: fc.boolean() };
+
+/** A tile: the events folded into fresh slots (no events: an empty tile). */
+function tileArb(agg: Aggregation, kind: ValueKind): fc.Arbitrary<Slots> {
+  const event = fc.record({ ts: fc.integer({ min: 0, max: 4 }), value: valueOf[kind] });
+  return fc.array(event, { maxLength: 5 }).map((events) => {
+    const slots = fresh(agg);
+    for (const e of events) addToSlots(agg, true, slots.nums, 0, slots.vals, 0, e.value, e.ts);
+    return slots;
+  });
+}
+
+function fresh(agg: Aggregation): Slots {
+  const spec = AGGREGATION_SPECS[agg];
+  const slots: Slots = { nums: new Array<number>(spec.width).fill(0), vals: new Array<Scalar>(spec.valueWidth).fill(null) };
+  initSlots(agg, slots.nums, 0, slots.vals, 0);
+  return slots;
+}
+
+function mergeTs(agg: Aggregation, tiles: readonly Slots[]): Slots {
+  const into = fresh(agg);
+  for (const t of tiles) mergeSlots(agg, into.nums, 0, into.vals, 0, t.nums, 0, t.vals, 0);
+  return into;
+}
+
+// Redis: the production LUA_TILES (parseLayout, readTile, mergeTiles, writeTile, the generated
+// mergeSlot), folding each case's tiles into an empty tile. ARGV: layout, then per case the number
+// of tiles, the empty tile and the tiles, all packed as the store packs them.
+const LUA_FOLD = `${LUA_TILES}
+local layout = parseLayout(ARGV[1])
+local out = {}
+local i = 2
+while i <= #ARGV do
+  local m = tonumber(ARGV[i])
+  local acc = ARGV[i + 1]
+  for k = 1, m do acc = mergeTiles(acc, ARGV[i + 1 + k], 1, layout) end
+  out[#out + 1] = acc
+  i = i + 2 + m
+end
+return out
+`;
+
+async function mergeLua(agg: Aggregation, cases: readonly (readonly Slots[])[]): Promise<Slots[]> {
+  const spec = AGGREGATION_SPECS[agg];
+  const pack = (s: Slots): Buffer => encodeTile({ minTs: 0, maxTs: 0, nums: s.nums, vals: s.vals });
+  const args: (string | Buffer)[] = [`${spec.width} ${spec.valueWidth} ${spec.lua.code} 0 0`];
+  for (const tiles of cases) args.push(String(tiles.length), pack(fresh(agg)), ...tiles.map(pack));
+  const reply = (await evalBuffer(LUA_FOLD, 0, ...args)) as Buffer[];
+  return reply.map((b) => {
+    const t = decodeTile(b, spec.width, spec.valueWidth);
+    return { nums: t.nums, vals: t.vals };
+  });
+}
+
+// chDB: doubles travel as their bits (no decimal text in between), text as hex of its UTF-8.
+const bits = (x: number): string => {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, x);
+  return view.getBigUint64(0).toString();
+};
+const fromBits = (text: string): number => {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setBigUint64(0, BigInt(text));
+  return view.getFloat64(0);
+};
+const sqlDouble = (x: number): string => `reinterpretAsFloat64(toUInt64('${bits(x)}'))`;
+const VALUE_TYPE: Record<ValueKind, string> = { number: 'Nullable(Float64)', string: 'Nullable(String)', boolean: 'Nullable(Bool)' };
+
+function sqlValue(v: Scalar): string {
+  if (v === null) return 'NULL';
+  if (typeof v === 'number') return sqlDouble(v);
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  return `unhex('${Buffer.from(v, 'utf8').toString('hex')}')`;
+}
+
+function mergeSql(agg: Aggregation, kind: ValueKind, cases: readonly (readonly Slots[])[]): Slots[] {
+  const spec = AGGREGATION_SPECS[agg];
+  const type = `Tuple(${[...Array<string>(spec.width).fill('Float64'), ...Array<string>(spec.valueWidth).fill(VALUE_TYPE[kind])].join(', ')})`;
+  const tuple = (s: Slots): string => `CAST(tuple(${[...s.nums.map(sqlDouble), ...s.vals.map(sqlValue)].join(', ')}), '${type}')`;
+  const rows = cases.map((tiles, i) => `(${i}, [${tiles.map(tuple).join(', ')}])`);
+  const out = [
+    ...Array.from({ length: spec.width }, (_, k) => `toString(reinterpretAsUInt64(tupleElement(r, ${k + 1})))`),
+    ...Array.from({ length: spec.valueWidth }, (_, k) => {
+      const v = `tupleElement(r, ${spec.width + k + 1})`;
+      if (kind === 'number') return `if(isNull(${v}), NULL, toString(reinterpretAsUInt64(assumeNotNull(${v}))))`;
+      return kind === 'string' ? `hex(${v})` : `toString(${v})`;
+    }),
+  ];
+  const sql =
+    `SELECT [${out.join(', ')}] AS slots FROM (SELECT tupleElement(c, 1) AS i, arrayFold((a, b) -> ${spec.sql.merge('a', 'b')}, tupleElement(c, 2), ${tuple(fresh(agg))}) AS r ` +
+    `FROM (SELECT arrayJoin([${rows.join(', ')}]) AS c)) ORDER BY i`;
+  const text = chdb.query(sql, 'JSONEachRow').toString();
+  return text
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const slots = (JSON.parse(line) as { slots: (string | null)[] }).slots;
+      const vals = slots.slice(spec.width).map((v): Scalar => {
+        if (v === null) return null;
+        if (kind === 'number') return fromBits(v);
+        if (kind === 'boolean') return v === 'true';
+        return Buffer.from(v, 'hex').toString('utf8');
+      });
+      return { nums: slots.slice(0, spec.width).map((v) => fromBits(v!)), vals };
+    });
+}
+
+/** Slots as text that tells -0 from 0 and keeps NaN, for readable failures. */
+const show = (s: Slots): string => JSON.stringify([...s.nums.map((x) => (Object.is(x, -0) ? '-0' : String(x))), ...s.vals]);
+
+function expectIdentical(what: string, got: readonly Slots[], expected: readonly Slots[], cases: readonly (readonly Slots[])[]): void {
+  expect(got).toHaveLength(expected.length);
+  expected.forEach((e, i) => {
+    const g = got[i]!;
+    const same = e.nums.every((x, k) => Object.is(x, g.nums[k])) && e.vals.every((v, k) => Object.is(v, g.vals[k]));
+    if (!same) expect.fail(`${what} case ${i}: ${show(g)}, TypeScript ${show(e)}; tiles ${cases[i]!.map(show).join(' ')}`);
+  });
+}
+
+const CASES: [Aggregation, ValueKind][] = [
+  ['count', 'number'],
+  ['sum', 'number'],
+  ['mean', 'number'],
+  ['min', 'number'],
+  ['max', 'number'],
+  ['var', 'number'],
+  ['stddev', 'number'],
+  ['last', 'number'],
+  ['last', 'string'],
+  ['last', 'boolean'],
+];
+
+describe('aggregation specs: TypeScript, Redis Lua and ClickHouse SQL merge tiles bit-identically', () => {
+  it('covers every aggregation', () => {
+    expect(new Set(CASES.map(([agg]) => agg))).toEqual(new Set(Object.keys(AGGREGATION_SPECS)));
+  });
+
+  for (const [agg, kind] of CASES) {
+    it(`${agg} over ${kind} values: every slot identical (Object.is) in TypeScript, Lua and SQL`, async () => {
+      const cases = fc.array(fc.array(tileArb(agg, kind), { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 60 });
+      await fc.assert(
+        fc.asyncProperty(cases, async (batch) => {
+          const expected = batch.map((tiles) => mergeTs(agg, tiles));
+          expectIdentical('Lua', await mergeLua(agg, batch), expected, batch);
+          expectIdentical('SQL', mergeSql(agg, kind, batch), expected, batch);
+        }),
+        { numRuns: 15 },
+      );
+    });
+  }
+
+  it('the cancelling sum keeps what plain addition loses, in all three', async () => {
+    // 1e16 + 1 + 1e-9 - 1e16 in separate tiles: a plain double sum gives 0
+    const tiles = [1e16, 1, 1e-9, -1e16].map((x) => {
+      const s = fresh('sum');
+      addToSlots('sum', true, s.nums, 0, s.vals, 0, x, 0);
+      return s;
+    });
+    const ts = mergeTs('sum', tiles);
+    expect(AGGREGATION_SPECS.sum.finalize(ts.nums, 0, ts.vals, 0)).toBe(1.000000001);
+    expectIdentical('Lua', await mergeLua('sum', [tiles]), [ts], [tiles]);
+    expectIdentical('SQL', mergeSql('sum', 'number', [tiles]), [ts], [tiles]);
+  });
+});
