@@ -12,6 +12,10 @@
 //                                     lower bound of the group's stored tile indexes (for trimming)
 //   P:{<view>:<entityKey>}:t:<hopMs>  hash: tile index (decimal) -> packed tile, one per tile group
 //                                     (hop 0 is the all-time latest cell of `last` without window)
+//   P:{<view>:<entityKey>}:t:<hopMs>x<span>  hash: the same for a rollup level of the group: tile
+//                                     i holds the merge of the group's tiles [i*span, (i+1)*span),
+//                                     written by the same script call (a series of its own: its
+//                                     own `lo:<hopMs>x<span>` bound and trim, floor(trim / span))
 //   P:{meta}                          hash: `watermark` (greatest materialized event time, ms),
 //                                     `tiles` (stored tile count), `keys:<view>` (entity keys seen),
 //                                     `layout:<view>` (fingerprint of the view's tile layout)
