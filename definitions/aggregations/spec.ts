@@ -25,6 +25,12 @@ export interface AggregationSql {
    * null when the aggregation is not tiled offline (last: an ASOF join picks the event instead).
    */
   parts: readonly SqlPartSpec[] | null;
+  /**
+   * For an aggregation that picks one event (parts null): the per-(key, instant) value under its tie
+   * rule, and which end of the window an ASOF join searches from: 'end' the latest event before t
+   * (last), 'start' the earliest at or after the window start (first).
+   */
+  asof?: { perTs(x: string): string; from: 'start' | 'end' };
   /** Whether the parts read the key's mean of the field as a center (variance: no cancellation in x - c). */
   centered: boolean;
   /** The final value from each combined part's value (`part(suffix)`; a compensated sum reads as its total). */
