@@ -36,7 +36,7 @@ export interface AggregationSql {
   /** The final value from each combined part's value (`part(suffix)`; a compensated sum reads as its total). */
   final(part: (suffix: string) => string): string;
   /**
-   * Merge of two slot tuples (`a` into `b`'s order as mergeSlots: a = into, b = from), usable as
+   * SQL merging slot tuple `b` (from) into `a` (into), as mergeSlots does, usable as
    * `arrayFold((a, b) -> <merge>, tiles, init)`. A slot tuple holds the numeric slots then the value
    * slots, in layout order.
    */
