@@ -6,7 +6,7 @@ import type { Duration } from './duration.js';
 import type { MonitorDefinition } from './monitor.js';
 import { AGGREGATION_SPECS } from './aggregations/index.js';
 
-export const AGGREGATIONS = ['count', 'sum', 'mean', 'min', 'max', 'var', 'stddev', 'last'] as const;
+export const AGGREGATIONS = ['count', 'sum', 'mean', 'min', 'max', 'var', 'stddev', 'last', 'first'] as const;
 export type Aggregation = (typeof AGGREGATIONS)[number];
 /** Aggregations whose field must be numeric (their specs' field rule). */
 export const NUMERIC_AGGREGATIONS: readonly Aggregation[] = AGGREGATIONS.filter((a) => AGGREGATION_SPECS[a].field === 'numeric');
@@ -74,7 +74,8 @@ export type FeatureSpec<T> =
       hop?: Duration;
       description?: string;
     }
-  | { agg: 'last'; field: Fields<T>; window?: Duration; hop?: Duration; ttl?: Duration; description?: string };
+  | { agg: 'last'; field: Fields<T>; window?: Duration; hop?: Duration; ttl?: Duration; description?: string }
+  | { agg: 'first'; field: Fields<T>; window: Duration; hop?: Duration; description?: string };
 
 export interface FeatureViewDefinition<
   S extends AnyObjectSchema = AnyObjectSchema,

@@ -109,6 +109,16 @@ export function referenceFeatureValue(feature: FeaturePlan, keyEvents: readonly 
       if (feature.ttlMs !== null && best.eventTimeMs < tMs - feature.ttlMs) return null;
       return valueOf(best);
     }
+    case 'first': {
+      // the earliest time; on equal times the smallest value: sort a copy, take the head
+      const sorted = [...withValue].sort((a, b) => {
+        if (a.eventTimeMs !== b.eventTimeMs) return a.eventTimeMs - b.eventTimeMs;
+        const [va, vb] = [valueOf(a), valueOf(b)];
+        if (va === vb) return 0;
+        return laterThan(b, vb, a, va) ? -1 : laterThan(a, va, b, vb) ? 1 : 0;
+      });
+      return sorted.length === 0 ? null : valueOf(sorted[0]!);
+    }
   }
 }
 

@@ -9,10 +9,13 @@
 //                 ASOF join on ts < t (strict: a row never sees its own instant);
 //   last:         per (key, ts) the greatest value (the tie rule; text compares bytewise, which in
 //                 UTF-8 is code point order), picked by an ASOF join on ts < t, kept only when it is
-//                 inside the window or the ttl.
+//                 inside the window or the ttl;
+//   first:        per (key, ts) the smallest value, picked by an ASOF join on ts >= tail(t), kept
+//                 only when it is before t.
 // Variance uses sums of (x - c) and (x - c)^2 with c the key's mean, so the subtraction does not
 // cancel; sums and means carry compensated (sum, compensation) parts (offline/tile-sql.ts). Identifiers come from the registry; numbers in the SQL are registry durations.
 import { TidemarkError, type FeaturePlan, type Registry, type ViewPlan } from '../definitions/index.js';
+import { AGGREGATION_SPECS } from '../definitions/aggregations/index.js';
 import { joinKeyColumn, type SpineInfo } from './spine.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
 import { centerColumn, combinePart, emptyPart, finalExpr, isCentered, isTiledOffline, partColumns, partsOf, tileOf } from './tile-sql.js';
@@ -127,11 +130,19 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
       for (const r of group) outputs.set(r.column, finalExpr(r.feature, requested.indexOf(r), `${g}_w`, `${g}_r`));
     }
 
-    // last, windowed or not.
+    // Features that pick one event (last, windowed or not; first): per (key, ts) the value its tie
+    // rule keeps, picked by an ASOF join from the end (ts < t) or from the window start (ts >= tail(t)).
     for (const r of mine.filter((x) => !isTiledOffline(x.feature))) {
       const f = r.feature;
-      const l = `v${v}_last${requested.indexOf(r)}`;
-      ctes.push(`${l} AS (SELECT ${keyList}, ts, max(${ident(f.field!)}) AS v FROM ${e} WHERE ${ident(f.field!)} IS NOT NULL GROUP BY ${keyList}, ts)`);
+      const asof = AGGREGATION_SPECS[f.agg].sql.asof!;
+      const l = `v${v}_pick${requested.indexOf(r)}`;
+      ctes.push(`${l} AS (SELECT ${keyList}, ts, ${asof.perTs(ident(f.field!))} AS v FROM ${e} WHERE ${ident(f.field!)} IS NOT NULL GROUP BY ${keyList}, ts)`);
+      if (asof.from === 'start') {
+        spineExtras.push(`${tileOf('__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs!} AS ${l}_start`);
+        joins.push(`ASOF LEFT JOIN ${l} ON ${keyEq(l)} AND ${l}.ts >= sp.${l}_start`);
+        outputs.set(r.column, `if(${l}.ts < sp.__t, ${l}.v, NULL)`);
+        continue;
+      }
       joins.push(`ASOF LEFT JOIN ${l} ON ${keyEq(l)} AND ${l}.ts < sp.__t`);
       const lower = f.windowMs !== null ? `${tileOf('sp.__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs}` : f.ttlMs !== null ? `sp.__t - ${f.ttlMs}` : null;
       outputs.set(r.column, lower === null ? `${l}.v` : `if(${l}.ts >= ${lower}, ${l}.v, NULL)`);

@@ -42,7 +42,7 @@
 // than three per tile. Per key the script reads the key hash once (HMGET of seen, fences and lower
 // bounds), checks the fences, then per group reads the stored tiles of the update at once (HMGET),
 // merges (mergeSlots in Lua, generated from definitions/aggregations: count, sum, mean, min, max,
-// var/stddev by Chan et al., last with its tie rule) and writes them back at once (HSET); tiles behind the retention horizon
+// var/stddev by Chan et al., last and first with their tie rules) and writes them back at once (HSET); tiles behind the retention horizon
 // of the watermark before the batch are skipped (counted as late), and a group that gains a tile
 // drops the tiles behind the horizon: the range [lo, trim) by name when it is short, else by
 // scanning the hash. Each key is one atomic step with its fences:

@@ -4,6 +4,7 @@ import type { Aggregation } from '../dsl.js';
 import { LUA_ADD_COMPENSATED } from './compensated.js';
 import { count } from './count.js';
 import { max, min } from './extreme.js';
+import { first } from './first.js';
 import { last } from './last.js';
 import { mean } from './mean.js';
 import type { AggregationSpec } from './spec.js';
@@ -23,6 +24,7 @@ export const AGGREGATION_SPECS: Record<Aggregation, AggregationSpec> = {
   var: variance,
   stddev,
   last,
+  first,
 };
 
 /** Each aggregation's code in Redis tile layouts (online/redis.ts). */

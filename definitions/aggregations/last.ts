@@ -48,6 +48,7 @@ export const last: AggregationSpec = {
   },
   sql: {
     parts: null,
+    asof: { perTs: (x) => `max(${x})`, from: 'end' },
     centered: false,
     final: () => {
       throw new Error('last is not tiled offline');

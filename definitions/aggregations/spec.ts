@@ -25,12 +25,18 @@ export interface AggregationSql {
    * null when the aggregation is not tiled offline (last: an ASOF join picks the event instead).
    */
   parts: readonly SqlPartSpec[] | null;
+  /**
+   * For an aggregation that picks one event (parts null): the per-(key, instant) value under its tie
+   * rule, and which end of the window an ASOF join searches from: 'end' the latest event before t
+   * (last), 'start' the earliest at or after the window start (first).
+   */
+  asof?: { perTs(x: string): string; from: 'start' | 'end' };
   /** Whether the parts read the key's mean of the field as a center (variance: no cancellation in x - c). */
   centered: boolean;
   /** The final value from each combined part's value (`part(suffix)`; a compensated sum reads as its total). */
   final(part: (suffix: string) => string): string;
   /**
-   * Merge of two slot tuples (`a` into `b`'s order as mergeSlots: a = into, b = from), usable as
+   * SQL merging slot tuple `b` (from) into `a` (into), as mergeSlots does, usable as
    * `arrayFold((a, b) -> <merge>, tiles, init)`. A slot tuple holds the numeric slots then the value
    * slots, in layout order.
    */

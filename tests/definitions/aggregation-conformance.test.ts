@@ -2,7 +2,7 @@
 // order by TypeScript (mergeSlots), by Redis (EVAL of the production Lua, whose mergeSlot is
 // generated from the specs) and by ClickHouse (chDB, arrayFold with each spec's SQL merge). Tiles
 // come from folding random events (values that cancel, -0, large and tiny doubles, ties of `last`
-// on text with astral characters, numbers and booleans) through addToSlots.
+// (and first) on text with astral characters, numbers and booleans) through addToSlots.
 // Every slot must be bit-identical (Object.is) in all three: the Lua and the SQL perform each
 // spec's operations in the TypeScript order, on IEEE doubles, so no bound is needed anywhere.
 import fc from 'fast-check';
@@ -176,6 +176,9 @@ const CASES: [Aggregation, ValueKind][] = [
   ['last', 'number'],
   ['last', 'string'],
   ['last', 'boolean'],
+  ['first', 'number'],
+  ['first', 'string'],
+  ['first', 'boolean'],
 ];
 
 describe('aggregation specs: TypeScript, Redis Lua and ClickHouse SQL merge tiles bit-identically', () => {
