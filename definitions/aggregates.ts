@@ -3,7 +3,7 @@
 // Each aggregation is declared once in definitions/aggregations/; these functions only dispatch
 // through that table (a lookup and a direct call: they run per event and per tile merge).
 import type { Aggregation } from './dsl.js';
-import { AGGREGATION_SPECS } from './aggregations/index.js';
+import { AGGREGATION_SPECS, type AggregationSpec } from './aggregations/index.js';
 
 export { compareCodePoints, compareLast, compareScalars } from './aggregations/index.js';
 
@@ -53,7 +53,16 @@ export function addToSlots(
   value: unknown,
   eventTimeMs: number,
 ): void {
-  const spec = AGGREGATION_SPECS[agg];
+  addToSpecSlots(AGGREGATION_SPECS[agg], hasField, nums, at, vals, valAt, value, eventTimeMs);
+}
+
+/** The spec of an aggregation, for hot loops that resolve it once (the table lookup costs more than the call). */
+export function aggregationSpec(agg: Aggregation): AggregationSpec {
+  return AGGREGATION_SPECS[agg];
+}
+
+/** addToSlots with the spec resolved by the caller. */
+export function addToSpecSlots(spec: AggregationSpec, hasField: boolean, nums: number[], at: number, vals: Scalar[], valAt: number, value: unknown, eventTimeMs: number): void {
   if (!hasField) {
     // only count may omit its field; it counts every event
     spec.add(nums, at, vals, valAt, null, eventTimeMs);

@@ -1,11 +1,14 @@
 // Tile math: which tile an event lands in, which tiles a sawtooth window reads, and how the slots
 // of one tile group map to features.
-import { initSlots, mergeSlots, type Scalar, type Tile } from './aggregates.js';
+import { aggregationSpec, initSlots, type Scalar, type Tile } from './aggregates.js';
+import type { AggregationSpec } from './aggregations/index.js';
 import { LATEST_GROUP_HOP_MS, type FeaturePlan, type TileGroupPlan, type ViewPlan } from './compile.js';
 
 /** A feature's slots inside the tiles of one group: numeric offset and value offset. */
 export interface SlotRef {
   feature: FeaturePlan;
+  /** The feature's aggregation, resolved once (merges run per tile). */
+  spec: AggregationSpec;
   offset: number;
   valueOffset: number;
 }
@@ -18,9 +21,9 @@ export function tileIndexOf(timeMs: number, hopMs: number): number {
 /** The features of a tile group with their slot offsets, in slot order. */
 export function groupSlots(view: ViewPlan, group: TileGroupPlan): SlotRef[] {
   if (group.hopMs === LATEST_GROUP_HOP_MS) {
-    return view.features.filter((f) => f.latestSlot !== null).map((f) => ({ feature: f, offset: f.latestSlot!, valueOffset: f.latestValueSlot! }));
+    return view.features.filter((f) => f.latestSlot !== null).map((f) => ({ feature: f, spec: aggregationSpec(f.agg), offset: f.latestSlot!, valueOffset: f.latestValueSlot! }));
   }
-  return view.features.filter((f) => f.hopMs === group.hopMs).map((f) => ({ feature: f, offset: f.slot, valueOffset: f.valueSlot ?? 0 }));
+  return view.features.filter((f) => f.hopMs === group.hopMs).map((f) => ({ feature: f, spec: aggregationSpec(f.agg), offset: f.slot, valueOffset: f.valueSlot ?? 0 }));
 }
 
 /**
@@ -49,7 +52,7 @@ export function emptyTile(template: TileTemplate): Tile {
 export function mergeTileInto(into: Tile, from: Tile, slots: readonly SlotRef[]): void {
   if (from.minTs < into.minTs) into.minTs = from.minTs;
   if (from.maxTs > into.maxTs) into.maxTs = from.maxTs;
-  for (const s of slots) mergeSlots(s.feature.agg, into.nums, s.offset, into.vals, s.valueOffset, from.nums, s.offset, from.vals, s.valueOffset);
+  for (const s of slots) s.spec.merge(into.nums, s.offset, into.vals, s.valueOffset, from.nums, s.offset, from.vals, s.valueOffset);
 }
 
 /**

@@ -2,10 +2,10 @@
 // Events of one batch that land in the same tile are pre-aggregated, so a store applies one merge
 // per (view, key, tile) rather than one per event.
 import {
-  addToSlots,
+  addToSpecSlots,
   emptyTile,
   groupSlots,
-  type Aggregation,
+  type AggregationSpec,
   type Registry,
   tileIndexOf,
   tileTemplate,
@@ -21,7 +21,7 @@ import type { DecodedEvent } from './decode.js';
 interface GroupRuntime {
   group: TileGroupPlan;
   template: TileTemplate;
-  aggs: Aggregation[];
+  specs: AggregationSpec[];
   offsets: number[];
   valueOffsets: number[];
   /** Per slot: the event field it reads, or null for a count of events. */
@@ -60,7 +60,7 @@ export class TileBatchBuilder {
             return {
               group,
               template: tileTemplate(slots, group),
-              aggs: slots.map((s) => s.feature.agg),
+              specs: slots.map((s) => s.spec),
               offsets: slots.map((s) => s.offset),
               valueOffsets: slots.map((s) => s.valueOffset),
               fields: slots.map((s) => s.feature.field),
@@ -122,9 +122,9 @@ export class TileBatchBuilder {
           if (ts > tile.maxTs) tile.maxTs = ts;
           const nums = tile.nums;
           const vals = tile.vals;
-          for (let s = 0; s < group.aggs.length; s++) {
+          for (let s = 0; s < group.specs.length; s++) {
             const field = group.fields[s]!;
-            addToSlots(group.aggs[s]!, field !== null, nums, group.offsets[s]!, vals, group.valueOffsets[s]!, field === null ? undefined : fields[field], ts);
+            addToSpecSlots(group.specs[s]!, field !== null, nums, group.offsets[s]!, vals, group.valueOffsets[s]!, field === null ? undefined : fields[field], ts);
           }
         }
       }

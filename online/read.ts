@@ -2,6 +2,7 @@
 // tiles before the tile holding t plus that tile cut at t. A tile holding events both before and at
 // or after t cannot be cut, so such a read is refused rather than answered wrongly.
 import {
+  aggregationSpec,
   finalizeSlots,
   formatDurationMs,
   initSlots,
@@ -203,8 +204,10 @@ function evaluateWindows(view: ViewPlan, hopMs: number, features: readonly Featu
     const vals: Scalar[] = [null];
     initSlots(f.agg, nums, 0, vals, 0);
     let eventTimeMs: number | null = null;
+    const spec = aggregationSpec(f.agg);
+    const valueSlot = f.valueSlot ?? 0;
     const merge = (tile: Tile): void => {
-      mergeSlots(f.agg, nums, 0, vals, 0, tile.nums, f.slot, tile.vals, f.valueSlot ?? 0);
+      spec.merge(nums, 0, vals, 0, tile.nums, f.slot, tile.vals, valueSlot);
       if (eventTimeMs === null || tile.maxTs > eventTimeMs) eventTimeMs = tile.maxTs;
     };
     if (keyTiles !== null) {
