@@ -104,15 +104,15 @@ export function windowBlocks(from: number, to: number, spans: readonly number[])
 }
 
 /**
- * The rollup updates of one key's tile updates of one group: per rollup span, the merge of the
- * updates that fall in each rollup tile, in update order (a store merges them into its stored rollup
- * tiles exactly as it merges the group's own tiles). Pass only updates the store will apply (not
- * late), so a rollup tile always holds exactly the merge of its stored tiles. `events` is 0: the
- * events are counted once, by the group's own updates.
+ * The rollup updates of one key's tile updates of one group, one list per rollup level (in
+ * `group.rollups` order): the merge of the updates that fall in each rollup tile, in update order
+ * (a store merges them into its stored rollup tiles exactly as it merges the group's own tiles).
+ * Pass only updates the store will apply (not late), so a rollup tile always holds exactly the
+ * merge of its stored tiles. `events` is 0: the events are counted once, by the group's own updates.
  */
-export function rollupUpdates(group: TileGroupPlan, slots: readonly SlotRef[], template: TileTemplate, updates: readonly TileUpdate[]): TileUpdate[] {
-  const out: TileUpdate[] = [];
-  for (const span of group.rollups) {
+export function rollupUpdates(group: TileGroupPlan, slots: readonly SlotRef[], template: TileTemplate, updates: readonly TileUpdate[]): TileUpdate[][] {
+  return group.rollups.map((span) => {
+    const level: TileUpdate[] = [];
     const bySpanIndex = new Map<number, TileUpdate>();
     for (const u of updates) {
       const index = Math.floor(u.tileIndex / span);
@@ -120,12 +120,20 @@ export function rollupUpdates(group: TileGroupPlan, slots: readonly SlotRef[], t
       if (!rollup) {
         rollup = { hopMs: group.hopMs, span, tileIndex: index, tile: emptyTile(template), events: 0 };
         bySpanIndex.set(index, rollup);
-        out.push(rollup);
+        level.push(rollup);
       }
       mergeTileInto(rollup.tile, u.tile, slots);
     }
-  }
-  return out;
+    return level;
+  });
+}
+
+/**
+ * The trim index of a rollup level at its group's trim index: a rollup tile goes once every tile it
+ * spans is behind the horizon, and a rollup update built from applied tiles is never behind it.
+ */
+export function rollupTrimIndex(groupTrimIndex: number, span: number): number {
+  return Math.floor(groupTrimIndex / span);
 }
 
 /** One tile merge produced by the materializer core. */

@@ -3,6 +3,7 @@
 import {
   groupSlots,
   mergeTileInto,
+  rollupTrimIndex,
   rollupUpdates,
   tileSeries,
   tileTemplate,
@@ -22,6 +23,10 @@ interface GroupState {
   plan: TileGroupPlan;
   slots: SlotRef[];
   template: TileTemplate;
+  /** The series key of each rollup level, in `plan.rollups` order. */
+  rollupSeries: TileSeries[];
+  /** Trim index of the batch being applied (from the watermark before it); null: none. */
+  trimIndex: number | null;
 }
 
 interface ViewState {
@@ -40,7 +45,7 @@ export class MemoryOnlineStore implements OnlineStore {
       const groups = new Map<number, GroupState>();
       for (const g of view.groups) {
         const slots = groupSlots(view, g);
-        groups.set(g.hopMs, { plan: g, slots, template: tileTemplate(slots, g) });
+        groups.set(g.hopMs, { plan: g, slots, template: tileTemplate(slots, g), rollupSeries: g.rollups.map((span) => tileSeries(g.hopMs, span)), trimIndex: null });
       }
       this.views.set(view.name, { tiles: new Map(), groups });
     }
@@ -53,7 +58,7 @@ export class MemoryOnlineStore implements OnlineStore {
   /** Synchronous apply, for the embedded replay loop. */
   applySync(batch: TileBatch): ApplyResult {
     // Lateness is judged against the watermark before this batch, so a batch is never late to itself.
-    const horizonWatermark = this.watermark;
+    for (const view of this.views.values()) for (const group of view.groups.values()) group.trimIndex = trimTileIndex(group.plan, this.watermark);
     let appliedUpdates = 0;
     let lateTileEvents = 0;
     for (const key of batch.keys) {
@@ -64,13 +69,12 @@ export class MemoryOnlineStore implements OnlineStore {
         keyTiles = new Map();
         view.tiles.set(key.entityKey, keyTiles);
       }
-      // A group with rollup levels also merges this key's applied updates into its rollup tiles.
+      // The updates applied (not late), per group that keeps rollup levels.
       let rolled: Map<GroupState, TileUpdate[]> | null = null;
       for (const u of key.tiles) {
         const group = view.groups.get(u.hopMs);
         if (!group) throw new Error(`tile update for unknown tile group ${key.view}/${u.hopMs}`);
-        const trimIndex = trimTileIndex(group.plan, horizonWatermark);
-        if (trimIndex !== null && u.tileIndex < trimIndex) {
+        if (group.trimIndex !== null && u.tileIndex < group.trimIndex) {
           lateTileEvents += u.events;
           continue;
         }
@@ -82,20 +86,19 @@ export class MemoryOnlineStore implements OnlineStore {
         }
       }
       // Rollup updates are built before the group's own tiles take the batch's tiles over.
-      const rollups = rolled === null ? [] : [...rolled].map(([group, updates]) => ({ group, updates: rollupUpdates(group.plan, group.slots, group.template, updates) }));
+      const rollups = rolled === null ? [] : [...rolled].map(([group, updates]) => ({ group, levels: rollupUpdates(group.plan, group.slots, group.template, updates) }));
       for (const u of key.tiles) {
         const group = view.groups.get(u.hopMs)!;
-        const trimIndex = trimTileIndex(group.plan, horizonWatermark);
-        if (trimIndex !== null && u.tileIndex < trimIndex) continue;
-        this.mergeTile(keyTiles, u.hopMs, u, group.slots, trimIndex);
+        if (group.trimIndex !== null && u.tileIndex < group.trimIndex) continue;
+        this.mergeTile(keyTiles, u.hopMs, u, group.slots, group.trimIndex);
         appliedUpdates++;
       }
-      for (const { group, updates } of rollups) {
-        const trimIndex = trimTileIndex(group.plan, horizonWatermark);
-        for (const u of updates) {
-          this.mergeTile(keyTiles, tileSeries(u.hopMs, u.span), u, group.slots, trimIndex === null ? null : Math.floor(trimIndex / u.span!));
-          appliedUpdates++;
-        }
+      for (const { group, levels } of rollups) {
+        levels.forEach((updates, l) => {
+          const trimIndex = group.trimIndex === null ? null : rollupTrimIndex(group.trimIndex, group.plan.rollups[l]!);
+          for (const u of updates) this.mergeTile(keyTiles, group.rollupSeries[l]!, u, group.slots, trimIndex);
+          appliedUpdates += updates.length;
+        });
       }
     }
     if (batch.maxEventTimeMs !== null && (this.watermark === null || batch.maxEventTimeMs > this.watermark)) {

@@ -70,6 +70,7 @@ import { createHash } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import {
   groupSlots,
+  rollupTrimIndex,
   rollupUpdates,
   TidemarkError,
   tileSeries,
@@ -749,11 +750,6 @@ function viewRuntime(view: ViewPlan): ViewRuntime {
   return { view, groups, fingerprint };
 }
 
-/** A series' trim index at a group trim index (NaN: none): a rollup tile goes once every tile it spans is behind. */
-function seriesTrim(g: GroupRuntime, groupTrim: number): number {
-  return g.span === 1 ? groupTrim : Math.floor(groupTrim / g.span);
-}
-
 /** A key update checked and grouped for APPLY_SCRIPT. */
 interface PreparedKey {
   /** Its Redis keys: the key hash, then the tiles hash of each group, in `groups` order. */
@@ -887,7 +883,8 @@ export class RedisOnlineStore implements OnlineStore {
     for (const r of this.views.values()) {
       for (const g of r.groups.values()) {
         const trim = trimTileIndex(g.plan, horizonWatermark) ?? Number.NaN;
-        for (const series of [g, ...g.rollups]) trims.set(series, seriesTrim(series, trim));
+        trims.set(g, trim);
+        for (const level of g.rollups) trims.set(level, rollupTrimIndex(trim, level.span)); // NaN stays NaN
       }
     }
     // Validate the whole batch before writing any of it.
@@ -1057,12 +1054,12 @@ export class RedisOnlineStore implements OnlineStore {
         const trim = trims.get(g)!;
         const applied = Number.isNaN(trim) ? updates : updates.filter((u) => u.tileIndex >= trim);
         if (applied.length === 0) continue;
-        const rollups = rollupUpdates(g.plan, g.slots, g.template, applied);
-        for (const level of g.rollups) {
+        rollupUpdates(g.plan, g.slots, g.template, applied).forEach((updates, l) => {
+          const level = g.rollups[l]!;
           prepared.groups.push(level);
-          prepared.updates.push(rollups.filter((u) => u.span === level.span));
+          prepared.updates.push(updates);
           prepared.names.push(`${base}t:${level.series}`);
-        }
+        });
       }
     }
     const f = key.fence;
