@@ -3,10 +3,7 @@
 // sum of these depends on the order of its terms; the point-in-time dataset (compensated parts,
 // offline/tile-sql.ts) must still equal the exactly rounded reference within SEMANTICS.md's
 // tolerances: 1e-9 relative for sum and mean, 1e-6 for var and stddev.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
   compileOrThrow,
@@ -19,10 +16,8 @@ import {
   valuesAgree,
   windowStartMs,
   type ReferenceEvent,
-  type Scalar,
 } from '../../definitions/index.js';
-import { OfflineStore } from '../../offline/index.js';
-import { writeNdjson } from '../support/offline-fixtures.js';
+import { offlineStoreWith } from '../support/offline-fixtures.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -93,21 +88,10 @@ function makeEvents(): Record<string, unknown>[] {
   return rows;
 }
 
-let dir: string;
-let store: OfflineStore;
 const rows = makeEvents();
 const events: ReferenceEvent[] = rows.map((r) => ({ eventTimeMs: r.ts as number, fields: r }));
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tidemark-cancel-'));
-  store = await OfflineStore.open(compiled, { dataDir: dir });
-  await store.loadEvents('payments', writeNdjson(join(dir, 'payments.ndjson'), rows));
-}, 60_000);
-
-afterAll(async () => {
-  await store?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const offline = offlineStoreWith(compiled, 'payments', rows);
 
 describe('offline sums, means and variances on cancelling float data', () => {
   // every 7 minutes over the 6 hours and a bit around, plus each event's instant and the next ms
@@ -132,9 +116,7 @@ describe('offline sums, means and variances on cancelling float data', () => {
   });
 
   it('point-in-time values equal the reference within 1e-9 (sum, mean) and 1e-6 (var, stddev)', async () => {
-    const out = join(dir, 'out.ndjson');
-    await store.writeDataset(writeNdjson(join(dir, 'spine.ndjson'), spine), plan.features.map((f) => `pay:${f.name}`), out);
-    const got = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, Scalar>);
+    const got = await offline.dataset(spine, plan.features.map((f) => `pay:${f.name}`));
     expect(got).toHaveLength(spine.length);
     const mismatches: string[] = [];
     let nonTrivial = 0;

@@ -3,16 +3,12 @@
 // the point-in-time dataset (an ASOF join from the window start tail(t) = floor(t/H)*H - W) and
 // the reference agreeing exactly on events with many equal times (the tie rule: the smallest value;
 // text by code point, astral characters included; false < true), at tile edges and event instants.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { compile, compileOrThrow, entity, eventTime, featureView, referenceViewValues, source, type ReferenceEvent, type Scalar } from '../../definitions/index.js';
+import { compile, compileOrThrow, entity, eventTime, featureView, referenceViewValues, source, type ReferenceEvent } from '../../definitions/index.js';
 import { evaluateFeatures } from '../../online/index.js';
-import { OfflineStore } from '../../offline/index.js';
 import { decodeAll, materialize } from '../definitions/support.js';
-import { writeNdjson } from '../support/offline-fixtures.js';
+import { offlineStoreWith } from '../support/offline-fixtures.js';
 
 const T0 = 1_700_000_000_000 - (1_700_000_000_000 % 3_600_000);
 const thing = entity({ name: 'thing', joinKeys: ['k'] });
@@ -94,17 +90,7 @@ const rows: Record<string, unknown>[] = Array.from({ length: 600 }, () => ({
 }));
 const events: ReferenceEvent[] = rows.map((r) => ({ eventTimeMs: r.ts as number, fields: r }));
 
-let dir: string;
-let store: OfflineStore;
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tidemark-first-'));
-  store = await OfflineStore.open(compiled, { dataDir: dir });
-  await store.loadEvents('readings', writeNdjson(join(dir, 'readings.ndjson'), rows));
-}, 60_000);
-afterAll(async () => {
-  await store?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const offlineStore = offlineStoreWith(compiled, 'readings', rows);
 
 describe('first: memory store, offline dataset and reference agree', () => {
   // every 125 ms from before the first event to after the last window: tile edges, event instants and between
@@ -112,9 +98,7 @@ describe('first: memory store, offline dataset and reference agree', () => {
   for (const k of ['p', 'q', 'r', 'none']) for (let t = T0 - 1000; t <= T0 + 32_000; t += 125) spine.push({ k, ts: t });
 
   it('equal values at every spine row, null where the window holds no value', async () => {
-    const out = join(dir, 'out.ndjson');
-    await store.writeDataset(writeNdjson(join(dir, 'spine.ndjson'), spine), plan.features.map((f) => `r:${f.name}`), out);
-    const offline = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, Scalar>);
+    const offline = await offlineStore.dataset(spine, plan.features.map((f) => `r:${f.name}`));
     expect(offline).toHaveLength(spine.length);
     // arrival order must not matter: materialize the events reversed
     const memory = materialize(compiled, [decodeAll(compiled, [...rows].reverse(), 'readings')]);

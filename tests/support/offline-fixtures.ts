@@ -1,8 +1,11 @@
 // Fixtures for the offline suites: the first N flights as NDJSON and CSV event files, their decoded
 // events for the reference, and small helpers to write spines and read datasets back.
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compileOrThrow, type CompiledDefinitions, type ReferenceEvent } from '../../definitions/index.js';
+import { afterAll, beforeAll } from 'vitest';
+import { compileOrThrow, type CompiledDefinitions, type ReferenceEvent, type Scalar } from '../../definitions/index.js';
+import { OfflineStore } from '../../offline/index.js';
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
 import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
 import { EventDecoder, readParquetBatches } from '../../ingest/index.js';
@@ -48,4 +51,34 @@ export function writeNdjson(path: string, rows: readonly Record<string, unknown>
 /** Every feature of every view of a registry, as view:feature. */
 export function allFeatureRefs(compiled: CompiledDefinitions): string[] {
   return compiled.registry.views.flatMap((v) => v.features.map((f) => `${v.name}:${f.name}`));
+}
+
+/**
+ * For one test file: a chDB offline store in a temporary folder holding `rows` of one source,
+ * opened before its tests and closed and removed after them. `dataset` writes a spine and returns
+ * the point-in-time rows of `features` (view:feature) in spine order.
+ */
+export function offlineStoreWith(
+  compiled: CompiledDefinitions,
+  sourceName: string,
+  rows: readonly Record<string, unknown>[],
+): { dataset(spine: readonly Record<string, unknown>[], features: readonly string[]): Promise<Record<string, Scalar>[]> } {
+  let dir: string;
+  let store: OfflineStore | undefined;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), `tidemark-${sourceName}-`));
+    store = await OfflineStore.open(compiled, { dataDir: dir });
+    await store.loadEvents(sourceName, writeNdjson(join(dir, `${sourceName}.ndjson`), rows));
+  }, 60_000);
+  afterAll(async () => {
+    await store?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    async dataset(spine, features) {
+      const out = join(dir, 'out.ndjson');
+      await store!.writeDataset(writeNdjson(join(dir, 'spine.ndjson'), spine), [...features], out);
+      return readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, Scalar>);
+    },
+  };
 }
