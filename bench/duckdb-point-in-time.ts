@@ -1,6 +1,6 @@
 // Benchmark baseline: the point-in-time datasets of examples/flights (views origin_delays and
 // route_delays) computed by DuckDB (@duckdb/node-api, in memory, default threads) with the
-// semantics of SEMANTICS.md, so `npm run bench` can set tidemark's time next to DuckDB's.
+// semantics of docs/semantics.md, so `npm run bench` can set tidemark's time next to DuckDB's.
 //
 // Written the way a DuckDB user would, independently of offline/point-in-time.ts. With tail(t) =
 // floor(t/H)*H - W, a feature at spine time t covers the key's events with tail(t) <= ts < t:

@@ -89,7 +89,7 @@ export function mergeSlots(
   AGGREGATION_SPECS[agg].merge(intoNums, intoAt, intoVals, intoValAt, fromNums, fromAt, fromVals, fromValAt);
 }
 
-/** The feature value of merged slots, with the empty-window values of SEMANTICS.md. */
+/** The feature value of merged slots, with the empty-window values of docs/semantics.md. */
 export function finalizeSlots(agg: Aggregation, nums: readonly number[], at: number, vals: readonly Scalar[], valAt: number): Scalar {
   return AGGREGATION_SPECS[agg].finalize(nums, at, vals, valAt);
 }

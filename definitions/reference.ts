@@ -1,4 +1,4 @@
-// The reference implementation of SEMANTICS.md: plain scans over all events, no tiles, slow on
+// The reference implementation of docs/semantics.md: plain scans over all events, no tiles, slow on
 // purpose. Every other path (in-memory, Redis, ClickHouse) is tested against it. It shares no
 // aggregation code with those paths, so a bug in one is not silently repeated in the other.
 import type { Scalar } from './aggregates.js';
@@ -136,7 +136,7 @@ export function referenceViewValues(
 }
 
 /**
- * Whether two values of a feature agree within SEMANTICS.md's tolerances: exactly for counts, mins,
+ * Whether two values of a feature agree within docs/semantics.md's tolerances: exactly for counts, mins,
  * maxes and lasts; within 1e-9 relative error for sums and means; 1e-6 for var and stddev (each
  * spec's declared tolerance: only that number comes from the specs, none of their arithmetic).
  */

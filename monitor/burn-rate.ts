@@ -1,4 +1,4 @@
-// Burn-rate evaluation (SEMANTICS.md, "Burn-rate alerting"): the SRE Workbook's multiwindow,
+// Burn-rate evaluation (docs/semantics.md, "Burn-rate alerting"): the SRE Workbook's multiwindow,
 // multi-burn-rate rules over SLO observations, pure and incremental. A replay drives it with
 // months of 5-minute evaluations over hundreds of series, so each series keeps cumulative sums
 // in a ring and one cursor per window length: O(1) amortised per observation, and memory bounded

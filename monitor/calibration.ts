@@ -1,4 +1,4 @@
-// Calibrated drift decisions (SEMANTICS.md, "Drift and quality metrics"): the p-value of a PSI
+// Calibrated drift decisions (docs/semantics.md, "Drift and quality metrics"): the p-value of a PSI
 // under no drift at the observed sample sizes, the chi-squared tail it rests on for large
 // samples, Benjamini-Hochberg across all the tests of one evaluation, and the decision rules of
 // both modes (fixed thresholds; calibrated p-values + FDR + effect-size floor).

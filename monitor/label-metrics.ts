@@ -1,4 +1,4 @@
-// Label metrics with scikit-learn's definitions (SEMANTICS.md, "Drift and quality metrics"),
+// Label metrics with scikit-learn's definitions (docs/semantics.md, "Drift and quality metrics"),
 // finished from aggregates: the monitor groups joined (prediction, label) rows by score in
 // ClickHouse, so memory here is bounded by the number of distinct scores, never by rows.
 // Sums are compensated (Neumaier) so that results match scikit-learn's within 1e-9 whatever

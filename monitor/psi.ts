@@ -1,4 +1,4 @@
-// Population stability index (SEMANTICS.md, "Drift and quality metrics"): numpy-compatible
+// Population stability index (docs/semantics.md, "Drift and quality metrics"): numpy-compatible
 // quantile edges, left-closed bins, bin counts, and PSI over numeric bins or categories.
 // Pure functions over plain numbers; counts may be any non-negative numbers (they are
 // usually integers summed in ClickHouse).

@@ -1,6 +1,6 @@
 // Feature samples for the monitor: the value of a windowed feature for each key at the close of each
 // tile (of the feature's hop) in which the key had events, i.e. what a reader at that instant is
-// served (SEMANTICS.md: at t = (j+1)*H the sawtooth window is exactly tiles j-n+1..j). Computed
+// served (docs/semantics.md: at t = (j+1)*H the sawtooth window is exactly tiles j-n+1..j). Computed
 // inside ClickHouse from the same partial aggregates as point-in-time datasets.
 import type { FeaturePlan, ViewPlan } from '../definitions/index.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';

@@ -1,5 +1,5 @@
 // Point-in-time SQL: the value of each requested feature at each spine row's time, computed inside
-// ClickHouse with the sawtooth windows of SEMANTICS.md (events with tail(t) <= ts < t, where
+// ClickHouse with the sawtooth windows of docs/semantics.md (events with tail(t) <= ts < t, where
 // tail(t) = floor(t/H)*H - W). For a feature with hop H and window W = n*H at a row with time t
 // in tile h = floor(t/H):
 //   whole tiles   [h-n, h-1]: per-key tile aggregates, summed by a RANGE window over the tile index

@@ -45,7 +45,7 @@ export interface OnlineStore {
   close(): Promise<void>;
 }
 
-/** How reads pick their time when the request names none (SEMANTICS.md, Online reads). */
+/** How reads pick their time when the request names none (docs/semantics.md, Online reads). */
 export type StoreClock = 'wall' | 'watermark';
 
 /**

@@ -50,7 +50,7 @@ export interface AggregationSpec {
   /** Value slots per tile (Tile.vals): values that may be text or booleans. */
   readonly valueWidth: number;
   readonly field: FieldRule;
-  /** Largest relative error against the reference that SEMANTICS.md allows: 0 (exact), 1e-9 or 1e-6. */
+  /** Largest relative error against the reference that docs/semantics.md allows: 0 (exact), 1e-9 or 1e-6. */
   readonly tolerance: number;
   init(nums: number[], at: number, vals: Scalar[], valAt: number): void;
   /** Fold one event's present value (not null; -0 already made 0) into the slots. */
@@ -66,7 +66,7 @@ export interface AggregationSpec {
     fromVals: readonly Scalar[],
     fromValAt: number,
   ): void;
-  /** The feature value of merged slots, with SEMANTICS.md's empty-window value. */
+  /** The feature value of merged slots, with docs/semantics.md's empty-window value. */
   finalize(nums: readonly number[], at: number, vals: readonly Scalar[], valAt: number): Scalar;
   readonly lua: {
     /** Code of the aggregation in Redis layouts; stored layouts name it, so it never changes. */

@@ -24,7 +24,7 @@ export async function flightRecords(limit: number): Promise<string[]> {
   return out;
 }
 
-/** Bad records of every kind SEMANTICS.md lists, each with the code and field it must be dead-lettered with. */
+/** Bad records of every kind docs/semantics.md lists, each with the code and field it must be dead-lettered with. */
 export const BAD_RECORDS: { value: string; code: string; field: string }[] = [
   { value: '{"date": 978307200000, "delay": 3,', code: 'TM_EVENT_INVALID_JSON', field: '' },
   { value: JSON.stringify({ date: 978307200000, delay: 'late', distance: 100, origin: 'SFO', destination: 'LAX' }), code: 'TM_EVENT_SCHEMA', field: 'delay' },

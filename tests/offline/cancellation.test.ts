@@ -1,7 +1,7 @@
 // Offline sums on float data whose terms cancel: per key, sets like 4e15, 1, -4e15, 1e-9 (at one
 // instant, at several instants of one tile, and across tiles), shuffled, with nulls. A plain double
 // sum of these depends on the order of its terms; the point-in-time dataset (compensated parts,
-// offline/tile-sql.ts) must still equal the exactly rounded reference within SEMANTICS.md's
+// offline/tile-sql.ts) must still equal the exactly rounded reference within docs/semantics.md's
 // tolerances: 1e-9 relative for sum and mean, 1e-6 for var and stddev.
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
