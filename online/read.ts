@@ -3,12 +3,8 @@
 // or after t cannot be cut, so such a read is refused rather than answered wrongly.
 import {
   aggregationSpec,
-  finalizeSlots,
   formatDurationMs,
-  initSlots,
   LATEST_GROUP_HOP_MS,
-  mergeSlots,
-  SLOT_WIDTH,
   TidemarkError,
   tileSeries,
   trimTileIndex,
@@ -199,12 +195,12 @@ function evaluateWindows(view: ViewPlan, hopMs: number, features: readonly Featu
   const headTile = tiles?.get(head);
   const useHead = headTile !== undefined && headTileUsable(view, features[0]!, headTile, tMs, hopMs);
   return features.map((f) => {
-    // Accumulators start as double arrays (NaN literal) so merges stay unboxed.
-    const nums = [Number.NaN, Number.NaN, Number.NaN].slice(0, SLOT_WIDTH[f.agg]);
-    const vals: Scalar[] = [null];
-    initSlots(f.agg, nums, 0, vals, 0);
-    let eventTimeMs: number | null = null;
     const spec = aggregationSpec(f.agg);
+    // Accumulators start as double arrays (filled with NaN) so merges stay unboxed.
+    const nums = new Array<number>(spec.width).fill(Number.NaN);
+    const vals: Scalar[] = [null];
+    spec.init(nums, 0, vals, 0);
+    let eventTimeMs: number | null = null;
     const valueSlot = f.valueSlot ?? 0;
     const merge = (tile: Tile): void => {
       spec.merge(nums, 0, vals, 0, tile.nums, f.slot, tile.vals, valueSlot);
@@ -219,7 +215,7 @@ function evaluateWindows(view: ViewPlan, hopMs: number, features: readonly Featu
         if (tile !== undefined) merge(tile);
       }
     }
-    const value = finalizeSlots(f.agg, nums, 0, vals, 0);
+    const value = spec.finalize(nums, 0, vals, 0);
     return { value, status: keyTiles === null ? 'NOT_FOUND' : value === null ? 'NULL_VALUE' : 'PRESENT', eventTimeMs };
   });
 }
