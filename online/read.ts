@@ -72,7 +72,10 @@ export function tileRangesFor(
   }
   const ranges = [...wide.values()];
   for (const { hopMs, span, indexes } of wanted.values()) {
-    const sorted = [...indexes].sort((a, b) => a - b);
+    // a group's own tiles inside a history range are read by it already
+    const covering = span === 1 ? wide.get(hopMs) : undefined;
+    const sorted = [...indexes].filter((j) => !covering || j < covering.fromIndex || j > covering.toIndex).sort((a, b) => a - b);
+    if (sorted.length === 0) continue;
     let from = sorted[0]!;
     for (let i = 1; i <= sorted.length; i++) {
       if (i < sorted.length && sorted[i] === sorted[i - 1]! + 1) continue;

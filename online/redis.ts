@@ -76,7 +76,6 @@ import {
   tileSeries,
   tileTemplate,
   trimTileIndex,
-  type Aggregation,
   type ErrorCode,
   type KeyTileUpdates,
   type Registry,
@@ -491,9 +490,6 @@ const SCRIPTS = { apply: luaScript(APPLY_SCRIPT), read: luaScript(READ_SCRIPT), 
 // ---------------------------------------------------------------------------------------------
 // Packed tiles
 
-// Codes of the aggregations in layouts (from their specs; stored layouts name them).
-const AGG_CODE: Record<Aggregation, string> = LUA_AGG_CODE;
-
 const TAG_NULL = 0x7a; // z
 const TAG_FALSE = 0x46; // F
 const TAG_TRUE = 0x54; // T
@@ -739,7 +735,7 @@ function viewRuntime(view: ViewPlan): ViewRuntime {
   const described: unknown[] = [];
   for (const g of view.groups) {
     const slots = groupSlots(view, g);
-    const layout = [g.width, g.valueWidth, ...slots.flatMap((s) => [AGG_CODE[s.feature.agg], s.offset, s.valueOffset])].join(' ');
+    const layout = [g.width, g.valueWidth, ...slots.flatMap((s) => [LUA_AGG_CODE[s.feature.agg], s.offset, s.valueOffset])].join(' ');
     const template = tileTemplate(slots, g);
     const rollups = g.rollups.map((span): GroupRuntime => ({ plan: g, span, series: tileSeries(g.hopMs, span), layout, slots, template, rollups: [] }));
     groups.set(g.hopMs, { plan: g, span: 1, series: g.hopMs, layout, slots, template, rollups });
