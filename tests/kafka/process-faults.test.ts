@@ -19,6 +19,7 @@ import { loadFlightsFixture } from '../support/flights.js';
 import { testRedisUrl } from '../support/redis.js';
 import { sleep } from '../support/services.js';
 import { committedTotal, compareWithReference, flightRecords, getJson, kafkaClient, maxEventTime, produce, runCli, until, type CliChild } from './support.js';
+import { mulberry32 } from '../support/random.js';
 
 const compiled = compileOrThrow(flightsDefinitions);
 const PARTITIONS = 4;
@@ -90,18 +91,6 @@ async function committedByPartition(mock: Mock, groupId: string): Promise<Map<nu
   } finally {
     await admin.disconnect();
   }
-}
-
-/** A small seeded generator (mulberry32), so a failing run can be replayed from its seed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // Concurrent: each test has its own mock cluster, consumer group and Redis prefix, and spends most
@@ -219,7 +208,7 @@ describe.concurrent('tidemark materialize, killed and stopped (child processes)'
 
   it('SIGKILL at random moments during replays, five times, each time restarted: caught up, every value equals the reference', async () => {
     const seed = Number(process.env.TIDEMARK_KILL_SEED ?? Date.now() % 1_000_000);
-    const random = seeded(seed);
+    const random = mulberry32(seed);
     const topic = 'flights';
     const groupId = `sigkill-${randomUUID().slice(0, 8)}`;
     const prefix = `sigkill-${randomUUID().slice(0, 8)}`;

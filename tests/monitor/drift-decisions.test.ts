@@ -15,6 +15,7 @@ import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
 import { readParquetBatches } from '../../ingest/index.js';
 import { evaluateDrift, loadOrBuildProfile, type DriftResult } from '../../monitor/index.js';
 import { OfflineStore } from '../../offline/index.js';
+import { mulberry32 } from '../support/random.js';
 
 const DAY = 86_400_000;
 const FEB_1 = Date.UTC(2001, 1, 1);
@@ -38,16 +39,6 @@ function monitorDefinitions(mode: 'calibrated' | 'fixed'): CompiledDefinitions {
     drift: { mode },
   });
   return compileOrThrow({ ...flightsDefinitions, m });
-}
-
-/** A seeded generator, so the half sample is the same on every run. */
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 beforeAll(async () => {

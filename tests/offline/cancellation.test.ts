@@ -18,6 +18,7 @@ import {
   type ReferenceEvent,
 } from '../../definitions/index.js';
 import { offlineStoreWith } from '../support/offline-fixtures.js';
+import { mulberry32 } from '../support/random.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -47,17 +48,6 @@ const view = featureView({
 const compiled = compileOrThrow([view]);
 const plan = compiled.registry.views[0]!;
 
-/** A small deterministic PRNG (mulberry32), so a failure replays. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 // Magnitudes stay below 2^53: the chDB loader refuses integral doubles beyond it (see the report
 // of this change); 4e15 still has an ulp of 0.5, so 1e-9 and 0.1 vanish in a plain sum.
 const CANCELLING = [
@@ -69,7 +59,7 @@ const CANCELLING = [
 
 /** Events of 6 keys over 6 hours: cancelling sets at one instant, inside one 5m tile, or spread over an hour. */
 function makeEvents(): Record<string, unknown>[] {
-  const random = prng(20_261_205);
+  const random = mulberry32(20_261_205);
   const rows: Record<string, unknown>[] = [];
   for (const k of ['a', 'b', 'c', 'd', 'e', 'f']) {
     for (let set = 0; set < 30; set++) {

@@ -9,6 +9,7 @@ import { compile, compileOrThrow, entity, eventTime, featureView, referenceViewV
 import { evaluateFeatures } from '../../online/index.js';
 import { decodeAll, materialize } from '../definitions/support.js';
 import { offlineStoreWith } from '../support/offline-fixtures.js';
+import { mulberry32 } from '../support/random.js';
 
 const T0 = 1_700_000_000_000 - (1_700_000_000_000 % 3_600_000);
 const thing = entity({ name: 'thing', joinKeys: ['k'] });
@@ -65,19 +66,8 @@ describe('first: compile rules', () => {
   });
 });
 
-/** mulberry32: a failure replays. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 // Few instants (every 250 ms over 20 s) and few values, so equal times with different values abound.
-const random = prng(7);
+const random = mulberry32(7);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
 const TEXTS = ['a', 'b', '', '😀', '\uffff', '𝔸', 'é', null];
 const rows: Record<string, unknown>[] = Array.from({ length: 600 }, () => ({
