@@ -48,6 +48,11 @@ export function emptyTile(template: TileTemplate): Tile {
   return { minTs: Number.POSITIVE_INFINITY, maxTs: Number.NEGATIVE_INFINITY, nums: template.nums.slice(), vals: template.vals.slice() };
 }
 
+/** A tile with slots of its own (a store keeps it while the original goes on). */
+export function copyTile(tile: Tile): Tile {
+  return { minTs: tile.minTs, maxTs: tile.maxTs, nums: tile.nums.slice(), vals: tile.vals.slice() };
+}
+
 /** Merge tile `from` into tile `into` (same group). */
 export function mergeTileInto(into: Tile, from: Tile, slots: readonly SlotRef[]): void {
   if (from.minTs < into.minTs) into.minTs = from.minTs;
@@ -104,33 +109,8 @@ export function windowBlocks(from: number, to: number, spans: readonly number[])
 }
 
 /**
- * The rollup updates of one key's tile updates of one group, one list per rollup level (in
- * `group.rollups` order): the merge of the updates that fall in each rollup tile, in update order
- * (a store merges them into its stored rollup tiles exactly as it merges the group's own tiles).
- * Pass only updates the store will apply (not late), so a rollup tile always holds exactly the
- * merge of its stored tiles. `events` is 0: the events are counted once, by the group's own updates.
- */
-export function rollupUpdates(group: TileGroupPlan, slots: readonly SlotRef[], template: TileTemplate, updates: readonly TileUpdate[]): TileUpdate[][] {
-  return group.rollups.map((span) => {
-    const level: TileUpdate[] = [];
-    const bySpanIndex = new Map<number, TileUpdate>();
-    for (const u of updates) {
-      const index = Math.floor(u.tileIndex / span);
-      let rollup = bySpanIndex.get(index);
-      if (!rollup) {
-        rollup = { hopMs: group.hopMs, span, tileIndex: index, tile: emptyTile(template), events: 0 };
-        bySpanIndex.set(index, rollup);
-        level.push(rollup);
-      }
-      mergeTileInto(rollup.tile, u.tile, slots);
-    }
-    return level;
-  });
-}
-
-/**
  * The trim index of a rollup level at its group's trim index: a rollup tile goes once every tile it
- * spans is behind the horizon, and a rollup update built from applied tiles is never behind it.
+ * spans is behind the horizon, and an applied (not late) tile never falls in one behind it.
  */
 export function rollupTrimIndex(groupTrimIndex: number, span: number): number {
   return Math.floor(groupTrimIndex / span);
@@ -139,9 +119,7 @@ export function rollupTrimIndex(groupTrimIndex: number, span: number): number {
 /** One tile merge produced by the materializer core. */
 export interface TileUpdate {
   hopMs: number;
-  /** 1 or absent: a tile of the group (hop `hopMs`); else a rollup tile of the group's `span` level. */
-  span?: number;
-  /** The tile's index in its series: floor(time / (hopMs * span)). */
+  /** The tile's index in its group: floor(time / hopMs). Stores merge it into the rollup levels too. */
   tileIndex: number;
   /** The batch's partial aggregate for this tile; merged into the stored tile. */
   tile: Tile;

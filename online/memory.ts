@@ -2,11 +2,10 @@
 // when a key gets a new tile. Memory grows with keys x tiles, never with events.
 import {
   groupSlots,
+  copyTile,
   mergeTileInto,
   rollupTrimIndex,
-  rollupUpdates,
   tileSeries,
-  tileTemplate,
   trimTileIndex,
   type Registry,
   type SlotRef,
@@ -14,15 +13,12 @@ import {
   type TileBatch,
   type TileGroupPlan,
   type TileSeries,
-  type TileTemplate,
-  type TileUpdate,
 } from '../definitions/index.js';
 import type { ApplyResult, KeyTiles, OnlineStore, StoreStats, TileRange } from './store.js';
 
 interface GroupState {
   plan: TileGroupPlan;
   slots: SlotRef[];
-  template: TileTemplate;
   /** The series key of each rollup level, in `plan.rollups` order. */
   rollupSeries: TileSeries[];
   /** Trim index of the batch being applied (from the watermark before it); null: none. */
@@ -45,7 +41,7 @@ export class MemoryOnlineStore implements OnlineStore {
       const groups = new Map<number, GroupState>();
       for (const g of view.groups) {
         const slots = groupSlots(view, g);
-        groups.set(g.hopMs, { plan: g, slots, template: tileTemplate(slots, g), rollupSeries: g.rollups.map((span) => tileSeries(g.hopMs, span)), trimIndex: null });
+        groups.set(g.hopMs, { plan: g, slots, rollupSeries: g.rollups.map((span) => tileSeries(g.hopMs, span)), trimIndex: null });
       }
       this.views.set(view.name, { tiles: new Map(), groups });
     }
@@ -69,8 +65,6 @@ export class MemoryOnlineStore implements OnlineStore {
         keyTiles = new Map();
         view.tiles.set(key.entityKey, keyTiles);
       }
-      // The updates applied (not late), per group that keeps rollup levels.
-      let rolled: Map<GroupState, TileUpdate[]> | null = null;
       for (const u of key.tiles) {
         const group = view.groups.get(u.hopMs);
         if (!group) throw new Error(`tile update for unknown tile group ${key.view}/${u.hopMs}`);
@@ -78,27 +72,14 @@ export class MemoryOnlineStore implements OnlineStore {
           lateTileEvents += u.events;
           continue;
         }
-        if (group.plan.rollups.length > 0) {
-          rolled ??= new Map();
-          const list = rolled.get(group);
-          if (list) list.push(u);
-          else rolled.set(group, [u]);
-        }
-      }
-      // Rollup updates are built before the group's own tiles take the batch's tiles over.
-      const rollups = rolled === null ? [] : [...rolled].map(([group, updates]) => ({ group, levels: rollupUpdates(group.plan, group.slots, group.template, updates) }));
-      for (const u of key.tiles) {
-        const group = view.groups.get(u.hopMs)!;
-        if (group.trimIndex !== null && u.tileIndex < group.trimIndex) continue;
-        this.mergeTile(keyTiles, u.hopMs, u, group.slots, group.trimIndex);
-        appliedUpdates++;
-      }
-      for (const { group, levels } of rollups) {
-        levels.forEach((updates, l) => {
-          const trimIndex = group.trimIndex === null ? null : rollupTrimIndex(group.trimIndex, group.plan.rollups[l]!);
-          for (const u of updates) this.mergeTile(keyTiles, group.rollupSeries[l]!, u, group.slots, trimIndex);
-          appliedUpdates += updates.length;
+        // Into the rollup tile of each level it falls in, in update order (as the Redis script; a
+        // new one starts as a copy), before the group's own series may adopt u.tile.
+        group.plan.rollups.forEach((span, l) => {
+          const trimIndex = group.trimIndex === null ? null : rollupTrimIndex(group.trimIndex, span);
+          this.mergeTile(keyTiles, group.rollupSeries[l]!, Math.floor(u.tileIndex / span), u.tile, false, group.slots, trimIndex);
         });
+        this.mergeTile(keyTiles, u.hopMs, u.tileIndex, u.tile, true, group.slots, group.trimIndex);
+        appliedUpdates++;
       }
     }
     if (batch.maxEventTimeMs !== null && (this.watermark === null || batch.maxEventTimeMs > this.watermark)) {
@@ -107,19 +88,22 @@ export class MemoryOnlineStore implements OnlineStore {
     return { appliedUpdates, lateTileEvents };
   }
 
-  /** Merge one update into its series; a series that gains a tile drops its tiles behind the horizon. */
-  private mergeTile(keyTiles: Map<TileSeries, Map<number, Tile>>, series: TileSeries, u: TileUpdate, slots: readonly SlotRef[], trimIndex: number | null): void {
+  /**
+   * Merge one tile into tile `index` of a series; a series that gains a tile drops its tiles behind
+   * the horizon. A tile not stored yet becomes `tile` itself when the caller hands it over (`adopt`:
+   * the batch's fresh tile), else a copy of it.
+   */
+  private mergeTile(keyTiles: Map<TileSeries, Map<number, Tile>>, series: TileSeries, index: number, tile: Tile, adopt: boolean, slots: readonly SlotRef[], trimIndex: number | null): void {
     let seriesTiles = keyTiles.get(series);
     if (!seriesTiles) {
       seriesTiles = new Map();
       keyTiles.set(series, seriesTiles);
     }
-    const stored = seriesTiles.get(u.tileIndex);
+    const stored = seriesTiles.get(index);
     if (stored) {
-      mergeTileInto(stored, u.tile, slots);
+      mergeTileInto(stored, tile, slots);
     } else {
-      // The batch's tile is fresh and owned by this batch: adopt it rather than copy.
-      seriesTiles.set(u.tileIndex, u.tile);
+      seriesTiles.set(index, adopt ? tile : copyTile(tile));
       this.tileCount++;
       if (trimIndex !== null) this.trim(seriesTiles, trimIndex);
     }

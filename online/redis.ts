@@ -9,13 +9,16 @@
 //                                     `fence:<source>:<partition>` = the key's fence F of that
 //                                     partition: every event of the key from it with offset <= F is
 //                                     merged, none after (ingest/fences.ts), and `lo:<hopMs>` = a
-//                                     lower bound of the group's stored tile indexes (for trimming)
+//                                     lower bound of the group's stored tile indexes (for trimming;
+//                                     `lo:<hopMs>x<span>` the same for a rollup level)
 //   P:{<view>:<entityKey>}:t:<hopMs>  hash: tile index (decimal) -> packed tile, one per tile group
-//                                     (hop 0 is the all-time latest cell of `last` without window)
-//   P:{<view>:<entityKey>}:t:<hopMs>x<span>  hash: the same for a rollup level of the group: tile
-//                                     i holds the merge of the group's tiles [i*span, (i+1)*span),
-//                                     written by the same script call (a series of its own: its
-//                                     own `lo:<hopMs>x<span>` bound and trim, floor(trim / span))
+//                                     (hop 0 is the all-time latest cell of `last` without window);
+//                                     and `<span>:<index>` -> the rollup tile of that level, which
+//                                     holds the merge of the group's tiles [i*span, (i+1)*span),
+//                                     written by the same script call from the same updates (a
+//                                     series of its own: its own lower bound and trim, floor(trim
+//                                     / span)). One hash per group keeps a key update at one HMGET
+//                                     and one HSET whatever the levels.
 //   P:{meta}                          hash: `watermark` (greatest materialized event time, ms),
 //                                     `tiles` (stored tile count), `keys:<view>` (entity keys seen),
 //                                     `layout:<view>` (fingerprint of the view's tile layout)
@@ -40,12 +43,12 @@
 // once (pipelined; ioredis routes each to its slot's node). The updates travel as one binary blob
 // per call (applyCall documents it), tiles packed as above, so Redis parses two arguments rather
 // than three per tile. Per key the script reads the key hash once (HMGET of seen, fences and lower
-// bounds), checks the fences, then per group reads the stored tiles of the update at once (HMGET),
-// merges (mergeSlots in Lua, generated from definitions/aggregations: count, sum, mean, min, max,
-// var/stddev by Chan et al., last and first with their tie rules) and writes them back at once (HSET); tiles behind the retention horizon
-// of the watermark before the batch are skipped (counted as late), and a group that gains a tile
-// drops the tiles behind the horizon: the range [lo, trim) by name when it is short, else by
-// scanning the hash. Each key is one atomic step with its fences:
+// bounds), checks the fences, then per group reads the stored tiles of the update and the rollup
+// tiles they fall in at once (HMGET), merges (mergeSlots in Lua, generated from
+// definitions/aggregations) and writes them back at once (HSET); tiles behind the retention
+// horizon of the watermark before the batch are skipped (counted as late), and a series that
+// gains a tile drops its tiles behind the horizon: the range [lo, trim) by name when it is short,
+// else by scanning the hash. Each key is one atomic step with its fences:
 //
 // - apply(): a key's optional plain fence (KeyTileUpdates.fence) skips the whole key update when
 //   the stored fence of its partition is at or past the update's offset (a redelivery of the same
@@ -70,11 +73,8 @@ import { createHash } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import {
   groupSlots,
-  rollupTrimIndex,
-  rollupUpdates,
   TidemarkError,
   tileSeries,
-  tileTemplate,
   trimTileIndex,
   type ErrorCode,
   type KeyTileUpdates,
@@ -82,10 +82,8 @@ import {
   type Scalar,
   type Tile,
   type TileBatch,
-  type SlotRef,
   type TileGroupPlan,
   type TileSeries,
-  type TileTemplate,
   type TileUpdate,
   type ViewPlan,
 } from '../definitions/index.js';
@@ -219,12 +217,17 @@ local function writeTile(t, vals, layout)
 end
 
 ${luaMergeSlot()}
-local function mergeTiles(stored, update, at, layout)
-  local a, av = readTile(stored, 1, layout)
-  local b, bv = readTile(update, at, layout)
+-- merge tile (b, bv) into tile (a, av), as mergeTileInto
+local function mergeInto(a, av, b, bv, layout)
   if b[1] < a[1] then a[1] = b[1] end
   if b[2] > a[2] then a[2] = b[2] end
   for _, s in ipairs(layout.slots) do mergeSlot(s.agg, s.o, s.vo, a, av, b, bv) end
+end
+
+local function mergeTiles(stored, update, at, layout)
+  local a, av = readTile(stored, 1, layout)
+  local b, bv = readTile(update, at, layout)
+  mergeInto(a, av, b, bv, layout)
   return writeTile(a, av, layout)
 end
 
@@ -242,10 +245,14 @@ end
 /**
  * Merge the tile updates of several entity keys (all in one hash slot on a Cluster), each key
  * atomically with its fence. ARGV[1]: the apply blob (see applyCall); ARGV[2...]: its string table
- * (fence fields; per tile group, its layout then its lower-bound field). KEYS, per entity key in
- * blob order: its key hash, then the tiles hash of each of its groups.
+ * (fence fields; per tile group, its layout, its lower-bound field and its rollup spans). KEYS, per
+ * entity key in blob order: its key hash, then the tiles hash of each of its groups.
  * Per key: one HMGET of its key hash (fence, seen, lower bounds), then per group one HMGET and one
- * HSET of its tiles, and one HSET of the key hash; trimming deletes a known range (HDEL).
+ * HSET of its tiles and of the rollup tiles they fall in (same hash), and one HSET of the key hash;
+ * trimming deletes a known range (HDEL).
+ * Each applied update is merged into its tile, then into the tile of each rollup level it falls in,
+ * in update order (a rollup tile not stored yet starts as a copy of the update), exactly as
+ * MemoryOnlineStore does, so both stores hold bit-identical rollup tiles.
  * Returns {applied updates, late tile events, tile count change, keys skipped by a plain fence,
  * {new keys: blob index (0-based), ...}, {{refused key: blob index, its stored fences ('-1' for
  * none), in its fences' order}, ...}, {key with late tile events: blob index, events, ...}}.
@@ -256,13 +263,58 @@ local nKeys, p = struct.unpack('<I4', blob, 1)
 local k = 1
 local applied, late, delta, fenced = 0, 0, 0, 0
 local newKeys, refused, lateKeys = {}, {}, {}
+
+-- a group's layout with its rollup spans, parsed once per call: ARGV[d] its slot layout, ARGV[d + 1]
+-- its lower-bound field, ARGV[d + 2] its rollup spans
 local layouts = {}
+local function groupLayout(d)
+  local layout = layouts[d]
+  if layout == nil then
+    layout = parseLayout(ARGV[d])
+    layout.spans = {}
+    for w in string.gmatch(ARGV[d + 2], '%S+') do layout.spans[#layout.spans + 1] = tonumber(w) end
+    layouts[d] = layout
+  end
+  return layout
+end
+
+-- drop the tiles of one series of a hash (field prefix '' for the group's own, '<span>:' for a rollup
+-- level) with an index below trim; lo is a lower bound of its indexes, nil when unknown (then the
+-- hash is scanned)
+local function trimSeries(tilesKey, prefix, lo, trim)
+  local old = {}
+  if lo ~= nil and (trim - lo <= 32 or trim - lo <= redis.call('HLEN', tilesKey)) then
+    for j = lo, trim - 1 do old[#old + 1] = prefix .. string.format('%d', j) end
+  else
+    local n = #prefix
+    for _, f in ipairs(redis.call('HKEYS', tilesKey)) do
+      local index = nil
+      -- tonumber of a rollup field ('6:12') is nil, so a scan of the group's own tiles skips them
+      if n == 0 then index = tonumber(f)
+      elseif string.sub(f, 1, n) == prefix then index = tonumber(string.sub(f, n + 1)) end
+      if index ~= nil and index < trim then old[#old + 1] = f end
+    end
+  end
+  return callChunked('HDEL', tilesKey, old, 1000)
+end
+
+-- as MemoryOnlineStore: a series that gains a tile (least new index minAdded) drops its tiles
+-- behind the horizon. lo (a lo: field of the key hash) is a lower bound of the series' indexes, so
+-- this deletes a known range rather than scanning the hash; without one (tiles stored before the
+-- first horizon) the hash is scanned once. Returns the tiles removed and the new lower bound.
+local function trimGained(tilesKey, prefix, loText, seen, minAdded, trim)
+  local lo = nil
+  if loText then lo = math.min(tonumber(loText), minAdded) elseif not seen then lo = minAdded end
+  if lo ~= nil and lo >= trim then return 0, lo end
+  return trimSeries(tilesKey, prefix, lo, trim), trim
+end
+
 for i = 1, nKeys do
   local size, mode, groups, nFences
   size, mode, groups, nFences, p = struct.unpack('<I4BHH', blob, p)
   local recordEnd = p + size
   local keyHash = KEYS[k]
-  -- one read of the key hash: seen, its fences, the lower bounds of its groups
+  -- one read of the key hash: seen, its fences, the lower bounds of its groups and rollup levels
   local wanted = { 'seen' }
   local fenceFields, offsets, conds = {}, {}, {}
   for f = 1, nFences do
@@ -275,8 +327,10 @@ for i = 1, nKeys do
   for g = 1, groups do
     descriptors[g], trims[g], p = struct.unpack('<I2d', blob, p)
     if trims[g] == trims[g] then
-      wanted[#wanted + 1] = ARGV[descriptors[g] + 1]
+      local loField = ARGV[descriptors[g] + 1]
+      wanted[#wanted + 1] = loField
       loAt[g] = #wanted
+      for _, span in ipairs(groupLayout(descriptors[g]).spans) do wanted[#wanted + 1] = loField .. 'x' .. string.format('%d', span) end
     end
   end
   local state = redis.call('HMGET', keyHash, unpack(wanted))
@@ -337,62 +391,93 @@ for i = 1, nKeys do
         p = p + len
       end
       if #fields > 0 then
-        local layout = layouts[d]
-        if layout == nil then
-          layout = parseLayout(ARGV[d])
-          layouts[d] = layout
+        local layout = groupLayout(d)
+        local spans = layout.spans
+        -- the fields read at once: the updated tiles, then per rollup level the tiles they fall in
+        -- ('<span>:<index>'); rollAt[l] maps a level's index to its position in want
+        local want, rollAt = {}, {}
+        for j = 1, #fields do want[j] = fields[j] end
+        for l = 1, #spans do
+          local span, at = spans[l], {}
+          for j = 1, #fields do
+            local r = math.floor(indexes[j] / span)
+            if at[r] == nil then
+              want[#want + 1] = string.format('%d:%d', span, r)
+              at[r] = #want
+            end
+          end
+          rollAt[l] = at
         end
         local stored = {}
-        for j = 1, #fields, 1000 do
-          local part = redis.call('HMGET', tilesKey, unpack(fields, j, math.min(#fields, j + 999)))
+        for j = 1, #want, 1000 do
+          local part = redis.call('HMGET', tilesKey, unpack(want, j, math.min(#want, j + 999)))
           for m = 1, #part do stored[j + m - 1] = part[m] end
         end
         -- (a key's tile indexes are distinct within a group: the store checks that before sending)
         local writes = {}
         local minAdded = nil
+        local rolled, levelMin = {}, {}
         for j = 1, #fields do
+          local b, bv = nil, nil
           local tile
           if stored[j] then
-            tile = mergeTiles(stored[j], blob, starts[j], layout)
+            local a, av = readTile(stored[j], 1, layout)
+            b, bv = readTile(blob, starts[j], layout)
+            mergeInto(a, av, b, bv, layout)
+            tile = writeTile(a, av, layout)
           else
             tile = string.sub(blob, starts[j], starts[j] + lens[j] - 1)
             delta = delta + 1
             if minAdded == nil or indexes[j] < minAdded then minAdded = indexes[j] end
           end
-          writes[2 * j - 1] = fields[j]
-          writes[2 * j] = tile
+          writes[#writes + 1] = fields[j]
+          writes[#writes + 1] = tile
+          if #spans > 0 and b == nil then b, bv = readTile(blob, starts[j], layout) end
+          for l = 1, #spans do
+            local r = math.floor(indexes[j] / spans[l])
+            local at = rollAt[l][r]
+            local roll = rolled[at]
+            if roll ~= nil then
+              mergeInto(roll[1], roll[2], b, bv, layout)
+            elseif stored[at] then
+              local a, av = readTile(stored[at], 1, layout)
+              mergeInto(a, av, b, bv, layout)
+              rolled[at] = { a, av }
+            else
+              -- a rollup tile not stored yet starts as a copy of the update (b stays read-only)
+              local a, av = {}, {}
+              for m = 1, #b do a[m] = b[m] end
+              for m = 1, layout.valueWidth do av[m] = bv[m] end
+              rolled[at] = { a, av }
+              delta = delta + 1
+              if levelMin[l] == nil or r < levelMin[l] then levelMin[l] = r end
+            end
+          end
+        end
+        for at, roll in pairs(rolled) do
+          writes[#writes + 1] = want[at]
+          writes[#writes + 1] = writeTile(roll[1], roll[2], layout)
         end
         applied = applied + #fields
         callChunked('HSET', tilesKey, writes, 1000)
-        -- as MemoryOnlineStore: a group that gains a tile drops its tiles behind the horizon.
-        -- lo (field lo:<hop> of the key hash) is a lower bound of the group's tile indexes, so
-        -- this deletes a known range rather than scanning the hash; without one (tiles stored
-        -- before the first horizon) the hash is scanned once.
-        if minAdded ~= nil and hasTrim then
-          local loText = state[loAt[g]]
-          local lo = nil
-          if loText then lo = math.min(tonumber(loText), minAdded) elseif not seen then lo = minAdded end
-          if lo == nil or lo < trim then
-            local removed
-            -- delete the range [lo, trim) by name when it is short, else scan the hash's fields
-            if lo ~= nil and (trim - lo <= 32 or trim - lo <= redis.call('HLEN', tilesKey)) then
-              local old = {}
-              for j = lo, trim - 1 do old[#old + 1] = string.format('%d', j) end
-              removed = callChunked('HDEL', tilesKey, old, 1000)
-            else
-              local old = {}
-              for _, f in ipairs(redis.call('HKEYS', tilesKey)) do
-                if tonumber(f) < trim then old[#old + 1] = f end
-              end
-              removed = callChunked('HDEL', tilesKey, old, 1000)
-            end
-            delta = delta - removed
-            lo = trim
-          end
+        if hasTrim then
           local loField = ARGV[d + 1]
-          if not loText or tonumber(loText) ~= lo then
-            keyWrites[#keyWrites + 1] = loField
-            keyWrites[#keyWrites + 1] = string.format('%d', lo)
+          -- the group's own tiles, then each rollup level with its own bound and floor(trim / span)
+          for l = 0, #spans do
+            local added, prefix, levelTrim, field = minAdded, '', trim, loField
+            if l > 0 then
+              added, prefix, levelTrim = levelMin[l], string.format('%d:', spans[l]), math.floor(trim / spans[l])
+              field = loField .. 'x' .. string.format('%d', spans[l])
+            end
+            if added ~= nil then
+              local loText = state[loAt[g] + l]
+              local removed, lo = trimGained(tilesKey, prefix, loText, seen, added, levelTrim)
+              delta = delta - removed
+              if not loText or tonumber(loText) ~= lo then
+                keyWrites[#keyWrites + 1] = field
+                keyWrites[#keyWrites + 1] = string.format('%d', lo)
+              end
+            end
           end
         end
       end
@@ -410,18 +495,21 @@ return {applied, late, delta, fenced, newKeys, refused, lateKeys}
 `;
 
 /**
- * Tiles of one entity key inside ranges. KEYS[1]: the key hash; KEYS[1+g]: the tiles of series g.
- * ARGV, per series in KEYS order: its range count r, then r pairs of first and last tile index.
+ * Tiles of one entity key inside ranges. KEYS[1]: the key hash; KEYS[1+s]: the tiles hash holding
+ * series s (a rollup level shares its group's hash). ARGV, per series in KEYS order: its field
+ * prefix ('' for a group's own tiles, '<span>:' for a rollup level), its range count r, then r
+ * pairs of first and last tile index.
  * Returns {0} for a key never applied, else {1, {index, tile, ...} per series}.
  */
 const READ_SCRIPT = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 local out = {1}
 local a = 1
-for g = 1, #KEYS - 1 do
-  local key = KEYS[g + 1]
-  local ranges = tonumber(ARGV[a])
-  a = a + 1
+for s = 1, #KEYS - 1 do
+  local key = KEYS[s + 1]
+  local prefix = ARGV[a]
+  local ranges = tonumber(ARGV[a + 1])
+  a = a + 2
   local found = {}
   local stored = nil
   for _ = 1, ranges do
@@ -433,12 +521,15 @@ for g = 1, #KEYS - 1 do
         local j = from
         while j <= to do
           local last = math.min(to, j + 999)
-          local fields = {}
-          for i = j, last do fields[#fields + 1] = string.format('%d', i) end
+          local indexes, fields = {}, {}
+          for i = j, last do
+            indexes[#indexes + 1] = string.format('%d', i)
+            fields[#fields + 1] = prefix .. indexes[#indexes]
+          end
           local values = redis.call('HMGET', key, unpack(fields))
           for i = 1, #fields do
             if values[i] then
-              found[#found + 1] = fields[i]
+              found[#found + 1] = indexes[i]
               found[#found + 1] = values[i]
             end
           end
@@ -446,17 +537,21 @@ for g = 1, #KEYS - 1 do
         end
       elseif stored > 0 then
         local all = redis.call('HGETALL', key)
+        local n = #prefix
         for i = 1, #all, 2 do
-          local index = tonumber(all[i])
-          if index >= from and index <= to then
-            found[#found + 1] = all[i]
+          local index = nil
+          -- tonumber of a rollup field ('6:12') is nil: the group's own tiles skip them
+          if n == 0 then index = tonumber(all[i])
+          elseif string.sub(all[i], 1, n) == prefix then index = tonumber(string.sub(all[i], n + 1)) end
+          if index ~= nil and index >= from and index <= to then
+            found[#found + 1] = string.format('%d', index)
             found[#found + 1] = all[i + 1]
           end
         end
       end
     end
   end
-  out[g + 1] = found
+  out[s + 1] = found
 end
 return out
 `;
@@ -712,12 +807,12 @@ interface GroupRuntime {
   plan: TileGroupPlan;
   /** 1 for the group's own tiles, else the rollup span. */
   span: number;
-  /** Its key suffix (`t:<series>`) and lower-bound field (`lo:<series>`). */
+  /** Its name in KeyTiles and its lower-bound field (`lo:<series>`). */
   series: TileSeries;
+  /** Prefix of its fields in the group's tiles hash: '' for the group's own tiles, `<span>:` for a rollup level. */
+  fieldPrefix: string;
   /** The group's slot layout as APPLY_SCRIPT parses it (rollup tiles share it). */
   layout: string;
-  slots: SlotRef[];
-  template: TileTemplate;
   /** The group's rollup levels (on the group's own series only). */
   rollups: GroupRuntime[];
 }
@@ -736,11 +831,12 @@ function viewRuntime(view: ViewPlan): ViewRuntime {
   for (const g of view.groups) {
     const slots = groupSlots(view, g);
     const layout = [g.width, g.valueWidth, ...slots.flatMap((s) => [LUA_AGG_CODE[s.feature.agg], s.offset, s.valueOffset])].join(' ');
-    const template = tileTemplate(slots, g);
-    const rollups = g.rollups.map((span): GroupRuntime => ({ plan: g, span, series: tileSeries(g.hopMs, span), layout, slots, template, rollups: [] }));
-    groups.set(g.hopMs, { plan: g, span: 1, series: g.hopMs, layout, slots, template, rollups });
-    // Rollup levels change what is stored, so they are part of the layout (a group without keeps its old fingerprint).
-    described.push(g.rollups.length > 0 ? [g.hopMs, layout, g.rollups] : [g.hopMs, layout]);
+    const rollups = g.rollups.map((span): GroupRuntime => ({ plan: g, span, series: tileSeries(g.hopMs, span), fieldPrefix: `${span}:`, layout, rollups: [] }));
+    groups.set(g.hopMs, { plan: g, span: 1, series: g.hopMs, fieldPrefix: '', layout, rollups });
+    // Rollup levels change what is stored, so they are part of the layout (a group without keeps
+    // its old fingerprint); 'fields' marks rollup tiles kept as `<span>:<index>` fields of the
+    // group's hash (an earlier layout kept them in hashes of their own).
+    described.push(g.rollups.length > 0 ? [g.hopMs, layout, g.rollups, 'fields'] : [g.hopMs, layout]);
   }
   const fingerprint = createHash('sha256').update(JSON.stringify(described)).digest('hex').slice(0, 16);
   return { view, groups, fingerprint };
@@ -806,9 +902,9 @@ export class RedisOnlineStore implements OnlineStore {
     return `${this.prefix}:{${view}:${redisKeyText(entityKey)}}:k`;
   }
 
-  /** The hash of an entity key's tiles of one series (a group's hop, or `<hop>x<span>` for a rollup level). */
-  tilesKey(view: string, entityKey: string, series: TileSeries): string {
-    return `${this.prefix}:{${view}:${redisKeyText(entityKey)}}:t:${series}`;
+  /** The hash of an entity key's tiles of one group, its rollup levels' tiles included (fields `<span>:<index>`). */
+  tilesKey(view: string, entityKey: string, hopMs: number): string {
+    return `${this.prefix}:{${view}:${redisKeyText(entityKey)}}:t:${hopMs}`;
   }
 
   /**
@@ -878,9 +974,8 @@ export class RedisOnlineStore implements OnlineStore {
     const trims = new Map<GroupRuntime, number>();
     for (const r of this.views.values()) {
       for (const g of r.groups.values()) {
-        const trim = trimTileIndex(g.plan, horizonWatermark) ?? Number.NaN;
-        trims.set(g, trim);
-        for (const level of g.rollups) trims.set(level, rollupTrimIndex(trim, level.span)); // NaN stays NaN
+        // (a rollup level's trim is floor(trim / span), taken by the script)
+        trims.set(g, trimTileIndex(g.plan, horizonWatermark) ?? Number.NaN);
       }
     }
     // Validate the whole batch before writing any of it.
@@ -959,12 +1054,12 @@ export class RedisOnlineStore implements OnlineStore {
    * little-endian: u32 key count; per key: u32 byte length of the rest of its record, u8 fence mode
    * (0 none, 1 plain, 2 compare-and-set), u16 group count, u16 fence count; per fence: u16
    * string-table index of its field, f64 fence offset, f64 appliedThrough; per group: u16
-   * string-table index of its layout (its lower-bound field `lo:<hop>` follows it) and f64 trim
+   * string-table index of its layout (its lower-bound field `lo:<hop>` and its rollup spans follow it) and f64 trim
    * index (NaN for none); then per group: u32 tile count and per tile: f64 tile index, u32 events,
    * u32 packed length, the packed tile.
    */
   private async applyCall(keys: readonly PreparedKey[], members: readonly number[], trims: ReadonlyMap<GroupRuntime, number>): Promise<ApplyReply> {
-    // The string table (ARGV[2...]): fence fields, and per group its layout then its `lo:<hop>` field.
+    // The string table (ARGV[2...]): fence fields, and per group its layout, its `lo:<hop>` field and its rollup spans.
     const table: string[] = [];
     const fenceFields = new Map<string, number>();
     const groupStrings = new Map<GroupRuntime, number>();
@@ -995,7 +1090,7 @@ export class RedisOnlineStore implements OnlineStore {
         let d = groupStrings.get(g);
         if (d === undefined) {
           d = 2 + table.length;
-          table.push(g.layout, `lo:${g.series}`);
+          table.push(g.layout, `lo:${g.series}`, g.plan.rollups.join(' '));
           groupStrings.set(g, d);
         }
         w.u16(d);
@@ -1044,19 +1139,6 @@ export class RedisOnlineStore implements OnlineStore {
       if (updates.length > 1 && new Set(updates.map((u) => u.tileIndex)).size !== updates.length) {
         throw new RedisStoreError('TM_STORE_BAD_UPDATE', `two updates of one tile of ${key.view}/${g.plan.hopMs} for key ${key.entityKey} in one batch`, { view: key.view, hopMs: g.plan.hopMs });
       }
-      // Rollup levels get the merge of the updates the script will apply (not late), in the same
-      // script call, so a rollup tile always equals the merge of the tiles it spans.
-      if (g.rollups.length > 0) {
-        const trim = trims.get(g)!;
-        const applied = Number.isNaN(trim) ? updates : updates.filter((u) => u.tileIndex >= trim);
-        if (applied.length === 0) continue;
-        rollupUpdates(g.plan, g.slots, g.template, applied).forEach((updates, l) => {
-          const level = g.rollups[l]!;
-          prepared.groups.push(level);
-          prepared.updates.push(updates);
-          prepared.names.push(`${base}t:${level.series}`);
-        });
-      }
     }
     const f = key.fence;
     if (conditional) {
@@ -1098,10 +1180,10 @@ export class RedisOnlineStore implements OnlineStore {
       entry.bounds.push(String(range.fromIndex), String(range.toIndex));
     }
     const wanted = [...series.values()];
-    const rangeArgs = wanted.flatMap((w) => [String(w.bounds.length / 2), ...w.bounds]);
+    const rangeArgs = wanted.flatMap((w) => [w.runtime.fieldPrefix, String(w.bounds.length / 2), ...w.bounds]);
     const replies = await Promise.all(
       entityKeys.map((entityKey) =>
-        this.evalScript(SCRIPTS.read, [this.keyHashKey(view, entityKey), ...wanted.map((w) => this.tilesKey(view, entityKey, w.runtime.series))], rangeArgs),
+        this.evalScript(SCRIPTS.read, [this.keyHashKey(view, entityKey), ...wanted.map((w) => this.tilesKey(view, entityKey, w.runtime.plan.hopMs))], rangeArgs),
       ),
     );
     return replies.map((reply) => {
