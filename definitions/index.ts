@@ -42,7 +42,7 @@ export type {
 export { SLOT_WIDTH, valueWidth, initSlots, addToSlots, addToSpecSlots, aggregationSpec, mergeSlots, finalizeSlots, compareLast, compareScalars, compareCodePoints } from './aggregates.js';
 export type { Scalar, Tile } from './aggregates.js';
 export type { AggregationSpec } from './aggregations/index.js';
-export { tileIndexOf, groupSlots, tileTemplate, emptyTile, copyTile, mergeTileInto, trimTileIndex, tileSeries, windowBlocks, rollupTrimIndex } from './tiles.js';
+export { tileIndexOf, groupSlots, tileTemplate, emptyTile, copyTile, mergeTileInto, trimTileIndex, tileSeries, windowBlocks, rollupSums, rollupTrimIndex } from './tiles.js';
 export type { TileTemplate, SlotRef, TileUpdate, KeyTileUpdates, TileBatch, TileSeries, TileBlock } from './tiles.js';
 export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs, valuesAgree, exactSum } from './reference.js';
 export type { ReferenceEvent } from './reference.js';

@@ -109,6 +109,38 @@ export function windowBlocks(from: number, to: number, spans: readonly number[])
 }
 
 /**
+ * What one key's applied (not late) updates of a group add to its rollup levels, one list per level
+ * in `spans` order, each in first-seen order: level 1 sums the updates per rollup tile, level l
+ * the sums of level l - 1 (spans nest, so a sum of level l - 1 lies in one tile of level l); a sum
+ * is a copy of its first part merged with the others in order. A store then merges each sum into
+ * its stored rollup tile. Building level l from level l - 1 costs about 1/6 of the merges of
+ * building it from the updates. Redis's apply script does the same merges in the same order.
+ */
+export function rollupSums(spans: readonly number[], slots: readonly SlotRef[], updates: readonly TileUpdate[]): { index: number; tile: Tile }[][] {
+  const levels: { index: number; tile: Tile }[][] = [];
+  let parts: readonly { index: number; tile: Tile }[] = updates.map((u) => ({ index: u.tileIndex, tile: u.tile }));
+  let prevSpan = 1;
+  for (const span of spans) {
+    const sums: { index: number; tile: Tile }[] = [];
+    const at = new Map<number, Tile>();
+    for (const p of parts) {
+      const r = Math.floor((p.index * prevSpan) / span);
+      const sum = at.get(r);
+      if (sum) mergeTileInto(sum, p.tile, slots);
+      else {
+        const tile = copyTile(p.tile);
+        at.set(r, tile);
+        sums.push({ index: r, tile });
+      }
+    }
+    levels.push(sums);
+    parts = sums;
+    prevSpan = span;
+  }
+  return levels;
+}
+
+/**
  * The trim index of a rollup level at its group's trim index: a rollup tile goes once every tile it
  * spans is behind the horizon, and an applied (not late) tile never falls in one behind it.
  */

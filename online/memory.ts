@@ -2,8 +2,8 @@
 // when a key gets a new tile. Memory grows with keys x tiles, never with events.
 import {
   groupSlots,
-  copyTile,
   mergeTileInto,
+  rollupSums,
   rollupTrimIndex,
   tileSeries,
   trimTileIndex,
@@ -13,6 +13,7 @@ import {
   type TileBatch,
   type TileGroupPlan,
   type TileSeries,
+  type TileUpdate,
 } from '../definitions/index.js';
 import type { ApplyResult, KeyTiles, OnlineStore, StoreStats, TileRange } from './store.js';
 
@@ -65,6 +66,8 @@ export class MemoryOnlineStore implements OnlineStore {
         keyTiles = new Map();
         view.tiles.set(key.entityKey, keyTiles);
       }
+      // The updates applied (not late), per group that keeps rollup levels.
+      let rolled: Map<GroupState, TileUpdate[]> | null = null;
       for (const u of key.tiles) {
         const group = view.groups.get(u.hopMs);
         if (!group) throw new Error(`tile update for unknown tile group ${key.view}/${u.hopMs}`);
@@ -72,14 +75,26 @@ export class MemoryOnlineStore implements OnlineStore {
           lateTileEvents += u.events;
           continue;
         }
-        // Into the rollup tile of each level it falls in, in update order (as the Redis script; a
-        // new one starts as a copy), before the group's own series may adopt u.tile.
-        group.plan.rollups.forEach((span, l) => {
-          const trimIndex = group.trimIndex === null ? null : rollupTrimIndex(group.trimIndex, span);
-          this.mergeTile(keyTiles, group.rollupSeries[l]!, Math.floor(u.tileIndex / span), u.tile, false, group.slots, trimIndex);
-        });
-        this.mergeTile(keyTiles, u.hopMs, u.tileIndex, u.tile, true, group.slots, group.trimIndex);
+        if (group.plan.rollups.length > 0) {
+          rolled ??= new Map();
+          const list = rolled.get(group);
+          if (list) list.push(u);
+          else rolled.set(group, [u]);
+        }
+      }
+      // Rollup sums are built before the group's own tiles adopt the batch's tiles.
+      const rollups = rolled === null ? [] : [...rolled].map(([group, updates]) => ({ group, levels: rollupSums(group.plan.rollups, group.slots, updates) }));
+      for (const u of key.tiles) {
+        const group = view.groups.get(u.hopMs)!;
+        if (group.trimIndex !== null && u.tileIndex < group.trimIndex) continue;
+        this.mergeTile(keyTiles, u.hopMs, u.tileIndex, u.tile, group.slots, group.trimIndex);
         appliedUpdates++;
+      }
+      for (const { group, levels } of rollups) {
+        levels.forEach((sums, l) => {
+          const trimIndex = group.trimIndex === null ? null : rollupTrimIndex(group.trimIndex, group.plan.rollups[l]!);
+          for (const sum of sums) this.mergeTile(keyTiles, group.rollupSeries[l]!, sum.index, sum.tile, group.slots, trimIndex);
+        });
       }
     }
     if (batch.maxEventTimeMs !== null && (this.watermark === null || batch.maxEventTimeMs > this.watermark)) {
@@ -90,10 +105,10 @@ export class MemoryOnlineStore implements OnlineStore {
 
   /**
    * Merge one tile into tile `index` of a series; a series that gains a tile drops its tiles behind
-   * the horizon. A tile not stored yet becomes `tile` itself when the caller hands it over (`adopt`:
-   * the batch's fresh tile), else a copy of it.
+   * the horizon. A tile not stored yet becomes `tile` itself: the batch's tiles and rollup sums are
+   * fresh and owned by the batch, so they are adopted rather than copied.
    */
-  private mergeTile(keyTiles: Map<TileSeries, Map<number, Tile>>, series: TileSeries, index: number, tile: Tile, adopt: boolean, slots: readonly SlotRef[], trimIndex: number | null): void {
+  private mergeTile(keyTiles: Map<TileSeries, Map<number, Tile>>, series: TileSeries, index: number, tile: Tile, slots: readonly SlotRef[], trimIndex: number | null): void {
     let seriesTiles = keyTiles.get(series);
     if (!seriesTiles) {
       seriesTiles = new Map();
@@ -103,7 +118,7 @@ export class MemoryOnlineStore implements OnlineStore {
     if (stored) {
       mergeTileInto(stored, tile, slots);
     } else {
-      seriesTiles.set(index, adopt ? tile : copyTile(tile));
+      seriesTiles.set(index, tile);
       this.tileCount++;
       if (trimIndex !== null) this.trim(seriesTiles, trimIndex);
     }

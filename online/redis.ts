@@ -250,8 +250,7 @@ end
  * Per key: one HMGET of its key hash (fence, seen, lower bounds), then per group one HMGET and one
  * HSET of its tiles and of the rollup tiles they fall in (same hash), and one HSET of the key hash;
  * trimming deletes a known range (HDEL).
- * Each applied update is merged into its tile, then into the tile of each rollup level it falls in,
- * in update order (a rollup tile not stored yet starts as a copy of the update), exactly as
+ * Rollup tiles take the key's applied updates summed per level (rollupSums), exactly as
  * MemoryOnlineStore does, so both stores hold bit-identical rollup tiles.
  * Returns {applied updates, late tile events, tile count change, keys skipped by a plain fence,
  * {new keys: blob index (0-based), ...}, {{refused key: blob index, its stored fences ('-1' for
@@ -394,8 +393,8 @@ for i = 1, nKeys do
         local layout = groupLayout(d)
         local spans = layout.spans
         -- the fields read at once: the updated tiles, then per rollup level the tiles they fall in
-        -- ('<span>:<index>'); rollAt[l] maps a level's index to its position in want
-        local want, rollAt = {}, {}
+        -- ('<span>:<index>'); fieldAt[l] maps a level's index to its position in want
+        local want, fieldAt = {}, {}
         for j = 1, #fields do want[j] = fields[j] end
         for l = 1, #spans do
           local span, at = spans[l], {}
@@ -406,7 +405,7 @@ for i = 1, nKeys do
               at[r] = #want
             end
           end
-          rollAt[l] = at
+          fieldAt[l] = at
         end
         local stored = {}
         for j = 1, #want, 1000 do
@@ -416,47 +415,60 @@ for i = 1, nKeys do
         -- (a key's tile indexes are distinct within a group: the store checks that before sending)
         local writes = {}
         local minAdded = nil
-        local rolled, levelMin = {}, {}
+        local parts = {}
         for j = 1, #fields do
-          local b, bv = nil, nil
           local tile
           if stored[j] then
             local a, av = readTile(stored[j], 1, layout)
-            b, bv = readTile(blob, starts[j], layout)
+            local b, bv = readTile(blob, starts[j], layout)
             mergeInto(a, av, b, bv, layout)
             tile = writeTile(a, av, layout)
+            parts[j] = { b, bv }
           else
             tile = string.sub(blob, starts[j], starts[j] + lens[j] - 1)
             delta = delta + 1
             if minAdded == nil or indexes[j] < minAdded then minAdded = indexes[j] end
+            if #spans > 0 then parts[j] = { readTile(blob, starts[j], layout) } end
           end
           writes[#writes + 1] = fields[j]
           writes[#writes + 1] = tile
-          if #spans > 0 and b == nil then b, bv = readTile(blob, starts[j], layout) end
-          for l = 1, #spans do
-            local r = math.floor(indexes[j] / spans[l])
-            local at = rollAt[l][r]
-            local roll = rolled[at]
-            if roll ~= nil then
-              mergeInto(roll[1], roll[2], b, bv, layout)
-            elseif stored[at] then
-              local a, av = readTile(stored[at], 1, layout)
-              mergeInto(a, av, b, bv, layout)
-              rolled[at] = { a, av }
+        end
+        -- Rollup levels, as rollupSums (definitions/tiles.ts) for MemoryOnlineStore: level 1 sums the
+        -- updates per rollup tile, level l the sums of level l - 1, each sum its first part merged
+        -- with the others in order; then each sum merges into its stored tile. A part is only read
+        -- after a sum adopts it (its tile is written already), so nothing needs a copy here.
+        local levelMin = {}
+        local partIndex, prevSpan = indexes, 1
+        for l = 1, #spans do
+          local span = spans[l]
+          local sums, sumIndex, sumAt = {}, {}, {}
+          for j = 1, #parts do
+            local r = math.floor(partIndex[j] * prevSpan / span)
+            local s = sumAt[r]
+            if s == nil then
+              s = parts[j]
+              sumAt[r] = s
+              sums[#sums + 1] = s
+              sumIndex[#sums] = r
             else
-              -- a rollup tile not stored yet starts as a copy of the update (b stays read-only)
-              local a, av = {}, {}
-              for m = 1, #b do a[m] = b[m] end
-              for m = 1, layout.valueWidth do av[m] = bv[m] end
-              rolled[at] = { a, av }
+              mergeInto(s[1], s[2], parts[j][1], parts[j][2], layout)
+            end
+          end
+          for m = 1, #sums do
+            local s, r = sums[m], sumIndex[m]
+            local at = fieldAt[l][r]
+            writes[#writes + 1] = want[at]
+            if stored[at] then
+              local a, av = readTile(stored[at], 1, layout)
+              mergeInto(a, av, s[1], s[2], layout)
+              writes[#writes + 1] = writeTile(a, av, layout)
+            else
+              writes[#writes + 1] = writeTile(s[1], s[2], layout)
               delta = delta + 1
               if levelMin[l] == nil or r < levelMin[l] then levelMin[l] = r end
             end
           end
-        end
-        for at, roll in pairs(rolled) do
-          writes[#writes + 1] = want[at]
-          writes[#writes + 1] = writeTile(roll[1], roll[2], layout)
+          parts, partIndex, prevSpan = sums, sumIndex, span
         end
         applied = applied + #fields
         callChunked('HSET', tilesKey, writes, 1000)
