@@ -277,35 +277,45 @@ local function groupLayout(d)
   return layout
 end
 
--- drop the tiles of one series of a hash (field prefix '' for the group's own, '<span>:' for a rollup
--- level) with an index below trim; lo is a lower bound of its indexes, nil when unknown (then the
--- hash is scanned)
-local function trimSeries(tilesKey, prefix, lo, trim)
-  local old = {}
-  if lo ~= nil and (trim - lo <= 32 or trim - lo <= redis.call('HLEN', tilesKey)) then
+-- the fields of one series of a tiles hash (field prefix '' for the group's own tiles, '<span>:' for
+-- a rollup level) with an index below trim, appended to old; lo is a lower bound of its indexes, nil
+-- when unknown (then the hash is scanned). hash = {key = ...} caches HLEN and HKEYS for one group.
+local function trimFields(hash, prefix, lo, trim, old)
+  if lo ~= nil and trim - lo > 32 and hash.len == nil then hash.len = redis.call('HLEN', hash.key) end
+  if lo ~= nil and (trim - lo <= 32 or trim - lo <= hash.len) then
     for j = lo, trim - 1 do old[#old + 1] = prefix .. string.format('%d', j) end
-  else
-    local n = #prefix
-    for _, f in ipairs(redis.call('HKEYS', tilesKey)) do
-      local index = nil
-      -- tonumber of a rollup field ('6:12') is nil, so a scan of the group's own tiles skips them
-      if n == 0 then index = tonumber(f)
-      elseif string.sub(f, 1, n) == prefix then index = tonumber(string.sub(f, n + 1)) end
-      if index ~= nil and index < trim then old[#old + 1] = f end
-    end
+    return
   end
-  return callChunked('HDEL', tilesKey, old, 1000)
+  if hash.keys == nil then hash.keys = redis.call('HKEYS', hash.key) end
+  local n = #prefix
+  for _, f in ipairs(hash.keys) do
+    local index = nil
+    -- tonumber of a rollup field ('6:12') is nil, so a scan of the group's own tiles skips them
+    if n == 0 then index = tonumber(f)
+    elseif string.sub(f, 1, n) == prefix then index = tonumber(string.sub(f, n + 1)) end
+    if index ~= nil and index < trim then old[#old + 1] = f end
+  end
 end
 
 -- as MemoryOnlineStore: a series that gains a tile (least new index minAdded) drops its tiles
 -- behind the horizon. lo (a lo: field of the key hash) is a lower bound of the series' indexes, so
 -- this deletes a known range rather than scanning the hash; without one (tiles stored before the
--- first horizon) the hash is scanned once. Returns the tiles removed and the new lower bound.
-local function trimGained(tilesKey, prefix, loText, seen, minAdded, trim)
+-- first horizon) the hash is scanned once. Appends the fields to drop to old; returns the new bound.
+local function trimGained(hash, prefix, loText, seen, minAdded, trim, old)
   local lo = nil
   if loText then lo = math.min(tonumber(loText), minAdded) elseif not seen then lo = minAdded end
-  if lo ~= nil and lo >= trim then return 0, lo end
-  return trimSeries(tilesKey, prefix, lo, trim), trim
+  if lo ~= nil and lo >= trim then return lo end
+  trimFields(hash, prefix, lo, trim, old)
+  return trim
+end
+
+-- a rollup part ({raw} packed bytes or {t, v} parsed), parsed in place
+local function parsedPart(part, layout)
+  if part.t == nil then
+    part.t, part.v = readTile(part.raw, 1, layout)
+    part.raw = nil
+  end
+  return part
 end
 
 for i = 1, nKeys do
@@ -415,6 +425,9 @@ for i = 1, nKeys do
         -- (a key's tile indexes are distinct within a group: the store checks that before sending)
         local writes = {}
         local minAdded = nil
+        -- parts of the rollup sums: an update's tile parsed ({t, v}) when the merge parsed it, else
+        -- its packed bytes ({raw}), parsed only if a merge needs it: a sum of one part is written
+        -- back as it came
         local parts = {}
         for j = 1, #fields do
           local tile
@@ -423,12 +436,12 @@ for i = 1, nKeys do
             local b, bv = readTile(blob, starts[j], layout)
             mergeInto(a, av, b, bv, layout)
             tile = writeTile(a, av, layout)
-            parts[j] = { b, bv }
+            parts[j] = { t = b, v = bv }
           else
             tile = string.sub(blob, starts[j], starts[j] + lens[j] - 1)
             delta = delta + 1
             if minAdded == nil or indexes[j] < minAdded then minAdded = indexes[j] end
-            if #spans > 0 then parts[j] = { readTile(blob, starts[j], layout) } end
+            parts[j] = { raw = tile }
           end
           writes[#writes + 1] = fields[j]
           writes[#writes + 1] = tile
@@ -451,7 +464,9 @@ for i = 1, nKeys do
               sums[#sums + 1] = s
               sumIndex[#sums] = r
             else
-              mergeInto(s[1], s[2], parts[j][1], parts[j][2], layout)
+              local part = parsedPart(parts[j], layout)
+              parsedPart(s, layout)
+              mergeInto(s.t, s.v, part.t, part.v, layout)
             end
           end
           for m = 1, #sums do
@@ -460,10 +475,12 @@ for i = 1, nKeys do
             writes[#writes + 1] = want[at]
             if stored[at] then
               local a, av = readTile(stored[at], 1, layout)
-              mergeInto(a, av, s[1], s[2], layout)
+              parsedPart(s, layout)
+              mergeInto(a, av, s.t, s.v, layout)
               writes[#writes + 1] = writeTile(a, av, layout)
             else
-              writes[#writes + 1] = writeTile(s[1], s[2], layout)
+              if s.t ~= nil then s.raw = writeTile(s.t, s.v, layout) end
+              writes[#writes + 1] = s.raw
               delta = delta + 1
               if levelMin[l] == nil or r < levelMin[l] then levelMin[l] = r end
             end
@@ -474,7 +491,9 @@ for i = 1, nKeys do
         callChunked('HSET', tilesKey, writes, 1000)
         if hasTrim then
           local loField = ARGV[d + 1]
-          -- the group's own tiles, then each rollup level with its own bound and floor(trim / span)
+          local hash, old = { key = tilesKey }, {}
+          -- the group's own tiles, then each rollup level with its own bound and floor(trim / span);
+          -- one HDEL for all
           for l = 0, #spans do
             local added, prefix, levelTrim, field = minAdded, '', trim, loField
             if l > 0 then
@@ -483,14 +502,14 @@ for i = 1, nKeys do
             end
             if added ~= nil then
               local loText = state[loAt[g] + l]
-              local removed, lo = trimGained(tilesKey, prefix, loText, seen, added, levelTrim)
-              delta = delta - removed
+              local lo = trimGained(hash, prefix, loText, seen, added, levelTrim, old)
               if not loText or tonumber(loText) ~= lo then
                 keyWrites[#keyWrites + 1] = field
                 keyWrites[#keyWrites + 1] = string.format('%d', lo)
               end
             end
           end
+          if #old > 0 then delta = delta - callChunked('HDEL', tilesKey, old, 1000) end
         end
       end
     end
