@@ -66,9 +66,11 @@
 // run, so maxKeysPerCall and maxTileUpdatesPerCall bound what a read waits behind (about half a
 // millisecond by default).
 //
-// Reads: readTiles() sends one EVALSHA of READ_SCRIPT per entity key, all at once, and gets back
-// only the tiles inside the requested ranges (HMGET of the wanted indexes, or HGETALL and filter
-// when the range is wider than what is stored).
+// Reads: readTiles() sends one EVALSHA of READ_SCRIPT for all the entity keys of a read (per hash
+// slot on a Cluster, all pipelined, so one round trip per node; at most maxKeysPerCall keys per
+// call) and gets back only the tiles inside the requested ranges: per key and group hash one
+// HMGET of every wanted field, its own tiles' and its rollup levels' together (or HGETALL and
+// filter when the hash holds fewer fields than asked).
 import { createHash } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import {
@@ -526,63 +528,112 @@ return {applied, late, delta, fenced, newKeys, refused, lateKeys}
 `;
 
 /**
- * Tiles of one entity key inside ranges. KEYS[1]: the key hash; KEYS[1+s]: the tiles hash holding
- * series s (a rollup level shares its group's hash). ARGV, per series in KEYS order: its field
- * prefix ('' for a group's own tiles, '<span>:' for a rollup level), its range count r, then r
- * pairs of first and last tile index.
- * Returns {0} for a key never applied, else {1, {index, tile, ...} per series}.
+ * Tiles of several entity keys inside the same ranges (one call per read, or per hash slot on a
+ * Cluster). ARGV[1]: h, the tiles hashes per key; then per hash: its series count, and per series
+ * (a group's own tiles or one rollup level, which share the group's hash): its field prefix (''
+ * or '<span>:'), its range count r, then r pairs of first and last tile index. KEYS, per entity
+ * key: its key hash, then its h tiles hashes.
+ * Per key and hash, one HMGET of every wanted field (series and ranges together), or one HGETALL
+ * when the hash holds fewer fields than that. Returns per key 0 for a key never applied, else
+ * {{index, tile, ...} per series, in ARGV order}.
  */
 const READ_SCRIPT = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
-local out = {1}
-local a = 1
-for s = 1, #KEYS - 1 do
-  local key = KEYS[s + 1]
-  local prefix = ARGV[a]
-  local ranges = tonumber(ARGV[a + 1])
-  a = a + 2
-  local found = {}
-  local stored = nil
-  for _ = 1, ranges do
-    local from, to = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+local h = tonumber(ARGV[1])
+local a = 2
+-- the plan, shared by every key: per hash its series, their ranges and the fields they name
+local hashes = {}
+local seriesCount = 0
+for x = 1, h do
+  local hash = { series = {}, n = 0 }
+  local ns = tonumber(ARGV[a])
+  a = a + 1
+  for _ = 1, ns do
+    seriesCount = seriesCount + 1
+    local prefix, nr = ARGV[a], tonumber(ARGV[a + 1])
     a = a + 2
-    if to >= from then
-      if stored == nil then stored = redis.call('HLEN', key) end
-      if stored > 0 and to - from + 1 <= stored then
-        local j = from
-        while j <= to do
-          local last = math.min(to, j + 999)
-          local indexes, fields = {}, {}
-          for i = j, last do
-            indexes[#indexes + 1] = string.format('%d', i)
-            fields[#fields + 1] = prefix .. indexes[#indexes]
-          end
-          local values = redis.call('HMGET', key, unpack(fields))
-          for i = 1, #fields do
-            if values[i] then
-              found[#found + 1] = indexes[i]
-              found[#found + 1] = values[i]
-            end
-          end
-          j = last + 1
-        end
-      elseif stored > 0 then
-        local all = redis.call('HGETALL', key)
-        local n = #prefix
-        for i = 1, #all, 2 do
-          local index = nil
-          -- tonumber of a rollup field ('6:12') is nil: the group's own tiles skip them
-          if n == 0 then index = tonumber(all[i])
-          elseif string.sub(all[i], 1, n) == prefix then index = tonumber(string.sub(all[i], n + 1)) end
-          if index ~= nil and index >= from and index <= to then
-            found[#found + 1] = string.format('%d', index)
-            found[#found + 1] = all[i + 1]
-          end
+    local ranges = {}
+    for _ = 1, nr do
+      local from, to = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+      a = a + 2
+      if to >= from then
+        ranges[#ranges + 1] = { from, to }
+        hash.n = hash.n + to - from + 1
+      end
+    end
+    hash.series[#hash.series + 1] = { prefix = prefix, ranges = ranges, slot = seriesCount }
+  end
+  hashes[x] = hash
+end
+
+-- the fields a hash's ranges name, built once and only when asked by name (a range may be wide)
+local function fieldsOf(hash)
+  if hash.fields == nil then
+    hash.fields, hash.slot, hash.index = {}, {}, {}
+    for _, series in ipairs(hash.series) do
+      for _, range in ipairs(series.ranges) do
+        for i = range[1], range[2] do
+          local text = string.format('%d', i)
+          hash.fields[#hash.fields + 1] = series.prefix .. text
+          hash.slot[#hash.fields] = series.slot
+          hash.index[#hash.fields] = text
         end
       end
     end
   end
-  out[s + 1] = found
+  return hash.fields
+end
+
+local out = {}
+local k = 1
+for i = 1, #KEYS / (1 + h) do
+  if redis.call('EXISTS', KEYS[k]) == 0 then
+    out[i] = 0
+  else
+    local found = {}
+    for s = 1, seriesCount do found[s] = {} end
+    for x = 1, h do
+      local hash, key = hashes[x], KEYS[k + x]
+      local n = hash.n
+      -- a short list is asked by name; a long one only when the hash holds at least as many fields
+      if n > 0 and (n <= 256 or n <= redis.call('HLEN', key)) then
+        local fields = fieldsOf(hash)
+        for j = 1, n, 1000 do
+          local last = math.min(n, j + 999)
+          local values = redis.call('HMGET', key, unpack(fields, j, last))
+          for m = 1, #values do
+            if values[m] then
+              local f = found[hash.slot[j + m - 1]]
+              f[#f + 1] = hash.index[j + m - 1]
+              f[#f + 1] = values[m]
+            end
+          end
+        end
+      elseif n > 0 then
+        local all = redis.call('HGETALL', key)
+        for _, series in ipairs(hash.series) do
+          local prefix, np = series.prefix, #series.prefix
+          local f = found[series.slot]
+          for m = 1, #all, 2 do
+            local index = nil
+            -- tonumber of a rollup field ('6:12') is nil: the group's own tiles skip them
+            if np == 0 then index = tonumber(all[m])
+            elseif string.sub(all[m], 1, np) == prefix then index = tonumber(string.sub(all[m], np + 1)) end
+            if index ~= nil then
+              for _, range in ipairs(series.ranges) do
+                if index >= range[1] and index <= range[2] then
+                  f[#f + 1] = string.format('%d', index)
+                  f[#f + 1] = all[m + 1]
+                  break
+                end
+              end
+            end
+          end
+        end
+      end
+    end
+    out[i] = found
+  end
+  k = k + 1 + h
 end
 return out
 `;
@@ -1200,37 +1251,75 @@ export class RedisOnlineStore implements OnlineStore {
     const r = this.views.get(view);
     if (!r) return entityKeys.map(() => null);
     await this.ready();
-    // The ranges per series, in first-seen order; a key's read is one script call (all pipelined).
-    const series = new Map<TileSeries, { runtime: GroupRuntime; bounds: string[] }>();
+    // The ranges per series, grouped by the group hash holding them, in first-seen order.
+    const hashes = new Map<number, Map<TileSeries, { runtime: GroupRuntime; bounds: string[] }>>();
     for (const range of ranges) {
       const group = r.groups.get(range.hopMs);
       const runtime = range.span === undefined || range.span === 1 ? group : group?.rollups.find((l) => l.span === range.span);
       if (!runtime) continue;
+      let series = hashes.get(range.hopMs);
+      if (!series) hashes.set(range.hopMs, (series = new Map()));
       let entry = series.get(runtime.series);
       if (!entry) series.set(runtime.series, (entry = { runtime, bounds: [] }));
       entry.bounds.push(String(range.fromIndex), String(range.toIndex));
     }
-    const wanted = [...series.values()];
-    const rangeArgs = wanted.flatMap((w) => [w.runtime.fieldPrefix, String(w.bounds.length / 2), ...w.bounds]);
+    const hops = [...hashes.keys()];
+    const wanted = [...hashes.values()].flatMap((series) => [...series.values()]);
+    const args = [String(hops.length)];
+    for (const series of hashes.values()) {
+      args.push(String(series.size));
+      for (const w of series.values()) args.push(w.runtime.fieldPrefix, String(w.bounds.length / 2), ...w.bounds);
+    }
+    // One script call for all keys (per hash slot on a Cluster, pipelined: one round trip per
+    // node), at most maxKeysPerCall keys each, so one call never holds Redis for long.
+    const calls = this.planReadCalls(view, entityKeys);
     const replies = await Promise.all(
-      entityKeys.map((entityKey) =>
-        this.evalScript(SCRIPTS.read, [this.keyHashKey(view, entityKey), ...wanted.map((w) => this.tilesKey(view, entityKey, w.runtime.plan.hopMs))], rangeArgs),
+      calls.map((members) =>
+        this.evalScript(
+          SCRIPTS.read,
+          members.flatMap((i) => [this.keyHashKey(view, entityKeys[i]!), ...hops.map((hop) => this.tilesKey(view, entityKeys[i]!, hop))]),
+          args,
+        ),
       ),
     );
-    return replies.map((reply) => {
-      const [exists, ...groups] = reply as [number, ...Buffer[][]];
-      if (exists !== 1) return null;
-      const keyTiles = new Map<TileSeries, Map<number, Tile>>();
-      wanted.forEach(({ runtime }, g) => {
-        const found = groups[g] ?? [];
-        if (found.length === 0) return;
-        const plan = runtime.plan;
-        const tiles = new Map<number, Tile>();
-        for (let i = 0; i < found.length; i += 2) tiles.set(Number(found[i]!.toString('latin1')), decodeTile(found[i + 1]!, plan.width, plan.valueWidth));
-        keyTiles.set(runtime.series, tiles);
+    const out: (KeyTiles | null)[] = entityKeys.map(() => null);
+    calls.forEach((members, c) => {
+      const reply = replies[c] as (0 | Buffer[][])[];
+      members.forEach((i, m) => {
+        const found = reply[m]!;
+        if (found === 0) return;
+        const keyTiles = new Map<TileSeries, Map<number, Tile>>();
+        wanted.forEach(({ runtime }, s) => {
+          const list = found[s] ?? [];
+          if (list.length === 0) return;
+          const plan = runtime.plan;
+          const tiles = new Map<number, Tile>();
+          for (let j = 0; j < list.length; j += 2) tiles.set(Number(list[j]!.toString('latin1')), decodeTile(list[j + 1]!, plan.width, plan.valueWidth));
+          keyTiles.set(runtime.series, tiles);
+        });
+        out[i] = keyTiles;
       });
-      return keyTiles;
     });
+    return out;
+  }
+
+  /** Which keys of a read go into which script call: by hash slot on a Cluster, at most maxKeysPerCall each. */
+  private planReadCalls(view: string, entityKeys: readonly string[]): number[][] {
+    const calls: number[][] = [];
+    const open = new Map<number, number[]>();
+    const cluster = this.client instanceof Cluster;
+    for (let i = 0; i < entityKeys.length; i++) {
+      const slot = cluster ? hashSlot(this.keyHashKey(view, entityKeys[i]!)) : 0;
+      let call = open.get(slot);
+      if (!call) {
+        call = [];
+        open.set(slot, call);
+        calls.push(call);
+      }
+      call.push(i);
+      if (call.length >= this.maxKeysPerCall) open.delete(slot);
+    }
+    return calls;
   }
 
   async watermarkMs(): Promise<number | null> {
