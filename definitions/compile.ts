@@ -61,6 +61,8 @@ export interface FeaturePlan {
   latestSlot: number | null;
   latestValueSlot: number | null;
   valueKind: FieldInfo['kind'];
+  /** approx_percentile's quantile in [0, 1]; absent for every other aggregation (so their registry hashes stay as they were). */
+  quantile?: number;
 }
 
 export interface TileGroupPlan {

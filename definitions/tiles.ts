@@ -28,7 +28,8 @@ export function groupSlots(view: ViewPlan, group: TileGroupPlan): SlotRef[] {
 
 /**
  * Initial slots of a tile group, to copy from: `slice()` keeps V8's unboxed double storage of
- * `nums` (an array built with NaN in it is a double array from the start).
+ * `nums` (an array built with NaN in it is a double array from the start). `vals` holds scalars only
+ * (empty bucket counts are null), so copies share no mutable state.
  */
 export interface TileTemplate {
   nums: number[];

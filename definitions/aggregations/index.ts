@@ -10,7 +10,7 @@ import type { AggregationSpec } from './spec.js';
 import { sum } from './sum.js';
 import { stddev, variance } from './variance.js';
 
-export type { AggregationSpec, AggregationSql, FieldRule, SqlCombine, SqlPartSpec } from './spec.js';
+export type { AggregationParams, AggregationSpec, AggregationSql, FieldRule, SqlCombine, SqlPartSpec } from './spec.js';
 export { compareCodePoints, compareLast, compareScalars } from './order.js';
 export { addCompensated, sqlAddCompensated, sqlCompensatedSumOfArray, sqlCompensatedSumOfPairs, SQL_COMPENSATED_FOLD } from './compensated.js';
 

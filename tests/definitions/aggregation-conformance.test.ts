@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Session } from 'chdb';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AGGREGATION_SPECS } from '../../definitions/aggregations/index.js';
-import { addToSlots, initSlots, mergeSlots, type Aggregation, type Scalar } from '../../definitions/index.js';
+import { addToSlots, initSlots, mergeSlots, type Aggregation, type Scalar, type TileValue } from '../../definitions/index.js';
 import { createRedisClient } from '../../online/index.js';
 import { decodeTile, encodeTile, LUA_TILES } from '../../online/redis.js';
 import { testRedisUrl } from '../support/redis.js';
@@ -20,7 +20,7 @@ import { testRedisUrl } from '../support/redis.js';
 /** A tile's slots for one aggregation at offset 0. */
 interface Slots {
   nums: number[];
-  vals: Scalar[];
+  vals: TileValue[];
 }
 
 type ValueKind = 'number' | 'string' | 'boolean';
@@ -60,7 +60,7 @@ function tileArb(agg: Aggregation, kind: ValueKind): fc.Arbitrary<Slots> {
 
 function fresh(agg: Aggregation): Slots {
   const spec = AGGREGATION_SPECS[agg];
-  const slots: Slots = { nums: new Array<number>(spec.width).fill(0), vals: new Array<Scalar>(spec.valueWidth).fill(null) };
+  const slots: Slots = { nums: new Array<number>(spec.width).fill(0), vals: new Array<TileValue>(spec.valueWidth).fill(null) };
   initSlots(agg, slots.nums, 0, slots.vals, 0);
   return slots;
 }
@@ -124,7 +124,7 @@ function sqlValue(v: Scalar): string {
 function mergeSql(agg: Aggregation, kind: ValueKind, cases: readonly (readonly Slots[])[]): Slots[] {
   const spec = AGGREGATION_SPECS[agg];
   const type = `Tuple(${[...Array<string>(spec.width).fill('Float64'), ...Array<string>(spec.valueWidth).fill(VALUE_TYPE[kind])].join(', ')})`;
-  const tuple = (s: Slots): string => `CAST(tuple(${[...s.nums.map(sqlDouble), ...s.vals.map(sqlValue)].join(', ')}), '${type}')`;
+  const tuple = (s: Slots): string => `CAST(tuple(${[...s.nums.map(sqlDouble), ...s.vals.map((v) => sqlValue(v as Scalar))].join(', ')}), '${type}')`;
   const rows = cases.map((tiles, i) => `(${i}, [${tiles.map(tuple).join(', ')}])`);
   const out = [
     ...Array.from({ length: spec.width }, (_, k) => `toString(reinterpretAsUInt64(tupleElement(r, ${k + 1})))`),
@@ -208,7 +208,7 @@ describe('aggregation specs: TypeScript, Redis Lua and ClickHouse SQL merge tile
       return s;
     });
     const ts = mergeTs('sum', tiles);
-    expect(AGGREGATION_SPECS.sum.finalize(ts.nums, 0, ts.vals, 0)).toBe(1.000000001);
+    expect(AGGREGATION_SPECS.sum.finalize(ts.nums, 0, ts.vals, 0, {})).toBe(1.000000001);
     expectIdentical('Lua', await mergeLua('sum', [tiles]), [ts], [tiles]);
     expectIdentical('SQL', mergeSql('sum', 'number', [tiles]), [ts], [tiles]);
   });
