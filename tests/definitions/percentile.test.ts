@@ -5,6 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { summarizeRegistry } from '../../api/index.js';
 import { bucketOf, bucketValue, quantileRank } from '../../definitions/aggregations/percentile.js';
 import { compile, compileOrThrow, entity, eventTime, featureView, source } from '../../definitions/index.js';
 import { EventDecoder } from '../../ingest/index.js';
@@ -139,5 +140,10 @@ describe('approx_percentile: compile rules', () => {
     expect(n).not.toHaveProperty('quantile');
     // no numeric slot, one value slot for the bucket counts
     expect(registry.views[0]!.groups[0]).toMatchObject({ width: 1, valueWidth: 2 });
+    // `tidemark validate` tells a p0 from a p100
+    expect(summarizeRegistry(registry).filter((l) => l.includes('approx_percentile'))).toEqual([
+      '    p0: approx_percentile(x, quantile 0) window 1h = 12 x 5m tiles',
+      '    p1: approx_percentile(x, quantile 1) window 1h = 12 x 5m tiles',
+    ]);
   });
 });
