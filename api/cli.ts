@@ -31,7 +31,8 @@ export function summarizeRegistry(registry: Registry): string[] {
     lines.push(`  featureView ${v.name}: entity ${v.entity} (${v.joinKeys.map((k, i) => (k === v.keyFields[i] ? k : `${k} <- ${v.keyFields[i]}`)).join(', ')}), source ${v.source}, retention ${formatDurationMs(v.retentionMs)}`);
     for (const f of v.features) {
       const window = f.windowMs === null ? `latest${f.ttlMs !== null ? `, ttl ${formatDurationMs(f.ttlMs)}` : ''}` : `window ${formatDurationMs(f.windowMs)} = ${f.tilesPerWindow} x ${formatDurationMs(f.hopMs)} tiles`;
-      lines.push(`    ${f.name}: ${f.agg}(${f.field ?? ''}) ${window}`);
+      const quantile = f.quantile === undefined ? '' : `, quantile ${f.quantile}`;
+      lines.push(`    ${f.name}: ${f.agg}(${f.field ?? ''}${quantile}) ${window}`);
     }
   }
   return lines;

@@ -61,6 +61,8 @@ export interface FeaturePlan {
   latestSlot: number | null;
   latestValueSlot: number | null;
   valueKind: FieldInfo['kind'];
+  /** approx_percentile's quantile in [0, 1]; absent for every other aggregation (so their registry hashes stay as they were). */
+  quantile?: number;
 }
 
 export interface TileGroupPlan {
@@ -287,7 +289,7 @@ function compileView(v: FeatureViewDefinition, source: SourcePlan | undefined, e
     if (!isDefinitionName(name)) {
       err('TM_DEF_BAD_NAME', where, 'feature names must start with a letter, hold only letters, digits and single underscores', 'rename the feature', name);
     }
-    const s = spec as { agg?: unknown; field?: unknown; window?: unknown; hop?: unknown; ttl?: unknown };
+    const s = spec as { agg?: unknown; field?: unknown; window?: unknown; hop?: unknown; ttl?: unknown; quantile?: unknown };
     const agg = s.agg as Aggregation;
     if (!AGGREGATIONS.includes(agg)) {
       err('TM_DEF_BAD_FEATURE', where, `unknown aggregation ${JSON.stringify(s.agg)}`, `use one of: ${AGGREGATIONS.join(', ')}`, name);
@@ -318,6 +320,13 @@ function compileView(v: FeatureViewDefinition, source: SourcePlan | undefined, e
     if (s.ttl !== undefined && agg !== 'last') err('TM_DEF_BAD_FEATURE', where, 'ttl applies only to last', 'drop ttl, or use a window', name);
     if (s.ttl !== undefined && s.window !== undefined && agg === 'last') err('TM_DEF_BAD_FEATURE', where, 'a windowed last takes no ttl', 'drop ttl (the window bounds it) or drop window', name);
     const ttlMs = s.ttl === undefined ? null : duration(s.ttl, where, 'ttl', name);
+    const takesQuantile = AGGREGATION_SPECS[agg].quantile === true;
+    const quantile = typeof s.quantile === 'number' && s.quantile >= 0 && s.quantile <= 1 ? s.quantile : undefined;
+    if (takesQuantile && quantile === undefined) {
+      const what = s.quantile === undefined ? 'needs a quantile' : `quantile ${typeof s.quantile === 'number' ? String(s.quantile) : JSON.stringify(s.quantile)} is not a number from 0 to 1`;
+      err('TM_DEF_BAD_QUANTILE', where, `${agg} ${what}`, 'name the quantile as a number from 0 to 1: quantile: 0.5 (median), 0.9, 0.99', name);
+    }
+    if (!takesQuantile && s.quantile !== undefined) err('TM_DEF_BAD_FEATURE', where, 'quantile applies only to approx_percentile', "drop quantile, or use agg 'approx_percentile'", name);
     let hopMs: number | null;
     if (s.hop !== undefined) hopMs = duration(s.hop, where, 'hop', name);
     else if (windowMs !== null) hopMs = defaultHopMs(windowMs);
@@ -336,7 +345,9 @@ function compileView(v: FeatureViewDefinition, source: SourcePlan | undefined, e
         }
       }
     }
-    features.push({ name, agg, field, windowMs, hopMs: hopMs ?? 1, ttlMs, tilesPerWindow, slot: 0, valueSlot: null, latestSlot: null, latestValueSlot: null, valueKind: agg === 'count' ? 'number' : valueKind });
+    const plan: FeaturePlan = { name, agg, field, windowMs, hopMs: hopMs ?? 1, ttlMs, tilesPerWindow, slot: 0, valueSlot: null, latestSlot: null, latestValueSlot: null, valueKind: agg === 'count' ? 'number' : valueKind };
+    if (takesQuantile && quantile !== undefined) plan.quantile = quantile;
+    features.push(plan);
   }
 
   // Group features by hop; each group's tiles hold the slots of its features side by side.

@@ -6,7 +6,7 @@ import type { Duration } from './duration.js';
 import type { MonitorDefinition } from './monitor.js';
 import { AGGREGATION_SPECS } from './aggregations/index.js';
 
-export const AGGREGATIONS = ['count', 'sum', 'mean', 'min', 'max', 'var', 'stddev', 'last', 'first'] as const;
+export const AGGREGATIONS = ['count', 'sum', 'mean', 'min', 'max', 'var', 'stddev', 'last', 'first', 'approx_percentile'] as const;
 export type Aggregation = (typeof AGGREGATIONS)[number];
 /** Aggregations whose field must be numeric (their specs' field rule). */
 export const NUMERIC_AGGREGATIONS: readonly Aggregation[] = AGGREGATIONS.filter((a) => AGGREGATION_SPECS[a].field === 'numeric');
@@ -75,7 +75,9 @@ export type FeatureSpec<T> =
       description?: string;
     }
   | { agg: 'last'; field: Fields<T>; window?: Duration; hop?: Duration; ttl?: Duration; description?: string }
-  | { agg: 'first'; field: Fields<T>; window: Duration; hop?: Duration; description?: string };
+  | { agg: 'first'; field: Fields<T>; window: Duration; hop?: Duration; description?: string }
+  /** The value at `quantile` (0 to 1: 0.5 the median, 0.99 p99) within 2^-7 relative error (docs/semantics.md). */
+  | { agg: 'approx_percentile'; field: NumericFields<T>; window: Duration; hop?: Duration; quantile: number; description?: string };
 
 export interface FeatureViewDefinition<
   S extends AnyObjectSchema = AnyObjectSchema,

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'TM_DEF_TOO_MANY_TILES'
   | 'TM_DEF_EVENT_TIME'
   | 'TM_DEF_BAD_FEATURE'
+  | 'TM_DEF_BAD_QUANTILE'
   | 'TM_DEF_BAD_NAME'
   | 'TM_DEF_LOAD'
   | 'TM_DEF_EMPTY'

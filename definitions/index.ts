@@ -40,8 +40,8 @@ export type {
   TileGroupPlan,
 } from './compile.js';
 export { SLOT_WIDTH, valueWidth, initSlots, addToSlots, addToSpecSlots, aggregationSpec, mergeSlots, finalizeSlots, compareLast, compareScalars, compareCodePoints } from './aggregates.js';
-export type { Scalar, Tile } from './aggregates.js';
-export type { AggregationSpec } from './aggregations/index.js';
+export type { BucketCounts, Scalar, Tile, TileValue } from './aggregates.js';
+export type { AggregationParams, AggregationSpec } from './aggregations/index.js';
 export { tileIndexOf, groupSlots, tileTemplate, emptyTile, copyTile, mergeTileInto, trimTileIndex, tileSeries, windowBlocks, rollupSums, rollupTrimIndex } from './tiles.js';
 export type { TileTemplate, SlotRef, TileUpdate, KeyTileUpdates, TileBatch, TileSeries, TileBlock } from './tiles.js';
 export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs, valuesAgree, exactSum } from './reference.js';

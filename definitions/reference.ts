@@ -66,6 +66,21 @@ function laterThan(a: ReferenceEvent, aValue: Scalar, b: ReferenceEvent, bValue:
   return Number(aValue) > Number(bValue);
 }
 
+/**
+ * approx_percentile's bucket representative of a value, written apart from the spec: the bits as a
+ * BigInt, the value with its mantissa cut after 6 bits and the half bucket (2^-7) set; zeros and
+ * subnormals are 0 (docs/semantics.md).
+ */
+function percentileRepresentative(x: number): number {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, x);
+  const bits = view.getBigUint64(0);
+  if (((bits >> 52n) & 0x7ffn) === 0n) return 0;
+  const sixBits = ~((1n << 46n) - 1n) & 0xffff_ffff_ffff_ffffn;
+  view.setBigUint64(0, (bits & sixBits) | (1n << 45n));
+  return view.getFloat64(0);
+}
+
 /** The value of one feature at time t over the events of one key (already filtered by key). */
 export function referenceFeatureValue(feature: FeaturePlan, keyEvents: readonly ReferenceEvent[], tMs: number): Scalar {
   let inRange: ReferenceEvent[];
@@ -96,8 +111,12 @@ export function referenceFeatureValue(feature: FeaturePlan, keyEvents: readonly 
     case 'var':
     case 'stddev': {
       if (n === 0) return null;
-      const mean = exactSum(values) / n;
-      const variance = exactSum(values.map((b) => (b - mean) * (b - mean))) / n;
+      // Two passes over values shifted by the first one: equal values give exactly 0 and values an
+      // ulp apart their exact variance (an unshifted mean rounds, and its error squared is not 0).
+      let shifted = values.map((b) => b - values[0]!);
+      if (!shifted.every(Number.isFinite)) shifted = values; // values near the double range's ends
+      const mean = exactSum(shifted) / n;
+      const variance = exactSum(shifted.map((d) => (d - mean) * (d - mean))) / n;
       return feature.agg === 'var' ? variance : Math.sqrt(variance);
     }
     case 'last': {
@@ -118,6 +137,12 @@ export function referenceFeatureValue(feature: FeaturePlan, keyEvents: readonly 
         return laterThan(b, vb, a, va) ? -1 : laterThan(a, va, b, vb) ? 1 : 0;
       });
       return sorted.length === 0 ? null : valueOf(sorted[0]!);
+    }
+    case 'approx_percentile': {
+      // nearest rank r = max(0, ceil(q*n) - 1) of the sorted values, reported as its bucket's midpoint
+      if (n === 0) return null;
+      const rank = Math.max(0, Math.ceil(feature.quantile! * n) - 1);
+      return percentileRepresentative([...values].sort((a, b) => a - b)[rank]!);
     }
   }
 }

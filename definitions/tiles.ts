@@ -28,7 +28,8 @@ export function groupSlots(view: ViewPlan, group: TileGroupPlan): SlotRef[] {
 
 /**
  * Initial slots of a tile group, to copy from: `slice()` keeps V8's unboxed double storage of
- * `nums` (an array built with NaN in it is a double array from the start).
+ * `nums` (an array built with NaN in it is a double array from the start). `vals` holds scalars only
+ * (empty bucket counts are null), so copies share no mutable state.
  */
 export interface TileTemplate {
   nums: number[];
@@ -50,7 +51,9 @@ export function emptyTile(template: TileTemplate): Tile {
 
 /** A tile with slots of its own (a store keeps it while the original goes on). */
 export function copyTile(tile: Tile): Tile {
-  return { minTs: tile.minTs, maxTs: tile.maxTs, nums: tile.nums.slice(), vals: tile.vals.slice() };
+  // bucket counts (approx_percentile) are merged in place: the copy gets maps of its own
+  const vals = tile.vals.map((v) => (v instanceof Map ? new Map(v) : v));
+  return { minTs: tile.minTs, maxTs: tile.maxTs, nums: tile.nums.slice(), vals };
 }
 
 /** Merge tile `from` into tile `into` (same group). */

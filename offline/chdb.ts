@@ -11,6 +11,23 @@ function asOfflineError(e: unknown, sql: string): TidemarkError {
   return new TidemarkError('TM_OFFLINE_QUERY', `chDB: ${message.split('\n')[0]}`, { statement: sql.slice(0, 200) });
 }
 
+/**
+ * A row with each integral number beyond 2^53 as a BigInt: chDB refuses to write such a number
+ * (it assumes precision was lost), but a double that large is exactly the integer BigInt spells,
+ * and a Float64 column reads it back bit for bit (1e20, 2^60, Number.MAX_VALUE).
+ */
+function withExactIntegers(row: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | null = null;
+  for (const name in row) {
+    const v = row[name];
+    if (typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v)) {
+      out ??= { ...row };
+      out[name] = BigInt(v);
+    }
+  }
+  return out ?? row;
+}
+
 export class ChdbExecutor implements OfflineExecutor {
   readonly kind = 'chdb' as const;
   readonly readsLocalFiles = true;
@@ -74,7 +91,7 @@ export class ChdbExecutor implements OfflineExecutor {
   async insert(table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
     if (rows.length === 0) return;
     try {
-      await this.session.insert({ table, values: rows });
+      await this.session.insert({ table, values: rows.map(withExactIntegers) });
     } catch (e) {
       throw asOfflineError(e, `INSERT INTO ${table}`);
     }

@@ -3,7 +3,9 @@
 // the final value from combined parts, all read from the aggregation's spec
 // (definitions/aggregations). Sums are compensated (Neumaier, as the online tiles): a part with
 // combine 'compensatedSum' is a (sum, compensation) tuple, and rows combine by folding the spec's
-// TwoSum over their tuples (groupArray, then arrayFold), in a GROUP BY or over a window frame.
+// TwoSum over their tuples (groupArray, then arrayFold), in a GROUP BY or over a window frame. A part
+// with combine 'sumMap' is a Map of counts (approx_percentile's buckets): sumMap across rows,
+// mapAdd of two.
 // ClickHouse's sumKahan is no substitute: as a window function it drops the compensation and its
 // add is plain Kahan, which loses a small term added before a large one cancels.
 import type { FeaturePlan } from '../definitions/index.js';
@@ -51,12 +53,14 @@ export function combinePart(p: AggPart, over?: string): string {
 export function emptyPart(p: AggPart): string {
   if (p.combine === 'sum') return '0';
   if (p.combine === 'compensatedSum') return 'tuple(0., 0.)';
+  if (p.combine === 'sumMap') return 'map()';
   return 'NULL';
 }
 
 /**
  * A part as plain columns, for the tables that are joined with join_use_nulls (a Nullable(Tuple)
- * needs a recent ClickHouse): a compensated sum becomes `<name>_hi` and `<name>_lo`.
+ * needs a recent ClickHouse): a compensated sum becomes `<name>_hi` and `<name>_lo`. A Map cannot
+ * be Nullable: an unmatched row reads an empty map, which is what it means.
  */
 export function partColumns(p: AggPart): string[] {
   if (p.combine !== 'compensatedSum') return [p.name];
@@ -83,10 +87,12 @@ export function finalExpr(f: FeaturePlan, i: number, w: string, r: string): stri
         const total = sqlAddCompensated(`ifNull(${a}_hi, 0)`, `ifNull(${a}_lo, 0)`, `ifNull(${b}_hi, 0)`, `ifNull(${b}_lo, 0)`);
         return `(tupleElement(${total}, 1) + tupleElement(${total}, 2))`;
       }
+      case 'sumMap':
+        return `mapAdd(${a}, ${b})`;
       default:
         throw new Error(`no part ${name}`);
     }
-  });
+  }, f);
 }
 
 /** The final value of a feature whose combined parts are plain columns `f<i>_<part>` (whole tiles only). */
@@ -95,5 +101,5 @@ export function finalOfColumns(f: FeaturePlan, i: number): string {
   return AGGREGATION_SPECS[f.agg].sql.final((suffix) => {
     const name = `f${i}_${suffix}`;
     return combine.get(name) === 'compensatedSum' ? `(tupleElement(${name}, 1) + tupleElement(${name}, 2))` : name;
-  });
+  }, f);
 }

@@ -13,6 +13,7 @@ import {
   type Scalar,
   type Tile,
   type TileBlock,
+  type TileValue,
   type TileGroupPlan,
   type TileSeries,
   type ViewPlan,
@@ -201,7 +202,7 @@ function evaluateWindows(view: ViewPlan, hopMs: number, features: readonly Featu
     const spec = aggregationSpec(f.agg);
     // Accumulators start as double arrays (filled with NaN) so merges stay unboxed.
     const nums = new Array<number>(spec.width).fill(Number.NaN);
-    const vals: Scalar[] = [null];
+    const vals: TileValue[] = [null];
     spec.init(nums, 0, vals, 0);
     let eventTimeMs: number | null = null;
     const valueSlot = f.valueSlot ?? 0;
@@ -218,7 +219,7 @@ function evaluateWindows(view: ViewPlan, hopMs: number, features: readonly Featu
         if (tile !== undefined) merge(tile);
       }
     }
-    const value = spec.finalize(nums, 0, vals, 0);
+    const value = spec.finalize(nums, 0, vals, 0, f);
     return { value, status: keyTiles === null ? 'NOT_FOUND' : value === null ? 'NULL_VALUE' : 'PRESENT', eventTimeMs };
   });
 }
@@ -238,7 +239,7 @@ function evaluateLatest(
   if (Number.isNaN(latestTs) || cell.minTs >= tMs) {
     candidate = null; // no non-null value ever, or no event of this key before t
   } else if (latestTs < tMs) {
-    candidate = { ts: latestTs, value: cell.vals[feature.latestValueSlot!]! };
+    candidate = { ts: latestTs, value: cell.vals[feature.latestValueSlot!] as Scalar };
   } else {
     // Reading the past: walk the history tiles back from the tile holding t.
     const hopMs = group.hopMs;
@@ -254,7 +255,7 @@ function evaluateLatest(
       if (j === head && !headTileUsable(view, feature, tile, tMs, hopMs)) continue;
       const ts = tile.nums[feature.slot]!;
       if (!Number.isNaN(ts)) {
-        candidate = { ts, value: tile.vals[feature.valueSlot!]! };
+        candidate = { ts, value: tile.vals[feature.valueSlot!] as Scalar };
         break;
       }
     }

@@ -33,9 +33,11 @@
 // `valueWidth` values (Tile.vals), each a tag byte and a payload: `z` null, `F` false, `T` true,
 // `n` + f64, `s` + u32 byte length + the text as UTF-16 code units, 2 bytes big-endian each, mapped
 // so that comparing bytes compares code points (compareCodePoints): units below D800 stay, E000-FFFF
-// move to D800-F7FF, surrogates D800-DFFF move to F800-FFFF. Doubles never pass through text, so
-// every number round-trips exactly, and so does any JS string (lone surrogates included, which
-// UTF-8 would replace). The scripts compare text bytewise by hand: Lua's `<` on strings uses
+// move to D800-F7FF, surrogates D800-DFFF move to F800-FFFF; `h` + u32 pair count + that many
+// (i32 bucket index, f64 count) pairs in ascending index order: approx_percentile's bucket counts
+// (one form per state, as the scripts merge them: mergeBucketCounts). Doubles never pass through
+// text, so every number round-trips exactly, and so does any JS string (lone surrogates included,
+// which UTF-8 would replace). The scripts compare text bytewise by hand: Lua's `<` on strings uses
 // strcoll, which follows the server's locale.
 //
 // Writes: apply() and applyConditional() read the watermark, then send EVALSHAs of APPLY_SCRIPT,
@@ -79,14 +81,15 @@ import {
   tileSeries,
   trimTileIndex,
   type ErrorCode,
+  type BucketCounts,
   type KeyTileUpdates,
   type Registry,
-  type Scalar,
   type Tile,
   type TileBatch,
   type TileGroupPlan,
   type TileSeries,
   type TileUpdate,
+  type TileValue,
   type ViewPlan,
 } from '../definitions/index.js';
 import { luaMergeSlot, LUA_AGG_CODE } from '../definitions/aggregations/index.js';
@@ -178,6 +181,39 @@ local function compareValues(a, b)
   return compareBytes(string.sub(a, 6), string.sub(b, 6))
 end
 
+-- approx_percentile: packed bucket counts a and b (\`z\` while empty) merged into packed counts,
+-- walking both ascending and adding the counts of equal indexes (integers: exact in doubles)
+local function mergeBucketCounts(a, b)
+  if string.byte(b, 1) == 122 then return a end
+  if string.byte(a, 1) == 122 then return b end
+  local na, pa = struct.unpack('<I4', a, 2)
+  local nb, pb = struct.unpack('<I4', b, 2)
+  local ka, ca, kb, cb
+  if na > 0 then ka, ca, pa = struct.unpack('<i4d', a, pa) end
+  if nb > 0 then kb, cb, pb = struct.unpack('<i4d', b, pb) end
+  local out, n = {}, 0
+  while na > 0 or nb > 0 do
+    local k, c
+    if nb == 0 or (na > 0 and ka < kb) then
+      k, c = ka, ca
+      na = na - 1
+      if na > 0 then ka, ca, pa = struct.unpack('<i4d', a, pa) end
+    elseif na == 0 or kb < ka then
+      k, c = kb, cb
+      nb = nb - 1
+      if nb > 0 then kb, cb, pb = struct.unpack('<i4d', b, pb) end
+    else
+      k, c = ka, ca + cb
+      na, nb = na - 1, nb - 1
+      if na > 0 then ka, ca, pa = struct.unpack('<i4d', a, pa) end
+      if nb > 0 then kb, cb, pb = struct.unpack('<i4d', b, pb) end
+    end
+    n = n + 1
+    out[n] = struct.pack('<i4d', k, c)
+  end
+  return 'h' .. struct.pack('<I4', n) .. table.concat(out)
+end
+
 -- layout: "width valueWidth agg offset valueOffset agg offset valueOffset ..." (offsets 0-based).
 -- A tile in Lua is a table {minTs, maxTs, nums...} (so a slot at offset o sits at o + 3) and a
 -- table of its packed values.
@@ -205,6 +241,8 @@ local function readTile(blob, at, layout)
       size = 9
     elseif tag == 115 then
       size = 5 + struct.unpack('<I4', blob, p + 1)
+    elseif tag == 104 then
+      size = 5 + 12 * struct.unpack('<I4', blob, p + 1)
     end
     vals[k] = string.sub(blob, p, p + size - 1)
     p = p + size
@@ -672,6 +710,7 @@ const TAG_FALSE = 0x46; // F
 const TAG_TRUE = 0x54; // T
 const TAG_NUMBER = 0x6e; // n
 const TAG_TEXT = 0x73; // s
+const TAG_BUCKETS = 0x68; // h
 
 /** A UTF-16 code unit mapped so that byte order is code point order (see the file header). */
 function orderedUnit(u: number): number {
@@ -686,9 +725,10 @@ function unitFromOrdered(v: number): number {
   return v + 0x800;
 }
 
-function valueSize(v: Scalar): number {
+function valueSize(v: TileValue): number {
   if (typeof v === 'number') return 9;
   if (typeof v === 'string') return 5 + 2 * v.length;
+  if (v instanceof Map) return 5 + 12 * v.size;
   return 1;
 }
 
@@ -768,13 +808,23 @@ class BlobWriter {
         buf[p] = TAG_NUMBER;
         view.setFloat64(p + 1, v, true);
         p += 9;
-      } else {
+      } else if (typeof v === 'string') {
         buf[p] = TAG_TEXT;
         view.setUint32(p + 1, 2 * v.length, true);
         p += 5;
         for (let i = 0; i < v.length; i++) {
           view.setUint16(p, orderedUnit(v.charCodeAt(i)), false);
           p += 2;
+        }
+      } else {
+        // ascending indexes: the one packed form of these counts, as mergeBucketCounts writes it
+        buf[p] = TAG_BUCKETS;
+        view.setUint32(p + 1, v.size, true);
+        p += 5;
+        for (const bucket of [...v.keys()].sort((a, b) => a - b)) {
+          view.setInt32(p, bucket, true);
+          view.setFloat64(p + 4, v.get(bucket)!, true);
+          p += 12;
         }
       }
     }
@@ -813,7 +863,7 @@ function unpackTile(buf: Buffer, width: number, valueWidth: number): Tile {
     nums.push(buf.readDoubleLE(p));
     p += 8;
   }
-  const vals: Scalar[] = [];
+  const vals: TileValue[] = [];
   for (let k = 0; k < valueWidth; k++) {
     const tag = buf[p];
     if (tag === TAG_NULL) {
@@ -834,6 +884,13 @@ function unpackTile(buf: Buffer, width: number, valueWidth: number): Tile {
       let text = '';
       for (let i = 0; i < units.length; i += 4096) text += String.fromCharCode(...units.slice(i, i + 4096));
       vals.push(text);
+    } else if (tag === TAG_BUCKETS) {
+      const pairs = buf.readUInt32LE(p + 1);
+      p += 5;
+      const counts: BucketCounts = new Map();
+      for (let i = 0; i < pairs; i++) counts.set(buf.readInt32LE(p + 12 * i), buf.readDoubleLE(p + 12 * i + 4));
+      p += 12 * pairs;
+      vals.push(counts);
     } else {
       throw new Error(`corrupt packed tile: value tag ${tag} at byte ${p}`);
     }

@@ -5,12 +5,13 @@ import { LUA_ADD_COMPENSATED } from './compensated.js';
 import { count } from './count.js';
 import { max, min } from './extreme.js';
 import { mean } from './mean.js';
+import { approxPercentile } from './percentile.js';
 import { first, last } from './pick.js';
 import type { AggregationSpec } from './spec.js';
 import { sum } from './sum.js';
 import { stddev, variance } from './variance.js';
 
-export type { AggregationSpec, AggregationSql, FieldRule, SqlCombine, SqlPartSpec } from './spec.js';
+export type { AggregationParams, AggregationSpec, AggregationSql, FieldRule, SqlCombine, SqlPartSpec } from './spec.js';
 export { compareCodePoints, compareLast, compareScalars } from './order.js';
 export { addCompensated, sqlAddCompensated, sqlCompensatedSumOfArray, sqlCompensatedSumOfPairs, SQL_COMPENSATED_FOLD } from './compensated.js';
 
@@ -24,6 +25,7 @@ export const AGGREGATION_SPECS: Record<Aggregation, AggregationSpec> = {
   stddev,
   last,
   first,
+  approx_percentile: approxPercentile,
 };
 
 /** Each aggregation's code in Redis tile layouts (online/redis.ts). */
@@ -31,7 +33,8 @@ export const LUA_AGG_CODE = Object.fromEntries(Object.values(AGGREGATION_SPECS).
 
 /**
  * Lua of mergeSlot(agg, o, vo, an, av, bn, bv), one branch per aggregation code, generated from the
- * specs; needs compareValues (the value order) defined before it. Includes addCompensated.
+ * specs; needs compareValues (the value order) and mergeBucketCounts (packed bucket counts) defined
+ * before it. Includes addCompensated.
  */
 export function luaMergeSlot(): string {
   const bodies = new Map<string, string>();

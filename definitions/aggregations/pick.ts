@@ -6,6 +6,7 @@
 // plus one value slot. Offline they are not tiled: an ASOF join picks the per-instant value, from
 // the end of the window (ts < t) for last, from its start (ts >= tail(t)) for first
 // (offline/point-in-time.ts).
+import type { Scalar } from '../aggregates.js';
 import type { Aggregation } from '../dsl.js';
 import { compareLast } from './order.js';
 import type { AggregationSpec } from './spec.js';
@@ -26,7 +27,7 @@ function pick(name: Extract<Aggregation, 'last' | 'first'>, code: string): Aggre
     },
     add(nums, at, vals, valAt, value, eventTimeMs) {
       const ts = nums[at]!;
-      if (Number.isNaN(ts) || compareLast(eventTimeMs, value, ts, vals[valAt]!) * wins > 0) {
+      if (Number.isNaN(ts) || compareLast(eventTimeMs, value, ts, vals[valAt] as Scalar) * wins > 0) {
         nums[at] = eventTimeMs;
         vals[valAt] = value;
       }
@@ -35,13 +36,13 @@ function pick(name: Extract<Aggregation, 'last' | 'first'>, code: string): Aggre
       const tb = fromNums[fromAt]!;
       if (Number.isNaN(tb)) return;
       const ta = intoNums[intoAt]!;
-      if (Number.isNaN(ta) || compareLast(tb, fromVals[fromValAt]!, ta, intoVals[intoValAt]!) * wins > 0) {
+      if (Number.isNaN(ta) || compareLast(tb, fromVals[fromValAt] as Scalar, ta, intoVals[intoValAt] as Scalar) * wins > 0) {
         intoNums[intoAt] = tb;
         intoVals[intoValAt] = fromVals[fromValAt]!;
       }
     },
     finalize(nums, at, vals, valAt) {
-      return Number.isNaN(nums[at]!) ? null : vals[valAt]!;
+      return Number.isNaN(nums[at]!) ? null : (vals[valAt] as Scalar);
     },
     lua: {
       code,

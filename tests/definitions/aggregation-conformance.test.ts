@@ -2,9 +2,11 @@
 // order by TypeScript (mergeSlots), by Redis (EVAL of the production Lua, whose mergeSlot is
 // generated from the specs) and by ClickHouse (chDB, arrayFold with each spec's SQL merge). Tiles
 // come from folding random events (values that cancel, -0, large and tiny doubles, ties of `last`
-// (and first) on text with astral characters, numbers and booleans) through addToSlots.
+// (and first) on text with astral characters, numbers and booleans; approx_percentile's values on
+// bucket edges, just below them, zeros, subnormals and the largest doubles) through addToSlots.
 // Every slot must be bit-identical (Object.is) in all three: the Lua and the SQL perform each
-// spec's operations in the TypeScript order, on IEEE doubles, so no bound is needed anywhere.
+// spec's operations in the TypeScript order, on IEEE doubles, so no bound is needed anywhere;
+// bucket counts must hold the same buckets with the same counts.
 import fc from 'fast-check';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,18 +14,20 @@ import { join } from 'node:path';
 import { Session } from 'chdb';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AGGREGATION_SPECS } from '../../definitions/aggregations/index.js';
-import { addToSlots, initSlots, mergeSlots, type Aggregation, type Scalar } from '../../definitions/index.js';
+import { addToSlots, initSlots, mergeSlots, type Aggregation, type BucketCounts, type Scalar, type TileValue } from '../../definitions/index.js';
 import { createRedisClient } from '../../online/index.js';
 import { decodeTile, encodeTile, LUA_TILES } from '../../online/redis.js';
+import { percentileValue } from '../support/bucket-edges.js';
 import { testRedisUrl } from '../support/redis.js';
 
 /** A tile's slots for one aggregation at offset 0. */
 interface Slots {
   nums: number[];
-  vals: Scalar[];
+  vals: TileValue[];
 }
 
-type ValueKind = 'number' | 'string' | 'boolean';
+/** The values a case folds: numbers, text, booleans, or numbers for approx_percentile's buckets. */
+type ValueKind = 'number' | 'string' | 'boolean' | 'bucketed';
 
 const client = createRedisClient(testRedisUrl());
 // ioredis declares evalBuffer only on its command mixin; the store casts the same way.
@@ -46,12 +50,13 @@ const number = fc.oneof(
 // Few distinct texts so `last` ties on equal time are frequent; astral characters order after
 // U+E000-FFFF by code point but before them by UTF-16 unit.
 const text = fc.oneof(fc.constantFrom('', 'a', 'b', 'ab', '\uffff', '\ue000', '😀', '𝔸', 'é', 'e\u0301'), fc.string({ unit: 'binary', maxLength: 3 }));
-const valueOf: Record<ValueKind, fc.Arbitrary<Scalar>> = { number, string: text, boolean: fc.boolean() };
+const valueOf: Record<ValueKind, fc.Arbitrary<Scalar>> = { number, string: text, boolean: fc.boolean(), bucketed: percentileValue };
 
 /** A tile: the events folded into fresh slots (no events: an empty tile). */
 function tileArb(agg: Aggregation, kind: ValueKind): fc.Arbitrary<Slots> {
   const event = fc.record({ ts: fc.integer({ min: 0, max: 4 }), value: valueOf[kind] });
-  return fc.array(event, { maxLength: 5 }).map((events) => {
+  // more values per tile where bucket counts grow past one per bucket
+  return fc.array(event, { maxLength: kind === 'bucketed' ? 12 : 5 }).map((events) => {
     const slots = fresh(agg);
     for (const e of events) addToSlots(agg, true, slots.nums, 0, slots.vals, 0, e.value, e.ts);
     return slots;
@@ -60,7 +65,7 @@ function tileArb(agg: Aggregation, kind: ValueKind): fc.Arbitrary<Slots> {
 
 function fresh(agg: Aggregation): Slots {
   const spec = AGGREGATION_SPECS[agg];
-  const slots: Slots = { nums: new Array<number>(spec.width).fill(0), vals: new Array<Scalar>(spec.valueWidth).fill(null) };
+  const slots: Slots = { nums: new Array<number>(spec.width).fill(0), vals: new Array<TileValue>(spec.valueWidth).fill(null) };
   initSlots(agg, slots.nums, 0, slots.vals, 0);
   return slots;
 }
@@ -112,9 +117,11 @@ const fromBits = (text: string): number => {
   return view.getFloat64(0);
 };
 const sqlDouble = (x: number): string => `reinterpretAsFloat64(toUInt64('${bits(x)}'))`;
-const VALUE_TYPE: Record<ValueKind, string> = { number: 'Nullable(Float64)', string: 'Nullable(String)', boolean: 'Nullable(Bool)' };
+const VALUE_TYPE: Record<ValueKind, string> = { number: 'Nullable(Float64)', string: 'Nullable(String)', boolean: 'Nullable(Bool)', bucketed: 'Map(Int32, UInt64)' };
 
-function sqlValue(v: Scalar): string {
+function sqlValue(v: TileValue): string {
+  // bucket counts: SQL has no null map, an empty one means none
+  if (v instanceof Map) return `map(${[...v].flat().join(', ')})`;
   if (v === null) return 'NULL';
   if (typeof v === 'number') return sqlDouble(v);
   if (typeof v === 'boolean') return v ? 'true' : 'false';
@@ -124,13 +131,14 @@ function sqlValue(v: Scalar): string {
 function mergeSql(agg: Aggregation, kind: ValueKind, cases: readonly (readonly Slots[])[]): Slots[] {
   const spec = AGGREGATION_SPECS[agg];
   const type = `Tuple(${[...Array<string>(spec.width).fill('Float64'), ...Array<string>(spec.valueWidth).fill(VALUE_TYPE[kind])].join(', ')})`;
-  const tuple = (s: Slots): string => `CAST(tuple(${[...s.nums.map(sqlDouble), ...s.vals.map(sqlValue)].join(', ')}), '${type}')`;
+  const tuple = (s: Slots): string => `CAST(tuple(${[...s.nums.map(sqlDouble), ...s.vals.map((v) => (kind === 'bucketed' && v === null ? 'map()' : sqlValue(v)))].join(', ')}), '${type}')`;
   const rows = cases.map((tiles, i) => `(${i}, [${tiles.map(tuple).join(', ')}])`);
   const out = [
     ...Array.from({ length: spec.width }, (_, k) => `toString(reinterpretAsUInt64(tupleElement(r, ${k + 1})))`),
     ...Array.from({ length: spec.valueWidth }, (_, k) => {
       const v = `tupleElement(r, ${spec.width + k + 1})`;
       if (kind === 'number') return `if(isNull(${v}), NULL, toString(reinterpretAsUInt64(assumeNotNull(${v}))))`;
+      if (kind === 'bucketed') return `toJSONString(${v})`;
       return kind === 'string' ? `hex(${v})` : `toString(${v})`;
     }),
   ];
@@ -143,8 +151,12 @@ function mergeSql(agg: Aggregation, kind: ValueKind, cases: readonly (readonly S
     .split('\n')
     .map((line) => {
       const slots = (JSON.parse(line) as { slots: (string | null)[] }).slots;
-      const vals = slots.slice(spec.width).map((v): Scalar => {
+      const vals = slots.slice(spec.width).map((v): TileValue => {
         if (v === null) return null;
+        if (kind === 'bucketed') {
+          const counts = Object.entries(JSON.parse(v) as Record<string, number | string>);
+          return counts.length === 0 ? null : new Map(counts.map(([b, c]) => [Number(b), Number(c)]));
+        }
         if (kind === 'number') return fromBits(v);
         if (kind === 'boolean') return v === 'true';
         return Buffer.from(v, 'hex').toString('utf8');
@@ -153,14 +165,25 @@ function mergeSql(agg: Aggregation, kind: ValueKind, cases: readonly (readonly S
     });
 }
 
-/** Slots as text that tells -0 from 0 and keeps NaN, for readable failures. */
-const show = (s: Slots): string => JSON.stringify([...s.nums.map((x) => (Object.is(x, -0) ? '-0' : String(x))), ...s.vals]);
+/** Slots as text that tells -0 from 0 and keeps NaN, bucket counts as [bucket, count] pairs in bucket order, for readable failures. */
+const show = (s: Slots): string => JSON.stringify([...s.nums.map((x) => (Object.is(x, -0) ? '-0' : String(x))), ...s.vals.map((v) => (v instanceof Map ? sortedCounts(v) : v))]);
+
+const sortedCounts = (counts: BucketCounts): [number, number][] => [...counts].sort(([a], [b]) => a - b);
+
+/** Object.is, and for bucket counts: the same buckets with the same counts. */
+function sameValue(a: TileValue | undefined, b: TileValue | undefined): boolean {
+  if (a instanceof Map && b instanceof Map) {
+    const [x, y] = [sortedCounts(a), sortedCounts(b)];
+    return x.length === y.length && x.every(([bucket, count], i) => bucket === y[i]![0] && Object.is(count, y[i]![1]));
+  }
+  return Object.is(a, b);
+}
 
 function expectIdentical(what: string, got: readonly Slots[], expected: readonly Slots[], cases: readonly (readonly Slots[])[]): void {
   expect(got).toHaveLength(expected.length);
   expected.forEach((e, i) => {
     const g = got[i]!;
-    const same = e.nums.every((x, k) => Object.is(x, g.nums[k])) && e.vals.every((v, k) => Object.is(v, g.vals[k]));
+    const same = e.nums.every((x, k) => Object.is(x, g.nums[k])) && e.vals.every((v, k) => sameValue(v, g.vals[k]));
     if (!same) expect.fail(`${what} case ${i}: ${show(g)}, TypeScript ${show(e)}; tiles ${cases[i]!.map(show).join(' ')}`);
   });
 }
@@ -179,6 +202,7 @@ const CASES: [Aggregation, ValueKind][] = [
   ['first', 'number'],
   ['first', 'string'],
   ['first', 'boolean'],
+  ['approx_percentile', 'bucketed'],
 ];
 
 describe('aggregation specs: TypeScript, Redis Lua and ClickHouse SQL merge tiles bit-identically', () => {
@@ -200,6 +224,42 @@ describe('aggregation specs: TypeScript, Redis Lua and ClickHouse SQL merge tile
     });
   }
 
+  it('approx_percentile: the SQL buckets values and takes the nearest rank exactly as TypeScript does', () => {
+    // Raw values per case (a null too, which counts nowhere), bucketed by the spec's per-instant SQL
+    // and finished by its final SQL, against addToSlots then finalize: the bucket edges and the
+    // representatives are built from bits in both, so every value must be the same double.
+    const spec = AGGREGATION_SPECS.approx_percentile;
+    const part = spec.sql.parts![0]!;
+    const quantile = fc.oneof(fc.constantFrom(0, 0.01, 0.25, 0.5, 0.9, 0.99, 1), fc.double({ min: 0, max: 1, noNaN: true }));
+    fc.assert(
+      fc.property(fc.array(fc.array(percentileValue, { maxLength: 40 }), { minLength: 1, maxLength: 30 }), quantile, (cases, q) => {
+        const expected = cases.map((values) => {
+          const slots = fresh('approx_percentile');
+          for (const v of values) addToSlots('approx_percentile', true, slots.nums, 0, slots.vals, 0, v, 0);
+          return spec.finalize(slots.nums, 0, slots.vals, 0, { quantile: q }) as number | null;
+        });
+        const rows = cases.map((values, i) => `(${i}, CAST([${[...values.map(sqlDouble), 'NULL'].join(', ')}], 'Array(Nullable(Float64))'))`);
+        const sql =
+          `SELECT i, if(isNull(v), NULL, toString(reinterpretAsUInt64(assumeNotNull(v)))) AS v FROM (SELECT i, ${spec.sql.final(() => 'b', { quantile: q })} AS v FROM (` +
+          `SELECT i, ${part.perTs('x', 'NULL')} AS b FROM (SELECT tupleElement(c, 1) AS i, arrayJoin(tupleElement(c, 2)) AS x FROM (SELECT arrayJoin([${rows.join(', ')}]) AS c)) GROUP BY i)) ORDER BY i`;
+        const got = chdb
+          .query(sql, 'JSONEachRow')
+          .toString()
+          .trim()
+          .split('\n')
+          .map((line) => {
+            const v = (JSON.parse(line) as { v: string | null }).v;
+            return v === null ? null : fromBits(v);
+          });
+        expect(got).toHaveLength(expected.length);
+        expected.forEach((e, i) => {
+          if (!Object.is(got[i], e)) expect.fail(`case ${i} at q=${q}: SQL ${got[i]}, TypeScript ${e}; values ${JSON.stringify(cases[i])}`);
+        });
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   it('the cancelling sum keeps what plain addition loses, in all three', async () => {
     // 1e16 + 1 + 1e-9 - 1e16 in separate tiles: a plain double sum gives 0
     const tiles = [1e16, 1, 1e-9, -1e16].map((x) => {
@@ -208,7 +268,7 @@ describe('aggregation specs: TypeScript, Redis Lua and ClickHouse SQL merge tile
       return s;
     });
     const ts = mergeTs('sum', tiles);
-    expect(AGGREGATION_SPECS.sum.finalize(ts.nums, 0, ts.vals, 0)).toBe(1.000000001);
+    expect(AGGREGATION_SPECS.sum.finalize(ts.nums, 0, ts.vals, 0, {})).toBe(1.000000001);
     expectIdentical('Lua', await mergeLua('sum', [tiles]), [ts], [tiles]);
     expectIdentical('SQL', mergeSql('sum', 'number', [tiles]), [ts], [tiles]);
   });

@@ -136,6 +136,15 @@ describe('DSL types', () => {
     spec({ agg: 'sum', window: '1h' });
     // @ts-expect-error numeric aggregations need a window
     spec({ agg: 'mean', field: 'amount' });
+    // @ts-expect-error approx_percentile of a string field
+    spec({ agg: 'approx_percentile', field: 'note', window: '1h', quantile: 0.5 });
+    // @ts-expect-error approx_percentile needs its quantile
+    spec({ agg: 'approx_percentile', field: 'amount', window: '1h' });
+    // @ts-expect-error approx_percentile needs a window
+    spec({ agg: 'approx_percentile', field: 'amount', quantile: 0.9 });
+    // @ts-expect-error only approx_percentile takes a quantile
+    spec({ agg: 'max', field: 'amount', window: '1h', quantile: 0.9 });
+    expect(spec({ agg: 'approx_percentile', field: 'tip', window: '1h', hop: '5m', quantile: 0.99 }).agg).toBe('approx_percentile');
 
     const v = featureView({
       name: 'strings',

@@ -1,21 +1,26 @@
 // The Redis store's packed tiles and key names, without a server: every tile round-trips exactly,
 // packed text compares bytewise as compareCodePoints compares strings (what the Lua merge relies
-// on), and entity keys map one-to-one onto UTF-8-safe key text.
+// on), bucket counts pack to one form whatever their insertion order (what the Lua merge writes),
+// and entity keys map one-to-one onto UTF-8-safe key text.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compareCodePoints, type Scalar, type Tile } from '../../definitions/index.js';
+import { compareCodePoints, type BucketCounts, type Scalar, type Tile } from '../../definitions/index.js';
 import { decodeTile, encodeTile, redisKeyText } from '../../online/redis.js';
 
 /** Any JS string: arbitrary UTF-16 code units, lone surrogates included. */
 const anyText = fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((u) => String.fromCharCode(u)), maxLength: 12 });
 const anyDouble = fc.oneof(fc.double(), fc.constantFrom(Number.NaN, -0, 0, Number.MIN_VALUE, -Number.MAX_VALUE, 2 ** 53 + 2, 0.1));
 const anyValue: fc.Arbitrary<Scalar> = fc.oneof(fc.constant(null), fc.boolean(), anyDouble, anyText);
+/** approx_percentile's bucket counts: any bucket index of a double, counts up to 2^53. */
+const anyBucketCounts: fc.Arbitrary<BucketCounts> = fc
+  .uniqueArray(fc.tuple(fc.integer({ min: -131_008, max: 131_008 }), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER })), { minLength: 1, maxLength: 8, selector: ([bucket]) => bucket })
+  .map((pairs) => new Map(pairs));
 
 const anyTile: fc.Arbitrary<Tile> = fc.record({
   minTs: anyDouble,
   maxTs: anyDouble,
   nums: fc.array(anyDouble, { maxLength: 12 }),
-  vals: fc.array(anyValue, { maxLength: 4 }),
+  vals: fc.array(fc.oneof(anyValue, anyBucketCounts), { maxLength: 4 }),
 });
 
 /** The packed bytes of a text value, after its tag and length. */
@@ -48,6 +53,19 @@ describe('Redis packed tiles', () => {
     ] as const) {
       expect(Math.sign(Buffer.compare(textBytes(a), textBytes(b))), `${escape(a)} vs ${escape(b)}`).toBe(compareCodePoints(a, b));
     }
+  });
+
+  it('pack bucket counts in ascending bucket order, whatever order they were counted in', () => {
+    fc.assert(
+      fc.property(anyBucketCounts, (counts) => {
+        const reversed = new Map([...counts].reverse());
+        const packed = encodeTile({ minTs: 0, maxTs: 0, nums: [], vals: [counts] });
+        expect(encodeTile({ minTs: 0, maxTs: 0, nums: [], vals: [reversed] })).toEqual(packed);
+        const buckets = Array.from({ length: counts.size }, (_, i) => packed.readInt32LE(16 + 5 + 12 * i));
+        expect(buckets).toEqual([...counts.keys()].sort((a, b) => a - b));
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('refuse a corrupt tile rather than misread it', () => {

@@ -75,7 +75,12 @@ async function applyBoth(store: OnlineStore, twin: MemoryOnlineStore, batch: Til
 // ---------------------------------------------------------------------------------------------
 // fast-check: shuffled, re-batched events against the reference (as memory-store.fuzz.test.ts)
 
-/** Times near 0 with many exact repeats; fractional values so sums, means and variances round. */
+/**
+ * Times near 0 with many exact repeats; fractional values so sums, means and variances round; small
+ * integers and 1.015625 sit on approx_percentile's bucket edges. (Values an ulp apart are left out:
+ * the reference now gets their variance of an ulp squared exactly, but the online Chan merge can
+ * lose it in some merge orders, giving 0; a known gap, noted in the README.)
+ */
 const eventArb: fc.Arbitrary<TestEvent> = fc.record({
   ts: fc.oneof(
     { weight: 3, arbitrary: fc.integer({ min: -150, max: 150 }) },
@@ -83,7 +88,7 @@ const eventArb: fc.Arbitrary<TestEvent> = fc.record({
   ),
   k: fc.constantFrom('a', 'b', 'c'),
   n: fc.constantFrom(0, -0, 1, 2.5),
-  x: fc.option(fc.oneof(fc.integer({ min: -5, max: 5 }), fc.constantFrom(0.1, -0.3, 1e-9, 12345.678)), { nil: null, freq: 4 }),
+  x: fc.option(fc.oneof(fc.integer({ min: -5, max: 5 }), fc.constantFrom(0.1, -0.3, 1e-9, 12345.678, 1.015625)), { nil: null, freq: 4 }),
   s: fc.option(fc.constantFrom('', 'a', 'ab', 'b', 'zz', '\uFFFF', '\u{1F600}', 'é'), { nil: null, freq: 4 }),
 });
 
@@ -353,6 +358,7 @@ export function runStoreSuite(backend: StoreBackend): void {
             sd: { agg: 'stddev', field: 'x', window: '300ms', hop: '1ms' },
             lo: { agg: 'min', field: 'x', window: '600ms', hop: '1ms' },
             last_s: { agg: 'last', field: 's', window: '450ms', hop: '1ms' },
+            p90: { agg: 'approx_percentile', field: 'x', window: '600ms', hop: '1ms', quantile: 0.9 },
           },
         }),
       );

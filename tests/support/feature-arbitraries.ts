@@ -11,6 +11,9 @@ export const HOPS = [1, 2, 4, 5, 10, 20, 25, 50] as const;
 export const WINDOWS = [10, 20, 25, 30, 40, 50, 60, 75, 100] as const;
 export const ms = (n: number): Duration => `${n}ms`;
 
+/** approx_percentile's quantiles: the usual ones, the ends, and any in between. */
+export const quantileArb = fc.oneof(fc.constantFrom(0, 0.5, 0.9, 0.99, 1), fc.double({ min: 0, max: 1, noNaN: true }));
+
 export const windowHop = fc
   .constantFrom(...WINDOWS)
   .chain((w) => fc.constantFrom(...HOPS.filter((h) => w % h === 0)).map((h) => ({ window: ms(w), hop: ms(h) })));
@@ -29,6 +32,8 @@ export const userFeatures: fc.Arbitrary<Record<string, Spec>> = fc
     last_s_w: windowHop,
     first_x_w: windowHop,
     first_s_w: windowHop,
+    p_x: windowHop,
+    p_x_quantile: quantileArb,
     latest_s_hop: fc.constantFrom(...HOPS),
     latest_x_ttl: fc.integer({ min: 1, max: 80 }),
     latest_x_ttl_hop: fc.constantFrom(...HOPS),
@@ -46,6 +51,7 @@ export const userFeatures: fc.Arbitrary<Record<string, Spec>> = fc
     last_s_w: { agg: 'last', field: 's', ...r.last_s_w },
     first_x_w: { agg: 'first', field: 'x', ...r.first_x_w },
     first_s_w: { agg: 'first', field: 's', ...r.first_s_w },
+    p_x: { agg: 'approx_percentile', field: 'x', quantile: r.p_x_quantile, ...r.p_x },
     latest_s: { agg: 'last', field: 's', hop: ms(r.latest_s_hop) },
     latest_x_default_hop: { agg: 'last', field: 'x' },
     latest_x_ttl: { agg: 'last', field: 'x', ttl: ms(r.latest_x_ttl), hop: ms(r.latest_x_ttl_hop) },

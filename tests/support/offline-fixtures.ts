@@ -56,13 +56,14 @@ export function allFeatureRefs(compiled: CompiledDefinitions): string[] {
 /**
  * For one test file: a chDB offline store in a temporary folder holding `rows` of one source,
  * opened before its tests and closed and removed after them. `dataset` writes a spine and returns
- * the point-in-time rows of `features` (view:feature) in spine order.
+ * the point-in-time rows of `features` (view:feature) in spine order; `store` and `dir` are the
+ * store and its folder, for other outputs and queries.
  */
 export function offlineStoreWith(
   compiled: CompiledDefinitions,
   sourceName: string,
   rows: readonly Record<string, unknown>[],
-): { dataset(spine: readonly Record<string, unknown>[], features: readonly string[]): Promise<Record<string, Scalar>[]> } {
+): { dataset(spine: readonly Record<string, unknown>[], features: readonly string[]): Promise<Record<string, Scalar>[]>; store(): OfflineStore; dir(): string } {
   let dir: string;
   let store: OfflineStore | undefined;
   beforeAll(async () => {
@@ -80,5 +81,7 @@ export function offlineStoreWith(
       await store!.writeDataset(writeNdjson(join(dir, 'spine.ndjson'), spine), [...features], out);
       return readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, Scalar>);
     },
+    store: () => store!,
+    dir: () => dir,
   };
 }
