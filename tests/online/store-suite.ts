@@ -21,6 +21,7 @@ import {
   valuesAgree,
   type CompiledDefinitions,
   type Duration,
+  type FeatureSpec,
   type ReferenceEvent,
   type Registry,
   type Scalar,
@@ -207,6 +208,11 @@ const tieSource = source({
 });
 const tieKey = entity({ name: 'tie_key', joinKeys: ['k'] });
 
+/** A view `u` of the test events keyed by user: rollup tests use 1 ms hops over long windows. */
+function oneMsView(features: Record<string, FeatureSpec<z.output<typeof events.schema>>>): CompiledDefinitions {
+  return compileWith(featureView({ name: 'u', source: events, entity: user, features }));
+}
+
 function tieDefinitions(): CompiledDefinitions {
   return compileOrThrow([
     featureView({
@@ -347,21 +353,14 @@ export function runStoreSuite(backend: StoreBackend): void {
     it('long windows read through rollup tiles: any order, batching and redelivery gives the reference values and the in-memory twin\'s exactly, merging at most 32 tiles', async () => {
       // 600 tiles of 1 ms per window: rollup levels of 6, 36 and 216 tiles; float values, so a rollup
       // merged in another order than the twin's would show in the last bits
-      const compiled = compileWith(
-        featureView({
-          name: 'u',
-          source: events,
-          entity: user,
-          features: {
-            n: { agg: 'count', window: '600ms', hop: '1ms' },
-            sum: { agg: 'sum', field: 'x', window: '600ms', hop: '1ms' },
-            sd: { agg: 'stddev', field: 'x', window: '300ms', hop: '1ms' },
-            lo: { agg: 'min', field: 'x', window: '600ms', hop: '1ms' },
-            last_s: { agg: 'last', field: 's', window: '450ms', hop: '1ms' },
-            p90: { agg: 'approx_percentile', field: 'x', window: '600ms', hop: '1ms', quantile: 0.9 },
-          },
-        }),
-      );
+      const compiled = oneMsView({
+        n: { agg: 'count', window: '600ms', hop: '1ms' },
+        sum: { agg: 'sum', field: 'x', window: '600ms', hop: '1ms' },
+        sd: { agg: 'stddev', field: 'x', window: '300ms', hop: '1ms' },
+        lo: { agg: 'min', field: 'x', window: '600ms', hop: '1ms' },
+        last_s: { agg: 'last', field: 's', window: '450ms', hop: '1ms' },
+        p90: { agg: 'approx_percentile', field: 'x', window: '600ms', hop: '1ms', quantile: 0.9 },
+      });
       const view = compiled.registry.views[0]!;
       expect(view.groups[0]!.rollups).toEqual([6, 36, 216]);
       const builder = new TileBatchBuilder(compiled.registry);
@@ -423,17 +422,10 @@ export function runStoreSuite(backend: StoreBackend): void {
     it('rollup tiles equal the in-memory twin\'s bit for bit when batches put many float tiles into one rollup tile', async () => {
       // the merge order of rollup sums (rollupSums) must be the same in both stores: dense batches of
       // floats (stddev's Chan merge and compensated sums show any other order in the last bits)
-      const compiled = compileWith(
-        featureView({
-          name: 'u',
-          source: events,
-          entity: user,
-          features: {
-            sum: { agg: 'sum', field: 'x', window: '600ms', hop: '1ms' },
-            sd: { agg: 'stddev', field: 'x', window: '600ms', hop: '1ms' },
-          },
-        }),
-      );
+      const compiled = oneMsView({
+        sum: { agg: 'sum', field: 'x', window: '600ms', hop: '1ms' },
+        sd: { agg: 'stddev', field: 'x', window: '600ms', hop: '1ms' },
+      });
       const builder = new TileBatchBuilder(compiled.registry);
       await fc.assert(
         fc.asyncProperty(
