@@ -2,6 +2,7 @@
 // views), per which slices, against which reference, how often, and the SLOs that page on-call.
 // `monitor(...)` is typed like the rest of the DSL; `compileMonitor` checks it again at run time.
 import type { z } from 'zod';
+import { AGGREGATION_SPECS } from './aggregations/index.js';
 import { NAME_RE, type AnyObjectSchema, type SourceDefinition } from './dsl.js';
 import type { Duration } from './duration.js';
 import { formatDurationMs } from './duration.js';
@@ -272,6 +273,12 @@ export function compileMonitor(
     }
     if (feature.valueKind !== 'number' && feature.agg !== 'count') {
       err('TM_DEF_BAD_MONITOR', where, `${name} is not numeric`, 'watch numeric features', name);
+      continue;
+    }
+    // Feature samples are computed from offline tiles; a windowed last or first is picked by an
+    // ASOF join instead, which the sampler does not do.
+    if (AGGREGATION_SPECS[feature.agg].sql.parts === null) {
+      err('TM_DEF_BAD_MONITOR', where, `${name} is a windowed ${feature.agg}, whose samples the monitor cannot compute from tiles`, `watch the event field${feature.field ? ` "${feature.field}"` : ''} itself instead`, name);
       continue;
     }
     for (const slice of slices) {

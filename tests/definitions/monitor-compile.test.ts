@@ -2,7 +2,7 @@
 // each with a code, where, and a fix), and the type checker rejects unknown fields.
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { compile, compileOrThrow, eventTime, monitor, source } from '../../definitions/index.js';
+import { compile, compileOrThrow, eventTime, featureView, monitor, source } from '../../definitions/index.js';
 import * as flights from '../../examples/flights/definitions.js';
 import * as flightsMonitor from '../../examples/flights/monitor.js';
 
@@ -32,6 +32,23 @@ describe('monitor definitions', () => {
     const { flightDelays: _monitor, ...withoutMonitor } = flightsMonitor;
     expect(compiled.registry.version).toBe(compileOrThrow(withoutMonitor).registry.version);
     expect(plan.version).toMatch(/^[0-9a-f]{16}$/);
+  });
+
+  it('refuses a windowed last or first view feature, whose samples tiles alone cannot give', () => {
+    const picks = featureView({
+      name: 'picks',
+      source: flights.flights,
+      entity: flights.airport,
+      keys: { airport: 'origin' },
+      features: { last_delay_1d: { agg: 'last', field: 'delay', window: '1d' }, first_delay_1d: { agg: 'first', field: 'delay', window: '1d' } },
+    });
+    const result = compile({ ...flights, picks, m: monitor({ ...base, features: ['delay', 'picks:last_delay_1d', 'picks:first_delay_1d'] }) });
+    const errors = result.ok ? [] : result.errors;
+    expect(errors.map((e) => [e.code, e.feature])).toEqual([
+      ['TM_DEF_BAD_MONITOR', 'picks:last_delay_1d'],
+      ['TM_DEF_BAD_MONITOR', 'picks:first_delay_1d'],
+    ]);
+    expect(errors[0]!.hint).toContain('"delay"');
   });
 
   it('reports every problem at once, each with a code and a fix', () => {
