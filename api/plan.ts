@@ -30,12 +30,19 @@ export interface ViewChanges {
   featuresChanged: FeatureChange[];
   /** entity, join keys or the event fields they read */
   key: Change<{ entity: string; joinKeys: string[]; keyFields: string[] }> | null;
-  source: Change<string> | null;
+  /** The source's name, or (as the snapshot records them) its topic or event-time field. */
+  source: Change<SourceRef> | null;
   allowedLateness: Change<string> | null;
   /** The stored tile layout fingerprint differs from the definitions' (the stored tiles cannot be read with them). */
   layout: Change<string | null> | null;
   /** Compiled plan details differ beyond the above (tile groups, retention, value types). */
   otherPlanDetails: boolean;
+}
+
+export interface SourceRef {
+  name: string;
+  topic: string | null;
+  eventTimeField: string | null;
 }
 
 export interface OfflineEvents {
@@ -167,7 +174,18 @@ function describeKey(k: { entity: string; joinKeys: string[]; keyFields: string[
   return `${k.entity} (${k.joinKeys.map((j, i) => (j === k.keyFields[i] ? j : `${j} <- ${k.keyFields[i]}`)).join(', ')})`;
 }
 
-export function diffViews(before: ViewPlan, after: ViewPlan, layoutBefore: string | null, layoutAfter: string): ViewChanges {
+function sameSource(a: SourceRef, b: SourceRef): boolean {
+  // A snapshot without source details (null) compares by name only.
+  return a.name === b.name && (a.topic === null || b.topic === null || a.topic === b.topic) && (a.eventTimeField === null || b.eventTimeField === null || a.eventTimeField === b.eventTimeField);
+}
+
+function describeSource(s: SourceRef): string {
+  return `${s.name}${s.topic === null ? '' : ` (topic ${s.topic}, event time ${s.eventTimeField})`}`;
+}
+
+export function diffViews(before: ViewPlan, after: ViewPlan, layoutBefore: string | null, layoutAfter: string, sources: { before?: SourceRef | null; after?: SourceRef | null } = {}): ViewChanges {
+  const sourceBefore = sources.before ?? { name: before.source, topic: null, eventTimeField: null };
+  const sourceAfter = sources.after ?? { name: after.source, topic: null, eventTimeField: null };
   const beforeFeatures = new Map(before.features.map((f) => [f.name, f]));
   const afterFeatures = new Map(after.features.map((f) => [f.name, f]));
   const featuresChanged: FeatureChange[] = [];
@@ -186,7 +204,7 @@ export function diffViews(before: ViewPlan, after: ViewPlan, layoutBefore: strin
     featuresRemoved: before.features.filter((f) => !afterFeatures.has(f.name)).map((f) => f.name),
     featuresChanged,
     key,
-    source: before.source === after.source ? null : { from: before.source, to: after.source },
+    source: sameSource(sourceBefore, sourceAfter) ? null : { from: sourceBefore, to: sourceAfter },
     allowedLateness: before.allowedLatenessMs === after.allowedLatenessMs ? null : { from: formatDurationMs(before.allowedLatenessMs), to: formatDurationMs(after.allowedLatenessMs) },
     layout: layoutBefore === layoutAfter ? null : { from: layoutBefore, to: layoutAfter },
     otherPlanDetails: false,
@@ -212,7 +230,7 @@ function summarize(c: ViewChanges, before: ViewPlan | null, after: ViewPlan): st
     lines.push(`feature changed: ${fc.feature}: ${Object.entries(fc.changes).map(([p, ch]) => `${p} ${ch.from ?? 'none'} -> ${ch.to ?? 'none'}`).join(', ')}`);
   }
   if (c.key) lines.push(`key changed: ${describeKey(c.key.from)} -> ${describeKey(c.key.to)}`);
-  if (c.source) lines.push(`source changed: ${c.source.from} -> ${c.source.to}`);
+  if (c.source) lines.push(`source changed: ${describeSource(c.source.from)} -> ${describeSource(c.source.to)}`);
   if (c.allowedLateness) lines.push(`allowedLateness changed: ${c.allowedLateness.from} -> ${c.allowedLateness.to}`);
   if (c.layout) lines.push(`tile layout changed: ${c.layout.from ?? 'none'} -> ${c.layout.to} (the stored tiles cannot be read with these definitions)`);
   if (c.otherPlanDetails) lines.push('compiled plan details changed (tile groups, slots or retention)');
@@ -296,7 +314,13 @@ export function computePlan(inputs: PlanInputs): PlanResult {
       };
     }
     let changes: ViewChanges;
-    if (snapshot) changes = diffViews(snapshot.view, after, storedLayout, layoutAfter);
+    const sourceAfter = registry.sources.find((s) => s.name === after.source);
+    if (snapshot) {
+      changes = diffViews(snapshot.view, after, storedLayout, layoutAfter, {
+        before: snapshot.source ?? null,
+        after: sourceAfter ? { name: sourceAfter.name, topic: sourceAfter.topic, eventTimeField: sourceAfter.eventTimeField } : null,
+      });
+    }
     else {
       // Materialized before snapshots were recorded: only the layout fingerprint can be compared.
       changes = { featuresAdded: [], featuresRemoved: [], featuresChanged: [], key: null, source: null, allowedLateness: null, layout: storedLayout === layoutAfter ? null : { from: storedLayout, to: layoutAfter }, otherPlanDetails: false };
