@@ -326,7 +326,10 @@ export function computePlan(inputs: PlanInputs): PlanResult {
       changes = { featuresAdded: [], featuresRemoved: [], featuresChanged: [], key: null, source: null, allowedLateness: null, layout: storedLayout === layoutAfter ? null : { from: storedLayout, to: layoutAfter }, otherPlanDetails: false };
     }
     const summary = summarize(changes, snapshot?.view ?? null, after);
-    if (!snapshot) summary.push('no view snapshot is recorded (materialized before tidemark plan existed): only the tile layout fingerprint was compared, so changes that keep the layout (a window length, the key fields, the source) cannot be seen');
+    if (!snapshot) {
+      const why = stored?.unreadable.includes(`view:${name}`) ? 'the recorded view snapshot does not parse' : 'no view snapshot is recorded (materialized before tidemark plan existed)';
+      summary.push(`${why}: only the tile layout fingerprint was compared, so changes that keep the layout (a window length, the key fields, the source) cannot be seen`);
+    }
     if (!hasChanges(changes)) {
       return { view: name, status: 'unchanged', changes: null, summary, needsBootstrap: false, bootstrapReasons: [], whileBootstrapping: 'nothing changes for serving', stored: storedInfo, offline };
     }

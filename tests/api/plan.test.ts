@@ -13,7 +13,8 @@ import { createRedisClient, RedisOnlineStore, type RedisClient } from '../../onl
 import { readStoredRegistryState, viewSnapshotField } from '../../online/redis.js';
 import type { PlanResult } from '../../api/plan.js';
 import { decodeAll } from '../definitions/support.js';
-import { testRedisUrl } from '../support/redis.js';
+import { testRedisClusterNodes, testRedisUrl } from '../support/redis.js';
+import { clusterUrl } from '../online/redis-backends.js';
 import { freeLoopbackPort } from '../support/services.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -211,5 +212,33 @@ describe('tidemark plan against Redis', () => {
     expect(stdout).toContain('view user_amounts: unchanged');
     expect(stdout).toMatch(/view user_last: unchanged\n {2}no view snapshot is recorded/);
     await client.del(...(await client.keys(`${otherPrefix}:*`)));
+  });
+
+  it('a prefix holding nothing: every view new, "no view recorded yet", exit 2', () => {
+    const { code, stdout } = tidemark(['plan', '--definitions', `${FIXTURES}/base`, '--redis-url', testRedisUrl(), '--prefix', `${prefix}-empty`]);
+    expect(code).toBe(2);
+    expect(stdout).toContain(`prefix ${prefix}-empty, watermark none, no view recorded yet`);
+    expect(stdout).toMatch(/plan: 2 new, 0 changed, 0 removed, 0 unchanged\n$/);
+  });
+});
+
+describe('tidemark plan against a Redis Cluster', () => {
+  it('reads the meta hash through a redis-cluster:// URL', async () => {
+    const url = clusterUrl(testRedisClusterNodes());
+    const cluster = createRedisClient(url);
+    const prefix = `plan-cluster-${process.pid}-${Date.now().toString(36)}`;
+    try {
+      const base = await compileFixture('base');
+      await new RedisOnlineStore(base.registry, cluster, { prefix }).recordViewSnapshots(base.registry);
+      const same = tidemark(['plan', '--definitions', `${FIXTURES}/base`, '--redis-url', url, '--prefix', prefix]);
+      expect(same.code, same.stderr).toBe(0);
+      expect(same.stdout).toMatch(/plan: no changes \(2 unchanged\)\n$/);
+      const changed = tidemark(['plan', '--definitions', `${FIXTURES}/changed`, '--redis-url', url, '--prefix', prefix, '--json']);
+      expect(changed.code).toBe(2);
+      expect((JSON.parse(changed.stdout) as PlanResult).counts).toEqual({ unchanged: 1, new: 1, changed: 1, removed: 0 });
+    } finally {
+      await cluster.del(`${prefix}:{meta}`);
+      await cluster.quit();
+    }
   });
 });
