@@ -92,7 +92,7 @@ export async function readRedisState(url: string, prefix: string, timeoutMs: num
   if (prefix.length === 0 || /[{}]/.test(prefix)) {
     throw new TidemarkError('TM_STORE_BAD_CONFIG', `Redis key prefix ${JSON.stringify(prefix)} must be non-empty and contain no { or }`, { prefix });
   }
-  const client = createRedisClient(url, { connectTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: true });
+  const client = createRedisClient(url, { connectTimeout: timeoutMs, disconnectTimeout: 100, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: true });
   let lastError: Error | null = null;
   client.on('error', (e: Error) => {
     lastError = e;

@@ -4,6 +4,7 @@
 // unreachable Redis, an unknown view and an offline store; the store must be left as it was.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -164,6 +165,22 @@ describe('tidemark plan against Redis', () => {
     expect(stdout).toBe('');
     expect(stderr).toMatch(new RegExp(`^TM_STORE_UNREACHABLE: the Redis online store at redis://127.0.0.1:${port} is unreachable`));
     expect(ms).toBeLessThan(15_000);
+  });
+
+  it('(f) a Redis that accepts but never answers: TM_STORE_UNREACHABLE after --timeout, not a hang', async () => {
+    const silent = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = silent.address() as AddressInfo;
+      const { code, stdout, stderr, ms } = tidemark(['plan', '--definitions', `${FIXTURES}/base`, '--redis-url', `redis://127.0.0.1:${port}`, '--timeout', '1500', '--json']);
+      expect(code).toBe(1);
+      expect(stderr).toBe('');
+      expect(JSON.parse(stdout)).toEqual({ error: { code: 'TM_STORE_UNREACHABLE', message: `the Redis online store at redis://127.0.0.1:${port} is unreachable: no answer within 1500 ms`, url: `redis://127.0.0.1:${port}`, timeoutMs: 1500 } });
+      expect(ms).toBeGreaterThanOrEqual(1500);
+      expect(ms).toBeLessThan(15_000);
+    } finally {
+      silent.close();
+    }
   });
 
   it('reports the offline events of each view\'s source when an offline store is given (chDB folder)', () => {
