@@ -23,9 +23,12 @@ const BIN = join(ROOT, 'bin', 'tidemark.mjs');
 const FIXTURES = 'tests/fixtures/plan';
 const T0 = Date.UTC(2026, 0, 1);
 
+/** The environment of the CLI: without CLICKHOUSE_URL, so `--data-dir` names the offline store. */
+const ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'CLICKHOUSE_URL'));
+
 function tidemark(args: string[]) {
   const started = Date.now();
-  const res = spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  const res = spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, env: ENV, encoding: 'utf8', timeout: 60_000 });
   return { code: res.status, stdout: res.stdout, stderr: res.stderr, ms: Date.now() - started };
 }
 
