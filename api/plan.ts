@@ -302,7 +302,7 @@ export function computePlan(inputs: PlanInputs): PlanResult {
         needsBootstrap: true,
         bootstrapReasons: historyReasons(after),
         whileBootstrapping: stored
-          ? `reads of ${name} answer 503 (not ready) until its bootstrap completes`
+          ? `once applied, reads of ${name} answer 503 (not ready) until its bootstrap completes`
           : `the embedded store is built by replaying the events at every start (tidemark quickstart), before it serves: ${name} is served once the replay is done`,
         stored: null,
         offline,
