@@ -12,6 +12,7 @@ import { Partitioners } from 'kafkajs';
 import { pushRoutes } from './push-routes.js';
 import { buildServer } from './server.js';
 import { addMonitorCommand } from './monitor-command.js';
+import { computePlan, formatPlan, readOfflineEvents, readRedisState } from './plan.js';
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DEFAULT_DEFINITIONS = join(PACKAGE_ROOT, 'examples', 'flights');
@@ -161,6 +162,7 @@ export function buildCli(): Command {
     process.once('SIGTERM', stop);
   });
   addStreamCommands(program);
+  addPlanCommand(program);
   addMonitorCommand(program);
   return program;
 }
@@ -288,6 +290,19 @@ function addStreamCommands(program: Command): void {
         await store.close().catch(() => undefined);
         throw e;
       }
+      // Record the view snapshots `tidemark plan` compares with (first writer wins, as the layouts);
+      // in the background, retried while Redis is away: the materializer does not wait for it.
+      void (async () => {
+        for (let attempt = 0; !exiting; attempt++) {
+          try {
+            await store.recordViewSnapshots(compiled.registry);
+            return;
+          } catch (e) {
+            if (attempt === 0) jsonLog('error', `could not record the view snapshots for tidemark plan (retrying): ${e instanceof Error ? e.message : String(e)}`);
+            await new Promise((r) => setTimeout(r, 5_000).unref());
+          }
+        }
+      })();
       console.log(`materializing topics ${materializer.topics.join(', ')} (group ${opts.group}) into ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix}`);
       console.log(`health and metrics on ${address}/healthz and ${address}/metrics`);
     });
@@ -323,5 +338,69 @@ function addStreamCommands(program: Command): void {
       };
       process.once('SIGINT', () => void stop());
       process.once('SIGTERM', () => void stop());
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// `plan`: what the definitions would change in the stores (read only). Exit 0: no changes, 2:
+// changes, 1: an error (Terraform's -detailed-exitcode convention).
+
+function addPlanCommand(program: Command): void {
+  program
+    .command('plan')
+    .description('compare the definitions with what the online store (and the offline store, when given) holds; exit 0: no changes, 2: changes, 1: error')
+    .requiredOption('--definitions <path>', 'definitions module')
+    .option('--store <kind>', 'online store: redis, or memory (the embedded store, which records nothing between runs)', 'redis')
+    .option('--redis-url <url>', `Redis online store (default: $REDIS_URL, else ${REDIS_URL_DEFAULT})`, process.env.REDIS_URL ?? REDIS_URL_DEFAULT)
+    .option('--prefix <prefix>', 'Redis key prefix (namespace) of the online store', 'tm')
+    .option('--timeout <ms>', 'how long to wait for Redis before TM_STORE_UNREACHABLE', positiveInt('--timeout'), 5_000)
+    .option('--views <list>', 'comma-separated views to plan (default: every view defined or stored)')
+    .option('--clickhouse-url <url>', 'offline store: ClickHouse server HTTP URL (default: $CLICKHOUSE_URL)', process.env.CLICKHOUSE_URL)
+    .option('--data-dir <dir>', 'offline store: chDB folder (as backfill and quickstart use; read only, never created)')
+    .option('--json', 'print the plan (or the error) as JSON')
+    .action(async (opts: { definitions: string; store: string; redisUrl: string; prefix: string; timeout: number; views?: string; clickhouseUrl?: string; dataDir?: string; json?: boolean }) => {
+      const fail = (error: { code: string; message: string; [k: string]: unknown }, lines: string[]): void => {
+        if (opts.json) console.log(JSON.stringify({ error }, null, 2));
+        else for (const line of lines) console.error(line);
+        process.exitCode = 1;
+      };
+      try {
+        if (opts.store !== 'redis' && opts.store !== 'memory') throw new TidemarkError('TM_STORE_BAD_CONFIG', `--store must be redis or memory, got ${opts.store}`, { store: opts.store });
+        const { path, module } = await loadDefinitions(opts.definitions);
+        const result = compile(module);
+        if (!result.ok) {
+          const message = `${path}: ${result.errors.length} definition error(s); nothing was compared and no store was touched`;
+          fail({ code: result.errors[0]!.code, message, path, errors: result.errors }, [message, ...result.errors.map(formatDefinitionError)]);
+          return;
+        }
+        const { registry } = result.compiled;
+        const stored = opts.store === 'redis' ? await readRedisState(opts.redisUrl, opts.prefix, opts.timeout) : null;
+        let views: string[] | undefined;
+        if (opts.views !== undefined) {
+          views = opts.views.split(',').map((v) => v.trim()).filter((v) => v.length > 0);
+          const known = new Set([...registry.views.map((v) => v.name), ...Object.keys(stored?.layouts ?? {}), ...Object.keys(stored?.snapshots ?? {})]);
+          const unknown = views.filter((v) => !known.has(v));
+          if (unknown.length > 0 || views.length === 0) {
+            throw new TidemarkError('TM_PLAN_UNKNOWN_VIEW', views.length === 0 ? '--views names no view' : `--views names ${unknown.join(', ')}, which ${unknown.length === 1 ? 'is' : 'are'} neither defined nor in the store; valid views: ${[...known].sort().join(', ')}`, { unknown, validViews: [...known].sort() });
+          }
+        }
+        const wantsOffline = opts.clickhouseUrl !== undefined || opts.dataDir !== undefined;
+        const offline = wantsOffline ? await readOfflineEvents(registry, { clickhouseUrl: opts.clickhouseUrl, dataDir: opts.dataDir }) : null;
+        const plan = computePlan({
+          registry,
+          definitionsPath: path,
+          stored,
+          redis: opts.store === 'redis' ? { url: opts.redisUrl, prefix: opts.prefix } : undefined,
+          offline,
+          offlineNote: wantsOffline ? `no offline store in ${opts.dataDir ?? '.tidemark'} (no chdb folder there)` : undefined,
+          views,
+        });
+        if (opts.json) console.log(JSON.stringify(plan, null, 2));
+        else for (const line of formatPlan(plan)) console.log(line);
+        process.exitCode = plan.exitCode;
+      } catch (e) {
+        if (e instanceof TidemarkError) fail({ ...e.toJSON(), code: e.code, message: e.message }, [`${e.code}: ${e.message}`]);
+        else throw e;
+      }
     });
 }

@@ -36,6 +36,9 @@ export type ErrorCode =
   | 'TM_STORE_LAYOUT_MISMATCH'
   | 'TM_STORE_BAD_UPDATE'
   | 'TM_STORE_BAD_CONFIG'
+  | 'TM_STORE_UNREACHABLE'
+  // tidemark plan
+  | 'TM_PLAN_UNKNOWN_VIEW'
   // stream ingest (the Kafka materializer)
   | 'TM_INGEST_FENCE_CONTENTION'
   // files

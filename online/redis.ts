@@ -1394,6 +1394,17 @@ export class RedisOnlineStore implements OnlineStore {
   async close(): Promise<void> {
     if (this.ownsClient) await this.client.quit();
   }
+
+  /**
+   * Record what this store's views were materialized from, for `tidemark plan`: after the layout
+   * check (which records `layout:<view>`), HSETNX `view:<view>` in the meta hash with the view's
+   * plan (ViewSnapshot), so, like the layouts, the first writer of a view wins. Separate from the
+   * apply path so a later `tidemark apply` can own it (and overwrite on a switch).
+   */
+  async recordViewSnapshots(registry: Registry, recordedAtMs: number = Date.now()): Promise<void> {
+    await this.ready();
+    await recordViewSnapshots(this.client, this.prefix, registry, recordedAtMs);
+  }
 }
 
 /**
@@ -1431,4 +1442,85 @@ export function createRedisClient(url: string, options: RedisOptions = {}): Redi
 /** A store over a client it owns (closed by close()), for a URL as createRedisClient takes. */
 export function connectRedisOnlineStore(registry: Registry, url: string, options: Omit<RedisOnlineStoreOptions, 'ownsClient'> = {}): RedisOnlineStore {
   return new RedisOnlineStore(registry, createRedisClient(url), { ...options, ownsClient: true });
+}
+
+// ---------------------------------------------------------------------------------------------
+// What `tidemark plan` reads: the layout fingerprints and view snapshots of the meta hash.
+
+/** The fingerprint a store records as `layout:<view>` for this view plan. */
+export function viewLayoutFingerprint(view: ViewPlan): string {
+  return viewRuntime(view).fingerprint;
+}
+
+/** The meta hash field holding a view's snapshot. */
+export function viewSnapshotField(view: string): string {
+  return `view:${view}`;
+}
+
+/** `view:<view>` of the meta hash: the view plan the store's tiles of that view were first materialized from. */
+export interface ViewSnapshot {
+  /** Version of the registry that recorded it. */
+  registryVersion: string;
+  recordedAt: string;
+  /** The layout fingerprint of `view`, as `layout:<view>` holds it. */
+  layout: string;
+  view: ViewPlan;
+  source: { name: string; topic: string; eventTimeField: string } | null;
+}
+
+/**
+ * HSETNX `view:<view>` for every view of the registry whose recorded `layout:<view>` is this
+ * view's (so a snapshot always describes the tiles it sits beside; a view whose layout is not
+ * recorded, or is another, is left alone). Returns the views it recorded a snapshot for.
+ */
+export async function recordViewSnapshots(client: RedisClient, prefix: string, registry: Registry, recordedAtMs: number = Date.now()): Promise<string[]> {
+  const metaKey = `${prefix}:{meta}`;
+  if (registry.views.length === 0) return [];
+  const layouts = await client.hmget(metaKey, ...registry.views.map((v) => `layout:${v.name}`));
+  const recorded: string[] = [];
+  await Promise.all(
+    registry.views.map(async (view, i) => {
+      const layout = viewLayoutFingerprint(view);
+      if (layouts[i] !== layout) return;
+      const source = registry.sources.find((s) => s.name === view.source);
+      const snapshot: ViewSnapshot = {
+        registryVersion: registry.version,
+        recordedAt: new Date(recordedAtMs).toISOString(),
+        layout,
+        view,
+        source: source ? { name: source.name, topic: source.topic, eventTimeField: source.eventTimeField } : null,
+      };
+      if ((await client.hsetnx(metaKey, viewSnapshotField(view.name), JSON.stringify(snapshot))) === 1) recorded.push(view.name);
+    }),
+  );
+  return recorded;
+}
+
+/** What the meta hash records of a store (read only: one HGETALL). */
+export interface StoredRegistryState {
+  /** view -> `layout:<view>` */
+  layouts: Record<string, string>;
+  /** view -> its `view:<view>` snapshot (a field that does not parse is left out and named in `unreadable`) */
+  snapshots: Record<string, ViewSnapshot>;
+  unreadable: string[];
+  /** view -> `keys:<view>` (entity keys seen) */
+  keys: Record<string, number>;
+  watermarkMs: number | null;
+}
+
+export async function readStoredRegistryState(client: RedisClient, prefix: string): Promise<StoredRegistryState> {
+  const meta = await client.hgetall(`${prefix}:{meta}`);
+  const state: StoredRegistryState = { layouts: {}, snapshots: {}, unreadable: [], keys: {}, watermarkMs: meta.watermark === undefined ? null : Number(meta.watermark) };
+  for (const [field, value] of Object.entries(meta)) {
+    if (field.startsWith('layout:')) state.layouts[field.slice('layout:'.length)] = value;
+    else if (field.startsWith('keys:')) state.keys[field.slice('keys:'.length)] = Number(value);
+    else if (field.startsWith('view:')) {
+      try {
+        state.snapshots[field.slice('view:'.length)] = JSON.parse(value) as ViewSnapshot;
+      } catch {
+        state.unreadable.push(field);
+      }
+    }
+  }
+  return state;
 }

@@ -151,6 +151,10 @@ describe('tidemark serve and tidemark materialize together', () => {
       const health = await fetch(`${url}/healthz`);
       expect(health.status).toBe(200);
       expect(await health.json()).toMatchObject({ status: 'ok', clock: 'watermark', redis: 'ready' });
+      // materialize recorded what it materialized: `tidemark plan` of the same definitions finds nothing to change.
+      const plan = runCli(['plan', '--definitions', 'examples/flights', '--redis-url', testRedisUrl(), '--prefix', prefix]);
+      expect(await plan.exit, plan.output()).toBe(0);
+      expect(plan.output()).toMatch(/plan: no changes \(3 unchanged\)/);
     } finally {
       for (const c of children) c.child.kill('SIGTERM');
       for (const c of children) expect(await c.exit).toBe(0);
