@@ -21,7 +21,9 @@
 //                                     and one HSET whatever the levels.
 //   P:{meta}                          hash: `watermark` (greatest materialized event time, ms),
 //                                     `tiles` (stored tile count), `keys:<view>` (entity keys seen),
-//                                     `layout:<view>` (fingerprint of the view's tile layout)
+//                                     `layout:<view>` (fingerprint of the view's tile layout),
+//                                     `view:<view>` (the definition that recorded it, for `tidemark
+//                                     plan`; recordViewSnapshots)
 //
 // <entityKey> is the canonical entity key id as is, unless it holds a lone surrogate (which UTF-8
 // key names cannot carry) or starts with NUL: then NUL + the hex of its UTF-16 code units.
