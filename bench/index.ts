@@ -99,7 +99,7 @@ console.log(`(${fmt(rows)} rows; median of ${RUNS} runs each, by file-read time 
 
 async function readsSection(): Promise<void> {
 console.log('');
-console.log('## Online reads: POST /get-online-features, the in-memory store and a Redis store holding the same replayed flights');
+console.log('## Online reads: POST /get-online-features, the in-memory store and a Redis store holding the same replayed flights, each served by a process of its own');
 // Redis: REDIS_URL, else a redis-server started here as `npm test` starts it.
 const stops: (() => Promise<void>)[] = [];
 let redisUrl = process.env.REDIS_URL;
@@ -108,16 +108,25 @@ if (!redisUrl) {
   stops.push(() => redis.stop());
   redisUrl = redis.url;
 }
-const server = spawn(process.execPath, [...process.execArgv.filter((a) => a.startsWith('--max-semi-space-size')), RUN_TS, 'bench/read-server.ts', rowsArg[0] ?? 'all', redisUrl], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
-try {
-  const info = await new Promise<{ tidemarkUrl: string; baselineUrl: string; redisTidemarkUrl: string; redisFillSeconds: number; airports: string[]; tiles: Record<string, { now: number; withoutRollups: number }> }>((resolve, reject) => {
+// The in-memory and the Redis servers in processes of their own (one after the other: each fills its store).
+const servers: ReturnType<typeof spawn>[] = [];
+const startReadServer = <T>(role: string): Promise<T> => {
+  const server = spawn(process.execPath, [...process.execArgv.filter((a) => a.startsWith('--max-semi-space-size')), RUN_TS, 'bench/read-server.ts', rowsArg[0] ?? 'all', role], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  servers.push(server);
+  return new Promise<T>((resolve, reject) => {
     let out = '';
-    server.stdout.on('data', (d: Buffer) => {
+    server.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!));
+      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!) as T);
     });
-    server.on('exit', (code) => reject(new Error(`read server exited ${code}`)));
+    server.on('exit', (code) => reject(new Error(`read server (${role === 'memory' ? role : 'redis'}) exited ${code}`)));
   });
+};
+try {
+  const info = {
+    ...(await startReadServer<{ tidemarkUrl: string; baselineUrl: string; airports: string[]; tiles: Record<string, { now: number; withoutRollups: number }> }>('memory')),
+    ...(await startReadServer<{ redisTidemarkUrl: string; redisFillSeconds: number }>(redisUrl)),
+  };
   console.log(`tiles merged per read at the watermark clock (head tile included; rollup levels / every tile): ${Object.entries(info.tiles).map(([f, t]) => `${f} ${t.now} / ${t.withoutRollups}`).join(', ')}; the Redis store was filled by replaying the same flights in ${fmt(info.redisFillSeconds, 1)} s`);
   const features = ['flights_1h', 'delay_mean_1h', 'delay_mean_1d', 'delay_max_1d', 'delay_stddev_7d', 'distance_sum_1d', 'last_delay'].map((f) => `origin_delays:${f}`);
   const airports100 = info.airports.slice(0, 100);
@@ -143,7 +152,7 @@ try {
   }
   console.log(`Redis / in-memory saturation, 1 entity: ${fmt(saturation[2]! / saturation[1]!, 2)} (target >= 0.5); 100 entities: ${fmt(saturation[4]! / saturation[3]!, 2)}`);
 } finally {
-  server.kill('SIGTERM');
+  for (const server of servers) server.kill('SIGTERM');
   for (const stop of stops) await stop();
 }
 }
