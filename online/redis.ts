@@ -574,8 +574,8 @@ return {applied, late, delta, fenced, newKeys, refused, lateKeys}
  * or '<span>:'), its range count r, then r pairs of first and last tile index. KEYS, per entity
  * key: its key hash, then its h tiles hashes.
  * Per key and hash, one HMGET of every wanted field (series and ranges together), or one HGETALL
- * when the hash holds fewer fields than that. Returns per key 0 for a key never applied, else
- * {{index, tile, ...} per series, in ARGV order}.
+ * when the hash holds fewer fields than that. Returns per key 0 for a key never applied, else one
+ * string: per series in ARGV order, u32 tile count, then per tile f64 index, u32 length, the tile.
  */
 const READ_SCRIPT = `
 local h = tonumber(ARGV[1])
@@ -615,7 +615,7 @@ local function fieldsOf(hash)
           local text = string.format('%d', i)
           hash.fields[#hash.fields + 1] = series.prefix .. text
           hash.slot[#hash.fields] = series.slot
-          hash.index[#hash.fields] = text
+          hash.index[#hash.fields] = i
         end
       end
     end
@@ -643,7 +643,7 @@ for i = 1, #KEYS / (1 + h) do
           for m = 1, #values do
             if values[m] then
               local f = found[hash.slot[j + m - 1]]
-              f[#f + 1] = hash.index[j + m - 1]
+              f[#f + 1] = struct.pack('<dI4', hash.index[j + m - 1], #values[m])
               f[#f + 1] = values[m]
             end
           end
@@ -661,7 +661,7 @@ for i = 1, #KEYS / (1 + h) do
             if index ~= nil then
               for _, range in ipairs(series.ranges) do
                 if index >= range[1] and index <= range[2] then
-                  f[#f + 1] = string.format('%d', index)
+                  f[#f + 1] = struct.pack('<dI4', index, #all[m + 1])
                   f[#f + 1] = all[m + 1]
                   break
                 end
@@ -671,7 +671,14 @@ for i = 1, #KEYS / (1 + h) do
         end
       end
     end
-    out[i] = found
+    -- one string per key (ioredis then parses one reply rather than two per tile): per series a
+    -- u32 tile count, then per tile f64 index, u32 length and the packed tile
+    local parts = {}
+    for s = 1, seriesCount do
+      parts[#parts + 1] = struct.pack('<I4', #found[s] / 2)
+      parts[#parts + 1] = table.concat(found[s])
+    end
+    out[i] = table.concat(parts)
   end
   k = k + 1 + h
 end
@@ -1343,19 +1350,27 @@ export class RedisOnlineStore implements OnlineStore {
     );
     const out: (KeyTiles | null)[] = entityKeys.map(() => null);
     calls.forEach((members, c) => {
-      const reply = replies[c] as (0 | Buffer[][])[];
+      const reply = replies[c] as (0 | Buffer)[];
       members.forEach((i, m) => {
         const found = reply[m]!;
         if (found === 0) return;
         const keyTiles = new Map<TileSeries, Map<number, Tile>>();
-        wanted.forEach(({ runtime }, s) => {
-          const list = found[s] ?? [];
-          if (list.length === 0) return;
+        let p = 0;
+        for (const { runtime } of wanted) {
+          const count = found.readUInt32LE(p);
+          p += 4;
+          if (count === 0) continue;
           const plan = runtime.plan;
           const tiles = new Map<number, Tile>();
-          for (let j = 0; j < list.length; j += 2) tiles.set(Number(list[j]!.toString('latin1')), decodeTile(list[j + 1]!, plan.width, plan.valueWidth));
+          for (let j = 0; j < count; j++) {
+            const index = found.readDoubleLE(p);
+            const length = found.readUInt32LE(p + 8);
+            p += 12;
+            tiles.set(index, decodeTile(found.subarray(p, p + length), plan.width, plan.valueWidth));
+            p += length;
+          }
           keyTiles.set(runtime.series, tiles);
-        });
+        }
         out[i] = keyTiles;
       });
     });
