@@ -266,6 +266,7 @@ local function mergeInto(a, av, b, bv, layout)
   for _, s in ipairs(layout.slots) do mergeSlot(s.agg, s.o, s.vo, a, av, b, bv) end
 end
 
+-- a stored packed tile with a packed update merged in (the aggregation conformance test folds with it)
 local function mergeTiles(stored, update, at, layout)
   local a, av = readTile(stored, 1, layout)
   local b, bv = readTile(update, at, layout)
@@ -285,6 +286,21 @@ end
 `;
 
 /**
+ * Lua fieldIndex(f, prefix): the tile index of field f of a group's tiles hash in the series with
+ * field prefix `prefix` ('' for the group's own tiles, '<span>:' for a rollup level), nil for a
+ * field of another series. Shared by the apply script's trims and the read script's scans.
+ */
+const LUA_FIELD_INDEX = `
+local function fieldIndex(f, prefix)
+  local n = #prefix
+  -- tonumber of a rollup field ('6:12') is nil, so the group's own tiles skip them
+  if n == 0 then return tonumber(f) end
+  if string.sub(f, 1, n) == prefix then return tonumber(string.sub(f, n + 1)) end
+  return nil
+end
+`;
+
+/**
  * Merge the tile updates of several entity keys (all in one hash slot on a Cluster), each key
  * atomically with its fence. ARGV[1]: the apply blob (see applyCall); ARGV[2...]: its string table
  * (fence fields; per tile group, its layout, its lower-bound field and its rollup spans). KEYS, per
@@ -298,7 +314,7 @@ end
  * {new keys: blob index (0-based), ...}, {{refused key: blob index, its stored fences ('-1' for
  * none), in its fences' order}, ...}, {key with late tile events: blob index, events, ...}}.
  */
-const APPLY_SCRIPT = `${LUA_TILES}
+const APPLY_SCRIPT = `${LUA_TILES}${LUA_FIELD_INDEX}
 local blob = ARGV[1]
 local nKeys, p = struct.unpack('<I4', blob, 1)
 local k = 1
@@ -329,12 +345,8 @@ local function trimFields(hash, prefix, lo, trim, old)
     return
   end
   if hash.keys == nil then hash.keys = redis.call('HKEYS', hash.key) end
-  local n = #prefix
   for _, f in ipairs(hash.keys) do
-    local index = nil
-    -- tonumber of a rollup field ('6:12') is nil, so a scan of the group's own tiles skips them
-    if n == 0 then index = tonumber(f)
-    elseif string.sub(f, 1, n) == prefix then index = tonumber(string.sub(f, n + 1)) end
+    local index = fieldIndex(f, prefix)
     if index ~= nil and index < trim then old[#old + 1] = f end
   end
 end
@@ -577,7 +589,7 @@ return {applied, late, delta, fenced, newKeys, refused, lateKeys}
  * when the hash holds fewer fields than that. Returns per key 0 for a key never applied, else one
  * string: per series in ARGV order, u32 tile count, then per tile f64 index, u32 length, the tile.
  */
-const READ_SCRIPT = `
+const READ_SCRIPT = `${LUA_FIELD_INDEX}
 local h = tonumber(ARGV[1])
 local a = 2
 -- the plan, shared by every key: per hash its series, their ranges and the fields they name
@@ -651,13 +663,9 @@ for i = 1, #KEYS / (1 + h) do
       elseif n > 0 then
         local all = redis.call('HGETALL', key)
         for _, series in ipairs(hash.series) do
-          local prefix, np = series.prefix, #series.prefix
           local f = found[series.slot]
           for m = 1, #all, 2 do
-            local index = nil
-            -- tonumber of a rollup field ('6:12') is nil: the group's own tiles skip them
-            if np == 0 then index = tonumber(all[m])
-            elseif string.sub(all[m], 1, np) == prefix then index = tonumber(string.sub(all[m], np + 1)) end
+            local index = fieldIndex(all[m], series.prefix)
             if index ~= nil then
               for _, range in ipairs(series.ranges) do
                 if index >= range[1] and index <= range[2] then
@@ -1179,20 +1187,34 @@ export class RedisOnlineStore implements OnlineStore {
    * one call share a hash slot (a script may only touch one slot).
    */
   private planCalls(keys: readonly PreparedKey[]): number[][] {
+    return this.slotCalls(
+      keys.length,
+      (i) => keys[i]!.names[0]!,
+      (i) => keys[i]!.updates.reduce((n, u) => n + u.length, 0),
+      this.maxTileUpdatesPerCall,
+    );
+  }
+
+  /**
+   * Items 0..count-1 cut into script calls in order: on a Cluster the items of one call share the
+   * hash slot of their key name (a script may only touch one slot); a call closes at
+   * maxKeysPerCall items or once the items' weights reach maxWeight.
+   */
+  private slotCalls(count: number, keyName: (i: number) => string, weight: (i: number) => number, maxWeight: number): number[][] {
     const calls: number[][] = [];
-    const open = new Map<number, { members: number[]; tiles: number }>();
+    const open = new Map<number, { members: number[]; weight: number }>();
     const cluster = this.client instanceof Cluster;
-    for (let i = 0; i < keys.length; i++) {
-      const slot = cluster ? hashSlot(keys[i]!.names[0]!) : 0;
+    for (let i = 0; i < count; i++) {
+      const slot = cluster ? hashSlot(keyName(i)) : 0;
       let call = open.get(slot);
       if (!call) {
-        call = { members: [], tiles: 0 };
+        call = { members: [], weight: 0 };
         open.set(slot, call);
         calls.push(call.members);
       }
       call.members.push(i);
-      for (const u of keys[i]!.updates) call.tiles += u.length;
-      if (call.members.length >= this.maxKeysPerCall || call.tiles >= this.maxTileUpdatesPerCall) open.delete(slot);
+      call.weight += weight(i);
+      if (call.members.length >= this.maxKeysPerCall || call.weight >= maxWeight) open.delete(slot);
     }
     return calls;
   }
@@ -1338,7 +1360,7 @@ export class RedisOnlineStore implements OnlineStore {
     }
     // One script call for all keys (per hash slot on a Cluster, pipelined: one round trip per
     // node), at most maxKeysPerCall keys each, so one call never holds Redis for long.
-    const calls = this.planReadCalls(view, entityKeys);
+    const calls = this.slotCalls(entityKeys.length, (i) => this.keyHashKey(view, entityKeys[i]!), () => 0, Number.POSITIVE_INFINITY);
     const replies = await Promise.all(
       calls.map((members) =>
         this.evalScript(
@@ -1375,25 +1397,6 @@ export class RedisOnlineStore implements OnlineStore {
       });
     });
     return out;
-  }
-
-  /** Which keys of a read go into which script call: by hash slot on a Cluster, at most maxKeysPerCall each. */
-  private planReadCalls(view: string, entityKeys: readonly string[]): number[][] {
-    const calls: number[][] = [];
-    const open = new Map<number, number[]>();
-    const cluster = this.client instanceof Cluster;
-    for (let i = 0; i < entityKeys.length; i++) {
-      const slot = cluster ? hashSlot(this.keyHashKey(view, entityKeys[i]!)) : 0;
-      let call = open.get(slot);
-      if (!call) {
-        call = [];
-        open.set(slot, call);
-        calls.push(call);
-      }
-      call.push(i);
-      if (call.length >= this.maxKeysPerCall) open.delete(slot);
-    }
-    return calls;
   }
 
   async watermarkMs(): Promise<number | null> {
