@@ -7,7 +7,10 @@ import { OfflineKafkaSink, OfflineStore } from '../offline/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { runQuickstart } from './quickstart.js';
 import { buildMaterializerServer, createKafkaClient, Materializer, type MaterializerLog } from '../ingest/index.js';
-import { connectRedisOnlineStore, OnlineFeatureService, type StoreClock } from '../online/index.js';
+import { connectRedisOnlineStore, OnlineFeatureService, readStoredRegistryState, type StoreClock } from '../online/index.js';
+import Fastify from 'fastify';
+import { prepareMaterializerStart } from './materialize-start.js';
+import { addVersionCommands } from './version-commands.js';
 import { Partitioners } from 'kafkajs';
 import { pushRoutes } from './push-routes.js';
 import { buildServer } from './server.js';
@@ -163,6 +166,7 @@ export function buildCli(): Command {
   });
   addStreamCommands(program);
   addPlanCommand(program);
+  addVersionCommands(program);
   addMonitorCommand(program);
   return program;
 }
@@ -188,6 +192,8 @@ export async function main(argv: string[]): Promise<void> {
 
 const KAFKA_BROKERS_DEFAULT = 'localhost:9092';
 const REDIS_URL_DEFAULT = 'redis://127.0.0.1:6379';
+/** Store errors a materializer waits out, unhealthy, until an operator repairs the store. */
+const NOT_READY = new Set(['TM_STORE_NEEDS_BOOTSTRAP', 'TM_STORE_STATE_LOST']);
 
 /** A URL with its password replaced, for printing. */
 function withoutPassword(url: string): string {
@@ -239,8 +245,34 @@ function addStreamCommands(program: Command): void {
     .option('--fetch-max-bytes <bytes>', 'most bytes fetched per partition at once: bigger batches write fewer key updates per event', positiveInt('--fetch-max-bytes'), 1024 * 1024)
     .action(async (opts: { definitions: string; kafkaBrokers: string; redisUrl: string; group: string; prefix: string; port: number; host: string; sessionTimeout: number; shutdownGrace: number; fetchMaxBytes: number }) => {
       const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
-      const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix });
+      const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix, requireReadyVersions: true });
       logRedisErrors(store.client);
+      // Every view version must be ready, and a bootstrapped one continues after its offsets
+      // (api/materialize-start.ts). A store that is not ready keeps /healthz up, answering 503
+      // with the code and the repair command, instead of writing partial windows.
+      let blocked: TidemarkError | null = null;
+      try {
+        const start = await prepareMaterializerStart({ client: store.client, prefix: opts.prefix, registry: compiled.registry, brokers: brokerList(opts.kafkaBrokers), groupId: opts.group, log: (m, d) => jsonLog('info', m, d) });
+        if (start.claimed.length > 0) jsonLog('info', 'new consumer group: the views are built from the beginning of the topics', { claimed: start.claimed });
+      } catch (e) {
+        if (!(e instanceof TidemarkError) || !NOT_READY.has(e.code)) throw e;
+        blocked = e;
+      }
+      if (blocked) {
+        const report = { status: 'degraded', code: blocked.code, problems: [`${blocked.code}: ${blocked.message}`], registryVersion: compiled.registry.version };
+        const server = Fastify();
+        server.get('/healthz', async (_q, reply) => reply.status(503).send(report));
+        const address = await server.listen({ port: opts.port, host: opts.host });
+        jsonLog('error', `not materializing: ${blocked.message}`, { code: blocked.code, healthz: `${address}/healthz` });
+        const stop = async (): Promise<void> => {
+          await server.close().catch(() => undefined);
+          await store.close().catch(() => undefined);
+          process.exit(1);
+        };
+        process.once('SIGTERM', () => void stop());
+        process.once('SIGINT', () => void stop());
+        return;
+      }
       const materializer = new Materializer({
         compiled,
         brokers: brokerList(opts.kafkaBrokers),
@@ -276,6 +308,11 @@ function addStreamCommands(program: Command): void {
       process.once('SIGINT', () => void shutdown('SIGINT'));
       materializer.done.catch(async (e: unknown) => {
         if (exiting) return;
+        if (e instanceof TidemarkError && NOT_READY.has(e.code)) {
+          // The store lost its state under us (or the version was reset): stop writing, stay up and unhealthy.
+          jsonLog('error', `stopped writing: ${e.message}`, { code: e.code });
+          return;
+        }
         exiting = true;
         jsonLog('error', 'the Kafka consumer failed for good; exiting', { error: e instanceof Error ? e.message : String(e) });
         await materializer.stop();
@@ -290,19 +327,6 @@ function addStreamCommands(program: Command): void {
         await store.close().catch(() => undefined);
         throw e;
       }
-      // Record the view snapshots `tidemark plan` compares with (first writer wins, as the layouts);
-      // in the background, retried while Redis is away: the materializer does not wait for it.
-      void (async () => {
-        for (let attempt = 0; !exiting; attempt++) {
-          try {
-            await store.recordViewSnapshots(compiled.registry);
-            return;
-          } catch (e) {
-            if (attempt === 0) jsonLog('error', `could not record the view snapshots for tidemark plan (retrying): ${e instanceof Error ? e.message : String(e)}`);
-            await new Promise((r) => setTimeout(r, 5_000).unref());
-          }
-        }
-      })();
       console.log(`materializing topics ${materializer.topics.join(', ')} (group ${opts.group}) into ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix}`);
       console.log(`health and metrics on ${address}/healthz and ${address}/metrics`);
     });
@@ -319,10 +343,15 @@ function addStreamCommands(program: Command): void {
     .option('--host <host>', 'HTTP host', '127.0.0.1')
     .action(async (opts: { definitions: string; redisUrl: string; prefix: string; clock: StoreClock; kafkaBrokers?: string; port: number; host: string }) => {
       const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
-      const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix });
+      // Reads of a view version that is not bootstrapped answer 503 TM_STORE_NEEDS_BOOTSTRAP.
+      const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix, requireReadyVersions: true });
       logRedisErrors(store.client);
       const service = new OnlineFeatureService(compiled.registry, store, opts.clock);
-      const app = await buildServer({ service, health: () => ({ status: store.client.status === 'ready' ? 'ok' : 'degraded', redis: store.client.status }) });
+      const app = await buildServer({
+        service,
+        health: () => ({ status: store.client.status === 'ready' ? 'ok' : 'degraded', redis: store.client.status }),
+        registryHistory: async () => (await readStoredRegistryState(store.client, opts.prefix)).history,
+      });
       const producer = opts.kafkaBrokers ? createKafkaClient(brokerList(opts.kafkaBrokers), 'tidemark-push', jsonLog).producer({ createPartitioner: Partitioners.DefaultPartitioner }) : null;
       if (producer) {
         await producer.connect();

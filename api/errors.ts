@@ -23,7 +23,7 @@ const CLIENT_ERRORS = new Set<ErrorCode>([
   'TM_MONITOR_UNKNOWN',
 ]);
 /** The backing store is down: the request may work later. */
-const UNAVAILABLE = new Set<ErrorCode>(['TM_OFFLINE_UNREACHABLE']);
+const UNAVAILABLE = new Set<ErrorCode>(['TM_OFFLINE_UNREACHABLE', 'TM_STORE_UNREACHABLE', 'TM_STORE_NEEDS_BOOTSTRAP', 'TM_STORE_STATE_LOST']);
 
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | TidemarkError, request, reply) => {

@@ -5,7 +5,8 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { canonicalJson, formatDurationMs, TidemarkError, type FeaturePlan, type Registry, type ViewPlan } from '../definitions/index.js';
-import { createRedisClient, readStoredRegistryState, viewLayoutFingerprint, type StoredRegistryState, type ViewSnapshot } from '../online/redis.js';
+import { createRedisClient, viewLayoutFingerprint, viewNamespace } from '../online/redis.js';
+import { readStoredRegistryState, type StoredRegistryState, type ViewSnapshot } from '../online/versions.js';
 import { ChdbExecutor } from '../offline/chdb.js';
 import { ClickHouseExecutor } from '../offline/clickhouse.js';
 import type { OfflineExecutor } from '../offline/executor.js';
@@ -66,6 +67,8 @@ export interface ViewPlanResult {
   /** What the store records of this view. */
   stored: { layout: string | null; registryVersion: string | null; recordedAt: string | null; keys: number | null; snapshot: boolean } | null;
   offline: OfflineEvents | null;
+  /** The definitions' version of the view (`<view>@<id>`, its key namespace) and its status in the store (null: no record). */
+  version: { namespace: string; status: string | null } | null;
 }
 
 export interface PlanResult {
@@ -289,10 +292,12 @@ export function computePlan(inputs: PlanInputs): PlanResult {
         whileBootstrapping: `serving keeps answering ${name} until apply removes it; its keys stay in the store until deleted`,
         stored: storedInfo,
         offline: offlineOf(snapshot?.view.source),
+        version: snapshot ? { namespace: snapshot.namespace, status: stored?.statuses[snapshot.namespace] ?? null } : null,
       };
     }
     const layoutAfter = viewLayoutFingerprint(after);
     const offline = offlineOf(after.source);
+    const version = { namespace: viewNamespace(after), status: stored?.statuses[viewNamespace(after)] ?? null };
     if (storedInfo === null) {
       return {
         view: name,
@@ -306,27 +311,24 @@ export function computePlan(inputs: PlanInputs): PlanResult {
           : `the embedded store is built by replaying the events at every start (tidemark quickstart), before it serves: ${name} is served once the replay is done`,
         stored: null,
         offline,
+        version,
       };
     }
-    let changes: ViewChanges;
+    // storedInfo is non-null only with a snapshot (the layouts are read from the snapshots).
     const sourceAfter = registry.sources.find((s) => s.name === after.source);
-    if (snapshot) {
-      changes = diffViews(snapshot.view, after, storedLayout, layoutAfter, {
-        before: snapshot.source ?? null,
-        after: sourceAfter ? { name: sourceAfter.name, topic: sourceAfter.topic, eventTimeField: sourceAfter.eventTimeField } : null,
-      });
-    }
-    else {
-      // Materialized before snapshots were recorded: only the layout fingerprint can be compared.
-      changes = { featuresAdded: [], featuresRemoved: [], featuresChanged: [], key: null, source: null, allowedLateness: null, layout: storedLayout === layoutAfter ? null : { from: storedLayout, to: layoutAfter }, otherPlanDetails: false };
-    }
-    const summary = summarize(changes, snapshot?.view ?? null, after);
-    if (!snapshot) {
-      const why = stored?.unreadable.includes(`view:${name}`) ? 'the recorded view snapshot does not parse' : 'no view snapshot is recorded (materialized before tidemark plan existed)';
-      summary.push(`${why}: only the tile layout fingerprint was compared, so changes that keep the layout (a window length, the key fields, the source) cannot be seen`);
-    }
+    const changes = diffViews(snapshot!.view, after, storedLayout, layoutAfter, {
+      before: snapshot!.source ?? null,
+      after: sourceAfter ? { name: sourceAfter.name, topic: sourceAfter.topic, eventTimeField: sourceAfter.eventTimeField } : null,
+    });
+    const summary = summarize(changes, snapshot!.view, after);
     if (!hasChanges(changes)) {
-      return { view: name, status: 'unchanged', changes: null, summary, needsBootstrap: false, bootstrapReasons: [], whileBootstrapping: 'nothing changes for serving', stored: storedInfo, offline };
+      const status = version?.status ?? null;
+      if (stored && status !== 'ready') {
+        // Applied (tidemark apply) but not built yet, or a record the store lost.
+        const why = status === null ? `version ${version!.namespace} has no record in the store (its data was lost?): run tidemark apply, then tidemark bootstrap` : `version ${version!.namespace} is applied and ${status}: its tiles are not built yet (tidemark bootstrap)`;
+        return { view: name, status: 'unchanged', changes: null, summary: [...summary, why], needsBootstrap: true, bootstrapReasons: [why], whileBootstrapping: `reads of ${name} by servers of these definitions answer 503 TM_STORE_NEEDS_BOOTSTRAP until its bootstrap completes`, stored: storedInfo, offline, version };
+      }
+      return { view: name, status: 'unchanged', changes: null, summary, needsBootstrap: false, bootstrapReasons: [], whileBootstrapping: 'nothing changes for serving', stored: storedInfo, offline, version };
     }
     // A new version of a changed view is built beside the old one (its tiles start empty), so it
     // needs every feature's history, not only the changed ones'; a change of allowedLateness
@@ -339,9 +341,10 @@ export function computePlan(inputs: PlanInputs): PlanResult {
       summary,
       needsBootstrap: !latenessOnly,
       bootstrapReasons: latenessOnly ? [] : [`the new version's tiles start empty: ${historyReasons(after).join('; ')}`],
-      whileBootstrapping: latenessOnly ? 'nothing changes for serving but the retention horizon from now on' : `the current version (${snapshot ? `registry ${snapshot.registryVersion}` : `layout ${storedLayout}`}) keeps serving ${name} until the new version's bootstrap completes and apply switches to it`,
+      whileBootstrapping: latenessOnly ? 'nothing changes for serving but the retention horizon from now on' : `servers of the current definitions (registry ${snapshot!.registryVersion}) keep serving the current version of ${name}; servers of these definitions answer 503 TM_STORE_NEEDS_BOOTSTRAP for it until tidemark apply and tidemark bootstrap have built the new version`,
       stored: storedInfo,
       offline,
+      version,
     };
   });
   const counts: Record<ViewStatus, number> = { unchanged: 0, new: 0, changed: 0, removed: 0 };

@@ -2,7 +2,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { OfflineStore } from '../offline/index.js';
-import type { OnlineFeatureService } from '../online/index.js';
+import type { OnlineFeatureService, RegistryHistoryEntry } from '../online/index.js';
 import { datasetRoutes } from './dataset-routes.js';
 import { monitorRoutes } from './monitor-routes.js';
 import { registerErrorHandling } from './errors.js';
@@ -20,6 +20,8 @@ export interface ServerOptions {
   logger?: boolean;
   /** Extra health details (e.g. replay progress); status 'degraded' answers 503. */
   health?: () => Promise<HealthReport> | HealthReport;
+  /** GET /registry/history: the registries applied to the online store (tidemark apply), oldest first. */
+  registryHistory?: () => Promise<RegistryHistoryEntry[]>;
 }
 
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
@@ -50,6 +52,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return reply.status(report.status === 'ok' ? 200 : 503).send(report);
   });
   await app.register(onlineRoutes, { service: opts.service });
+  const history = opts.registryHistory;
+  if (history) app.get('/registry/history', async () => ({ versions: await history() }));
   if (opts.offline) {
     await app.register(datasetRoutes, { offline: opts.offline });
     await app.register(monitorRoutes, { offline: opts.offline });

@@ -37,8 +37,14 @@ export type ErrorCode =
   | 'TM_STORE_BAD_UPDATE'
   | 'TM_STORE_BAD_CONFIG'
   | 'TM_STORE_UNREACHABLE'
+  // a view version whose tiles are not built yet (tidemark bootstrap), or a store that lost them
+  | 'TM_STORE_NEEDS_BOOTSTRAP'
+  | 'TM_STORE_STATE_LOST'
   // tidemark plan
   | 'TM_PLAN_UNKNOWN_VIEW'
+  // tidemark apply / bootstrap
+  | 'TM_APPLY_NOT_APPLIED'
+  | 'TM_BOOTSTRAP_FAILED'
   // stream ingest (the Kafka materializer)
   | 'TM_INGEST_FENCE_CONTENTION'
   // files

@@ -9,3 +9,17 @@ export { OnlineFeatureService, formatEventTimestamp } from './serve.js';
 export type { OnlineFeaturesRequest, OnlineFeaturesResponse, FeatureVector, JoinKeyValue } from './serve.js';
 export { RedisOnlineStore, RedisStoreError, connectRedisOnlineStore, createRedisClient } from './redis.js';
 export type { RedisClient, RedisOnlineStoreOptions, RedisApplyResult, RedisStoreErrorCode } from './redis.js';
+export { viewNamespace, viewLayoutFingerprint } from './redis.js';
+export {
+  readStoredRegistryState,
+  writeVersionState,
+  readVersionState,
+  claimStreamVersions,
+  appendRegistryHistory,
+  newVersionState,
+  snapshotOf,
+  viewSnapshotField,
+  metaKeyOf,
+  historyKeyOf,
+} from './versions.js';
+export type { ViewSnapshot, VersionState, VersionStatus, BootstrapProgress, RegistryHistoryEntry, StoredRegistryState } from './versions.js';

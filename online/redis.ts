@@ -78,6 +78,7 @@
 import { createHash } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import {
+  canonicalJson,
   groupSlots,
   TidemarkError,
   tileSeries,
@@ -115,6 +116,13 @@ export interface RedisOnlineStoreOptions {
    * about half a millisecond of Redis time (a tile update costs it 1 to 3 us).
    */
   maxTileUpdatesPerCall?: number;
+  /**
+   * Refuse to read or write a view version that is not ready (status field `status:<namespace>` of
+   * the meta hash, see online/versions.ts): reads and writes of a version still to bootstrap fail
+   * with TM_STORE_NEEDS_BOOTSTRAP, and with TM_STORE_STATE_LOST when the field is gone (Redis lost
+   * its data). `tidemark serve` and `tidemark materialize` set it; default false.
+   */
+  requireReadyVersions?: boolean;
 }
 
 export interface RedisApplyResult extends ApplyResult {
@@ -979,6 +987,8 @@ interface ViewRuntime {
   groups: Map<number, GroupRuntime>;
   /** Fingerprint of the tile layout of every group, stored as `layout:<view>`. */
   fingerprint: string;
+  /** `<view>@<version id>`: the namespace of its keys (viewNamespace). */
+  namespace: string;
 }
 
 function viewRuntime(view: ViewPlan): ViewRuntime {
@@ -995,7 +1005,17 @@ function viewRuntime(view: ViewPlan): ViewRuntime {
     described.push(g.rollups.length > 0 ? [g.hopMs, layout, g.rollups, 'fields'] : [g.hopMs, layout]);
   }
   const fingerprint = createHash('sha256').update(JSON.stringify(described)).digest('hex').slice(0, 16);
-  return { view, groups, fingerprint };
+  return { view, groups, fingerprint, namespace: `${view.name}@${versionIdOf(view, fingerprint)}` };
+}
+
+/**
+ * A view version's id: a hash of everything that decides what its tiles hold (source, key, features,
+ * tile layout), not of what only moves the retention horizon (allowedLateness). A changed view gets
+ * a new id, so its keys live beside the old version's and both can be served at once.
+ */
+function versionIdOf(view: ViewPlan, fingerprint: string): string {
+  const identity = { source: view.source, entity: view.entity, joinKeys: view.joinKeys, keyFields: view.keyFields, features: view.features, layout: fingerprint };
+  return createHash('sha256').update(canonicalJson(identity)).digest('hex').slice(0, 12);
 }
 
 /** A key update checked and grouped for APPLY_SCRIPT. */
@@ -1030,6 +1050,9 @@ export class RedisOnlineStore implements OnlineStore {
   private readonly maxKeysPerCall: number;
   private readonly maxTileUpdatesPerCall: number;
   private readiness: Promise<void> | null = null;
+  private readonly requireReadyVersions: boolean;
+  /** namespace -> its checked status and when (reads check at most once a second). */
+  private readonly versionChecks = new Map<string, { atMs: number; error: RedisStoreError | null }>();
 
   constructor(
     registry: Registry,
@@ -1050,17 +1073,80 @@ export class RedisOnlineStore implements OnlineStore {
       if (!Number.isInteger(value) || value < 1 || value > 65_535) throw new RedisStoreError('TM_STORE_BAD_CONFIG', `${name} must be an integer from 1 to 65535, got ${value}`, { [name]: value });
     }
     this.metaKey = `${this.prefix}:{meta}`;
+    this.requireReadyVersions = options.requireReadyVersions ?? false;
     for (const view of registry.views) this.views.set(view.name, viewRuntime(view));
+  }
+
+  /** The error for a version status field's value, or null when the version is ready. */
+  private versionError(view: string, status: string | null): RedisStoreError | null {
+    if (status === 'ready') return null;
+    const ns = this.namespaceOf(view);
+    const details = { view, namespace: ns, prefix: this.prefix, status };
+    if (status === null) {
+      return new RedisStoreError(
+        'TM_STORE_STATE_LOST',
+        `view ${view}: Redis prefix ${this.prefix} holds no state for version ${ns} (field status:${ns} of ${this.metaKey} is missing: the store lost its data, or these definitions were never applied); nothing was written. Repair: tidemark apply --definitions <dir>, then tidemark bootstrap --definitions <dir>`,
+        details,
+      );
+    }
+    return new RedisStoreError(
+      'TM_STORE_NEEDS_BOOTSTRAP',
+      `view ${view}: version ${ns} is ${status}, not ready: its tiles are not built yet. Run: tidemark bootstrap --definitions <dir> --views ${view}`,
+      details,
+    );
+  }
+
+  /** Throw the version error of a view that is not ready (checked at most once a second per view). */
+  private async checkReadable(view: string): Promise<void> {
+    if (!this.requireReadyVersions) return;
+    const ns = this.namespaceOf(view);
+    const now = Date.now();
+    let check = this.versionChecks.get(ns);
+    if (!check || now - check.atMs > 1_000) {
+      check = { atMs: now, error: this.versionError(view, await this.client.hget(this.metaKey, `status:${ns}`)) };
+      this.versionChecks.set(ns, check);
+    }
+    if (check.error) throw check.error;
+  }
+
+  /** The watermark; with requireReadyVersions, in the same read, the status of every view version of the batch (else throws). */
+  private async watermarkForWrite(batch: TileBatch): Promise<number | null> {
+    if (!this.requireReadyVersions) return this.watermarkMs();
+    const views = [...new Set(batch.keys.map((k) => k.view))].filter((v) => this.views.has(v));
+    const [watermark, ...statuses] = await this.client.hmget(this.metaKey, 'watermark', ...views.map((v) => `status:${this.namespaceOf(v)}`));
+    views.forEach((v, i) => {
+      const error = this.versionError(v, statuses[i] ?? null);
+      if (error) throw error;
+    });
+    return watermark === null || watermark === undefined ? null : Number(watermark);
+  }
+
+  /**
+   * Delete every Redis key of these entity keys of a view (its key hash and tile hashes), for
+   * tidemark bootstrap, which rebuilds a key whole. Counters (`keys:`, `tiles`) are left as they are.
+   */
+  async deleteKeys(view: string, entityKeys: readonly string[]): Promise<void> {
+    const r = this.views.get(view);
+    if (!r) throw new RedisStoreError('TM_STORE_BAD_UPDATE', `view ${view} is not in this store's registry`, { view });
+    const hops = [...r.groups.keys()];
+    await Promise.all(entityKeys.map((k) => this.client.unlink(this.keyHashKey(view, k), ...hops.map((h) => this.tilesKey(view, k, h)))));
   }
 
   /** The hash of an entity key: `seen` and its fences. */
   keyHashKey(view: string, entityKey: string): string {
-    return `${this.prefix}:{${view}:${redisKeyText(entityKey)}}:k`;
+    return `${this.prefix}:{${this.namespaceOf(view)}:${redisKeyText(entityKey)}}:k`;
+  }
+
+  /** The key namespace of a view of this store's registry: `<view>@<version id>`. */
+  namespaceOf(view: string): string {
+    const r = this.views.get(view);
+    if (!r) throw new RedisStoreError('TM_STORE_BAD_UPDATE', `view ${view} is not in this store's registry`, { view });
+    return r.namespace;
   }
 
   /** The hash of an entity key's tiles of one group, its rollup levels' tiles included (fields `<span>:<index>`). */
   tilesKey(view: string, entityKey: string, hopMs: number): string {
-    return `${this.prefix}:{${view}:${redisKeyText(entityKey)}}:t:${hopMs}`;
+    return `${this.prefix}:{${this.namespaceOf(view)}:${redisKeyText(entityKey)}}:t:${hopMs}`;
   }
 
   /**
@@ -1079,13 +1165,13 @@ export class RedisOnlineStore implements OnlineStore {
 
   private async checkLayouts(): Promise<void> {
     const runtimes = [...this.views.values()];
-    await Promise.all(runtimes.map((r) => this.client.hsetnx(this.metaKey, `layout:${r.view.name}`, r.fingerprint)));
-    const stored = runtimes.length === 0 ? [] : await this.client.hmget(this.metaKey, ...runtimes.map((r) => `layout:${r.view.name}`));
+    await Promise.all(runtimes.map((r) => this.client.hsetnx(this.metaKey, `fp:${r.namespace}`, r.fingerprint)));
+    const stored = runtimes.length === 0 ? [] : await this.client.hmget(this.metaKey, ...runtimes.map((r) => `fp:${r.namespace}`));
     runtimes.forEach((r, i) => {
       if (stored[i] !== r.fingerprint) {
         throw new RedisStoreError(
           'TM_STORE_LAYOUT_MISMATCH',
-          `view ${r.view.name}: the tiles under Redis prefix ${this.prefix} have another layout (${stored[i]}) than these definitions (${r.fingerprint}), so they cannot be read or merged with them; materialize these definitions under a new prefix, or delete the view's keys (${this.prefix}:{${r.view.name}:*) and the field layout:${r.view.name} of ${this.metaKey}`,
+          `view ${r.view.name}: the tiles under Redis prefix ${this.prefix} have another layout (${stored[i]}) than these definitions (${r.fingerprint}), so they cannot be read or merged with them; materialize these definitions under a new prefix, or delete the version's keys (${this.prefix}:{${r.namespace}:*) and the field fp:${r.namespace} of ${this.metaKey}`,
           { view: r.view.name, prefix: this.prefix, stored: stored[i], expected: r.fingerprint },
         );
       }
@@ -1126,7 +1212,7 @@ export class RedisOnlineStore implements OnlineStore {
   private async applyKeys(batch: TileBatch, conditional: boolean): Promise<ConditionalApplyResult> {
     await this.ready();
     // Lateness is judged against the watermark before this batch, so a batch is never late to itself.
-    const horizonWatermark = await this.watermarkMs();
+    const horizonWatermark = await this.watermarkForWrite(batch);
     const trims = new Map<GroupRuntime, number>();
     for (const r of this.views.values()) {
       for (const g of r.groups.values()) {
@@ -1156,8 +1242,8 @@ export class RedisOnlineStore implements OnlineStore {
       result.fencedKeys += fenced;
       tileDelta += delta;
       for (const i of created) {
-        const view = batch.keys[members[i]!]!.view;
-        newKeys.set(view, (newKeys.get(view) ?? 0) + 1);
+        const ns = this.namespaceOf(batch.keys[members[i]!]!.view);
+        newKeys.set(ns, (newKeys.get(ns) ?? 0) + 1);
       }
       for (const [index, ...stored] of refused) result.refused.push({ key: members[index as number]!, storedFences: stored.map((f) => Number(String(f))) });
       for (let j = 0; j < lateKeys.length; j += 2) result.lateKeys.push({ key: members[lateKeys[j]!]!, lateTileEvents: lateKeys[j + 1]! });
@@ -1285,7 +1371,7 @@ export class RedisOnlineStore implements OnlineStore {
   private prepare(key: KeyTileUpdates, conditional: boolean, trims: ReadonlyMap<GroupRuntime, number>): PreparedKey {
     const r = this.views.get(key.view);
     if (!r) throw new RedisStoreError('TM_STORE_BAD_UPDATE', `tile update for unknown view ${key.view}`, { view: key.view });
-    const base = `${this.prefix}:{${key.view}:${redisKeyText(key.entityKey)}}:`;
+    const base = `${this.prefix}:{${r.namespace}:${redisKeyText(key.entityKey)}}:`;
     const prepared: PreparedKey = { names: [`${base}k`], groups: [], updates: [], fences: [], mode: 0 };
     for (const u of key.tiles) {
       const g = r.groups.get(u.hopMs);
@@ -1339,6 +1425,7 @@ export class RedisOnlineStore implements OnlineStore {
     const r = this.views.get(view);
     if (!r) return entityKeys.map(() => null);
     await this.ready();
+    await this.checkReadable(view);
     // The ranges per series, grouped by the group hash holding them, in first-seen order.
     const hashes = new Map<number, Map<TileSeries, { runtime: GroupRuntime; bounds: string[] }>>();
     for (const range of ranges) {
@@ -1407,23 +1494,12 @@ export class RedisOnlineStore implements OnlineStore {
   async stats(): Promise<StoreStats> {
     const meta = await this.client.hgetall(this.metaKey);
     const keys: Record<string, number> = {};
-    for (const name of this.views.keys()) keys[name] = Number(meta[`keys:${name}`] ?? 0);
+    for (const [name, r] of this.views) keys[name] = Number(meta[`keys:${r.namespace}`] ?? 0);
     return { keys, tiles: Number(meta.tiles ?? 0), watermarkMs: meta.watermark === undefined ? null : Number(meta.watermark) };
   }
 
   async close(): Promise<void> {
     if (this.ownsClient) await this.client.quit();
-  }
-
-  /**
-   * Record what this store's views were materialized from, for `tidemark plan`: after the layout
-   * check (which records `layout:<view>`), HSETNX `view:<view>` in the meta hash with the view's
-   * plan (ViewSnapshot), so, like the layouts, the first writer of a view wins. Separate from the
-   * apply path so a later `tidemark apply` can own it (and overwrite on a switch).
-   */
-  async recordViewSnapshots(registry: Registry, recordedAtMs: number = Date.now()): Promise<void> {
-    await this.ready();
-    await recordViewSnapshots(this.client, this.prefix, registry, recordedAtMs);
   }
 }
 
@@ -1465,82 +1541,14 @@ export function connectRedisOnlineStore(registry: Registry, url: string, options
 }
 
 // ---------------------------------------------------------------------------------------------
-// What `tidemark plan` reads: the layout fingerprints and view snapshots of the meta hash.
+// What the version records (online/versions.ts) need of a view's runtime.
 
-/** The fingerprint a store records as `layout:<view>` for this view plan. */
+/** The fingerprint of a view plan's tile layout (the store's own check, field `fp:<namespace>`). */
 export function viewLayoutFingerprint(view: ViewPlan): string {
   return viewRuntime(view).fingerprint;
 }
 
-/** The meta hash field holding a view's snapshot. */
-export function viewSnapshotField(view: string): string {
-  return `view:${view}`;
-}
-
-/** `view:<view>` of the meta hash: the view plan the store's tiles of that view were first materialized from. */
-export interface ViewSnapshot {
-  /** Version of the registry that recorded it. */
-  registryVersion: string;
-  recordedAt: string;
-  /** The layout fingerprint of `view`, as `layout:<view>` holds it. */
-  layout: string;
-  view: ViewPlan;
-  source: { name: string; topic: string; eventTimeField: string } | null;
-}
-
-/**
- * HSETNX `view:<view>` for every view of the registry whose recorded `layout:<view>` is this
- * view's (so a snapshot always describes the tiles it sits beside; a view whose layout is not
- * recorded, or is another, is left alone). Returns the views it recorded a snapshot for.
- */
-export async function recordViewSnapshots(client: RedisClient, prefix: string, registry: Registry, recordedAtMs: number = Date.now()): Promise<string[]> {
-  const metaKey = `${prefix}:{meta}`;
-  if (registry.views.length === 0) return [];
-  const layouts = await client.hmget(metaKey, ...registry.views.map((v) => `layout:${v.name}`));
-  const recorded: string[] = [];
-  await Promise.all(
-    registry.views.map(async (view, i) => {
-      const layout = viewLayoutFingerprint(view);
-      if (layouts[i] !== layout) return;
-      const source = registry.sources.find((s) => s.name === view.source);
-      const snapshot: ViewSnapshot = {
-        registryVersion: registry.version,
-        recordedAt: new Date(recordedAtMs).toISOString(),
-        layout,
-        view,
-        source: source ? { name: source.name, topic: source.topic, eventTimeField: source.eventTimeField } : null,
-      };
-      if ((await client.hsetnx(metaKey, viewSnapshotField(view.name), JSON.stringify(snapshot))) === 1) recorded.push(view.name);
-    }),
-  );
-  return recorded;
-}
-
-/** What the meta hash records of a store (read only: one HGETALL). */
-export interface StoredRegistryState {
-  /** view -> `layout:<view>` */
-  layouts: Record<string, string>;
-  /** view -> its `view:<view>` snapshot (a field that does not parse is left out and named in `unreadable`) */
-  snapshots: Record<string, ViewSnapshot>;
-  unreadable: string[];
-  /** view -> `keys:<view>` (entity keys seen) */
-  keys: Record<string, number>;
-  watermarkMs: number | null;
-}
-
-export async function readStoredRegistryState(client: RedisClient, prefix: string): Promise<StoredRegistryState> {
-  const meta = await client.hgetall(`${prefix}:{meta}`);
-  const state: StoredRegistryState = { layouts: {}, snapshots: {}, unreadable: [], keys: {}, watermarkMs: meta.watermark === undefined ? null : Number(meta.watermark) };
-  for (const [field, value] of Object.entries(meta)) {
-    if (field.startsWith('layout:')) state.layouts[field.slice('layout:'.length)] = value;
-    else if (field.startsWith('keys:')) state.keys[field.slice('keys:'.length)] = Number(value);
-    else if (field.startsWith('view:')) {
-      try {
-        state.snapshots[field.slice('view:'.length)] = JSON.parse(value) as ViewSnapshot;
-      } catch {
-        state.unreadable.push(field);
-      }
-    }
-  }
-  return state;
+/** The namespace of a view version's keys, `<view>@<version id>`: the hash tag `{<namespace>:<entityKey>}` of each key. */
+export function viewNamespace(view: ViewPlan): string {
+  return viewRuntime(view).namespace;
 }

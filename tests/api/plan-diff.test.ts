@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { compileOrThrow, entity, eventTime, featureView, source, type FeatureSpec, type Registry } from '../../definitions/index.js';
-import { viewLayoutFingerprint, type StoredRegistryState } from '../../online/redis.js';
+import { viewLayoutFingerprint, viewNamespace } from '../../online/redis.js';
+import type { StoredRegistryState } from '../../online/versions.js';
 import { computePlan, formatPlan } from '../../api/plan.js';
 
 const user = entity({ name: 'user', joinKeys: ['user'] });
@@ -24,19 +25,20 @@ function registryOf(opts: { features?: Record<string, FeatureSpec<z.infer<typeof
 }
 
 /** What the Redis store records after materializing `registry` (recordViewSnapshots). */
-function storedOf(registry: Registry, withSnapshots = true): StoredRegistryState {
-  const state: StoredRegistryState = { layouts: {}, snapshots: {}, unreadable: [], keys: {}, watermarkMs: 1_000 };
+function storedOf(registry: Registry): StoredRegistryState {
+  const state: StoredRegistryState = { layouts: {}, snapshots: {}, statuses: {}, versions: {}, unreadable: [], keys: {}, watermarkMs: 1_000, history: [] };
   for (const view of registry.views) {
     state.layouts[view.name] = viewLayoutFingerprint(view);
     state.keys[view.name] = 5;
+    state.statuses[viewNamespace(view)] = 'ready';
     const s = registry.sources.find((x) => x.name === view.source)!;
-    if (withSnapshots) state.snapshots[view.name] = { registryVersion: registry.version, recordedAt: new Date(0).toISOString(), layout: viewLayoutFingerprint(view), view, source: { name: s.name, topic: s.topic, eventTimeField: s.eventTimeField } };
+    state.snapshots[view.name] = { registryVersion: registry.version, recordedAt: new Date(0).toISOString(), layout: viewLayoutFingerprint(view), namespace: viewNamespace(view), view, source: { name: s.name, topic: s.topic, eventTimeField: s.eventTimeField } };
   }
   return state;
 }
 
-function plan(before: Registry, after: Registry, withSnapshots = true) {
-  return computePlan({ registry: after, definitionsPath: 'defs', stored: storedOf(before, withSnapshots), redis: { url: 'redis://u:secret@h:1', prefix: 'tm' }, offline: null });
+function plan(before: Registry, after: Registry) {
+  return computePlan({ registry: after, definitionsPath: 'defs', stored: storedOf(before), redis: { url: 'redis://u:secret@h:1', prefix: 'tm' }, offline: null });
 }
 
 describe('computePlan', () => {
@@ -90,12 +92,16 @@ describe('computePlan', () => {
     expect(v!.bootstrapReasons).toEqual([]);
   });
 
-  it('a view stored before snapshots: compared by layout fingerprint only, and says so', () => {
-    const same = plan(registryOf(), registryOf({ features: { n_1h: { agg: 'count', window: '2h' }, amount_sum_1d: { agg: 'sum', field: 'amount', window: '1d' } } }), false).views[0]!;
-    expect(same.status).toBe('unchanged'); // a window change that keeps the layout cannot be seen without a snapshot
-    expect(same.summary.at(-1)).toMatch(/^no view snapshot is recorded/);
-    const other = plan(registryOf(), registryOf({ features: { n_1h: { agg: 'count', window: '1h' } } }), false).views[0]!;
-    expect(other.status).toBe('changed');
-    expect(other.changes!.layout).not.toBeNull();
+  it('an applied version not yet bootstrapped: unchanged, but needs a bootstrap, and serving answers 503 meanwhile', () => {
+    const registry = registryOf();
+    const stored = storedOf(registry);
+    stored.statuses[viewNamespace(registry.views[0]!)] = 'pending';
+    const v = computePlan({ registry, definitionsPath: 'defs', stored, redis: { url: 'redis://h:1', prefix: 'tm' }, offline: null }).views[0]!;
+    expect(v.status).toBe('unchanged');
+    expect(v.needsBootstrap).toBe(true);
+    expect(v.bootstrapReasons[0]).toMatch(/is applied and pending/);
+    expect(v.whileBootstrapping).toMatch(/503 TM_STORE_NEEDS_BOOTSTRAP/);
+    expect(v.version).toEqual({ namespace: viewNamespace(registry.views[0]!), status: 'pending' });
   });
+
 });

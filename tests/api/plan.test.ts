@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileOrThrow, loadDefinitions, type CompiledDefinitions } from '../../definitions/index.js';
 import { TileBatchBuilder } from '../../ingest/index.js';
 import { createRedisClient, RedisOnlineStore, type RedisClient } from '../../online/index.js';
-import { readStoredRegistryState, viewSnapshotField } from '../../online/redis.js';
+import { claimStreamVersions, readStoredRegistryState, viewSnapshotField } from '../../online/versions.js';
 import type { PlanResult } from '../../api/plan.js';
 import { decodeAll } from '../definitions/support.js';
 import { testRedisClusterNodes, testRedisUrl } from '../support/redis.js';
@@ -57,7 +57,7 @@ describe('tidemark plan against Redis', () => {
       { ts: T0 + 7_200_000, user: 'a', amount: 3 },
     ];
     await store.apply(new TileBatchBuilder(base.registry).build(decodeAll(base, raw, 'clicks')));
-    await store.recordViewSnapshots(base.registry, T0 + 10_000_000);
+    await claimStreamVersions(client, prefix, base.registry, T0 + 10_000_000);
     before = await dumpStore(client, prefix);
   });
 
@@ -215,13 +215,13 @@ describe('tidemark plan against Redis', () => {
     expect(await dumpStore(client, prefix)).toEqual(before);
   });
 
-  it('a second writer with changed definitions keeps the first snapshot; a view stored without one is compared by layout only', async () => {
+  it('a second writer with changed definitions keeps the first snapshot; a view whose snapshot is gone plans as new', async () => {
     const otherPrefix = `${prefix}-2`;
     const base = await compileFixture('base');
     const changed = await compileFixture('changed');
-    await new RedisOnlineStore(base.registry, client, { prefix: otherPrefix }).recordViewSnapshots(base.registry);
+    await claimStreamVersions(client, otherPrefix, base.registry);
     // The window change keeps the tile layout, so a store of the changed definitions passes the layout check.
-    await new RedisOnlineStore(changed.registry, client, { prefix: otherPrefix }).recordViewSnapshots(changed.registry);
+    await claimStreamVersions(client, otherPrefix, changed.registry);
     const state = await readStoredRegistryState(client, otherPrefix);
     expect(state.snapshots.user_clicks!.registryVersion).toBe(base.registry.version);
     expect(state.snapshots.user_amounts!.registryVersion).toBe(changed.registry.version);
@@ -230,7 +230,7 @@ describe('tidemark plan against Redis', () => {
     expect(code).toBe(2);
     expect(stdout).toContain('feature changed: clicks_1h: window 1h -> 2h');
     expect(stdout).toContain('view user_amounts: unchanged');
-    expect(stdout).toMatch(/view user_last: unchanged\n {2}no view snapshot is recorded/);
+    expect(stdout).toContain('view user_last: new');
     await client.del(...(await client.keys(`${otherPrefix}:*`)));
   });
 
@@ -249,7 +249,7 @@ describe('tidemark plan against a Redis Cluster', () => {
     const prefix = `plan-cluster-${process.pid}-${Date.now().toString(36)}`;
     try {
       const base = await compileFixture('base');
-      await new RedisOnlineStore(base.registry, cluster, { prefix }).recordViewSnapshots(base.registry);
+      await claimStreamVersions(cluster, prefix, base.registry);
       const same = tidemark(['plan', '--definitions', `${FIXTURES}/base`, '--redis-url', url, '--prefix', prefix]);
       expect(same.code, same.stderr).toBe(0);
       expect(same.stdout).toMatch(/plan: no changes \(2 unchanged\)\n$/);

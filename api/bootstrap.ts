@@ -1,0 +1,253 @@
+// `tidemark bootstrap`: build a view version's tiles from the offline store's events and write them
+// to the online store, so a new or changed view serves full windows at once, and a store that lost
+// its data gets it back.
+//
+// What a bootstrap holds, exactly (docs/operations.md, "Definition changes"):
+// - Stream rows (written by `tidemark offline-sink`, load `kafka:<topic>:<partition>`): those with
+//   offset <= B[partition], B being the highest offset the offline store held per partition when the
+//   bootstrap started. Each key is written with fence B[p] for every partition p (ingest/fences.ts),
+//   and the materializer is rewound to B[p] + 1 when it next starts (api/materialize-start.ts), so
+//   the stream continues with no event missed and none counted twice.
+// - File rows (`tidemark backfill`, no Kafka offset): those before the stream cut, the earliest event
+//   time among the source's stream rows (all of them when the source has none). A file holds
+//   history from before the topic's first event; tidemark cannot tell a file row from the same event
+//   read from Kafka, so rows at or after the cut are left out and counted.
+//
+// Keys are built in ascending order, a batch of keys at a time (bounded memory): each key's Redis
+// keys are deleted and written whole, then the batch's last key is recorded as the checkpoint. A
+// rerun after a kill resumes after the checkpoint with the same B and cut; a batch redone is
+// rewritten whole, so nothing is counted twice. The tiles are built by the materializer's own
+// TileBatchBuilder from the same events, so they hold what the stream would have built.
+import { entityKeyId, entityKeyValues, TidemarkError, type Registry, type TileBatch, type ViewPlan } from '../definitions/index.js';
+import { TileBatchBuilder, type DecodedEvent } from '../ingest/index.js';
+import { readVersionState, viewNamespace, writeVersionState, type BootstrapProgress, type OnlineStore, type RedisOnlineStore, type VersionState } from '../online/index.js';
+import { COMPLETED_LOADS, eventTable, ident, keyColumn, type OfflineExecutor } from '../offline/index.js';
+
+export interface BootstrapOptions {
+  executor: OfflineExecutor;
+  registry: Registry;
+  /** Keys per batch; default 2 000. */
+  batchKeys?: number;
+  /** Called after each batch: keys done so far and the view's key total. */
+  onProgress?: (view: string, done: number, total: number) => void;
+  nowMs?: () => number;
+}
+
+export interface ViewBootstrapReport {
+  view: string;
+  namespace: string;
+  /** `built`, `resumed` (a previous run's checkpoint was used) or `skipped` (already ready). */
+  outcome: 'built' | 'resumed' | 'skipped';
+  keys: number;
+  tiles: number;
+  events: number;
+  fileRowsLeftOut: number;
+  offsets: Record<string, Record<string, number>>;
+  fileCutMs: number | null;
+  seconds: number;
+}
+
+/** What a bootstrap knows of the offline rows it takes. */
+interface RowSelection {
+  loads: string[];
+  tops: number[];
+  fileCutMs: number | null;
+}
+
+const STREAM_LOAD = `startsWith(__load, 'kafka:')`;
+
+/** The highest stored offset per partition of a source's stream rows, and the file-row cut. */
+async function coveredOffsets(executor: OfflineExecutor, view: ViewPlan, topic: string): Promise<{ offsets: Record<string, number>; fileCutMs: number | null }> {
+  const table = ident(eventTable(view.source));
+  const rows = await executor.rows<{ load: string; top: number | string; first: number | string }>(
+    `SELECT __load AS load, max(__offset) AS top, min(__ts) AS first FROM ${table} WHERE ${STREAM_LOAD} AND ${COMPLETED_LOADS} GROUP BY __load`,
+  );
+  const offsets: Record<string, number> = {};
+  let cut: number | null = null;
+  for (const r of rows) {
+    const partition = r.load.slice(r.load.lastIndexOf(':') + 1);
+    if (r.load !== `kafka:${topic}:${partition}`) continue;
+    offsets[partition] = Number(r.top);
+    cut = cut === null ? Number(r.first) : Math.min(cut, Number(r.first));
+  }
+  return { offsets, fileCutMs: cut };
+}
+
+function selectionOf(topic: string, progress: BootstrapProgress, source: string): RowSelection {
+  const offsets = progress.offsets[source] ?? {};
+  const parts = Object.keys(offsets);
+  return { loads: parts.map((p) => `kafka:${topic}:${p}`), tops: parts.map((p) => offsets[p]!), fileCutMs: progress.fileCutMs };
+}
+
+/** The rows a bootstrap takes (bound parameters: loads, tops, cut). */
+function rowFilter(sel: RowSelection): string {
+  const stream = `(${STREAM_LOAD} AND __offset <= transform(__load, {loads:Array(String)}, {tops:Array(Int64)}, toInt64(-1)))`;
+  const files = sel.fileCutMs === null ? `(NOT ${STREAM_LOAD})` : `(NOT ${STREAM_LOAD} AND __ts < {cut:Int64})`;
+  return `${COMPLETED_LOADS} AND (${stream} OR ${files})`;
+}
+
+function rowParams(sel: RowSelection): Record<string, unknown> {
+  return { loads: sel.loads, tops: sel.tops, ...(sel.fileCutMs === null ? {} : { cut: sel.fileCutMs }) };
+}
+
+/** A registry holding only `view` and its source feeding only it: the builder makes tiles of this view alone. */
+function singleViewRegistry(registry: Registry, view: ViewPlan): Registry {
+  const source = registry.sources.find((s) => s.name === view.source)!;
+  return { ...registry, sources: [{ ...source, views: [view.name] }], views: [view] };
+}
+
+/** The keys of `view` after `after` (an entity key id) in ascending order, at most `limit`. */
+async function nextKeys(executor: OfflineExecutor, view: ViewPlan, sel: RowSelection, after: string | null, limit: number): Promise<string[][]> {
+  const cols = view.keyFields.map((f) => ident(keyColumn(f)));
+  const tuple = `tuple(${cols.join(', ')})`;
+  const afterValues = after === null ? null : entityKeyValues(after, view.keyFields.length);
+  const afterCond = afterValues === null ? '' : ` AND ${tuple} > tuple(${afterValues.map((_, i) => `{a${i}:String}`).join(', ')})`;
+  const params: Record<string, unknown> = { ...rowParams(sel), limit };
+  afterValues?.forEach((v, i) => (params[`a${i}`] = v));
+  const rows = await executor.rows<Record<string, string>>(
+    `SELECT DISTINCT ${cols.map((c, i) => `${c} AS k${i}`).join(', ')} FROM ${ident(eventTable(view.source))} WHERE ${rowFilter(sel)}${afterCond} ORDER BY ${view.keyFields.map((_, i) => `k${i}`).join(', ')} LIMIT {limit:UInt64}`,
+    params,
+  );
+  return rows.map((r) => view.keyFields.map((_, i) => r[`k${i}`]!));
+}
+
+/** The events of keys in (after, last] as decoded events of the view's source. */
+async function eventsOfKeys(executor: OfflineExecutor, registry: Registry, view: ViewPlan, sel: RowSelection, after: string | null, last: string[]): Promise<DecodedEvent[]> {
+  const source = registry.sources.find((s) => s.name === view.source)!;
+  const cols = view.keyFields.map((f) => ident(keyColumn(f)));
+  const tuple = `tuple(${cols.join(', ')})`;
+  const fields = [...new Set(view.features.map((f) => f.field).filter((f): f is string => f !== null))];
+  const params: Record<string, unknown> = rowParams(sel);
+  const afterValues = after === null ? null : entityKeyValues(after, view.keyFields.length);
+  afterValues?.forEach((v, i) => (params[`a${i}`] = v));
+  last.forEach((v, i) => (params[`z${i}`] = v));
+  const afterCond = afterValues === null ? '' : ` AND ${tuple} > tuple(${afterValues.map((_, i) => `{a${i}:String}`).join(', ')})`;
+  const rows = await executor.rows<Record<string, unknown>>(
+    `SELECT __ts, ${cols.map((c, i) => `${c} AS k${i}`).join(', ')}${fields.map((f, i) => `, ${ident(f)} AS v${i}`).join('')} FROM ${ident(eventTable(view.source))}
+     WHERE ${rowFilter(sel)}${afterCond} AND ${tuple} <= tuple(${last.map((_, i) => `{z${i}:String}`).join(', ')})
+     ORDER BY __ts, __load, __offset`,
+    params,
+  );
+  return rows.map((r) => {
+    const values: Record<string, unknown> = {};
+    fields.forEach((f, i) => (values[f] = typedValue(source.fields[f]?.kind, r[`v${i}`])));
+    return { source: source.name, eventTimeMs: Number(r.__ts), fields: values, viewKeys: [entityKeyId(view.keyFields.map((_, i) => String(r[`k${i}`])))] };
+  });
+}
+
+/** A column value as the event decoder gives it (64-bit integers may arrive as text). */
+function typedValue(kind: string | undefined, v: unknown): unknown {
+  if (v === null || v === undefined) return null;
+  if (kind === 'number' || kind === 'timestamp') return typeof v === 'number' ? v : Number(v);
+  if (kind === 'boolean') return v === true || v === 1 || v === 'true';
+  return v;
+}
+
+/** Tile batch of `keys` (entity key ids): keys without events in the rows still get an update, so they exist (as on the stream path). */
+function batchFor(builder: TileBatchBuilder, view: ViewPlan, keys: string[], events: DecodedEvent[]): TileBatch {
+  const batch = builder.build(events);
+  const built = new Set(batch.keys.map((k) => k.entityKey));
+  for (const k of keys) if (!built.has(k)) batch.keys.push({ view: view.name, entityKey: k, tiles: [] });
+  return batch;
+}
+
+async function countKeys(executor: OfflineExecutor, view: ViewPlan, sel: RowSelection): Promise<number> {
+  const cols = view.keyFields.map((f) => ident(keyColumn(f)));
+  const [row] = await executor.rows<{ n: number | string }>(`SELECT count() AS n FROM (SELECT DISTINCT ${cols.join(', ')} FROM ${ident(eventTable(view.source))} WHERE ${rowFilter(sel)})`, rowParams(sel));
+  return Number(row?.n ?? 0);
+}
+
+async function fileRowsLeftOut(executor: OfflineExecutor, view: ViewPlan, cut: number | null): Promise<number> {
+  if (cut === null) return 0;
+  const [row] = await executor.rows<{ n: number | string }>(`SELECT count() AS n FROM ${ident(eventTable(view.source))} WHERE ${COMPLETED_LOADS} AND NOT ${STREAM_LOAD} AND __ts >= {cut:Int64}`, { cut });
+  return Number(row?.n ?? 0);
+}
+
+async function tableExists(executor: OfflineExecutor, table: string): Promise<boolean> {
+  const [row] = await executor.rows<Record<string, unknown>>(`EXISTS TABLE ${ident(table)}`);
+  return row !== undefined && Number(Object.values(row)[0]) === 1;
+}
+
+/** Where a bootstrap writes: a Redis store (versions, fences, checkpoints) or the in-memory store. */
+export type BootstrapTarget = { kind: 'redis'; store: RedisOnlineStore } | { kind: 'memory'; store: OnlineStore };
+
+/**
+ * Build one view's tiles from the offline store into `target`. Redis: only a version that is not
+ * ready (unless `force`), resuming a started bootstrap; the version is ready at the end, with the
+ * materializer's hand-over pending. Memory: the store is assumed empty (the embedded rebuild).
+ */
+export async function bootstrapView(view: ViewPlan, target: BootstrapTarget, o: BootstrapOptions & { force?: boolean }): Promise<ViewBootstrapReport> {
+  const started = performance.now();
+  const now = o.nowMs ?? Date.now;
+  const ns = viewNamespace(view);
+  const source = o.registry.sources.find((s) => s.name === view.source);
+  if (!source) throw new TidemarkError('TM_BOOTSTRAP_FAILED', `view ${view.name}: its source ${view.source} is not in the registry`, { view: view.name });
+  const report: ViewBootstrapReport = { view: view.name, namespace: ns, outcome: 'built', keys: 0, tiles: 0, events: 0, fileRowsLeftOut: 0, offsets: {}, fileCutMs: null, seconds: 0 };
+
+  let state: VersionState | null = null;
+  if (target.kind === 'redis') {
+    const s = target.store;
+    state = await readVersionState(s.client, s.prefix, ns);
+    if (state === null) {
+      throw new TidemarkError('TM_APPLY_NOT_APPLIED', `view ${view.name}: version ${ns} is not applied to Redis prefix ${s.prefix}; run tidemark apply --definitions <dir> first`, { view: view.name, namespace: ns });
+    }
+    if (state.status === 'ready' && !o.force) return { ...report, outcome: 'skipped', seconds: 0 };
+  }
+  const hasTable = await tableExists(o.executor, eventTable(view.source));
+  let progress: BootstrapProgress;
+  if (state?.status === 'bootstrapping' && state.bootstrap !== null && state.bootstrap.finishedAt === null) {
+    progress = state.bootstrap;
+    report.outcome = 'resumed';
+  } else {
+    const covered = hasTable ? await coveredOffsets(o.executor, view, source.topic) : { offsets: {}, fileCutMs: null };
+    progress = {
+      offsets: { [source.name]: covered.offsets },
+      fileCutMs: covered.fileCutMs,
+      startedAt: new Date(now()).toISOString(),
+      checkpoint: null,
+      keys: 0,
+      tiles: 0,
+      events: 0,
+      fileRowsLeftOut: hasTable ? await fileRowsLeftOut(o.executor, view, covered.fileCutMs) : 0,
+      finishedAt: null,
+    };
+  }
+  const save = async (patch: Partial<VersionState>): Promise<void> => {
+    if (target.kind !== 'redis' || state === null) return;
+    state = { ...state, ...patch, bootstrap: progress };
+    await writeVersionState(target.store.client, target.store.prefix, state);
+  };
+  await save({ status: 'bootstrapping' });
+
+  const sel = selectionOf(source.topic, progress, source.name);
+  const fences = Object.entries(progress.offsets[source.name] ?? {}).map(([p, offset]) => ({ source: source.name, partition: Number(p), offset, appliedThrough: -1 }));
+  const total = hasTable ? await countKeys(o.executor, view, sel) : 0;
+  const builder = new TileBatchBuilder(singleViewRegistry(o.registry, view));
+  const batchKeys = o.batchKeys ?? 2_000;
+  o.onProgress?.(view.name, progress.keys, total);
+  while (hasTable) {
+    const keys = await nextKeys(o.executor, view, sel, progress.checkpoint, batchKeys);
+    if (keys.length === 0) break;
+    const ids = keys.map((k) => entityKeyId(k));
+    const events = await eventsOfKeys(o.executor, o.registry, view, sel, progress.checkpoint, keys[keys.length - 1]!);
+    const batch = batchFor(builder, view, ids, events);
+    if (target.kind === 'redis') {
+      await target.store.deleteKeys(view.name, ids);
+      if (fences.length > 0) {
+        const result = await target.store.applyConditional({ ...batch, keys: batch.keys.map((k) => ({ ...k, fences })) });
+        if (result.refused.length > 0) {
+          throw new TidemarkError('TM_BOOTSTRAP_FAILED', `view ${view.name}: ${result.refused.length} key(s) were written by another writer during the bootstrap (is a materializer of this version running?); rerun tidemark bootstrap`, { view: view.name });
+        }
+      } else await target.store.apply(batch);
+    } else await target.store.apply(batch);
+    progress.keys += keys.length;
+    progress.events += events.length;
+    progress.tiles += batch.keys.reduce((n, k) => n + k.tiles.length, 0);
+    progress.checkpoint = ids[ids.length - 1]!;
+    await save({});
+    o.onProgress?.(view.name, progress.keys, total);
+  }
+  progress.finishedAt = new Date(now()).toISOString();
+  await save({ status: 'ready', readyAt: progress.finishedAt, handover: 'pending' });
+  return { ...report, keys: progress.keys, tiles: progress.tiles, events: progress.events, fileRowsLeftOut: progress.fileRowsLeftOut, offsets: progress.offsets, fileCutMs: progress.fileCutMs, seconds: (performance.now() - started) / 1000 };
+}

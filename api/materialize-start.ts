@@ -1,0 +1,127 @@
+// What `tidemark materialize` checks before it joins its consumer group (docs/operations.md,
+// "Definition changes"): every view version of its registry must be ready in the Redis store, and
+// a version bootstrapped since the group last ran must get the events after the bootstrap's offsets.
+//
+// - A group with no committed offset reads the topics from the beginning: it claims the versions
+//   nothing recorded (they are built from the first event).
+// - A group with committed offsets and a version with no record: the version was never applied
+//   (TM_STORE_NEEDS_BOOTSTRAP), or, when the store records no version at all, Redis lost its data
+//   (TM_STORE_STATE_LOST). Either way nothing is written.
+// - A version whose bootstrap finished (handover pending): the group is rewound, per partition, to
+//   the bootstrap's offset + 1 where it had committed past it. Every key's fences make the records
+//   read twice harmless for the other views (ingest/fences.ts): their keys refuse what they hold.
+import { TidemarkError, type Registry } from '../definitions/index.js';
+import { createKafkaClient } from '../ingest/index.js';
+import { claimStreamVersions, readStoredRegistryState, viewNamespace, writeVersionState, type RedisClient, type VersionState } from '../online/index.js';
+
+export interface MaterializerStartOptions {
+  client: RedisClient;
+  prefix: string;
+  registry: Registry;
+  brokers: string[];
+  groupId: string;
+  /** How long to wait for the group to empty before rewinding it (members of an older deployment leaving); default 60 s. */
+  rewindWaitMs?: number;
+  log?: (message: string, details?: Record<string, unknown>) => void;
+}
+
+export interface MaterializerStartReport {
+  claimed: string[];
+  /** topic -> partition -> offset the group was rewound to */
+  rewound: Record<string, Record<number, number>>;
+}
+
+export async function prepareMaterializerStart(o: MaterializerStartOptions): Promise<MaterializerStartReport> {
+  const log = o.log ?? (() => undefined);
+  const topics = [...new Set(o.registry.sources.map((s) => s.topic))];
+  const kafka = createKafkaClient(o.brokers, `tidemark-materializer-${o.groupId}-start`);
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const committed = new Map<string, Map<number, number>>();
+    for (const entry of await admin.fetchOffsets({ groupId: o.groupId, topics })) {
+      const byPartition = new Map<number, number>();
+      for (const p of entry.partitions) if (Number(p.offset) >= 0) byPartition.set(p.partition, Number(p.offset));
+      committed.set(entry.topic, byPartition);
+    }
+    const fresh = [...committed.values()].every((m) => m.size === 0);
+    const report: MaterializerStartReport = { claimed: [], rewound: {} };
+    if (fresh) report.claimed = await claimStreamVersions(o.client, o.prefix, o.registry);
+
+    const state = await readStoredRegistryState(o.client, o.prefix);
+    const anyVersion = Object.keys(state.statuses).length > 0;
+    for (const view of o.registry.views) {
+      const ns = viewNamespace(view);
+      const status = state.statuses[ns];
+      if (status === 'ready') continue;
+      if (status === undefined && !anyVersion) {
+        throw new TidemarkError(
+          'TM_STORE_STATE_LOST',
+          `consumer group ${o.groupId} has committed offsets, but Redis prefix ${o.prefix} records no view version (its data was lost: flushed, or restarted without persistence); nothing was written. Repair: tidemark apply --definitions <dir>, then tidemark bootstrap --definitions <dir>, then start the materializer again`,
+          { group: o.groupId, prefix: o.prefix },
+        );
+      }
+      throw new TidemarkError(
+        'TM_STORE_NEEDS_BOOTSTRAP',
+        status === undefined
+          ? `view ${view.name}: version ${ns} was never applied to Redis prefix ${o.prefix}, and consumer group ${o.groupId} already committed offsets, so the stream alone would miss its history. Run: tidemark apply --definitions <dir>, then tidemark bootstrap --definitions <dir> --views ${view.name}`
+          : `view ${view.name}: version ${ns} is ${status}: its tiles are not built yet. Run: tidemark bootstrap --definitions <dir> --views ${view.name}`,
+        { view: view.name, namespace: ns, status: status ?? null },
+      );
+    }
+
+    // Rewind to the bootstraps' offsets where the group is past them.
+    const handovers: VersionState[] = o.registry.views.map((v) => state.versions[viewNamespace(v)]).filter((v): v is VersionState => v !== undefined && v.handover === 'pending' && v.bootstrap !== null);
+    if (handovers.length === 0) return report;
+    const targets = new Map<string, Map<number, number>>();
+    for (const version of handovers) {
+      const view = o.registry.views.find((v) => v.name === version.view)!;
+      const source = o.registry.sources.find((s) => s.name === view.source)!;
+      const covered = version.bootstrap!.offsets[source.name] ?? {};
+      const partitions = await admin.fetchTopicOffsets(source.topic);
+      const byPartition = targets.get(source.topic) ?? new Map<number, number>();
+      for (const p of partitions) {
+        // A partition the bootstrap holds nothing of is read from its start.
+        const from = covered[String(p.partition)] === undefined ? Number(p.low) : covered[String(p.partition)]! + 1;
+        byPartition.set(p.partition, Math.min(byPartition.get(p.partition) ?? Number.POSITIVE_INFINITY, from));
+      }
+      targets.set(source.topic, byPartition);
+    }
+    for (const [topic, byPartition] of targets) {
+      const at = committed.get(topic) ?? new Map<number, number>();
+      const partitions = [...byPartition].filter(([p, from]) => at.has(p) && at.get(p)! > from).map(([partition, from]) => ({ partition, offset: String(from) }));
+      if (partitions.length === 0) continue;
+      await setOffsetsWhenEmpty(admin, o.groupId, topic, partitions, o.rewindWaitMs ?? 60_000, log);
+      report.rewound[topic] = Object.fromEntries(partitions.map((p) => [p.partition, Number(p.offset)]));
+    }
+    for (const version of handovers) await writeVersionState(o.client, o.prefix, { ...version, handover: 'done' });
+    if (Object.keys(report.rewound).length > 0) log('rewound the consumer group to the bootstrap offsets', { group: o.groupId, rewound: report.rewound });
+    return report;
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+/** Kafka lets a group's offsets be set only while it has no member: wait for members of an older deployment to leave. */
+async function setOffsetsWhenEmpty(
+  admin: ReturnType<ReturnType<typeof createKafkaClient>['admin']>,
+  groupId: string,
+  topic: string,
+  partitions: { partition: number; offset: string }[],
+  waitMs: number,
+  log: (message: string, details?: Record<string, unknown>) => void,
+): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await admin.setOffsets({ groupId, topic, partitions });
+      return;
+    } catch (e) {
+      if (Date.now() > deadline) {
+        throw new TidemarkError('TM_BOOTSTRAP_FAILED', `could not rewind consumer group ${groupId} on ${topic} to the bootstrap offsets within ${waitMs} ms (stop every other member of the group first): ${e instanceof Error ? e.message : String(e)}`, { groupId, topic });
+      }
+      if (attempt === 0) log('waiting for the other members of the group to leave before rewinding it', { groupId, topic, error: e instanceof Error ? e.message : String(e) });
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+  }
+}
