@@ -96,9 +96,19 @@ function singleViewRegistry(registry: Registry, view: ViewPlan): Registry {
   return { ...registry, sources: [{ ...source, views: [view.name] }], views: [view] };
 }
 
+/**
+ * The SQL of each join key's canonical text. A text field's canonical key is the text itself, so
+ * its own column serves, also for rows stored before the view existed (the sink writes `__k_`
+ * columns only for the key fields of the views it knows); other kinds use the `__k_` column.
+ */
+function keyColumns(registry: Registry, view: ViewPlan): string[] {
+  const source = registry.sources.find((s) => s.name === view.source)!;
+  return view.keyFields.map((f) => (source.fields[f]?.kind === 'string' ? `ifNull(${ident(f)}, '')` : ident(keyColumn(f))));
+}
+
 /** The keys of `view` after `after` (an entity key id) in ascending order, at most `limit`. */
-async function nextKeys(executor: OfflineExecutor, view: ViewPlan, sel: RowSelection, after: string | null, limit: number): Promise<string[][]> {
-  const cols = view.keyFields.map((f) => ident(keyColumn(f)));
+async function nextKeys(executor: OfflineExecutor, registry: Registry, view: ViewPlan, sel: RowSelection, after: string | null, limit: number): Promise<string[][]> {
+  const cols = keyColumns(registry, view);
   const tuple = `tuple(${cols.join(', ')})`;
   const afterValues = after === null ? null : entityKeyValues(after, view.keyFields.length);
   const afterCond = afterValues === null ? '' : ` AND ${tuple} > tuple(${afterValues.map((_, i) => `{a${i}:String}`).join(', ')})`;
@@ -114,7 +124,7 @@ async function nextKeys(executor: OfflineExecutor, view: ViewPlan, sel: RowSelec
 /** The events of keys in (after, last] as decoded events of the view's source. */
 async function eventsOfKeys(executor: OfflineExecutor, registry: Registry, view: ViewPlan, sel: RowSelection, after: string | null, last: string[]): Promise<DecodedEvent[]> {
   const source = registry.sources.find((s) => s.name === view.source)!;
-  const cols = view.keyFields.map((f) => ident(keyColumn(f)));
+  const cols = keyColumns(registry, view);
   const tuple = `tuple(${cols.join(', ')})`;
   const fields = [...new Set(view.features.map((f) => f.field).filter((f): f is string => f !== null))];
   const params: Record<string, unknown> = rowParams(sel);
@@ -151,8 +161,8 @@ function batchFor(builder: TileBatchBuilder, view: ViewPlan, keys: string[], eve
   return batch;
 }
 
-async function countKeys(executor: OfflineExecutor, view: ViewPlan, sel: RowSelection): Promise<number> {
-  const cols = view.keyFields.map((f) => ident(keyColumn(f)));
+async function countKeys(executor: OfflineExecutor, registry: Registry, view: ViewPlan, sel: RowSelection): Promise<number> {
+  const cols = keyColumns(registry, view);
   const [row] = await executor.rows<{ n: number | string }>(`SELECT count() AS n FROM (SELECT DISTINCT ${cols.join(', ')} FROM ${ident(eventTable(view.source))} WHERE ${rowFilter(sel)})`, rowParams(sel));
   return Number(row?.n ?? 0);
 }
@@ -221,12 +231,12 @@ export async function bootstrapView(view: ViewPlan, target: BootstrapTarget, o: 
 
   const sel = selectionOf(source.topic, progress, source.name);
   const fences = Object.entries(progress.offsets[source.name] ?? {}).map(([p, offset]) => ({ source: source.name, partition: Number(p), offset, appliedThrough: -1 }));
-  const total = hasTable ? await countKeys(o.executor, view, sel) : 0;
+  const total = hasTable ? await countKeys(o.executor, o.registry, view, sel) : 0;
   const builder = new TileBatchBuilder(singleViewRegistry(o.registry, view));
   const batchKeys = o.batchKeys ?? 2_000;
   o.onProgress?.(view.name, progress.keys, total);
   while (hasTable) {
-    const keys = await nextKeys(o.executor, view, sel, progress.checkpoint, batchKeys);
+    const keys = await nextKeys(o.executor, o.registry, view, sel, progress.checkpoint, batchKeys);
     if (keys.length === 0) break;
     const ids = keys.map((k) => entityKeyId(k));
     const events = await eventsOfKeys(o.executor, o.registry, view, sel, progress.checkpoint, keys[keys.length - 1]!);

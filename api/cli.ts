@@ -9,7 +9,7 @@ import { runQuickstart } from './quickstart.js';
 import { buildMaterializerServer, createKafkaClient, Materializer, type MaterializerLog } from '../ingest/index.js';
 import { connectRedisOnlineStore, OnlineFeatureService, readStoredRegistryState, type StoreClock } from '../online/index.js';
 import Fastify from 'fastify';
-import { prepareMaterializerStart } from './materialize-start.js';
+import { prepareMaterializerStart, recordRewound } from './materialize-start.js';
 import { addVersionCommands } from './version-commands.js';
 import { Partitioners } from 'kafkajs';
 import { pushRoutes } from './push-routes.js';
@@ -251,9 +251,11 @@ function addStreamCommands(program: Command): void {
       // (api/materialize-start.ts). A store that is not ready keeps /healthz up, answering 503
       // with the code and the repair command, instead of writing partial windows.
       let blocked: TidemarkError | null = null;
+      let rewind = new Map<string, number>();
       try {
         const start = await prepareMaterializerStart({ client: store.client, prefix: opts.prefix, registry: compiled.registry, brokers: brokerList(opts.kafkaBrokers), groupId: opts.group, log: (m, d) => jsonLog('info', m, d) });
         if (start.claimed.length > 0) jsonLog('info', 'new consumer group: the views are built from the beginning of the topics', { claimed: start.claimed });
+        rewind = start.rewind;
       } catch (e) {
         if (!(e instanceof TidemarkError) || !NOT_READY.has(e.code)) throw e;
         blocked = e;
@@ -284,6 +286,7 @@ function addStreamCommands(program: Command): void {
         shutdownGraceMs: opts.shutdownGrace,
         maxBytesPerPartition: opts.fetchMaxBytes,
         log: jsonLog,
+        ...(rewind.size > 0 ? { rewind: { targets: rewind, onRewound: (topic, partition) => recordRewound(store.client, opts.prefix, compiled.registry, rewind, topic, partition) } } : {}),
       });
       const server = await buildMaterializerServer(materializer, async () => {
         const watermarkMs = await store.watermarkMs();

@@ -7,9 +7,11 @@
 // - A group with committed offsets and a version with no record: the version was never applied
 //   (TM_STORE_NEEDS_BOOTSTRAP), or, when the store records no version at all, Redis lost its data
 //   (TM_STORE_STATE_LOST). Either way nothing is written.
-// - A version whose bootstrap finished (handover pending): the group is rewound, per partition, to
-//   the bootstrap's offset + 1 where it had committed past it. Every key's fences make the records
-//   read twice harmless for the other views (ingest/fences.ts): their keys refuse what they hold.
+// - A version whose bootstrap finished (handover pending): the materializer reads each partition
+//   again from the bootstrap's offset + 1 where the group had committed past it (it seeks there
+//   before writing anything of the partition: MaterializerOptions.rewind). Every key's fences make
+//   the records read twice harmless for the other views (ingest/fences.ts): their keys refuse what
+//   they hold.
 import { TidemarkError, type Registry } from '../definitions/index.js';
 import { createKafkaClient } from '../ingest/index.js';
 import { claimStreamVersions, readStoredRegistryState, viewNamespace, writeVersionState, type RedisClient, type VersionState } from '../online/index.js';
@@ -20,15 +22,13 @@ export interface MaterializerStartOptions {
   registry: Registry;
   brokers: string[];
   groupId: string;
-  /** How long to wait for the group to empty before rewinding it (members of an older deployment leaving); default 60 s. */
-  rewindWaitMs?: number;
   log?: (message: string, details?: Record<string, unknown>) => void;
 }
 
 export interface MaterializerStartReport {
   claimed: string[];
-  /** topic -> partition -> offset the group was rewound to */
-  rewound: Record<string, Record<number, number>>;
+  /** `topic:partition` -> the offset to read it again from (MaterializerOptions.rewind) */
+  rewind: Map<string, number>;
 }
 
 export async function prepareMaterializerStart(o: MaterializerStartOptions): Promise<MaterializerStartReport> {
@@ -45,7 +45,7 @@ export async function prepareMaterializerStart(o: MaterializerStartOptions): Pro
       committed.set(entry.topic, byPartition);
     }
     const fresh = [...committed.values()].every((m) => m.size === 0);
-    const report: MaterializerStartReport = { claimed: [], rewound: {} };
+    const report: MaterializerStartReport = { claimed: [], rewind: new Map() };
     if (fresh) report.claimed = await claimStreamVersions(o.client, o.prefix, o.registry);
 
     const state = await readStoredRegistryState(o.client, o.prefix);
@@ -89,39 +89,31 @@ export async function prepareMaterializerStart(o: MaterializerStartOptions): Pro
     }
     for (const [topic, byPartition] of targets) {
       const at = committed.get(topic) ?? new Map<number, number>();
-      const partitions = [...byPartition].filter(([p, from]) => at.has(p) && at.get(p)! > from).map(([partition, from]) => ({ partition, offset: String(from) }));
-      if (partitions.length === 0) continue;
-      await setOffsetsWhenEmpty(admin, o.groupId, topic, partitions, o.rewindWaitMs ?? 60_000, log);
-      report.rewound[topic] = Object.fromEntries(partitions.map((p) => [p.partition, Number(p.offset)]));
+      for (const [p, from] of byPartition) if (at.has(p) && at.get(p)! > from) report.rewind.set(`${topic}:${p}`, from);
     }
-    for (const version of handovers) await writeVersionState(o.client, o.prefix, { ...version, handover: 'done' });
-    if (Object.keys(report.rewound).length > 0) log('rewound the consumer group to the bootstrap offsets', { group: o.groupId, rewound: report.rewound });
+    if (report.rewind.size === 0) {
+      for (const version of handovers) await writeVersionState(o.client, o.prefix, { ...version, handover: 'done' });
+    } else log('the consumer group will be rewound to the bootstrap offsets', { group: o.groupId, rewind: Object.fromEntries(report.rewind) });
     return report;
   } finally {
     await admin.disconnect().catch(() => undefined);
   }
 }
 
-/** Kafka lets a group's offsets be set only while it has no member: wait for members of an older deployment to leave. */
-async function setOffsetsWhenEmpty(
-  admin: ReturnType<ReturnType<typeof createKafkaClient>['admin']>,
-  groupId: string,
-  topic: string,
-  partitions: { partition: number; offset: string }[],
-  waitMs: number,
-  log: (message: string, details?: Record<string, unknown>) => void,
-): Promise<void> {
-  const deadline = Date.now() + waitMs;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await admin.setOffsets({ groupId, topic, partitions });
-      return;
-    } catch (e) {
-      if (Date.now() > deadline) {
-        throw new TidemarkError('TM_BOOTSTRAP_FAILED', `could not rewind consumer group ${groupId} on ${topic} to the bootstrap offsets within ${waitMs} ms (stop every other member of the group first): ${e instanceof Error ? e.message : String(e)}`, { groupId, topic });
-      }
-      if (attempt === 0) log('waiting for the other members of the group to leave before rewinding it', { groupId, topic, error: e instanceof Error ? e.message : String(e) });
-      await new Promise((r) => setTimeout(r, 1_000));
-    }
+/**
+ * Record that a rewound partition's first batch is committed: once every rewound partition of a
+ * version's topic is, its hand-over is done (the next start rewinds nothing). Two members
+ * recording at once may lose one partition's mark; that partition is then rewound again at the
+ * next start, which the fences make harmless.
+ */
+export async function recordRewound(client: RedisClient, prefix: string, registry: Registry, rewind: ReadonlyMap<string, number>, topic: string, partition: number): Promise<void> {
+  const state = await readStoredRegistryState(client, prefix);
+  for (const view of registry.views) {
+    const version = state.versions[viewNamespace(view)];
+    const source = registry.sources.find((s) => s.name === view.source)!;
+    if (!version || version.handover !== 'pending' || source.topic !== topic) continue;
+    const done = [...new Set([...(version.handoverDone ?? []), partition])].sort((a, b) => a - b);
+    const all = [...rewind.keys()].filter((k) => k.startsWith(`${topic}:`)).map((k) => Number(k.slice(topic.length + 1)));
+    await writeVersionState(client, prefix, { ...version, handoverDone: done, handover: all.every((p) => done.includes(p)) ? 'done' : 'pending' });
   }
 }

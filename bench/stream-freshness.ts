@@ -17,6 +17,9 @@
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { Redis } from 'ioredis';
 import { flightRows, printResult } from './stream-support.js';
+import { compileOrThrow } from '../definitions/index.js';
+import * as flightsDefinitions from '../examples/flights/definitions.js';
+import { viewNamespace } from '../online/index.js';
 
 const [brokerList, topic, redisUrl, prefix, rateArg, batchMsArg, secondsArg, warmupArg] = process.argv.slice(2);
 if (!brokerList || !topic || !redisUrl || !prefix) throw new Error('usage: stream-freshness.ts <brokers> <topic> <redisUrl> <prefix> <events/s> <producer batch ms> <seconds> <warm-up seconds>');
@@ -25,7 +28,8 @@ const batchMs = Number(batchMsArg);
 const measureSeconds = Number(secondsArg);
 const warmupSeconds = Number(warmupArg);
 const DRAIN_MS = 10_000;
-const VIEW = 'origin_delays';
+// The key namespace of origin_delays' version (its keys are `P:{<namespace>:<origin>}:k`).
+const VIEW = viewNamespace(compileOrThrow(flightsDefinitions).registry.views.find((v) => v.name === 'origin_delays')!);
 const SOURCE = 'flights';
 
 interface PendingEvent {

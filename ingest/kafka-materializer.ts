@@ -105,6 +105,14 @@ export interface MaterializerOptions {
   log?: MaterializerLog;
   /** Add Node.js process metrics (CPU, memory, event loop) to the registry; default true. */
   processMetrics?: boolean;
+  /**
+   * Partitions to read again from an earlier offset than the group committed (`topic:partition` ->
+   * offset): a view version bootstrapped at that offset - 1 must get every record after it
+   * (api/materialize-start.ts). A batch of such a partition that starts later is dropped and the
+   * consumer seeks back before anything of it is written (the fences assume every record before a
+   * batch is applied to every key); `onRewound` runs once a batch from the offset is committed.
+   */
+  rewind?: { targets: ReadonlyMap<string, number>; onRewound(topic: string, partition: number): Promise<void> };
 }
 
 export interface MaterializerHealth {
@@ -279,6 +287,9 @@ export class Materializer {
   private readonly counts: MaterializerStats = { events: 0, badEvents: 0, lateTileEvents: 0, batches: 0, alreadyApplied: 0, refusedKeys: 0, droppedBatches: 0, batchesInFlight: 0 };
   /** Decoded batches waiting for, or in, their store write and commit. */
   private readonly writes: WriteBehindQueue<WriteUnit, PreparedWrite>;
+  /** Rewinds still to do (MaterializerOptions.rewind), and rewound partitions whose first batch is not committed yet. */
+  private readonly rewindTargets: Map<string, number>;
+  private readonly rewindCommits = new Set<string>();
   /** Group joins so far: batches of an earlier join are not written or committed (their partitions may have moved). */
   private generation = 0;
   /** `topic:partition` -> the generation in which one of its batches was given up: its later batches of that generation are given up too. */
@@ -287,6 +298,7 @@ export class Materializer {
   constructor(opts: MaterializerOptions) {
     this.opts = opts;
     this.groupId = opts.groupId;
+    this.rewindTargets = new Map(opts.rewind?.targets ?? []);
     this.log = opts.log ?? (() => undefined);
     this.backoff = opts.retryBackoffMs ?? { initial: 100, max: 5000 };
     this.metrics = new MaterializerMetrics(opts.processMetrics ?? true);
@@ -356,6 +368,17 @@ export class Materializer {
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       // A new generation fetches from the committed offsets: what is queued from before is not written.
       this.generation++;
+      // A rewound partition whose first batch was not committed is rewound again (by whoever owns it now).
+      for (const k of this.rewindCommits) this.rewindTargets.set(k, o.rewind!.targets.get(k)!);
+      this.rewindCommits.clear();
+      // Seek now, so a partition with no new records is read again too (handleBatch also drops any
+      // batch fetched from the committed offset before the seek lands).
+      for (const [topic, partitions] of Object.entries(e.payload.memberAssignment)) {
+        for (const partition of partitions) {
+          const offset = this.rewindTargets.get(`${topic}:${partition}`);
+          if (offset !== undefined) consumer.seek({ topic, partition, offset: String(offset) });
+        }
+      }
       this.brokenPartitions.clear();
       this.assigned = Object.fromEntries(Object.entries(e.payload.memberAssignment).map(([t, ps]) => [t, [...ps].sort((a, b) => a - b)]));
       this.problems.delete('group');
@@ -521,6 +544,16 @@ export class Materializer {
     const { topic, partition } = batch;
     const firstOffset = Number(messages[0]!.offset);
     const lastOffset = Number(messages[messages.length - 1]!.offset);
+    const rewindTo = this.rewindTargets.get(`${topic}:${partition}`);
+    if (rewindTo !== undefined) {
+      if (firstOffset > rewindTo) {
+        // Nothing of this batch is written: read the partition again from the rewind offset.
+        this.consumer?.seek({ topic, partition, offset: String(rewindTo) });
+        return;
+      }
+      this.rewindTargets.delete(`${topic}:${partition}`);
+      this.rewindCommits.add(`${topic}:${partition}`);
+    }
     const sources = this.sourcesByTopic.get(topic) ?? [];
 
     // Decode. A record good for at least one source becomes visible with the store write; its
@@ -708,6 +741,10 @@ export class Materializer {
       if (!committed) return;
       this.consecutiveRestarts = 0;
       for (const u of toCommit) {
+        if (this.rewindCommits.delete(`${u.topic}:${u.partition}`)) {
+          await this.opts.rewind!.onRewound(u.topic, u.partition).catch((e: unknown) => this.log('warn', 'could not record the rewind (it is done again at the next start, harmlessly)', { error: errorText(e) }));
+          this.log('info', 'partition rewound to the bootstrap offset and committed', { topic: u.topic, partition: u.partition });
+        }
         this.committed.set(`${u.topic}:${u.partition}`, u.lastOffset + 1);
         this.metrics.committedOffset.set({ topic: u.topic, partition: String(u.partition) }, u.lastOffset + 1);
         const freshness = this.metrics.freshness.labels({ topic: u.topic });

@@ -68,6 +68,8 @@ export interface VersionState {
    * bootstrap's offsets (so the stream continues right after what the tiles hold); then `done`.
    */
   handover: 'pending' | 'done' | null;
+  /** Partitions whose rewind is committed while the hand-over is pending. */
+  handoverDone?: number[];
 }
 
 export interface RegistryHistoryEntry {

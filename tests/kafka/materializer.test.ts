@@ -139,8 +139,8 @@ describe('Kafka materializer into Redis (librdkafka mock cluster, redis-server)'
   it('a store that cannot take these definitions (another layout under the prefix) fails the materializer for good, with the code', async () => {
     await mock.createTopic('layout', 1);
     const prefix = `layout-${randomUUID().slice(0, 8)}`;
-    await redis.hset(`${prefix}:{meta}`, 'layout:origin_delays', 'another-registry');
     const store = new RedisOnlineStore(compiled.registry, redis, { prefix });
+    await redis.hset(`${prefix}:{meta}`, `fp:${store.namespaceOf('origin_delays')}`, 'another-registry');
     const producer = kafkaClient(mock.brokers).producer({ createPartitioner: Partitioners.DefaultPartitioner });
     await producer.connect();
     await producer.send({ topic: 'layout', messages: [{ value: records[0]! }] });

@@ -31,24 +31,39 @@ describe('Redis store specifics', () => {
     const store = new RedisOnlineStore(compiled.registry, client, { prefix });
     await store.apply(new TileBatchBuilder(compiled.registry).build(decodeAll(compiled, [{ ts: 7, k: 'SFO', n: 1, x: 2, s: 'hi' }])));
     const keys = (await client.keys(`${prefix}:*`)).sort();
-    expect(keys).toEqual([`${prefix}:{meta}`, `${prefix}:{u:SFO}:k`, `${prefix}:{u:SFO}:t:0`, `${prefix}:{u:SFO}:t:3600000`, `${prefix}:{u:SFO}:t:5`].sort());
-    expect(await client.hgetall(`${prefix}:{u:SFO}:k`)).toEqual({ seen: '1' });
-    expect(await client.hkeys(`${prefix}:{u:SFO}:t:5`)).toEqual(['1']);
+    // The keys of a view version live under its namespace <view>@<version id>.
+    const ns = store.namespaceOf('u');
+    expect(ns).toMatch(/^u@[0-9a-f]{12}$/);
+    expect(keys).toEqual([`${prefix}:{meta}`, `${prefix}:{${ns}:SFO}:k`, `${prefix}:{${ns}:SFO}:t:0`, `${prefix}:{${ns}:SFO}:t:3600000`, `${prefix}:{${ns}:SFO}:t:5`].sort());
+    expect(await client.hgetall(`${prefix}:{${ns}:SFO}:k`)).toEqual({ seen: '1' });
+    expect(await client.hkeys(`${prefix}:{${ns}:SFO}:t:5`)).toEqual(['1']);
     const meta = await client.hgetall(`${prefix}:{meta}`);
-    expect(meta).toMatchObject({ watermark: '7', tiles: '3', 'keys:u': '1' });
-    expect(meta['layout:u']).toMatch(/^[0-9a-f]{16}$/);
+    expect(meta).toMatchObject({ watermark: '7', tiles: '3', [`keys:${ns}`]: '1' });
+    expect(meta[`fp:${ns}`]).toMatch(/^[0-9a-f]{16}$/);
   });
 
-  it('refuses, with a coded error, to read or write tiles stored with another layout under the same prefix', async () => {
+  it('a changed view is a new version under its own namespace, beside the old one: both stay readable', async () => {
     const prefix = uniquePrefix();
     const first = new RedisOnlineStore(compiled.registry, client, { prefix });
     await first.apply(new TileBatchBuilder(compiled.registry).build(decodeAll(compiled, [{ ts: 7, k: 'a', n: 1, x: 2, s: 'hi' }])));
     const changed = compileOrThrow([featureView({ name: 'u', source: events, entity: user, features: { n: { agg: 'sum', field: 'x', window: '10ms', hop: '5ms' } } })]);
     const second = new RedisOnlineStore(changed.registry, client, { prefix });
-    const error = await second.readTiles('u', ['a'], []).catch((e: unknown) => e);
+    expect(second.namespaceOf('u')).not.toBe(first.namespaceOf('u'));
+    await second.apply(new TileBatchBuilder(changed.registry).build(decodeAll(changed, [{ ts: 8, k: 'a', n: 1, x: 5, s: null }])));
+    const [old] = await first.readTiles('u', ['a'], [{ hopMs: 5, fromIndex: 0, toIndex: 10 }]);
+    const [now] = await second.readTiles('u', ['a'], [{ hopMs: 5, fromIndex: 0, toIndex: 10 }]);
+    expect(old!.get(5)!.get(1)!.nums).toEqual([1]);
+    expect(now!.get(5)!.get(1)!.nums[0]).toBe(5);
+  });
+
+  it('refuses, with a coded error, to read or write a version whose recorded layout fingerprint is another', async () => {
+    const prefix = uniquePrefix();
+    const store = new RedisOnlineStore(compiled.registry, client, { prefix });
+    await client.hset(`${prefix}:{meta}`, `fp:${store.namespaceOf('u')}`, 'another-layout');
+    const error = await store.readTiles('u', ['a'], []).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RedisStoreError);
     expect(error).toMatchObject({ code: 'TM_STORE_LAYOUT_MISMATCH', details: { view: 'u', prefix } });
-    await expect(second.apply(new TileBatchBuilder(changed.registry).build(decodeAll(changed, [{ ts: 8, k: 'a', n: 1, x: 2, s: null }])))).rejects.toThrow(/another layout/);
+    await expect(store.apply(new TileBatchBuilder(compiled.registry).build(decodeAll(compiled, [{ ts: 8, k: 'a', n: 1, x: 2, s: null }])))).rejects.toThrow(/another layout/);
   });
 
   it('the round-trip probe of the suite counts sequential commands as separate round trips', async () => {
