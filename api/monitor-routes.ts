@@ -8,22 +8,22 @@ import type { OfflineStore } from '../offline/index.js';
 import { errorResponses } from './errors.js';
 
 const MetricFilters = z.object({
-  monitor: z.string().optional(),
-  metric: z.string().optional(),
-  feature: z.string().optional(),
+  monitor: z.string().optional().describe('monitor name'),
+  metric: z.string().optional().describe('a metric name, e.g. drift (value = PSI), auc, log_loss, freshness, labels'),
+  feature: z.string().optional().describe('an event field or view:feature the monitor watches'),
   /** `all`, or `<slice>=<value>` such as `origin=ATL`. */
-  slice: z.string().optional(),
+  slice: z.string().optional().describe('`all`, or `<slice>=<value>` such as `origin=ATL`'),
   /** A duration: 1d, 7d. */
-  window: z.string().optional(),
+  window: z.string().optional().describe('a window duration such as 1d or 7d'),
   /** ISO-8601 or epoch ms: window ends at or after. */
-  from: z.string().optional(),
-  to: z.string().optional(),
-  limit: z.coerce.number().int().min(1).max(100_000).optional(),
+  from: z.string().optional().describe('window ends at or after this time (ISO-8601 UTC or epoch ms)'),
+  to: z.string().optional().describe('window ends at or before this time (ISO-8601 UTC or epoch ms)'),
+  limit: z.coerce.number().int().min(1).max(100_000).optional().describe('most rows returned (default 1000)'),
 });
 
 const DriftFilters = MetricFilters.omit({ metric: true }).extend({
   /** Only the (feature, slice, window) tests the drift decision flagged. */
-  drifted: z.enum(['true', 'false']).optional(),
+  drifted: z.enum(['true', 'false']).optional().describe('true: only the tests the drift decision flagged'),
 });
 
 const AlertFilters = z.object({
