@@ -28,6 +28,8 @@ const OnlineFeaturesAnswer = z.object({
 
 const ReadErrors = errorResponses({
   badRequest: ['TM_READ_BAD_REQUEST', 'TM_READ_UNKNOWN_FEATURE', 'TM_READ_UNKNOWN_ENTITY', 'TM_READ_MISSING_JOIN_KEY', 'TM_READ_BAD_KEY', 'TM_READ_BEFORE_RETENTION', 'TM_READ_INSIDE_OPEN_TILE'],
+  // A Redis store whose recorded tile layout differs from these definitions refuses every read.
+  serverError: ['TM_STORE_LAYOUT_MISMATCH'],
   body: true,
 });
 
