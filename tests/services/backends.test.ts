@@ -6,7 +6,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { chooseBackends, describeBackends, probeContainerRuntime, wantsContainerRuntime, type Backends } from '../support/backends.js';
-import { composeImage, KAFKA_CONTAINER_IMAGE } from '../support/containers.js';
+import { clickHouseContainer, composeImage, kafkaContainer, KAFKA_CONTAINER_IMAGE, redisContainer } from '../support/containers.js';
 
 const kinds = (b: Backends) => Object.fromEntries(Object.entries(b).map(([s, v]) => [s, v.kind]));
 
@@ -109,5 +109,12 @@ describe('container images', () => {
   it('takes Redis and ClickHouse from docker-compose.yml', () => {
     expect(composeImage('redis')).toMatch(/^redis:\d/);
     expect(composeImage('clickhouse')).toMatch(/^clickhouse\/clickhouse-server:\d/);
+  });
+
+  it('configures each container without a runtime (starting them needs one: not run here)', async () => {
+    // The Kafka module checks here that the image supports KRaft (Confluent Platform 7.0 or later).
+    await expect(kafkaContainer()).resolves.toBeDefined();
+    await expect(redisContainer()).resolves.toBeDefined();
+    await expect(clickHouseContainer()).resolves.toBeDefined();
   });
 });

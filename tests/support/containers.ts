@@ -34,26 +34,35 @@ export interface StartedService {
 }
 
 /** One Kafka node in KRaft mode; topics are created on first use with 4 partitions, as in docker-compose.yml. */
-export async function startKafkaContainer(): Promise<StartedService> {
+export async function kafkaContainer() {
   const { KafkaContainer } = await import('@testcontainers/kafka');
-  const container = await new KafkaContainer(KAFKA_CONTAINER_IMAGE)
-    .withKraft()
-    .withEnvironment({ KAFKA_AUTO_CREATE_TOPICS_ENABLE: 'true', KAFKA_NUM_PARTITIONS: '4' })
-    .start();
+  return new KafkaContainer(KAFKA_CONTAINER_IMAGE).withKraft().withEnvironment({ KAFKA_AUTO_CREATE_TOPICS_ENABLE: 'true', KAFKA_NUM_PARTITIONS: '4' });
+}
+
+export async function redisContainer() {
+  const { RedisContainer } = await import('@testcontainers/redis');
+  return new RedisContainer(composeImage('redis'));
+}
+
+export async function clickHouseContainer() {
+  const { ClickHouseContainer } = await import('@testcontainers/clickhouse');
+  return new ClickHouseContainer(composeImage('clickhouse'));
+}
+
+export async function startKafkaContainer(): Promise<StartedService> {
+  const container = await (await kafkaContainer()).start();
   // 9093: the module's listener for clients outside the container network (it advertises the mapped port).
   return { address: `${container.getHost()}:${container.getMappedPort(9093)}`, stop: async () => void (await container.stop()) };
 }
 
 export async function startRedisContainer(): Promise<StartedService> {
-  const { RedisContainer } = await import('@testcontainers/redis');
-  const container = await new RedisContainer(composeImage('redis')).start();
+  const container = await (await redisContainer()).start();
   return { address: `redis://${container.getHost()}:${container.getPort()}`, stop: async () => void (await container.stop()) };
 }
 
 /** A ClickHouse server; the address carries the module's user and password (http://user:password@host:port). */
 export async function startClickHouseContainer(): Promise<StartedService> {
-  const { ClickHouseContainer } = await import('@testcontainers/clickhouse');
-  const container = await new ClickHouseContainer(composeImage('clickhouse')).start();
+  const container = await (await clickHouseContainer()).start();
   const url = new URL(container.getHttpUrl());
   url.username = container.getUsername();
   url.password = container.getPassword();
