@@ -146,6 +146,8 @@ describe('GET /docs', () => {
       const asset = await app.inject({ method: 'GET', url: resolved.pathname + resolved.search });
       expect(asset.statusCode, url).toBe(200);
       expect(asset.body.length, url).toBeGreaterThan(0);
+      // Styles load nothing from elsewhere either (fonts, images, imports).
+      if (resolved.pathname.endsWith('.css')) expect(asset.body, url).not.toMatch(/(?:url\(\s*['"]?|@import\s+['"]?)(?:[a-z]+:)?\/\/(?!\s)/i);
     }
   });
 
