@@ -5,6 +5,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { OfflineStore } from '../offline/index.js';
+import { errorResponses } from './errors.js';
 
 const ARROW_STREAM = 'application/vnd.apache.arrow.stream';
 
@@ -16,8 +17,34 @@ const HistoricalBody = z.object({
   format: z.enum(['arrow', 'json']).optional(),
 });
 
+const DatasetErrors = errorResponses({
+  badRequest: ['TM_READ_BAD_REQUEST', 'TM_DATASET_UNKNOWN_FEATURE', 'TM_SPINE_MISSING_COLUMN', 'TM_SPINE_BAD_COLUMN', 'TM_SPINE_BAD_TIME', 'TM_SPINE_BAD_KEY'],
+  unavailable: ['TM_OFFLINE_UNREACHABLE'],
+  serverError: ['TM_OFFLINE_QUERY'],
+  body: true,
+});
+
+const historicalSchema = {
+  tags: ['datasets'],
+  summary: 'A point-in-time dataset for an inline spine',
+  description:
+    'Each spine row gets the feature values as of its `ts`. The answer streams; x-tidemark-rows and x-tidemark-columns give its row count and columns. ' +
+    'Errors in the spine or the features are answered before any byte of the dataset.',
+  body: HistoricalBody,
+  response: {
+    200: {
+      description: 'The dataset: JSON lines (one object per spine row), or an Arrow IPC stream',
+      content: {
+        'application/x-ndjson': { schema: z.string().describe('one JSON object per line: the spine columns and one column per feature') },
+        [ARROW_STREAM]: { schema: z.string().describe('Arrow IPC stream format (binary)') },
+      },
+    },
+    ...DatasetErrors,
+  },
+};
+
 export const datasetRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore }> = async (app, { offline }) => {
-  app.post('/datasets/historical', { schema: { body: HistoricalBody }, bodyLimit: 256 * 1024 * 1024 }, async (request, reply) => {
+  app.post('/datasets/historical', { schema: historicalSchema, bodyLimit: 256 * 1024 * 1024 }, async (request, reply) => {
     const format = request.body.format ?? (request.headers.accept?.includes(ARROW_STREAM) ? 'arrow' : 'json');
     // Spine and feature errors are raised here, as coded 400s, before any byte is sent.
     const prepared = await offline.prepareDataset(request.body.spine, request.body.features);

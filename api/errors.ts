@@ -2,6 +2,7 @@
 // that name the bad field, anything unexpected is a logged 500.
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { TidemarkError, type ErrorCode } from '../definitions/index.js';
 
 const CLIENT_ERRORS = new Set<ErrorCode>([
@@ -59,4 +60,51 @@ export function registerErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     reply.status(404).send({ statusCode: 404, error: 'Not Found', code: 'TM_NOT_FOUND', message: `no route ${request.method} ${request.url}` });
   });
+}
+
+/** The `error` label the handlers above send with each status. */
+function statusLabel(status: number): string {
+  return status === 404 ? 'Not Found' : status === 503 ? 'Service Unavailable' : status >= 500 ? 'Internal Server Error' : 'Bad Request';
+}
+
+type Code = ErrorCode | 'TM_INTERNAL' | 'TM_NOT_FOUND';
+
+/**
+ * The JSON of an error answer as the handlers above send it, for a route's response schema (and so
+ * the OpenAPI document): `code` is an enum of the codes the route can give with this status; the
+ * other fields (validFeatures, validJoinKeys, expected, problems, ...) depend on the code.
+ */
+export function errorBody(status: number, codes: readonly [Code, ...Code[]], description: string) {
+  return z
+    .looseObject({
+      statusCode: z.literal(status),
+      error: z.literal(statusLabel(status)),
+      code: z.enum(codes).describe('stable error code'),
+      message: z.string(),
+      field: z.string().optional().describe('the request field at fault, when one is'),
+    })
+    .describe(description);
+}
+
+/**
+ * Response schemas of a route's error answers, by status. `badRequest`: its 400 codes (give
+ * TM_READ_BAD_REQUEST where a schema validates the request); `unavailable`: its 503 codes;
+ * `serverError`: the coded server errors it can answer as 500s besides TM_INTERNAL (an unexpected
+ * error, such as a failed Redis command); `body`: 413 and 415, which fastify raises for a body over
+ * the route's limit or a content type it cannot parse (the handler keeps their status and gives
+ * them TM_READ_BAD_REQUEST).
+ */
+export function errorResponses(opts: { badRequest?: readonly ErrorCode[]; unavailable?: readonly ErrorCode[]; serverError?: readonly ErrorCode[]; body?: boolean } = {}) {
+  const some = <T>(codes: readonly T[] | undefined): codes is readonly [T, ...T[]] => codes !== undefined && codes.length > 0;
+  return {
+    ...(some(opts.badRequest) ? { 400: errorBody(400, opts.badRequest, 'Bad request: a coded client error naming the bad field (and the valid choices where there are some)') } : {}),
+    ...(opts.body
+      ? {
+          413: errorBody(413, ['TM_READ_BAD_REQUEST'], "The body is larger than the route's limit"),
+          415: errorBody(415, ['TM_READ_BAD_REQUEST'], 'The content type is not one the server parses as JSON (application/json, text/plain, application/x-www-form-urlencoded)'),
+        }
+      : {}),
+    500: errorBody(500, ['TM_INTERNAL', ...(opts.serverError ?? [])], 'Server error: TM_INTERNAL for an unexpected error (logged), else a coded server error'),
+    ...(some(opts.unavailable) ? { 503: errorBody(503, opts.unavailable, 'A backing service is unreachable: the request may work later') } : {}),
+  };
 }

@@ -5,30 +5,49 @@ import { z } from 'zod';
 import { parseDurationMs, parseTimeMs, TidemarkError } from '../definitions/index.js';
 import { OfflineAlertStateStore, queryMetrics, type MetricQuery } from '../monitor/index.js';
 import type { OfflineStore } from '../offline/index.js';
+import { errorResponses } from './errors.js';
 
 const MetricFilters = z.object({
-  monitor: z.string().optional(),
-  metric: z.string().optional(),
-  feature: z.string().optional(),
+  monitor: z.string().optional().describe('monitor name'),
+  metric: z.string().optional().describe('a metric name, e.g. drift (value = PSI), auc, log_loss, freshness, labels'),
+  feature: z.string().optional().describe('an event field or view:feature the monitor watches'),
   /** `all`, or `<slice>=<value>` such as `origin=ATL`. */
-  slice: z.string().optional(),
+  slice: z.string().optional().describe('`all`, or `<slice>=<value>` such as `origin=ATL`'),
   /** A duration: 1d, 7d. */
-  window: z.string().optional(),
+  window: z.string().optional().describe('a window duration such as 1d or 7d'),
   /** ISO-8601 or epoch ms: window ends at or after. */
-  from: z.string().optional(),
-  to: z.string().optional(),
-  limit: z.coerce.number().int().min(1).max(100_000).optional(),
+  from: z.string().optional().describe('window ends at or after this time (ISO-8601 UTC or epoch ms)'),
+  to: z.string().optional().describe('window ends at or before this time (ISO-8601 UTC or epoch ms)'),
+  limit: z.coerce.number().int().min(1).max(100_000).optional().describe('most rows returned (default 1000)'),
 });
 
 const DriftFilters = MetricFilters.omit({ metric: true }).extend({
   /** Only the (feature, slice, window) tests the drift decision flagged. */
-  drifted: z.enum(['true', 'false']).optional(),
+  drifted: z.enum(['true', 'false']).optional().describe('true: only the tests the drift decision flagged'),
 });
 
 const AlertFilters = z.object({
   status: z.enum(['firing', 'resolved', 'all']).optional(),
   monitor: z.string().optional(),
   severity: z.enum(['page', 'ticket']).optional(),
+});
+
+const MonitorErrors = errorResponses({ badRequest: ['TM_READ_BAD_REQUEST', 'TM_MONITOR_BAD_REQUEST'], unavailable: ['TM_OFFLINE_UNREACHABLE'], serverError: ['TM_OFFLINE_QUERY'] });
+
+const MetricRecord = z
+  .looseObject({ monitor: z.string(), metric: z.string(), feature: z.string(), slice: z.string() })
+  .describe('one row of the metrics series (tm_monitor_metrics): window, value, sample sizes, test statistics');
+
+const AlertFiltersErrors = errorResponses({ badRequest: ['TM_READ_BAD_REQUEST'], unavailable: ['TM_OFFLINE_UNREACHABLE'], serverError: ['TM_OFFLINE_QUERY'] });
+
+const Alert = z.object({
+  fingerprint: z.string(),
+  status: z.enum(['firing', 'resolved']),
+  labels: z.record(z.string(), z.string()),
+  annotations: z.record(z.string(), z.string()),
+  startsAt: z.string(),
+  endsAt: z.string().nullable(),
+  generatorURL: z.string(),
 });
 
 function timeParam(name: string, text: string | undefined): number | undefined {
@@ -49,14 +68,35 @@ function toQuery(q: z.infer<typeof MetricFilters>): MetricQuery {
 }
 
 export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore }> = async (app, { offline }) => {
-  app.get('/monitor/metrics', { schema: { querystring: MetricFilters } }, async (request) => ({ metrics: await queryMetrics(offline.executor, toQuery(request.query)) }));
+  const metricsSchema = {
+    tags: ['monitor'],
+    summary: 'The metrics series (drift, label metrics, freshness, label counts), filtered',
+    querystring: MetricFilters,
+    response: { 200: z.object({ metrics: z.array(MetricRecord) }).describe('Matching metric rows'), ...MonitorErrors },
+  };
+  app.get('/monitor/metrics', { schema: metricsSchema }, async (request) => ({ metrics: await queryMetrics(offline.executor, toQuery(request.query)) }));
 
-  app.get('/monitor/drift', { schema: { querystring: DriftFilters } }, async (request) => {
+  const driftSchema = {
+    tags: ['monitor'],
+    summary: 'The drift rows of the metrics series, optionally only the drifted ones',
+    querystring: DriftFilters,
+    response: { 200: z.object({ drift: z.array(MetricRecord) }).describe('Matching drift rows'), ...MonitorErrors },
+  };
+  app.get('/monitor/drift', { schema: driftSchema }, async (request) => {
     const { drifted, ...filters } = request.query;
     return { drift: await queryMetrics(offline.executor, { ...toQuery(filters), metric: 'drift', driftOnly: drifted === 'true' }) };
   });
 
-  app.get('/alerts', { schema: { querystring: AlertFilters } }, async (request) => {
+  const alertsSchema = {
+    tags: ['monitor'],
+    summary: 'Burn-rate alerts, firing first',
+    querystring: AlertFilters,
+    response: {
+      200: z.object({ alerts: z.array(Alert), pendingNotifications: z.number().int().describe('notifications not yet delivered to a sink') }).describe('The alerts'),
+      ...AlertFiltersErrors,
+    },
+  };
+  app.get('/alerts', { schema: alertsSchema }, async (request) => {
     const { status = 'all', monitor, severity } = request.query;
     const snapshot = await (await OfflineAlertStateStore.open(offline.executor)).load();
     const alerts = snapshot.alerts

@@ -3,19 +3,55 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TidemarkError } from '../definitions/index.js';
-import type { JoinKeyValue, OnlineFeatureService } from '../online/index.js';
+import type { JoinKeyValue, OnlineFeatureService, RegistryHistoryEntry } from '../online/index.js';
+import { errorResponses } from './errors.js';
 
 const GetOnlineFeaturesBody = z.object({
-  features: z.array(z.string()).optional(),
-  feature_service: z.string().optional(),
+  features: z.array(z.string()).optional().describe('feature references view:feature (required; optional in the schema as in Feast, where feature_service may stand instead)'),
+  feature_service: z.string().optional().describe('not supported: answered with TM_READ_BAD_REQUEST'),
   // Values are checked by the service, which names the expected type of each join key.
-  entities: z.record(z.string(), z.array(z.unknown())),
-  full_feature_names: z.boolean().optional(),
-  at: z.number().int().optional(),
+  entities: z.record(z.string(), z.array(z.unknown())).describe('join key -> one value per entity row'),
+  full_feature_names: z.boolean().optional().describe('name features view__feature instead of feature'),
+  at: z.number().int().optional().describe('read time in epoch ms (default: the store clock)'),
 });
 
-export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService }> = async (app, { service }) => {
-  app.post('/get-online-features', { schema: { body: GetOnlineFeaturesBody } }, async (request, reply) => {
+const OnlineFeaturesAnswer = z.object({
+  metadata: z.object({ feature_names: z.array(z.string()).describe('join keys first, then the features') }),
+  results: z.array(
+    z.object({
+      values: z.array(z.union([z.string(), z.number(), z.boolean(), z.null()])).describe('one value per entity row'),
+      statuses: z.array(z.enum(['PRESENT', 'NULL_VALUE', 'NOT_FOUND', 'OUTSIDE_MAX_AGE'])),
+      event_timestamps: z.array(z.string()).describe('RFC 3339: the latest event time behind each value (1970-01-01T00:00:00Z when none)'),
+    }),
+  ).describe('one entry per name of metadata.feature_names'),
+});
+
+const ReadErrors = errorResponses({
+  badRequest: ['TM_READ_BAD_REQUEST', 'TM_READ_UNKNOWN_FEATURE', 'TM_READ_UNKNOWN_ENTITY', 'TM_READ_MISSING_JOIN_KEY', 'TM_READ_BAD_KEY', 'TM_READ_BEFORE_RETENTION', 'TM_READ_INSIDE_OPEN_TILE'],
+  // A Redis store whose recorded tile layout differs from these definitions refuses every read.
+  serverError: ['TM_STORE_LAYOUT_MISMATCH'],
+  // Servers of definitions whose view version is not bootstrapped yet, or a store that lost its data.
+  unavailable: ['TM_STORE_NEEDS_BOOTSTRAP', 'TM_STORE_STATE_LOST'],
+  body: true,
+});
+
+const HistoryEntry = z.object({
+  version: z.number().int().describe('1, 2, ... in apply order'),
+  registryVersion: z.string().describe("the registry's content hash (definitions hash)"),
+  appliedAt: z.string().describe('ISO-8601'),
+  definitions: z.string().describe('the definitions path given to tidemark apply'),
+  views: z.record(z.string(), z.string()).describe('view -> its version namespace <view>@<id>'),
+  changes: z.array(z.string()).describe('one line per view that changed'),
+});
+
+export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService; registryHistory?: () => Promise<RegistryHistoryEntry[]> }> = async (app, { service, registryHistory }) => {
+  const readSchema = {
+    tags: ['online'],
+    summary: "Read features of entities (Feast's feature-server JSON, plus `at`)",
+    body: GetOnlineFeaturesBody,
+    response: { 200: OnlineFeaturesAnswer.describe('The values; the x-tidemark-read-time header holds the read time used (epoch ms)'), ...ReadErrors },
+  };
+  app.post('/get-online-features', { schema: readSchema }, async (request, reply) => {
     const body = request.body;
     if (body.feature_service !== undefined || body.features === undefined) {
       throw new TidemarkError(
@@ -30,5 +66,19 @@ export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService
     return response;
   });
 
-  app.get('/registry', async () => service.registry);
+  const registrySchema = {
+    tags: ['online'],
+    summary: 'The compiled registry: entities, sources, views and their tile plans',
+    response: { 200: z.looseObject({ version: z.string().describe('content hash'), entities: z.array(z.unknown()), sources: z.array(z.unknown()), views: z.array(z.unknown()) }).describe('The compiled registry'), ...errorResponses() },
+  };
+  app.get('/registry', { schema: registrySchema }, async () => service.registry);
+
+  if (registryHistory) {
+    const historySchema = {
+      tags: ['online'],
+      summary: 'The registries applied to the online store (tidemark apply), oldest first',
+      response: { 200: z.object({ versions: z.array(HistoryEntry) }).describe('The registry history'), ...errorResponses({ unavailable: ['TM_STORE_UNREACHABLE'] }) },
+    };
+    app.get('/registry/history', { schema: historySchema }, async () => ({ versions: await registryHistory() }));
+  }
 };

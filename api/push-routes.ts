@@ -14,6 +14,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TidemarkError, type CompiledDefinitions, type ErrorCode, type TileBatch } from '../definitions/index.js';
 import { EventDecoder, TileBatchBuilder, type DecodedEvent } from '../ingest/index.js';
+import { errorResponses } from './errors.js';
 
 /** What the push plugin needs of a Kafka producer (a kafkajs Producer fits). */
 export interface PushProducer {
@@ -41,6 +42,33 @@ const PushBody = z.union([
   z.object({ df: z.record(z.string(), z.array(z.unknown())), push_source_name: z.string().optional(), to: z.string().optional() }),
 ]);
 
+const PushAnswer = z.object({
+  source: z.string(),
+  destination: z.string().describe('kafka:<topic>, or online-store in embedded mode'),
+  accepted: z.number().int(),
+  rejected: z.number().int(),
+  results: z.array(
+    z.object({
+      index: z.number().int(),
+      status: z.enum(['accepted', 'rejected']),
+      code: z.string().optional().describe('why rejected: TM_EVENT_SCHEMA, TM_EVENT_TIME, TM_EVENT_FUTURE, TM_EVENT_MISSING_KEY, ...'),
+      field: z.string().nullable().optional(),
+      reason: z.string().optional(),
+    }),
+  ),
+});
+
+const pushSchema = {
+  tags: ['push'],
+  summary: "Push events of a source (Feast's push endpoint): rows in `events`, or Feast's columnar `df`",
+  params: z.object({ source: z.string().describe('source name') }),
+  body: PushBody,
+  response: {
+    200: PushAnswer.describe('Per event, accepted or rejected with the code, field and reason; only the accepted ones were written'),
+    ...errorResponses({ badRequest: ['TM_READ_BAD_REQUEST'], unavailable: ['TM_PUSH_UNAVAILABLE'], body: true }),
+  },
+};
+
 /** Feast's columnar `df` as rows; columns of unequal length are a bad request. */
 function rowsOfColumns(df: Record<string, unknown[]>): Record<string, unknown>[] {
   const columns = Object.entries(df);
@@ -67,7 +95,7 @@ export const pushRoutes: FastifyPluginAsyncZod<PushRoutesOptions> = async (app, 
   const decoders = new Map(registry.sources.map((s) => [s.name, new EventDecoder(opts.compiled, s.name, opts.nowMs)]));
   const builder = opts.producer ? null : new TileBatchBuilder(registry);
 
-  app.post('/push/:source', { schema: { params: z.object({ source: z.string() }), body: PushBody }, bodyLimit: 64 * 1024 * 1024 }, async (request, reply) => {
+  app.post('/push/:source', { schema: pushSchema, bodyLimit: 64 * 1024 * 1024 }, async (request, reply) => {
     const decoder = decoders.get(request.params.source);
     if (!decoder) {
       throw new TidemarkError('TM_READ_BAD_REQUEST', `unknown source ${request.params.source}`, { field: 'source', validSources: [...decoders.keys()] });

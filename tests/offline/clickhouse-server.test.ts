@@ -2,8 +2,9 @@
 // ClickHouse's HTTP interface), plus what only that path has: an unreachable server, server errors,
 // parameter binding on the wire, in-band errors and Arrow batches streamed over HTTP.
 //
-// Which server: the one CLICKHOUSE_URL names when it is set (each run creates fresh databases there
-// and drops them afterwards); otherwise the chDB test fixture of tests/support/
+// Which server: the one CLICKHOUSE_URL names when it is set, or the container the global setup
+// started where a container runtime answers (each run creates fresh databases there and drops them
+// afterwards); otherwise the chDB test fixture of tests/support/
 // clickhouse-http-fixture.ts, which serves ClickHouse's HTTP interface from chDB in this process.
 // The fixture is not a ClickHouse server: the SQL engine is ClickHouse (chDB) but the HTTP layer is a
 // test double; see its header for what it covers. The "HTTP interface as the client sees it" tests
@@ -19,13 +20,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { referenceViewValues, TidemarkError, valuesAgree, type Scalar } from '../../definitions/index.js';
 import { OfflineStore } from '../../offline/index.js';
+import { testClickHouseUrl } from '../support/clickhouse.js';
 import { startClickHouseHttpFixture } from '../support/clickhouse-http-fixture.js';
 import { writeFlightFiles, writeNdjson, type FlightFiles } from '../support/offline-fixtures.js';
 import { runOfflineSuite } from './offline-suite.js';
 
-const REAL_SERVER = process.env.CLICKHOUSE_URL;
+const REAL_SERVER = testClickHouseUrl();
 const BACKEND_NAME = REAL_SERVER
-  ? 'a ClickHouse server (CLICKHOUSE_URL) through @clickhouse/client'
+  ? 'a ClickHouse server (CLICKHOUSE_URL or a container) through @clickhouse/client'
   : 'ClickHouse HTTP interface (@clickhouse/client) served by the chDB test fixture';
 
 /** The server under test, started once for the whole file (one chDB data directory per process). */
@@ -55,7 +57,7 @@ beforeAll(async () => {
     async database(purpose) {
       const name = `tidemark_test_${runId}_${purpose}`;
       await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${name}` }).catch((e: unknown) => {
-        const where = REAL_SERVER ? 'the ClickHouse server named by CLICKHOUSE_URL' : 'the chDB test fixture';
+        const where = REAL_SERVER ? 'the ClickHouse server (CLICKHOUSE_URL or a container)' : 'the chDB test fixture';
         throw new Error(`cannot create a test database on ${where}: ${e instanceof Error ? e.message : String(e)}`);
       });
       created.push(name);

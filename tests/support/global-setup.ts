@@ -1,10 +1,12 @@
-// vitest global setup: once per test run, start the real services the suites need (a redis-server,
-// a Redis Cluster of three masters, librdkafka's mock Kafka cluster), hand their addresses to the
-// test files (`inject`, see testRedisUrl / testRedisClusterNodes in redis.ts and testKafka in
-// kafka.ts), and stop them afterwards. REDIS_URL, REDIS_CLUSTER_NODES and KAFKA_BROKERS name
-// running services to use instead. A service that cannot start fails the run with what to
-// install; nothing is skipped.
+// vitest global setup: once per test run, decide where each service comes from (backends.ts: an
+// explicit variable, else a container where a container runtime answers, else local processes),
+// print it, start what needs starting, hand the addresses to the test files (`inject`, see
+// testRedisUrl / testRedisClusterNodes in redis.ts, testKafka in kafka.ts, testClickHouseUrl in
+// clickhouse.ts), and stop it all afterwards. A service that cannot start fails the run with what
+// to install; nothing is skipped.
 import type { TestProject } from 'vitest/node';
+import { chooseBackends, describeBackends, probeContainerRuntime, wantsContainerRuntime, CONTAINERS_VARIABLE } from './backends.js';
+import { startClickHouseContainer, startKafkaContainer, startRedisContainer } from './containers.js';
 import { serveMockControl, startMockKafka } from './kafka.js';
 import { startRedisCluster, startRedisServer } from './redis.js';
 
@@ -16,12 +18,21 @@ declare module 'vitest' {
     redisClusterNodes: string;
     /** Kafka bootstrap servers, comma-separated. */
     kafkaBootstrap: string;
-    /** host:port of the mock cluster's command channel; null when KAFKA_BROKERS names a real cluster. */
+    /** host:port of the mock cluster's command channel; null for a real Kafka (KAFKA_BROKERS or a container). */
     kafkaControl: string | null;
+    /** A ClickHouse server's HTTP URL (CLICKHOUSE_URL or a container); null: files start the chDB fixture. */
+    clickhouseUrl: string | null;
   }
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const env = process.env;
+  const probe = wantsContainerRuntime(env)
+    ? await probeContainerRuntime()
+    : { available: false, reason: `not probed (${/\S/.test(env[CONTAINERS_VARIABLE] ?? '') ? `${CONTAINERS_VARIABLE}=${env[CONTAINERS_VARIABLE]}` : 'every containerizable service is named by a variable'})` };
+  const backends = chooseBackends(env, probe.available);
+  console.log(describeBackends(backends, probe.available ? probe.reason : `none, ${probe.reason}`));
+
   const stops: (() => Promise<void>)[] = [];
   const teardown = async (): Promise<void> => {
     const errors: unknown[] = [];
@@ -32,32 +43,54 @@ export default async function setup(project: TestProject): Promise<() => Promise
     // allSettled: when one fails, the others still finish starting, so teardown stops them all.
     const started = await Promise.allSettled([
       (async () => {
-        if (process.env.REDIS_URL) return process.env.REDIS_URL;
-        const server = await startRedisServer();
+        const b = backends.redis;
+        if (b.kind === 'env') return b.value;
+        const server = b.kind === 'container' ? await startRedisContainer() : await startRedisServer().then((s) => ({ address: s.url, stop: () => s.stop() }));
         stops.push(() => server.stop());
-        return server.url;
+        return server.address;
       })(),
       (async () => {
-        if (process.env.REDIS_CLUSTER_NODES) return process.env.REDIS_CLUSTER_NODES;
+        const b = backends.redisCluster;
+        if (b.kind === 'env') return b.value;
         const cluster = await startRedisCluster(3);
         stops.push(() => cluster.stop());
         return cluster.nodes.map((n) => `${n.host}:${n.port}`).join(',');
       })(),
       (async () => {
-        if (process.env.KAFKA_BROKERS) return { bootstrap: process.env.KAFKA_BROKERS, control: null };
+        const b = backends.kafka;
+        if (b.kind === 'env') return { bootstrap: b.value, control: null };
+        if (b.kind === 'container') {
+          const kafka = await startKafkaContainer();
+          stops.push(() => kafka.stop());
+          return { bootstrap: kafka.address, control: null };
+        }
         const mock = await startMockKafka({ brokers: 3 });
         stops.push(() => mock.stop());
         const control = await serveMockControl(mock);
         stops.push(() => control.close());
         return { bootstrap: mock.bootstrap, control: control.address };
       })(),
+      (async () => {
+        const b = backends.clickhouse;
+        if (b.kind === 'env') return b.value;
+        if (b.kind === 'local') return null;
+        const server = await startClickHouseContainer();
+        stops.push(() => server.stop());
+        return server.address;
+      })(),
     ] as const);
     for (const s of started) if (s.status === 'rejected') throw s.reason;
-    const [redisUrl, redisClusterNodes, kafka] = started.map((s) => (s as PromiseFulfilledResult<unknown>).value) as [string, string, { bootstrap: string; control: string | null }];
+    const [redisUrl, redisClusterNodes, kafka, clickhouseUrl] = started.map((s) => (s as PromiseFulfilledResult<unknown>).value) as [
+      string,
+      string,
+      { bootstrap: string; control: string | null },
+      string | null,
+    ];
     project.provide('redisUrl', redisUrl);
     project.provide('redisClusterNodes', redisClusterNodes);
     project.provide('kafkaBootstrap', kafka.bootstrap);
     project.provide('kafkaControl', kafka.control);
+    project.provide('clickhouseUrl', clickhouseUrl);
   } catch (e) {
     await teardown().catch(() => undefined);
     throw e;
