@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { parseDurationMs, parseTimeMs, TidemarkError } from '../definitions/index.js';
 import { OfflineAlertStateStore, queryMetrics, type MetricQuery } from '../monitor/index.js';
 import type { OfflineStore } from '../offline/index.js';
+import { checkLimit, type ApiLimits } from './limits.js';
 
 const MetricFilters = z.object({
   monitor: z.string().optional(),
@@ -17,7 +18,8 @@ const MetricFilters = z.object({
   /** ISO-8601 or epoch ms: window ends at or after. */
   from: z.string().optional(),
   to: z.string().optional(),
-  limit: z.coerce.number().int().min(1).max(100_000).optional(),
+  /** At most the server's --max-query-limit (default 10 000); default 1 000. */
+  limit: z.coerce.number().int().min(1).optional(),
 });
 
 const DriftFilters = MetricFilters.omit({ metric: true }).extend({
@@ -38,7 +40,8 @@ function timeParam(name: string, text: string | undefined): number | undefined {
   return ms;
 }
 
-function toQuery(q: z.infer<typeof MetricFilters>): MetricQuery {
+function toQuery(q: z.infer<typeof MetricFilters>, limits: ApiLimits): MetricQuery {
+  if (q.limit !== undefined) checkLimit('queryLimit', limits, q.limit, 'rows asked for with limit');
   let windowMs: number | undefined;
   if (q.window !== undefined) {
     const ms = parseDurationMs(q.window);
@@ -48,15 +51,16 @@ function toQuery(q: z.infer<typeof MetricFilters>): MetricQuery {
   return { monitor: q.monitor, metric: q.metric, feature: q.feature, slice: q.slice, windowMs, fromMs: timeParam('from', q.from), toMs: timeParam('to', q.to), limit: q.limit };
 }
 
-export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore }> = async (app, { offline }) => {
-  app.get('/monitor/metrics', { schema: { querystring: MetricFilters } }, async (request) => ({ metrics: await queryMetrics(offline.executor, toQuery(request.query)) }));
+export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore; limits: ApiLimits }> = async (app, { offline, limits }) => {
+  const config = { scope: 'monitor:read' } as const;
+  app.get('/monitor/metrics', { schema: { querystring: MetricFilters }, config }, async (request) => ({ metrics: await queryMetrics(offline.executor, toQuery(request.query, limits)) }));
 
-  app.get('/monitor/drift', { schema: { querystring: DriftFilters } }, async (request) => {
+  app.get('/monitor/drift', { schema: { querystring: DriftFilters }, config }, async (request) => {
     const { drifted, ...filters } = request.query;
-    return { drift: await queryMetrics(offline.executor, { ...toQuery(filters), metric: 'drift', driftOnly: drifted === 'true' }) };
+    return { drift: await queryMetrics(offline.executor, { ...toQuery(filters, limits), metric: 'drift', driftOnly: drifted === 'true' }) };
   });
 
-  app.get('/alerts', { schema: { querystring: AlertFilters } }, async (request) => {
+  app.get('/alerts', { schema: { querystring: AlertFilters }, config }, async (request) => {
     const { status = 'all', monitor, severity } = request.query;
     const snapshot = await (await OfflineAlertStateStore.open(offline.executor)).load();
     const alerts = snapshot.alerts

@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TidemarkError } from '../definitions/index.js';
 import type { JoinKeyValue, OnlineFeatureService } from '../online/index.js';
+import { checkLimit, type ApiLimits } from './limits.js';
 
 const GetOnlineFeaturesBody = z.object({
   features: z.array(z.string()).optional(),
@@ -14,9 +15,11 @@ const GetOnlineFeaturesBody = z.object({
   at: z.number().int().optional(),
 });
 
-export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService }> = async (app, { service }) => {
-  app.post('/get-online-features', { schema: { body: GetOnlineFeaturesBody } }, async (request, reply) => {
+export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService; limits: ApiLimits }> = async (app, { service, limits }) => {
+  const config = { scope: 'features:read', bodyLimitName: 'readBodyBytes' } as const;
+  app.post('/get-online-features', { schema: { body: GetOnlineFeaturesBody }, config, bodyLimit: limits.readBodyBytes }, async (request, reply) => {
     const body = request.body;
+    for (const values of Object.values(body.entities)) checkLimit('entitiesPerRead', limits, values.length, 'entity rows');
     if (body.feature_service !== undefined || body.features === undefined) {
       throw new TidemarkError(
         'TM_READ_BAD_REQUEST',
@@ -30,5 +33,5 @@ export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService
     return response;
   });
 
-  app.get('/registry', async () => service.registry);
+  app.get('/registry', { config: { scope: 'features:read' } }, async () => service.registry);
 };

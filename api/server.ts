@@ -1,11 +1,17 @@
-// The HTTP server: fastify with the zod type provider; one plugin per API area.
+// The HTTP server: fastify with the zod type provider; one plugin per API area. Security is opt-in
+// per flag (tokens, CORS, headers); every route declares the scope it needs (api/auth.ts) and the
+// limits come from one table (api/limits.ts).
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { OfflineStore } from '../offline/index.js';
 import type { OnlineFeatureService } from '../online/index.js';
 import { datasetRoutes } from './dataset-routes.js';
 import { monitorRoutes } from './monitor-routes.js';
+import { declareRouteScopes, requireTokens, type AuthConfig } from './auth.js';
 import { registerErrorHandling } from './errors.js';
+import { resolveLimits, type ApiLimits } from './limits.js';
 import { onlineRoutes } from './online-routes.js';
 
 export interface HealthReport {
@@ -20,14 +26,29 @@ export interface ServerOptions {
   logger?: boolean;
   /** Extra health details (e.g. replay progress); status 'degraded' answers 503. */
   health?: () => Promise<HealthReport> | HealthReport;
+  /** Tokens and scopes; absent or null: every route is open. */
+  auth?: AuthConfig | null;
+  /** Defaults: DEFAULT_LIMITS. */
+  limits?: Partial<ApiLimits>;
+  /** Origins allowed to call the API from a browser; absent or empty: no CORS headers. */
+  corsOrigins?: readonly string[];
+  /** Send helmet's security headers (CSP, HSTS, nosniff, frame options, ...). */
+  securityHeaders?: boolean;
 }
 
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: opts.logger ?? false }).withTypeProvider<ZodTypeProvider>();
+  const limits = resolveLimits(opts.limits);
+  const app = Fastify({ logger: opts.logger ?? false, requestTimeout: limits.requestTimeoutMs }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   // Feast's documented curl examples send JSON without a JSON content type: accept it anyway.
   app.addContentTypeParser(['application/x-www-form-urlencoded', 'text/plain'], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'ignore'));
   registerErrorHandling(app);
+  declareRouteScopes(app);
+  if (opts.corsOrigins && opts.corsOrigins.length > 0) {
+    await app.register(cors, { origin: [...opts.corsOrigins], allowedHeaders: ['authorization', 'content-type', 'accept'], exposedHeaders: ['x-tidemark-read-time', 'x-tidemark-rows', 'x-tidemark-columns'], maxAge: 600 });
+  }
+  if (opts.securityHeaders) await app.register(helmet);
+  requireTokens(app, opts.auth ?? null);
 
   app.get('/healthz', async (_request, reply) => {
     const extra: HealthReport = opts.health ? await opts.health() : { status: 'ok' };
@@ -49,10 +70,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     };
     return reply.status(report.status === 'ok' ? 200 : 503).send(report);
   });
-  await app.register(onlineRoutes, { service: opts.service });
+  await app.register(onlineRoutes, { service: opts.service, limits });
   if (opts.offline) {
-    await app.register(datasetRoutes, { offline: opts.offline });
-    await app.register(monitorRoutes, { offline: opts.offline });
+    await app.register(datasetRoutes, { offline: opts.offline, limits });
+    await app.register(monitorRoutes, { offline: opts.offline, limits });
   }
   return app;
 }

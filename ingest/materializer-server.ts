@@ -1,11 +1,18 @@
 // The materializer's own small HTTP server, for probes and scrapes: GET /healthz (200 ok, 503
 // degraded, with the reasons) and GET /metrics (Prometheus text format, from prom-client).
+// `prepare` runs before the routes are added: the CLI installs its token check there (api/ owns
+// authentication; both routes are on its open list, protected only with --protect-metrics).
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { ErrorCode } from '../definitions/index.js';
 import type { Materializer } from './kafka-materializer.js';
 
-export async function buildMaterializerServer(materializer: Materializer, details: () => Promise<Record<string, unknown>> | Record<string, unknown> = () => ({})): Promise<FastifyInstance> {
+export async function buildMaterializerServer(
+  materializer: Materializer,
+  details: () => Promise<Record<string, unknown>> | Record<string, unknown> = () => ({}),
+  prepare?: (app: FastifyInstance) => void,
+): Promise<FastifyInstance> {
   const app = Fastify({ logger: false });
+  prepare?.(app);
   app.get('/healthz', async (_request, reply) => {
     const health = materializer.health();
     const extra = await Promise.resolve(details()).catch((e: unknown) => ({ detailsError: e instanceof Error ? e.message : String(e) }));
