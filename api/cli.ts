@@ -48,7 +48,7 @@ function originList(text: string): string[] {
 }
 
 /** Auth, CORS, security headers and every limit of api/limits.ts, on the commands serving the API. */
-function apiSecurityOptions(command: Command): Command {
+export function apiSecurityOptions(command: Command): Command {
   authOptions(command)
     .option('--cors-origins <list>', 'comma-separated origins allowed to call the API from a browser (default: no CORS)', originList)
     .option('--security-headers', "send helmet's security headers (CSP, HSTS, nosniff, frame options)");
@@ -64,7 +64,7 @@ function apiSecurityOptions(command: Command): Command {
 }
 
 /** The server options of the flags (commander names the limit flags' values after the flags). */
-function serverSecurity(opts: object): Pick<ServerOptions, 'auth' | 'limits' | 'corsOrigins' | 'securityHeaders'> {
+export function serverSecurity(opts: object): Pick<ServerOptions, 'auth' | 'limits' | 'corsOrigins' | 'securityHeaders'> {
   const flags = opts as SecurityFlags & Record<string, unknown>;
   const limits: Partial<ApiLimits> = {};
   for (const [name, { flag }] of Object.entries(LIMIT_FLAGS) as [keyof ApiLimits, { flag: string }][]) {
