@@ -1,7 +1,7 @@
 // HTTP error mapping: every error leaves as JSON with a stable code; coded client errors take their
 // status from one table (400 naming the bad field, 401/403 auth, 413 limits), anything unexpected
 // is a logged 500.
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { TidemarkError, type ErrorCode } from '../definitions/index.js';
@@ -39,6 +39,15 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
 
 function statusLabel(status: number): string {
   return STATUS_CODES[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request');
+}
+
+/**
+ * Errors the router raises before any route runs (a malformed URL, a path parameter over
+ * maxParamLength): fastify's `frameworkErrors` option, so that they carry our code too.
+ */
+export function frameworkErrorReply(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
+  void reply.status(status).send({ statusCode: status, error: statusLabel(status), code: 'TM_READ_BAD_REQUEST' satisfies ErrorCode, message: error.message, cause: error.code ?? null });
 }
 
 export function registerErrorHandling(app: FastifyInstance): void {

@@ -10,7 +10,7 @@ import type { OnlineFeatureService } from '../online/index.js';
 import { datasetRoutes } from './dataset-routes.js';
 import { monitorRoutes } from './monitor-routes.js';
 import { declareRouteScopes, requireTokens, type AuthConfig } from './auth.js';
-import { registerErrorHandling } from './errors.js';
+import { frameworkErrorReply, registerErrorHandling } from './errors.js';
 import { resolveLimits, type ApiLimits } from './limits.js';
 import { onlineRoutes } from './online-routes.js';
 
@@ -38,14 +38,16 @@ export interface ServerOptions {
 
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
   const limits = resolveLimits(opts.limits);
-  const app = Fastify({ logger: opts.logger ?? false, requestTimeout: limits.requestTimeoutMs }).withTypeProvider<ZodTypeProvider>();
+  const app = Fastify({ logger: opts.logger ?? false, requestTimeout: limits.requestTimeoutMs, frameworkErrors: frameworkErrorReply }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   // Feast's documented curl examples send JSON without a JSON content type: accept it anyway.
   app.addContentTypeParser(['application/x-www-form-urlencoded', 'text/plain'], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'ignore'));
   registerErrorHandling(app);
   declareRouteScopes(app);
   if (opts.corsOrigins && opts.corsOrigins.length > 0) {
-    await app.register(cors, { origin: [...opts.corsOrigins], allowedHeaders: ['authorization', 'content-type', 'accept'], exposedHeaders: ['x-tidemark-read-time', 'x-tidemark-rows', 'x-tidemark-columns'], maxAge: 600 });
+    // strictPreflight off: a malformed preflight gets an empty 204 rather than the plugin's uncoded
+    // text 400 (every 4xx of the API carries a code); browsers never send one.
+    await app.register(cors, { origin: [...opts.corsOrigins], strictPreflight: false, allowedHeaders: ['authorization', 'content-type', 'accept'], exposedHeaders: ['x-tidemark-read-time', 'x-tidemark-rows', 'x-tidemark-columns'], maxAge: 600 });
   }
   if (opts.securityHeaders) await app.register(helmet);
   requireTokens(app, opts.auth ?? null);
