@@ -54,9 +54,11 @@ export function apiSecurityOptions(command: Command): Command {
     .option('--security-headers', "send helmet's security headers (CSP, HSTS, nosniff, frame options)");
   for (const [name, { flag, description }] of Object.entries(LIMIT_FLAGS) as [keyof ApiLimits, (typeof LIMIT_FLAGS)[keyof ApiLimits]][]) {
     const least = name === 'requestTimeoutMs' ? 0 : 1;
+    // The monitor queries return at most 100 000 rows (monitor/metrics-store.ts) whatever the cap.
+    const most = name === 'queryLimit' ? 100_000 : Number.MAX_SAFE_INTEGER;
     command.option(`${flag} <n>`, `${description} (default ${DEFAULT_LIMITS[name]})`, (text: string) => {
       const n = Number(text);
-      if (!Number.isSafeInteger(n) || n < least) throw new InvalidArgumentError(`${flag} must be a whole number >= ${least}, got ${text}`);
+      if (!Number.isSafeInteger(n) || n < least || n > most) throw new InvalidArgumentError(`${flag} must be a whole number from ${least} to ${most}, got ${text}`);
       return n;
     });
   }

@@ -122,7 +122,8 @@ describe('the token file', () => {
     expect(security.corsOrigins).toEqual(['https://a.example', 'http://b.example:8080']);
     expect(security.securityHeaders).toBe(true);
     expect(security.auth?.tokens).toHaveLength(TOKENS.length);
-    expect(() => parse(['--max-entities', '0'])).toThrow(/--max-entities must be a whole number >= 1/);
+    expect(() => parse(['--max-entities', '0'])).toThrow(/--max-entities must be a whole number from 1 to/);
+    expect(() => parse(['--max-query-limit', '100001'])).toThrow(/--max-query-limit must be a whole number from 1 to 100000/);
     expect(() => parse(['--cors-origins', 'https://a.example/path'])).toThrow(/--cors-origins takes origins/);
   });
 
