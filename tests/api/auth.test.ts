@@ -2,8 +2,9 @@
 // file's coded errors, 401/403 per route and scope, every route declaring its scope, the token
 // name on pushed records and in the audit log, 413s naming their limit and flag, and the flags.
 import { Command } from 'commander';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -21,6 +22,8 @@ import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
 import type { ServerOptions } from '../../api/server.js';
 
 const compiled = compileOrThrow(flightsDefinitions);
+const ROOT = join(import.meta.dirname, '..', '..');
+const BIN = join(ROOT, 'bin', 'tidemark.mjs');
 const sha = (token: string): string => createHash('sha256').update(token).digest('hex');
 
 const TOKENS = [
@@ -346,4 +349,56 @@ describe('CORS and security headers', () => {
       await app.close();
     }
   });
+});
+
+describe('the commands', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tidemark-auth-cli-'));
+  const good = join(dir, 'tokens.json');
+  const bad = join(dir, 'bad.json');
+  writeFileSync(good, JSON.stringify(TOKENS));
+  writeFileSync(bad, JSON.stringify([{ name: 'trainer', sha256: 'not-hex', scopes: ['datasets:read'] }]));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const run = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
+
+  it('refuse a bad token file, or --protect-metrics without one, before doing anything else', () => {
+    const quickstart = run(['quickstart', '--limit', '1000', '--no-offline', '--no-progress', '--data-dir', dir, '--auth-tokens', bad]);
+    expect(quickstart.status).toBe(1);
+    expect(quickstart.stderr).toMatch(/TM_AUTH_BAD_CONFIG: auth tokens .*bad\.json: entry 0 \(trainer\), field sha256: must be the hex SHA-256/);
+    expect(quickstart.stdout).not.toContain('replaying');
+    const serve = run(['serve', '--definitions', 'examples/flights', '--protect-metrics'], { TIDEMARK_AUTH_TOKENS: '' });
+    expect(serve.status).toBe(1);
+    expect(serve.stderr).toContain('TM_AUTH_BAD_CONFIG: --protect-metrics needs tokens');
+    const env = run(['serve', '--definitions', 'examples/flights'], { TIDEMARK_AUTH_TOKENS: bad });
+    expect(env.status).toBe(1);
+    expect(env.stderr).toContain('TM_AUTH_BAD_CONFIG');
+  });
+
+  it('quickstart enforces the tokens of TIDEMARK_AUTH_TOKENS', async () => {
+    const child = spawn(process.execPath, [BIN, 'quickstart', '--limit', '3000', '--port', '0', '--no-progress', '--no-offline', '--data-dir', dir], { cwd: ROOT, env: { ...process.env, TIDEMARK_AUTH_TOKENS: good } });
+    try {
+      let out = '';
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /serving the HTTP API on (http:\/\/\S+)/.exec(out);
+          if (m && out.includes('curl')) resolve(m[1]!);
+        });
+        child.on('exit', (c) => reject(new Error(`quickstart exited ${c}: ${out}`)));
+      });
+      expect(out).toContain('-H "authorization: Bearer $TOKEN"');
+      expect(err).not.toContain('warning');
+      const read = (headers: Record<string, string>) =>
+        fetch(`${url}/get-online-features`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ features: ['origin_delays:flights_1h'], entities: { airport: ['ORD'] } }) });
+      const refused = await read({});
+      expect(refused.status).toBe(401);
+      expect(((await refused.json()) as { code: string }).code).toBe('TM_AUTH_REQUIRED');
+      expect((await read(bearer('oncall'))).status).toBe(403);
+      expect((await read(bearer('reader'))).status).toBe(200);
+      expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    } finally {
+      child.kill('SIGTERM');
+    }
+  }, 120_000);
 });
