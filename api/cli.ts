@@ -53,7 +53,7 @@ export function apiSecurityOptions(command: Command): Command {
     .option('--cors-origins <list>', 'comma-separated origins allowed to call the API from a browser (default: no CORS)', originList)
     .option('--security-headers', "send helmet's security headers (CSP, HSTS, nosniff, frame options)");
   for (const [name, { flag, description }] of Object.entries(LIMIT_FLAGS) as [keyof ApiLimits, (typeof LIMIT_FLAGS)[keyof ApiLimits]][]) {
-    const least = name === 'requestTimeoutMs' ? 0 : 1;
+    const least = name === 'requestTimeoutMs' || name === 'requestsPerMinute' ? 0 : 1;
     // The monitor queries return at most 100 000 rows (monitor/metrics-store.ts) whatever the cap.
     const most = name === 'queryLimit' ? 100_000 : Number.MAX_SAFE_INTEGER;
     command.option(`${flag} <n>`, `${description} (default ${DEFAULT_LIMITS[name]})`, (text: string) => {

@@ -33,6 +33,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   TM_MONITOR_BAD_REQUEST: 400,
   TM_MONITOR_UNKNOWN: 400,
   TM_LIMIT_EXCEEDED: 413,
+  TM_LIMIT_RATE: 429,
   // The backing store is down: the request may work later.
   TM_OFFLINE_UNREACHABLE: 503,
 };

@@ -1,6 +1,6 @@
 // Request limits of the HTTP API: each has a default, a flag that raises it, and one coded refusal
-// (413 TM_LIMIT_EXCEEDED naming the limit and the flag), so a client knows what to change and an
-// operator knows what to raise.
+// naming the limit and the flag (413 TM_LIMIT_EXCEEDED for sizes and counts, 429 TM_LIMIT_RATE for
+// the rate), so a client knows what to change and an operator knows what to raise.
 import { TidemarkError } from '../definitions/index.js';
 
 export interface ApiLimits {
@@ -20,6 +20,8 @@ export interface ApiLimits {
   queryLimit: number;
   /** Longest a client may take to send a whole request (ms); 0: no limit. */
   requestTimeoutMs: number;
+  /** Requests per minute per token (per client address without one); 0: no limit. */
+  requestsPerMinute: number;
 }
 
 const MiB = 1024 * 1024;
@@ -33,6 +35,7 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = {
   spineRowsPerRequest: 100_000,
   queryLimit: 10_000,
   requestTimeoutMs: 30_000,
+  requestsPerMinute: 0,
 };
 
 /** The flag that sets each limit (the CLI defines them from this table). */
@@ -45,6 +48,7 @@ export const LIMIT_FLAGS: Readonly<Record<keyof ApiLimits, { flag: string; descr
   spineRowsPerRequest: { flag: '--max-spine-rows', description: 'most spine rows per HTTP dataset request (use tidemark dataset for more)' },
   queryLimit: { flag: '--max-query-limit', description: 'greatest limit of GET /monitor/metrics and /monitor/drift' },
   requestTimeoutMs: { flag: '--request-timeout', description: 'ms a client may take to send a whole request (0: no limit)' },
+  requestsPerMinute: { flag: '--rate-limit', description: 'requests per minute per token, or per client address without one (0: no limit)' },
 };
 
 export function resolveLimits(given: Partial<ApiLimits> | undefined): ApiLimits {

@@ -3,15 +3,17 @@
 // limits come from one table (api/limits.ts).
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { TidemarkError } from '../definitions/index.js';
 import type { OfflineStore } from '../offline/index.js';
 import type { OnlineFeatureService } from '../online/index.js';
 import { datasetRoutes } from './dataset-routes.js';
 import { monitorRoutes } from './monitor-routes.js';
 import { declareRouteScopes, requireTokens, type AuthConfig } from './auth.js';
 import { frameworkErrorReply, registerErrorHandling } from './errors.js';
-import { resolveLimits, type ApiLimits } from './limits.js';
+import { LIMIT_FLAGS, resolveLimits, type ApiLimits } from './limits.js';
 import { onlineRoutes } from './online-routes.js';
 
 export interface HealthReport {
@@ -51,6 +53,21 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   }
   if (opts.securityHeaders) await app.register(helmet);
   requireTokens(app, opts.auth ?? null);
+  if (limits.requestsPerMinute > 0) {
+    // Its hooks are route-level, so they run after the token check and can count per token.
+    await app.register(rateLimit, {
+      max: limits.requestsPerMinute,
+      timeWindow: 60_000,
+      keyGenerator: (request) => (request.tokenName === null ? `address ${request.ip}` : `token ${request.tokenName}`),
+      errorResponseBuilder: (request, context) =>
+        new TidemarkError('TM_LIMIT_RATE', `more than ${context.max} requests per minute from ${request.tokenName === null ? `address ${request.ip}` : `token ${request.tokenName}`} (requestsPerMinute); retry after ${context.after}, or the server's operator can raise it with ${LIMIT_FLAGS.requestsPerMinute.flag}`, {
+          limit: 'requestsPerMinute',
+          max: context.max,
+          retryAfterMs: context.ttl,
+          flag: LIMIT_FLAGS.requestsPerMinute.flag,
+        }),
+    });
+  }
 
   app.get('/healthz', async (_request, reply) => {
     const extra: HealthReport = opts.health ? await opts.health() : { status: 'ok' };

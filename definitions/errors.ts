@@ -71,6 +71,7 @@ export type ErrorCode =
   | 'TM_AUTH_FORBIDDEN'
   | 'TM_AUTH_BAD_CONFIG'
   | 'TM_LIMIT_EXCEEDED'
+  | 'TM_LIMIT_RATE'
   | 'TM_NOT_FOUND'
   | 'TM_INTERNAL';
 

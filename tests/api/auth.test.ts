@@ -122,6 +122,7 @@ describe('the token file', () => {
     const parse = (args: string[]) => apiSecurityOptions(new Command('serve').exitOverride().configureOutput({ writeErr: () => undefined })).parse(args, { from: 'user' }).opts();
     const security = serverSecurity(parse(['--auth-tokens', file, '--max-entities', '5', '--request-timeout', '0', '--cors-origins', 'https://a.example, http://b.example:8080', '--security-headers']));
     expect(security.limits).toEqual({ entitiesPerRead: 5, requestTimeoutMs: 0 });
+    expect(serverSecurity(parse(['--rate-limit', '600'])).limits).toEqual({ requestsPerMinute: 600 });
     expect(security.corsOrigins).toEqual(['https://a.example', 'http://b.example:8080']);
     expect(security.securityHeaders).toBe(true);
     expect(security.auth?.tokens).toHaveLength(TOKENS.length);
@@ -299,6 +300,25 @@ describe('limits', () => {
     expectLimit(big, 'readBodyBytes', '--max-read-body');
     expect(big.json()).toMatchObject({ max: 2_000 });
     expectLimit(await app.inject({ method: 'POST', url: '/push/flights', payload: { events: [{ pad: 'x'.repeat(5_000) }] } }), 'pushBodyBytes', '--max-push-body');
+  });
+
+  it('limits requests per minute per token with 429 TM_LIMIT_RATE (--rate-limit), per address without a token', async () => {
+    for (const withAuth of [true, false]) {
+      const limited = await apiServer({ limits: { requestsPerMinute: 3 }, ...(withAuth ? { auth: auth() } : {}) });
+      try {
+        const registry = (token: string) => limited.inject({ method: 'GET', url: '/registry', headers: withAuth ? bearer(token) : {} });
+        for (let i = 0; i < 3; i++) expect((await registry('reader')).statusCode).toBe(200);
+        const refused = await registry('reader');
+        expect(refused.statusCode).toBe(429);
+        expect(refused.json()).toMatchObject({ code: 'TM_LIMIT_RATE', limit: 'requestsPerMinute', max: 3, flag: '--rate-limit' });
+        expect(refused.json().message).toContain(withAuth ? 'token reader' : 'address 127.0.0.1');
+        expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+        // another token has its own budget; without tokens every client of one address shares one
+        expect((await registry('trainer')).statusCode).toBe(withAuth ? 200 : 429);
+      } finally {
+        await limited.close();
+      }
+    }
   });
 
   it('defaults to 1 000 entities per read', async () => {
