@@ -6,9 +6,6 @@
 // offline store is a real chDB holding flights and monitor metrics, so the SQL paths run for real.
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,10 +13,8 @@ import { buildServer } from '../../api/index.js';
 import { installAuth, parseAuthTokens } from '../../api/auth.js';
 import { pushRoutes } from '../../api/push-routes.js';
 import { buildMaterializerServer, type Materializer } from '../../ingest/index.js';
-import { ensureMetricsTable, writeMetrics } from '../../monitor/index.js';
-import { OfflineStore } from '../../offline/index.js';
 import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
-import { writeFlightFiles, type FlightFiles } from '../support/offline-fixtures.js';
+import { flightsStoreWithMetrics } from '../support/offline-fixtures.js';
 
 const RUNS_PER_ROUTE = Number(process.env.TIDEMARK_FUZZ_RUNS ?? 150);
 const sha = (token: string): string => createHash('sha256').update(token).digest('hex');
@@ -28,22 +23,13 @@ const tokens = parseAuthTokens(JSON.stringify([
   { name: 'reader', sha256: sha('reader-secret'), scopes: ['features:read'] },
 ]));
 
-let dir: string;
-let files: FlightFiles;
-let offline: OfflineStore;
+let fixture: Awaited<ReturnType<typeof flightsStoreWithMetrics>>;
 let api: FastifyInstance;
 let materializerServer: FastifyInstance;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tidemark-fuzz-'));
-  files = await writeFlightFiles(dir, 2_000);
-  offline = await OfflineStore.open(files.compiled, { dataDir: dir });
-  await offline.loadEvents('flights', files.ndjson);
-  await ensureMetricsTable(offline.executor);
-  await writeMetrics(offline.executor, ['all', 'origin=ORD', 'origin=SFO'].map((slice, i) => ({
-    monitor: 'flight_delays', version: 'v1', metric: 'drift', feature: 'delay', slice, window_ms: 604_800_000, window_end: files.maxTs - i * 3_600_000,
-    value: 0.1 * i, n_ref: 100, n_cur: 100, ks: 0.1, ks_error_bound: 0.01, p_value: 0.5, q_value: 0.5, drift: i === 2, detail: '{}',
-  })));
+  fixture = await flightsStoreWithMetrics('tidemark-fuzz-', 2_000);
+  const { files, offline } = fixture;
   const store = new MemoryOnlineStore(files.compiled.registry);
   api = await buildServer({
     service: new OnlineFeatureService(files.compiled.registry, store, 'watermark'),
@@ -62,8 +48,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await api?.close();
   await materializerServer?.close();
-  await offline?.close();
-  rmSync(dir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 // ---- adversarial values ---------------------------------------------------------------------

@@ -4,17 +4,13 @@
 // the format. Each payload must give a coded 4xx or the correct result: bound parameters compare
 // it as a plain value (no row matches it, or the row carries it back unchanged), identifiers are
 // registry names or refused, and no table is dropped or changed.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../../api/index.js';
 import { referenceViewValues } from '../../definitions/index.js';
-import { ensureMetricsTable, writeMetrics, type MetricRow } from '../../monitor/index.js';
-import { OfflineStore } from '../../offline/index.js';
+import type { OfflineStore } from '../../offline/index.js';
 import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
-import { writeFlightFiles, type FlightFiles } from '../support/offline-fixtures.js';
+import { flightsStoreWithMetrics, type FlightFiles } from '../support/offline-fixtures.js';
 
 const PAYLOADS = [
   "' OR '1'='1",
@@ -40,16 +36,11 @@ const PAYLOADS = [
   'ORD%27%20OR%201%3D1',
 ];
 
-let dir: string;
+let fixture: Awaited<ReturnType<typeof flightsStoreWithMetrics>>;
 let files: FlightFiles;
 let offline: OfflineStore;
 let app: FastifyInstance;
 let tablesBefore: string[];
-
-const metric = (slice: string, i: number): MetricRow => ({
-  monitor: 'flight_delays', version: 'v1', metric: 'drift', feature: 'delay', slice, window_ms: 604_800_000, window_end: 978_912_000_000 + i * 3_600_000,
-  value: 0.1 * i, n_ref: 100, n_cur: 100, ks: 0.1, ks_error_bound: 0.01, p_value: 0.5, q_value: 0.5, drift: i === 2, detail: '{}',
-});
 
 /** The store's tables with their row counts (the spines' temporary tables aside). */
 async function userTables(): Promise<string[]> {
@@ -58,12 +49,8 @@ async function userTables(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tidemark-sqli-'));
-  files = await writeFlightFiles(dir, 2_000);
-  offline = await OfflineStore.open(files.compiled, { dataDir: dir });
-  await offline.loadEvents('flights', files.ndjson);
-  await ensureMetricsTable(offline.executor);
-  await writeMetrics(offline.executor, ['all', 'origin=ORD', 'origin=SFO'].map(metric));
+  fixture = await flightsStoreWithMetrics('tidemark-sqli-', 2_000);
+  ({ files, offline } = fixture);
   app = await buildServer({ service: new OnlineFeatureService(files.compiled.registry, new MemoryOnlineStore(files.compiled.registry), 'watermark'), offline });
   await app.inject({ method: 'GET', url: '/alerts' }); // creates the alerts table
   tablesBefore = await userTables();
@@ -71,8 +58,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await app?.close();
-  await offline?.close();
-  rmSync(dir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 const get = async (url: string) => {
