@@ -5,9 +5,12 @@
 // refuses to start (so a new route cannot be left unprotected by accident). Tokens are stored
 // hashed so the file is not itself a secret; the presented token is hashed and compared with every
 // entry in constant time (crypto.timingSafeEqual over equal-length digests, no early exit).
+// Optionally, bearer JWTs from an identity provider are verified with jose (issuer, audience and
+// signature against a JWKS file or URL); their `scope` (or `scp`) claim grants the same scopes.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import { z } from 'zod';
 import { TidemarkError, type ErrorCode } from '../definitions/index.js';
 
@@ -48,7 +51,7 @@ const TokenEntry = z.strictObject({
   name: z.string().min(1).max(200),
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be the hex SHA-256 of the token (64 hex digits), e.g. from: printf %s "$TOKEN" | sha256sum'),
   scopes: z
-    .array(z.string().refine((s) => (FIXED_SCOPES as readonly string[]).includes(s) || PUSH_SCOPE.test(s), { message: `must be one of ${FIXED_SCOPES.join(', ')}, push:<source> or push:*` }))
+    .array(z.string().refine(isScope, { message: `must be one of ${FIXED_SCOPES.join(', ')}, push:<source> or push:*` }))
     .min(1),
 });
 const TokenFile = z.array(TokenEntry).min(1, 'lists no token: give at least one {"name", "sha256", "scopes"} entry');
@@ -59,10 +62,19 @@ export interface AuthToken {
   scopes: ReadonlySet<string>;
 }
 
+export interface JwtConfig {
+  issuer: string;
+  audience: string;
+  /** The issuer's public keys (jose's local or remote JWKS). */
+  keys: JWTVerifyGetKey;
+}
+
 export interface AuthConfig {
   tokens: readonly AuthToken[];
   /** /healthz and /metrics need metrics:read too. */
   protectMetrics: boolean;
+  /** Also accept JWTs of this issuer. */
+  jwt?: JwtConfig | null;
 }
 
 function badTokens(file: string, message: string, details: Record<string, unknown> = {}): TidemarkError {
@@ -105,13 +117,68 @@ export function loadAuthTokens(file: string): AuthToken[] {
   return parseAuthTokens(text, file);
 }
 
-/** The auth settings of a command, from --auth-tokens (or TIDEMARK_AUTH_TOKENS) and --protect-metrics. */
-export function authConfigFrom(opts: { authTokens?: string; protectMetrics?: boolean }): AuthConfig | null {
-  if (opts.authTokens === undefined || opts.authTokens === '') {
-    if (opts.protectMetrics) throw new TidemarkError('TM_AUTH_BAD_CONFIG', '--protect-metrics needs tokens: give --auth-tokens <file> or TIDEMARK_AUTH_TOKENS', { field: 'protectMetrics' });
+export interface AuthFlags {
+  authTokens?: string;
+  protectMetrics?: boolean;
+  jwtIssuer?: string;
+  jwtAudience?: string;
+  /** A JWKS file, or an http(s) URL to fetch it from. */
+  jwtJwks?: string;
+}
+
+/** The JWKS of --jwt-jwks: fetched (and cached, refetched on an unknown key id) from a URL, or read once from a file. */
+function jwksFrom(source: string): JWTVerifyGetKey {
+  if (/^https?:\/\//.test(source)) return createRemoteJWKSet(new URL(source));
+  let jwks: JSONWebKeySet;
+  try {
+    jwks = JSON.parse(readFileSync(source, 'utf8')) as JSONWebKeySet;
+  } catch (e) {
+    throw new TidemarkError('TM_AUTH_BAD_CONFIG', `--jwt-jwks ${source}: cannot read a JSON key set: ${(e as Error).message}`, { field: 'jwtJwks', file: source });
+  }
+  if (!Array.isArray(jwks?.keys)) throw new TidemarkError('TM_AUTH_BAD_CONFIG', `--jwt-jwks ${source}: not a JWKS (no "keys" list)`, { field: 'jwtJwks', file: source });
+  return createLocalJWKSet(jwks);
+}
+
+/** The auth settings of a command, from --auth-tokens (or TIDEMARK_AUTH_TOKENS), the --jwt-* flags and --protect-metrics. */
+export function authConfigFrom(opts: AuthFlags): AuthConfig | null {
+  const jwtFlags = { jwtIssuer: '--jwt-issuer', jwtAudience: '--jwt-audience', jwtJwks: '--jwt-jwks' } as const;
+  const given = (Object.keys(jwtFlags) as (keyof typeof jwtFlags)[]).filter((k) => opts[k] !== undefined && opts[k] !== '');
+  if (given.length > 0 && given.length < 3) {
+    const missing = (Object.keys(jwtFlags) as (keyof typeof jwtFlags)[]).filter((k) => !given.includes(k)).map((k) => jwtFlags[k]);
+    throw new TidemarkError('TM_AUTH_BAD_CONFIG', `JWT verification needs --jwt-issuer, --jwt-audience and --jwt-jwks together: give ${missing.join(' and ')} too`, { field: 'jwt', missing });
+  }
+  const jwt = given.length === 3 ? { issuer: opts.jwtIssuer!, audience: opts.jwtAudience!, keys: jwksFrom(opts.jwtJwks!) } : null;
+  const hasTokens = opts.authTokens !== undefined && opts.authTokens !== '';
+  if (!hasTokens && !jwt) {
+    if (opts.protectMetrics) throw new TidemarkError('TM_AUTH_BAD_CONFIG', '--protect-metrics needs tokens: give --auth-tokens <file> or TIDEMARK_AUTH_TOKENS (or the --jwt-* flags)', { field: 'protectMetrics' });
     return null;
   }
-  return { tokens: loadAuthTokens(opts.authTokens), protectMetrics: opts.protectMetrics === true };
+  return { tokens: hasTokens ? loadAuthTokens(opts.authTokens!) : [], protectMetrics: opts.protectMetrics === true, jwt };
+}
+
+function isScope(s: string): s is Scope {
+  return (FIXED_SCOPES as readonly string[]).includes(s) || PUSH_SCOPE.test(s);
+}
+
+/**
+ * The caller a JWT names (`jwt:<sub>`) with the scopes of its `scope` claim (space-separated, as
+ * OAuth 2 has it) or `scp` (a list or a string); other scope names are ignored. Otherwise why it
+ * is not valid (jose's code and message).
+ */
+export async function verifyJwt(jwt: JwtConfig, presented: string): Promise<{ token: AuthToken } | { reason: string }> {
+  try {
+    const { payload } = await jwtVerify(presented, jwt.keys, { issuer: jwt.issuer, audience: jwt.audience });
+    const claim = payload.scope ?? payload.scp;
+    const names = typeof claim === 'string' ? claim.split(' ') : Array.isArray(claim) ? claim.filter((c): c is string => typeof c === 'string') : [];
+    return { token: { name: `jwt:${payload.sub ?? '(no sub)'}`, digest: Buffer.alloc(0), scopes: new Set(names.filter(isScope)) } };
+  } catch (e) {
+    return { reason: e instanceof joseErrors.JOSEError ? `${e.code}: ${e.message}` : 'not a JWT' };
+  }
+}
+
+/** A compact JWS has three base64url parts. */
+function looksLikeJwt(presented: string): boolean {
+  return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(presented);
 }
 
 /** The token whose hash equals the presented token's; every entry is compared, in constant time. */
@@ -182,9 +249,20 @@ export function requireTokens(app: FastifyInstance, auth: AuthConfig | null): vo
     const needed = scopeNeeded(request, auth);
     if (needed === null) return;
     const presented = bearerToken(request.headers.authorization);
-    const token = presented === null ? null : findToken(auth.tokens, presented);
+    let token = presented === null ? null : findToken(auth.tokens, presented);
+    let jwtReason: string | null = null;
+    if (!token && presented !== null && auth.jwt && looksLikeJwt(presented)) {
+      const verified = await verifyJwt(auth.jwt, presented);
+      if ('token' in verified) token = verified.token;
+      else jwtReason = verified.reason;
+    }
     if (!token) {
-      const message = presented === null ? `this route needs a token with scope ${needed}: send Authorization: Bearer <token>` : 'the bearer token is not one of the configured tokens';
+      const message =
+        presented === null
+          ? `this route needs a token with scope ${needed}: send Authorization: Bearer <token>`
+          : jwtReason !== null
+            ? `the bearer JWT is not valid (${jwtReason})`
+            : 'the bearer token is not one of the configured tokens';
       return reply.status(401).header('www-authenticate', 'Bearer').send({ statusCode: 401, error: 'Unauthorized', code: 'TM_AUTH_REQUIRED' satisfies ErrorCode, message, scope: needed });
     }
     if (!grants(token, needed)) {

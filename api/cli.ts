@@ -11,7 +11,7 @@ import { connectRedisOnlineStore, OnlineFeatureService, type StoreClock } from '
 import { Partitioners } from 'kafkajs';
 import { pushRoutes } from './push-routes.js';
 import { buildServer, type ServerOptions } from './server.js';
-import { authConfigFrom, installAuth, openServerWarning } from './auth.js';
+import { authConfigFrom, installAuth, openServerWarning, type AuthFlags } from './auth.js';
 import { DEFAULT_LIMITS, LIMIT_FLAGS, type ApiLimits } from './limits.js';
 import { addMonitorCommand } from './monitor-command.js';
 import { computePlan, formatPlan, readOfflineEvents, readRedisState } from './plan.js';
@@ -27,16 +27,17 @@ function positiveInt(name: string) {
   };
 }
 
-/** --auth-tokens and --protect-metrics, on every command that serves HTTP. */
+/** --auth-tokens, the --jwt-* flags and --protect-metrics, on every command that serves HTTP. */
 function authOptions(command: Command): Command {
   return command
     .option('--auth-tokens <file>', 'JSON list of {name, sha256, scopes} tokens; every request then needs Authorization: Bearer <token> with the route\'s scope (default: $TIDEMARK_AUTH_TOKENS)', process.env.TIDEMARK_AUTH_TOKENS)
+    .option('--jwt-issuer <iss>', 'also accept JWTs from this issuer (with --jwt-audience and --jwt-jwks); their scope claim grants the scopes')
+    .option('--jwt-audience <aud>', "the audience the JWTs must name (their aud claim)")
+    .option('--jwt-jwks <file|url>', "the issuer's public keys: a JWKS file, or an https URL to fetch them from")
     .option('--protect-metrics', '/healthz and /metrics need a token with scope metrics:read too');
 }
 
-interface SecurityFlags {
-  authTokens?: string;
-  protectMetrics?: boolean;
+interface SecurityFlags extends AuthFlags {
   corsOrigins?: string[];
   securityHeaders?: boolean;
 }
@@ -301,7 +302,7 @@ function addStreamCommands(program: Command): void {
     .option('--session-timeout <ms>', 'consumer group session timeout', positiveInt('--session-timeout'), 30_000)
     .option('--shutdown-grace <ms>', 'on SIGTERM, how long to keep retrying the in-flight batch before giving it up', positiveInt('--shutdown-grace'), 30_000)
     .option('--fetch-max-bytes <bytes>', 'most bytes fetched per partition at once: bigger batches write fewer key updates per event', positiveInt('--fetch-max-bytes'), 1024 * 1024))
-    .action(async (opts: { definitions: string; kafkaBrokers: string; redisUrl: string; group: string; prefix: string; port: number; host: string; sessionTimeout: number; shutdownGrace: number; fetchMaxBytes: number; authTokens?: string; protectMetrics?: boolean }) => {
+    .action(async (opts: { definitions: string; kafkaBrokers: string; redisUrl: string; group: string; prefix: string; port: number; host: string; sessionTimeout: number; shutdownGrace: number; fetchMaxBytes: number } & AuthFlags) => {
       const auth = authConfigFrom(opts);
       const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
       const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix });

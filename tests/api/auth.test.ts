@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../../api/index.js';
@@ -368,6 +369,76 @@ describe('CORS and security headers', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('JWTs (--jwt-issuer, --jwt-audience, --jwt-jwks)', () => {
+  const ISSUER = 'https://idp.example';
+  const AUDIENCE = 'tidemark';
+  let app: FastifyInstance;
+  let sign: (claims: Record<string, unknown>, options?: { issuer?: string; audience?: string; expiresIn?: string; key?: 'other' }) => Promise<string>;
+  let jwksFile: string;
+  const dir = mkdtempSync(join(tmpdir(), 'tidemark-jwt-'));
+  afterAll(async () => {
+    await app?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  beforeAll(async () => {
+    const { privateKey, publicKey } = await generateKeyPair('ES256');
+    const other = await generateKeyPair('ES256');
+    jwksFile = join(dir, 'jwks.json');
+    writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] }));
+    sign = (claims, options = {}) =>
+      new SignJWT(claims)
+        .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+        .setIssuer(options.issuer ?? ISSUER)
+        .setAudience(options.audience ?? AUDIENCE)
+        .setSubject('alice')
+        .setIssuedAt()
+        .setExpirationTime(options.expiresIn ?? '5m')
+        .sign(options.key === 'other' ? other.privateKey : privateKey);
+    const config = authConfigFrom({ jwtIssuer: ISSUER, jwtAudience: AUDIENCE, jwtJwks: jwksFile, authTokens: undefined })!;
+    expect(config.tokens).toEqual([]);
+    app = await apiServer({ auth: { ...config, tokens: auth().tokens } }, { producer: { send: async () => undefined } });
+  });
+
+  it('grants the scopes of the scope (or scp) claim to jwt:<sub>, next to the hashed tokens', async () => {
+    const jwt = await sign({ scope: 'features:read push:flights openid' });
+    const registry = await app.inject({ method: 'GET', url: '/registry', headers: { authorization: `Bearer ${jwt}` } });
+    expect(registry.statusCode).toBe(200);
+    const datasets = await app.inject({ ...ROUTE_REQUESTS['POST /datasets/historical'], headers: { authorization: `Bearer ${jwt}` } });
+    expect(datasets.statusCode).toBe(403);
+    expect(datasets.json()).toMatchObject({ code: 'TM_AUTH_FORBIDDEN', scope: 'datasets:read', token: 'jwt:alice' });
+    expect((await app.inject({ ...ROUTE_REQUESTS['POST /push/:source'], headers: { authorization: `Bearer ${jwt}` } })).statusCode).toBe(200);
+    const scp = await sign({ scp: ['datasets:read'] });
+    expect((await app.inject({ ...ROUTE_REQUESTS['POST /datasets/historical'], headers: { authorization: `Bearer ${scp}` } })).statusCode).toBe(400); // past auth: the fake store's coded 400
+    expect((await app.inject({ method: 'GET', url: '/registry', headers: bearer('reader') })).statusCode).toBe(200);
+  });
+
+  it('refuses a JWT of another issuer, audience or key, or expired, with 401 and the reason', async () => {
+    for (const [jwt, reason] of [
+      [await sign({ scope: 'admin' }, { issuer: 'https://evil.example' }), /ERR_JWT_CLAIM_VALIDATION_FAILED.*iss/],
+      [await sign({ scope: 'admin' }, { audience: 'someone-else' }), /ERR_JWT_CLAIM_VALIDATION_FAILED.*aud/],
+      [await sign({ scope: 'admin' }, { expiresIn: '-1m' }), /ERR_JWT_EXPIRED/],
+      [await sign({ scope: 'admin' }, { key: 'other' }), /ERR_JWS_SIGNATURE_VERIFICATION_FAILED/],
+      [`${(await sign({ scope: 'admin' })).slice(0, -4)}AAAA`, /ERR_JWS_SIGNATURE_VERIFICATION_FAILED|ERR_JWS_INVALID/],
+      ['e30.e30.', /ERR_JW/],
+    ] as const) {
+      const res = await app.inject({ method: 'GET', url: '/registry', headers: { authorization: `Bearer ${jwt}` } });
+      expect(res.statusCode, String(reason)).toBe(401);
+      expect(res.json().code).toBe('TM_AUTH_REQUIRED');
+      expect(res.json().message, String(reason)).toMatch(reason);
+    }
+  });
+
+  it('needs the three flags together and a readable key set', () => {
+    expect(() => authConfigFrom({ jwtIssuer: ISSUER, jwtJwks: jwksFile })).toThrow(/give --jwt-audience too/);
+    expect(() => authConfigFrom({ jwtIssuer: ISSUER, jwtAudience: AUDIENCE, jwtJwks: join(dir, 'nope.json') })).toThrow(/--jwt-jwks .*nope\.json: cannot read/);
+    writeFileSync(join(dir, 'not-jwks.json'), '{"kty": "EC"}');
+    expect(() => authConfigFrom({ jwtIssuer: ISSUER, jwtAudience: AUDIENCE, jwtJwks: join(dir, 'not-jwks.json') })).toThrow(/not a JWKS/);
+    expect(authConfigFrom({ jwtIssuer: ISSUER, jwtAudience: AUDIENCE, jwtJwks: 'https://idp.example/.well-known/jwks.json' })?.jwt?.issuer).toBe(ISSUER);
+    expect(openServerWarning('0.0.0.0', authConfigFrom({ jwtIssuer: ISSUER, jwtAudience: AUDIENCE, jwtJwks: jwksFile }))).toBeNull();
   });
 });
 

@@ -1,12 +1,14 @@
 // Fuzzing every route of the API (and the materializer's server) through fastify.inject(): fast-check
 // sends arbitrary and adversarial bodies, query strings, path parameters and headers (oversized
 // numbers, deep JSON, __proto__/constructor keys, lone surrogates, NaN-like strings, huge arrays,
-// wrong content types and tokens). Required: never a 5xx, never a crash, every 4xx with a `code`.
-// The routes come from app.routeScopes, so a new route is fuzzed without touching this file. The
-// offline store is a real chDB holding flights and monitor metrics, so the SQL paths run for real.
+// wrong content types, tokens and JWTs, `alg: none` included). Required: never a 5xx, never a
+// crash, every 4xx with a `code`. The routes come from app.routeScopes, so a new route is fuzzed
+// without touching this file. The offline store is a real chDB holding flights and monitor
+// metrics, so the SQL paths run for real.
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, InjectOptions } from 'fastify';
+import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../../api/index.js';
@@ -24,6 +26,7 @@ const tokens = parseAuthTokens(JSON.stringify([
 ]));
 
 let fixture: Awaited<ReturnType<typeof flightsStoreWithMetrics>>;
+let validJwt = '';
 let api: FastifyInstance;
 let materializerServer: FastifyInstance;
 
@@ -31,10 +34,13 @@ beforeAll(async () => {
   fixture = await flightsStoreWithMetrics('tidemark-fuzz-', 2_000);
   const { files, offline } = fixture;
   const store = new MemoryOnlineStore(files.compiled.registry);
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  const jwt = { issuer: 'https://idp.example', audience: 'tidemark', keys: createLocalJWKSet({ keys: [{ ...(await exportJWK(publicKey)), alg: 'ES256' }] }) };
+  validJwt = await new SignJWT({ scope: 'features:read datasets:read' }).setProtectedHeader({ alg: 'ES256' }).setIssuer(jwt.issuer).setAudience(jwt.audience).setSubject('fuzz').setExpirationTime('1h').sign(privateKey);
   api = await buildServer({
     service: new OnlineFeatureService(files.compiled.registry, store, 'watermark'),
     offline,
-    auth: { tokens, protectMetrics: false },
+    auth: { tokens, protectMetrics: false, jwt },
     corsOrigins: ['https://ui.example'],
     securityHeaders: true,
   });
@@ -159,7 +165,9 @@ const headers = fc.record({
   authorization: fc.oneof(
     { weight: 6, arbitrary: fc.constant('Bearer root-secret') },
     { weight: 1, arbitrary: fc.constant('Bearer reader-secret') },
+    { weight: 1, arbitrary: fc.constant('jwt') },
     { weight: 1, arbitrary: fc.constantFrom('Bearer ', 'Bearer x', 'Basic cm9vdDpyb290', 'bearer ROOT-SECRET', 'Bearer root-secret extra', `Bearer ${'a'.repeat(10_000)}`, '\u00e9') },
+    { weight: 1, arbitrary: fc.constantFrom('Bearer a.b.c', 'Bearer e30.e30.', 'Bearer eyJhbGciOiJub25lIn0.eyJzY29wZSI6ImFkbWluIn0.', `Bearer ${'e30.'.repeat(2)}${'A'.repeat(5_000)}`, 'Bearer ..') },
     { weight: 1, arbitrary: fc.constant(undefined) },
   ),
   accept: fc.oneof(fc.constantFrom('application/vnd.apache.arrow.stream', 'application/json', '*/*', 'text/html;q=0.1, */*;q=0'), fc.constant(undefined)),
@@ -186,6 +194,7 @@ async function fuzzRoute(app: FastifyInstance, route: string, tally: Tally): Pro
   await fc.assert(
     fc.asyncProperty(pathFor(url), queryString, headers, hasBody ? bodyFor(url) : fc.constant(undefined), async (path, query, rawHeaders, body) => {
       const sentHeaders = Object.fromEntries(Object.entries(rawHeaders).filter(([, v]) => v !== undefined)) as Record<string, string>;
+      if (sentHeaders.authorization === 'jwt') sentHeaders.authorization = `Bearer ${validJwt}`;
       if (method === 'OPTIONS') sentHeaders['access-control-request-method'] = 'POST';
       const res = await app.inject({ method, url: query ? `${path}?${query}` : path, headers: sentHeaders, ...(body === undefined ? {} : { payload: body }) });
       tally.sent++;
