@@ -4,7 +4,7 @@
 import { Command } from 'commander';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -429,6 +429,21 @@ describe('JWTs (--jwt-issuer, --jwt-audience, --jwt-jwks)', () => {
       expect(res.statusCode, String(reason)).toBe(401);
       expect(res.json().code).toBe('TM_AUTH_REQUIRED');
       expect(res.json().message, String(reason)).toMatch(reason);
+    }
+  });
+
+  it('fetches the key set from a URL', async () => {
+    const idp = Fastify();
+    idp.get('/.well-known/jwks.json', async () => JSON.parse(readFileSync(jwksFile, 'utf8')) as unknown);
+    const url = await idp.listen({ port: 0, host: '127.0.0.1' });
+    const remote = await apiServer({ auth: authConfigFrom({ jwtIssuer: ISSUER, jwtAudience: AUDIENCE, jwtJwks: `${url}/.well-known/jwks.json` }) });
+    try {
+      const jwt = await sign({ scope: 'features:read' });
+      expect((await remote.inject({ method: 'GET', url: '/registry', headers: { authorization: `Bearer ${jwt}` } })).statusCode).toBe(200);
+      expect((await remote.inject({ method: 'GET', url: '/registry', headers: { authorization: `Bearer ${await sign({ scope: 'features:read' }, { key: 'other' })}` } })).statusCode).toBe(401);
+    } finally {
+      await remote.close();
+      await idp.close();
     }
   });
 
