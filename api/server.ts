@@ -1,6 +1,6 @@
 // The HTTP server: fastify with the zod type provider; one plugin per API area. Security is opt-in
-// per flag (tokens, CORS, headers); every route declares the scope it needs (api/auth.ts) and the
-// limits come from one table (api/limits.ts).
+// per flag (tokens or JWTs, CORS, headers, a rate limit); every route declares the scope it needs
+// (api/auth.ts) and the limits come from one table (api/limits.ts).
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
