@@ -2,7 +2,7 @@
 // degraded, with the reasons) and GET /metrics (Prometheus text format, from prom-client).
 // `prepare` runs before the routes are added: the CLI installs its token check there (api/ owns
 // authentication; both routes are on its open list, protected only with --protect-metrics).
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { ErrorCode } from '../definitions/index.js';
 import type { Materializer } from './kafka-materializer.js';
 
@@ -11,7 +11,13 @@ export async function buildMaterializerServer(
   details: () => Promise<Record<string, unknown>> | Record<string, unknown> = () => ({}),
   prepare?: (app: FastifyInstance) => void,
 ): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false });
+  const app = Fastify({
+    logger: false,
+    // A malformed URL is refused by the router before any route: give it a code like every answer.
+    frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+      void reply.status(400).send({ statusCode: 400, error: 'Bad Request', code: 'TM_READ_BAD_REQUEST' satisfies ErrorCode, message: error.message, cause: error.code ?? null });
+    },
+  });
   prepare?.(app);
   app.get('/healthz', async (_request, reply) => {
     const health = materializer.health();

@@ -174,11 +174,17 @@ const headers = fc.record({
   origin: fc.oneof(fc.constantFrom('https://ui.example', 'https://evil.example', 'null'), fc.constant(undefined)),
 });
 
-/** The path of a route with its parameters filled: a real source most of the time, nasty otherwise. */
+/** Broken tails for a path: bad percent-encoding, traversal, NUL, doubled slashes. */
+const BAD_TAILS = ['%', '%zz', '%E0%A4%A', '/..%2f..%2f', '%00', '//', '/.', ';jsessionid=1', '%2F'];
+
+/** The path of a route with its parameters filled (a real source most of the time, nasty otherwise), now and then with a broken tail. */
 const pathFor = (url: string): fc.Arbitrary<string> =>
-  url === '*'
-    ? fc.constantFrom('/get-online-features', '/registry', '/nope', '/push/flights')
-    : fc.oneof({ weight: 3, arbitrary: fc.constant('flights') }, { weight: 2, arbitrary: nastyString }).map((source) => url.replace(':source', encodeURIComponent(safeForUri(source)) || '%20'));
+  fc.tuple(
+    url === '*'
+      ? fc.constantFrom('/get-online-features', '/registry', '/nope', '/push/flights')
+      : fc.oneof({ weight: 3, arbitrary: fc.constant('flights') }, { weight: 2, arbitrary: nastyString }).map((source) => url.replace(':source', encodeURIComponent(safeForUri(source)) || '%20')),
+    fc.oneof({ weight: 9, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constantFrom(...BAD_TAILS) }),
+  ).map(([path, tail]) => path + tail);
 
 // ---- the property ---------------------------------------------------------------------------
 
