@@ -34,7 +34,8 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = {
   eventsPerPush: 10_000,
   spineRowsPerRequest: 100_000,
   queryLimit: 10_000,
-  requestTimeoutMs: 30_000,
+  // Long enough for a 64 MiB spine at 10 Mbit/s; short enough to drop slow-drip (slowloris) senders.
+  requestTimeoutMs: 60_000,
   requestsPerMinute: 0,
 };
 
