@@ -13,7 +13,9 @@ import { prepareMaterializerStart, recordRewound } from './materialize-start.js'
 import { addVersionCommands } from './version-commands.js';
 import { Partitioners } from 'kafkajs';
 import { pushRoutes } from './push-routes.js';
-import { buildServer } from './server.js';
+import { buildServer, type ServerOptions } from './server.js';
+import { authConfigFrom, installAuth, openServerWarning, type AuthFlags } from './auth.js';
+import { DEFAULT_LIMITS, LIMIT_FLAGS, type ApiLimits } from './limits.js';
 import { addMonitorCommand } from './monitor-command.js';
 import { computePlan, formatPlan, readOfflineEvents, readRedisState } from './plan.js';
 
@@ -26,6 +28,66 @@ function positiveInt(name: string) {
     if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number >= 0, got ${text}`);
     return n;
   };
+}
+
+/** --auth-tokens, the --jwt-* flags and --protect-metrics, on every command that serves HTTP. */
+function authOptions(command: Command): Command {
+  return command
+    .option('--auth-tokens <file>', 'JSON list of {name, sha256, scopes} tokens; every request then needs Authorization: Bearer <token> with the route\'s scope (default: $TIDEMARK_AUTH_TOKENS)', process.env.TIDEMARK_AUTH_TOKENS)
+    .option('--jwt-issuer <iss>', 'also accept JWTs from this issuer (with --jwt-audience and --jwt-jwks); their scope claim grants the scopes')
+    .option('--jwt-audience <aud>', "the audience the JWTs must name (their aud claim)")
+    .option('--jwt-jwks <file|url>', "the issuer's public keys: a JWKS file, or an https URL to fetch them from")
+    .option('--protect-metrics', '/healthz and /metrics need a token with scope metrics:read too');
+}
+
+interface SecurityFlags extends AuthFlags {
+  corsOrigins?: string[];
+  securityHeaders?: boolean;
+}
+
+function originList(text: string): string[] {
+  const origins = text.split(',').map((o) => o.trim()).filter((o) => o.length > 0);
+  for (const o of origins) if (!/^https?:\/\/[^/]+$/.test(o)) throw new InvalidArgumentError(`--cors-origins takes origins such as https://ui.example.com (scheme, host, optional port, no path), got ${o}`);
+  return origins;
+}
+
+/** Auth, CORS, security headers and every limit of api/limits.ts, on the commands serving the API. */
+export function apiSecurityOptions(command: Command): Command {
+  authOptions(command)
+    .option('--cors-origins <list>', 'comma-separated origins allowed to call the API from a browser (default: no CORS)', originList)
+    .option('--security-headers', "send helmet's security headers (CSP, HSTS, nosniff, frame options)");
+  for (const [name, { flag, description }] of Object.entries(LIMIT_FLAGS) as [keyof ApiLimits, (typeof LIMIT_FLAGS)[keyof ApiLimits]][]) {
+    const least = name === 'requestTimeoutMs' || name === 'requestsPerMinute' ? 0 : 1;
+    // The monitor queries return at most 100 000 rows (monitor/metrics-store.ts) whatever the cap.
+    const most = name === 'queryLimit' ? 100_000 : Number.MAX_SAFE_INTEGER;
+    command.option(`${flag} <n>`, `${description} (default ${DEFAULT_LIMITS[name]})`, (text: string) => {
+      const n = Number(text);
+      if (!Number.isSafeInteger(n) || n < least || n > most) throw new InvalidArgumentError(`${flag} must be a whole number from ${least} to ${most}, got ${text}`);
+      return n;
+    });
+  }
+  return command;
+}
+
+/** The server options of the flags (commander names the limit flags' values after the flags). */
+export function serverSecurity(opts: object): Pick<ServerOptions, 'auth' | 'limits' | 'corsOrigins' | 'securityHeaders'> {
+  const flags = opts as SecurityFlags & Record<string, unknown>;
+  const limits: Partial<ApiLimits> = {};
+  for (const [name, { flag }] of Object.entries(LIMIT_FLAGS) as [keyof ApiLimits, { flag: string }][]) {
+    const given = flags[flagKey(flag)];
+    if (typeof given === 'number') limits[name] = given;
+  }
+  return { auth: authConfigFrom(flags), limits, corsOrigins: flags.corsOrigins ?? [], securityHeaders: flags.securityHeaders === true };
+}
+
+/** commander's property name of a flag: --max-read-body -> maxReadBody. */
+function flagKey(flag: string): string {
+  return flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function warnIfOpen(host: string, security: Pick<ServerOptions, 'auth'>): void {
+  const warning = openServerWarning(host, security.auth ?? null);
+  if (warning) console.error(warning);
 }
 
 export function summarizeRegistry(registry: Registry): string[] {
@@ -63,7 +125,7 @@ export function buildCli(): Command {
       else for (const line of summarizeRegistry(result.compiled.registry)) console.log(line);
     });
 
-  program
+  apiSecurityOptions(program
     .command('quickstart')
     .description('replay the flights data into the in-memory store and serve the API (no servers needed)')
     .option('--definitions <path>', 'definitions module', DEFAULT_DEFINITIONS)
@@ -78,9 +140,12 @@ export function buildCli(): Command {
     .option('--no-monitor', 'skip the drift monitor replay over February to June')
     .option('--no-serve', 'print the summary and exit instead of serving')
     .option('--no-progress', 'no progress bar')
-    .option('--verify', 'keep the events and check every key of every view against the reference implementation')
+    .option('--verify', 'keep the events and check every key of every view against the reference implementation'))
     .action(async (opts: { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; clickhouseUrl?: string; offline: boolean; monitor: boolean; serve: boolean; progress: boolean; verify?: boolean }) => {
-      const result = await runQuickstart({ ...opts, progress: opts.progress && process.stderr.isTTY === true, log: (line) => console.log(line) });
+      // Read before the replay, so that a bad token file fails in a second, not after minutes.
+      const security = serverSecurity(opts);
+      if (opts.serve) warnIfOpen(opts.host, security);
+      const result = await runQuickstart({ ...opts, security, progress: opts.progress && process.stderr.isTTY === true, log: (line) => console.log(line) });
       if (result.verification && result.verification.mismatches.length > 0) process.exitCode = 1;
       if (!result.server) await result.offline?.close();
       if (result.server) {
@@ -230,7 +295,7 @@ function logRedisErrors(client: { on(event: 'error' | 'ready', listener: (e?: Er
 }
 
 function addStreamCommands(program: Command): void {
-  program
+  authOptions(program
     .command('materialize')
     .description("join a Kafka consumer group and materialize the sources' topics into Redis, effectively once; serves /healthz and /metrics")
     .requiredOption('--definitions <path>', 'definitions module')
@@ -242,8 +307,9 @@ function addStreamCommands(program: Command): void {
     .option('--host <host>', 'HTTP host', '127.0.0.1')
     .option('--session-timeout <ms>', 'consumer group session timeout', positiveInt('--session-timeout'), 30_000)
     .option('--shutdown-grace <ms>', 'on SIGTERM, how long to keep retrying the in-flight batch before giving it up', positiveInt('--shutdown-grace'), 30_000)
-    .option('--fetch-max-bytes <bytes>', 'most bytes fetched per partition at once: bigger batches write fewer key updates per event', positiveInt('--fetch-max-bytes'), 1024 * 1024)
-    .action(async (opts: { definitions: string; kafkaBrokers: string; redisUrl: string; group: string; prefix: string; port: number; host: string; sessionTimeout: number; shutdownGrace: number; fetchMaxBytes: number }) => {
+    .option('--fetch-max-bytes <bytes>', 'most bytes fetched per partition at once: bigger batches write fewer key updates per event', positiveInt('--fetch-max-bytes'), 1024 * 1024))
+    .action(async (opts: { definitions: string; kafkaBrokers: string; redisUrl: string; group: string; prefix: string; port: number; host: string; sessionTimeout: number; shutdownGrace: number; fetchMaxBytes: number } & AuthFlags) => {
+      const auth = authConfigFrom(opts);
       const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
       const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix, requireReadyVersions: true });
       logRedisErrors(store.client);
@@ -291,7 +357,7 @@ function addStreamCommands(program: Command): void {
       const server = await buildMaterializerServer(materializer, async () => {
         const watermarkMs = await store.watermarkMs();
         return { registryVersion: compiled.registry.version, watermark: watermarkMs === null ? null : new Date(watermarkMs).toISOString() };
-      });
+      }, (app) => installAuth(app, auth));
       const address = await server.listen({ port: opts.port, host: opts.host });
       let exiting = false;
       const exit = async (code: number): Promise<void> => {
@@ -334,7 +400,7 @@ function addStreamCommands(program: Command): void {
       console.log(`health and metrics on ${address}/healthz and ${address}/metrics`);
     });
 
-  program
+  apiSecurityOptions(program
     .command('serve')
     .description('serve POST /get-online-features from the Redis online store, and POST /push/:source to Kafka when brokers are given')
     .requiredOption('--definitions <path>', 'definitions module')
@@ -343,8 +409,9 @@ function addStreamCommands(program: Command): void {
     .option('--clock <clock>', 'read time when a request names none: wall, or watermark (greatest materialized event time + 1 ms)', parseClock, 'wall' as StoreClock)
     .option('--kafka-brokers <list>', 'Kafka for POST /push/:source (default: $KAFKA_BROKERS; without it, no push endpoint)', process.env.KAFKA_BROKERS)
     .option('--port <port>', 'HTTP port (0: any free port)', positiveInt('--port'), Number(process.env.PORT ?? 8080))
-    .option('--host <host>', 'HTTP host', '127.0.0.1')
+    .option('--host <host>', 'HTTP host', '127.0.0.1'))
     .action(async (opts: { definitions: string; redisUrl: string; prefix: string; clock: StoreClock; kafkaBrokers?: string; port: number; host: string }) => {
+      const security = serverSecurity(opts);
       const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
       // Reads of a view version that is not bootstrapped answer 503 TM_STORE_NEEDS_BOOTSTRAP.
       const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix, requireReadyVersions: true });
@@ -354,12 +421,14 @@ function addStreamCommands(program: Command): void {
         service,
         health: () => ({ status: store.client.status === 'ready' ? 'ok' : 'degraded', redis: store.client.status }),
         registryHistory: async () => (await readStoredRegistryState(store.client, opts.prefix)).history,
+        ...security,
       });
       const producer = opts.kafkaBrokers ? createKafkaClient(brokerList(opts.kafkaBrokers), 'tidemark-push', jsonLog).producer({ createPartitioner: Partitioners.DefaultPartitioner }) : null;
       if (producer) {
         await producer.connect();
-        await app.register(pushRoutes, { compiled, producer });
+        await app.register(pushRoutes, { compiled, producer, limits: security.limits, log: jsonLog });
       }
+      warnIfOpen(opts.host, security);
       const address = await app.listen({ port: opts.port, host: opts.host });
       console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers}` : ''} on ${address}`);
       const stop = async (): Promise<void> => {

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { OfflineStore } from '../offline/index.js';
 import { errorResponses } from './errors.js';
+import { checkLimit, type ApiLimits } from './limits.js';
 
 const ARROW_STREAM = 'application/vnd.apache.arrow.stream';
 
@@ -43,8 +44,10 @@ const historicalSchema = {
   },
 };
 
-export const datasetRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore }> = async (app, { offline }) => {
-  app.post('/datasets/historical', { schema: historicalSchema, bodyLimit: 256 * 1024 * 1024 }, async (request, reply) => {
+export const datasetRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore; limits: ApiLimits }> = async (app, { offline, limits }) => {
+  const config = { scope: 'datasets:read', bodyLimitName: 'datasetBodyBytes' } as const;
+  app.post('/datasets/historical', { schema: historicalSchema, config, bodyLimit: limits.datasetBodyBytes }, async (request, reply) => {
+    checkLimit('spineRowsPerRequest', limits, request.body.spine.length, 'spine rows');
     const format = request.body.format ?? (request.headers.accept?.includes(ARROW_STREAM) ? 'arrow' : 'json');
     // Spine and feature errors are raised here, as coded 400s, before any byte is sent.
     const prepared = await offline.prepareDataset(request.body.spine, request.body.features);

@@ -1,38 +1,75 @@
-// HTTP error mapping: every error leaves as JSON with a stable code; coded client errors are 400s
-// that name the bad field, anything unexpected is a logged 500.
-import type { FastifyError, FastifyInstance } from 'fastify';
+// HTTP error mapping: every error leaves as JSON with a stable code; coded client errors take their
+// status from one table (400 naming the bad field, 401/403 auth, 413 limits), anything unexpected
+// is a logged 500.
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TidemarkError, type ErrorCode } from '../definitions/index.js';
+import { limitExceeded, type ApiLimits } from './limits.js';
 
-const CLIENT_ERRORS = new Set<ErrorCode>([
-  'TM_READ_UNKNOWN_FEATURE',
-  'TM_READ_UNKNOWN_ENTITY',
-  'TM_READ_MISSING_JOIN_KEY',
-  'TM_READ_BAD_KEY',
-  'TM_READ_BAD_REQUEST',
-  'TM_READ_BEFORE_RETENTION',
-  'TM_READ_INSIDE_OPEN_TILE',
-  'TM_SPINE_MISSING_COLUMN',
-  'TM_SPINE_BAD_COLUMN',
-  'TM_SPINE_BAD_TIME',
-  'TM_SPINE_BAD_KEY',
-  'TM_SPINE_EMPTY',
-  'TM_DATASET_UNKNOWN_FEATURE',
-  'TM_DATASET_BAD_OUTPUT',
-  'TM_MONITOR_BAD_REQUEST',
-  'TM_MONITOR_UNKNOWN',
-]);
-/** The backing store is down: the request may work later. */
-const UNAVAILABLE = new Set<ErrorCode>(['TM_OFFLINE_UNREACHABLE', 'TM_STORE_UNREACHABLE', 'TM_STORE_NEEDS_BOOTSTRAP', 'TM_STORE_STATE_LOST']);
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The limit a route's bodyLimit comes from, named in its 413. */
+    bodyLimitName?: keyof ApiLimits;
+  }
+}
+
+/** The HTTP status of each coded error the API answers with; any other code is a logged 500. */
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  TM_READ_UNKNOWN_FEATURE: 400,
+  TM_READ_UNKNOWN_ENTITY: 400,
+  TM_READ_MISSING_JOIN_KEY: 400,
+  TM_READ_BAD_KEY: 400,
+  TM_READ_BAD_REQUEST: 400,
+  TM_READ_BEFORE_RETENTION: 400,
+  TM_READ_INSIDE_OPEN_TILE: 400,
+  TM_SPINE_MISSING_COLUMN: 400,
+  TM_SPINE_BAD_COLUMN: 400,
+  TM_SPINE_BAD_TIME: 400,
+  TM_SPINE_BAD_KEY: 400,
+  TM_SPINE_EMPTY: 400,
+  TM_DATASET_UNKNOWN_FEATURE: 400,
+  TM_DATASET_BAD_OUTPUT: 400,
+  TM_MONITOR_BAD_REQUEST: 400,
+  TM_MONITOR_UNKNOWN: 400,
+  TM_LIMIT_EXCEEDED: 413,
+  TM_LIMIT_RATE: 429,
+  // The backing store is down, or a view version is not built yet: the request may work later.
+  TM_OFFLINE_UNREACHABLE: 503,
+  TM_STORE_UNREACHABLE: 503,
+  TM_STORE_NEEDS_BOOTSTRAP: 503,
+  TM_STORE_STATE_LOST: 503,
+};
+
+function statusLabel(status: number): string {
+  return STATUS_CODES[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request');
+}
+
+/**
+ * Errors the router raises before any route runs (a malformed URL, a path parameter over
+ * maxParamLength): fastify's `frameworkErrors` option, so that they carry our code too.
+ */
+export function frameworkErrorReply(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
+  void reply.status(status).send({ statusCode: status, error: statusLabel(status), code: 'TM_READ_BAD_REQUEST' satisfies ErrorCode, message: error.message, cause: error.code ?? null });
+}
 
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | TidemarkError, request, reply) => {
     if (error instanceof TidemarkError) {
-      const status = CLIENT_ERRORS.has(error.code) ? 400 : UNAVAILABLE.has(error.code) ? 503 : 500;
+      const status = STATUS[error.code] ?? 500;
       if (status >= 500) request.log.error({ err: error }, 'coded server error');
-      const label = status === 400 ? 'Bad Request' : status === 503 ? 'Service Unavailable' : 'Internal Server Error';
-      return reply.status(status).send({ statusCode: status, error: label, ...error.toJSON() });
+      return reply.status(status).send({ statusCode: status, error: statusLabel(status), ...error.toJSON() });
+    }
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      const name = request.routeOptions.config.bodyLimitName;
+      const length = Number(request.headers['content-length']);
+      const got = Number.isSafeInteger(length) && length > 0 ? length : null;
+      const refusal = name
+        ? limitExceeded(name, request.routeOptions.bodyLimit ?? 0, got, 'request body bytes')
+        : new TidemarkError('TM_LIMIT_EXCEEDED', `the request body is over the ${request.routeOptions.bodyLimit} bytes this route takes`, { limit: 'bodyLimit', max: request.routeOptions.bodyLimit, got, flag: null });
+      return reply.status(413).send({ statusCode: 413, error: statusLabel(413), ...refusal.toJSON() });
     }
     if (hasZodFastifySchemaValidationErrors(error)) {
       const first = error.validation[0]!;
@@ -51,7 +88,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
     // Body parse errors and the like: keep fastify's status, give them our code.
     return reply.status(status).send({
       statusCode: status,
-      error: status >= 500 ? 'Internal Server Error' : 'Bad Request',
+      error: statusLabel(status),
       code: status >= 500 ? 'TM_INTERNAL' : 'TM_READ_BAD_REQUEST',
       message: status >= 500 ? 'internal error (logged)' : error.message,
       cause: error.code ?? null,
@@ -62,10 +99,6 @@ export function registerErrorHandling(app: FastifyInstance): void {
   });
 }
 
-/** The `error` label the handlers above send with each status. */
-function statusLabel(status: number): string {
-  return status === 404 ? 'Not Found' : status === 503 ? 'Service Unavailable' : status >= 500 ? 'Internal Server Error' : 'Bad Request';
-}
 
 type Code = ErrorCode | 'TM_INTERNAL' | 'TM_NOT_FOUND';
 
@@ -98,9 +131,13 @@ export function errorResponses(opts: { badRequest?: readonly ErrorCode[]; unavai
   const some = <T>(codes: readonly T[] | undefined): codes is readonly [T, ...T[]] => codes !== undefined && codes.length > 0;
   return {
     ...(some(opts.badRequest) ? { 400: errorBody(400, opts.badRequest, 'Bad request: a coded client error naming the bad field (and the valid choices where there are some)') } : {}),
+    // With --auth-tokens or --jwt-issuer (api/auth.ts); --rate-limit.
+    401: errorBody(401, ['TM_AUTH_REQUIRED'], 'No token, or one the server does not know (when the server requires tokens)'),
+    403: errorBody(403, ['TM_AUTH_FORBIDDEN'], 'The token lacks the scope the route needs (named in the answer)'),
+    429: errorBody(429, ['TM_LIMIT_RATE'], "More requests per minute than the server's --rate-limit"),
     ...(opts.body
       ? {
-          413: errorBody(413, ['TM_READ_BAD_REQUEST'], "The body is larger than the route's limit"),
+          413: errorBody(413, ['TM_LIMIT_EXCEEDED', 'TM_READ_BAD_REQUEST'], "The body, or the entities, events or spine rows in it, exceed the route's limit (named in the answer with the flag that raises it)"),
           415: errorBody(415, ['TM_READ_BAD_REQUEST'], 'The content type is not one the server parses as JSON (application/json, text/plain, application/x-www-form-urlencoded)'),
         }
       : {}),

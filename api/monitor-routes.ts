@@ -6,6 +6,7 @@ import { parseDurationMs, parseTimeMs, TidemarkError } from '../definitions/inde
 import { OfflineAlertStateStore, queryMetrics, type MetricQuery } from '../monitor/index.js';
 import type { OfflineStore } from '../offline/index.js';
 import { errorResponses } from './errors.js';
+import { checkLimit, type ApiLimits } from './limits.js';
 
 const MetricFilters = z.object({
   monitor: z.string().optional().describe('monitor name'),
@@ -18,7 +19,7 @@ const MetricFilters = z.object({
   /** ISO-8601 or epoch ms: window ends at or after. */
   from: z.string().optional().describe('window ends at or after this time (ISO-8601 UTC or epoch ms)'),
   to: z.string().optional().describe('window ends at or before this time (ISO-8601 UTC or epoch ms)'),
-  limit: z.coerce.number().int().min(1).max(100_000).optional().describe('most rows returned (default 1000)'),
+  limit: z.coerce.number().int().min(1).optional().describe("most rows returned (default 1000; at most the server's --max-query-limit, default 10 000)"),
 });
 
 const DriftFilters = MetricFilters.omit({ metric: true }).extend({
@@ -57,7 +58,8 @@ function timeParam(name: string, text: string | undefined): number | undefined {
   return ms;
 }
 
-function toQuery(q: z.infer<typeof MetricFilters>): MetricQuery {
+function toQuery(q: z.infer<typeof MetricFilters>, limits: ApiLimits): MetricQuery {
+  if (q.limit !== undefined) checkLimit('queryLimit', limits, q.limit, 'rows asked for with limit');
   let windowMs: number | undefined;
   if (q.window !== undefined) {
     const ms = parseDurationMs(q.window);
@@ -67,14 +69,15 @@ function toQuery(q: z.infer<typeof MetricFilters>): MetricQuery {
   return { monitor: q.monitor, metric: q.metric, feature: q.feature, slice: q.slice, windowMs, fromMs: timeParam('from', q.from), toMs: timeParam('to', q.to), limit: q.limit };
 }
 
-export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore }> = async (app, { offline }) => {
+export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore; limits: ApiLimits }> = async (app, { offline, limits }) => {
+  const config = { scope: 'monitor:read' } as const;
   const metricsSchema = {
     tags: ['monitor'],
     summary: 'The metrics series (drift, label metrics, freshness, label counts), filtered',
     querystring: MetricFilters,
     response: { 200: z.object({ metrics: z.array(MetricRecord) }).describe('Matching metric rows'), ...MonitorErrors },
   };
-  app.get('/monitor/metrics', { schema: metricsSchema }, async (request) => ({ metrics: await queryMetrics(offline.executor, toQuery(request.query)) }));
+  app.get('/monitor/metrics', { schema: metricsSchema, config }, async (request) => ({ metrics: await queryMetrics(offline.executor, toQuery(request.query, limits)) }));
 
   const driftSchema = {
     tags: ['monitor'],
@@ -82,9 +85,9 @@ export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore }> = a
     querystring: DriftFilters,
     response: { 200: z.object({ drift: z.array(MetricRecord) }).describe('Matching drift rows'), ...MonitorErrors },
   };
-  app.get('/monitor/drift', { schema: driftSchema }, async (request) => {
+  app.get('/monitor/drift', { schema: driftSchema, config }, async (request) => {
     const { drifted, ...filters } = request.query;
-    return { drift: await queryMetrics(offline.executor, { ...toQuery(filters), metric: 'drift', driftOnly: drifted === 'true' }) };
+    return { drift: await queryMetrics(offline.executor, { ...toQuery(filters, limits), metric: 'drift', driftOnly: drifted === 'true' }) };
   });
 
   const alertsSchema = {
@@ -96,7 +99,7 @@ export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore }> = a
       ...AlertFiltersErrors,
     },
   };
-  app.get('/alerts', { schema: alertsSchema }, async (request) => {
+  app.get('/alerts', { schema: alertsSchema, config }, async (request) => {
     const { status = 'all', monitor, severity } = request.query;
     const snapshot = await (await OfflineAlertStateStore.open(offline.executor)).load();
     const alerts = snapshot.alerts

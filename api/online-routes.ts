@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { TidemarkError } from '../definitions/index.js';
 import type { JoinKeyValue, OnlineFeatureService, RegistryHistoryEntry } from '../online/index.js';
 import { errorResponses } from './errors.js';
+import { checkLimit, type ApiLimits } from './limits.js';
 
 const GetOnlineFeaturesBody = z.object({
   features: z.array(z.string()).optional().describe('feature references view:feature (required; optional in the schema as in Feast, where feature_service may stand instead)'),
@@ -44,15 +45,17 @@ const HistoryEntry = z.object({
   changes: z.array(z.string()).describe('one line per view that changed'),
 });
 
-export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService; registryHistory?: () => Promise<RegistryHistoryEntry[]> }> = async (app, { service, registryHistory }) => {
+export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService; limits: ApiLimits; registryHistory?: () => Promise<RegistryHistoryEntry[]> }> = async (app, { service, limits, registryHistory }) => {
+  const config = { scope: 'features:read', bodyLimitName: 'readBodyBytes' } as const;
   const readSchema = {
     tags: ['online'],
     summary: "Read features of entities (Feast's feature-server JSON, plus `at`)",
     body: GetOnlineFeaturesBody,
     response: { 200: OnlineFeaturesAnswer.describe('The values; the x-tidemark-read-time header holds the read time used (epoch ms)'), ...ReadErrors },
   };
-  app.post('/get-online-features', { schema: readSchema }, async (request, reply) => {
+  app.post('/get-online-features', { schema: readSchema, config, bodyLimit: limits.readBodyBytes }, async (request, reply) => {
     const body = request.body;
+    for (const values of Object.values(body.entities)) checkLimit('entitiesPerRead', limits, values.length, 'entity rows');
     if (body.feature_service !== undefined || body.features === undefined) {
       throw new TidemarkError(
         'TM_READ_BAD_REQUEST',
@@ -71,7 +74,7 @@ export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService
     summary: 'The compiled registry: entities, sources, views and their tile plans',
     response: { 200: z.looseObject({ version: z.string().describe('content hash'), entities: z.array(z.unknown()), sources: z.array(z.unknown()), views: z.array(z.unknown()) }).describe('The compiled registry'), ...errorResponses() },
   };
-  app.get('/registry', { schema: registrySchema }, async () => service.registry);
+  app.get('/registry', { schema: registrySchema, config: { scope: 'features:read' } }, async () => service.registry);
 
   if (registryHistory) {
     const historySchema = {
@@ -79,6 +82,6 @@ export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService
       summary: 'The registries applied to the online store (tidemark apply), oldest first',
       response: { 200: z.object({ versions: z.array(HistoryEntry) }).describe('The registry history'), ...errorResponses({ unavailable: ['TM_STORE_UNREACHABLE'] }) },
     };
-    app.get('/registry/history', { schema: historySchema }, async () => ({ versions: await registryHistory() }));
+    app.get('/registry/history', { schema: historySchema, config: { scope: 'features:read' } }, async () => ({ versions: await registryHistory() }));
   }
 };

@@ -10,16 +10,26 @@
 // answer is a 503 (TM_PUSH_UNAVAILABLE) and no event is reported accepted; a produce that failed
 // part-way, or timed out, may still have written some partitions, so a retry can duplicate them
 // (Kafka has no multi-partition atomic write without transactions).
+//
+// With tokens configured the route needs push:<source> (or push:*); the token's name goes into the
+// audit log line of the push and, as the `tidemark-token` header, onto every record produced.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TidemarkError, type CompiledDefinitions, type ErrorCode, type TileBatch } from '../definitions/index.js';
 import { EventDecoder, TileBatchBuilder, type DecodedEvent } from '../ingest/index.js';
 import { errorResponses } from './errors.js';
+import { checkLimit, resolveLimits, type ApiLimits } from './limits.js';
 
 /** What the push plugin needs of a Kafka producer (a kafkajs Producer fits). */
 export interface PushProducer {
-  send(record: { topic: string; acks?: number; messages: { key: string; value: string }[] }): Promise<unknown>;
+  send(record: { topic: string; acks?: number; messages: { key: string; value: string; headers?: Record<string, string> }[] }): Promise<unknown>;
 }
+
+/**
+ * Kafka header naming the token that pushed a record; the materializer copies a record's headers
+ * onto its dead letter, so a bad record can be traced to who wrote it.
+ */
+export const TOKEN_HEADER = 'tidemark-token';
 
 export interface PushRoutesOptions {
   compiled: CompiledDefinitions;
@@ -31,14 +41,16 @@ export interface PushRoutesOptions {
   nowMs?: () => number;
   /** Longest a produce may take before the answer is a 503 (kafkajs retries for long); default 10 000 ms. */
   produceTimeoutMs?: number;
+  /** eventsPerPush and pushBodyBytes are read; defaults: DEFAULT_LIMITS. */
+  limits?: Partial<ApiLimits>;
+  /** Audit line per push (who, which source, how many); default: the request's fastify logger. */
+  log?: (level: 'info', message: string, details: Record<string, unknown>) => void;
 }
 
 export type PushResult = { index: number; status: 'accepted' } | { index: number; status: 'rejected'; code: string; field: string | null; reason: string };
 
-const MAX_EVENTS = 10_000;
-
 const PushBody = z.union([
-  z.object({ events: z.array(z.unknown()).min(1).max(MAX_EVENTS) }),
+  z.object({ events: z.array(z.unknown()).min(1) }),
   z.object({ df: z.record(z.string(), z.array(z.unknown())), push_source_name: z.string().optional(), to: z.string().optional() }),
 ]);
 
@@ -70,13 +82,14 @@ const pushSchema = {
 };
 
 /** Feast's columnar `df` as rows; columns of unequal length are a bad request. */
-function rowsOfColumns(df: Record<string, unknown[]>): Record<string, unknown>[] {
+function rowsOfColumns(df: Record<string, unknown[]>, limits: ApiLimits): Record<string, unknown>[] {
   const columns = Object.entries(df);
   const n = columns[0]?.[1].length ?? 0;
   for (const [name, values] of columns) {
     if (values.length !== n) throw new TidemarkError('TM_READ_BAD_REQUEST', `df.${name} has ${values.length} values, df.${columns[0]![0]} has ${n}: columns must be of equal length`, { field: `df.${name}` });
   }
-  if (n === 0 || n > MAX_EVENTS) throw new TidemarkError('TM_READ_BAD_REQUEST', `df must hold 1 to ${MAX_EVENTS} rows, got ${n}`, { field: 'df' });
+  if (n === 0) throw new TidemarkError('TM_READ_BAD_REQUEST', 'df must hold at least one row', { field: 'df' });
+  checkLimit('eventsPerPush', limits, n, 'events');
   return Array.from({ length: n }, (_, i) => Object.fromEntries(columns.map(([name, values]) => [name, values[i]])));
 }
 
@@ -94,14 +107,17 @@ export const pushRoutes: FastifyPluginAsyncZod<PushRoutesOptions> = async (app, 
   const registry = opts.compiled.registry;
   const decoders = new Map(registry.sources.map((s) => [s.name, new EventDecoder(opts.compiled, s.name, opts.nowMs)]));
   const builder = opts.producer ? null : new TileBatchBuilder(registry);
+  const limits = resolveLimits(opts.limits);
+  const config = { scope: 'push', bodyLimitName: 'pushBodyBytes' } as const;
 
-  app.post('/push/:source', { schema: pushSchema, bodyLimit: 64 * 1024 * 1024 }, async (request, reply) => {
+  app.post('/push/:source', { schema: pushSchema, config, bodyLimit: limits.pushBodyBytes }, async (request, reply) => {
     const decoder = decoders.get(request.params.source);
     if (!decoder) {
       throw new TidemarkError('TM_READ_BAD_REQUEST', `unknown source ${request.params.source}`, { field: 'source', validSources: [...decoders.keys()] });
     }
     const body = request.body;
-    const events: unknown[] = 'events' in body ? body.events : rowsOfColumns(body.df);
+    if ('events' in body) checkLimit('eventsPerPush', limits, body.events.length, 'events');
+    const events: unknown[] = 'events' in body ? body.events : rowsOfColumns(body.df, limits);
     const results: PushResult[] = [];
     const good: { event: DecodedEvent; value: unknown }[] = [];
     events.forEach((value, index) => {
@@ -117,13 +133,14 @@ export const pushRoutes: FastifyPluginAsyncZod<PushRoutesOptions> = async (app, 
     if (good.length > 0) {
       try {
         if (opts.producer) {
-          const sent = opts.producer.send({ topic: source.topic, acks: -1, messages: good.map((g) => ({ key: g.event.viewKeys[0] ?? '', value: JSON.stringify(g.value) })) });
+          const headers = typeof request.tokenName !== 'string' ? undefined : { [TOKEN_HEADER]: request.tokenName };
+          const sent = opts.producer.send({ topic: source.topic, acks: -1, messages: good.map((g) => ({ key: g.event.viewKeys[0] ?? '', value: JSON.stringify(g.value), ...(headers ? { headers } : {}) })) });
           await withTimeout(sent, opts.produceTimeoutMs ?? 10_000, `no acknowledgement from Kafka within ${opts.produceTimeoutMs ?? 10_000} ms`);
         } else {
           await opts.store!.apply(builder!.build(good.map((g) => g.event)));
         }
       } catch (e) {
-        request.log.error({ err: e }, 'push: write failed');
+        request.log.error({ err: e, token: request.tokenName }, 'push: write failed');
         return reply.status(503).send({
           statusCode: 503,
           error: 'Service Unavailable',
@@ -133,6 +150,9 @@ export const pushRoutes: FastifyPluginAsyncZod<PushRoutesOptions> = async (app, 
         });
       }
     }
+    const audit = { source: source.name, token: request.tokenName, accepted: good.length, rejected: events.length - good.length };
+    if (opts.log) opts.log('info', 'push', audit);
+    else request.log.info(audit, 'push');
     return {
       source: source.name,
       destination: opts.producer ? `kafka:${source.topic}` : 'online-store',

@@ -16,7 +16,7 @@ import {
 import { DeadLetterFile, parquetRowCount, replayParquetFile, type BadEvent, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
 import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, type OnlineFeaturesResponse, type StoreStats } from '../online/index.js';
 import { EventLoad, OfflineStore } from '../offline/index.js';
-import { buildServer } from './server.js';
+import { buildServer, type ServerOptions } from './server.js';
 import { runQuickstartMonitor, type QuickstartMonitorResult } from './quickstart-monitor.js';
 
 export interface QuickstartOptions {
@@ -38,6 +38,8 @@ export interface QuickstartOptions {
   /** After the offline load, replay the flights monitor over Feb-Jun against January (default true). */
   monitor?: boolean;
   log: (line: string) => void;
+  /** Tokens, limits, CORS and headers of the served API; with tokens, the quickstart enforces them too. */
+  security?: Pick<ServerOptions, 'auth' | 'limits' | 'corsOrigins' | 'securityHeaders'>;
 }
 
 export interface QuickstartResult {
@@ -119,20 +121,22 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   let server: FastifyInstance | null = null;
   let url: string | null = null;
   if (opts.serve) {
-    server = await buildServer(offline ? { service, offline } : { service });
+    server = await buildServer({ service, ...(offline ? { offline } : {}), ...opts.security });
     url = await server.listen({ port: opts.port, host: opts.host });
     const first = sampleRequestBody(service, store);
+    // With tokens, the examples carry one (from $TOKEN: the file holds only hashes).
+    const bearer = opts.security?.auth ? ` -H "authorization: Bearer $TOKEN"` : '';
     opts.log('');
     opts.log(`serving the HTTP API on ${url}  (Ctrl-C to stop)`);
-    if (first) opts.log(`  curl -s ${url}/get-online-features -H 'content-type: application/json' -d '${JSON.stringify(first)}'`);
+    if (first) opts.log(`  curl -s ${url}/get-online-features${bearer} -H 'content-type: application/json' -d '${JSON.stringify(first)}'`);
     if (first && offline) {
       const key = Object.keys(first.entities)[0]!;
       const spine = { features: first.features.slice(0, 2), spine: [{ [key]: first.entities[key]![0], ts: stats.watermarkMs === null ? 0 : stats.watermarkMs + 1, label: 1 }] };
-      opts.log(`  curl -s ${url}/datasets/historical -H 'content-type: application/json' -d '${JSON.stringify(spine)}'`);
+      opts.log(`  curl -s ${url}/datasets/historical${bearer} -H 'content-type: application/json' -d '${JSON.stringify(spine)}'`);
     }
     if (monitor) {
-      opts.log(`  curl -s '${url}/monitor/drift?feature=delay&slice=origin%3DORD&window=7d&limit=5'`);
-      opts.log(`  curl -s '${url}/alerts?status=firing'`);
+      opts.log(`  curl -s${bearer} '${url}/monitor/drift?feature=delay&slice=origin%3DORD&window=7d&limit=5'`);
+      opts.log(`  curl -s${bearer} '${url}/alerts?status=firing'`);
     }
   }
   return { compiled, store, service, replay, stats, sample, verification, offline, offlineSample, monitor, server, url };

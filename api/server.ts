@@ -1,12 +1,20 @@
-// The HTTP server: fastify with the zod type provider; one plugin per API area.
+// The HTTP server: fastify with the zod type provider; one plugin per API area. Security is opt-in
+// per flag (tokens or JWTs, CORS, headers, a rate limit); every route declares the scope it needs
+// (api/auth.ts) and the limits come from one table (api/limits.ts).
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { TidemarkError } from '../definitions/index.js';
 import type { OfflineStore } from '../offline/index.js';
 import type { OnlineFeatureService, RegistryHistoryEntry } from '../online/index.js';
 import { datasetRoutes } from './dataset-routes.js';
 import { monitorRoutes } from './monitor-routes.js';
-import { errorResponses, registerErrorHandling } from './errors.js';
+import { declareRouteScopes, requireTokens, type AuthConfig } from './auth.js';
+import { errorResponses, frameworkErrorReply, registerErrorHandling } from './errors.js';
+import { LIMIT_FLAGS, resolveLimits, type ApiLimits } from './limits.js';
 import { registerOpenApi } from './openapi.js';
 import { onlineRoutes } from './online-routes.js';
 
@@ -34,17 +42,49 @@ export interface ServerOptions {
   registryHistory?: () => Promise<RegistryHistoryEntry[]>;
   /** Called for every route declared on the server, before the first (the OpenAPI test lists them). */
   onRoute?: (route: RouteOptions) => void;
+  /** Tokens and scopes; absent or null: every route is open. */
+  auth?: AuthConfig | null;
+  /** Defaults: DEFAULT_LIMITS. */
+  limits?: Partial<ApiLimits>;
+  /** Origins allowed to call the API from a browser; absent or empty: no CORS headers. */
+  corsOrigins?: readonly string[];
+  /** Send helmet's security headers (CSP, HSTS, nosniff, frame options, ...). */
+  securityHeaders?: boolean;
 }
 
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: opts.logger ?? false }).withTypeProvider<ZodTypeProvider>();
+  const limits = resolveLimits(opts.limits);
+  const app = Fastify({ logger: opts.logger ?? false, requestTimeout: limits.requestTimeoutMs, frameworkErrors: frameworkErrorReply }).withTypeProvider<ZodTypeProvider>();
   if (opts.onRoute) app.addHook('onRoute', opts.onRoute);
   app.setValidatorCompiler(validatorCompiler);
   // Feast's documented curl examples send JSON without a JSON content type: accept it anyway.
   app.addContentTypeParser(['application/x-www-form-urlencoded', 'text/plain'], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'ignore'));
   registerErrorHandling(app);
+  declareRouteScopes(app);
   // Before any route: the OpenAPI document lists the routes declared after it.
   await registerOpenApi(app);
+  if (opts.corsOrigins && opts.corsOrigins.length > 0) {
+    // strictPreflight off: a malformed preflight gets an empty 204 rather than the plugin's uncoded
+    // text 400 (every 4xx of the API carries a code); browsers never send one.
+    await app.register(cors, { origin: [...opts.corsOrigins], strictPreflight: false, allowedHeaders: ['authorization', 'content-type', 'accept'], exposedHeaders: ['x-tidemark-read-time', 'x-tidemark-rows', 'x-tidemark-columns'], maxAge: 600 });
+  }
+  if (opts.securityHeaders) await app.register(helmet);
+  requireTokens(app, opts.auth ?? null);
+  if (limits.requestsPerMinute > 0) {
+    // Its hooks are route-level, so they run after the token check and can count per token.
+    await app.register(rateLimit, {
+      max: limits.requestsPerMinute,
+      timeWindow: 60_000,
+      keyGenerator: (request) => (request.tokenName === null ? `address ${request.ip}` : `token ${request.tokenName}`),
+      errorResponseBuilder: (request, context) =>
+        new TidemarkError('TM_LIMIT_RATE', `more than ${context.max} requests per minute from ${request.tokenName === null ? `address ${request.ip}` : `token ${request.tokenName}`} (requestsPerMinute); retry after ${context.after}, or the server's operator can raise it with ${LIMIT_FLAGS.requestsPerMinute.flag}`, {
+          limit: 'requestsPerMinute',
+          max: context.max,
+          retryAfterMs: context.ttl,
+          flag: LIMIT_FLAGS.requestsPerMinute.flag,
+        }),
+    });
+  }
 
   const healthSchema = {
     tags: ['health'],
@@ -75,10 +115,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     };
     return reply.status(report.status === 'ok' ? 200 : 503).send(report);
   });
-  await app.register(onlineRoutes, { service: opts.service, ...(opts.registryHistory ? { registryHistory: opts.registryHistory } : {}) });
+  await app.register(onlineRoutes, { service: opts.service, limits, ...(opts.registryHistory ? { registryHistory: opts.registryHistory } : {}) });
   if (opts.offline) {
-    await app.register(datasetRoutes, { offline: opts.offline });
-    await app.register(monitorRoutes, { offline: opts.offline });
+    await app.register(datasetRoutes, { offline: opts.offline, limits });
+    await app.register(monitorRoutes, { offline: opts.offline, limits });
   }
   return app;
 }

@@ -73,6 +73,11 @@ export type ErrorCode =
   | 'TM_ALERT_DELIVERY_FAILED'
   // HTTP (api/, the materializer's server)
   | 'TM_PUSH_UNAVAILABLE'
+  | 'TM_AUTH_REQUIRED'
+  | 'TM_AUTH_FORBIDDEN'
+  | 'TM_AUTH_BAD_CONFIG'
+  | 'TM_LIMIT_EXCEEDED'
+  | 'TM_LIMIT_RATE'
   | 'TM_NOT_FOUND'
   | 'TM_INTERNAL';
 

@@ -2,15 +2,18 @@
 // source's topic (Kafka mode, a private librdkafka mock cluster) or applied to the in-memory store
 // (embedded mode), an answer per event. Then the two stream commands together, as users run them:
 // `tidemark serve --kafka-brokers` takes pushes, `tidemark materialize` materializes them into
-// Redis, and `tidemark serve --clock watermark` reads them back.
-import { randomUUID } from 'node:crypto';
+// Redis, and `tidemark serve --clock watermark` reads them back. With tokens, the pushing token's
+// name travels with each record and onto its dead letter.
+import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Partitioners, type Producer } from 'kafkajs';
 import { compileOrThrow } from '../../definitions/index.js';
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
 import { buildServer } from '../../api/index.js';
-import { pushRoutes } from '../../api/push-routes.js';
-import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
+import { parseAuthTokens } from '../../api/auth.js';
+import { pushRoutes, TOKEN_HEADER } from '../../api/push-routes.js';
+import { Materializer } from '../../ingest/index.js';
+import { createRedisClient, MemoryOnlineStore, OnlineFeatureService, RedisOnlineStore } from '../../online/index.js';
 import { startMockKafka } from '../support/kafka.js';
 import { testRedisUrl } from '../support/redis.js';
 import { kafkaClient, readTopic, runCli, until, type CliChild } from './support.js';
@@ -113,6 +116,43 @@ describe('POST /push/:source', () => {
       expect(read.json().results.slice(1).map((r: { values: unknown[] }) => r.values[0])).toEqual([2, 15]);
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe('pushes with tokens', () => {
+  it('each record carries the tidemark-token header, and the materializer keeps it on the dead letter', async () => {
+    // A serve clock a year ahead lets an event six months ahead pass the push's future-skew check;
+    // the materializer, on the real clock, dead-letters it (TM_EVENT_FUTURE) with the record's headers.
+    const cluster = await startMockKafka({ brokers: 1 });
+    const kafka = kafkaClient(cluster.brokers);
+    const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    const redis = createRedisClient(testRedisUrl());
+    await cluster.createTopic('flights', 1);
+    await producer.connect();
+    const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+    const auth = { tokens: parseAuthTokens(JSON.stringify([{ name: 'pusher', sha256: sha('pusher-secret'), scopes: ['push:flights'] }])), protectMetrics: false };
+    const app = await buildServer({ service: new OnlineFeatureService(compiled.registry, new MemoryOnlineStore(compiled.registry), 'watermark'), auth });
+    await app.register(pushRoutes, { compiled, producer, nowMs: () => Date.now() + 365 * 86_400_000 });
+    const materializer = new Materializer({ compiled, brokers: cluster.brokers, groupId: `auth-${randomUUID().slice(0, 8)}`, store: new RedisOnlineStore(compiled.registry, redis, { prefix: `auth-${randomUUID().slice(0, 8)}` }), sessionTimeoutMs: 10_000, heartbeatIntervalMs: 500 });
+    try {
+      const ahead = { date: Date.now() + 180 * 86_400_000, delay: 1, distance: 300, origin: 'SFO', destination: 'LAX' };
+      expect((await app.inject({ method: 'POST', url: '/push/flights', payload: { events: [ahead] } })).statusCode).toBe(401);
+      const res = await app.inject({ method: 'POST', url: '/push/flights', headers: { authorization: 'Bearer pusher-secret' }, payload: { events: [ahead] } });
+      expect(res.json()).toMatchObject({ accepted: 1, rejected: 0 });
+      const [record] = await readTopic(kafka, 'flights', 1);
+      expect(record!.headers).toEqual({ [TOKEN_HEADER]: 'pusher' });
+
+      await materializer.start();
+      await until(() => materializer.stats().badEvents >= 1, 'the record to be dead-lettered');
+      const [dead] = await readTopic(kafka, 'flights.dlq', 1);
+      expect(dead!.headers).toMatchObject({ [TOKEN_HEADER]: 'pusher', source: 'flights', code: 'TM_EVENT_FUTURE', field: 'date' });
+    } finally {
+      await materializer.stop();
+      await app.close();
+      await producer.disconnect();
+      await redis.quit();
+      await cluster.stop();
     }
   });
 });

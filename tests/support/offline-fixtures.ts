@@ -9,6 +9,7 @@ import { OfflineStore } from '../../offline/index.js';
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
 import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
 import { EventDecoder, readParquetBatches } from '../../ingest/index.js';
+import { ensureMetricsTable, writeMetrics } from '../../monitor/index.js';
 
 export interface FlightFiles {
   compiled: CompiledDefinitions;
@@ -83,5 +84,33 @@ export function offlineStoreWith(
     },
     store: () => store!,
     dir: () => dir,
+  };
+}
+
+/** Drift rows of the monitor flight_delays (feature delay; slices all, origin=ORD, origin=SFO; the last one drifted). */
+export const DRIFT_SLICES = ['all', 'origin=ORD', 'origin=SFO'];
+
+/**
+ * For the API suites: a chDB store in a new temporary folder holding the first `limit` flights and
+ * one drift row per DRIFT_SLICES entry, so every offline route has something to read.
+ */
+export async function flightsStoreWithMetrics(prefix: string, limit: number): Promise<{ dir: string; files: FlightFiles; offline: OfflineStore; close(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const files = await writeFlightFiles(dir, limit);
+  const offline = await OfflineStore.open(files.compiled, { dataDir: dir });
+  await offline.loadEvents('flights', files.ndjson);
+  await ensureMetricsTable(offline.executor);
+  await writeMetrics(offline.executor, DRIFT_SLICES.map((slice, i) => ({
+    monitor: 'flight_delays', version: 'v1', metric: 'drift', feature: 'delay', slice, window_ms: 604_800_000, window_end: files.maxTs - i * 3_600_000,
+    value: 0.1 * i, n_ref: 100, n_cur: 100, ks: 0.1, ks_error_bound: 0.01, p_value: 0.5, q_value: 0.5, drift: i === 2, detail: '{}',
+  })));
+  return {
+    dir,
+    files,
+    offline,
+    async close() {
+      await offline.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
