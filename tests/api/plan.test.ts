@@ -95,7 +95,7 @@ describe('tidemark plan against Redis', () => {
     const clicks = stdout.slice(stdout.indexOf('view user_clicks'), stdout.indexOf('view user_last'));
     expect(clicks).toContain('needs bootstrap: yes');
     expect(clicks).toContain('2h windows (clicks_1h) would be empty at first and incomplete for 2h');
-    expect(clicks).toMatch(/serving meanwhile: the current version \(registry [0-9a-f]{16}\) keeps serving user_clicks/);
+    expect(clicks).toMatch(/serving meanwhile: servers of the current definitions \(registry [0-9a-f]{16}\) keep serving the current version of user_clicks/);
     const amounts = stdout.slice(stdout.indexOf('view user_amounts'), stdout.indexOf('view user_clicks'));
     expect(amounts).toContain('needs bootstrap: yes');
     expect(amounts).toContain('7d windows (amount_mean_7d)');
