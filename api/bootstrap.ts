@@ -121,8 +121,21 @@ async function nextKeys(executor: OfflineExecutor, registry: Registry, view: Vie
   return rows.map((r) => view.keyFields.map((_, i) => r[`k${i}`]!));
 }
 
+/**
+ * Which rows a view's tiles need, in time: those inside the view's retention before `latestMs`
+ * (the latest event time the bootstrap takes; older tiles would be trimmed anyway), and, for a view
+ * with a latest-value group (`last` without a window), each key's rows at its latest event time.
+ * Null: every row (a latest-value group holding anything but `last`).
+ */
+function timeFilter(view: ViewPlan, latestMs: number | null): { horizonMs: number; latestPerKey: boolean } | null {
+  if (latestMs === null) return null;
+  const latest = view.features.filter((f) => f.windowMs === null);
+  if (latest.some((f) => f.agg !== 'last')) return null;
+  return { horizonMs: latestMs - view.retentionMs, latestPerKey: latest.length > 0 };
+}
+
 /** The events of keys in (after, last] as decoded events of the view's source. */
-async function eventsOfKeys(executor: OfflineExecutor, registry: Registry, view: ViewPlan, sel: RowSelection, after: string | null, last: string[]): Promise<DecodedEvent[]> {
+async function eventsOfKeys(executor: OfflineExecutor, registry: Registry, view: ViewPlan, sel: RowSelection, after: string | null, last: string[], time: { horizonMs: number; latestPerKey: boolean } | null): Promise<DecodedEvent[]> {
   const source = registry.sources.find((s) => s.name === view.source)!;
   const cols = keyColumns(registry, view);
   const tuple = `tuple(${cols.join(', ')})`;
@@ -132,9 +145,16 @@ async function eventsOfKeys(executor: OfflineExecutor, registry: Registry, view:
   afterValues?.forEach((v, i) => (params[`a${i}`] = v));
   last.forEach((v, i) => (params[`z${i}`] = v));
   const afterCond = afterValues === null ? '' : ` AND ${tuple} > tuple(${afterValues.map((_, i) => `{a${i}:String}`).join(', ')})`;
+  const keyRange = `${rowFilter(sel)}${afterCond} AND ${tuple} <= tuple(${last.map((_, i) => `{z${i}:String}`).join(', ')})`;
+  let timeCond = '';
+  if (time !== null) {
+    params.horizon = time.horizonMs;
+    const latest = time.latestPerKey ? ` OR (${cols.join(', ')}, __ts) IN (SELECT ${cols.join(', ')}, max(__ts) FROM ${ident(eventTable(view.source))} WHERE ${keyRange} GROUP BY ${cols.join(', ')})` : '';
+    timeCond = ` AND (__ts >= {horizon:Int64}${latest})`;
+  }
   const rows = await executor.rows<Record<string, unknown>>(
     `SELECT __ts, ${cols.map((c, i) => `${c} AS k${i}`).join(', ')}${fields.map((f, i) => `, ${ident(f)} AS v${i}`).join('')} FROM ${ident(eventTable(view.source))}
-     WHERE ${rowFilter(sel)}${afterCond} AND ${tuple} <= tuple(${last.map((_, i) => `{z${i}:String}`).join(', ')})
+     WHERE ${keyRange}${timeCond}
      ORDER BY __ts, __load, __offset`,
     params,
   );
@@ -165,6 +185,11 @@ async function countKeys(executor: OfflineExecutor, registry: Registry, view: Vi
   const cols = keyColumns(registry, view);
   const [row] = await executor.rows<{ n: number | string }>(`SELECT count() AS n FROM (SELECT DISTINCT ${cols.join(', ')} FROM ${ident(eventTable(view.source))} WHERE ${rowFilter(sel)})`, rowParams(sel));
   return Number(row?.n ?? 0);
+}
+
+async function latestTakenMs(executor: OfflineExecutor, view: ViewPlan, sel: RowSelection): Promise<number | null> {
+  const [row] = await executor.rows<{ t: number | string | null }>(`SELECT if(count() = 0, NULL, max(__ts)) AS t FROM ${ident(eventTable(view.source))} WHERE ${rowFilter(sel)}`, rowParams(sel));
+  return row?.t === null || row?.t === undefined ? null : Number(row.t);
 }
 
 async function fileRowsLeftOut(executor: OfflineExecutor, view: ViewPlan, cut: number | null): Promise<number> {
@@ -232,6 +257,11 @@ export async function bootstrapView(view: ViewPlan, target: BootstrapTarget, o: 
   const sel = selectionOf(source.topic, progress, source.name);
   const fences = Object.entries(progress.offsets[source.name] ?? {}).map(([p, offset]) => ({ source: source.name, partition: Number(p), offset, appliedThrough: -1 }));
   const total = hasTable ? await countKeys(o.executor, o.registry, view, sel) : 0;
+  const latestMs = hasTable ? await latestTakenMs(o.executor, view, sel) : null;
+  const time = timeFilter(view, latestMs);
+  // The store's watermark moves to the latest event first, so that tiles behind the retention
+  // horizon are skipped, not written and trimmed later (the stream path never keeps them either).
+  if (latestMs !== null) await target.store.apply({ keys: [], eventCount: 0, maxEventTimeMs: latestMs });
   const builder = new TileBatchBuilder(singleViewRegistry(o.registry, view));
   const batchKeys = o.batchKeys ?? 2_000;
   o.onProgress?.(view.name, progress.keys, total);
@@ -239,7 +269,7 @@ export async function bootstrapView(view: ViewPlan, target: BootstrapTarget, o: 
     const keys = await nextKeys(o.executor, o.registry, view, sel, progress.checkpoint, batchKeys);
     if (keys.length === 0) break;
     const ids = keys.map((k) => entityKeyId(k));
-    const events = await eventsOfKeys(o.executor, o.registry, view, sel, progress.checkpoint, keys[keys.length - 1]!);
+    const events = await eventsOfKeys(o.executor, o.registry, view, sel, progress.checkpoint, keys[keys.length - 1]!, time);
     const batch = batchFor(builder, view, ids, events);
     if (target.kind === 'redis') {
       await target.store.deleteKeys(view.name, ids);

@@ -138,14 +138,15 @@ export function buildCli(): Command {
     .option('--clickhouse-url <url>', 'ClickHouse server HTTP URL for the offline store (default: $CLICKHOUSE_URL, else chDB in --data-dir)', process.env.CLICKHOUSE_URL)
     .option('--no-offline', 'skip loading the file into the offline store')
     .option('--no-monitor', 'skip the drift monitor replay over February to June')
+    .option('--replay', 'replay the file even when the offline store holds it already (default: rebuild the online store from the offline store then)')
     .option('--no-serve', 'print the summary and exit instead of serving')
     .option('--no-progress', 'no progress bar')
     .option('--verify', 'keep the events and check every key of every view against the reference implementation'))
-    .action(async (opts: { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; clickhouseUrl?: string; offline: boolean; monitor: boolean; serve: boolean; progress: boolean; verify?: boolean }) => {
+    .action(async (opts: { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; clickhouseUrl?: string; offline: boolean; monitor: boolean; serve: boolean; progress: boolean; verify?: boolean; replay?: boolean }) => {
       // Read before the replay, so that a bad token file fails in a second, not after minutes.
       const security = serverSecurity(opts);
       if (opts.serve) warnIfOpen(opts.host, security);
-      const result = await runQuickstart({ ...opts, security, progress: opts.progress && process.stderr.isTTY === true, log: (line) => console.log(line) });
+      const result = await runQuickstart({ ...opts, rebuild: opts.replay !== true, security, progress: opts.progress && process.stderr.isTTY === true, log: (line) => console.log(line) });
       if (result.verification && result.verification.mismatches.length > 0) process.exitCode = 1;
       if (!result.server) await result.offline?.close();
       if (result.server) {

@@ -17,6 +17,7 @@ import { DeadLetterFile, parquetRowCount, replayParquetFile, type BadEvent, type
 import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, type OnlineFeaturesResponse, type StoreStats } from '../online/index.js';
 import { EventLoad, OfflineStore } from '../offline/index.js';
 import { buildServer, type ServerOptions } from './server.js';
+import { bootstrapView } from './bootstrap.js';
 import { runQuickstartMonitor, type QuickstartMonitorResult } from './quickstart-monitor.js';
 
 export interface QuickstartOptions {
@@ -35,6 +36,8 @@ export interface QuickstartOptions {
   /** A ClickHouse server for the offline store; absent: chDB in dataDir. */
   clickhouseUrl?: string;
   dataDir: string;
+  /** When the offline store already holds the file, rebuild the online store from it rather than replay the file (default true). */
+  rebuild?: boolean;
   /** After the offline load, replay the flights monitor over Feb-Jun against January (default true). */
   monitor?: boolean;
   log: (line: string) => void;
@@ -84,14 +87,24 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
       if (offlineLoad instanceof EventLoad) await offlineLoad.add(events, bad, rows);
     },
   };
-  const replay = await replayParquetFile(compiled, opts.file, { apply: (batch) => store.applySync(batch) }, opts.limit === undefined ? replayOpts : { ...replayOpts, limit: opts.limit });
-  bar?.stop();
+  // An offline store that already holds the whole file rebuilds the online store (tidemark
+  // bootstrap's code, no Parquet decoding) unless --replay asks for the replay; --verify and
+  // --limit need the replayed events.
+  const rebuild = offlineLoad !== null && !(offlineLoad instanceof EventLoad) && opts.rebuild !== false && !opts.verify;
+  let replay: ReplayStats;
+  if (rebuild) {
+    bar?.stop();
+    replay = await rebuildFromOffline(compiled, offline!, store, opts.log);
+  } else {
+    replay = await replayParquetFile(compiled, opts.file, { apply: (batch) => store.applySync(batch) }, opts.limit === undefined ? replayOpts : { ...replayOpts, limit: opts.limit });
+    bar?.stop();
+  }
 
   const service = new OnlineFeatureService(registry, store, 'watermark');
   const stats = await store.stats();
   const featureValues = registry.views.reduce((n, v) => n + (stats.keys[v.name] ?? 0) * v.features.length, 0);
   opts.log('');
-  opts.log(`replayed ${replay.events.toLocaleString('en-US')} events in ${replay.seconds.toFixed(2)} s: ${Math.round(replay.events / replay.seconds).toLocaleString('en-US')} events/s`);
+  opts.log(`${rebuild ? 'rebuilt from the offline store' : 'replayed'} ${replay.events.toLocaleString('en-US')} events in ${replay.seconds.toFixed(2)} s: ${Math.round(replay.events / replay.seconds).toLocaleString('en-US')} events/s${rebuild ? ' (tidemark quickstart --replay replays the file instead)' : ''}`);
   opts.log(`bad events: ${replay.badEvents}${replay.badEvents > 0 ? ` (dead letters in ${deadLetters.dir})` : ''}; late (event, tile group) updates kept out of the online store: ${replay.lateTileEvents}`);
   opts.log(`watermark: ${stats.watermarkMs === null ? 'none' : new Date(stats.watermarkMs).toISOString()} (reads use the watermark clock: watermark + 1 ms)`);
   for (const v of registry.views) {
@@ -140,6 +153,21 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     }
   }
   return { compiled, store, service, replay, stats, sample, verification, offline, offlineSample, monitor, server, url };
+}
+
+/**
+ * Build the in-memory store from the offline store's events with the bootstrap's code (every view,
+ * keys in batches), in place of a replay of the file: the reads are the same, the file is not decoded.
+ */
+async function rebuildFromOffline(compiled: CompiledDefinitions, offline: OfflineStore, store: MemoryOnlineStore, log: (line: string) => void): Promise<ReplayStats> {
+  const started = performance.now();
+  log('the offline store holds this file: rebuilding the online store from it (tidemark bootstrap)');
+  let events = 0;
+  for (const view of compiled.registry.views) {
+    const report = await bootstrapView(view, { kind: 'memory', store }, { executor: offline.executor, registry: compiled.registry, batchKeys: 20_000 });
+    events = Math.max(events, report.events);
+  }
+  return { rows: events, events, badEvents: 0, lateTileEvents: 0, seconds: (performance.now() - started) / 1000 };
 }
 
 /** A read of the first view's features for up to two of its busiest-looking keys (ORD and SFO on the flights). */
