@@ -14,7 +14,10 @@
 //  5. monitor (bench/monitor-worker.ts): one full drift evaluation of the flights monitor (10
 //     features x every origin airport, January reference, one window over February to June) next to
 //     a chDB scan of the same rows; and the weekly replay npm start runs. Time and peak RSS.
-// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor
+//  6. bootstrap (bench/bootstrap-worker.ts): tidemark bootstrap of the flights views from chDB into
+//     Redis next to replaying the same events into Redis; npm start's rebuild from chDB next to its
+//     Parquet replay.
+// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor|bootstrap
 // runs one section.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -50,6 +53,38 @@ if (!only || only === 'reads') await readsSection();
 if (!only || only === 'offline') await offlineSection();
 if (!only || only === 'stream') await streamSection({ runWorker, fmt, saturationMs: SATURATION_MS, latencyMs: LATENCY_MS });
 if (!only || only === 'monitor') await monitorSection();
+if (!only || only === 'bootstrap') await bootstrapSection();
+
+async function bootstrapSection(): Promise<void> {
+  console.log('');
+  console.log('## Bootstrap: the three flights views built from the offline store (chDB) next to replaying the same events');
+  const dir = mkdtempSync(join(tmpdir(), 'tidemark-bench-bootstrap-'));
+  const stops: (() => Promise<void>)[] = [];
+  let redisUrl = process.env.REDIS_URL;
+  if (!redisUrl) {
+    const redis = await startRedisServer();
+    stops.push(() => redis.stop());
+    redisUrl = redis.url;
+  }
+  const worker = (args: string[]): Promise<Record<string, number>> => runWorker(['bench/bootstrap-worker.ts', ...args]);
+  try {
+    const load = await worker(['load', dir]);
+    const replayRedis = await worker(['redis-replay', redisUrl]);
+    const bootRedis = await worker(['redis-bootstrap', dir, redisUrl]);
+    const replayMemory = await worker(['memory-replay']);
+    const rebuildMemory = await worker(['memory-rebuild', dir]);
+    console.log('| measure | seconds | keys/s | tiles/s | peak RSS | note |');
+    console.log('|---|---:|---:|---:|---:|---|');
+    console.log(`| baseline: replay flights-3m.parquet through the materializer core into Redis | ${fmt(replayRedis.seconds!, 2)} | | | ${fmt(replayRedis.peakRssMb!)} MB | ${fmt(replayRedis.events!)} events, ${fmt(replayRedis.keys!)} keys |`);
+    console.log(`| tidemark bootstrap from chDB into Redis | ${fmt(bootRedis.seconds!, 2)} | ${fmt(bootRedis.keys! / bootRedis.seconds!)} | ${fmt(bootRedis.tiles! / bootRedis.seconds!)} | ${fmt(bootRedis.peakRssMb!)} MB | ${fmt(bootRedis.keys!)} keys, ${fmt(bootRedis.tiles!)} tiles from ${fmt(bootRedis.events!)} rows inside retention; ${fmt(replayRedis.seconds! / bootRedis.seconds!, 1)}x the replay |`);
+    console.log(`| baseline: npm start's replay of the Parquet file (in-memory store) | ${fmt(replayMemory.seconds!, 2)} | | | ${fmt(replayMemory.peakRssMb!)} MB | |`);
+    console.log(`| npm start's rebuild from chDB (in-memory store) | ${fmt(rebuildMemory.seconds!, 2)} | ${fmt(rebuildMemory.keys! / rebuildMemory.seconds!)} | ${fmt(rebuildMemory.tiles! / rebuildMemory.seconds!)} | ${fmt(rebuildMemory.peakRssMb!)} MB | ${fmt(replayMemory.seconds! / rebuildMemory.seconds!, 1)}x the replay |`);
+    console.log(`(chDB load of the file first: ${fmt(load.seconds!, 1)} s for ${fmt(load.events!)} events)`);
+  } finally {
+    for (const stop of stops) await stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 async function monitorSection(): Promise<void> {
   console.log('');
