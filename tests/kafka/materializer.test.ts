@@ -48,27 +48,43 @@ describe('Kafka materializer into Redis (librdkafka mock cluster, redis-server)'
     await produce(producer, 'flights', values, PARTITIONS);
     await producer.disconnect();
 
-    const groupId = `e2e-${randomUUID().slice(0, 8)}`;
-    const store = new RedisOnlineStore(compiled.registry, redis, { prefix: `e2e-${randomUUID().slice(0, 8)}` });
-    const members = [0, 1].map(
-      (m) =>
-        new Materializer({
-          compiled,
-          brokers: mock.brokers,
-          groupId,
-          clientId: `e2e-member-${m}`,
-          store,
-          storeReady: () => redis.status === 'ready',
-          sessionTimeoutMs: 10_000,
-          heartbeatIntervalMs: 500,
-          processMetrics: m === 0,
-        }),
-    );
+    // The mock's groups: members must join together, and a follower whose SyncGroup reaches the
+    // mock after the leader's never joins (ARCHITECTURE.md); under load that window is sometimes
+    // missed. Then both are stopped and the group is started again under a fresh group id and
+    // Redis prefix (up to three times). Real Kafka has no such limit.
+    let groupId = '';
+    let store!: RedisOnlineStore;
+    let members: Materializer[] = [];
+    for (let attempt = 0; ; attempt++) {
+      groupId = `e2e-${randomUUID().slice(0, 8)}`;
+      store = new RedisOnlineStore(compiled.registry, redis, { prefix: `e2e-${randomUUID().slice(0, 8)}` });
+      members = [0, 1].map(
+        (m) =>
+          new Materializer({
+            compiled,
+            brokers: mock.brokers,
+            groupId,
+            clientId: `e2e-member-${m}`,
+            store,
+            storeReady: () => redis.status === 'ready',
+            sessionTimeoutMs: 10_000,
+            heartbeatIntervalMs: 500,
+            processMetrics: m === 0,
+          }),
+      );
+      await Promise.all(members.map((m) => m.start()));
+      const joined = await until(() => members.every((m) => m.health().status === 'ok'), 'both members to join and report ok', 20_000).then(
+        () => true,
+        (e: unknown) => {
+          if (attempt === 2) throw e;
+          return false;
+        },
+      );
+      if (joined) break;
+      await Promise.all(members.map((m) => m.stop()));
+    }
     const server = await buildMaterializerServer(members[0]!);
     try {
-      // Started together, as the mock's consumer groups need.
-      await Promise.all(members.map((m) => m.start()));
-      await until(() => members.every((m) => m.health().status === 'ok'), 'both members to join and report ok');
       const total = () => members.reduce((n, m) => n + m.stats().events + m.stats().badEvents, 0);
       await until(() => total() >= values.length, `all ${values.length} records`);
       await until(async () => (await committedTotal(kafka, groupId, 'flights')) >= values.length, 'every offset committed');
@@ -134,7 +150,7 @@ describe('Kafka materializer into Redis (librdkafka mock cluster, redis-server)'
       await server.close();
       await Promise.all(members.map((m) => m.stop()));
     }
-  });
+  }, 150_000);
 
   it('a store that cannot take these definitions (another layout under the prefix) fails the materializer for good, with the code', async () => {
     await mock.createTopic('layout', 1);
