@@ -44,6 +44,14 @@ function runWorker(args: string[]): Promise<Record<string, number>> {
   });
 }
 
+/** Redis: REDIS_URL, else a redis-server started here as `npm test` starts it (its stop joins `stops`). */
+async function benchRedisUrl(stops: (() => Promise<void>)[]): Promise<string> {
+  if (process.env.REDIS_URL) return process.env.REDIS_URL;
+  const redis = await startRedisServer();
+  stops.push(() => redis.stop());
+  return redis.url;
+}
+
 const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 console.log(`tidemark bench, ${new Date().toISOString().slice(0, 10)}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${fmt(totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
@@ -60,12 +68,7 @@ async function bootstrapSection(): Promise<void> {
   console.log('## Bootstrap: the three flights views built from the offline store (chDB) next to replaying the same events');
   const dir = mkdtempSync(join(tmpdir(), 'tidemark-bench-bootstrap-'));
   const stops: (() => Promise<void>)[] = [];
-  let redisUrl = process.env.REDIS_URL;
-  if (!redisUrl) {
-    const redis = await startRedisServer();
-    stops.push(() => redis.stop());
-    redisUrl = redis.url;
-  }
+  const redisUrl = await benchRedisUrl(stops);
   const worker = (args: string[]): Promise<Record<string, number>> => runWorker(['bench/bootstrap-worker.ts', ...args]);
   try {
     const load = await worker(['load', dir]);
@@ -135,14 +138,8 @@ console.log(`(${fmt(rows)} rows; median of ${RUNS} runs each, by file-read time 
 async function readsSection(): Promise<void> {
 console.log('');
 console.log('## Online reads: POST /get-online-features, the in-memory store and a Redis store holding the same replayed flights, each served by a process of its own');
-// Redis: REDIS_URL, else a redis-server started here as `npm test` starts it.
 const stops: (() => Promise<void>)[] = [];
-let redisUrl = process.env.REDIS_URL;
-if (!redisUrl) {
-  const redis = await startRedisServer();
-  stops.push(() => redis.stop());
-  redisUrl = redis.url;
-}
+const redisUrl = await benchRedisUrl(stops);
 // The in-memory and the Redis servers in processes of their own (one after the other: each fills its store).
 const servers: ReturnType<typeof spawn>[] = [];
 const startReadServer = <T>(role: string): Promise<T> => {
