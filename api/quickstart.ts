@@ -14,7 +14,7 @@ import {
   valuesAgree,
 } from '../definitions/index.js';
 import { DeadLetterFile, parquetRowCount, replayParquetFile, type BadEvent, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
-import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, type OnlineFeaturesResponse, type StoreStats } from '../online/index.js';
+import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, viewNamespace, type OnlineFeaturesResponse, type RegistryHistoryEntry, type StoreStats } from '../online/index.js';
 import { EventLoad, OfflineStore } from '../offline/index.js';
 import { buildServer, type ServerOptions } from './server.js';
 import { bootstrapView } from './bootstrap.js';
@@ -61,6 +61,7 @@ export interface QuickstartResult {
 }
 
 export async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult> {
+  const startedAtMs = Date.now();
   const { module } = await loadDefinitions(opts.definitions);
   const compiled = compileOrThrow(module);
   const { registry } = compiled;
@@ -134,7 +135,11 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   let server: FastifyInstance | null = null;
   let url: string | null = null;
   if (opts.serve) {
-    server = await buildServer({ service, ...(offline ? { offline } : {}), ...opts.security });
+    // The embedded store is built at every start: its history is this one registry.
+    const history: RegistryHistoryEntry[] = [
+      { version: 1, registryVersion: registry.version, appliedAt: new Date(startedAtMs).toISOString(), definitions: opts.definitions, views: Object.fromEntries(registry.views.map((v) => [v.name, viewNamespace(v)])), changes: [] },
+    ];
+    server = await buildServer({ service, ...(offline ? { offline } : {}), ...opts.security, registryHistory: async () => history });
     url = await server.listen({ port: opts.port, host: opts.host });
     const first = sampleRequestBody(service, store);
     // With tokens, the examples carry one (from $TOKEN: the file holds only hashes).

@@ -43,6 +43,7 @@ beforeAll(async () => {
     auth: { tokens, protectMetrics: false, jwt },
     corsOrigins: ['https://ui.example'],
     securityHeaders: true,
+    registryHistory: async () => [{ version: 1, registryVersion: files.compiled.registry.version, appliedAt: new Date(0).toISOString(), definitions: 'examples/flights', views: {}, changes: [] }],
   });
   await api.register(pushRoutes, { compiled: files.compiled, store });
   await api.ready();

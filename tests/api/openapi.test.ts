@@ -36,7 +36,7 @@ beforeAll(async () => {
   const store = new MemoryOnlineStore(compiled.registry);
   offline = await OfflineStore.open(compiled, { dataDir: dir });
   // Every area of the API: online reads, the offline routes, and the push route (as `tidemark serve` adds it).
-  app = await buildServer({ service: new OnlineFeatureService(compiled.registry, store, 'watermark'), offline, onRoute: (r) => routes.push(r) });
+  app = await buildServer({ service: new OnlineFeatureService(compiled.registry, store, 'watermark'), offline, onRoute: (r) => routes.push(r), registryHistory: async () => [] });
   await app.register(pushRoutes, { compiled, store });
   await app.ready();
   const res = await app.inject({ method: 'GET', url: '/openapi.json' });
@@ -71,7 +71,7 @@ describe('GET /openapi.json', () => {
     // The known API, so a route dropped from the server (or hidden) fails here too.
     const listed = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
     expect(listed.sort()).toEqual(
-      ['GET /alerts', 'GET /healthz', 'GET /monitor/drift', 'GET /monitor/metrics', 'GET /registry', 'POST /datasets/historical', 'POST /get-online-features', 'POST /push/{source}'].sort(),
+      ['GET /alerts', 'GET /healthz', 'GET /monitor/drift', 'GET /monitor/metrics', 'GET /registry', 'GET /registry/history', 'POST /datasets/historical', 'POST /get-online-features', 'POST /push/{source}'].sort(),
     );
   });
 
