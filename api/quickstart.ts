@@ -145,7 +145,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     // With tokens, the examples carry one (from $TOKEN: the file holds only hashes).
     const bearer = opts.security?.auth ? ` -H "authorization: Bearer $TOKEN"` : '';
     opts.log('');
-    opts.log(`serving the HTTP API on ${url}  (Ctrl-C to stop)`);
+    opts.log(`serving the HTTP API on ${url}  (Ctrl-C to stop); its reference: ${url}/docs (OpenAPI: ${url}/openapi.json)`);
     if (first) opts.log(`  curl -s ${url}/get-online-features${bearer} -H 'content-type: application/json' -d '${JSON.stringify(first)}'`);
     if (first && offline) {
       const key = Object.keys(first.entities)[0]!;
