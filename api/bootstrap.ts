@@ -106,63 +106,65 @@ function keyColumns(registry: Registry, view: ViewPlan): string[] {
   return view.keyFields.map((f) => (source.fields[f]?.kind === 'string' ? `ifNull(${ident(f)}, '')` : ident(keyColumn(f))));
 }
 
-/** The keys of `view` after `after` (an entity key id) in ascending order, at most `limit`. */
-async function nextKeys(executor: OfflineExecutor, registry: Registry, view: ViewPlan, sel: RowSelection, after: string | null, limit: number): Promise<string[][]> {
-  const cols = keyColumns(registry, view);
-  const tuple = `tuple(${cols.join(', ')})`;
-  const afterValues = after === null ? null : entityKeyValues(after, view.keyFields.length);
-  const afterCond = afterValues === null ? '' : ` AND ${tuple} > tuple(${afterValues.map((_, i) => `{a${i}:String}`).join(', ')})`;
-  const params: Record<string, unknown> = { ...rowParams(sel), limit };
-  afterValues?.forEach((v, i) => (params[`a${i}`] = v));
-  const rows = await executor.rows<Record<string, string>>(
-    `SELECT DISTINCT ${cols.map((c, i) => `${c} AS k${i}`).join(', ')} FROM ${ident(eventTable(view.source))} WHERE ${rowFilter(sel)}${afterCond} ORDER BY ${view.keyFields.map((_, i) => `k${i}`).join(', ')} LIMIT {limit:UInt64}`,
-    params,
-  );
-  return rows.map((r) => view.keyFields.map((_, i) => r[`k${i}`]!));
+/**
+ * Which rows a view's tiles need, in time: those inside the view's retention before `latestMs`
+ * (the latest event time the bootstrap takes; older tiles would be trimmed anyway), and each key's
+ * rows at its latest event time: they carry a `last` without a window, and they make every key
+ * exist, as on the stream path (a key whose tiles are all behind the horizon is still seen; the
+ * store skips those tiles as late). Null: every row (a latest-value group holding anything but `last`).
+ */
+function timeFilter(view: ViewPlan, latestMs: number | null): { horizonMs: number } | null {
+  if (latestMs === null) return null;
+  if (view.features.some((f) => f.windowMs === null && f.agg !== 'last')) return null;
+  return { horizonMs: latestMs - view.retentionMs };
 }
 
 /**
- * Which rows a view's tiles need, in time: those inside the view's retention before `latestMs`
- * (the latest event time the bootstrap takes; older tiles would be trimmed anyway), and, for a view
- * with a latest-value group (`last` without a window), each key's rows at its latest event time.
- * Null: every row (a latest-value group holding anything but `last`).
+ * The view's events of the keys after `after` (an entity key id), in one query ordered by key,
+ * then event time: yielded a key at a time with its events, so a batch never splits a key and
+ * memory holds one batch. One pass over the table however many keys there are.
  */
-function timeFilter(view: ViewPlan, latestMs: number | null): { horizonMs: number; latestPerKey: boolean } | null {
-  if (latestMs === null) return null;
-  const latest = view.features.filter((f) => f.windowMs === null);
-  if (latest.some((f) => f.agg !== 'last')) return null;
-  return { horizonMs: latestMs - view.retentionMs, latestPerKey: latest.length > 0 };
-}
-
-/** The events of keys in (after, last] as decoded events of the view's source. */
-async function eventsOfKeys(executor: OfflineExecutor, registry: Registry, view: ViewPlan, sel: RowSelection, after: string | null, last: string[], time: { horizonMs: number; latestPerKey: boolean } | null): Promise<DecodedEvent[]> {
+async function* eventsByKey(executor: OfflineExecutor, registry: Registry, view: ViewPlan, sel: RowSelection, after: string | null, time: { horizonMs: number } | null): AsyncGenerator<{ key: string; events: DecodedEvent[] }> {
   const source = registry.sources.find((s) => s.name === view.source)!;
   const cols = keyColumns(registry, view);
+  const table = ident(eventTable(view.source));
   const tuple = `tuple(${cols.join(', ')})`;
   const fields = [...new Set(view.features.map((f) => f.field).filter((f): f is string => f !== null))];
   const params: Record<string, unknown> = rowParams(sel);
   const afterValues = after === null ? null : entityKeyValues(after, view.keyFields.length);
   afterValues?.forEach((v, i) => (params[`a${i}`] = v));
-  last.forEach((v, i) => (params[`z${i}`] = v));
-  const afterCond = afterValues === null ? '' : ` AND ${tuple} > tuple(${afterValues.map((_, i) => `{a${i}:String}`).join(', ')})`;
-  const keyRange = `${rowFilter(sel)}${afterCond} AND ${tuple} <= tuple(${last.map((_, i) => `{z${i}:String}`).join(', ')})`;
+  const keyRange = `${rowFilter(sel)}${afterValues === null ? '' : ` AND ${tuple} > tuple(${afterValues.map((_, i) => `{a${i}:String}`).join(', ')})`}`;
   let timeCond = '';
   if (time !== null) {
     params.horizon = time.horizonMs;
-    const latest = time.latestPerKey ? ` OR (${cols.join(', ')}, __ts) IN (SELECT ${cols.join(', ')}, max(__ts) FROM ${ident(eventTable(view.source))} WHERE ${keyRange} GROUP BY ${cols.join(', ')})` : '';
-    timeCond = ` AND (__ts >= {horizon:Int64}${latest})`;
+    timeCond = ` AND (__ts >= {horizon:Int64} OR (${cols.join(', ')}, __ts) IN (SELECT ${cols.join(', ')}, max(__ts) FROM ${table} WHERE ${keyRange} GROUP BY ${cols.join(', ')}))`;
   }
-  const rows = await executor.rows<Record<string, unknown>>(
-    `SELECT __ts, ${cols.map((c, i) => `${c} AS k${i}`).join(', ')}${fields.map((f, i) => `, ${ident(f)} AS v${i}`).join('')} FROM ${ident(eventTable(view.source))}
+  const sql = `SELECT __ts, ${cols.map((c, i) => `${c} AS k${i}`).join(', ')}${fields.map((f, i) => `, ${ident(f)} AS v${i}`).join('')} FROM ${table}
      WHERE ${keyRange}${timeCond}
-     ORDER BY __ts, __load, __offset`,
-    params,
-  );
-  return rows.map((r) => {
-    const values: Record<string, unknown> = {};
-    fields.forEach((f, i) => (values[f] = typedValue(source.fields[f]?.kind, r[`v${i}`])));
-    return { source: source.name, eventTimeMs: Number(r.__ts), fields: values, viewKeys: [entityKeyId(view.keyFields.map((_, i) => String(r[`k${i}`])))] };
-  });
+     ORDER BY ${cols.map((_, i) => `k${i}`).join(', ')}, __ts, __load, __offset`;
+  let pending = '';
+  let key: string | null = null;
+  let events: DecodedEvent[] = [];
+  for await (const chunk of executor.streamJsonLines(sql, params)) {
+    pending += Buffer.from(chunk).toString('utf8');
+    const lines = pending.split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) {
+      if (line.length === 0) continue;
+      const r = JSON.parse(line) as Record<string, unknown>;
+      const id = entityKeyId(view.keyFields.map((_, i) => String(r[`k${i}`])));
+      if (id !== key) {
+        if (key !== null) yield { key, events };
+        key = id;
+        events = [];
+      }
+      const values: Record<string, unknown> = {};
+      fields.forEach((f, i) => (values[f] = typedValue(source.fields[f]?.kind, r[`v${i}`])));
+      events.push({ source: source.name, eventTimeMs: Number(r.__ts), fields: values, viewKeys: [id] });
+    }
+  }
+  if (pending.trim().length > 0) throw new TidemarkError('TM_BOOTSTRAP_FAILED', `view ${view.name}: the offline store's answer ended mid-row`, { view: view.name });
+  if (key !== null) yield { key, events };
 }
 
 /** A column value as the event decoder gives it (64-bit integers may arrive as text). */
@@ -171,14 +173,6 @@ function typedValue(kind: string | undefined, v: unknown): unknown {
   if (kind === 'number' || kind === 'timestamp') return typeof v === 'number' ? v : Number(v);
   if (kind === 'boolean') return v === true || v === 1 || v === 'true';
   return v;
-}
-
-/** Tile batch of `keys` (entity key ids): keys without events in the rows still get an update, so they exist (as on the stream path). */
-function batchFor(builder: TileBatchBuilder, view: ViewPlan, keys: string[], events: DecodedEvent[]): TileBatch {
-  const batch = builder.build(events);
-  const built = new Set(batch.keys.map((k) => k.entityKey));
-  for (const k of keys) if (!built.has(k)) batch.keys.push({ view: view.name, entityKey: k, tiles: [] });
-  return batch;
 }
 
 async function countKeys(executor: OfflineExecutor, registry: Registry, view: ViewPlan, sel: RowSelection): Promise<number> {
@@ -265,14 +259,10 @@ export async function bootstrapView(view: ViewPlan, target: BootstrapTarget, o: 
   const builder = new TileBatchBuilder(singleViewRegistry(o.registry, view));
   const batchKeys = o.batchKeys ?? 2_000;
   o.onProgress?.(view.name, progress.keys, total);
-  while (hasTable) {
-    const keys = await nextKeys(o.executor, o.registry, view, sel, progress.checkpoint, batchKeys);
-    if (keys.length === 0) break;
-    const ids = keys.map((k) => entityKeyId(k));
-    const events = await eventsOfKeys(o.executor, o.registry, view, sel, progress.checkpoint, keys[keys.length - 1]!, time);
-    const batch = batchFor(builder, view, ids, events);
+  const write = async (keys: string[], events: DecodedEvent[]): Promise<void> => {
+    const batch = builder.build(events);
     if (target.kind === 'redis') {
-      await target.store.deleteKeys(view.name, ids);
+      await target.store.deleteKeys(view.name, keys);
       if (fences.length > 0) {
         const result = await target.store.applyConditional({ ...batch, keys: batch.keys.map((k) => ({ ...k, fences })) });
         if (result.refused.length > 0) {
@@ -283,9 +273,23 @@ export async function bootstrapView(view: ViewPlan, target: BootstrapTarget, o: 
     progress.keys += keys.length;
     progress.events += events.length;
     progress.tiles += batch.keys.reduce((n, k) => n + k.tiles.length, 0);
-    progress.checkpoint = ids[ids.length - 1]!;
+    progress.checkpoint = keys[keys.length - 1]!;
     await save({});
     o.onProgress?.(view.name, progress.keys, total);
+  };
+  if (hasTable) {
+    let keys: string[] = [];
+    let events: DecodedEvent[] = [];
+    for await (const k of eventsByKey(o.executor, o.registry, view, sel, progress.checkpoint, time)) {
+      keys.push(k.key);
+      for (const e of k.events) events.push(e);
+      if (keys.length >= batchKeys) {
+        await write(keys, events);
+        keys = [];
+        events = [];
+      }
+    }
+    if (keys.length > 0) await write(keys, events);
   }
   progress.finishedAt = new Date(now()).toISOString();
   await save({ status: 'ready', readyAt: progress.finishedAt, handover: 'pending' });
