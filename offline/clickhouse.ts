@@ -21,7 +21,7 @@ function asOfflineError(e: unknown, url: string, sql: string, secrets: readonly 
     return new TidemarkError('TM_OFFLINE_TLS', `the TLS connection to ClickHouse at ${url} failed: ${message} (check --clickhouse-ca names the CA that signed the server's certificate, and the URL is https:// only if the port speaks TLS)`, { url, statement: sql.slice(0, 200) });
   }
   if (AUTH_ERRORS.test(message) || (e instanceof ClickHouseError && ['516', '194', '192'].includes(String(e.code)))) {
-    return new TidemarkError('TM_OFFLINE_AUTH', `ClickHouse at ${url} refused the credentials: ${message.split('\n')[0]} (check the user and the password: the URL's user info, --clickhouse-user, --clickhouse-password-file or CLICKHOUSE_PASSWORD_FILE)`, { url, statement: sql.slice(0, 200) });
+    return new TidemarkError('TM_OFFLINE_AUTH', `ClickHouse at ${url} refused the credentials: ${message.split('\n')[0]}${e instanceof ClickHouseError && e.type ? ` (${e.type})` : ''} (check the user and the password: the URL's user info, --clickhouse-user, --clickhouse-password-file or CLICKHOUSE_PASSWORD_FILE)`, { url, statement: sql.slice(0, 200) });
   }
   // A ClickHouseError is the server's answer; anything else that failed on the socket (refused,
   // reset, a response cut short: Node's 'aborted') means the server is not reachable.
