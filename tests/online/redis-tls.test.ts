@@ -11,7 +11,7 @@ import { createRedisClient, MemoryOnlineStore, OnlineFeatureService, RedisOnline
 import { readRedisState } from '../../api/plan.js';
 import { redisConnectionOf } from '../../api/connections.js';
 import { decodeAll } from '../definitions/support.js';
-import { makeTestCertificates, startTlsRedisServer, type TestCertificates, type TlsRedisServer } from '../support/tls.js';
+import { makeTestCertificates, startTlsRedisCluster, startTlsRedisServer, type TestCertificates, type TlsRedisServer } from '../support/tls.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const BIN = join(ROOT, 'bin', 'tidemark.mjs');
@@ -61,6 +61,29 @@ describe('Redis over TLS with an ACL user (a real redis-server with --tls-port)'
     // the connection really is TLS: the server has no plaintext port at all
     expect(await client.ping()).toBe('PONG');
   });
+
+  it('a Redis Cluster over TLS (rediss-cluster://, three masters with tls-cluster) with the ACL user in the URL: applies and reads', async () => {
+    const cluster = await startTlsRedisCluster(certs, USER, PASSWORD);
+    const client = createRedisClient(cluster.url.replace('rediss-cluster://', `rediss-cluster://${USER}:${PASSWORD}@`), {}, { ca: certs.ca });
+    try {
+      const store = new RedisOnlineStore(compiled.registry, client, { prefix: `tls-cluster-${process.pid}` });
+      const raw = Array.from({ length: 40 }, (_, i) => ({ ts: T0 + i * 1_000, user: `u${i % 10}`, amount: i }));
+      const batch = new TileBatchBuilder(compiled.registry).build(decodeAll(compiled, raw, 'clicks'));
+      await store.apply(batch);
+      const memory = new MemoryOnlineStore(compiled.registry);
+      await memory.apply(batch);
+      const request = { features: ['user_clicks:clicks_1h', 'user_last:last_amount'], entities: { user: Array.from({ length: 10 }, (_, i) => `u${i}`) }, at: T0 + 60_000 };
+      const fromCluster = await new OnlineFeatureService(compiled.registry, store, 'wall').getOnlineFeatures(request);
+      expect(fromCluster.response).toEqual((await new OnlineFeatureService(compiled.registry, memory, 'wall').getOnlineFeatures(request)).response);
+      expect(fromCluster.response.results[1]!.values).toEqual(Array(10).fill(4));
+      // the keys are spread over the three masters, each reached over TLS
+      const perNode = await Promise.all((client as import('ioredis').Cluster).nodes('master').map((n) => n.dbsize()));
+      expect(perNode.filter((n) => n > 0).length).toBeGreaterThan(1);
+    } finally {
+      client.disconnect();
+      await cluster.stop();
+    }
+  }, 90_000);
 
   it('the user and password may come in the URL instead', async () => {
     const client = createRedisClient(`rediss://${USER}:${PASSWORD}@127.0.0.1:${server.port}`, {}, { ca: certs.ca });
@@ -131,7 +154,7 @@ describe('Redis over TLS with an ACL user (a real redis-server with --tls-port)'
   });
 
   describe('the CLI never shows the password', () => {
-    it('tidemark plan with the password in --redis-url: not in stdout, stderr or the JSON error (wrong CA, then wrong password)', () => {
+    it('tidemark plan with the password in --redis-url: not in stdout, stderr or the JSON error (a wrong CA, then the right one)', () => {
       const url = `rediss://${USER}:${PASSWORD}@127.0.0.1:${server.port}`;
       for (const [ca, code] of [[certs.otherCaFile, 'TM_STORE_TLS'], [certs.caFile, null]] as const) {
         for (const json of [false, true]) {

@@ -83,7 +83,7 @@ function pingTls(port: number, ca: Buffer, user: string, password: string): Prom
  * (clients need not present one), the default user off and one ACL user `user` with `password`
  * and every permission.
  */
-export async function startTlsRedisServer(certs: TestCertificates, user: string, password: string): Promise<TlsRedisServer> {
+export async function startTlsRedisServer(certs: TestCertificates, user: string, password: string, options: { cluster?: boolean } = {}): Promise<TlsRedisServer> {
   requireExecutable('redis-server', 'redis-server');
   const dir = mkdtempSync(join(tmpdir(), 'tidemark-redis-tls-'));
   for (let attempt = 1; ; attempt++) {
@@ -93,6 +93,8 @@ export async function startTlsRedisServer(certs: TestCertificates, user: string,
       '--tls-cert-file', certs.certFile, '--tls-key-file', certs.keyFile, '--tls-ca-cert-file', certs.caFile, '--tls-auth-clients', 'no',
       '--user', 'default', 'off', '--user', user, 'on', `>${password}`, '~*', '&*', '+@all',
     ];
+    // A cluster node: TLS on its cluster bus too, so CLUSTER SLOTS announces the TLS ports.
+    if (options.cluster) args.push('--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-port', String(await freeLoopbackPort()), '--tls-cluster', 'yes');
     const child = spawnTethered('redis-server', args, dir);
     const output = captureOutput(child);
     const deadline = Date.now() + 15_000;
@@ -121,4 +123,35 @@ export async function startTlsRedisServer(certs: TestCertificates, user: string,
       throw new Error(`redis-server with TLS on port ${port} did not answer:\n${output()}`);
     }
   }
+}
+
+export interface TlsRedisCluster {
+  nodes: TlsRedisServer[];
+  /** rediss-cluster://127.0.0.1:<port>,... (no credentials). */
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Three TLS masters with the ACL user, joined by `redis-cli --tls --cluster create`; resolves at cluster_state:ok. */
+export async function startTlsRedisCluster(certs: TestCertificates, user: string, password: string): Promise<TlsRedisCluster> {
+  requireExecutable('redis-cli', 'redis-server');
+  const nodes = await Promise.all([0, 1, 2].map(() => startTlsRedisServer(certs, user, password, { cluster: true })));
+  const stop = async (): Promise<void> => {
+    await Promise.all(nodes.map((n) => n.stop()));
+  };
+  const cli = ['--tls', '--cacert', certs.caFile, '--user', user, '--pass', password, '--no-auth-warning'];
+  try {
+    execFileSync('redis-cli', [...cli, '--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { stdio: 'pipe', timeout: 30_000 });
+    const deadline = Date.now() + 30_000;
+    for (const n of nodes) {
+      while (!execFileSync('redis-cli', [...cli, '-p', String(n.port), 'cluster', 'info'], { encoding: 'utf8' }).includes('cluster_state:ok')) {
+        if (Date.now() > deadline) throw new Error(`TLS Redis Cluster node ${n.port} not ok after 30 s`);
+        await sleep(50);
+      }
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { nodes, url: `rediss-cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`, stop };
 }
