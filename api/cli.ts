@@ -21,6 +21,7 @@ import { computePlan, formatPlan, readOfflineEvents, readRedisState } from './pl
 import {
   clickhouseConnectionFlags,
   clickhouseConnectionOf,
+  hideSecretsInHelp,
   hideSecretsInProcessTitle,
   kafkaConnectionFlags,
   kafkaSecurityOf,
@@ -247,6 +248,7 @@ export function buildCli(): Command {
   addPlanCommand(program);
   addVersionCommands(program);
   addMonitorCommand(program);
+  hideSecretsInHelp(program);
   return program;
 }
 

@@ -106,3 +106,17 @@ export function hideSecretsInProcessTitle(argv: readonly string[]): void {
   if (shown.every((a, i) => a === argv[i])) return;
   process.title = shown.join(' ');
 }
+
+/**
+ * `--help` prints each option's default, and the URL defaults come from the environment
+ * (REDIS_URL, CLICKHOUSE_URL): print them without their passwords.
+ */
+export function hideSecretsInHelp(program: Command): void {
+  for (const command of [program, ...program.commands]) {
+    for (const option of command.options) {
+      if (typeof option.defaultValue === 'string' && withoutPassword(option.defaultValue) !== option.defaultValue) {
+        option.defaultValueDescription = JSON.stringify(withoutPassword(option.defaultValue));
+      }
+    }
+  }
+}

@@ -174,6 +174,12 @@ describe('Redis over TLS with an ACL user (a real redis-server with --tls-port)'
       }
     }, 120_000);
 
+    it('tidemark serve --help with REDIS_URL holding a password: the default shown without it', () => {
+      const res = spawnSync(process.execPath, [BIN, 'serve', '--help'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, REDIS_URL: `rediss://${USER}:${PASSWORD}@redis.internal:6380` } });
+      expect(res.stdout).toContain(`rediss://${USER}:***@redis.internal:6380`);
+      expect(res.stdout + res.stderr).not.toContain(PASSWORD);
+    }, 60_000);
+
     it('tidemark plan with a wrong password from --redis-password-file: TM_STORE_AUTH, the file content nowhere', () => {
       const file = join(certs.dir, 'wrong-password');
       writeFileSync(file, 'secret-but-wrong\n');
