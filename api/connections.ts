@@ -34,42 +34,41 @@ export interface KafkaConnectionFlags {
 // Environment fallbacks are read when the command runs, not as commander defaults: a default is
 // printed by --help, and a password must not be.
 
-export function redisConnectionFlags(command: Command): Command {
+/** The CA, user and password flags of Redis or ClickHouse: `--<flag>-ca`, `--<flag>-user`, `--<flag>-password-file`. */
+function connectionFlags(command: Command, service: string, flag: string, env: string, tlsUrl: string): Command {
   return command
-    .option('--redis-ca <file>', 'PEM CA certificates to trust for a rediss:// URL (default: $REDIS_CA, else the system CAs)')
-    .option('--redis-user <name>', 'Redis ACL user (default: $REDIS_USER, else the URL\'s user)')
-    .option('--redis-password-file <file>', "file holding the Redis user's password (default: $REDIS_PASSWORD_FILE; $REDIS_PASSWORD; else the URL's password)");
+    .option(`--${flag}-ca <file>`, `PEM CA certificates to trust for a ${tlsUrl} URL (default: $${env}_CA, else the system CAs)`)
+    .option(`--${flag}-user <name>`, `${service} user (default: $${env}_USER, else the URL's user)`)
+    .option(`--${flag}-password-file <file>`, `file holding the ${service} user's password (default: $${env}_PASSWORD_FILE; $${env}_PASSWORD; else the URL's password)`);
+}
+
+/** The CA, user and password of Redis or ClickHouse: a flag, else its environment variable; files read. */
+function connectionOf(service: string, flag: string, env: string, given: { ca?: string; user?: string; passwordFile?: string }, vars: Env): { ca?: Buffer; username?: string; password?: string } {
+  const caFile = given.ca ?? vars[`${env}_CA`];
+  const username = given.user ?? vars[`${env}_USER`];
+  const passwordFile = given.passwordFile ?? vars[`${env}_PASSWORD_FILE`];
+  const password = passwordFile !== undefined ? readSecretFile(passwordFile, `the ${service} password (--${flag}-password-file)`) : vars[`${env}_PASSWORD`];
+  return {
+    ...(caFile !== undefined ? { ca: readCaFile(caFile, `the ${service} CA certificates (--${flag}-ca)`) } : {}),
+    ...(username !== undefined ? { username } : {}),
+    ...(password !== undefined ? { password } : {}),
+  };
+}
+
+export function redisConnectionFlags(command: Command): Command {
+  return connectionFlags(command, 'Redis', 'redis', 'REDIS', 'rediss://');
 }
 
 export function redisConnectionOf(flags: RedisConnectionFlags, env: Env = process.env): RedisConnectionOptions {
-  const caFile = flags.redisCa ?? env.REDIS_CA;
-  const username = flags.redisUser ?? env.REDIS_USER;
-  const passwordFile = flags.redisPasswordFile ?? env.REDIS_PASSWORD_FILE;
-  const password = passwordFile !== undefined ? readSecretFile(passwordFile, 'the Redis password (--redis-password-file)') : env.REDIS_PASSWORD;
-  return {
-    ...(caFile !== undefined ? { ca: readCaFile(caFile, 'the Redis CA certificates (--redis-ca)') } : {}),
-    ...(username !== undefined ? { username } : {}),
-    ...(password !== undefined ? { password } : {}),
-  };
+  return connectionOf('Redis', 'redis', 'REDIS', { ca: flags.redisCa, user: flags.redisUser, passwordFile: flags.redisPasswordFile }, env);
 }
 
 export function clickhouseConnectionFlags(command: Command): Command {
-  return command
-    .option('--clickhouse-ca <file>', 'PEM CA certificates to trust for an https:// ClickHouse URL (default: $CLICKHOUSE_CA, else the system CAs)')
-    .option('--clickhouse-user <name>', 'ClickHouse user (default: $CLICKHOUSE_USER, else the URL\'s user, else default)')
-    .option('--clickhouse-password-file <file>', "file holding the ClickHouse user's password (default: $CLICKHOUSE_PASSWORD_FILE; $CLICKHOUSE_PASSWORD; else the URL's password)");
+  return connectionFlags(command, 'ClickHouse', 'clickhouse', 'CLICKHOUSE', 'https://');
 }
 
 export function clickhouseConnectionOf(flags: ClickHouseConnectionFlags, env: Env = process.env): ClickHouseConnectionOptions {
-  const caFile = flags.clickhouseCa ?? env.CLICKHOUSE_CA;
-  const username = flags.clickhouseUser ?? env.CLICKHOUSE_USER;
-  const passwordFile = flags.clickhousePasswordFile ?? env.CLICKHOUSE_PASSWORD_FILE;
-  const password = passwordFile !== undefined ? readSecretFile(passwordFile, 'the ClickHouse password (--clickhouse-password-file)') : env.CLICKHOUSE_PASSWORD;
-  return {
-    ...(caFile !== undefined ? { ca: readCaFile(caFile, 'the ClickHouse CA certificates (--clickhouse-ca)') } : {}),
-    ...(username !== undefined ? { username } : {}),
-    ...(password !== undefined ? { password } : {}),
-  };
+  return connectionOf('ClickHouse', 'clickhouse', 'CLICKHOUSE', { ca: flags.clickhouseCa, user: flags.clickhouseUser, passwordFile: flags.clickhousePasswordFile }, env);
 }
 
 export function kafkaConnectionFlags(command: Command): Command {
