@@ -20,7 +20,7 @@ function asOfflineError(e: unknown, url: string, sql: string, secrets: readonly 
   if (!(e instanceof ClickHouseError) && isTlsCertificateError(e)) {
     return new TidemarkError('TM_OFFLINE_TLS', `the TLS connection to ClickHouse at ${url} failed: ${message} (check --clickhouse-ca names the CA that signed the server's certificate, and the URL is https:// only if the port speaks TLS)`, { url, statement: sql.slice(0, 200) });
   }
-  if (AUTH_ERRORS.test(message) || (e instanceof ClickHouseError && ['516', '194', '192'].includes(String(e.code)))) {
+  if (AUTH_ERRORS.test(message) || (e instanceof ClickHouseError && ['516', '194', '193', '192'].includes(String(e.code)))) {
     return new TidemarkError('TM_OFFLINE_AUTH', `ClickHouse at ${url} refused the credentials: ${message.split('\n')[0]}${e instanceof ClickHouseError && e.type ? ` (${e.type})` : ''} (check the user and the password: the URL's user info, --clickhouse-user, --clickhouse-password-file or CLICKHOUSE_PASSWORD_FILE)`, { url, statement: sql.slice(0, 200) });
   }
   // A ClickHouseError is the server's answer; anything else that failed on the socket (refused,
