@@ -19,6 +19,26 @@ const T0 = Date.UTC(2026, 0, 1);
 const USER = 'alice';
 const PASSWORD = 'secret-tls-pw-8d1f';
 
+/** Start `tidemark serve` with `url`; run `check` with its address and output so far; stop it; return all it wrote. */
+async function withServe(url: string, ca: string, until: RegExp, check: (address: string, pid: number, out: () => string) => Promise<void>): Promise<string> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--definitions', 'tests/fixtures/plan/base', '--redis-url', url, '--redis-ca', ca, '--port', '0', '--prefix', `serve-${process.pid}`], { cwd: ROOT });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString('utf8')));
+  try {
+    const deadline = Date.now() + 60_000;
+    while (!(until.test(out) && /on (http:\/\/\S+)/.test(out)) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 100));
+    const address = /on (http:\/\/\S+)/.exec(out)?.[1];
+    expect(address, out).toBeDefined();
+    expect(out).toMatch(until);
+    await check(address!, child.pid!, () => out);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+  return out;
+}
+
 describe('Redis over TLS with an ACL user (a real redis-server with --tls-port)', () => {
   let certs: TestCertificates;
   let server: TlsRedisServer;
@@ -189,33 +209,35 @@ describe('Redis over TLS with an ACL user (a real redis-server with --tls-port)'
       expect(`${res.stdout}${res.stderr}`).not.toContain('secret');
     }, 60_000);
 
-    it('tidemark serve: the process title, the start-up line, the logs and /healthz hide the password', async () => {
+    it('tidemark serve: the process title, the start-up line, the logs, /healthz and /registry hide the password', async () => {
       const url = `rediss://${USER}:${PASSWORD}@127.0.0.1:${server.port}`;
-      const child = spawn(process.execPath, [BIN, 'serve', '--definitions', 'tests/fixtures/plan/base', '--redis-url', url, '--redis-ca', certs.caFile, '--port', '0', '--prefix', `serve-${process.pid}`], { cwd: ROOT });
-      let out = '';
-      child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
-      child.stderr.on('data', (c: Buffer) => (out += c.toString('utf8')));
-      try {
-        const deadline = Date.now() + 60_000;
-        while (!/on (http:\/\/\S+)/.test(out) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 100));
-        const address = /on (http:\/\/\S+)/.exec(out)?.[1];
-        expect(address, out).toBeDefined();
+      const out = await withServe(url, certs.caFile, /serving online features/, async (address, pid, output) => {
         // bin/tidemark.mjs runs main() in this process: its command line is the one ps shows
-        const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
         expect(cmdline).toContain(`rediss://${USER}:***@127.0.0.1`);
         expect(cmdline).not.toContain(PASSWORD);
         const health = await (await fetch(`${address}/healthz`)).text();
         expect(health).toContain('"redis":"ready"');
         expect(health).not.toContain(PASSWORD);
-        const registry = await (await fetch(`${address}/registry`)).text();
-        expect(registry).not.toContain(PASSWORD);
-        expect(out).toContain(`rediss://${USER}:***@127.0.0.1`);
-        expect(out).not.toContain(PASSWORD);
-      } finally {
-        child.kill('SIGTERM');
-        await new Promise((r) => child.once('exit', r));
-      }
+        expect(await (await fetch(`${address}/registry`)).text()).not.toContain(PASSWORD);
+        expect(output()).toContain(`rediss://${USER}:***@127.0.0.1`);
+      });
       expect(out).not.toContain(PASSWORD);
+    }, 90_000);
+
+    it('tidemark serve with a wrong password: one coded TM_STORE_AUTH log line, /healthz degraded, the password nowhere', async () => {
+      const wrong = 'secret-wrong-serve';
+      const url = `rediss://${USER}:${wrong}@127.0.0.1:${server.port}`;
+      const out = await withServe(url, certs.caFile, /TM_STORE_AUTH/, async (address) => {
+        const res = await fetch(`${address}/healthz`);
+        const health = await res.text();
+        expect(health).toContain('degraded');
+        expect(health).not.toContain(wrong);
+      });
+      expect(out).not.toContain(wrong);
+      expect(out).toContain(`rediss://${USER}:***@127.0.0.1`);
+      // once per outage, not once per reconnect attempt
+      expect(out.match(/"code":"TM_STORE_AUTH"/g)).toHaveLength(1);
     }, 90_000);
   });
 });
