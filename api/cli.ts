@@ -2,12 +2,12 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compile, compileOrThrow, formatDefinitionError, formatDurationMs, loadDefinitions, TidemarkError, type Registry } from '../definitions/index.js';
+import { compile, compileOrThrow, formatDefinitionError, formatDurationMs, loadDefinitions, TidemarkError, withoutPassword, type Registry } from '../definitions/index.js';
 import { OfflineKafkaSink, OfflineStore } from '../offline/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { runQuickstart } from './quickstart.js';
-import { buildMaterializerServer, createKafkaClient, Materializer, type MaterializerLog } from '../ingest/index.js';
-import { connectRedisOnlineStore, OnlineFeatureService, readStoredRegistryState, type StoreClock } from '../online/index.js';
+import { buildMaterializerServer, createKafkaClient, describeKafkaSecurity, Materializer, type MaterializerLog } from '../ingest/index.js';
+import { connectRedisOnlineStore, OnlineFeatureService, readStoredRegistryState, redisConnectionError, type StoreClock } from '../online/index.js';
 import Fastify from 'fastify';
 import { prepareMaterializerStart, recordRewound } from './materialize-start.js';
 import { addVersionCommands } from './version-commands.js';
@@ -18,6 +18,19 @@ import { authConfigFrom, installAuth, openServerWarning, type AuthFlags } from '
 import { DEFAULT_LIMITS, LIMIT_FLAGS, type ApiLimits } from './limits.js';
 import { addMonitorCommand } from './monitor-command.js';
 import { computePlan, formatPlan, readOfflineEvents, readRedisState } from './plan.js';
+import {
+  clickhouseConnectionFlags,
+  clickhouseConnectionOf,
+  hideSecretsInHelp,
+  hideSecretsInProcessTitle,
+  kafkaConnectionFlags,
+  kafkaSecurityOf,
+  redisConnectionFlags,
+  redisConnectionOf,
+  type ClickHouseConnectionFlags,
+  type KafkaConnectionFlags,
+  type RedisConnectionFlags,
+} from './connections.js';
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DEFAULT_DEFINITIONS = join(PACKAGE_ROOT, 'examples', 'flights');
@@ -125,7 +138,7 @@ export function buildCli(): Command {
       else for (const line of summarizeRegistry(result.compiled.registry)) console.log(line);
     });
 
-  apiSecurityOptions(program
+  clickhouseConnectionFlags(apiSecurityOptions(program
     .command('quickstart')
     .description('replay the flights data into the in-memory store and serve the API (no servers needed)')
     .option('--definitions <path>', 'definitions module', DEFAULT_DEFINITIONS)
@@ -135,18 +148,18 @@ export function buildCli(): Command {
     .option('--port <port>', 'HTTP port', positiveInt('--port'), Number(process.env.PORT ?? 8080))
     .option('--host <host>', 'HTTP host', '127.0.0.1')
     .option('--data-dir <dir>', 'folder for local data (chDB, dead letters)', '.tidemark')
-    .option('--clickhouse-url <url>', 'ClickHouse server HTTP URL for the offline store (default: $CLICKHOUSE_URL, else chDB in --data-dir)', process.env.CLICKHOUSE_URL)
+    .option('--clickhouse-url <url>', 'ClickHouse server HTTP(S) URL for the offline store (default: $CLICKHOUSE_URL, else chDB in --data-dir)', process.env.CLICKHOUSE_URL)
     .option('--no-offline', 'skip loading the file into the offline store')
     .option('--no-monitor', 'skip the drift monitor replay over February to June')
     .option('--replay', 'replay the file even when the offline store holds it already (default: rebuild the online store from the offline store then)')
     .option('--no-serve', 'print the summary and exit instead of serving')
     .option('--no-progress', 'no progress bar')
-    .option('--verify', 'keep the events and check every key of every view against the reference implementation'))
-    .action(async (opts: { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; clickhouseUrl?: string; offline: boolean; monitor: boolean; serve: boolean; progress: boolean; verify?: boolean; replay?: boolean }) => {
+    .option('--verify', 'keep the events and check every key of every view against the reference implementation')))
+    .action(async (opts: ClickHouseConnectionFlags & { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; clickhouseUrl?: string; offline: boolean; monitor: boolean; serve: boolean; progress: boolean; verify?: boolean; replay?: boolean }) => {
       // Read before the replay, so that a bad token file fails in a second, not after minutes.
       const security = serverSecurity(opts);
       if (opts.serve) warnIfOpen(opts.host, security);
-      const result = await runQuickstart({ ...opts, rebuild: opts.replay !== true, security, progress: opts.progress && process.stderr.isTTY === true, log: (line) => console.log(line) });
+      const result = await runQuickstart({ ...opts, clickhouse: clickhouseConnectionOf(opts), rebuild: opts.replay !== true, security, progress: opts.progress && process.stderr.isTTY === true, log: (line) => console.log(line) });
       if (result.verification && result.verification.mismatches.length > 0) process.exitCode = 1;
       if (!result.server) await result.offline?.close();
       if (result.server) {
@@ -160,9 +173,9 @@ export function buildCli(): Command {
       }
     });
   const offlineOptions = (command: Command): Command =>
-    command
-      .option('--clickhouse-url <url>', 'ClickHouse server HTTP URL (default: $CLICKHOUSE_URL, else chDB in --data-dir)', process.env.CLICKHOUSE_URL)
-      .option('--data-dir <dir>', 'folder for chDB data', '.tidemark');
+    clickhouseConnectionFlags(command
+      .option('--clickhouse-url <url>', 'ClickHouse server HTTP(S) URL (default: $CLICKHOUSE_URL, else chDB in --data-dir)', process.env.CLICKHOUSE_URL)
+      .option('--data-dir <dir>', 'folder for chDB data', '.tidemark'));
 
   offlineOptions(
     program
@@ -171,10 +184,10 @@ export function buildCli(): Command {
       .requiredOption('--definitions <path>', 'definitions module')
       .requiredOption('--from <file>', 'event file: .parquet, .csv or .ndjson')
       .option('--source <name>', "source the file's rows belong to (default: the only source)"),
-  ).action(async (opts: { definitions: string; from: string; source?: string; clickhouseUrl?: string; dataDir: string }) => {
+  ).action(async (opts: ClickHouseConnectionFlags & { definitions: string; from: string; source?: string; clickhouseUrl?: string; dataDir: string }) => {
     const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
     const source = opts.source ?? soleSource(compiled.registry);
-    const store = await OfflineStore.open(compiled, opts);
+    const store = await OfflineStore.open(compiled, { ...opts, clickhouse: clickhouseConnectionOf(opts) });
     try {
       const result = await store.loadEvents(source, opts.from);
       if (result.alreadyLoaded) console.log(`${opts.from} was already loaded into ${store.executor.location} (${result.events.toLocaleString('en-US')} events): nothing to do`);
@@ -195,9 +208,9 @@ export function buildCli(): Command {
       .requiredOption('--spine <file>', 'spine: join key columns, ts (epoch ms or ISO-8601) and passthrough columns')
       .requiredOption('--features <list>', 'comma-separated view:feature references')
       .requiredOption('--out <file>', 'output file; its extension names the format'),
-  ).action(async (opts: { definitions: string; spine: string; features: string; out: string; clickhouseUrl?: string; dataDir: string }) => {
+  ).action(async (opts: ClickHouseConnectionFlags & { definitions: string; spine: string; features: string; out: string; clickhouseUrl?: string; dataDir: string }) => {
     const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
-    const store = await OfflineStore.open(compiled, opts);
+    const store = await OfflineStore.open(compiled, { ...opts, clickhouse: clickhouseConnectionOf(opts) });
     try {
       const features = opts.features.split(',').map((f) => f.trim()).filter(Boolean);
       const result = await store.writeDataset(opts.spine, features, opts.out);
@@ -207,20 +220,21 @@ export function buildCli(): Command {
       await store.close();
     }
   });
-  offlineOptions(
+  offlineOptions(kafkaConnectionFlags(
     program
       .command('offline-sink')
       .description("append the sources' Kafka topics to the offline store, effectively once (its own consumer group)")
       .requiredOption('--definitions <path>', 'definitions module')
       .option('--kafka-brokers <list>', 'Kafka bootstrap servers, comma-separated (default: $KAFKA_BROKERS)', process.env.KAFKA_BROKERS)
-      .option('--group <id>', 'consumer group', 'tidemark-offline'),
-  ).action(async (opts: { definitions: string; kafkaBrokers?: string; group: string; clickhouseUrl?: string; dataDir: string }) => {
+      .option('--group <id>', 'consumer group', 'tidemark-offline')),
+  ).action(async (opts: ClickHouseConnectionFlags & KafkaConnectionFlags & { definitions: string; kafkaBrokers?: string; group: string; clickhouseUrl?: string; dataDir: string }) => {
     if (!opts.kafkaBrokers) throw new InvalidArgumentError('name the Kafka brokers with --kafka-brokers or KAFKA_BROKERS');
+    const security = kafkaSecurityOf(opts);
     const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
-    const store = await OfflineStore.open(compiled, opts);
-    const sink = new OfflineKafkaSink(store.executor, compiled, { brokers: opts.kafkaBrokers.split(','), groupId: opts.group });
+    const store = await OfflineStore.open(compiled, { ...opts, clickhouse: clickhouseConnectionOf(opts) });
+    const sink = new OfflineKafkaSink(store.executor, compiled, { brokers: opts.kafkaBrokers.split(','), groupId: opts.group, security });
     await sink.start();
-    console.log(`offline sink: group ${opts.group} appending ${compiled.registry.sources.map((s) => s.topic).join(', ')} to ${store.executor.location} (Ctrl-C to stop)`);
+    console.log(`offline sink: group ${opts.group} appending ${compiled.registry.sources.map((s) => s.topic).join(', ')} to ${store.executor.location} (Kafka: ${describeKafkaSecurity(security)}; Ctrl-C to stop)`);
     const stop = async (): Promise<void> => {
       await sink.stop();
       await store.close();
@@ -234,6 +248,7 @@ export function buildCli(): Command {
   addPlanCommand(program);
   addVersionCommands(program);
   addMonitorCommand(program);
+  hideSecretsInHelp(program);
   return program;
 }
 
@@ -243,6 +258,7 @@ function soleSource(registry: Registry): string {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  hideSecretsInProcessTitle(argv);
   try {
     await buildCli().parseAsync(argv);
   } catch (e) {
@@ -261,11 +277,6 @@ const REDIS_URL_DEFAULT = 'redis://127.0.0.1:6379';
 /** Store errors a materializer waits out, unhealthy, until an operator repairs the store. */
 const NOT_READY = new Set(['TM_STORE_NEEDS_BOOTSTRAP', 'TM_STORE_STATE_LOST']);
 
-/** A URL with its password replaced, for printing. */
-function withoutPassword(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
-}
-
 function brokerList(text: string): string[] {
   const brokers = text.split(',').map((b) => b.trim()).filter((b) => b.length > 0);
   if (brokers.length === 0) throw new InvalidArgumentError('--kafka-brokers is empty: give host:port[,host:port...]');
@@ -282,11 +293,12 @@ const jsonLog: MaterializerLog = (level, message, details) => {
   console.error(JSON.stringify({ time: new Date().toISOString(), level, message, ...details }));
 };
 
-/** Log a Redis connection error once per outage (ioredis emits one per reconnect attempt). */
-function logRedisErrors(client: { on(event: 'error' | 'ready', listener: (e?: Error) => void): unknown }): void {
+/** Log a Redis connection error once per outage (ioredis emits one per reconnect attempt), coded, without the password. */
+function logRedisErrors(client: { on(event: 'error' | 'ready', listener: (e?: Error) => void): unknown }, url: string, password: string | undefined): void {
   let reported = false;
   client.on('error', (e) => {
-    if (!reported) jsonLog('error', `Redis connection error (retrying): ${e?.message}`);
+    const failure = redisConnectionError(e, url, [password]);
+    if (!reported) jsonLog('error', `Redis connection error (retrying): ${failure.message}`, { code: failure.code });
     reported = true;
   });
   client.on('ready', () => {
@@ -296,31 +308,33 @@ function logRedisErrors(client: { on(event: 'error' | 'ready', listener: (e?: Er
 }
 
 function addStreamCommands(program: Command): void {
-  authOptions(program
+  kafkaConnectionFlags(redisConnectionFlags(authOptions(program
     .command('materialize')
     .description("join a Kafka consumer group and materialize the sources' topics into Redis, effectively once; serves /healthz and /metrics")
     .requiredOption('--definitions <path>', 'definitions module')
     .option('--kafka-brokers <list>', `Kafka bootstrap servers, comma-separated (default: $KAFKA_BROKERS, else ${KAFKA_BROKERS_DEFAULT})`, process.env.KAFKA_BROKERS ?? KAFKA_BROKERS_DEFAULT)
-    .option('--redis-url <url>', `online store: redis://host:port or redis-cluster://host:port,... (default: $REDIS_URL, else ${REDIS_URL_DEFAULT})`, process.env.REDIS_URL ?? REDIS_URL_DEFAULT)
+    .option('--redis-url <url>', `online store: redis://host:port, rediss://host:port (TLS), redis-cluster://host:port,... or rediss-cluster://... (default: $REDIS_URL, else ${REDIS_URL_DEFAULT})`, process.env.REDIS_URL ?? REDIS_URL_DEFAULT)
     .option('--group <id>', 'Kafka consumer group; materializers of one group share the partitions', 'tidemark-materializer')
     .option('--prefix <prefix>', 'Redis key prefix (namespace) of the online store', 'tm')
     .option('--port <port>', 'HTTP port of /healthz and /metrics (0: any free port)', positiveInt('--port'), 9464)
     .option('--host <host>', 'HTTP host', '127.0.0.1')
     .option('--session-timeout <ms>', 'consumer group session timeout', positiveInt('--session-timeout'), 30_000)
     .option('--shutdown-grace <ms>', 'on SIGTERM, how long to keep retrying the in-flight batch before giving it up', positiveInt('--shutdown-grace'), 30_000)
-    .option('--fetch-max-bytes <bytes>', 'most bytes fetched per partition at once: bigger batches write fewer key updates per event', positiveInt('--fetch-max-bytes'), 1024 * 1024))
-    .action(async (opts: { definitions: string; kafkaBrokers: string; redisUrl: string; group: string; prefix: string; port: number; host: string; sessionTimeout: number; shutdownGrace: number; fetchMaxBytes: number } & AuthFlags) => {
+    .option('--fetch-max-bytes <bytes>', 'most bytes fetched per partition at once: bigger batches write fewer key updates per event', positiveInt('--fetch-max-bytes'), 1024 * 1024))))
+    .action(async (opts: { definitions: string; kafkaBrokers: string; redisUrl: string; group: string; prefix: string; port: number; host: string; sessionTimeout: number; shutdownGrace: number; fetchMaxBytes: number } & AuthFlags & RedisConnectionFlags & KafkaConnectionFlags) => {
       const auth = authConfigFrom(opts);
+      const redis = redisConnectionOf(opts);
+      const kafka = kafkaSecurityOf(opts);
       const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
-      const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix, requireReadyVersions: true });
-      logRedisErrors(store.client);
+      const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix, requireReadyVersions: true }, redis);
+      logRedisErrors(store.client, opts.redisUrl, redis.password);
       // Every view version must be ready, and a bootstrapped one continues after its offsets
       // (api/materialize-start.ts). A store that is not ready keeps /healthz up, answering 503
       // with the code and the repair command, instead of writing partial windows.
       let blocked: TidemarkError | null = null;
       let rewind = new Map<string, number>();
       try {
-        const start = await prepareMaterializerStart({ client: store.client, prefix: opts.prefix, registry: compiled.registry, brokers: brokerList(opts.kafkaBrokers), groupId: opts.group, log: (m, d) => jsonLog('info', m, d) });
+        const start = await prepareMaterializerStart({ client: store.client, prefix: opts.prefix, registry: compiled.registry, brokers: brokerList(opts.kafkaBrokers), security: kafka, groupId: opts.group, log: (m, d) => jsonLog('info', m, d) });
         if (start.claimed.length > 0) jsonLog('info', 'new consumer group: the views are built from the beginning of the topics', { claimed: start.claimed });
         rewind = start.rewind;
       } catch (e) {
@@ -345,6 +359,7 @@ function addStreamCommands(program: Command): void {
       const materializer = new Materializer({
         compiled,
         brokers: brokerList(opts.kafkaBrokers),
+        security: kafka,
         groupId: opts.group,
         store,
         storeReady: () => store.client.status === 'ready',
@@ -397,26 +412,28 @@ function addStreamCommands(program: Command): void {
         await store.close().catch(() => undefined);
         throw e;
       }
-      console.log(`materializing topics ${materializer.topics.join(', ')} (group ${opts.group}) into ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix}`);
+      console.log(`materializing topics ${materializer.topics.join(', ')} (group ${opts.group}, Kafka: ${describeKafkaSecurity(kafka)}) into ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix}`);
       console.log(`health and metrics on ${address}/healthz and ${address}/metrics`);
     });
 
-  apiSecurityOptions(program
+  kafkaConnectionFlags(redisConnectionFlags(apiSecurityOptions(program
     .command('serve')
     .description('serve POST /get-online-features from the Redis online store, and POST /push/:source to Kafka when brokers are given')
     .requiredOption('--definitions <path>', 'definitions module')
-    .option('--redis-url <url>', `online store (default: $REDIS_URL, else ${REDIS_URL_DEFAULT})`, process.env.REDIS_URL ?? REDIS_URL_DEFAULT)
+    .option('--redis-url <url>', `online store: redis://, rediss:// (TLS), redis-cluster:// or rediss-cluster:// (default: $REDIS_URL, else ${REDIS_URL_DEFAULT})`, process.env.REDIS_URL ?? REDIS_URL_DEFAULT)
     .option('--prefix <prefix>', 'Redis key prefix (namespace) of the online store', 'tm')
     .option('--clock <clock>', 'read time when a request names none: wall, or watermark (greatest materialized event time + 1 ms)', parseClock, 'wall' as StoreClock)
     .option('--kafka-brokers <list>', 'Kafka for POST /push/:source (default: $KAFKA_BROKERS; without it, no push endpoint)', process.env.KAFKA_BROKERS)
     .option('--port <port>', 'HTTP port (0: any free port)', positiveInt('--port'), Number(process.env.PORT ?? 8080))
-    .option('--host <host>', 'HTTP host', '127.0.0.1'))
-    .action(async (opts: { definitions: string; redisUrl: string; prefix: string; clock: StoreClock; kafkaBrokers?: string; port: number; host: string }) => {
+    .option('--host <host>', 'HTTP host', '127.0.0.1'))))
+    .action(async (opts: { definitions: string; redisUrl: string; prefix: string; clock: StoreClock; kafkaBrokers?: string; port: number; host: string } & RedisConnectionFlags & KafkaConnectionFlags) => {
       const security = serverSecurity(opts);
+      const redis = redisConnectionOf(opts);
+      const kafka = kafkaSecurityOf(opts);
       const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
       // Reads of a view version that is not bootstrapped answer 503 TM_STORE_NEEDS_BOOTSTRAP.
-      const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix, requireReadyVersions: true });
-      logRedisErrors(store.client);
+      const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix, requireReadyVersions: true }, redis);
+      logRedisErrors(store.client, opts.redisUrl, redis.password);
       const service = new OnlineFeatureService(compiled.registry, store, opts.clock);
       const app = await buildServer({
         service,
@@ -424,14 +441,14 @@ function addStreamCommands(program: Command): void {
         registryHistory: async () => (await readStoredRegistryState(store.client, opts.prefix)).history,
         ...security,
       });
-      const producer = opts.kafkaBrokers ? createKafkaClient(brokerList(opts.kafkaBrokers), 'tidemark-push', jsonLog).producer({ createPartitioner: Partitioners.DefaultPartitioner }) : null;
+      const producer = opts.kafkaBrokers ? createKafkaClient(brokerList(opts.kafkaBrokers), 'tidemark-push', jsonLog, undefined, kafka).producer({ createPartitioner: Partitioners.DefaultPartitioner }) : null;
       if (producer) {
         await producer.connect();
         await app.register(pushRoutes, { compiled, producer, limits: security.limits, log: jsonLog });
       }
       warnIfOpen(opts.host, security);
       const address = await app.listen({ port: opts.port, host: opts.host });
-      console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers}` : ''} on ${address}`);
+      console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers} (${describeKafkaSecurity(kafka)})` : ''} on ${address}`);
       const stop = async (): Promise<void> => {
         await app.close().catch(() => undefined);
         await producer?.disconnect().catch(() => undefined);
@@ -448,7 +465,7 @@ function addStreamCommands(program: Command): void {
 // changes, 1: an error (Terraform's -detailed-exitcode convention).
 
 function addPlanCommand(program: Command): void {
-  program
+  clickhouseConnectionFlags(redisConnectionFlags(program
     .command('plan')
     .description('compare the definitions with what the online store (and the offline store, when given) holds; exit 0: no changes, 2: changes, 1: error')
     .requiredOption('--definitions <path>', 'definitions module')
@@ -459,8 +476,8 @@ function addPlanCommand(program: Command): void {
     .option('--views <list>', 'comma-separated views to plan (default: every view defined or stored)')
     .option('--clickhouse-url <url>', 'offline store: ClickHouse server HTTP URL (default: $CLICKHOUSE_URL)', process.env.CLICKHOUSE_URL)
     .option('--data-dir <dir>', 'offline store: chDB folder (as backfill and quickstart use; read only, never created)')
-    .option('--json', 'print the plan (or the error) as JSON')
-    .action(async (opts: { definitions: string; store: string; redisUrl: string; prefix: string; timeout: number; views?: string; clickhouseUrl?: string; dataDir?: string; json?: boolean }) => {
+    .option('--json', 'print the plan (or the error) as JSON')))
+    .action(async (opts: RedisConnectionFlags & ClickHouseConnectionFlags & { definitions: string; store: string; redisUrl: string; prefix: string; timeout: number; views?: string; clickhouseUrl?: string; dataDir?: string; json?: boolean }) => {
       const fail = (error: { code: string; message: string; [k: string]: unknown }, lines: string[]): void => {
         if (opts.json) console.log(JSON.stringify({ error }, null, 2));
         else for (const line of lines) console.error(line);
@@ -476,7 +493,7 @@ function addPlanCommand(program: Command): void {
           return;
         }
         const { registry } = result.compiled;
-        const stored = opts.store === 'redis' ? await readRedisState(opts.redisUrl, opts.prefix, opts.timeout) : null;
+        const stored = opts.store === 'redis' ? await readRedisState(opts.redisUrl, opts.prefix, opts.timeout, redisConnectionOf(opts)) : null;
         let views: string[] | undefined;
         if (opts.views !== undefined) {
           views = opts.views.split(',').map((v) => v.trim()).filter((v) => v.length > 0);
@@ -487,7 +504,7 @@ function addPlanCommand(program: Command): void {
           }
         }
         const wantsOffline = opts.clickhouseUrl !== undefined || opts.dataDir !== undefined;
-        const offline = wantsOffline ? await readOfflineEvents(registry, { clickhouseUrl: opts.clickhouseUrl, dataDir: opts.dataDir }) : null;
+        const offline = wantsOffline ? await readOfflineEvents(registry, { clickhouseUrl: opts.clickhouseUrl, clickhouse: clickhouseConnectionOf(opts), dataDir: opts.dataDir }) : null;
         const plan = computePlan({
           registry,
           definitionsPath: path,

@@ -38,6 +38,10 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   // The backing store is down, or a view version is not built yet: the request may work later.
   TM_OFFLINE_UNREACHABLE: 503,
   TM_STORE_UNREACHABLE: 503,
+  TM_STORE_TLS: 503,
+  TM_STORE_AUTH: 503,
+  TM_OFFLINE_TLS: 503,
+  TM_OFFLINE_AUTH: 503,
   TM_STORE_NEEDS_BOOTSTRAP: 503,
   TM_STORE_STATE_LOST: 503,
 };

@@ -13,6 +13,7 @@
 //   the records read twice harmless for the other views (ingest/fences.ts): their keys refuse what
 //   they hold.
 import { TidemarkError, type Registry } from '../definitions/index.js';
+import type { KafkaConfig } from 'kafkajs';
 import { createKafkaClient } from '../ingest/index.js';
 import { claimStreamVersions, readStoredRegistryState, viewNamespace, writeVersionState, type RedisClient, type VersionState } from '../online/index.js';
 
@@ -21,6 +22,8 @@ export interface MaterializerStartOptions {
   prefix: string;
   registry: Registry;
   brokers: string[];
+  /** kafkajs's TLS and SASL options (kafkaSecurityConfig). */
+  security?: Pick<KafkaConfig, 'ssl' | 'sasl'>;
   groupId: string;
   log?: (message: string, details?: Record<string, unknown>) => void;
 }
@@ -34,7 +37,7 @@ export interface MaterializerStartReport {
 export async function prepareMaterializerStart(o: MaterializerStartOptions): Promise<MaterializerStartReport> {
   const log = o.log ?? (() => undefined);
   const topics = [...new Set(o.registry.sources.map((s) => s.topic))];
-  const kafka = createKafkaClient(o.brokers, `tidemark-materializer-${o.groupId}-start`);
+  const kafka = createKafkaClient(o.brokers, `tidemark-materializer-${o.groupId}-start`, undefined, undefined, o.security);
   const admin = kafka.admin();
   await admin.connect();
   try {

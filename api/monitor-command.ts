@@ -2,11 +2,12 @@
 // over history (`--replay --from --to`: the clock is event time), printing each evaluation and
 // delivering alerts to Alertmanager-format webhooks, a Kafka topic and the log.
 import { Command, InvalidArgumentError } from 'commander';
-import { Partitioners } from 'kafkajs';
+import { Partitioners, type KafkaConfig } from 'kafkajs';
 import { compileOrThrow, formatDurationMs, loadDefinitions, parseTimeMs } from '../definitions/index.js';
 import { createKafkaClient } from '../ingest/index.js';
 import { AlertmanagerWebhookSink, KafkaAlertSink, LogAlertSink, MonitorRunner, type AlertSink, type EvaluationSummary } from '../monitor/index.js';
 import { latestEventTimeMs, OfflineStore } from '../offline/index.js';
+import { clickhouseConnectionFlags, clickhouseConnectionOf, kafkaConnectionFlags, kafkaSecurityOf, type ClickHouseConnectionFlags, type KafkaConnectionFlags } from './connections.js';
 
 function timeOption(name: string) {
   return (text: string): number => {
@@ -34,6 +35,8 @@ export interface AlertSinkOptions {
   alertmanagerUrl?: string[];
   alertTopic?: string;
   kafkaBrokers?: string;
+  /** kafkajs's TLS and SASL options for the alert producer. */
+  kafkaSecurity?: Pick<KafkaConfig, 'ssl' | 'sasl'>;
   logAlerts?: boolean;
   externalUrl: string;
 }
@@ -44,7 +47,7 @@ export async function alertSinksOf(opts: AlertSinkOptions): Promise<{ sinks: Ale
   let close = async (): Promise<void> => {};
   if (opts.alertTopic) {
     if (!opts.kafkaBrokers) throw new InvalidArgumentError('--alert-topic needs --kafka-brokers (or $KAFKA_BROKERS)');
-    const producer = createKafkaClient(opts.kafkaBrokers.split(','), 'tidemark-monitor').producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    const producer = createKafkaClient(opts.kafkaBrokers.split(','), 'tidemark-monitor', undefined, undefined, opts.kafkaSecurity).producer({ createPartitioner: Partitioners.DefaultPartitioner });
     await producer.connect();
     sinks.push(new KafkaAlertSink({ producer, topic: opts.alertTopic, externalURL: opts.externalUrl }));
     close = () => producer.disconnect();
@@ -54,7 +57,7 @@ export async function alertSinksOf(opts: AlertSinkOptions): Promise<{ sinks: Ale
 }
 
 export function addMonitorCommand(program: Command): void {
-  program
+  clickhouseConnectionFlags(kafkaConnectionFlags(program
     .command('monitor')
     .description('evaluate a drift and quality monitor on schedule, or replay it over history with --replay --from --to')
     .requiredOption('--definitions <path>', 'definitions module')
@@ -67,12 +70,13 @@ export function addMonitorCommand(program: Command): void {
     .option('--kafka-brokers <list>', 'Kafka for --alert-topic (default: $KAFKA_BROKERS)', process.env.KAFKA_BROKERS)
     .option('--no-log-alerts', 'do not print alerts as log lines')
     .option('--external-url <url>', 'base URL of the tidemark API, for dashboard links in alerts', 'http://localhost:8080')
-    .option('--clickhouse-url <url>', 'ClickHouse server HTTP URL (default: $CLICKHOUSE_URL, else chDB in --data-dir)', process.env.CLICKHOUSE_URL)
-    .option('--data-dir <dir>', 'folder for chDB data', '.tidemark')
-    .action(async (opts: { definitions: string; monitor?: string; replay?: boolean; from?: number; to?: number; alertmanagerUrl?: string[]; alertTopic?: string; kafkaBrokers?: string; logAlerts: boolean; externalUrl: string; clickhouseUrl?: string; dataDir: string }) => {
+    .option('--clickhouse-url <url>', 'ClickHouse server HTTP(S) URL (default: $CLICKHOUSE_URL, else chDB in --data-dir)', process.env.CLICKHOUSE_URL)
+    .option('--data-dir <dir>', 'folder for chDB data', '.tidemark')))
+    .action(async (opts: ClickHouseConnectionFlags & KafkaConnectionFlags & { definitions: string; monitor?: string; replay?: boolean; from?: number; to?: number; alertmanagerUrl?: string[]; alertTopic?: string; kafkaBrokers?: string; logAlerts: boolean; externalUrl: string; clickhouseUrl?: string; dataDir: string }) => {
       const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
-      const store = await OfflineStore.open(compiled, opts);
-      const { sinks, close } = await alertSinksOf(opts);
+      const kafkaSecurity = opts.alertTopic ? kafkaSecurityOf(opts) : undefined;
+      const store = await OfflineStore.open(compiled, { ...opts, clickhouse: clickhouseConnectionOf(opts) });
+      const { sinks, close } = await alertSinksOf({ ...opts, kafkaSecurity });
       try {
         const runner = await MonitorRunner.open(store.executor, compiled, opts.monitor, { sinks, externalURL: opts.externalUrl, log: (m) => console.log(m) });
         const plan = runner.plan;

@@ -4,11 +4,11 @@
 // the offline store holds per source. Read only: it never writes to any store.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { canonicalJson, formatDurationMs, TidemarkError, type FeaturePlan, type Registry, type ViewPlan } from '../definitions/index.js';
-import { createRedisClient, viewLayoutFingerprint, viewNamespace } from '../online/redis.js';
+import { canonicalJson, formatDurationMs, TidemarkError, withoutPassword, type FeaturePlan, type Registry, type ViewPlan } from '../definitions/index.js';
+import { createRedisClient, redisConnectionError, viewLayoutFingerprint, viewNamespace, type RedisConnectionOptions } from '../online/redis.js';
 import { readStoredRegistryState, type StoredRegistryState, type ViewSnapshot } from '../online/versions.js';
 import { ChdbExecutor } from '../offline/chdb.js';
-import { ClickHouseExecutor } from '../offline/clickhouse.js';
+import { ClickHouseExecutor, type ClickHouseConnectionOptions } from '../offline/clickhouse.js';
 import type { OfflineExecutor } from '../offline/executor.js';
 import { COMPLETED_LOADS, eventTable, ident } from '../offline/tables.js';
 
@@ -82,20 +82,15 @@ export interface PlanResult {
   exitCode: 0 | 2;
 }
 
-/** A URL with its password replaced, for printing. */
-export function withoutPassword(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
-}
-
 // ---------------------------------------------------------------------------------------------
 // Reading the stores.
 
 /** Read the meta hash of a Redis online store, or fail with TM_STORE_UNREACHABLE within `timeoutMs`. */
-export async function readRedisState(url: string, prefix: string, timeoutMs: number): Promise<StoredRegistryState> {
+export async function readRedisState(url: string, prefix: string, timeoutMs: number, connection: RedisConnectionOptions = {}): Promise<StoredRegistryState> {
   if (prefix.length === 0 || /[{}]/.test(prefix)) {
     throw new TidemarkError('TM_STORE_BAD_CONFIG', `Redis key prefix ${JSON.stringify(prefix)} must be non-empty and contain no { or }`, { prefix });
   }
-  const client = createRedisClient(url, { connectTimeout: timeoutMs, disconnectTimeout: 100, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: true });
+  const client = createRedisClient(url, { connectTimeout: timeoutMs, disconnectTimeout: 100, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: true }, connection);
   let lastError: Error | null = null;
   client.on('error', (e: Error) => {
     lastError = e;
@@ -107,8 +102,8 @@ export async function readRedisState(url: string, prefix: string, timeoutMs: num
     });
     return await Promise.race([readStoredRegistryState(client, prefix), timeout]);
   } catch (e) {
-    const reason = (lastError as Error | null)?.message ?? (e instanceof Error ? e.message : String(e));
-    throw new TidemarkError('TM_STORE_UNREACHABLE', `the Redis online store at ${withoutPassword(url)} is unreachable: ${reason}`, { url: withoutPassword(url), timeoutMs });
+    const failure = redisConnectionError((lastError as Error | null) ?? e, url, [connection.password]);
+    throw new TidemarkError(failure.code, failure.message, { ...failure.details, timeoutMs });
   } finally {
     clearTimeout(timer);
     client.disconnect();
@@ -119,9 +114,9 @@ export async function readRedisState(url: string, prefix: string, timeoutMs: num
  * Row count and time range of each source's events in the offline store (completed loads only).
  * Read only: a chDB folder that does not exist is not created (null), and no table is created.
  */
-export async function readOfflineEvents(registry: Registry, opts: { clickhouseUrl?: string; dataDir?: string }): Promise<{ location: string; sources: Map<string, OfflineEvents> } | null> {
+export async function readOfflineEvents(registry: Registry, opts: { clickhouseUrl?: string; clickhouse?: ClickHouseConnectionOptions; dataDir?: string }): Promise<{ location: string; sources: Map<string, OfflineEvents> } | null> {
   let executor: OfflineExecutor;
-  if (opts.clickhouseUrl) executor = new ClickHouseExecutor(opts.clickhouseUrl);
+  if (opts.clickhouseUrl) executor = new ClickHouseExecutor(opts.clickhouseUrl, opts.clickhouse);
   else {
     const dir = resolve(opts.dataDir ?? '.tidemark', 'chdb');
     if (!existsSync(dir)) return null;

@@ -15,7 +15,7 @@ import {
 } from '../definitions/index.js';
 import { DeadLetterFile, parquetRowCount, replayParquetFile, type BadEvent, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
 import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, viewNamespace, type OnlineFeaturesResponse, type RegistryHistoryEntry, type StoreStats } from '../online/index.js';
-import { EventLoad, OfflineStore } from '../offline/index.js';
+import { EventLoad, OfflineStore, type ClickHouseConnectionOptions } from '../offline/index.js';
 import { buildServer, type ServerOptions } from './server.js';
 import { bootstrapView } from './bootstrap.js';
 import { runQuickstartMonitor, type QuickstartMonitorResult } from './quickstart-monitor.js';
@@ -35,6 +35,8 @@ export interface QuickstartOptions {
   offline?: boolean;
   /** A ClickHouse server for the offline store; absent: chDB in dataDir. */
   clickhouseUrl?: string;
+  /** TLS and credentials for clickhouseUrl. */
+  clickhouse?: ClickHouseConnectionOptions;
   dataDir: string;
   /** When the offline store already holds the file, rebuild the online store from it rather than replay the file (default true). */
   rebuild?: boolean;
@@ -77,7 +79,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   const keptEvents = opts.verify ? new KeptEvents(registry.sources.find((s) => s.name === sourceName)!.views) : null;
   // The offline store loads the very events the replay decodes (one decode, the same events on both
   // paths); a file it already holds is not loaded again. With --limit it is left alone: it loads whole files.
-  const offline = opts.offline === false ? null : await OfflineStore.open(compiled, { clickhouseUrl: opts.clickhouseUrl, dataDir: opts.dataDir });
+  const offline = opts.offline === false ? null : await OfflineStore.open(compiled, { clickhouseUrl: opts.clickhouseUrl, clickhouse: opts.clickhouse, dataDir: opts.dataDir });
   const offlineLoad = offline && opts.limit === undefined ? await offline.beginLoad(sourceName, opts.file) : null;
   const replayOpts = {
     source: sourceName,

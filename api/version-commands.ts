@@ -2,18 +2,19 @@
 // the tiles of the view versions it created from the offline store (api/apply.ts, api/bootstrap.ts).
 import { Presets, SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
-import { compile, formatDefinitionError, loadDefinitions, TidemarkError, type Registry, type ViewPlan } from '../definitions/index.js';
+import { compile, formatDefinitionError, loadDefinitions, TidemarkError, withoutPassword, type Registry, type ViewPlan } from '../definitions/index.js';
 import { connectRedisOnlineStore, readStoredRegistryState, viewNamespace, type RedisOnlineStore } from '../online/index.js';
 import { ChdbExecutor } from '../offline/chdb.js';
 import { ClickHouseExecutor } from '../offline/clickhouse.js';
 import type { OfflineExecutor } from '../offline/index.js';
 import { applyRegistry } from './apply.js';
 import { bootstrapView, type ViewBootstrapReport } from './bootstrap.js';
-import { computePlan, formatPlan, readOfflineEvents, readRedisState, withoutPassword } from './plan.js';
+import { computePlan, formatPlan, readOfflineEvents, readRedisState } from './plan.js';
+import { clickhouseConnectionFlags, clickhouseConnectionOf, redisConnectionFlags, redisConnectionOf, type ClickHouseConnectionFlags, type RedisConnectionFlags } from './connections.js';
 
 const REDIS_URL_DEFAULT = 'redis://127.0.0.1:6379';
 
-interface StoreOptions {
+interface StoreOptions extends RedisConnectionFlags {
   definitions: string;
   redisUrl: string;
   prefix: string;
@@ -30,9 +31,9 @@ function wholeNumber(name: string) {
 }
 
 function storeOptions(command: Command): Command {
-  return command
+  return redisConnectionFlags(command
     .requiredOption('--definitions <path>', 'definitions module')
-    .option('--redis-url <url>', `Redis online store: redis://host:port or redis-cluster://host:port,... (default: $REDIS_URL, else ${REDIS_URL_DEFAULT})`, process.env.REDIS_URL ?? REDIS_URL_DEFAULT)
+    .option('--redis-url <url>', `Redis online store: redis://host:port, rediss://host:port (TLS), redis-cluster://host:port,... or rediss-cluster://... (default: $REDIS_URL, else ${REDIS_URL_DEFAULT})`, process.env.REDIS_URL ?? REDIS_URL_DEFAULT))
     .option('--prefix <prefix>', 'Redis key prefix (namespace) of the online store', 'tm')
     .option('--timeout <ms>', 'how long to wait for Redis before TM_STORE_UNREACHABLE', wholeNumber('--timeout'), 5_000)
     .option('--json', 'print the result (or the error) as JSON');
@@ -72,8 +73,8 @@ function namedViews(registry: Registry, list: string | undefined): ViewPlan[] | 
   return registry.views.filter((v) => names.includes(v.name));
 }
 
-function offlineExecutor(opts: { clickhouseUrl?: string; dataDir: string }): OfflineExecutor {
-  return opts.clickhouseUrl ? new ClickHouseExecutor(opts.clickhouseUrl) : new ChdbExecutor(opts.dataDir);
+function offlineExecutor(opts: { clickhouseUrl?: string; dataDir: string } & ClickHouseConnectionFlags): OfflineExecutor {
+  return opts.clickhouseUrl ? new ClickHouseExecutor(opts.clickhouseUrl, clickhouseConnectionOf(opts)) : new ChdbExecutor(opts.dataDir);
 }
 
 export function addVersionCommands(program: Command): void {
@@ -84,10 +85,11 @@ export function addVersionCommands(program: Command): void {
     .action(async (opts: StoreOptions & { prune?: boolean; scanCount: number }) =>
       run(opts.json, async () => {
         const { path, registry } = await compiledRegistry(opts.definitions);
-        // Fails with TM_STORE_UNREACHABLE before anything is written.
-        const stored = await readRedisState(opts.redisUrl, opts.prefix, opts.timeout);
+        const connection = redisConnectionOf(opts);
+        // Fails with TM_STORE_UNREACHABLE (or TM_STORE_TLS, TM_STORE_AUTH) before anything is written.
+        const stored = await readRedisState(opts.redisUrl, opts.prefix, opts.timeout, connection);
         const plan = computePlan({ registry, definitionsPath: path, stored, redis: { url: opts.redisUrl, prefix: opts.prefix }, offline: null });
-        const store = connectRedisOnlineStore(registry, opts.redisUrl, { prefix: opts.prefix });
+        const store = connectRedisOnlineStore(registry, opts.redisUrl, { prefix: opts.prefix }, connection);
         try {
           const outcome = await applyRegistry(store.client, opts.prefix, registry, plan, { definitions: path, prune: opts.prune, scanCount: opts.scanCount });
           if (opts.json) {
@@ -107,7 +109,7 @@ export function addVersionCommands(program: Command): void {
       }),
     );
 
-  storeOptions(program.command('bootstrap'))
+  clickhouseConnectionFlags(storeOptions(program.command('bootstrap')))
     .description('build the tiles of view versions from the offline store and write them to the online store (default: every applied version not ready yet); resumable')
     .option('--views <list>', 'comma-separated views to bootstrap')
     .option('--force', 'rebuild versions that are ready already')
@@ -115,11 +117,12 @@ export function addVersionCommands(program: Command): void {
     .option('--data-dir <dir>', 'offline store: chDB folder', '.tidemark')
     .option('--batch-keys <n>', 'entity keys built and written per batch (bounds memory)', wholeNumber('--batch-keys'), 2_000)
     .option('--no-progress', 'no progress bar')
-    .action(async (opts: StoreOptions & { views?: string; force?: boolean; clickhouseUrl?: string; dataDir: string; batchKeys: number; progress: boolean }) =>
+    .action(async (opts: StoreOptions & ClickHouseConnectionFlags & { views?: string; force?: boolean; clickhouseUrl?: string; dataDir: string; batchKeys: number; progress: boolean }) =>
       run(opts.json, async () => {
         const { registry } = await compiledRegistry(opts.definitions);
         const named = namedViews(registry, opts.views);
-        const stored = await readRedisState(opts.redisUrl, opts.prefix, opts.timeout);
+        const connection = redisConnectionOf(opts);
+        const stored = await readRedisState(opts.redisUrl, opts.prefix, opts.timeout, connection);
         const views = named ?? registry.views.filter((v) => stored.statuses[viewNamespace(v)] !== 'ready');
         const unapplied = views.filter((v) => stored.statuses[viewNamespace(v)] === undefined);
         if (unapplied.length > 0) {
@@ -131,7 +134,7 @@ export function addVersionCommands(program: Command): void {
           return;
         }
         const executor = offlineExecutor(opts);
-        const store: RedisOnlineStore = connectRedisOnlineStore(registry, opts.redisUrl, { prefix: opts.prefix });
+        const store: RedisOnlineStore = connectRedisOnlineStore(registry, opts.redisUrl, { prefix: opts.prefix }, connection);
         const bar = opts.progress && !opts.json ? new SingleBar({ format: ' {view} [{bar}] {percentage}% | {value}/{total} keys | {eta_formatted} left', hideCursor: true }, Presets.shades_classic) : null;
         const reports: ViewBootstrapReport[] = [];
         try {

@@ -37,6 +37,9 @@ export type ErrorCode =
   | 'TM_STORE_BAD_UPDATE'
   | 'TM_STORE_BAD_CONFIG'
   | 'TM_STORE_UNREACHABLE'
+  // the Redis TLS handshake failed (certificate not trusted, not TLS at all), or Redis refused the user and password
+  | 'TM_STORE_TLS'
+  | 'TM_STORE_AUTH'
   // a view version whose tiles are not built yet (tidemark bootstrap), or a store that lost them
   | 'TM_STORE_NEEDS_BOOTSTRAP'
   | 'TM_STORE_STATE_LOST'
@@ -47,11 +50,15 @@ export type ErrorCode =
   | 'TM_BOOTSTRAP_FAILED'
   // stream ingest (the Kafka materializer)
   | 'TM_INGEST_FENCE_CONTENTION'
+  // connection settings of a service: a CA or password file that cannot be read, SASL without a user
+  | 'TM_SERVICE_CONFIG'
   // files
   | 'TM_FILE_READ'
   // offline store and datasets
   | 'TM_OFFLINE_QUERY'
   | 'TM_OFFLINE_UNREACHABLE'
+  | 'TM_OFFLINE_TLS'
+  | 'TM_OFFLINE_AUTH'
   | 'TM_SPINE_MISSING_COLUMN'
   | 'TM_SPINE_BAD_COLUMN'
   | 'TM_SPINE_BAD_TIME'

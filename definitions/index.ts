@@ -15,6 +15,7 @@ export { parseDurationMs, formatDurationMs } from './duration.js';
 export type { Duration } from './duration.js';
 export { TidemarkError, DefinitionErrors, formatDefinitionError } from './errors.js';
 export type { DefinitionError, ErrorCode } from './errors.js';
+export { withoutPassword, withoutSecrets, readSecretFile, readCaFile, isTlsCertificateError } from './secrets.js';
 export { canonicalKeyValue, entityKeyId, entityKeyValues } from './keys.js';
 export {
   compile,

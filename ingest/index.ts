@@ -11,6 +11,8 @@ export type { DeadLetterSink } from './dead-letters.js';
 export { readFileBatches, fileFormatOf, typeCsvValue } from './files.js';
 export type { FileFormat, FileRow, FileBatch } from './files.js';
 export { Materializer, MaterializerMetrics, createKafkaClient } from './kafka-materializer.js';
+export { kafkaSecurityConfig, describeKafkaSecurity, KAFKA_SASL_MECHANISMS } from './kafka-connection.js';
+export type { KafkaSecuritySettings, KafkaSaslMechanism } from './kafka-connection.js';
 export type { MaterializerOptions, MaterializerStore, MaterializerHealth, MaterializerStats, MaterializerLog } from './kafka-materializer.js';
 export { FencedBatchBuilder, applyRunsExactlyOnce, redisAppliedOffsets } from './fences.js';
 export type {

@@ -51,7 +51,7 @@
 // online/store.ts) are counted, not applied. Partitions of a topic are consumed concurrently, so
 // how late an event is depends on how far the partitions drift apart in event time: with the
 // default allowed lateness of a day, partitions more than a day apart in event time would drop events.
-import { Kafka, logLevel, Partitioners, type Admin, type Consumer, type EachBatchPayload, type IHeaders, type KafkaMessage, type LogEntry, type Producer } from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type Admin, type Consumer, type EachBatchPayload, type IHeaders, type KafkaConfig, type KafkaMessage, type LogEntry, type Producer } from 'kafkajs';
 import { Counter, Gauge, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { TidemarkError, type CompiledDefinitions, type SourcePlan } from '../definitions/index.js';
 import { EventDecoder, type BadEvent, type DecodedEvent } from './decode.js';
@@ -67,6 +67,8 @@ export interface MaterializerOptions {
   compiled: CompiledDefinitions;
   /** Kafka bootstrap servers. */
   brokers: string[];
+  /** kafkajs's TLS and SASL options (kafkaSecurityConfig); default plaintext, no SASL. */
+  security?: Pick<KafkaConfig, 'ssl' | 'sasl'>;
   groupId: string;
   store: MaterializerStore;
   /** Whether the store's connection is up, for /healthz (e.g. ioredis status === 'ready'); default: always. */
@@ -163,14 +165,14 @@ function isRebalance(e: unknown): boolean {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A kafkajs client whose log lines go to `log` (warnings and errors only). */
-export function createKafkaClient(brokers: string[], clientId: string, log?: MaterializerLog, retry?: { retries: number; initialRetryTime: number; maxRetryTime: number }): Kafka {
+/** A kafkajs client whose log lines go to `log` (warnings and errors only), with TLS and SASL as `security` says (ingest/kafka-connection.ts). */
+export function createKafkaClient(brokers: string[], clientId: string, log?: MaterializerLog, retry?: { retries: number; initialRetryTime: number; maxRetryTime: number }, security: Pick<KafkaConfig, 'ssl' | 'sasl'> = {}): Kafka {
   const logCreator = () => (entry: LogEntry) => {
     if (!log) return;
     const { message, ...rest } = entry.log;
     log(entry.level <= logLevel.ERROR ? 'error' : 'warn', `kafkajs${entry.namespace ? ` ${entry.namespace}` : ''}: ${message}`, rest as Record<string, unknown>);
   };
-  return new Kafka({ clientId, brokers, logLevel: logLevel.WARN, logCreator, retry: retry ?? { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 } });
+  return new Kafka({ clientId, brokers, logLevel: logLevel.WARN, logCreator, retry: retry ?? { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 }, ...security });
 }
 
 /** The prom-client metrics of one materializer. */
@@ -316,9 +318,9 @@ export class Materializer {
       this.sourcesByTopic.set(plan.topic, list);
     }
     const clientId = opts.clientId ?? `tidemark-materializer-${opts.groupId}`;
-    this.kafka = createKafkaClient(opts.brokers, clientId, this.log);
+    this.kafka = createKafkaClient(opts.brokers, clientId, this.log, undefined, opts.security);
     // The probe must fail fast, not retry for seconds: it measures reachability right now.
-    this.probeKafka = createKafkaClient(opts.brokers, `${clientId}-probe`, undefined, { retries: 0, initialRetryTime: 100, maxRetryTime: 100 });
+    this.probeKafka = createKafkaClient(opts.brokers, `${clientId}-probe`, undefined, { retries: 0, initialRetryTime: 100, maxRetryTime: 100 }, opts.security);
     this.done = new Promise<never>((_, reject) => {
       this.failed = reject;
     });

@@ -1,6 +1,6 @@
 // ClickHouse server executor over HTTP (@clickhouse/client): the same SQL as chDB.
 import { ClickHouseError, ClickHouseLogLevel, createClient, parseError, type ClickHouseClient } from '@clickhouse/client';
-import { TidemarkError } from '../definitions/index.js';
+import { isTlsCertificateError, TidemarkError, withoutPassword, withoutSecrets } from '../definitions/index.js';
 import { RecordBatchReader, type RecordBatch } from 'apache-arrow';
 import { createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -10,10 +10,19 @@ import type { FileResultFormat, OfflineExecutor } from './executor.js';
 /** Network failures (codes of Node's socket errors, and the client's own timeout). */
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE']);
 
-function asOfflineError(e: unknown, url: string, sql: string): TidemarkError {
+/** ClickHouse's answers to bad credentials: the exception names a server gives. */
+const AUTH_ERRORS = /\b(?:AUTHENTICATION_FAILED|REQUIRED_PASSWORD|WRONG_PASSWORD|UNKNOWN_USER)\b|Authentication failed/;
+
+function asOfflineError(e: unknown, url: string, sql: string, secrets: readonly (string | undefined)[] = []): TidemarkError {
   if (e instanceof TidemarkError) return e;
-  const message = e instanceof Error ? e.message : String(e);
+  const message = withoutSecrets(e instanceof Error ? e.message : String(e), secrets);
   const code = (e as { code?: unknown } | null)?.code;
+  if (!(e instanceof ClickHouseError) && isTlsCertificateError(e)) {
+    return new TidemarkError('TM_OFFLINE_TLS', `the TLS connection to ClickHouse at ${url} failed: ${message} (check --clickhouse-ca names the CA that signed the server's certificate, and the URL is https:// only if the port speaks TLS)`, { url, statement: sql.slice(0, 200) });
+  }
+  if (AUTH_ERRORS.test(message) || (e instanceof ClickHouseError && ['516', '194', '193', '192'].includes(String(e.code)))) {
+    return new TidemarkError('TM_OFFLINE_AUTH', `ClickHouse at ${url} refused the credentials: ${message.split('\n')[0]}${e instanceof ClickHouseError && e.type ? ` (${e.type})` : ''} (check the user and the password: the URL's user info, --clickhouse-user, --clickhouse-password-file or CLICKHOUSE_PASSWORD_FILE)`, { url, statement: sql.slice(0, 200) });
+  }
   // A ClickHouseError is the server's answer; anything else that failed on the socket (refused,
   // reset, a response cut short: Node's 'aborted') means the server is not reachable.
   const unreachable =
@@ -26,16 +35,12 @@ function asOfflineError(e: unknown, url: string, sql: string): TidemarkError {
   );
 }
 
-/** The URL for messages: without its password. */
-function redacted(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password === '') return url;
-    u.password = '***';
-    return u.toString();
-  } catch {
-    return url;
-  }
+/** TLS and credentials of a ClickHouse connection, beyond what its URL says (they override the URL's user and password). */
+export interface ClickHouseConnectionOptions {
+  /** PEM CA certificates trusted for an https:// URL (default: Node's CAs). */
+  ca?: Buffer;
+  username?: string;
+  password?: string;
 }
 
 const EXCEPTION_MARKER = '__exception__';
@@ -80,10 +85,32 @@ export class ClickHouseExecutor implements OfflineExecutor {
   readonly location: string;
   private readonly client: ClickHouseClient;
 
-  constructor(url: string) {
-    this.location = redacted(url);
+  /** The password, kept to scrub it from error messages (a server may echo what it was sent). */
+  private readonly secrets: (string | undefined)[];
+
+  constructor(url: string, connection: ClickHouseConnectionOptions = {}) {
+    this.location = withoutPassword(url);
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new TidemarkError('TM_SERVICE_CONFIG', `bad ClickHouse URL ${this.location}: expected http(s)://[user[:password]@]host:port`, { url: this.location });
+    }
+    if (connection.ca !== undefined && parsed.protocol !== 'https:') {
+      throw new TidemarkError('TM_SERVICE_CONFIG', `a ClickHouse CA file was given, but ${this.location} is not an https:// URL`, { url: this.location });
+    }
+    // The client lets the URL's user info win over its options: take it out, then apply the overrides.
+    const fromUrl = parsed.password ? decodeURIComponent(parsed.password) : undefined;
+    const username = connection.username ?? (parsed.username ? decodeURIComponent(parsed.username) : undefined);
+    const password = connection.password ?? fromUrl;
+    parsed.username = '';
+    parsed.password = '';
+    this.secrets = [password, fromUrl];
     this.client = createClient({
-      url,
+      url: parsed.toString(),
+      ...(username !== undefined ? { username } : {}),
+      ...(password !== undefined ? { password } : {}),
+      ...(connection.ca !== undefined ? { tls: { ca_cert: connection.ca } } : {}),
       request_timeout: 300_000,
       clickhouse_settings: { output_format_json_quote_64bit_integers: 0, output_format_arrow_compression_method: 'none' },
       // failures reach the caller as TidemarkErrors; the client's own error log would repeat them
@@ -95,7 +122,7 @@ export class ClickHouseExecutor implements OfflineExecutor {
     try {
       await this.client.command({ query: sql, query_params: params });
     } catch (e) {
-      throw asOfflineError(e, this.location, sql);
+      throw asOfflineError(e, this.location, sql, this.secrets);
     }
   }
 
@@ -104,7 +131,7 @@ export class ClickHouseExecutor implements OfflineExecutor {
       const result = await this.client.query({ query: sql, query_params: params, format: 'JSONEachRow' });
       return await result.json<T>();
     } catch (e) {
-      throw asOfflineError(e, this.location, sql);
+      throw asOfflineError(e, this.location, sql, this.secrets);
     }
   }
 
@@ -116,7 +143,7 @@ export class ClickHouseExecutor implements OfflineExecutor {
       const stream = result.stream as AsyncIterable<Buffer>;
       yield* typeof tag === 'string' && tag !== '' ? withoutInBandException(stream, tag) : stream;
     } catch (e) {
-      throw asOfflineError(e, this.location, sql);
+      throw asOfflineError(e, this.location, sql, this.secrets);
     }
   }
 
@@ -145,7 +172,7 @@ export class ClickHouseExecutor implements OfflineExecutor {
     try {
       await this.client.insert({ table, values: rows as Record<string, unknown>[], format: 'JSONEachRow' });
     } catch (e) {
-      throw asOfflineError(e, this.location, `INSERT INTO ${table}`);
+      throw asOfflineError(e, this.location, `INSERT INTO ${table}`, this.secrets);
     }
   }
 

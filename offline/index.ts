@@ -6,6 +6,7 @@ export type { OfflineExecutor, FileResultFormat } from './executor.js';
 export { insertInChunks } from './executor.js';
 export { ChdbExecutor } from './chdb.js';
 export { ClickHouseExecutor } from './clickhouse.js';
+export type { ClickHouseConnectionOptions } from './clickhouse.js';
 export type { LoadResult } from './load.js';
 export { fileSha256, EventLoad, recordCompletedLoad } from './load.js';
 export type { CompletedLoad } from './load.js';

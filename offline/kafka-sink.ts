@@ -9,7 +9,7 @@
 // the insert and before the commit redelivers records the fence then drops. Bad events are written
 // to tm_dead_letters before the batch's events: a crash in between re-writes dead letters (they are
 // diagnostics, deduplicated by (load_id, position) when read) but never events.
-import { Kafka, logLevel, type Consumer, type EachBatchPayload } from 'kafkajs';
+import { Kafka, logLevel, type Consumer, type EachBatchPayload, type KafkaConfig } from 'kafkajs';
 import { TidemarkError, type CompiledDefinitions, type SourcePlan } from '../definitions/index.js';
 import { EventDecoder, type BadEvent, type DecodedEvent } from '../ingest/index.js';
 import type { OfflineExecutor } from './executor.js';
@@ -18,6 +18,8 @@ import { eventTable, ident, keyFieldsOf } from './tables.js';
 
 export interface OfflineKafkaSinkOptions {
   brokers: string[];
+  /** kafkajs's TLS and SASL options (ingest's kafkaSecurityConfig); default plaintext, no SASL. */
+  security?: Pick<KafkaConfig, 'ssl' | 'sasl'>;
   groupId?: string;
   clientId?: string;
   /** Wall time for the future-skew rule (tests). */
@@ -52,7 +54,7 @@ export class OfflineKafkaSink {
     for (const source of compiled.registry.sources) {
       this.sources.set(source.topic, { plan: source, decoder: new EventDecoder(compiled, source.name, opts.nowMs), keyFields: keyFieldsOf(compiled.registry, source) });
     }
-    const kafka = new Kafka({ clientId: opts.clientId ?? 'tidemark-offline-sink', brokers: opts.brokers, logLevel: logLevel.NOTHING, retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 2000 } });
+    const kafka = new Kafka({ clientId: opts.clientId ?? 'tidemark-offline-sink', brokers: opts.brokers, logLevel: logLevel.NOTHING, retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 2000 }, ...opts.security });
     this.consumer = kafka.consumer({ groupId: opts.groupId ?? 'tidemark-offline', sessionTimeout: 10_000, heartbeatInterval: 500, maxWaitTimeInMs: 200 });
     // After a rebalance another member may have written: read fences again.
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => this.fences.clear());

@@ -5,7 +5,7 @@ import { rename, rm } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { TidemarkError, type CompiledDefinitions } from '../definitions/index.js';
 import { ChdbExecutor } from './chdb.js';
-import { ClickHouseExecutor } from './clickhouse.js';
+import { ClickHouseExecutor, type ClickHouseConnectionOptions } from './clickhouse.js';
 import type { FileResultFormat, OfflineExecutor } from './executor.js';
 import { EventLoad, loadEventsFile, type LoadResult } from './load.js';
 import { pointInTimeSql, requiredJoinKeys, resolveFeatureRefs } from './point-in-time.js';
@@ -15,6 +15,8 @@ import { ensureTables, ident } from './tables.js';
 export interface OfflineStoreOptions {
   /** A ClickHouse server's HTTP URL; absent: chDB in `dataDir`. */
   clickhouseUrl?: string;
+  /** TLS and credentials for `clickhouseUrl`. */
+  clickhouse?: ClickHouseConnectionOptions;
   dataDir?: string;
 }
 
@@ -57,7 +59,7 @@ export class OfflineStore {
 
   /** Open the store and create or migrate its tables. */
   static async open(compiled: CompiledDefinitions, opts: OfflineStoreOptions = {}): Promise<OfflineStore> {
-    const executor = opts.clickhouseUrl ? new ClickHouseExecutor(opts.clickhouseUrl) : new ChdbExecutor(opts.dataDir ?? '.tidemark');
+    const executor = opts.clickhouseUrl ? new ClickHouseExecutor(opts.clickhouseUrl, opts.clickhouse) : new ChdbExecutor(opts.dataDir ?? '.tidemark');
     const store = new OfflineStore(executor, compiled);
     try {
       await ensureTables(executor, compiled.registry);

@@ -7,8 +7,8 @@ export { evaluateFeature, evaluateFeatures, needsHistory, tileRangesFor, tilesPe
 export type { FeatureValue, FeatureStatus } from './read.js';
 export { OnlineFeatureService, formatEventTimestamp } from './serve.js';
 export type { OnlineFeaturesRequest, OnlineFeaturesResponse, FeatureVector, JoinKeyValue } from './serve.js';
-export { RedisOnlineStore, RedisStoreError, connectRedisOnlineStore, createRedisClient } from './redis.js';
-export type { RedisClient, RedisOnlineStoreOptions, RedisApplyResult, RedisStoreErrorCode } from './redis.js';
+export { RedisOnlineStore, RedisStoreError, connectRedisOnlineStore, createRedisClient, redisConnectionError } from './redis.js';
+export type { RedisClient, RedisConnectionOptions, RedisOnlineStoreOptions, RedisApplyResult, RedisStoreErrorCode } from './redis.js';
 export { viewNamespace, viewLayoutFingerprint } from './redis.js';
 export {
   readStoredRegistryState,

@@ -83,6 +83,9 @@ import {
   TidemarkError,
   tileSeries,
   trimTileIndex,
+  isTlsCertificateError,
+  withoutPassword,
+  withoutSecrets,
   type ErrorCode,
   type BucketCounts,
   type KeyTileUpdates,
@@ -1503,17 +1506,38 @@ export class RedisOnlineStore implements OnlineStore {
   }
 }
 
+/** TLS and credentials of a Redis connection, beyond what its URL says (they override the URL's user and password). */
+export interface RedisConnectionOptions {
+  /** PEM CA certificates trusted for a `rediss://` or `rediss-cluster://` URL (default: Node's CAs). */
+  ca?: Buffer | string;
+  /** ACL user (Redis 6+). */
+  username?: string;
+  password?: string;
+}
+
+const REDIS_URL_FORMS = 'redis://host:port, rediss://host:port (TLS), redis-cluster://host:port,host:port or rediss-cluster://host:port,host:port (TLS)';
+
 /**
- * A client for a Redis URL: `redis://[user:password@]host:port[/db]` (or `rediss://`) for one
- * Redis, `redis-cluster://[user:password@]host:port,host:port,...` for a Redis Cluster (the nodes
- * are seeds; the client discovers the rest). Commands issued together are pipelined
- * (enableAutoPipelining), one pipeline per Cluster node.
+ * A client for a Redis URL: `redis://[user:password@]host:port[/db]` (or `rediss://`, TLS) for one
+ * Redis, `redis-cluster://[user:password@]host:port,host:port,...` (or `rediss-cluster://`, TLS to
+ * every node) for a Redis Cluster (the nodes are seeds; the client discovers the rest). Commands
+ * issued together are pipelined (enableAutoPipelining), one pipeline per Cluster node. Error
+ * messages name the URL without its password.
  */
-export function createRedisClient(url: string, options: RedisOptions = {}): RedisClient {
-  const cluster = /^redis-cluster:\/\/(?:([^@/]*)@)?([^/]+)\/?$/.exec(url);
+export function createRedisClient(url: string, options: RedisOptions = {}, connection: RedisConnectionOptions = {}): RedisClient {
+  const shown = withoutPassword(url);
+  const cluster = /^(rediss?)-cluster:\/\/(?:([^/]*)@)?([^@/]+)\/?$/.exec(url);
+  const tlsScheme = cluster ? cluster[1] === 'rediss' : /^rediss:\/\//.test(url);
+  if (!cluster && !/^rediss?:\/\//.test(url)) {
+    throw new RedisStoreError('TM_STORE_BAD_CONFIG', `bad Redis URL ${shown}: expected ${REDIS_URL_FORMS}`, { url: shown });
+  }
+  if (connection.ca !== undefined && !tlsScheme) {
+    throw new RedisStoreError('TM_STORE_BAD_CONFIG', `a Redis CA file was given, but ${shown} is not a TLS URL: use rediss:// (or rediss-cluster://)`, { url: shown });
+  }
+  const tls = tlsScheme ? { tls: connection.ca === undefined ? {} : { ca: connection.ca } } : {};
   if (cluster) {
-    const [, credentials, hosts] = cluster;
-    const redisOptions: RedisOptions = { ...options };
+    const [, , credentials, hosts] = cluster;
+    const redisOptions: RedisOptions = { ...options, ...tls };
     if (credentials) {
       const i = credentials.indexOf(':');
       if (i >= 0) {
@@ -1521,23 +1545,58 @@ export function createRedisClient(url: string, options: RedisOptions = {}): Redi
         redisOptions.password = decodeURIComponent(credentials.slice(i + 1));
       } else redisOptions.username = decodeURIComponent(credentials);
     }
+    if (connection.username !== undefined) redisOptions.username = connection.username;
+    if (connection.password !== undefined) redisOptions.password = connection.password;
     const nodes: ClusterNode[] = hosts!.split(',').map((hostPort) => {
       const i = hostPort.lastIndexOf(':');
       const port = Number(hostPort.slice(i + 1));
-      if (i <= 0 || !Number.isInteger(port)) throw new RedisStoreError('TM_STORE_BAD_CONFIG', `bad Redis Cluster node ${hostPort} in ${url}: expected host:port`, { url });
+      if (i <= 0 || !Number.isInteger(port)) throw new RedisStoreError('TM_STORE_BAD_CONFIG', `bad Redis Cluster node ${hostPort} in ${shown}: expected host:port`, { url: shown });
       return { host: hostPort.slice(0, i), port };
     });
-    return new Cluster(nodes, { enableAutoPipelining: true, redisOptions });
+    // Nodes are dialled by the address they announce: keep it (no DNS) so the certificate's IP or name is checked against it.
+    return new Cluster(nodes, { enableAutoPipelining: true, redisOptions, ...(tlsScheme ? { dnsLookup: (address: string, done: (e: Error | null, a: string) => void) => done(null, address) } : {}) });
   }
-  if (!/^rediss?:\/\//.test(url)) {
-    throw new RedisStoreError('TM_STORE_BAD_CONFIG', `bad Redis URL ${url}: expected redis://host:port, rediss://host:port or redis-cluster://host:port,host:port`, { url });
+  let target = url;
+  const credentials: RedisOptions = {};
+  if (connection.username !== undefined || connection.password !== undefined) {
+    // ioredis lets the URL's user info win over options: move it out of the URL, then override.
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new RedisStoreError('TM_STORE_BAD_CONFIG', `bad Redis URL ${shown}: expected ${REDIS_URL_FORMS}`, { url: shown });
+    }
+    if (parsed.username) credentials.username = decodeURIComponent(parsed.username);
+    if (parsed.password) credentials.password = decodeURIComponent(parsed.password);
+    parsed.username = '';
+    parsed.password = '';
+    target = parsed.toString();
+    if (connection.username !== undefined) credentials.username = connection.username;
+    if (connection.password !== undefined) credentials.password = connection.password;
   }
-  return new Redis(url, { enableAutoPipelining: true, ...options });
+  return new Redis(target, { enableAutoPipelining: true, ...options, ...tls, ...credentials });
+}
+
+/**
+ * A coded error for a failed Redis connection: the TLS handshake (TM_STORE_TLS), the user and
+ * password (TM_STORE_AUTH), else TM_STORE_UNREACHABLE; the URL without its password, and no secret
+ * in the message.
+ */
+export function redisConnectionError(e: unknown, url: string, secrets: readonly (string | undefined)[] = []): RedisStoreError {
+  const shown = withoutPassword(url);
+  const reason = withoutSecrets(e instanceof Error ? e.message : String(e), secrets);
+  if (isTlsCertificateError(e)) {
+    return new RedisStoreError('TM_STORE_TLS', `the TLS connection to Redis at ${shown} failed: ${reason} (check --redis-ca names the CA that signed the server's certificate, and the URL is rediss:// only if the port speaks TLS)`, { url: shown });
+  }
+  if (/WRONGPASS|NOAUTH|NOPERM|invalid password|invalid username-password|AUTH failed/i.test(reason)) {
+    return new RedisStoreError('TM_STORE_AUTH', `Redis at ${shown} refused the credentials: ${reason} (check the user and the password: the URL's user info, --redis-user, --redis-password-file or REDIS_PASSWORD_FILE)`, { url: shown });
+  }
+  return new RedisStoreError('TM_STORE_UNREACHABLE', `the Redis online store at ${shown} is unreachable: ${reason}`, { url: shown });
 }
 
 /** A store over a client it owns (closed by close()), for a URL as createRedisClient takes. */
-export function connectRedisOnlineStore(registry: Registry, url: string, options: Omit<RedisOnlineStoreOptions, 'ownsClient'> = {}): RedisOnlineStore {
-  return new RedisOnlineStore(registry, createRedisClient(url), { ...options, ownsClient: true });
+export function connectRedisOnlineStore(registry: Registry, url: string, options: Omit<RedisOnlineStoreOptions, 'ownsClient'> = {}, connection: RedisConnectionOptions = {}): RedisOnlineStore {
+  return new RedisOnlineStore(registry, createRedisClient(url, {}, connection), { ...options, ownsClient: true });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,8 +37,14 @@
 //   - X-ClickHouse-Summary (read/written rows and bytes, elapsed) on answers computed whole,
 //     X-ClickHouse-Format, X-ClickHouse-Timezone, X-ClickHouse-Server-Display-Name.
 //
+//   - with `users` (startClickHouseHttpFixture's options): user and password checked on every
+//     request, from HTTP basic auth, X-ClickHouse-User/X-ClickHouse-Key or the user/password URL
+//     parameters; a wrong one is refused as a server does (AUTHENTICATION_FAILED, code 516, 403;
+//     REQUIRED_PASSWORD, 401, when none is sent); /ping stays open, as on a server.
+//   - with `tls`: HTTPS (node:https) with the given certificate and key, instead of HTTP.
+//
 // Not covered (a request that needs one of these gets NOT_IMPLEMENTED, 501, or the gap is noted):
-//   - authentication and users (credentials are accepted and ignored), roles, quotas, readonly;
+//   - without `users`, authentication (credentials are accepted and ignored); roles, quotas, readonly;
 //   - HTTP sessions (session_id), ClickHouse's own compressed framing (compress=1 / decompress=1),
 //     zstd and the other codecs besides gzip/deflate/br, external tables, progress headers
 //     (send_progress_in_http_headers is accepted as a setting but sends nothing), /play,
@@ -60,14 +66,22 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { Session } from 'chdb';
 
+export interface ClickHouseHttpFixtureOptions {
+  /** Serve HTTPS with this PEM certificate and key. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** Accept only these users (name -> password); default: any credentials, unchecked. */
+  users?: Record<string, string>;
+}
+
 export interface ClickHouseHttpFixture {
-  /** http://127.0.0.1:<port>, for createClient({ url }) or OfflineStore.open({ clickhouseUrl }). */
+  /** http(s)://127.0.0.1:<port>, for createClient({ url }) or OfflineStore.open({ clickhouseUrl }). */
   url: string;
   /** Stop listening, drop open connections, wait for the running query, close the chDB session. */
   close(): Promise<void>;
@@ -383,19 +397,32 @@ function contentTypeOf(format: string): string {
 }
 
 /** Start the fixture on 127.0.0.1 (a free port) with chDB data in `dataDir`. */
-export async function startClickHouseHttpFixture(dataDir: string): Promise<ClickHouseHttpFixture> {
+export async function startClickHouseHttpFixture(dataDir: string, options: ClickHouseHttpFixtureOptions = {}): Promise<ClickHouseHttpFixture> {
   const path = resolve(dataDir);
   mkdirSync(path, { recursive: true });
   const session = new Session(path);
   try {
-    return await serve(session);
+    return await serve(session, options);
   } catch (e) {
     session.close();
     throw e;
   }
 }
 
-async function serve(session: Session): Promise<ClickHouseHttpFixture> {
+/** The user and password of a request, as a server reads them (basic auth, headers, URL parameters). */
+function credentialsOf(req: IncomingMessage, url: URL): { user: string; password: string | null } {
+  const basic = /^Basic\s+(\S+)$/i.exec(String(req.headers.authorization ?? ''));
+  if (basic) {
+    const text = Buffer.from(basic[1]!, 'base64').toString('utf8');
+    const colon = text.indexOf(':');
+    return colon < 0 ? { user: text, password: null } : { user: text.slice(0, colon), password: text.slice(colon + 1) };
+  }
+  const user = (req.headers['x-clickhouse-user'] as string | undefined) ?? url.searchParams.get('user') ?? 'default';
+  const password = (req.headers['x-clickhouse-key'] as string | undefined) ?? url.searchParams.get('password');
+  return { user, password };
+}
+
+async function serve(session: Session, options: ClickHouseHttpFixtureOptions): Promise<ClickHouseHttpFixture> {
   const errorNames = new Map<number, string>();
   const errorCodes = new Map<string, number>();
   const outputFormats = new Map<string, string>();
@@ -654,12 +681,26 @@ async function serve(session: Session): Promise<ClickHouseHttpFixture> {
     return { read_rows: String(r.rowsRead), read_bytes: String(r.bytesRead), elapsed_ns: String(Math.round(r.elapsed * 1e9)) };
   }
 
-  const server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://fixture');
     if ((req.method === 'GET' || req.method === 'HEAD') && url.pathname === '/ping') {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=UTF-8' });
       res.end(req.method === 'HEAD' ? undefined : 'Ok.\n');
       return;
+    }
+    if (options.users) {
+      const { user, password } = credentialsOf(req, url);
+      const expected = options.users[user];
+      if (password === null && expected !== undefined && expected !== '') {
+        req.resume();
+        sendError(res, notAllowed('REQUIRED_PASSWORD', `${user}: Authentication failed: password is required`), url.searchParams.get('query_id') || randomUUID());
+        return;
+      }
+      if (expected === undefined || expected !== (password ?? '')) {
+        req.resume();
+        sendError(res, notAllowed('AUTHENTICATION_FAILED', `${user}: Authentication failed: password is incorrect, or there is no user with such name`), url.searchParams.get('query_id') || randomUUID());
+        return;
+      }
     }
     if (url.pathname !== '/') {
       req.resume();
@@ -679,7 +720,8 @@ async function serve(session: Session): Promise<ClickHouseHttpFixture> {
       return;
     }
     void handleQuery(req, res, url);
-  });
+  };
+  const server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createServer(handler);
   server.keepAliveTimeout = 10_000;
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
@@ -689,7 +731,7 @@ async function serve(session: Session): Promise<ClickHouseHttpFixture> {
 
   let closing: Promise<void> | null = null;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     close() {
       closing ??= (async () => {
         const stopped = new Promise<void>((ok) => server.close(() => ok()));
