@@ -10,6 +10,7 @@ import { buildMaterializerServer, createKafkaClient, describeKafkaSecurity, Mate
 import { connectRedisOnlineStore, OnlineFeatureService, readStoredRegistryState, redisConnectionError, type StoreClock } from '../online/index.js';
 import Fastify from 'fastify';
 import { prepareMaterializerStart, recordRewound } from './materialize-start.js';
+import { wholeNumber } from './cli-args.js';
 import { addVersionCommands } from './version-commands.js';
 import { Partitioners } from 'kafkajs';
 import { pushRoutes } from './push-routes.js';
@@ -35,13 +36,7 @@ import {
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DEFAULT_DEFINITIONS = join(PACKAGE_ROOT, 'examples', 'flights');
 
-function positiveInt(name: string) {
-  return (text: string): number => {
-    const n = Number(text);
-    if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number >= 0, got ${text}`);
-    return n;
-  };
-}
+const positiveInt = (name: string): ((text: string) => number) => wholeNumber(name, 0);
 
 /** --auth-tokens, the --jwt-* flags and --protect-metrics, on every command that serves HTTP. */
 function authOptions(command: Command): Command {

@@ -1,7 +1,8 @@
 // `tidemark apply` and `tidemark bootstrap`: record a registry in the Redis online store, and build
 // the tiles of the view versions it created from the offline store (api/apply.ts, api/bootstrap.ts).
 import { Presets, SingleBar } from 'cli-progress';
-import { Command, InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
+import { wholeNumber } from './cli-args.js';
 import { compile, formatDefinitionError, loadDefinitions, TidemarkError, withoutPassword, type Registry, type ViewPlan } from '../definitions/index.js';
 import { connectRedisOnlineStore, readStoredRegistryState, viewNamespace, type RedisOnlineStore } from '../online/index.js';
 import { ChdbExecutor } from '../offline/chdb.js';
@@ -22,20 +23,13 @@ interface StoreOptions extends RedisConnectionFlags {
   json?: boolean;
 }
 
-function wholeNumber(name: string) {
-  return (text: string): number => {
-    const n = Number(text);
-    if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a whole number >= 1, got ${text}`);
-    return n;
-  };
-}
 
 function storeOptions(command: Command): Command {
   return redisConnectionFlags(command
     .requiredOption('--definitions <path>', 'definitions module')
     .option('--redis-url <url>', `Redis online store: redis://host:port, rediss://host:port (TLS), redis-cluster://host:port,... or rediss-cluster://... (default: $REDIS_URL, else ${REDIS_URL_DEFAULT})`, process.env.REDIS_URL ?? REDIS_URL_DEFAULT))
     .option('--prefix <prefix>', 'Redis key prefix (namespace) of the online store', 'tm')
-    .option('--timeout <ms>', 'how long to wait for Redis before TM_STORE_UNREACHABLE', wholeNumber('--timeout'), 5_000)
+    .option('--timeout <ms>', 'how long to wait for Redis before TM_STORE_UNREACHABLE', wholeNumber('--timeout', 1), 5_000)
     .option('--json', 'print the result (or the error) as JSON');
 }
 
@@ -81,7 +75,7 @@ export function addVersionCommands(program: Command): void {
   storeOptions(program.command('apply'))
     .description('record these definitions in the online store: a new or changed view gets a new version (pending until tidemark bootstrap), old versions keep serving')
     .option('--prune', 'delete the keys of versions these definitions do not use (SCAN in batches, never KEYS)')
-    .option('--scan-count <n>', 'keys per SCAN batch when pruning', wholeNumber('--scan-count'), 500)
+    .option('--scan-count <n>', 'keys per SCAN batch when pruning', wholeNumber('--scan-count', 1), 500)
     .action(async (opts: StoreOptions & { prune?: boolean; scanCount: number }) =>
       run(opts.json, async () => {
         const { path, registry } = await compiledRegistry(opts.definitions);
@@ -115,7 +109,7 @@ export function addVersionCommands(program: Command): void {
     .option('--force', 'rebuild versions that are ready already')
     .option('--clickhouse-url <url>', 'offline store: ClickHouse server HTTP URL (default: $CLICKHOUSE_URL, else chDB in --data-dir)', process.env.CLICKHOUSE_URL)
     .option('--data-dir <dir>', 'offline store: chDB folder', '.tidemark')
-    .option('--batch-keys <n>', 'entity keys built and written per batch (bounds memory)', wholeNumber('--batch-keys'), 2_000)
+    .option('--batch-keys <n>', 'entity keys built and written per batch (bounds memory)', wholeNumber('--batch-keys', 1), 2_000)
     .option('--no-progress', 'no progress bar')
     .action(async (opts: StoreOptions & ClickHouseConnectionFlags & { views?: string; force?: boolean; clickhouseUrl?: string; dataDir: string; batchKeys: number; progress: boolean }) =>
       run(opts.json, async () => {
