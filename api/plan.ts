@@ -1,5 +1,5 @@
 // `tidemark plan`: compare compiled definitions with what the online store records it was
-// materialized from (Redis: the `layout:<view>` fingerprints and `view:<view>` snapshots of the meta
+// materialized from (Redis: the `view:<view>` snapshots and `status:<view>@<id>` version states of the meta
 // hash; the in-memory store records nothing between runs) and, when one is given, with the events
 // the offline store holds per source. Read only: it never writes to any store.
 import { existsSync } from 'node:fs';

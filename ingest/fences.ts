@@ -372,7 +372,7 @@ export interface RedisFenceSource {
 
 /**
  * The fences of a RedisOnlineStore, read from the layout its header documents: field
- * `fence:<source>:<partition>` of the key hash `P:{<view>:<entityKey>}:k`; for inspection and
+ * `fence:<source>:<partition>` of the key hash `P:{<view>@<version>:<entityKey>}:k`; for inspection and
  * tests. The materializer reads no fences ahead: a refusal of the conditional apply reports them.
  */
 export function redisAppliedOffsets(store: RedisFenceSource): AppliedOffsetReader {

@@ -2,16 +2,18 @@
 // MemoryOnlineStore and merges them with the same arithmetic, in the same order, so every read
 // (online/read.ts) answers with the same values bit for bit.
 //
-// Key layout, under a prefix P (default `tm`; no braces in it):
+// Key layout, under a prefix P (default `tm`; no braces in it). <ns> is the view version's
+// namespace `<view>@<version id>` (viewNamespace: a hash of what decides the view's tiles), so two
+// versions of a view keep their keys apart and can be served at once (online/versions.ts):
 //
-//   P:{<view>:<entityKey>}:k          hash: `seen` = 1 once the key was applied (a key with no tile
+//   P:{<ns>:<entityKey>}:k            hash: `seen` = 1 once the key was applied (a key with no tile
 //                                     inside retention still exists, as in MemoryOnlineStore),
 //                                     `fence:<source>:<partition>` = the key's fence F of that
 //                                     partition: every event of the key from it with offset <= F is
 //                                     merged, none after (ingest/fences.ts), and `lo:<hopMs>` = a
 //                                     lower bound of the group's stored tile indexes (for trimming;
 //                                     `lo:<hopMs>x<span>` the same for a rollup level)
-//   P:{<view>:<entityKey>}:t:<hopMs>  hash: tile index (decimal) -> packed tile, one per tile group
+//   P:{<ns>:<entityKey>}:t:<hopMs>    hash: tile index (decimal) -> packed tile, one per tile group
 //                                     (hop 0 is the all-time latest cell of `last` without window);
 //                                     and `<span>:<index>` -> the rollup tile of that level, which
 //                                     holds the merge of the group's tiles [i*span, (i+1)*span),
@@ -20,14 +22,15 @@
 //                                     / span)). One hash per group keeps a key update at one HMGET
 //                                     and one HSET whatever the levels.
 //   P:{meta}                          hash: `watermark` (greatest materialized event time, ms),
-//                                     `tiles` (stored tile count), `keys:<view>` (entity keys seen),
-//                                     `layout:<view>` (fingerprint of the view's tile layout),
-//                                     `view:<view>` (the definition that recorded it, for `tidemark
-//                                     plan`; recordViewSnapshots)
+//                                     `tiles` (stored tile count), `keys:<ns>` (entity keys seen),
+//                                     `fp:<ns>` (fingerprint of the version's tile layout, checked
+//                                     by every store before its first read or write), and the
+//                                     version records of online/versions.ts (`status:<ns>`,
+//                                     `version:<ns>`, `view:<view>`)
 //
 // <entityKey> is the canonical entity key id as is, unless it holds a lone surrogate (which UTF-8
 // key names cannot carry) or starts with NUL: then NUL + the hex of its UTF-16 code units.
-// The hash tag `{<view>:<entityKey>}` puts every key of one entity of one view in one Cluster hash
+// The hash tag `{<ns>:<entityKey>}` puts every key of one entity of one view version in one Cluster hash
 // slot, so one script can update them atomically. (An entity key containing `}` cuts the tag short;
 // all keys of that entity still share the cut tag, so they still share a slot.)
 //
@@ -988,7 +991,7 @@ interface ViewRuntime {
   view: ViewPlan;
   /** hop -> the group's own series */
   groups: Map<number, GroupRuntime>;
-  /** Fingerprint of the tile layout of every group, stored as `layout:<view>`. */
+  /** Fingerprint of the tile layout of every group, stored as `fp:<namespace>`. */
   fingerprint: string;
   /** `<view>@<version id>`: the namespace of its keys (viewNamespace). */
   namespace: string;
