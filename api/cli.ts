@@ -339,6 +339,8 @@ function addStreamCommands(program: Command): void {
       if (blocked) {
         const report = { status: 'degraded', code: blocked.code, problems: [`${blocked.code}: ${blocked.message}`], registryVersion: compiled.registry.version };
         const server = Fastify();
+        // The same tokens as the materializer's own server (/healthz needs metrics:read under --protect-metrics).
+        installAuth(server, auth);
         server.get('/healthz', async (_q, reply) => reply.status(503).send(report));
         const address = await server.listen({ port: opts.port, host: opts.host });
         jsonLog('error', `not materializing: ${blocked.message}`, { code: blocked.code, healthz: `${address}/healthz` });
