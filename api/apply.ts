@@ -17,7 +17,6 @@ import {
   writeVersionState,
   type RedisClient,
   type RegistryHistoryEntry,
-  type StoredRegistryState,
 } from '../online/index.js';
 import type { PlanResult } from './plan.js';
 
@@ -74,9 +73,9 @@ export async function applyRegistry(client: RedisClient, prefix: string, registr
   return outcome;
 }
 
-/** Namespaces the store records (any status, version, fp or keys field). */
-export function recordedNamespaces(state: StoredRegistryState, meta: Record<string, string>): string[] {
-  const names = new Set(Object.keys(state.statuses));
+/** Namespaces the meta hash records (any status, version, fp or keys field). */
+export function recordedNamespaces(meta: Record<string, string>): string[] {
+  const names = new Set<string>();
   for (const field of Object.keys(meta)) {
     const m = /^(?:status|version|fp|keys):(.+@.+)$/.exec(field);
     if (m) names.add(m[1]!);
@@ -89,9 +88,7 @@ export function recordedNamespaces(state: StoredRegistryState, meta: Record<stri
  * `P:{<namespace>:*`, UNLINK per batch of `count`, then drop the version's meta fields.
  */
 export async function pruneVersions(client: RedisClient, prefix: string, keep: ReadonlySet<string>, count: number): Promise<PruneOutcome> {
-  const meta = await client.hgetall(metaKeyOf(prefix));
-  const state = await readStoredRegistryState(client, prefix);
-  const namespaces = recordedNamespaces(state, meta).filter((ns) => !keep.has(ns));
+  const namespaces = recordedNamespaces(await client.hgetall(metaKeyOf(prefix))).filter((ns) => !keep.has(ns));
   const nodes: Redis[] = client instanceof Cluster ? client.nodes('master') : [client];
   let keysDeleted = 0;
   for (const ns of namespaces) {

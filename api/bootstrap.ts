@@ -18,10 +18,10 @@
 // rerun after a kill resumes after the checkpoint with the same B and cut; a batch redone is
 // rewritten whole, so nothing is counted twice. The tiles are built by the materializer's own
 // TileBatchBuilder from the same events, so they hold what the stream would have built.
-import { entityKeyId, entityKeyValues, TidemarkError, type Registry, type TileBatch, type ViewPlan } from '../definitions/index.js';
+import { entityKeyId, entityKeyValues, TidemarkError, type Registry, type ViewPlan } from '../definitions/index.js';
 import { TileBatchBuilder, type DecodedEvent } from '../ingest/index.js';
 import { readVersionState, viewNamespace, writeVersionState, type BootstrapProgress, type OnlineStore, type RedisOnlineStore, type VersionState } from '../online/index.js';
-import { COMPLETED_LOADS, eventTable, ident, keyColumn, type OfflineExecutor } from '../offline/index.js';
+import { COMPLETED_LOADS, eventTable, ident, keyColumn, tableExists, type OfflineExecutor } from '../offline/index.js';
 
 export interface BootstrapOptions {
   executor: OfflineExecutor;
@@ -190,11 +190,6 @@ async function fileRowsLeftOut(executor: OfflineExecutor, view: ViewPlan, cut: n
   if (cut === null) return 0;
   const [row] = await executor.rows<{ n: number | string }>(`SELECT count() AS n FROM ${ident(eventTable(view.source))} WHERE ${COMPLETED_LOADS} AND NOT ${STREAM_LOAD} AND __ts >= {cut:Int64}`, { cut });
   return Number(row?.n ?? 0);
-}
-
-async function tableExists(executor: OfflineExecutor, table: string): Promise<boolean> {
-  const [row] = await executor.rows<Record<string, unknown>>(`EXISTS TABLE ${ident(table)}`);
-  return row !== undefined && Number(Object.values(row)[0]) === 1;
 }
 
 /** Where a bootstrap writes: a Redis store (versions, fences, checkpoints) or the in-memory store. */

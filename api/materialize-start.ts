@@ -77,11 +77,13 @@ export async function prepareMaterializerStart(o: MaterializerStartOptions): Pro
     const handovers: VersionState[] = o.registry.views.map((v) => state.versions[viewNamespace(v)]).filter((v): v is VersionState => v !== undefined && v.handover === 'pending' && v.bootstrap !== null);
     if (handovers.length === 0) return report;
     const targets = new Map<string, Map<number, number>>();
+    const topicOffsets = new Map<string, Awaited<ReturnType<typeof admin.fetchTopicOffsets>>>();
     for (const version of handovers) {
       const view = o.registry.views.find((v) => v.name === version.view)!;
       const source = o.registry.sources.find((s) => s.name === view.source)!;
       const covered = version.bootstrap!.offsets[source.name] ?? {};
-      const partitions = await admin.fetchTopicOffsets(source.topic);
+      if (!topicOffsets.has(source.topic)) topicOffsets.set(source.topic, await admin.fetchTopicOffsets(source.topic));
+      const partitions = topicOffsets.get(source.topic)!;
       const byPartition = targets.get(source.topic) ?? new Map<number, number>();
       for (const p of partitions) {
         // A partition the bootstrap holds nothing of is read from its start.

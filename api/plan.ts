@@ -10,7 +10,7 @@ import { readStoredRegistryState, type StoredRegistryState, type ViewSnapshot } 
 import { ChdbExecutor } from '../offline/chdb.js';
 import { ClickHouseExecutor, type ClickHouseConnectionOptions } from '../offline/clickhouse.js';
 import type { OfflineExecutor } from '../offline/executor.js';
-import { COMPLETED_LOADS, eventTable, ident } from '../offline/tables.js';
+import { COMPLETED_LOADS, eventTable, ident, tableExists } from '../offline/tables.js';
 
 export type ViewStatus = 'unchanged' | 'new' | 'changed' | 'removed';
 
@@ -124,10 +124,9 @@ export async function readOfflineEvents(registry: Registry, opts: { clickhouseUr
   }
   try {
     const sources = new Map<string, OfflineEvents>();
-    const [loads] = await executor.rows<{ e: number }>(`EXISTS TABLE tm_loads`);
+    const loads = await tableExists(executor, 'tm_loads');
     for (const source of registry.sources) {
-      const [exists] = await executor.rows<{ e: number }>(`EXISTS TABLE ${ident(eventTable(source.name))}`);
-      if (!exists || Number(Object.values(exists)[0]) !== 1 || !loads || Number(Object.values(loads)[0]) !== 1) {
+      if (!loads || !(await tableExists(executor, eventTable(source.name)))) {
         sources.set(source.name, { source: source.name, events: 0, from: null, to: null });
         continue;
       }

@@ -18,4 +18,4 @@ export { ensureTables, eventTable } from './tables.js';
 export { OfflineKafkaSink, kafkaLoadId } from './kafka-sink.js';
 export type { OfflineKafkaSinkOptions, OfflineKafkaSinkStats } from './kafka-sink.js';
 export { featureSampleSql } from './feature-samples.js';
-export { COMPLETED_LOADS, ident, keyColumn, latestEventTimeMs } from './tables.js';
+export { COMPLETED_LOADS, ident, keyColumn, latestEventTimeMs, tableExists } from './tables.js';

@@ -79,6 +79,12 @@ export async function ensureTables(executor: OfflineExecutor, registry: Registry
   }
 }
 
+/** Whether a table exists (read only: nothing is created). */
+export async function tableExists(executor: OfflineExecutor, table: string): Promise<boolean> {
+  const [row] = await executor.rows<Record<string, unknown>>(`EXISTS TABLE ${ident(table)}`);
+  return row !== undefined && Number(Object.values(row)[0]) === 1;
+}
+
 /** SQL condition keeping only rows of completed loads. */
 export const COMPLETED_LOADS = `__load IN (SELECT load_id FROM tm_loads)`;
 
