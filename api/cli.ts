@@ -10,7 +10,7 @@ import { buildMaterializerServer, createKafkaClient, describeKafkaSecurity, Mate
 import { connectRedisOnlineStore, OnlineFeatureService, readStoredRegistryState, redisConnectionError, type StoreClock } from '../online/index.js';
 import Fastify from 'fastify';
 import { prepareMaterializerStart, recordRewound } from './materialize-start.js';
-import { wholeNumber } from './cli-args.js';
+import { REDIS_URL_DEFAULT, wholeNumber } from './cli-args.js';
 import { addVersionCommands } from './version-commands.js';
 import { Partitioners } from 'kafkajs';
 import { pushRoutes } from './push-routes.js';
@@ -268,7 +268,6 @@ export async function main(argv: string[]): Promise<void> {
 // Redis, and POST /push/:source to Kafka).
 
 const KAFKA_BROKERS_DEFAULT = 'localhost:9092';
-const REDIS_URL_DEFAULT = 'redis://127.0.0.1:6379';
 /** Store errors a materializer waits out, unhealthy, until an operator repairs the store. */
 const NOT_READY = new Set(['TM_STORE_NEEDS_BOOTSTRAP', 'TM_STORE_STATE_LOST']);
 

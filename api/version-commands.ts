@@ -2,7 +2,7 @@
 // the tiles of the view versions it created from the offline store (api/apply.ts, api/bootstrap.ts).
 import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { wholeNumber } from './cli-args.js';
+import { REDIS_URL_DEFAULT, wholeNumber } from './cli-args.js';
 import { compile, formatDefinitionError, loadDefinitions, TidemarkError, withoutPassword, type Registry, type ViewPlan } from '../definitions/index.js';
 import { connectRedisOnlineStore, readStoredRegistryState, viewNamespace, type RedisOnlineStore } from '../online/index.js';
 import { ChdbExecutor } from '../offline/chdb.js';
@@ -13,7 +13,6 @@ import { bootstrapView, type ViewBootstrapReport } from './bootstrap.js';
 import { computePlan, formatPlan, readOfflineEvents, readRedisState } from './plan.js';
 import { clickhouseConnectionFlags, clickhouseConnectionOf, redisConnectionFlags, redisConnectionOf, type ClickHouseConnectionFlags, type RedisConnectionFlags } from './connections.js';
 
-const REDIS_URL_DEFAULT = 'redis://127.0.0.1:6379';
 
 interface StoreOptions extends RedisConnectionFlags {
   definitions: string;
