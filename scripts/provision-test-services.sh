@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`'s pretest: the OS packages the suite's real services need (tests/support starts them):
 # redis-server and redis-cli, librdkafka's mock cluster headers, and gcc to build the mock's
-# launcher. Seconds when all are there; as root on Debian or Ubuntu it installs what is missing
+# launcher, and Debian's chromium for the dashboard's browser tests (driven by playwright-core). Seconds when all are there; as root on Debian or Ubuntu it installs what is missing
 # with apt; otherwise it stops with the exact command to run.
 set -euo pipefail
 missing=()
@@ -9,6 +9,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-server)
 command -v gcc >/dev/null || missing+=(gcc)
 test -f /usr/include/librdkafka/rdkafka_mock.h || missing+=(librdkafka-dev)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | xargs)
 command="apt-get update && apt-get install -y ${packages}"
