@@ -2,7 +2,7 @@
 // alerts (GET /alerts), read from the offline store so they answer whichever process evaluated.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { parseDurationMs, parseTimeMs, TidemarkError } from '../definitions/index.js';
+import { parseDurationMs, parseTimeMs, TidemarkError, type CompiledDefinitions } from '../definitions/index.js';
 import { OfflineAlertStateStore, queryMetrics, type MetricQuery } from '../monitor/index.js';
 import type { OfflineStore } from '../offline/index.js';
 import { errorResponses } from './errors.js';
@@ -69,7 +69,7 @@ function toQuery(q: z.infer<typeof MetricFilters>, limits: ApiLimits): MetricQue
   return { monitor: q.monitor, metric: q.metric, feature: q.feature, slice: q.slice, windowMs, fromMs: timeParam('from', q.from), toMs: timeParam('to', q.to), limit: q.limit };
 }
 
-export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore; limits: ApiLimits }> = async (app, { offline, limits }) => {
+export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore; limits: ApiLimits; monitors: CompiledDefinitions | null }> = async (app, { offline, limits }) => {
   const config = { scope: 'monitor:read' } as const;
   const metricsSchema = {
     tags: ['monitor'],

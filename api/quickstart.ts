@@ -141,7 +141,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     const history: RegistryHistoryEntry[] = [
       { version: 1, registryVersion: registry.version, appliedAt: new Date(startedAtMs).toISOString(), definitions: opts.definitions, views: Object.fromEntries(registry.views.map((v) => [v.name, viewNamespace(v)])), changes: [] },
     ];
-    server = await buildServer({ service, ...(offline ? { offline } : {}), ...opts.security, registryHistory: async () => history });
+    server = await buildServer({ service, ...(offline ? { offline } : {}), ...(monitor ? { monitors: monitor.compiled } : {}), ...opts.security, registryHistory: async () => history });
     url = await server.listen({ port: opts.port, host: opts.host });
     const first = sampleRequestBody(service, store);
     // With tokens, the examples carry one (from $TOKEN: the file holds only hashes).

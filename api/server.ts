@@ -7,7 +7,7 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { TidemarkError } from '../definitions/index.js';
+import { TidemarkError, type CompiledDefinitions } from '../definitions/index.js';
 import type { OfflineStore } from '../offline/index.js';
 import type { OnlineFeatureService, RegistryHistoryEntry } from '../online/index.js';
 import { datasetRoutes } from './dataset-routes.js';
@@ -35,6 +35,8 @@ export interface ServerOptions {
   service: OnlineFeatureService;
   /** Serves POST /datasets/historical, /monitor/* and /alerts when given. */
   offline?: OfflineStore;
+  /** The compiled definitions that hold the monitors (their plans, SLOs and views): the monitor routes and the dashboard describe them. */
+  monitors?: CompiledDefinitions;
   logger?: boolean;
   /** Extra health details (e.g. replay progress); status 'degraded' answers 503. */
   health?: () => Promise<HealthReport> | HealthReport;
@@ -118,7 +120,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   await app.register(onlineRoutes, { service: opts.service, limits, ...(opts.registryHistory ? { registryHistory: opts.registryHistory } : {}) });
   if (opts.offline) {
     await app.register(datasetRoutes, { offline: opts.offline, limits });
-    await app.register(monitorRoutes, { offline: opts.offline, limits });
+    await app.register(monitorRoutes, { offline: opts.offline, limits, monitors: opts.monitors ?? null });
   }
   return app;
 }
