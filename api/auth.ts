@@ -44,9 +44,10 @@ export const OPEN_ROUTES: Readonly<Record<string, 'health' | 'preflight'>> = {
   'OPTIONS *': 'preflight',
 };
 
-/** Open routes by kind, OPEN_ROUTES and the API description (GET /openapi.json and the /docs page with its assets). */
+/** Open routes by kind, OPEN_ROUTES, the API description (GET /openapi.json and the /docs page with its assets) and the dashboard's assets. */
 function openRoute(id: string): 'health' | 'preflight' | 'docs' | undefined {
-  return OPEN_ROUTES[id] ?? (id === 'GET /openapi.json' || id === 'GET /docs' || id.startsWith('GET /docs/') ? 'docs' : undefined);
+  // The dashboard's scripts and stylesheets hold no data: open like the API reference's.
+  return OPEN_ROUTES[id] ?? (id === 'GET /openapi.json' || id === 'GET /docs' || id.startsWith('GET /docs/') || id.startsWith('GET /ui/assets/') ? 'docs' : undefined);
 }
 
 const FIXED_SCOPES = ['features:read', 'datasets:read', 'monitor:read', 'metrics:read', 'admin'] as const;

@@ -141,7 +141,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     const history: RegistryHistoryEntry[] = [
       { version: 1, registryVersion: registry.version, appliedAt: new Date(startedAtMs).toISOString(), definitions: opts.definitions, views: Object.fromEntries(registry.views.map((v) => [v.name, viewNamespace(v)])), changes: [] },
     ];
-    server = await buildServer({ service, ...(offline ? { offline } : {}), ...(monitor ? { monitors: monitor.compiled } : {}), ...opts.security, registryHistory: async () => history });
+    server = await buildServer({ service, ...(offline ? { offline } : {}), ...(monitor ? { monitors: monitor.compiled } : {}), ...opts.security, registryHistory: async () => history, sampleKeys: (view) => preferredKeys(store, view) });
     url = await server.listen({ port: opts.port, host: opts.host });
     const first = sampleRequestBody(service, store);
     // With tokens, the examples carry one (from $TOKEN: the file holds only hashes).
@@ -177,14 +177,19 @@ async function rebuildFromOffline(compiled: CompiledDefinitions, offline: Offlin
   return { rows: events, events, badEvents: 0, lateTileEvents: 0, seconds: (performance.now() - started) / 1000 };
 }
 
+/** Two keys of a view to show reads of: ORD and SFO on the flights, else the first two. */
+function preferredKeys(store: MemoryOnlineStore, view: string): string[] {
+  const keys = store.entityKeys(view);
+  const preferred = ['ORD', 'SFO'].filter((k) => keys.includes(k));
+  return preferred.length > 0 ? preferred : keys.slice(0, 2);
+}
+
 /** A read of the first view's features for up to two of its busiest-looking keys (ORD and SFO on the flights). */
 function sampleRequestBody(service: OnlineFeatureService, store: MemoryOnlineStore): { features: string[]; entities: Record<string, string[]> } | null {
   // The view with the most features shows the most (origin_delays on the flights).
   const view = [...service.registry.views].sort((a, b) => b.features.length - a.features.length)[0];
   if (!view || view.joinKeys.length !== 1) return null;
-  const keys = store.entityKeys(view.name);
-  const preferred = ['ORD', 'SFO'].filter((k) => keys.includes(k));
-  const chosen = preferred.length > 0 ? preferred : keys.slice(0, 2);
+  const chosen = preferredKeys(store, view.name);
   if (chosen.length === 0) return null;
   return { features: view.features.map((f) => `${view.name}:${f.name}`), entities: { [view.joinKeys[0]!]: chosen } };
 }

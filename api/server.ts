@@ -17,6 +17,7 @@ import { errorResponses, frameworkErrorReply, registerErrorHandling } from './er
 import { LIMIT_FLAGS, resolveLimits, type ApiLimits } from './limits.js';
 import { registerOpenApi } from './openapi.js';
 import { onlineRoutes } from './online-routes.js';
+import { dashboardRoutes } from '../ui/index.js';
 
 const HealthBody = z.looseObject({
   status: z.enum(['ok', 'degraded']),
@@ -52,6 +53,10 @@ export interface ServerOptions {
   corsOrigins?: readonly string[];
   /** Send helmet's security headers (CSP, HSTS, nosniff, frame options, ...). */
   securityHeaders?: boolean;
+  /** Entity keys to prefill the dashboard's live read with (a store that lists keys cheaply). */
+  sampleKeys?: (view: string) => string[];
+  /** Alertmanager's base URL: the dashboard's alert pages link to it. */
+  alertmanagerUrl?: string;
 }
 
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
@@ -122,5 +127,12 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     await app.register(datasetRoutes, { offline: opts.offline, limits });
     await app.register(monitorRoutes, { offline: opts.offline, limits, monitors: opts.monitors ?? null });
   }
+  await app.register(dashboardRoutes, {
+    service: opts.service,
+    offline: opts.offline ?? null,
+    monitors: opts.monitors ?? null,
+    ...(opts.sampleKeys ? { sampleKeys: opts.sampleKeys } : {}),
+    alertmanagerUrl: opts.alertmanagerUrl ?? null,
+  });
   return app;
 }

@@ -75,10 +75,11 @@ describe('GET /openapi.json', () => {
     );
   });
 
-  it('hides only its own routes: the document and the /docs page', () => {
+  it('hides only its own routes and the HTML of the dashboard: the document, the /docs page, /ui and the /monitor alert link', () => {
     const hidden = routes.filter(isHidden).map((r) => r.url);
     expect(hidden.length).toBeGreaterThan(0);
-    for (const url of hidden) expect(url === '/openapi.json' || url === '/docs' || url.startsWith('/docs/'), url).toBe(true);
+    expect(hidden).toContain('/ui/');
+    for (const url of hidden) expect(url === '/openapi.json' || url === '/docs' || url.startsWith('/docs/') || url === '/ui' || url.startsWith('/ui/') || url === '/monitor', url).toBe(true);
   });
 
   it('validates as OpenAPI 3', async () => {

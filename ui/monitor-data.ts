@@ -1,0 +1,96 @@
+// What the monitor pages read from the offline store, in bounded amounts: the drift rows of one
+// evaluation, a bounded history per (feature, slice), the reference profile's bins, the alerts.
+// Never raw events: every number here is an aggregate the monitor already stored.
+import type { MonitorPlan } from '../definitions/index.js';
+import { decileCounts, OfflineAlertStateStore, queryMetrics, readStoredProfile, type AlertState, type FeatureSliceProfile, type MetricRecord } from '../monitor/index.js';
+import type { OfflineExecutor } from '../offline/index.js';
+
+/** The latest evaluations shown in sparklines and histories (older ones stay in the API). */
+export const HISTORY_EVALUATIONS = 30;
+
+export interface DriftRow extends MetricRecord {
+  endMs: number;
+}
+
+function withEnd(rows: MetricRecord[]): DriftRow[] {
+  return rows.map((r) => ({ ...r, endMs: Date.parse(r.window_end) }));
+}
+
+/** The newest evaluation time of the monitor's drift rows (of one window), or null before any. */
+export async function latestDriftEnd(executor: OfflineExecutor, monitor: string, windowMs: number): Promise<number | null> {
+  const [row] = await queryMetrics(executor, { monitor, metric: 'drift', windowMs, limit: 1 });
+  return row ? Date.parse(row.window_end) : null;
+}
+
+/** Every drift row of one evaluation and window. */
+export async function driftRowsAt(executor: OfflineExecutor, monitor: string, windowMs: number, endMs: number): Promise<DriftRow[]> {
+  return withEnd(await queryMetrics(executor, { monitor, metric: 'drift', windowMs, fromMs: endMs, toMs: endMs, limit: 100_000 }));
+}
+
+/** The last HISTORY_EVALUATIONS drift rows per (feature, slice) up to endMs, oldest first, keyed by `feature\0slice`. */
+export async function driftHistory(executor: OfflineExecutor, plan: MonitorPlan, windowMs: number, endMs: number, filter: { feature?: string; slice?: string } = {}): Promise<Map<string, DriftRow[]>> {
+  const rows = withEnd(await queryMetrics(executor, { monitor: plan.name, metric: 'drift', windowMs, fromMs: endMs - HISTORY_EVALUATIONS * plan.intervalMs, toMs: endMs, limit: 100_000, ...filter }));
+  const out = new Map<string, DriftRow[]>();
+  for (const r of rows.reverse()) {
+    const k = `${r.feature}\u0000${r.slice}`;
+    const list = out.get(k);
+    if (list) list.push(r);
+    else out.set(k, [r]);
+  }
+  return out;
+}
+
+/** The evaluation times stored for the monitor (one window), newest first. */
+export async function evaluationTimes(executor: OfflineExecutor, monitor: string, windowMs: number, slice: string): Promise<number[]> {
+  const rows = await queryMetrics(executor, { monitor, metric: 'drift', windowMs, slice, limit: 100_000 });
+  return [...new Set(rows.map((r) => Date.parse(r.window_end)))];
+}
+
+export interface ReferenceBins {
+  /** Reference counts in the PSI bins (10 deciles, or 1 + categories with bin 0 unseen). */
+  counts: number[];
+  /** Bin labels: decile ranges or category names. */
+  labels: string[];
+}
+
+/** The reference profile of each (feature, slice), as PSI bins, keyed by `feature\0slice` (read only: never built here). */
+export async function referenceBins(executor: OfflineExecutor, plan: MonitorPlan): Promise<Map<string, ReferenceBins>> {
+  const profile = await readStoredProfile(executor, plan);
+  const out = new Map<string, ReferenceBins>();
+  for (const p of profile.values()) out.set(`${p.feature}\u0000${p.slice}`, binsOf(p));
+  return out;
+}
+
+function binsOf(p: FeatureSliceProfile): ReferenceBins {
+  if (p.kind === 'categorical') return { counts: [...p.counts], labels: ['(unseen)', ...p.categories] };
+  const deciles = [...decileCounts(p.counts)];
+  const edges = [9, 19, 29, 39, 49, 59, 69, 79, 89].map((i) => p.edges[i]!);
+  return { counts: deciles, labels: deciles.map((_, i) => (i === 0 ? `<${fmt(edges[0]!)}` : i === 9 ? `>=${fmt(edges[8]!)}` : `[${fmt(edges[i - 1]!)},${fmt(edges[i]!)})`)) };
+}
+
+function fmt(x: number): string {
+  return String(Number(x.toPrecision(3)));
+}
+
+/** Current counts in the PSI bins as the evaluation stored them (detail.cur_bins), or null for rows without. */
+export function currentBins(row: MetricRecord): number[] | null {
+  const bins = (row.detail as { cur_bins?: unknown }).cur_bins;
+  return Array.isArray(bins) ? (bins as number[]) : null;
+}
+
+export interface AlertsSnapshot {
+  alerts: AlertState[];
+  pendingNotifications: number;
+}
+
+export async function loadAlerts(executor: OfflineExecutor): Promise<AlertsSnapshot> {
+  const snapshot = await (await OfflineAlertStateStore.open(executor)).load();
+  const alerts = snapshot.alerts.sort((a, b) => (a.status === b.status ? b.startsAtMs - a.startsAtMs : a.status === 'firing' ? -1 : 1));
+  const pending = snapshot.notifications.filter((n) => n.deliveredAtMs === null && n.supersededBy === null).length;
+  return { alerts, pendingNotifications: pending };
+}
+
+/** The decision of a drift row in words. */
+export function decisionText(r: Pick<MetricRecord, 'drift' | 'detail'>): string {
+  return r.drift === null ? `no decision (${String((r.detail as { note?: string }).note ?? 'none').replace(/_/g, ' ')})` : r.drift ? 'drift' : 'no drift';
+}
