@@ -5,7 +5,7 @@ export type { MonitorRunnerOptions, EvaluationSummary } from './run.js';
 export { evaluateDrift, decileCounts } from './drift.js';
 export { FIXED_DRIFT_THRESHOLDS, benjaminiHochberg, decideDrift } from './calibration.js';
 export type { DriftResult, DriftEvaluation } from './drift.js';
-export { loadOrBuildProfile, readStoredProfile, ensureMonitorTables, profileKey, FINE_BINS } from './profile.js';
+export { loadOrBuildProfile, ensureMonitorTables, profileKey, FINE_BINS } from './profile.js';
 export type { MonitorProfile, FeatureSliceProfile } from './profile.js';
 export { ALL_SLICE, bandLabels } from './drift-sql.js';
 export { evaluateLabels, labelMetricsOf, labelWindowsSql } from './labels.js';

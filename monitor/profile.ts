@@ -41,18 +41,12 @@ export async function ensureMonitorTables(executor: OfflineExecutor): Promise<vo
 /** A profile as stored (counts as a plain array). */
 type ProfileRow = Omit<FeatureSliceProfile, 'counts'> & { counts: number[] };
 
-/** The stored profile of this monitor version, empty when none was built yet (read only: pages never build one). */
-export async function readStoredProfile(executor: OfflineExecutor, plan: MonitorPlan): Promise<MonitorProfile> {
-  const stored = await executor.rows<ProfileRow>(`SELECT feature, slice, kind, n, edges, categories, counts FROM tm_monitor_profiles WHERE monitor = {monitor:String} AND version = {version:String}`, { monitor: plan.name, version: plan.version });
-  return toProfile(stored);
-}
-
 /** Read the stored profile of this monitor version, or compute and store it from the reference range. */
 export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan): Promise<{ profile: MonitorProfile; built: boolean }> {
   await ensureMonitorTables(executor);
   const key = { monitor: plan.name, version: plan.version };
-  const stored = await readStoredProfile(executor, plan);
-  if (stored.size > 0) return { profile: stored, built: false };
+  const stored = await executor.rows<ProfileRow>(`SELECT feature, slice, kind, n, edges, categories, counts FROM tm_monitor_profiles WHERE monitor = {monitor:String} AND version = {version:String}`, key);
+  if (stored.length > 0) return { profile: toProfile(stored), built: false };
 
   // A profile build that died half-way left edges or categories behind: start clean.
   for (const table of ['tm_monitor_edges', 'tm_monitor_categories']) {

@@ -2,7 +2,7 @@
 // evaluation, a bounded history per (feature, slice), the reference profile's bins, the alerts.
 // Never raw events: every number here is an aggregate the monitor already stored.
 import type { MonitorPlan } from '../definitions/index.js';
-import { decileCounts, OfflineAlertStateStore, queryMetrics, readStoredProfile, type AlertState, type FeatureSliceProfile, type MetricRecord } from '../monitor/index.js';
+import { decileCounts, METRICS_TABLE, OfflineAlertStateStore, queryMetrics, type AlertState, type FeatureSliceProfile, type MetricRecord } from '../monitor/index.js';
 import type { OfflineExecutor } from '../offline/index.js';
 
 /** The latest evaluations shown in sparklines and histories (older ones stay in the API). */
@@ -27,23 +27,37 @@ export async function driftRowsAt(executor: OfflineExecutor, monitor: string, wi
   return withEnd(await queryMetrics(executor, { monitor, metric: 'drift', windowMs, fromMs: endMs, toMs: endMs, limit: 100_000 }));
 }
 
-/** The last HISTORY_EVALUATIONS drift rows per (feature, slice) up to endMs, oldest first, keyed by `feature\0slice`. */
-export async function driftHistory(executor: OfflineExecutor, plan: MonitorPlan, windowMs: number, endMs: number, filter: { feature?: string; slice?: string } = {}): Promise<Map<string, DriftRow[]>> {
-  const rows = withEnd(await queryMetrics(executor, { monitor: plan.name, metric: 'drift', windowMs, fromMs: endMs - HISTORY_EVALUATIONS * plan.intervalMs, toMs: endMs, limit: 100_000, ...filter }));
-  const out = new Map<string, DriftRow[]>();
-  for (const r of rows.reverse()) {
-    const k = `${r.feature}\u0000${r.slice}`;
-    const list = out.get(k);
-    if (list) list.push(r);
-    else out.set(k, [r]);
-  }
-  return out;
+/** A drift history point: enough for a sparkline. */
+export interface HistoryPoint {
+  endMs: number;
+  value: number | null;
+  drift: boolean | null;
 }
 
-/** The evaluation times stored for the monitor (one window), newest first. */
-export async function evaluationTimes(executor: OfflineExecutor, monitor: string, windowMs: number, slice: string): Promise<number[]> {
-  const rows = await queryMetrics(executor, { monitor, metric: 'drift', windowMs, slice, limit: 100_000 });
-  return [...new Set(rows.map((r) => Date.parse(r.window_end)))];
+/**
+ * The last HISTORY_EVALUATIONS drift values up to endMs of the given (feature, slice) pairs (the
+ * rows a page shows, not every series), oldest first, keyed by `feature\0slice`.
+ */
+export async function driftHistory(executor: OfflineExecutor, plan: MonitorPlan, windowMs: number, endMs: number, pairs: readonly { feature: string; slice: string }[]): Promise<Map<string, HistoryPoint[]>> {
+  const out = new Map<string, HistoryPoint[]>();
+  if (pairs.length === 0) return out;
+  const wanted = new Set(pairs.map((p) => `${p.feature}\u0000${p.slice}`));
+  const rows = await executor.rows<{ feature: string; slice: string; end_ms: number; value: number | null; drift: boolean | null }>(
+    `SELECT feature, slice, toUnixTimestamp64Milli(window_end) AS end_ms, value, drift FROM ${METRICS_TABLE} FINAL
+     WHERE monitor = {monitor:String} AND metric = 'drift' AND window_ms = {windowMs:UInt64} AND has({features:Array(String)}, feature) AND has({slices:Array(String)}, slice)
+       AND window_end > fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND window_end <= fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+     ORDER BY window_end`,
+    { monitor: plan.name, windowMs, features: [...new Set(pairs.map((p) => p.feature))], slices: [...new Set(pairs.map((p) => p.slice))], from: endMs - HISTORY_EVALUATIONS * plan.intervalMs, to: endMs },
+  );
+  for (const r of rows) {
+    const k = `${r.feature}\u0000${r.slice}`;
+    if (!wanted.has(k)) continue;
+    const point = { endMs: Number(r.end_ms), value: r.value, drift: r.drift };
+    const list = out.get(k);
+    if (list) list.push(point);
+    else out.set(k, [point]);
+  }
+  return out;
 }
 
 export interface ReferenceBins {
@@ -53,16 +67,21 @@ export interface ReferenceBins {
   labels: string[];
 }
 
-/** The reference profile of each (feature, slice), as PSI bins, keyed by `feature\0slice` (read only: never built here). */
-export async function referenceBins(executor: OfflineExecutor, plan: MonitorPlan): Promise<Map<string, ReferenceBins>> {
-  const profile = await readStoredProfile(executor, plan);
+/** The reference profile of the given (feature, slice) pairs as PSI bins, keyed by `feature\0slice` (read only: never built here). */
+export async function referenceBins(executor: OfflineExecutor, plan: MonitorPlan, pairs: readonly { feature: string; slice: string }[]): Promise<Map<string, ReferenceBins>> {
   const out = new Map<string, ReferenceBins>();
-  for (const p of profile.values()) out.set(`${p.feature}\u0000${p.slice}`, binsOf(p));
+  if (pairs.length === 0) return out;
+  const rows = await executor.rows<Pick<FeatureSliceProfile, 'feature' | 'slice' | 'kind' | 'edges' | 'categories'> & { counts: number[] }>(
+    `SELECT feature, slice, kind, edges, categories, counts FROM tm_monitor_profiles
+     WHERE monitor = {monitor:String} AND version = {version:String} AND has({features:Array(String)}, feature) AND has({slices:Array(String)}, slice)`,
+    { monitor: plan.name, version: plan.version, features: [...new Set(pairs.map((p) => p.feature))], slices: [...new Set(pairs.map((p) => p.slice))] },
+  );
+  for (const p of rows) out.set(`${p.feature}\u0000${p.slice}`, binsOf(p));
   return out;
 }
 
-function binsOf(p: FeatureSliceProfile): ReferenceBins {
-  if (p.kind === 'categorical') return { counts: [...p.counts], labels: ['(unseen)', ...p.categories] };
+function binsOf(p: Pick<FeatureSliceProfile, 'kind' | 'edges' | 'categories'> & { counts: ArrayLike<number> }): ReferenceBins {
+  if (p.kind === 'categorical') return { counts: Array.from(p.counts), labels: ['(unseen)', ...p.categories] };
   const deciles = [...decileCounts(p.counts)];
   const edges = [9, 19, 29, 39, 49, 59, 69, 79, 89].map((i) => p.edges[i]!);
   return { counts: deciles, labels: deciles.map((_, i) => (i === 0 ? `<${fmt(edges[0]!)}` : i === 9 ? `>=${fmt(edges[8]!)}` : `[${fmt(edges[i - 1]!)},${fmt(edges[i]!)})`)) };

@@ -6,7 +6,7 @@ import { formatDurationMs, type MonitorPlan, type SloPlan } from '../definitions
 import { ALL_SLICE, type AlertState } from '../monitor/index.js';
 import { contributionBars, overlaidHistogram, sparkline } from './svg.js';
 import { html, isoMinute, num, numbersTable, page, query, raw, type Raw } from './html.js';
-import { currentBins, decisionText, type DriftRow, type ReferenceBins } from './monitor-data.js';
+import { currentBins, decisionText, type DriftRow, type HistoryPoint, type ReferenceBins } from './monitor-data.js';
 
 export const PAGE_ROWS = 50;
 
@@ -18,11 +18,44 @@ export interface DriftPageData {
   endMs: number | null;
   /** Every (feature, slice) row of that evaluation. */
   rows: DriftRow[];
-  history: Map<string, DriftRow[]>;
+  table: DriftTable;
+  /** PSI history and reference bins of the rows shown. */
+  history: Map<string, HistoryPoint[]>;
   reference: Map<string, ReferenceBins>;
-  params: { slice?: string; feature?: string; slo?: string; drifted?: boolean; page: number };
+  params: DriftParams;
   /** The SLO named by an alert link, with the alerts of its series. */
   slo: { plan: SloPlan; alerts: AlertState[] } | null;
+}
+
+export interface DriftParams {
+  slice?: string;
+  feature?: string;
+  slo?: string;
+  drifted?: boolean;
+  page: number;
+}
+
+export interface DriftTable {
+  /** Rows of the page, sorted by q then PSI. */
+  shown: DriftRow[];
+  /** Rows matching the filters. */
+  total: number;
+  pageNo: number;
+  pages: number;
+  decided: number;
+  drifted: number;
+  undecided: number;
+}
+
+/** The drift table's rows: filtered by slice and feature (and drifted), sorted by q then PSI, one page. */
+export function driftTable(rows: readonly DriftRow[], params: DriftParams): DriftTable {
+  const matching = rows.filter((r) => (params.slice === undefined || r.slice === params.slice) && (params.feature === undefined || r.feature === params.feature));
+  const decided = matching.filter((r) => r.drift !== null);
+  const drifted = decided.filter((r) => r.drift === true);
+  const listed = [...(params.drifted ? drifted : matching)].sort(compareDriftRows);
+  const pages = Math.max(1, Math.ceil(listed.length / PAGE_ROWS));
+  const pageNo = Math.min(Math.max(1, params.page), pages);
+  return { shown: listed.slice((pageNo - 1) * PAGE_ROWS, pageNo * PAGE_ROWS), total: listed.length, pageNo, pages, decided: decided.length, drifted: drifted.length, undecided: matching.length - decided.length };
 }
 
 function monitorHref(p: Record<string, string | number | boolean | undefined>): string {
@@ -79,7 +112,7 @@ function miniDistribution(row: DriftRow, reference: ReferenceBins | undefined): 
   return raw(overlaidHistogram(reference.counts, cur, { width: 120, height: 32, labels: reference.labels }));
 }
 
-function psiSparkline(history: DriftRow[] | undefined, floor: number): Raw {
+function psiSparkline(history: HistoryPoint[] | undefined, floor: number): Raw {
   if (!history || history.length === 0) return html``;
   return raw(sparkline(history.map((r) => r.value), { width: 120, height: 28, threshold: floor, markers: history.map((r) => (r.drift === null ? 'none' : r.drift ? 'drift' : 'ok')) }));
 }
@@ -88,14 +121,7 @@ export function driftPage(data: DriftPageData): string {
   const { plan, windowMs, endMs, params } = data;
   const window = formatDurationMs(windowMs);
   const slices = [...new Set(data.rows.map((r) => r.slice))].sort((a, b) => (a === ALL_SLICE ? -1 : b === ALL_SLICE ? 1 : a < b ? -1 : 1));
-  let rows = data.rows.filter((r) => (params.slice === undefined || r.slice === params.slice) && (params.feature === undefined || r.feature === params.feature));
-  const decided = rows.filter((r) => r.drift !== null);
-  const drifted = decided.filter((r) => r.drift === true);
-  if (params.drifted) rows = drifted;
-  rows = [...rows].sort(compareDriftRows);
-  const pages = Math.max(1, Math.ceil(rows.length / PAGE_ROWS));
-  const pageNo = Math.min(params.page, pages);
-  const shown = rows.slice((pageNo - 1) * PAGE_ROWS, pageNo * PAGE_ROWS);
+  const { shown, total, pageNo, pages } = data.table;
   const base = { monitor: plan.name, window, slice: params.slice, feature: params.feature, slo: params.slo, drifted: params.drifted ? 'true' : undefined, at: endMs === null ? undefined : new Date(endMs).toISOString() };
   const filters = html`<form class="filters" method="get" action="/ui/monitor">
 <label>monitor<select name="monitor">${data.plans.map((p) => html`<option${raw(p.name === plan.name ? ' selected' : '')}>${p.name}</option>`)}</select></label>
@@ -108,16 +134,16 @@ ${params.slo ? html`<input type="hidden" name="slo" value="${params.slo}">` : ''
     return page({ title: `Drift: ${plan.name}`, section: 'monitor', body: html`${filters}<p>This monitor has not been evaluated yet: run <code>tidemark monitor</code>.</p>${decisionRule(plan)}` });
   }
   const heatSlice = params.slice ?? ALL_SLICE;
-  const table = html`<table id="drift-table"><thead><tr><th>feature</th><th>slice</th><th>kind</th><th class="num">PSI</th><th class="num">KS ± bound</th><th class="num">p</th><th class="num">q (BH)</th><th>decision</th><th class="num">n_ref</th><th class="num">n_cur</th><th>reference vs current</th><th>PSI, last ${data.history.size > 0 ? 'evaluations' : ''}</th></tr></thead>
+  const table = html`<table id="drift-table"><thead><tr><th>feature</th><th>slice</th><th>kind</th><th class="num">PSI</th><th class="num">KS ± bound</th><th class="num">p</th><th class="num">q (BH)</th><th>decision</th><th class="num">n_ref</th><th class="num">n_cur</th><th>reference vs current</th><th>PSI, last evaluations</th></tr></thead>
 <tbody>${shown.map(
     (r) => html`<tr data-feature="${r.feature}" data-slice="${r.slice}"><td><a href="${featureHref(plan.name, r.feature, { slice: r.slice, window, at: new Date(endMs).toISOString() })}">${r.feature}</a></td><td><a href="${monitorHref({ ...base, slice: r.slice, page: undefined })}">${r.slice}</a></td>
 <td>${String((r.detail as { kind?: string }).kind ?? '')}</td><td class="num">${num(r.value)}</td><td class="num">${r.ks === null ? '-' : `${num(r.ks)} ± ${num(r.ks_error_bound)}`}</td><td class="num">${num(r.p_value)}</td><td class="num">${num(r.q_value)}</td><td>${badge(r)}</td>
 <td class="num">${r.n_ref}</td><td class="num">${r.n_cur}</td><td>${miniDistribution(r, data.reference.get(`${r.feature}\u0000${r.slice}`))}</td><td>${psiSparkline(data.history.get(`${r.feature}\u0000${r.slice}`), plan.drift.psiFloor)}</td></tr>`,
   )}</tbody></table>
-<p class="pager">${pageNo > 1 ? html`<a href="${monitorHref({ ...base, page: pageNo - 1 })}" rel="prev">previous</a>` : ''} page ${pageNo} of ${pages} (${rows.length} rows) ${pageNo < pages ? html`<a href="${monitorHref({ ...base, page: pageNo + 1 })}" rel="next">next</a>` : ''}</p>`;
+<p class="pager">${pageNo > 1 ? html`<a href="${monitorHref({ ...base, page: pageNo - 1 })}" rel="prev">previous</a>` : ''} page ${pageNo} of ${pages} (${total} rows) ${pageNo < pages ? html`<a href="${monitorHref({ ...base, page: pageNo + 1 })}" rel="next">next</a>` : ''}</p>`;
   const body = html`${filters}
 ${sloPanel(data)}
-<h2 id="drift-title">Drift is decided for ${drifted.length} of ${decided.length} tests (BH q ≤ ${plan.drift.fdr}) at ${isoMinute(endMs)} UTC, ${window} window${decided.length < rows.length && !params.drifted ? html`; ${data.rows.filter((r) => r.drift === null && (params.slice === undefined || r.slice === params.slice) && (params.feature === undefined || r.feature === params.feature)).length} without a decision` : ''}</h2>
+<h2 id="drift-title">Drift is decided for ${data.table.drifted} of ${data.table.decided} tests (BH q ≤ ${plan.drift.fdr}) at ${isoMinute(endMs)} UTC, ${window} window${data.table.undecided > 0 ? `; ${data.table.undecided} without a decision` : ''}</h2>
 ${table}
 <h2>Heatmap: PSI per feature and evaluation (slice ${heatSlice})</h2>
 <div class="chart" data-chart="heatmap" data-title="PSI heatmap" data-src="/monitor/drift${query({ monitor: plan.name, window, slice: heatSlice, format: 'columns' })}" data-feature-href="${featureHref(plan.name, 'FEATURE', { slice: heatSlice, window })}"></div>

@@ -10,8 +10,8 @@ import type { OnlineFeatureService } from '../online/index.js';
 import { alertPage, alertsPage, overviewPage, type OverviewData } from './alerts-pages.js';
 import { clientBundle, stylesheet } from './assets.js';
 import { unknownPage } from './html.js';
-import { driftHistory, driftRowsAt, evaluationTimes, latestDriftEnd, loadAlerts, referenceBins, type DriftRow } from './monitor-data.js';
-import { driftPage, featureHref, featurePage, labelsPage } from './monitor-pages.js';
+import { driftHistory, driftRowsAt, latestDriftEnd, loadAlerts, referenceBins, type DriftRow } from './monitor-data.js';
+import { driftPage, driftTable, featureHref, featurePage, labelsPage } from './monitor-pages.js';
 import { viewPage, viewsPage, type ViewsContext } from './views-pages.js';
 
 export interface DashboardOptions {
@@ -136,12 +136,15 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
       const slices = [...new Set(rows.map((r) => r.slice))].sort();
       return send(reply, unknownPage('monitor', 'slice', slice, slices.map((s) => ({ text: s, href: `/ui/monitor?monitor=${encodeURIComponent(plan.name)}&slice=${encodeURIComponent(s)}` }))), 404);
     }
-    const history = endMs === null ? new Map() : await driftHistory(ex!, plan, shownWindow, endMs, { ...(feature ? { feature } : {}), ...(slice ? { slice } : {}) });
     const alerts =
       slo && ex && (await tableExists(ex, 'tm_monitor_alerts'))
         ? (await loadAlerts(ex)).alerts.filter((a) => a.labels.monitor === plan.name && a.labels.slo === slo.name && (slice === undefined || a.labels.slice === slice) && (feature === undefined || a.labels.feature === feature))
         : [];
-    const page = Math.max(1, Number.parseInt(q.page ?? '1', 10) || 1);
+    const params = { ...(slice ? { slice } : {}), ...(feature ? { feature } : {}), ...(sloName ? { slo: sloName } : {}), drifted: q.drifted === 'true', page: Number.parseInt(q.page ?? '1', 10) || 1 };
+    const table = driftTable(rows, params);
+    // Sparklines and mini distributions only for the rows shown: bounded whatever the monitor's width.
+    const history = endMs === null ? new Map() : await driftHistory(ex!, plan, shownWindow, endMs, table.shown);
+    const reference = endMs === null ? new Map() : await referenceBins(ex!, plan, table.shown);
     return send(
       reply,
       driftPage({
@@ -150,9 +153,10 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
         windowMs: shownWindow,
         endMs,
         rows,
+        table,
         history,
-        reference: evaluated ? await referenceBins(ex!, plan) : new Map(),
-        params: { ...(slice ? { slice } : {}), ...(feature ? { feature } : {}), ...(sloName ? { slo: sloName } : {}), drifted: q.drifted === 'true', page },
+        reference,
+        params,
         slo: slo ? { plan: slo, alerts } : null,
       }),
     );
@@ -177,7 +181,7 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
     if (atMs !== null && row === null && slice !== ALL_SLICE) {
       return send(reply, unknownPage('monitor', 'slice', slice, slices.map((r) => ({ text: r.slice, href: featureHref(plan.name, feature, { slice: r.slice, window: formatDurationMs(windowMs) }) }))), 404);
     }
-    const reference = evaluated ? (await referenceBins(ex!, plan)).get(`${feature}\u0000${slice}`) : undefined;
+    const reference = evaluated ? (await referenceBins(ex!, plan, [{ feature, slice }])).get(`${feature}\u0000${slice}`) : undefined;
     return send(reply, featurePage({ plan, feature, slice, windowMs, atMs, row, reference, slices, contributions: null }));
   });
 
@@ -235,5 +239,4 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
     return send(reply, alertPage({ alert, history: [], budget: null, alertmanagerUrl: opts.alertmanagerUrl ?? null }, plan));
   });
 
-  void evaluationTimes;
 };

@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
 // The dashboard in a real browser (Debian's chromium via playwright-core) against a real server:
 // the sensor monitor evaluated on chDB, the online store built from the same events. Each page
 // renders without errors and without a request to another origin; an alert's own generatorURL
