@@ -148,6 +148,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     const bearer = opts.security?.auth ? ` -H "authorization: Bearer $TOKEN"` : '';
     opts.log('');
     opts.log(`serving the HTTP API on ${url}  (Ctrl-C to stop); its reference: ${url}/docs (OpenAPI: ${url}/openapi.json)`);
+    opts.log(`  dashboard: ${url}/ui/${monitor ? `  (drift: ${url}/ui/monitor, alerts: ${url}/ui/alerts)` : ''}`);
     if (first) opts.log(`  curl -s ${url}/get-online-features${bearer} -H 'content-type: application/json' -d '${JSON.stringify(first)}'`);
     if (first && offline) {
       const key = Object.keys(first.entities)[0]!;

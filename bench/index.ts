@@ -17,7 +17,9 @@
 //  6. bootstrap (bench/bootstrap-worker.ts): tidemark bootstrap of the flights views from chDB into
 //     Redis next to replaying the same events into Redis; npm start's rebuild from chDB next to its
 //     Parquet replay.
-// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor|bootstrap
+//  7. dashboard (bench/dashboard-worker.ts): page weights and Chromium's first paint of the flights
+//     monitor's pages and of a 500-feature x 5-slice drift page, next to a constant HTML page.
+// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor|bootstrap|dashboard
 // runs one section.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -62,6 +64,23 @@ if (!only || only === 'offline') await offlineSection();
 if (!only || only === 'stream') await streamSection({ runWorker, fmt, saturationMs: SATURATION_MS, latencyMs: LATENCY_MS });
 if (!only || only === 'monitor') await monitorSection();
 if (!only || only === 'bootstrap') await bootstrapSection();
+if (!only || only === 'dashboard') await dashboardSection();
+
+async function dashboardSection(): Promise<void> {
+  console.log('');
+  console.log('## Dashboard: page weight and first paint in Chromium (median of 5 loads), next to a constant HTML page');
+  const r = await runWorker(['bench/dashboard-worker.ts']);
+  const kb = (bytes: number): string => `${fmt(bytes / 1024, 1)} KB`;
+  console.log(`JS bundle (uPlot + app): ${kb(r.jsBytes!)}, ${kb(r.jsGzipBytes!)} gzip (budget 60 KB gzip)`);
+  console.log('| page | first paint | charts drawn | HTML | all bytes | requests |');
+  console.log('|---|---:|---:|---:|---:|---:|');
+  console.log(`| baseline: a constant HTML page from fastify | ${fmt(r.baselineFirstPaintMs!)} ms | | | | |`);
+  const names: [string, string][] = [['drift', 'flights drift page (10 features x 225 airports)'], ['wide', 'drift page, 500 features x 5 slices (budget: first paint < 1 s)'], ['overview', 'overview'], ['feature', 'feature detail (delay, ORD, 7d)'], ['view', 'view origin_delays'], ['alert', 'alert detail']];
+  for (const [key, label] of names) {
+    if (r[`${key}.firstPaintMs`] === undefined) continue;
+    console.log(`| ${label} | ${fmt(r[`${key}.firstPaintMs`]!)} ms | ${fmt(r[`${key}.chartsReadyMs`]!)} ms | ${kb(r[`${key}.htmlBytes`]!)} | ${kb(r[`${key}.totalBytes`]!)} | ${fmt(r[`${key}.requests`]!)} |`);
+  }
+}
 
 async function bootstrapSection(): Promise<void> {
   console.log('');
