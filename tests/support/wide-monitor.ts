@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { compileOrThrow, eventTime, monitor, source, type CompiledDefinitions } from '../../definitions/index.js';
+import { compileOrThrow, entity, eventTime, featureView, monitor, source, type CompiledDefinitions } from '../../definitions/index.js';
 import { ensureMetricsTable, ensureMonitorTables, writeMetrics, type MetricRow } from '../../monitor/index.js';
 import { insertInChunks, OfflineStore } from '../../offline/index.js';
 import { mulberry32 } from './random.js';
@@ -26,6 +26,9 @@ export async function openWideMonitorStore(features = 500, sliceValues = 5, eval
   for (let i = 0; i < features; i++) fields[`f${i}`] = z.number();
   const events = source({ name: 'wide', topic: 'wide', schema: z.object(fields), eventTimeField: 't' });
   const names = Array.from({ length: features }, (_, i) => `f${i}`);
+  // Definitions need a view; the monitor watches the source's fields.
+  const region = entity({ name: 'region', joinKeys: ['region'] });
+  const regionStats = featureView({ name: 'region_stats', source: events, entity: region, features: { f0_mean_1d: { agg: 'mean', field: 'f0' as never, window: '1d' } } });
   const wide = monitor({
     name: 'wide',
     source: events,
@@ -35,7 +38,7 @@ export async function openWideMonitorStore(features = 500, sliceValues = 5, eval
     interval: '1d',
     windows: ['1d', '7d'],
   });
-  const compiled = compileOrThrow({ events, wide });
+  const compiled = compileOrThrow({ events, region, regionStats, wide });
   const plan = compiled.monitors[0]!;
   const offline = await OfflineStore.open(compiled, { dataDir: join(dir, 'data') });
   const ex = offline.executor;
