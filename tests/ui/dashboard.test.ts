@@ -153,6 +153,22 @@ describe('dashboard pages in Chromium', () => {
     await g.close();
   });
 
+  it("a view's live read shows what POST /get-online-features returns, next to the curl line that asks for it", async () => {
+    const g = await open('/ui/views/sensor_stats');
+    await g.page.locator('#try-it button[type=submit]').click();
+    await g.page.locator('#try-it-table').waitFor();
+    const cells = await g.page.locator('#try-it-table tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent!)));
+    const curl = (await g.page.locator('#try-it-curl').textContent())!;
+    const body = JSON.parse(/-d '(.*)'$/.exec(curl)![1]!) as { features: string[]; entities: Record<string, string[]> };
+    expect(body).toEqual({ features: ['sensor_stats:value_mean_1h'], entities: { sensor: ['a', 'b'] } });
+    const r = await server.inject({ method: 'POST', url: '/get-online-features', payload: body });
+    const json = r.json() as { results: { values: unknown[] }[] };
+    // Per key: the key row, then the feature row; values as the page formats them.
+    expect(cells.map((c) => c[1])).toEqual([0, 1].flatMap((k) => json.results.map((res) => (typeof res.values[k] === 'number' ? shown(res.values[k] as number) : String(res.values[k])))));
+    expect(g.errors).toEqual([]);
+    await g.close();
+  });
+
   it('an unknown monitor, feature, slice or alert gives a 404 page naming it and listing the valid ones', async () => {
     const cases: [string, string, string][] = [
       ['/monitor?monitor=nope', 'monitor', 'sensors'],
