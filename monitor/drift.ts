@@ -2,7 +2,7 @@
 // windows in Node (exactly: integer counts), and at each evaluation time the PSI, binned KS and
 // drift decision of every (feature, slice, window). Memory: windows x features x slices x bins,
 // plus the buckets of the longest window; never rows.
-import type { CompiledDefinitions, MonitorPlan } from '../definitions/index.js';
+import { compareCodePoints, type CompiledDefinitions, type MonitorPlan } from '../definitions/index.js';
 import type { OfflineExecutor } from '../offline/index.js';
 import { categoricalPsiTestCounts, decideDrift, psiPValue } from './calibration.js';
 import { binCountsSql, hasFeatures } from './drift-sql.js';
@@ -34,7 +34,17 @@ export interface DriftResult {
   drift: boolean | null;
   /** Why there is no decision. */
   note: 'no_reference' | 'too_few_rows' | null;
+  /**
+   * The current window's counts in the bins the PSI was computed from: numeric, the 10 decile bins;
+   * categorical, bin 0 = unseen in the reference, bin i + 1 = the profile's category i. null without a reference.
+   */
+  currentBins: number[] | null;
+  /** Categorical: the most frequent categories unseen in the reference (at most UNSEEN_TOP, count descending). */
+  unseenTop: { category: string; count: number }[] | null;
 }
+
+/** How many unseen categories a drift result keeps (the dashboard shows them; the rest is in bin 0). */
+export const UNSEEN_TOP = 10;
 
 export interface DriftEvaluation {
   windowEndMs: number;
@@ -176,7 +186,7 @@ function decide(
     const ref = profile.get(key);
     const [feature, slice] = key.split('\u0000') as [string, string];
     const kind = plan.features.find((f) => f.name === feature)?.kind ?? 'numeric';
-    const base: DriftResult = { feature, slice, kind, windowMs, windowEndMs, nRef: ref?.n ?? 0, nCur, psi: null, ks: null, ksErrorBound: null, psiPValue: null, ksPValue: null, pValue: null, qValue: null, drift: null, note: null };
+    const base: DriftResult = { feature, slice, kind, windowMs, windowEndMs, nRef: ref?.n ?? 0, nCur, psi: null, ks: null, ksErrorBound: null, psiPValue: null, ksPValue: null, pValue: null, qValue: null, drift: null, note: null, currentBins: null, unseenTop: null };
     if (!ref || ref.n === 0) {
       results.push({ ...base, note: 'no_reference' });
       continue;
@@ -208,7 +218,7 @@ function statistics(
   cur: Float64Array,
   nCur: number,
   unseen: ReadonlyMap<string, number> | undefined,
-): Pick<DriftResult, 'psi' | 'ks' | 'ksErrorBound' | 'psiPValue' | 'ksPValue'> {
+): Pick<DriftResult, 'psi' | 'ks' | 'ksErrorBound' | 'psiPValue' | 'ksPValue' | 'currentBins' | 'unseenTop'> {
   const options = { maxReplicates: PSI_MONTE_CARLO_REPLICATES };
   if (ref.kind === 'categorical') {
     // PSI lumps unseen categories into one bin (SEMANTICS); its no-drift p-value is a permutation
@@ -219,14 +229,23 @@ function statistics(
     const refAligned = [...ref.counts.subarray(1), ...unseenCounts.map(() => 0)];
     const curAligned = [...cur.subarray(1), ...unseenCounts];
     const pPsi = categoricalPsiTestCounts(refAligned, curAligned, options).pValue;
-    return { psi: value, ks: null, ksErrorBound: null, psiPValue: pPsi, ksPValue: null };
+    return { psi: value, ks: null, ksErrorBound: null, psiPValue: pPsi, ksPValue: null, currentBins: [...cur], unseenTop: topUnseen(unseen) };
   }
   const refDeciles = decileCounts(ref.counts);
-  const value = psi(refDeciles, decileCounts(cur));
+  const curDeciles = decileCounts(cur);
+  const value = psi(refDeciles, curDeciles);
   const ks = binnedKs(ref.counts, cur);
   const pKs = ksPValue(ks.statistic, ref.n, nCur, 'asymp');
   // The test's p-value is 2 min(pPsi, pKs) (driftTestPValue). When pKs is below anything the PSI's
   // Monte Carlo can return, pPsi cannot change it: skip the simulation (the costliest step).
   const pPsi = 2 * pKs < 1 / (PSI_MONTE_CARLO_REPLICATES + 1) ? null : psiPValue(value, refDeciles, nCur, { ...options, kind: 'numeric' });
-  return { psi: value, ks: ks.statistic, ksErrorBound: ks.errorBound, psiPValue: pPsi, ksPValue: pKs };
+  return { psi: value, ks: ks.statistic, ksErrorBound: ks.errorBound, psiPValue: pPsi, ksPValue: pKs, currentBins: [...curDeciles], unseenTop: null };
+}
+
+/** The UNSEEN_TOP most frequent unseen categories, count descending, ties by code point. */
+function topUnseen(unseen: ReadonlyMap<string, number> | undefined): { category: string; count: number }[] {
+  return [...(unseen ?? new Map<string, number>())]
+    .map(([category, count]) => ({ category, count }))
+    .sort((a, b) => b.count - a.count || compareCodePoints(a.category, b.category))
+    .slice(0, UNSEEN_TOP);
 }

@@ -121,7 +121,16 @@ export class MonitorRunner {
       p_value: r.pValue,
       q_value: r.qValue,
       drift: r.drift,
-      detail: JSON.stringify({ kind: r.kind, mode: this.plan.drift.mode, psi_p_value: r.psiPValue, ks_p_value: r.ksPValue, ...(r.note ? { note: r.note } : {}) }),
+      detail: JSON.stringify({
+        kind: r.kind,
+        mode: this.plan.drift.mode,
+        psi_p_value: r.psiPValue,
+        ks_p_value: r.ksPValue,
+        ...(r.note ? { note: r.note } : {}),
+        // The bins the PSI was computed from, so the dashboard can show them without recounting.
+        ...(r.currentBins ? { cur_bins: r.currentBins } : {}),
+        ...(r.unseenTop ? { unseen_top: r.unseenTop } : {}),
+      }),
     };
   }
 
