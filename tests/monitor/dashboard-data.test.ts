@@ -221,3 +221,76 @@ describe('driftColumns', () => {
     expect(cols.psi.flat().filter((v) => v !== null)).toHaveLength(driftRows.filter((r) => r.value !== null).length);
   });
 });
+
+describe('routes', () => {
+  const server = (monitors: CompiledDefinitions | undefined) =>
+    buildServer({ service: new OnlineFeatureService(compiled.registry, new MemoryOnlineStore(compiled.registry), 'wall'), offline: store, monitors });
+
+  it('serve plans, distributions, SLO series, drift columns and alert history', async () => {
+    const app = await server(compiled);
+    const get = async (url: string) => {
+      const res = await app.inject({ method: 'GET', url });
+      return { status: res.statusCode, body: res.json() as Record<string, any> };
+    };
+    const plans = await get('/monitor/plans');
+    expect(plans.status).toBe(200);
+    expect(plans.body).toEqual(JSON.parse(JSON.stringify({ monitors: [describeMonitor(runner.plan, compiled)] })));
+
+    const T = T0 + (SHIFT_HOUR + 2) * HOUR;
+    const dist = await get(`/monitor/distribution?feature=value&slice=sensor%3Db&window=1h&at=${new Date(T).toISOString()}`);
+    expect(dist.status).toBe(200);
+    const direct = await driftDistribution(store.executor, runner.profile, runner.plan, { feature: 'value', slice: 'sensor=b', windowMs: HOUR, windowEndMs: T });
+    expect(dist.body).toEqual(JSON.parse(JSON.stringify(direct)));
+    const cat = await get(`/monitor/distribution?monitor=sensors&feature=kind&slice=sensor%3Da&at=${T0 + (UNSEEN_HOUR + 1) * HOUR}`);
+    expect(cat.body.unseen).toEqual({ total: 40, top: [{ category: 'z', count: 30 }, { category: 'w', count: 10 }] });
+
+    const slo = await get('/monitor/slo?monitor=sensors&slo=value_drift&slice=sensor%3Db');
+    expect(slo.status).toBe(200);
+    expect(slo.body).toEqual(JSON.parse(JSON.stringify(await sloSeries(store.executor, runner.plan, 'value_drift', { slice: 'sensor=b' }))));
+
+    const rows = await get('/monitor/drift?monitor=sensors&window=1h&slice=sensor%3Db');
+    const cols = await get('/monitor/drift?monitor=sensors&window=1h&slice=sensor%3Db&format=columns');
+    expect(cols.body).toEqual(JSON.parse(JSON.stringify({ format: 'columns', ...driftColumns(rows.body.drift as MetricRecord[]) })));
+    expect(cols.body.feature).toEqual(['kind', 'sensor_stats:value_mean_1h', 'value']);
+
+    const alerts = await get('/alerts?status=firing');
+    const fingerprint = (alerts.body.alerts as { fingerprint: string; labels: Record<string, string> }[]).find((a) => a.labels.slice === 'sensor=b')!.fingerprint;
+    const history = await get(`/alerts/history?fingerprint=${fingerprint}`);
+    expect(history.status).toBe(200);
+    expect(history.body.alert).toMatchObject({ fingerprint, status: 'firing', startsAt: new Date(T).toISOString() });
+    // Fired at 32h, repeated every 4h of event time while firing (36h, 40h); no sink here, so none delivered.
+    expect(history.body.notifications.map((n: { kind: string; createdAt: string }) => [n.kind, n.createdAt])).toEqual([
+      ['firing', new Date(T).toISOString()],
+      ['repeat', new Date(T + 4 * HOUR).toISOString()],
+      ['repeat', new Date(T + 8 * HOUR).toISOString()],
+    ]);
+    expect(history.body.notifications.map((n: { deliveredAt: string | null }) => n.deliveredAt)).toEqual([null, null, null]);
+    expect(history.body.notifications.slice(0, 2).map((n: { supersededBy: string | null }) => n.supersededBy !== null)).toEqual([true, true]);
+
+    const notFound: [string, string, string, unknown][] = [
+      ['/monitor/distribution?monitor=nope&feature=value', 'TM_MONITOR_UNKNOWN', 'validMonitors', ['sensors']],
+      ['/monitor/distribution?feature=nope', 'TM_MONITOR_UNKNOWN_FEATURE', 'validFeatures', ['value', 'kind', 'sensor_stats:value_mean_1h']],
+      ['/monitor/distribution?feature=value&slice=sensor%3Dq', 'TM_MONITOR_UNKNOWN_SLICE', 'validSlices', ['all', 'sensor=a', 'sensor=b', 'sensor=c']],
+      ['/monitor/distribution?feature=value&window=2h', 'TM_MONITOR_UNKNOWN_WINDOW', 'validWindows', ['1h', '3h']],
+      ['/monitor/distribution?feature=value&at=2020-01-01T00:00:00Z', 'TM_MONITOR_NO_EVALUATION', 'latest', new Date(T0 + END_HOUR * HOUR).toISOString()],
+      ['/monitor/slo?slo=nope', 'TM_MONITOR_UNKNOWN_SLO', 'validSlos', ['value_drift', 'auc']],
+      ['/alerts/history?fingerprint=0000000000000000', 'TM_ALERT_UNKNOWN', 'validFingerprints', expect.arrayContaining([fingerprint])],
+    ];
+    for (const [url, code, key, valid] of notFound) {
+      const res = await get(url);
+      expect([url, res.status, res.body.code, res.body[key] ?? res.body.details?.[key]]).toEqual([url, 404, code, valid]);
+    }
+    const badTime = await get('/monitor/distribution?feature=value&at=yesterday');
+    expect([badTime.status, badTime.body.code]).toEqual([400, 'TM_MONITOR_BAD_REQUEST']);
+    await app.close();
+  });
+
+  it('answer a coded 404 when the server has no monitors', async () => {
+    const app = await server(undefined);
+    for (const url of ['/monitor/plans', '/monitor/distribution?feature=value', '/monitor/slo?slo=value_drift']) {
+      const res = await app.inject({ method: 'GET', url });
+      expect([url, res.statusCode, (res.json() as { code: string }).code]).toEqual([url, 404, 'TM_MONITOR_NOT_CONFIGURED']);
+    }
+    await app.close();
+  });
+});
