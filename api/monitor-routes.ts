@@ -5,6 +5,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { parseDurationMs, parseTimeMs, TidemarkError, type CompiledDefinitions } from '../definitions/index.js';
 import {
+  ALL_SLICE,
   configuredMonitors,
   describeMonitor,
   driftColumns,
@@ -287,7 +288,7 @@ export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore; limit
     const plan = findMonitor(monitors, q.monitor);
     const feature = findFeature(plan, q.feature).name;
     const windowMs = findWindowMs(plan, q.window);
-    const slice = q.slice ?? 'all';
+    const slice = q.slice ?? ALL_SLICE;
     const profile = await loadProfile(offline.executor, plan, { feature, slice });
     return driftDistribution(offline.executor, profile, plan, { feature, slice, windowMs, windowEndMs: timeParam('at', q.at) });
   });
