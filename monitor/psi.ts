@@ -107,7 +107,7 @@ export function psi(refCounts: ArrayLike<number>, curCounts: ArrayLike<number>):
 
 /**
  * Each bin's term of `psi(refCounts, curCounts)`, the same terms in the same order: their sum in
- * index order is that PSI bit for bit. Empty arrays of NaN when either side is empty (as psi).
+ * index order is that PSI bit for bit. All NaN when either side is empty (psi is NaN then).
  */
 export function psiContributions(refCounts: ArrayLike<number>, curCounts: ArrayLike<number>): number[] {
   if (refCounts.length !== curCounts.length) {
