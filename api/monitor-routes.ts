@@ -57,7 +57,7 @@ const DistributionQuery = z.object({
 const SloQuery = z.object({
   monitor: z.string().optional().describe('monitor name (optional when the server has one monitor)'),
   slo: z.string().describe('an SLO of the monitor'),
-  feature: z.string().optional().describe('drift SLOs: the feature of the series (default the SLO’s own feature)'),
+  feature: z.string().optional().describe('drift SLOs: the feature of the series (default: the feature the SLO names)'),
   slice: z.string().optional().describe('drift and label SLOs: `all` (default) or `<slice>=<value>`'),
   from: z.string().optional().describe('evaluations at or after this time (ISO-8601 UTC or epoch ms)'),
   to: z.string().optional().describe('evaluations at or before this time (ISO-8601 UTC or epoch ms)'),

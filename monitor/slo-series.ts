@@ -46,9 +46,9 @@ export interface SloSeries {
   /** Error budget left over the rolling budget period: 1 - (bad fraction / (1 - objective)); negative when overspent. */
   budget: (number | null)[];
   /**
-   * Burn-down within fixed budget periods (consecutive periods from the monitor's first evaluation
-   * time): 1 - bad so far / the bad observations the period allows ((1 - objective) x evaluations
-   * per period); `ideal` spends the budget linearly, reaching 0 at the period's end.
+   * Burn-down within fixed budget periods (phase + k x period on the evaluation grid, so a period
+   * ends on an evaluation): 1 - bad so far / the bad observations the period allows ((1 - objective)
+   * x evaluations per period); `ideal` spends the budget linearly, reaching 0 at the period's end.
    */
   periodBudget: number[];
   ideal: number[];

@@ -22,6 +22,7 @@ import {
   type CategoricalDistribution,
   type MetricRecord,
   type NumericDistribution,
+  windowBurnRate,
 } from '../../monitor/index.js';
 import { psi } from '../../monitor/psi.js';
 import { OfflineStore } from '../../offline/index.js';
@@ -180,6 +181,12 @@ describe('sloSeries', () => {
     expect(rule.firing[i - 1]).toBe(false);
     expect(Number(rule.longBurn[i]!.toPrecision(4))).toBe(long);
     expect(Number(rule.shortBurn[i]!.toPrecision(4))).toBe(short);
+    // Each burn rate is the plain definition over the series' own observations.
+    const observations = series.t.flatMap((t, k) => (series.bad[k] === null ? [] : [{ timeMs: t, good: series.good[k]!, bad: series.bad[k]! }]));
+    series.t.forEach((t, k) => {
+      if (rule.longBurn[k] === null) return;
+      expect([rule.longBurn[k], rule.shortBurn[k]]).toEqual([windowBurnRate(observations, t, 3 * HOUR, 0.9).burnRate, windowBurnRate(observations, t, HOUR, 0.9).burnRate]);
+    });
     // The first evaluation that fires is the first whose rule both windows exceed.
     expect(rule.firing.indexOf(true)).toBe(i);
     expect(series.budget[i]).toBeCloseTo(1 - rule.longBurn[i]!, 12);
