@@ -1,5 +1,5 @@
 // HTTP error mapping: every error leaves as JSON with a stable code; coded client errors take their
-// status from one table (400 naming the bad field, 401/403 auth, 413 limits), anything unexpected
+// status from one table (400 naming the bad field, 401/403 auth, 404 unknown names, 413 limits), anything unexpected
 // is a logged 500.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { STATUS_CODES } from 'node:http';
@@ -32,7 +32,15 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   TM_DATASET_UNKNOWN_FEATURE: 400,
   TM_DATASET_BAD_OUTPUT: 400,
   TM_MONITOR_BAD_REQUEST: 400,
-  TM_MONITOR_UNKNOWN: 400,
+  // A monitor, feature, slice, window, SLO, evaluation or alert the request names does not exist.
+  TM_MONITOR_UNKNOWN: 404,
+  TM_MONITOR_NOT_CONFIGURED: 404,
+  TM_MONITOR_UNKNOWN_FEATURE: 404,
+  TM_MONITOR_UNKNOWN_SLICE: 404,
+  TM_MONITOR_UNKNOWN_WINDOW: 404,
+  TM_MONITOR_UNKNOWN_SLO: 404,
+  TM_MONITOR_NO_EVALUATION: 404,
+  TM_ALERT_UNKNOWN: 404,
   TM_LIMIT_EXCEEDED: 413,
   TM_LIMIT_RATE: 429,
   // The backing store is down, or a view version is not built yet: the request may work later.
@@ -125,16 +133,17 @@ export function errorBody(status: number, codes: readonly [Code, ...Code[]], des
 
 /**
  * Response schemas of a route's error answers, by status. `badRequest`: its 400 codes (give
- * TM_READ_BAD_REQUEST where a schema validates the request); `unavailable`: its 503 codes;
+ * TM_READ_BAD_REQUEST where a schema validates the request); `notFound`: its 404 codes; `unavailable`: its 503 codes;
  * `serverError`: the coded server errors it can answer as 500s besides TM_INTERNAL (an unexpected
  * error, such as a failed Redis command); `body`: 413 and 415, which fastify raises for a body over
  * the route's limit or a content type it cannot parse (the handler keeps their status and gives
  * them TM_READ_BAD_REQUEST).
  */
-export function errorResponses(opts: { badRequest?: readonly ErrorCode[]; unavailable?: readonly ErrorCode[]; serverError?: readonly ErrorCode[]; body?: boolean } = {}) {
+export function errorResponses(opts: { badRequest?: readonly ErrorCode[]; notFound?: readonly ErrorCode[]; unavailable?: readonly ErrorCode[]; serverError?: readonly ErrorCode[]; body?: boolean } = {}) {
   const some = <T>(codes: readonly T[] | undefined): codes is readonly [T, ...T[]] => codes !== undefined && codes.length > 0;
   return {
     ...(some(opts.badRequest) ? { 400: errorBody(400, opts.badRequest, 'Bad request: a coded client error naming the bad field (and the valid choices where there are some)') } : {}),
+    ...(some(opts.notFound) ? { 404: errorBody(404, opts.notFound, 'Not found: the monitor, feature, slice, window, SLO, evaluation or alert named does not exist (the details list the valid choices)') } : {}),
     // With --auth-tokens or --jwt-issuer (api/auth.ts); --rate-limit.
     401: errorBody(401, ['TM_AUTH_REQUIRED'], 'No token, or one the server does not know (when the server requires tokens)'),
     403: errorBody(403, ['TM_AUTH_FORBIDDEN'], 'The token lacks the scope the route needs (named in the answer)'),

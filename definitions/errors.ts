@@ -71,6 +71,14 @@ export type ErrorCode =
   // monitor
   | 'TM_MONITOR_UNKNOWN'
   | 'TM_MONITOR_BAD_REQUEST'
+  // monitor: what an API request names is not in the monitor's plan or stored results (the details list the valid choices)
+  | 'TM_MONITOR_NOT_CONFIGURED'
+  | 'TM_MONITOR_UNKNOWN_FEATURE'
+  | 'TM_MONITOR_UNKNOWN_SLICE'
+  | 'TM_MONITOR_UNKNOWN_WINDOW'
+  | 'TM_MONITOR_UNKNOWN_SLO'
+  | 'TM_MONITOR_NO_EVALUATION'
+  | 'TM_ALERT_UNKNOWN'
   // monitor: burn-rate alerts
   | 'TM_SLO_BAD_POLICY'
   | 'TM_SLO_BAD_OBSERVATION'

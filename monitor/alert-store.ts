@@ -10,6 +10,18 @@ export interface AlertStateStore {
   load(): Promise<AlertStoreSnapshot>;
   /** Write changes (later versions replace earlier ones by key). One save is all or nothing. */
   save(changes: AlertStateChanges): Promise<void>;
+  /** One alert's latest state (null: never seen) and every notification it ever had, each at its latest version, oldest first. */
+  history(fingerprint: string): Promise<AlertHistory>;
+}
+
+export interface AlertHistory {
+  alert: AlertState | null;
+  notifications: AlertNotification[];
+}
+
+/** Oldest first; a transition and the repeats at one instant keep their id order. */
+function byCreation(a: AlertNotification, b: AlertNotification): number {
+  return a.createdAtMs - b.createdAtMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
 /** In-process store: survives dropping the alert objects, not the process (tests, embedded demos). */
@@ -34,6 +46,13 @@ export class MemoryAlertStateStore implements AlertStateStore {
     for (const n of copy.notifications) this.notifications.set(n.id, n);
     for (const [k, v] of Object.entries(copy.watermarks)) this.watermarks.set(k, v);
     this.saves++;
+  }
+
+  async history(fingerprint: string): Promise<AlertHistory> {
+    return structuredClone({
+      alert: this.alerts.get(fingerprint) ?? null,
+      notifications: [...this.notifications.values()].filter((n) => n.fingerprint === fingerprint).sort(byCreation),
+    });
   }
 
   /** Every notification ever saved, delivered ones included (for tests and inspection). */
@@ -74,6 +93,14 @@ interface AlertRow {
   last_body: string;
 }
 
+function parseBody(row: AlertRow): unknown {
+  try {
+    return JSON.parse(row.last_body);
+  } catch {
+    throw new TidemarkError('TM_ALERT_STORE', `${ALERTS_TABLE}: the ${row.kind} ${row.id} is not valid JSON`, { table: ALERTS_TABLE, kind: row.kind, id: row.id });
+  }
+}
+
 /**
  * Alert state in the offline store's ClickHouse (chDB or a server), table tm_monitor_alerts.
  * One monitor process writes a given store at a time (versions count up from what it finds).
@@ -103,17 +130,30 @@ export class OfflineAlertStateStore implements AlertStateStore {
     );
     const snapshot: AlertStoreSnapshot = { alerts: [], notifications: [], watermarks: {} };
     for (const row of rows) {
-      let body: unknown;
-      try {
-        body = JSON.parse(row.last_body);
-      } catch {
-        throw new TidemarkError('TM_ALERT_STORE', `${ALERTS_TABLE}: the ${row.kind} ${row.id} is not valid JSON`, { table: ALERTS_TABLE, kind: row.kind, id: row.id });
-      }
+      const body = parseBody(row);
       if (row.kind === 'alert') snapshot.alerts.push(body as AlertState);
       else if (row.kind === 'notification') snapshot.notifications.push(body as AlertNotification);
       else if (row.kind === 'watermark') snapshot.watermarks[row.id] = (body as { timeMs: number }).timeMs;
     }
     return snapshot;
+  }
+
+  async history(fingerprint: string): Promise<AlertHistory> {
+    // The log keeps every version; the latest of each alert and notification is its state now.
+    const rows = await this.executor.rows<AlertRow>(
+      `SELECT kind, id, argMax(body, version) AS last_body FROM ${ALERTS_TABLE}
+       WHERE fingerprint = {fingerprint:String} AND kind IN ('alert', 'notification')
+       GROUP BY kind, id`,
+      { fingerprint },
+    );
+    const out: AlertHistory = { alert: null, notifications: [] };
+    for (const row of rows) {
+      const body = parseBody(row);
+      if (row.kind === 'alert') out.alert = body as AlertState;
+      else out.notifications.push(body as AlertNotification);
+    }
+    out.notifications.sort(byCreation);
+    return out;
   }
 
   async save(changes: AlertStateChanges): Promise<void> {

@@ -52,6 +52,8 @@ export async function lastEvaluatedMs(executor: OfflineExecutor, monitor: string
 
 export interface MetricQuery {
   monitor?: string;
+  /** A monitor plan version (its results only: another version has other bins). */
+  version?: string;
   metric?: string;
   feature?: string;
   slice?: string;
@@ -78,6 +80,7 @@ export async function queryMetrics(executor: OfflineExecutor, q: MetricQuery): P
     params[name] = value;
   };
   eq('monitor', 'monitor', 'String', q.monitor);
+  eq('version', 'version', 'String', q.version);
   eq('metric', 'metric', 'String', q.metric);
   eq('feature', 'feature', 'String', q.feature);
   eq('slice', 'slice', 'String', q.slice);
@@ -97,4 +100,13 @@ export async function queryMetrics(executor: OfflineExecutor, q: MetricQuery): P
     params,
   );
   return rows.map(({ end_ms, ...r }) => ({ ...r, window_end: new Date(end_ms).toISOString(), detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : {} }));
+}
+
+/** The slices with stored results of one metric (and feature) of a monitor version, sorted (for "valid choices" in errors). */
+export async function storedSlices(executor: OfflineExecutor, q: { monitor: string; version: string; metric: string; feature?: string }): Promise<string[]> {
+  const rows = await executor.rows<{ slice: string }>(
+    `SELECT DISTINCT slice FROM ${METRICS_TABLE} WHERE monitor = {monitor:String} AND version = {version:String} AND metric = {metric:String}${q.feature === undefined ? '' : ' AND feature = {feature:String}'} ORDER BY slice LIMIT 1000`,
+    q,
+  );
+  return rows.map((r) => r.slice);
 }

@@ -45,8 +45,8 @@ type ProfileRow = Omit<FeatureSliceProfile, 'counts'> & { counts: number[] };
 export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan): Promise<{ profile: MonitorProfile; built: boolean }> {
   await ensureMonitorTables(executor);
   const key = { monitor: plan.name, version: plan.version };
-  const stored = await executor.rows<ProfileRow>(`SELECT feature, slice, kind, n, edges, categories, counts FROM tm_monitor_profiles WHERE monitor = {monitor:String} AND version = {version:String}`, key);
-  if (stored.length > 0) return { profile: toProfile(stored), built: false };
+  const stored = await loadProfile(executor, plan);
+  if (stored.size > 0) return { profile: stored, built: false };
 
   // A profile build that died half-way left edges or categories behind: start clean.
   for (const table of ['tm_monitor_edges', 'tm_monitor_categories']) {
@@ -109,6 +109,17 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
   // The profile rows go last: their presence marks the profile complete.
   await insertInChunks(executor, 'tm_monitor_profiles', rows.map((r) => ({ ...key, ...r, created_at: Date.now() })));
   return { profile: toProfile(rows), built: true };
+}
+
+/** The stored profile of this monitor version (empty when not built yet), or only one (feature, slice) of it. */
+export async function loadProfile(executor: OfflineExecutor, plan: MonitorPlan, only?: { feature: string; slice: string }): Promise<MonitorProfile> {
+  const filter = only ? ' AND feature = {feature:String} AND slice = {slice:String}' : '';
+  const rows = await executor.rows<ProfileRow>(`SELECT feature, slice, kind, n, edges, categories, counts FROM tm_monitor_profiles WHERE monitor = {monitor:String} AND version = {version:String}${filter}`, {
+    monitor: plan.name,
+    version: plan.version,
+    ...only,
+  });
+  return toProfile(rows);
 }
 
 function toProfile(rows: readonly ProfileRow[]): MonitorProfile {

@@ -105,6 +105,19 @@ export function psi(refCounts: ArrayLike<number>, curCounts: ArrayLike<number>):
   return sum;
 }
 
+/**
+ * Each bin's term of `psi(refCounts, curCounts)`, the same terms in the same order: their sum in
+ * index order is that PSI bit for bit. All NaN when either side is empty (psi is NaN then).
+ */
+export function psiContributions(refCounts: ArrayLike<number>, curCounts: ArrayLike<number>): number[] {
+  if (refCounts.length !== curCounts.length) {
+    throw badInput('reference and current counts have different numbers of bins', { ref: refCounts.length, cur: curCounts.length });
+  }
+  const nRef = totalCount(refCounts, 'reference counts');
+  const nCur = totalCount(curCounts, 'current counts');
+  return Array.from({ length: refCounts.length }, (_, i) => (nRef === 0 || nCur === 0 ? NaN : psiTerm(binFraction(curCounts[i]!, nCur), binFraction(refCounts[i]!, nRef))));
+}
+
 /** A bin's fraction of its sample as PSI uses it: count / total, or 0.0001 when empty. */
 export function binFraction(count: number, total: number): number {
   return count === 0 ? PSI_EMPTY_FRACTION : count / total;

@@ -172,6 +172,14 @@ describe('tokens and scopes on the API', () => {
       'HEAD /monitor/drift': 'monitor:read',
       'GET /alerts': 'monitor:read',
       'HEAD /alerts': 'monitor:read',
+      'GET /alerts/history': 'monitor:read',
+      'HEAD /alerts/history': 'monitor:read',
+      'GET /monitor/plans': 'monitor:read',
+      'HEAD /monitor/plans': 'monitor:read',
+      'GET /monitor/distribution': 'monitor:read',
+      'HEAD /monitor/distribution': 'monitor:read',
+      'GET /monitor/slo': 'monitor:read',
+      'HEAD /monitor/slo': 'monitor:read',
       'POST /push/:source': 'push',
     });
   });

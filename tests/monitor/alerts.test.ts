@@ -239,6 +239,16 @@ describe.each(backends)('alert state store: %s', (_name, open) => {
     expect(loaded.alerts).toEqual([{ ...alert, status: 'resolved', endsAtMs: 5, firingRules: [], annotations: { summary: 'resolved' } }]);
     expect(loaded.notifications.map((n) => n.id).sort()).toEqual(['aaaaaaaaaaaaaaaa:firing:1', 'aaaaaaaaaaaaaaaa:resolved:1']);
     expect(loaded.watermarks).toEqual({ slo_a: 200, slo_b: 50 });
+    // History: the alert now and every notification it had (delivered or not), each at its latest version, oldest first.
+    await store.save({ alerts: [], notifications: [notification('aaaaaaaaaaaaaaaa:resolved:1', { status: 'resolved', endsAtMs: 5, createdAtMs: 5, deliveredTo: ['log'], deliveredAtMs: 9 })], watermarks: {} });
+    const history = await store.history('aaaaaaaaaaaaaaaa');
+    expect(history.alert).toEqual(loaded.alerts[0]);
+    expect(history.notifications.map((n) => [n.id, n.deliveredAtMs])).toEqual([
+      ['aaaaaaaaaaaaaaaa:firing:1', null],
+      ['aaaaaaaaaaaaaaaa:resolved:1', 9],
+    ]);
+    expect(await store.history('bbbbbbbbbbbbbbbb')).toEqual({ alert: null, notifications: [notification('bbbbbbbbbbbbbbbb:firing:1', { deliveredTo: ['log'], deliveredAtMs: 7 })] });
+    expect(await store.history('cccccccccccccccc')).toEqual({ alert: null, notifications: [] });
   });
 });
 
