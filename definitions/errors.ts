@@ -71,6 +71,10 @@ export type ErrorCode =
   // monitor
   | 'TM_MONITOR_UNKNOWN'
   | 'TM_MONITOR_BAD_REQUEST'
+  // the online/offline consistency probe (POST /consistency/sample)
+  | 'TM_CONSISTENCY_UNKNOWN_VIEW'
+  | 'TM_CONSISTENCY_BAD_REQUEST'
+  | 'TM_CONSISTENCY_NO_OFFLINE'
   // monitor: burn-rate alerts
   | 'TM_SLO_BAD_POLICY'
   | 'TM_SLO_BAD_OBSERVATION'
