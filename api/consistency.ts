@@ -51,6 +51,9 @@ export interface ConsistencyReport {
   atMs: number;
   keysFrom: 'request' | 'sample';
   keysCompared: number;
+  joinKeys: string[];
+  /** The keys compared, one list of values in join key order each, in probe order. */
+  keys: JoinKeyValue[][];
   features: FeatureAgreement[];
   /** The first MISMATCH_ROWS_SHOWN mismatching (key, feature) pairs, keys in probe order. */
   mismatches: MismatchRow[];
@@ -169,7 +172,7 @@ export async function runConsistencyProbe(service: OnlineFeatureService, offline
     const { exact, agree, maxAbsDiff } = tallies[k]!;
     return { feature: f.name, agg: f.agg, tolerance: aggregationSpec(f.agg).tolerance, exactMatchRate: rate(exact), agreementRate: rate(agree), maxAbsDiff, mismatches: keys.length - agree };
   });
-  return { view: view.name, at: new Date(atMs).toISOString(), atMs, keysFrom: request.keys !== undefined ? 'request' : 'sample', keysCompared: keys.length, features, mismatches, mismatchesOmitted: mismatchCount - mismatches.length };
+  return { view: view.name, at: new Date(atMs).toISOString(), atMs, keysFrom: request.keys !== undefined ? 'request' : 'sample', keysCompared: keys.length, joinKeys: view.joinKeys, keys, features, mismatches, mismatchesOmitted: mismatchCount - mismatches.length };
 }
 
 /** The view's features at `atMs` for every key, as a point-in-time dataset (one spine row per key, in key order). */

@@ -83,6 +83,8 @@ const ConsistencyAnswer = z.object({
   atMs: z.number(),
   keysFrom: z.enum(['request', 'sample']),
   keysCompared: z.number(),
+  joinKeys: z.array(z.string()),
+  keys: z.array(z.array(KeyValue)).describe('the keys compared, each as its values in join key order'),
   features: z.array(
     z.object({
       feature: z.string(),
