@@ -432,7 +432,9 @@ function addStreamCommands(program: Command): void {
       const kafka = kafkaSecurityOf(opts);
       const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
       // Opened first: a bad URL, password or folder fails before Redis is connected.
-      const offline = opts.clickhouseUrl !== undefined || opts.dataDir !== undefined ? await OfflineStore.open(compiled, { clickhouseUrl: opts.clickhouseUrl, clickhouse: clickhouseConnectionOf(opts), dataDir: opts.dataDir }) : null;
+      // An empty CLICKHOUSE_URL means none (it would otherwise open chDB in the working directory).
+      const clickhouseUrl = opts.clickhouseUrl === '' ? undefined : opts.clickhouseUrl;
+      const offline = clickhouseUrl !== undefined || opts.dataDir !== undefined ? await OfflineStore.open(compiled, { clickhouseUrl, clickhouse: clickhouseConnectionOf(opts), dataDir: opts.dataDir }) : null;
       // Reads of a view version that is not bootstrapped answer 503 TM_STORE_NEEDS_BOOTSTRAP.
       const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix, requireReadyVersions: true }, redis);
       logRedisErrors(store.client, opts.redisUrl, redis.password);
