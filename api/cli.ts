@@ -18,6 +18,7 @@ import { buildServer, type ServerOptions } from './server.js';
 import { authConfigFrom, installAuth, openServerWarning, type AuthFlags } from './auth.js';
 import { DEFAULT_LIMITS, LIMIT_FLAGS, type ApiLimits } from './limits.js';
 import { addMonitorCommand } from './monitor-command.js';
+import { scrapeMaterializerMetrics } from './materializer-status.js';
 import { computePlan, formatPlan, readOfflineEvents, readRedisState } from './plan.js';
 import {
   clickhouseConnectionFlags,
@@ -412,29 +413,40 @@ function addStreamCommands(program: Command): void {
       console.log(`health and metrics on ${address}/healthz and ${address}/metrics`);
     });
 
-  kafkaConnectionFlags(redisConnectionFlags(apiSecurityOptions(program
+  clickhouseConnectionFlags(kafkaConnectionFlags(redisConnectionFlags(apiSecurityOptions(program
     .command('serve')
-    .description('serve POST /get-online-features from the Redis online store, and POST /push/:source to Kafka when brokers are given')
+    .description('serve POST /get-online-features from the Redis online store, POST /push/:source to Kafka when brokers are given, and the dataset, monitor and consistency routes when an offline store is given')
     .requiredOption('--definitions <path>', 'definitions module')
     .option('--redis-url <url>', `online store: redis://, rediss:// (TLS), redis-cluster:// or rediss-cluster:// (default: $REDIS_URL, else ${REDIS_URL_DEFAULT})`, process.env.REDIS_URL ?? REDIS_URL_DEFAULT)
     .option('--prefix <prefix>', 'Redis key prefix (namespace) of the online store', 'tm')
     .option('--clock <clock>', 'read time when a request names none: wall, or watermark (greatest materialized event time + 1 ms)', parseClock, 'wall' as StoreClock)
     .option('--kafka-brokers <list>', 'Kafka for POST /push/:source (default: $KAFKA_BROKERS; without it, no push endpoint)', process.env.KAFKA_BROKERS)
+    .option('--clickhouse-url <url>', 'offline store for POST /datasets/historical, /monitor/*, /alerts and POST /consistency/sample: a ClickHouse server HTTP(S) URL (default: $CLICKHOUSE_URL)', process.env.CLICKHOUSE_URL)
+    .option('--data-dir <dir>', 'offline store: a chDB folder (as backfill and quickstart write it) instead of a ClickHouse server')
+    .option('--materializer-metrics-url <url>', "a materializer's Prometheus endpoint (e.g. http://127.0.0.1:9464/metrics), scraped by GET /status/materializer")
     .option('--port <port>', 'HTTP port (0: any free port)', positiveInt('--port'), Number(process.env.PORT ?? 8080))
-    .option('--host <host>', 'HTTP host', '127.0.0.1'))))
-    .action(async (opts: { definitions: string; redisUrl: string; prefix: string; clock: StoreClock; kafkaBrokers?: string; port: number; host: string } & RedisConnectionFlags & KafkaConnectionFlags) => {
+    .option('--host <host>', 'HTTP host', '127.0.0.1')))))
+    .action(async (opts: { definitions: string; redisUrl: string; prefix: string; clock: StoreClock; kafkaBrokers?: string; clickhouseUrl?: string; dataDir?: string; materializerMetricsUrl?: string; port: number; host: string } & RedisConnectionFlags & KafkaConnectionFlags & ClickHouseConnectionFlags) => {
       const security = serverSecurity(opts);
       const redis = redisConnectionOf(opts);
       const kafka = kafkaSecurityOf(opts);
       const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
+      // Opened first: a bad URL, password or folder fails before Redis is connected.
+      // An empty CLICKHOUSE_URL means none (it would otherwise open chDB in the working directory).
+      const clickhouseUrl = opts.clickhouseUrl === '' ? undefined : opts.clickhouseUrl;
+      const offline = clickhouseUrl !== undefined || opts.dataDir !== undefined ? await OfflineStore.open(compiled, { clickhouseUrl, clickhouse: clickhouseConnectionOf(opts), dataDir: opts.dataDir }) : null;
       // Reads of a view version that is not bootstrapped answer 503 TM_STORE_NEEDS_BOOTSTRAP.
       const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix, requireReadyVersions: true }, redis);
       logRedisErrors(store.client, opts.redisUrl, redis.password);
       const service = new OnlineFeatureService(compiled.registry, store, opts.clock);
+      const metricsUrl = opts.materializerMetricsUrl;
       const app = await buildServer({
         service,
         health: () => ({ status: store.client.status === 'ready' ? 'ok' : 'degraded', redis: store.client.status }),
         registryHistory: async () => (await readStoredRegistryState(store.client, opts.prefix)).history,
+        // The definitions may define monitors too (examples/flights/monitor.ts): their plans reach the monitor routes.
+        ...(offline ? { offline, monitors: compiled } : {}),
+        ...(metricsUrl ? { materializerStatus: () => scrapeMaterializerMetrics(metricsUrl) } : {}),
         ...security,
       });
       const producer = opts.kafkaBrokers ? createKafkaClient(brokerList(opts.kafkaBrokers), 'tidemark-push', jsonLog, undefined, kafka).producer({ createPartitioner: Partitioners.DefaultPartitioner }) : null;
@@ -444,10 +456,11 @@ function addStreamCommands(program: Command): void {
       }
       warnIfOpen(opts.host, security);
       const address = await app.listen({ port: opts.port, host: opts.host });
-      console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers} (${describeKafkaSecurity(kafka)})` : ''} on ${address}`);
+      console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers} (${describeKafkaSecurity(kafka)})` : ''}${offline ? `, datasets and monitors from ${withoutPassword(offline.executor.location)}` : ''} on ${address}`);
       const stop = async (): Promise<void> => {
         await app.close().catch(() => undefined);
         await producer?.disconnect().catch(() => undefined);
+        await offline?.close().catch(() => undefined);
         await store.close().catch(() => undefined);
         process.exit(0);
       };

@@ -41,6 +41,10 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   TM_MONITOR_UNKNOWN_SLO: 404,
   TM_MONITOR_NO_EVALUATION: 404,
   TM_ALERT_UNKNOWN: 404,
+  TM_CONSISTENCY_BAD_REQUEST: 400,
+  TM_CONSISTENCY_UNKNOWN_VIEW: 404,
+  // The server was started without an offline store: not something a retry fixes.
+  TM_CONSISTENCY_NO_OFFLINE: 501,
   TM_LIMIT_EXCEEDED: 413,
   TM_LIMIT_RATE: 429,
   // The backing store is down, or a view version is not built yet: the request may work later.

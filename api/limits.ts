@@ -18,6 +18,8 @@ export interface ApiLimits {
   spineRowsPerRequest: number;
   /** Greatest `limit` of the monitor queries. */
   queryLimit: number;
+  /** Entity keys one consistency probe compares (POST /consistency/sample). */
+  consistencyKeys: number;
   /** Longest a client may take to send a whole request (ms); 0: no limit. */
   requestTimeoutMs: number;
   /** Requests per minute per token (per client address without one); 0: no limit. */
@@ -34,6 +36,8 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = {
   eventsPerPush: 10_000,
   spineRowsPerRequest: 100_000,
   queryLimit: 10_000,
+  // Each key is one online read row and one spine row of a point-in-time query.
+  consistencyKeys: 1_000,
   // Long enough for a 64 MiB spine at 10 Mbit/s; short enough to drop slow-drip (slowloris) senders.
   requestTimeoutMs: 60_000,
   requestsPerMinute: 0,
@@ -48,6 +52,7 @@ export const LIMIT_FLAGS: Readonly<Record<keyof ApiLimits, { flag: string; descr
   eventsPerPush: { flag: '--max-push-events', description: 'most events per push' },
   spineRowsPerRequest: { flag: '--max-spine-rows', description: 'most spine rows per HTTP dataset request (use tidemark dataset for more)' },
   queryLimit: { flag: '--max-query-limit', description: 'greatest limit of GET /monitor/metrics and /monitor/drift' },
+  consistencyKeys: { flag: '--max-consistency-keys', description: 'most entity keys one POST /consistency/sample compares' },
   requestTimeoutMs: { flag: '--request-timeout', description: 'ms a client may take to send a whole request (0: no limit)' },
   requestsPerMinute: { flag: '--rate-limit', description: 'requests per minute per token, or per client address without one (0: no limit)' },
 };

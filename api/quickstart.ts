@@ -18,6 +18,7 @@ import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs
 import { EventLoad, OfflineStore, type ClickHouseConnectionOptions } from '../offline/index.js';
 import { buildServer, type ServerOptions } from './server.js';
 import { bootstrapView } from './bootstrap.js';
+import type { ReplayReport } from './materializer-status.js';
 import { runQuickstartMonitor, type QuickstartMonitorResult } from './quickstart-monitor.js';
 
 export interface QuickstartOptions {
@@ -141,7 +142,16 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     const history: RegistryHistoryEntry[] = [
       { version: 1, registryVersion: registry.version, appliedAt: new Date(startedAtMs).toISOString(), definitions: opts.definitions, views: Object.fromEntries(registry.views.map((v) => [v.name, viewNamespace(v)])), changes: [] },
     ];
-    server = await buildServer({ service, ...(offline ? { offline } : {}), ...(monitor ? { monitors: monitor.compiled } : {}), ...opts.security, registryHistory: async () => history, sampleKeys: (view) => preferredKeys(store, view) });
+    const materializer: ReplayReport = { kind: 'replay', rebuilt: rebuild, events: replay.events, badEvents: replay.badEvents, lateTileEvents: replay.lateTileEvents, seconds: replay.seconds };
+    server = await buildServer({
+      service,
+      ...(offline ? { offline } : {}),
+      ...(monitor ? { monitors: monitor.compiled } : {}),
+      ...opts.security,
+      registryHistory: async () => history,
+      materializerStatus: async () => materializer,
+      sampleKeys: (view) => preferredKeys(store, view),
+    });
     url = await server.listen({ port: opts.port, host: opts.host });
     const first = sampleRequestBody(service, store);
     // With tokens, the examples carry one (from $TOKEN: the file holds only hashes).

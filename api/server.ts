@@ -18,6 +18,8 @@ import { LIMIT_FLAGS, resolveLimits, type ApiLimits } from './limits.js';
 import { registerOpenApi } from './openapi.js';
 import { onlineRoutes } from './online-routes.js';
 import { dashboardRoutes } from '../ui/index.js';
+import type { MaterializerReport } from './materializer-status.js';
+import { statusRoutes } from './status-routes.js';
 
 const HealthBody = z.looseObject({
   status: z.enum(['ok', 'degraded']),
@@ -34,13 +36,18 @@ export interface HealthReport {
 
 export interface ServerOptions {
   service: OnlineFeatureService;
-  /** Serves POST /datasets/historical, /monitor/* and /alerts when given. */
+  /** Serves POST /datasets/historical, /monitor/* and /alerts when given, and POST /consistency/sample compares with it. */
   offline?: OfflineStore;
   /** The compiled definitions that hold the monitors (their plans, SLOs and views): the monitor routes and the dashboard describe them. */
   monitors?: CompiledDefinitions;
   logger?: boolean;
   /** Extra health details (e.g. replay progress); status 'degraded' answers 503. */
   health?: () => Promise<HealthReport> | HealthReport;
+  /**
+   * What GET /status/materializer reports of the materializer: the quickstart's replay stats, or a
+   * scrape of a stream materializer's /metrics (serve --materializer-metrics-url); absent: null.
+   */
+  materializerStatus?: () => Promise<MaterializerReport>;
   /** GET /registry/history: the registries applied to the online store (tidemark apply), oldest first. */
   registryHistory?: () => Promise<RegistryHistoryEntry[]>;
   /** Called for every route declared on the server, before the first (the OpenAPI test lists them). */
@@ -123,6 +130,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return reply.status(report.status === 'ok' ? 200 : 503).send(report);
   });
   await app.register(onlineRoutes, { service: opts.service, limits, ...(opts.registryHistory ? { registryHistory: opts.registryHistory } : {}) });
+  await app.register(statusRoutes, { service: opts.service, offline: opts.offline ?? null, limits, ...(opts.materializerStatus ? { materializerStatus: opts.materializerStatus } : {}) });
   if (opts.offline) {
     await app.register(datasetRoutes, { offline: opts.offline, limits });
     await app.register(monitorRoutes, { offline: opts.offline, limits, monitors: opts.monitors ?? null });

@@ -79,6 +79,10 @@ export type ErrorCode =
   | 'TM_MONITOR_UNKNOWN_SLO'
   | 'TM_MONITOR_NO_EVALUATION'
   | 'TM_ALERT_UNKNOWN'
+  // the online/offline consistency probe (POST /consistency/sample)
+  | 'TM_CONSISTENCY_UNKNOWN_VIEW'
+  | 'TM_CONSISTENCY_BAD_REQUEST'
+  | 'TM_CONSISTENCY_NO_OFFLINE'
   // monitor: burn-rate alerts
   | 'TM_SLO_BAD_POLICY'
   | 'TM_SLO_BAD_OBSERVATION'

@@ -74,6 +74,8 @@ const ROUTE_REQUESTS = {
   'GET /monitor/metrics': { method: 'GET', url: '/monitor/metrics' },
   'GET /monitor/drift': { method: 'GET', url: '/monitor/drift' },
   'GET /alerts': { method: 'GET', url: '/alerts' },
+  'GET /status/materializer': { method: 'GET', url: '/status/materializer' },
+  'POST /consistency/sample': { method: 'POST', url: '/consistency/sample', payload: { view: 'origin_delays', keys: [['SFO']] } },
   'POST /push/:source': { method: 'POST', url: '/push/flights', payload: { events: [flight(0)] } },
 } as const;
 
@@ -180,6 +182,9 @@ describe('tokens and scopes on the API', () => {
       'HEAD /monitor/distribution': 'monitor:read',
       'GET /monitor/slo': 'monitor:read',
       'HEAD /monitor/slo': 'monitor:read',
+      'GET /status/materializer': 'metrics:read',
+      'HEAD /status/materializer': 'metrics:read',
+      'POST /consistency/sample': 'datasets:read',
       'POST /push/:source': 'push',
     });
   });
@@ -211,6 +216,8 @@ describe('tokens and scopes on the API', () => {
       'GET /monitor/metrics': { scope: 'monitor:read', allowed: ['oncall', 'root'] },
       'GET /monitor/drift': { scope: 'monitor:read', allowed: ['oncall', 'root'] },
       'GET /alerts': { scope: 'monitor:read', allowed: ['oncall', 'root'] },
+      'GET /status/materializer': { scope: 'metrics:read', allowed: ['scraper', 'root'] },
+      'POST /consistency/sample': { scope: 'datasets:read', allowed: ['trainer', 'root'] },
       'POST /push/:source': { scope: 'push:flights', allowed: ['pusher', 'any-pusher', 'root'] },
     };
     for (const [route, request] of Object.entries(ROUTE_REQUESTS) as [keyof typeof ROUTE_REQUESTS, (typeof ROUTE_REQUESTS)[keyof typeof ROUTE_REQUESTS]][]) {

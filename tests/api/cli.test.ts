@@ -1,8 +1,13 @@
-// The tidemark command line, run as a user runs it: validate (good and bad definitions) and the
-// quickstart (replay, summary, and a served read).
+// The tidemark command line, run as a user runs it: validate (good and bad definitions), the
+// quickstart (replay, summary, and a served read), and serve with and without an offline store.
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { testRedisUrl } from '../support/redis.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const BIN = join(ROOT, 'bin', 'tidemark.mjs');
@@ -77,6 +82,70 @@ describe('tidemark quickstart', () => {
       expect(body.metadata.feature_names).toEqual(['airport', 'flights_1h']);
     } finally {
       child.kill('SIGTERM');
+    }
+  });
+});
+
+describe('tidemark serve with an offline store', () => {
+  /** `tidemark serve <args>` until it prints its address; asynchronous, so servers in this process keep answering. */
+  async function serve(args: string[]): Promise<{ url: string; out: () => string; stop: () => void }> {
+    const child = spawn(process.execPath, [BIN, 'serve', '--definitions', 'examples/flights/monitor.ts', '--redis-url', testRedisUrl(), '--prefix', `serve-${process.pid}-${Date.now().toString(36)}`, '--port', '0', ...args], {
+      cwd: ROOT,
+      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'CLICKHOUSE_URL')),
+    });
+    let out = '';
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /serving online features from .* on (http:\/\/\S+)/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      child.on('exit', (c) => reject(new Error(`serve exited ${c}: ${out}`)));
+    });
+    return { url, out: () => out, stop: () => child.kill('SIGTERM') };
+  }
+  const post = (url: string, body: unknown) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+  it('--data-dir: serves datasets, the monitor routes, the consistency probe and the scraped materializer status', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tm-serve-'));
+    const metrics = createServer((_req, res) => res.end('# TYPE tidemark_materializer_watermark_ms gauge\ntidemark_materializer_watermark_ms 978336000000\ntidemark_materializer_events_total{source="flights"} 12\n'));
+    await new Promise<void>((resolve) => metrics.listen(0, '127.0.0.1', resolve));
+    const metricsUrl = `http://127.0.0.1:${(metrics.address() as AddressInfo).port}/metrics`;
+    const server = await serve(['--data-dir', dir, '--materializer-metrics-url', metricsUrl]);
+    try {
+      expect(server.out()).toContain(`datasets and monitors from ${dir}`);
+      const dataset = await post(`${server.url}/datasets/historical`, { features: ['origin_delays:flights_1h'], spine: [{ airport: 'SFO', ts: 978336000000 }] });
+      expect(dataset.status).toBe(200);
+      expect(JSON.parse((await dataset.text()).trim())).toMatchObject({ airport: 'SFO', origin_delays__flights_1h: 0 });
+      const alerts = await fetch(`${server.url}/alerts?monitor=flight_delays`);
+      expect(alerts.status).toBe(200);
+      expect(await alerts.json()).toEqual({ alerts: [], pendingNotifications: 0 });
+      // An empty offline store: no key to sample, nothing compared, and no error.
+      const probe = await post(`${server.url}/consistency/sample`, { view: 'origin_delays' });
+      expect(probe.status).toBe(200);
+      expect(await probe.json()).toMatchObject({ view: 'origin_delays', keysFrom: 'sample', keysCompared: 0, mismatches: [] });
+      const status = await fetch(`${server.url}/status/materializer`);
+      expect(status.status).toBe(200);
+      expect(await status.json()).toMatchObject({ store: { kind: 'redis' }, clock: 'wall', materializer: { kind: 'metrics', url: metricsUrl, reachable: true, watermarkMs: 978336000000, events: 12 } });
+    } finally {
+      server.stop();
+      await new Promise((resolve) => metrics.close(resolve));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('without --clickhouse-url or --data-dir: no dataset or monitor routes, and the probe says which flag to give', async () => {
+    const server = await serve([]);
+    try {
+      expect(server.out()).not.toContain('datasets and monitors from');
+      expect((await post(`${server.url}/datasets/historical`, { features: ['origin_delays:flights_1h'], spine: [{ airport: 'SFO', ts: 0 }] })).status).toBe(404);
+      const probe = await post(`${server.url}/consistency/sample`, { view: 'origin_delays' });
+      expect(probe.status).toBe(501);
+      expect(await probe.json()).toMatchObject({ code: 'TM_CONSISTENCY_NO_OFFLINE', message: expect.stringContaining('--clickhouse-url') });
+      expect(await (await fetch(`${server.url}/status/materializer`)).json()).toMatchObject({ materializer: null });
+    } finally {
+      server.stop();
     }
   });
 });

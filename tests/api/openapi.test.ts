@@ -71,7 +71,7 @@ describe('GET /openapi.json', () => {
     // The known API, so a route dropped from the server (or hidden) fails here too.
     const listed = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
     expect(listed.sort()).toEqual(
-      ['GET /alerts', 'GET /alerts/history', 'GET /healthz', 'GET /monitor/distribution', 'GET /monitor/drift', 'GET /monitor/metrics', 'GET /monitor/plans', 'GET /monitor/slo', 'GET /registry', 'GET /registry/history', 'POST /datasets/historical', 'POST /get-online-features', 'POST /push/{source}'].sort(),
+      ['GET /alerts', 'GET /alerts/history', 'GET /healthz', 'GET /monitor/distribution', 'GET /monitor/drift', 'GET /monitor/metrics', 'GET /monitor/plans', 'GET /monitor/slo', 'GET /registry', 'GET /registry/history', 'GET /status/materializer', 'POST /consistency/sample', 'POST /datasets/historical', 'POST /get-online-features', 'POST /push/{source}'].sort(),
     );
   });
 
