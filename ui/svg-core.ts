@@ -32,9 +32,11 @@ export function escapeXml(text: string): string {
 export function formatNumber(x: number): string {
   if (!Number.isFinite(x)) return 'n/a';
   if (x === 0) return '0';
-  const rounded = Number(x.toPrecision(4));
+  const text = x.toPrecision(4);
+  const rounded = Number(text);
   const abs = Math.abs(rounded);
-  return abs >= 1e-6 && abs < 1e21 ? String(rounded) : rounded.toPrecision(4);
+  // beyond 1e21 (and where rounding up overflows past the largest double) the exponent form stays
+  return abs >= 1e-6 && abs < 1e21 ? String(rounded) : text;
 }
 
 /** A fraction as a percentage with 4 significant digits ("0.1234" -> "12.34%"). */

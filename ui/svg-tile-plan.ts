@@ -41,7 +41,8 @@ export function tilePlanStrip(view: ViewPlan, opts: TilePlanOptions): string {
     return windowRow(g, longest, windowed, y, size.width, cap);
   });
   const title = rows.length === 0 ? `tile plan of view ${view.name}: no tile groups` : `tile plan of view ${view.name}: ${rows.map((r) => r.title).join('; ')}`;
-  return svgFrame('tile-plan', size, title, rows.map((r) => r.svg).join(''));
+  const body = rows.map((r, i) => el('g', { class: 'tile-group', 'data-hop-ms': String(view.groups[i]!.hopMs) }, r.svg)).join('');
+  return svgFrame('tile-plan', size, title, body);
 }
 
 function caption(text: string, x: number, y: number, width: number, anchor: 'start' | 'end' = 'start', cls = 'caption'): string {

@@ -78,15 +78,16 @@ export function sparkline(values: readonly (number | null)[], opts: SparklineOpt
   if (threshold !== null && threshold >= lo && threshold <= hi) {
     parts.push(el('line', { class: 'threshold', x1: PAD, x2: w - PAD, y1: y(threshold), y2: y(threshold), stroke: C.threshold, 'stroke-width': 1, 'stroke-dasharray': '3 2' }));
   }
+  // runs of consecutive values; a run of one is a dot, since a path needs two points to show
   let d = '';
   points.forEach((v, i) => {
     if (v === null) return;
     const joined = i > 0 && points[i - 1] !== null;
-    d += `${joined ? 'L' : 'M'}${coord(x(i))} ${coord(y(v))}`;
-    const isolated = !joined && (i === n - 1 || points[i + 1] === null);
-    if (isolated) parts.push(el('circle', { class: 'cur', cx: x(i), cy: y(v), r: 1.5, fill: C.cur }));
+    const continues = i < n - 1 && points[i + 1] !== null;
+    if (!joined && !continues) parts.push(el('circle', { class: 'cur', cx: x(i), cy: y(v), r: 1.5, fill: C.cur }));
+    else d += `${joined ? 'L' : 'M'}${coord(x(i))} ${coord(y(v))}`;
   });
-  if (d.includes('L')) parts.push(el('path', { class: 'cur', d, fill: 'none', stroke: C.cur, 'stroke-width': 1.5, 'stroke-linejoin': 'round', 'stroke-linecap': 'round' }));
+  if (d !== '') parts.push(el('path', { class: 'cur', d, fill: 'none', stroke: C.cur, 'stroke-width': 1.5, 'stroke-linejoin': 'round', 'stroke-linecap': 'round' }));
   const counts: Record<DriftMarker, number> = { drift: 0, ok: 0, none: 0 };
   markers.forEach((m, i) => {
     if (m === null || m === undefined) return;
