@@ -8,7 +8,7 @@ import { TidemarkError } from '../definitions/index.js';
  * `.bad`, `.ok`, `.none`, `.threshold`, `.track`) overrides them, so the page themes the charts.
  */
 export const CHART_COLOURS = {
-  ref: '#6b7280',
+  ref: '#4b5563',
   cur: '#2563eb',
   bad: '#dc2626',
   ok: '#16a34a',

@@ -66,7 +66,7 @@ function windowRow(group: TileGroupPlan, longest: FeaturePlan, windowed: readonl
   const window = formatDurationMs(longest.windowMs!);
   const wholeTiles = longest.tilesPerWindow!;
   const names = windowed.filter((f) => f.windowMs === longest.windowMs).map((f) => f.name);
-  const blocks = group.rollups.length > 0 ? `, rollups ${group.rollups.map((s) => `x${s}`).join(' ')}: at most ${worstTilesPerRead(wholeTiles, group.rollups)} blocks per read` : '';
+  const blocks = group.rollups.length > 0 ? `, rollups ${group.rollups.map((s) => `×${s}`).join(' ')}: at most ${worstTilesPerRead(wholeTiles, group.rollups)} blocks per read` : '';
   const head = `hop ${hop}, window ${window} (${names.join(', ')}): ${wholeTiles} whole tiles + the partial head tile${blocks}`;
 
   const stripTop = y + 16;
@@ -89,7 +89,7 @@ function windowRow(group: TileGroupPlan, longest: FeaturePlan, windowed: readonl
     parts.push(
       el('rect', { class: 'tile-band', x: LEFT, y: stripTop, width: bandWidth, height: stripHeight, fill: C.cur, 'fill-opacity': 0.15, stroke: C.cur, 'stroke-width': 0.5 }),
       el('path', { class: 'hatch', d: hatchPath(LEFT, stripTop, bandWidth, stripHeight, 5), stroke: C.cur, 'stroke-width': 0.75, 'stroke-opacity': 0.6, fill: 'none' }),
-      el('text', { class: 'band-label', x: LEFT + bandWidth / 2, y: stripTop + stripHeight / 2, 'text-anchor': 'middle', 'dominant-baseline': 'middle', fill: 'currentColor' }, escapeXml(`${wholeTiles} tiles x ${hop}`)),
+      el('text', { class: 'band-label', x: LEFT + bandWidth / 2, y: stripTop + stripHeight / 2, 'text-anchor': 'middle', 'dominant-baseline': 'middle', fill: 'currentColor' }, escapeXml(`${wholeTiles} tiles × ${hop}`)),
     );
   }
   // "now" is drawn half-way through the head tile: the read takes only its part before t

@@ -131,7 +131,7 @@ const LABEL_BAND = 12;
 
 /** The plot area of a bin chart and its tick labels, thinned so they do not overlap. */
 function binLayout(chart: string, size: ChartSize, bins: number, labels: readonly string[] | undefined) {
-  if (labels !== undefined && labels.length !== bins && labels.length !== bins - 1) {
+  if (labels !== undefined && labels.length > 0 && labels.length !== bins && labels.length !== bins - 1) {
     throw badChartInput(chart, `${labels.length} labels for ${bins} bins: give one per bin or one per inner edge (${bins - 1})`, { labels: labels.length, bins });
   }
   const left = 2;
@@ -142,7 +142,7 @@ function binLayout(chart: string, size: ChartSize, bins: number, labels: readonl
   if (labels && labels.length > 0) {
     const onEdges = labels.length === bins - 1;
     const texts = labels.map((l) => truncate(l, 8));
-    const labelWidth = Math.max(...texts.map((t) => Array.from(t).length)) * 5.5 + 4;
+    const labelWidth = maxOf(texts.map((t) => Array.from(t).length)) * 5.5 + 4;
     const step = Math.max(1, Math.ceil(labelWidth / binWidth));
     texts.forEach((text, i) => {
       if (i % step !== 0) return;
@@ -152,6 +152,16 @@ function binLayout(chart: string, size: ChartSize, bins: number, labels: readonl
     });
   }
   return { left, top, base, binWidth, ticks: ticks.join('') };
+}
+
+/** A bin as the title names it: its label, or its range between the edge labels. */
+function binName(i: number, bins: number, labels: readonly string[] | undefined): string {
+  if (!labels || labels.length === 0) return `bin ${i + 1}`;
+  if (labels.length === bins) return `bin ${i + 1} (${labels[i]})`;
+  if (bins === 1) return 'bin 1';
+  if (i === 0) return `bin 1 (below ${labels[0]})`;
+  if (i === bins - 1) return `bin ${bins} (above ${labels[bins - 2]})`;
+  return `bin ${i + 1} (${labels[i - 1]} to ${labels[i]})`;
 }
 
 /**
@@ -171,7 +181,7 @@ export function overlaidHistogram(reference: readonly number[], current: readonl
   const top1 = Math.max(maxOf(ref.shares), maxOf(cur.shares));
   const barHeight = (share: number): number => (top1 > 0 ? (share / top1) * (base - top) : 0);
   const gap = Math.min(1, binWidth * 0.1);
-  const name = (i: number): string => `bin ${i + 1}${opts.labels && opts.labels.length === bins ? ` (${opts.labels[i]})` : ''}`;
+  const name = (i: number): string => binName(i, bins, opts.labels);
 
   const bars = cur.shares.map((s, i) =>
     el('rect', { class: 'cur', x: left + i * binWidth + gap, y: base - barHeight(s), width: binWidth - 2 * gap, height: barHeight(s), fill: C.cur, 'fill-opacity': 0.55 },
@@ -211,7 +221,7 @@ export function contributionBars(contributions: readonly number[], opts: BinChar
   const largest = contributions.indexOf(max);
   const gap = Math.min(1, binWidth * 0.1);
   const total = max > 0 ? max * contributions.reduce((a, c) => a + c / max, 0) : 0;
-  const name = (i: number): string => `bin ${i + 1}${opts.labels && opts.labels.length === bins ? ` (${opts.labels[i]})` : ''}`;
+  const name = (i: number): string => binName(i, bins, opts.labels);
   const bars = contributions.map((c, i) => {
     const height = max > 0 ? (c / max) * (base - top) : 0;
     const top1 = i === largest && max > 0;

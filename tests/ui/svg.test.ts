@@ -3,20 +3,18 @@
 // (bar heights, threshold position, tile counts) — read back from the parsed elements.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import {
   compileOrThrow,
-  entity,
-  eventTime,
   featureView,
   formatDurationMs,
   LATEST_GROUP_HOP_MS,
-  source,
   windowStartMs,
   worstTilesPerRead,
   type ViewPlan,
 } from '../../definitions/index.js';
 import { budgetBar, contributionBars, escapeXml, formatNumber, formatPercent, lineage, overlaidHistogram, sparkline, tilePlanStrip } from '../../ui/svg.js';
+import * as flightsDefinitions from '../../examples/flights/definitions.js';
+import { clicks, user } from '../fixtures/plan/common.js';
 import { allText, classes, descendants, parseXml, withClass, type XmlElement } from './xml-tree.js';
 
 const HOSTILE = `<script>&"'`;
@@ -240,7 +238,8 @@ describe('overlaidHistogram', () => {
     // the tallest share (15%) fills the plot; every other bar is its share of that
     current.forEach((c, i) => expect(heights[i]).toBeCloseTo((plot * c) / 15, 1));
     refYs.forEach((y) => expect(base - y).toBeCloseTo((plot * 10) / 15, 1));
-    expect(title).toContain('largest difference at bin 1: reference 10%, current 5%');
+    expect(title).toContain('largest difference at bin 1 (below 1): reference 10%, current 5%');
+    expect(allText(root)).toContain('bin 5 (4 to 5): reference 10%, current 10%');
     expect(withClass(root, 'tick')).toHaveLength(9);
   });
 
@@ -258,6 +257,7 @@ describe('overlaidHistogram', () => {
     expect(() => overlaidHistogram([1, -2], [1, 2], size)).toThrow(badInput);
     expect(() => overlaidHistogram([1, 2], [1, Number.POSITIVE_INFINITY], size)).toThrow(badInput);
     expect(() => overlaidHistogram([1, 2, 3], [1, 2, 3], { ...size, labels: ['a'] })).toThrow(badInput);
+    expect(withClass(checkChart(overlaidHistogram([1, 2, 3], [1, 2, 3], { ...size, labels: [] })).root, 'tick')).toEqual([]);
   });
 
   it('escapes labels', () => {
@@ -298,6 +298,8 @@ describe('contributionBars', () => {
     expect(bars.map((b) => classes(b).includes('bad'))).toEqual([false, false, true, false]);
     expect(title).toContain('total 0.24');
     expect(title).toContain('largest at bin 3: 0.2');
+    const { title: named } = checkChart(contributionBars(contributions, { ...size, labels: ['a', 'b', 'c', 'd'] }));
+    expect(named).toContain('largest at bin 3 (c): 0.2 (83.33% of the total)');
   });
 
   it('draws all-zero contributions flat, and rejects negative ones', () => {
@@ -358,22 +360,10 @@ describe('lineage', () => {
 });
 
 describe('tilePlanStrip', () => {
-  const schema = z.object({ ts: eventTime(), user: z.string(), amount: z.number(), note: z.string() });
-  const user = entity({ name: 'user', joinKeys: ['user'] });
-  const payments = source({ name: 'payments', topic: 'payments', schema, eventTimeField: 'ts' });
-  const view = compileOrThrow([
-    featureView({
-      name: 'spend',
-      source: payments,
-      entity: user,
-      features: {
-        count_1h: { agg: 'count', window: '1h' },
-        sum_30m: { agg: 'sum', field: 'amount', window: '30m' },
-        sum_7d: { agg: 'sum', field: 'amount', window: '7d' },
-        last_note: { agg: 'last', field: 'note', hop: '1d' },
-      },
-    }),
-  ]).registry.views[0]!;
+  // the flights example: 1h windows on 5m tiles, 1d and 7d windows on 1h tiles, a latest value
+  const view = compileOrThrow(flightsDefinitions).registry.views.find((v) => v.name === 'origin_delays')!;
+  // a last without window on 1d tiles: a hop group with history tiles only
+  const daily = compileOrThrow([featureView({ name: 'daily_last', source: clicks, entity: user, features: { last_amount: { agg: 'last', field: 'amount', hop: '1d' } } })]).registry.views[0]!;
   const group = (root: XmlElement, hopMs: number): XmlElement => descendants(root).find((e) => e.attrs['data-hop-ms'] === String(hopMs))!;
 
   it('draws the whole tiles of the longest window plus the partial head, as windowStartMs defines them', () => {
@@ -398,7 +388,7 @@ describe('tilePlanStrip', () => {
     expect(Number(fill!.attrs.x) + Number(fill!.attrs.width)).toBeCloseTo(nowX, 1);
     expect(Number(start!.attrs.x1)).toBeLessThanOrEqual(Number(whole[0]!.attrs.x));
     expect(Number(head!.attrs.width)).toBeCloseTo(Number(whole[0]!.attrs.width), 1);
-    expect(allText(five)).toContain('window 1h (count_1h)');
+    expect(allText(five)).toContain('window 1h (flights_1h, delay_mean_1h)');
     expect(title).toContain(`hop 5m: a 1h read merges 12 whole tiles + the partial head tile, retention ${formatDurationMs(view.groups[0]!.retentionMs!)}`);
   });
 
@@ -409,10 +399,11 @@ describe('tilePlanStrip', () => {
     expect(withClass(hourly, 'tile', 'head')).toHaveLength(1);
     expect(withClass(hourly, 'tile-band')).toHaveLength(1);
     expect(withClass(hourly, 'hatch')[0]!.attrs.d).toMatch(/^M/);
-    expect(allText(hourly)).toContain('168 tiles x 1h');
+    expect(allText(hourly)).toContain('168 tiles × 1h');
+    expect(allText(hourly)).toContain('window 7d (delay_stddev_7d)');
     const rollups = view.groups.find((g) => g.hopMs === 3_600_000)!.rollups;
     expect(rollups.length).toBeGreaterThan(0);
-    expect(title).toContain(`a 7d read merges 168 whole tiles + the partial head tile, rollups ${rollups.map((s) => `x${s}`).join(' ')}: at most ${worstTilesPerRead(168, rollups)} blocks per read`);
+    expect(title).toContain(`a 7d read merges 168 whole tiles + the partial head tile, rollups ${rollups.map((s) => `×${s}`).join(' ')}: at most ${worstTilesPerRead(168, rollups)} blocks per read`);
     // the cap is an option: 13 tiles drawn one by one by default, banded under a cap of 10
     expect(withClass(group(checkChart(tilePlanStrip(view, { width: 480, maxDrawnTiles: 10 })).root, 300_000), 'tile-band')).toHaveLength(1);
   });
@@ -423,16 +414,19 @@ describe('tilePlanStrip', () => {
     expect(withClass(latest, 'tile')).toHaveLength(1);
     expect(withClass(latest, 'tile', 'latest')).toHaveLength(1);
     expect(allText(latest)).toContain('latest value');
-    const daily = group(root, 86_400_000);
-    expect(withClass(daily, 'tile')).toEqual([]);
-    expect(withClass(daily, 'retention')).toHaveLength(1);
     expect(title).toContain('latest: one cell for 1 latest value');
-    expect(title).toContain(`hop 1d: history tiles, retention ${formatDurationMs(view.groups.find((g) => g.hopMs === 86_400_000)!.retentionMs!)}`);
-    expect(view.groups.map((g) => g.hopMs)).toEqual([300_000, 3_600_000, 86_400_000, LATEST_GROUP_HOP_MS]);
+    expect(view.groups.map((g) => g.hopMs)).toEqual([300_000, 3_600_000, LATEST_GROUP_HOP_MS]);
+
+    const { root: dailyRoot, title: dailyTitle } = checkChart(tilePlanStrip(daily, { width: 480 }));
+    expect(daily.groups.map((g) => g.hopMs)).toEqual([86_400_000, LATEST_GROUP_HOP_MS]);
+    const history = group(dailyRoot, 86_400_000);
+    expect(withClass(history, 'tile')).toEqual([]);
+    expect(withClass(history, 'retention')).toHaveLength(1);
+    expect(dailyTitle).toContain(`hop 1d: history tiles, retention ${formatDurationMs(daily.groups[0]!.retentionMs!)}`);
   });
 
   it('escapes names from a hand-built plan', () => {
-    const hostile: ViewPlan = { ...view, name: HOSTILE, features: view.features.map((f) => ({ ...f, name: f.name === 'count_1h' ? HOSTILE : f.name })) };
+    const hostile: ViewPlan = { ...view, name: HOSTILE, features: view.features.map((f) => ({ ...f, name: f.name === 'flights_1h' ? HOSTILE : f.name })) };
     const { root, title } = checkChart(tilePlanStrip(hostile, { width: 480 }));
     expect(title).toContain(`tile plan of view ${HOSTILE}`);
     expect(allText(root)).toContain(HOSTILE);
