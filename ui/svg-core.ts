@@ -69,11 +69,13 @@ export interface ChartSize {
   height: number;
 }
 
-/** The size a builder was given, checked: both finite and positive. */
-export function chartSize(chart: string, size: ChartSize): ChartSize {
+/** The size a builder was given, checked: both finite and positive, and at least `min` where a layout needs room. */
+export function chartSize(chart: string, size: ChartSize, min: Partial<ChartSize> = {}): ChartSize {
   for (const key of ['width', 'height'] as const) {
     const v = size[key];
     if (!Number.isFinite(v) || v <= 0) throw badChartInput(chart, `${key} ${String(v)} is not a positive number`, { [key]: String(v) });
+    const least = min[key];
+    if (least !== undefined && v < least) throw badChartInput(chart, `${key} ${v} is too small: this chart needs at least ${least}`, { [key]: v });
   }
   return { width: size.width, height: size.height };
 }

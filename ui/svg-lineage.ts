@@ -45,7 +45,8 @@ function arrow(x1: number, y1: number, x2: number, y2: number): string {
 
 export function lineage(source: string, views: readonly string[], monitors: readonly string[], opts: LineageOptions = {}): string {
   const rows = Math.max(1, Math.min(MAX_BOXES, Math.max(views.length, monitors.length)));
-  const size = chartSize('lineage', { width: opts.width ?? 480, height: opts.height ?? rows * (BOX_HEIGHT + ROW_GAP) + ROW_GAP });
+  const needed = rows * (BOX_HEIGHT + ROW_GAP) + ROW_GAP;
+  const size = chartSize('lineage', { width: opts.width ?? 480, height: opts.height ?? needed }, { width: 120, height: needed });
   const gap = 24;
   const boxWidth = (size.width - 2 * gap - 4) / 3;
   const maxChars = Math.max(3, Math.floor((boxWidth - 8) / 6));

@@ -18,6 +18,9 @@ export interface TilePlanOptions {
 }
 
 const ROW_HEIGHT = 62;
+/** Below these the captions and the strip no longer fit a row. */
+const MIN_WIDTH = 120;
+const MIN_ROW_HEIGHT = 60;
 const LEFT = 4;
 /** The head tile's smallest width in the capped form, so it stays visible beside a long band. */
 const MIN_HEAD_WIDTH = 10;
@@ -29,7 +32,7 @@ interface Row {
 
 export function tilePlanStrip(view: ViewPlan, opts: TilePlanOptions): string {
   const rowsNeeded = Math.max(1, view.groups.length);
-  const size = chartSize('tile-plan', { width: opts.width, height: opts.height ?? rowsNeeded * ROW_HEIGHT });
+  const size = chartSize('tile-plan', { width: opts.width, height: opts.height ?? rowsNeeded * ROW_HEIGHT }, { width: MIN_WIDTH, height: rowsNeeded * MIN_ROW_HEIGHT });
   const rowHeight = size.height / rowsNeeded;
   const cap = opts.maxDrawnTiles ?? MAX_DRAWN_TILES;
   const rows = view.groups.map((g, i) => {

@@ -70,13 +70,16 @@ export function sparkline(values: readonly (number | null)[], opts: SparklineOpt
   let hi = opts.max !== undefined && Number.isFinite(opts.max) ? opts.max : maxOf(withThreshold);
   if (lo > hi) [lo, hi] = [hi, lo];
   const { width: w, height: h } = size;
+  // the padding keeps markers whole at the edges, and shrinks with a very small chart
+  const padX = Math.min(PAD, w / 4);
+  const padY = Math.min(PAD, h / 4);
   const n = points.length;
-  const x = (i: number): number => (n === 1 ? w / 2 : PAD + (i * (w - 2 * PAD)) / (n - 1));
-  const y = (v: number): number => h - PAD - unitScale(v, lo, hi) * (h - 2 * PAD);
+  const x = (i: number): number => (n === 1 ? w / 2 : padX + (i * (w - 2 * padX)) / (n - 1));
+  const y = (v: number): number => h - padY - unitScale(v, lo, hi) * (h - 2 * padY);
 
   const parts: string[] = [];
   if (threshold !== null && threshold >= lo && threshold <= hi) {
-    parts.push(el('line', { class: 'threshold', x1: PAD, x2: w - PAD, y1: y(threshold), y2: y(threshold), stroke: C.threshold, 'stroke-width': 1, 'stroke-dasharray': '3 2' }));
+    parts.push(el('line', { class: 'threshold', x1: padX, x2: w - padX, y1: y(threshold), y2: y(threshold), stroke: C.threshold, 'stroke-width': 1, 'stroke-dasharray': '3 2' }));
   }
   // runs of consecutive values; a run of one is a dot, since a path needs two points to show
   let d = '';
@@ -94,7 +97,7 @@ export function sparkline(values: readonly (number | null)[], opts: SparklineOpt
     counts[m] += 1;
     const v = points[i];
     const style = MARKER_CLASS[m];
-    parts.push(el('circle', { class: style.cls, cx: x(i), cy: v === null || v === undefined ? h - PAD : y(v), r: 2.5, fill: style.fill, stroke: style.stroke, 'stroke-width': 1 }));
+    parts.push(el('circle', { class: style.cls, cx: x(i), cy: v === null || v === undefined ? h - padY : y(v), r: 2.5, fill: style.fill, stroke: style.stroke, 'stroke-width': 1 }));
   });
 
   const last = [...points].reverse().find((v) => v !== null)!;
@@ -134,15 +137,17 @@ function binLayout(chart: string, size: ChartSize, bins: number, labels: readonl
   if (labels !== undefined && labels.length > 0 && labels.length !== bins && labels.length !== bins - 1) {
     throw badChartInput(chart, `${labels.length} labels for ${bins} bins: give one per bin or one per inner edge (${bins - 1})`, { labels: labels.length, bins });
   }
-  const left = 2;
-  const top = 4;
-  const base = size.height - (labels && labels.length > 0 ? LABEL_BAND : 2);
+  const texts = (labels ?? []).map((l) => truncate(l, 8));
+  const labelWidth = maxOf(texts.map((t) => Array.from(t).length)) * 5.5 + 4;
+  // tick labels only when one fits across and the chart keeps a plot above them
+  const withTicks = texts.length > 0 && size.height >= 2 * LABEL_BAND && size.width >= labelWidth;
+  const left = Math.min(2, size.width / 4);
+  const top = Math.min(4, size.height / 4);
+  const base = size.height - (withTicks ? LABEL_BAND : Math.min(2, size.height / 4));
   const binWidth = (size.width - 2 * left) / bins;
   const ticks: string[] = [];
-  if (labels && labels.length > 0) {
-    const onEdges = labels.length === bins - 1;
-    const texts = labels.map((l) => truncate(l, 8));
-    const labelWidth = maxOf(texts.map((t) => Array.from(t).length)) * 5.5 + 4;
+  if (withTicks) {
+    const onEdges = texts.length === bins - 1;
     const step = Math.max(1, Math.ceil(labelWidth / binWidth));
     texts.forEach((text, i) => {
       if (i % step !== 0) return;
@@ -245,7 +250,7 @@ export function budgetBar(remaining: number, opts: ChartSize = { width: 160, hei
   if (!Number.isFinite(remaining)) return noDataSvg('budget', size, 'error budget remaining: no data');
   const textWidth = Math.min(56, size.width / 3);
   const left = 1;
-  const right = size.width - textWidth - 2;
+  const right = Math.max(left, size.width - textWidth - 2);
   const lo = Math.min(0, Math.max(remaining, -1));
   const x = (v: number): number => left + unitScale(v, lo, 1) * (right - left);
   const barTop = size.height * 0.2;

@@ -117,6 +117,15 @@ describe('escapeXml and number text', () => {
   });
 });
 
+describe('the test XML parser', () => {
+  it('rejects what is not well-formed, so the checks below can fail', () => {
+    for (const bad of ['<a><b></a></b>', '<a>&</a>', '<a>&nbsp;</a>', '<a x="1" x="2"/>', '<a/><b/>', '<a x=1/>', '<a><!-- c --></a>', '<a>\u0001</a>', '<a>', 'text<a/>', '<a x="<"/>']) {
+      expect(() => parseXml(bad), bad).toThrow();
+    }
+    expect(parseXml('<a x="&amp;&#60;"><b/>t&gt;</a>')).toMatchObject({ name: 'a', attrs: { x: '&<' }, text: 't>', children: [{ name: 'b' }] });
+  });
+});
+
 describe('sparkline', () => {
   const size = { width: 100, height: 24 };
 
@@ -196,9 +205,9 @@ describe('sparkline', () => {
     );
     const marker = fc.constantFrom('drift' as const, 'ok' as const, 'none' as const, null);
     fc.assert(
-      fc.property(fc.array(fc.tuple(value, marker), { maxLength: 60 }), fc.option(fc.double(), { nil: undefined }), fc.integer({ min: 16, max: 400 }), (pairs, threshold, width) => {
+      fc.property(fc.array(fc.tuple(value, marker), { maxLength: 60 }), fc.option(fc.double(), { nil: undefined }), fc.integer({ min: 1, max: 400 }), fc.integer({ min: 1, max: 60 }), (pairs, threshold, width, height) => {
         const values = pairs.map(([v]) => v);
-        const svg = sparkline(values, { width, height: 30, threshold, markers: pairs.map(([, m]) => m) });
+        const svg = sparkline(values, { width, height, threshold, markers: pairs.map(([, m]) => m) });
         const { root } = checkChart(svg);
         const finite = values.filter((v) => v !== null && Number.isFinite(v));
         if (finite.length > 0) expect(withClass(root, 'marker').length).toBe(pairs.filter(([, m]) => m !== null).length);
@@ -269,8 +278,11 @@ describe('overlaidHistogram', () => {
   it('keeps bars proportional and inside the viewBox for any counts (zeros, huge)', () => {
     const count = fc.oneof(fc.constant(0), fc.double({ min: 0, max: Number.MAX_VALUE, noNaN: true }), fc.constantFrom(Number.MAX_VALUE, Number.MIN_VALUE, 1));
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 40 }).chain((n) => fc.tuple(fc.array(count, { minLength: n, maxLength: n }), fc.array(count, { minLength: n, maxLength: n }))), ([reference, current]) => {
-        const { root } = checkChart(overlaidHistogram(reference, current, size));
+      fc.property(fc.integer({ min: 1, max: 40 }).chain((n) => fc.tuple(fc.array(count, { minLength: n, maxLength: n }), fc.array(count, { minLength: n, maxLength: n }))), fc.integer({ min: 1, max: 400 }), fc.integer({ min: 1, max: 80 }), fc.boolean(), ([reference, current], width, height, edgeLabels) => {
+        const labels = edgeLabels ? current.slice(1).map((_, i) => `${HOSTILE}${i}`) : undefined;
+        const { root } = checkChart(overlaidHistogram(reference, current, { width, height, labels }));
+        const { root: bars } = checkChart(contributionBars(current, { width, height, labels }));
+        expect(withClass(bars, 'contribution')).toHaveLength(current.length);
         const { heights } = histogramShapes(root);
         expect(heights).toHaveLength(current.length);
         const k = current.indexOf(Math.max(...current));
@@ -423,6 +435,12 @@ describe('tilePlanStrip', () => {
     expect(withClass(history, 'tile')).toEqual([]);
     expect(withClass(history, 'retention')).toHaveLength(1);
     expect(dailyTitle).toContain(`hop 1d: history tiles, retention ${formatDurationMs(daily.groups[0]!.retentionMs!)}`);
+  });
+
+  it('refuses a size too small for its captions', () => {
+    expect(() => tilePlanStrip(view, { width: 60 })).toThrow(badInput);
+    expect(() => tilePlanStrip(view, { width: 480, height: 100 })).toThrow(badInput);
+    expect(() => lineage('s', ['v'], ['m'], { width: 50 })).toThrow(badInput);
   });
 
   it('escapes names from a hand-built plan', () => {
