@@ -101,18 +101,21 @@ describe('escapeXml and number text', () => {
   });
 
   it('formats 4 significant digits without an exponent for ordinary values', () => {
-    expect(formatNumber(0.123456)).toBe('0.1235');
-    expect(formatNumber(123456)).toBe('123500');
-    expect(formatNumber(1234.5)).toBe('1235');
-    expect(formatNumber(99999)).toBe('100000');
-    expect(formatNumber(0.1)).toBe('0.1');
-    expect(formatNumber(-0.000012346)).toBe('-0.00001235');
-    expect(formatNumber(-0)).toBe('0');
-    expect(formatNumber(1e-7)).toBe('1.000e-7');
-    expect(formatNumber(1.5e300)).toBe('1.500e+300');
-    expect(formatNumber(Number.MAX_VALUE)).toBe('1.798e+308');
-    expect(formatNumber(Number.NaN)).toBe('n/a');
-    expect(formatNumber(Number.POSITIVE_INFINITY)).toBe('n/a');
+    const cases: [number, string][] = [
+      [0.123456, '0.1235'],
+      [123456, '123500'],
+      [1234.5, '1235'],
+      [99999, '100000'],
+      [0.1, '0.1'],
+      [-0.000012346, '-0.00001235'],
+      [-0, '0'],
+      [1e-7, '1.000e-7'],
+      [1.5e300, '1.500e+300'],
+      [Number.MAX_VALUE, '1.798e+308'],
+      [Number.NaN, 'n/a'],
+      [Number.POSITIVE_INFINITY, 'n/a'],
+    ];
+    for (const [x, text] of cases) expect(formatNumber(x), String(x)).toBe(text);
     expect(formatPercent(0.1234)).toBe('12.34%');
   });
 });
