@@ -90,6 +90,8 @@ export type ErrorCode =
   | 'TM_ALERT_BAD_LABEL'
   | 'TM_ALERT_STORE'
   | 'TM_ALERT_DELIVERY_FAILED'
+  // ui: a dashboard chart builder given input it cannot draw truthfully (negative counts, mismatched bins)
+  | 'TM_UI_BAD_CHART_INPUT'
   // HTTP (api/, the materializer's server)
   | 'TM_PUSH_UNAVAILABLE'
   | 'TM_AUTH_REQUIRED'
