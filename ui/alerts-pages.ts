@@ -65,9 +65,9 @@ export function alertsPage(snapshot: AlertsSnapshot, status: 'firing' | 'resolve
 export interface AlertPageData {
   alert: AlertState;
   /** Earlier and later notifications of the same fingerprint. */
-  history: { kind: string; atMs: number; status: string; delivered: boolean }[];
+  history: { kind: string; atMs: number; startsAtMs: number; delivered: boolean; superseded: boolean }[];
   /** Error budget left at the latest evaluation, and the burn rate of the longest window then. */
-  budget: { remaining: number; burnRate: number | null; periodMs: number } | null;
+  budget: { remaining: number; burnRate: number | null; periodMs: number; atMs: number } | null;
   alertmanagerUrl: string | null;
 }
 
@@ -88,11 +88,11 @@ export function alertPage(d: AlertPageData, plan: MonitorPlan | undefined): stri
   const body = html`<p><span class="badge ${a.labels.severity ?? ''}">${a.labels.severity}</span> <span class="badge ${a.status}">${a.status}</span> since <b>${isoMinute(a.startsAtMs)} UTC</b>${a.endsAtMs === null ? '' : html`, resolved ${isoMinute(a.endsAtMs)} UTC`}. ${a.annotations.summary ?? ''}</p>
 <p>Where: ${Object.entries(a.labels).map(([k, v]) => html`<code>${k}=${v}</code> `)}</p>
 <p><a href="${driftLink}">Open the drift page for this series</a>${plan && a.labels.feature ? html` · <a href="${featureHref(plan.name, a.labels.feature, { slice: a.labels.slice })}">the feature over time</a>` : ''}${a.annotations.runbook_url ? html` · <a href="${a.annotations.runbook_url}">runbook</a>` : ''}${d.alertmanagerUrl ? html` · <a href="${d.alertmanagerUrl.replace(/\/+$/, '')}/#/alerts">Alertmanager (silence, status)</a>` : ''}</p>
-${d.budget ? html`<h2>Error budget</h2><p id="exhaustion">${exhaustionSentence(d.budget)}</p>${raw(budgetBar(d.budget.remaining, { width: 400, height: 24 }))}` : ''}
+${d.budget ? html`<h2>Error budget</h2><p id="exhaustion">At the latest evaluation (${isoMinute(d.budget.atMs)} UTC): ${exhaustionSentence(d.budget)}</p>${raw(budgetBar(d.budget.remaining, { width: 400, height: 24 }))}` : ''}
 <h2>Burn rates, indicator and budget</h2>
 <div class="chart" data-chart="slo" data-title="SLO ${a.labels.slo}" data-src="${src}" data-start="${new Date(a.startsAtMs).toISOString()}" data-end="${a.endsAtMs === null ? '' : new Date(a.endsAtMs).toISOString()}"></div>
 <h2>Annotations</h2><table id="annotations"><tbody>${annotations.map(([k, v]) => html`<tr><th>${k}</th><td>${v}</td></tr>`)}</tbody></table>
 <h2>Previous occurrences</h2>
-${d.history.length === 0 ? html`<p class="muted">No notification recorded.</p>` : html`<table id="alert-history"><thead><tr><th>time</th><th>notification</th><th>delivered</th></tr></thead><tbody>${d.history.map((h) => html`<tr><td>${isoMinute(h.atMs)}</td><td>${h.kind}</td><td>${h.delivered ? 'yes' : 'pending'}</td></tr>`)}</tbody></table>`}`;
+${d.history.length === 0 ? html`<p class="muted">No notification recorded.</p>` : html`<p>${new Set(d.history.map((h) => h.startsAtMs)).size} episode(s) of this alert; every notification, oldest first:</p><table id="alert-history"><thead><tr><th>time</th><th>notification</th><th>episode started</th><th>delivered</th></tr></thead><tbody>${d.history.map((h) => html`<tr><td>${isoMinute(h.atMs)}</td><td>${h.kind}</td><td>${isoMinute(h.startsAtMs)}</td><td>${h.delivered ? 'yes' : h.superseded ? 'superseded by a later one' : 'pending'}</td></tr>`)}</tbody></table>`}`;
   return page({ title: `Alert ${a.labels.slo ?? a.fingerprint}`, section: 'alerts', crumbs: [['Alerts', '/ui/alerts']], body });
 }

@@ -2,7 +2,7 @@
 // evaluation, a bounded history per (feature, slice), the reference profile's bins, the alerts.
 // Never raw events: every number here is an aggregate the monitor already stored.
 import type { MonitorPlan } from '../definitions/index.js';
-import { decileCounts, METRICS_TABLE, OfflineAlertStateStore, queryMetrics, type AlertState, type FeatureSliceProfile, type MetricRecord } from '../monitor/index.js';
+import { decileCounts, decileEdgesOfFine, METRICS_TABLE, type DriftDistribution, OfflineAlertStateStore, queryMetrics, type AlertState, type FeatureSliceProfile, type MetricRecord } from '../monitor/index.js';
 import type { OfflineExecutor } from '../offline/index.js';
 
 /** The latest evaluations shown in sparklines and histories (older ones stay in the API). */
@@ -80,11 +80,31 @@ export async function referenceBins(executor: OfflineExecutor, plan: MonitorPlan
   return out;
 }
 
+/** A stored evaluation's distribution as the page draws it: both sides on the reference's bins, and each bin's PSI term. */
+export interface DistributionBins extends ReferenceBins {
+  current: number[];
+  contributions: number[];
+}
+
+export function distributionBins(d: DriftDistribution): DistributionBins | null {
+  if (d.kind === 'numeric') {
+    if (!d.deciles) return null;
+    const e = d.deciles.edges;
+    return { counts: d.deciles.ref, current: d.deciles.cur, contributions: d.deciles.contribution, labels: d.deciles.ref.map((_, i) => decileLabel(e, i)) };
+  }
+  if (!d.bins) return null;
+  return { counts: d.bins.ref, current: d.bins.cur, contributions: d.bins.contribution, labels: ['(unseen)', ...d.bins.categories] };
+}
+
+function decileLabel(edges: readonly number[], i: number): string {
+  return i === 0 ? `<${fmt(edges[0]!)}` : i === edges.length ? `>=${fmt(edges[edges.length - 1]!)}` : `[${fmt(edges[i - 1]!)},${fmt(edges[i]!)})`;
+}
+
 function binsOf(p: Pick<FeatureSliceProfile, 'kind' | 'edges' | 'categories'> & { counts: ArrayLike<number> }): ReferenceBins {
   if (p.kind === 'categorical') return { counts: Array.from(p.counts), labels: ['(unseen)', ...p.categories] };
   const deciles = [...decileCounts(p.counts)];
-  const edges = [9, 19, 29, 39, 49, 59, 69, 79, 89].map((i) => p.edges[i]!);
-  return { counts: deciles, labels: deciles.map((_, i) => (i === 0 ? `<${fmt(edges[0]!)}` : i === 9 ? `>=${fmt(edges[8]!)}` : `[${fmt(edges[i - 1]!)},${fmt(edges[i]!)})`)) };
+  const edges = decileEdgesOfFine(p.edges);
+  return { counts: deciles, labels: deciles.map((_, i) => decileLabel(edges, i)) };
 }
 
 function fmt(x: number): string {

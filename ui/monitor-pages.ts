@@ -6,7 +6,7 @@ import { formatDurationMs, type MonitorPlan, type SloPlan } from '../definitions
 import { ALL_SLICE, type AlertState } from '../monitor/index.js';
 import { contributionBars, overlaidHistogram, sparkline } from './svg.js';
 import { html, isoMinute, num, numbersTable, page, query, raw, type Raw } from './html.js';
-import { currentBins, decisionText, type DriftRow, type HistoryPoint, type ReferenceBins } from './monitor-data.js';
+import { currentBins, decisionText, type DistributionBins, type DriftRow, type HistoryPoint, type ReferenceBins } from './monitor-data.js';
 
 export const PAGE_ROWS = 50;
 
@@ -146,10 +146,18 @@ ${sloPanel(data)}
 <h2 id="drift-title">Drift is decided for ${data.table.drifted} of ${data.table.decided} tests (BH q ≤ ${plan.drift.fdr}) at ${isoMinute(endMs)} UTC, ${window} window${data.table.undecided > 0 ? `; ${data.table.undecided} without a decision` : ''}</h2>
 ${table}
 <h2>Heatmap: PSI per feature and evaluation (slice ${heatSlice})</h2>
-<div class="chart" data-chart="heatmap" data-title="PSI heatmap" data-src="/monitor/drift${query({ monitor: plan.name, window, slice: heatSlice, format: 'columns' })}" data-feature-href="${featureHref(plan.name, 'FEATURE', { slice: heatSlice, window })}"></div>
+<div class="chart" data-chart="heatmap" data-title="PSI heatmap" data-src="/monitor/drift${query({ monitor: plan.name, window, slice: heatSlice, format: 'columns', from: new Date(endMs - heatmapEvaluations(plan) * plan.intervalMs + 1).toISOString(), to: new Date(endMs).toISOString(), limit: HEATMAP_CELLS })}" data-feature-href="${featureHref(plan.name, 'FEATURE', { slice: heatSlice, window })}"></div>
 ${sliceMatrix(data, slices, base)}
 ${decisionRule(plan)}`;
   return page({ title: `Drift: ${plan.name}`, section: 'monitor', body });
+}
+
+/** At most this many heatmap cells are fetched (the API's default row limit cap). */
+export const HEATMAP_CELLS = 10_000;
+
+/** Evaluations the heatmap shows: 30, fewer when the monitor has so many features that the cells would pass HEATMAP_CELLS. */
+export function heatmapEvaluations(plan: MonitorPlan): number {
+  return Math.max(1, Math.min(30, Math.floor(HEATMAP_CELLS / plan.features.length)));
 }
 
 /** Feature x slice value, coloured by the evaluation's PSI (n in the title); a cell drills into that slice. */
@@ -183,22 +191,21 @@ export interface FeaturePageData {
   /** The evaluation the distribution shows. */
   atMs: number | null;
   row: DriftRow | null;
-  reference: ReferenceBins | undefined;
   /** Every slice's row at atMs, for the breakdown. */
   slices: DriftRow[];
-  contributions: number[] | null;
+  distribution: DistributionBins | null;
 }
 
 export function featurePage(d: FeaturePageData): string {
   const window = formatDurationMs(d.windowMs);
   const src = `/monitor/drift${query({ monitor: d.plan.name, feature: d.feature, slice: d.slice, window, limit: 10_000 })}`;
-  const cur = d.row ? currentBins(d.row) : null;
+  const b = d.distribution;
   const distribution =
-    d.row && d.reference && cur
-      ? html`<div class="two"><figure><figcaption>Reference vs current on the reference's bins (proportions)</figcaption>${raw(overlaidHistogram(d.reference.counts, cur, { width: 560, height: 220, labels: d.reference.labels }))}</figure>
-${d.contributions ? html`<figure><figcaption>Each bin's share of the PSI (${num(d.row.value)})</figcaption>${raw(contributionBars(d.contributions, { width: 560, height: 220, labels: d.reference.labels }))}</figure>` : ''}</div>
-${numbersTable('Distribution', ['bin', 'reference', 'reference %', 'current', 'current %', 'PSI contribution'], d.reference.labels.map((label, i) => [label, d.reference!.counts[i] ?? 0, pct(d.reference!.counts, i), cur[i] ?? 0, pct(cur, i), d.contributions?.[i] ?? null]))}`
-      : html`<p class="muted">No distribution stored for this evaluation.</p>`;
+    d.row && b
+      ? html`<div class="two"><figure><figcaption>Reference vs current on the reference's bins (proportions)</figcaption>${raw(overlaidHistogram(b.counts, b.current, { width: 560, height: 220, labels: b.labels }))}</figure>
+<figure><figcaption>Each bin's term of the PSI (${num(d.row.value)})</figcaption>${raw(contributionBars(b.contributions, { width: 560, height: 220, labels: b.labels }))}</figure></div>
+${numbersTable('Distribution', ['bin', 'reference', 'reference %', 'current', 'current %', 'PSI term'], b.labels.map((label, i) => [label, b.counts[i] ?? 0, pct(b.counts, i), b.current[i] ?? 0, pct(b.current, i), b.contributions[i] ?? null]))}`
+      : html`<p class="muted">No distribution stored for this evaluation${d.row?.drift === null ? ` (${decisionText(d.row)})` : ''}.</p>`;
   const breakdown = [...d.slices].sort(compareDriftRows);
   const body = html`<form class="filters" method="get"><label>slice<select name="slice">${[...new Set([ALL_SLICE, ...d.slices.map((s) => s.slice)])].map((s) => html`<option${raw(s === d.slice ? ' selected' : '')}>${s}</option>`)}</select></label>
 <label>window<select name="window">${d.plan.windowsMs.map((w) => html`<option${raw(w === d.windowMs ? ' selected' : '')}>${formatDurationMs(w)}</option>`)}</select></label><button type="submit">Show</button></form>

@@ -4,13 +4,13 @@
 // gets a 404 page that says what is unknown and lists the valid choices.
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { formatDurationMs, parseDurationMs, parseTimeMs, type CompiledDefinitions, type MonitorPlan } from '../definitions/index.js';
-import { ALL_SLICE, queryMetrics } from '../monitor/index.js';
+import { ALL_SLICE, driftDistribution, loadProfile, OfflineAlertStateStore, queryMetrics, sloSeries } from '../monitor/index.js';
 import { tableExists, type OfflineStore } from '../offline/index.js';
 import type { OnlineFeatureService } from '../online/index.js';
-import { alertPage, alertsPage, overviewPage, type OverviewData } from './alerts-pages.js';
+import { alertPage, alertsPage, overviewPage, type AlertPageData, type OverviewData } from './alerts-pages.js';
 import { clientBundle, stylesheet } from './assets.js';
 import { unknownPage } from './html.js';
-import { driftHistory, driftRowsAt, latestDriftEnd, loadAlerts, referenceBins, type DriftRow } from './monitor-data.js';
+import { distributionBins, driftHistory, driftRowsAt, latestDriftEnd, loadAlerts, referenceBins, type DriftRow } from './monitor-data.js';
 import { driftPage, driftTable, featureHref, featurePage, labelsPage } from './monitor-pages.js';
 import { viewPage, viewsPage, type ViewsContext } from './views-pages.js';
 
@@ -181,8 +181,8 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
     if (atMs !== null && row === null && slice !== ALL_SLICE) {
       return send(reply, unknownPage('monitor', 'slice', slice, slices.map((r) => ({ text: r.slice, href: featureHref(plan.name, feature, { slice: r.slice, window: formatDurationMs(windowMs) }) }))), 404);
     }
-    const reference = evaluated ? (await referenceBins(ex!, plan, [{ feature, slice }])).get(`${feature}\u0000${slice}`) : undefined;
-    return send(reply, featurePage({ plan, feature, slice, windowMs, atMs, row, reference, slices, contributions: null }));
+    const distribution = row === null ? null : await driftDistribution(ex!, await loadProfile(ex!, plan, { feature, slice }), plan, { feature, slice, windowMs, windowEndMs: atMs! });
+    return send(reply, featurePage({ plan, feature, slice, windowMs, atMs, row, slices, distribution: distribution === null ? null : distributionBins(distribution) }));
   });
 
   app.get<{ Params: { monitor: string }; Querystring: Query }>('/ui/monitor/:monitor/labels', pageConfig('monitor:read'), async (request, reply) => {
@@ -236,7 +236,19 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
       return send(reply, unknownPage('alerts', 'alert', request.params.fingerprint, snapshot.alerts.map((a) => ({ text: `${a.fingerprint}: ${a.annotations.summary ?? ''}`, href: `/ui/alerts/${a.fingerprint}` }))), 404);
     }
     const plan = plans().find((p) => p.name === alert.labels.monitor);
-    return send(reply, alertPage({ alert, history: [], budget: null, alertmanagerUrl: opts.alertmanagerUrl ?? null }, plan));
+    const { notifications } = await (await OfflineAlertStateStore.open(ex!)).history(alert.fingerprint);
+    const history = notifications.map((n) => ({ kind: n.kind, atMs: n.createdAtMs, startsAtMs: n.startsAtMs, delivered: n.deliveredAtMs !== null, superseded: n.supersededBy !== null }));
+    let budget: AlertPageData['budget'] = null;
+    const slo = plan?.slos.find((x) => x.name === alert.labels.slo);
+    if (plan && slo && (await monitorsEvaluated())) {
+      const series = await sloSeries(ex!, plan, slo.name, { ...(alert.labels.feature ? { feature: alert.labels.feature } : {}), ...(alert.labels.slice ? { slice: alert.labels.slice } : {}) });
+      const last = series.t.length - 1;
+      // The longest rule's long window is the budget period: its burn rate is the one that spends it.
+      const longest = [...slo.policy].sort((a, b) => b.longWindowMs - a.longWindowMs)[0]!;
+      const rule = series.rules.find((r) => r.long === formatDurationMs(longest.longWindowMs) && r.severity === longest.severity);
+      if (last >= 0 && series.budget[last] !== null) budget = { remaining: series.budget[last]!, burnRate: rule?.longBurn[last] ?? null, periodMs: longest.longWindowMs, atMs: series.t[last]! };
+    }
+    return send(reply, alertPage({ alert, history, budget, alertmanagerUrl: opts.alertmanagerUrl ?? null }, plan));
   });
 
 };

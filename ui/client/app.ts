@@ -120,33 +120,35 @@ const renderers: Record<string, (el: HTMLElement) => Promise<void>> = {
       });
       fillNumbers(c, ['window end', `long ${rule.long}`, `short ${rule.short}`, 'threshold', 'firing'], s.t.map((t, i) => [isoMinute(t), rule.longBurn[i] ?? null, rule.shortBurn[i] ?? null, rule.threshold, rule.firing[i] ? 'yes' : 'no']));
     }
-    const ind = box(`indicator: ${s.indicatorName}`);
-    timeChart(ind, {
-      t: s.t,
-      markers,
-      yLabel: s.indicatorName,
-      series: [
-        { label: s.indicatorName, values: s.indicator, stroke: COLORS.psi, kind: 'step' },
-        { label: 'bad', values: s.bad.map((b, i) => (b ? (s.indicator[i] ?? null) : null)), stroke: COLORS.bad, fill: COLORS.bad, kind: 'points' },
-      ],
-    });
-    fillNumbers(ind, ['window end', s.indicatorName, 'bad'], s.t.map((t, i) => [isoMinute(t), s.indicator[i] ?? null, s.bad[i] ? 'bad' : 'good']));
-    const budget = box(`error budget remaining over ${s.budgetWindow}`);
+    const name = s.slo.indicator;
+    const bound = s.slo.min ?? s.slo.max;
+    const ind = box(`indicator: ${name}${bound === null ? '' : ` (bad ${s.slo.min !== null ? 'below' : 'above'} ${bound})`}`);
+    const indicatorSeries: Series[] = [
+      { label: name, values: s.indicator, stroke: COLORS.psi, kind: 'step' },
+      { label: 'bad', values: s.bad.map((b, i) => (b !== null && b > 0 ? (s.indicator[i] ?? null) : null)), stroke: COLORS.bad, fill: COLORS.bad, kind: 'points' },
+    ];
+    if (bound !== null) indicatorSeries.push({ label: `bound ${bound}`, values: s.t.map(() => bound), stroke: COLORS.threshold, dash: [6, 4], width: 1 });
+    timeChart(ind, { t: s.t, markers, yLabel: name, series: indicatorSeries });
+    fillNumbers(ind, ['window end', name, 'observation'], s.t.map((t, i) => [isoMinute(t), s.indicator[i] ?? null, s.bad[i] === null ? 'none' : (s.bad[i] ?? 0) > 0 ? 'bad' : 'good']));
+    const budget = box(`error budget left (budget period ${s.budgetPeriod})`);
     timeChart(budget, {
       t: s.t,
       markers,
       yLabel: 'budget left',
       series: [
-        { label: 'remaining', values: s.budget, stroke: COLORS.good, fill: 'rgba(46,139,87,0.2)' },
+        { label: `rolling ${s.budgetPeriod}`, values: s.budget, stroke: COLORS.good, fill: 'rgba(46,139,87,0.2)' },
+        { label: 'overspent', values: s.budget.map((b) => (b !== null && b < 0 ? b : null)), stroke: COLORS.bad, fill: 'rgba(192,57,43,0.3)' },
+        { label: 'burn-down this period', values: s.periodBudget, stroke: '#1f5fbf', kind: 'step', width: 1 },
         { label: 'ideal', values: s.ideal, stroke: '#555', dash: [4, 4], width: 1 },
-        { label: 'exhausted', values: s.budget.map((b) => (b !== null && b < 0 ? b : null)), stroke: COLORS.bad, fill: 'rgba(192,57,43,0.3)' },
       ],
     });
-    fillNumbers(budget, ['window end', 'remaining', 'ideal'], s.t.map((t, i) => [isoMinute(t), s.budget[i] ?? null, s.ideal[i] ?? null]));
+    fillNumbers(budget, ['window end', `rolling ${s.budgetPeriod}`, 'burn-down this period', 'ideal'], s.t.map((t, i) => [isoMinute(t), s.budget[i] ?? null, s.periodBudget[i] ?? null, s.ideal[i] ?? null]));
   },
 
   async heatmap(el) {
-    const data = await getJson<HeatmapData>(el.dataset.src!);
+    const c = await getJson<DriftColumns>(el.dataset.src!);
+    // The query names one slice and one window: one series per feature.
+    const data: HeatmapData = { features: c.feature, t: c.window_end.map((e) => Date.parse(e)), psi: c.psi, drift: c.drift };
     drawHeatmap(el, data, (feature, endMs) => {
       const url = new URL(el.dataset.featureHref!.replace('FEATURE', encodeURIComponent(feature)), location.href);
       url.searchParams.set('at', new Date(endMs).toISOString());
@@ -155,27 +157,37 @@ const renderers: Record<string, (el: HTMLElement) => Promise<void>> = {
   },
 };
 
+/** GET /monitor/slo (monitor/slo-series.ts). */
 export interface SloSeries {
+  slo: { name: string; indicator: string; min: number | null; max: number | null };
+  budgetPeriod: string;
   t: number[];
-  indicatorName: string;
   indicator: (number | null)[];
-  bad: boolean[];
+  bad: (number | null)[];
   rules: { severity: string; long: string; short: string; threshold: number; longBurn: (number | null)[]; shortBurn: (number | null)[]; firing: boolean[] }[];
-  budgetWindow: string;
   budget: (number | null)[];
-  ideal: (number | null)[];
+  periodBudget: number[];
+  ideal: number[];
+}
+
+/** GET /monitor/drift?format=columns (monitor/drift-columns.ts). */
+interface DriftColumns {
+  window_end: string[];
+  feature: string[];
+  psi: (number | null)[][];
+  drift: (boolean | null)[][];
 }
 
 function decision(r: MetricRecord): string {
   return r.drift === null ? `no decision (${r.detail.note ?? 'none'})` : r.drift ? 'drift' : 'no drift';
 }
 
-/** [start, end] of each run of firing evaluations. */
+/** [first, last] evaluation time of each run of firing evaluations. */
 function firingSpans(t: number[], firing: boolean[]): [number, number][] {
   const out: [number, number][] = [];
   let from: number | null = null;
   firing.forEach((f, i) => {
-    if (f && from === null) from = i === 0 ? t[0]! : t[i - 1]!;
+    if (f && from === null) from = t[i]!;
     if (!f && from !== null) {
       out.push([from, t[i - 1]!]);
       from = null;
