@@ -13,6 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../../api/server.js';
+import { EventDecoder, TileBatchBuilder } from '../../ingest/index.js';
 import { OnlineFeatureService } from '../../online/index.js';
 import { guardedPage, launchChromium, type GuardedPage } from '../support/browser.js';
 import { openSensorMonitorStore, type SensorMonitorStore } from '../support/sensor-monitor-store.js';
@@ -187,5 +188,27 @@ describe('dashboard pages in Chromium', () => {
       expect(final.body, path).toContain(`data-unknown="${what}"`);
       expect(final.body, path).toContain(valid);
     }
+  });
+
+  it('the consistency probe reports full agreement, then names the key an online-only event changed', async () => {
+    const g = await open('/ui/views/sensor_stats');
+    const run = async (): Promise<string> => {
+      await g.page.locator('#consistency-result').evaluate((el) => el.replaceChildren());
+      await g.page.locator('#consistency-run').click();
+      await g.page.locator('#consistency-summary').waitFor();
+      return (await g.page.locator('#consistency-summary').textContent())!;
+    };
+    expect(await run()).toContain('online and offline agree on every value');
+    expect(await g.page.locator('#consistency-table tbody tr[data-feature="value_mean_1h"] td').nth(2).textContent()).toBe('100%');
+    // One event that reaches the online store only, for sensor a, at the watermark (the clock does not move).
+    const watermarkMs = (await fixture.online.watermarkMs())!;
+    const decoded = new EventDecoder(fixture.compiled, 'readings').decodeValue({ t: watermarkMs, sensor: 'a', value: 1000, kind: 'x' });
+    if (!decoded.ok) throw new Error(decoded.bad.reason);
+    fixture.online.applySync(new TileBatchBuilder(fixture.compiled.registry).build([decoded.event]));
+    expect(await run()).toContain('1 values differ');
+    const mismatch = await g.page.locator('#consistency-mismatches tbody tr td').allTextContents();
+    expect(mismatch.slice(0, 2)).toEqual([JSON.stringify({ sensor: 'a' }), 'value_mean_1h']);
+    expect(g.errors).toEqual([]);
+    await g.close();
   });
 });

@@ -304,25 +304,45 @@ function consistencyProbe(): void {
         const table = document.createElement('table');
         table.id = 'consistency-table';
         const head = table.createTHead().insertRow();
-        for (const h of ['feature', 'exact-match rate', 'max |diff|', 'mismatches']) head.appendChild(document.createElement('th')).textContent = h;
+        for (const h of ['feature', 'aggregation', 'agree (within tolerance)', 'bit-identical', 'max |diff|', 'mismatches']) head.appendChild(document.createElement('th')).textContent = h;
         const tbody = table.createTBody();
+        const rate = (x: number | null): string => (x === null ? '-' : `${formatNumber(x * 100)}%`);
         for (const f of json.features) {
           const tr = tbody.insertRow();
-          for (const v of [f.feature, `${formatNumber(f.matchRate * 100)}%`, f.maxAbsDiff === null ? '-' : formatNumber(f.maxAbsDiff), String(f.mismatches)]) tr.insertCell().textContent = v;
+          tr.dataset.feature = f.feature;
+          for (const v of [f.feature, `${f.agg}${f.tolerance > 0 ? ` (tolerance ${f.tolerance})` : ''}`, rate(f.agreementRate), rate(f.exactMatchRate), f.maxAbsDiff === null ? '-' : formatNumber(f.maxAbsDiff), String(f.mismatches)]) tr.insertCell().textContent = v;
         }
         const summary = document.createElement('p');
-        summary.textContent = `${json.keys} keys compared at ${json.at}: ${json.mismatchRows.length === 0 ? 'online and offline agree on every value' : `${json.mismatchRows.length} values differ`}`;
-        out.replaceChildren(summary, table);
+        summary.id = 'consistency-summary';
+        const bad = json.mismatches.length + json.mismatchesOmitted;
+        summary.textContent = `${json.keysCompared} keys (${json.keysFrom}) compared at ${json.at}: ${bad === 0 ? 'online and offline agree on every value' : `${bad} values differ`}`;
+        const parts: Node[] = [summary, table];
+        if (json.mismatches.length > 0) {
+          const list = document.createElement('table');
+          list.id = 'consistency-mismatches';
+          const h = list.createTHead().insertRow();
+          for (const x of ['key', 'feature', 'online', 'offline']) h.appendChild(document.createElement('th')).textContent = x;
+          const body = list.createTBody();
+          for (const m of json.mismatches) {
+            const tr = body.insertRow();
+            for (const v of [JSON.stringify(m.key), m.feature, formatValue(m.online), formatValue(m.offline)]) tr.insertCell().textContent = v;
+          }
+          parts.push(list);
+        }
+        out.replaceChildren(...parts);
       })
       .catch((err: unknown) => (out.textContent = `error: ${(err as Error).message}`));
   });
 }
 
+/** POST /consistency/sample (api/consistency.ts). */
 interface ConsistencyReport {
   at: string;
-  keys: number;
-  features: { feature: string; matchRate: number; maxAbsDiff: number | null; mismatches: number }[];
-  mismatchRows: unknown[];
+  keysCompared: number;
+  keysFrom: string;
+  features: { feature: string; agg: string; tolerance: number; exactMatchRate: number | null; agreementRate: number | null; maxAbsDiff: number | null; mismatches: number }[];
+  mismatches: { key: unknown; feature: string; online: unknown; offline: unknown }[];
+  mismatchesOmitted: number;
 }
 
 /** Copy buttons next to code snippets. */
