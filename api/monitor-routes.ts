@@ -240,11 +240,10 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
 
 export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore; limits: ApiLimits; monitors: CompiledDefinitions | null }> = async (app, { offline, limits, monitors }) => {
   const config = { scope: 'monitor:read' } as const;
-  // The dashboard's routes read these tables before any monitor has run here.
-  if (monitors && monitors.monitors.length > 0) {
-    await ensureMetricsTable(offline.executor);
-    await ensureMonitorTables(offline.executor);
-  }
+  // The routes read these tables before any monitor has run here: a fresh offline store answers
+  // empty lists, not a 500 for a missing table.
+  await ensureMetricsTable(offline.executor);
+  await ensureMonitorTables(offline.executor);
   const metricsSchema = {
     tags: ['monitor'],
     summary: 'The metrics series (drift, label metrics, freshness, label counts), filtered',

@@ -29,7 +29,8 @@ export function overviewPage(d: OverviewData): string {
   const firing = d.alerts?.alerts.filter((a) => a.status === 'firing') ?? [];
   const pages = firing.filter((a) => a.labels.severity === 'page').length;
   const storeTile = html`<a class="tile ${s.error ? 'bad' : 'good'}" id="tile-store" href="/ui/views"><div>online store (${s.kind})</div><div class="big">${s.error ? 'unreachable' : 'answering'}</div>
-<div>${s.error ?? html`watermark ${isoMinute(s.watermarkMs)} UTC${freshness === null ? '' : html`; ${s.clock === 'watermark' ? 'reads at the watermark (replayed data)' : html`freshness ${ago(freshness)}`}`}`}</div><div class="muted">${d.views} views</div></a>`;
+<div>${s.error ?? html`watermark ${isoMinute(s.watermarkMs)} UTC${freshness === null ? '' : html`; ${s.clock === 'watermark' ? 'reads at the watermark (replayed data)' : html`freshness ${ago(freshness)}`}`}`}</div><div class="muted">${d.views} views</div>
+<div class="status" data-chart="status" data-title="materializer status" data-src="/status/materializer"></div></a>`;
   const alertTile = d.alerts
     ? html`<a class="tile ${firing.length > 0 ? 'bad' : 'good'}" id="tile-alerts" href="/ui/alerts${query({ status: 'firing' })}"><div>alerts firing</div><div class="big">${firing.length}</div><div>${pages} page, ${firing.length - pages} ticket; ${d.alerts.pendingNotifications} notifications not yet delivered</div></a>`
     : html`<div class="tile"><div>alerts</div><div class="muted">no offline store: the monitor's alerts live there</div></div>`;

@@ -129,7 +129,8 @@ export function driftPage(data: DriftPageData): string {
 <label>slice<select name="slice"><option value="">every slice</option>${slices.map((s) => html`<option${raw(s === params.slice ? ' selected' : '')}>${s}</option>`)}</select></label>
 <label>feature<select name="feature"><option value="">every feature</option>${plan.features.map((f) => html`<option${raw(f.name === params.feature ? ' selected' : '')}>${f.name}</option>`)}</select></label>
 <label>only drifted<select name="drifted"><option value="">no</option><option value="true"${raw(params.drifted ? ' selected' : '')}>yes</option></select></label>
-${params.slo ? html`<input type="hidden" name="slo" value="${params.slo}">` : ''}<button type="submit">Show</button></form>`;
+${params.slo ? html`<input type="hidden" name="slo" value="${params.slo}">` : ''}<button type="submit">Show</button>
+${plan.labels ? html`<a href="/ui/monitor/${encodeURIComponent(plan.name)}/labels">label metrics of this monitor</a>` : ''}</form>`;
   if (endMs === null) {
     return page({ title: `Drift: ${plan.name}`, section: 'monitor', body: html`${filters}<p>This monitor has not been evaluated yet: run <code>tidemark monitor</code>.</p>${decisionRule(plan)}` });
   }

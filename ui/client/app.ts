@@ -145,6 +145,25 @@ const renderers: Record<string, (el: HTMLElement) => Promise<void>> = {
     fillNumbers(budget, ['window end', `rolling ${s.budgetPeriod}`, 'burn-down this period', 'ideal'], s.t.map((t, i) => [isoMinute(t), s.budget[i] ?? null, s.periodBudget[i] ?? null, s.ideal[i] ?? null]));
   },
 
+  /** The materializer tile of the overview: what GET /status/materializer reports. */
+  async status(el) {
+    const s = await getJson<MaterializerStatus>(el.dataset.src!);
+    const lines: string[] = [];
+    const m = s.materializer;
+    if (m === null) lines.push('no materializer metrics here: start serve with --materializer-metrics-url');
+    else if (m.kind === 'replay') lines.push(`${m.rebuilt ? 'rebuilt from the offline store' : 'replayed'}: ${m.events.toLocaleString('en-US')} events in ${formatNumber(m.seconds)} s; ${m.badEvents} bad events, ${m.lateTileEvents} late tile updates`);
+    else if (!m.reachable) lines.push(`materializer metrics unreachable: ${m.error}`);
+    else {
+      lines.push(`materializer ${m.healthy === false ? 'UNHEALTHY' : 'healthy'}; freshness p99 ≤ ${m.freshnessSeconds.p99AtMost === null ? '-' : `${formatNumber(m.freshnessSeconds.p99AtMost)} s`}`);
+      lines.push(`commit lag ${m.commitLag.total.toLocaleString('en-US')} records; ${m.deadLetters} dead letters; ${m.events.toLocaleString('en-US')} events`);
+    }
+    const notReady = s.views.filter((v) => v.status !== 'ready');
+    lines.push(notReady.length === 0 ? `all ${s.views.length} view versions ready` : `not ready: ${notReady.map((v) => `${v.view} (${v.status})`).join(', ')}`);
+    if (s.storeError) lines.push(`store error: ${s.storeError}`);
+    el.replaceChildren(...lines.map((text) => Object.assign(document.createElement('div'), { textContent: text })));
+    if (s.storeError || notReady.length > 0 || (m !== null && m.kind === 'metrics' && (!m.reachable || m.healthy === false))) el.closest('.tile')?.classList.replace('good', 'bad');
+  },
+
   async heatmap(el) {
     const c = await getJson<DriftColumns>(el.dataset.src!);
     // The query names one slice and one window: one series per feature.
@@ -333,6 +352,17 @@ function consistencyProbe(): void {
       })
       .catch((err: unknown) => (out.textContent = `error: ${(err as Error).message}`));
   });
+}
+
+/** GET /status/materializer (api/materializer-status.ts). */
+interface MaterializerStatus {
+  views: { view: string; status: string }[];
+  storeError?: string;
+  materializer:
+    | null
+    | { kind: 'replay'; rebuilt: boolean; events: number; badEvents: number; lateTileEvents: number; seconds: number }
+    | { kind: 'metrics'; reachable: false; error: string }
+    | { kind: 'metrics'; reachable: true; healthy: boolean | null; freshnessSeconds: { p99AtMost: number | null }; commitLag: { total: number }; deadLetters: number; events: number };
 }
 
 /** POST /consistency/sample (api/consistency.ts). */
