@@ -21,6 +21,8 @@ import { launchChromium } from '../tests/support/browser.js';
 import { openWideMonitorStore } from '../tests/support/wide-monitor.js';
 
 const LOADS = 5;
+/** BENCH_SCREENSHOTS=<dir>: also save a full-page screenshot of each page there (the README's images). */
+const SCREENSHOTS = process.env.BENCH_SCREENSHOTS;
 const FLIGHTS_DEFINITIONS = join(dirname(fileURLToPath(import.meta.url)), '..', 'examples', 'flights');
 
 interface PageFigures {
@@ -31,7 +33,7 @@ interface PageFigures {
   requests: number;
 }
 
-async function measure(browser: Browser, url: string): Promise<PageFigures> {
+async function measure(browser: Browser, url: string, shot?: string): Promise<PageFigures> {
   const runs: PageFigures[] = [];
   for (let i = 0; i < LOADS; i++) {
     const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
@@ -40,7 +42,7 @@ async function measure(browser: Browser, url: string): Promise<PageFigures> {
     let htmlBytes = 0;
     page.on('response', (r) => {
       const size = r.body().then((b) => b.length, () => 0);
-      if (r.url() === url) void size.then((n) => (htmlBytes = n));
+      if (r.request().resourceType() === 'document' && r.status() === 200) void size.then((n) => (htmlBytes = n));
       bodies.push(size);
     });
     const started = Date.now();
@@ -49,6 +51,11 @@ async function measure(browser: Browser, url: string): Promise<PageFigures> {
     const chartsReadyMs = Date.now() - started;
     const fcp = await page.evaluate(() => performance.getEntriesByType('paint').find((e) => e.name === 'first-contentful-paint')?.startTime ?? -1);
     const sizes = await Promise.all(bodies);
+    if (SCREENSHOTS && shot && i === 0) {
+      for (const chart of await page.locator('[data-chart]').all()) await chart.scrollIntoViewIfNeeded();
+      await page.waitForFunction(() => [...document.querySelectorAll('[data-chart]')].every((el) => el.getAttribute('data-ready') === 'true' || el.classList.contains('chart-error')), null, { timeout: 30_000 });
+      await page.screenshot({ path: join(SCREENSHOTS, `${shot}.png`), fullPage: true });
+    }
     runs.push({ firstPaintMs: fcp, chartsReadyMs, htmlBytes, totalBytes: sizes.reduce((s, n) => s + n, 0), requests: sizes.length });
     await context.close();
   }
@@ -78,12 +85,13 @@ try {
   const pages: [string, string][] = [
     ['overview', '/ui/'],
     ['drift', '/ui/monitor?monitor=flight_delays'],
+    ['alert-link', '/monitor?slo=delay_distribution&slice=origin%3DORD&feature=delay&monitor=flight_delays'],
     ['feature', '/ui/monitor/flight_delays/features/delay?slice=origin%3DORD&window=7d'],
     ['view', '/ui/views/origin_delays'],
     ...(alerts.alerts[0] ? [['alert', `/ui/alerts/${alerts.alerts[0].fingerprint}`] as [string, string]] : []),
   ];
   for (const [name, path] of pages) {
-    const f = await measure(browser, `${base}${path}`);
+    const f = await measure(browser, `${base}${path}`, name);
     for (const [k, v] of Object.entries(f)) out[`${name}.${k}`] = v;
   }
   await quick.server!.close();

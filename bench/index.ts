@@ -75,7 +75,7 @@ async function dashboardSection(): Promise<void> {
   console.log('| page | first paint | charts drawn | HTML | all bytes | requests |');
   console.log('|---|---:|---:|---:|---:|---:|');
   console.log(`| baseline: a constant HTML page from fastify | ${fmt(r.baselineFirstPaintMs!)} ms | | | | |`);
-  const names: [string, string][] = [['drift', 'flights drift page (10 features x 225 airports)'], ['wide', 'drift page, 500 features x 5 slices (budget: first paint < 1 s)'], ['overview', 'overview'], ['feature', 'feature detail (delay, ORD, 7d)'], ['view', 'view origin_delays'], ['alert', 'alert detail']];
+  const names: [string, string][] = [['drift', 'flights drift page (10 features x 225 airports)'], ['alert-link', 'an alert link: drift page with the SLO burn rates (delay, ORD)'], ['wide', 'drift page, 500 features x 5 slices (budget: first paint < 1 s)'], ['overview', 'overview'], ['feature', 'feature detail (delay, ORD, 7d)'], ['view', 'view origin_delays'], ['alert', 'alert detail']];
   for (const [key, label] of names) {
     if (r[`${key}.firstPaintMs`] === undefined) continue;
     console.log(`| ${label} | ${fmt(r[`${key}.firstPaintMs`]!)} ms | ${fmt(r[`${key}.chartsReadyMs`]!)} ms | ${kb(r[`${key}.htmlBytes`]!)} | ${kb(r[`${key}.totalBytes`]!)} | ${fmt(r[`${key}.requests`]!)} |`);
