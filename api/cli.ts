@@ -424,9 +424,11 @@ function addStreamCommands(program: Command): void {
     .option('--clickhouse-url <url>', 'offline store for POST /datasets/historical, /monitor/*, /alerts and POST /consistency/sample: a ClickHouse server HTTP(S) URL (default: $CLICKHOUSE_URL)', process.env.CLICKHOUSE_URL)
     .option('--data-dir <dir>', 'offline store: a chDB folder (as backfill and quickstart write it) instead of a ClickHouse server')
     .option('--materializer-metrics-url <url>', "a materializer's Prometheus endpoint (e.g. http://127.0.0.1:9464/metrics), scraped by GET /status/materializer")
+    .option('--alertmanager-url <url>', "Alertmanager's web address (e.g. http://alertmanager:9093): the dashboard's alert pages link to it for silences and status")
     .option('--port <port>', 'HTTP port (0: any free port)', positiveInt('--port'), Number(process.env.PORT ?? 8080))
     .option('--host <host>', 'HTTP host', '127.0.0.1')))))
-    .action(async (opts: { definitions: string; redisUrl: string; prefix: string; clock: StoreClock; kafkaBrokers?: string; clickhouseUrl?: string; dataDir?: string; materializerMetricsUrl?: string; port: number; host: string } & RedisConnectionFlags & KafkaConnectionFlags & ClickHouseConnectionFlags) => {
+    .action(async (opts: { definitions: string; redisUrl: string; prefix: string; clock: StoreClock; kafkaBrokers?: string; clickhouseUrl?: string; dataDir?: string; materializerMetricsUrl?: string;
+        alertmanagerUrl?: string; port: number; host: string } & RedisConnectionFlags & KafkaConnectionFlags & ClickHouseConnectionFlags) => {
       const security = serverSecurity(opts);
       const redis = redisConnectionOf(opts);
       const kafka = kafkaSecurityOf(opts);
@@ -447,6 +449,7 @@ function addStreamCommands(program: Command): void {
         // The definitions may define monitors too (examples/flights/monitor.ts): their plans reach the monitor routes.
         ...(offline ? { offline, monitors: compiled } : {}),
         ...(metricsUrl ? { materializerStatus: () => scrapeMaterializerMetrics(metricsUrl) } : {}),
+        ...(opts.alertmanagerUrl ? { alertmanagerUrl: opts.alertmanagerUrl } : {}),
         ...security,
       });
       const producer = opts.kafkaBrokers ? createKafkaClient(brokerList(opts.kafkaBrokers), 'tidemark-push', jsonLog, undefined, kafka).producer({ createPartitioner: Partitioners.DefaultPartitioner }) : null;
@@ -456,7 +459,7 @@ function addStreamCommands(program: Command): void {
       }
       warnIfOpen(opts.host, security);
       const address = await app.listen({ port: opts.port, host: opts.host });
-      console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers} (${describeKafkaSecurity(kafka)})` : ''}${offline ? `, datasets and monitors from ${withoutPassword(offline.executor.location)}` : ''} on ${address}`);
+      console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers} (${describeKafkaSecurity(kafka)})` : ''}${offline ? `, datasets and monitors from ${withoutPassword(offline.executor.location)}` : ''} on ${address} (dashboard: ${address}/ui/)`);
       const stop = async (): Promise<void> => {
         await app.close().catch(() => undefined);
         await producer?.disconnect().catch(() => undefined);
