@@ -87,6 +87,7 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
     sampleKeys: (view) => opts.sampleKeys?.(view.name).slice(0, 2) ?? [],
     offline: opts.offline !== null,
     watchedBy: (view) => plans().filter((p) => p.features.some((f) => f.view === view)).map((p) => p.name),
+    monitorsOf: (source) => Object.fromEntries(plans().filter((p) => p.source === source).map((p) => [p.name, [...new Set(p.features.flatMap((f) => (f.view ? [f.view] : [])))]])),
   });
   app.get<{ Querystring: Query }>('/ui/views', pageConfig('features:read'), async (request, reply) => send(reply, viewsPage(await viewsContext(), request.query.q ?? '')));
   app.get<{ Params: { name: string } }>('/ui/views/:name', pageConfig('features:read'), async (request, reply) => {

@@ -3,7 +3,7 @@
 // the source schema, a live read with its curl line, a training snippet, and the live
 // online/offline consistency probe.
 import { formatDurationMs, LATEST_GROUP_HOP_MS, type Registry, type ViewPlan } from '../definitions/index.js';
-import { tilePlanStrip } from './svg.js';
+import { lineage, tilePlanStrip } from './svg.js';
 import { html, isoMinute, num, page, raw, type Raw } from './html.js';
 
 export interface ViewsContext {
@@ -15,6 +15,8 @@ export interface ViewsContext {
   offline: boolean;
   /** Monitors that watch a view's features: view -> monitor names. */
   watchedBy: (view: string) => string[];
+  /** Monitors of a source and the views each reads. */
+  monitorsOf: (source: string) => Record<string, string[]>;
 }
 
 function duration(ms: number | null): string {
@@ -58,6 +60,8 @@ ${view.joinKeys.map((k, i) => html`<label>${k} <input name="${k}" data-join-key=
 ${ctx.watchedBy(view.name).length > 0 ? html` Monitored by ${ctx.watchedBy(view.name).map((m) => html`<a href="/ui/monitor?monitor=${encodeURIComponent(m)}">${m}</a> `)}.` : ''}</p>
 <h2>Features</h2>
 <table id="features-table"><thead><tr><th>feature</th><th>aggregation</th><th>field</th><th>window</th><th>hop</th><th class="num">tiles per read</th><th>ttl</th><th>value kind</th></tr></thead><tbody>${features}</tbody></table>
+<h2>Lineage</h2>
+<figure class="svg-chart">${raw(lineage(view.source, source.views, Object.keys(ctx.monitorsOf(view.source)), { width: 720, monitorViews: ctx.monitorsOf(view.source) }))}</figure>
 <h2>Tile plan</h2>
 <p class="muted">What one read merges for the longest window of each hop group: the partial head tile plus the whole tiles behind it, within the retention kept for late events.</p>
 <figure class="svg-chart">${raw(tilePlanStrip(view, { width: 900 }))}</figure>
