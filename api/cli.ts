@@ -459,7 +459,8 @@ function addStreamCommands(program: Command): void {
       }
       warnIfOpen(opts.host, security);
       const address = await app.listen({ port: opts.port, host: opts.host });
-      console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers} (${describeKafkaSecurity(kafka)})` : ''}${offline ? `, datasets and monitors from ${withoutPassword(offline.executor.location)}` : ''} on ${address} (dashboard: ${address}/ui/)`);
+      console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers} (${describeKafkaSecurity(kafka)})` : ''}${offline ? `, datasets and monitors from ${withoutPassword(offline.executor.location)}` : ''} on ${address}`);
+      console.log(`dashboard: ${address}/ui/`);
       const stop = async (): Promise<void> => {
         await app.close().catch(() => undefined);
         await producer?.disconnect().catch(() => undefined);
