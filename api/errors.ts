@@ -41,6 +41,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   TM_MONITOR_UNKNOWN_SLO: 404,
   TM_MONITOR_NO_EVALUATION: 404,
   TM_ALERT_UNKNOWN: 404,
+  TM_UI_NOT_FOUND: 404,
   TM_CONSISTENCY_BAD_REQUEST: 400,
   TM_CONSISTENCY_UNKNOWN_VIEW: 404,
   // The server was started without an offline store: not something a retry fixes.

@@ -92,6 +92,8 @@ export type ErrorCode =
   | 'TM_ALERT_DELIVERY_FAILED'
   // ui: a dashboard chart builder given input it cannot draw truthfully (negative counts, mismatched bins)
   | 'TM_UI_BAD_CHART_INPUT'
+  // ui: a dashboard page or asset the URL names does not exist (pages answer HTML listing the valid choices, with this code in x-tidemark-code)
+  | 'TM_UI_NOT_FOUND'
   // HTTP (api/, the materializer's server)
   | 'TM_PUSH_UNAVAILABLE'
   | 'TM_AUTH_REQUIRED'

@@ -37,6 +37,9 @@ export function clientBundle(): Promise<Asset> {
   return bundle;
 }
 
+/** The stylesheets served under /ui/assets/. */
+export const STYLESHEETS = ['app.css', 'uPlot.min.css'] as const;
+
 let styles: Record<string, Asset> | null = null;
 
 /** app.css and uPlot.min.css by name. */

@@ -3,12 +3,12 @@
 // drift page with the same query. A URL naming an unknown monitor, feature, slice, view or alert
 // gets a 404 page that says what is unknown and lists the valid choices.
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
-import { formatDurationMs, parseDurationMs, parseTimeMs, type CompiledDefinitions, type MonitorPlan } from '../definitions/index.js';
+import { formatDurationMs, parseDurationMs, parseTimeMs, TidemarkError, type CompiledDefinitions, type MonitorPlan } from '../definitions/index.js';
 import { ALL_SLICE, driftDistribution, loadProfile, OfflineAlertStateStore, queryMetrics, sloSeries } from '../monitor/index.js';
 import { tableExists, type OfflineStore } from '../offline/index.js';
 import type { OnlineFeatureService } from '../online/index.js';
 import { alertPage, alertsPage, overviewPage, type AlertPageData, type OverviewData } from './alerts-pages.js';
-import { clientBundle, stylesheet } from './assets.js';
+import { clientBundle, stylesheet, STYLESHEETS } from './assets.js';
 import { unknownPage } from './html.js';
 import { distributionBins, driftHistory, driftRowsAt, latestDriftEnd, loadAlerts, referenceBins, type DriftRow } from './monitor-data.js';
 import { driftPage, driftTable, featureHref, featurePage, labelsPage } from './monitor-pages.js';
@@ -34,7 +34,8 @@ const PAGE_SCHEMA = { hide: true };
 export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, opts) => {
   const plans = (): MonitorPlan[] => opts.monitors?.monitors ?? [];
   const registry = opts.service.registry;
-  const send = (reply: FastifyReply, body: string, status = 200): FastifyReply => reply.status(status).type(HTML).send(body);
+  // A 404 page is HTML for people; its code rides in a header for scripts, as every other 4xx carries one.
+  const send = (reply: FastifyReply, body: string, status = 200): FastifyReply => (status === 404 ? reply.header('x-tidemark-code', 'TM_UI_NOT_FOUND') : reply).status(status).type(HTML).send(body);
   const monitorChoices = (): { text: string; href: string }[] => plans().map((p) => ({ text: p.name, href: `/ui/monitor?monitor=${encodeURIComponent(p.name)}` }));
   const monitorsEvaluated = async (): Promise<boolean> => opts.offline !== null && (await tableExists(opts.offline.executor, 'tm_monitor_metrics'));
 
@@ -46,7 +47,7 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
   });
   app.get<{ Params: { name: string } }>('/ui/assets/:name', { schema: PAGE_SCHEMA }, async (request, reply) => {
     const asset = stylesheet(request.params.name);
-    if (!asset) return reply.status(404).type('text/plain').send(`no asset ${request.params.name}`);
+    if (!asset) throw new TidemarkError('TM_UI_NOT_FOUND', `the dashboard has no asset ${JSON.stringify(request.params.name)}`, { validAssets: ['app.js', ...STYLESHEETS] });
     return reply.type(asset.contentType).header('cache-control', 'no-cache').send(asset.body);
   });
 

@@ -157,10 +157,10 @@ describe('tokens and scopes on the API', () => {
   });
 
   it('every route declares a scope or is on the open list', () => {
-    // The API description (/openapi.json, the /docs page and its assets) is open.
+    // The API description (/openapi.json, the /docs page and its assets) and the dashboard's assets are open.
     const docs = [...app.routeScopes].filter(([, scope]) => scope === 'open:docs').map(([route]) => route);
     expect(docs.length).toBeGreaterThan(1);
-    for (const route of docs) expect(route).toMatch(/^(GET|HEAD) \/(openapi\.json$|docs)/);
+    for (const route of docs) expect(route).toMatch(/^(GET|HEAD) \/(openapi\.json$|docs|ui\/assets\/)/);
     expect(Object.fromEntries([...app.routeScopes].filter(([, scope]) => scope !== 'open:docs'))).toEqual({
       'GET /healthz': 'open:health',
       'HEAD /healthz': 'open:health',
@@ -186,6 +186,27 @@ describe('tokens and scopes on the API', () => {
       'HEAD /status/materializer': 'metrics:read',
       'POST /consistency/sample': 'datasets:read',
       'POST /push/:source': 'push',
+      // The dashboard: a page needs the scope of the JSON it shows.
+      'GET /monitor': 'monitor:read',
+      'HEAD /monitor': 'monitor:read',
+      'GET /ui': 'monitor:read',
+      'HEAD /ui': 'monitor:read',
+      'GET /ui/': 'monitor:read',
+      'HEAD /ui/': 'monitor:read',
+      'GET /ui/alerts': 'monitor:read',
+      'HEAD /ui/alerts': 'monitor:read',
+      'GET /ui/alerts/:fingerprint': 'monitor:read',
+      'HEAD /ui/alerts/:fingerprint': 'monitor:read',
+      'GET /ui/monitor': 'monitor:read',
+      'HEAD /ui/monitor': 'monitor:read',
+      'GET /ui/monitor/:monitor/features/:feature': 'monitor:read',
+      'HEAD /ui/monitor/:monitor/features/:feature': 'monitor:read',
+      'GET /ui/monitor/:monitor/labels': 'monitor:read',
+      'HEAD /ui/monitor/:monitor/labels': 'monitor:read',
+      'GET /ui/views': 'features:read',
+      'HEAD /ui/views': 'features:read',
+      'GET /ui/views/:name': 'features:read',
+      'HEAD /ui/views/:name': 'features:read',
     });
   });
 

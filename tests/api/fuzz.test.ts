@@ -209,7 +209,13 @@ async function fuzzRoute(app: FastifyInstance, route: string, tally: Tally): Pro
       const context = `${method} ${path}?${query.slice(0, 200)} ${JSON.stringify(sentHeaders).slice(0, 200)} body ${String(body).slice(0, 300)} -> ${res.statusCode} ${res.body.slice(0, 500)}`;
       expect(res.statusCode, context).toBeLessThan(500);
       // HEAD answers carry no body to hold the code.
-      if (res.statusCode >= 400 && method !== 'HEAD') {
+      // The dashboard's pages answer people: an HTML page that names what is unknown, its code in a header.
+      if (res.statusCode >= 400 && String(res.headers['content-type']).startsWith('text/html')) {
+        expect(res.statusCode, context).toBe(404);
+        if (method !== 'HEAD') expect(res.body, context).toContain('data-unknown=');
+        expect(res.headers['x-tidemark-code'], context).toBe('TM_UI_NOT_FOUND');
+        tally.byCode.TM_UI_NOT_FOUND = (tally.byCode.TM_UI_NOT_FOUND ?? 0) + 1;
+      } else if (res.statusCode >= 400 && method !== 'HEAD') {
         let json: { code?: unknown } = {};
         try {
           json = JSON.parse(res.body) as { code?: unknown };
