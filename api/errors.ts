@@ -51,6 +51,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   // The backing store is down, or a view version is not built yet: the request may work later.
   TM_OFFLINE_UNREACHABLE: 503,
   TM_STORE_UNREACHABLE: 503,
+  TM_STORE_SLOT_MIGRATING: 503,
   TM_STORE_TLS: 503,
   TM_STORE_AUTH: 503,
   TM_OFFLINE_TLS: 503,

@@ -37,6 +37,7 @@ export type ErrorCode =
   | 'TM_STORE_BAD_UPDATE'
   | 'TM_STORE_BAD_CONFIG'
   | 'TM_STORE_UNREACHABLE'
+  | 'TM_STORE_SLOT_MIGRATING'
   // the Redis TLS handshake failed (certificate not trusted, not TLS at all), or Redis refused the user and password
   | 'TM_STORE_TLS'
   | 'TM_STORE_AUTH'
