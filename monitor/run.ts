@@ -13,7 +13,7 @@ import type { SloObservation } from './burn-rate.js';
 import { evaluateDrift, type DriftResult } from './drift.js';
 import { ALL_SLICE } from './drift-sql.js';
 import { evaluateLabels, orphanLabelsSql, type LabelMetricsResult } from './labels.js';
-import { ensureMetricsTable, lastEvaluatedMs, queryMetrics, writeMetrics, type MetricRecord, type MetricRow } from './metrics-store.js';
+import { compactMetrics, ensureMetricsTable, lastEvaluatedMs, queryMetrics, writeMetrics, type MetricRecord, type MetricRow } from './metrics-store.js';
 import { loadOrBuildProfile, type MonitorProfile } from './profile.js';
 
 export interface MonitorRunnerOptions {
@@ -95,6 +95,9 @@ export class MonitorRunner {
       out.push(summary);
       await onEvaluation?.(summary);
     }
+    // A replay wrote one part per evaluation: compact them, so later reads with FINAL stay cheap
+    // (one evaluation at a time, on schedule, is left to the background merges).
+    if (out.length > 1) await compactMetrics(this.executor);
     return out;
   }
 
