@@ -455,6 +455,9 @@ function addStreamCommands(program: Command): void {
       // Opened first: a bad URL, password or folder fails before Redis is connected.
       // An empty CLICKHOUSE_URL means none (it would otherwise open chDB in the working directory).
       const clickhouseUrl = opts.clickhouseUrl === '' ? undefined : opts.clickhouseUrl;
+      if (opts.logFeatures !== undefined && !opts.kafkaBrokers && clickhouseUrl === undefined && opts.dataDir === undefined) {
+        throw new InvalidArgumentError('--log-features needs a destination: --kafka-brokers (topic <prefix>.feature_log) or an offline store (--clickhouse-url or --data-dir)');
+      }
       const offline = clickhouseUrl !== undefined || opts.dataDir !== undefined ? await OfflineStore.open(compiled, { clickhouseUrl, clickhouse: clickhouseConnectionOf(opts), dataDir: opts.dataDir }) : null;
       // Reads of a view version that is not bootstrapped answer 503 TM_STORE_NEEDS_BOOTSTRAP.
       const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix, requireReadyVersions: true }, redis);
@@ -463,7 +466,6 @@ function addStreamCommands(program: Command): void {
       const metricsUrl = opts.materializerMetricsUrl;
       let featureLog: FeatureLogQueue | null = null;
       if (opts.logFeatures !== undefined) {
-        if (!opts.kafkaBrokers && !offline) throw new InvalidArgumentError('--log-features needs a destination: --kafka-brokers (topic <prefix>.feature_log) or an offline store (--clickhouse-url or --data-dir)');
         const sink = opts.kafkaBrokers ? new KafkaFeatureLogSink(featureLogTopic(opts.prefix), { brokers: brokerList(opts.kafkaBrokers), security: kafka }) : new OfflineFeatureLogSink(offline!.executor, compiled.registry);
         featureLog = new FeatureLogQueue(sink, { sampleRate: opts.logFeatures, log: jsonLog });
       }
