@@ -8,9 +8,10 @@ import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CompiledDefinitions } from '../../definitions/index.js';
+import { compileOrThrow, monitor, type CompiledDefinitions } from '../../definitions/index.js';
+import * as flightsDefinitions from '../../examples/flights/definitions.js';
 import { EventDecoder, TileBatchBuilder, type FeatureLogQueue } from '../../ingest/index.js';
-import { compareLoggedValues, evaluateSkew, type FeatureSkew } from '../../monitor/index.js';
+import { compareLoggedValues, evaluateSkew, MonitorRunner, queryMetrics, type FeatureSkew } from '../../monitor/index.js';
 import { FEATURE_LOG_TABLE, OfflineFeatureLogSink, type OfflineStore } from '../../offline/index.js';
 import { createRedisClient, RedisOnlineStore, type RedisClient } from '../../online/index.js';
 import { testRedisUrl } from '../support/redis.js';
@@ -104,6 +105,39 @@ describe('skew of logged reads', () => {
     const distance = results.find((r) => r.feature === 'distance_sum_1d' && r.slice === 'all')!;
     expect(distance.maxAbsDiff).toBeCloseTo(12_345, 6);
     expect(distance.smape).toBeGreaterThan(0);
+  });
+
+  it('a monitor with a skew SLO stores the skew metrics each evaluation and pages through the burn-rate policy at the skewed features only', async () => {
+    // The logged reads of the test above: the corrupted airport's, at the watermark clock (10:43 on 2001-01-01).
+    const withMonitor = compileOrThrow({
+      ...flightsDefinitions,
+      skewMonitor: monitor({
+        name: 'serving_skew',
+        source: flightsDefinitions.flights,
+        features: ['delay'],
+        reference: { from: '2001-01-01T00:00:00Z', to: '2001-01-01T06:00:00Z' },
+        interval: '1h',
+        slos: { served_equals_offline: { indicator: 'skew', min: 0.999, objective: 0.99, policy: [{ severity: 'page', long: '2h', short: '1h', burnRate: 14.4 }] } },
+      }),
+    });
+    const plan = withMonitor.monitors[0]!;
+    expect(plan.skew).toEqual({ views: ['origin_delays', 'route_delays', 'dest_delays'] });
+    const runner = await MonitorRunner.open(offline.executor, withMonitor, 'serving_skew');
+    const evaluations = await runner.evaluate(plan.reference.toMs, Date.UTC(2001, 0, 1, 12));
+    expect(evaluations.map((e) => new Date(e.windowEndMs).toISOString().slice(11, 16))).toEqual(['07:00', '08:00', '09:00', '10:00', '11:00', '12:00']);
+    const skew = await queryMetrics(offline.executor, { monitor: 'serving_skew', metric: 'skew', limit: 1_000 });
+    // Only the window holding the logged reads' read time has values to compare.
+    expect(new Set(skew.map((r) => r.window_end))).toEqual(new Set(['2001-01-01T11:00:00.000Z']));
+    const byFeature = new Map(skew.filter((r) => r.slice === 'all').map((r) => [r.feature, r]));
+    expect([...byFeature.keys()].sort()).toEqual([...FEATURES].sort());
+    expect(byFeature.get('origin_delays:flights_1h')).toMatchObject({ value: 1 - 1 / 30, n_cur: 30 });
+    expect(byFeature.get('origin_delays:flights_1h')!.detail).toMatchObject({ mismatches: 1, sample: [{ key: { airport: airports[3] } }] });
+    expect(byFeature.get('dest_delays:delay_mean_1d')).toMatchObject({ value: 1, n_cur: 30 });
+    const pages = evaluations.flatMap((e) => e.notifications).filter((n) => n.status === 'firing');
+    const paged = new Set(pages.map((n) => n.labels.feature));
+    expect(paged.has('origin_delays:flights_1h')).toBe(true);
+    expect(paged.has('dest_delays:delay_mean_1d')).toBe(false);
+    expect(pages.every((n) => n.labels.slo === 'served_equals_offline' && n.labels.severity === 'page')).toBe(true);
   });
 });
 
