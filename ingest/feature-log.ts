@@ -121,8 +121,10 @@ export interface FeatureLogQueueOptions {
   sampleRate: number;
   /** Most records waiting; more are dropped (default 10 000). */
   queueLimit?: number;
-  /** Most records per write (default 500). */
+  /** Most records per write (default 5 000). */
   batchRecords?: number;
+  /** How long a write waits for more records when fewer than batchRecords are queued (default 500 ms): fewer, bigger writes. flush() does not wait. */
+  lingerMs?: number;
   /** A write taking longer than this counts as failed (default 10 000 ms); the queue moves on. */
   writeTimeoutMs?: number;
   /** Random numbers in [0, 1) for sampling (tests). */
@@ -149,8 +151,11 @@ export class FeatureLogQueue {
   private readonly queueLimit: number;
   private readonly batchRecords: number;
   private readonly writeTimeoutMs: number;
+  private readonly lingerMs: number;
   private readonly random: () => number;
   private pending: FeatureLogRecord[] = [];
+  private endLinger: (() => void) | null = null;
+  private flushing = 0;
   private writing: Promise<void> | null = null;
   private lastError: string | null = null;
 
@@ -161,7 +166,8 @@ export class FeatureLogQueue {
     if (!(opts.sampleRate >= 0 && opts.sampleRate <= 1)) throw new RangeError(`feature-log sample rate must be from 0 to 1, got ${opts.sampleRate}`);
     this.sampleRate = opts.sampleRate;
     this.queueLimit = opts.queueLimit ?? 10_000;
-    this.batchRecords = opts.batchRecords ?? 500;
+    this.batchRecords = opts.batchRecords ?? 5_000;
+    this.lingerMs = opts.lingerMs ?? 500;
     this.writeTimeoutMs = opts.writeTimeoutMs ?? 10_000;
     this.random = opts.random ?? Math.random;
     this.metrics.queueLimit.set(this.queueLimit);
@@ -193,7 +199,13 @@ export class FeatureLogQueue {
 
   /** Wait until every queued record is written or dropped. */
   async flush(): Promise<void> {
-    while (this.writing !== null) await this.writing;
+    this.flushing++;
+    try {
+      this.endLinger?.();
+      while (this.writing !== null) await this.writing;
+    } finally {
+      this.flushing--;
+    }
   }
 
   /** Flush, then close the sink. */
@@ -204,6 +216,16 @@ export class FeatureLogQueue {
 
   private async drain(): Promise<void> {
     while (this.pending.length > 0) {
+      if (this.pending.length < this.batchRecords && this.lingerMs > 0 && this.flushing === 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.lingerMs);
+          this.endLinger = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.endLinger = null;
+      }
       const batch = this.pending.splice(0, this.batchRecords);
       this.metrics.queueDepth.set(this.pending.length);
       try {
