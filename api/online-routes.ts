@@ -1,13 +1,12 @@
 // The online plugin: POST /get-online-features in Feast's feature-server JSON shape (plus an
 // optional `at`), GET /registry. With a feature log, every read gets a request id (x-request-id)
 // and a sample of the reads is queued to the log (ingest/feature-log.ts).
+import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TidemarkError } from '../definitions/index.js';
-import type { JoinKeyValue, OnlineFeatureService, RegistryHistoryEntry } from '../online/index.js';
-import { randomUUID } from 'node:crypto';
-import { loggedReadOf } from '../online/index.js';
 import type { FeatureLogQueue } from '../ingest/index.js';
+import { loggedReadOf, type JoinKeyValue, type OnlineFeatureService, type RegistryHistoryEntry } from '../online/index.js';
 import { errorResponses } from './errors.js';
 import { checkLimit, type ApiLimits } from './limits.js';
 
