@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileOrThrow, monitor, type CompiledDefinitions } from '../../definitions/index.js';
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
 import { EventDecoder, TileBatchBuilder, type FeatureLogQueue } from '../../ingest/index.js';
-import { compareLoggedValues, evaluateSkew, MonitorRunner, queryMetrics, type FeatureSkew } from '../../monitor/index.js';
+import { compareLoggedValues, evaluateSkew, MonitorRunner, queryMetrics, sloSeries, type FeatureSkew } from '../../monitor/index.js';
 import { FEATURE_LOG_TABLE, OfflineFeatureLogSink, type OfflineStore } from '../../offline/index.js';
 import { createRedisClient, RedisOnlineStore, type RedisClient } from '../../online/index.js';
 import { testRedisUrl } from '../support/redis.js';
@@ -138,6 +138,14 @@ describe('skew of logged reads', () => {
     expect(paged.has('origin_delays:flights_1h')).toBe(true);
     expect(paged.has('dest_delays:delay_mean_1d')).toBe(false);
     expect(pages.every((n) => n.labels.slo === 'served_equals_offline' && n.labels.severity === 'page')).toBe(true);
+    // The SLO's series (GET /monitor/slo): the match rate at 11:00, judged bad, and the page rule firing from then on.
+    const series = await sloSeries(offline.executor, plan, 'served_equals_offline', { feature: 'origin_delays:flights_1h' });
+    expect(series.labels).toEqual({ feature: 'origin_delays:flights_1h', slice: 'all' });
+    expect(series.t).toEqual([Date.UTC(2001, 0, 1, 11)]);
+    expect(series.indicator).toEqual([1 - 1 / 30]);
+    expect(series.bad).toEqual([1]);
+    expect(series.rules[0]!.firing).toEqual([true]);
+    await expect(sloSeries(offline.executor, plan, 'served_equals_offline')).rejects.toMatchObject({ code: 'TM_MONITOR_UNKNOWN_FEATURE' });
   });
 });
 
