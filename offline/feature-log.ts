@@ -34,6 +34,10 @@ export function featureLogRowsOf(record: FeatureLogRecord, registry: Registry, l
   const canonical = Object.fromEntries(joinKeys.map((k) => [k, record.entities[k]!.map((v) => canonicalKeyValue(v)!)]));
   const keysJson = Array.from({ length: rowCount }, (_, row) => JSON.stringify(Object.fromEntries(joinKeys.map((k) => [k, canonical[k]![row]]))));
   const reads: Record<string, unknown>[] = [];
+  // As on the serving path, every entity key is a join key of a view read (so it can be a dataset column).
+  const needed = new Set(record.features.flatMap((f) => registry.views.find((v) => v.name === f.view)?.joinKeys ?? []));
+  const extra = joinKeys.find((k) => !needed.has(k));
+  if (extra !== undefined) return { ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: `entities.${extra}`, reason: `feature-log record, field entities.${extra}: not a join key of the views read (${[...needed].join(', ') || 'none'})` } };
   for (const [i, f] of record.features.entries()) {
     const view = registry.views.find((v) => v.name === f.view);
     if (!view || !view.features.some((p) => p.name === f.feature)) {
@@ -220,10 +224,10 @@ export async function writeLogDataset(executor: OfflineExecutor, outPath: string
   }
   const pivot =
     `SELECT request_id, entity_row, read_ms AS ${SPINE_TIME_COLUMN}` +
-    logged.joinKeys.map((k) => `, JSONExtractString(keys, {jk_${k}:String}) AS ${ident(k)}`).join('') +
+    logged.joinKeys.map((k, i) => `, JSONExtractString(keys, {jk${i}:String}) AS ${ident(k)}`).join('') +
     features.map((f, i) => `, anyIf(${f.text ? 'value_text' : 'value_num'}, view = {v${i}:String} AND feature = {f${i}:String}) AS ${ident(f.column)}`).join('') +
     ` FROM ${FEATURE_LOG_TABLE} WHERE ${where} GROUP BY request_id, entity_row, read_ms, keys`;
-  for (const k of logged.joinKeys) params[`jk_${k}`] = k;
+  logged.joinKeys.forEach((k, i) => (params[`jk${i}`] = k));
   features.forEach((f, i) => {
     params[`v${i}`] = f.view;
     params[`f${i}`] = f.feature;

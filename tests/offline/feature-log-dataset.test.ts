@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TidemarkError, type CompiledDefinitions } from '../../definitions/index.js';
 import { FeatureLogQueue, readParquetBatches } from '../../ingest/index.js';
-import { OfflineFeatureLogSink, OfflineStore, writeLogDataset } from '../../offline/index.js';
+import { featureLogRowsOf, OfflineFeatureLogSink, OfflineStore, writeLogDataset } from '../../offline/index.js';
 import { MemoryOnlineStore } from '../../online/index.js';
 import { FEATURES, loggingServer, offlineFlights, readAirports, replayFlights, type ReadAnswer } from '../support/feature-log.js';
 
@@ -126,5 +126,25 @@ describe('dataset --from-log', () => {
     const empty = await writeLogDataset(offline.executor, join(dir, 'c.csv'), { fromMs: maxTs + 86_400_000 }).catch((e: unknown) => e);
     expect(empty).toBeInstanceOf(TidemarkError);
     expect(empty).toMatchObject({ code: 'TM_LOG_EMPTY' });
+  });
+});
+
+describe('feature-log records as rows', () => {
+  const read = (entities: Record<string, string[]>, view = 'origin_delays', feature = 'flights_1h') => ({
+    kind: 'read' as const,
+    v: 1 as const,
+    request_id: 'r',
+    read_time_ms: 10,
+    registry_version: 'x',
+    entities,
+    features: [{ view, feature, values: entities[Object.keys(entities)[0]!]!.map(() => 1), statuses: entities[Object.keys(entities)[0]!]!.map(() => 'PRESENT' as const), event_times_ms: entities[Object.keys(entities)[0]!]!.map(() => 5) }],
+  });
+
+  it('gives one row per entity row and feature, and refuses unknown features, missing and extra join keys, naming the field', () => {
+    const good = featureLogRowsOf(read({ airport: ['ORD', 'SFO'] }), compiled.registry, 'embedded', 0);
+    expect(good.ok && good.rows.reads.map((r) => [r.entity_row, r.key, r.keys, r.value_num, r.event_ms])).toEqual([[0, 'ORD', '{"airport":"ORD"}', 1, 5], [1, 'SFO', '{"airport":"SFO"}', 1, 5]]);
+    expect(featureLogRowsOf(read({ airport: ['ORD'] }, 'origin_delays', 'nope'), compiled.registry, 'embedded', 0)).toMatchObject({ ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: 'features.0' } });
+    expect(featureLogRowsOf(read({ origin: ['ORD'] }, 'route_delays', 'flights_7d'), compiled.registry, 'embedded', 0)).toMatchObject({ ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: 'entities.destination' } });
+    expect(featureLogRowsOf(read({ airport: ['ORD'], 'a b': ['x'] }), compiled.registry, 'embedded', 0)).toMatchObject({ ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: 'entities.a b' } });
   });
 });
