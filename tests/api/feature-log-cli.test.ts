@@ -43,6 +43,14 @@ async function start(args: string[], addressLine: RegExp): Promise<{ url: string
   };
 }
 
+async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`gave up after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 const read = (url: string, body: unknown, headers: Record<string, string> = {}) => fetch(`${url}/get-online-features`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
 
 describe('--log-features refusals', () => {
@@ -73,6 +81,8 @@ describe('quickstart --log-features, then dataset --from-log', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tm-log-cli-'));
     try {
       const quickstart = await start(['quickstart', '--limit', '5000', '--port', '0', '--no-progress', '--no-monitor', '--data-dir', dir, '--log-features', '1'], /serving the HTTP API on (http:\/\/\S+)/);
+      // printed just after the address line
+      await until(() => quickstart.out().includes('feature log: '));
       expect(quickstart.out()).toContain('feature log: 100% of reads to offline store');
       const features = ['origin_delays:flights_1h', 'origin_delays:delay_mean_1h'];
       const res = await read(quickstart.url, { features, entities: { airport: ['ORD', 'ATL'] } }, { 'x-request-id': 'cli-req-1' });
@@ -122,6 +132,7 @@ describe('serve --log-features --data-dir', () => {
         expect(done.code, `${step[0]}: ${done.stdout}${done.stderr}`).toBe(0);
       }
       const server = await start(['serve', ...redis, '--port', '0', '--data-dir', dir, '--log-features', '1'], /serving online features from .* on (http:\/\/\S+)/);
+      await until(() => server.out().includes('feature log: '));
       expect(server.out()).toContain(`feature log: 100% of reads to offline store ${dir}`);
       const res = await read(server.url, { features: ['origin_delays:flights_1h'], entities: { airport: ['SFO'] } });
       expect(res.status).toBe(200);
