@@ -30,3 +30,5 @@ export { driftColumns } from './drift-columns.js';
 export type { DriftColumns } from './drift-columns.js';
 export { configuredMonitors, findMonitor, findFeature, findWindowMs, findSlo, checkSliceName } from './plan-lookup.js';
 export type { AlertHistory } from './alert-store.js';
+export { compareLoggedValues, evaluateSkew, SKEW_SAMPLE_ROWS } from './skew.js';
+export type { FeatureSkew, SkewMismatch, SkewOptions, SkewEvaluationOptions } from './skew.js';
