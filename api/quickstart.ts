@@ -1,5 +1,8 @@
-// The embedded main job: replay the flights file through the materializer core into the in-memory
-// store (watermark clock), print a summary and a sample read, then serve the HTTP API. No servers.
+// The embedded main job: the flights file into the offline store (chDB: ClickHouse's own Parquet
+// reader, rows it cannot prove valid through the decoder) and the in-memory store built from it by
+// the bootstrap's code; or, with --replay, --verify, --limit or a file that reader cannot take, the
+// file replayed through the materializer core (watermark clock). Then a summary and a sample read,
+// and the HTTP API. No servers.
 import { SingleBar, Presets } from 'cli-progress';
 import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
@@ -15,7 +18,7 @@ import {
 } from '../definitions/index.js';
 import { DeadLetterFile, parquetRowCount, replayParquetFile, type BadEvent, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
 import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, viewNamespace, type OnlineFeaturesResponse, type RegistryHistoryEntry, type StoreStats } from '../online/index.js';
-import { EventLoad, OfflineStore, type ClickHouseConnectionOptions } from '../offline/index.js';
+import { EventLoad, OfflineStore, type ClickHouseConnectionOptions, type LoadResult } from '../offline/index.js';
 import { buildServer, type ServerOptions } from './server.js';
 import { bootstrapView } from './bootstrap.js';
 import type { ReplayReport } from './materializer-status.js';
@@ -72,20 +75,30 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   if (!sourceName) throw new Error(`the definitions have ${registry.sources.length} sources: name the file's with --source`);
   const store = new MemoryOnlineStore(registry);
   const totalRows = Math.min(await parquetRowCount(opts.file), opts.limit ?? Number.POSITIVE_INFINITY);
-  opts.log(`tidemark quickstart: registry ${registry.version}, ${registry.views.length} views; replaying ${totalRows.toLocaleString('en-US')} rows of ${opts.file}`);
+  opts.log(`tidemark quickstart: registry ${registry.version}, ${registry.views.length} views; ${totalRows.toLocaleString('en-US')} rows of ${opts.file}`);
 
-  const bar = opts.progress ? new SingleBar({ format: ' replay [{bar}] {percentage}% | {value}/{total} rows | {eta_formatted} left', hideCursor: true }, Presets.shades_classic) : null;
-  bar?.start(totalRows, 0);
   const deadLetters = new DeadLetterFile(join(opts.dataDir, 'dead-letters'));
   const keptEvents = opts.verify ? new KeptEvents(registry.sources.find((s) => s.name === sourceName)!.views) : null;
   // The offline store loads the very events the replay decodes (one decode, the same events on both
   // paths); a file it already holds is not loaded again. With --limit it is left alone: it loads whole files.
   const offline = opts.offline === false ? null : await OfflineStore.open(compiled, { clickhouseUrl: opts.clickhouseUrl, clickhouse: opts.clickhouse, dataDir: opts.dataDir });
-  const offlineLoad = offline && opts.limit === undefined ? await offline.beginLoad(sourceName, opts.file) : null;
+  let offlineLoad = offline && opts.limit === undefined ? await offline.beginLoad(sourceName, opts.file) : null;
+  // A file the offline store does not hold yet: ClickHouse's Parquet reader loads it, and the online
+  // store is rebuilt from it below (the same values as a replay; docs/semantics.md, tests/e2e/flights-first-run).
+  let sqlLoad: { seconds: number; decodedRows: number } | null = null;
+  if (offlineLoad instanceof EventLoad && opts.rebuild !== false && !opts.verify) {
+    const loaded = await offline!.loadParquetWithSql(sourceName, opts.file, { deadLetters });
+    if (loaded.ok) {
+      offlineLoad = loaded.result;
+      sqlLoad = { seconds: loaded.result.seconds, decodedRows: loaded.decodedRows };
+    } else {
+      opts.log(`the offline store cannot load this file with ClickHouse's Parquet reader (${loaded.reason}): replaying it instead`);
+    }
+  }
   const replayOpts = {
     source: sourceName,
     deadLetters,
-    onProgress: (rows: number) => bar?.update(rows),
+    onProgress: undefined as ((rows: number) => void) | undefined,
     onBatch: async (events: readonly DecodedEvent[], bad: readonly BadEvent[], rows: number): Promise<void> => {
       keptEvents?.add(events);
       if (offlineLoad instanceof EventLoad) await offlineLoad.add(events, bad, rows);
@@ -97,9 +110,13 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   const rebuild = offlineLoad !== null && !(offlineLoad instanceof EventLoad) && opts.rebuild !== false && !opts.verify;
   let replay: ReplayStats;
   if (rebuild) {
-    bar?.stop();
-    replay = await rebuildFromOffline(compiled, offline!, store, opts.log);
+    const loaded = offlineLoad as LoadResult;
+    if (sqlLoad) opts.log(`loaded ${loaded.events.toLocaleString('en-US')} events into the offline store with ClickHouse's Parquet reader in ${sqlLoad.seconds.toFixed(2)} s (${sqlLoad.decodedRows.toLocaleString('en-US')} rows it could not prove valid went through the decoder)`);
+    replay = { ...(await rebuildFromOffline(compiled, offline!, store, opts.log)), badEvents: loaded.badEvents };
   } else {
+    const bar = opts.progress ? new SingleBar({ format: ' replay [{bar}] {percentage}% | {value}/{total} rows | {eta_formatted} left', hideCursor: true }, Presets.shades_classic) : null;
+    bar?.start(totalRows, 0);
+    replayOpts.onProgress = (rows: number) => bar?.update(rows);
     replay = await replayParquetFile(compiled, opts.file, { apply: (batch) => store.applySync(batch) }, opts.limit === undefined ? replayOpts : { ...replayOpts, limit: opts.limit });
     bar?.stop();
   }
@@ -128,7 +145,9 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
       opts.log(
         loaded.alreadyLoaded
           ? `offline store (${offline.executor.location}): this file's ${loaded.events.toLocaleString('en-US')} events were already loaded`
-          : `offline store (${offline.executor.location}): loaded the same ${loaded.events.toLocaleString('en-US')} events during the replay (loading the file again is a no-op)`,
+          : sqlLoad
+            ? `offline store (${offline.executor.location}): loaded this file's ${loaded.events.toLocaleString('en-US')} events first, the online store built from them (loading the file again is a no-op)`
+            : `offline store (${offline.executor.location}): loaded the same ${loaded.events.toLocaleString('en-US')} events during the replay (loading the file again is a no-op)`,
       );
       offlineSample = await offlineSampleRead(offline, service, store, opts.log);
       if (opts.monitor !== false) monitor = await runQuickstartMonitor(offline, { log: opts.log, externalURL: `http://${opts.host}:${opts.port}` });

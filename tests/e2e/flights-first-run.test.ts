@@ -1,0 +1,91 @@
+// npm start's first run on a fresh data dir: the flights file loaded into chDB by ClickHouse's
+// Parquet reader and the in-memory store built from it, against the replay of the same file
+// (`--replay`, the path every first run took before). The online reads of every key of every view
+// at the watermark clock and at earlier hours, the counts and the summary printed are the same.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { entityKeyValues, valuesAgree, type Scalar } from '../../definitions/index.js';
+import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
+import { runQuickstart, type QuickstartResult } from '../../api/quickstart.js';
+
+const DEFINITIONS = new URL('../../examples/flights', import.meta.url).pathname;
+let dir: string;
+let firstRun: QuickstartResult;
+let replayRun: QuickstartResult;
+const firstLog: string[] = [];
+const replayLog: string[] = [];
+
+function run(dataDir: string, log: string[], rebuild: boolean): Promise<QuickstartResult> {
+  return runQuickstart({ definitions: DEFINITIONS, file: FLIGHTS_PARQUET_PATH, port: 0, host: '127.0.0.1', serve: false, progress: false, monitor: false, rebuild, dataDir, log: (line) => log.push(line) });
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tm-first-run-'));
+  firstRun = await run(join(dir, 'first'), firstLog, true);
+  await firstRun.offline?.close();
+  replayRun = await run(join(dir, 'replay'), replayLog, false);
+  await replayRun.offline?.close();
+}, 600_000);
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("npm start's first run (ClickHouse's Parquet reader, then the rebuild) against the replay", () => {
+  it('loads the file with the Parquet reader and builds the online store from chDB, not by a replay', () => {
+    expect(firstLog.some((l) => l.startsWith("loaded 3,000,000 events into the offline store with ClickHouse's Parquet reader"))).toBe(true);
+    expect(firstLog.some((l) => l.startsWith('rebuilt from the offline store 3,000,000 events'))).toBe(true);
+    expect(replayLog.some((l) => l.startsWith('replayed 3,000,000 events'))).toBe(true);
+  });
+
+  it('counts the same events and bad events, and has the same keys and watermark', () => {
+    expect({ events: firstRun.replay.events, bad: firstRun.replay.badEvents, late: firstRun.replay.lateTileEvents }).toEqual({ events: replayRun.replay.events, bad: replayRun.replay.badEvents, late: replayRun.replay.lateTileEvents });
+    expect(firstRun.stats.watermarkMs).toBe(replayRun.stats.watermarkMs);
+    expect(firstRun.stats.keys).toEqual(replayRun.stats.keys);
+    for (const view of firstRun.compiled.registry.views) expect(firstRun.store.entityKeys(view.name).sort()).toEqual(replayRun.store.entityKeys(view.name).sort());
+  });
+
+  it('prints the same summary, sample read and point-in-time dataset', () => {
+    // Lines that say how the store was built (and how long it took) differ; the rest may not.
+    const how = /^(tidemark quickstart|replayed|rebuilt|loaded|offline store|the offline store holds|materialized)/;
+    const same = (log: string[]): string[] => log.filter((l) => !how.test(l));
+    expect(same(firstLog)).toEqual(same(replayLog));
+    expect(same(firstLog).length).toBeGreaterThan(15);
+    const featureValues = (log: string[]): string | undefined => log.find((l) => l.startsWith('materialized'))?.replace(/ in [\d,]+ tiles$/, '');
+    expect(featureValues(firstLog)).toBe(featureValues(replayLog));
+    expect(firstRun.sample).toEqual(replayRun.sample);
+    expect(firstRun.offlineSample).toEqual(replayRun.offlineSample);
+  });
+
+  it('serves the same online features for every key of every view, at the watermark clock and at earlier hours', async () => {
+    const watermarkMs = firstRun.stats.watermarkMs!;
+    const times = [undefined, watermarkMs - 3 * 3_600_000 - (watermarkMs % 3_600_000), watermarkMs - 12 * 3_600_000 - (watermarkMs % 3_600_000)];
+    const mismatches: string[] = [];
+    let compared = 0;
+    for (const view of firstRun.compiled.registry.views) {
+      const keys = replayRun.store.entityKeys(view.name).sort();
+      const features = view.features.map((f) => `${view.name}:${f.name}`);
+      for (let i = 0; i < keys.length; i += 500) {
+        const chunk = keys.slice(i, i + 500).map((k) => entityKeyValues(k, view.joinKeys.length));
+        const entities = Object.fromEntries(view.joinKeys.map((k, j) => [k, chunk.map((values) => values[j]!)]));
+        for (const at of times) {
+          const request = { features, entities, ...(at === undefined ? {} : { at }) };
+          const [got, expected] = await Promise.all([firstRun.service.getOnlineFeatures(request), replayRun.service.getOnlineFeatures(request)]);
+          expect(got.atMs).toBe(expected.atMs);
+          view.features.forEach((f, k) => {
+            const a = got.response.results[view.joinKeys.length + k]!.values as Scalar[];
+            const b = expected.response.results[view.joinKeys.length + k]!.values as Scalar[];
+            b.forEach((value, row) => {
+              compared++;
+              if (!valuesAgree(f.agg, a[row]!, value)) mismatches.push(`${view.name}:${f.name} ${JSON.stringify(chunk[row])} at ${got.atMs}: first run ${a[row]}, replay ${value}`);
+            });
+          });
+        }
+      }
+    }
+    expect(mismatches.slice(0, 10)).toEqual([]);
+    expect(compared).toBeGreaterThan(20_000);
+  });
+});
