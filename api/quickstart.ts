@@ -112,7 +112,8 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   if (rebuild) {
     const loaded = offlineLoad as LoadResult;
     if (sqlLoad) opts.log(`loaded ${loaded.events.toLocaleString('en-US')} events into the offline store with ClickHouse's Parquet reader in ${sqlLoad.seconds.toFixed(2)} s (${sqlLoad.decodedRows.toLocaleString('en-US')} rows it could not prove valid went through the decoder)`);
-    replay = { ...(await rebuildFromOffline(compiled, offline!, store, opts.log)), badEvents: loaded.badEvents };
+    // The counts are the file's (as a replay's), not the rows the rebuild read inside retention.
+    replay = { ...(await rebuildFromOffline(compiled, offline!, store, opts.log)), rows: loaded.rows, events: loaded.events, badEvents: loaded.badEvents };
   } else {
     const bar = opts.progress ? new SingleBar({ format: ' replay [{bar}] {percentage}% | {value}/{total} rows | {eta_formatted} left', hideCursor: true }, Presets.shades_classic) : null;
     bar?.start(totalRows, 0);

@@ -56,7 +56,15 @@ describe("npm start's first run (ClickHouse's Parquet reader, then the rebuild) 
     const featureValues = (log: string[]): string | undefined => log.find((l) => l.startsWith('materialized'))?.replace(/ in [\d,]+ tiles$/, '');
     expect(featureValues(firstLog)).toBe(featureValues(replayLog));
     expect(firstRun.sample).toEqual(replayRun.sample);
-    expect(firstRun.offlineSample).toEqual(replayRun.offlineSample);
+    // The offline path sums in ClickHouse, whose order depends on the table's parts: the last bits
+    // of a float may differ between two loads of the same rows (the printed values above may not).
+    const close = (a: unknown, b: unknown): boolean => a === b || (typeof a === 'number' && typeof b === 'number' && Math.abs(a - b) <= 1e-12 * Math.abs(b));
+    const rows = (r: QuickstartResult) => r.offlineSample ?? [];
+    expect(rows(firstRun).length).toBe(2);
+    expect(Object.keys(rows(firstRun)[0]!).sort()).toEqual(Object.keys(rows(replayRun)[0]!).sort());
+    rows(replayRun).forEach((row, i) => {
+      for (const [column, value] of Object.entries(row)) expect(close(rows(firstRun)[i]![column], value), `${column}: ${rows(firstRun)[i]![column]} vs ${value}`).toBe(true);
+    });
   });
 
   it('serves the same online features for every key of every view, at the watermark clock and at earlier hours', async () => {
