@@ -14,6 +14,7 @@ import {
   type CompiledDefinitions,
   type ReferenceEvent,
   type Registry,
+  TidemarkError,
   valuesAgree,
 } from '../definitions/index.js';
 import { DeadLetterFile, parquetRowCount, replayParquetFile, type BadEvent, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
@@ -22,7 +23,7 @@ import { EventLoad, OfflineStore, type ClickHouseConnectionOptions, type LoadRes
 import { buildServer, type ServerOptions } from './server.js';
 import { bootstrapView } from './bootstrap.js';
 import type { ReplayReport } from './materializer-status.js';
-import { runQuickstartMonitor, type QuickstartMonitorResult } from './quickstart-monitor.js';
+import { planQuickstartMonitor, runQuickstartMonitor, type QuickstartMonitorResult } from './quickstart-monitor.js';
 
 export interface QuickstartOptions {
   definitions: string;
@@ -46,6 +47,11 @@ export interface QuickstartOptions {
   rebuild?: boolean;
   /** After the offline load, replay the flights monitor over Feb-Jun against January (default true). */
   monitor?: boolean;
+  /**
+   * When serving and the monitor has weeks to evaluate (a first run), serve first and evaluate them
+   * in the background, printing the monitor's summary when done (default true).
+   */
+  backgroundMonitor?: boolean;
   log: (line: string) => void;
   /** Tokens, limits, CORS and headers of the served API; with tokens, the quickstart enforces them too. */
   security?: Pick<ServerOptions, 'auth' | 'limits' | 'corsOrigins' | 'securityHeaders'>;
@@ -62,6 +68,8 @@ export interface QuickstartResult {
   offline: OfflineStore | null;
   offlineSample: Record<string, unknown>[] | null;
   monitor: QuickstartMonitorResult | null;
+  /** The monitor evaluating in the background (serving, first run); its summary is printed when it settles. */
+  monitorInBackground: Promise<QuickstartMonitorResult> | null;
   server: FastifyInstance | null;
   url: string | null;
 }
@@ -137,6 +145,8 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   const sample = await sampleRead(service, store, opts.log);
   let offlineSample: Record<string, unknown>[] | null = null;
   let monitor: QuickstartMonitorResult | null = null;
+  let monitorCompiled: CompiledDefinitions | null = null;
+  let deferredMonitor: { weeks: number; run: () => Promise<QuickstartMonitorResult> } | null = null;
   if (offline) {
     opts.log('');
     if (offlineLoad === null) {
@@ -151,7 +161,23 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
             : `offline store (${offline.executor.location}): loaded the same ${loaded.events.toLocaleString('en-US')} events during the replay (loading the file again is a no-op)`,
       );
       offlineSample = await offlineSampleRead(offline, service, store, opts.log);
-      if (opts.monitor !== false) monitor = await runQuickstartMonitor(offline, { log: opts.log, externalURL: `http://${opts.host}:${opts.port}` });
+      if (opts.monitor !== false) {
+        const planned = await planQuickstartMonitor(offline);
+        monitorCompiled = planned.compiled;
+        if (opts.serve && opts.backgroundMonitor !== false && planned.pendingEvaluations > 0) {
+          // The same run as below, after the API is up; its lines are held and printed together.
+          deferredMonitor = { weeks: planned.pendingEvaluations, run: async () => {
+            const lines: string[] = [];
+            try {
+              return await runQuickstartMonitor(offline, { log: (line) => lines.push(line), externalURL: `http://${opts.host}:${opts.port}` }, planned);
+            } finally {
+              for (const line of lines) opts.log(line);
+            }
+          } };
+        } else {
+          monitor = await runQuickstartMonitor(offline, { log: opts.log, externalURL: `http://${opts.host}:${opts.port}` }, planned);
+        }
+      }
     }
   }
   const verification = keptEvents ? verifyAgainstReference(registry, store, keptEvents, opts.log) : null;
@@ -166,7 +192,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     server = await buildServer({
       service,
       ...(offline ? { offline } : {}),
-      ...(monitor ? { monitors: monitor.compiled } : {}),
+      ...(monitorCompiled ? { monitors: monitorCompiled } : {}),
       ...opts.security,
       registryHistory: async () => history,
       materializerStatus: async () => materializer,
@@ -178,19 +204,27 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     const bearer = opts.security?.auth ? ` -H "authorization: Bearer $TOKEN"` : '';
     opts.log('');
     opts.log(`serving the HTTP API on ${url}  (Ctrl-C to stop); its reference: ${url}/docs (OpenAPI: ${url}/openapi.json)`);
-    opts.log(`  dashboard: ${url}/ui/${monitor ? `  (drift: ${url}/ui/monitor, alerts: ${url}/ui/alerts)` : ''}`);
+    opts.log(`  dashboard: ${url}/ui/${monitorCompiled ? `  (drift: ${url}/ui/monitor, alerts: ${url}/ui/alerts)` : ''}`);
     if (first) opts.log(`  curl -s ${url}/get-online-features${bearer} -H 'content-type: application/json' -d '${JSON.stringify(first)}'`);
     if (first && offline) {
       const key = Object.keys(first.entities)[0]!;
       const spine = { features: first.features.slice(0, 2), spine: [{ [key]: first.entities[key]![0], ts: stats.watermarkMs === null ? 0 : stats.watermarkMs + 1, label: 1 }] };
       opts.log(`  curl -s ${url}/datasets/historical${bearer} -H 'content-type: application/json' -d '${JSON.stringify(spine)}'`);
     }
-    if (monitor) {
+    if (monitorCompiled) {
       opts.log(`  curl -s${bearer} '${url}/monitor/drift?feature=delay&slice=origin%3DORD&window=7d&limit=5'`);
       opts.log(`  curl -s${bearer} '${url}/alerts?status=firing'`);
     }
   }
-  return { compiled, store, service, replay, stats, sample, verification, offline, offlineSample, monitor, server, url };
+  let monitorInBackground: Promise<QuickstartMonitorResult> | null = null;
+  if (deferredMonitor) {
+    opts.log('');
+    opts.log(`monitor ${monitorCompiled!.monitors[0]!.name}: evaluating ${deferredMonitor.weeks} weeks in the background; /monitor, /alerts and the dashboard fill in week by week, and its summary follows here when done (--no-monitor skips it)`);
+    monitorInBackground = deferredMonitor.run();
+    // Never unhandled: a failure is printed with its code (callers awaiting the promise see it too).
+    monitorInBackground.catch((e: unknown) => opts.log(`monitor failed: ${e instanceof TidemarkError ? `${e.code} ` : ''}${e instanceof Error ? e.message : String(e)}`));
+  }
+  return { compiled, store, service, replay, stats, sample, verification, offline, offlineSample, monitor, monitorInBackground, server, url };
 }
 
 /**
