@@ -1,14 +1,16 @@
 // npm start's first run on a fresh data dir: the flights file loaded into chDB by ClickHouse's
-// Parquet reader and the in-memory store built from it, against the replay of the same file
-// (`--replay`, the path every first run took before). The online reads of every key of every view
-// at the watermark clock and at earlier hours, the counts and the summary printed are the same.
+// Parquet reader, the in-memory store built from it, the API served, and the monitor's weeks
+// evaluated in the background; against the replay of the same file with the monitor evaluated
+// before serving (`--replay`, the path every first run took before). The online reads of every key
+// of every view at the watermark clock and at earlier hours, the counts, the summary and the
+// monitor's printed results are the same; the API answers while the monitor is still running.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entityKeyValues, valuesAgree, type Scalar } from '../../definitions/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
-import { runQuickstart, type QuickstartResult } from '../../api/quickstart.js';
+import { runQuickstart, type QuickstartMonitorResult, type QuickstartResult } from '../../api/index.js';
 
 const DEFINITIONS = new URL('../../examples/flights', import.meta.url).pathname;
 let dir: string;
@@ -16,18 +18,27 @@ let firstRun: QuickstartResult;
 let replayRun: QuickstartResult;
 const firstLog: string[] = [];
 const replayLog: string[] = [];
+let firstMonitor: QuickstartMonitorResult;
+/** Whether the API answered a read while the monitor was still evaluating. */
+let answeredWhileMonitoring = false;
 
-function run(dataDir: string, log: string[], rebuild: boolean): Promise<QuickstartResult> {
-  return runQuickstart({ definitions: DEFINITIONS, file: FLIGHTS_PARQUET_PATH, port: 0, host: '127.0.0.1', serve: false, progress: false, monitor: false, rebuild, dataDir, log: (line) => log.push(line) });
+function run(dataDir: string, log: string[], rebuild: boolean, serve: boolean): Promise<QuickstartResult> {
+  return runQuickstart({ definitions: DEFINITIONS, file: FLIGHTS_PARQUET_PATH, port: 0, host: '127.0.0.1', serve, progress: false, rebuild, dataDir, log: (line) => log.push(line) });
 }
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tm-first-run-'));
-  firstRun = await run(join(dir, 'first'), firstLog, true);
+  firstRun = await run(join(dir, 'first'), firstLog, true, true);
+  let settled = false;
+  void firstRun.monitorInBackground?.finally(() => (settled = true));
+  const res = await fetch(`${firstRun.url}/get-online-features`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ features: ['origin_delays:flights_1h'], entities: { airport: ['ORD'] } }) });
+  answeredWhileMonitoring = res.status === 200 && !settled;
+  firstMonitor = (await firstRun.monitorInBackground)!;
+  await firstRun.server?.close();
   await firstRun.offline?.close();
-  replayRun = await run(join(dir, 'replay'), replayLog, false);
+  replayRun = await run(join(dir, 'replay'), replayLog, false, false);
   await replayRun.offline?.close();
-}, 600_000);
+}, 1_200_000);
 
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
@@ -47,12 +58,32 @@ describe("npm start's first run (ClickHouse's Parquet reader, then the rebuild) 
     for (const view of firstRun.compiled.registry.views) expect(firstRun.store.entityKeys(view.name).sort()).toEqual(replayRun.store.entityKeys(view.name).sort());
   });
 
-  it('prints the same summary, sample read and point-in-time dataset', () => {
-    // Lines that say how the store was built (and how long it took) differ; the rest may not.
-    const how = /^(tidemark quickstart|replayed|rebuilt|loaded|offline store|the offline store holds|materialized)/;
-    const same = (log: string[]): string[] => log.filter((l) => !how.test(l));
+  it('serves while the monitor evaluates in the background, and says so', () => {
+    expect(firstRun.monitor).toBeNull();
+    expect(answeredWhileMonitoring).toBe(true);
+    const serving = firstLog.findIndex((l) => l.startsWith('serving the HTTP API'));
+    const background = firstLog.findIndex((l) => l.startsWith('monitor flight_delays: evaluating 21 weeks in the background'));
+    const monitorBlock = firstLog.findIndex((l) => l.startsWith('monitor flight_delays: 10 features'));
+    expect(serving).toBeGreaterThan(0);
+    expect(background).toBeGreaterThan(serving);
+    expect(monitorBlock).toBeGreaterThan(background);
+    expect(replayRun.monitorInBackground).toBeNull();
+  });
+
+  it('evaluates the same weeks with the same drift decisions as the monitor run before serving', () => {
+    const weeks = (m: QuickstartMonitorResult | null) => (m?.evaluations ?? []).map((e) => ({ windowEndMs: e.windowEndMs, metrics: e.metrics, drifted: e.drifted.length }));
+    expect(weeks(firstMonitor)).toEqual(weeks(replayRun.monitor));
+    expect(weeks(firstMonitor).length).toBe(21);
+  });
+
+  it('prints the same summary, sample read, point-in-time dataset and monitor results', () => {
+    // Lines that say how the store was built (and how long it took), where the API is and blank
+    // lines differ; the rest may not, the monitor's block included (only its position differs).
+    const how = /^(tidemark quickstart|replayed|rebuilt|loaded|offline store|the offline store holds|materialized|serving the HTTP API|  dashboard:|  curl|monitor flight_delays: evaluating|$)/;
+    const same = (log: string[]): string[] => log.filter((l) => !how.test(l)).map((l) => l.replace(/^(  evaluated \d+ weeks in )[\d.]+ s/, '$1... s'));
     expect(same(firstLog)).toEqual(same(replayLog));
-    expect(same(firstLog).length).toBeGreaterThan(15);
+    expect(same(firstLog).length).toBeGreaterThan(30);
+    expect(same(firstLog).some((l) => l.startsWith('  alerts: '))).toBe(true);
     const featureValues = (log: string[]): string | undefined => log.find((l) => l.startsWith('materialized'))?.replace(/ in [\d,]+ tiles$/, '');
     expect(featureValues(firstLog)).toBe(featureValues(replayLog));
     expect(firstRun.sample).toEqual(replayRun.sample);
