@@ -181,6 +181,7 @@ interface ZodRuleDef {
   checks?: { _zod: { def: ZodCheckDef } }[];
   entries?: Record<string, unknown>;
   catchall?: unknown;
+  coerce?: boolean;
 }
 
 /**
@@ -191,6 +192,8 @@ export function fieldRule(schema: z.ZodType): FieldRule | null {
   if (timestampSchemas.has(schema)) return { kind: 'timestamp' };
   const def = (schema as unknown as { _zod: { def: ZodRuleDef } })._zod.def;
   const checks = (def.checks ?? []).map((c) => c._zod.def);
+  // z.coerce.*: accepts whatever converts, which is more than its type.
+  if (def.coerce) return null;
   switch (def.type) {
     case 'number': {
       const rule: FieldRule = { kind: 'number', integer: false, min: null, max: null };
