@@ -83,6 +83,7 @@ async function quickstartSection(): Promise<void> {
       r.rebuildSeconds! >= 0 ? `rebuild ${fmt(r.rebuildSeconds!, 1)} s` : '',
       r.replaySeconds! >= 0 ? `replay ${fmt(r.replaySeconds!, 1)} s` : '',
       r.monitorSeconds! >= 0 ? `monitor ${fmt(r.monitorSeconds!, 1)} s` : '',
+      r.monitorDoneSeconds! >= 0 ? `monitor done in the background at ${fmt(r.monitorDoneSeconds!, 1)} s` : '',
     ]
       .filter(Boolean)
       .join(', ');

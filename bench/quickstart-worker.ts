@@ -2,8 +2,11 @@
 //   decode                          baseline: hyparquet decodes flights-3m.parquet (every row, as the replay reads it)
 //   count                           baseline: chDB counts the rows of the same file with ClickHouse's Parquet reader
 //   start <dataDir> <port> [flags]  `tidemark quickstart` (npm start) on <dataDir>: seconds until POST
-//                                   /get-online-features answers 200, and the split the run prints
+//                                   /get-online-features answers 200, the split the run prints, and
+//                                   (when the monitor runs in the background) seconds until its summary
+// BENCH_QUICKSTART_OUTPUT=<file> appends what each run printed to that file.
 import { spawn } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { query } from 'chdb';
@@ -59,6 +62,11 @@ if (mode === 'decode') {
   while (!exited && !lines.some((l) => l.startsWith('serving the HTTP API'))) await new Promise((r) => setTimeout(r, 50));
   while (!exited && !(await answers(url))) await new Promise((r) => setTimeout(r, 50));
   const total = seconds();
+  let monitorDone = -1;
+  if (lines.some((l) => / weeks in the background/.test(l))) {
+    while (!exited && !lines.some((l) => l.startsWith('  alerts: ') || l.startsWith('monitor failed'))) await new Promise((r) => setTimeout(r, 100));
+    monitorDone = seconds();
+  }
   child.kill('SIGTERM');
   if (!exited) await new Promise((r) => child.once('exit', r));
   if (total <= 0 || !lines.some((l) => l.startsWith('serving the HTTP API'))) throw new Error(`quickstart ended before serving:\n${lines.join('\n')}`);
@@ -68,6 +76,8 @@ if (mode === 'decode') {
     rebuildSeconds: printed(lines, /^rebuilt from the offline store [\d,]+ events in ([\d.]+) s/),
     replaySeconds: printed(lines, /^replayed [\d,]+ events in ([\d.]+) s/),
     monitorSeconds: printed(lines, /evaluated \d+ weeks in ([\d.]+) s/),
+    monitorDoneSeconds: monitorDone,
   };
+  if (process.env.BENCH_QUICKSTART_OUTPUT) appendFileSync(process.env.BENCH_QUICKSTART_OUTPUT, [`$ tidemark quickstart ${flags.join(' ')} (data dir ${dataDir})`, ...lines, pending, ''].join('\n'));
 } else throw new Error(`unknown mode ${mode}`);
 process.stdout.write(JSON.stringify(out) + '\n');
