@@ -53,6 +53,21 @@ export function parquetValueKind(e: ParquetSchemaElement): ParquetValueKind | nu
   }
 }
 
+/** The columns of a Parquet schema (its root's children), without the fields nested in them. */
+export function topLevelColumns(schema: readonly ParquetSchemaElement[]): ParquetSchemaElement[] {
+  const out: ParquetSchemaElement[] = [];
+  let i = 1;
+  const skip = (): void => {
+    const e = schema[i++]!;
+    for (let c = 0; c < (e.num_children ?? 0); c++) skip();
+  };
+  for (let c = 0; c < (schema[0]?.num_children ?? 0) && i < schema.length; c++) {
+    out.push(schema[i]!);
+    skip();
+  }
+  return out;
+}
+
 const MAX_SAFE = '9007199254740991';
 /** Event times ClickHouse's DateTime64 holds without clamping (1900-01-02 .. 2262-04-10), in ms. */
 const DATETIME64_MIN_MS = '-2208902400000';
@@ -133,14 +148,14 @@ export function planParquetLoad(compiled: CompiledDefinitions, source: SourcePla
   const schema = compiled.schemas.get(source.name);
   const rules = schema ? schemaRules(schema) : null;
   if (!rules) return { ok: false, reason: `the schema of source ${source.name} has a field or check SQL cannot prove (only plain numbers, strings, enums, booleans and event times with bounds)` };
-  const byName = new Map(parquetSchema.slice(1).map((e) => [e.name, e]));
+  const byName = new Map(topLevelColumns(parquetSchema).map((e) => [e.name, e]));
   const insertColumns = ['__ts', '__load', '__offset'];
   const selectList: string[] = [];
   const conditions: string[] = [];
   const keys = new Map<string, string>();
   for (const [field, rule] of Object.entries(rules)) {
     const element = byName.get(field);
-    if (!element) return { ok: false, reason: `the file has no column ${field}` };
+    if (!element || !chTypes.has(field)) return { ok: false, reason: `the file has no column ${field}` };
     const kind = parquetValueKind(element);
     if (!kind) return { ok: false, reason: `column ${field} (${element.type}${element.logical_type ? ` ${element.logical_type.type}` : ''}) is not one SQL reads exactly as the decoder does` };
     const chType = chTypes.get(field) ?? '';

@@ -11,7 +11,7 @@ import { compileOrThrow } from '../../definitions/index.js';
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
 import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
 import { replayParquetFile, type BadEvent, type DeadLetterSink } from '../../ingest/index.js';
-import { OfflineStore } from '../../offline/index.js';
+import { OfflineStore, topLevelColumns } from '../../offline/index.js';
 
 const compiled = compileOrThrow(flightsDefinitions);
 const NOW_MS = Date.parse('2026-12-06T00:00:00Z');
@@ -144,4 +144,19 @@ describe('loading a Parquet file with ClickHouse reader', () => {
     expect(loaded.result.events).toBe(3_000_000);
     expect(loaded.sqlEvents).toBe(3_000_000);
   }, 300_000);
+});
+
+describe('topLevelColumns', () => {
+  it('lists the root children of a Parquet schema, not the fields nested in them', () => {
+    const schema = [
+      { name: 'root', num_children: 3 },
+      { name: 'date', type: 'INT64' },
+      { name: 'nested', num_children: 2 },
+      { name: 'origin', type: 'BYTE_ARRAY' },
+      { name: 'inner', num_children: 1 },
+      { name: 'delay', type: 'INT64' },
+      { name: 'distance', type: 'DOUBLE' },
+    ];
+    expect(topLevelColumns(schema).map((e) => e.name)).toEqual(['date', 'nested', 'distance']);
+  });
 });
