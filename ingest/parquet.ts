@@ -23,6 +23,22 @@ export async function parquetRowCount(path: string): Promise<number> {
   return Number(metadata.num_rows);
 }
 
+/** A Parquet file's footer: its schema elements (root first, depth first) and row count. */
+export async function parquetFileMetadata(path: string): Promise<{ schema: ParquetSchemaElement[]; rows: number }> {
+  const metadata = await readMetadata(await openParquet(path), path);
+  return { schema: metadata.schema as ParquetSchemaElement[], rows: Number(metadata.num_rows) };
+}
+
+/** One element of a Parquet schema, as hyparquet reads the footer. */
+export interface ParquetSchemaElement {
+  name: string;
+  type?: string;
+  repetition_type?: string;
+  converted_type?: string;
+  logical_type?: { type: string; unit?: string; bitWidth?: number };
+  num_children?: number;
+}
+
 async function openParquet(path: string) {
   try {
     return await asyncBufferFromFile(path);

@@ -9,24 +9,14 @@
 // hyparquet would hand the decoder for the file's column (its Parquet physical and logical type).
 // A field whose pair has no exact SQL form makes the whole reader unusable: the caller falls back.
 import { resolve } from 'node:path';
-import { asyncBufferFromFile, parquetMetadataAsync } from 'hyparquet';
 import { schemaRules, TidemarkError, type CompiledDefinitions, type FieldRule, type SourcePlan } from '../definitions/index.js';
-import { EventDecoder, readParquetRows, type BadEvent, type DeadLetterSink, type DecodedEvent } from '../ingest/index.js';
+import { EventDecoder, parquetFileMetadata, readParquetRows, type BadEvent, type DeadLetterSink, type DecodedEvent, type ParquetSchemaElement } from '../ingest/index.js';
 import type { OfflineExecutor } from './executor.js';
 import { EventLoad, type LoadResult } from './load.js';
 import { eventTable, ident, keyColumn, keyFieldsOf } from './tables.js';
 
 /** The JS value hyparquet gives for a Parquet column (see ingest/parquet.ts), when SQL can match it exactly. */
 export type ParquetValueKind = 'integer' | 'float' | 'string' | 'boolean' | 'timestamp';
-
-interface ParquetSchemaElement {
-  name: string;
-  type?: string;
-  repetition_type?: string;
-  converted_type?: string;
-  logical_type?: { type: string; unit?: string; bitWidth?: number };
-  num_children?: number;
-}
 
 const INTEGER_CONVERTED = new Set(['INT_8', 'INT_16', 'INT_32', 'INT_64', 'UINT_8', 'UINT_16', 'UINT_32', 'UINT_64']);
 
@@ -200,15 +190,10 @@ export async function loadParquetWithSql(executor: OfflineExecutor, compiled: Co
   if (!executor.readsLocalFiles) return { ok: false, reason: `the offline store (${executor.location}) cannot read this machine's files` };
   const decoder = new EventDecoder(compiled, sourceName, opts.nowMs);
   const source = decoder.source;
-  let metadata;
-  try {
-    metadata = await parquetMetadataAsync(await asyncBufferFromFile(path));
-  } catch (e) {
-    throw new TidemarkError('TM_FILE_READ', `${path} is not a readable Parquet file: ${(e as Error).message}`, { path });
-  }
+  const metadata = await parquetFileMetadata(path);
   const file = `file(${sqlString(resolve(path))}, 'Parquet')`;
   const described = await executor.rows<{ name: string; type: string }>(`DESCRIBE TABLE ${file}`);
-  const plan = planParquetLoad(compiled, source, metadata.schema as ParquetSchemaElement[], new Map(described.map((d) => [d.name, d.type])));
+  const plan = planParquetLoad(compiled, source, metadata.schema, new Map(described.map((d) => [d.name, d.type])));
   if (!plan.ok) return plan;
 
   const load = await EventLoad.begin(executor, compiled, sourceName, path);
@@ -235,7 +220,7 @@ export async function loadParquetWithSql(executor: OfflineExecutor, compiled: Co
     await load.add(good, bad, batch.rows.length);
   }
   // Every row is either inserted by SQL or decoded: anything else and the load is not recorded.
-  const total = Number(metadata.num_rows);
+  const total = metadata.rows;
   if (sqlEvents + rowNumbers.length !== total) {
     throw new TidemarkError('TM_OFFLINE_QUERY', `SQL load of ${path}: ${sqlEvents + rowNumbers.length} rows accounted for, the file has ${total}`, { path, rows: sqlEvents + rowNumbers.length, fileRows: total });
   }
