@@ -11,15 +11,15 @@ import {
   entityKeyValues,
   loadDefinitions,
   referenceViewValues,
+  TidemarkError,
   type CompiledDefinitions,
   type ReferenceEvent,
   type Registry,
-  TidemarkError,
   valuesAgree,
 } from '../definitions/index.js';
-import { DeadLetterFile, parquetRowCount, replayParquetFile, type BadEvent, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
+import { DeadLetterFile, FeatureLogQueue, parquetRowCount, type FeatureLogQueueOptions, replayParquetFile, type BadEvent, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
 import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, viewNamespace, type OnlineFeaturesResponse, type RegistryHistoryEntry, type StoreStats } from '../online/index.js';
-import { EventLoad, OfflineStore, type ClickHouseConnectionOptions, type LoadResult } from '../offline/index.js';
+import { EventLoad, OfflineFeatureLogSink, OfflineStore, type ClickHouseConnectionOptions, type LoadResult } from '../offline/index.js';
 import { buildServer, type ServerOptions } from './server.js';
 import { bootstrapView } from './bootstrap.js';
 import type { ReplayReport } from './materializer-status.js';
@@ -55,6 +55,8 @@ export interface QuickstartOptions {
   log: (line: string) => void;
   /** Tokens, limits, CORS and headers of the served API; with tokens, the quickstart enforces them too. */
   security?: Pick<ServerOptions, 'auth' | 'limits' | 'corsOrigins' | 'securityHeaders'>;
+  /** Log a sample of the served reads (and POST /feature-log/predictions) straight to the offline store (--log-features). */
+  logFeatures?: { sampleRate: number; log?: FeatureLogQueueOptions['log'] };
 }
 
 export interface QuickstartResult {
@@ -72,6 +74,8 @@ export interface QuickstartResult {
   monitorInBackground: Promise<QuickstartMonitorResult> | null;
   server: FastifyInstance | null;
   url: string | null;
+  /** The feature log's queue when --log-features was given (close it after the server). */
+  featureLog: FeatureLogQueue | null;
 }
 
 export async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult> {
@@ -183,7 +187,12 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   const verification = keptEvents ? verifyAgainstReference(registry, store, keptEvents, opts.log) : null;
   let server: FastifyInstance | null = null;
   let url: string | null = null;
+  let featureLog: FeatureLogQueue | null = null;
   if (opts.serve) {
+    if (opts.logFeatures) {
+      if (!offline) throw new TidemarkError('TM_STORE_BAD_CONFIG', 'feature logging in the quickstart writes to the offline store: it needs one (drop --no-offline)', { flag: '--log-features' });
+      featureLog = new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor, registry), { sampleRate: opts.logFeatures.sampleRate, ...(opts.logFeatures.log ? { log: opts.logFeatures.log } : {}) });
+    }
     // The embedded store is built at every start: its history is this one registry.
     const history: RegistryHistoryEntry[] = [
       { version: 1, registryVersion: registry.version, appliedAt: new Date(startedAtMs).toISOString(), definitions: opts.definitions, views: Object.fromEntries(registry.views.map((v) => [v.name, viewNamespace(v)])), changes: [] },
@@ -197,6 +206,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
       registryHistory: async () => history,
       materializerStatus: async () => materializer,
       sampleKeys: (view) => preferredKeys(store, view),
+      ...(featureLog ? { featureLog } : {}),
     });
     url = await server.listen({ port: opts.port, host: opts.host });
     const first = sampleRequestBody(service, store);
@@ -205,6 +215,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     opts.log('');
     opts.log(`serving the HTTP API on ${url}  (Ctrl-C to stop); its reference: ${url}/docs (OpenAPI: ${url}/openapi.json)`);
     opts.log(`  dashboard: ${url}/ui/${monitorCompiled ? `  (drift: ${url}/ui/monitor, alerts: ${url}/ui/alerts)` : ''}`);
+    if (featureLog) opts.log(`  feature log: ${featureLog.sampleRate * 100}% of reads to ${featureLog.sink.destination} (tm_feature_log); tidemark dataset --from-log builds a training set of them`);
     if (first) opts.log(`  curl -s ${url}/get-online-features${bearer} -H 'content-type: application/json' -d '${JSON.stringify(first)}'`);
     if (first && offline) {
       const key = Object.keys(first.entities)[0]!;
@@ -224,7 +235,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     // Never unhandled: a failure is printed with its code (callers awaiting the promise see it too).
     monitorInBackground.catch((e: unknown) => opts.log(`monitor failed: ${e instanceof TidemarkError ? `${e.code} ` : ''}${e instanceof Error ? e.message : String(e)}`));
   }
-  return { compiled, store, service, replay, stats, sample, verification, offline, offlineSample, monitor, monitorInBackground, server, url };
+  return { compiled, store, service, replay, stats, sample, verification, offline, offlineSample, monitor, monitorInBackground, server, url, featureLog };
 }
 
 /**

@@ -3,7 +3,8 @@
 //     baseline that only reads the file; peak RSS per process.
 //  2. online reads: POST /get-online-features for 1 and 100 entities, saturation throughput and
 //     p50/p99 latency at half of saturation and at 1 000 req/s, next to a fastify route returning a
-//     constant. The load generator runs in this process, on the same 2 cores as the server.
+//     constant; and with feature logging at 0%, 10% and 100% (into chDB) next to none. The load
+//     generator runs in this process, on the same 2 cores as the server.
 //  3. offline: loading flights-3m into chDB; point-in-time datasets for a 1M-row airport spine
 //     (every origin_delays feature) and a 1M-row route spine (route_delays), next to DuckDB
 //     computing the same values from the same files; time, peak RSS, ratio, and a value check.
@@ -218,7 +219,7 @@ const startReadServer = <T>(role: string): Promise<T> => {
 };
 try {
   const info = {
-    ...(await startReadServer<{ tidemarkUrl: string; baselineUrl: string; airports: string[]; tiles: Record<string, { now: number; withoutRollups: number }> }>('memory')),
+    ...(await startReadServer<{ tidemarkUrl: string; baselineUrl: string; loggingUrls: Record<string, string>; airports: string[]; tiles: Record<string, { now: number; withoutRollups: number }> }>('memory')),
     ...(await startReadServer<{ redisTidemarkUrl: string; redisFillSeconds: number }>(redisUrl)),
   };
   console.log(`tiles merged per read at the watermark clock (head tile included; rollup levels / every tile): ${Object.entries(info.tiles).map(([f, t]) => `${f} ${t.now} / ${t.withoutRollups}`).join(', ')}; the Redis store was filled by replaying the same flights in ${fmt(info.redisFillSeconds, 1)} s`);
@@ -231,6 +232,8 @@ try {
     { name: 'tidemark, Redis store: 1 entity x 7 features', target: target(info.redisTidemarkUrl, ['ORD']) },
     { name: `tidemark, in-memory store: ${airports100.length} entities x 7 features`, target: target(info.tidemarkUrl, airports100), fixedRate: 100 },
     { name: `tidemark, Redis store: ${airports100.length} entities x 7 features`, target: target(info.redisTidemarkUrl, airports100), fixedRate: 100 },
+    // Feature logging (--log-features) into chDB in the server's process, next to the in-memory case above (no logging).
+    ...['0', '0.1', '1'].map((rate) => ({ name: `tidemark, in-memory store, feature logging at ${Number(rate) * 100}% into chDB: 1 entity x 7 features`, target: target(info.loggingUrls[rate]!, ['ORD']) })),
   ];
   console.log('| endpoint | saturation req/s | half rate req/s | p50 ms at half | p99 ms at half | max ms at half | fixed rate req/s | p50 ms at fixed | p99 ms at fixed |');
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
@@ -245,6 +248,12 @@ try {
     console.log(`| ${c.name} | ${fmt(rps)} | ${fmt(lat.rateRps)} | ${fmt(lat.p50Ms, 3)} | ${fmt(lat.p99Ms, 3)} | ${fmt(lat.maxMs, 1)} | ${fmt(fixed)} | ${fmt(light.p50Ms, 3)} | ${fmt(light.p99Ms, 3)} |`);
   }
   console.log(`Redis / in-memory saturation, 1 entity: ${fmt(saturation[2]! / saturation[1]!, 2)} (target >= 0.5); 100 entities: ${fmt(saturation[4]! / saturation[3]!, 2)}`);
+  console.log(`feature logging / none, saturation, 1 entity: 0% ${fmt(saturation[5]! / saturation[1]!, 2)}, 10% ${fmt(saturation[6]! / saturation[1]!, 2)}, 100% ${fmt(saturation[7]! / saturation[1]!, 2)} (target at 100%: >= 0.9)`);
+  for (const rate of ['0.1', '1']) {
+    const metrics = await (await fetch(`${info.loggingUrls[rate]!}/metrics`)).text();
+    const count = (outcome: string): number => Number(new RegExp(`^tidemark_feature_log_records_total\\{kind="read",outcome="${outcome}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? 0);
+    console.log(`  logging at ${Number(rate) * 100}%: ${fmt(count('written'))} reads logged, ${fmt(count('dropped_queue_full'))} dropped (queue full), ${fmt(count('dropped_write_failed'))} dropped (write failed)`);
+  }
 } finally {
   for (const server of servers) server.kill('SIGTERM');
   for (const stop of stops) await stop();

@@ -21,3 +21,6 @@ export { OfflineKafkaSink, kafkaLoadId } from './kafka-sink.js';
 export type { OfflineKafkaSinkOptions, OfflineKafkaSinkStats } from './kafka-sink.js';
 export { featureSampleSql } from './feature-samples.js';
 export { COMPLETED_LOADS, ident, keyColumn, latestEventTimeMs, tableExists } from './tables.js';
+export { FEATURE_LOG_TABLE, PREDICTION_LOG_TABLE } from './tables.js';
+export { OfflineFeatureLogSink, writeLogDataset, loggedValuePairs, insertFeatureLogRecords, featureLogRowsOf, FEATURE_LOG_DEAD_LETTER_SOURCE } from './feature-log.js';
+export type { LogDatasetOptions, LoggedValuePair, FeatureLogRows } from './feature-log.js';
