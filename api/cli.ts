@@ -136,9 +136,9 @@ export function buildCli(): Command {
 
   clickhouseConnectionFlags(apiSecurityOptions(program
     .command('quickstart')
-    .description('replay the flights data into the in-memory store and serve the API (no servers needed)')
+    .description('load the flights data into the offline store (chDB) and the in-memory store, and serve the API (no servers needed)')
     .option('--definitions <path>', 'definitions module', DEFAULT_DEFINITIONS)
-    .option('--file <parquet>', 'Parquet file to replay', FLIGHTS_PARQUET_PATH)
+    .option('--file <parquet>', 'Parquet file to load', FLIGHTS_PARQUET_PATH)
     .option('--source <name>', "source the file's rows belong to (default: the only source)")
     .option('--limit <n>', 'replay only the first n rows', positiveInt('--limit'))
     .option('--port <port>', 'HTTP port', positiveInt('--port'), Number(process.env.PORT ?? 8080))

@@ -20,7 +20,10 @@
 //     Parquet replay.
 //  7. dashboard (bench/dashboard-worker.ts): page weights and Chromium's first paint of the flights
 //     monitor's pages and of a 500-feature x 5-slice drift page, next to a constant HTML page.
-// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor|bootstrap|dashboard
+//  8. quickstart (bench/quickstart-worker.ts): npm start on a fresh data dir and again on the same
+//     one, until the API answers, with and without the monitor, and the old first run (--replay);
+//     next to hyparquet decoding the file and chDB counting its rows.
+// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor|bootstrap|dashboard|quickstart
 // runs one section.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -66,6 +69,46 @@ if (!only || only === 'stream') await streamSection({ runWorker, fmt, saturation
 if (!only || only === 'monitor') await monitorSection();
 if (!only || only === 'bootstrap') await bootstrapSection();
 if (!only || only === 'dashboard') await dashboardSection();
+if (!only || only === 'quickstart') await quickstartSection();
+
+async function quickstartSection(): Promise<void> {
+  console.log('');
+  console.log("## npm start: seconds until POST /get-online-features answers, first run on a fresh data dir and a later run, next to reading the file");
+  const dir = mkdtempSync(join(tmpdir(), 'tidemark-bench-quickstart-'));
+  const port = String(Number(process.env.BENCH_QUICKSTART_PORT ?? 18_080));
+  const worker = (args: string[]): Promise<Record<string, number>> => runWorker(['bench/quickstart-worker.ts', ...args]);
+  const start = (data: string, flags: string[]): Promise<Record<string, number>> => worker(['start', join(dir, data), port, ...flags]);
+  const split = (r: Record<string, number>): string =>
+    [
+      r.loadSeconds! >= 0 ? `Parquet reader load ${fmt(r.loadSeconds!, 1)} s` : '',
+      r.rebuildSeconds! >= 0 ? `rebuild ${fmt(r.rebuildSeconds!, 1)} s` : '',
+      r.replaySeconds! >= 0 ? `replay ${fmt(r.replaySeconds!, 1)} s` : '',
+      r.monitorSeconds! >= 0 ? `monitor ${fmt(r.monitorSeconds!, 1)} s` : '',
+      r.monitorDoneSeconds! >= 0 ? `monitor done in the background at ${fmt(r.monitorDoneSeconds!, 1)} s` : '',
+    ]
+      .filter(Boolean)
+      .join(', ');
+  try {
+    const decode = await worker(['decode']);
+    const count = await worker(['count']);
+    const first = await start('a', []);
+    const later = await start('a', []);
+    const firstNoMonitor = await start('b', ['--no-monitor']);
+    const laterNoMonitor = await start('b', ['--no-monitor']);
+    const replayNoMonitor = await start('c', ['--no-monitor', '--replay']);
+    console.log('| measure | seconds | split |');
+    console.log('|---|---:|---|');
+    console.log(`| baseline: hyparquet decodes flights-3m.parquet (${fmt(decode.rows!)} rows) | ${fmt(decode.seconds!, 2)} | |`);
+    console.log(`| baseline: chDB counts its rows (ClickHouse's Parquet reader) | ${fmt(count.seconds!, 2)} | |`);
+    console.log(`| npm start, first run (fresh data dir; target < 60 s) | ${fmt(first.seconds!, 1)} | ${split(first)} |`);
+    console.log(`| npm start, later run (target < 15 s) | ${fmt(later.seconds!, 1)} | ${split(later)} |`);
+    console.log(`| npm start --no-monitor, first run | ${fmt(firstNoMonitor.seconds!, 1)} | ${split(firstNoMonitor)} |`);
+    console.log(`| npm start --no-monitor, later run | ${fmt(laterNoMonitor.seconds!, 1)} | ${split(laterNoMonitor)} |`);
+    console.log(`| npm start --no-monitor --replay, first run (the replay every first run did before) | ${fmt(replayNoMonitor.seconds!, 1)} | ${split(replayNoMonitor)} |`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 async function dashboardSection(): Promise<void> {
   console.log('');

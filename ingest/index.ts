@@ -2,8 +2,8 @@
 export { EventDecoder } from './decode.js';
 export type { DecodedEvent, BadEvent, DecodeResult, EventPosition } from './decode.js';
 export { TileBatchBuilder } from './materialize.js';
-export { readParquetBatches, parquetRowCount } from './parquet.js';
-export type { ParquetBatch } from './parquet.js';
+export { readParquetBatches, readParquetRows, parquetFileMetadata, parquetRowCount } from './parquet.js';
+export type { ParquetBatch, ParquetSchemaElement } from './parquet.js';
 export { replayParquetFile } from './replay.js';
 export type { ReplayStats, ReplayOptions, TileBatchSink } from './replay.js';
 export { DeadLetterFile } from './dead-letters.js';

@@ -10,7 +10,7 @@ export type { MonitorProfile, FeatureSliceProfile } from './profile.js';
 export { ALL_SLICE, bandLabels } from './drift-sql.js';
 export { evaluateLabels, labelMetricsOf, labelWindowsSql } from './labels.js';
 export type { LabelMetricsResult } from './labels.js';
-export { compactMetrics, ensureMetricsTable, queryMetrics, storedSlices, writeMetrics, METRICS_TABLE } from './metrics-store.js';
+export { compactMetrics, ensureMetricsTable, lastEvaluatedMs, queryMetrics, storedSlices, writeMetrics, METRICS_TABLE } from './metrics-store.js';
 export type { MetricRow, MetricRecord, MetricQuery } from './metrics-store.js';
 export { BurnRateEvaluator, DEFAULT_BURN_RATE_POLICY, windowBurnRate } from './burn-rate.js';
 export type { BurnRateRule, BurnRatePolicy, SloObservation } from './burn-rate.js';

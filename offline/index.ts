@@ -10,6 +10,8 @@ export type { ClickHouseConnectionOptions } from './clickhouse.js';
 export type { LoadResult } from './load.js';
 export { fileSha256, EventLoad, recordCompletedLoad } from './load.js';
 export type { CompletedLoad } from './load.js';
+export { planParquetLoad, parquetValueKind, topLevelColumns } from './parquet-load.js';
+export type { SqlParquetLoad, SqlParquetLoadOptions, ParquetLoadPlan } from './parquet-load.js';
 export { pointInTimeSql, resolveFeatureRefs, requiredJoinKeys } from './point-in-time.js';
 export type { RequestedFeature } from './point-in-time.js';
 export { loadSpine, SPINE_TIME_COLUMN } from './spine.js';

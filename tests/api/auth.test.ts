@@ -520,7 +520,7 @@ describe('the commands', () => {
     const quickstart = run(['quickstart', '--limit', '1000', '--no-offline', '--no-progress', '--data-dir', dir, '--auth-tokens', bad]);
     expect(quickstart.status).toBe(1);
     expect(quickstart.stderr).toMatch(/TM_AUTH_BAD_CONFIG: auth tokens .*bad\.json: entry 0 \(trainer\), field sha256: must be the hex SHA-256/);
-    expect(quickstart.stdout).not.toContain('replaying');
+    expect(quickstart.stdout).not.toContain('tidemark quickstart: registry');
     const serve = run(['serve', '--definitions', 'examples/flights', '--protect-metrics'], { TIDEMARK_AUTH_TOKENS: '' });
     expect(serve.status).toBe(1);
     expect(serve.stderr).toContain('TM_AUTH_BAD_CONFIG: --protect-metrics needs tokens');
