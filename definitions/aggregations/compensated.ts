@@ -35,22 +35,28 @@ export function sqlAddCompensated(sum: string, compensation: string, value: stri
   return `tuple(${t}, ((${compensation} + ${valueCompensation}) + ${error}))`;
 }
 
+/** The lambda `(a, b) -> a + b` on (sum, compensation) tuples, for arrayFold. */
+const SQL_COMPENSATED_FOLD = `(a, b) -> ${sqlAddCompensated('a.1', 'a.2', 'b.1', 'b.2')}`;
+
+/** The compensated sum of an array of (sum, compensation) tuples, folded in array order from (0, 0). */
+function sqlCompensatedFoldOfPairs(pairs: string): string {
+  return `arrayFold(${SQL_COMPENSATED_FOLD}, ${pairs}, tuple(0., 0.))`;
+}
+
 /**
- * The compensated sum of the doubles of array `values`, each with its compensation in array
- * `compensations` (same length; null: all 0), as a (sum, compensation) tuple: exactly the fold of
- * addCompensated from (0, 0) in array order, computed with whole-array functions instead of an
- * arrayFold lambda per step (several times faster on long arrays). The fold's sums are the running
- * sums from +0 (arrayCumSum, which adds in Float64 one element after the other from +0); each step's
- * error term depends only on (previous sum, value, sum); the compensation adds c1, e1, c2, e2, ...
- * one after the other from +0 (the fold's (k + c) + e). With no compensations the zeros are left out:
- * k + 0 is k, since k is never -0 (it starts at +0, and a sum is -0 only when both terms are).
- * An empty array gives (0, 0), as the fold does.
+ * The compensated sum of an array of doubles as a (sum, compensation) tuple: exactly the fold of
+ * addCompensated from (0, 0) in array order, but with whole-array functions instead of an arrayFold
+ * lambda per step (about 7x faster on 168 values, measured in chDB). The fold's sums are the running
+ * sums from +0 (arrayCumSum adds in Float64, one element after the other, from +0); each step's
+ * error term depends only on (previous sum, value, sum); the compensation is the running sum of the
+ * error terms, since the fold's k + 0 (no compensation to add) is k: k starts at +0 and a sum is -0
+ * only when both terms are. An empty array gives (0, 0), as the fold does. Pairs with compensations
+ * keep arrayFold: interleaving compensations and errors (arrayFlatten) cost more than the fold saved.
  */
-export function sqlCompensatedFold(values: string, compensations: string | null): string {
+export function sqlCompensatedFoldOfValues(values: string): string {
   const sums = `arrayCumSum(${values})`;
   const errors = `arrayMap((p, v, s) -> if(abs(p) >= abs(v), ((p - s) + v), ((v - s) + p)), arrayPopBack(arrayPushFront(${sums}, 0.)), ${values}, ${sums})`;
-  const terms = compensations === null ? errors : `arrayFlatten(arrayMap((c, e) -> [c, e], ${compensations}, ${errors}))`;
-  return `tuple(${sums}[-1], arrayCumSum(${terms})[-1])`;
+  return `tuple(${sums}[-1], arrayCumSum(${errors})[-1])`;
 }
 
 /**
@@ -82,7 +88,7 @@ function integralPair(hi: string, lo: string): string {
 export function sqlCompensatedSumAggregate(x: string): string {
   const v = `toFloat64(${x})`;
   const exact = sqlExactIntegers(`min(ifNull(${v} = floor(${v}), 1))`, `sum(abs(ifNull(${v}, 0)))`);
-  return `if(${exact}, tuple(sum(ifNull(${v}, 0)), 0.), ${sqlCompensatedFold(`groupArray(${v})`, null)})`;
+  return `if(${exact}, tuple(sum(ifNull(${v}, 0)), 0.), ${sqlCompensatedFoldOfValues(`groupArray(${v})`)})`;
 }
 
 /**
@@ -95,11 +101,10 @@ export function sqlCompensatedSumOfPairsAggregate(pair: string, over?: { window:
   const [hi, lo] = [`tupleElement(${pair}, 1)`, `tupleElement(${pair}, 2)`];
   if (over === undefined) {
     const exact = sqlExactIntegers(`min(${integralPair(hi, lo)})`, `sum(abs(${hi}))`);
-    return `if(${exact}, tuple(sum(${hi}), 0.), ${sqlCompensatedFold(`groupArray(${hi})`, `groupArray(${lo})`)})`;
+    return `if(${exact}, tuple(sum(${hi}), 0.), ${sqlCompensatedFoldOfPairs(`groupArray(${pair})`)})`;
   }
   const { window, exactColumn } = over;
-  const fold = sqlCompensatedFold(`groupArrayIf(${hi}, NOT ${exactColumn}) OVER ${window}`, `groupArrayIf(${lo}, NOT ${exactColumn}) OVER ${window}`);
-  return `if(${exactColumn}, tuple(sum(${hi}) OVER ${window}, 0.), ${fold})`;
+  return `if(${exactColumn}, tuple(sum(${hi}) OVER ${window}, 0.), ${sqlCompensatedFoldOfPairs(`groupArrayIf(${pair}, NOT ${exactColumn}) OVER ${window}`)})`;
 }
 
 /**

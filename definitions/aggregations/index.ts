@@ -16,7 +16,7 @@ export { compareCodePoints, compareLast, compareScalars } from './order.js';
 export {
   addCompensated,
   sqlAddCompensated,
-  sqlCompensatedFold,
+  sqlCompensatedFoldOfValues,
   sqlCompensatedSumAggregate,
   sqlCompensatedSumOfPairsAggregate,
   sqlExactPartitionColumn,
