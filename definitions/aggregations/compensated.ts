@@ -53,7 +53,7 @@ function sqlCompensatedFoldOfPairs(pairs: string): string {
  * only when both terms are. An empty array gives (0, 0), as the fold does. Pairs with compensations
  * keep arrayFold: interleaving compensations and errors (arrayFlatten) cost more than the fold saved.
  */
-export function sqlCompensatedFoldOfValues(values: string): string {
+function sqlCompensatedFoldOfValues(values: string): string {
   const sums = `arrayCumSum(${values})`;
   const errors = `arrayMap((p, v, s) -> if(abs(p) >= abs(v), ((p - s) + v), ((v - s) + p)), arrayPopBack(arrayPushFront(${sums}, 0.)), ${values}, ${sums})`;
   return `tuple(${sums}[-1], arrayCumSum(${errors})[-1])`;
@@ -63,7 +63,7 @@ export function sqlCompensatedFoldOfValues(values: string): string {
  * 2^52: while the magnitudes of doubles holding integers add up to less than this, every sum of
  * some of them, in any order or grouping, is an integer below 2^53, so it is exact.
  */
-export const SQL_EXACT_INTEGER_BOUND = '4503599627370496';
+const SQL_EXACT_INTEGER_BOUND = '4503599627370496';
 
 /**
  * Whether the compensated fold of doubles is known to be (their plain sum, +0), from aggregates over

@@ -16,11 +16,9 @@ export { compareCodePoints, compareLast, compareScalars } from './order.js';
 export {
   addCompensated,
   sqlAddCompensated,
-  sqlCompensatedFoldOfValues,
   sqlCompensatedSumAggregate,
   sqlCompensatedSumOfPairsAggregate,
   sqlExactPartitionColumn,
-  SQL_EXACT_INTEGER_BOUND,
 } from './compensated.js';
 
 export const AGGREGATION_SPECS: Record<Aggregation, AggregationSpec> = {
