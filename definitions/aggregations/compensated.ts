@@ -46,12 +46,13 @@ function sqlCompensatedFoldOfPairs(pairs: string): string {
 /**
  * The compensated sum of an array of doubles as a (sum, compensation) tuple: exactly the fold of
  * addCompensated from (0, 0) in array order, but with whole-array functions instead of an arrayFold
- * lambda per step (in chDB, 0.2 CPU s against 1.5 for 30 million values in arrays of 168). The fold's sums are the running
- * sums from +0 (arrayCumSum adds in Float64, one element after the other, from +0); each step's
- * error term depends only on (previous sum, value, sum); the compensation is the running sum of the
- * error terms, since the fold's k + 0 (no compensation to add) is k: k starts at +0 and a sum is -0
- * only when both terms are. An empty array gives (0, 0), as the fold does. Pairs with compensations
- * keep arrayFold: interleaving compensations and errors (arrayFlatten) cost more than the fold saved.
+ * lambda per step (in chDB, 0.2 CPU s against 1.5 for 30 million values in arrays of 168). The
+ * fold's sums are the running sums from +0 (arrayCumSum adds in Float64, one element after the
+ * other, from +0); each step's error term depends only on (previous sum, value, sum); the
+ * compensation is the running sum of the error terms, since the fold's k + 0 (no compensation to
+ * add) is k: k starts at +0 and a sum is -0 only when both terms are. An empty array gives (0, 0),
+ * as the fold does. Pairs with compensations keep arrayFold: interleaving compensations and errors
+ * (arrayFlatten) cost more than the fold saved.
  */
 function sqlCompensatedFoldOfValues(values: string): string {
   const sums = `arrayCumSum(${values})`;
