@@ -33,7 +33,7 @@ export function featureSampleSql(view: ViewPlan, features: readonly FeaturePlan[
   const parts = features.flatMap((f, i) => partsOf(f, i).map((p) => ({ ...p, tiles: f.tilesPerWindow! })));
   const sizes = [...new Set(parts.map((p) => p.tiles))];
   ctes.push(`t AS (SELECT ${keyList}, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${p.perTs} AS ${p.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, j)`);
-  const exact = exactPartitionColumns(parts, keyList, 'j');
+  const exact = exactPartitionColumns(parts, keyList);
   ctes.push(
     `w AS (SELECT ${keyList}, j, ${parts.map((p) => `${combinePart(p, `w${p.tiles}`)} AS ${p.name}`).join(', ')} FROM ${exact.length === 0 ? 't' : `(SELECT *, ${exact.join(', ')} FROM t)`} ` +
       `WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')})`,

@@ -59,13 +59,11 @@ function exactColumnOf(p: AggPart): string {
 }
 
 /**
- * Columns the rows need before combinePart(p, over) of compensated sums: per partition, whether the
- * part's plain sum is its compensated sum. `partitionBy` and `orderBy` are those of the window the
- * parts then combine over: ordered as it is, the rows need no second sort for it.
+ * Columns the rows need before combinePart(p, over) of compensated sums: per partition (`partitionBy`
+ * lists the window's PARTITION BY columns), whether the part's plain sum is its compensated sum.
  */
-export function exactPartitionColumns(parts: readonly AggPart[], partitionBy: string, orderBy: string): string[] {
-  const partition = `(PARTITION BY ${partitionBy} ORDER BY ${orderBy} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)`;
-  return parts.filter((p) => p.combine === 'compensatedSum').map((p) => `${sqlExactPartitionColumn(p.name, partition)} AS ${exactColumnOf(p)}`);
+export function exactPartitionColumns(parts: readonly AggPart[], partitionBy: string): string[] {
+  return parts.filter((p) => p.combine === 'compensatedSum').map((p) => `${sqlExactPartitionColumn(p.name, `(PARTITION BY ${partitionBy})`)} AS ${exactColumnOf(p)}`);
 }
 
 /** The value of a part on a row that holds no event (the probe rows of point-in-time windows). */
