@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { TidemarkError, type ErrorCode } from '../definitions/index.js';
 
 /** What a token may be granted. `admin` grants every scope. */
-export type Scope = 'features:read' | 'datasets:read' | 'monitor:read' | 'metrics:read' | 'admin' | `push:${string}`;
+export type Scope = 'features:read' | 'datasets:read' | 'monitor:read' | 'metrics:read' | 'log:write' | 'admin' | `push:${string}`;
 
 /** What a route declares: a fixed scope, or `push`, which needs push:<the :source param> (or push:*). */
 export type RouteScope = Exclude<Scope, `push:${string}`> | 'push';
@@ -50,7 +50,7 @@ function openRoute(id: string): 'health' | 'preflight' | 'docs' | undefined {
   return OPEN_ROUTES[id] ?? (id === 'GET /openapi.json' || id === 'GET /docs' || id.startsWith('GET /docs/') || id.startsWith('GET /ui/assets/') ? 'docs' : undefined);
 }
 
-const FIXED_SCOPES = ['features:read', 'datasets:read', 'monitor:read', 'metrics:read', 'admin'] as const;
+const FIXED_SCOPES = ['features:read', 'datasets:read', 'monitor:read', 'metrics:read', 'log:write', 'admin'] as const;
 const PUSH_SCOPE = /^push:(\*|[A-Za-z0-9_.-]+)$/;
 
 const TokenEntry = z.strictObject({

@@ -3,10 +3,10 @@ import { Command, InvalidArgumentError } from 'commander';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compile, compileOrThrow, formatDefinitionError, formatDurationMs, loadDefinitions, TidemarkError, withoutPassword, type Registry } from '../definitions/index.js';
-import { OfflineKafkaSink, OfflineStore } from '../offline/index.js';
+import { OfflineFeatureLogSink, OfflineKafkaSink, OfflineStore, writeLogDataset } from '../offline/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { runQuickstart } from './quickstart.js';
-import { buildMaterializerServer, createKafkaClient, describeKafkaSecurity, Materializer, type MaterializerLog } from '../ingest/index.js';
+import { buildMaterializerServer, createKafkaClient, describeKafkaSecurity, FeatureLogQueue, featureLogTopic, KafkaFeatureLogSink, Materializer, type MaterializerLog } from '../ingest/index.js';
 import { connectRedisOnlineStore, OnlineFeatureService, readStoredRegistryState, redisConnectionError, type StoreClock } from '../online/index.js';
 import Fastify from 'fastify';
 import { prepareMaterializerStart, recordRewound } from './materialize-start.js';
@@ -136,9 +136,9 @@ export function buildCli(): Command {
 
   clickhouseConnectionFlags(apiSecurityOptions(program
     .command('quickstart')
-    .description('replay the flights data into the in-memory store and serve the API (no servers needed)')
+    .description('load the flights data into the offline store (chDB) and the in-memory store, and serve the API (no servers needed)')
     .option('--definitions <path>', 'definitions module', DEFAULT_DEFINITIONS)
-    .option('--file <parquet>', 'Parquet file to replay', FLIGHTS_PARQUET_PATH)
+    .option('--file <parquet>', 'Parquet file to load', FLIGHTS_PARQUET_PATH)
     .option('--source <name>', "source the file's rows belong to (default: the only source)")
     .option('--limit <n>', 'replay only the first n rows', positiveInt('--limit'))
     .option('--port <port>', 'HTTP port', positiveInt('--port'), Number(process.env.PORT ?? 8080))
@@ -150,17 +150,21 @@ export function buildCli(): Command {
     .option('--replay', 'replay the file even when the offline store holds it already (default: rebuild the online store from the offline store then)')
     .option('--no-serve', 'print the summary and exit instead of serving')
     .option('--no-progress', 'no progress bar')
-    .option('--verify', 'keep the events and check every key of every view against the reference implementation')))
-    .action(async (opts: ClickHouseConnectionFlags & { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; clickhouseUrl?: string; offline: boolean; monitor: boolean; serve: boolean; progress: boolean; verify?: boolean; replay?: boolean }) => {
+    .option('--verify', 'keep the events and check every key of every view against the reference implementation')
+    .option('--log-features <rate>', 'log this fraction (0 to 1) of the served get-online-features reads, and POST /feature-log/predictions, to the offline store (tm_feature_log, tm_prediction_log)', sampleRate)))
+    .action(async (opts: ClickHouseConnectionFlags & { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; clickhouseUrl?: string; offline: boolean; monitor: boolean; serve: boolean; progress: boolean; verify?: boolean; replay?: boolean; logFeatures?: number }) => {
+      if (opts.logFeatures !== undefined && !opts.offline) throw new InvalidArgumentError('--log-features writes to the offline store: drop --no-offline');
       // Read before the replay, so that a bad token file fails in a second, not after minutes.
       const security = serverSecurity(opts);
       if (opts.serve) warnIfOpen(opts.host, security);
-      const result = await runQuickstart({ ...opts, clickhouse: clickhouseConnectionOf(opts), rebuild: opts.replay !== true, security, progress: opts.progress && process.stderr.isTTY === true, log: (line) => console.log(line) });
+      const { logFeatures, ...quickstartFlags } = opts;
+      const result = await runQuickstart({ ...quickstartFlags, clickhouse: clickhouseConnectionOf(opts), rebuild: opts.replay !== true, security, progress: opts.progress && process.stderr.isTTY === true, log: (line) => console.log(line), ...(logFeatures !== undefined ? { logFeatures: { sampleRate: logFeatures, log: jsonLog } } : {}) });
       if (result.verification && result.verification.mismatches.length > 0) process.exitCode = 1;
       if (!result.server) await result.offline?.close();
       if (result.server) {
         const stop = async (): Promise<void> => {
           await result.server?.close();
+          await result.featureLog?.close();
           await result.offline?.close();
           process.exit(0);
         };
@@ -199,18 +203,22 @@ export function buildCli(): Command {
   offlineOptions(
     program
       .command('dataset')
-      .description('write a point-in-time training dataset for a spine file (.parquet, .arrow, .csv or .ndjson output)')
+      .description('write a point-in-time training dataset for a spine file, or (--from-log) a dataset of the values served (.parquet, .arrow, .csv or .ndjson output)')
       .requiredOption('--definitions <path>', 'definitions module')
-      .requiredOption('--spine <file>', 'spine: join key columns, ts (epoch ms or ISO-8601) and passthrough columns')
-      .requiredOption('--features <list>', 'comma-separated view:feature references')
+      .option('--spine <file>', 'spine: join key columns, ts (epoch ms or ISO-8601) and passthrough columns; with --from-log: labels, a request_id column and label columns, joined by request id')
+      .option('--features <list>', 'comma-separated view:feature references (with --from-log: default every logged feature)')
+      .option('--from-log', 'the values served and logged (serve --log-features): request_id, ts (the read time), the join keys, one <view>__<feature> column per logged feature')
       .requiredOption('--out <file>', 'output file; its extension names the format'),
-  ).action(async (opts: ClickHouseConnectionFlags & { definitions: string; spine: string; features: string; out: string; clickhouseUrl?: string; dataDir: string }) => {
+  ).action(async (opts: ClickHouseConnectionFlags & { definitions: string; spine?: string; features?: string; fromLog?: boolean; out: string; clickhouseUrl?: string; dataDir: string }) => {
+    if (!opts.fromLog && (opts.spine === undefined || opts.features === undefined)) throw new InvalidArgumentError(`dataset needs --spine <file> and --features <list> (or --from-log); missing: ${[opts.spine === undefined ? '--spine' : null, opts.features === undefined ? '--features' : null].filter(Boolean).join(', ')}`);
     const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
     const store = await OfflineStore.open(compiled, { ...opts, clickhouse: clickhouseConnectionOf(opts) });
     try {
-      const features = opts.features.split(',').map((f) => f.trim()).filter(Boolean);
-      const result = await store.writeDataset(opts.spine, features, opts.out);
-      console.log(`wrote ${result.rows.toLocaleString('en-US')} rows x ${result.columns.length} columns to ${opts.out} in ${result.seconds.toFixed(2)} s`);
+      const features = opts.features?.split(',').map((f) => f.trim()).filter(Boolean);
+      const result = opts.fromLog
+        ? await writeLogDataset(store.executor, opts.out, { ...(opts.spine !== undefined ? { spine: opts.spine } : {}), ...(features !== undefined ? { features } : {}) })
+        : await store.writeDataset(opts.spine!, features!, opts.out);
+      console.log(`wrote ${result.rows.toLocaleString('en-US')} rows x ${result.columns.length} columns to ${opts.out}${opts.fromLog ? ' from the feature log' : ''} in ${result.seconds.toFixed(2)} s`);
       console.log(`columns: ${result.columns.join(', ')}`);
     } finally {
       await store.close();
@@ -222,19 +230,22 @@ export function buildCli(): Command {
       .description("append the sources' Kafka topics to the offline store, effectively once (its own consumer group)")
       .requiredOption('--definitions <path>', 'definitions module')
       .option('--kafka-brokers <list>', 'Kafka bootstrap servers, comma-separated (default: $KAFKA_BROKERS)', process.env.KAFKA_BROKERS)
-      .option('--group <id>', 'consumer group', 'tidemark-offline')),
-  ).action(async (opts: ClickHouseConnectionFlags & KafkaConnectionFlags & { definitions: string; kafkaBrokers?: string; group: string; clickhouseUrl?: string; dataDir: string }) => {
+      .option('--group <id>', 'consumer group', 'tidemark-offline')
+      .option('--feature-log', 'also append the feature log, topic <prefix>.feature_log (serve --log-features), to tm_feature_log and tm_prediction_log')
+      .option('--prefix <prefix>', 'the prefix of the feature-log topic (as serve --prefix)', 'tm')),
+  ).action(async (opts: ClickHouseConnectionFlags & KafkaConnectionFlags & { definitions: string; kafkaBrokers?: string; group: string; clickhouseUrl?: string; dataDir: string; featureLog?: boolean; prefix: string }) => {
     if (!opts.kafkaBrokers) throw new InvalidArgumentError('name the Kafka brokers with --kafka-brokers or KAFKA_BROKERS');
     const security = kafkaSecurityOf(opts);
     const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
     const store = await OfflineStore.open(compiled, { ...opts, clickhouse: clickhouseConnectionOf(opts) });
-    const sink = new OfflineKafkaSink(store.executor, compiled, { brokers: opts.kafkaBrokers.split(','), groupId: opts.group, security });
+    const logTopic = opts.featureLog ? featureLogTopic(opts.prefix) : null;
+    const sink = new OfflineKafkaSink(store.executor, compiled, { brokers: opts.kafkaBrokers.split(','), groupId: opts.group, security, ...(logTopic !== null ? { featureLogTopic: logTopic } : {}) });
     await sink.start();
-    console.log(`offline sink: group ${opts.group} appending ${compiled.registry.sources.map((s) => s.topic).join(', ')} to ${store.executor.location} (Kafka: ${describeKafkaSecurity(security)}; Ctrl-C to stop)`);
+    console.log(`offline sink: group ${opts.group} appending ${[...compiled.registry.sources.map((s) => s.topic), ...(logTopic !== null ? [logTopic] : [])].join(', ')} to ${store.executor.location} (Kafka: ${describeKafkaSecurity(security)}; Ctrl-C to stop)`);
     const stop = async (): Promise<void> => {
       await sink.stop();
       await store.close();
-      console.log(`offline sink stopped: ${sink.stats.events} events, ${sink.stats.badEvents} dead letters, ${sink.stats.redelivered} redelivered records dropped`);
+      console.log(`offline sink stopped: ${sink.stats.events} events, ${sink.stats.badEvents} dead letters, ${sink.stats.redelivered} redelivered records dropped${logTopic !== null ? `, ${sink.stats.logRecords} feature-log records, ${sink.stats.badLogRecords} bad ones dead-lettered` : ''}`);
       process.exit(0);
     };
     process.once('SIGINT', stop);
@@ -276,6 +287,13 @@ function brokerList(text: string): string[] {
   const brokers = text.split(',').map((b) => b.trim()).filter((b) => b.length > 0);
   if (brokers.length === 0) throw new InvalidArgumentError('--kafka-brokers is empty: give host:port[,host:port...]');
   return brokers;
+}
+
+/** --log-features: a sample rate from 0 to 1. */
+function sampleRate(text: string): number {
+  const rate = Number(text);
+  if (text.trim() === '' || !Number.isFinite(rate) || rate < 0 || rate > 1) throw new InvalidArgumentError(`--log-features takes a sample rate from 0 to 1 (1: every read), got ${text}`);
+  return rate;
 }
 
 function parseClock(text: string): StoreClock {
@@ -425,10 +443,11 @@ function addStreamCommands(program: Command): void {
     .option('--data-dir <dir>', 'offline store: a chDB folder (as backfill and quickstart write it) instead of a ClickHouse server')
     .option('--materializer-metrics-url <url>', "a materializer's Prometheus endpoint (e.g. http://127.0.0.1:9464/metrics), scraped by GET /status/materializer")
     .option('--alertmanager-url <url>', "Alertmanager's web address (e.g. http://alertmanager:9093): the dashboard's alert pages link to it for silences and status")
+    .option('--log-features <rate>', 'log this fraction (0 to 1) of the get-online-features reads, and POST /feature-log/predictions: to Kafka topic <prefix>.feature_log with --kafka-brokers, else to the offline store', sampleRate)
     .option('--port <port>', 'HTTP port (0: any free port)', positiveInt('--port'), Number(process.env.PORT ?? 8080))
     .option('--host <host>', 'HTTP host', '127.0.0.1')))))
     .action(async (opts: { definitions: string; redisUrl: string; prefix: string; clock: StoreClock; kafkaBrokers?: string; clickhouseUrl?: string; dataDir?: string; materializerMetricsUrl?: string;
-        alertmanagerUrl?: string; port: number; host: string } & RedisConnectionFlags & KafkaConnectionFlags & ClickHouseConnectionFlags) => {
+        alertmanagerUrl?: string; port: number; host: string; logFeatures?: number } & RedisConnectionFlags & KafkaConnectionFlags & ClickHouseConnectionFlags) => {
       const security = serverSecurity(opts);
       const redis = redisConnectionOf(opts);
       const kafka = kafkaSecurityOf(opts);
@@ -436,12 +455,20 @@ function addStreamCommands(program: Command): void {
       // Opened first: a bad URL, password or folder fails before Redis is connected.
       // An empty CLICKHOUSE_URL means none (it would otherwise open chDB in the working directory).
       const clickhouseUrl = opts.clickhouseUrl === '' ? undefined : opts.clickhouseUrl;
+      if (opts.logFeatures !== undefined && !opts.kafkaBrokers && clickhouseUrl === undefined && opts.dataDir === undefined) {
+        throw new InvalidArgumentError('--log-features needs a destination: --kafka-brokers (topic <prefix>.feature_log) or an offline store (--clickhouse-url or --data-dir)');
+      }
       const offline = clickhouseUrl !== undefined || opts.dataDir !== undefined ? await OfflineStore.open(compiled, { clickhouseUrl, clickhouse: clickhouseConnectionOf(opts), dataDir: opts.dataDir }) : null;
       // Reads of a view version that is not bootstrapped answer 503 TM_STORE_NEEDS_BOOTSTRAP.
       const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix, requireReadyVersions: true }, redis);
       logRedisErrors(store.client, opts.redisUrl, redis.password);
       const service = new OnlineFeatureService(compiled.registry, store, opts.clock);
       const metricsUrl = opts.materializerMetricsUrl;
+      let featureLog: FeatureLogQueue | null = null;
+      if (opts.logFeatures !== undefined) {
+        const sink = opts.kafkaBrokers ? new KafkaFeatureLogSink(featureLogTopic(opts.prefix), { brokers: brokerList(opts.kafkaBrokers), security: kafka }) : new OfflineFeatureLogSink(offline!.executor, compiled.registry);
+        featureLog = new FeatureLogQueue(sink, { sampleRate: opts.logFeatures, log: jsonLog });
+      }
       const app = await buildServer({
         service,
         health: () => ({ status: store.client.status === 'ready' ? 'ok' : 'degraded', redis: store.client.status }),
@@ -450,6 +477,7 @@ function addStreamCommands(program: Command): void {
         ...(offline ? { offline, monitors: compiled } : {}),
         ...(metricsUrl ? { materializerStatus: () => scrapeMaterializerMetrics(metricsUrl) } : {}),
         ...(opts.alertmanagerUrl ? { alertmanagerUrl: opts.alertmanagerUrl } : {}),
+        ...(featureLog ? { featureLog } : {}),
         ...security,
       });
       const producer = opts.kafkaBrokers ? createKafkaClient(brokerList(opts.kafkaBrokers), 'tidemark-push', jsonLog, undefined, kafka).producer({ createPartitioner: Partitioners.DefaultPartitioner }) : null;
@@ -459,11 +487,13 @@ function addStreamCommands(program: Command): void {
       }
       warnIfOpen(opts.host, security);
       const address = await app.listen({ port: opts.port, host: opts.host });
+      if (featureLog) console.log(`feature log: ${featureLog.sampleRate * 100}% of reads to ${withoutPassword(featureLog.sink.destination)}; drops counted on ${address}/metrics`);
       console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers} (${describeKafkaSecurity(kafka)})` : ''}${offline ? `, datasets and monitors from ${withoutPassword(offline.executor.location)}` : ''} on ${address}`);
       console.log(`dashboard: ${address}/ui/`);
       const stop = async (): Promise<void> => {
         await app.close().catch(() => undefined);
         await producer?.disconnect().catch(() => undefined);
+        await featureLog?.close().catch(() => undefined);
         await offline?.close().catch(() => undefined);
         await store.close().catch(() => undefined);
         process.exit(0);

@@ -51,12 +51,16 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   // The backing store is down, or a view version is not built yet: the request may work later.
   TM_OFFLINE_UNREACHABLE: 503,
   TM_STORE_UNREACHABLE: 503,
+  TM_STORE_SLOT_MIGRATING: 503,
   TM_STORE_TLS: 503,
   TM_STORE_AUTH: 503,
   TM_OFFLINE_TLS: 503,
   TM_OFFLINE_AUTH: 503,
   TM_STORE_NEEDS_BOOTSTRAP: 503,
   TM_STORE_STATE_LOST: 503,
+  // A prediction the full feature-log queue could not take.
+  TM_LOG_UNAVAILABLE: 503,
+  TM_LOG_EMPTY: 400,
 };
 
 function statusLabel(status: number): string {

@@ -1,11 +1,16 @@
 // The online plugin: POST /get-online-features in Feast's feature-server JSON shape (plus an
-// optional `at`), GET /registry.
+// optional `at`), GET /registry. With a feature log, every read gets a request id (x-request-id)
+// and a sample of the reads is queued to the log (ingest/feature-log.ts).
+import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TidemarkError } from '../definitions/index.js';
-import type { JoinKeyValue, OnlineFeatureService, RegistryHistoryEntry } from '../online/index.js';
+import type { FeatureLogQueue } from '../ingest/index.js';
+import { loggedReadOf, type JoinKeyValue, type OnlineFeatureService, type RegistryHistoryEntry } from '../online/index.js';
 import { errorResponses } from './errors.js';
 import { checkLimit, type ApiLimits } from './limits.js';
+
+const REQUEST_ID_MAX = 200;
 
 const GetOnlineFeaturesBody = z.object({
   features: z.array(z.string()).optional().describe('feature references view:feature (required; optional in the schema as in Feast, where feature_service may stand instead)'),
@@ -14,10 +19,14 @@ const GetOnlineFeaturesBody = z.object({
   entities: z.record(z.string(), z.array(z.unknown())).describe('join key -> one value per entity row'),
   full_feature_names: z.boolean().optional().describe('name features view__feature instead of feature'),
   at: z.number().int().optional().describe('read time in epoch ms (default: the store clock)'),
+  request_id: z.string().min(1).max(REQUEST_ID_MAX).optional().describe('with feature logging on: the id the read is logged under (default: the x-request-id header, else a generated UUID)'),
 });
 
 const OnlineFeaturesAnswer = z.object({
-  metadata: z.object({ feature_names: z.array(z.string()).describe('join keys first, then the features') }),
+  metadata: z.object({
+    feature_names: z.array(z.string()).describe('join keys first, then the features'),
+    request_id: z.string().optional().describe('with feature logging on: the request id (also in the x-request-id header), whether or not this read was sampled'),
+  }),
   results: z.array(
     z.object({
       values: z.array(z.union([z.string(), z.number(), z.boolean(), z.null()])).describe('one value per entity row'),
@@ -45,7 +54,18 @@ const HistoryEntry = z.object({
   changes: z.array(z.string()).describe('one line per view that changed'),
 });
 
-export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService; limits: ApiLimits; registryHistory?: () => Promise<RegistryHistoryEntry[]> }> = async (app, { service, limits, registryHistory }) => {
+/** The request id of a logged read: the body's request_id, else the x-request-id header, else a new UUID. */
+function requestIdOf(bodyId: string | undefined, header: string | string[] | undefined): string {
+  if (bodyId !== undefined) return bodyId;
+  const given = Array.isArray(header) ? header[0] : header;
+  if (given === undefined || given === '') return randomUUID();
+  if (given.length > REQUEST_ID_MAX) {
+    throw new TidemarkError('TM_READ_BAD_REQUEST', `header x-request-id has ${given.length} characters; a request id has at most ${REQUEST_ID_MAX}`, { field: 'x-request-id' });
+  }
+  return given;
+}
+
+export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService; limits: ApiLimits; registryHistory?: () => Promise<RegistryHistoryEntry[]>; featureLog?: FeatureLogQueue }> = async (app, { service, limits, registryHistory, featureLog }) => {
   const config = { scope: 'features:read', bodyLimitName: 'readBodyBytes' } as const;
   const readSchema = {
     tags: ['online'],
@@ -64,8 +84,15 @@ export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService
       );
     }
     const request_ = { features: body.features, entities: body.entities as Record<string, JoinKeyValue[]>, full_feature_names: body.full_feature_names ?? false };
+    const requestId = featureLog ? requestIdOf(body.request_id, request.headers['x-request-id']) : null;
     const { response, atMs } = await service.getOnlineFeatures(body.at === undefined ? request_ : { ...request_, at: body.at });
     reply.header('x-tidemark-read-time', String(atMs));
+    if (featureLog && requestId !== null) {
+      reply.header('x-request-id', requestId);
+      // Never waits: a full queue drops the record and counts it (GET /metrics).
+      if (featureLog.sample()) featureLog.offer(loggedReadOf(request_, response, atMs, requestId, service.registry.version));
+      return { ...response, metadata: { ...response.metadata, request_id: requestId } };
+    }
     return response;
   });
 

@@ -5,7 +5,7 @@
 // are made two hours before departure; labels arrive at departure, except a few that never arrive
 // (2%) or arrive too late (1%), to show how the monitor counts them.
 import { compileOrThrow, formatDurationMs, loadDefinitions, type CompiledDefinitions } from '../definitions/index.js';
-import { MonitorRunner, type AlertSink, type EvaluationSummary } from '../monitor/index.js';
+import { ensureMetricsTable, lastEvaluatedMs, MonitorRunner, type AlertSink, type EvaluationSummary } from '../monitor/index.js';
 import { COMPLETED_LOADS, ensureTables, latestEventTimeMs, recordCompletedLoad, type OfflineStore } from '../offline/index.js';
 
 export const QUICKSTART_MONITOR_DEFINITIONS = new URL('../examples/flights/monitor.ts', import.meta.url).pathname;
@@ -47,14 +47,37 @@ async function writePredictionsAndLabels(offline: OfflineStore, fromMs: number):
   return n?.n ?? 0;
 }
 
-/** Replay the flights monitor over the months after its January reference and print what it saw. */
-export async function runQuickstartMonitor(offline: OfflineStore, opts: { log: (line: string) => void; sinks?: readonly AlertSink[]; externalURL?: string }): Promise<QuickstartMonitorResult> {
+/** The monitor's definitions and the span of its replay, before anything is evaluated. */
+export interface QuickstartMonitorPlan {
+  compiled: CompiledDefinitions;
+  toMs: number;
+  /** Interval ends still to evaluate (0 when an earlier run evaluated them all). */
+  pendingEvaluations: number;
+}
+
+/** Compile the flights monitor, create its tables and count the weeks left to evaluate (quick: no profile, no scoring). */
+export async function planQuickstartMonitor(offline: OfflineStore): Promise<QuickstartMonitorPlan> {
   const compiled = compileOrThrow((await loadDefinitions(QUICKSTART_MONITOR_DEFINITIONS)).module);
   await ensureTables(offline.executor, compiled.registry);
+  await ensureMetricsTable(offline.executor);
   const plan = compiled.monitors[0]!;
   const latest = await latestEventTimeMs(offline.executor, plan.source);
   // The last whole interval of data: a window past the data's end would drift by being short.
   const toMs = Math.floor(((latest ?? plan.reference.toMs) + 1 - plan.phaseMs) / plan.intervalMs) * plan.intervalMs + plan.phaseMs;
+  const last = await lastEvaluatedMs(offline.executor, plan.name, plan.version);
+  const start = last === null ? plan.reference.toMs : Math.max(plan.reference.toMs, last);
+  const ends = (t: number): number => Math.floor((t - plan.phaseMs) / plan.intervalMs);
+  return { compiled, toMs, pendingEvaluations: Math.max(0, ends(toMs) - ends(start)) };
+}
+
+/** Replay the flights monitor over the months after its January reference and print what it saw. */
+export async function runQuickstartMonitor(
+  offline: OfflineStore,
+  opts: { log: (line: string) => void; sinks?: readonly AlertSink[]; externalURL?: string },
+  planned?: QuickstartMonitorPlan,
+): Promise<QuickstartMonitorResult> {
+  const { compiled, toMs } = planned ?? (await planQuickstartMonitor(offline));
+  const plan = compiled.monitors[0]!;
   const log = opts.log;
   log('');
   log(`monitor ${plan.name}: ${plan.features.length} features per origin airport against ${new Date(plan.reference.fromMs).toISOString().slice(0, 10)}..${new Date(plan.reference.toMs).toISOString().slice(0, 10)}, evaluated every ${formatDurationMs(plan.intervalMs)} over windows ${plan.windowsMs.map(formatDurationMs).join(', ')} (${plan.drift.mode} drift decisions)`);
@@ -66,7 +89,10 @@ export async function runQuickstartMonitor(offline: OfflineStore, opts: { log: (
   if (evaluations.length > 0) log(`  evaluated ${evaluations.length} weeks in ${((performance.now() - started) / 1000).toFixed(1)} s; results in the offline table tm_monitor_metrics`);
   else log('  already evaluated (results in tm_monitor_metrics); delete the data dir to start over');
   await printMonthlySummary(offline, plan.name, log);
-  const alerts = runner.alerts.alerts().sort((a, b) => (a.status === b.status ? a.startsAtMs - b.startsAtMs : a.status === 'firing' ? -1 : 1));
+  // Firing first, oldest first, then by SLO and slice: the same list prints the same way every run.
+  const alerts = runner.alerts
+    .alerts()
+    .sort((a, b) => (a.status === b.status ? a.startsAtMs - b.startsAtMs || `${a.labels.slo} ${a.labels.slice ?? ''}`.localeCompare(`${b.labels.slo} ${b.labels.slice ?? ''}`) : a.status === 'firing' ? -1 : 1));
   const firing = alerts.filter((a) => a.status === 'firing');
   const pages = alerts.filter((a) => a.labels.severity === 'page').length;
   log(`  alerts: ${alerts.length} raised over the replay (${pages} pages, ${alerts.length - pages} tickets), ${firing.length} still firing at the end; the first:`);

@@ -1,5 +1,8 @@
-// The embedded main job: replay the flights file through the materializer core into the in-memory
-// store (watermark clock), print a summary and a sample read, then serve the HTTP API. No servers.
+// The embedded main job: the flights file into the offline store (chDB: ClickHouse's own Parquet
+// reader, rows it cannot prove valid through the decoder) and the in-memory store built from it by
+// the bootstrap's code; or, with --replay, --verify, --limit or a file that reader cannot take, the
+// file replayed through the materializer core (watermark clock). Then a summary and a sample read,
+// and the HTTP API. No servers.
 import { SingleBar, Presets } from 'cli-progress';
 import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
@@ -8,18 +11,19 @@ import {
   entityKeyValues,
   loadDefinitions,
   referenceViewValues,
+  TidemarkError,
   type CompiledDefinitions,
   type ReferenceEvent,
   type Registry,
   valuesAgree,
 } from '../definitions/index.js';
-import { DeadLetterFile, parquetRowCount, replayParquetFile, type BadEvent, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
+import { DeadLetterFile, FeatureLogQueue, parquetRowCount, type FeatureLogQueueOptions, replayParquetFile, type BadEvent, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
 import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, viewNamespace, type OnlineFeaturesResponse, type RegistryHistoryEntry, type StoreStats } from '../online/index.js';
-import { EventLoad, OfflineStore, type ClickHouseConnectionOptions } from '../offline/index.js';
+import { EventLoad, OfflineFeatureLogSink, OfflineStore, type ClickHouseConnectionOptions, type LoadResult } from '../offline/index.js';
 import { buildServer, type ServerOptions } from './server.js';
 import { bootstrapView } from './bootstrap.js';
 import type { ReplayReport } from './materializer-status.js';
-import { runQuickstartMonitor, type QuickstartMonitorResult } from './quickstart-monitor.js';
+import { planQuickstartMonitor, runQuickstartMonitor, type QuickstartMonitorResult } from './quickstart-monitor.js';
 
 export interface QuickstartOptions {
   definitions: string;
@@ -43,9 +47,16 @@ export interface QuickstartOptions {
   rebuild?: boolean;
   /** After the offline load, replay the flights monitor over Feb-Jun against January (default true). */
   monitor?: boolean;
+  /**
+   * When serving and the monitor has weeks to evaluate (a first run), serve first and evaluate them
+   * in the background, printing the monitor's summary when done (default true).
+   */
+  backgroundMonitor?: boolean;
   log: (line: string) => void;
   /** Tokens, limits, CORS and headers of the served API; with tokens, the quickstart enforces them too. */
   security?: Pick<ServerOptions, 'auth' | 'limits' | 'corsOrigins' | 'securityHeaders'>;
+  /** Log a sample of the served reads (and POST /feature-log/predictions) straight to the offline store (--log-features). */
+  logFeatures?: { sampleRate: number; log?: FeatureLogQueueOptions['log'] };
 }
 
 export interface QuickstartResult {
@@ -59,8 +70,12 @@ export interface QuickstartResult {
   offline: OfflineStore | null;
   offlineSample: Record<string, unknown>[] | null;
   monitor: QuickstartMonitorResult | null;
+  /** The monitor evaluating in the background (serving, first run); its summary is printed when it settles. */
+  monitorInBackground: Promise<QuickstartMonitorResult> | null;
   server: FastifyInstance | null;
   url: string | null;
+  /** The feature log's queue when --log-features was given (close it after the server). */
+  featureLog: FeatureLogQueue | null;
 }
 
 export async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult> {
@@ -72,20 +87,30 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   if (!sourceName) throw new Error(`the definitions have ${registry.sources.length} sources: name the file's with --source`);
   const store = new MemoryOnlineStore(registry);
   const totalRows = Math.min(await parquetRowCount(opts.file), opts.limit ?? Number.POSITIVE_INFINITY);
-  opts.log(`tidemark quickstart: registry ${registry.version}, ${registry.views.length} views; replaying ${totalRows.toLocaleString('en-US')} rows of ${opts.file}`);
+  opts.log(`tidemark quickstart: registry ${registry.version}, ${registry.views.length} views; ${totalRows.toLocaleString('en-US')} rows of ${opts.file}`);
 
-  const bar = opts.progress ? new SingleBar({ format: ' replay [{bar}] {percentage}% | {value}/{total} rows | {eta_formatted} left', hideCursor: true }, Presets.shades_classic) : null;
-  bar?.start(totalRows, 0);
   const deadLetters = new DeadLetterFile(join(opts.dataDir, 'dead-letters'));
   const keptEvents = opts.verify ? new KeptEvents(registry.sources.find((s) => s.name === sourceName)!.views) : null;
   // The offline store loads the very events the replay decodes (one decode, the same events on both
   // paths); a file it already holds is not loaded again. With --limit it is left alone: it loads whole files.
   const offline = opts.offline === false ? null : await OfflineStore.open(compiled, { clickhouseUrl: opts.clickhouseUrl, clickhouse: opts.clickhouse, dataDir: opts.dataDir });
-  const offlineLoad = offline && opts.limit === undefined ? await offline.beginLoad(sourceName, opts.file) : null;
+  let offlineLoad = offline && opts.limit === undefined ? await offline.beginLoad(sourceName, opts.file) : null;
+  // A file the offline store does not hold yet: ClickHouse's Parquet reader loads it, and the online
+  // store is rebuilt from it below (the same values as a replay; docs/semantics.md, tests/e2e/flights-first-run).
+  let sqlLoad: { seconds: number; decodedRows: number } | null = null;
+  if (offlineLoad instanceof EventLoad && opts.rebuild !== false && !opts.verify) {
+    const loaded = await offline!.loadParquetWithSql(sourceName, opts.file, { deadLetters });
+    if (loaded.ok) {
+      offlineLoad = loaded.result;
+      sqlLoad = { seconds: loaded.result.seconds, decodedRows: loaded.decodedRows };
+    } else {
+      opts.log(`the offline store cannot load this file with ClickHouse's Parquet reader (${loaded.reason}): replaying it instead`);
+    }
+  }
   const replayOpts = {
     source: sourceName,
     deadLetters,
-    onProgress: (rows: number) => bar?.update(rows),
+    onProgress: undefined as ((rows: number) => void) | undefined,
     onBatch: async (events: readonly DecodedEvent[], bad: readonly BadEvent[], rows: number): Promise<void> => {
       keptEvents?.add(events);
       if (offlineLoad instanceof EventLoad) await offlineLoad.add(events, bad, rows);
@@ -97,9 +122,14 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   const rebuild = offlineLoad !== null && !(offlineLoad instanceof EventLoad) && opts.rebuild !== false && !opts.verify;
   let replay: ReplayStats;
   if (rebuild) {
-    bar?.stop();
-    replay = await rebuildFromOffline(compiled, offline!, store, opts.log);
+    const loaded = offlineLoad as LoadResult;
+    if (sqlLoad) opts.log(`loaded ${loaded.events.toLocaleString('en-US')} events into the offline store with ClickHouse's Parquet reader in ${sqlLoad.seconds.toFixed(2)} s (${sqlLoad.decodedRows.toLocaleString('en-US')} rows it could not prove valid went through the decoder)`);
+    // The counts are the file's (as a replay's), not the rows the rebuild read inside retention.
+    replay = { ...(await rebuildFromOffline(compiled, offline!, store, opts.log)), rows: loaded.rows, events: loaded.events, badEvents: loaded.badEvents };
   } else {
+    const bar = opts.progress ? new SingleBar({ format: ' replay [{bar}] {percentage}% | {value}/{total} rows | {eta_formatted} left', hideCursor: true }, Presets.shades_classic) : null;
+    bar?.start(totalRows, 0);
+    replayOpts.onProgress = (rows: number) => bar?.update(rows);
     replay = await replayParquetFile(compiled, opts.file, { apply: (batch) => store.applySync(batch) }, opts.limit === undefined ? replayOpts : { ...replayOpts, limit: opts.limit });
     bar?.stop();
   }
@@ -119,6 +149,8 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   const sample = await sampleRead(service, store, opts.log);
   let offlineSample: Record<string, unknown>[] | null = null;
   let monitor: QuickstartMonitorResult | null = null;
+  let monitorCompiled: CompiledDefinitions | null = null;
+  let deferredMonitor: { weeks: number; run: () => Promise<QuickstartMonitorResult> } | null = null;
   if (offline) {
     opts.log('');
     if (offlineLoad === null) {
@@ -128,16 +160,39 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
       opts.log(
         loaded.alreadyLoaded
           ? `offline store (${offline.executor.location}): this file's ${loaded.events.toLocaleString('en-US')} events were already loaded`
-          : `offline store (${offline.executor.location}): loaded the same ${loaded.events.toLocaleString('en-US')} events during the replay (loading the file again is a no-op)`,
+          : sqlLoad
+            ? `offline store (${offline.executor.location}): loaded this file's ${loaded.events.toLocaleString('en-US')} events first, the online store built from them (loading the file again is a no-op)`
+            : `offline store (${offline.executor.location}): loaded the same ${loaded.events.toLocaleString('en-US')} events during the replay (loading the file again is a no-op)`,
       );
       offlineSample = await offlineSampleRead(offline, service, store, opts.log);
-      if (opts.monitor !== false) monitor = await runQuickstartMonitor(offline, { log: opts.log, externalURL: `http://${opts.host}:${opts.port}` });
+      if (opts.monitor !== false) {
+        const planned = await planQuickstartMonitor(offline);
+        monitorCompiled = planned.compiled;
+        if (opts.serve && opts.backgroundMonitor !== false && planned.pendingEvaluations > 0) {
+          // The same run as below, after the API is up; its lines are held and printed together.
+          deferredMonitor = { weeks: planned.pendingEvaluations, run: async () => {
+            const lines: string[] = [];
+            try {
+              return await runQuickstartMonitor(offline, { log: (line) => lines.push(line), externalURL: `http://${opts.host}:${opts.port}` }, planned);
+            } finally {
+              for (const line of lines) opts.log(line);
+            }
+          } };
+        } else {
+          monitor = await runQuickstartMonitor(offline, { log: opts.log, externalURL: `http://${opts.host}:${opts.port}` }, planned);
+        }
+      }
     }
   }
   const verification = keptEvents ? verifyAgainstReference(registry, store, keptEvents, opts.log) : null;
   let server: FastifyInstance | null = null;
   let url: string | null = null;
+  let featureLog: FeatureLogQueue | null = null;
   if (opts.serve) {
+    if (opts.logFeatures) {
+      if (!offline) throw new TidemarkError('TM_STORE_BAD_CONFIG', 'feature logging in the quickstart writes to the offline store: it needs one (drop --no-offline)', { flag: '--log-features' });
+      featureLog = new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor, registry), { sampleRate: opts.logFeatures.sampleRate, ...(opts.logFeatures.log ? { log: opts.logFeatures.log } : {}) });
+    }
     // The embedded store is built at every start: its history is this one registry.
     const history: RegistryHistoryEntry[] = [
       { version: 1, registryVersion: registry.version, appliedAt: new Date(startedAtMs).toISOString(), definitions: opts.definitions, views: Object.fromEntries(registry.views.map((v) => [v.name, viewNamespace(v)])), changes: [] },
@@ -146,11 +201,12 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     server = await buildServer({
       service,
       ...(offline ? { offline } : {}),
-      ...(monitor ? { monitors: monitor.compiled } : {}),
+      ...(monitorCompiled ? { monitors: monitorCompiled } : {}),
       ...opts.security,
       registryHistory: async () => history,
       materializerStatus: async () => materializer,
       sampleKeys: (view) => preferredKeys(store, view),
+      ...(featureLog ? { featureLog } : {}),
     });
     url = await server.listen({ port: opts.port, host: opts.host });
     const first = sampleRequestBody(service, store);
@@ -158,19 +214,28 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     const bearer = opts.security?.auth ? ` -H "authorization: Bearer $TOKEN"` : '';
     opts.log('');
     opts.log(`serving the HTTP API on ${url}  (Ctrl-C to stop); its reference: ${url}/docs (OpenAPI: ${url}/openapi.json)`);
-    opts.log(`  dashboard: ${url}/ui/${monitor ? `  (drift: ${url}/ui/monitor, alerts: ${url}/ui/alerts)` : ''}`);
+    opts.log(`  dashboard: ${url}/ui/${monitorCompiled ? `  (drift: ${url}/ui/monitor, alerts: ${url}/ui/alerts)` : ''}`);
+    if (featureLog) opts.log(`  feature log: ${featureLog.sampleRate * 100}% of reads to ${featureLog.sink.destination} (tm_feature_log); tidemark dataset --from-log builds a training set of them`);
     if (first) opts.log(`  curl -s ${url}/get-online-features${bearer} -H 'content-type: application/json' -d '${JSON.stringify(first)}'`);
     if (first && offline) {
       const key = Object.keys(first.entities)[0]!;
       const spine = { features: first.features.slice(0, 2), spine: [{ [key]: first.entities[key]![0], ts: stats.watermarkMs === null ? 0 : stats.watermarkMs + 1, label: 1 }] };
       opts.log(`  curl -s ${url}/datasets/historical${bearer} -H 'content-type: application/json' -d '${JSON.stringify(spine)}'`);
     }
-    if (monitor) {
+    if (monitorCompiled) {
       opts.log(`  curl -s${bearer} '${url}/monitor/drift?feature=delay&slice=origin%3DORD&window=7d&limit=5'`);
       opts.log(`  curl -s${bearer} '${url}/alerts?status=firing'`);
     }
   }
-  return { compiled, store, service, replay, stats, sample, verification, offline, offlineSample, monitor, server, url };
+  let monitorInBackground: Promise<QuickstartMonitorResult> | null = null;
+  if (deferredMonitor) {
+    opts.log('');
+    opts.log(`monitor ${monitorCompiled!.monitors[0]!.name}: evaluating ${deferredMonitor.weeks} weeks in the background; /monitor, /alerts and the dashboard fill in week by week, and its summary follows here when done (--no-monitor skips it)`);
+    monitorInBackground = deferredMonitor.run();
+    // Never unhandled: a failure is printed with its code (callers awaiting the promise see it too).
+    monitorInBackground.catch((e: unknown) => opts.log(`monitor failed: ${e instanceof TidemarkError ? `${e.code} ` : ''}${e instanceof Error ? e.message : String(e)}`));
+  }
+  return { compiled, store, service, replay, stats, sample, verification, offline, offlineSample, monitor, monitorInBackground, server, url, featureLog };
 }
 
 /**

@@ -17,6 +17,8 @@ import { errorResponses, frameworkErrorReply, registerErrorHandling } from './er
 import { LIMIT_FLAGS, resolveLimits, type ApiLimits } from './limits.js';
 import { registerOpenApi } from './openapi.js';
 import { onlineRoutes } from './online-routes.js';
+import { featureLogRoutes } from './feature-log-routes.js';
+import type { FeatureLogQueue } from '../ingest/index.js';
 import { dashboardRoutes } from '../ui/index.js';
 import type { MaterializerReport } from './materializer-status.js';
 import { statusRoutes } from './status-routes.js';
@@ -64,6 +66,11 @@ export interface ServerOptions {
   sampleKeys?: (view: string) => string[];
   /** Alertmanager's base URL: the dashboard's alert pages link to it. */
   alertmanagerUrl?: string;
+  /**
+   * Feature logging (--log-features): reads get a request id and a sample is queued to the log;
+   * POST /feature-log/predictions and GET /metrics (the log's metrics) are served.
+   */
+  featureLog?: FeatureLogQueue;
 }
 
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
@@ -80,7 +87,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   if (opts.corsOrigins && opts.corsOrigins.length > 0) {
     // strictPreflight off: a malformed preflight gets an empty 204 rather than the plugin's uncoded
     // text 400 (every 4xx of the API carries a code); browsers never send one.
-    await app.register(cors, { origin: [...opts.corsOrigins], strictPreflight: false, allowedHeaders: ['authorization', 'content-type', 'accept'], exposedHeaders: ['x-tidemark-read-time', 'x-tidemark-rows', 'x-tidemark-columns'], maxAge: 600 });
+    await app.register(cors, { origin: [...opts.corsOrigins], strictPreflight: false, allowedHeaders: ['authorization', 'content-type', 'accept', 'x-request-id'], exposedHeaders: ['x-tidemark-read-time', 'x-tidemark-rows', 'x-tidemark-columns', 'x-request-id'], maxAge: 600 });
   }
   if (opts.securityHeaders) await app.register(helmet);
   requireTokens(app, opts.auth ?? null);
@@ -129,7 +136,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     };
     return reply.status(report.status === 'ok' ? 200 : 503).send(report);
   });
-  await app.register(onlineRoutes, { service: opts.service, limits, ...(opts.registryHistory ? { registryHistory: opts.registryHistory } : {}) });
+  await app.register(onlineRoutes, { service: opts.service, limits, ...(opts.registryHistory ? { registryHistory: opts.registryHistory } : {}), ...(opts.featureLog ? { featureLog: opts.featureLog } : {}) });
+  if (opts.featureLog) await app.register(featureLogRoutes, { featureLog: opts.featureLog });
   await app.register(statusRoutes, { service: opts.service, offline: opts.offline ?? null, limits, ...(opts.materializerStatus ? { materializerStatus: opts.materializerStatus } : {}) });
   if (opts.offline) {
     await app.register(datasetRoutes, { offline: opts.offline, limits });

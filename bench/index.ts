@@ -3,7 +3,8 @@
 //     baseline that only reads the file; peak RSS per process.
 //  2. online reads: POST /get-online-features for 1 and 100 entities, saturation throughput and
 //     p50/p99 latency at half of saturation and at 1 000 req/s, next to a fastify route returning a
-//     constant. The load generator runs in this process, on the same 2 cores as the server.
+//     constant; and with feature logging at 0%, 10% and 100% (into chDB) next to none. The load
+//     generator runs in this process, on the same 2 cores as the server.
 //  3. offline: loading flights-3m into chDB; point-in-time datasets for a 1M-row airport spine
 //     (every origin_delays feature) and a 1M-row route spine (route_delays), next to DuckDB
 //     computing the same values from the same files; time, peak RSS, ratio, and a value check.
@@ -19,7 +20,10 @@
 //     Parquet replay.
 //  7. dashboard (bench/dashboard-worker.ts): page weights and Chromium's first paint of the flights
 //     monitor's pages and of a 500-feature x 5-slice drift page, next to a constant HTML page.
-// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor|bootstrap|dashboard
+//  8. quickstart (bench/quickstart-worker.ts): npm start on a fresh data dir and again on the same
+//     one, until the API answers, with and without the monitor, and the old first run (--replay);
+//     next to hyparquet decoding the file and chDB counting its rows.
+// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor|bootstrap|dashboard|quickstart
 // runs one section.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -65,6 +69,46 @@ if (!only || only === 'stream') await streamSection({ runWorker, fmt, saturation
 if (!only || only === 'monitor') await monitorSection();
 if (!only || only === 'bootstrap') await bootstrapSection();
 if (!only || only === 'dashboard') await dashboardSection();
+if (!only || only === 'quickstart') await quickstartSection();
+
+async function quickstartSection(): Promise<void> {
+  console.log('');
+  console.log("## npm start: seconds until POST /get-online-features answers, first run on a fresh data dir and a later run, next to reading the file");
+  const dir = mkdtempSync(join(tmpdir(), 'tidemark-bench-quickstart-'));
+  const port = String(Number(process.env.BENCH_QUICKSTART_PORT ?? 18_080));
+  const worker = (args: string[]): Promise<Record<string, number>> => runWorker(['bench/quickstart-worker.ts', ...args]);
+  const start = (data: string, flags: string[]): Promise<Record<string, number>> => worker(['start', join(dir, data), port, ...flags]);
+  const split = (r: Record<string, number>): string =>
+    [
+      r.loadSeconds! >= 0 ? `Parquet reader load ${fmt(r.loadSeconds!, 1)} s` : '',
+      r.rebuildSeconds! >= 0 ? `rebuild ${fmt(r.rebuildSeconds!, 1)} s` : '',
+      r.replaySeconds! >= 0 ? `replay ${fmt(r.replaySeconds!, 1)} s` : '',
+      r.monitorSeconds! >= 0 ? `monitor ${fmt(r.monitorSeconds!, 1)} s` : '',
+      r.monitorDoneSeconds! >= 0 ? `monitor done in the background at ${fmt(r.monitorDoneSeconds!, 1)} s` : '',
+    ]
+      .filter(Boolean)
+      .join(', ');
+  try {
+    const decode = await worker(['decode']);
+    const count = await worker(['count']);
+    const first = await start('a', []);
+    const later = await start('a', []);
+    const firstNoMonitor = await start('b', ['--no-monitor']);
+    const laterNoMonitor = await start('b', ['--no-monitor']);
+    const replayNoMonitor = await start('c', ['--no-monitor', '--replay']);
+    console.log('| measure | seconds | split |');
+    console.log('|---|---:|---|');
+    console.log(`| baseline: hyparquet decodes flights-3m.parquet (${fmt(decode.rows!)} rows) | ${fmt(decode.seconds!, 2)} | |`);
+    console.log(`| baseline: chDB counts its rows (ClickHouse's Parquet reader) | ${fmt(count.seconds!, 2)} | |`);
+    console.log(`| npm start, first run (fresh data dir; target < 60 s) | ${fmt(first.seconds!, 1)} | ${split(first)} |`);
+    console.log(`| npm start, later run (target < 15 s) | ${fmt(later.seconds!, 1)} | ${split(later)} |`);
+    console.log(`| npm start --no-monitor, first run | ${fmt(firstNoMonitor.seconds!, 1)} | ${split(firstNoMonitor)} |`);
+    console.log(`| npm start --no-monitor, later run | ${fmt(laterNoMonitor.seconds!, 1)} | ${split(laterNoMonitor)} |`);
+    console.log(`| npm start --no-monitor --replay, first run (the replay every first run did before) | ${fmt(replayNoMonitor.seconds!, 1)} | ${split(replayNoMonitor)} |`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 async function dashboardSection(): Promise<void> {
   console.log('');
@@ -175,7 +219,7 @@ const startReadServer = <T>(role: string): Promise<T> => {
 };
 try {
   const info = {
-    ...(await startReadServer<{ tidemarkUrl: string; baselineUrl: string; airports: string[]; tiles: Record<string, { now: number; withoutRollups: number }> }>('memory')),
+    ...(await startReadServer<{ tidemarkUrl: string; baselineUrl: string; loggingUrls: Record<string, string>; airports: string[]; tiles: Record<string, { now: number; withoutRollups: number }> }>('memory')),
     ...(await startReadServer<{ redisTidemarkUrl: string; redisFillSeconds: number }>(redisUrl)),
   };
   console.log(`tiles merged per read at the watermark clock (head tile included; rollup levels / every tile): ${Object.entries(info.tiles).map(([f, t]) => `${f} ${t.now} / ${t.withoutRollups}`).join(', ')}; the Redis store was filled by replaying the same flights in ${fmt(info.redisFillSeconds, 1)} s`);
@@ -188,6 +232,8 @@ try {
     { name: 'tidemark, Redis store: 1 entity x 7 features', target: target(info.redisTidemarkUrl, ['ORD']) },
     { name: `tidemark, in-memory store: ${airports100.length} entities x 7 features`, target: target(info.tidemarkUrl, airports100), fixedRate: 100 },
     { name: `tidemark, Redis store: ${airports100.length} entities x 7 features`, target: target(info.redisTidemarkUrl, airports100), fixedRate: 100 },
+    // Feature logging (--log-features) into chDB in the server's process, next to the in-memory case above (no logging).
+    ...['0', '0.1', '1'].map((rate) => ({ name: `tidemark, in-memory store, feature logging at ${Number(rate) * 100}% into chDB: 1 entity x 7 features`, target: target(info.loggingUrls[rate]!, ['ORD']) })),
   ];
   console.log('| endpoint | saturation req/s | half rate req/s | p50 ms at half | p99 ms at half | max ms at half | fixed rate req/s | p50 ms at fixed | p99 ms at fixed |');
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
@@ -202,6 +248,12 @@ try {
     console.log(`| ${c.name} | ${fmt(rps)} | ${fmt(lat.rateRps)} | ${fmt(lat.p50Ms, 3)} | ${fmt(lat.p99Ms, 3)} | ${fmt(lat.maxMs, 1)} | ${fmt(fixed)} | ${fmt(light.p50Ms, 3)} | ${fmt(light.p99Ms, 3)} |`);
   }
   console.log(`Redis / in-memory saturation, 1 entity: ${fmt(saturation[2]! / saturation[1]!, 2)} (target >= 0.5); 100 entities: ${fmt(saturation[4]! / saturation[3]!, 2)}`);
+  console.log(`feature logging / none, saturation, 1 entity: 0% ${fmt(saturation[5]! / saturation[1]!, 2)}, 10% ${fmt(saturation[6]! / saturation[1]!, 2)}, 100% ${fmt(saturation[7]! / saturation[1]!, 2)} (target at 100%: >= 0.9)`);
+  for (const rate of ['0.1', '1']) {
+    const metrics = await (await fetch(`${info.loggingUrls[rate]!}/metrics`)).text();
+    const count = (outcome: string): number => Number(new RegExp(`^tidemark_feature_log_records_total\\{kind="read",outcome="${outcome}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? 0);
+    console.log(`  logging at ${Number(rate) * 100}%: ${fmt(count('written'))} reads logged, ${fmt(count('dropped_queue_full'))} dropped (queue full), ${fmt(count('dropped_write_failed'))} dropped (write failed)`);
+  }
 } finally {
   for (const server of servers) server.kill('SIGTERM');
   for (const stop of stops) await stop();

@@ -37,6 +37,7 @@ export type ErrorCode =
   | 'TM_STORE_BAD_UPDATE'
   | 'TM_STORE_BAD_CONFIG'
   | 'TM_STORE_UNREACHABLE'
+  | 'TM_STORE_SLOT_MIGRATING'
   // the Redis TLS handshake failed (certificate not trusted, not TLS at all), or Redis refused the user and password
   | 'TM_STORE_TLS'
   | 'TM_STORE_AUTH'
@@ -94,6 +95,10 @@ export type ErrorCode =
   | 'TM_UI_BAD_CHART_INPUT'
   // ui: a dashboard page or asset the URL names does not exist (pages answer HTML listing the valid choices, with this code in x-tidemark-code)
   | 'TM_UI_NOT_FOUND'
+  // feature logging: a feature-log record that fails its format (dead-lettered), a prediction the full queue could not take, a --from-log dataset with no logged reads
+  | 'TM_LOG_BAD_RECORD'
+  | 'TM_LOG_UNAVAILABLE'
+  | 'TM_LOG_EMPTY'
   // HTTP (api/, the materializer's server)
   | 'TM_PUSH_UNAVAILABLE'
   | 'TM_AUTH_REQUIRED'

@@ -9,8 +9,8 @@ export type {
   FeatureSpec,
   NumericFields,
 } from './dsl.js';
-export { eventTime, parseIsoUtcMs, parseTimeMs, describeField } from './schema.js';
-export type { FieldInfo, FieldKind } from './schema.js';
+export { eventTime, parseIsoUtcMs, parseTimeMs, describeField, fieldRule, schemaRules } from './schema.js';
+export type { FieldInfo, FieldKind, FieldRule, NumberBound } from './schema.js';
 export { parseDurationMs, formatDurationMs } from './duration.js';
 export type { Duration } from './duration.js';
 export { TidemarkError, DefinitionErrors, formatDefinitionError } from './errors.js';

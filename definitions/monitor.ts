@@ -16,8 +16,11 @@ export const BINARY_LABEL_METRICS = ['auc', 'log_loss', 'brier', 'precision', 'r
 /** Label metrics of a regression model. */
 export const REGRESSION_LABEL_METRICS = ['mae', 'rmse'] as const;
 export type LabelMetric = (typeof BINARY_LABEL_METRICS)[number] | (typeof REGRESSION_LABEL_METRICS)[number];
-/** What an SLO can watch: a drift statistic, the drift decision, a label metric, or freshness. */
-export const SLO_INDICATORS = ['psi', 'ks', 'drift', 'freshness', ...BINARY_LABEL_METRICS, ...REGRESSION_LABEL_METRICS] as const;
+/**
+ * What an SLO can watch: a drift statistic, the drift decision, a label metric, freshness, or skew
+ * (the share of logged served values that equal the offline point-in-time value, per view feature).
+ */
+export const SLO_INDICATORS = ['psi', 'ks', 'drift', 'freshness', 'skew', ...BINARY_LABEL_METRICS, ...REGRESSION_LABEL_METRICS] as const;
 export type SloIndicator = (typeof SLO_INDICATORS)[number];
 
 /** A slice: one event field's value (`origin`), or a numeric field cut into bands. */
@@ -49,11 +52,11 @@ export interface LabelSpec<P extends AnyObjectSchema, L extends AnyObjectSchema>
 /** One SLO: an indicator judged good or bad per evaluation and slice, and its objective. */
 export interface SloSpec {
   indicator: SloIndicator;
-  /** For psi, ks and drift: the watched feature (default: every feature of the monitor). */
+  /** For psi, ks and drift: the watched feature (default: every feature of the monitor); for skew, a `view:feature` of the source's views (default: every logged one). */
   feature?: string;
   /** Bad when the value exceeds max (psi, ks, log_loss, brier, mae, rmse, freshness as a duration). */
   max?: number | Duration;
-  /** Bad when the value falls below min (auc, precision, recall, f1, accuracy). */
+  /** Bad when the value falls below min (auc, precision, recall, f1, accuracy, skew's match rate). */
   min?: number;
   /** Fraction of good evaluations promised, e.g. 0.99. */
   objective: number;
@@ -181,6 +184,8 @@ export interface MonitorPlan {
   drift: { mode: 'calibrated' | 'fixed'; fdr: number; psiFloor: number; minSamples: number };
   labels: LabelPlan | null;
   slos: SloPlan[];
+  /** Present when an SLO watches skew: the views of the source whose logged reads each evaluation compares with the offline path. */
+  skew?: { views: string[] };
   /** Hash of this plan and of the views it reads: profiles and metrics are stored under it. */
   version: string;
 }
@@ -192,7 +197,7 @@ export const DEFAULT_BURN_RATE_RULES: readonly BurnRateRulePlan[] = [
 ];
 
 const MAX_SLICES_WINDOWS = 8;
-const HIGHER_IS_BETTER: ReadonlySet<SloIndicator> = new Set(['auc', 'precision', 'recall', 'f1', 'accuracy']);
+const HIGHER_IS_BETTER: ReadonlySet<SloIndicator> = new Set(['auc', 'precision', 'recall', 'f1', 'accuracy', 'skew']);
 
 type ErrFn = (code: ErrorCode, definition: string, message: string, hint: string, feature?: string) => void;
 type DurationFn = (text: unknown, definition: string, what: string, feature?: string) => number | null;
@@ -328,8 +333,11 @@ export function compileMonitor(
       if (!fits.includes(spec.indicator)) err('TM_DEF_BAD_MONITOR', at, `${spec.indicator} is not a ${labels.kind} metric`, `use one of: ${fits.join(', ')}`);
     }
     const feature = spec.feature ?? null;
-    if (feature !== null && !featureNames.includes(feature)) err('TM_DEF_BAD_MONITOR', at, `feature ${feature} is not watched by this monitor`, `use one of: ${featureNames.join(', ')}`);
-    if (feature !== null && !['psi', 'ks', 'drift'].includes(spec.indicator)) err('TM_DEF_BAD_MONITOR', at, `${spec.indicator} takes no feature`, 'drop feature');
+    if (spec.indicator === 'skew') {
+      const logged = views.filter((v) => v.source === source?.name).flatMap((v) => v.features.map((f) => `${v.name}:${f.name}`));
+      if (feature !== null && !logged.includes(feature)) err('TM_DEF_BAD_MONITOR', at, `skew feature ${feature} is not a feature of a view of source ${source?.name}`, `use one of: ${logged.join(', ')}`);
+    } else if (feature !== null && !featureNames.includes(feature)) err('TM_DEF_BAD_MONITOR', at, `feature ${feature} is not watched by this monitor`, `use one of: ${featureNames.join(', ')}`);
+    if (feature !== null && !['psi', 'ks', 'drift', 'skew'].includes(spec.indicator)) err('TM_DEF_BAD_MONITOR', at, `${spec.indicator} takes no feature`, 'drop feature');
     let max: number | null = null;
     if (spec.max !== undefined) max = typeof spec.max === 'string' ? duration(spec.max, at, 'max') : spec.max;
     if (spec.indicator === 'freshness' && typeof spec.max !== 'string') err('TM_DEF_BAD_MONITOR', at, 'freshness needs max as a duration', "e.g. max: '60s'");
@@ -369,7 +377,9 @@ export function compileMonitor(
     labels,
     slos,
   };
-  const readViews = views.filter((v) => features.some((f) => f.view === v.name));
+  // Only monitors with a skew SLO carry the key, so the versions of the others stay as they were.
+  if (slos.some((s) => s.indicator === 'skew')) plan.skew = { views: views.filter((v) => v.source === source?.name).map((v) => v.name) };
+  const readViews = views.filter((v) => features.some((f) => f.view === v.name) || plan.skew?.views.includes(v.name));
   return { ...plan, version: hash({ plan, views: readViews }) };
 }
 

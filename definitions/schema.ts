@@ -146,3 +146,118 @@ export function objectShape(schema: z.ZodType): Record<string, z.ZodType> | null
   if (def.type !== 'object') return null;
   return (schema as unknown as { shape: Record<string, z.ZodType> }).shape;
 }
+
+/**
+ * What a field's schema accepts, when that is simple enough for another engine to check exactly
+ * (bulk loaders decide there which rows are surely valid, and leave the rest to the schema itself):
+ * a number (finite; integer; bounds), a string (bounds on its UTF-16 length; one of some values),
+ * a boolean, or an event time. Fields are never null here: optional and nullable fields have no rule.
+ */
+export type FieldRule =
+  | { kind: 'number'; integer: boolean; min: NumberBound | null; max: NumberBound | null }
+  | { kind: 'string'; minLength: number | null; maxLength: number | null; values: string[] | null }
+  | { kind: 'boolean' }
+  | { kind: 'timestamp' };
+
+export interface NumberBound {
+  value: number;
+  inclusive: boolean;
+}
+
+interface ZodCheckDef {
+  check?: string;
+  value?: unknown;
+  inclusive?: boolean;
+  format?: string;
+  minimum?: number;
+  maximum?: number;
+  length?: number;
+}
+
+interface ZodRuleDef {
+  type: string;
+  format?: string;
+  check?: string;
+  checks?: { _zod: { def: ZodCheckDef } }[];
+  entries?: Record<string, unknown>;
+  catchall?: unknown;
+  coerce?: boolean;
+}
+
+/**
+ * The rule of a field's schema, or null when no rule states exactly what it accepts (a refinement,
+ * a transform, a pattern, a default, an optional or nullable field, any type but the four above).
+ */
+export function fieldRule(schema: z.ZodType): FieldRule | null {
+  if (timestampSchemas.has(schema)) return { kind: 'timestamp' };
+  const def = (schema as unknown as { _zod: { def: ZodRuleDef } })._zod.def;
+  const checks = (def.checks ?? []).map((c) => c._zod.def);
+  // z.coerce.*: accepts whatever converts, which is more than its type.
+  if (def.coerce) return null;
+  switch (def.type) {
+    case 'number': {
+      const rule: FieldRule = { kind: 'number', integer: false, min: null, max: null };
+      // z.int() carries its format on the schema itself; z.number().int() as a check.
+      const formats = [...(def.check === 'number_format' ? [def.format] : []), ...checks.filter((c) => c.check === 'number_format').map((c) => c.format)];
+      for (const format of formats) {
+        if (format !== 'safeint') return null;
+        rule.integer = true;
+      }
+      for (const c of checks) {
+        if (c.check === 'number_format') continue;
+        if ((c.check !== 'greater_than' && c.check !== 'less_than') || typeof c.value !== 'number' || !Number.isFinite(c.value)) return null;
+        const bound = { value: c.value, inclusive: c.inclusive === true };
+        if (c.check === 'greater_than') rule.min = tighterBound(rule.min, bound, 1);
+        else rule.max = tighterBound(rule.max, bound, -1);
+      }
+      return rule;
+    }
+    case 'string': {
+      const rule: FieldRule = { kind: 'string', minLength: null, maxLength: null, values: null };
+      for (const c of checks) {
+        if (c.check === 'min_length' && typeof c.minimum === 'number') rule.minLength = Math.max(rule.minLength ?? 0, c.minimum);
+        else if (c.check === 'max_length' && typeof c.maximum === 'number') rule.maxLength = Math.min(rule.maxLength ?? Number.POSITIVE_INFINITY, c.maximum);
+        else if (c.check === 'length_equals' && typeof c.length === 'number') {
+          rule.minLength = Math.max(rule.minLength ?? 0, c.length);
+          rule.maxLength = Math.min(rule.maxLength ?? Number.POSITIVE_INFINITY, c.length);
+        } else return null;
+      }
+      return rule;
+    }
+    case 'enum': {
+      const values = Object.values(def.entries ?? {});
+      if (checks.length > 0 || values.length === 0 || !values.every((v): v is string => typeof v === 'string')) return null;
+      return { kind: 'string', minLength: null, maxLength: null, values };
+    }
+    case 'boolean':
+      return checks.length === 0 ? { kind: 'boolean' } : null;
+    default:
+      return null;
+  }
+}
+
+/** The stricter of two bounds on the same side (`side` 1: lower bounds, -1: upper bounds). */
+function tighterBound(current: NumberBound | null, next: NumberBound, side: 1 | -1): NumberBound {
+  if (current === null) return next;
+  if (next.value * side > current.value * side) return next;
+  if (next.value === current.value) return { value: next.value, inclusive: current.inclusive && next.inclusive };
+  return current;
+}
+
+/**
+ * The rules of every field of an object schema, or null when some field has none, or the object
+ * itself refines, transforms or rejects unknown keys: then only the schema can tell valid rows.
+ */
+export function schemaRules(schema: z.ZodType): Record<string, FieldRule> | null {
+  const shape = objectShape(schema);
+  if (!shape) return null;
+  const def = (schema as unknown as { _zod: { def: ZodRuleDef } })._zod.def;
+  if ((def.checks ?? []).length > 0 || def.catchall !== undefined) return null;
+  const rules: Record<string, FieldRule> = {};
+  for (const [name, field] of Object.entries(shape)) {
+    const rule = fieldRule(field);
+    if (!rule) return null;
+    rules[name] = rule;
+  }
+  return rules;
+}

@@ -2,8 +2,8 @@
 export { EventDecoder } from './decode.js';
 export type { DecodedEvent, BadEvent, DecodeResult, EventPosition } from './decode.js';
 export { TileBatchBuilder } from './materialize.js';
-export { readParquetBatches, parquetRowCount } from './parquet.js';
-export type { ParquetBatch } from './parquet.js';
+export { readParquetBatches, readParquetRows, parquetFileMetadata, parquetRowCount } from './parquet.js';
+export type { ParquetBatch, ParquetSchemaElement } from './parquet.js';
 export { replayParquetFile } from './replay.js';
 export type { ReplayStats, ReplayOptions, TileBatchSink } from './replay.js';
 export { DeadLetterFile } from './dead-letters.js';
@@ -30,3 +30,5 @@ export type {
   ViewKey,
 } from './fences.js';
 export { buildMaterializerServer } from './materializer-server.js';
+export { decodeFeatureLogRecord, featureLogTopic, FeatureLogQueue, FeatureLogMetrics, KafkaFeatureLogSink, FEATURE_LOG_FORMAT_VERSION } from './feature-log.js';
+export type { FeatureLogRecord, LoggedReadRecord, LoggedPredictionRecord, BadFeatureLogRecord, FeatureLogDecodeResult, FeatureLogSink, FeatureLogQueueOptions, FeatureLogQueueStats } from './feature-log.js';

@@ -218,8 +218,21 @@ export class MaterializerMetrics {
     registers: [this.registry],
   });
 
-  constructor(processMetrics: boolean) {
+  constructor(processMetrics: boolean, store?: MaterializerStore) {
     if (processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tidemark_materializer_' });
+    // A Redis Cluster moving slots: script calls the store sent again (online/redis.ts, clusterRetryMs).
+    const retried = store && 'clusterRetries' in store && typeof store.clusterRetries === 'function' ? (store.clusterRetries as () => number).bind(store) : null;
+    if (retried) {
+      new Counter({
+        name: 'tidemark_store_cluster_retries_total',
+        help: 'Online store script calls sent again because their Redis Cluster slot was moving (ASK, MOVED, TRYAGAIN, CLUSTERDOWN)',
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(retried());
+        },
+      });
+    }
   }
 }
 
@@ -303,7 +316,7 @@ export class Materializer {
     this.rewindTargets = new Map(opts.rewind?.targets ?? []);
     this.log = opts.log ?? (() => undefined);
     this.backoff = opts.retryBackoffMs ?? { initial: 100, max: 5000 };
-    this.metrics = new MaterializerMetrics(opts.processMetrics ?? true);
+    this.metrics = new MaterializerMetrics(opts.processMetrics ?? true, opts.store);
     this.builder = new FencedBatchBuilder(opts.compiled.registry);
     const concurrency = opts.partitionsConsumedConcurrently ?? 8;
     this.writes = new WriteBehindQueue(

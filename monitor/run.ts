@@ -1,5 +1,5 @@
 // The monitor loop: for each evaluation time T (every interval after the reference ends), drift of every feature
-// and slice, label metrics and freshness, written to the metrics table; each SLO's good/bad
+// and slice, label metrics, freshness and (with a skew SLO) the skew of the logged reads, written to the metrics table; each SLO's good/bad
 // observations feed the burn-rate alerts, whose notifications go to the sinks. The same code runs
 // on a schedule (T follows the wall clock) and as a replay over history (T follows event time).
 // A restart resumes after the last stored evaluation and refills the burn-rate windows from the
@@ -13,8 +13,9 @@ import type { SloObservation } from './burn-rate.js';
 import { evaluateDrift, type DriftResult } from './drift.js';
 import { ALL_SLICE } from './drift-sql.js';
 import { evaluateLabels, orphanLabelsSql, type LabelMetricsResult } from './labels.js';
-import { ensureMetricsTable, lastEvaluatedMs, queryMetrics, writeMetrics, type MetricRecord, type MetricRow } from './metrics-store.js';
+import { compactMetrics, ensureMetricsTable, lastEvaluatedMs, queryMetrics, writeMetrics, type MetricRecord, type MetricRow } from './metrics-store.js';
 import { loadOrBuildProfile, type MonitorProfile } from './profile.js';
+import { evaluateSkew } from './skew.js';
 
 export interface MonitorRunnerOptions {
   /** Where alerts go; none: they are only kept in the state store. */
@@ -87,6 +88,7 @@ export class MonitorRunner {
       for (const l of labels.get(T) ?? []) rows.push(...this.labelRows(l));
       if (orphans) rows.push(...this.orphanRows(T, orphans));
       rows.push(await this.freshnessRow(T));
+      if (this.plan.skew) rows.push(...(await this.skewRows(T, this.plan.skew.views)));
       await writeMetrics(this.executor, rows);
       const notifications = this.observe(T, rows);
       const delivery = this.delivery ? await this.delivery.deliver(Date.now()) : (await this.alerts.save(), null);
@@ -95,6 +97,9 @@ export class MonitorRunner {
       out.push(summary);
       await onEvaluation?.(summary);
     }
+    // A replay wrote one part per evaluation: compact them, so later reads with FINAL stay cheap
+    // (one evaluation at a time, on schedule, is left to the background merges).
+    if (out.length > 1) await compactMetrics(this.executor);
     return out;
   }
 
@@ -173,6 +178,27 @@ export class MonitorRunner {
     return this.plainRow('freshness', this.plan.intervalMs, T, latest === null ? null : T - latest);
   }
 
+  /**
+   * Skew at T, per window: the logged reads with read time in [T - window, T) against the offline
+   * point-in-time values (monitor/skew.ts); one row per logged view feature (value = match rate,
+   * n_cur = values compared, detail = mismatches, SMAPE, largest difference and a sample).
+   */
+  private async skewRows(T: number, views: readonly string[]): Promise<MetricRow[]> {
+    const rows: MetricRow[] = [];
+    for (const w of this.plan.windowsMs) {
+      for (const r of await evaluateSkew(this.executor, this.compiled.registry, { views, fromMs: T - w, toMs: T })) {
+        rows.push({
+          ...this.plainRow('skew', w, T, r.exactMatchRate),
+          feature: `${r.view}:${r.feature}`,
+          slice: r.slice,
+          n_cur: r.compared,
+          detail: JSON.stringify({ mismatches: r.mismatches, tolerance: r.tolerance, smape: r.smape, max_abs_diff: r.maxAbsDiff, sample: r.sample }),
+        });
+      }
+    }
+    return rows;
+  }
+
   private plainRow(metric: string, windowMs: number, T: number, value: number | null): MetricRow {
     return { ...this.base(windowMs, T), metric, feature: '', slice: ALL_SLICE, value, n_ref: 0, n_cur: 0, ks: null, ks_error_bound: null, p_value: null, q_value: null, drift: null, detail: '{}' };
   }
@@ -227,6 +253,12 @@ export function sloObservations(
   };
   const drift = slo.indicator === 'drift' || slo.indicator === 'psi' || slo.indicator === 'ks';
   for (const r of rows) {
+    if (slo.indicator === 'skew') {
+      // One observation per logged view feature (and slice) with values compared in the window.
+      if (r.metric !== 'skew' || r.window_ms !== slo.windowMs || r.value === null || (slo.feature !== null && r.feature !== slo.feature)) continue;
+      push({ feature: r.feature, slice: r.slice }, r.value < slo.min!, r.value);
+      continue;
+    }
     // Freshness is one value per evaluation; the others are judged over the SLO's window.
     if (slo.indicator !== 'freshness' && r.window_ms !== slo.windowMs) continue;
     if (drift) {

@@ -146,6 +146,13 @@ function seriesOf(plan: MonitorPlan, slo: SloPlan, q: SloSeriesQuery): { metric:
   if (slo.indicator === 'freshness') return { metric: 'freshness', labels: {}, feature: undefined };
   const slice = q.slice ?? ALL_SLICE;
   checkSliceName(plan, slice);
+  if (slo.indicator === 'skew') {
+    // Skew series are per logged view feature (view:feature), not per feature of the monitor.
+    const name = q.feature ?? slo.feature;
+    if (name === null) throw new TidemarkError('TM_MONITOR_UNKNOWN_FEATURE', `SLO ${slo.name} covers every logged feature of views ${plan.skew?.views.join(', ')}: name one with feature=<view>:<feature>`, { field: 'feature' });
+    if (slo.feature !== null && name !== slo.feature) throw new TidemarkError('TM_MONITOR_UNKNOWN_FEATURE', `SLO ${slo.name} judges feature ${slo.feature}, not ${name}`, { field: 'feature', validFeatures: [slo.feature] });
+    return { metric: 'skew', labels: { feature: name, slice }, feature: name };
+  }
   if (!DRIFT_INDICATORS.has(slo.indicator)) return { metric: slo.indicator, labels: { slice }, feature: '' };
   const name = q.feature ?? slo.feature;
   if (name === null) {

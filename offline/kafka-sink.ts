@@ -8,13 +8,16 @@
 // INSERT (atomic in MergeTree), and offsets are committed only after it succeeded. A crash after
 // the insert and before the commit redelivers records the fence then drops. Bad events are written
 // to tm_dead_letters before the batch's events: a crash in between re-writes dead letters (they are
-// diagnostics, deduplicated by (load_id, position) when read) but never events.
+// diagnostics, deduplicated by (load_id, position) when read) but never events. With
+// `featureLogTopic`, the feature log (`<prefix>.feature_log`) is appended the same way to
+// tm_feature_log and tm_prediction_log, its bad records to tm_dead_letters (TM_LOG_BAD_RECORD).
 import { Kafka, logLevel, type Consumer, type EachBatchPayload, type KafkaConfig } from 'kafkajs';
 import { TidemarkError, type CompiledDefinitions, type SourcePlan } from '../definitions/index.js';
-import { EventDecoder, type BadEvent, type DecodedEvent } from '../ingest/index.js';
+import { decodeFeatureLogRecord, EventDecoder, type BadEvent, type DecodedEvent, type FeatureLogRecord } from '../ingest/index.js';
+import { featureLogDeadLetterRow, insertFeatureLogRecords } from './feature-log.js';
 import type { OfflineExecutor } from './executor.js';
 import { deadLetterRow, eventRow } from './load.js';
-import { eventTable, ident, keyFieldsOf } from './tables.js';
+import { eventTable, FEATURE_LOG_TABLE, ident, keyFieldsOf, PREDICTION_LOG_TABLE } from './tables.js';
 
 export interface OfflineKafkaSinkOptions {
   brokers: string[];
@@ -24,6 +27,8 @@ export interface OfflineKafkaSinkOptions {
   clientId?: string;
   /** Wall time for the future-skew rule (tests). */
   nowMs?: () => number;
+  /** Also append this feature-log topic (`<prefix>.feature_log`) to tm_feature_log and tm_prediction_log. */
+  featureLogTopic?: string;
 }
 
 export interface OfflineKafkaSinkStats {
@@ -32,6 +37,9 @@ export interface OfflineKafkaSinkStats {
   badEvents: number;
   /** Records dropped because they were stored already (redelivery). */
   redelivered: number;
+  /** Feature-log records stored, and those sent to tm_dead_letters (TM_LOG_BAD_RECORD). */
+  logRecords: number;
+  badLogRecords: number;
 }
 
 export function kafkaLoadId(topic: string, partition: number): string {
@@ -39,18 +47,20 @@ export function kafkaLoadId(topic: string, partition: number): string {
 }
 
 export class OfflineKafkaSink {
-  readonly stats: OfflineKafkaSinkStats = { batches: 0, events: 0, badEvents: 0, redelivered: 0 };
+  readonly stats: OfflineKafkaSinkStats = { batches: 0, events: 0, badEvents: 0, redelivered: 0, logRecords: 0, badLogRecords: 0 };
   private readonly consumer: Consumer;
   private readonly sources = new Map<string, { plan: SourcePlan; decoder: EventDecoder; keyFields: string[] }>();
   /** Highest stored offset per load id, read from the table when a partition is (re)assigned. */
   private readonly fences = new Map<string, number>();
   private readonly registered = new Set<string>();
+  private readonly featureLogTopic: string | null;
 
   constructor(
     private readonly executor: OfflineExecutor,
     private readonly compiled: CompiledDefinitions,
     opts: OfflineKafkaSinkOptions,
   ) {
+    this.featureLogTopic = opts.featureLogTopic ?? null;
     for (const source of compiled.registry.sources) {
       this.sources.set(source.topic, { plan: source, decoder: new EventDecoder(compiled, source.name, opts.nowMs), keyFields: keyFieldsOf(compiled.registry, source) });
     }
@@ -62,7 +72,7 @@ export class OfflineKafkaSink {
 
   async start(): Promise<void> {
     await this.consumer.connect();
-    await this.consumer.subscribe({ topics: [...this.sources.keys()], fromBeginning: true });
+    await this.consumer.subscribe({ topics: [...this.sources.keys(), ...(this.featureLogTopic === null ? [] : [this.featureLogTopic])], fromBeginning: true });
     await this.consumer.run({ eachBatchAutoResolve: false, autoCommit: true, eachBatch: (payload) => this.onBatch(payload) });
   }
 
@@ -71,15 +81,58 @@ export class OfflineKafkaSink {
   }
 
   private async fence(table: string, loadId: string): Promise<number> {
-    const known = this.fences.get(loadId);
+    const known = this.fences.get(`${table} ${loadId}`);
     if (known !== undefined) return known;
     const [row] = await this.executor.rows<{ n: number; top: number }>(`SELECT count() AS n, max(__offset) AS top FROM ${ident(table)} WHERE __load = {id:String}`, { id: loadId });
     const fence = row && Number(row.n) > 0 ? Number(row.top) : -1;
-    this.fences.set(loadId, fence);
+    this.fences.set(`${table} ${loadId}`, fence);
     return fence;
   }
 
-  private async onBatch({ batch, resolveOffset, heartbeat }: EachBatchPayload): Promise<void> {
+  /**
+   * A batch of the feature-log topic: reads and predictions are fenced per table like events (a
+   * record at or below the table's highest stored offset of this partition is a redelivery); bad
+   * records go to tm_dead_letters with TM_LOG_BAD_RECORD, the field and the reason.
+   */
+  private async onFeatureLogBatch({ batch, resolveOffset, heartbeat }: EachBatchPayload): Promise<void> {
+    const loadId = kafkaLoadId(batch.topic, batch.partition);
+    const readFence = await this.fence(FEATURE_LOG_TABLE, loadId);
+    const predictionFence = await this.fence(PREDICTION_LOG_TABLE, loadId);
+    const records: { record: FeatureLogRecord; raw: string; offset: number }[] = [];
+    const dead: Record<string, unknown>[] = [];
+    let redelivered = 0;
+    for (const message of batch.messages) {
+      const offset = Number(message.offset);
+      const decoded = decodeFeatureLogRecord(message.value ?? '');
+      if (!decoded.ok) {
+        // Dead letters are diagnostics (deduplicated by load id and position when read): a redelivered bad record is written again.
+        dead.push(featureLogDeadLetterRow(message.value === null ? { ...decoded.bad, reason: 'empty message (tombstone)' } : decoded.bad, loadId, offset));
+        continue;
+      }
+      if (offset <= (decoded.record.kind === 'read' ? readFence : predictionFence)) {
+        redelivered++;
+        continue;
+      }
+      records.push({ record: decoded.record, raw: message.value!.toString('utf8'), offset });
+    }
+    if (dead.length > 0) await this.executor.insert('tm_dead_letters', dead);
+    const bad = await insertFeatureLogRecords(this.executor, this.compiled.registry, records, loadId);
+    for (const { record, offset } of records) {
+      const table = record.kind === 'read' ? FEATURE_LOG_TABLE : PREDICTION_LOG_TABLE;
+      this.fences.set(`${table} ${loadId}`, Math.max(this.fences.get(`${table} ${loadId}`) ?? -1, offset));
+    }
+    this.stats.batches++;
+    this.stats.logRecords += records.length - bad;
+    this.stats.badLogRecords += dead.length + bad;
+    this.stats.redelivered += redelivered;
+    const last = batch.messages[batch.messages.length - 1];
+    if (last) resolveOffset(last.offset);
+    await heartbeat();
+  }
+
+  private async onBatch(payload: EachBatchPayload): Promise<void> {
+    if (payload.batch.topic === this.featureLogTopic) return this.onFeatureLogBatch(payload);
+    const { batch, resolveOffset, heartbeat } = payload;
     const source = this.sources.get(batch.topic);
     if (!source) throw new TidemarkError('TM_OFFLINE_QUERY', `no source reads topic ${batch.topic}`, { topic: batch.topic });
     const table = eventTable(source.plan.name);

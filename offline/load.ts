@@ -90,6 +90,16 @@ export class EventLoad {
     return new EventLoad(executor, compiled, source, sha256, path);
   }
 
+  get loadId(): string {
+    return this.result.loadId;
+  }
+
+  /** Count events the caller inserted itself under this load id (a bulk INSERT ... SELECT): each is one row. */
+  addInserted(events: number): void {
+    this.result.rows += events;
+    this.result.events += events;
+  }
+
   /** Add a batch of decoded events and bad rows (`rows` counts both). Inserts overlap the caller's next batch. */
   async add(events: readonly DecodedEvent[], bad: readonly BadEvent[], rows: number): Promise<void> {
     const out = events.map((e) => eventRow(this.source, this.keyFields, e, this.result.loadId, e.position?.offset ?? 0));

@@ -26,7 +26,7 @@ function spineTimeMs(value: unknown): number | null {
   return parseTimeMs(typeof value === 'string' ? value.trim() : value);
 }
 
-function inferType(values: unknown[]): string {
+export function inferType(values: unknown[]): string {
   const present = values.filter((v) => v !== null && v !== undefined);
   if (present.length === 0) return 'Nullable(String)';
   if (present.every((v) => typeof v === 'number')) return present.every((v) => Number.isSafeInteger(v)) ? 'Nullable(Int64)' : 'Nullable(Float64)';
@@ -34,7 +34,7 @@ function inferType(values: unknown[]): string {
   return 'Nullable(String)';
 }
 
-function toColumnValue(value: unknown, type: string, column: string, row: number): unknown {
+export function toColumnValue(value: unknown, type: string, column: string, row: number): unknown {
   if (value === null || value === undefined) return null;
   if (type === 'Nullable(String)') return typeof value === 'string' ? value : JSON.stringify(value);
   if (type === 'Nullable(Int64)' && !(typeof value === 'number' && Number.isSafeInteger(value))) {

@@ -8,6 +8,7 @@ import { ChdbExecutor } from './chdb.js';
 import { ClickHouseExecutor, type ClickHouseConnectionOptions } from './clickhouse.js';
 import type { FileResultFormat, OfflineExecutor } from './executor.js';
 import { EventLoad, loadEventsFile, type LoadResult } from './load.js';
+import { loadParquetWithSql, type SqlParquetLoad, type SqlParquetLoadOptions } from './parquet-load.js';
 import { pointInTimeSql, requiredJoinKeys, resolveFeatureRefs } from './point-in-time.js';
 import { loadSpine, type SpineInput } from './spine.js';
 import { ensureTables, ident } from './tables.js';
@@ -72,6 +73,14 @@ export class OfflineStore {
 
   loadEvents(source: string, path: string, opts: { batchRows?: number; onProgress?: (rows: number) => void } = {}): Promise<LoadResult> {
     return loadEventsFile(this.executor, this.compiled, source, path, opts);
+  }
+
+  /**
+   * Load a Parquet file with ClickHouse's own reader, rows SQL cannot prove valid through the decoder;
+   * `ok: false` with the reason when that reader cannot be used (then load it another way).
+   */
+  loadParquetWithSql(source: string, path: string, opts: SqlParquetLoadOptions = {}): Promise<SqlParquetLoad> {
+    return loadParquetWithSql(this.executor, this.compiled, source, path, opts);
   }
 
   /** Start a load fed with events decoded elsewhere (the quickstart's replay), or the earlier result. */

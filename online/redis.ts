@@ -129,6 +129,13 @@ export interface RedisOnlineStoreOptions {
    * its data). `tidemark serve` and `tidemark materialize` set it; default false.
    */
   requireReadyVersions?: boolean;
+  /**
+   * How long a script call keeps retrying while a Redis Cluster moves its slot (ASK, MOVED,
+   * TRYAGAIN, CLUSTERDOWN) before failing with the retryable TM_STORE_SLOT_MIGRATING; default
+   * 10 000 ms. A legacy migration moves a slot key by key, and a script whose keys are split between
+   * the two nodes cannot run until the slot is whole again (seconds at most, per slot).
+   */
+  clusterRetryMs?: number;
 }
 
 export interface RedisApplyResult extends ApplyResult {
@@ -1048,6 +1055,19 @@ function isNoScript(e: unknown): boolean {
   return e instanceof Error && e.message.startsWith('NOSCRIPT');
 }
 
+/**
+ * A Cluster error that means "not here, or not now" while a slot moves: the script did not run
+ * (Redis checks a script's keys before running it), so sending it again is safe. ioredis re-drives
+ * these for single commands, but not inside a pipeline (auto-pipelining included) once its
+ * redirection budget is spent.
+ */
+function clusterRedirect(e: unknown): { kind: 'ask'; host: string; port: number } | { kind: 'wait' } | null {
+  if (!(e instanceof Error)) return null;
+  const ask = /^ASK \d+ (.+):(\d+)$/.exec(e.message);
+  if (ask) return { kind: 'ask', host: ask[1]!, port: Number(ask[2]) };
+  return /^(?:MOVED|TRYAGAIN|CLUSTERDOWN)\b|Too many Cluster redirections/.test(e.message) ? { kind: 'wait' } : null;
+}
+
 export class RedisOnlineStore implements OnlineStore {
   readonly prefix: string;
   private readonly views = new Map<string, ViewRuntime>();
@@ -1057,6 +1077,8 @@ export class RedisOnlineStore implements OnlineStore {
   private readonly maxTileUpdatesPerCall: number;
   private readiness: Promise<void> | null = null;
   private readonly requireReadyVersions: boolean;
+  private readonly clusterRetryMs: number;
+  private retriedCalls = 0;
   /** namespace -> its checked status and when (reads check at most once a second). */
   private readonly versionChecks = new Map<string, { atMs: number; error: RedisStoreError | null }>();
 
@@ -1080,6 +1102,8 @@ export class RedisOnlineStore implements OnlineStore {
     }
     this.metaKey = `${this.prefix}:{meta}`;
     this.requireReadyVersions = options.requireReadyVersions ?? false;
+    this.clusterRetryMs = options.clusterRetryMs ?? 10_000;
+    if (!(this.clusterRetryMs >= 0)) throw new RedisStoreError('TM_STORE_BAD_CONFIG', `clusterRetryMs must be >= 0, got ${this.clusterRetryMs}`, { clusterRetryMs: this.clusterRetryMs });
     for (const view of registry.views) this.views.set(view.name, viewRuntime(view));
   }
 
@@ -1187,16 +1211,66 @@ export class RedisOnlineStore implements OnlineStore {
     await Promise.all(nodes.flatMap((node) => Object.values(SCRIPTS).map((s) => node.script('LOAD', s.lua)))).catch(() => undefined);
   }
 
+  /** Script calls sent again because their Redis Cluster slot was moving (a counter since start). */
+  clusterRetries(): number {
+    return this.retriedCalls;
+  }
+
   private async evalScript(script: LuaScript, keys: readonly string[], args: readonly (string | Buffer)[]): Promise<unknown> {
+    const started = Date.now();
+    let delayMs = 5;
+    let ask: { host: string; port: number } | null = null;
+    for (;;) {
+      try {
+        return ask ? await this.evalAsking(ask, script, keys, args) : await this.evalOnce(this.client as unknown as BufferEval, script, keys, args);
+      } catch (e) {
+        const redirect = clusterRedirect(e);
+        if (redirect === null || !(this.client instanceof Cluster)) throw e;
+        const waitedMs = Date.now() - started;
+        if (waitedMs >= this.clusterRetryMs) {
+          const slot = hashSlot(keys[0]!);
+          throw new RedisStoreError('TM_STORE_SLOT_MIGRATING', `Redis Cluster slot ${slot} (key ${keys[0]}) is moving between nodes and could not be reached for ${waitedMs} ms (last answer: ${(e as Error).message}); retry shortly`, { slot, key: keys[0], waitedMs });
+        }
+        this.retriedCalls++;
+        // ASK: the key already moved; the target answers it after ASKING (once per command).
+        ask = redirect.kind === 'ask' ? redirect : null;
+        if (!ask) {
+          await new Promise((r) => setTimeout(r, delayMs));
+          delayMs = Math.min(delayMs * 2, 200);
+        }
+      }
+    }
+  }
+
+  private async evalOnce(client: BufferEval, script: LuaScript, keys: readonly string[], args: readonly (string | Buffer)[]): Promise<unknown> {
     // ioredis has the Buffer-reply variants of EVALSHA/EVAL at run time but not in its types; the
     // generic callBuffer() loses its command name under enableAutoPipelining (ioredis 6.0.0).
-    const client = this.client as unknown as BufferEval;
     try {
       return await client.evalshaBuffer(script.sha, keys.length, ...keys, ...args);
     } catch (e) {
       // The script did not run: send it whole (which also caches it on that node).
       if (!isNoScript(e)) throw e;
       return await client.evalBuffer(script.lua, keys.length, ...keys, ...args);
+    }
+  }
+
+  /** The call on the node an ASK named, preceded by ASKING on the same connection (a pipeline keeps the pair together). */
+  private async evalAsking(target: { host: string; port: number }, script: LuaScript, keys: readonly string[], args: readonly (string | Buffer)[]): Promise<unknown> {
+    const node = (this.client as Cluster).nodes('master').find((n) => n.options.host === target.host && n.options.port === target.port);
+    if (!node) throw new Error(`TRYAGAIN the ASK target ${target.host}:${target.port} is not a known master yet`);
+    const send = async (command: 'evalshaBuffer' | 'evalBuffer', first: string): Promise<unknown> => {
+      const pipeline = node.pipeline().asking() as unknown as { exec(): Promise<[Error | null, unknown][]> } & Record<string, (...a: unknown[]) => unknown>;
+      pipeline[command]!(first, keys.length, ...keys, ...args);
+      const results = await pipeline.exec();
+      const [err, value] = results[1]!;
+      if (err) throw err;
+      return value;
+    };
+    try {
+      return await send('evalshaBuffer', script.sha);
+    } catch (e) {
+      if (!isNoScript(e)) throw e;
+      return await send('evalBuffer', script.lua);
     }
   }
 

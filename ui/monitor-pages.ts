@@ -161,16 +161,34 @@ export function heatmapEvaluations(plan: MonitorPlan): number {
   return Math.max(1, Math.min(30, Math.floor(HEATMAP_CELLS / plan.features.length)));
 }
 
-/** Feature x slice value, coloured by the evaluation's PSI (n in the title); a cell drills into that slice. */
+/** The slice matrix shows at most this many slice values (columns) and features (rows): a page stays small whatever the monitor's width. */
+export const MATRIX_SLICES = 40;
+export const MATRIX_FEATURES = 50;
+
+/**
+ * Feature x slice value, coloured by the evaluation's PSI (n in the title); a cell drills into that
+ * slice. Columns are the slice values with the highest PSI first (where it drifted is what on-call
+ * looks for), at most MATRIX_SLICES; rows are the monitor's features, or, past MATRIX_FEATURES, the
+ * features of the drift table's page. The filters above reach every other slice.
+ */
 function sliceMatrix(data: DriftPageData, slices: string[], base: Record<string, string | undefined>): Raw {
   const sliceValues = slices.filter((s) => s !== ALL_SLICE);
   if (sliceValues.length === 0) return html``;
   const byKey = new Map(data.rows.map((r) => [`${r.feature}\u0000${r.slice}`, r]));
-  const features = data.params.feature ? [data.params.feature] : data.plan.features.map((f) => f.name);
+  const all = data.plan.features.map((f) => f.name);
+  const features = data.params.feature ? [data.params.feature] : all.length <= MATRIX_FEATURES ? all : [...new Set(data.table.shown.map((r) => r.feature))];
+  const worst = new Map<string, number>();
+  for (const s of sliceValues) worst.set(s, Math.max(-1, ...features.map((f) => byKey.get(`${f}\u0000${s}`)?.value ?? -1)));
+  const columns = [...sliceValues].sort((a, b) => worst.get(b)! - worst.get(a)! || (a < b ? -1 : 1)).slice(0, MATRIX_SLICES);
+  const note =
+    columns.length < sliceValues.length || features.length < all.length
+      ? html`<p class="muted">The ${columns.length} of ${sliceValues.length} slice values with the highest PSI${features.length < all.length ? html`, for the ${features.length} features of this page of the table (${all.length} in all)` : ''}; pick a slice or a feature above for any other.</p>`
+      : html`<p class="muted">Slice values with the highest PSI first.</p>`;
   return html`<h2>Slices: PSI per feature and slice value</h2>
-<div class="matrix-wrap"><table id="slice-matrix" class="matrix"><thead><tr><th>feature</th>${sliceValues.map((s) => html`<th title="${s}">${s.replace(/^[^=]*=/, '')}</th>`)}</tr></thead><tbody>
+${note}
+<div class="matrix-wrap"><table id="slice-matrix" class="matrix"><thead><tr><th>feature</th>${columns.map((s) => html`<th title="${s}">${s.replace(/^[^=]*=/, '')}</th>`)}</tr></thead><tbody>
 ${features.map(
-  (f) => html`<tr><th>${f}</th>${sliceValues.map((s) => {
+  (f) => html`<tr><th>${f}</th>${columns.map((s) => {
     const r = byKey.get(`${f}\u0000${s}`);
     if (!r || r.value === null) return html`<td class="cell none">-</td>`;
     return html`<td class="cell${r.drift ? ' drifted' : ''}" style="background:${heatColor(r.value)}" title="${f} ${s}: PSI ${num(r.value)}, n ${r.n_cur}, ${decisionText(r)}"><a href="${monitorHref({ ...base, slice: s, feature: f, page: undefined })}">${num(r.value, 2)}</a></td>`;

@@ -17,7 +17,7 @@ import { apiSecurityOptions, serverSecurity } from '../../api/cli.js';
 import { pushRoutes, TOKEN_HEADER, type PushProducer } from '../../api/push-routes.js';
 import { compileOrThrow, TidemarkError } from '../../definitions/index.js';
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
-import { buildMaterializerServer, type Materializer } from '../../ingest/index.js';
+import { buildMaterializerServer, FeatureLogQueue, type FeatureLogRecord, type Materializer } from '../../ingest/index.js';
 import type { OfflineStore } from '../../offline/index.js';
 import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
 import type { ServerOptions } from '../../api/server.js';
@@ -35,6 +35,7 @@ const TOKENS = [
   { name: 'other-pusher', sha256: sha('other-pusher-secret'), scopes: ['push:trips'] },
   { name: 'oncall', sha256: sha('oncall-secret'), scopes: ['monitor:read'] },
   { name: 'scraper', sha256: sha('scraper-secret'), scopes: ['metrics:read'] },
+  { name: 'logger', sha256: sha('logger-secret'), scopes: ['log:write'] },
   { name: 'root', sha256: sha('root-secret'), scopes: ['admin'] },
 ];
 const auth = (protectMetrics = false): AuthConfig => ({ tokens: parseAuthTokens(JSON.stringify(TOKENS)), protectMetrics });
@@ -56,9 +57,13 @@ interface Sent {
   messages: { key: string; value: string; headers?: Record<string, string> }[];
 }
 
+const loggedRecords: FeatureLogRecord[] = [];
+
 async function apiServer(options: Partial<ServerOptions> = {}, push: { producer?: PushProducer; log?: (level: 'info', message: string, details: Record<string, unknown>) => void } = {}) {
   const store = new MemoryOnlineStore(compiled.registry);
-  const app = await buildServer({ service: new OnlineFeatureService(compiled.registry, store, 'watermark'), offline: fakeOffline, ...options });
+  // Feature logging on (POST /feature-log/predictions, GET /metrics), into an in-process list.
+  const featureLog = new FeatureLogQueue({ destination: 'memory', write: async (records) => void loggedRecords.push(...records) }, { sampleRate: 1 });
+  const app = await buildServer({ service: new OnlineFeatureService(compiled.registry, store, 'watermark'), offline: fakeOffline, featureLog, ...options });
   await app.register(pushRoutes, push.producer ? { compiled, producer: push.producer, limits: options.limits, log: push.log } : { compiled, store, limits: options.limits, log: push.log });
   await app.ready();
   return app;
@@ -77,6 +82,7 @@ const ROUTE_REQUESTS = {
   'GET /status/materializer': { method: 'GET', url: '/status/materializer' },
   'POST /consistency/sample': { method: 'POST', url: '/consistency/sample', payload: { view: 'origin_delays', keys: [['SFO']] } },
   'POST /push/:source': { method: 'POST', url: '/push/flights', payload: { events: [flight(0)] } },
+  'POST /feature-log/predictions': { method: 'POST', url: '/feature-log/predictions', payload: { request_id: 'r-1', score: 0.5 } },
 } as const;
 
 describe('the token file', () => {
@@ -186,6 +192,9 @@ describe('tokens and scopes on the API', () => {
       'HEAD /status/materializer': 'metrics:read',
       'POST /consistency/sample': 'datasets:read',
       'POST /push/:source': 'push',
+      'POST /feature-log/predictions': 'log:write',
+      'GET /metrics': 'open:health',
+      'HEAD /metrics': 'open:health',
       // The dashboard: a page needs the scope of the JSON it shows.
       'GET /monitor': 'monitor:read',
       'HEAD /monitor': 'monitor:read',
@@ -240,12 +249,13 @@ describe('tokens and scopes on the API', () => {
       'GET /status/materializer': { scope: 'metrics:read', allowed: ['scraper', 'root'] },
       'POST /consistency/sample': { scope: 'datasets:read', allowed: ['trainer', 'root'] },
       'POST /push/:source': { scope: 'push:flights', allowed: ['pusher', 'any-pusher', 'root'] },
+      'POST /feature-log/predictions': { scope: 'log:write', allowed: ['logger', 'root'] },
     };
     for (const [route, request] of Object.entries(ROUTE_REQUESTS) as [keyof typeof ROUTE_REQUESTS, (typeof ROUTE_REQUESTS)[keyof typeof ROUTE_REQUESTS]][]) {
       for (const token of TOKENS.map((t) => t.name)) {
         const res = await app.inject({ ...request, headers: bearer(token) });
         if (needs[route].allowed.includes(token)) {
-          expect([200, 400], `${route} as ${token}: ${res.body}`).toContain(res.statusCode);
+          expect([200, 202, 400], `${route} as ${token}: ${res.body}`).toContain(res.statusCode);
         } else {
           expect(res.statusCode, `${route} as ${token}`).toBe(403);
           expect(res.json()).toMatchObject({ code: 'TM_AUTH_FORBIDDEN', scope: needs[route].scope, token });
@@ -288,7 +298,7 @@ describe('--protect-metrics and the materializer server', () => {
     const api = await apiServer({ auth: auth(true) });
     const mat = await buildMaterializerServer(materializer, () => ({}), (app) => installAuth(app, auth(true)));
     try {
-      for (const [app, url] of [[api, '/healthz'], [mat, '/healthz'], [mat, '/metrics']] as const) {
+      for (const [app, url] of [[api, '/healthz'], [api, '/metrics'], [mat, '/healthz'], [mat, '/metrics']] as const) {
         expect((await app.inject({ method: 'GET', url })).json()).toMatchObject({ code: 'TM_AUTH_REQUIRED', scope: 'metrics:read' });
         expect((await app.inject({ method: 'GET', url, headers: bearer('reader') })).statusCode).toBe(403);
         expect((await app.inject({ method: 'GET', url, headers: bearer('scraper') })).statusCode).toBe(200);
@@ -510,7 +520,7 @@ describe('the commands', () => {
     const quickstart = run(['quickstart', '--limit', '1000', '--no-offline', '--no-progress', '--data-dir', dir, '--auth-tokens', bad]);
     expect(quickstart.status).toBe(1);
     expect(quickstart.stderr).toMatch(/TM_AUTH_BAD_CONFIG: auth tokens .*bad\.json: entry 0 \(trainer\), field sha256: must be the hex SHA-256/);
-    expect(quickstart.stdout).not.toContain('replaying');
+    expect(quickstart.stdout).not.toContain('tidemark quickstart: registry');
     const serve = run(['serve', '--definitions', 'examples/flights', '--protect-metrics'], { TIDEMARK_AUTH_TOKENS: '' });
     expect(serve.status).toBe(1);
     expect(serve.stderr).toContain('TM_AUTH_BAD_CONFIG: --protect-metrics needs tokens');

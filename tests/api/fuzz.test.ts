@@ -14,7 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../../api/index.js';
 import { installAuth, parseAuthTokens } from '../../api/auth.js';
 import { pushRoutes } from '../../api/push-routes.js';
-import { buildMaterializerServer, type Materializer } from '../../ingest/index.js';
+import { buildMaterializerServer, FeatureLogQueue, type Materializer } from '../../ingest/index.js';
+import { OfflineFeatureLogSink } from '../../offline/index.js';
 import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
 import { flightsStoreWithMetrics } from '../support/offline-fixtures.js';
 
@@ -44,6 +45,8 @@ beforeAll(async () => {
     corsOrigins: ['https://ui.example'],
     securityHeaders: true,
     registryHistory: async () => [{ version: 1, registryVersion: files.compiled.registry.version, appliedAt: new Date(0).toISOString(), definitions: 'examples/flights', views: {}, changes: [] }],
+    // Feature logging into the same chDB store: POST /feature-log/predictions and GET /metrics are fuzzed too.
+    featureLog: new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor, files.compiled.registry), { sampleRate: 1 }),
   });
   await api.register(pushRoutes, { compiled: files.compiled, store });
   await api.ready();

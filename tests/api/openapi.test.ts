@@ -14,7 +14,8 @@ import { pushRoutes } from '../../api/push-routes.js';
 import { compileOrThrow } from '../../definitions/index.js';
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
 import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
-import { OfflineStore } from '../../offline/index.js';
+import { OfflineFeatureLogSink, OfflineStore } from '../../offline/index.js';
+import { FeatureLogQueue } from '../../ingest/index.js';
 
 interface Operation {
   tags?: string[];
@@ -36,7 +37,9 @@ beforeAll(async () => {
   const store = new MemoryOnlineStore(compiled.registry);
   offline = await OfflineStore.open(compiled, { dataDir: dir });
   // Every area of the API: online reads, the offline routes, and the push route (as `tidemark serve` adds it).
-  app = await buildServer({ service: new OnlineFeatureService(compiled.registry, store, 'watermark'), offline, onRoute: (r) => routes.push(r), registryHistory: async () => [] });
+  // Feature logging on too (serve --log-features): POST /feature-log/predictions and GET /metrics.
+  const featureLog = new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor, compiled.registry), { sampleRate: 1 });
+  app = await buildServer({ service: new OnlineFeatureService(compiled.registry, store, 'watermark'), offline, onRoute: (r) => routes.push(r), registryHistory: async () => [], featureLog });
   await app.register(pushRoutes, { compiled, store });
   await app.ready();
   const res = await app.inject({ method: 'GET', url: '/openapi.json' });
@@ -71,7 +74,7 @@ describe('GET /openapi.json', () => {
     // The known API, so a route dropped from the server (or hidden) fails here too.
     const listed = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
     expect(listed.sort()).toEqual(
-      ['GET /alerts', 'GET /alerts/history', 'GET /healthz', 'GET /monitor/distribution', 'GET /monitor/drift', 'GET /monitor/metrics', 'GET /monitor/plans', 'GET /monitor/slo', 'GET /registry', 'GET /registry/history', 'GET /status/materializer', 'POST /consistency/sample', 'POST /datasets/historical', 'POST /get-online-features', 'POST /push/{source}'].sort(),
+      ['GET /alerts', 'GET /alerts/history', 'GET /healthz', 'GET /monitor/distribution', 'GET /monitor/drift', 'GET /monitor/metrics', 'GET /monitor/plans', 'GET /monitor/slo', 'GET /registry', 'GET /registry/history', 'GET /status/materializer', 'POST /consistency/sample', 'POST /datasets/historical', 'POST /get-online-features', 'POST /push/{source}', 'POST /feature-log/predictions', 'GET /metrics'].sort(),
     );
   });
 

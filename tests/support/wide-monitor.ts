@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { compileOrThrow, entity, eventTime, featureView, monitor, source, type CompiledDefinitions } from '../../definitions/index.js';
-import { ensureMetricsTable, ensureMonitorTables, writeMetrics, type MetricRow } from '../../monitor/index.js';
+import { compactMetrics, ensureMetricsTable, ensureMonitorTables, writeMetrics, type MetricRow } from '../../monitor/index.js';
 import { insertInChunks, OfflineStore } from '../../offline/index.js';
 import { mulberry32 } from './random.js';
 
@@ -69,5 +69,7 @@ export async function openWideMonitorStore(features = 500, sliceValues = 5, eval
     }
   }
   await writeMetrics(ex, rows);
+  // As a monitor replay leaves them (monitor/run.ts): one part.
+  await compactMetrics(ex);
   return { compiled, offline, close: async () => { await offline.close(); rmSync(dir, { recursive: true, force: true }); } };
 }

@@ -8,7 +8,7 @@ import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
 import { exhaustionSentence } from '../../ui/alerts-pages.js';
 import { escapeHtml, html, raw } from '../../ui/html.js';
 import type { DriftRow } from '../../ui/monitor-data.js';
-import { driftTable, PAGE_ROWS } from '../../ui/monitor-pages.js';
+import { driftTable, MATRIX_SLICES, PAGE_ROWS } from '../../ui/monitor-pages.js';
 import { openWideMonitorStore, type WideMonitorStore } from '../support/wide-monitor.js';
 
 describe('html', () => {
@@ -77,6 +77,41 @@ describe('pages of a wide monitor (500 features x 5 slices)', () => {
     expect(r.body).toContain(`Drift is decided for ${latest.filter((d) => d.drift).length} of ${latest.length} tests`);
     expect(r.body.match(/<tr data-feature=/g)!.length).toBe(PAGE_ROWS);
     // Nothing embeds raw rows: the page is bounded by one page of rows and the slice matrix.
-    expect(r.body.length).toBeLessThan(1_500_000);
+    expect(r.body.length).toBeLessThan(500_000);
+    // The slice matrix: past 50 features, the features of the table's page only; every slice value (5 <= 40).
+    const shownFeatures = new Set([...r.body.matchAll(/<tr data-feature="([^"]+)"/g)].map((m) => m[1]));
+    const matrix = r.body.slice(r.body.indexOf('id="slice-matrix"'), r.body.indexOf('</table>', r.body.indexOf('id="slice-matrix"')));
+    expect(matrix.slice(matrix.indexOf('<tbody>')).match(/<tr><th>/g)!.length).toBe(shownFeatures.size);
+    expect(matrix.slice(0, matrix.indexOf('</thead>')).match(/<th title=/g)!.length).toBe(5);
+    expect(r.body).toContain(`for the ${shownFeatures.size} features of this page of the table (500 in all)`);
+  });
+});
+
+describe('the slice matrix of a monitor with many slice values (3 features x 60)', () => {
+  let many: WideMonitorStore;
+  let server: FastifyInstance;
+  beforeAll(async () => {
+    many = await openWideMonitorStore(3, 60, 2);
+    server = await buildServer({ service: new OnlineFeatureService(many.compiled.registry, new MemoryOnlineStore(many.compiled.registry), 'wall'), offline: many.offline, monitors: many.compiled });
+  }, 120_000);
+  afterAll(async () => {
+    await server?.close();
+    await many?.close();
+  });
+
+  it('shows the MATRIX_SLICES slice values with the highest PSI, highest first, and says so', async () => {
+    const r = await server.inject({ method: 'GET', url: '/ui/monitor?monitor=wide&window=1d' });
+    expect(r.statusCode).toBe(200);
+    const matrix = r.body.slice(r.body.indexOf('id="slice-matrix"'), r.body.indexOf('</table>', r.body.indexOf('id="slice-matrix"')));
+    const columns = [...matrix.slice(0, matrix.indexOf('</thead>')).matchAll(/<th title="([^"]+)"/g)].map((m) => m[1]!);
+    expect(columns.length).toBe(MATRIX_SLICES);
+    expect(r.body).toContain(`The ${MATRIX_SLICES} of 60 slice values with the highest PSI`);
+    const { drift } = (await server.inject({ method: 'GET', url: '/monitor/drift?monitor=wide&window=1d&limit=10000' })).json() as { drift: { window_end: string; slice: string; value: number | null }[] };
+    const latest = drift.filter((d) => d.window_end === drift[0]!.window_end && d.slice !== 'all');
+    const worst = new Map<string, number>();
+    for (const d of latest) worst.set(d.slice, Math.max(worst.get(d.slice) ?? -1, d.value ?? -1));
+    const expected = [...worst.keys()].sort((a, b) => worst.get(b)! - worst.get(a)! || (a < b ? -1 : 1)).slice(0, MATRIX_SLICES);
+    expect(columns).toEqual(expected);
+    expect(matrix.slice(matrix.indexOf('<tbody>')).match(/<tr><th>/g)!.length).toBe(3);
   });
 });

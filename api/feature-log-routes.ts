@@ -1,0 +1,46 @@
+// The feature-log plugin (tidemark serve / quickstart with --log-features): POST
+// /feature-log/predictions logs a model's score under the request id of a logged read, so that a
+// training set or the monitor can join it to the values served; GET /metrics serves the log's
+// Prometheus metrics (records written, dropped because the queue was full or the write failed,
+// sampled out, queue depth).
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { FEATURE_LOG_FORMAT_VERSION, type FeatureLogQueue } from '../ingest/index.js';
+import { TidemarkError } from '../definitions/index.js';
+import { errorResponses } from './errors.js';
+
+const PredictionBody = z.strictObject({
+  request_id: z.string().min(1).max(200).describe('the request id of the read the prediction was made from (x-request-id of POST /get-online-features)'),
+  score: z.number().finite().describe("the model's output"),
+  model: z.string().min(1).max(200).optional().describe('model name (and version)'),
+  at: z.number().int().optional().describe('prediction time in epoch ms (default: now)'),
+});
+
+const PredictionAnswer = z.object({
+  request_id: z.string(),
+  destination: z.string().describe('kafka:<prefix>.feature_log, or the offline store in embedded mode'),
+  status: z.literal('queued').describe('queued for writing; GET /metrics counts records written and dropped'),
+});
+
+export const featureLogRoutes: FastifyPluginAsyncZod<{ featureLog: FeatureLogQueue; nowMs?: () => number }> = async (app, { featureLog, nowMs = Date.now }) => {
+  const predictionSchema = {
+    tags: ['feature-log'],
+    summary: "Log a model's score for a request id (stored in tm_prediction_log)",
+    body: PredictionBody,
+    response: { 202: PredictionAnswer.describe('Queued'), ...errorResponses({ badRequest: ['TM_READ_BAD_REQUEST'], unavailable: ['TM_LOG_UNAVAILABLE'], body: true }) },
+  };
+  app.post('/feature-log/predictions', { schema: predictionSchema, config: { scope: 'log:write' } }, async (request, reply) => {
+    const body = request.body;
+    const queued = featureLog.offer({ kind: 'prediction', v: FEATURE_LOG_FORMAT_VERSION, request_id: body.request_id, score: body.score, model: body.model ?? null, at_ms: body.at ?? nowMs() });
+    if (!queued) {
+      throw new TidemarkError('TM_LOG_UNAVAILABLE', `the feature-log queue is full (writing to ${featureLog.sink.destination} is behind or failing): prediction for request ${body.request_id} not logged; retry later`, { request_id: body.request_id, destination: featureLog.sink.destination });
+    }
+    return reply.status(202).send({ request_id: body.request_id, destination: featureLog.sink.destination, status: 'queued' as const });
+  });
+
+  const metricsSchema = { tags: ['health'], summary: "The feature log's Prometheus metrics (text format 0.0.4)", response: { 200: z.string().describe('Prometheus text'), ...errorResponses() } };
+  app.get('/metrics', { schema: metricsSchema }, async (_request, reply) => {
+    const registry = featureLog.metrics.registry;
+    return reply.type(registry.contentType).send(await registry.metrics());
+  });
+};

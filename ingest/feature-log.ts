@@ -1,0 +1,286 @@
+// Feature logging: the record format of what serving answered (a logged read) and of a model's
+// score for a request (a logged prediction), their validation, the Kafka topic they travel on, and
+// the bounded queue between the serving path and a destination. The queue never blocks a
+// response: a full queue drops the record and counts the drop (prom-client), and so does a write
+// that fails (Kafka down). Destinations: Kafka (`<prefix>.feature_log`, read by `tidemark
+// offline-sink`), or the offline store directly (embedded mode, offline/feature-log.ts).
+import { Kafka, logLevel, Partitioners, type KafkaConfig, type Producer } from 'kafkajs';
+import { Counter, Gauge, Registry as MetricsRegistry } from 'prom-client';
+import { z } from 'zod';
+import type { ErrorCode } from '../definitions/index.js';
+
+export const FEATURE_LOG_FORMAT_VERSION = 1;
+
+/** The Kafka topic of a deployment's feature log: `<prefix>.feature_log`. */
+export function featureLogTopic(prefix: string): string {
+  return `${prefix}.feature_log`;
+}
+
+const Scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+
+const LoggedFeature = z.strictObject({
+  view: z.string().min(1),
+  feature: z.string().min(1),
+  values: z.array(Scalar),
+  statuses: z.array(z.enum(['PRESENT', 'NULL_VALUE', 'NOT_FOUND', 'OUTSIDE_MAX_AGE'])),
+  event_times_ms: z.array(z.number().int().nullable()),
+});
+
+const LoggedRead = z.strictObject({
+  kind: z.literal('read'),
+  v: z.literal(FEATURE_LOG_FORMAT_VERSION),
+  request_id: z.string().min(1).max(200),
+  read_time_ms: z.number().int(),
+  registry_version: z.string(),
+  /** join key -> one value per entity row, as the request gave them */
+  entities: z.record(z.string(), z.array(z.union([z.string(), z.number(), z.boolean()]))),
+  features: z.array(LoggedFeature).min(1),
+});
+
+const LoggedPrediction = z.strictObject({
+  kind: z.literal('prediction'),
+  v: z.literal(FEATURE_LOG_FORMAT_VERSION),
+  request_id: z.string().min(1).max(200),
+  score: z.number().finite(),
+  model: z.string().nullable(),
+  at_ms: z.number().int(),
+});
+
+const FeatureLogRecordSchema = z.discriminatedUnion('kind', [LoggedRead, LoggedPrediction]);
+
+export type LoggedReadRecord = z.infer<typeof LoggedRead>;
+export type LoggedPredictionRecord = z.infer<typeof LoggedPrediction>;
+export type FeatureLogRecord = LoggedReadRecord | LoggedPredictionRecord;
+
+export interface BadFeatureLogRecord {
+  code: ErrorCode;
+  /** The failing field (dotted path), or null when the whole record is at fault. */
+  field: string | null;
+  reason: string;
+  raw: string;
+}
+
+export type FeatureLogDecodeResult = { ok: true; record: FeatureLogRecord } | { ok: false; bad: BadFeatureLogRecord };
+
+/** Validate a feature-log record (JSON bytes or text): the schema, then that every column has one entry per entity row. */
+export function decodeFeatureLogRecord(raw: string | Uint8Array): FeatureLogDecodeResult {
+  const text = typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8');
+  const bad = (field: string | null, reason: string): FeatureLogDecodeResult => ({ ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field, reason, raw: text } });
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    return bad(null, `feature-log record is not JSON: ${(e as Error).message}`);
+  }
+  const parsed = FeatureLogRecordSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = issue.path.length === 0 ? null : issue.path.join('.');
+    return bad(field, `feature-log record${field === null ? '' : `, field ${field}`}: ${issue.message}`);
+  }
+  const record = parsed.data;
+  if (record.kind === 'read') {
+    const keys = Object.keys(record.entities);
+    if (keys.length === 0) return bad('entities', 'feature-log record, field entities: names no join key');
+    const rows = record.entities[keys[0]!]!.length;
+    for (const k of keys) {
+      if (record.entities[k]!.length !== rows) return bad(`entities.${k}`, `feature-log record, field entities.${k}: ${record.entities[k]!.length} values, but entities.${keys[0]} has ${rows}`);
+    }
+    for (const [i, f] of record.features.entries()) {
+      for (const column of ['values', 'statuses', 'event_times_ms'] as const) {
+        if (f[column].length !== rows) return bad(`features.${i}.${column}`, `feature-log record, field features.${i}.${column} (${f.view}:${f.feature}): ${f[column].length} entries for ${rows} entity rows`);
+      }
+    }
+  }
+  return { ok: true, record };
+}
+
+/** Where logged records go. A write that throws counts its records as dropped. */
+export interface FeatureLogSink {
+  readonly destination: string;
+  write(records: readonly FeatureLogRecord[]): Promise<void>;
+  close?(): Promise<void>;
+}
+
+/** The feature log's metrics (prom-client), served by the API's GET /metrics. */
+export class FeatureLogMetrics {
+  readonly registry = new MetricsRegistry();
+  readonly records = new Counter({
+    name: 'tidemark_feature_log_records_total',
+    help: 'Feature-log records by kind (read, prediction) and outcome: written, dropped_queue_full, dropped_write_failed',
+    labelNames: ['kind', 'outcome'],
+    registers: [this.registry],
+  });
+  readonly sampledOut = new Counter({ name: 'tidemark_feature_log_sampled_out_total', help: 'Served reads left out of the log by the sample rate', registers: [this.registry] });
+  readonly queueDepth = new Gauge({ name: 'tidemark_feature_log_queue_depth', help: 'Records waiting to be written', registers: [this.registry] });
+  readonly queueLimit = new Gauge({ name: 'tidemark_feature_log_queue_limit', help: 'Most records the queue holds before it drops', registers: [this.registry] });
+}
+
+export interface FeatureLogQueueOptions {
+  /** Fraction of served reads logged, 0 to 1 (predictions are always logged). */
+  sampleRate: number;
+  /** Most records waiting; more are dropped (default 10 000). */
+  queueLimit?: number;
+  /** Most records per write (default 5 000). */
+  batchRecords?: number;
+  /** How long a write waits for more records when fewer than batchRecords are queued (default 500 ms): fewer, bigger writes. flush() does not wait. */
+  lingerMs?: number;
+  /** A write taking longer than this counts as failed (default 10 000 ms); the queue moves on. */
+  writeTimeoutMs?: number;
+  /** Random numbers in [0, 1) for sampling (tests). */
+  random?: () => number;
+  log?: (level: 'error' | 'info', message: string, details: Record<string, unknown>) => void;
+}
+
+export interface FeatureLogQueueStats {
+  queued: number;
+  written: number;
+  droppedQueueFull: number;
+  droppedWriteFailed: number;
+  sampledOut: number;
+}
+
+/**
+ * The bounded queue between serving and a sink. `offer` is synchronous and never waits: the
+ * records are written by one background loop, a batch at a time.
+ */
+export class FeatureLogQueue {
+  readonly metrics = new FeatureLogMetrics();
+  readonly stats: FeatureLogQueueStats = { queued: 0, written: 0, droppedQueueFull: 0, droppedWriteFailed: 0, sampledOut: 0 };
+  readonly sampleRate: number;
+  private readonly queueLimit: number;
+  private readonly batchRecords: number;
+  private readonly writeTimeoutMs: number;
+  private readonly lingerMs: number;
+  private readonly random: () => number;
+  private pending: FeatureLogRecord[] = [];
+  private endLinger: (() => void) | null = null;
+  private flushing = 0;
+  private writing: Promise<void> | null = null;
+  private lastError: string | null = null;
+
+  constructor(
+    readonly sink: FeatureLogSink,
+    private readonly opts: FeatureLogQueueOptions,
+  ) {
+    if (!(opts.sampleRate >= 0 && opts.sampleRate <= 1)) throw new RangeError(`feature-log sample rate must be from 0 to 1, got ${opts.sampleRate}`);
+    this.sampleRate = opts.sampleRate;
+    this.queueLimit = opts.queueLimit ?? 10_000;
+    this.batchRecords = opts.batchRecords ?? 5_000;
+    this.lingerMs = opts.lingerMs ?? 500;
+    this.writeTimeoutMs = opts.writeTimeoutMs ?? 10_000;
+    this.random = opts.random ?? Math.random;
+    this.metrics.queueLimit.set(this.queueLimit);
+  }
+
+  /** Whether the next served read is to be logged (the sample rate). */
+  sample(): boolean {
+    const take = this.sampleRate >= 1 || (this.sampleRate > 0 && this.random() < this.sampleRate);
+    if (!take) {
+      this.stats.sampledOut++;
+      this.metrics.sampledOut.inc();
+    }
+    return take;
+  }
+
+  /** Queue a record; false when the queue was full and the record was dropped (and counted). */
+  offer(record: FeatureLogRecord): boolean {
+    if (this.pending.length >= this.queueLimit) {
+      this.stats.droppedQueueFull++;
+      this.metrics.records.inc({ kind: record.kind, outcome: 'dropped_queue_full' });
+      return false;
+    }
+    this.pending.push(record);
+    this.stats.queued++;
+    this.metrics.queueDepth.set(this.pending.length);
+    if (this.writing === null) this.writing = this.drain().finally(() => (this.writing = null));
+    return true;
+  }
+
+  /** Wait until every queued record is written or dropped. */
+  async flush(): Promise<void> {
+    this.flushing++;
+    try {
+      this.endLinger?.();
+      while (this.writing !== null) await this.writing;
+    } finally {
+      this.flushing--;
+    }
+  }
+
+  /** Flush, then close the sink. */
+  async close(): Promise<void> {
+    await this.flush();
+    await this.sink.close?.();
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending.length > 0) {
+      if (this.pending.length < this.batchRecords && this.lingerMs > 0 && this.flushing === 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.lingerMs);
+          this.endLinger = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.endLinger = null;
+      }
+      const batch = this.pending.splice(0, this.batchRecords);
+      this.metrics.queueDepth.set(this.pending.length);
+      try {
+        await withTimeout(this.sink.write(batch), this.writeTimeoutMs, `no answer from ${this.sink.destination} within ${this.writeTimeoutMs} ms`);
+        this.stats.written += batch.length;
+        for (const r of batch) this.metrics.records.inc({ kind: r.kind, outcome: 'written' });
+        if (this.lastError !== null) this.opts.log?.('info', 'feature log: writing again', { destination: this.sink.destination });
+        this.lastError = null;
+      } catch (e) {
+        this.stats.droppedWriteFailed += batch.length;
+        for (const r of batch) this.metrics.records.inc({ kind: r.kind, outcome: 'dropped_write_failed' });
+        const message = e instanceof Error ? e.message : String(e);
+        // Once per outage, not once per batch.
+        if (this.lastError === null) this.opts.log?.('error', `feature log: writing to ${this.sink.destination} failed; records are dropped and counted until it works again`, { error: message, dropped: batch.length });
+        this.lastError = message;
+      }
+    }
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  promise.catch(() => undefined); // a late failure after the timeout is not unhandled
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Feature-log records produced to `<prefix>.feature_log`, keyed by request id (kafkajs). */
+export class KafkaFeatureLogSink implements FeatureLogSink {
+  readonly destination: string;
+  private readonly producer: Producer;
+  private connected: Promise<void> | null = null;
+
+  constructor(
+    readonly topic: string,
+    opts: { brokers: string[]; security?: Pick<KafkaConfig, 'ssl' | 'sasl'>; retries?: number },
+  ) {
+    this.destination = `kafka:${topic}`;
+    const kafka = new Kafka({ clientId: 'tidemark-feature-log', brokers: opts.brokers, logLevel: logLevel.NOTHING, retry: { retries: opts.retries ?? 3, initialRetryTime: 100, maxRetryTime: 1_000 }, ...opts.security });
+    this.producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: true });
+  }
+
+  async write(records: readonly FeatureLogRecord[]): Promise<void> {
+    // Connect lazily, and again after a failed attempt: serving starts whether Kafka is up or not.
+    this.connected ??= this.producer.connect().catch((e: unknown) => {
+      this.connected = null;
+      throw e;
+    });
+    await this.connected;
+    await this.producer.send({ topic: this.topic, acks: -1, messages: records.map((r) => ({ key: r.request_id, value: JSON.stringify(r) })) });
+  }
+
+  async close(): Promise<void> {
+    await this.producer.disconnect().catch(() => undefined);
+  }
+}
