@@ -4,7 +4,7 @@
 // inside ClickHouse from the same partial aggregates as point-in-time datasets.
 import type { FeaturePlan, ViewPlan } from '../definitions/index.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
-import { centerColumn, combinePart, finalOfColumns, isCentered, isTiledOffline, partsOf, tileOf } from './tile-sql.js';
+import { centerColumn, combinePart, exactPartitionColumns, finalOfColumns, isCentered, isTiledOffline, partsOf, tileOf } from './tile-sql.js';
 
 /**
  * SELECT returning one row per (key, active tile) with tile close `ts` in [{from:Int64}, {to:Int64}):
@@ -33,8 +33,9 @@ export function featureSampleSql(view: ViewPlan, features: readonly FeaturePlan[
   const parts = features.flatMap((f, i) => partsOf(f, i).map((p) => ({ ...p, tiles: f.tilesPerWindow! })));
   const sizes = [...new Set(parts.map((p) => p.tiles))];
   ctes.push(`t AS (SELECT ${keyList}, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${p.perTs} AS ${p.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, j)`);
+  const exact = exactPartitionColumns(parts, keyList);
   ctes.push(
-    `w AS (SELECT ${keyList}, j, ${parts.map((p) => `${combinePart(p, `w${p.tiles}`)} AS ${p.name}`).join(', ')} FROM t ` +
+    `w AS (SELECT ${keyList}, j, ${parts.map((p) => `${combinePart(p, `w${p.tiles}`)} AS ${p.name}`).join(', ')} FROM ${exact.length === 0 ? 't' : `(SELECT *, ${exact.join(', ')} FROM t)`} ` +
       `WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')})`,
   );
   const outputs = features.map((f, i) => `${finalOfColumns(f, i)} AS x${i}`);

@@ -18,7 +18,7 @@ import { TidemarkError, type FeaturePlan, type Registry, type ViewPlan } from '.
 import { AGGREGATION_SPECS } from '../definitions/aggregations/index.js';
 import { joinKeyColumn, type SpineInfo } from './spine.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
-import { centerColumn, combinePart, emptyPart, finalExpr, isCentered, isTiledOffline, partColumns, partsOf, tileOf } from './tile-sql.js';
+import { centerColumn, combinePart, emptyPart, exactPartitionColumns, finalExpr, isCentered, isTiledOffline, partColumns, partsOf, tileOf } from './tile-sql.js';
 
 export interface RequestedFeature {
   view: ViewPlan;
@@ -116,14 +116,20 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
       ctes.push(`${g}_pts AS MATERIALIZED (SELECT ${keyList}, ts, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${p.perTs} AS ${p.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
       // The joined tables hold plain columns (partColumns).
       const flat = parts.flatMap(partColumns).join(', ');
+      // Rows with their compensated sums' exactPartitionColumns, for the window over `partitionBy`.
+      const withExact = (rows: string, partitionBy: string): string => {
+        const exact = exactPartitionColumns(parts, partitionBy);
+        return exact.length === 0 ? rows : `(SELECT *, ${exact.join(', ')} FROM ${rows})`;
+      };
+      const tiles =
+        `(SELECT ${keyList}, j, 0 AS probe, ${parts.map((p) => `${combinePart(p)} AS ${p.name}`).join(', ')} FROM ${g}_pts GROUP BY ${keyList}, j` +
+        ` UNION ALL SELECT DISTINCT ${view.joinKeys.map((jk, k) => `${ident(joinKeyColumn(jk))} AS k${k}`).join(', ')}, ${tileOf('__t', hopMs)} - 1 AS j, 1 AS probe, ${parts.map((p) => `${emptyPart(p)} AS ${p.name}`).join(', ')} FROM ${ident(spine.table)})`;
       ctes.push(
-        `${g}_win AS (SELECT ${keyList}, j, ${flat} FROM (SELECT ${keyList}, j, probe, ${parts.map((p) => `${combinePart(p, `w${partWindow.get(p.name)}`)} AS ${p.name}`).join(', ')} FROM (` +
-          `SELECT ${keyList}, j, 0 AS probe, ${parts.map((p) => `${combinePart(p)} AS ${p.name}`).join(', ')} FROM ${g}_pts GROUP BY ${keyList}, j` +
-          ` UNION ALL SELECT DISTINCT ${view.joinKeys.map((jk, k) => `${ident(joinKeyColumn(jk))} AS k${k}`).join(', ')}, ${tileOf('__t', hopMs)} - 1 AS j, 1 AS probe, ${parts.map((p) => `${emptyPart(p)} AS ${p.name}`).join(', ')} FROM ${ident(spine.table)})` +
+        `${g}_win AS (SELECT ${keyList}, j, ${flat} FROM (SELECT ${keyList}, j, probe, ${parts.map((p) => `${combinePart(p, `w${partWindow.get(p.name)}`)} AS ${p.name}`).join(', ')} FROM ${withExact(tiles, keyList)}` +
           ` WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')}) WHERE probe = 1)`,
       );
       ctes.push(
-        `${g}_run AS (SELECT ${keyList}, j, ts, ${flat} FROM (SELECT ${keyList}, j, ts, ${parts.map((p) => `${combinePart(p, 'r')} AS ${p.name}`).join(', ')} FROM ${g}_pts WINDOW r AS (PARTITION BY ${keyList}, j ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)))`,
+        `${g}_run AS (SELECT ${keyList}, j, ts, ${flat} FROM (SELECT ${keyList}, j, ts, ${parts.map((p) => `${combinePart(p, 'r')} AS ${p.name}`).join(', ')} FROM ${withExact(`${g}_pts`, `${keyList}, j`)} WINDOW r AS (PARTITION BY ${keyList}, j ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)))`,
       );
       joins.push(`LEFT JOIN ${g}_win AS ${g}_w ON ${keyEq(`${g}_w`)} AND ${g}_w.j = sp.${head} - 1`);
       joins.push(`ASOF LEFT JOIN ${g}_run AS ${g}_r ON ${keyEq(`${g}_r`)} AND ${g}_r.j = sp.${head} AND ${g}_r.ts < sp.__t`);

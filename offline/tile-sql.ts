@@ -2,14 +2,17 @@
 // samples: the partial aggregates of a feature per (key, instant) or tile, how they combine, and
 // the final value from combined parts, all read from the aggregation's spec
 // (definitions/aggregations). Sums are compensated (Neumaier, as the online tiles): a part with
-// combine 'compensatedSum' is a (sum, compensation) tuple, and rows combine by folding the spec's
-// TwoSum over their tuples (groupArray, then arrayFold), in a GROUP BY or over a window frame. A part
+// combine 'compensatedSum' is a (sum, compensation) tuple, and rows combine by the fold of the
+// spec's TwoSum over their tuples in row order (groupArray, then array functions; see
+// compensated.ts), in a GROUP BY or over a window frame; where the fold provably equals the plain sum
+// (integer data), the plain sum. Over a window that decision is per partition, from a column the
+// query adds before the window (exactPartitionColumns). A part
 // with combine 'sumMap' is a Map of counts (approx_percentile's buckets): sumMap across rows,
 // mapAdd of two.
 // ClickHouse's sumKahan is no substitute: as a window function it drops the compensation and its
 // add is plain Kahan, which loses a small term added before a large one cancels.
 import type { FeaturePlan } from '../definitions/index.js';
-import { AGGREGATION_SPECS, sqlAddCompensated, sqlCompensatedSumOfPairs, type SqlCombine } from '../definitions/aggregations/index.js';
+import { AGGREGATION_SPECS, sqlAddCompensated, sqlCompensatedSumOfPairsAggregate, sqlExactPartitionColumn, type SqlCombine } from '../definitions/aggregations/index.js';
 import { ident } from './tables.js';
 
 export interface AggPart {
@@ -42,11 +45,25 @@ export function partsOf(f: FeaturePlan, i: number): AggPart[] {
   return parts.map((p) => ({ name: `f${i}_${p.suffix}`, perTs: p.perTs(x, c), combine: p.combine }));
 }
 
-/** A part combined over the rows of a GROUP BY, or over a window frame when `over` is given. */
+/**
+ * A part combined over the rows of a GROUP BY, or over a window frame when `over` is given (a
+ * compensated sum then reads its exactPartitionColumns column, which the rows must carry).
+ */
 export function combinePart(p: AggPart, over?: string): string {
-  const w = over === undefined ? '' : ` OVER ${over}`;
-  if (p.combine === 'compensatedSum') return sqlCompensatedSumOfPairs(`groupArray(${p.name})${w}`);
-  return `${p.combine}(${p.name})${w}`;
+  if (p.combine === 'compensatedSum') return sqlCompensatedSumOfPairsAggregate(p.name, over === undefined ? undefined : { window: over, exactColumn: exactColumnOf(p) });
+  return `${p.combine}(${p.name})${over === undefined ? '' : ` OVER ${over}`}`;
+}
+
+function exactColumnOf(p: AggPart): string {
+  return `${p.name}_exact`;
+}
+
+/**
+ * Columns the rows need before combinePart(p, over) of compensated sums: per partition (`partitionBy`
+ * lists the window's PARTITION BY columns), whether the part's plain sum is its compensated sum.
+ */
+export function exactPartitionColumns(parts: readonly AggPart[], partitionBy: string): string[] {
+  return parts.filter((p) => p.combine === 'compensatedSum').map((p) => `${sqlExactPartitionColumn(p.name, `(PARTITION BY ${partitionBy})`)} AS ${exactColumnOf(p)}`);
 }
 
 /** The value of a part on a row that holds no event (the probe rows of point-in-time windows). */

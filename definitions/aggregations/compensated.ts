@@ -36,14 +36,84 @@ export function sqlAddCompensated(sum: string, compensation: string, value: stri
 }
 
 /** The lambda `(a, b) -> a + b` on (sum, compensation) tuples, for arrayFold. */
-export const SQL_COMPENSATED_FOLD = `(a, b) -> ${sqlAddCompensated('a.1', 'a.2', 'b.1', 'b.2')}`;
+const SQL_COMPENSATED_FOLD = `(a, b) -> ${sqlAddCompensated('a.1', 'a.2', 'b.1', 'b.2')}`;
 
-/** The compensated sum of an array of doubles, as a (sum, compensation) tuple. */
-export function sqlCompensatedSumOfArray(values: string): string {
-  return `arrayFold(${SQL_COMPENSATED_FOLD}, arrayMap(v -> tuple(toFloat64(v), 0.), ${values}), tuple(0., 0.))`;
+/** The compensated sum of an array of (sum, compensation) tuples, folded in array order from (0, 0). */
+function sqlCompensatedFoldOfPairs(pairs: string): string {
+  return `arrayFold(${SQL_COMPENSATED_FOLD}, ${pairs}, tuple(0., 0.))`;
 }
 
-/** The compensated sum of an array of (sum, compensation) tuples. */
-export function sqlCompensatedSumOfPairs(pairs: string): string {
-  return `arrayFold(${SQL_COMPENSATED_FOLD}, ${pairs}, tuple(0., 0.))`;
+/**
+ * The compensated sum of an array of doubles as a (sum, compensation) tuple: exactly the fold of
+ * addCompensated from (0, 0) in array order, but with whole-array functions instead of an arrayFold
+ * lambda per step (in chDB, 0.2 CPU s against 1.5 for 30 million values in arrays of 168). The
+ * fold's sums are the running sums from +0 (arrayCumSum adds in Float64, one element after the
+ * other, from +0); each step's error term depends only on (previous sum, value, sum); the
+ * compensation is the running sum of the error terms, since the fold's k + 0 (no compensation to
+ * add) is k: k starts at +0 and a sum is -0 only when both terms are. An empty array gives (0, 0),
+ * as the fold does. Pairs with compensations keep arrayFold: interleaving compensations and errors
+ * (arrayFlatten) cost more than the fold saved.
+ */
+function sqlCompensatedFoldOfValues(values: string): string {
+  const sums = `arrayCumSum(${values})`;
+  const errors = `arrayMap((p, v, s) -> if(abs(p) >= abs(v), ((p - s) + v), ((v - s) + p)), arrayPopBack(arrayPushFront(${sums}, 0.)), ${values}, ${sums})`;
+  return `tuple(${sums}[-1], arrayCumSum(${errors})[-1])`;
+}
+
+/**
+ * 2^52: while the magnitudes of doubles holding integers add up to less than this, every sum of
+ * some of them, in any order or grouping, is an integer below 2^53, so it is exact.
+ */
+const SQL_EXACT_INTEGER_BOUND = '4503599627370496';
+
+/**
+ * Whether the compensated fold of doubles is known to be (their plain sum, +0), from aggregates over
+ * them: all integers (and compensations all 0) with magnitudes adding up to under 2^52. Then every
+ * running sum is exact, so every error term is +0 and the compensation stays +0, and the plain sum
+ * (in any order, as ClickHouse's sum adds) is the same double as the fold's. NaN and infinities fail it.
+ */
+function sqlExactIntegers(allIntegral: string, magnitudeSum: string): string {
+  return `(${allIntegral} AND ${magnitudeSum} < ${SQL_EXACT_INTEGER_BOUND})`;
+}
+
+/** The per-row condition of sqlExactIntegers for a (sum, compensation) pair. */
+function integralPair(hi: string, lo: string): string {
+  return `(${lo} = 0 AND ${hi} = floor(${hi}))`;
+}
+
+/**
+ * Aggregate (GROUP BY) of field `x` into its compensated (sum, compensation) tuple: the plain sum
+ * when that is provably the fold's result (sqlExactIntegers: integer data), else the fold of the
+ * group's values. Nulls are left out (they count as +0 in the plain sum, which changes nothing).
+ */
+export function sqlCompensatedSumAggregate(x: string): string {
+  const v = `toFloat64(${x})`;
+  const exact = sqlExactIntegers(`min(ifNull(${v} = floor(${v}), 1))`, `sum(abs(ifNull(${v}, 0)))`);
+  return `if(${exact}, tuple(sum(ifNull(${v}, 0)), 0.), ${sqlCompensatedFoldOfValues(`groupArray(${v})`)})`;
+}
+
+/**
+ * Aggregate (GROUP BY, or a window function over `over`) of (sum, compensation) tuples `pair` into
+ * their compensated sum. In a GROUP BY the plain sum is taken when it provably is the fold's result.
+ * Over a window the decision is per partition, from the column `exactColumn`
+ * (sqlExactPartitionColumn): the arrays of an exact partition's frames are never built.
+ */
+export function sqlCompensatedSumOfPairsAggregate(pair: string, over?: { window: string; exactColumn: string }): string {
+  const [hi, lo] = [`tupleElement(${pair}, 1)`, `tupleElement(${pair}, 2)`];
+  if (over === undefined) {
+    const exact = sqlExactIntegers(`min(${integralPair(hi, lo)})`, `sum(abs(${hi}))`);
+    return `if(${exact}, tuple(sum(${hi}), 0.), ${sqlCompensatedFoldOfPairs(`groupArray(${pair})`)})`;
+  }
+  const { window, exactColumn } = over;
+  return `if(${exactColumn}, tuple(sum(${hi}) OVER ${window}, 0.), ${sqlCompensatedFoldOfPairs(`groupArrayIf(${pair}, NOT ${exactColumn}) OVER ${window}`)})`;
+}
+
+/**
+ * Window function (over a window of the whole partition, e.g. `PARTITION BY key`) telling whether
+ * every frame of the partition may sum tuples `pair` plainly (sqlExactIntegers over the partition's
+ * rows covers every frame, a subset of them).
+ */
+export function sqlExactPartitionColumn(pair: string, partition: string): string {
+  const [hi, lo] = [`tupleElement(${pair}, 1)`, `tupleElement(${pair}, 2)`];
+  return sqlExactIntegers(`min(${integralPair(hi, lo)}) OVER ${partition}`, `sum(abs(${hi})) OVER ${partition}`);
 }

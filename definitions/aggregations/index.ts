@@ -13,7 +13,13 @@ import { stddev, variance } from './variance.js';
 
 export type { AggregationParams, AggregationSpec, AggregationSql, FieldRule, SqlCombine, SqlPartSpec } from './spec.js';
 export { compareCodePoints, compareLast, compareScalars } from './order.js';
-export { addCompensated, sqlAddCompensated, sqlCompensatedSumOfArray, sqlCompensatedSumOfPairs, SQL_COMPENSATED_FOLD } from './compensated.js';
+export {
+  addCompensated,
+  sqlAddCompensated,
+  sqlCompensatedSumAggregate,
+  sqlCompensatedSumOfPairsAggregate,
+  sqlExactPartitionColumn,
+} from './compensated.js';
 
 export const AGGREGATION_SPECS: Record<Aggregation, AggregationSpec> = {
   count,

@@ -1,6 +1,6 @@
 // mean: sum / n of present values, null over none; slots [n, sum, compensation] (the sum
 // compensated as in sum.ts).
-import { addCompensated, sqlAddCompensated, sqlCompensatedSumOfArray } from './compensated.js';
+import { addCompensated, sqlAddCompensated, sqlCompensatedSumAggregate } from './compensated.js';
 import type { AggregationSpec } from './spec.js';
 
 export const mean: AggregationSpec = {
@@ -34,7 +34,7 @@ export const mean: AggregationSpec = {
   sql: {
     parts: [
       { suffix: 'n', perTs: (x) => `count(${x})`, combine: 'sum' },
-      { suffix: 's', perTs: (x) => sqlCompensatedSumOfArray(`groupArray(${x})`), combine: 'compensatedSum' },
+      { suffix: 's', perTs: (x) => sqlCompensatedSumAggregate(x!), combine: 'compensatedSum' },
     ],
     centered: false,
     final: (part) => `if(${part('n')} = 0, NULL, ${part('s')} / ${part('n')})`,

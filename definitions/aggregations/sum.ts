@@ -1,6 +1,6 @@
 // sum: the sum of present values, 0 over none; slots [sum, compensation] (Neumaier, see
 // compensated.ts), so the result does not depend on the order of terms that cancel.
-import { addCompensated, sqlAddCompensated, sqlCompensatedSumOfArray } from './compensated.js';
+import { addCompensated, sqlAddCompensated, sqlCompensatedSumAggregate } from './compensated.js';
 import type { AggregationSpec } from './spec.js';
 
 export const sum: AggregationSpec = {
@@ -27,7 +27,7 @@ export const sum: AggregationSpec = {
     merge: `addCompensated(an, o, bn[o], bn[o + 1])`,
   },
   sql: {
-    parts: [{ suffix: 's', perTs: (x) => sqlCompensatedSumOfArray(`groupArray(${x})`), combine: 'compensatedSum' }],
+    parts: [{ suffix: 's', perTs: (x) => sqlCompensatedSumAggregate(x!), combine: 'compensatedSum' }],
     centered: false,
     final: (part) => part('s'),
     merge: (a, b) => sqlAddCompensated(`tupleElement(${a}, 1)`, `tupleElement(${a}, 2)`, `tupleElement(${b}, 1)`, `tupleElement(${b}, 2)`),

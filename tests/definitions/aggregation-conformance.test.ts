@@ -13,7 +13,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Session } from 'chdb';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AGGREGATION_SPECS } from '../../definitions/aggregations/index.js';
+import {
+  addCompensated,
+  AGGREGATION_SPECS,
+  sqlCompensatedSumAggregate,
+  sqlCompensatedSumOfPairsAggregate,
+  sqlExactPartitionColumn,
+} from '../../definitions/aggregations/index.js';
 import { addToSlots, initSlots, mergeSlots, type Aggregation, type BucketCounts, type Scalar, type TileValue } from '../../definitions/index.js';
 import { createRedisClient } from '../../online/index.js';
 import { decodeTile, encodeTile, LUA_TILES } from '../../online/redis.js';
@@ -271,5 +277,65 @@ describe('aggregation specs: TypeScript, Redis Lua and ClickHouse SQL merge tile
     expect(AGGREGATION_SPECS.sum.finalize(ts.nums, 0, ts.vals, 0, {})).toBe(1.000000001);
     expectIdentical('Lua', await mergeLua('sum', [tiles]), [ts], [tiles]);
     expectIdentical('SQL', mergeSql('sum', 'number', [tiles]), [ts], [tiles]);
+  });
+});
+
+describe('compensated sums in SQL (array functions, and the plain sum where it is exact) equal the TypeScript fold bit for bit', () => {
+  // Integers too (the plain-sum shortcut), near 2^52 and past it (where a plain sum of integers
+  // rounds and the shortcut must not be taken), mixed in some groups with the cancelling doubles.
+  const integer = fc.oneof(
+    fc.integer({ min: -1000, max: 1000 }),
+    fc.constantFrom(2 ** 52 - 1, -(2 ** 52) + 1, 2 ** 51, 2 ** 53, 2 ** 53 + 2, -(2 ** 53), 2 ** 60, 3, -3, -0),
+  );
+  const groupValues = fc.oneof(fc.array(integer, { maxLength: 8 }), fc.array(fc.oneof(integer, number), { maxLength: 8 }), fc.array(number, { maxLength: 8 }));
+  const pair = (s: Slots): string => `tuple(${sqlDouble(s.nums[0]!)}, ${sqlDouble(s.nums[1]!)})`;
+  const pairOut = (t: string): string => `[toString(reinterpretAsUInt64(tupleElement(${t}, 1))), toString(reinterpretAsUInt64(tupleElement(${t}, 2)))]`;
+  const rowsOf = (sql: string): Slots[] =>
+    chdb
+      .query(sql, 'JSONEachRow')
+      .toString()
+      .trim()
+      .split('\n')
+      .map((line) => ({ nums: (JSON.parse(line) as { r: string[] }).r.map(fromBits), vals: [] }));
+  const sumOf = (values: readonly (number | null)[]): Slots => {
+    const slots = fresh('sum');
+    for (const v of values) if (v !== null) addCompensated(slots.nums, 0, v, 0);
+    return slots;
+  };
+  // a tile of `sum` slots: one integer (an exact pair, large ones often), integers, or any doubles
+  // (compensations that are not 0)
+  const tile = fc.oneof(integer.map((v) => sumOf([v])), groupValues.map(sumOf));
+
+  it('of a GROUP BY of values (null left out), in the order the group holds them', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.oneof(integer, number, fc.constant(null)), { maxLength: 10 }), { minLength: 1, maxLength: 30 }), (groups) => {
+        const rows = groups.flatMap((values, g) => values.map((v) => `(${g}, ${v === null ? 'NULL' : sqlDouble(v)})`));
+        if (rows.length === 0) return;
+        const sql =
+          `SELECT g, ${pairOut(sqlCompensatedSumAggregate('x'))} AS r FROM (SELECT tupleElement(c, 1) AS g, CAST(tupleElement(c, 2), 'Nullable(Float64)') AS x FROM (SELECT arrayJoin([${rows.join(', ')}]) AS c)) ` +
+          `GROUP BY g ORDER BY g SETTINGS max_threads = 1`;
+        const expected = groups.filter((values) => values.length > 0).map(sumOf);
+        expectIdentical('SQL', rowsOf(sql), expected, []);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('of a GROUP BY of (sum, compensation) pairs, and over window frames deciding the shortcut per partition', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(tile, { minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 20 }), fc.integer({ min: 0, max: 4 }), (groups, preceding) => {
+        const rows = groups.flatMap((tiles, g) => tiles.map((t, i) => `(${g}, ${i}, ${pair(t)})`));
+        const source = `(SELECT tupleElement(c, 1) AS g, tupleElement(c, 2) AS i, tupleElement(c, 3) AS p FROM (SELECT arrayJoin([${rows.join(', ')}]) AS c))`;
+        const grouped = `SELECT g, ${pairOut(sqlCompensatedSumOfPairsAggregate('p'))} AS r FROM ${source} GROUP BY g ORDER BY g SETTINGS max_threads = 1`;
+        expectIdentical('SQL GROUP BY', rowsOf(grouped), groups.map((tiles) => mergeTs('sum', tiles)), []);
+        const framed =
+          `SELECT g, i, ${pairOut(sqlCompensatedSumOfPairsAggregate('p', { window: 'w', exactColumn: 'x' }))} AS r ` +
+          `FROM (SELECT *, ${sqlExactPartitionColumn('p', '(PARTITION BY g)')} AS x FROM ${source}) ` +
+          `WINDOW w AS (PARTITION BY g ORDER BY i RANGE BETWEEN ${preceding} PRECEDING AND CURRENT ROW) ORDER BY g, i`;
+        const expected = groups.flatMap((tiles) => tiles.map((_, i) => mergeTs('sum', tiles.slice(Math.max(0, i - preceding), i + 1))));
+        expectIdentical('SQL window', rowsOf(framed), expected, []);
+      }),
+      { numRuns: 40 },
+    );
   });
 });
