@@ -1055,17 +1055,27 @@ function isNoScript(e: unknown): boolean {
   return e instanceof Error && e.message.startsWith('NOSCRIPT');
 }
 
+/** EVALSHA through `send`; on NOSCRIPT (the script did not run) EVAL it whole, which also caches it on that node. */
+async function withScriptFallback(script: LuaScript, send: (command: keyof BufferEval, first: string) => Promise<unknown>): Promise<unknown> {
+  try {
+    return await send('evalshaBuffer', script.sha);
+  } catch (e) {
+    if (!isNoScript(e)) throw e;
+    return await send('evalBuffer', script.lua);
+  }
+}
+
 /**
  * A Cluster error that means "not here, or not now" while a slot moves: the script did not run
  * (Redis checks a script's keys before running it), so sending it again is safe. ioredis re-drives
  * these for single commands, but not inside a pipeline (auto-pipelining included) once its
  * redirection budget is spent.
  */
-function clusterRedirect(e: unknown): { kind: 'ask'; host: string; port: number } | { kind: 'wait' } | null {
+function clusterRedirect(e: unknown): { kind: 'ask' | 'moved'; host: string; port: number } | { kind: 'wait' } | null {
   if (!(e instanceof Error)) return null;
-  const ask = /^ASK \d+ (.+):(\d+)$/.exec(e.message);
-  if (ask) return { kind: 'ask', host: ask[1]!, port: Number(ask[2]) };
-  return /^(?:MOVED|TRYAGAIN|CLUSTERDOWN)\b|Too many Cluster redirections/.test(e.message) ? { kind: 'wait' } : null;
+  const to = /^(ASK|MOVED) \d+ (.+):(\d+)$/.exec(e.message);
+  if (to) return { kind: to[1] === 'ASK' ? 'ask' : 'moved', host: to[2]!, port: Number(to[3]) };
+  return /^(?:TRYAGAIN|CLUSTERDOWN)\b|Too many Cluster redirections/.test(e.message) ? { kind: 'wait' } : null;
 }
 
 export class RedisOnlineStore implements OnlineStore {
@@ -1219,10 +1229,11 @@ export class RedisOnlineStore implements OnlineStore {
   private async evalScript(script: LuaScript, keys: readonly string[], args: readonly (string | Buffer)[]): Promise<unknown> {
     const started = Date.now();
     let delayMs = 5;
-    let ask: { host: string; port: number } | null = null;
+    // The node a redirection named, and whether it wants ASKING first.
+    let target: { host: string; port: number; asking: boolean } | null = null;
     for (;;) {
       try {
-        return ask ? await this.evalAsking(ask, script, keys, args) : await this.evalOnce(this.client as unknown as BufferEval, script, keys, args);
+        return target ? await this.evalOnNode(target, script, keys, args) : await this.evalOnce(script, keys, args);
       } catch (e) {
         const redirect = clusterRedirect(e);
         if (redirect === null || !(this.client instanceof Cluster)) throw e;
@@ -1232,46 +1243,40 @@ export class RedisOnlineStore implements OnlineStore {
           throw new RedisStoreError('TM_STORE_SLOT_MIGRATING', `Redis Cluster slot ${slot} (key ${keys[0]}) is moving between nodes and could not be reached for ${waitedMs} ms (last answer: ${(e as Error).message}); retry shortly`, { slot, key: keys[0], waitedMs });
         }
         this.retriedCalls++;
-        // ASK: the key already moved; the target answers it after ASKING (once per command).
-        ask = redirect.kind === 'ask' ? redirect : null;
-        if (!ask) {
+        if (redirect.kind === 'wait') {
+          target = null;
           await new Promise((r) => setTimeout(r, delayMs));
           delayMs = Math.min(delayMs * 2, 200);
+        } else {
+          // ASK: the key already moved, the target answers it after ASKING (once per command).
+          // MOVED: the slot moved; an auto-pipelined command does not refresh ioredis' slot map
+          // by itself, so go to the named node and have the map refreshed for the next calls.
+          target = { host: redirect.host, port: redirect.port, asking: redirect.kind === 'ask' };
+          if (redirect.kind === 'moved') this.client.refreshSlotsCache();
         }
       }
     }
   }
 
-  private async evalOnce(client: BufferEval, script: LuaScript, keys: readonly string[], args: readonly (string | Buffer)[]): Promise<unknown> {
+  private evalOnce(script: LuaScript, keys: readonly string[], args: readonly (string | Buffer)[]): Promise<unknown> {
     // ioredis has the Buffer-reply variants of EVALSHA/EVAL at run time but not in its types; the
     // generic callBuffer() loses its command name under enableAutoPipelining (ioredis 6.0.0).
-    try {
-      return await client.evalshaBuffer(script.sha, keys.length, ...keys, ...args);
-    } catch (e) {
-      // The script did not run: send it whole (which also caches it on that node).
-      if (!isNoScript(e)) throw e;
-      return await client.evalBuffer(script.lua, keys.length, ...keys, ...args);
-    }
+    const client = this.client as unknown as BufferEval;
+    return withScriptFallback(script, (command, first) => client[command](first, keys.length, ...keys, ...args));
   }
 
-  /** The call on the node an ASK named, preceded by ASKING on the same connection (a pipeline keeps the pair together). */
-  private async evalAsking(target: { host: string; port: number }, script: LuaScript, keys: readonly string[], args: readonly (string | Buffer)[]): Promise<unknown> {
+  /** The call on the node a redirection named; after an ASK, preceded by ASKING on the same connection (a pipeline keeps the pair together). */
+  private evalOnNode(target: { host: string; port: number; asking: boolean }, script: LuaScript, keys: readonly string[], args: readonly (string | Buffer)[]): Promise<unknown> {
     const node = (this.client as Cluster).nodes('master').find((n) => n.options.host === target.host && n.options.port === target.port);
-    if (!node) throw new Error(`TRYAGAIN the ASK target ${target.host}:${target.port} is not a known master yet`);
-    const send = async (command: 'evalshaBuffer' | 'evalBuffer', first: string): Promise<unknown> => {
-      const pipeline = node.pipeline().asking() as unknown as { exec(): Promise<[Error | null, unknown][]> } & Record<string, (...a: unknown[]) => unknown>;
-      pipeline[command]!(first, keys.length, ...keys, ...args);
+    if (!node) return Promise.reject(new Error(`TRYAGAIN the redirection target ${target.host}:${target.port} is not a known master yet`));
+    return withScriptFallback(script, async (command, first) => {
+      const pipeline = (target.asking ? node.pipeline().asking() : node.pipeline()) as unknown as { exec(): Promise<[Error | null, unknown][]> } & BufferEval;
+      void pipeline[command](first, keys.length, ...keys, ...args);
       const results = await pipeline.exec();
-      const [err, value] = results[1]!;
+      const [err, value] = results[results.length - 1]!;
       if (err) throw err;
       return value;
-    };
-    try {
-      return await send('evalshaBuffer', script.sha);
-    } catch (e) {
-      if (!isNoScript(e)) throw e;
-      return await send('evalBuffer', script.lua);
-    }
+    });
   }
 
   async apply(batch: TileBatch): Promise<RedisApplyResult> {
