@@ -67,11 +67,7 @@ export async function* readParquetRows(path: string, rowNumbers: readonly number
       const decoded = (await parquetReadObjects({ file, metadata, rowStart: first, rowEnd: rowNumbers[last - 1]! + 1, compressors })) as Record<string, unknown>[];
       for (let i = next; i < last; i += batchRows) {
         const chosen = rowNumbers.slice(i, Math.min(last, i + batchRows));
-        const rows = chosen.map((n) => {
-          const row = decoded[n - first]!;
-          for (const k in row) row[k] = toPlainValue(row[k]);
-          return row;
-        });
+        const rows = chosen.map((n) => plainRow(decoded[n - first]!));
         yield { rows, rowNumbers: chosen };
       }
       next = last;
@@ -79,6 +75,12 @@ export async function* readParquetRows(path: string, rowNumbers: readonly number
     if (next >= rowNumbers.length) break;
     groupStart = groupEnd;
   }
+}
+
+/** A decoded row with every value made plain (toPlainValue), in place. */
+function plainRow(row: Record<string, unknown>): Record<string, unknown> {
+  for (const k in row) row[k] = toPlainValue(row[k]);
+  return row;
 }
 
 async function readMetadata(file: Awaited<ReturnType<typeof openParquet>>, path: string) {
@@ -102,7 +104,7 @@ export async function* readParquetBatches(path: string, opts: { limit?: number; 
     if (groupStart >= total) break;
     const groupEnd = Math.min(total, groupStart + Number(group.num_rows));
     const rows = (await parquetReadObjects({ file, metadata, rowStart: groupStart, rowEnd: groupEnd, compressors })) as Record<string, unknown>[];
-    for (const row of rows) for (const k in row) row[k] = toPlainValue(row[k]);
+    for (const row of rows) plainRow(row);
     for (let i = 0; i < rows.length; i += batchRows) yield { rows: rows.slice(i, i + batchRows), rowStart: groupStart + i };
     groupStart = groupEnd;
   }

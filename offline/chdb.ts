@@ -5,6 +5,7 @@ import { Session } from 'chdb';
 import { TidemarkError } from '../definitions/index.js';
 import { RecordBatchReader, type RecordBatch } from 'apache-arrow';
 import type { FileResultFormat, OfflineExecutor } from './executor.js';
+import { sqlString } from './tables.js';
 
 function asOfflineError(e: unknown, sql: string): TidemarkError {
   const message = e instanceof Error ? e.message : String(e);
@@ -65,8 +66,7 @@ export class ChdbExecutor implements OfflineExecutor {
   async writeFile(sql: string, format: FileResultFormat, path: string, params: Record<string, unknown> = {}): Promise<void> {
     // ClickHouse writes the file itself, block by block. INTO OUTFILE takes no bound parameter,
     // so the path goes in as an escaped literal.
-    const literal = `'${resolve(path).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-    await this.command(`${sql} INTO OUTFILE ${literal} TRUNCATE FORMAT ${format}`, params);
+    await this.command(`${sql} INTO OUTFILE ${sqlString(resolve(path))} TRUNCATE FORMAT ${format}`, params);
   }
 
   /** chDB streams one complete output per block: right for row formats, wrong for Parquet or Arrow files. */

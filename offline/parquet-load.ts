@@ -13,7 +13,7 @@ import { schemaRules, TidemarkError, type CompiledDefinitions, type FieldRule, t
 import { EventDecoder, parquetFileMetadata, readParquetRows, type BadEvent, type DeadLetterSink, type DecodedEvent, type ParquetSchemaElement } from '../ingest/index.js';
 import type { OfflineExecutor } from './executor.js';
 import { EventLoad, type LoadResult } from './load.js';
-import { eventTable, ident, keyColumn, keyFieldsOf } from './tables.js';
+import { eventTable, ident, keyColumn, keyFieldsOf, sqlString } from './tables.js';
 
 /** The JS value hyparquet gives for a Parquet column (see ingest/parquet.ts), when SQL can match it exactly. */
 export type ParquetValueKind = 'integer' | 'float' | 'string' | 'boolean' | 'timestamp';
@@ -62,10 +62,6 @@ const MAX_SAFE = '9007199254740991';
 /** Event times ClickHouse's DateTime64 holds without clamping (1900-01-02 .. 2262-04-10), in ms. */
 const DATETIME64_MIN_MS = '-2208902400000';
 const DATETIME64_MAX_MS = '9214646400000';
-
-function sqlString(text: string): string {
-  return `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-}
 
 function sqlNumber(n: number): string {
   return Number.isInteger(n) && Math.abs(n) < 1e21 ? n.toFixed(0) : String(n);

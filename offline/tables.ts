@@ -20,6 +20,11 @@ export function ident(name: string): string {
   return `\`${name}\``;
 }
 
+/** A ClickHouse string literal (for the places that take no bound parameter: file(), INTO OUTFILE). */
+export function sqlString(text: string): string {
+  return `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
 export const FEATURE_LOG_TABLE = 'tm_feature_log';
 export const PREDICTION_LOG_TABLE = 'tm_prediction_log';
 
