@@ -176,13 +176,15 @@ function sliceMatrix(data: DriftPageData, slices: string[], base: Record<string,
   if (sliceValues.length === 0) return html``;
   const byKey = new Map(data.rows.map((r) => [`${r.feature}\u0000${r.slice}`, r]));
   const all = data.plan.features.map((f) => f.name);
-  const features = data.params.feature ? [data.params.feature] : all.length <= MATRIX_FEATURES ? all : [...new Set(data.table.shown.map((r) => r.feature))];
+  // Past MATRIX_FEATURES (and with no feature filter), the rows are the table page's features.
+  const paged = !data.params.feature && all.length > MATRIX_FEATURES;
+  const features = data.params.feature ? [data.params.feature] : paged ? [...new Set(data.table.shown.map((r) => r.feature))] : all;
   const worst = new Map<string, number>();
   for (const s of sliceValues) worst.set(s, Math.max(-1, ...features.map((f) => byKey.get(`${f}\u0000${s}`)?.value ?? -1)));
   const columns = [...sliceValues].sort((a, b) => worst.get(b)! - worst.get(a)! || (a < b ? -1 : 1)).slice(0, MATRIX_SLICES);
   const note =
-    columns.length < sliceValues.length || features.length < all.length
-      ? html`<p class="muted">The ${columns.length} of ${sliceValues.length} slice values with the highest PSI${features.length < all.length ? html`, for the ${features.length} features of this page of the table (${all.length} in all)` : ''}; pick a slice or a feature above for any other.</p>`
+    columns.length < sliceValues.length || paged
+      ? html`<p class="muted">The ${columns.length} of ${sliceValues.length} slice values with the highest PSI${paged ? html`, for the ${features.length} features of this page of the table (${all.length} in all)` : ''}; pick a slice or a feature above for any other.</p>`
       : html`<p class="muted">Slice values with the highest PSI first.</p>`;
   return html`<h2>Slices: PSI per feature and slice value</h2>
 ${note}

@@ -56,22 +56,34 @@ describe('exhaustionSentence', () => {
   });
 });
 
-describe('pages of a wide monitor (500 features x 5 slices)', () => {
+/** In a describe block: a server over a wide monitor's stored results (tests/support/wide-monitor.ts), for its tests. */
+function serveWideMonitor(features: number, sliceValues: number, evaluations: number): () => FastifyInstance {
   let wide: WideMonitorStore;
   let server: FastifyInstance;
   beforeAll(async () => {
-    wide = await openWideMonitorStore(500, 5, 3);
+    wide = await openWideMonitorStore(features, sliceValues, evaluations);
     server = await buildServer({ service: new OnlineFeatureService(wide.compiled.registry, new MemoryOnlineStore(wide.compiled.registry), 'wall'), offline: wide.offline, monitors: wide.compiled });
   }, 120_000);
   afterAll(async () => {
     await server?.close();
     await wide?.close();
   });
+  return () => server;
+}
+
+/** The slice matrix's table in a drift page. */
+function sliceMatrixHtml(body: string): string {
+  const start = body.indexOf('id="slice-matrix"');
+  return body.slice(start, body.indexOf('</table>', start));
+}
+
+describe('pages of a wide monitor (500 features x 5 slices)', () => {
+  const wideServer = serveWideMonitor(500, 5, 3);
 
   it('the drift page counts all 3,000 tests, shows one page of rows and stays small', async () => {
-    const r = await server.inject({ method: 'GET', url: '/ui/monitor?monitor=wide&window=1d' });
+    const r = await wideServer().inject({ method: 'GET', url: '/ui/monitor?monitor=wide&window=1d' });
     expect(r.statusCode).toBe(200);
-    const decided = (await server.inject({ method: 'GET', url: '/monitor/drift?monitor=wide&window=1d&limit=10000' })).json() as { drift: { window_end: string; drift: boolean | null }[] };
+    const decided = (await wideServer().inject({ method: 'GET', url: '/monitor/drift?monitor=wide&window=1d&limit=10000' })).json() as { drift: { window_end: string; drift: boolean | null }[] };
     const latest = decided.drift.filter((d) => d.window_end === decided.drift[0]!.window_end);
     expect(latest.length).toBe(500 * 6);
     expect(r.body).toContain(`Drift is decided for ${latest.filter((d) => d.drift).length} of ${latest.length} tests`);
@@ -80,7 +92,7 @@ describe('pages of a wide monitor (500 features x 5 slices)', () => {
     expect(r.body.length).toBeLessThan(500_000);
     // The slice matrix: past 50 features, the features of the table's page only; every slice value (5 <= 40).
     const shownFeatures = new Set([...r.body.matchAll(/<tr data-feature="([^"]+)"/g)].map((m) => m[1]));
-    const matrix = r.body.slice(r.body.indexOf('id="slice-matrix"'), r.body.indexOf('</table>', r.body.indexOf('id="slice-matrix"')));
+    const matrix = sliceMatrixHtml(r.body);
     expect(matrix.slice(matrix.indexOf('<tbody>')).match(/<tr><th>/g)!.length).toBe(shownFeatures.size);
     expect(matrix.slice(0, matrix.indexOf('</thead>')).match(/<th title=/g)!.length).toBe(5);
     expect(r.body).toContain(`for the ${shownFeatures.size} features of this page of the table (500 in all)`);
@@ -88,30 +100,30 @@ describe('pages of a wide monitor (500 features x 5 slices)', () => {
 });
 
 describe('the slice matrix of a monitor with many slice values (3 features x 60)', () => {
-  let many: WideMonitorStore;
-  let server: FastifyInstance;
-  beforeAll(async () => {
-    many = await openWideMonitorStore(3, 60, 2);
-    server = await buildServer({ service: new OnlineFeatureService(many.compiled.registry, new MemoryOnlineStore(many.compiled.registry), 'wall'), offline: many.offline, monitors: many.compiled });
-  }, 120_000);
-  afterAll(async () => {
-    await server?.close();
-    await many?.close();
-  });
+  const manyServer = serveWideMonitor(3, 60, 2);
 
   it('shows the MATRIX_SLICES slice values with the highest PSI, highest first, and says so', async () => {
-    const r = await server.inject({ method: 'GET', url: '/ui/monitor?monitor=wide&window=1d' });
+    const r = await manyServer().inject({ method: 'GET', url: '/ui/monitor?monitor=wide&window=1d' });
     expect(r.statusCode).toBe(200);
-    const matrix = r.body.slice(r.body.indexOf('id="slice-matrix"'), r.body.indexOf('</table>', r.body.indexOf('id="slice-matrix"')));
+    const matrix = sliceMatrixHtml(r.body);
     const columns = [...matrix.slice(0, matrix.indexOf('</thead>')).matchAll(/<th title="([^"]+)"/g)].map((m) => m[1]!);
     expect(columns.length).toBe(MATRIX_SLICES);
     expect(r.body).toContain(`The ${MATRIX_SLICES} of 60 slice values with the highest PSI`);
-    const { drift } = (await server.inject({ method: 'GET', url: '/monitor/drift?monitor=wide&window=1d&limit=10000' })).json() as { drift: { window_end: string; slice: string; value: number | null }[] };
+    const { drift } = (await manyServer().inject({ method: 'GET', url: '/monitor/drift?monitor=wide&window=1d&limit=10000' })).json() as { drift: { window_end: string; slice: string; value: number | null }[] };
     const latest = drift.filter((d) => d.window_end === drift[0]!.window_end && d.slice !== 'all');
     const worst = new Map<string, number>();
     for (const d of latest) worst.set(d.slice, Math.max(worst.get(d.slice) ?? -1, d.value ?? -1));
     const expected = [...worst.keys()].sort((a, b) => worst.get(b)! - worst.get(a)! || (a < b ? -1 : 1)).slice(0, MATRIX_SLICES);
     expect(columns).toEqual(expected);
     expect(matrix.slice(matrix.indexOf('<tbody>')).match(/<tr><th>/g)!.length).toBe(3);
+  });
+
+  it('filtered to one feature, the matrix has that feature row only and does not call it a table page', async () => {
+    const r = await manyServer().inject({ method: 'GET', url: '/ui/monitor?monitor=wide&window=1d&feature=f1' });
+    expect(r.statusCode).toBe(200);
+    const matrix = sliceMatrixHtml(r.body);
+    expect([...matrix.slice(matrix.indexOf('<tbody>')).matchAll(/<tr><th>([^<]+)<\/th>/g)].map((m) => m[1])).toEqual(['f1']);
+    expect(r.body).toContain(`The ${MATRIX_SLICES} of 60 slice values with the highest PSI; pick a slice`);
+    expect(r.body).not.toContain('features of this page of the table');
   });
 });
