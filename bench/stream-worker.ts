@@ -17,7 +17,7 @@
 // batch written to Redis and committed.
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { Materializer } from '../ingest/index.js';
-import { createRedisClient, RedisOnlineStore } from '../online/index.js';
+import { claimStreamVersions, createRedisClient, RedisOnlineStore } from '../online/index.js';
 import { commandsBetween, CONSUMER_SETTINGS, flightRows, flightsOnTopic, printResult, redisCounters } from './stream-support.js';
 
 const [role = '', brokerList = '', topic = '', ...rest] = process.argv.slice(2);
@@ -166,6 +166,9 @@ async function materialize(): Promise<void> {
   const compiled = flightsOnTopic(topic);
   const client = createRedisClient(redisUrl);
   const store = new RedisOnlineStore(compiled.registry, client, { prefix });
+  // A fresh group starts from the topics' beginning: record the view versions as ready, as `tidemark
+  // materialize` does (api/materialize-start.ts), so `tidemark serve` reads them.
+  await claimStreamVersions(client, prefix, compiled.registry);
   // As `tidemark materialize` builds it without flags (api/cli.ts), with the benchmark's topic and
   // group, and the fetch max wait when one is given.
   const materializer = new Materializer({

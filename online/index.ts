@@ -1,6 +1,6 @@
 // Public surface of online/: the OnlineStore interface, the in-memory store, read-time merging and
 // Feast-compatible retrieval.
-export { storeClockMs } from './store.js';
+export { readWithWatermark, storeClockMs } from './store.js';
 export type { OnlineStore, KeyTiles, TileRange, ApplyResult, StoreStats, StoreClock } from './store.js';
 export { MemoryOnlineStore } from './memory.js';
 export { evaluateFeature, evaluateFeatures, needsHistory, tileRangesFor, tilesPerRead } from './read.js';

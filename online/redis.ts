@@ -609,10 +609,14 @@ return {applied, late, delta, fenced, newKeys, refused, lateKeys}
  * Per key and hash, one HMGET of every wanted field (series and ranges together), or one HGETALL
  * when the hash holds fewer fields than that. Returns per key 0 for a key never applied, else one
  * string: per series in ARGV order, u32 tile count, then per tile f64 index, u32 length, the tile.
+ * With a last key (the meta hash; single Redis only, where every key is on one node), one more
+ * element after the keys' replies: the watermark ('' for none), read in the same atomic step as
+ * the tiles, so a read needs no round trip of its own for it.
  */
 const READ_SCRIPT = `${LUA_FIELD_INDEX}
 local h = tonumber(ARGV[1])
 local a = 2
+local entityKeys = math.floor(#KEYS / (1 + h))
 -- the plan, shared by every key: per hash its series, their ranges and the fields they name
 local hashes = {}
 local seriesCount = 0
@@ -658,7 +662,7 @@ end
 
 local out = {}
 local k = 1
-for i = 1, #KEYS / (1 + h) do
+for i = 1, entityKeys do
   if redis.call('EXISTS', KEYS[k]) == 0 then
     out[i] = 0
   else
@@ -711,6 +715,7 @@ for i = 1, #KEYS / (1 + h) do
   end
   k = k + 1 + h
 end
+if #KEYS > entityKeys * (1 + h) then out[entityKeys + 1] = redis.call('HGET', KEYS[#KEYS], 'watermark') or '' end
 return out
 `;
 
@@ -1051,6 +1056,10 @@ interface BufferEval {
   evalBuffer(...args: (string | number | Buffer)[]): Promise<unknown>;
 }
 
+function sameRanges(a: readonly TileRange[], b: readonly TileRange[]): boolean {
+  return a.length === b.length && a.every((r, i) => r.hopMs === b[i]!.hopMs && (r.span ?? 1) === (b[i]!.span ?? 1) && r.fromIndex === b[i]!.fromIndex && r.toIndex === b[i]!.toIndex);
+}
+
 function isNoScript(e: unknown): boolean {
   return e instanceof Error && e.message.startsWith('NOSCRIPT');
 }
@@ -1089,6 +1098,8 @@ export class RedisOnlineStore implements OnlineStore {
   private readonly requireReadyVersions: boolean;
   private readonly clusterRetryMs: number;
   private retriedCalls = 0;
+  /** The watermark the last read saw: the next read computes its ranges from it (readAtWatermark). */
+  private lastReadWatermark: number | null | undefined = undefined;
   /** namespace -> its checked status and when (reads check at most once a second). */
   private readonly versionChecks = new Map<string, { atMs: number; error: RedisStoreError | null }>();
 
@@ -1507,8 +1518,37 @@ export class RedisOnlineStore implements OnlineStore {
   }
 
   async readTiles(view: string, entityKeys: readonly string[], ranges: readonly TileRange[]): Promise<(KeyTiles | null)[]> {
+    return (await this.readTilesOnce(view, entityKeys, ranges, false)).tiles;
+  }
+
+  /**
+   * On a single Redis, the watermark comes in the read's own script call, atomically with the
+   * tiles: the ranges are computed from the watermark the last read saw and checked against the
+   * one read; they differ only when the watermark crossed something the ranges depend on (a tile
+   * edge), and then the read is sent again. On a Cluster the watermark (on another node) is read
+   * first, as before: tiles read after it hold at least what it covers.
+   */
+  async readAtWatermark(view: string, entityKeys: readonly string[], rangesAt: (watermarkMs: number | null) => readonly TileRange[]): Promise<{ watermarkMs: number | null; tiles: (KeyTiles | null)[] }> {
+    if (this.client instanceof Cluster || !this.views.has(view)) {
+      const watermarkMs = await this.watermarkMs();
+      return { watermarkMs, tiles: await this.readTiles(view, entityKeys, rangesAt(watermarkMs)) };
+    }
+    let guess = this.lastReadWatermark === undefined ? await this.watermarkMs() : this.lastReadWatermark;
+    for (let attempt = 0; ; attempt++) {
+      const ranges = rangesAt(guess);
+      const read = await this.readTilesOnce(view, entityKeys, ranges, true);
+      const watermarkMs = read.watermarkMs!;
+      this.lastReadWatermark = watermarkMs;
+      if (watermarkMs === guess || sameRanges(rangesAt(watermarkMs), ranges)) return { watermarkMs, tiles: read.tiles };
+      // The watermark moves on while the reads go out: after a few tries, read it first as a Cluster does.
+      if (attempt === 2) return { watermarkMs, tiles: await this.readTiles(view, entityKeys, rangesAt(watermarkMs)) };
+      guess = watermarkMs;
+    }
+  }
+
+  private async readTilesOnce(view: string, entityKeys: readonly string[], ranges: readonly TileRange[], withWatermark: boolean): Promise<{ tiles: (KeyTiles | null)[]; watermarkMs?: number | null }> {
     const r = this.views.get(view);
-    if (!r) return entityKeys.map(() => null);
+    if (!r) return { tiles: entityKeys.map(() => null) };
     await this.ready();
     await this.checkReadable(view);
     // The ranges per series, grouped by the group hash holding them, in first-seen order.
@@ -1524,6 +1564,11 @@ export class RedisOnlineStore implements OnlineStore {
       entry.bounds.push(String(range.fromIndex), String(range.toIndex));
     }
     const hops = [...hashes.keys()];
+    if (withWatermark && hops.length === 0) {
+      // the script tells the meta key from the entity keys by the tiles hashes per key
+      const watermarkMs = await this.watermarkMs();
+      return { watermarkMs, tiles: (await this.readTilesOnce(view, entityKeys, ranges, false)).tiles };
+    }
     const wanted = [...hashes.values()].flatMap((series) => [...series.values()]);
     const args = [String(hops.length)];
     for (const series of hashes.values()) {
@@ -1533,14 +1578,14 @@ export class RedisOnlineStore implements OnlineStore {
     // One script call for all keys (per hash slot on a Cluster, pipelined: one round trip per
     // node), at most maxKeysPerCall keys each, so one call never holds Redis for long.
     const calls = this.slotCalls(entityKeys.length, (i) => this.keyHashKey(view, entityKeys[i]!), () => 0, Number.POSITIVE_INFINITY);
+    // the watermark rides on the first call (single Redis: one node, calls run in order)
+    if (withWatermark && calls.length === 0) calls.push([]);
     const replies = await Promise.all(
-      calls.map((members) =>
-        this.evalScript(
-          SCRIPTS.read,
-          members.flatMap((i) => [this.keyHashKey(view, entityKeys[i]!), ...hops.map((hop) => this.tilesKey(view, entityKeys[i]!, hop))]),
-          args,
-        ),
-      ),
+      calls.map((members, c) => {
+        const keys = members.flatMap((i) => [this.keyHashKey(view, entityKeys[i]!), ...hops.map((hop) => this.tilesKey(view, entityKeys[i]!, hop))]);
+        if (withWatermark && c === 0) keys.push(this.metaKey);
+        return this.evalScript(SCRIPTS.read, keys, args);
+      }),
     );
     const out: (KeyTiles | null)[] = entityKeys.map(() => null);
     calls.forEach((members, c) => {
@@ -1568,7 +1613,9 @@ export class RedisOnlineStore implements OnlineStore {
         out[i] = keyTiles;
       });
     });
-    return out;
+    if (!withWatermark) return { tiles: out };
+    const text = (replies[0] as (0 | Buffer)[])[calls[0]!.length] as Buffer;
+    return { tiles: out, watermarkMs: text.length === 0 ? null : Number(text.toString()) };
   }
 
   async watermarkMs(): Promise<number | null> {

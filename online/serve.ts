@@ -12,7 +12,7 @@ import {
   type ViewPlan,
 } from '../definitions/index.js';
 import { evaluateFeatures, needsHistory, tileRangesFor, type FeatureStatus } from './read.js';
-import { storeClockMs, type OnlineStore, type StoreClock } from './store.js';
+import { readWithWatermark, storeClockMs, type KeyTiles, type OnlineStore, type StoreClock } from './store.js';
 
 export type JoinKeyValue = string | number | boolean;
 
@@ -86,8 +86,11 @@ export class OnlineFeatureService {
   async getOnlineFeatures(request: OnlineFeaturesRequest): Promise<{ response: OnlineFeaturesResponse; atMs: number }> {
     const resolved = this.resolveFeatures(request.features);
     const rows = this.validateEntities(request.entities, resolved);
-    const watermarkMs = await this.store.watermarkMs();
-    const atMs = request.at ?? storeClockMs(this.clock, watermarkMs, this.nowMs());
+    const nowMs = this.nowMs();
+    const atOf = (watermarkMs: number | null): number => request.at ?? storeClockMs(this.clock, watermarkMs, nowMs);
+    // The first view's read brings the watermark (with it, in one step where the store can); the
+    // others read at the time it gives.
+    let watermarkMs: number | null | undefined;
 
     const joinKeyNames = Object.keys(request.entities);
     const results: FeatureVector[] = joinKeyNames.map((k) => ({
@@ -106,7 +109,15 @@ export class OnlineFeatureService {
         entityKeyId(view.joinKeys.map((k) => canonicalKeyValue(request.entities[k]![row])!)),
       );
       const plans = features.map((f) => f.feature);
-      const tiles = await this.store.readTiles(view.name, entityKeys, tileRangesFor(view, plans, atMs, watermarkMs));
+      let tiles: (KeyTiles | null)[];
+      if (watermarkMs === undefined) {
+        const first = await readWithWatermark(this.store, view.name, entityKeys, (wm) => tileRangesFor(view, plans, atOf(wm), wm));
+        watermarkMs = first.watermarkMs;
+        tiles = first.tiles;
+      } else {
+        tiles = await this.store.readTiles(view.name, entityKeys, tileRangesFor(view, plans, atOf(watermarkMs), watermarkMs));
+      }
+      const atMs = atOf(watermarkMs);
       // Keys written past t since the watermark was read: read again with their history tiles.
       const stale = entityKeys.flatMap((key, row) => (needsHistory(plans, tiles[row]!, atMs) ? [row] : []));
       if (stale.length > 0) {
@@ -129,7 +140,7 @@ export class OnlineFeatureService {
       featureNames.push(request.full_feature_names ? `${r.view.name}__${r.feature.name}` : r.feature.name);
       results.push(vectors.get(r)!);
     }
-    return { response: { metadata: { feature_names: featureNames }, results }, atMs };
+    return { response: { metadata: { feature_names: featureNames }, results }, atMs: atOf(watermarkMs ?? null) };
   }
 
   private resolveFeatures(refs: readonly string[]): ResolvedFeature[] {

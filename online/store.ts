@@ -39,6 +39,12 @@ export interface OnlineStore {
   apply(batch: TileBatch): Promise<ApplyResult>;
   /** Tiles of several keys of one view (null for a key never seen), at least covering `ranges`. */
   readTiles(view: string, entityKeys: readonly string[], ranges: readonly TileRange[]): Promise<(KeyTiles | null)[]>;
+  /**
+   * Optional: the watermark and the tiles of a read in one step, the ranges computed from the
+   * watermark by `rangesAt`. The tiles hold at least every event the watermark covers. Without it,
+   * a read calls watermarkMs() and then readTiles() (online/serve.ts readWithWatermark).
+   */
+  readAtWatermark?(view: string, entityKeys: readonly string[], rangesAt: (watermarkMs: number | null) => readonly TileRange[]): Promise<{ watermarkMs: number | null; tiles: (KeyTiles | null)[] }>;
   /** Greatest event time materialized so far, or null before the first event. */
   watermarkMs(): Promise<number | null>;
   stats(): Promise<StoreStats>;
@@ -53,6 +59,18 @@ export type StoreClock = 'wall' | 'watermark';
  * materialized event is visible. Wall: wall time, but never before the watermark + 1 ms, so an event
  * stamped slightly in the future (clock skew) is visible rather than leaving its tile half-readable.
  */
+/** A store's read with the watermark it was taken at: readAtWatermark when the store has it. */
+export async function readWithWatermark(
+  store: OnlineStore,
+  view: string,
+  entityKeys: readonly string[],
+  rangesAt: (watermarkMs: number | null) => readonly TileRange[],
+): Promise<{ watermarkMs: number | null; tiles: (KeyTiles | null)[] }> {
+  if (store.readAtWatermark) return store.readAtWatermark(view, entityKeys, rangesAt);
+  const watermarkMs = await store.watermarkMs();
+  return { watermarkMs, tiles: await store.readTiles(view, entityKeys, rangesAt(watermarkMs)) };
+}
+
 export function storeClockMs(clock: StoreClock, watermarkMs: number | null, nowMs: number = Date.now()): number {
   if (watermarkMs === null) return nowMs;
   return clock === 'watermark' ? watermarkMs + 1 : Math.max(nowMs, watermarkMs + 1);

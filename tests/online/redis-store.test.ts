@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { compileOrThrow, featureView } from '../../definitions/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
 import { EventDecoder, replayParquetFile, TileBatchBuilder } from '../../ingest/index.js';
-import { createRedisClient, evaluateFeature, MemoryOnlineStore, RedisOnlineStore, RedisStoreError, tileRangesFor } from '../../online/index.js';
+import { createRedisClient, evaluateFeature, MemoryOnlineStore, RedisOnlineStore, RedisStoreError, storeClockMs, tileRangesFor, type TileRange } from '../../online/index.js';
 import type { CasFence, ConditionalTileBatch } from '../../online/redis.js';
 import { loadFlightsFixture } from '../support/flights.js';
 import { flightRecords } from '../kafka/support.js';
@@ -74,6 +74,28 @@ describe('Redis store specifics', () => {
         await client.ping();
       }),
     ).toBe(2);
+  });
+
+  it('a read with its watermark is one script call, one round trip, once the store has seen a watermark', async () => {
+    const prefix = uniquePrefix();
+    const store = new RedisOnlineStore(compiled.registry, client, { prefix });
+    const view = compiled.registry.views[0]!;
+    const rangesAt = (wm: number | null): TileRange[] => tileRangesFor(view, view.features, storeClockMs('watermark', wm), wm);
+    const builder = new TileBatchBuilder(compiled.registry);
+    await store.apply(builder.build(decodeAll(compiled, [{ ts: 7, k: 'a', n: 1, x: 2, s: 'hi' }])));
+    expect((await store.readAtWatermark('u', ['a'], rangesAt)).watermarkMs).toBe(7);
+    await store.apply(builder.build(decodeAll(compiled, [{ ts: 8, k: 'a', n: 1, x: 2, s: 'ho' }])));
+    let read: Awaited<ReturnType<RedisOnlineStore['readAtWatermark']>> | undefined;
+    // 7 -> 8 stays in the tiles the last read's ranges named: one call
+    expect(await countRoundTrips(client, async () => (read = await store.readAtWatermark('u', ['a', 'b'], rangesAt)))).toBe(1);
+    expect(read!.watermarkMs).toBe(8);
+    expect(evaluateFeature(view, view.features[1]!, read!.tiles[0]!, 9, 8).value).toBe('ho');
+    expect(read!.tiles[1]).toBeNull();
+    // 8 -> 12 crosses the 5 ms tile edge the ranges depend on: the read is sent again with the new ranges
+    await store.apply(builder.build(decodeAll(compiled, [{ ts: 12, k: 'a', n: 1, x: 2, s: 'hu' }])));
+    expect(await countRoundTrips(client, async () => (read = await store.readAtWatermark('u', ['a'], rangesAt)))).toBe(2);
+    expect(read!.watermarkMs).toBe(12);
+    expect(evaluateFeature(view, view.features[0]!, read!.tiles[0]!, 13, 12).value).toBe(3); // tiles [5, 10) and [10, 15)
   });
 
   it('rejects a prefix with braces (it would break the hash tags)', () => {

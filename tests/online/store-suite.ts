@@ -30,7 +30,7 @@ import {
 } from '../../definitions/index.js';
 import { TileBatchBuilder, replayParquetFile, type DecodedEvent } from '../../ingest/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
-import { evaluateFeature, evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, tileRangesFor, tilesPerRead, type OnlineStore } from '../../online/index.js';
+import { evaluateFeature, evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, readWithWatermark, storeClockMs, tileRangesFor, tilesPerRead, type OnlineStore, type TileRange } from '../../online/index.js';
 import { compileWith, decodeAll, events, pair, referenceEvents, splitIntoBatches, user, type TestEvent } from '../definitions/support.js';
 import { loadFlightsFixture } from '../support/flights.js';
 import { pairFeatures, userFeatures, type Spec } from '../support/feature-arbitraries.js';
@@ -614,6 +614,33 @@ export function runStoreSuite(backend: StoreBackend): void {
         }
         // the watermark still advances (it is a maximum, so redelivery cannot move it twice)
         expect(await store.watermarkMs()).toBe(7);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('a read with its watermark (readWithWatermark) gives the watermark and tiles of the store at one instant, also when the watermark crossed a tile edge since the last read', async () => {
+      const compiled = compileWith(
+        featureView({ name: 'u', source: events, entity: user, features: { n: { agg: 'count', window: '1h', hop: '10m' }, s: { agg: 'sum', field: 'x', window: '1d' }, last: { agg: 'last', field: 's' } } }),
+      );
+      const view = compiled.registry.views[0]!;
+      const builder = new TileBatchBuilder(compiled.registry);
+      const store = await backend.create(compiled.registry);
+      const twin = new MemoryOnlineStore(compiled.registry);
+      const keys = ['a', 'b', 'c', 'never'];
+      const rangesAt = (wm: number | null): TileRange[] => tileRangesFor(view, view.features, storeClockMs('watermark', wm), wm);
+      try {
+        // each step moves the watermark: within a tile, across a 10-minute edge, across an hour and a day
+        for (const [i, ts] of [60_000, 61_000, 700_000, 3_700_000, 90_000_000, 90_000_500].entries()) {
+          const raw: TestEvent[] = ['a', 'b', 'c'].slice(0, 1 + (i % 3)).map((k, j) => ({ ts: ts - j, k, n: 1, x: i + j / 4, s: `${k}${i}` }));
+          await applyBoth(store, twin, builder.build(decodeAll(compiled, raw)));
+          const read = await readWithWatermark(store, 'u', keys, rangesAt);
+          expect(read.watermarkMs).toBe(ts);
+          const t = storeClockMs('watermark', read.watermarkMs);
+          const expected = twin.readTilesSync('u', keys);
+          keys.forEach((key, k) => expect(evaluateFeatures(view, view.features, read.tiles[k]!, t, ts), `${key} after step ${i}`).toEqual(evaluateFeatures(view, view.features, expected[k]!, t, ts)));
+          expect(read.tiles[3]).toBeNull();
+        }
       } finally {
         await store.close();
       }
