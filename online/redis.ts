@@ -889,22 +889,49 @@ export function encodeTile(tile: Tile): Buffer {
 
 /** A packed tile of a group with `width` slots and `valueWidth` values; throws on a tile that does not fit. */
 export function decodeTile(buf: Buffer, width: number, valueWidth: number): Tile {
+  return decodeTileAt(buf, 0, buf.length, width, valueWidth);
+}
+
+/** The packed tile in bytes [start, end) of `buf` (a read reply holds many; no copy of them is made). */
+function decodeTileAt(buf: Buffer, start: number, end: number, width: number, valueWidth: number): Tile {
   try {
-    return unpackTile(buf, width, valueWidth);
+    if (end > buf.length) throw new RangeError('past the end');
+    return unpackTile(buf, start, end, width, valueWidth);
   } catch (e) {
-    if (e instanceof RangeError) throw new Error(`corrupt packed tile: ${buf.length} bytes end before the layout (${width} slots, ${valueWidth} values) does`);
+    if (e instanceof RangeError) throw new Error(`corrupt packed tile: ${end - start} bytes end before the layout (${width} slots, ${valueWidth} values) does`);
     throw e;
   }
 }
 
-function unpackTile(buf: Buffer, width: number, valueWidth: number): Tile {
-  const minTs = buf.readDoubleLE(0);
-  const maxTs = buf.readDoubleLE(8);
-  let p = 16;
-  const nums: number[] = [];
+/** Double arrays of NaN by length, to copy: a copy is a packed double array of the right size from the start. */
+const NAN_ROWS: number[][] = [];
+
+function nanRow(width: number): number[] {
+  let row = NAN_ROWS[width];
+  if (row === undefined) {
+    row = [Number.NaN];
+    for (let i = 1; i < width; i++) row.push(Number.NaN);
+    row.length = width;
+    NAN_ROWS[width] = row;
+  }
+  return row;
+}
+
+const NO_VALUES = Object.freeze([]) as unknown as TileValue[];
+
+function unpackTile(buf: Buffer, start: number, end: number, width: number, valueWidth: number): Tile {
+  const minTs = buf.readDoubleLE(start);
+  const maxTs = buf.readDoubleLE(start + 8);
+  let p = start + 16;
+  const nums = nanRow(width).slice();
   for (let i = 0; i < width; i++) {
-    nums.push(buf.readDoubleLE(p));
+    nums[i] = buf.readDoubleLE(p);
     p += 8;
+  }
+  // a read never writes into a tile it decoded, so tiles without values share one empty list
+  if (valueWidth === 0) {
+    if (p !== end) throw new Error(`corrupt packed tile: ${end - start} bytes, layout reads ${p - start}`);
+    return { minTs, maxTs, nums, vals: NO_VALUES };
   }
   const vals: TileValue[] = [];
   for (let k = 0; k < valueWidth; k++) {
@@ -938,7 +965,7 @@ function unpackTile(buf: Buffer, width: number, valueWidth: number): Tile {
       throw new Error(`corrupt packed tile: value tag ${tag} at byte ${p}`);
     }
   }
-  if (p !== buf.length) throw new Error(`corrupt packed tile: ${buf.length} bytes, layout reads ${p}`);
+  if (p !== end) throw new Error(`corrupt packed tile: ${end - start} bytes, layout reads ${p - start}`);
   return { minTs, maxTs, nums, vals };
 }
 
@@ -1605,7 +1632,7 @@ export class RedisOnlineStore implements OnlineStore {
             const index = found.readDoubleLE(p);
             const length = found.readUInt32LE(p + 8);
             p += 12;
-            tiles.set(index, decodeTile(found.subarray(p, p + length), plan.width, plan.valueWidth));
+            tiles.set(index, decodeTileAt(found, p, p + length, plan.width, plan.valueWidth));
             p += length;
           }
           keyTiles.set(runtime.series, tiles);
