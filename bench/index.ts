@@ -238,15 +238,24 @@ try {
   console.log('| endpoint | saturation req/s | half rate req/s | p50 ms at half | p99 ms at half | max ms at half | fixed rate req/s | p50 ms at fixed | p99 ms at fixed |');
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   const saturation: number[] = [];
+  const serverTimes: string[] = [];
+  const readServerTimes = async (origin: string): Promise<{ count: number; p50Ms: number | null; p99Ms: number | null } | null> => {
+    const res = await fetch(`${origin}/bench/server-times`);
+    return res.ok ? ((await res.json()) as { count: number; p50Ms: number | null; p99Ms: number | null }) : null;
+  };
   for (const c of cases) {
     await saturationRps(c.target, 8, 1_000); // warm-up
     const rps = await saturationRps(c.target, 8, SATURATION_MS);
     saturation.push(rps);
+    await readServerTimes(c.target.origin); // start over
     const lat = await latencyAtRate(c.target, Math.max(1, Math.floor(rps / 2)), LATENCY_MS);
+    const own = await readServerTimes(c.target.origin);
+    if (own && own.count > 0) serverTimes.push(`${c.name}: p50 ${fmt(own.p50Ms!, 3)} ms, p99 ${fmt(own.p99Ms!, 3)} ms (client: ${fmt(lat.p99Ms, 3)})`);
     const fixed = Math.min(c.fixedRate ?? 1_000, Math.max(1, Math.floor(rps / 2)));
     const light = await latencyAtRate(c.target, fixed, LATENCY_MS);
     console.log(`| ${c.name} | ${fmt(rps)} | ${fmt(lat.rateRps)} | ${fmt(lat.p50Ms, 3)} | ${fmt(lat.p99Ms, 3)} | ${fmt(lat.maxMs, 1)} | ${fmt(fixed)} | ${fmt(light.p50Ms, 3)} | ${fmt(light.p99Ms, 3)} |`);
   }
+  console.log(`the servers' own handling time of the reads at half of saturation (fastify, from a request's arrival to its answer; the rest of the client's latency is queueing in the kernel and the load generator on the shared cores): ${serverTimes.join('; ')}`);
   console.log(`Redis / in-memory saturation, 1 entity: ${fmt(saturation[2]! / saturation[1]!, 2)} (target >= 0.5); 100 entities: ${fmt(saturation[4]! / saturation[3]!, 2)}`);
   console.log(`feature logging / none, saturation, 1 entity: 0% ${fmt(saturation[5]! / saturation[1]!, 2)}, 10% ${fmt(saturation[6]! / saturation[1]!, 2)}, 100% ${fmt(saturation[7]! / saturation[1]!, 2)} (target at 100%: >= 0.9)`);
   for (const rate of ['0.1', '1']) {
