@@ -136,7 +136,7 @@ async function writeLines(path: string, lines: AsyncIterable<string>): Promise<n
 async function convertJsonLines(from: string, structure: string, columns: readonly string[], format: FileResultFormat, to: string): Promise<void> {
   const { queryBindAsync } = await import('chdb');
   await queryBindAsync(
-    `SELECT ${columns.map(ident).join(', ')} FROM file({from:String}, 'JSONEachRow', {structure:String}) INTO OUTFILE ${sqlString(resolve(to))} TRUNCATE FORMAT ${format} SETTINGS max_threads = 1, input_format_parallel_parsing = 0, output_format_json_quote_64bit_integers = 0, output_format_arrow_compression_method = 'none'`,
+    `SELECT ${columns.map(ident).join(', ')} FROM file({from:String}, 'JSONEachRow', {structure:String}) INTO OUTFILE ${sqlString(resolve(to))} TRUNCATE FORMAT ${format} SETTINGS max_threads = 1, input_format_parallel_parsing = 0, precise_float_parsing = 1, output_format_json_quote_64bit_integers = 0, output_format_arrow_compression_method = 'none'`,
     { from: resolve(from), structure },
     { format: 'Null' },
   );
@@ -166,6 +166,7 @@ export async function writeShardedDataset(shards: ShardSet, compiled: CompiledDe
   const temporary: string[] = [];
   let columns: [string, string][] | null = null;
   let rows = 0;
+  const timeRange: [number, number] = [Infinity, -Infinity];
   try {
     // 1. Route the spine.
     for await (const batch of spineBatches(spine, 50_000)) {
@@ -184,6 +185,11 @@ export async function writeShardedDataset(shards: ShardSet, compiled: CompiledDe
       }
       const cols = columns;
       const out = batch.rows.map((r, i) => spineRow(r, batch.rowStart + i, allJoinKeys, cols));
+      for (const row of out) {
+        const t = row.__t as number;
+        if (t < timeRange[0]) timeRange[0] = t;
+        if (t > timeRange[1]) timeRange[1] = t;
+      }
       const perShard = groups.map(() => shards.executors.map((): Record<string, unknown>[] => []));
       for (const row of out) {
         groups.forEach((g, gi) => {
@@ -202,7 +208,7 @@ export async function writeShardedDataset(shards: ShardSet, compiled: CompiledDe
 
     // 2. One query per (group, shard with rows); the first group carries the spine's columns.
     const queries = groups.map((g, gi) =>
-      pointInTimeSql(g.features, { table: g.table, rows: 0, columns: [['__row', 'UInt64'], ...(gi === 0 ? spineColumns : [])] }),
+      pointInTimeSql(g.features, { table: g.table, rows: 0, columns: [['__row', 'UInt64'], ...(gi === 0 ? spineColumns : [])], timeRangeMs: timeRange }),
     );
     // The output's column types, as the shards compute them (for formats other than JSON lines).
     const structure: [string, string][] = [];

@@ -15,6 +15,12 @@ export interface SpineInfo {
   rows: number;
   /** The original columns, in file order, with their ClickHouse types. */
   columns: [string, string][];
+  /**
+   * The least and greatest spine time of the whole spine, when this table holds only part of it (a
+   * shard's): the events read are then those the whole spine reads, so per-key statistics over
+   * them (the variance's centre) are the single node's.
+   */
+  timeRangeMs?: [number, number];
 }
 
 export function joinKeyColumn(joinKey: string): string {
