@@ -6,13 +6,12 @@
 // those of the dataset alone.
 //   node bin/run-ts.mjs bench/offline-shards-worker.ts <dir> <view> <spine.parquet> <counts, e.g. 1,2,3>
 // Prints one JSON line with the figures.
-import { createClient, ClickHouseLogLevel } from '@clickhouse/client';
 import { join } from 'node:path';
 import { compileOrThrow } from '../definitions/index.js';
 import * as flights from '../examples/flights/definitions.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { OfflineStore } from '../offline/index.js';
-import { startClickHouseShards } from '../tests/support/clickhouse-shards.js';
+import { databaseUrls, startClickHouseShards } from '../tests/support/clickhouse-shards.js';
 
 const [dir, view, spine, countsArg] = process.argv.slice(2) as [string, string, string, string];
 const counts = countsArg.split(',').map(Number);
@@ -26,16 +25,7 @@ const cpuSeconds = (): number => {
 };
 try {
   for (const n of counts) {
-    const urls = await Promise.all(
-      cluster.urls.slice(0, n).map(async (base) => {
-        const admin = createClient({ url: base, log: { level: ClickHouseLogLevel.OFF } });
-        await admin.command({ query: `CREATE DATABASE IF NOT EXISTS bench_${n}` });
-        await admin.close();
-        const url = new URL(base);
-        url.pathname = `/bench_${n}`;
-        return url.toString();
-      }),
-    );
+    const urls = await databaseUrls(cluster.urls.slice(0, n), `bench_${n}`);
     const store = await OfflineStore.open(compiled, { clickhouseShards: urls });
     try {
       let started = performance.now();

@@ -15,9 +15,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { compileOrThrow, entity, eventTime, featureView, source } from '../../definitions/index.js';
-import { readFileBatches } from '../../ingest/index.js';
 import { OfflineStore } from '../../offline/index.js';
 import { shardOfKey, shardSql } from '../../offline/shards.js';
+import { databaseUrls, datasetRows } from '../support/clickhouse-shards.js';
 import { writeNdjson } from '../support/offline-fixtures.js';
 
 const CLUSTER_URL = process.env.CLICKHOUSE_CLUSTER_URL;
@@ -35,18 +35,6 @@ const byUser = featureView({
 const compiled = compileOrThrow({ clicks, user, byUser });
 const FEATURES = ['by_user:n_20', 'by_user:x_sum_20', 'by_user:x_last'];
 
-function withDatabase(base: string, database: string): string {
-  const url = new URL(base);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-async function rowsOf(path: string): Promise<Record<string, unknown>[]> {
-  const out: Record<string, unknown>[] = [];
-  for await (const batch of readFileBatches(path)) for (const r of batch.rows) out.push(r.value!);
-  return out;
-}
-
 describe.skipIf(!CLUSTER_URL)('a real ClickHouse cluster (CLICKHOUSE_CLUSTER_URL)', () => {
   const database = `tidemark_cluster_${Date.now().toString(36)}`;
   const dir = mkdtempSync(join(tmpdir(), 'tidemark-cluster-'));
@@ -54,13 +42,13 @@ describe.skipIf(!CLUSTER_URL)('a real ClickHouse cluster (CLICKHOUSE_CLUSTER_URL
   it('creates the tables ON CLUSTER, and a sharded dataset equals the single-node one', async () => {
     const admin = createClient({ url: CLUSTER_URL!, log: { level: ClickHouseLogLevel.OFF } });
     try {
-      await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${database} ON CLUSTER \`${CLUSTER}\`` });
-      await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${database}_single` });
+      const shardUrls = await databaseUrls(SHARDS, database, { onCluster: CLUSTER });
+      const [singleUrl] = await databaseUrls([CLUSTER_URL!], `${database}_single`);
       mkdirSync(dir, { recursive: true });
       const events = writeNdjson(join(dir, 'events.ndjson'), fc.sample(fc.record({ ts: fc.integer({ min: 0, max: 200 }), user: fc.constantFrom('a', 'b', 'c', 'd', 'e'), x: fc.integer({ min: -100, max: 100 }) }), { numRuns: 300, seed: 1 }));
       const spine = writeNdjson(join(dir, 'spine.ndjson'), fc.sample(fc.record({ user: fc.constantFrom('a', 'b', 'c', 'd', 'e'), ts: fc.integer({ min: 0, max: 220 }), label: fc.integer({ min: 0, max: 1 }) }), { numRuns: 100, seed: 2 }));
-      const sharded = await OfflineStore.open(compiled, { clickhouseShards: SHARDS.map((u) => withDatabase(u, database)), clickhouseCluster: CLUSTER });
-      const single = await OfflineStore.open(compiled, { clickhouseUrl: withDatabase(CLUSTER_URL!, `${database}_single`) });
+      const sharded = await OfflineStore.open(compiled, { clickhouseShards: shardUrls, clickhouseCluster: CLUSTER });
+      const single = await OfflineStore.open(compiled, { clickhouseUrl: singleUrl! });
       try {
         for (const executor of sharded.shards!.executors) {
           expect(await executor.rows(`EXISTS TABLE tm_events_clicks`)).toEqual([{ result: 1 }]);
@@ -69,7 +57,7 @@ describe.skipIf(!CLUSTER_URL)('a real ClickHouse cluster (CLICKHOUSE_CLUSTER_URL
         await single.loadEvents('clicks', events);
         await sharded.writeDataset(spine, FEATURES, join(dir, 'sharded.ndjson'));
         await single.writeDataset(spine, FEATURES, join(dir, 'single.ndjson'));
-        expect(await rowsOf(join(dir, 'sharded.ndjson'))).toEqual(await rowsOf(join(dir, 'single.ndjson')));
+        expect(await datasetRows(join(dir, 'sharded.ndjson'))).toEqual(await datasetRows(join(dir, 'single.ndjson')));
       } finally {
         await sharded.close();
         await single.close();

@@ -12,7 +12,6 @@
 //   - a shard down: the coded error names the shard's URL and no dataset file is left.
 // Datasets on a real multi-node ClickHouse (Keeper, ON CLUSTER, Distributed) are in
 // sharded-cluster.test.ts, which runs only where CLICKHOUSE_CLUSTER_URL is set.
-import { createClient, ClickHouseLogLevel } from '@clickhouse/client';
 import fc from 'fast-check';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -21,10 +20,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { compileOrThrow, entity, eventTime, featureView, source, TidemarkError, type CompiledDefinitions } from '../../definitions/index.js';
-import { readFileBatches } from '../../ingest/index.js';
 import { OfflineStore } from '../../offline/index.js';
 import { shardOfKey, shardSql } from '../../offline/shards.js';
-import { startClickHouseShards, type ClickHouseShards } from '../support/clickhouse-shards.js';
+import { databaseUrls, datasetRows, startClickHouseShards, type ClickHouseShards } from '../support/clickhouse-shards.js';
 import { writeNdjson } from '../support/offline-fixtures.js';
 
 const events = source({
@@ -61,18 +59,8 @@ const root = mkdtempSync(join(tmpdir(), 'tidemark-shards-'));
 let databases = 0;
 
 /** A fresh database on each of the first `count` shard processes; their URLs. */
-async function freshDatabases(count: number): Promise<string[]> {
-  const name = `tm_sharded_${databases++}`;
-  return Promise.all(
-    cluster.urls.slice(0, count).map(async (base) => {
-      const admin = createClient({ url: base, log: { level: ClickHouseLogLevel.OFF } });
-      await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${name}` });
-      await admin.close();
-      const url = new URL(base);
-      url.pathname = `/${name}`;
-      return url.toString();
-    }),
-  );
+function freshDatabases(count: number): Promise<string[]> {
+  return databaseUrls(cluster.urls.slice(0, count), `tm_sharded_${databases++}`);
 }
 
 beforeAll(async () => {
@@ -111,11 +99,6 @@ function expectSameDataset(actual: readonly Record<string, unknown>[], expected:
   });
 }
 
-async function readRows(path: string): Promise<Record<string, unknown>[]> {
-  const out: Record<string, unknown>[] = [];
-  for await (const batch of readFileBatches(path)) for (const r of batch.rows) out.push(r.value!);
-  return out;
-}
 
 /** Load events into a store (1 URL: single node; more: shards) and write the dataset; its rows. */
 async function datasetOn(urls: string[], eventsFile: string, spineFile: string, features: readonly string[], out: string): Promise<Record<string, unknown>[]> {
@@ -127,7 +110,7 @@ async function datasetOn(urls: string[], eventsFile: string, spineFile: string, 
   } finally {
     await store.close();
   }
-  return readRows(out);
+  return datasetRows(out);
 }
 
 const keyArb = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f', 'é', 'long-key-over-thirty-two-bytes-of-utf8-text');
@@ -214,7 +197,7 @@ describe('negative control', () => {
     } finally {
       await store.close();
     }
-    const misSharded = await readRows(join(dir, 'mis-sharded.ndjson'));
+    const misSharded = await datasetRows(join(dir, 'mis-sharded.ndjson'));
     expect(single[0]!.by_user__n_20).toBeGreaterThan(0);
     expect(misSharded[0]!.by_user__n_20).toBe(0);
     expect(() => expectSameDataset(misSharded, single)).toThrow();

@@ -2,10 +2,12 @@
 // as the shards of a sharded offline store in tests and the bench. NOT a ClickHouse cluster: no
 // Keeper, no Distributed tables, no ON CLUSTER; each process is one independent node, which is
 // what tidemark's own per-shard fan-out needs.
+import { createClient, ClickHouseLogLevel } from '@clickhouse/client';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { readFileBatches } from '../../ingest/index.js';
 
 export interface ClickHouseShardProcess {
   url: string;
@@ -70,4 +72,28 @@ export async function startClickHouseShards(dir: string, count: number): Promise
       );
     },
   };
+}
+
+/** Create a database `name` on each server and return each URL with it as its database. */
+export async function databaseUrls(baseUrls: readonly string[], name: string, opts: { onCluster?: string } = {}): Promise<string[]> {
+  return Promise.all(
+    baseUrls.map(async (base) => {
+      const admin = createClient({ url: base, log: { level: ClickHouseLogLevel.OFF } });
+      try {
+        await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${name}${opts.onCluster ? ` ON CLUSTER \`${opts.onCluster}\`` : ''}` });
+      } finally {
+        await admin.close();
+      }
+      const url = new URL(base);
+      url.pathname = `/${name}`;
+      return url.toString();
+    }),
+  );
+}
+
+/** The rows of a dataset file (any format tidemark reads), as objects. */
+export async function datasetRows(path: string): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  for await (const batch of readFileBatches(path)) for (const r of batch.rows) out.push(r.value!);
+  return out;
 }
