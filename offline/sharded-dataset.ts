@@ -16,6 +16,7 @@
 //      converted by ClickHouse in-process (chDB reads the merged JSON lines with the column types
 //      the shards reported), then renamed to `<out>`. A failed shard leaves no output file.
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -95,12 +96,9 @@ export async function* mergeByRow(streams: readonly AsyncIterator<string>[], lab
   }
 }
 
-/** Write text to a file stream, waiting when its buffer is full. */
+/** Write text to a file stream, waiting when its buffer is full (a write error rejects). */
 async function writeText(out: WriteStream, text: string): Promise<void> {
-  if (!out.write(text)) await new Promise<void>((resolveDrain, reject) => {
-    out.once('drain', resolveDrain);
-    out.once('error', reject);
-  });
+  if (!out.write(text)) await once(out, 'drain');
 }
 
 async function closeStream(out: WriteStream): Promise<void> {
