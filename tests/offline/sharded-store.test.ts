@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { clickhouseShardsOf } from '../../api/connections.js';
 import { compileOrThrow, entity, eventTime, featureView, source, TidemarkError, type CompiledDefinitions } from '../../definitions/index.js';
 import { OfflineStore } from '../../offline/index.js';
 import { shardOfKey, shardSql } from '../../offline/shards.js';
@@ -116,6 +117,25 @@ async function datasetOn(urls: string[], eventsFile: string, spineFile: string, 
 const keyArb = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f', 'é', 'long-key-over-thirty-two-bytes-of-utf8-text');
 const eventArb = fc.record({ ts: fc.integer({ min: 0, max: 300 }), user: keyArb, item: keyArb, x: fc.option(fc.double({ min: -1e6, max: 1e6, noNaN: true }), { nil: null }) });
 const spineArb = fc.record({ user: keyArb, item: keyArb, ts: fc.integer({ min: 0, max: 350 }), label: fc.integer({ min: 0, max: 1 }) });
+
+describe('--clickhouse-shards and --clickhouse-cluster', () => {
+  it('read the flags, else the environment, and refuse what cannot be meant', () => {
+    expect(clickhouseShardsOf({ clickhouseShards: 'http://a:8123, http://b:8123' }, {})).toEqual({ clickhouseShards: ['http://a:8123', 'http://b:8123'] });
+    expect(clickhouseShardsOf({}, { CLICKHOUSE_SHARDS: 'http://a:8123,http://b:8123', CLICKHOUSE_CLUSTER: 'c' })).toEqual({ clickhouseShards: ['http://a:8123', 'http://b:8123'], clickhouseCluster: 'c' });
+    expect(clickhouseShardsOf({}, {})).toEqual({});
+    const codeOf = (f: () => unknown): unknown => {
+      try {
+        f();
+      } catch (e) {
+        return (e as TidemarkError).code;
+      }
+      return null;
+    };
+    expect(codeOf(() => clickhouseShardsOf({ clickhouseCluster: 'c' }, {}))).toBe('TM_SERVICE_CONFIG');
+    expect(codeOf(() => clickhouseShardsOf({ clickhouseShards: 'http://a:8123', clickhouseUrl: 'http://b:8123' }, {}))).toBe('TM_SERVICE_CONFIG');
+    expect(codeOf(() => clickhouseShardsOf({ clickhouseShards: 'http://a:8123,http://a:8123' }, {}))).toBe('TM_SERVICE_CONFIG');
+  });
+});
 
 describe('placement', () => {
   it("puts random keys on the same shard in Node (shardOfKey) and in ClickHouse (shardSql)", async () => {
