@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { databaseUrls, startClickHouseShards } from '../tests/support/clickhouse-shards.js';
 
 type Worker = (args: string[]) => Promise<Record<string, number>>;
 
@@ -21,19 +22,28 @@ export async function offlineShardsSection({ runWorker, fmt }: { runWorker: Work
     await single(['spines', dir]);
     const spine = join(dir, 'spine-airports.parquet');
     const baseline = await single(['dataset', dir, 'origin_delays', spine, join(dir, 'single.parquet')]);
-    const sharded = await runWorker(['bench/offline-shards-worker.ts', dir, 'origin_delays', spine, counts.join(',')]);
-    console.log('| store | load flights-3m s | dataset s | vs single node | CPU s per shard process (dataset) | coordinator CPU s | events stored per shard | values equal |');
-    console.log('|---|---:|---:|---:|---|---:|---|---|');
-    console.log(`| single node (chDB in-process) | ${fmt(load.seconds!, 2)} | ${fmt(baseline.seconds!, 2)} | 1.00 | | | | (baseline) |`);
-    for (const n of counts) {
-      const check = await runWorker(['bench/duckdb-worker.ts', 'compare', join(dir, `sharded-${n}.parquet`), join(dir, 'single.parquet')]);
-      const equal = check.mismatches === 0 ? `yes (${fmt(check.rows!)} rows)` : `NO: ${fmt(check.mismatches!)} of ${fmt(check.rows!)} rows differ`;
-      const cpu = Array.from({ length: n }, (_, s) => fmt(sharded[`cpu_${n}_${s}`]!, 1)).join(' / ');
-      const stored = Array.from({ length: n }, (_, s) => fmt(sharded[`stored_${n}_${s}`]!)).join(' / ');
-      const dataset = sharded[`dataset_${n}`]!;
-      console.log(`| ${n} shard${n > 1 ? 's' : ''} (HTTP fixture processes) | ${fmt(sharded[`load_${n}`]!, 2)} | ${fmt(dataset, 2)} | ${fmt(baseline.seconds! / dataset, 2)} | ${cpu} | ${fmt(sharded[`coordinator_cpu_${n}`]!, 1)} | ${stored} | ${equal} |`);
+    const cluster = await startClickHouseShards(join(dir, 'shards'), Math.max(...counts));
+    const rows: string[] = [];
+    try {
+      for (const n of counts) {
+        const urls = (await databaseUrls(cluster.urls.slice(0, n), `bench_${n}`)).join(',');
+        const shardLoad = await runWorker(['bench/offline-shards-worker.ts', 'load', urls]);
+        const out = join(dir, `sharded-${n}.parquet`);
+        const before = cluster.shards.slice(0, n).map((s) => s.cpuSeconds());
+        const dataset = await runWorker(['bench/offline-shards-worker.ts', 'dataset', urls, 'origin_delays', spine, out]);
+        const cpu = cluster.shards.slice(0, n).map((s, i) => fmt(s.cpuSeconds() - before[i]!, 1)).join(' / ');
+        const check = await runWorker(['bench/duckdb-worker.ts', 'compare', out, join(dir, 'single.parquet')]);
+        const equal = check.mismatches === 0 ? `yes (${fmt(check.rows!)} rows)` : `NO: ${fmt(check.mismatches!)} of ${fmt(check.rows!)} rows differ`;
+        const stored = Array.from({ length: n }, (_, s) => fmt(shardLoad[`stored_${s}`]!)).join(' / ');
+        rows.push(`| ${n} shard${n > 1 ? 's' : ''} | ${fmt(shardLoad.seconds!, 2)} | ${fmt(dataset.seconds!, 2)} | ${fmt(baseline.seconds! / dataset.seconds!, 2)} | ${cpu} | ${fmt(dataset.cpuSeconds!, 1)} | ${fmt(dataset.peakRssMb!)} MB | ${stored} | ${equal} |`);
+      }
+    } finally {
+      await cluster.close();
     }
-    console.log(`(coordinator peak RSS ${fmt(sharded.peakRssMb!)} MB; single-node dataset peak RSS ${fmt(baseline.peakRssMb!)} MB)`);
+    console.log('| store | load flights-3m s | dataset s | single node / this | CPU s per shard process (dataset) | coordinator CPU s | coordinator peak RSS (dataset) | events stored per shard | values equal |');
+    console.log('|---|---:|---:|---:|---|---:|---:|---|---|');
+    console.log(`| single node (chDB in-process) | ${fmt(load.seconds!, 2)} | ${fmt(baseline.seconds!, 2)} | 1.00 | | | ${fmt(baseline.peakRssMb!)} MB | | (baseline) |`);
+    for (const row of rows) console.log(row);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -96,9 +96,7 @@ async function loadParquetSpineNatively(executor: OfflineExecutor, path: string,
     }
   }
   const columns = described.map((c): [string, string] => [c.name, c.type]);
-  await executor.command(
-    `CREATE TABLE ${ident(table)} (__row UInt64, __t Int64, ${joinKeys.map((k) => `${ident(joinKeyColumn(k))} String`).join(', ')}${joinKeys.length ? ', ' : ''}${columns.map(([n, t]) => `${ident(n)} ${t}`).join(', ')}) ENGINE = MergeTree ORDER BY __row`,
-  );
+  await executor.command(spineTableDdl(table, joinKeys, columns));
   try {
     await executor.command(
       `INSERT INTO ${ident(table)} SELECT rowNumberInAllBlocks(), assumeNotNull(${tsExpr}), ${joinKeys.map((k) => `toString(assumeNotNull(${ident(k)}))`).join(', ')}${joinKeys.length ? ', ' : ''}${names.map((n) => ident(n)).join(', ')} FROM ${file} ${ordered}`,
