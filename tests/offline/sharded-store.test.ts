@@ -224,6 +224,32 @@ describe('negative control', () => {
   }, 60_000);
 });
 
+describe('a shard that fails its query', () => {
+  it('fails the dataset with the shard named, and leaves no dataset file', async () => {
+    const dir = folder('query-fails');
+    const eventsFile = writeNdjson(join(dir, 'events.ndjson'), fc.sample(eventArb, { numRuns: 50, seed: 8 }));
+    const spineFile = writeNdjson(join(dir, 'spine.ndjson'), fc.sample(spineArb, { numRuns: 40, seed: 9 }));
+    const urls = await freshDatabases(2);
+    const store = await OfflineStore.open(compiled, { clickhouseShards: urls });
+    const out = join(dir, 'train.parquet');
+    try {
+      await store.loadEvents('clicks', eventsFile);
+      // shard 2 loses its events table: its query fails while shard 1's rows are being merged
+      await store.shards!.executors[1]!.command('DROP TABLE tm_events_clicks');
+      const error = await store.writeDataset(spineFile, USER_FEATURES, out).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(TidemarkError);
+      expect((error as TidemarkError).message).toMatch(/^shard 2 of 2 \(http:\/\/127\.0\.0\.1:\d+\/tm_sharded_\d+\): /);
+      expect((error as TidemarkError).details).toMatchObject({ shard: 2, shards: 2 });
+    } finally {
+      await store.close();
+    }
+    expect(readdirSync(dir).filter((f) => f.startsWith('train'))).toEqual([]);
+  }, 60_000);
+});
+
 describe('a shard down', () => {
   it('fails with TM_OFFLINE_SHARD_UNREACHABLE naming the shard, and leaves no dataset file', async () => {
     const dir = folder('down');
