@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compile, compileOrThrow, formatDefinitionError, formatDurationMs, loadDefinitions, TidemarkError, withoutPassword, type Registry } from '../definitions/index.js';
+import { compile, compileOrThrow, formatDefinitionError, formatDurationMs, loadDefinitions, TidemarkError, withoutPassword, type CompiledDefinitions, type Registry } from '../definitions/index.js';
 import { OfflineFeatureLogSink, OfflineKafkaSink, OfflineStore, writeLogDataset } from '../offline/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { runQuickstart } from './quickstart.js';
@@ -23,6 +23,8 @@ import { computePlan, formatPlan, readOfflineEvents, readRedisState } from './pl
 import {
   clickhouseConnectionFlags,
   clickhouseConnectionOf,
+  clickhouseShardFlags,
+  clickhouseShardsOf,
   hideSecretsInHelp,
   hideSecretsInProcessTitle,
   kafkaConnectionFlags,
@@ -30,6 +32,7 @@ import {
   redisConnectionFlags,
   redisConnectionOf,
   type ClickHouseConnectionFlags,
+  type ClickHouseShardFlags,
   type KafkaConnectionFlags,
   type RedisConnectionFlags,
 } from './connections.js';
@@ -173,9 +176,17 @@ export function buildCli(): Command {
       }
     });
   const offlineOptions = (command: Command): Command =>
-    clickhouseConnectionFlags(command
+    clickhouseShardFlags(clickhouseConnectionFlags(command
       .option('--clickhouse-url <url>', 'ClickHouse server HTTP(S) URL (default: $CLICKHOUSE_URL, else chDB in --data-dir)', process.env.CLICKHOUSE_URL)
-      .option('--data-dir <dir>', 'folder for chDB data', '.tidemark'));
+      .option('--data-dir <dir>', 'folder for chDB data', '.tidemark')));
+  /** The offline store of backfill, dataset and offline-sink: chDB, one server, or shards. */
+  const openOffline = (compiled: CompiledDefinitions, opts: ClickHouseConnectionFlags & ClickHouseShardFlags & { clickhouseUrl?: string; dataDir: string }): Promise<OfflineStore> => {
+    const sharded = clickhouseShardsOf(opts);
+    const clickhouse = clickhouseConnectionOf(opts);
+    if (sharded.clickhouseShards) return OfflineStore.open(compiled, { ...sharded, clickhouse });
+    return OfflineStore.open(compiled, { ...(opts.clickhouseUrl ? { clickhouseUrl: opts.clickhouseUrl } : {}), dataDir: opts.dataDir, clickhouse });
+  };
+  const storeLocation = (store: OfflineStore): string => (store.shards ? `${store.shards.count} shards (${store.shards.executors.map((e) => e.location).join(', ')})` : store.executor.location);
 
   offlineOptions(
     program
@@ -184,15 +195,15 @@ export function buildCli(): Command {
       .requiredOption('--definitions <path>', 'definitions module')
       .requiredOption('--from <file>', 'event file: .parquet, .csv or .ndjson')
       .option('--source <name>', "source the file's rows belong to (default: the only source)"),
-  ).action(async (opts: ClickHouseConnectionFlags & { definitions: string; from: string; source?: string; clickhouseUrl?: string; dataDir: string }) => {
+  ).action(async (opts: ClickHouseConnectionFlags & ClickHouseShardFlags & { definitions: string; from: string; source?: string; clickhouseUrl?: string; dataDir: string }) => {
     const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
     const source = opts.source ?? soleSource(compiled.registry);
-    const store = await OfflineStore.open(compiled, { ...opts, clickhouse: clickhouseConnectionOf(opts) });
+    const store = await openOffline(compiled, opts);
     try {
       const result = await store.loadEvents(source, opts.from);
-      if (result.alreadyLoaded) console.log(`${opts.from} was already loaded into ${store.executor.location} (${result.events.toLocaleString('en-US')} events): nothing to do`);
+      if (result.alreadyLoaded) console.log(`${opts.from} was already loaded into ${storeLocation(store)} (${result.events.toLocaleString('en-US')} events): nothing to do`);
       else {
-        console.log(`loaded ${result.events.toLocaleString('en-US')} events of source ${source} from ${opts.from} into ${store.executor.location} in ${result.seconds.toFixed(2)} s`);
+        console.log(`loaded ${result.events.toLocaleString('en-US')} events of source ${source} from ${opts.from} into ${storeLocation(store)} in ${result.seconds.toFixed(2)} s`);
         if (result.badEvents > 0) console.log(`${result.badEvents.toLocaleString('en-US')} bad rows went to the table tm_dead_letters (load id ${result.loadId})`);
       }
     } finally {
@@ -209,10 +220,10 @@ export function buildCli(): Command {
       .option('--features <list>', 'comma-separated view:feature references (with --from-log: default every logged feature)')
       .option('--from-log', 'the values served and logged (serve --log-features): request_id, ts (the read time), the join keys, one <view>__<feature> column per logged feature')
       .requiredOption('--out <file>', 'output file; its extension names the format'),
-  ).action(async (opts: ClickHouseConnectionFlags & { definitions: string; spine?: string; features?: string; fromLog?: boolean; out: string; clickhouseUrl?: string; dataDir: string }) => {
+  ).action(async (opts: ClickHouseConnectionFlags & ClickHouseShardFlags & { definitions: string; spine?: string; features?: string; fromLog?: boolean; out: string; clickhouseUrl?: string; dataDir: string }) => {
     if (!opts.fromLog && (opts.spine === undefined || opts.features === undefined)) throw new InvalidArgumentError(`dataset needs --spine <file> and --features <list> (or --from-log); missing: ${[opts.spine === undefined ? '--spine' : null, opts.features === undefined ? '--features' : null].filter(Boolean).join(', ')}`);
     const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
-    const store = await OfflineStore.open(compiled, { ...opts, clickhouse: clickhouseConnectionOf(opts) });
+    const store = await openOffline(compiled, opts);
     try {
       const features = opts.features?.split(',').map((f) => f.trim()).filter(Boolean);
       const result = opts.fromLog
@@ -233,15 +244,15 @@ export function buildCli(): Command {
       .option('--group <id>', 'consumer group', 'tidemark-offline')
       .option('--feature-log', 'also append the feature log, topic <prefix>.feature_log (serve --log-features), to tm_feature_log and tm_prediction_log')
       .option('--prefix <prefix>', 'the prefix of the feature-log topic (as serve --prefix)', 'tm')),
-  ).action(async (opts: ClickHouseConnectionFlags & KafkaConnectionFlags & { definitions: string; kafkaBrokers?: string; group: string; clickhouseUrl?: string; dataDir: string; featureLog?: boolean; prefix: string }) => {
+  ).action(async (opts: ClickHouseConnectionFlags & ClickHouseShardFlags & KafkaConnectionFlags & { definitions: string; kafkaBrokers?: string; group: string; clickhouseUrl?: string; dataDir: string; featureLog?: boolean; prefix: string }) => {
     if (!opts.kafkaBrokers) throw new InvalidArgumentError('name the Kafka brokers with --kafka-brokers or KAFKA_BROKERS');
     const security = kafkaSecurityOf(opts);
     const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
-    const store = await OfflineStore.open(compiled, { ...opts, clickhouse: clickhouseConnectionOf(opts) });
+    const store = await openOffline(compiled, opts);
     const logTopic = opts.featureLog ? featureLogTopic(opts.prefix) : null;
-    const sink = new OfflineKafkaSink(store.executor, compiled, { brokers: opts.kafkaBrokers.split(','), groupId: opts.group, security, ...(logTopic !== null ? { featureLogTopic: logTopic } : {}) });
+    const sink = new OfflineKafkaSink(store.shards ?? store.executor, compiled, { brokers: opts.kafkaBrokers.split(','), groupId: opts.group, security, ...(logTopic !== null ? { featureLogTopic: logTopic } : {}) });
     await sink.start();
-    console.log(`offline sink: group ${opts.group} appending ${[...compiled.registry.sources.map((s) => s.topic), ...(logTopic !== null ? [logTopic] : [])].join(', ')} to ${store.executor.location} (Kafka: ${describeKafkaSecurity(security)}; Ctrl-C to stop)`);
+    console.log(`offline sink: group ${opts.group} appending ${[...compiled.registry.sources.map((s) => s.topic), ...(logTopic !== null ? [logTopic] : [])].join(', ')} to ${storeLocation(store)} (Kafka: ${describeKafkaSecurity(security)}; Ctrl-C to stop)`);
     const stop = async (): Promise<void> => {
       await sink.stop();
       await store.close();

@@ -4,7 +4,7 @@
 // hidden from the process title (hideSecretsInProcessTitle).
 import type { Command } from 'commander';
 import type { KafkaConfig } from 'kafkajs';
-import { readCaFile, readSecretFile, withoutPassword } from '../definitions/index.js';
+import { readCaFile, readSecretFile, TidemarkError, withoutPassword } from '../definitions/index.js';
 import { KAFKA_SASL_MECHANISMS, kafkaSecurityConfig } from '../ingest/index.js';
 import type { RedisConnectionOptions } from '../online/index.js';
 import type { ClickHouseConnectionOptions } from '../offline/index.js';
@@ -69,6 +69,33 @@ export function clickhouseConnectionFlags(command: Command): Command {
 
 export function clickhouseConnectionOf(flags: ClickHouseConnectionFlags, env: Env = process.env): ClickHouseConnectionOptions {
   return connectionOf('ClickHouse', 'clickhouse', 'CLICKHOUSE', { ca: flags.clickhouseCa, user: flags.clickhouseUser, passwordFile: flags.clickhousePasswordFile }, env);
+}
+
+export interface ClickHouseShardFlags {
+  clickhouseShards?: string;
+  clickhouseCluster?: string;
+}
+
+/** `--clickhouse-shards` and `--clickhouse-cluster`: a sharded offline store (offline/shards.ts). */
+export function clickhouseShardFlags(command: Command): Command {
+  return command
+    .option('--clickhouse-shards <urls>', 'a sharded offline store: the HTTP(S) URLs of its ClickHouse shards, comma-separated, in shard order (keep the order: rows are placed by xxHash64(entity key) % shard count) (default: $CLICKHOUSE_SHARDS)')
+    .option('--clickhouse-cluster <name>', "with --clickhouse-shards: the ClickHouse cluster they form, when the servers run Keeper: DDL goes once, ON CLUSTER, instead of to each shard (default: $CLICKHOUSE_CLUSTER)");
+}
+
+/** The shard URLs and cluster name, from the flags or the environment; a cluster without shards, or shards with --clickhouse-url, is an error. */
+export function clickhouseShardsOf(flags: ClickHouseShardFlags & { clickhouseUrl?: string }, env: Env = process.env): { clickhouseShards?: string[]; clickhouseCluster?: string } {
+  const list = (flags.clickhouseShards ?? env.CLICKHOUSE_SHARDS ?? '').split(',').map((u) => u.trim()).filter(Boolean);
+  const cluster = flags.clickhouseCluster ?? env.CLICKHOUSE_CLUSTER;
+  if (list.length === 0) {
+    if (cluster) throw new TidemarkError('TM_SERVICE_CONFIG', `--clickhouse-cluster ${cluster} needs --clickhouse-shards (the HTTP URL of each shard, in shard order)`, { cluster });
+    return {};
+  }
+  if (flags.clickhouseShards !== undefined && flags.clickhouseUrl) {
+    throw new TidemarkError('TM_SERVICE_CONFIG', 'give --clickhouse-url (one server) or --clickhouse-shards (a sharded store), not both', { url: withoutPassword(flags.clickhouseUrl) });
+  }
+  if (new Set(list).size !== list.length) throw new TidemarkError('TM_SERVICE_CONFIG', `--clickhouse-shards names a shard twice: ${list.map(withoutPassword).join(', ')}`, { shards: list.map(withoutPassword) });
+  return { clickhouseShards: list, ...(cluster ? { clickhouseCluster: cluster } : {}) };
 }
 
 export function kafkaConnectionFlags(command: Command): Command {

@@ -50,6 +50,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   TM_LIMIT_RATE: 429,
   // The backing store is down, or a view version is not built yet: the request may work later.
   TM_OFFLINE_UNREACHABLE: 503,
+  TM_OFFLINE_SHARD_UNREACHABLE: 503,
+  TM_OFFLINE_SHARDS_UNSUPPORTED: 501,
   TM_STORE_UNREACHABLE: 503,
   TM_STORE_SLOT_MIGRATING: 503,
   TM_STORE_TLS: 503,

@@ -23,7 +23,9 @@
 //  8. quickstart (bench/quickstart-worker.ts): npm start on a fresh data dir and again on the same
 //     one, until the API answers, with and without the monitor, and the old first run (--replay);
 //     next to hyparquet decoding the file and chDB counting its rows.
-// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor|bootstrap|dashboard|quickstart
+//  3b. offline-shards (bench/offline-shards.ts): the 1M-row airport dataset on 1, 2 and 3 shard
+//     processes (--clickhouse-shards) next to single-node chDB, with CPU seconds per shard.
+// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|offline-shards|stream|monitor|bootstrap|dashboard|quickstart
 // runs one section.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -33,6 +35,7 @@ import { fileURLToPath } from 'node:url';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { latencyAtRate, saturationRps, type LoadTarget } from './http-load.js';
 import { streamSection } from './stream.js';
+import { offlineShardsSection } from './offline-shards.js';
 import { startRedisServer } from '../tests/support/redis.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -65,6 +68,7 @@ const only = process.env.BENCH_ONLY;
 if (!only || only === 'replay') await replaySection();
 if (!only || only === 'reads') await readsSection();
 if (!only || only === 'offline') await offlineSection();
+if (!only || only === 'offline-shards') await offlineShardsSection({ runWorker, fmt });
 if (!only || only === 'stream') await streamSection({ runWorker, fmt, saturationMs: SATURATION_MS, latencyMs: LATENCY_MS });
 if (!only || only === 'monitor') await monitorSection();
 if (!only || only === 'bootstrap') await bootstrapSection();

@@ -60,6 +60,10 @@ export type ErrorCode =
   | 'TM_OFFLINE_UNREACHABLE'
   | 'TM_OFFLINE_TLS'
   | 'TM_OFFLINE_AUTH'
+  // a shard of a sharded offline store (--clickhouse-shards) is down: the message and details name its URL
+  | 'TM_OFFLINE_SHARD_UNREACHABLE'
+  // a sharded offline store asked for something only a single node does (yet)
+  | 'TM_OFFLINE_SHARDS_UNSUPPORTED'
   | 'TM_SPINE_MISSING_COLUMN'
   | 'TM_SPINE_BAD_COLUMN'
   | 'TM_SPINE_BAD_TIME'

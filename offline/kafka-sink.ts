@@ -11,12 +11,18 @@
 // diagnostics, deduplicated by (load_id, position) when read) but never events. With
 // `featureLogTopic`, the feature log (`<prefix>.feature_log`) is appended the same way to
 // tm_feature_log and tm_prediction_log, its bad records to tm_dead_letters (TM_LOG_BAD_RECORD).
+//
+// On a sharded store (offline/shards.ts) each event goes to the shards its keys name, and the
+// fence is kept per shard: a batch is one INSERT per shard, so after a crash between two shards'
+// inserts, the redelivered records are dropped where they are stored and stored where they are not.
+// The feature log and dead letters go to the home shard.
 import { Kafka, logLevel, type Consumer, type EachBatchPayload, type KafkaConfig } from 'kafkajs';
 import { TidemarkError, type CompiledDefinitions, type SourcePlan } from '../definitions/index.js';
-import { decodeFeatureLogRecord, EventDecoder, type BadEvent, type DecodedEvent, type FeatureLogRecord } from '../ingest/index.js';
+import { decodeFeatureLogRecord, EventDecoder, type BadEvent, type FeatureLogRecord } from '../ingest/index.js';
 import { featureLogDeadLetterRow, insertFeatureLogRecords } from './feature-log.js';
 import type { OfflineExecutor } from './executor.js';
-import { deadLetterRow, eventRow } from './load.js';
+import { deadLetterRow, eventRow, shardSetOf, type EventTarget } from './load.js';
+import { eventRowShards, sourcePlacements, type ShardSet } from './shards.js';
 import { eventTable, FEATURE_LOG_TABLE, ident, keyFieldsOf, PREDICTION_LOG_TABLE } from './tables.js';
 
 export interface OfflineKafkaSinkOptions {
@@ -49,20 +55,31 @@ export function kafkaLoadId(topic: string, partition: number): string {
 export class OfflineKafkaSink {
   readonly stats: OfflineKafkaSinkStats = { batches: 0, events: 0, badEvents: 0, redelivered: 0, logRecords: 0, badLogRecords: 0 };
   private readonly consumer: Consumer;
-  private readonly sources = new Map<string, { plan: SourcePlan; decoder: EventDecoder; keyFields: string[] }>();
+  private readonly sources = new Map<string, { plan: SourcePlan; decoder: EventDecoder; keyFields: string[]; shardsOf: (row: Record<string, unknown>) => number[] }>();
   /** Highest stored offset per load id, read from the table when a partition is (re)assigned. */
   private readonly fences = new Map<string, number>();
   private readonly registered = new Set<string>();
   private readonly featureLogTopic: string | null;
 
+  private readonly shards: ShardSet;
+  /** The home shard: the feature log and dead letters. */
+  private readonly executor: OfflineExecutor;
+
   constructor(
-    private readonly executor: OfflineExecutor,
+    target: EventTarget,
     private readonly compiled: CompiledDefinitions,
     opts: OfflineKafkaSinkOptions,
   ) {
+    this.shards = shardSetOf(target);
+    this.executor = this.shards.home;
     this.featureLogTopic = opts.featureLogTopic ?? null;
     for (const source of compiled.registry.sources) {
-      this.sources.set(source.topic, { plan: source, decoder: new EventDecoder(compiled, source.name, opts.nowMs), keyFields: keyFieldsOf(compiled.registry, source) });
+      this.sources.set(source.topic, {
+        plan: source,
+        decoder: new EventDecoder(compiled, source.name, opts.nowMs),
+        keyFields: keyFieldsOf(compiled.registry, source),
+        shardsOf: eventRowShards(sourcePlacements(compiled.registry, source), this.shards.count),
+      });
     }
     const kafka = new Kafka({ clientId: opts.clientId ?? 'tidemark-offline-sink', brokers: opts.brokers, logLevel: logLevel.NOTHING, retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 2000 }, ...opts.security });
     this.consumer = kafka.consumer({ groupId: opts.groupId ?? 'tidemark-offline', sessionTimeout: 10_000, heartbeatInterval: 500, maxWaitTimeInMs: 200 });
@@ -80,12 +97,13 @@ export class OfflineKafkaSink {
     await this.consumer.disconnect();
   }
 
-  private async fence(table: string, loadId: string): Promise<number> {
-    const known = this.fences.get(`${table} ${loadId}`);
+  /** The highest offset of a partition (load id) stored in a table of a shard (default the home shard). */
+  private async fence(table: string, loadId: string, shard = 0): Promise<number> {
+    const known = this.fences.get(fenceKey(table, loadId, shard));
     if (known !== undefined) return known;
-    const [row] = await this.executor.rows<{ n: number; top: number }>(`SELECT count() AS n, max(__offset) AS top FROM ${ident(table)} WHERE __load = {id:String}`, { id: loadId });
+    const [row] = await this.shards.on(shard, (executor) => executor.rows<{ n: number; top: number }>(`SELECT count() AS n, max(__offset) AS top FROM ${ident(table)} WHERE __load = {id:String}`, { id: loadId }));
     const fence = row && Number(row.n) > 0 ? Number(row.top) : -1;
-    this.fences.set(`${table} ${loadId}`, fence);
+    this.fences.set(fenceKey(table, loadId, shard), fence);
     return fence;
   }
 
@@ -119,7 +137,7 @@ export class OfflineKafkaSink {
     const bad = await insertFeatureLogRecords(this.executor, this.compiled.registry, records, loadId);
     for (const { record, offset } of records) {
       const table = record.kind === 'read' ? FEATURE_LOG_TABLE : PREDICTION_LOG_TABLE;
-      this.fences.set(`${table} ${loadId}`, Math.max(this.fences.get(`${table} ${loadId}`) ?? -1, offset));
+      this.fences.set(fenceKey(table, loadId, 0), Math.max(this.fences.get(fenceKey(table, loadId, 0)) ?? -1, offset));
     }
     this.stats.batches++;
     this.stats.logRecords += records.length - bad;
@@ -138,42 +156,59 @@ export class OfflineKafkaSink {
     const table = eventTable(source.plan.name);
     const loadId = kafkaLoadId(batch.topic, batch.partition);
     if (!this.registered.has(loadId)) {
-      // A Kafka partition is one open-ended load: registered once, so queries see its rows.
-      const [known] = await this.executor.rows<{ n: number }>('SELECT count() AS n FROM tm_loads WHERE load_id = {id:String}', { id: loadId });
-      if (!known || Number(known.n) === 0) {
-        await this.executor.insert('tm_loads', [
-          { load_id: loadId, source: source.plan.name, file: `kafka:${batch.topic}`, sha256: '', rows: 0, events: 0, bad: 0, registry_version: this.compiled.registry.version, loaded_at: Date.now() },
-        ]);
-      }
+      // A Kafka partition is one open-ended load: registered once (on every shard), so queries see its rows.
+      await this.shards.each(async (executor) => {
+        const [known] = await executor.rows<{ n: number }>('SELECT count() AS n FROM tm_loads WHERE load_id = {id:String}', { id: loadId });
+        if (!known || Number(known.n) === 0) {
+          await executor.insert('tm_loads', [
+            { load_id: loadId, source: source.plan.name, file: `kafka:${batch.topic}`, sha256: '', rows: 0, events: 0, bad: 0, registry_version: this.compiled.registry.version, loaded_at: Date.now() },
+          ]);
+        }
+      });
       this.registered.add(loadId);
     }
-    const fence = await this.fence(table, loadId);
-    const good: DecodedEvent[] = [];
+    const fences = await this.shards.each((_, shard) => this.fence(table, loadId, shard));
+    const minFence = Math.min(...fences);
+    const perShard: Record<string, unknown>[][] = fences.map(() => []);
     const bad: BadEvent[] = [];
+    let good = 0;
     let redelivered = 0;
     for (const message of batch.messages) {
       const offset = Number(message.offset);
-      if (offset <= fence) {
+      if (offset <= minFence) {
         redelivered++;
         continue;
       }
       const position = { partition: batch.partition, offset };
       const decoded = message.value === null ? null : source.decoder.decodeJson(message.value, position);
       if (decoded === null) bad.push({ source: source.plan.name, position, code: 'TM_EVENT_INVALID_JSON', field: null, reason: 'empty message (tombstone)', raw: '' });
-      else if (decoded.ok) good.push(decoded.event);
-      else bad.push(decoded.bad);
+      else if (!decoded.ok) bad.push(decoded.bad);
+      else {
+        const row = eventRow(source.plan, source.keyFields, decoded.event, loadId, offset);
+        // stored where its shard's fence is below it; a record stored on every shard it goes to is a redelivery
+        const targets = source.shardsOf(row).filter((shard) => offset > fences[shard]!);
+        if (targets.length === 0) redelivered++;
+        else good++;
+        for (const shard of targets) perShard[shard]!.push(row);
+      }
     }
-    if (bad.length > 0) await this.executor.insert('tm_dead_letters', bad.map((b) => deadLetterRow(b, loadId)));
-    if (good.length > 0) {
-      await this.executor.insert(table, good.map((e) => eventRow(source.plan, source.keyFields, e, loadId, e.position!.offset)));
-      this.fences.set(loadId, Math.max(fence, ...good.map((e) => e.position!.offset)));
-    }
+    if (bad.length > 0) await this.shards.on(0, (home) => home.insert('tm_dead_letters', bad.map((b) => deadLetterRow(b, loadId))));
+    await this.shards.each(async (executor, shard) => {
+      const rows = perShard[shard]!;
+      if (rows.length === 0) return;
+      await executor.insert(table, rows);
+      this.fences.set(fenceKey(table, loadId, shard), rows.reduce((top, r) => Math.max(top, r.__offset as number), fences[shard]!));
+    });
     this.stats.batches++;
-    this.stats.events += good.length;
+    this.stats.events += good;
     this.stats.badEvents += bad.length;
     this.stats.redelivered += redelivered;
     const last = batch.messages[batch.messages.length - 1];
     if (last) resolveOffset(last.offset);
     await heartbeat();
   }
+}
+
+function fenceKey(table: string, loadId: string, shard: number): string {
+  return `${table} ${loadId} ${shard}`;
 }

@@ -3,13 +3,23 @@
 // queries (COMPLETED_LOADS) and deleted before the file is loaded again. Rows are decoded with the
 // stream path's decoder (same zod schema, event time and key rules); good events are inserted in
 // batches, with the next batch decoded while chDB inserts the last; bad rows go to tm_dead_letters.
+// On a sharded store (offline/shards.ts) each event goes to the shards its keys name, dead letters
+// to the home shard, and the load is complete when every shard has recorded it.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
 import { canonicalKeyValue, type CompiledDefinitions, type SourcePlan } from '../definitions/index.js';
 import { EventDecoder, fileFormatOf, readFileBatches, typeCsvValue, type BadEvent, type DecodedEvent } from '../ingest/index.js';
 import type { OfflineExecutor } from './executor.js';
+import { eventRowShards, ShardSet, sourcePlacements, splitByShard } from './shards.js';
 import { eventTable, ident, keyColumn, keyFieldsOf } from './tables.js';
+
+/** Where events are loaded: one executor, or the shards of a sharded store. */
+export type EventTarget = OfflineExecutor | ShardSet;
+
+export function shardSetOf(target: EventTarget): ShardSet {
+  return target instanceof ShardSet ? target : ShardSet.of([target]);
+}
 
 export interface LoadResult {
   loadId: string;
@@ -58,9 +68,10 @@ export class EventLoad {
   private readonly result: LoadResult;
   private readonly started = performance.now();
   private readonly keyFields: string[];
+  private readonly shardsOf: (row: Record<string, unknown>) => number[];
 
   private constructor(
-    private readonly executor: OfflineExecutor,
+    private readonly shards: ShardSet,
     private readonly compiled: CompiledDefinitions,
     private readonly source: SourcePlan,
     private readonly sha256: string,
@@ -68,26 +79,31 @@ export class EventLoad {
   ) {
     this.result = { loadId: `${source.name}:${sha256}`, file: path, alreadyLoaded: false, rows: 0, events: 0, badEvents: 0, seconds: 0 };
     this.keyFields = keyFieldsOf(compiled.registry, source);
+    this.shardsOf = eventRowShards(sourcePlacements(compiled.registry, source), shards.count);
   }
 
   /** Start loading `path` for a source, or return the earlier load's result when it is already there. */
-  static async begin(executor: OfflineExecutor, compiled: CompiledDefinitions, sourceName: string, path: string): Promise<EventLoad | LoadResult> {
+  static async begin(target: EventTarget, compiled: CompiledDefinitions, sourceName: string, path: string): Promise<EventLoad | LoadResult> {
     const started = performance.now();
+    const shards = shardSetOf(target);
     const source = new EventDecoder(compiled, sourceName).source;
     const sha256 = await fileSha256(path);
     const loadId = `${sourceName}:${sha256}`;
-    const done = await executor.rows<{ events: number; bad: number; rows: number }>(`SELECT events, bad, rows FROM tm_loads WHERE load_id = {id:String}`, { id: loadId });
-    if (done.length > 0) {
-      const d = done[0]!;
+    // Complete when every shard recorded it (a load cut short between two shards' records is loaded again).
+    const done = await shards.each((executor) => executor.rows<{ events: number; bad: number; rows: number }>(`SELECT events, bad, rows FROM tm_loads WHERE load_id = {id:String}`, { id: loadId }));
+    if (done.every((d) => d.length > 0)) {
+      const d = done[0]![0]!;
       return { loadId, file: path, alreadyLoaded: true, rows: Number(d.rows), events: Number(d.events), badEvents: Number(d.bad), seconds: (performance.now() - started) / 1000 };
     }
     const table = ident(eventTable(sourceName));
-    const [partial] = await executor.rows<{ n: number }>(`SELECT count() AS n FROM ${table} WHERE __load = {id:String}`, { id: loadId });
-    if (partial && Number(partial.n) > 0) {
+    const partial = await shards.each(async (executor) => {
+      const [stored] = await executor.rows<{ n: number }>(`SELECT count() AS n FROM ${table} WHERE __load = {id:String}`, { id: loadId });
+      if (!stored || Number(stored.n) === 0) return false;
       await executor.command(`ALTER TABLE ${table} DELETE WHERE __load = {id:String} SETTINGS mutations_sync = 2`, { id: loadId });
-      await executor.command(`ALTER TABLE tm_dead_letters DELETE WHERE load_id = {id:String} SETTINGS mutations_sync = 2`, { id: loadId });
-    }
-    return new EventLoad(executor, compiled, source, sha256, path);
+      return true;
+    });
+    if (partial.some(Boolean)) await shards.on(0, (home) => home.command(`ALTER TABLE tm_dead_letters DELETE WHERE load_id = {id:String} SETTINGS mutations_sync = 2`, { id: loadId }));
+    return new EventLoad(shards, compiled, source, sha256, path);
   }
 
   get loadId(): string {
@@ -105,9 +121,10 @@ export class EventLoad {
     const out = events.map((e) => eventRow(this.source, this.keyFields, e, this.result.loadId, e.position?.offset ?? 0));
     const dead = bad.map((b) => deadLetterRow(b, this.result.loadId));
     await this.pending;
+    const perShard = splitByShard(out, this.shardsOf, this.shards.count);
     this.pending = (async () => {
-      await this.executor.insert(eventTable(this.source.name), out);
-      await this.executor.insert('tm_dead_letters', dead);
+      await this.shards.each((executor, shard) => executor.insert(eventTable(this.source.name), perShard[shard]!));
+      await this.shards.on(0, (home) => home.insert('tm_dead_letters', dead));
     })();
     this.result.rows += rows;
     this.result.events += events.length;
@@ -117,7 +134,7 @@ export class EventLoad {
   /** Wait for the last insert and record the load as complete. */
   async finish(): Promise<LoadResult> {
     await this.pending;
-    await recordCompletedLoad(this.executor, {
+    await recordCompletedLoad(this.shards, {
       loadId: this.result.loadId,
       source: this.source.name,
       file: basename(this.result.file),
@@ -145,15 +162,14 @@ export interface CompletedLoad {
 }
 
 /** Record a load as complete: from then on its rows are visible to queries (COMPLETED_LOADS). */
-export async function recordCompletedLoad(executor: OfflineExecutor, load: CompletedLoad): Promise<void> {
-  await executor.insert('tm_loads', [
-    { load_id: load.loadId, source: load.source, file: load.file, sha256: load.sha256, rows: load.rows, events: load.events, bad: load.bad, registry_version: load.registryVersion, loaded_at: Date.now() },
-  ]);
+export async function recordCompletedLoad(target: EventTarget, load: CompletedLoad): Promise<void> {
+  const row = { load_id: load.loadId, source: load.source, file: load.file, sha256: load.sha256, rows: load.rows, events: load.events, bad: load.bad, registry_version: load.registryVersion, loaded_at: Date.now() };
+  await shardSetOf(target).each((executor) => executor.insert('tm_loads', [row]));
 }
 
 /** Read, decode and load an event file (Parquet, CSV or NDJSON). */
 export async function loadEventsFile(
-  executor: OfflineExecutor,
+  executor: EventTarget,
   compiled: CompiledDefinitions,
   sourceName: string,
   path: string,

@@ -82,11 +82,12 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
     const spineTable = ident(spine.table);
     const spineKeyTuple = view.joinKeys.map((jk) => ident(joinKeyColumn(jk))).join(', ');
     const eventKeyTuple = view.keyFields.map((kf) => ident(keyColumn(kf))).join(', ');
+    const [minT, maxT] = spine.timeRangeMs === undefined ? [`(SELECT min(__t) FROM ${spineTable})`, `(SELECT max(__t) FROM ${spineTable})`] : spine.timeRangeMs.map((t) => `toInt64(${t})`);
     const reach = [
       COMPLETED_LOADS,
       `(${eventKeyTuple}) IN (SELECT DISTINCT ${spineKeyTuple} FROM ${spineTable})`,
-      `__ts < (SELECT max(__t) FROM ${spineTable})`,
-      ...(lookbacks.every((l): l is number => l !== null) ? [`__ts >= (SELECT min(__t) FROM ${spineTable}) - ${Math.max(...lookbacks)}`] : []),
+      `__ts < ${maxT}`,
+      ...(lookbacks.every((l): l is number => l !== null) ? [`__ts >= ${minT} - ${Math.max(...lookbacks)}`] : []),
     ];
     ctes.push(
       `${e} AS (SELECT ${view.keyFields.map((kf, k) => `${ident(keyColumn(kf))} AS k${k}`).join(', ')}, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} WHERE ${reach.join(' AND ')})`,

@@ -15,6 +15,12 @@ export interface SpineInfo {
   rows: number;
   /** The original columns, in file order, with their ClickHouse types. */
   columns: [string, string][];
+  /**
+   * The least and greatest spine time of the whole spine, when this table holds only part of it (a
+   * shard's): the events read are then those the whole spine reads, so per-key statistics over
+   * them (the variance's centre) are the single node's.
+   */
+  timeRangeMs?: [number, number];
 }
 
 export function joinKeyColumn(joinKey: string): string {
@@ -46,7 +52,7 @@ export function toColumnValue(value: unknown, type: string, column: string, row:
 /** A spine: a file (Parquet, CSV, NDJSON) or rows given inline (the HTTP API). */
 export type SpineInput = string | readonly Record<string, unknown>[];
 
-async function* spineBatches(input: SpineInput, batchRows: number): AsyncGenerator<FileBatch> {
+export async function* spineBatches(input: SpineInput, batchRows: number): AsyncGenerator<FileBatch> {
   if (typeof input === 'string') {
     yield* readFileBatches(input, { batchRows });
     return;
@@ -90,9 +96,7 @@ async function loadParquetSpineNatively(executor: OfflineExecutor, path: string,
     }
   }
   const columns = described.map((c): [string, string] => [c.name, c.type]);
-  await executor.command(
-    `CREATE TABLE ${ident(table)} (__row UInt64, __t Int64, ${joinKeys.map((k) => `${ident(joinKeyColumn(k))} String`).join(', ')}${joinKeys.length ? ', ' : ''}${columns.map(([n, t]) => `${ident(n)} ${t}`).join(', ')}) ENGINE = MergeTree ORDER BY __row`,
-  );
+  await executor.command(spineTableDdl(table, joinKeys, columns));
   try {
     await executor.command(
       `INSERT INTO ${ident(table)} SELECT rowNumberInAllBlocks(), assumeNotNull(${tsExpr}), ${joinKeys.map((k) => `toString(assumeNotNull(${ident(k)}))`).join(', ')}${joinKeys.length ? ', ' : ''}${names.map((n) => ident(n)).join(', ')} FROM ${file} ${ordered}`,
@@ -108,7 +112,7 @@ async function loadParquetSpineNatively(executor: OfflineExecutor, path: string,
   }
 }
 
-function checkColumns(path: string, names: readonly string[], joinKeys: readonly string[]): void {
+export function checkColumns(path: string, names: readonly string[], joinKeys: readonly string[]): void {
   const required = [...joinKeys, SPINE_TIME_COLUMN];
   const missing = required.filter((c) => !names.includes(c));
   if (missing.length > 0) {
@@ -123,6 +127,32 @@ function checkColumns(path: string, names: readonly string[], joinKeys: readonly
       throw new TidemarkError('TM_SPINE_BAD_COLUMN', `spine column ${JSON.stringify(n)} cannot be passed through: use letters, digits and _ (not a leading __)`, { column: n });
     }
   }
+}
+
+/** The CREATE TABLE of a spine table: row number, time, canonical join keys, the original columns. */
+export function spineTableDdl(table: string, joinKeys: readonly string[], columns: readonly [string, string][]): string {
+  return `CREATE TABLE ${ident(table)} (__row UInt64, __t Int64, ${joinKeys.map((k) => `${ident(joinKeyColumn(k))} String`).join(', ')}${joinKeys.length ? ', ' : ''}${columns.map(([n, t]) => `${ident(n)} ${t}`).join(', ')}) ENGINE = MergeTree ORDER BY __row`;
+}
+
+/** The spine-table row of a read row (0-based `rowIndex`); errors name the row (1-based) and the column. */
+export function spineRow(r: FileBatch['rows'][number], rowIndex: number, joinKeys: readonly string[], cols: readonly [string, string][]): Record<string, unknown> {
+  const rowNumber = rowIndex + 1;
+  if (r.value === undefined) throw new TidemarkError('TM_SPINE_BAD_COLUMN', `spine row ${rowNumber}: ${r.error ?? 'unreadable'}`, { row: rowNumber });
+  const t = spineTimeMs(r.value[SPINE_TIME_COLUMN]);
+  if (t === null) {
+    throw new TidemarkError('TM_SPINE_BAD_TIME', `spine row ${rowNumber}, column ${SPINE_TIME_COLUMN}: ${JSON.stringify(r.value[SPINE_TIME_COLUMN])} is not epoch milliseconds or ISO-8601 time`, {
+      row: rowNumber,
+      column: SPINE_TIME_COLUMN,
+    });
+  }
+  const o: Record<string, unknown> = { __row: rowIndex, __t: t };
+  for (const k of joinKeys) {
+    const key = canonicalKeyValue(r.value[k]);
+    if (key === null) throw new TidemarkError('TM_SPINE_BAD_KEY', `spine row ${rowNumber}, column ${k}: join key is missing or not a scalar`, { row: rowNumber, column: k });
+    o[joinKeyColumn(k)] = key;
+  }
+  for (const [n, type] of cols) o[n] = toColumnValue(r.value[n], type, n, rowNumber);
+  return o;
 }
 
 /**
@@ -144,30 +174,10 @@ export async function loadSpine(executor: OfflineExecutor, input: SpineInput, jo
         for (const r of batch.rows) for (const k of Object.keys(r.value ?? {})) if (!names.includes(k)) names.push(k);
         checkColumns(path, names, joinKeys);
         columns = names.map((n) => [n, inferType(batch.rows.map((r) => r.value?.[n]))]);
-        await executor.command(
-          `CREATE TABLE ${ident(table)} (__row UInt64, __t Int64, ${joinKeys.map((k) => `${ident(joinKeyColumn(k))} String`).join(', ')}${joinKeys.length ? ', ' : ''}${columns.map(([n, t]) => `${ident(n)} ${t}`).join(', ')}) ENGINE = MergeTree ORDER BY __row`,
-        );
+        await executor.command(spineTableDdl(table, joinKeys, columns));
       }
       const cols = columns;
-      const out = batch.rows.map((r, i) => {
-        const rowNumber = batch.rowStart + i + 1;
-        if (r.value === undefined) throw new TidemarkError('TM_SPINE_BAD_COLUMN', `spine row ${rowNumber}: ${r.error ?? 'unreadable'}`, { row: rowNumber });
-        const t = spineTimeMs(r.value[SPINE_TIME_COLUMN]);
-        if (t === null) {
-          throw new TidemarkError('TM_SPINE_BAD_TIME', `spine row ${rowNumber}, column ${SPINE_TIME_COLUMN}: ${JSON.stringify(r.value[SPINE_TIME_COLUMN])} is not epoch milliseconds or ISO-8601 time`, {
-            row: rowNumber,
-            column: SPINE_TIME_COLUMN,
-          });
-        }
-        const o: Record<string, unknown> = { __row: batch.rowStart + i, __t: t };
-        for (const k of joinKeys) {
-          const key = canonicalKeyValue(r.value[k]);
-          if (key === null) throw new TidemarkError('TM_SPINE_BAD_KEY', `spine row ${rowNumber}, column ${k}: join key is missing or not a scalar`, { row: rowNumber, column: k });
-          o[joinKeyColumn(k)] = key;
-        }
-        for (const [n, type] of cols) o[n] = toColumnValue(r.value[n], type, n, rowNumber);
-        return o;
-      });
+      const out = batch.rows.map((r, i) => spineRow(r, batch.rowStart + i, joinKeys, cols));
       await executor.insert(table, out);
       rows += out.length;
     }

@@ -1,5 +1,6 @@
 // The offline store: tables from the registry, event loading, and point-in-time datasets streamed
-// out of ClickHouse (chDB by default, a server with --clickhouse-url / CLICKHOUSE_URL).
+// out of ClickHouse (chDB by default, a server with --clickhouse-url / CLICKHOUSE_URL, or the shards
+// of a sharded store with --clickhouse-shards: see shards.ts and sharded-dataset.ts).
 import { randomBytes } from 'node:crypto';
 import { rename, rm } from 'node:fs/promises';
 import { extname } from 'node:path';
@@ -11,6 +12,8 @@ import { EventLoad, loadEventsFile, type LoadResult } from './load.js';
 import { loadParquetWithSql, type SqlParquetLoad, type SqlParquetLoadOptions } from './parquet-load.js';
 import { pointInTimeSql, requiredJoinKeys, resolveFeatureRefs } from './point-in-time.js';
 import { loadSpine, type SpineInput } from './spine.js';
+import { writeShardedDataset } from './sharded-dataset.js';
+import { ShardSet } from './shards.js';
 import { ensureTables, ident } from './tables.js';
 
 export interface OfflineStoreOptions {
@@ -18,6 +21,10 @@ export interface OfflineStoreOptions {
   clickhouseUrl?: string;
   /** TLS and credentials for `clickhouseUrl`. */
   clickhouse?: ClickHouseConnectionOptions;
+  /** The HTTP URLs of a sharded store's shards, in shard order (the order is part of the placement: keep it). */
+  clickhouseShards?: readonly string[];
+  /** The cluster the shards form, when their servers have Keeper: DDL goes ON CLUSTER once instead of to each shard. */
+  clickhouseCluster?: string;
   dataDir?: string;
 }
 
@@ -54,12 +61,16 @@ export interface PreparedDataset {
 
 export class OfflineStore {
   private constructor(
+    /** The store's executor; on a sharded store, the home shard's (dead letters, the feature log, sources no view keys). */
     readonly executor: OfflineExecutor,
     readonly compiled: CompiledDefinitions,
+    /** The shards of a sharded store (--clickhouse-shards), else null. */
+    readonly shards: ShardSet | null = null,
   ) {}
 
-  /** Open the store and create or migrate its tables. */
+  /** Open the store and create or migrate its tables (on every shard of a sharded store). */
   static async open(compiled: CompiledDefinitions, opts: OfflineStoreOptions = {}): Promise<OfflineStore> {
+    if (opts.clickhouseShards && opts.clickhouseShards.length > 0) return OfflineStore.openShards(compiled, opts.clickhouseShards, opts);
     const executor = opts.clickhouseUrl ? new ClickHouseExecutor(opts.clickhouseUrl, opts.clickhouse) : new ChdbExecutor(opts.dataDir ?? '.tidemark');
     const store = new OfflineStore(executor, compiled);
     try {
@@ -71,8 +82,20 @@ export class OfflineStore {
     return store;
   }
 
+  private static async openShards(compiled: CompiledDefinitions, urls: readonly string[], opts: OfflineStoreOptions): Promise<OfflineStore> {
+    const shards = ShardSet.of(urls.map((url) => new ClickHouseExecutor(url, opts.clickhouse)), opts.clickhouseCluster ?? null);
+    try {
+      if (shards.cluster !== null) await shards.on(0, (home) => ensureTables(home, compiled.registry, { onCluster: shards.cluster! }));
+      else await shards.each((executor) => ensureTables(executor, compiled.registry));
+    } catch (e) {
+      await shards.close();
+      throw e;
+    }
+    return new OfflineStore(shards.home, compiled, shards);
+  }
+
   loadEvents(source: string, path: string, opts: { batchRows?: number; onProgress?: (rows: number) => void } = {}): Promise<LoadResult> {
-    return loadEventsFile(this.executor, this.compiled, source, path, opts);
+    return loadEventsFile(this.shards ?? this.executor, this.compiled, source, path, opts);
   }
 
   /**
@@ -80,12 +103,13 @@ export class OfflineStore {
    * `ok: false` with the reason when that reader cannot be used (then load it another way).
    */
   loadParquetWithSql(source: string, path: string, opts: SqlParquetLoadOptions = {}): Promise<SqlParquetLoad> {
+    if (this.shards !== null) return Promise.resolve({ ok: false, reason: 'a sharded store routes every row to its shard in Node' });
     return loadParquetWithSql(this.executor, this.compiled, source, path, opts);
   }
 
   /** Start a load fed with events decoded elsewhere (the quickstart's replay), or the earlier result. */
   beginLoad(source: string, path: string): Promise<EventLoad | LoadResult> {
-    return EventLoad.begin(this.executor, this.compiled, source, path);
+    return EventLoad.begin(this.shards ?? this.executor, this.compiled, source, path);
   }
 
   /**
@@ -93,6 +117,9 @@ export class OfflineStore {
    * raised here, before any output exists.
    */
   async prepareDataset(spine: SpineInput, featureRefs: readonly string[]): Promise<PreparedDataset> {
+    if (this.shards !== null) {
+      throw new TidemarkError('TM_OFFLINE_SHARDS_UNSUPPORTED', 'datasets of a sharded offline store are written to files (tidemark dataset --out); streaming them over HTTP is not built yet', { shards: this.shards.count });
+    }
     const requested = resolveFeatureRefs(this.compiled.registry, featureRefs);
     const table = `tm_spine_${Date.now()}_${randomBytes(4).toString('hex')}`;
     const loaded = await loadSpine(this.executor, spine, requiredJoinKeys(requested), table);
@@ -115,6 +142,10 @@ export class OfflineStore {
   async writeDataset(spinePath: string, featureRefs: readonly string[], outPath: string): Promise<DatasetResult> {
     const started = performance.now();
     const format = outputFormatOf(outPath);
+    if (this.shards !== null) {
+      const result = await writeShardedDataset(this.shards, this.compiled, spinePath, featureRefs, outPath, format);
+      return { rows: result.rows, columns: result.columns, seconds: result.seconds };
+    }
     const prepared = await this.prepareDataset(spinePath, featureRefs);
     const partial = `${outPath}.partial`;
     try {
@@ -130,6 +161,6 @@ export class OfflineStore {
   }
 
   close(): Promise<void> {
-    return this.executor.close();
+    return this.shards !== null ? this.shards.close() : this.executor.close();
   }
 }

@@ -71,27 +71,31 @@ export function eventTableColumns(registry: Registry, source: SourcePlan): [stri
   ];
 }
 
-/** Create every table the registry needs, and add columns new fields need; safe to run again. */
-export async function ensureTables(executor: OfflineExecutor, registry: Registry): Promise<void> {
+/**
+ * Create every table the registry needs, and add columns new fields need; safe to run again. With
+ * `onCluster` (a sharded store whose servers have Keeper), each statement is one `ON CLUSTER` DDL.
+ */
+export async function ensureTables(executor: OfflineExecutor, registry: Registry, opts: { onCluster?: string } = {}): Promise<void> {
+  const on = opts.onCluster === undefined ? '' : ` ON CLUSTER ${ident(opts.onCluster)}`;
   await executor.command(
-    `CREATE TABLE IF NOT EXISTS tm_loads (load_id String, source String, file String, sha256 String, rows UInt64, events UInt64, bad UInt64, registry_version String, loaded_at DateTime64(3, 'UTC')) ENGINE = MergeTree ORDER BY load_id`,
+    `CREATE TABLE IF NOT EXISTS tm_loads${on} (load_id String, source String, file String, sha256 String, rows UInt64, events UInt64, bad UInt64, registry_version String, loaded_at DateTime64(3, 'UTC')) ENGINE = MergeTree ORDER BY load_id`,
   );
   await executor.command(
-    `CREATE TABLE IF NOT EXISTS tm_dead_letters (source String, load_id String, position UInt64, code String, field Nullable(String), reason String, raw String, at DateTime64(3, 'UTC')) ENGINE = MergeTree ORDER BY (source, at)`,
+    `CREATE TABLE IF NOT EXISTS tm_dead_letters${on} (source String, load_id String, position UInt64, code String, field Nullable(String), reason String, raw String, at DateTime64(3, 'UTC')) ENGINE = MergeTree ORDER BY (source, at)`,
   );
   await executor.command(
-    `CREATE TABLE IF NOT EXISTS ${FEATURE_LOG_TABLE} (request_id String, read_ms Int64, registry_version String, entity_row UInt32, keys String, view String, key String, feature String, status String, value_num Nullable(Float64), value_text Nullable(String), event_ms Nullable(Int64), __load String, __offset UInt64) ENGINE = MergeTree ORDER BY (read_ms, request_id, entity_row)`,
+    `CREATE TABLE IF NOT EXISTS ${FEATURE_LOG_TABLE}${on} (request_id String, read_ms Int64, registry_version String, entity_row UInt32, keys String, view String, key String, feature String, status String, value_num Nullable(Float64), value_text Nullable(String), event_ms Nullable(Int64), __load String, __offset UInt64) ENGINE = MergeTree ORDER BY (read_ms, request_id, entity_row)`,
   );
   await executor.command(
-    `CREATE TABLE IF NOT EXISTS ${PREDICTION_LOG_TABLE} (request_id String, model Nullable(String), score Float64, at_ms Int64, __load String, __offset UInt64) ENGINE = MergeTree ORDER BY (at_ms, request_id)`,
+    `CREATE TABLE IF NOT EXISTS ${PREDICTION_LOG_TABLE}${on} (request_id String, model Nullable(String), score Float64, at_ms Int64, __load String, __offset UInt64) ENGINE = MergeTree ORDER BY (at_ms, request_id)`,
   );
   for (const source of registry.sources) {
     const columns = eventTableColumns(registry, source);
     await executor.command(
-      `CREATE TABLE IF NOT EXISTS ${ident(eventTable(source.name))} (${columns.map(([n, t]) => `${ident(n)} ${t}`).join(', ')}) ENGINE = MergeTree ORDER BY (__ts, __load, __offset)`,
+      `CREATE TABLE IF NOT EXISTS ${ident(eventTable(source.name))}${on} (${columns.map(([n, t]) => `${ident(n)} ${t}`).join(', ')}) ENGINE = MergeTree ORDER BY (__ts, __load, __offset)`,
     );
     for (const [name, type] of columns) {
-      await executor.command(`ALTER TABLE ${ident(eventTable(source.name))} ADD COLUMN IF NOT EXISTS ${ident(name)} ${type}`);
+      await executor.command(`ALTER TABLE ${ident(eventTable(source.name))}${on} ADD COLUMN IF NOT EXISTS ${ident(name)} ${type}`);
     }
   }
 }

@@ -1,0 +1,191 @@
+// A sharded offline store (--clickhouse-shards): N ClickHouse nodes, each with the single-node
+// tables, and one placement rule for every entity-keyed row.
+//
+// Placement: a row whose entity key is the texts k1..kn (the canonical key text of each join key,
+// in the entity's order) lives on shard
+//
+//     xxHash64(k1 <0x1f> k2 ... kn) % N          (one key: xxHash64(k1) % N)
+//
+// computed by shardOfKey in Node (loads, the Kafka sink, spines) and by shardSql in ClickHouse, the
+// same function (tests/offline/sharded-store.test.ts checks them against each other). xxHash64 and
+// not cityHash64: its 64-bit algorithm is short enough to carry here exactly, without a native
+// dependency, and ClickHouse has it built in.
+//
+// An event is stored on every shard that one of its source's key placements names (a flights event
+// is keyed by origin for origin_delays, by (origin, destination) for route_delays and by destination
+// for dest_delays): so each view's events of a key sit on that key's shard, and the single-node SQL
+// runs unchanged on each shard's local tables. A copy on a shard whose spine rows do not have its
+// key for a view is never read for that view: the point-in-time SQL reads only the events whose key
+// is in the (local) spine. Counting events across shards therefore counts an event once per shard
+// holding it; sources that no view keys (predictions, labels) go to the home shard (shard 0), as do
+// dead letters and the feature log.
+import { TidemarkError, type Registry, type SourcePlan } from '../definitions/index.js';
+import type { OfflineExecutor } from './executor.js';
+import { keyColumn } from './tables.js';
+
+const MASK = (1n << 64n) - 1n;
+const P1 = 11400714785074694791n;
+const P2 = 14029467366897019727n;
+const P3 = 1609587929392839161n;
+const P4 = 9650029242287828579n;
+const P5 = 2870177450012600261n;
+
+const rotl = (x: bigint, r: bigint): bigint => ((x << r) | (x >> (64n - r))) & MASK;
+const round = (acc: bigint, input: bigint): bigint => (rotl((acc + input * P2) & MASK, 31n) * P1) & MASK;
+const mergeRound = (acc: bigint, val: bigint): bigint => ((acc ^ round(0n, val)) * P1 + P4) & MASK;
+
+/** XXH64 with seed 0 of the bytes: ClickHouse's xxHash64 of a String. */
+export function xxHash64(bytes: Uint8Array): bigint {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const len = buf.length;
+  let p = 0;
+  let h: bigint;
+  if (len >= 32) {
+    let v1 = (P1 + P2) & MASK;
+    let v2 = P2;
+    let v3 = 0n;
+    let v4 = (MASK + 1n - P1) & MASK;
+    for (; p <= len - 32; p += 32) {
+      v1 = round(v1, buf.readBigUInt64LE(p));
+      v2 = round(v2, buf.readBigUInt64LE(p + 8));
+      v3 = round(v3, buf.readBigUInt64LE(p + 16));
+      v4 = round(v4, buf.readBigUInt64LE(p + 24));
+    }
+    h = (rotl(v1, 1n) + rotl(v2, 7n) + rotl(v3, 12n) + rotl(v4, 18n)) & MASK;
+    h = mergeRound(h, v1);
+    h = mergeRound(h, v2);
+    h = mergeRound(h, v3);
+    h = mergeRound(h, v4);
+  } else {
+    h = P5;
+  }
+  h = (h + BigInt(len)) & MASK;
+  for (; p + 8 <= len; p += 8) h = (rotl(h ^ round(0n, buf.readBigUInt64LE(p)), 27n) * P1 + P4) & MASK;
+  if (p + 4 <= len) {
+    h = (rotl(h ^ ((BigInt(buf.readUInt32LE(p)) * P1) & MASK), 23n) * P2 + P3) & MASK;
+    p += 4;
+  }
+  for (; p < len; p++) h = (rotl(h ^ ((BigInt(buf[p]!) * P5) & MASK), 11n) * P1) & MASK;
+  h ^= h >> 33n;
+  h = (h * P2) & MASK;
+  h ^= h >> 29n;
+  h = (h * P3) & MASK;
+  h ^= h >> 32n;
+  return h;
+}
+
+/** Between the texts of a composite key. */
+const KEY_SEPARATOR = '\x1f';
+
+/** Shard numbers of keys seen lately: a load repeats few keys many times. */
+const shardCache = new Map<string, number>();
+
+/** The shard (0-based) of an entity key given as its canonical key texts, among `shardCount` shards. */
+export function shardOfKey(keyTexts: readonly string[], shardCount: number): number {
+  if (shardCount <= 1) return 0;
+  const text = keyTexts.length === 1 ? keyTexts[0]! : keyTexts.join(KEY_SEPARATOR);
+  const cacheKey = `${shardCount}${KEY_SEPARATOR}${text}`;
+  const known = shardCache.get(cacheKey);
+  if (known !== undefined) return known;
+  const shard = Number(xxHash64(Buffer.from(text, 'utf8')) % BigInt(shardCount));
+  if (shardCache.size >= 200_000) shardCache.clear();
+  shardCache.set(cacheKey, shard);
+  return shard;
+}
+
+/** The same placement in ClickHouse SQL, over String expressions holding the key texts. */
+export function shardSql(keyExprs: readonly string[], shardCount: number): string {
+  const text = keyExprs.length === 1 ? keyExprs[0]! : `concatWithSeparator(char(31), ${keyExprs.join(', ')})`;
+  return `xxHash64(${text}) % ${shardCount}`;
+}
+
+/** The distinct key-field tuples of the views that read a source (its placements). */
+export function sourcePlacements(registry: Registry, source: SourcePlan): string[][] {
+  const seen = new Map<string, string[]>();
+  for (const view of registry.views) if (view.source === source.name) seen.set(view.keyFields.join(KEY_SEPARATOR), [...view.keyFields]);
+  return [...seen.values()];
+}
+
+/** Which shards an events-table row (with its __k_<field> key texts) goes to: one per placement, deduplicated; the home shard when no view keys the source. */
+export function eventRowShards(placements: readonly string[][], shardCount: number): (row: Record<string, unknown>) => number[] {
+  if (shardCount <= 1 || placements.length === 0) return () => [0];
+  const columns = placements.map((fields) => fields.map(keyColumn));
+  return (row) => {
+    const out: number[] = [];
+    for (const cols of columns) {
+      const shard = shardOfKey(cols.map((c) => String(row[c])), shardCount);
+      if (!out.includes(shard)) out.push(shard);
+    }
+    return out;
+  };
+}
+
+/** Split rows by shard; a row may go to several. */
+export function splitByShard<T>(rows: readonly T[], shardsOf: (row: T) => number[], shardCount: number): T[][] {
+  const out: T[][] = Array.from({ length: shardCount }, () => []);
+  for (const row of rows) for (const s of shardsOf(row)) out[s]!.push(row);
+  return out;
+}
+
+/** The shards of an offline store: one executor per shard, and the cluster name when DDL goes ON CLUSTER. */
+export class ShardSet {
+  private constructor(
+    readonly executors: readonly OfflineExecutor[],
+    /** With a cluster name (and Keeper on the servers), DDL is sent once, ON CLUSTER, to the home shard. */
+    readonly cluster: string | null,
+  ) {}
+
+  static of(executors: readonly OfflineExecutor[], cluster: string | null = null): ShardSet {
+    if (executors.length === 0) throw new TidemarkError('TM_SERVICE_CONFIG', 'a sharded offline store needs at least one shard URL');
+    return new ShardSet(executors, cluster);
+  }
+
+  get count(): number {
+    return this.executors.length;
+  }
+
+  /** The home shard: dead letters, sources no view keys, the feature log. */
+  get home(): OfflineExecutor {
+    return this.executors[0]!;
+  }
+
+  /** Run on every shard at once; the first failure is raised with the shard named (after all have settled). */
+  async each<T>(fn: (executor: OfflineExecutor, shard: number) => Promise<T>): Promise<T[]> {
+    return settleAll(this.executors.map((executor, shard) => fn(executor, shard).catch((e: unknown) => Promise.reject(this.shardError(e, shard)))));
+  }
+
+  /** Run on one shard, its errors named as `each` names them. */
+  async on<T>(shard: number, fn: (executor: OfflineExecutor) => Promise<T>): Promise<T> {
+    try {
+      return await fn(this.executors[shard]!);
+    } catch (e) {
+      throw this.shardError(e, shard);
+    }
+  }
+
+  /** An error of one shard with the shard's number and URL in its message and details; a shard that cannot be reached is TM_OFFLINE_SHARD_UNREACHABLE. */
+  shardError(e: unknown, shard: number): unknown {
+    // one node: its errors as they are
+    if (this.count === 1 || (e instanceof TidemarkError && e.details.shard !== undefined)) return e;
+    const location = this.executors[shard]!.location;
+    const where = `shard ${shard + 1} of ${this.count} (${location})`;
+    const details = { ...(e instanceof TidemarkError ? e.details : {}), shard: shard + 1, shards: this.count, url: location };
+    if (e instanceof TidemarkError && e.code === 'TM_OFFLINE_UNREACHABLE') {
+      return new TidemarkError('TM_OFFLINE_SHARD_UNREACHABLE', `ClickHouse ${where} is unreachable: ${e.message.replace(/^ClickHouse at \S+ is unreachable: /, '')}`, details);
+    }
+    const message = e instanceof Error ? e.message : String(e);
+    return new TidemarkError(e instanceof TidemarkError ? e.code : 'TM_OFFLINE_QUERY', `${where}: ${message}`, details);
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.executors.map((e) => e.close()));
+  }
+}
+
+/** Wait for every promise; then raise the first rejection, if any (no failure left unobserved, no shard still running). */
+export async function settleAll<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
+}
