@@ -29,7 +29,7 @@ function timeReads(app: FastifyInstance): FastifyInstance {
   app.addHook('onResponse', async (request, reply) => {
     if (request.url === '/get-online-features') times.push(reply.elapsedTime);
   });
-  app.get('/bench/server-times', async () => {
+  app.get('/bench/server-times', { config: { scope: 'features:read' } }, async () => {
     const t = Float64Array.from(times).sort();
     times = [];
     const at = (q: number): number | null => (t.length === 0 ? null : t[Math.min(t.length - 1, Math.floor(q * t.length))]!);

@@ -8,8 +8,8 @@
 //
 // computed by shardOfKey in Node (loads, the Kafka sink, spines) and by shardSql in ClickHouse, the
 // same function (tests/offline/sharded-store.test.ts checks them against each other). xxHash64 and
-// not cityHash64: its 64-bit algorithm is short enough to carry here exactly, without a native
-// dependency, and ClickHouse has it built in.
+// not cityHash64: ClickHouse has it built in, and Node has a well-kept binding of the reference
+// implementation (@node-rs/xxhash); CityHash's version in ClickHouse is an old one of its own.
 //
 // An event is stored on every shard that one of its source's key placements names (a flights event
 // is keyed by origin for origin_delays, by (origin, destination) for route_delays and by destination
@@ -19,59 +19,14 @@
 // is in the (local) spine. Counting events across shards therefore counts an event once per shard
 // holding it; sources that no view keys (predictions, labels) go to the home shard (shard 0), as do
 // dead letters and the feature log.
+import { xxh64 } from '@node-rs/xxhash';
 import { TidemarkError, type Registry, type SourcePlan } from '../definitions/index.js';
 import type { OfflineExecutor } from './executor.js';
 import { keyColumn } from './tables.js';
 
-const MASK = (1n << 64n) - 1n;
-const P1 = 11400714785074694791n;
-const P2 = 14029467366897019727n;
-const P3 = 1609587929392839161n;
-const P4 = 9650029242287828579n;
-const P5 = 2870177450012600261n;
-
-const rotl = (x: bigint, r: bigint): bigint => ((x << r) | (x >> (64n - r))) & MASK;
-const round = (acc: bigint, input: bigint): bigint => (rotl((acc + input * P2) & MASK, 31n) * P1) & MASK;
-const mergeRound = (acc: bigint, val: bigint): bigint => ((acc ^ round(0n, val)) * P1 + P4) & MASK;
-
 /** XXH64 with seed 0 of the bytes: ClickHouse's xxHash64 of a String. */
 export function xxHash64(bytes: Uint8Array): bigint {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const len = buf.length;
-  let p = 0;
-  let h: bigint;
-  if (len >= 32) {
-    let v1 = (P1 + P2) & MASK;
-    let v2 = P2;
-    let v3 = 0n;
-    let v4 = (MASK + 1n - P1) & MASK;
-    for (; p <= len - 32; p += 32) {
-      v1 = round(v1, buf.readBigUInt64LE(p));
-      v2 = round(v2, buf.readBigUInt64LE(p + 8));
-      v3 = round(v3, buf.readBigUInt64LE(p + 16));
-      v4 = round(v4, buf.readBigUInt64LE(p + 24));
-    }
-    h = (rotl(v1, 1n) + rotl(v2, 7n) + rotl(v3, 12n) + rotl(v4, 18n)) & MASK;
-    h = mergeRound(h, v1);
-    h = mergeRound(h, v2);
-    h = mergeRound(h, v3);
-    h = mergeRound(h, v4);
-  } else {
-    h = P5;
-  }
-  h = (h + BigInt(len)) & MASK;
-  for (; p + 8 <= len; p += 8) h = (rotl(h ^ round(0n, buf.readBigUInt64LE(p)), 27n) * P1 + P4) & MASK;
-  if (p + 4 <= len) {
-    h = (rotl(h ^ ((BigInt(buf.readUInt32LE(p)) * P1) & MASK), 23n) * P2 + P3) & MASK;
-    p += 4;
-  }
-  for (; p < len; p++) h = (rotl(h ^ ((BigInt(buf[p]!) * P5) & MASK), 11n) * P1) & MASK;
-  h ^= h >> 33n;
-  h = (h * P2) & MASK;
-  h ^= h >> 29n;
-  h = (h * P3) & MASK;
-  h ^= h >> 32n;
-  return h;
+  return xxh64(bytes);
 }
 
 /** Between the texts of a composite key. */
