@@ -17,7 +17,7 @@ import { z } from 'zod';
 import { compileOrThrow, entity, eventTime, featureView, source } from '../../definitions/index.js';
 import { OfflineStore } from '../../offline/index.js';
 import { shardOfKey, shardSql } from '../../offline/shards.js';
-import { databaseUrls, datasetRows } from '../support/clickhouse-shards.js';
+import { databaseUrls, datasetsOfBoth } from '../support/clickhouse-shards.js';
 import { writeNdjson } from '../support/offline-fixtures.js';
 
 const CLUSTER_URL = process.env.CLICKHOUSE_CLUSTER_URL;
@@ -55,9 +55,8 @@ describe.skipIf(!CLUSTER_URL)('a real ClickHouse cluster (CLICKHOUSE_CLUSTER_URL
         }
         await sharded.loadEvents('clicks', events);
         await single.loadEvents('clicks', events);
-        await sharded.writeDataset(spine, FEATURES, join(dir, 'sharded.ndjson'));
-        await single.writeDataset(spine, FEATURES, join(dir, 'single.ndjson'));
-        expect(await datasetRows(join(dir, 'sharded.ndjson'))).toEqual(await datasetRows(join(dir, 'single.ndjson')));
+        const both = await datasetsOfBoth(sharded, single, spine, FEATURES, dir);
+        expect(both.sharded).toEqual(both.single);
       } finally {
         await sharded.close();
         await single.close();

@@ -16,7 +16,7 @@ import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
 import { readParquetBatches } from '../../ingest/index.js';
 import { kafkaLoadId, OfflineKafkaSink, OfflineStore } from '../../offline/index.js';
 import { shardOfKey } from '../../offline/shards.js';
-import { databaseUrls, datasetRows, startClickHouseShards, type ClickHouseShards } from '../support/clickhouse-shards.js';
+import { databaseUrls, datasetsOfBoth, startClickHouseShards, type ClickHouseShards } from '../support/clickhouse-shards.js';
 import { testKafka, type KafkaCluster } from '../support/kafka.js';
 import { writeNdjson } from '../support/offline-fixtures.js';
 
@@ -103,9 +103,8 @@ describe('offline Kafka sink on 2 shards', () => {
         join(dir, 'spine.ndjson'),
         Array.from({ length: 60 }, (_, i) => ({ airport: airports[i % 6], origin: airports[i % 6], destination: airports[(i + 1) % 6], ts: t0 + i * 600_000, label: i % 2 })),
       );
-      await sharded.writeDataset(spine, FEATURES, join(dir, 'sharded.ndjson'));
-      await single.writeDataset(spine, FEATURES, join(dir, 'single.ndjson'));
-      expect(await datasetRows(join(dir, 'sharded.ndjson'))).toEqual(await datasetRows(join(dir, 'single.ndjson')));
+      const both = await datasetsOfBoth(sharded, single, spine, FEATURES, dir);
+      expect(both.sharded).toEqual(both.single);
     } finally {
       await sharded.close();
       await single.close();

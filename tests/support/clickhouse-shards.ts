@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { readFileBatches } from '../../ingest/index.js';
+import type { OfflineStore } from '../../offline/index.js';
 
 export interface ClickHouseShardProcess {
   url: string;
@@ -96,4 +97,11 @@ export async function datasetRows(path: string): Promise<Record<string, unknown>
   const out: Record<string, unknown>[] = [];
   for await (const batch of readFileBatches(path)) for (const r of batch.rows) out.push(r.value!);
   return out;
+}
+
+/** The same dataset from a sharded and a single-node store, as rows, both written to NDJSON in `dir`. */
+export async function datasetsOfBoth(sharded: OfflineStore, single: OfflineStore, spine: string, features: readonly string[], dir: string): Promise<{ sharded: Record<string, unknown>[]; single: Record<string, unknown>[] }> {
+  await sharded.writeDataset(spine, features, join(dir, 'sharded.ndjson'));
+  await single.writeDataset(spine, features, join(dir, 'single.ndjson'));
+  return { sharded: await datasetRows(join(dir, 'sharded.ndjson')), single: await datasetRows(join(dir, 'single.ndjson')) };
 }
