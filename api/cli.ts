@@ -466,7 +466,7 @@ function addStreamCommands(program: Command): void {
       const metricsUrl = opts.materializerMetricsUrl;
       let featureLog: FeatureLogQueue | null = null;
       if (opts.logFeatures !== undefined) {
-        const sink = opts.kafkaBrokers ? new KafkaFeatureLogSink(featureLogTopic(opts.prefix), { brokers: brokerList(opts.kafkaBrokers), security: kafka }) : new OfflineFeatureLogSink(offline!.executor, compiled.registry);
+        const sink = opts.kafkaBrokers ? new KafkaFeatureLogSink(featureLogTopic(opts.prefix), { brokers: brokerList(opts.kafkaBrokers), security: kafka }) : new OfflineFeatureLogSink(offline!.executor);
         featureLog = new FeatureLogQueue(sink, { sampleRate: opts.logFeatures, log: jsonLog });
       }
       const app = await buildServer({

@@ -191,7 +191,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   if (opts.serve) {
     if (opts.logFeatures) {
       if (!offline) throw new TidemarkError('TM_STORE_BAD_CONFIG', 'feature logging in the quickstart writes to the offline store: it needs one (drop --no-offline)', { flag: '--log-features' });
-      featureLog = new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor, registry), { sampleRate: opts.logFeatures.sampleRate, ...(opts.logFeatures.log ? { log: opts.logFeatures.log } : {}) });
+      featureLog = new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor), { sampleRate: opts.logFeatures.sampleRate, ...(opts.logFeatures.log ? { log: opts.logFeatures.log } : {}) });
     }
     // The embedded store is built at every start: its history is this one registry.
     const history: RegistryHistoryEntry[] = [

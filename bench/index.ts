@@ -23,7 +23,7 @@
 //  8. quickstart (bench/quickstart-worker.ts): npm start on a fresh data dir and again on the same
 //     one, until the API answers, with and without the monitor, and the old first run (--replay);
 //     next to hyparquet decoding the file and chDB counting its rows.
-// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor|bootstrap|dashboard|quickstart
+// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor|bootstrap|dashboard|quickstart|logging
 // runs one section.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -33,6 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { latencyAtRate, saturationRps, type LoadTarget } from './http-load.js';
 import { streamSection } from './stream.js';
+import { featureLogSection } from './feature-log.js';
 import { startRedisServer } from '../tests/support/redis.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -70,6 +71,7 @@ if (!only || only === 'monitor') await monitorSection();
 if (!only || only === 'bootstrap') await bootstrapSection();
 if (!only || only === 'dashboard') await dashboardSection();
 if (!only || only === 'quickstart') await quickstartSection();
+if (!only || only === 'logging') await featureLogSection({ root: ROOT, runTs: RUN_TS, rows: rowsArg[0], fmt });
 
 async function quickstartSection(): Promise<void> {
   console.log('');
