@@ -1,4 +1,4 @@
-// `BENCH_ONLY=logging npm run bench`: what feature logging costs the read path. Saturation of
+// Feature-logging figures of `npm run bench`. BENCH_ONLY=logging: what feature logging costs the read path. Saturation of
 // POST /get-online-features (1 entity x 7 features, in-memory store) without logging, next to the
 // same read logged at 0%, 10% and 100% into chDB in the server's process (embedded mode), and at
 // 10% and 100% to a Kafka topic (librdkafka's mock cluster started here, or KAFKA_BROKERS). The
@@ -7,7 +7,9 @@
 // thread, the log's writes included: the bench waits until the queue is written before it reads
 // the CPU clock), which other load on the machine disturbs less than throughput.
 import { spawn } from 'node:child_process';
-import { loadavg } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { saturationRps, type LoadTarget } from './http-load.js';
 import { externalKafka, startMockKafka, type KafkaCluster } from '../tests/support/kafka.js';
 
@@ -93,5 +95,35 @@ export async function featureLogSection(o: Options): Promise<void> {
   } finally {
     server.kill('SIGTERM');
     await kafka?.stop();
+  }
+}
+
+/**
+ * `BENCH_ONLY=skew npm run bench`: the skew check of 1M logged values (BENCH_SKEW_READS reads x the
+ * 7 origin_delays features) next to the equivalent dataset build (the same spine and features),
+ * each step in a process of its own (bench/skew-worker.ts).
+ */
+export async function skewSection(o: Options & { runWorker: (args: string[]) => Promise<Record<string, number>> }): Promise<void> {
+  console.log('');
+  console.log('## Skew check: evaluateSkew over 1M logged values next to the dataset build of the same spine and features (chDB)');
+  const reads = Number(process.env.BENCH_SKEW_READS ?? 142_858);
+  const dir = mkdtempSync(join(tmpdir(), 'tidemark-bench-skew-'));
+  const worker = (args: string[]): Promise<Record<string, number>> => o.runWorker(['bench/skew-worker.ts', ...args]);
+  try {
+    const load: number[] = [loadavg()[0]!];
+    await worker(['load', dir, String(reads)]);
+    const dataset = await worker(['dataset', dir]);
+    const logged = await worker(['log', dir]);
+    load.push(loadavg()[0]!);
+    const skew = await worker(['skew', dir]);
+    const datasetAgain = await worker(['dataset', dir]);
+    load.push(loadavg()[0]!);
+    console.log(`load average (1 min) at the start, before and after the skew check: ${load.map((l) => o.fmt(l, 2)).join(', ')}`);
+    console.log('| measure | seconds | peak RSS | note |');
+    console.log('|---|---:|---:|---|');
+    console.log(`| baseline: dataset of ${o.fmt(dataset.rows!)} spine rows x 7 origin_delays features (${o.fmt(dataset.values!)} values) to Parquet, run before and after | ${o.fmt(dataset.seconds!, 2)}, ${o.fmt(datasetAgain.seconds!, 2)} | ${o.fmt(dataset.peakRssMb!)} MB | |`);
+    console.log(`| skew check of the ${o.fmt(logged.values!)} logged values (${o.fmt(logged.reads!)} reads) | ${o.fmt(skew.seconds!, 2)} | ${o.fmt(skew.peakRssMb!)} MB | ${o.fmt(skew.values!)} values compared, ${o.fmt(skew.mismatches!)} mismatches (expected: one read in 100, in flights_1h: ${o.fmt(Math.ceil(logged.reads! / 100))}), ${o.fmt(skew.featuresWithMismatches!)} feature(s) with mismatches; ${o.fmt(skew.seconds! / dataset.seconds!, 2)}x the dataset |`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }

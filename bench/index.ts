@@ -23,7 +23,10 @@
 //  8. quickstart (bench/quickstart-worker.ts): npm start on a fresh data dir and again on the same
 //     one, until the API answers, with and without the monitor, and the old first run (--replay);
 //     next to hyparquet decoding the file and chDB counting its rows.
-// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor|bootstrap|dashboard|quickstart|logging
+//  9. logging and skew (bench/feature-log.ts): read saturation with feature logging at 0%, 10% and
+//     100% (into chDB, and to Kafka) next to none; the skew check of 1M logged values next to the
+//     dataset build of the same spine.
+// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|stream|monitor|bootstrap|dashboard|quickstart|logging|skew
 // runs one section.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -33,7 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { latencyAtRate, saturationRps, type LoadTarget } from './http-load.js';
 import { streamSection } from './stream.js';
-import { featureLogSection } from './feature-log.js';
+import { featureLogSection, skewSection } from './feature-log.js';
 import { startRedisServer } from '../tests/support/redis.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -72,6 +75,7 @@ if (!only || only === 'bootstrap') await bootstrapSection();
 if (!only || only === 'dashboard') await dashboardSection();
 if (!only || only === 'quickstart') await quickstartSection();
 if (!only || only === 'logging') await featureLogSection({ root: ROOT, runTs: RUN_TS, rows: rowsArg[0], fmt });
+if (!only || only === 'skew') await skewSection({ root: ROOT, runTs: RUN_TS, rows: rowsArg[0], fmt, runWorker });
 
 async function quickstartSection(): Promise<void> {
   console.log('');

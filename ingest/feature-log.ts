@@ -201,12 +201,17 @@ export class FeatureLogQueue {
 
   /** Queue a record; false when the queue was full and the record was dropped (and counted). */
   offer(record: FeatureLogRecord): boolean {
+    return this.offerEncoded(encodeFeatureLogRecord(record));
+  }
+
+  /** Queue a record already encoded (online/feature-log.ts encodes a read without building it); false when dropped. */
+  offerEncoded(record: EncodedFeatureLogRecord): boolean {
     if (this.pending.length >= this.queueLimit) {
       this.stats.droppedQueueFull++;
       this.metrics.records.inc({ kind: record.kind, outcome: 'dropped_queue_full' });
       return false;
     }
-    this.pending.push(encodeFeatureLogRecord(record));
+    this.pending.push(record);
     this.stats.queued++;
     this.metrics.queueDepth.set(this.pending.length);
     if (this.writing === null) this.writing = this.drain().finally(() => (this.writing = null));

@@ -30,7 +30,7 @@ export interface OfflineExecutor {
    * Insert rows already encoded as TabSeparated text (one line per row, values escaped with
    * `tabSeparatedValue`) into these columns: the cheap path for many small rows (the feature log).
    */
-  insertTabSeparated(table: string, columns: readonly string[], text: string): Promise<void>;
+  insertTabSeparated(table: string, columns: readonly string[], text: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -72,7 +72,7 @@ export async function insertFeatureLogRecords(executor: OfflineExecutor, registr
   }
   if (dead.length > 0) await executor.insert('tm_dead_letters', dead);
   if (predictions.length > 0) await executor.insert(PREDICTION_LOG_TABLE, predictions);
-  if (reads.length > 0) await executor.insertTabSeparated(FEATURE_LOG_TABLE, RECORD_COLUMNS, reads.join(''));
+  if (reads.length > 0) await executor.insertTabSeparated(FEATURE_LOG_TABLE, RECORD_COLUMNS, Buffer.from(reads.join(''), 'utf8'));
   return dead.length;
 }
 
@@ -90,16 +90,24 @@ export class OfflineFeatureLogSink implements FeatureLogSink {
   }
 
   async write(records: readonly EncodedFeatureLogRecord[]): Promise<void> {
-    let reads = '';
+    // One buffer for the batch, each line written into it as UTF-8 (a line takes at most 3 bytes a
+    // UTF-16 unit): no batch-sized string is built, flattened and encoded again.
+    let units = 0;
+    for (const r of records) if (r.kind === 'read') units += r.json.length + r.requestId.length + EMBEDDED_LINE_EXTRA;
+    const buffer = Buffer.allocUnsafe(units * 3);
+    let bytes = 0;
     const predictions: Record<string, unknown>[] = [];
     for (const r of records) {
-      if (r.kind === 'read') reads += recordLine(r.timeMs, r.requestId, r.json, 'embedded', 0);
+      if (r.kind === 'read') bytes += buffer.write(recordLine(r.timeMs, r.requestId, r.json, 'embedded', 0), bytes);
       else predictions.push(predictionRow(JSON.parse(r.json) as LoggedPredictionRecord, 'embedded', 0));
     }
     if (predictions.length > 0) await this.executor.insert(PREDICTION_LOG_TABLE, predictions);
-    if (reads.length > 0) await this.executor.insertTabSeparated(FEATURE_LOG_TABLE, RECORD_COLUMNS, reads);
+    if (bytes > 0) await this.executor.insertTabSeparated(FEATURE_LOG_TABLE, RECORD_COLUMNS, buffer.subarray(0, bytes));
   }
 }
+
+/** Room for an embedded line's other fields (read time, `embedded`, offset 0, tabs, newline), in UTF-16 units; at 3 bytes a unit, escapes (2 bytes for 1) fit too. */
+const EMBEDDED_LINE_EXTRA = 40;
 
 /** A JSON token (raw text) as the canonical text of a key or a value: a string's contents, else the token (numbers are in their shortest form already, as JSON.stringify wrote them). */
 function tokenTextSql(token: string): string {
