@@ -44,7 +44,7 @@ try {
     // The records in the format serving writes (ingest/feature-log.ts), built from the dataset's rows.
     const column = (f: string): string => `\`origin_delays__${f}\``;
     const feature = (f: string): string =>
-      `'{"view":"origin_delays","feature":"${f}","values":[', ${f === 'flights_1h' ? `toJSONString(if(id % 100 = 0, ${column(f)} + 1, ${column(f)}))` : `toJSONString(${column(f)})`}, '],"statuses":["', if(${column(f)} IS NULL, 'NULL_VALUE', 'PRESENT'), '"],"event_times_ms":[null]}'`;
+      `'{"view":"origin_delays","feature":"${f}","values":[', ${f === 'flights_1h' ? `ifNull(toJSONString(if(id % 100 = 0, ${column(f)} + 1, ${column(f)})), 'null')` : `ifNull(toJSONString(${column(f)}), 'null')`}, '],"statuses":["', if(${column(f)} IS NULL, 'NULL_VALUE', 'PRESENT'), '"],"event_times_ms":[null]}'`;
     await store.executor.command(
       `INSERT INTO ${FEATURE_LOG_TABLE} (read_ms, request_id, record, __load, __offset)
        SELECT ts, concat('bench-', toString(id)), concat('{"kind":"read","v":1,"request_id":"bench-', toString(id), '","read_time_ms":', toString(ts), ',"registry_version":"${compiled.registry.version}","entities":{"airport":[', toJSONString(airport), ']},"features":[', ${features.map(feature).join(", ',', ")}, ']}'), 'bench', id
