@@ -10,7 +10,7 @@
 // to tm_dead_letters before the batch's events: a crash in between re-writes dead letters (they are
 // diagnostics, deduplicated by (load_id, position) when read) but never events. With
 // `featureLogTopic`, the feature log (`<prefix>.feature_log`) is appended the same way to
-// tm_feature_log and tm_prediction_log, its bad records to tm_dead_letters (TM_LOG_BAD_RECORD).
+// tm_feature_log_records and tm_prediction_log, its bad records to tm_dead_letters (TM_LOG_BAD_RECORD).
 import { Kafka, logLevel, type Consumer, type EachBatchPayload, type KafkaConfig } from 'kafkajs';
 import { TidemarkError, type CompiledDefinitions, type SourcePlan } from '../definitions/index.js';
 import { decodeFeatureLogRecord, EventDecoder, type BadEvent, type DecodedEvent, type FeatureLogRecord } from '../ingest/index.js';
@@ -27,7 +27,7 @@ export interface OfflineKafkaSinkOptions {
   clientId?: string;
   /** Wall time for the future-skew rule (tests). */
   nowMs?: () => number;
-  /** Also append this feature-log topic (`<prefix>.feature_log`) to tm_feature_log and tm_prediction_log. */
+  /** Also append this feature-log topic (`<prefix>.feature_log`) to tm_feature_log_records and tm_prediction_log. */
   featureLogTopic?: string;
 }
 

@@ -1,7 +1,7 @@
 // Feature logging through Kafka, on real services: reads served from Redis (flights replayed
 // through the materializer core) are logged to `<prefix>.feature_log` on a private librdkafka mock
 // cluster with predictions for some of them; `offline-sink`'s consumer (OfflineKafkaSink with the
-// feature-log topic) lands them in tm_feature_log and tm_prediction_log, bad records in
+// feature-log topic) lands them in tm_feature_log_records and tm_prediction_log, bad records in
 // tm_dead_letters with TM_LOG_BAD_RECORD, field and reason; a second group's full redelivery
 // stores nothing twice; and the logged values match the offline path. Then a Kafka outage: serving
 // keeps answering, the drops are counted (GET /metrics), and logging resumes once Kafka is back.
