@@ -7,11 +7,10 @@
 // keeps answering, the drops are counted (GET /metrics), and logging resumes once Kafka is back.
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
 import { Partitioners } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CompiledDefinitions } from '../../definitions/index.js';
-import { featureLogTopic, KafkaFeatureLogSink, type FeatureLogQueue } from '../../ingest/index.js';
+import { featureLogTopic, KafkaFeatureLogSink } from '../../ingest/index.js';
 import { evaluateSkew } from '../../monitor/index.js';
 import { FEATURE_LOG_TABLE, loggedValuesSql, OfflineKafkaSink, PREDICTION_LOG_TABLE, type OfflineStore } from '../../offline/index.js';
 import { createRedisClient, RedisOnlineStore, type RedisClient } from '../../online/index.js';
