@@ -154,7 +154,7 @@ export function buildCli(): Command {
     .option('--no-serve', 'print the summary and exit instead of serving')
     .option('--no-progress', 'no progress bar')
     .option('--verify', 'keep the events and check every key of every view against the reference implementation')
-    .option('--log-features <rate>', 'log this fraction (0 to 1) of the served get-online-features reads, and POST /feature-log/predictions, to the offline store (tm_feature_log, tm_prediction_log)', sampleRate)))
+    .option('--log-features <rate>', 'log this fraction (0 to 1) of the served get-online-features reads, and POST /feature-log/predictions, to the offline store (tm_feature_log_records, tm_prediction_log)', sampleRate)))
     .action(async (opts: ClickHouseConnectionFlags & { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; clickhouseUrl?: string; offline: boolean; monitor: boolean; serve: boolean; progress: boolean; verify?: boolean; replay?: boolean; logFeatures?: number }) => {
       if (opts.logFeatures !== undefined && !opts.offline) throw new InvalidArgumentError('--log-features writes to the offline store: drop --no-offline');
       // Read before the replay, so that a bad token file fails in a second, not after minutes.
@@ -242,7 +242,7 @@ export function buildCli(): Command {
       .requiredOption('--definitions <path>', 'definitions module')
       .option('--kafka-brokers <list>', 'Kafka bootstrap servers, comma-separated (default: $KAFKA_BROKERS)', process.env.KAFKA_BROKERS)
       .option('--group <id>', 'consumer group', 'tidemark-offline')
-      .option('--feature-log', 'also append the feature log, topic <prefix>.feature_log (serve --log-features), to tm_feature_log and tm_prediction_log')
+      .option('--feature-log', 'also append the feature log, topic <prefix>.feature_log (serve --log-features), to tm_feature_log_records and tm_prediction_log')
       .option('--prefix <prefix>', 'the prefix of the feature-log topic (as serve --prefix)', 'tm')),
   ).action(async (opts: ClickHouseConnectionFlags & ClickHouseShardFlags & KafkaConnectionFlags & { definitions: string; kafkaBrokers?: string; group: string; clickhouseUrl?: string; dataDir: string; featureLog?: boolean; prefix: string }) => {
     if (!opts.kafkaBrokers) throw new InvalidArgumentError('name the Kafka brokers with --kafka-brokers or KAFKA_BROKERS');
@@ -477,7 +477,7 @@ function addStreamCommands(program: Command): void {
       const metricsUrl = opts.materializerMetricsUrl;
       let featureLog: FeatureLogQueue | null = null;
       if (opts.logFeatures !== undefined) {
-        const sink = opts.kafkaBrokers ? new KafkaFeatureLogSink(featureLogTopic(opts.prefix), { brokers: brokerList(opts.kafkaBrokers), security: kafka }) : new OfflineFeatureLogSink(offline!.executor, compiled.registry);
+        const sink = opts.kafkaBrokers ? new KafkaFeatureLogSink(featureLogTopic(opts.prefix), { brokers: brokerList(opts.kafkaBrokers), security: kafka }) : new OfflineFeatureLogSink(offline!.executor);
         featureLog = new FeatureLogQueue(sink, { sampleRate: opts.logFeatures, log: jsonLog });
       }
       const app = await buildServer({

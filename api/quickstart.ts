@@ -191,7 +191,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   if (opts.serve) {
     if (opts.logFeatures) {
       if (!offline) throw new TidemarkError('TM_STORE_BAD_CONFIG', 'feature logging in the quickstart writes to the offline store: it needs one (drop --no-offline)', { flag: '--log-features' });
-      featureLog = new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor, registry), { sampleRate: opts.logFeatures.sampleRate, ...(opts.logFeatures.log ? { log: opts.logFeatures.log } : {}) });
+      featureLog = new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor), { sampleRate: opts.logFeatures.sampleRate, ...(opts.logFeatures.log ? { log: opts.logFeatures.log } : {}) });
     }
     // The embedded store is built at every start: its history is this one registry.
     const history: RegistryHistoryEntry[] = [
@@ -215,7 +215,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     opts.log('');
     opts.log(`serving the HTTP API on ${url}  (Ctrl-C to stop); its reference: ${url}/docs (OpenAPI: ${url}/openapi.json)`);
     opts.log(`  dashboard: ${url}/ui/${monitorCompiled ? `  (drift: ${url}/ui/monitor, alerts: ${url}/ui/alerts)` : ''}`);
-    if (featureLog) opts.log(`  feature log: ${featureLog.sampleRate * 100}% of reads to ${featureLog.sink.destination} (tm_feature_log); tidemark dataset --from-log builds a training set of them`);
+    if (featureLog) opts.log(`  feature log: ${featureLog.sampleRate * 100}% of reads to ${featureLog.sink.destination} (tm_feature_log_records); tidemark dataset --from-log builds a training set of them`);
     if (first) opts.log(`  curl -s ${url}/get-online-features${bearer} -H 'content-type: application/json' -d '${JSON.stringify(first)}'`);
     if (first && offline) {
       const key = Object.keys(first.entities)[0]!;

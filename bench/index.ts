@@ -25,7 +25,10 @@
 //     next to hyparquet decoding the file and chDB counting its rows.
 //  3b. offline-shards (bench/offline-shards.ts): the 1M-row airport dataset on 1, 2 and 3 shard
 //     processes (--clickhouse-shards) next to single-node chDB, with CPU seconds per shard.
-// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|offline-shards|stream|monitor|bootstrap|dashboard|quickstart
+//  9. logging and skew (bench/feature-log.ts): read saturation with feature logging at 0%, 10% and
+//     100% (into chDB, and to Kafka) next to none; the skew check of 1M logged values next to the
+//     dataset build of the same spine.
+// Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|offline-shards|stream|monitor|bootstrap|dashboard|quickstart|logging|skew
 // runs one section.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -36,6 +39,7 @@ import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { latencyAtRate, saturationRps, type LoadTarget } from './http-load.js';
 import { streamSection } from './stream.js';
 import { offlineShardsSection } from './offline-shards.js';
+import { featureLogSection, skewSection } from './feature-log.js';
 import { startRedisServer } from '../tests/support/redis.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -74,6 +78,8 @@ if (!only || only === 'monitor') await monitorSection();
 if (!only || only === 'bootstrap') await bootstrapSection();
 if (!only || only === 'dashboard') await dashboardSection();
 if (!only || only === 'quickstart') await quickstartSection();
+if (!only || only === 'logging') await featureLogSection({ root: ROOT, runTs: RUN_TS, rows: rowsArg[0], fmt });
+if (!only || only === 'skew') await skewSection({ root: ROOT, runTs: RUN_TS, rows: rowsArg[0], fmt, runWorker });
 
 async function quickstartSection(): Promise<void> {
   console.log('');

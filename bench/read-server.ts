@@ -54,7 +54,7 @@ if (role === 'memory') {
   const offline = await OfflineStore.open(compiled, { dataDir: mkdtempSync(join(tmpdir(), 'tidemark-bench-log-')) });
   const loggingUrls: Record<string, string> = {};
   for (const rate of [0, 0.1, 1]) {
-    const logging = await buildServer({ service: new OnlineFeatureService(compiled.registry, store, 'watermark'), featureLog: new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor, compiled.registry), { sampleRate: rate }) });
+    const logging = await buildServer({ service: new OnlineFeatureService(compiled.registry, store, 'watermark'), featureLog: new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor), { sampleRate: rate }) });
     loggingUrls[String(rate)] = await logging.listen({ port: 0, host: '127.0.0.1' });
   }
   const view = compiled.registry.views.find((v) => v.name === 'origin_delays')!;

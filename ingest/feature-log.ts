@@ -1,9 +1,11 @@
 // Feature logging: the record format of what serving answered (a logged read) and of a model's
 // score for a request (a logged prediction), their validation, the Kafka topic they travel on, and
-// the bounded queue between the serving path and a destination. The queue never blocks a
-// response: a full queue drops the record and counts the drop (prom-client), and so does a write
-// that fails (Kafka down). Destinations: Kafka (`<prefix>.feature_log`, read by `tidemark
-// offline-sink`), or the offline store directly (embedded mode, offline/feature-log.ts).
+// the bounded queue between the serving path and a destination. A record is encoded to its JSON
+// text once, when offered (the text is what the topic carries and what the offline store keeps),
+// so the queue holds flat strings, not object graphs the garbage collector has to trace. The
+// queue never blocks a response: a full queue drops the record and counts the drop (prom-client),
+// and so does a write that fails (Kafka down). Destinations: Kafka (`<prefix>.feature_log`, read
+// by `tidemark offline-sink`), or the offline store directly (embedded mode, offline/feature-log.ts).
 import { Kafka, logLevel, Partitioners, type KafkaConfig, type Producer } from 'kafkajs';
 import { Counter, Gauge, Registry as MetricsRegistry } from 'prom-client';
 import { z } from 'zod';
@@ -95,10 +97,24 @@ export function decodeFeatureLogRecord(raw: string | Uint8Array): FeatureLogDeco
   return { ok: true, record };
 }
 
+/** A record as the queue holds it: encoded once, when offered. */
+export interface EncodedFeatureLogRecord {
+  kind: FeatureLogRecord['kind'];
+  requestId: string;
+  /** The read time of a read, the prediction time of a prediction (epoch ms). */
+  timeMs: number;
+  /** The record's JSON text: the Kafka message value, and what the offline store keeps. */
+  json: string;
+}
+
+export function encodeFeatureLogRecord(record: FeatureLogRecord): EncodedFeatureLogRecord {
+  return { kind: record.kind, requestId: record.request_id, timeMs: record.kind === 'read' ? record.read_time_ms : record.at_ms, json: JSON.stringify(record) };
+}
+
 /** Where logged records go. A write that throws counts its records as dropped. */
 export interface FeatureLogSink {
   readonly destination: string;
-  write(records: readonly FeatureLogRecord[]): Promise<void>;
+  write(records: readonly EncodedFeatureLogRecord[]): Promise<void>;
   close?(): Promise<void>;
 }
 
@@ -153,7 +169,7 @@ export class FeatureLogQueue {
   private readonly writeTimeoutMs: number;
   private readonly lingerMs: number;
   private readonly random: () => number;
-  private pending: FeatureLogRecord[] = [];
+  private pending: EncodedFeatureLogRecord[] = [];
   private endLinger: (() => void) | null = null;
   private flushing = 0;
   private writing: Promise<void> | null = null;
@@ -185,6 +201,11 @@ export class FeatureLogQueue {
 
   /** Queue a record; false when the queue was full and the record was dropped (and counted). */
   offer(record: FeatureLogRecord): boolean {
+    return this.offerEncoded(encodeFeatureLogRecord(record));
+  }
+
+  /** Queue a record already encoded (online/feature-log.ts encodes a read without building it); false when dropped. */
+  offerEncoded(record: EncodedFeatureLogRecord): boolean {
     if (this.pending.length >= this.queueLimit) {
       this.stats.droppedQueueFull++;
       this.metrics.records.inc({ kind: record.kind, outcome: 'dropped_queue_full' });
@@ -231,18 +252,26 @@ export class FeatureLogQueue {
       try {
         await withTimeout(this.sink.write(batch), this.writeTimeoutMs, `no answer from ${this.sink.destination} within ${this.writeTimeoutMs} ms`);
         this.stats.written += batch.length;
-        for (const r of batch) this.metrics.records.inc({ kind: r.kind, outcome: 'written' });
+        this.count(batch, 'written');
         if (this.lastError !== null) this.opts.log?.('info', 'feature log: writing again', { destination: this.sink.destination });
         this.lastError = null;
       } catch (e) {
         this.stats.droppedWriteFailed += batch.length;
-        for (const r of batch) this.metrics.records.inc({ kind: r.kind, outcome: 'dropped_write_failed' });
+        this.count(batch, 'dropped_write_failed');
         const message = e instanceof Error ? e.message : String(e);
         // Once per outage, not once per batch.
         if (this.lastError === null) this.opts.log?.('error', `feature log: writing to ${this.sink.destination} failed; records are dropped and counted until it works again`, { error: message, dropped: batch.length });
         this.lastError = message;
       }
     }
+  }
+
+  /** Count a batch's records by kind (one counter update per kind, not per record). */
+  private count(batch: readonly EncodedFeatureLogRecord[], outcome: 'written' | 'dropped_write_failed'): void {
+    let reads = 0;
+    for (const r of batch) if (r.kind === 'read') reads++;
+    if (reads > 0) this.metrics.records.inc({ kind: 'read', outcome }, reads);
+    if (batch.length > reads) this.metrics.records.inc({ kind: 'prediction', outcome }, batch.length - reads);
   }
 }
 
@@ -270,14 +299,14 @@ export class KafkaFeatureLogSink implements FeatureLogSink {
     this.producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: true });
   }
 
-  async write(records: readonly FeatureLogRecord[]): Promise<void> {
+  async write(records: readonly EncodedFeatureLogRecord[]): Promise<void> {
     // Connect lazily, and again after a failed attempt: serving starts whether Kafka is up or not.
     this.connected ??= this.producer.connect().catch((e: unknown) => {
       this.connected = null;
       throw e;
     });
     await this.connected;
-    await this.producer.send({ topic: this.topic, acks: -1, messages: records.map((r) => ({ key: r.request_id, value: JSON.stringify(r) })) });
+    await this.producer.send({ topic: this.topic, acks: -1, messages: records.map((r) => ({ key: r.requestId, value: r.json })) });
   }
 
   async close(): Promise<void> {

@@ -97,6 +97,16 @@ export class ChdbExecutor implements OfflineExecutor {
     }
   }
 
+  async insertTabSeparated(table: string, columns: readonly string[], text: Uint8Array): Promise<void> {
+    if (text.length === 0) return;
+    try {
+      // Raw bytes: handed to the engine as they are, parsed on its thread, not serialized here.
+      await this.session.insert({ table, columns: [...columns], values: text, format: 'TabSeparated' });
+    } catch (e) {
+      throw asOfflineError(e, `INSERT INTO ${table} FORMAT TabSeparated`);
+    }
+  }
+
   async close(): Promise<void> {
     this.session.close();
   }

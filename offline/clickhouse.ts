@@ -176,6 +176,15 @@ export class ClickHouseExecutor implements OfflineExecutor {
     }
   }
 
+  async insertTabSeparated(table: string, columns: readonly string[], text: Uint8Array): Promise<void> {
+    if (text.length === 0) return;
+    try {
+      await this.client.insert({ table, columns: [...columns] as [string, ...string[]], values: Readable.from([text], { objectMode: false }), format: 'TabSeparated' });
+    } catch (e) {
+      throw asOfflineError(e, this.location, `INSERT INTO ${table} FORMAT TabSeparated`, this.secrets);
+    }
+  }
+
   async close(): Promise<void> {
     await this.client.close();
   }

@@ -26,10 +26,20 @@ export interface OfflineExecutor {
   arrowBatches(sql: string, params?: Record<string, unknown>): AsyncIterable<RecordBatch>;
   /** Insert rows given as objects keyed by column name. */
   insert(table: string, rows: readonly Record<string, unknown>[]): Promise<void>;
+  /**
+   * Insert rows already encoded as TabSeparated text (one line per row, values escaped with
+   * `tabSeparatedValue`) into these columns: the cheap path for many small rows (the feature log).
+   */
+  insertTabSeparated(table: string, columns: readonly string[], text: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 
 /** Insert rows in chunks of `chunkRows`, so one INSERT's payload stays bounded whatever the row count. */
 export async function insertInChunks(executor: OfflineExecutor, table: string, rows: readonly Record<string, unknown>[], chunkRows = 50_000): Promise<void> {
   for (let i = 0; i < rows.length; i += chunkRows) await executor.insert(table, rows.slice(i, i + chunkRows));
+}
+
+/** A value as a TabSeparated field: backslash, tab, newline and carriage return escaped. */
+export function tabSeparatedValue(text: string): string {
+  return /[\\\t\n\r]/.test(text) ? text.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r') : text;
 }

@@ -1,13 +1,17 @@
-// The feature log in the offline store (tables in offline/tables.ts): records flattened to rows of
-// tm_feature_log (one per request, entity row and feature) and tm_prediction_log; the embedded
-// sink (quickstart: straight to the store); `dataset --from-log` (the values actually served, one
-// column per feature, labels joined by request id); and the logged reads as a point-in-time spine,
-// so that the monitor can compare what was served with what the offline path computes.
+// The feature log in the offline store (tables in offline/tables.ts): a logged read is one row of
+// tm_feature_log_records (its read time, request id and JSON text, as the Kafka topic carries it),
+// a prediction one row of tm_prediction_log. Storing the record's text as it is keeps the serving
+// process's share small (one TabSeparated line per read, parsed by the engine on its own thread);
+// `loggedValuesSql` expands the records to one row per (request, entity row, feature) when they
+// are read. Here too: the embedded sink (quickstart: straight to the store); `dataset --from-log`
+// (the values actually served, one column per feature, labels joined by request id); and the
+// logged reads as a point-in-time spine, so that the monitor can compare what was served with what
+// the offline path computes.
 import { randomBytes } from 'node:crypto';
 import { rename, rm } from 'node:fs/promises';
-import { canonicalKeyValue, entityKeyId, entityKeyValues, TidemarkError, type Registry, type Scalar, type ViewPlan } from '../definitions/index.js';
-import { readFileBatches, type BadFeatureLogRecord, type FeatureLogRecord, type FeatureLogSink, type LoggedReadRecord } from '../ingest/index.js';
-import type { OfflineExecutor } from './executor.js';
+import { TidemarkError, type Registry, type Scalar, type ViewPlan } from '../definitions/index.js';
+import { readFileBatches, type BadFeatureLogRecord, type EncodedFeatureLogRecord, type FeatureLogRecord, type FeatureLogSink, type LoggedPredictionRecord } from '../ingest/index.js';
+import { tabSeparatedValue, type OfflineExecutor } from './executor.js';
 import { pointInTimeSql, resolveFeatureRefs } from './point-in-time.js';
 import { inferType, joinKeyColumn, SPINE_TIME_COLUMN, toColumnValue, type SpineInfo } from './spine.js';
 import { FEATURE_LOG_TABLE, ident, PREDICTION_LOG_TABLE } from './tables.js';
@@ -16,24 +20,14 @@ import { outputFormatOf, type DatasetResult } from './store.js';
 /** The `source` of feature-log dead letters in tm_dead_letters. */
 export const FEATURE_LOG_DEAD_LETTER_SOURCE = 'feature_log';
 
-export interface FeatureLogRows {
-  reads: Record<string, unknown>[];
-  predictions: Record<string, unknown>[];
-}
-
 /**
- * The rows of a record. A read naming a view or feature the registry does not hold, or lacking a
- * view's join key, is a bad record (its values could never be compared with the offline path).
+ * Whether a decoded record can be stored. A read naming a view or feature the registry does not
+ * hold, lacking a view's join key, or naming an entity that is no view's join key, is a bad record
+ * (its values could never be compared with the offline path).
  */
-export function featureLogRowsOf(record: FeatureLogRecord, registry: Registry, loadId: string, offset: number): { ok: true; rows: FeatureLogRows } | { ok: false; bad: Omit<BadFeatureLogRecord, 'raw'> } {
-  if (record.kind === 'prediction') {
-    return { ok: true, rows: { reads: [], predictions: [{ request_id: record.request_id, model: record.model, score: record.score, at_ms: record.at_ms, __load: loadId, __offset: offset }] } };
-  }
+export function checkFeatureLogRecord(record: FeatureLogRecord, registry: Registry): { ok: true } | { ok: false; bad: Omit<BadFeatureLogRecord, 'raw'> } {
+  if (record.kind === 'prediction') return { ok: true };
   const joinKeys = Object.keys(record.entities);
-  const rowCount = record.entities[joinKeys[0]!]!.length;
-  const canonical = Object.fromEntries(joinKeys.map((k) => [k, record.entities[k]!.map((v) => canonicalKeyValue(v)!)]));
-  const keysJson = Array.from({ length: rowCount }, (_, row) => JSON.stringify(Object.fromEntries(joinKeys.map((k) => [k, canonical[k]![row]]))));
-  const reads: Record<string, unknown>[] = [];
   // As on the serving path, every entity key is a join key of a view read (so it can be a dataset column).
   const needed = new Set(record.features.flatMap((f) => registry.views.find((v) => v.name === f.view)?.joinKeys ?? []));
   const extra = joinKeys.find((k) => !needed.has(k));
@@ -43,28 +37,10 @@ export function featureLogRowsOf(record: FeatureLogRecord, registry: Registry, l
     if (!view || !view.features.some((p) => p.name === f.feature)) {
       return { ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: `features.${i}`, reason: `feature-log record, field features.${i}: ${f.view}:${f.feature} is not a feature of registry ${registry.version}` } };
     }
-    const missing = view.joinKeys.find((k) => !(k in canonical));
+    const missing = view.joinKeys.find((k) => !(k in record.entities));
     if (missing !== undefined) return { ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: `entities.${missing}`, reason: `feature-log record, field entities.${missing}: view ${view.name} needs join key ${missing}` } };
-    for (let row = 0; row < rowCount; row++) {
-      const value = f.values[row]!;
-      reads.push({
-        request_id: record.request_id,
-        read_ms: record.read_time_ms,
-        registry_version: record.registry_version,
-        entity_row: row,
-        keys: keysJson[row],
-        view: f.view,
-        key: entityKeyId(view.joinKeys.map((k) => canonical[k]![row]!)),
-        feature: f.feature,
-        status: f.statuses[row],
-        value_num: typeof value === 'number' ? value : null,
-        value_text: typeof value === 'string' ? value : typeof value === 'boolean' ? String(value) : null,
-        event_ms: f.event_times_ms[row],
-      });
-    }
   }
-  for (const r of reads) Object.assign(r, { __load: loadId, __offset: offset });
-  return { ok: true, rows: { reads, predictions: [] } };
+  return { ok: true };
 }
 
 /** The tm_dead_letters row of a bad feature-log record. */
@@ -72,40 +48,93 @@ export function featureLogDeadLetterRow(bad: BadFeatureLogRecord, loadId: string
   return { source: FEATURE_LOG_DEAD_LETTER_SOURCE, load_id: loadId, position, code: bad.code, field: bad.field, reason: bad.reason, raw: bad.raw, at: Date.now() };
 }
 
-/** Insert records' rows; bad records go to tm_dead_letters. Returns how many records were bad. */
+const RECORD_COLUMNS = ['read_ms', 'request_id', 'record', '__load', '__offset'] as const;
+
+/** One tm_feature_log_records row as a TabSeparated line. */
+function recordLine(readMs: number, requestId: string, json: string, loadId: string, offset: number): string {
+  return `${readMs}\t${tabSeparatedValue(requestId)}\t${tabSeparatedValue(json)}\t${tabSeparatedValue(loadId)}\t${offset}\n`;
+}
+
+function predictionRow(p: LoggedPredictionRecord, loadId: string, offset: number): Record<string, unknown> {
+  return { request_id: p.request_id, model: p.model, score: p.score, at_ms: p.at_ms, __load: loadId, __offset: offset };
+}
+
+/** Store decoded records (the Kafka sink's path); bad ones go to tm_dead_letters. Returns how many records were bad. */
 export async function insertFeatureLogRecords(executor: OfflineExecutor, registry: Registry, records: readonly { record: FeatureLogRecord; raw: string; offset: number }[], loadId: string): Promise<number> {
-  const reads: Record<string, unknown>[] = [];
+  const reads: string[] = [];
   const predictions: Record<string, unknown>[] = [];
   const dead: Record<string, unknown>[] = [];
   for (const { record, raw, offset } of records) {
-    const rows = featureLogRowsOf(record, registry, loadId, offset);
-    if (!rows.ok) dead.push(featureLogDeadLetterRow({ ...rows.bad, raw }, loadId, offset));
-    else {
-      reads.push(...rows.rows.reads);
-      predictions.push(...rows.rows.predictions);
-    }
+    const checked = checkFeatureLogRecord(record, registry);
+    if (!checked.ok) dead.push(featureLogDeadLetterRow({ ...checked.bad, raw }, loadId, offset));
+    else if (record.kind === 'prediction') predictions.push(predictionRow(record, loadId, offset));
+    else reads.push(recordLine(record.read_time_ms, record.request_id, JSON.stringify(record), loadId, offset));
   }
   if (dead.length > 0) await executor.insert('tm_dead_letters', dead);
   if (predictions.length > 0) await executor.insert(PREDICTION_LOG_TABLE, predictions);
-  if (reads.length > 0) await executor.insert(FEATURE_LOG_TABLE, reads);
+  if (reads.length > 0) await executor.insertTabSeparated(FEATURE_LOG_TABLE, RECORD_COLUMNS, Buffer.from(reads.join(''), 'utf8'));
   return dead.length;
 }
 
-/** Embedded mode's destination: records written straight to the offline store. */
+/**
+ * Embedded mode's destination: records written straight to the offline store. They come from this
+ * process's own serving path (built from the registry it serves) and POST /feature-log/predictions
+ * (validated by its schema), so they are stored without the Kafka path's checks: a read costs one
+ * TabSeparated line here and the engine's parse of it.
+ */
 export class OfflineFeatureLogSink implements FeatureLogSink {
   readonly destination: string;
-  badRecords = 0;
 
-  constructor(
-    private readonly executor: OfflineExecutor,
-    private readonly registry: Registry,
-  ) {
+  constructor(private readonly executor: OfflineExecutor) {
     this.destination = `offline store ${executor.location}`;
   }
 
-  async write(records: readonly FeatureLogRecord[]): Promise<void> {
-    this.badRecords += await insertFeatureLogRecords(this.executor, this.registry, records.map((record) => ({ record, raw: JSON.stringify(record), offset: 0 })), 'embedded');
+  async write(records: readonly EncodedFeatureLogRecord[]): Promise<void> {
+    // One buffer for the batch, each line written into it as UTF-8 (a line takes at most 3 bytes a
+    // UTF-16 unit): no batch-sized string is built, flattened and encoded again.
+    let units = 0;
+    for (const r of records) if (r.kind === 'read') units += r.json.length + r.requestId.length + EMBEDDED_LINE_EXTRA;
+    const buffer = Buffer.allocUnsafe(units * 3);
+    let bytes = 0;
+    const predictions: Record<string, unknown>[] = [];
+    for (const r of records) {
+      if (r.kind === 'read') bytes += buffer.write(recordLine(r.timeMs, r.requestId, r.json, 'embedded', 0), bytes);
+      else predictions.push(predictionRow(JSON.parse(r.json) as LoggedPredictionRecord, 'embedded', 0));
+    }
+    if (predictions.length > 0) await this.executor.insert(PREDICTION_LOG_TABLE, predictions);
+    if (bytes > 0) await this.executor.insertTabSeparated(FEATURE_LOG_TABLE, RECORD_COLUMNS, buffer.subarray(0, bytes));
   }
+}
+
+/** Room for an embedded line's other fields (read time, `embedded`, offset 0, tabs, newline), in UTF-16 units; at 3 bytes a unit, escapes (2 bytes for 1) fit too. */
+const EMBEDDED_LINE_EXTRA = 40;
+
+/** A JSON token (raw text) as the canonical text of a key or a value: a string's contents, else the token (numbers are in their shortest form already, as JSON.stringify wrote them). */
+function tokenTextSql(token: string): string {
+  return `if(startsWith(${token}, '"'), JSONExtractString(concat('[', ${token}, ']'), 1), ${token})`;
+}
+
+/** SQL for the canonical value of join key `{param:String}` of a logged value's entity row (in the expansion of loggedValuesSql). */
+export function loggedKeySql(param: string): string {
+  return tokenTextSql(`JSONExtractArrayRaw(record, 'entities', {${param}:String})[entity_row + 1]`);
+}
+
+/**
+ * The logged values, one row per (request, entity row, feature), from the records of
+ * tm_feature_log_records (filtered by `where`): request_id, read_ms, registry_version, entity_row,
+ * view, feature, status, value_num (numbers), value_text (strings, and booleans as true/false),
+ * event_ms, and the record (for loggedKeySql).
+ */
+export function loggedValuesSql(where: string): string {
+  const token = `JSONExtractArrayRaw(f, 'values')[entity_row + 1]`;
+  return (
+    `SELECT request_id, read_ms, JSONExtractString(record, 'registry_version') AS registry_version, entity_row, JSONExtractString(f, 'view') AS view, JSONExtractString(f, 'feature') AS feature,` +
+    ` JSONExtract(f, 'statuses', 'Array(String)')[entity_row + 1] AS status, JSONExtract(f, 'event_times_ms', 'Array(Nullable(Int64))')[entity_row + 1] AS event_ms,` +
+    ` ${token} AS value_token, if(startsWith(value_token, '"') OR value_token IN ('true', 'false', 'null'), NULL, toFloat64OrNull(value_token)) AS value_num,` +
+    ` if(startsWith(value_token, '"') OR value_token IN ('true', 'false'), ${tokenTextSql('value_token')}, NULL) AS value_text, record` +
+    ` FROM ${FEATURE_LOG_TABLE} ARRAY JOIN JSONExtractArrayRaw(record, 'features') AS f` +
+    ` ARRAY JOIN range(length(JSONExtractArrayRaw(record, 'entities', JSONExtractKeys(record, 'entities')[1]))) AS entity_row WHERE ${where}`
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -120,10 +149,10 @@ interface LoggedFeatureColumn {
 
 async function loggedColumns(executor: OfflineExecutor, where: string, params: Record<string, unknown>): Promise<{ features: LoggedFeatureColumn[]; joinKeys: string[] }> {
   const features = await executor.rows<{ view: string; feature: string; texts: number }>(
-    `SELECT view, feature, countIf(value_text IS NOT NULL) AS texts FROM ${FEATURE_LOG_TABLE} WHERE ${where} GROUP BY view, feature ORDER BY view, feature`,
+    `SELECT view, feature, countIf(value_text IS NOT NULL) AS texts FROM (${loggedValuesSql(where)}) GROUP BY view, feature ORDER BY view, feature`,
     params,
   );
-  const keys = await executor.rows<{ k: string }>(`SELECT DISTINCT arrayJoin(JSONExtractKeys(keys)) AS k FROM ${FEATURE_LOG_TABLE} WHERE ${where} ORDER BY k`, params);
+  const keys = await executor.rows<{ k: string }>(`SELECT DISTINCT arrayJoin(JSONExtractKeys(record, 'entities')) AS k FROM ${FEATURE_LOG_TABLE} WHERE ${where} ORDER BY k`, params);
   return {
     features: features.map((f) => ({ view: f.view, feature: f.feature, column: `${f.view}__${f.feature}`, text: Number(f.texts) > 0 })),
     joinKeys: keys.map((k) => k.k),
@@ -224,9 +253,9 @@ export async function writeLogDataset(executor: OfflineExecutor, outPath: string
   }
   const pivot =
     `SELECT request_id, entity_row, read_ms AS ${SPINE_TIME_COLUMN}` +
-    logged.joinKeys.map((k, i) => `, JSONExtractString(keys, {jk${i}:String}) AS ${ident(k)}`).join('') +
+    logged.joinKeys.map((k, i) => `, any(if(has(JSONExtractKeys(record, 'entities'), {jk${i}:String}), ${loggedKeySql(`jk${i}`)}, NULL)) AS ${ident(k)}`).join('') +
     features.map((f, i) => `, anyIf(${f.text ? 'value_text' : 'value_num'}, view = {v${i}:String} AND feature = {f${i}:String}) AS ${ident(f.column)}`).join('') +
-    ` FROM ${FEATURE_LOG_TABLE} WHERE ${where} GROUP BY request_id, entity_row, read_ms, keys`;
+    ` FROM (${loggedValuesSql(where)}) GROUP BY request_id, entity_row, read_ms`;
   logged.joinKeys.forEach((k, i) => (params[`jk${i}`] = k));
   features.forEach((f, i) => {
     params[`v${i}`] = f.view;
@@ -287,28 +316,30 @@ export async function loggedValuePairs(executor: OfflineExecutor, registry: Regi
   const { where, params } = timeFilter(opts);
   const viewWhere = `${where} AND view = {view:String}`;
   params.view = view.name;
-  const logged = await executor.rows<{ feature: string }>(`SELECT DISTINCT feature FROM ${FEATURE_LOG_TABLE} WHERE ${viewWhere} ORDER BY feature`, params);
+  const values = `(${loggedValuesSql(viewWhere)})`;
+  const logged = await executor.rows<{ feature: string }>(`SELECT DISTINCT feature FROM ${values} ORDER BY feature`, params);
   const names = logged.map((l) => l.feature).filter((f) => view.features.some((p) => p.name === f) && (opts.features === undefined || opts.features.includes(f)));
   if (names.length === 0) return [];
   const requested = resolveFeatureRefs(registry, names.map((f) => `${view.name}:${f}`));
+  const keyParams = Object.fromEntries(view.joinKeys.map((k, i) => [`jk${i}`, k]));
+  const keyColumns = view.joinKeys.map((_, i) => `, ${loggedKeySql(`jk${i}`)} AS k${i}`).join('');
   const table = `tm_logspine_${Date.now()}_${randomBytes(4).toString('hex')}`;
   await executor.command(
     `CREATE TABLE ${ident(table)} (__row UInt64, __t Int64${view.joinKeys.map((k) => `, ${ident(joinKeyColumn(k))} String`).join('')}, request_id String, entity_row UInt32) ENGINE = MergeTree ORDER BY __row`,
   );
   try {
-    const keyParams = Object.fromEntries(view.joinKeys.map((k, i) => [`jk${i}`, k]));
     await executor.command(
-      `INSERT INTO ${ident(table)} SELECT rowNumberInAllBlocks(), read_ms${view.joinKeys.map((_, i) => `, JSONExtractString(keys, {jk${i}:String})`).join('')}, request_id, entity_row` +
-        ` FROM (SELECT DISTINCT request_id, entity_row, read_ms, keys FROM ${FEATURE_LOG_TABLE} WHERE ${viewWhere} ORDER BY read_ms, request_id, entity_row) SETTINGS max_threads = 1`,
+      `INSERT INTO ${ident(table)} SELECT rowNumberInAllBlocks(), read_ms${view.joinKeys.map((_, i) => `, k${i}`).join('')}, request_id, entity_row` +
+        ` FROM (SELECT DISTINCT request_id, entity_row, read_ms${keyColumns} FROM ${values} ORDER BY read_ms, request_id, entity_row) SETTINGS max_threads = 1`,
       { ...params, ...keyParams },
     );
     const [count] = await executor.rows<{ n: number }>(`SELECT count() AS n FROM ${ident(table)}`);
     const spine: SpineInfo = { table, rows: Number(count?.n ?? 0), columns: [['request_id', 'String'], ['entity_row', 'UInt32']] };
     const offlineRows = await executor.rows<Record<string, unknown>>(pointInTimeSql(requested, spine));
     const offlineByRow = new Map(offlineRows.map((r) => [`${String(r.request_id)}\u0000${Number(r.entity_row)}`, r]));
-    const onlineRows = await executor.rows<{ request_id: string; entity_row: number; read_ms: number; key: string; feature: string; status: string; value_num: number | null; value_text: string | null }>(
-      `SELECT request_id, entity_row, read_ms, key, feature, status, value_num, value_text FROM ${FEATURE_LOG_TABLE} WHERE ${viewWhere} ORDER BY read_ms, request_id, entity_row, feature`,
-      params,
+    const onlineRows = await executor.rows<{ request_id: string; entity_row: number; read_ms: number; feature: string; status: string; value_num: number | null; value_text: string | null } & Record<`k${number}`, string>>(
+      `SELECT request_id, entity_row, read_ms${keyColumns}, feature, status, value_num, value_text FROM ${values} ORDER BY read_ms, request_id, entity_row, feature`,
+      { ...params, ...keyParams },
     );
     const pairs: LoggedValuePair[] = [];
     for (const r of onlineRows) {
@@ -318,7 +349,7 @@ export async function loggedValuePairs(executor: OfflineExecutor, registry: Regi
       const online: Scalar = r.value_num !== null ? Number(r.value_num) : r.value_text !== null ? (plan.valueKind === 'boolean' ? r.value_text === 'true' : r.value_text) : null;
       const raw = offline?.[`${view.name}__${r.feature}`];
       const offlineValue: Scalar = raw === undefined || raw === null ? null : typeof raw === 'string' && plan.valueKind === 'number' ? Number(raw) : (raw as Scalar);
-      pairs.push({ requestId: r.request_id, entityRow: Number(r.entity_row), readMs: Number(r.read_ms), key: entityKeyValues(r.key, view.joinKeys.length), view: view.name, feature: r.feature, status: r.status, online, offline: offlineValue });
+      pairs.push({ requestId: r.request_id, entityRow: Number(r.entity_row), readMs: Number(r.read_ms), key: view.joinKeys.map((_, i) => String(r[`k${i}`])), view: view.name, feature: r.feature, status: r.status, online, offline: offlineValue });
     }
     return pairs;
   } finally {

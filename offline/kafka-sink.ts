@@ -10,7 +10,7 @@
 // to tm_dead_letters before the batch's events: a crash in between re-writes dead letters (they are
 // diagnostics, deduplicated by (load_id, position) when read) but never events. With
 // `featureLogTopic`, the feature log (`<prefix>.feature_log`) is appended the same way to
-// tm_feature_log and tm_prediction_log, its bad records to tm_dead_letters (TM_LOG_BAD_RECORD).
+// tm_feature_log_records and tm_prediction_log, its bad records to tm_dead_letters (TM_LOG_BAD_RECORD).
 //
 // On a sharded store (offline/shards.ts) each event goes to the shards its keys name, and the
 // fence is kept per shard: a batch is one INSERT per shard, so after a crash between two shards'
@@ -33,7 +33,7 @@ export interface OfflineKafkaSinkOptions {
   clientId?: string;
   /** Wall time for the future-skew rule (tests). */
   nowMs?: () => number;
-  /** Also append this feature-log topic (`<prefix>.feature_log`) to tm_feature_log and tm_prediction_log. */
+  /** Also append this feature-log topic (`<prefix>.feature_log`) to tm_feature_log_records and tm_prediction_log. */
   featureLogTopic?: string;
 }
 

@@ -6,8 +6,11 @@
 //                       the same file again is a no-op, and rows of a load that never completed are
 //                       ignored by queries and deleted before the file is loaded again;
 //   tm_dead_letters     bad rows with their original text, position and reason;
-//   tm_feature_log      served values (tidemark serve --log-features): one row per (request,
-//                       entity row, feature), with __load/__offset as the event tables have them;
+//   tm_feature_log_records  served reads (tidemark serve --log-features): one row per logged read,
+//                       its read time, request id and record (JSON text, the Kafka topic's format),
+//                       with __load/__offset as the event tables have them (offline/feature-log.ts
+//                       expands them to values); tm_feature_log, the old one-row-per-value table,
+//                       is no longer written or read;
 //   tm_prediction_log   model scores logged with a request id (POST /feature-log/predictions).
 import { TidemarkError, type FieldInfo, type Registry, type SourcePlan } from '../definitions/index.js';
 import type { OfflineExecutor } from './executor.js';
@@ -25,7 +28,7 @@ export function sqlString(text: string): string {
   return `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
-export const FEATURE_LOG_TABLE = 'tm_feature_log';
+export const FEATURE_LOG_TABLE = 'tm_feature_log_records';
 export const PREDICTION_LOG_TABLE = 'tm_prediction_log';
 
 export function eventTable(source: string): string {
@@ -84,7 +87,7 @@ export async function ensureTables(executor: OfflineExecutor, registry: Registry
     `CREATE TABLE IF NOT EXISTS tm_dead_letters${on} (source String, load_id String, position UInt64, code String, field Nullable(String), reason String, raw String, at DateTime64(3, 'UTC')) ENGINE = MergeTree ORDER BY (source, at)`,
   );
   await executor.command(
-    `CREATE TABLE IF NOT EXISTS ${FEATURE_LOG_TABLE}${on} (request_id String, read_ms Int64, registry_version String, entity_row UInt32, keys String, view String, key String, feature String, status String, value_num Nullable(Float64), value_text Nullable(String), event_ms Nullable(Int64), __load String, __offset UInt64) ENGINE = MergeTree ORDER BY (read_ms, request_id, entity_row)`,
+    `CREATE TABLE IF NOT EXISTS ${FEATURE_LOG_TABLE}${on} (read_ms Int64, request_id String, record String, __load String, __offset UInt64) ENGINE = MergeTree ORDER BY (read_ms, request_id)`,
   );
   await executor.command(
     `CREATE TABLE IF NOT EXISTS ${PREDICTION_LOG_TABLE}${on} (request_id String, model Nullable(String), score Float64, at_ms Int64, __load String, __offset UInt64) ENGINE = MergeTree ORDER BY (at_ms, request_id)`,

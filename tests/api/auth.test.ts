@@ -17,7 +17,7 @@ import { apiSecurityOptions, serverSecurity } from '../../api/cli.js';
 import { pushRoutes, TOKEN_HEADER, type PushProducer } from '../../api/push-routes.js';
 import { compileOrThrow, TidemarkError } from '../../definitions/index.js';
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
-import { buildMaterializerServer, FeatureLogQueue, type FeatureLogRecord, type Materializer } from '../../ingest/index.js';
+import { buildMaterializerServer, FeatureLogQueue, type EncodedFeatureLogRecord, type Materializer } from '../../ingest/index.js';
 import type { OfflineStore } from '../../offline/index.js';
 import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
 import type { ServerOptions } from '../../api/server.js';
@@ -57,7 +57,7 @@ interface Sent {
   messages: { key: string; value: string; headers?: Record<string, string> }[];
 }
 
-const loggedRecords: FeatureLogRecord[] = [];
+const loggedRecords: EncodedFeatureLogRecord[] = [];
 
 async function apiServer(options: Partial<ServerOptions> = {}, push: { producer?: PushProducer; log?: (level: 'info', message: string, details: Record<string, unknown>) => void } = {}) {
   const store = new MemoryOnlineStore(compiled.registry);

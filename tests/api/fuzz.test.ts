@@ -46,7 +46,7 @@ beforeAll(async () => {
     securityHeaders: true,
     registryHistory: async () => [{ version: 1, registryVersion: files.compiled.registry.version, appliedAt: new Date(0).toISOString(), definitions: 'examples/flights', views: {}, changes: [] }],
     // Feature logging into the same chDB store: POST /feature-log/predictions and GET /metrics are fuzzed too.
-    featureLog: new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor, files.compiled.registry), { sampleRate: 1 }),
+    featureLog: new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor), { sampleRate: 1 }),
   });
   await api.register(pushRoutes, { compiled: files.compiled, store });
   await api.ready();

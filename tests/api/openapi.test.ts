@@ -38,7 +38,7 @@ beforeAll(async () => {
   offline = await OfflineStore.open(compiled, { dataDir: dir });
   // Every area of the API: online reads, the offline routes, and the push route (as `tidemark serve` adds it).
   // Feature logging on too (serve --log-features): POST /feature-log/predictions and GET /metrics.
-  const featureLog = new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor, compiled.registry), { sampleRate: 1 });
+  const featureLog = new FeatureLogQueue(new OfflineFeatureLogSink(offline.executor), { sampleRate: 1 });
   app = await buildServer({ service: new OnlineFeatureService(compiled.registry, store, 'watermark'), offline, onRoute: (r) => routes.push(r), registryHistory: async () => [], featureLog });
   await app.register(pushRoutes, { compiled, store });
   await app.ready();

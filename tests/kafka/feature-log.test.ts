@@ -1,19 +1,18 @@
 // Feature logging through Kafka, on real services: reads served from Redis (flights replayed
 // through the materializer core) are logged to `<prefix>.feature_log` on a private librdkafka mock
 // cluster with predictions for some of them; `offline-sink`'s consumer (OfflineKafkaSink with the
-// feature-log topic) lands them in tm_feature_log and tm_prediction_log, bad records in
+// feature-log topic) lands them in tm_feature_log_records and tm_prediction_log, bad records in
 // tm_dead_letters with TM_LOG_BAD_RECORD, field and reason; a second group's full redelivery
 // stores nothing twice; and the logged values match the offline path. Then a Kafka outage: serving
 // keeps answering, the drops are counted (GET /metrics), and logging resumes once Kafka is back.
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
 import { Partitioners } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CompiledDefinitions } from '../../definitions/index.js';
-import { featureLogTopic, KafkaFeatureLogSink, type FeatureLogQueue } from '../../ingest/index.js';
+import { featureLogTopic, KafkaFeatureLogSink } from '../../ingest/index.js';
 import { evaluateSkew } from '../../monitor/index.js';
-import { FEATURE_LOG_TABLE, OfflineKafkaSink, PREDICTION_LOG_TABLE, type OfflineStore } from '../../offline/index.js';
+import { FEATURE_LOG_TABLE, loggedValuesSql, OfflineKafkaSink, PREDICTION_LOG_TABLE, type OfflineStore } from '../../offline/index.js';
 import { createRedisClient, RedisOnlineStore, type RedisClient } from '../../online/index.js';
 import { startMockKafka } from '../support/kafka.js';
 import { testRedisUrl } from '../support/redis.js';
@@ -92,11 +91,12 @@ describe('feature log through Kafka', () => {
     const rows = 4 * 3 * FEATURES.length;
     await sink.start();
     try {
-      await until(async () => (await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`)) === rows && (await count(`SELECT count() AS n FROM ${PREDICTION_LOG_TABLE}`)) === 2 && sink.stats.badLogRecords === 3, `${rows} logged values, 2 predictions and 3 dead letters`);
+      await until(async () => (await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`)) === 4 && (await count(`SELECT count() AS n FROM ${PREDICTION_LOG_TABLE}`)) === 2 && sink.stats.badLogRecords === 3, '4 logged reads, 2 predictions and 3 dead letters');
     } finally {
       await sink.stop();
     }
     expect(sink.stats).toMatchObject({ logRecords: 6, badLogRecords: 3 });
+    expect(await count(`SELECT count() AS n FROM (${loggedValuesSql('1')})`)).toBe(rows);
     const predictions = await offline.executor.rows<{ request_id: string; score: number; model: string }>(`SELECT request_id, score, model FROM ${PREDICTION_LOG_TABLE} ORDER BY score`);
     expect(predictions).toEqual([{ request_id: ids[0], score: 0.25, model: 'delay-model@3' }, { request_id: ids[1], score: 0.75, model: 'delay-model@3' }]);
     const logged = await offline.executor.rows<{ request_id: string; n: number }>(`SELECT request_id, count() AS n FROM ${FEATURE_LOG_TABLE} GROUP BY request_id ORDER BY request_id`);
@@ -116,7 +116,8 @@ describe('feature log through Kafka', () => {
     } finally {
       await again.stop();
     }
-    expect(await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`)).toBe(rows);
+    expect(await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`)).toBe(4);
+    expect(await count(`SELECT count() AS n FROM (${loggedValuesSql('1')})`)).toBe(rows);
     expect(await count(`SELECT count() AS n FROM ${PREDICTION_LOG_TABLE}`)).toBe(2);
 
     // What Kafka carried matches the offline path.

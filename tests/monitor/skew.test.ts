@@ -33,7 +33,7 @@ beforeAll(async () => {
   client = createRedisClient(testRedisUrl());
   store = new RedisOnlineStore(compiled.registry, client, { prefix: `skew-${randomUUID().slice(0, 8)}` });
   await replayFlights(compiled, store, LIMIT);
-  ({ app, queue } = await loggingServer(compiled, store, new OfflineFeatureLogSink(offline.executor, compiled.registry)));
+  ({ app, queue } = await loggingServer(compiled, store, new OfflineFeatureLogSink(offline.executor)));
 }, 120_000);
 
 afterAll(async () => {

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TidemarkError, type CompiledDefinitions } from '../../definitions/index.js';
 import { FeatureLogQueue, readParquetBatches } from '../../ingest/index.js';
-import { featureLogRowsOf, OfflineFeatureLogSink, OfflineStore, writeLogDataset } from '../../offline/index.js';
+import { checkFeatureLogRecord, OfflineFeatureLogSink, OfflineStore, writeLogDataset } from '../../offline/index.js';
 import { MemoryOnlineStore } from '../../online/index.js';
 import { FEATURES, loggingServer, offlineFlights, readAirports, replayFlights, type ReadAnswer } from '../support/feature-log.js';
 
@@ -26,7 +26,7 @@ beforeAll(async () => {
   ({ compiled, offline, dir, airports, maxTs } = await offlineFlights(LIMIT));
   const store = new MemoryOnlineStore(compiled.registry);
   await replayFlights(compiled, store, LIMIT);
-  ({ app, queue } = await loggingServer(compiled, store, new OfflineFeatureLogSink(offline.executor, compiled.registry)));
+  ({ app, queue } = await loggingServer(compiled, store, new OfflineFeatureLogSink(offline.executor)));
   answers.set('req-body', await readAirports(app, [airports[0]!, airports[1]!], { request_id: 'req-body', headers: { 'x-request-id': 'ignored-header' } }));
   answers.set('req-header', await readAirports(app, [airports[2]!], { headers: { 'x-request-id': 'req-header' } }));
   // at a tile edge (every hop divides 1 h): the online store reads there exactly
@@ -129,7 +129,7 @@ describe('dataset --from-log', () => {
   });
 });
 
-describe('feature-log records as rows', () => {
+describe('feature-log records checked against the registry', () => {
   const read = (entities: Record<string, string[]>, view = 'origin_delays', feature = 'flights_1h') => ({
     kind: 'read' as const,
     v: 1 as const,
@@ -140,11 +140,10 @@ describe('feature-log records as rows', () => {
     features: [{ view, feature, values: entities[Object.keys(entities)[0]!]!.map(() => 1), statuses: entities[Object.keys(entities)[0]!]!.map(() => 'PRESENT' as const), event_times_ms: entities[Object.keys(entities)[0]!]!.map(() => 5) }],
   });
 
-  it('gives one row per entity row and feature, and refuses unknown features, missing and extra join keys, naming the field', () => {
-    const good = featureLogRowsOf(read({ airport: ['ORD', 'SFO'] }), compiled.registry, 'embedded', 0);
-    expect(good.ok && good.rows.reads.map((r) => [r.entity_row, r.key, r.keys, r.value_num, r.event_ms])).toEqual([[0, 'ORD', '{"airport":"ORD"}', 1, 5], [1, 'SFO', '{"airport":"SFO"}', 1, 5]]);
-    expect(featureLogRowsOf(read({ airport: ['ORD'] }, 'origin_delays', 'nope'), compiled.registry, 'embedded', 0)).toMatchObject({ ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: 'features.0' } });
-    expect(featureLogRowsOf(read({ origin: ['ORD'] }, 'route_delays', 'flights_7d'), compiled.registry, 'embedded', 0)).toMatchObject({ ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: 'entities.destination' } });
-    expect(featureLogRowsOf(read({ airport: ['ORD'], 'a b': ['x'] }), compiled.registry, 'embedded', 0)).toMatchObject({ ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: 'entities.a b' } });
+  it('accepts a read of the registry, and refuses unknown features, missing and extra join keys, naming the field', () => {
+    expect(checkFeatureLogRecord(read({ airport: ['ORD', 'SFO'] }), compiled.registry)).toEqual({ ok: true });
+    expect(checkFeatureLogRecord(read({ airport: ['ORD'] }, 'origin_delays', 'nope'), compiled.registry)).toMatchObject({ ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: 'features.0' } });
+    expect(checkFeatureLogRecord(read({ origin: ['ORD'] }, 'route_delays', 'flights_7d'), compiled.registry)).toMatchObject({ ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: 'entities.destination' } });
+    expect(checkFeatureLogRecord(read({ airport: ['ORD'], 'a b': ['x'] }), compiled.registry)).toMatchObject({ ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: 'entities.a b' } });
   });
 });
