@@ -7,6 +7,7 @@ import { compileOrThrow } from '../definitions/index.js';
 import * as flights from '../examples/flights/definitions.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { OfflineStore } from '../offline/index.js';
+import { printWorkerFigures } from './worker-figures.js';
 
 const [mode, dir, view, spine, out] = process.argv.slice(2) as [string, string, string?, string?, string?];
 const compiled = compileOrThrow(flights);
@@ -43,6 +44,4 @@ try {
 } finally {
   await store.close();
 }
-figures.seconds = (performance.now() - started) / 1000;
-figures.peakRssMb = process.resourceUsage().maxRSS / 1024;
-process.stdout.write(`${JSON.stringify(figures)}\n`);
+printWorkerFigures(figures, started);

@@ -15,6 +15,7 @@ import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import * as flights from '../examples/flights/definitions.js';
 import { evaluateSkew } from '../monitor/index.js';
 import { FEATURE_LOG_TABLE, OfflineStore } from '../offline/index.js';
+import { printWorkerFigures } from './worker-figures.js';
 
 const [mode, dir, readsArg] = process.argv.slice(2) as [string, string, string?];
 const compiled = compileOrThrow(flights);
@@ -66,6 +67,4 @@ try {
 } finally {
   await store.close();
 }
-figures.seconds = (performance.now() - started) / 1000;
-figures.peakRssMb = process.resourceUsage().maxRSS / 1024;
-process.stdout.write(`${JSON.stringify(figures)}\n`);
+printWorkerFigures(figures, started);
