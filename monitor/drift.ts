@@ -138,8 +138,8 @@ export async function* evaluateDrift(
   const warmup = Math.max(...windowsBuckets);
   const kinds = (['numeric', 'categorical'] as const).filter((k) => hasFeatures(plan, k));
   const params = { monitor: plan.name, version: plan.version, origin: phase, interval };
-  for (let start = firstEval - warmup; start < lastEval; start += bucketsPerQuery) {
-    const end = Math.min(start + bucketsPerQuery, lastEval);
+  /** One span's bucket counts, every kind; its queries run in chDB off the event loop. */
+  const fetchSpan = async (start: number, end: number): Promise<Map<number, BucketCounts>> => {
     const byBucket = new Map<number, BucketCounts>();
     for (const kind of kinds) {
       const rows = await executor.rows<{ fid: number; slice: string; b: number; bin: number; unseen: string; c: number }>(binCountsSql(compiled, plan, kind), {
@@ -157,14 +157,36 @@ export async function* evaluateDrift(
         if (kind === 'categorical' && r.bin === 0) counts.unseen.set(r.unseen, (counts.unseen.get(r.unseen) ?? 0) + r.c);
       }
     }
+    return byBucket;
+  };
+  // Pipelined: while ClickHouse counts the next span, Node computes the statistics of this one
+  // (the Monte Carlo p-values cost about as much as the counting). Each span's evaluations are
+  // all computed before the first is yielded, so a consumer's own queries (metric writes) do not
+  // queue behind the next span's counting while Node waits. Memory: two spans' bucket counts and
+  // one span's results.
+  const spanEnd = (start: number): number => Math.min(start + bucketsPerQuery, lastEval);
+  const prefetch = (start: number): Promise<Map<number, BucketCounts>> => {
+    const counts = fetchSpan(start, spanEnd(start));
+    // Handled when awaited; until then a failure must not count as an unhandled rejection
+    // (nor later, if the consumer stops before this span).
+    counts.catch(() => {});
+    return counts;
+  };
+  let next = prefetch(firstEval - warmup);
+  for (let start = firstEval - warmup; start < lastEval; start += bucketsPerQuery) {
+    const end = spanEnd(start);
+    const byBucket = await next;
+    if (end < lastEval) next = prefetch(end);
+    const ready: DriftEvaluation[] = [];
     for (let b = start; b < end; b++) {
       rolling.push(b, byBucket.get(b) ?? new Map());
       if (b + 1 < firstEval) continue;
       const windowEndMs = phase + (b + 1) * interval;
       const results: DriftResult[] = [];
       plan.windowsMs.forEach((windowMs, w) => results.push(...decide(plan, profile, rolling.sums[w]!, rolling.unseen[w]!, windowMs, windowEndMs)));
-      yield { windowEndMs, results };
+      ready.push({ windowEndMs, results });
     }
+    for (const evaluation of ready) yield evaluation;
   }
 }
 
