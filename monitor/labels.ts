@@ -107,12 +107,9 @@ export async function evaluateLabels(executor: OfflineExecutor, plan: MonitorPla
   const out = new Map<number, LabelMetricsResult[]>();
   const kFirst = Math.floor((fromMs - plan.phaseMs) / plan.intervalMs) + 1;
   const kLast = Math.floor((toMs - plan.phaseMs) / plan.intervalMs);
-  // Each query covers up to 26 weeks of evaluations. Every prediction is expanded once per
-  // (window, evaluation, slice) it counts in, streamed into groups per (evaluation, window, slice,
-  // score), so the span bounds the query's memory (evaluations x windows x slices x distinct
-  // scores). One query instead of one per four weeks: each query joins every prediction of its
-  // span and the windows before it to its label, so short spans join most predictions twice.
-  const perQuery = Math.max(1, Math.floor((182 * 86_400_000) / plan.intervalMs));
+  // Each query covers about four weeks of evaluations: every prediction is expanded once per
+  // (window, evaluation, slice) it counts in, so the span bounds the query's memory.
+  const perQuery = Math.max(1, Math.floor((28 * 86_400_000) / plan.intervalMs));
   for (let k0 = kFirst; k0 <= kLast; k0 += perQuery) {
     const rows = await executor.rows<LabelWindowRow>(labelWindowsSql(plan, labels), { kFirst: k0, kLast: Math.min(kLast, k0 + perQuery - 1) });
     for (const row of rows) {
