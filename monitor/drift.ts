@@ -4,11 +4,12 @@
 // plus the buckets of the longest window; never rows.
 import { compareCodePoints, type CompiledDefinitions, type MonitorPlan } from '../definitions/index.js';
 import type { OfflineExecutor } from '../offline/index.js';
-import { categoricalPsiTestCounts, decideDrift, psiPValue } from './calibration.js';
+import { decideDrift } from './calibration.js';
 import { binCountsSql, hasFeatures } from './drift-sql.js';
-import { binnedKs, ksPValue } from './ks.js';
-import { FINE_BINS, profileKey, type FeatureSliceProfile, type MonitorProfile } from './profile.js';
-import { psi, totalCount } from './psi.js';
+import type { DriftTestInput } from './drift-statistics.js';
+import { FINE_BINS, profileKey, type MonitorProfile } from './profile.js';
+import { totalCount } from './psi.js';
+import { inlineStatistics, StatisticsPool, type StatisticsComputer } from './statistics-pool.js';
 
 /** One (feature, slice, window) at one evaluation time. */
 export interface DriftResult {
@@ -54,12 +55,10 @@ export interface DriftEvaluation {
 /** Each bin-count query covers about this much time (at least one bucket): bounded intermediate memory. */
 const QUERY_SPAN_MS = 16 * 86_400_000;
 
-/** PSI's 10 decile bins from the 100 fine bins: fine bin j lies in decile bin floor(j / 10). */
-export function decileCounts(fine: ArrayLike<number>): Float64Array {
-  const out = new Float64Array(10);
-  for (let j = 0; j < fine.length; j++) out[Math.min(9, Math.floor(j / 10))]! += fine[j]!;
-  return out;
-}
+export { decileCounts } from './drift-statistics.js';
+
+/** Above this many (evaluation, window, feature, slice) tests, statistics go to worker threads. */
+const POOL_MIN_TESTS = 5000;
 
 /** One bucket's counts per (feature, slice) key: per bin, and per category the reference never saw. */
 interface KeyCounts {
@@ -121,6 +120,8 @@ export async function* evaluateDrift(
   profile: MonitorProfile,
   fromMs: number,
   toMs: number,
+  /** statistics: where test statistics are computed (auto: worker threads for many tests); querySpanMs: time one counting query covers. */
+  options: { statistics?: 'auto' | 'workers' | 'inline'; querySpanMs?: number } = {},
 ): AsyncIterable<DriftEvaluation> {
   const interval = plan.intervalMs;
   const phase = plan.phaseMs;
@@ -128,7 +129,7 @@ export async function* evaluateDrift(
   // Bucket b covers [phase + b * interval, phase + (b + 1) * interval) and is evaluated at its end.
   const firstEval = Math.floor((fromMs - phase) / interval) + 1;
   const lastEval = Math.floor((toMs - phase) / interval);
-  const bucketsPerQuery = Math.max(1, Math.floor(QUERY_SPAN_MS / interval));
+  const bucketsPerQuery = Math.max(1, Math.floor((options.querySpanMs ?? QUERY_SPAN_MS) / interval));
   if (lastEval < firstEval) return;
   const sizeOf = (key: string): number => {
     const p = profile.get(key);
@@ -138,8 +139,8 @@ export async function* evaluateDrift(
   const warmup = Math.max(...windowsBuckets);
   const kinds = (['numeric', 'categorical'] as const).filter((k) => hasFeatures(plan, k));
   const params = { monitor: plan.name, version: plan.version, origin: phase, interval };
-  for (let start = firstEval - warmup; start < lastEval; start += bucketsPerQuery) {
-    const end = Math.min(start + bucketsPerQuery, lastEval);
+  /** One span's bucket counts, every kind; its queries run in chDB off the event loop. */
+  const fetchSpan = async (start: number, end: number): Promise<Map<number, BucketCounts>> => {
     const byBucket = new Map<number, BucketCounts>();
     for (const kind of kinds) {
       const rows = await executor.rows<{ fid: number; slice: string; b: number; bin: number; unseen: string; c: number }>(binCountsSql(compiled, plan, kind), {
@@ -157,29 +158,67 @@ export async function* evaluateDrift(
         if (kind === 'categorical' && r.bin === 0) counts.unseen.set(r.unseen, (counts.unseen.get(r.unseen) ?? 0) + r.c);
       }
     }
-    for (let b = start; b < end; b++) {
-      rolling.push(b, byBucket.get(b) ?? new Map());
-      if (b + 1 < firstEval) continue;
-      const windowEndMs = phase + (b + 1) * interval;
-      const results: DriftResult[] = [];
-      plan.windowsMs.forEach((windowMs, w) => results.push(...decide(plan, profile, rolling.sums[w]!, rolling.unseen[w]!, windowMs, windowEndMs)));
-      yield { windowEndMs, results };
+    return byBucket;
+  };
+  // Pipelined: while ClickHouse counts the next span, Node computes the statistics of this one
+  // (the Monte Carlo p-values cost about as much as the counting). Each span's evaluations are
+  // all computed before the first is yielded, so a consumer's own queries (metric writes) do not
+  // queue behind the next span's counting while Node waits. Memory: two spans' bucket counts and
+  // one span's results.
+  const spanEnd = (start: number): number => Math.min(start + bucketsPerQuery, lastEval);
+  const prefetch = (start: number): Promise<Map<number, BucketCounts>> => handled(fetchSpan(start, spanEnd(start)));
+  // Worker threads compute the statistics of a replay's many tests in parallel (the same bits as
+  // on this thread: each test's Monte Carlo is seeded by its own counts).
+  const tests = (lastEval - firstEval + 1) * plan.windowsMs.length * profile.size;
+  const mode = options.statistics ?? 'auto';
+  const useWorkers = mode === 'workers' || (mode === 'auto' && tests >= POOL_MIN_TESTS);
+  // Workers that cannot start (no worker threads here): the same statistics on this thread.
+  const computer: StatisticsComputer = useWorkers ? await StatisticsPool.open().catch(() => inlineStatistics) : inlineStatistics;
+  try {
+    let next = prefetch(firstEval - warmup);
+    for (let start = firstEval - warmup; start < lastEval; start += bucketsPerQuery) {
+      const end = spanEnd(start);
+      const byBucket = await next;
+      if (end < lastEval) next = prefetch(end);
+      // Every window of every evaluation of the span is handed out before the first is awaited.
+      const ready: { windowEndMs: number; windows: Promise<DriftResult[]>[] }[] = [];
+      for (let b = start; b < end; b++) {
+        rolling.push(b, byBucket.get(b) ?? new Map());
+        if (b + 1 < firstEval) continue;
+        const windowEndMs = phase + (b + 1) * interval;
+        const windows = plan.windowsMs.map((windowMs, w) => handled(decide(plan, profile, rolling.sums[w]!, rolling.unseen[w]!, windowMs, windowEndMs, computer)));
+        ready.push({ windowEndMs, windows });
+      }
+      for (const { windowEndMs, windows } of ready) yield { windowEndMs, results: (await Promise.all(windows)).flat() };
     }
+  } finally {
+    await computer.close();
   }
 }
 
-/** Statistics and decisions of one window at one time (calibrated: BH across all its (feature, slice) tests). */
-function decide(
+/** The same promise, its rejection marked handled until it is awaited (later, or never if the consumer stops). */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
+}
+
+/**
+ * Statistics and decisions of one window at one time (calibrated: BH across all its (feature,
+ * slice) tests). The counts are copied before the first await: the rolling sums move on.
+ */
+async function decide(
   plan: MonitorPlan,
   profile: MonitorProfile,
   sums: ReadonlyMap<string, Float64Array>,
   unseen: ReadonlyMap<string, ReadonlyMap<string, number>>,
   windowMs: number,
   windowEndMs: number,
-): DriftResult[] {
+  computer: StatisticsComputer,
+): Promise<DriftResult[]> {
   const { mode, fdr, psiFloor, minSamples } = plan.drift;
   const results: DriftResult[] = [];
-  const tested: DriftResult[] = [];
+  const withStatistics: DriftResult[] = [];
+  const inputs: DriftTestInput[] = [];
   for (const [key, cur] of sums) {
     const nCur = totalCount(cur);
     if (nCur <= 0) continue;
@@ -191,11 +230,19 @@ function decide(
       results.push({ ...base, note: 'no_reference' });
       continue;
     }
-    const result = { ...base, ...statistics(ref, cur, nCur, unseen.get(key)) };
+    const unseenHere = ref.kind === 'categorical' ? unseen.get(key) : undefined;
+    inputs.push({ kind: ref.kind, refCounts: ref.counts, refN: ref.n, cur: cur.slice(), nCur, unseenCounts: [...(unseenHere ?? new Map<string, number>()).values()] });
+    const result: DriftResult = { ...base, unseenTop: ref.kind === 'categorical' ? topUnseen(unseenHere) : null };
     results.push(result);
-    if (nCur < minSamples || ref.n < minSamples) result.note = 'too_few_rows';
-    else tested.push(result);
+    withStatistics.push(result);
   }
+  const statistics = await computer.compute(inputs);
+  const tested: DriftResult[] = [];
+  withStatistics.forEach((result, i) => {
+    Object.assign(result, statistics[i]!);
+    if (result.nCur < minSamples || result.nRef < minSamples) result.note = 'too_few_rows';
+    else tested.push(result);
+  });
   const decisions = decideDrift(
     // A PSI p-value skipped because the KS one alone decides stands in as 1: it cannot change the combination.
     tested.map((t) => ({ kind: t.kind, psi: t.psi!, psiPValue: t.psiPValue ?? 1, ksPValue: t.ksPValue })),
@@ -208,38 +255,6 @@ function decide(
     t.qValue = d.qValue;
   });
   return results;
-}
-
-/** Monte Carlo budget of PSI's no-drift p-value; its smallest p-value is 1 / (budget + 1). */
-const PSI_MONTE_CARLO_REPLICATES = 1000;
-
-function statistics(
-  ref: FeatureSliceProfile,
-  cur: Float64Array,
-  nCur: number,
-  unseen: ReadonlyMap<string, number> | undefined,
-): Pick<DriftResult, 'psi' | 'ks' | 'ksErrorBound' | 'psiPValue' | 'ksPValue' | 'currentBins' | 'unseenTop'> {
-  const options = { maxReplicates: PSI_MONTE_CARLO_REPLICATES };
-  if (ref.kind === 'categorical') {
-    // PSI lumps unseen categories into one bin (SEMANTICS); its no-drift p-value is a permutation
-    // test over every category, the unseen ones kept apart (a plug-in model of the reference's
-    // categories alarms too often when many are rare).
-    const value = psi(ref.counts, cur);
-    const unseenCounts = [...(unseen ?? new Map<string, number>()).values()];
-    const refAligned = [...ref.counts.subarray(1), ...unseenCounts.map(() => 0)];
-    const curAligned = [...cur.subarray(1), ...unseenCounts];
-    const pPsi = categoricalPsiTestCounts(refAligned, curAligned, options).pValue;
-    return { psi: value, ks: null, ksErrorBound: null, psiPValue: pPsi, ksPValue: null, currentBins: [...cur], unseenTop: topUnseen(unseen) };
-  }
-  const refDeciles = decileCounts(ref.counts);
-  const curDeciles = decileCounts(cur);
-  const value = psi(refDeciles, curDeciles);
-  const ks = binnedKs(ref.counts, cur);
-  const pKs = ksPValue(ks.statistic, ref.n, nCur, 'asymp');
-  // The test's p-value is 2 min(pPsi, pKs) (driftTestPValue). When pKs is below anything the PSI's
-  // Monte Carlo can return, pPsi cannot change it: skip the simulation (the costliest step).
-  const pPsi = 2 * pKs < 1 / (PSI_MONTE_CARLO_REPLICATES + 1) ? null : psiPValue(value, refDeciles, nCur, { ...options, kind: 'numeric' });
-  return { psi: value, ks: ks.statistic, ksErrorBound: ks.errorBound, psiPValue: pPsi, ksPValue: pKs, currentBins: [...curDeciles], unseenTop: null };
 }
 
 /** The UNSEEN_TOP most frequent unseen categories, count descending, ties by code point. */

@@ -5,7 +5,7 @@
 // A restart resumes after the last stored evaluation and refills the burn-rate windows from the
 // stored metrics, so nothing is evaluated twice and nothing pages twice.
 import { TidemarkError, type CompiledDefinitions, type MonitorPlan, type SloPlan } from '../definitions/index.js';
-import { latestEventTimeMs, type OfflineExecutor } from '../offline/index.js';
+import { COMPLETED_LOADS, eventTable, ident, type OfflineExecutor } from '../offline/index.js';
 import { AlertDelivery, type AlertSink, type DeliveryReport } from './alert-sinks.js';
 import { OfflineAlertStateStore, type AlertStateStore } from './alert-store.js';
 import { BurnRateAlerts, type AlertNotification } from './alerts.js';
@@ -80,22 +80,36 @@ export class MonitorRunner {
     const start = last === null ? fromMs : Math.max(fromMs, last);
     const out: EvaluationSummary[] = [];
     if (toMs <= start) return out;
-    const labels = this.plan.labels ? await evaluateLabels(this.executor, this.plan, start, toMs) : new Map<number, LabelMetricsResult[]>();
-    const orphans = this.plan.labels ? await this.orphanLabelBuckets(start, toMs) : null;
-    for await (const drift of evaluateDrift(this.executor, this.compiled, this.plan, this.profile, start, toMs)) {
-      const T = drift.windowEndMs;
-      const rows: MetricRow[] = drift.results.map((r) => this.driftRow(r));
-      for (const l of labels.get(T) ?? []) rows.push(...this.labelRows(l));
-      if (orphans) rows.push(...this.orphanRows(T, orphans));
-      rows.push(await this.freshnessRow(T));
-      if (this.plan.skew) rows.push(...(await this.skewRows(T, this.plan.skew.views)));
-      await writeMetrics(this.executor, rows);
-      const notifications = this.observe(T, rows);
-      const delivery = this.delivery ? await this.delivery.deliver(Date.now()) : (await this.alerts.save(), null);
-      for (const failure of delivery?.failures ?? []) this.log(`alert sink ${failure.sink} failed; its alerts stay pending`, { code: failure.error.code, error: failure.error.message });
-      const summary = { windowEndMs: T, metrics: rows.length, drifted: drift.results.filter((r) => r.drift === true), notifications, delivery };
-      out.push(summary);
-      await onEvaluation?.(summary);
+    // The drift counting of the first span is queued first, then the label metrics, orphan labels
+    // and freshness of every evaluation (one query each): ClickHouse works through them while
+    // Node computes the first span's drift statistics.
+    const driftEvaluations = evaluateDrift(this.executor, this.compiled, this.plan, this.profile, start, toMs)[Symbol.asyncIterator]();
+    const firstDrift = handled(driftEvaluations.next());
+    const labelsLater = handled(this.plan.labels ? evaluateLabels(this.executor, this.plan, start, toMs) : Promise.resolve(new Map<number, LabelMetricsResult[]>()));
+    const orphansLater = handled(this.plan.labels ? this.orphanLabelBuckets(start, toMs) : Promise.resolve(null));
+    const freshnessLater = handled(this.latestEventTimes(start, toMs));
+    try {
+      for (let step = await firstDrift; !step.done; step = await driftEvaluations.next()) {
+        const drift = step.value;
+        const T = drift.windowEndMs;
+        const labels = await labelsLater;
+        const orphans = await orphansLater;
+        const rows: MetricRow[] = drift.results.map((r) => this.driftRow(r));
+        for (const l of labels.get(T) ?? []) rows.push(...this.labelRows(l));
+        if (orphans) rows.push(...this.orphanRows(T, orphans));
+        rows.push(this.freshnessRow(T, (await freshnessLater).get(T) ?? null));
+        if (this.plan.skew) rows.push(...(await this.skewRows(T, this.plan.skew.views)));
+        await writeMetrics(this.executor, rows);
+        const notifications = this.observe(T, rows);
+        const delivery = this.delivery ? await this.delivery.deliver(Date.now()) : (await this.alerts.save(), null);
+        for (const failure of delivery?.failures ?? []) this.log(`alert sink ${failure.sink} failed; its alerts stay pending`, { code: failure.error.code, error: failure.error.message });
+        const summary = { windowEndMs: T, metrics: rows.length, drifted: drift.results.filter((r) => r.drift === true), notifications, delivery };
+        out.push(summary);
+        await onEvaluation?.(summary);
+      }
+    } finally {
+      // Stopped by an error: close the generator (its prefetched counts are dropped).
+      await driftEvaluations.return?.(undefined);
     }
     // A replay wrote one part per evaluation: compact them, so later reads with FINAL stay cheap
     // (one evaluation at a time, on schedule, is left to the background merges).
@@ -172,9 +186,25 @@ export class MonitorRunner {
     });
   }
 
+  /**
+   * The latest event time before T of the monitored source, for every interval end T in (fromMs,
+   * toMs], in one pass (as `latestEventTimeMs(source, T)` per T); T without an earlier event is absent.
+   */
+  private async latestEventTimes(fromMs: number, toMs: number): Promise<Map<number, number>> {
+    const { phaseMs, intervalMs } = this.plan;
+    const ends: number[] = [];
+    for (let k = Math.floor((fromMs - phaseMs) / intervalMs) + 1; phaseMs + k * intervalMs <= toMs; k++) ends.push(phaseMs + k * intervalMs);
+    if (ends.length === 0) return new Map();
+    const columns = ends.map((_, i) => `countIf(__ts < {t${i}:Int64}) AS n${i}, maxIf(__ts, __ts < {t${i}:Int64}) AS m${i}`).join(', ');
+    const [row] = await this.executor.rows<Record<string, number>>(
+      `SELECT ${columns} FROM ${ident(eventTable(this.plan.source))} WHERE ${COMPLETED_LOADS} AND __ts < {before:Int64}`,
+      { before: ends[ends.length - 1]!, ...Object.fromEntries(ends.map((T, i) => [`t${i}`, T])) },
+    );
+    return new Map(ends.flatMap((T, i) => (row && Number(row[`n${i}`]) > 0 ? [[T, Number(row[`m${i}`])] as const] : [])));
+  }
+
   /** Freshness at T: T minus the latest event time before T of the monitored source. */
-  private async freshnessRow(T: number): Promise<MetricRow> {
-    const latest = await latestEventTimeMs(this.executor, this.plan.source, T);
+  private freshnessRow(T: number, latest: number | null): MetricRow {
     return this.plainRow('freshness', this.plan.intervalMs, T, latest === null ? null : T - latest);
   }
 
@@ -228,6 +258,12 @@ export class MonitorRunner {
       this.observe(T, byT.get(T)!.map((r) => ({ ...r, detail: JSON.stringify(r.detail) })));
     }
   }
+}
+
+/** The same promise, its rejection marked handled until someone awaits it (it may be awaited late, or not at all). */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
 }
 
 /** The monitor named, or the only one. */
