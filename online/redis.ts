@@ -103,7 +103,7 @@ import {
 } from '../definitions/index.js';
 import { luaMergeSlot, LUA_AGG_CODE } from '../definitions/aggregations/index.js';
 import type { CasFence, ConditionalApplyResult as IngestConditionalApplyResult, ConditionalKeyTileUpdates, ConditionalTileBatch } from '../ingest/index.js';
-import type { ApplyResult, KeyTiles, OnlineStore, StoreStats, TileRange } from './store.js';
+import { readAfterWatermark, type ApplyResult, type KeyTiles, type OnlineStore, type StoreStats, type TileRange } from './store.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -609,14 +609,13 @@ return {applied, late, delta, fenced, newKeys, refused, lateKeys}
  * Per key and hash, one HMGET of every wanted field (series and ranges together), or one HGETALL
  * when the hash holds fewer fields than that. Returns per key 0 for a key never applied, else one
  * string: per series in ARGV order, u32 tile count, then per tile f64 index, u32 length, the tile.
- * With a last key (the meta hash; single Redis only, where every key is on one node), one more
- * element after the keys' replies: the watermark ('' for none), read in the same atomic step as
+ * With a last ARGV 'w' and a last key (the meta hash; single Redis only, where every key is on one
+ * node), one more element after the keys' replies: the watermark ('' for none), read in the same atomic step as
  * the tiles, so a read needs no round trip of its own for it.
  */
 const READ_SCRIPT = `${LUA_FIELD_INDEX}
 local h = tonumber(ARGV[1])
 local a = 2
-local entityKeys = math.floor(#KEYS / (1 + h))
 -- the plan, shared by every key: per hash its series, their ranges and the fields they name
 local hashes = {}
 local seriesCount = 0
@@ -660,6 +659,9 @@ local function fieldsOf(hash)
   return hash.fields
 end
 
+-- after the plan, 'w': the last key is the meta hash, whose watermark comes after the keys' replies
+local withMeta = ARGV[a] == 'w'
+local entityKeys = (#KEYS - (withMeta and 1 or 0)) / (1 + h)
 local out = {}
 local k = 1
 for i = 1, entityKeys do
@@ -715,7 +717,7 @@ for i = 1, entityKeys do
   end
   k = k + 1 + h
 end
-if #KEYS > entityKeys * (1 + h) then out[entityKeys + 1] = redis.call('HGET', KEYS[#KEYS], 'watermark') or '' end
+if withMeta then out[entityKeys + 1] = redis.call('HGET', KEYS[#KEYS], 'watermark') or '' end
 return out
 `;
 
@@ -1556,10 +1558,7 @@ export class RedisOnlineStore implements OnlineStore {
    * first, as before: tiles read after it hold at least what it covers.
    */
   async readAtWatermark(view: string, entityKeys: readonly string[], rangesAt: (watermarkMs: number | null) => readonly TileRange[]): Promise<{ watermarkMs: number | null; tiles: (KeyTiles | null)[] }> {
-    if (this.client instanceof Cluster || !this.views.has(view)) {
-      const watermarkMs = await this.watermarkMs();
-      return { watermarkMs, tiles: await this.readTiles(view, entityKeys, rangesAt(watermarkMs)) };
-    }
+    if (this.client instanceof Cluster || !this.views.has(view)) return readAfterWatermark(this, view, entityKeys, rangesAt);
     let guess = this.lastReadWatermark === undefined ? await this.watermarkMs() : this.lastReadWatermark;
     for (let attempt = 0; ; attempt++) {
       const ranges = rangesAt(guess);
@@ -1591,11 +1590,6 @@ export class RedisOnlineStore implements OnlineStore {
       entry.bounds.push(String(range.fromIndex), String(range.toIndex));
     }
     const hops = [...hashes.keys()];
-    if (withWatermark && hops.length === 0) {
-      // the script tells the meta key from the entity keys by the tiles hashes per key
-      const watermarkMs = await this.watermarkMs();
-      return { watermarkMs, tiles: (await this.readTilesOnce(view, entityKeys, ranges, false)).tiles };
-    }
     const wanted = [...hashes.values()].flatMap((series) => [...series.values()]);
     const args = [String(hops.length)];
     for (const series of hashes.values()) {
@@ -1610,8 +1604,9 @@ export class RedisOnlineStore implements OnlineStore {
     const replies = await Promise.all(
       calls.map((members, c) => {
         const keys = members.flatMap((i) => [this.keyHashKey(view, entityKeys[i]!), ...hops.map((hop) => this.tilesKey(view, entityKeys[i]!, hop))]);
-        if (withWatermark && c === 0) keys.push(this.metaKey);
-        return this.evalScript(SCRIPTS.read, keys, args);
+        if (!withWatermark || c > 0) return this.evalScript(SCRIPTS.read, keys, args);
+        keys.push(this.metaKey);
+        return this.evalScript(SCRIPTS.read, keys, [...args, 'w']);
       }),
     );
     const out: (KeyTiles | null)[] = entityKeys.map(() => null);

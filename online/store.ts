@@ -42,13 +42,34 @@ export interface OnlineStore {
   /**
    * Optional: the watermark and the tiles of a read in one step, the ranges computed from the
    * watermark by `rangesAt`. The tiles hold at least every event the watermark covers. Without it,
-   * a read calls watermarkMs() and then readTiles() (online/serve.ts readWithWatermark).
+   * a read calls watermarkMs() and then readTiles() (readWithWatermark below).
    */
   readAtWatermark?(view: string, entityKeys: readonly string[], rangesAt: (watermarkMs: number | null) => readonly TileRange[]): Promise<{ watermarkMs: number | null; tiles: (KeyTiles | null)[] }>;
   /** Greatest event time materialized so far, or null before the first event. */
   watermarkMs(): Promise<number | null>;
   stats(): Promise<StoreStats>;
   close(): Promise<void>;
+}
+
+/** A store's read with the watermark it was taken at: readAtWatermark when the store has it. */
+export function readWithWatermark(
+  store: OnlineStore,
+  view: string,
+  entityKeys: readonly string[],
+  rangesAt: (watermarkMs: number | null) => readonly TileRange[],
+): Promise<{ watermarkMs: number | null; tiles: (KeyTiles | null)[] }> {
+  return store.readAtWatermark ? store.readAtWatermark(view, entityKeys, rangesAt) : readAfterWatermark(store, view, entityKeys, rangesAt);
+}
+
+/** The watermark, then the tiles at the ranges it gives: the tiles hold at least what it covers. */
+export async function readAfterWatermark(
+  store: Pick<OnlineStore, 'watermarkMs' | 'readTiles'>,
+  view: string,
+  entityKeys: readonly string[],
+  rangesAt: (watermarkMs: number | null) => readonly TileRange[],
+): Promise<{ watermarkMs: number | null; tiles: (KeyTiles | null)[] }> {
+  const watermarkMs = await store.watermarkMs();
+  return { watermarkMs, tiles: await store.readTiles(view, entityKeys, rangesAt(watermarkMs)) };
 }
 
 /** How reads pick their time when the request names none (docs/semantics.md, Online reads). */
@@ -59,18 +80,6 @@ export type StoreClock = 'wall' | 'watermark';
  * materialized event is visible. Wall: wall time, but never before the watermark + 1 ms, so an event
  * stamped slightly in the future (clock skew) is visible rather than leaving its tile half-readable.
  */
-/** A store's read with the watermark it was taken at: readAtWatermark when the store has it. */
-export async function readWithWatermark(
-  store: OnlineStore,
-  view: string,
-  entityKeys: readonly string[],
-  rangesAt: (watermarkMs: number | null) => readonly TileRange[],
-): Promise<{ watermarkMs: number | null; tiles: (KeyTiles | null)[] }> {
-  if (store.readAtWatermark) return store.readAtWatermark(view, entityKeys, rangesAt);
-  const watermarkMs = await store.watermarkMs();
-  return { watermarkMs, tiles: await store.readTiles(view, entityKeys, rangesAt(watermarkMs)) };
-}
-
 export function storeClockMs(clock: StoreClock, watermarkMs: number | null, nowMs: number = Date.now()): number {
   if (watermarkMs === null) return nowMs;
   return clock === 'watermark' ? watermarkMs + 1 : Math.max(nowMs, watermarkMs + 1);
