@@ -11,7 +11,7 @@
 //   - negative control: one key's events moved to the wrong shard make that comparison fail;
 //   - a shard down: the coded error names the shard's URL and no dataset file is left.
 // Datasets on a real multi-node ClickHouse (Keeper, ON CLUSTER, Distributed) are in
-// sharded-cluster.test.ts, which runs only where CLICKHOUSE_CLUSTER_URL is set.
+// tests/clickhouse-cluster/sharded-cluster.test.ts (npm run test:clickhouse-cluster, with CLICKHOUSE_CLUSTER_URL).
 import fc from 'fast-check';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';

@@ -1,7 +1,8 @@
 // The sharded offline store on a REAL multi-node ClickHouse cluster (Keeper, ON CLUSTER DDL,
-// Distributed tables). Runs only when CLICKHOUSE_CLUSTER_URL is set; it has NOT been run on the
-// project's machines (no ClickHouse server can be had there: see shared/SCALE.md and the README's
-// "At scale"). The chDB-process version of these checks, which does run, is sharded-store.test.ts.
+// Distributed tables): `npm run test:clickhouse-cluster`, not part of `npm test`, and it fails
+// without CLICKHOUSE_CLUSTER_URL. It has NOT been run on the project's machines (no modern
+// ClickHouse server can be had there: see the README's "At scale"). The chDB-process version of
+// these checks, which `npm test` runs, is tests/offline/sharded-store.test.ts.
 //
 //   CLICKHOUSE_CLUSTER_URL     HTTP URL of one node (used for ON CLUSTER DDL and the single-node baseline)
 //   CLICKHOUSE_CLUSTER_NAME    the cluster's name in remote_servers (default: default)
@@ -35,7 +36,11 @@ const byUser = featureView({
 const compiled = compileOrThrow({ clicks, user, byUser });
 const FEATURES = ['by_user:n_20', 'by_user:x_sum_20', 'by_user:x_last'];
 
-describe.skipIf(!CLUSTER_URL)('a real ClickHouse cluster (CLICKHOUSE_CLUSTER_URL)', () => {
+if (!CLUSTER_URL) {
+  throw new Error('CLICKHOUSE_CLUSTER_URL is not set: give the HTTP URL of one node of a ClickHouse cluster with Keeper (and CLICKHOUSE_CLUSTER_NAME, CLICKHOUSE_CLUSTER_SHARDS), e.g. CLICKHOUSE_CLUSTER_URL=http://ch1:8123 npm run test:clickhouse-cluster');
+}
+
+describe('a real ClickHouse cluster (CLICKHOUSE_CLUSTER_URL)', () => {
   const database = `tidemark_cluster_${Date.now().toString(36)}`;
   const dir = mkdtempSync(join(tmpdir(), 'tidemark-cluster-'));
 
