@@ -50,16 +50,21 @@ export function requiredJoinKeys(features: readonly RequestedFeature[]): string[
   return [...new Set(features.flatMap((f) => f.view.joinKeys))];
 }
 
+/** A spine column named like a requested feature's output column is refused. */
+export function checkNoOutputClash(spineColumns: readonly string[], requested: readonly RequestedFeature[]): void {
+  const taken = new Set(spineColumns);
+  for (const r of requested) {
+    if (taken.has(r.column)) throw new TidemarkError('TM_SPINE_BAD_COLUMN', `spine column ${r.column} clashes with the output column of feature ${r.view.name}:${r.feature.name}`, { column: r.column });
+  }
+}
+
 /**
  * One SELECT returning the spine's original columns followed by one column per requested feature,
  * in spine row order: one pass over the spine, joined to each group's whole-tile windows and
  * head-tile running aggregates, and to each `last` feature's candidates.
  */
 export function pointInTimeSql(requested: readonly RequestedFeature[], spine: SpineInfo): string {
-  const taken = new Set(spine.columns.map(([n]) => n));
-  for (const r of requested) {
-    if (taken.has(r.column)) throw new TidemarkError('TM_SPINE_BAD_COLUMN', `spine column ${r.column} clashes with the output column of feature ${r.view.name}:${r.feature.name}`, { column: r.column });
-  }
+  checkNoOutputClash(spine.columns.map(([n]) => n), requested);
   const ctes: string[] = [];
   const joins: string[] = [];
   const outputs = new Map<string, string>();

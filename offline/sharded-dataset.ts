@@ -23,7 +23,7 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { TidemarkError, type CompiledDefinitions } from '../definitions/index.js';
 import type { FileResultFormat } from './executor.js';
-import { pointInTimeSql, requiredJoinKeys, resolveFeatureRefs, type RequestedFeature } from './point-in-time.js';
+import { checkNoOutputClash, pointInTimeSql, requiredJoinKeys, resolveFeatureRefs, type RequestedFeature } from './point-in-time.js';
 import { shardOfKey, type ShardSet } from './shards.js';
 import { checkColumns, inferType, joinKeyColumn, spineBatches, spineRow, spineTableDdl, type SpineInput } from './spine.js';
 import { ident, sqlString } from './tables.js';
@@ -172,9 +172,7 @@ export async function writeShardedDataset(shards: ShardSet, compiled: CompiledDe
         const names: string[] = [];
         for (const r of batch.rows) for (const k of Object.keys(r.value ?? {})) if (!names.includes(k)) names.push(k);
         checkColumns(path, names, allJoinKeys);
-        for (const r of requested) {
-          if (names.includes(r.column)) throw new TidemarkError('TM_SPINE_BAD_COLUMN', `spine column ${r.column} clashes with the output column of feature ${r.view.name}:${r.feature.name}`, { column: r.column });
-        }
+        checkNoOutputClash(names, requested);
         const cols = names.map((n): [string, string] => [n, inferType(batch.rows.map((r) => r.value?.[n]))]);
         columns = cols;
         await shards.each(async (executor) => {
