@@ -3,12 +3,16 @@
 // or after t cannot be cut, so such a read is refused rather than answered wrongly.
 import {
   aggregationSpec,
+  emptyTile,
   formatDurationMs,
+  groupSlots,
   LATEST_GROUP_HOP_MS,
   TidemarkError,
   tileSeries,
+  tileTemplate,
   trimTileIndex,
   windowBlocks,
+  type AggregationSpec,
   type FeaturePlan,
   type Scalar,
   type Tile,
@@ -18,7 +22,7 @@ import {
   type TileSeries,
   type ViewPlan,
 } from '../definitions/index.js';
-import type { KeyTiles, TileRange } from './store.js';
+import { closedSeries, type ClosedWindows, type KeyTiles, type TileRange } from './store.js';
 
 /** Feast's field statuses. */
 export type FeatureStatus = 'PRESENT' | 'NULL_VALUE' | 'NOT_FOUND' | 'OUTSIDE_MAX_AGE';
@@ -48,7 +52,7 @@ export function tileRangesFor(
       r.toIndex = Math.max(r.toIndex, toIndex);
     }
   };
-  // Windowed features: the head tile and their window's blocks, as index sets per series.
+  // Tiles wanted by index, per series.
   const wanted = new Map<TileSeries, { hopMs: number; span: number; indexes: Set<number> }>();
   const want = (hopMs: number, span: number, index: number): void => {
     const series = tileSeries(hopMs, span);
@@ -56,11 +60,17 @@ export function tileRangesFor(
     if (!w) wanted.set(series, (w = { hopMs, span, indexes: new Set() }));
     w.indexes.add(index);
   };
+  // Windowed features: the head tile, and their group's closed windows at it (see ClosedWindows);
+  // when one of them reaches behind the retention horizon (evaluation refuses it), their blocks'
+  // tiles instead, so the others still answer.
+  const closed = new Map<number, number>();
   for (const f of features) {
     const head = Math.floor(tMs / f.hopMs);
     if (f.windowMs !== null) {
       want(f.hopMs, 1, head);
-      for (const b of windowOf(view, f, head)) want(f.hopMs, b.span, b.index);
+      const trim = trimTileIndex(groupOf(view, f.hopMs), watermarkMs);
+      if (trim !== null && head - f.tilesPerWindow! < trim) closed.set(f.hopMs, Number.NaN);
+      else if (!closed.has(f.hopMs)) closed.set(f.hopMs, head);
     } else {
       widen(LATEST_GROUP_HOP_MS, 0, 0);
       // After the watermark the latest cell answers alone (every materialized time is before t):
@@ -70,6 +80,10 @@ export function tileRangesFor(
       const floor = f.ttlMs !== null ? Math.floor((tMs - f.ttlMs) / f.hopMs) : (trimTileIndex(group, watermarkMs) ?? head);
       widen(f.hopMs, Math.min(floor, head), head);
     }
+  }
+  for (const f of features) {
+    if (f.windowMs === null || !Number.isNaN(closed.get(f.hopMs))) continue;
+    for (const b of windowOf(view, f, Math.floor(tMs / f.hopMs))) want(f.hopMs, b.span, b.index);
   }
   const ranges = [...wide.values()];
   for (const { hopMs, span, indexes } of wanted.values()) {
@@ -86,6 +100,7 @@ export function tileRangesFor(
       from = sorted[i]!;
     }
   }
+  for (const [hopMs, head] of closed) if (!Number.isNaN(head)) ranges.push({ hopMs, fromIndex: head, toIndex: head, closed: true });
   return ranges;
 }
 
@@ -186,8 +201,9 @@ export function evaluateFeatures(view: ViewPlan, features: readonly FeaturePlan[
 }
 
 /**
- * Windowed features of one hop: per feature, the head tile (if it counts) and the blocks of its
- * window (the group's tiles and rollup tiles, see windowBlocks), newest first.
+ * Windowed features of one hop: per feature, its window's blocks (the group's tiles and rollup
+ * tiles, see windowBlocks) merged newest first, or the group's closed windows at the head tile when
+ * the store answered with them (the same fold, done by the store); then the head tile if it counts.
  */
 function evaluateWindows(view: ViewPlan, hopMs: number, features: readonly FeaturePlan[], keyTiles: KeyTiles | null, tMs: number, trimIndex: number | null): FeatureValue[] {
   const head = Math.floor(tMs / hopMs);
@@ -198,30 +214,87 @@ function evaluateWindows(view: ViewPlan, hopMs: number, features: readonly Featu
   const tiles = keyTiles?.get(hopMs);
   const headTile = tiles?.get(head);
   const useHead = headTile !== undefined && headTileUsable(view, features[0]!, headTile, tMs, hopMs);
+  const closed = keyTiles?.get(closedSeries(hopMs))?.get(head) as ClosedWindows | undefined;
   return features.map((f) => {
     const spec = aggregationSpec(f.agg);
-    // Accumulators start as double arrays (filled with NaN) so merges stay unboxed.
-    const nums = new Array<number>(spec.width).fill(Number.NaN);
-    const vals: TileValue[] = [null];
-    spec.init(nums, 0, vals, 0);
-    let eventTimeMs: number | null = null;
     const valueSlot = f.valueSlot ?? 0;
-    const merge = (tile: Tile): void => {
-      spec.merge(nums, 0, vals, 0, tile.nums, f.slot, tile.vals, valueSlot);
-      if (eventTimeMs === null || tile.maxTs > eventTimeMs) eventTimeMs = tile.maxTs;
-    };
-    if (keyTiles !== null) {
-      if (useHead) merge(headTile!);
-      const blocks = windowOf(view, f, head);
-      for (let b = blocks.length - 1; b >= 0; b--) {
-        const block = blocks[b]!;
-        const tile = block.span === 1 ? tiles?.get(block.index) : keyTiles.get(block.series)?.get(block.index);
-        if (tile !== undefined) merge(tile);
-      }
-    }
-    const value = spec.finalize(nums, 0, vals, 0, f);
-    return { value, status: keyTiles === null ? 'NOT_FOUND' : value === null ? 'NULL_VALUE' : 'PRESENT', eventTimeMs };
+    let acc: FeatureAccumulator;
+    if (keyTiles === null) acc = initialAccumulator(spec);
+    else if (closed !== undefined) {
+      const eventTimeMs = closed.eventTimes[groupOf(view, hopMs).features.indexOf(f.name)]!;
+      acc = { nums: closed.nums.slice(f.slot, f.slot + spec.width), vals: [f.valueSlot === null ? null : ownValue(closed.vals[f.valueSlot]!)], eventTimeMs: Number.isNaN(eventTimeMs) ? null : eventTimeMs };
+    } else acc = foldWindow(view, f, keyTiles, head);
+    if (useHead) mergeIntoAccumulator(acc, spec, headTile!, f.slot, valueSlot);
+    const value = spec.finalize(acc.nums, 0, acc.vals, 0, f);
+    return { value, status: keyTiles === null ? 'NOT_FOUND' : value === null ? 'NULL_VALUE' : 'PRESENT', eventTimeMs: acc.eventTimeMs };
   });
+}
+
+/** Bucket counts are merged in place: an accumulator gets its own (a read never writes into a tile it decoded). */
+function ownValue(v: TileValue): TileValue {
+  return v instanceof Map ? new Map(v) : v;
+}
+
+/** One feature's slots being merged (at offset 0), with the greatest event time merged so far. */
+interface FeatureAccumulator {
+  nums: number[];
+  vals: TileValue[];
+  eventTimeMs: number | null;
+}
+
+function initialAccumulator(spec: AggregationSpec): FeatureAccumulator {
+  // Accumulators start as double arrays (filled with NaN) so merges stay unboxed.
+  const nums = new Array<number>(spec.width).fill(Number.NaN);
+  const vals: TileValue[] = [null];
+  spec.init(nums, 0, vals, 0);
+  return { nums, vals, eventTimeMs: null };
+}
+
+function mergeIntoAccumulator(acc: FeatureAccumulator, spec: AggregationSpec, tile: Tile, slot: number, valueSlot: number): void {
+  spec.merge(acc.nums, 0, acc.vals, 0, tile.nums, slot, tile.vals, valueSlot);
+  if (acc.eventTimeMs === null || tile.maxTs > acc.eventTimeMs) acc.eventTimeMs = tile.maxTs;
+}
+
+/** A windowed feature's blocks before the head tile, merged newest first from the initial slots. */
+function foldWindow(view: ViewPlan, f: FeaturePlan, keyTiles: KeyTiles, head: number): FeatureAccumulator {
+  const spec = aggregationSpec(f.agg);
+  const acc = initialAccumulator(spec);
+  const tiles = keyTiles.get(f.hopMs);
+  const blocks = windowOf(view, f, head);
+  for (let b = blocks.length - 1; b >= 0; b--) {
+    const block = blocks[b]!;
+    const tile = block.span === 1 ? tiles?.get(block.index) : keyTiles.get(block.series)?.get(block.index);
+    if (tile !== undefined) mergeIntoAccumulator(acc, spec, tile, f.slot, f.valueSlot ?? 0);
+  }
+  return acc;
+}
+
+/**
+ * Window blocks per feature of a group at a head tile, in the order evaluation merges them (newest
+ * first), as `<span>:<index>` field names of the group's tiles hash ('' prefix for span 1): what a
+ * store needs to fold a group's closed windows itself. Features without window get none.
+ */
+export function closedWindowBlocks(view: ViewPlan, hopMs: number, head: number): { feature: FeaturePlan; blocks: { span: number; index: number }[] }[] {
+  return groupOf(view, hopMs).features.map((name) => {
+    const feature = view.features.find((f) => f.name === name)!;
+    return { feature, blocks: feature.windowMs === null ? [] : windowOf(view, feature, head).slice().reverse() };
+  });
+}
+
+/** A group's closed windows at a head tile folded here, as a store folds them (tests compare the two). */
+export function foldClosedWindows(view: ViewPlan, hopMs: number, keyTiles: KeyTiles, head: number): ClosedWindows {
+  const group = groupOf(view, hopMs);
+  const template = tileTemplate(groupSlots(view, group), group);
+  const closed: ClosedWindows = { ...emptyTile(template), eventTimes: [] };
+  const eventTimes: number[] = [];
+  for (const { feature } of closedWindowBlocks(view, hopMs, head)) {
+    const acc = feature.windowMs === null ? null : foldWindow(view, feature, keyTiles, head);
+    eventTimes.push(acc?.eventTimeMs ?? Number.NaN);
+    if (acc === null) continue;
+    acc.nums.forEach((x, i) => (closed.nums[feature.slot + i] = x));
+    if (feature.valueSlot !== null) closed.vals[feature.valueSlot] = acc.vals[0]!;
+  }
+  return { ...closed, eventTimes };
 }
 
 function evaluateLatest(

@@ -82,9 +82,11 @@ import { createHash } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import {
   canonicalJson,
+  emptyTile,
   groupSlots,
   TidemarkError,
   tileSeries,
+  tileTemplate,
   trimTileIndex,
   isTlsCertificateError,
   withoutPassword,
@@ -101,9 +103,10 @@ import {
   type TileValue,
   type ViewPlan,
 } from '../definitions/index.js';
+import { closedWindowBlocks } from './read.js';
 import { luaMergeSlot, LUA_AGG_CODE } from '../definitions/aggregations/index.js';
 import type { CasFence, ConditionalApplyResult as IngestConditionalApplyResult, ConditionalKeyTileUpdates, ConditionalTileBatch } from '../ingest/index.js';
-import { readAfterWatermark, type ApplyResult, type KeyTiles, type OnlineStore, type StoreStats, type TileRange } from './store.js';
+import { closedSeries, readAfterWatermark, type ApplyResult, type ClosedWindows, type KeyTiles, type OnlineStore, type StoreStats, type TileRange } from './store.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -492,6 +495,9 @@ for i = 1, nKeys do
           end
           fieldAt[l] = at
         end
+        -- the head of the group's closed windows ('c@'), if stored: changing a tile before it drops them
+        local closedAt = #want + 1
+        want[closedAt] = 'c@'
         local stored = {}
         for j = 1, #want, 1000 do
           local part = redis.call('HMGET', tilesKey, unpack(want, j, math.min(#want, j + 999)))
@@ -564,6 +570,11 @@ for i = 1, nKeys do
         end
         applied = applied + #fields
         callChunked('HSET', tilesKey, writes, 1000)
+        if stored[closedAt] then
+          local head, least = tonumber(stored[closedAt]), indexes[1]
+          for j = 2, #indexes do if indexes[j] < least then least = indexes[j] end end
+          if least < head then redis.call('HDEL', tilesKey, 'c', 'c@') end
+        end
         if hasTrim then
           local loField = ARGV[d + 1]
           local hash, old = { key = tilesKey }, {}
@@ -604,16 +615,19 @@ return {applied, late, delta, fenced, newKeys, refused, lateKeys}
  * Tiles of several entity keys inside the same ranges (one call per read, or per hash slot on a
  * Cluster). ARGV[1]: h, the tiles hashes per key; then per hash: its series count, and per series
  * (a group's own tiles or one rollup level, which share the group's hash): its field prefix (''
- * or '<span>:'), its range count r, then r pairs of first and last tile index. KEYS, per entity
- * key: its key hash, then its h tiles hashes.
- * Per key and hash, one HMGET of every wanted field (series and ranges together), or one HGETALL
- * when the hash holds fewer fields than that. Returns per key 0 for a key never applied, else one
- * string: per series in ARGV order, u32 tile count, then per tile f64 index, u32 length, the tile.
+ * or '<span>:'), its range count r, then r pairs of first and last tile index; then '0', or '1'
+ * and the group's closed windows asked for (see closedRecord). KEYS, per entity key: its key
+ * hash, then its h tiles hashes.
+ * Per key and hash, one HMGET of every wanted field (series and ranges together, and the closed
+ * windows' record), or one HGETALL when the hash holds fewer fields than that; a record for
+ * another head costs one more HMGET of the window blocks and an HSET. Returns per key 0 for a key
+ * never applied, else one string: per series in ARGV order, u32 tile count, then per tile f64
+ * index, u32 length, the tile; then per hash with closed windows, u32 length and the record.
  * With a last ARGV 'w' and a last key (the meta hash; single Redis only, where every key is on one
  * node), one more element after the keys' replies: the watermark ('' for none), read in the same atomic step as
  * the tiles, so a read needs no round trip of its own for it.
  */
-const READ_SCRIPT = `${LUA_FIELD_INDEX}
+const READ_SCRIPT = `${LUA_TILES}${LUA_FIELD_INDEX}
 local h = tonumber(ARGV[1])
 local a = 2
 -- the plan, shared by every key: per hash its series, their ranges and the fields they name
@@ -638,10 +652,27 @@ for x = 1, h do
     end
     hash.series[#hash.series + 1] = { prefix = prefix, ranges = ranges, slot = seriesCount }
   end
+  -- '1': the group's closed windows at a head tile are asked for: its layout, its initial tile,
+  -- the head index, then per feature (layout slot) its block fields in merge order
+  local asked = ARGV[a]
+  a = a + 1
+  if asked == '1' then
+    local c = { layout = parseLayout(ARGV[a]), init = ARGV[a + 1], head = tonumber(ARGV[a + 2]), blocks = {} }
+    local nf = tonumber(ARGV[a + 3])
+    a = a + 4
+    for f = 1, nf do
+      local nb, list = tonumber(ARGV[a]), {}
+      for b = 1, nb do list[b] = ARGV[a + b] end
+      c.blocks[f] = list
+      a = a + 1 + nb
+    end
+    hash.closed = c
+  end
   hashes[x] = hash
 end
 
--- the fields a hash's ranges name, built once and only when asked by name (a range may be wide)
+-- the fields a hash's ranges name, built once and only when asked by name (a range may be wide),
+-- then its closed windows' field 'c' (slot 0) when they are asked for
 local function fieldsOf(hash)
   if hash.fields == nil then
     hash.fields, hash.slot, hash.index = {}, {}, {}
@@ -655,8 +686,67 @@ local function fieldsOf(hash)
         end
       end
     end
+    if hash.closed then
+      hash.fields[#hash.fields + 1] = 'c'
+      hash.slot[#hash.fields] = 0
+    end
   end
   return hash.fields
+end
+
+-- A group's closed windows at the asked head: the stored record 'c' when it is for that head, else
+-- folded here from the blocks (each feature's slots from the initial tile, its blocks merged newest
+-- first, as evaluation folds them) and stored when no record for a later head is, with 'c@' its
+-- head (the apply script drops both when it changes a tile before that head). A record: f64
+-- head, f64 greatest event time per feature (NaN for none), the packed tile.
+local function closedRecord(c, key, stored)
+  local storedHead = stored and struct.unpack('<d', stored, 1)
+  if storedHead == c.head then return stored end
+  if c.fields == nil then
+    c.fields, c.at = {}, {}
+    for f = 1, #c.blocks do
+      for _, field in ipairs(c.blocks[f]) do
+        if c.at[field] == nil then
+          c.fields[#c.fields + 1] = field
+          c.at[field] = #c.fields
+        end
+      end
+    end
+  end
+  local got = {}
+  for j = 1, #c.fields, 1000 do
+    local part = redis.call('HMGET', key, unpack(c.fields, j, math.min(#c.fields, j + 999)))
+    for m = 1, #part do got[j + m - 1] = part[m] end
+  end
+  local layout = c.layout
+  local acc, accv = readTile(c.init, 1, layout)
+  local parsed, times, found = {}, {}, false
+  for f = 1, #c.blocks do
+    local s, latest = layout.slots[f], nil
+    for _, field in ipairs(c.blocks[f]) do
+      local at = c.at[field]
+      local blob = got[at]
+      if blob then
+        local tile = parsed[at]
+        if tile == nil then
+          local t, v = readTile(blob, 1, layout)
+          tile = { t = t, v = v }
+          parsed[at] = tile
+        end
+        mergeSlot(s.agg, s.o, s.vo, acc, accv, tile.t, tile.v)
+        if latest == nil or tile.t[2] > latest then latest = tile.t[2] end
+        found = true
+      end
+    end
+    times[f] = latest or (0 / 0)
+  end
+  local record = struct.pack('<d', c.head)
+  if #times > 0 then record = record .. struct.pack('<' .. string.rep('d', #times), unpack(times)) end
+  record = record .. writeTile(acc, accv, layout)
+  if (found or stored) and (storedHead == nil or storedHead < c.head) then
+    redis.call('HSET', key, 'c', record, 'c@', string.format('%d', c.head))
+  end
+  return record
 end
 
 -- after the plan, 'w': the last key is the meta hash, whose watermark comes after the keys' replies
@@ -668,11 +758,13 @@ for i = 1, entityKeys do
   if redis.call('EXISTS', KEYS[k]) == 0 then
     out[i] = 0
   else
-    local found = {}
+    local found, closed = {}, {}
     for s = 1, seriesCount do found[s] = {} end
     for x = 1, h do
       local hash, key = hashes[x], KEYS[k + x]
       local n = hash.n
+      if hash.closed then n = n + 1 end
+      local stored = nil
       -- a short list is asked by name; a long one only when the hash holds at least as many fields
       if n > 0 and (n <= 256 or n <= redis.call('HLEN', key)) then
         local fields = fieldsOf(hash)
@@ -681,14 +773,22 @@ for i = 1, entityKeys do
           local values = redis.call('HMGET', key, unpack(fields, j, last))
           for m = 1, #values do
             if values[m] then
-              local f = found[hash.slot[j + m - 1]]
-              f[#f + 1] = struct.pack('<dI4', hash.index[j + m - 1], #values[m])
-              f[#f + 1] = values[m]
+              local slot = hash.slot[j + m - 1]
+              if slot == 0 then
+                stored = values[m]
+              else
+                local f = found[slot]
+                f[#f + 1] = struct.pack('<dI4', hash.index[j + m - 1], #values[m])
+                f[#f + 1] = values[m]
+              end
             end
           end
         end
       elseif n > 0 then
         local all = redis.call('HGETALL', key)
+        for m = 1, #all, 2 do
+          if all[m] == 'c' then stored = all[m + 1] end
+        end
         for _, series in ipairs(hash.series) do
           local f = found[series.slot]
           for m = 1, #all, 2 do
@@ -705,13 +805,19 @@ for i = 1, entityKeys do
           end
         end
       end
+      if hash.closed then closed[#closed + 1] = closedRecord(hash.closed, key, stored) end
     end
     -- one string per key (ioredis then parses one reply rather than two per tile): per series a
-    -- u32 tile count, then per tile f64 index, u32 length and the packed tile
+    -- u32 tile count, then per tile f64 index, u32 length and the packed tile; then per hash whose
+    -- closed windows were asked for, u32 length and the record
     local parts = {}
     for s = 1, seriesCount do
       parts[#parts + 1] = struct.pack('<I4', #found[s] / 2)
       parts[#parts + 1] = table.concat(found[s])
+    end
+    for _, record in ipairs(closed) do
+      parts[#parts + 1] = struct.pack('<I4', #record)
+      parts[#parts + 1] = record
     end
     out[i] = table.concat(parts)
   end
@@ -971,6 +1077,27 @@ function unpackTile(buf: Buffer, start: number, end: number, width: number, valu
   return { minTs, maxTs, nums, vals };
 }
 
+/** READ_SCRIPT's arguments asking for a group's closed windows at a head tile (after its '1'). */
+function closedArgs(view: ViewPlan, group: GroupRuntime, head: number): (string | Buffer)[] {
+  const memo = group.closedArgs;
+  if (memo?.head === head) return memo.args;
+  const args: (string | Buffer)[] = [group.layout, group.initTile, String(head), String(group.plan.features.length)];
+  for (const { blocks } of closedWindowBlocks(view, group.plan.hopMs, head)) {
+    args.push(String(blocks.length), ...blocks.map((b) => (b.span === 1 ? String(b.index) : `${b.span}:${b.index}`)));
+  }
+  group.closedArgs = { head, args };
+  return args;
+}
+
+/** A closed-windows record of READ_SCRIPT in bytes [start, end) of `buf`, as [head, windows]. */
+function decodeClosedWindows(buf: Buffer, start: number, end: number, plan: TileGroupPlan): [number, ClosedWindows] {
+  const head = buf.readDoubleLE(start);
+  const eventTimes: number[] = [];
+  let p = start + 8;
+  for (let f = 0; f < plan.features.length; f++, p += 8) eventTimes.push(buf.readDoubleLE(p));
+  return [head, { ...decodeTileAt(buf, p, end, plan.width, plan.valueWidth), eventTimes }];
+}
+
 // ---------------------------------------------------------------------------------------------
 // The store
 
@@ -1026,6 +1153,10 @@ interface GroupRuntime {
   layout: string;
   /** The group's rollup levels (on the group's own series only). */
   rollups: GroupRuntime[];
+  /** The group's initial tile, packed: where READ_SCRIPT folds closed windows from. */
+  initTile: Buffer;
+  /** The last closed-windows arguments built (a read of many keys at one head builds them once). */
+  closedArgs?: { head: number; args: (string | Buffer)[] };
 }
 
 interface ViewRuntime {
@@ -1044,12 +1175,15 @@ function viewRuntime(view: ViewPlan): ViewRuntime {
   for (const g of view.groups) {
     const slots = groupSlots(view, g);
     const layout = [g.width, g.valueWidth, ...slots.flatMap((s) => [LUA_AGG_CODE[s.feature.agg], s.offset, s.valueOffset])].join(' ');
-    const rollups = g.rollups.map((span): GroupRuntime => ({ plan: g, span, series: tileSeries(g.hopMs, span), fieldPrefix: `${span}:`, layout, rollups: [] }));
-    groups.set(g.hopMs, { plan: g, span: 1, series: g.hopMs, fieldPrefix: '', layout, rollups });
+    const initTile = encodeTile(emptyTile(tileTemplate(slots, g)));
+    const rollups = g.rollups.map((span): GroupRuntime => ({ plan: g, span, series: tileSeries(g.hopMs, span), fieldPrefix: `${span}:`, layout, rollups: [], initTile }));
+    groups.set(g.hopMs, { plan: g, span: 1, series: g.hopMs, fieldPrefix: '', layout, rollups, initTile });
     // Rollup levels change what is stored, so they are part of the layout (a group without keeps
     // its old fingerprint); 'fields' marks rollup tiles kept as `<span>:<index>` fields of the
-    // group's hash (an earlier layout kept them in hashes of their own).
-    described.push(g.rollups.length > 0 ? [g.hopMs, layout, g.rollups, 'fields'] : [g.hopMs, layout]);
+    // group's hash (an earlier layout kept them in hashes of their own); 'closed' marks the closed
+    // windows' record 'c' that writers must drop (an earlier writer would leave it stale).
+    const windowed = view.features.some((f) => f.hopMs === g.hopMs && f.windowMs !== null);
+    described.push([...(g.rollups.length > 0 ? [g.hopMs, layout, g.rollups, 'fields'] : [g.hopMs, layout]), ...(windowed ? ['closed'] : [])]);
   }
   const fingerprint = createHash('sha256').update(JSON.stringify(described)).digest('hex').slice(0, 16);
   return { view, groups, fingerprint, namespace: `${view.name}@${versionIdOf(view, fingerprint)}` };
@@ -1086,7 +1220,7 @@ interface BufferEval {
 }
 
 function sameRanges(a: readonly TileRange[], b: readonly TileRange[]): boolean {
-  return a.length === b.length && a.every((r, i) => r.hopMs === b[i]!.hopMs && (r.span ?? 1) === (b[i]!.span ?? 1) && r.fromIndex === b[i]!.fromIndex && r.toIndex === b[i]!.toIndex);
+  return a.length === b.length && a.every((r, i) => r.hopMs === b[i]!.hopMs && (r.span ?? 1) === (b[i]!.span ?? 1) && r.closed === b[i]!.closed && r.fromIndex === b[i]!.fromIndex && r.toIndex === b[i]!.toIndex);
 }
 
 function isNoScript(e: unknown): boolean {
@@ -1589,12 +1723,27 @@ export class RedisOnlineStore implements OnlineStore {
       if (!entry) series.set(runtime.series, (entry = { runtime, bounds: [] }));
       entry.bounds.push(String(range.fromIndex), String(range.toIndex));
     }
+    // Closed windows asked for, per hop: their head tile (the hop's hash is read for them too).
+    const closedHeads = new Map<number, number>();
+    for (const range of ranges) {
+      if (range.closed !== true || !r.groups.has(range.hopMs)) continue;
+      closedHeads.set(range.hopMs, range.fromIndex);
+      if (!hashes.has(range.hopMs)) hashes.set(range.hopMs, new Map());
+    }
     const hops = [...hashes.keys()];
     const wanted = [...hashes.values()].flatMap((series) => [...series.values()]);
-    const args = [String(hops.length)];
-    for (const series of hashes.values()) {
+    const closedOrder: GroupRuntime[] = [];
+    const args: (string | Buffer)[] = [String(hops.length)];
+    for (const [hop, series] of hashes) {
       args.push(String(series.size));
       for (const w of series.values()) args.push(w.runtime.fieldPrefix, String(w.bounds.length / 2), ...w.bounds);
+      const head = closedHeads.get(hop);
+      if (head === undefined) args.push('0');
+      else {
+        const group = r.groups.get(hop)!;
+        closedOrder.push(group);
+        args.push('1', ...closedArgs(r.view, group, head));
+      }
     }
     // One script call for all keys (per hash slot on a Cluster, pipelined: one round trip per
     // node), at most maxKeysPerCall keys each, so one call never holds Redis for long.
@@ -1631,6 +1780,11 @@ export class RedisOnlineStore implements OnlineStore {
             p += length;
           }
           keyTiles.set(runtime.series, tiles);
+        }
+        for (const group of closedOrder) {
+          const length = found.readUInt32LE(p);
+          keyTiles.set(closedSeries(group.plan.hopMs), new Map([decodeClosedWindows(found, p + 4, p + 4 + length, group.plan)]));
+          p += 4 + length;
         }
         out[i] = keyTiles;
       });

@@ -15,6 +15,27 @@ export interface TileRange {
   span?: number;
   fromIndex: number;
   toIndex: number;
+  /**
+   * Instead of tiles: the group's closed windows at head tile `fromIndex` (= toIndex), a
+   * ClosedWindows stored under closedSeries(hopMs). A store that fetches ranges must answer it (or
+   * return the window blocks' tiles instead, which evaluation folds the same way).
+   */
+  closed?: true;
+}
+
+/**
+ * The closed part of every windowed feature of a group at one head tile: in each feature's slots,
+ * the merge of its window's blocks before the head, folded newest first from the group's initial
+ * slots exactly as evaluation folds them, so a read merges this and the head tile only.
+ */
+export interface ClosedWindows extends Tile {
+  /** Per feature of the group in slot order: the greatest event time among its blocks, NaN for none. */
+  eventTimes: readonly number[];
+}
+
+/** The KeyTiles series of a group's closed windows (keyed by their head tile index). */
+export function closedSeries(hopMs: number): TileSeries {
+  return `${hopMs}c`;
 }
 
 export interface ApplyResult {
