@@ -1,9 +1,9 @@
 // Public surface of online/: the OnlineStore interface, the in-memory store, read-time merging and
 // Feast-compatible retrieval.
-export { readWithWatermark, storeClockMs } from './store.js';
-export type { OnlineStore, KeyTiles, TileRange, ApplyResult, StoreStats, StoreClock } from './store.js';
+export { closedSeries, readWithWatermark, storeClockMs } from './store.js';
+export type { OnlineStore, KeyTiles, ClosedWindows, TileRange, ApplyResult, StoreStats, StoreClock } from './store.js';
 export { MemoryOnlineStore } from './memory.js';
-export { evaluateFeature, evaluateFeatures, needsHistory, tileRangesFor, tilesPerRead } from './read.js';
+export { evaluateFeature, evaluateFeatures, foldClosedWindows, needsHistory, tileRangesFor, tilesPerRead } from './read.js';
 export type { FeatureValue, FeatureStatus } from './read.js';
 export { OnlineFeatureService, formatEventTimestamp } from './serve.js';
 export type { OnlineFeaturesRequest, OnlineFeaturesResponse, FeatureVector, JoinKeyValue } from './serve.js';

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { compileOrThrow, featureView } from '../../definitions/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
 import { EventDecoder, replayParquetFile, TileBatchBuilder } from '../../ingest/index.js';
-import { createRedisClient, evaluateFeature, MemoryOnlineStore, RedisOnlineStore, RedisStoreError, storeClockMs, tileRangesFor, type TileRange } from '../../online/index.js';
+import { closedSeries, createRedisClient, evaluateFeature, foldClosedWindows, MemoryOnlineStore, RedisOnlineStore, RedisStoreError, storeClockMs, tileRangesFor, type TileRange } from '../../online/index.js';
 import type { CasFence, ConditionalTileBatch } from '../../online/redis.js';
 import { loadFlightsFixture } from '../support/flights.js';
 import { flightRecords } from '../kafka/support.js';
@@ -100,6 +100,71 @@ describe('Redis store specifics', () => {
 
   it('rejects a prefix with braces (it would break the hash tags)', () => {
     expect(() => new RedisOnlineStore(compiled.registry, client, { prefix: 'a{b' })).toThrow(RedisStoreError);
+  });
+});
+
+describe('Redis store: closed windows', () => {
+  // Float values with rollup levels (600 tiles per window): the record the read script folds must be
+  // the twin's fold bit for bit, and a change to a tile it merged must drop it.
+  const compiled = compileOrThrow([
+    featureView({
+      name: 'u',
+      source: events,
+      entity: user,
+      features: {
+        sum: { agg: 'sum', field: 'x', window: '600ms', hop: '1ms' },
+        sd: { agg: 'stddev', field: 'x', window: '300ms', hop: '1ms' },
+        p90: { agg: 'approx_percentile', field: 'x', window: '600ms', hop: '1ms', quantile: 0.9 },
+        first_s: { agg: 'first', field: 's', window: '450ms', hop: '1ms' },
+        latest: { agg: 'last', field: 's' },
+      },
+    }),
+  ]);
+  const view = compiled.registry.views[0]!;
+
+  it('a read keeps each key\'s closed windows next to its head tile, bit-identical to the in-memory fold; a late event drops them, the next read folds them again', async () => {
+    const prefix = uniquePrefix();
+    const store = new RedisOnlineStore(compiled.registry, client, { prefix });
+    const twin = new MemoryOnlineStore(compiled.registry);
+    const builder = new TileBatchBuilder(compiled.registry);
+    const apply = async (raw: { ts: number; k: string; x: number; s: string }[]): Promise<void> => {
+      const batch = builder.build(decodeAll(compiled, raw.map((e) => ({ ...e, n: 1 }))));
+      twin.applySync(structuredClone(batch));
+      await store.apply(batch);
+    };
+    const closedField = (k: string) => client.hget(store.tilesKey('u', k, 1), 'c');
+    const keys = ['a', 'b'];
+    const readClosed = async (t: number) => {
+      const head = Math.floor(t);
+      const [tiles, twinTiles] = [await store.readTiles('u', keys, tileRangesFor(view, view.features, t, (await store.watermarkMs())!)), twin.readTilesSync('u', keys)];
+      keys.forEach((k, i) => expect(tiles[i]!.get(closedSeries(1))!.get(head), `key ${k} at ${t}`).toStrictEqual(foldClosedWindows(view, 1, twinTiles[i]!, head)));
+    };
+    try {
+      let x = 0.1;
+      await apply(Array.from({ length: 400 }, (_, i) => ({ ts: i * 2, k: keys[i % 2]!, x: (x = (x * 7.3 + 0.37) % 101) - 50.5, s: String.fromCharCode(97 + (i % 5)) })));
+      expect(await closedField('a')).toBeNull();
+      await readClosed(800);
+      expect(await closedField('a')).not.toBeNull();
+      expect(await closedField('b')).not.toBeNull();
+      // an event at the head tile or later leaves them; one before the head drops them (key a only)
+      await apply([{ ts: 800, k: 'a', x: 1.5, s: 'z' }]);
+      expect(await closedField('a')).not.toBeNull();
+      await apply([{ ts: 513, k: 'a', x: 1e-9, s: 'y' }]);
+      expect(await closedField('a')).toBeNull();
+      expect(await closedField('b')).not.toBeNull();
+      await readClosed(801);
+      await readClosed(800); // an earlier head: folded for the read, the later record kept
+      expect(Number(await client.hget(store.tilesKey('u', 'a', 1), 'c@'))).toBe(801);
+      // values through the service path equal the twin's
+      const t = 801;
+      for (const k of keys) {
+        const [tiles] = await store.readTiles('u', [k], tileRangesFor(view, view.features, t, 800));
+        const [twinTiles] = twin.readTilesSync('u', [k]);
+        for (const f of view.features) expect(evaluateFeature(view, f, tiles!, t, 800)).toStrictEqual(evaluateFeature(view, f, twinTiles!, t, 800));
+      }
+    } finally {
+      await store.close();
+    }
   });
 });
 
