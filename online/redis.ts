@@ -696,7 +696,7 @@ end
 
 -- A group's closed windows at the asked head: the stored record 'c' when it is for that head, else
 -- folded here from the blocks (each feature's slots from the initial tile, its blocks merged newest
--- first, as evaluation folds them) and stored when no record for a later head is, with 'c@' its
+-- first, as evaluation folds them) and stored (even when empty) unless a record for a later head is, with 'c@' its
 -- head (the apply script drops both when it changes a tile before that head). A record: f64
 -- head, f64 greatest event time per feature (NaN for none), the packed tile.
 local function closedRecord(c, key, stored)
@@ -720,7 +720,7 @@ local function closedRecord(c, key, stored)
   end
   local layout = c.layout
   local acc, accv = readTile(c.init, 1, layout)
-  local parsed, times, found = {}, {}, false
+  local parsed, times = {}, {}
   for f = 1, #c.blocks do
     local s, latest = layout.slots[f], nil
     for _, field in ipairs(c.blocks[f]) do
@@ -735,7 +735,6 @@ local function closedRecord(c, key, stored)
         end
         mergeSlot(s.agg, s.o, s.vo, acc, accv, tile.t, tile.v)
         if latest == nil or tile.t[2] > latest then latest = tile.t[2] end
-        found = true
       end
     end
     times[f] = latest or (0 / 0)
@@ -743,7 +742,7 @@ local function closedRecord(c, key, stored)
   local record = struct.pack('<d', c.head)
   if #times > 0 then record = record .. struct.pack('<' .. string.rep('d', #times), unpack(times)) end
   record = record .. writeTile(acc, accv, layout)
-  if (found or stored) and (storedHead == nil or storedHead < c.head) then
+  if storedHead == nil or storedHead < c.head then
     redis.call('HSET', key, 'c', record, 'c@', string.format('%d', c.head))
   end
   return record
