@@ -657,7 +657,9 @@ for x = 1, h do
   local asked = ARGV[a]
   a = a + 1
   if asked == '1' then
-    local c = { layout = parseLayout(ARGV[a]), init = ARGV[a + 1], head = tonumber(ARGV[a + 2]), blocks = {} }
+    -- the initial tile comes as hex: with a binary argument ioredis would send every argument as a buffer of its own
+    local init = string.gsub(ARGV[a + 1], '%x%x', function(cc) return string.char(tonumber(cc, 16)) end)
+    local c = { layout = parseLayout(ARGV[a]), init = init, head = tonumber(ARGV[a + 2]), blocks = {} }
     local nf = tonumber(ARGV[a + 3])
     a = a + 4
     for f = 1, nf do
@@ -1077,10 +1079,10 @@ function unpackTile(buf: Buffer, start: number, end: number, width: number, valu
 }
 
 /** READ_SCRIPT's arguments asking for a group's closed windows at a head tile (after its '1'). */
-function closedArgs(view: ViewPlan, group: GroupRuntime, head: number): (string | Buffer)[] {
+function closedArgs(view: ViewPlan, group: GroupRuntime, head: number): string[] {
   const memo = group.closedArgs;
   if (memo?.head === head) return memo.args;
-  const args: (string | Buffer)[] = [group.layout, group.initTile, String(head), String(group.plan.features.length)];
+  const args: string[] = [group.layout, group.initTile, String(head), String(group.plan.features.length)];
   for (const { blocks } of closedWindowBlocks(view, group.plan.hopMs, head)) {
     args.push(String(blocks.length), ...blocks.map((b) => (b.span === 1 ? String(b.index) : `${b.span}:${b.index}`)));
   }
@@ -1152,10 +1154,10 @@ interface GroupRuntime {
   layout: string;
   /** The group's rollup levels (on the group's own series only). */
   rollups: GroupRuntime[];
-  /** The group's initial tile, packed: where READ_SCRIPT folds closed windows from. */
-  initTile: Buffer;
+  /** The group's initial tile, packed, in hex: where READ_SCRIPT folds closed windows from. */
+  initTile: string;
   /** The last closed-windows arguments built (a read of many keys at one head builds them once). */
-  closedArgs?: { head: number; args: (string | Buffer)[] };
+  closedArgs?: { head: number; args: string[] };
 }
 
 interface ViewRuntime {
@@ -1174,7 +1176,7 @@ function viewRuntime(view: ViewPlan): ViewRuntime {
   for (const g of view.groups) {
     const slots = groupSlots(view, g);
     const layout = [g.width, g.valueWidth, ...slots.flatMap((s) => [LUA_AGG_CODE[s.feature.agg], s.offset, s.valueOffset])].join(' ');
-    const initTile = encodeTile(emptyTile(tileTemplate(slots, g)));
+    const initTile = encodeTile(emptyTile(tileTemplate(slots, g))).toString('hex');
     const rollups = g.rollups.map((span): GroupRuntime => ({ plan: g, span, series: tileSeries(g.hopMs, span), fieldPrefix: `${span}:`, layout, rollups: [], initTile }));
     groups.set(g.hopMs, { plan: g, span: 1, series: g.hopMs, fieldPrefix: '', layout, rollups, initTile });
     // Rollup levels change what is stored, so they are part of the layout (a group without keeps
@@ -1732,7 +1734,7 @@ export class RedisOnlineStore implements OnlineStore {
     const hops = [...hashes.keys()];
     const wanted = [...hashes.values()].flatMap((series) => [...series.values()]);
     const closedOrder: GroupRuntime[] = [];
-    const args: (string | Buffer)[] = [String(hops.length)];
+    const args: string[] = [String(hops.length)];
     for (const [hop, series] of hashes) {
       args.push(String(series.size));
       for (const w of series.values()) args.push(w.runtime.fieldPrefix, String(w.bounds.length / 2), ...w.bounds);
