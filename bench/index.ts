@@ -232,7 +232,7 @@ try {
     ...(await startReadServer<{ tidemarkUrl: string; baselineUrl: string; loggingUrls: Record<string, string>; airports: string[]; tiles: Record<string, { now: number; withoutRollups: number }> }>('memory')),
     ...(await startReadServer<{ redisTidemarkUrl: string; redisFillSeconds: number }>(redisUrl)),
   };
-  console.log(`tiles merged per read at the watermark clock (head tile included; rollup levels / every tile): ${Object.entries(info.tiles).map(([f, t]) => `${f} ${t.now} / ${t.withoutRollups}`).join(', ')}; the Redis store was filled by replaying the same flights in ${fmt(info.redisFillSeconds, 1)} s`);
+  console.log(`tiles merged per read at the watermark clock (head tile included; rollup levels / every tile): ${Object.entries(info.tiles).map(([f, t]) => `${f} ${t.now} / ${t.withoutRollups}`).join(', ')}; from Redis every window merges 2 (its group's closed-windows record, folded once per key and head tile, and the head tile); the Redis store was filled by replaying the same flights in ${fmt(info.redisFillSeconds, 1)} s`);
   const features = ['flights_1h', 'delay_mean_1h', 'delay_mean_1d', 'delay_max_1d', 'delay_stddev_7d', 'distance_sum_1d', 'last_delay'].map((f) => `origin_delays:${f}`);
   const airports100 = info.airports.slice(0, 100);
   const target = (origin: string, airports: string[]): LoadTarget => ({ origin, path: '/get-online-features', method: 'POST', body: JSON.stringify({ features, entities: { airport: airports } }) });

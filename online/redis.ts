@@ -745,7 +745,8 @@ local function closedRecord(c, key, stored)
   if #times > 0 then record = record .. struct.pack('<' .. string.rep('d', #times), unpack(times)) end
   record = record .. writeTile(acc, accv, layout)
   if storedHead == nil or storedHead < c.head then
-    redis.call('HSET', key, 'c', record, 'c@', string.format('%d', c.head))
+    -- pcall: a reader that may not write (a replica, an ACL user without HSET) still answers, folding every time
+    redis.pcall('HSET', key, 'c', record, 'c@', string.format('%d', c.head))
   end
   return record
 end

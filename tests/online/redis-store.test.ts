@@ -166,6 +166,32 @@ describe('Redis store: closed windows', () => {
       await store.close();
     }
   });
+  it('a reader that may not store closed windows (an ACL user without HSET) still answers with the same values, folding each time', async () => {
+    const prefix = uniquePrefix();
+    const writer = new RedisOnlineStore(compiled.registry, client, { prefix });
+    const twin = new MemoryOnlineStore(compiled.registry);
+    const batch = new TileBatchBuilder(compiled.registry).build(decodeAll(compiled, Array.from({ length: 50 }, (_, i) => ({ ts: i * 9, k: 'a', n: 1, x: i / 7, s: String(i % 3) }))));
+    twin.applySync(structuredClone(batch));
+    await writer.apply(batch);
+    const user = `reader-${prefix}`;
+    await client.call('ACL', 'SETUSER', user, 'on', '>pw', '~*', '+@read', '+hsetnx', '+evalsha', '+eval', '+script', '+ping', '+info', '+client', '+hello');
+    const url = new URL(testRedisUrl());
+    const readerClient = createRedisClient(`redis://${user}:pw@${url.host}`);
+    const reader = new RedisOnlineStore(compiled.registry, readerClient, { prefix });
+    try {
+      await expect(readerClient.hset(writer.tilesKey('u', 'a', 1), 'x', '1')).rejects.toThrow(/NOPERM/);
+      for (const t of [442, 450, 1000]) {
+        const [tiles] = await reader.readTiles('u', ['a'], tileRangesFor(view, view.features, t, 441));
+        const [twinTiles] = twin.readTilesSync('u', ['a']);
+        for (const f of view.features) expect(evaluateFeature(view, f, tiles!, t, 441), `${f.name} at ${t}`).toStrictEqual(evaluateFeature(view, f, twinTiles!, t, 441));
+      }
+      expect(await client.hget(writer.tilesKey('u', 'a', 1), 'c')).toBeNull();
+    } finally {
+      await reader.close();
+      await readerClient.quit();
+      await client.call('ACL', 'DELUSER', user);
+    }
+  });
 });
 
 describe('Redis store: conditional (compare-and-set) applies', () => {
