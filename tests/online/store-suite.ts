@@ -209,6 +209,17 @@ const tieSource = source({
 const tieKey = entity({ name: 'tie_key', joinKeys: ['k'] });
 
 /** A view `u` of the test events keyed by user: rollup tests use 1 ms hops over long windows. */
+/**
+ * A batch fenced as one partition's offsets up to `offset`, applied to the twin and the store, then
+ * delivered to the store again (skipped by a store that honours fences).
+ */
+async function applyFencedTwice(backend: StoreBackend, store: OnlineStore, twin: MemoryOnlineStore, built: TileBatch, offset: number): Promise<void> {
+  const fenced = { ...built, keys: built.keys.map((k) => ({ ...k, fence: { source: 'ev', partition: 0, offset } })) };
+  twin.applySync(structuredClone(fenced));
+  await store.apply(structuredClone(fenced));
+  if (backend.fences === 'honoured') await store.apply(structuredClone(fenced));
+}
+
 function oneMsView(features: Record<string, FeatureSpec<z.output<typeof events.schema>>>): CompiledDefinitions {
   return compileWith(featureView({ name: 'u', source: events, entity: user, features }));
 }
@@ -379,12 +390,7 @@ export function runStoreSuite(backend: StoreBackend): void {
               let offset = 0;
               for (const batch of splitIntoBatches(shuffled, sizes)) {
                 offset += batch.length;
-                const built = builder.build(batch);
-                const fenced = { ...built, keys: built.keys.map((k) => ({ ...k, fence: { source: 'ev', partition: 0, offset } })) };
-                twin.applySync(structuredClone(fenced));
-                await store.apply(structuredClone(fenced));
-                // a redelivery of the same batch: skipped by a store that honours fences
-                if (backend.fences === 'honoured') await store.apply(structuredClone(fenced));
+                await applyFencedTwice(backend, store, twin, builder.build(batch), offset);
               }
               const wm = (await store.watermarkMs())!;
               // every stored tile, rollup levels included, bit-identical to the twin's
@@ -461,11 +467,7 @@ export function runStoreSuite(backend: StoreBackend): void {
               let offset = 0;
               for (const batch of splitIntoBatches(shuffled, sizes)) {
                 offset += batch.length;
-                const built = builder.build(batch);
-                const fenced = { ...built, keys: built.keys.map((k) => ({ ...k, fence: { source: 'ev', partition: 0, offset } })) };
-                twin.applySync(structuredClone(fenced));
-                await store.apply(structuredClone(fenced));
-                if (backend.fences === 'honoured') await store.apply(structuredClone(fenced));
+                await applyFencedTwice(backend, store, twin, builder.build(batch), offset);
                 applied.push(...batch);
                 const wm = (await store.watermarkMs())!;
                 const ref = referenceEvents(applied);
