@@ -1,5 +1,7 @@
 // In-memory OnlineStore: tiles in nested maps, merged on write, trimmed past the retention horizon
-// when a key gets a new tile. Memory grows with keys x tiles, never with events.
+// when a key gets a new tile. Memory grows with keys x tiles, never with events. A read that asks
+// for a group's closed windows gets them folded once per key and head tile and kept until a tile
+// before that head changes, as the Redis store keeps them (README, "Closed windows").
 import {
   groupSlots,
   mergeTileInto,
@@ -14,8 +16,10 @@ import {
   type TileGroupPlan,
   type TileSeries,
   type TileUpdate,
+  type ViewPlan,
 } from '../definitions/index.js';
-import type { ApplyResult, KeyTiles, OnlineStore, StoreStats, TileRange } from './store.js';
+import { foldClosedWindows } from './read.js';
+import { closedSeries, type ApplyResult, type ClosedWindows, type KeyTiles, type OnlineStore, type StoreStats, type TileRange } from './store.js';
 
 interface GroupState {
   plan: TileGroupPlan;
@@ -27,9 +31,12 @@ interface GroupState {
 }
 
 interface ViewState {
+  plan: ViewPlan;
   /** entity key -> tile series (a group's hop, or `<hop>x<span>` for a rollup level) -> tile index -> tile */
   tiles: Map<string, Map<TileSeries, Map<number, Tile>>>;
   groups: Map<number, GroupState>;
+  /** entity key -> group hop -> its closed windows kept at a head tile (dropped when a tile before it changes) */
+  closed: Map<string, Map<number, { head: number; windows: ClosedWindows }>>;
 }
 
 export class MemoryOnlineStore implements OnlineStore {
@@ -44,7 +51,7 @@ export class MemoryOnlineStore implements OnlineStore {
         const slots = groupSlots(view, g);
         groups.set(g.hopMs, { plan: g, slots, rollupSeries: g.rollups.map((span) => tileSeries(g.hopMs, span)), trimIndex: null });
       }
-      this.views.set(view.name, { tiles: new Map(), groups });
+      this.views.set(view.name, { plan: view, tiles: new Map(), groups, closed: new Map() });
     }
   }
 
@@ -84,11 +91,14 @@ export class MemoryOnlineStore implements OnlineStore {
       }
       // Rollup sums are built before the group's own tiles adopt the batch's tiles.
       const rollups = rolled === null ? [] : [...rolled].map(([group, updates]) => ({ group, levels: rollupSums(group.plan.rollups, group.slots, updates) }));
+      const closed = view.closed.get(key.entityKey);
       for (const u of key.tiles) {
         const group = view.groups.get(u.hopMs)!;
         if (group.trimIndex !== null && u.tileIndex < group.trimIndex) continue;
         this.mergeTile(keyTiles, u.hopMs, u.tileIndex, u.tile, group.slots, group.trimIndex);
         appliedUpdates++;
+        const kept = closed?.get(u.hopMs);
+        if (kept !== undefined && u.tileIndex < kept.head) closed!.delete(u.hopMs);
       }
       for (const { group, levels } of rollups) {
         levels.forEach((sums, l) => {
@@ -133,8 +143,32 @@ export class MemoryOnlineStore implements OnlineStore {
     }
   }
 
-  async readTiles(view: string, entityKeys: readonly string[], _ranges: readonly TileRange[]): Promise<(KeyTiles | null)[]> {
-    return this.readTilesSync(view, entityKeys);
+  async readTiles(view: string, entityKeys: readonly string[], ranges: readonly TileRange[]): Promise<(KeyTiles | null)[]> {
+    const all = this.readTilesSync(view, entityKeys);
+    const state = this.views.get(view);
+    const closedRanges = ranges.filter((r) => r.closed === true && state?.groups.has(r.hopMs));
+    if (closedRanges.length === 0 || !state) return all;
+    // The key's own series plus its closed windows: one more map per key read, the tiles shared.
+    return all.map((keyTiles, i) => {
+      if (keyTiles === null) return null;
+      const entityKey = entityKeys[i]!;
+      let closed = state.closed.get(entityKey);
+      const withClosed = new Map(keyTiles);
+      for (const { hopMs, fromIndex: head } of closedRanges) {
+        let kept = closed?.get(hopMs);
+        if (kept?.head !== head) {
+          const windows = foldClosedWindows(state.plan, hopMs, keyTiles, head);
+          // as on Redis: an earlier head (an `at` read) is folded for the read, the later one kept
+          if (kept === undefined || kept.head < head) {
+            if (!closed) state.closed.set(entityKey, (closed = new Map()));
+            closed.set(hopMs, { head, windows });
+          }
+          kept = { head, windows };
+        }
+        withClosed.set(closedSeries(hopMs), new Map([[head, kept.windows]]));
+      }
+      return withClosed;
+    });
   }
 
   readTilesSync(view: string, entityKeys: readonly string[]): (KeyTiles | null)[] {

@@ -464,16 +464,12 @@ export function runStoreSuite(backend: StoreBackend): void {
               const shuffled = decoded.map((e, i) => ({ e, r: e.eventTimeMs + (((i * 7919 + seed * 104729) % 1_000_003) % 5 === 0 ? 300 : 0) })).sort((a, b) => a.r - b.r).map((x) => x.e);
               const readTimes: number[] = [];
               const applied: DecodedEvent[] = [];
-              let offset = 0;
-              for (const batch of splitIntoBatches(shuffled, sizes)) {
-                offset += batch.length;
-                await applyFencedTwice(backend, store, twin, builder.build(batch), offset);
-                applied.push(...batch);
+              const keys = ['a', 'b', 'c'];
+              // every time read so far, against the twin and the reference
+              const readAll = async (): Promise<void> => {
                 const wm = (await store.watermarkMs())!;
                 const ref = referenceEvents(applied);
-                readTimes.push(wm + 1, wm + 1 + (seed % 13), Math.floor(wm / 10) * 10 - 10 * (seed % 4));
                 for (const t of [...new Set(readTimes)]) {
-                  const keys = ['a', 'b', 'c'];
                   const tiles = await store.readTiles('u', keys, tileRangesFor(view, view.features, t, wm));
                   const twinTiles = twin.readTilesSync('u', keys);
                   keys.forEach((k, j) => {
@@ -491,6 +487,23 @@ export function runStoreSuite(backend: StoreBackend): void {
                     });
                   });
                 }
+              };
+              let offset = 0;
+              for (const batch of splitIntoBatches(shuffled, sizes)) {
+                offset += batch.length;
+                await applyFencedTwice(backend, store, twin, builder.build(batch), offset);
+                applied.push(...batch);
+                const wm = (await store.watermarkMs())!;
+                readTimes.push(wm + 1, wm + 1 + (seed % 13), Math.floor(wm / 10) * 10 - 10 * (seed % 4));
+                await readAll();
+                // then one more event of a key at an earlier time, alone: the watermark stays, so the
+                // heads just read stay too, and the tile it changes lies before them
+                const early = applied[(seed + offset) % applied.length]!;
+                const again: DecodedEvent = { ...early, eventTimeMs: Math.max(wm - 250, early.eventTimeMs - (seed % 40)), position: { partition: 1, offset } };
+                offset += 1;
+                await applyFencedTwice(backend, store, twin, builder.build([again]), offset);
+                applied.push(again);
+                await readAll();
               }
             } finally {
               await store.close();
