@@ -105,6 +105,8 @@ export interface EncodedFeatureLogRecord {
   timeMs: number;
   /** The record's JSON text: the Kafka message value, and what the offline store keeps. */
   json: string;
+  /** Told once the record is written (null) or dropped (the reason): offerAndWait's records only. */
+  settle?: (error: Error | null) => void;
 }
 
 export function encodeFeatureLogRecord(record: FeatureLogRecord): EncodedFeatureLogRecord {
@@ -204,6 +206,18 @@ export class FeatureLogQueue {
     return this.offerEncoded(encodeFeatureLogRecord(record));
   }
 
+  /**
+   * Queue a record and wait until it is written (batched with the others, so within the linger
+   * time plus the write); rejects with the reason when it is dropped (queue full, write failed or
+   * timed out). A prediction is logged this way: its sender is told whether it was stored.
+   */
+  offerAndWait(record: FeatureLogRecord): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const encoded: EncodedFeatureLogRecord = { ...encodeFeatureLogRecord(record), settle: (error) => (error === null ? resolve() : reject(error)) };
+      if (!this.offerEncoded(encoded)) reject(new Error(`the feature-log queue is full (${this.queueLimit} records): writing to ${this.sink.destination} is behind or failing`));
+    });
+  }
+
   /** Queue a record already encoded (online/feature-log.ts encodes a read without building it); false when dropped. */
   offerEncoded(record: EncodedFeatureLogRecord): boolean {
     if (this.pending.length >= this.queueLimit) {
@@ -252,13 +266,13 @@ export class FeatureLogQueue {
       try {
         await withTimeout(this.sink.write(batch), this.writeTimeoutMs, `no answer from ${this.sink.destination} within ${this.writeTimeoutMs} ms`);
         this.stats.written += batch.length;
-        this.count(batch, 'written');
+        this.count(batch, 'written', null);
         if (this.lastError !== null) this.opts.log?.('info', 'feature log: writing again', { destination: this.sink.destination });
         this.lastError = null;
       } catch (e) {
         this.stats.droppedWriteFailed += batch.length;
-        this.count(batch, 'dropped_write_failed');
         const message = e instanceof Error ? e.message : String(e);
+        this.count(batch, 'dropped_write_failed', new Error(`writing to ${this.sink.destination} failed: ${message}`));
         // Once per outage, not once per batch.
         if (this.lastError === null) this.opts.log?.('error', `feature log: writing to ${this.sink.destination} failed; records are dropped and counted until it works again`, { error: message, dropped: batch.length });
         this.lastError = message;
@@ -266,10 +280,13 @@ export class FeatureLogQueue {
     }
   }
 
-  /** Count a batch's records by kind (one counter update per kind, not per record). */
-  private count(batch: readonly EncodedFeatureLogRecord[], outcome: 'written' | 'dropped_write_failed'): void {
+  /** Count a batch's records by kind (one counter update per kind, not per record), and tell the records that wait for it. */
+  private count(batch: readonly EncodedFeatureLogRecord[], outcome: 'written' | 'dropped_write_failed', error: Error | null): void {
     let reads = 0;
-    for (const r of batch) if (r.kind === 'read') reads++;
+    for (const r of batch) {
+      if (r.kind === 'read') reads++;
+      r.settle?.(error);
+    }
     if (reads > 0) this.metrics.records.inc({ kind: 'read', outcome }, reads);
     if (batch.length > reads) this.metrics.records.inc({ kind: 'prediction', outcome }, batch.length - reads);
   }

@@ -14,7 +14,7 @@ import { readFileBatches, type BadFeatureLogRecord, type EncodedFeatureLogRecord
 import { tabSeparatedValue, type OfflineExecutor } from './executor.js';
 import { pointInTimeSql, resolveFeatureRefs } from './point-in-time.js';
 import { inferType, joinKeyColumn, SPINE_TIME_COLUMN, toColumnValue, type SpineInfo } from './spine.js';
-import { FEATURE_LOG_TABLE, ident, PREDICTION_LOG_TABLE } from './tables.js';
+import { FEATURE_LOG_TABLE, ident, PREDICTION_LOG_TABLE, sqlString } from './tables.js';
 import { outputFormatOf, type DatasetResult } from './store.js';
 
 /** The `source` of feature-log dead letters in tm_dead_letters. */
@@ -135,6 +135,42 @@ export function loggedValuesSql(where: string): string {
     ` FROM ${FEATURE_LOG_TABLE} ARRAY JOIN JSONExtractArrayRaw(record, 'features') AS f` +
     ` ARRAY JOIN range(length(JSONExtractArrayRaw(record, 'entities', JSONExtractKeys(record, 'entities')[1]))) AS entity_row WHERE ${where}`
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logged predictions next to their logged reads (the monitor's label metrics)
+
+/** A slice column of logged predictions: the first entity row's value of `joinKey` in the read, from the first candidate whose view the read read. */
+export interface LoggedSliceColumn {
+  column: string;
+  candidates: readonly { view: string; joinKey: string }[];
+}
+
+/**
+ * The logged predictions made in [fromSql, toSql) (SQL expressions of epoch ms), the first per
+ * request id by prediction time, only those of model {model:String} when `model`: columns id (the
+ * request id), ts (prediction time), s (score), read (1 when the request's read was logged, else 0)
+ * and one Nullable(String) column per slice, read from the request's logged read (NULL when the
+ * read was not logged or holds none of the candidates).
+ */
+export function loggedPredictionsSql(fromSql: string, toSql: string, opts: { model: boolean; slices: readonly LoggedSliceColumn[] }): string {
+  const where = `at_ms >= ${fromSql} AND at_ms < ${toSql}${opts.model ? ' AND model = {model:String}' : ''}`;
+  const viewsRead = `arrayMap(f -> JSONExtractString(f, 'view'), JSONExtractArrayRaw(record, 'features'))`;
+  const sliceColumns = opts.slices.map((slice, i) => {
+    const arms = slice.candidates.map((c) => `has(views_read, ${sqlString(c.view)}) AND JSONHas(record, 'entities', ${sqlString(c.joinKey)}), ${tokenTextSql(`JSONExtractArrayRaw(record, 'entities', ${sqlString(c.joinKey)})[1]`)}`);
+    return { column: slice.column, expr: arms.length === 0 ? `CAST(NULL, 'Nullable(String)')` : `multiIf(${arms.join(', ')}, NULL)`, alias: `c${i}` };
+  });
+  return (
+    `SELECT pp.id AS id, pp.ts AS ts, pp.s AS s, r.read AS read${sliceColumns.map((c) => `, r.${c.alias} AS ${ident(c.column)}`).join('')}` +
+    ` FROM (SELECT request_id AS id, at_ms AS ts, score AS s FROM ${PREDICTION_LOG_TABLE} WHERE ${where} ORDER BY at_ms, score LIMIT 1 BY id) AS pp` +
+    ` LEFT JOIN (SELECT request_id AS rid, toUInt8(1) AS read, ${viewsRead} AS views_read${sliceColumns.map((c) => `, ${c.expr} AS ${c.alias}`).join('')}` +
+    ` FROM ${FEATURE_LOG_TABLE} WHERE request_id IN (SELECT request_id FROM ${PREDICTION_LOG_TABLE} WHERE ${where}) ORDER BY read_ms LIMIT 1 BY request_id) AS r ON pp.id = r.rid`
+  );
+}
+
+/** The request ids of every logged prediction (of model {model:String} when `model`): what a label's id is looked up in. */
+export function loggedPredictionIdsSql(opts: { model: boolean }): string {
+  return `SELECT request_id FROM ${PREDICTION_LOG_TABLE}${opts.model ? ' WHERE model = {model:String}' : ''}`;
 }
 
 // ---------------------------------------------------------------------------------------------
