@@ -90,7 +90,7 @@ describe('label metrics over logged predictions', () => {
     };
     const expected = await rowsOf('sensors_sourced');
     const actual = await rowsOf('sensors_logged');
-    // Every evaluation from hour 26 (the first whose windows hold predictions made after the reference... and labelled) to 42, windows 1h and 3h, slices all and sensor=a|b|c.
+    // Evaluations at hours 25 to 42, windows 1h and 3h, slices all and sensor=a|b|c (more than 16 of them hold labels).
     expect(expected.size).toBeGreaterThan(16 * 2 * 4 * LABEL_METRICS.length);
     expect([...actual.keys()].sort()).toEqual([...expected.keys()].sort());
     for (const [k, e] of expected) {
