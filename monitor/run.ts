@@ -210,13 +210,14 @@ export class MonitorRunner {
 
   /**
    * Skew at T, per window: the logged reads with read time in [T - window, T) against the offline
-   * point-in-time values (monitor/skew.ts); one row per logged view feature (value = match rate,
+   * point-in-time values (monitor/skew.ts); one row per logged view feature and slice (all, and
+   * each monitor slice whose field is a key field of the feature's view; value = match rate,
    * n_cur = values compared, detail = mismatches, SMAPE, largest difference and a sample).
    */
   private async skewRows(T: number, views: readonly string[]): Promise<MetricRow[]> {
     const rows: MetricRow[] = [];
     for (const w of this.plan.windowsMs) {
-      for (const r of await evaluateSkew(this.executor, this.compiled.registry, { views, fromMs: T - w, toMs: T })) {
+      for (const r of await evaluateSkew(this.executor, this.compiled.registry, { views, fromMs: T - w, toMs: T, slices: this.plan.slices })) {
         rows.push({
           ...this.plainRow('skew', w, T, r.exactMatchRate),
           feature: `${r.view}:${r.feature}`,
