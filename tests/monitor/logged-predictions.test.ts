@@ -104,6 +104,7 @@ describe('label metrics over logged predictions', () => {
     const alertsOf = (runner: MonitorRunner): string[] =>
       runner.alerts
         .alerts()
+        .filter((a) => a.labels.monitor === runner.plan.name)
         .map((a) => `${a.labels.slo} ${a.labels.slice} ${a.labels.severity} ${a.status} ${a.startsAtMs} ${a.endsAtMs}`)
         .sort();
     expect(alertsOf(sourced).some((a) => a.startsWith('auc all ticket'))).toBe(true);

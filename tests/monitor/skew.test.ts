@@ -174,7 +174,9 @@ describe('skew of logged reads', () => {
     expect(origin.find((r) => r.slice === `origin=${victim}`)).toMatchObject({ value: 0, n_cur: 1 });
     for (const r of origin.filter((x) => x.slice !== 'all' && x.slice !== `origin=${victim}`)) expect(r, r.slice).toMatchObject({ value: 1, n_cur: 1 });
     // The page goes out for the victim's slice (and for all), at the skewed features; no other airport pages.
+    // (The same SLO name as serving_skew's, in the same store: that monitor's progress must not mute this one.)
     const pages = evaluations.flatMap((e) => e.notifications).filter((n) => n.status === 'firing');
+    expect(pages.every((n) => n.labels.monitor === 'serving_skew_by_origin')).toBe(true);
     expect(new Set(pages.map((n) => n.labels.slice))).toEqual(new Set(['all', `origin=${victim}`]));
     expect(pages.some((n) => n.labels.slice === `origin=${victim}` && n.labels.feature === 'origin_delays:flights_1h')).toBe(true);
     const series = await sloSeries(offline.executor, plan, 'served_equals_offline', { feature: 'origin_delays:flights_1h', slice: `origin=${victim}` });
