@@ -150,6 +150,11 @@ describe('feature log through Kafka', () => {
       expect(sample('dropped_queue_full')).toBe(queue.stats.droppedQueueFull);
       expect(sample('dropped_write_failed')).toBe(queue.stats.droppedWriteFailed);
       expect(metrics).toMatch(/^tidemark_feature_log_queue_limit 5$/m);
+      // A prediction is answered once written: during the outage it is refused (to retry), never accepted and dropped.
+      const prediction = await app.inject({ method: 'POST', url: '/feature-log/predictions', payload: { request_id: 'outage-1', score: 0.5 } });
+      expect(prediction.statusCode, prediction.body).toBe(503);
+      expect(prediction.json()).toMatchObject({ code: 'TM_LOG_UNAVAILABLE', request_id: 'outage-1' });
+      expect(prediction.json().message).toContain(`writing to kafka:${topic} failed`);
 
       await down.brokerUp(-1);
       await until(async () => {
@@ -158,6 +163,8 @@ describe('feature log through Kafka', () => {
         await queue.flush();
         return queue.stats.written > 0;
       }, 'a logged read after Kafka is back', 60_000);
+      const again = await app.inject({ method: 'POST', url: '/feature-log/predictions', payload: { request_id: 'outage-1', score: 0.5 } });
+      expect(again.statusCode, again.body).toBe(200);
     } finally {
       await app.close();
       await queue.close();
