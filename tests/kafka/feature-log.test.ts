@@ -83,6 +83,8 @@ describe('feature log through Kafka', () => {
         { partition: 0, value: '{"kind": "read", ' },
         { partition: 0, value: JSON.stringify({ ...read, features: [{ view: 'origin_delays', feature: 'nope', values: [1], statuses: ['PRESENT'], event_times_ms: [1] }] }) },
         { partition: 1, value: JSON.stringify({ ...read, features: [{ view: 'origin_delays', feature: 'flights_1h', values: [1, 2], statuses: ['PRESENT'], event_times_ms: [1] }] }) },
+        // A prediction whose score is not a number.
+        { partition: 1, value: JSON.stringify({ kind: 'prediction', v: 1, request_id: ids[0], score: 'high', model: null, at_ms: 1 }) },
       ],
     });
     await producer.disconnect();
@@ -91,19 +93,20 @@ describe('feature log through Kafka', () => {
     const rows = 4 * 3 * FEATURES.length;
     await sink.start();
     try {
-      await until(async () => (await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`)) === 4 && (await count(`SELECT count() AS n FROM ${PREDICTION_LOG_TABLE}`)) === 2 && sink.stats.badLogRecords === 3, '4 logged reads, 2 predictions and 3 dead letters');
+      await until(async () => (await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`)) === 4 && (await count(`SELECT count() AS n FROM ${PREDICTION_LOG_TABLE}`)) === 2 && sink.stats.badLogRecords === 4, '4 logged reads, 2 predictions and 4 dead letters');
     } finally {
       await sink.stop();
     }
-    expect(sink.stats).toMatchObject({ logRecords: 6, badLogRecords: 3 });
+    expect(sink.stats).toMatchObject({ logRecords: 6, badLogRecords: 4 });
     expect(await count(`SELECT count() AS n FROM (${loggedValuesSql('1')})`)).toBe(rows);
     const predictions = await offline.executor.rows<{ request_id: string; score: number; model: string }>(`SELECT request_id, score, model FROM ${PREDICTION_LOG_TABLE} ORDER BY score`);
     expect(predictions).toEqual([{ request_id: ids[0], score: 0.25, model: 'delay-model@3' }, { request_id: ids[1], score: 0.75, model: 'delay-model@3' }]);
     const logged = await offline.executor.rows<{ request_id: string; n: number }>(`SELECT request_id, count() AS n FROM ${FEATURE_LOG_TABLE} GROUP BY request_id ORDER BY request_id`);
     expect(logged.map((r) => r.request_id)).toEqual([...ids].sort());
     const dead = await offline.executor.rows<{ code: string; field: string | null; reason: string }>(`SELECT code, field, reason FROM tm_dead_letters WHERE source = 'feature_log' ORDER BY position, field`);
-    expect(dead.map((d) => d.code)).toEqual(['TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD']);
-    expect(dead.map((d) => d.field).sort()).toEqual(['features.0', 'features.0.values', null].sort());
+    expect(dead.map((d) => d.code)).toEqual(['TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD']);
+    expect(dead.map((d) => d.field).sort()).toEqual(['features.0', 'features.0.values', 'score', null].sort());
+    expect(dead.find((d) => d.field === 'score')!.reason).toMatch(/^feature-log record, field score: /);
     expect(dead.find((d) => d.field === null)!.reason).toMatch(/not JSON/);
     expect(dead.find((d) => d.field === 'features.0')!.reason).toContain('origin_delays:nope is not a feature of registry');
     expect(dead.find((d) => d.field === 'features.0.values')!.reason).toContain('2 entries for 1 entity rows');
