@@ -174,6 +174,8 @@ export class FeatureLogQueue {
   private pending: EncodedFeatureLogRecord[] = [];
   private endLinger: (() => void) | null = null;
   private flushing = 0;
+  /** Records queued by offerAndWait and not yet written or dropped: while there are any, a write does not linger. */
+  private waiting = 0;
   private writing: Promise<void> | null = null;
   private lastError: string | null = null;
 
@@ -207,14 +209,29 @@ export class FeatureLogQueue {
   }
 
   /**
-   * Queue a record and wait until it is written (batched with the others, so within the linger
-   * time plus the write); rejects with the reason when it is dropped (queue full, write failed or
-   * timed out). A prediction is logged this way: its sender is told whether it was stored.
+   * Queue a record and wait until it is written; rejects with the reason when it is dropped (queue
+   * full, write failed or timed out). A write does not linger while such a record waits: it goes
+   * out at once with whatever else is queued, and records arriving during a write go in the next
+   * (group commit). A prediction is logged this way: its sender is told whether it was stored.
    */
   offerAndWait(record: FeatureLogRecord): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const encoded: EncodedFeatureLogRecord = { ...encodeFeatureLogRecord(record), settle: (error) => (error === null ? resolve() : reject(error)) };
-      if (!this.offerEncoded(encoded)) reject(new Error(`the feature-log queue is full (${this.queueLimit} records): writing to ${this.sink.destination} is behind or failing`));
+      const encoded: EncodedFeatureLogRecord = {
+        ...encodeFeatureLogRecord(record),
+        settle: (error) => {
+          this.waiting--;
+          if (error === null) resolve();
+          else reject(error);
+        },
+      };
+      this.waiting++;
+      if (!this.offerEncoded(encoded)) {
+        this.waiting--;
+        reject(new Error(`the feature-log queue is full (${this.queueLimit} records): writing to ${this.sink.destination} is behind or failing`));
+        return;
+      }
+      // Someone waits: write now, with whatever else is queued (what arrives meanwhile goes in the next write).
+      this.endLinger?.();
     });
   }
 
@@ -251,7 +268,7 @@ export class FeatureLogQueue {
 
   private async drain(): Promise<void> {
     while (this.pending.length > 0) {
-      if (this.pending.length < this.batchRecords && this.lingerMs > 0 && this.flushing === 0) {
+      if (this.pending.length < this.batchRecords && this.lingerMs > 0 && this.flushing === 0 && this.waiting === 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, this.lingerMs);
           this.endLinger = () => {
