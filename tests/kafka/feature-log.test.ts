@@ -85,6 +85,8 @@ describe('feature log through Kafka', () => {
         { partition: 1, value: JSON.stringify({ ...read, features: [{ view: 'origin_delays', feature: 'flights_1h', values: [1, 2], statuses: ['PRESENT'], event_times_ms: [1] }] }) },
         // A prediction whose score is not a number.
         { partition: 1, value: JSON.stringify({ kind: 'prediction', v: 1, request_id: ids[0], score: 'high', model: null, at_ms: 1 }) },
+        // A version-2 read with two values for one entity row.
+        { partition: 1, value: JSON.stringify({ ...read, v: 2, features: ['origin_delays:flights_1h'], values: [[1, 2]], statuses: ['P'], ages_ms: [[0]] }) },
       ],
     });
     await producer.disconnect();
@@ -93,19 +95,20 @@ describe('feature log through Kafka', () => {
     const rows = 4 * 3 * FEATURES.length;
     await sink.start();
     try {
-      await until(async () => (await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`)) === 4 && (await count(`SELECT count() AS n FROM ${PREDICTION_LOG_TABLE}`)) === 2 && sink.stats.badLogRecords === 4, '4 logged reads, 2 predictions and 4 dead letters');
+      await until(async () => (await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`)) === 4 && (await count(`SELECT count() AS n FROM ${PREDICTION_LOG_TABLE}`)) === 2 && sink.stats.badLogRecords === 5, '4 logged reads, 2 predictions and 5 dead letters');
     } finally {
       await sink.stop();
     }
-    expect(sink.stats).toMatchObject({ logRecords: 6, badLogRecords: 4 });
+    expect(sink.stats).toMatchObject({ logRecords: 6, badLogRecords: 5 });
     expect(await count(`SELECT count() AS n FROM (${loggedValuesSql('1')})`)).toBe(rows);
     const predictions = await offline.executor.rows<{ request_id: string; score: number; model: string }>(`SELECT request_id, score, model FROM ${PREDICTION_LOG_TABLE} ORDER BY score`);
     expect(predictions).toEqual([{ request_id: ids[0], score: 0.25, model: 'delay-model@3' }, { request_id: ids[1], score: 0.75, model: 'delay-model@3' }]);
     const logged = await offline.executor.rows<{ request_id: string; n: number }>(`SELECT request_id, count() AS n FROM ${FEATURE_LOG_TABLE} GROUP BY request_id ORDER BY request_id`);
     expect(logged.map((r) => r.request_id)).toEqual([...ids].sort());
     const dead = await offline.executor.rows<{ code: string; field: string | null; reason: string }>(`SELECT code, field, reason FROM tm_dead_letters WHERE source = 'feature_log' ORDER BY position, field`);
-    expect(dead.map((d) => d.code)).toEqual(['TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD']);
-    expect(dead.map((d) => d.field).sort()).toEqual(['features.0', 'features.0.values', 'score', null].sort());
+    expect(dead.map((d) => d.code)).toEqual(['TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD']);
+    expect(dead.map((d) => d.field).sort()).toEqual(['features.0', 'features.0.values', 'score', 'values.0', null].sort());
+    expect(dead.find((d) => d.field === 'values.0')!.reason).toContain('values.0 (origin_delays:flights_1h): 2 entries for 1 entity rows');
     expect(dead.find((d) => d.field === 'score')!.reason).toMatch(/^feature-log record, field score: /);
     expect(dead.find((d) => d.field === null)!.reason).toMatch(/not JSON/);
     expect(dead.find((d) => d.field === 'features.0')!.reason).toContain('origin_delays:nope is not a feature of registry');
