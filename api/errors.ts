@@ -60,7 +60,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   TM_OFFLINE_AUTH: 503,
   TM_STORE_NEEDS_BOOTSTRAP: 503,
   TM_STORE_STATE_LOST: 503,
-  // A prediction the full feature-log queue could not take.
+  // A prediction the feature log could not take (queue full) or write (Kafka or the offline store down).
   TM_LOG_UNAVAILABLE: 503,
   TM_LOG_EMPTY: 400,
 };

@@ -19,23 +19,28 @@ const PredictionBody = z.strictObject({
 const PredictionAnswer = z.object({
   request_id: z.string(),
   destination: z.string().describe('kafka:<prefix>.feature_log, or the offline store in embedded mode'),
-  status: z.literal('queued').describe('queued for writing; GET /metrics counts records written and dropped'),
+  status: z.literal('written').describe('written to the destination (Kafka acknowledged it, or the offline store holds it)'),
 });
 
 export const featureLogRoutes: FastifyPluginAsyncZod<{ featureLog: FeatureLogQueue; nowMs?: () => number }> = async (app, { featureLog, nowMs = Date.now }) => {
   const predictionSchema = {
     tags: ['feature-log'],
-    summary: "Log a model's score for a request id (stored in tm_prediction_log)",
+    summary: "Log a model's score for a request id (stored in tm_prediction_log); answered once written",
+    description:
+      'The request id is not checked against the logged reads: the read may be written later, by another server, or not sampled. ' +
+      "The monitor's label metrics (predictions: 'feature_log') count a prediction whose read is not logged under `without_read`, in `all` and in `<slice>=(null)`.",
     body: PredictionBody,
-    response: { 202: PredictionAnswer.describe('Queued'), ...errorResponses({ badRequest: ['TM_READ_BAD_REQUEST'], unavailable: ['TM_LOG_UNAVAILABLE'], body: true }) },
+    response: { 200: PredictionAnswer.describe('Written'), ...errorResponses({ badRequest: ['TM_READ_BAD_REQUEST'], unavailable: ['TM_LOG_UNAVAILABLE'], body: true }) },
   };
   app.post('/feature-log/predictions', { schema: predictionSchema, config: { scope: 'log:write' } }, async (request, reply) => {
     const body = request.body;
-    const queued = featureLog.offer({ kind: 'prediction', v: FEATURE_LOG_FORMAT_VERSION, request_id: body.request_id, score: body.score, model: body.model ?? null, at_ms: body.at ?? nowMs() });
-    if (!queued) {
-      throw new TidemarkError('TM_LOG_UNAVAILABLE', `the feature-log queue is full (writing to ${featureLog.sink.destination} is behind or failing): prediction for request ${body.request_id} not logged; retry later`, { request_id: body.request_id, destination: featureLog.sink.destination });
+    // Answered once written, so an accepted prediction is never lost: the label metrics are computed from these.
+    try {
+      await featureLog.offerAndWait({ kind: 'prediction', v: FEATURE_LOG_FORMAT_VERSION, request_id: body.request_id, score: body.score, model: body.model ?? null, at_ms: body.at ?? nowMs() });
+    } catch (e) {
+      throw new TidemarkError('TM_LOG_UNAVAILABLE', `prediction for request ${body.request_id} not logged (${(e as Error).message}); retry later`, { request_id: body.request_id, destination: featureLog.sink.destination });
     }
-    return reply.status(202).send({ request_id: body.request_id, destination: featureLog.sink.destination, status: 'queued' as const });
+    return reply.status(200).send({ request_id: body.request_id, destination: featureLog.sink.destination, status: 'written' as const });
   });
 
   const metricsSchema = { tags: ['health'], summary: "The feature log's Prometheus metrics (text format 0.0.4)", response: { 200: z.string().describe('Prometheus text'), ...errorResponses() } };

@@ -42,13 +42,14 @@ try {
     const result = await store.writeDataset(spine, features.map((f) => `origin_delays:${f}`), dataset);
     Object.assign(figures, { rows: result.rows, values: result.rows * features.length });
   } else if (mode === 'log') {
-    // The records in the format serving writes (ingest/feature-log.ts), built from the dataset's rows.
+    // The records in the format serving writes (ingest/feature-log.ts, version 2), built from the dataset's rows.
     const column = (f: string): string => `\`origin_delays__${f}\``;
-    const feature = (f: string): string =>
-      `'{"view":"origin_delays","feature":"${f}","values":[', ${f === 'flights_1h' ? `ifNull(toJSONString(if(id % 100 = 0, ${column(f)} + 1, ${column(f)})), 'null')` : `ifNull(toJSONString(${column(f)}), 'null')`}, '],"statuses":["', if(${column(f)} IS NULL, 'NULL_VALUE', 'PRESENT'), '"],"event_times_ms":[null]}'`;
+    const value = (f: string): string =>
+      `'[', ${f === 'flights_1h' ? `ifNull(toJSONString(if(id % 100 = 0, ${column(f)} + 1, ${column(f)})), 'null')` : `ifNull(toJSONString(${column(f)}), 'null')`}, ']'`;
+    const status = (f: string): string => `'"', if(${column(f)} IS NULL, 'N', 'P'), '"'`;
     await store.executor.command(
       `INSERT INTO ${FEATURE_LOG_TABLE} (read_ms, request_id, record, __load, __offset)
-       SELECT ts, concat('bench-', toString(id)), concat('{"kind":"read","v":1,"request_id":"bench-', toString(id), '","read_time_ms":', toString(ts), ',"registry_version":"${compiled.registry.version}","entities":{"airport":[', toJSONString(airport), ']},"features":[', ${features.map(feature).join(", ',', ")}, ']}'), 'bench', id
+       SELECT ts, concat('bench-', toString(id)), concat('{"kind":"read","v":2,"request_id":"bench-', toString(id), '","read_time_ms":', toString(ts), ',"registry_version":"${compiled.registry.version}","entities":{"airport":[', toJSONString(airport), ']},"features":${JSON.stringify(features.map((f) => `origin_delays:${f}`))},"values":[', ${features.map(value).join(", ',', ")}, '],"statuses":[', ${features.map(status).join(", ',', ")}, '],"ages_ms":[${features.map(() => '[null]').join(',')}]}'), 'bench', id
        FROM file('${dataset}', Parquet)`,
     );
     const [row] = await store.executor.rows<{ n: number }>(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`);

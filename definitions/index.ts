@@ -48,7 +48,7 @@ export type { TileTemplate, SlotRef, TileUpdate, KeyTileUpdates, TileBatch, Tile
 export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs, valuesAgree, exactSum } from './reference.js';
 export type { ReferenceEvent } from './reference.js';
 export { loadDefinitions, resolveDefinitionsPath } from './load.js';
-export { monitor, SLO_INDICATORS, BINARY_LABEL_METRICS, REGRESSION_LABEL_METRICS, DEFAULT_BURN_RATE_RULES } from './monitor.js';
+export { monitor, SLO_INDICATORS, BINARY_LABEL_METRICS, REGRESSION_LABEL_METRICS, DEFAULT_BURN_RATE_RULES, FEATURE_LOG_PREDICTIONS } from './monitor.js';
 export type {
   MonitorDefinition,
   MonitorPlan,
@@ -58,6 +58,9 @@ export type {
   SloSpec,
   SloIndicator,
   LabelPlan,
+  LabelSpec,
+  SourceLabelSpec,
+  LoggedLabelSpec,
   LabelMetric,
   BurnRateRulePlan,
 } from './monitor.js';

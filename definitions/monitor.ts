@@ -30,14 +30,12 @@ export interface SliceSpec<T> {
   bands?: readonly number[];
 }
 
-/** Predictions and their delayed labels, both sources whose events land in the offline store. */
-export interface LabelSpec<P extends AnyObjectSchema, L extends AnyObjectSchema> {
-  predictions: SourceDefinition<P>;
+/** The `predictions` of label metrics taken from the feature log (tm_prediction_log: POST /feature-log/predictions). */
+export const FEATURE_LOG_PREDICTIONS = 'feature_log';
+
+/** What label metrics of either kind of predictions share: the labels source, the kind, the threshold, the delay. */
+interface LabelSpecCommon<L extends AnyObjectSchema> {
   labels: SourceDefinition<L>;
-  /** Field of a prediction that its label carries too. */
-  predictionId: Fields<z.output<P>>;
-  labelId: Fields<z.output<L>>;
-  score: Fields<z.output<P>>;
   label: Fields<z.output<L>>;
   /** binary: score is a probability, label 0/1 (or boolean); regression: score and label are numbers. */
   kind: 'binary' | 'regression';
@@ -48,6 +46,30 @@ export interface LabelSpec<P extends AnyObjectSchema, L extends AnyObjectSchema>
   /** SLOs judge a label metric only where at least this many predictions got labels; default 200. */
   minLabelled?: number;
 }
+
+/** Predictions and their delayed labels, both sources whose events land in the offline store. */
+export interface SourceLabelSpec<P extends AnyObjectSchema, L extends AnyObjectSchema> extends LabelSpecCommon<L> {
+  predictions: SourceDefinition<P>;
+  /** Field of a prediction that its label carries too. */
+  predictionId: Fields<z.output<P>>;
+  labelId: Fields<z.output<L>>;
+  score: Fields<z.output<P>>;
+}
+
+/**
+ * Predictions logged with the feature log (`POST /feature-log/predictions`: request id, score,
+ * model), joined to labels that carry the request id. Slices read the join keys of the logged read
+ * with that request id.
+ */
+export interface LoggedLabelSpec<L extends AnyObjectSchema> extends LabelSpecCommon<L> {
+  predictions: typeof FEATURE_LOG_PREDICTIONS;
+  /** Only the predictions logged with this model name (default: every logged prediction). */
+  model?: string;
+  /** Field of a label holding the request id of the read its prediction was made from. */
+  labelId: Fields<z.output<L>>;
+}
+
+export type LabelSpec<P extends AnyObjectSchema, L extends AnyObjectSchema> = SourceLabelSpec<P, L> | LoggedLabelSpec<L>;
 
 /** One SLO: an indicator judged good or bad per evaluation and slice, and its objective. */
 export interface SloSpec {
@@ -159,6 +181,7 @@ export interface SloPlan {
 }
 
 export interface LabelPlan {
+  /** The predictions source, or FEATURE_LOG_PREDICTIONS (then `fromLog` is set). */
   predictions: string;
   labels: string;
   predictionIdField: string;
@@ -169,6 +192,15 @@ export interface LabelPlan {
   threshold: number;
   labelDelayMs: number;
   minLabelled: number;
+  /**
+   * Present when the predictions are the feature log's (tm_prediction_log, joined by request id;
+   * predictionIdField is request_id and scoreField score); model null: every model's.
+   */
+  fromLog?: {
+    model: string | null;
+    /** Per slice field: where a logged read holds it (the first entity row's value of joinKey, in a read of view); the first candidate read wins. */
+    sliceKeys: Record<string, { view: string; joinKey: string }[]>;
+  };
 }
 
 export interface MonitorPlan {
@@ -316,7 +348,7 @@ export function compileMonitor(
   if (!(psiFloor >= 0)) err('TM_DEF_BAD_MONITOR', where, `drift.psiFloor ${psiFloor} is negative`, 'e.g. psiFloor: 0.02');
   if (!Number.isInteger(minSamples) || minSamples < 1) err('TM_DEF_BAD_MONITOR', where, `drift.minSamples ${minSamples} is not a positive integer`, 'e.g. minSamples: 10');
 
-  const labels = m.labels ? compileLabels(m.labels, slices, sources, where, err, duration) : null;
+  const labels = m.labels ? compileLabels(m.labels, slices, sources, views.filter((v) => v.source === source?.name), where, err, duration) : null;
 
   const slos: SloPlan[] = [];
   for (const [name, spec] of Object.entries(m.slos ?? {})) {
@@ -387,14 +419,16 @@ function compileLabels(
   spec: LabelSpec<AnyObjectSchema, AnyObjectSchema>,
   slices: readonly MonitorSlicePlan[],
   sources: readonly SourcePlan[],
+  sourceViews: readonly ViewPlan[],
   where: string,
   err: ErrFn,
   duration: DurationFn,
 ): LabelPlan {
   const at = `${where}, labels`;
-  const predictions = sources.find((s) => s.name === spec.predictions?.name);
+  const fromLog = spec.predictions === FEATURE_LOG_PREDICTIONS;
+  const predictions = fromLog ? undefined : sources.find((s) => s.name === (spec as SourceLabelSpec<AnyObjectSchema, AnyObjectSchema>).predictions?.name);
   const labels = sources.find((s) => s.name === spec.labels?.name);
-  if (!predictions) err('TM_DEF_BAD_MONITOR', at, `predictions source ${String(spec.predictions?.name)} is not among the definitions`, 'export it from the definitions module');
+  if (!fromLog && !predictions) err('TM_DEF_BAD_MONITOR', at, `predictions source ${String((spec.predictions as { name?: unknown } | undefined)?.name ?? spec.predictions)} is not among the definitions`, `export it from the definitions module, or use predictions: '${FEATURE_LOG_PREDICTIONS}' for the feature log's`);
   if (!labels) err('TM_DEF_BAD_MONITOR', at, `labels source ${String(spec.labels?.name)} is not among the definitions`, 'export it from the definitions module');
   const need = (src: SourcePlan | undefined, field: string, what: string, kinds: readonly string[]): void => {
     if (!src) return;
@@ -402,13 +436,31 @@ function compileLabels(
     if (!info) err('TM_DEF_UNKNOWN_FIELD', at, `${what} "${field}" is not a field of source ${src.name}`, `use one of: ${Object.keys(src.fields).join(', ')}`);
     else if (!kinds.includes(info.kind)) err('TM_DEF_BAD_MONITOR', at, `${what} "${field}" is ${info.kind}`, `it must be ${kinds.join(' or ')}`);
   };
-  need(predictions, String(spec.predictionId), 'predictionId', ['string', 'number']);
   need(labels, String(spec.labelId), 'labelId', ['string', 'number']);
-  need(predictions, String(spec.score), 'score', ['number']);
   need(labels, String(spec.label), 'label', spec.kind === 'binary' ? ['number', 'boolean'] : ['number']);
-  for (const slice of slices) {
-    if (predictions && !(slice.field in predictions.fields)) {
-      err('TM_DEF_UNKNOWN_FIELD', at, `slice ${slice.name} reads "${slice.field}", which predictions source ${predictions.name} lacks, so label metrics cannot be sliced by it`, `add ${slice.field} to the predictions' schema`);
+  let logPlan: LabelPlan['fromLog'];
+  if (fromLog) {
+    const model = (spec as LoggedLabelSpec<AnyObjectSchema>).model;
+    if (model !== undefined && (typeof model !== 'string' || model.length === 0)) err('TM_DEF_BAD_MONITOR', at, `model ${JSON.stringify(model)} is not a model name`, "e.g. model: 'delay_model'");
+    // A logged prediction is sliced by its read's join key that the slice's field is the key of,
+    // in a view of the monitor's source (as view features are); every such view is a candidate.
+    const sliceKeys: Record<string, { view: string; joinKey: string }[]> = {};
+    for (const slice of slices) {
+      const candidates = sourceViews.flatMap((v) => v.joinKeys.flatMap((k, i) => (v.keyFields[i] === slice.field ? [{ view: v.name, joinKey: k }] : [])));
+      if (slice.bands !== null || candidates.length === 0) {
+        err('TM_DEF_SLICE_NOT_KEY', at, `slice ${slice.name} (${slice.field}${slice.bands ? ' bands' : ''}) is not a key field of a view of the monitor's source, so a logged read does not carry it and logged predictions cannot be sliced by it`, `slice by a view's key field (${[...new Set(sourceViews.flatMap((v) => v.keyFields))].join(', ') || 'none'}), without bands`);
+      }
+      sliceKeys[slice.field] = candidates;
+    }
+    logPlan = { model: model ?? null, sliceKeys };
+  } else {
+    const s = spec as SourceLabelSpec<AnyObjectSchema, AnyObjectSchema>;
+    need(predictions, String(s.predictionId), 'predictionId', ['string', 'number']);
+    need(predictions, String(s.score), 'score', ['number']);
+    for (const slice of slices) {
+      if (predictions && !(slice.field in predictions.fields)) {
+        err('TM_DEF_UNKNOWN_FIELD', at, `slice ${slice.name} reads "${slice.field}", which predictions source ${predictions.name} lacks, so label metrics cannot be sliced by it`, `add ${slice.field} to the predictions' schema`);
+      }
     }
   }
   if (spec.kind !== 'binary' && spec.kind !== 'regression') err('TM_DEF_BAD_MONITOR', at, `kind ${JSON.stringify(spec.kind)}`, 'use binary or regression');
@@ -417,16 +469,18 @@ function compileLabels(
   if (!Number.isInteger(minLabelled) || minLabelled < 1) err('TM_DEF_BAD_MONITOR', at, `minLabelled ${minLabelled} is not a positive integer`, 'e.g. minLabelled: 200');
   if (!Number.isFinite(threshold)) err('TM_DEF_BAD_MONITOR', at, `threshold ${threshold} is not a number`, 'e.g. threshold: 0.5');
   return {
-    predictions: predictions?.name ?? '',
+    predictions: fromLog ? FEATURE_LOG_PREDICTIONS : (predictions?.name ?? ''),
     labels: labels?.name ?? '',
-    predictionIdField: String(spec.predictionId),
+    predictionIdField: fromLog ? 'request_id' : String((spec as SourceLabelSpec<AnyObjectSchema, AnyObjectSchema>).predictionId),
     labelIdField: String(spec.labelId),
-    scoreField: String(spec.score),
+    scoreField: fromLog ? 'score' : String((spec as SourceLabelSpec<AnyObjectSchema, AnyObjectSchema>).score),
     labelField: String(spec.label),
     kind: spec.kind,
     threshold,
     labelDelayMs: duration(spec.labelDelay, at, 'labelDelay') ?? 0,
     minLabelled,
+    // Only logged predictions carry the key, so the versions of the other monitors stay as they were.
+    ...(logPlan ? { fromLog: logPlan } : {}),
   };
 }
 

@@ -448,7 +448,19 @@ export class BurnRateAlerts {
       firingBySeries.set(key, entry);
     }
     for (const [key, { slo, rules }] of firingBySeries) slo.evaluator.setFiringRules(key, rules);
-    for (const [slo, ms] of Object.entries(initial.watermarks)) this.resumeAfterMs.set(slo, ms);
+    for (const slo of this.slos.keys()) {
+      // A store written before watermarks were kept per monitor holds them under the SLO's name alone.
+      const ms = initial.watermarks[this.watermarkKey(slo)] ?? initial.watermarks[slo];
+      if (ms !== undefined) this.resumeAfterMs.set(slo, ms);
+    }
+  }
+
+  /**
+   * The store's watermark key of an SLO: per monitor, since monitors sharing a store may name SLOs
+   * alike (one monitor's progress must not mute another's alerts).
+   */
+  private watermarkKey(slo: string): string {
+    return this.monitor === undefined ? slo : `${this.monitor}/${slo}`;
   }
 
   /** Load the state a store holds (empty on first use) and start from it. */
@@ -494,7 +506,7 @@ export class BurnRateAlerts {
     const resumeAfter = this.resumeAfterMs.get(slo);
     if (resumeAfter !== undefined && observation.timeMs <= resumeAfter) return [];
     const evaluation = entry.evaluator.evaluate(series.key, observation.timeMs);
-    this.machine.advanceWatermark(slo, observation.timeMs);
+    this.machine.advanceWatermark(this.watermarkKey(slo), observation.timeMs);
     const out: AlertNotification[] = [];
     for (const sev of evaluation.severities) {
       let alert = series.alerts.get(sev.severity);
@@ -522,7 +534,7 @@ export class BurnRateAlerts {
   warmUpFromMs(): number | null {
     let from: number | null = null;
     for (const [name, { evaluator }] of this.slos) {
-      const w = this.machine.watermark(name);
+      const w = this.machine.watermark(this.watermarkKey(name)) ?? this.resumeAfterMs.get(name) ?? null;
       if (w === null) continue;
       const start = w - evaluator.maxWindowMs;
       if (from === null || start < from) from = start;
@@ -531,7 +543,7 @@ export class BurnRateAlerts {
   }
 
   watermarkMs(slo: string): number | null {
-    return this.machine.watermark(slo);
+    return this.machine.watermark(this.watermarkKey(slo)) ?? this.resumeAfterMs.get(slo) ?? null;
   }
 
   pending(forSink?: string): AlertNotification[] {

@@ -7,7 +7,7 @@
 // the rest from sums and confusion counts. Unlabelled predictions and labels without a prediction
 // are counted, not errors.
 import type { LabelPlan, MonitorPlan } from '../definitions/index.js';
-import { COMPLETED_LOADS, eventTable, ident, type OfflineExecutor } from '../offline/index.js';
+import { COMPLETED_LOADS, eventTable, ident, loggedPredictionIdsSql, loggedPredictionsSql, type OfflineExecutor } from '../offline/index.js';
 import { slicesArray } from './drift-sql.js';
 import { confusionMetrics, regressionMetrics } from './label-metrics.js';
 
@@ -32,6 +32,8 @@ export interface LabelWindowRow {
   /** Regression. */
   abs_error_sum: number;
   sq_error_sum: number;
+  /** Logged predictions whose request's read was not logged (always 0 for a predictions source). */
+  without_read: number;
 }
 
 export interface LabelMetricsResult {
@@ -40,7 +42,27 @@ export interface LabelMetricsResult {
   slice: string;
   labelled: number;
   unlabelled: number;
+  /** Logged predictions only: those whose request's read was not logged (counted in `all` and in `<slice>=(null)`). */
+  withoutRead?: number;
   metrics: Record<string, number | null>;
+}
+
+/** The query parameters of a label plan's SQL besides the time range: the model of logged predictions. */
+export function labelSqlParams(labels: LabelPlan): Record<string, unknown> {
+  return labels.fromLog?.model != null ? { model: labels.fromLog.model } : {};
+}
+
+/**
+ * The predictions relation: id, ts, s, read and the slice fields. From a predictions source, or
+ * from the feature log (tm_prediction_log joined to the logged read of the same request id).
+ */
+function predictionsSql(plan: MonitorPlan, labels: LabelPlan, fromSql: string, toSql: string): string {
+  const sliceCols = [...new Set(plan.slices.map((s) => s.field))];
+  if (labels.fromLog) {
+    const fromLog = labels.fromLog;
+    return loggedPredictionsSql(fromSql, toSql, { model: fromLog.model !== null, slices: sliceCols.map((c) => ({ column: c, candidates: fromLog.sliceKeys[c] ?? [] })) });
+  }
+  return `SELECT toString(${ident(labels.predictionIdField)}) AS id, __ts AS ts, toFloat64(${ident(labels.scoreField)}) AS s, toUInt8(1) AS read${sliceCols.map((c) => `, ${ident(c)}`).join('')} FROM ${ident(eventTable(labels.predictions))} WHERE ${COMPLETED_LOADS} AND __ts >= ${fromSql} AND __ts < ${toSql} AND ${ident(labels.scoreField)} IS NOT NULL ORDER BY __ts LIMIT 1 BY id`;
 }
 
 /** Rows for evaluations at phase + k * interval, k in [{kFirst}, {kLast}], every window of the plan. */
@@ -49,8 +71,6 @@ export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan): string {
   const P = plan.phaseMs;
   const D = labels.labelDelayMs;
   const maxW = Math.max(...plan.windowsMs);
-  const sliceCols = [...new Set(plan.slices.map((s) => s.field))];
-  const pred = ident(eventTable(labels.predictions));
   const lab = ident(eventTable(labels.labels));
   const pFrom = `({kFirst:Int64} * ${I} + ${P} - ${D} - ${maxW})`;
   const pTo = `({kLast:Int64} * ${I} + ${P} - ${D})`;
@@ -58,13 +78,13 @@ export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan): string {
   const isBinary = labels.kind === 'binary';
   const thr = labels.threshold;
   return `WITH
-p AS (SELECT toString(${ident(labels.predictionIdField)}) AS id, __ts AS ts, toFloat64(${ident(labels.scoreField)}) AS s${sliceCols.map((c) => `, ${ident(c)}`).join('')} FROM ${pred} WHERE ${COMPLETED_LOADS} AND __ts >= ${pFrom} AND __ts < ${pTo} AND ${ident(labels.scoreField)} IS NOT NULL ORDER BY __ts LIMIT 1 BY id),
+p AS (${predictionsSql(plan, labels, pFrom, pTo)}),
 l AS (SELECT toString(${ident(labels.labelIdField)}) AS id, __ts AS lts, toFloat64(${ident(labels.labelField)}) AS y FROM ${lab} WHERE ${COMPLETED_LOADS} AND __ts < ${pTo} + ${D} AND ${ident(labels.labelField)} IS NOT NULL AND id IN (SELECT id FROM p) ORDER BY __ts LIMIT 1 BY id),
 j AS (SELECT p.*, ifNull(l.id = p.id AND l.lts < p.ts + ${D}, false) AS has, l.y AS y FROM p LEFT JOIN l ON p.id = l.id),
 x AS (SELECT *, arrayJoin(${windows}) AS w, arrayJoin(range(toInt64(intDiv(ts + ${D} - ${P}, ${I}) + 1), toInt64(intDiv(ts + ${D} - ${P} + w, ${I}) + 1))) AS k, arrayJoin(${slicesArray(plan)}) AS slice FROM j),
-g AS (SELECT k, w, slice, s, countIf(has AND y = 1) AS pos, countIf(has AND y = 0) AS neg, countIf(has) AS lab, countIf(NOT has) AS unl,
+g AS (SELECT k, w, slice, s, countIf(has AND y = 1) AS pos, countIf(has AND y = 0) AS neg, countIf(has) AS lab, countIf(NOT has) AS unl, countIf(read = 0) AS unread,
       sumIf(abs(s - y), has) AS ae, sumIf((s - y) * (s - y), has) AS se FROM x WHERE k >= {kFirst:Int64} AND k <= {kLast:Int64} GROUP BY k, w, slice, s)
-SELECT k, w, slice, sum(pos) AS positives, sum(neg) AS negatives, sum(lab) AS labelled, sum(unl) AS unlabelled,
+SELECT k, w, slice, sum(pos) AS positives, sum(neg) AS negatives, sum(lab) AS labelled, sum(unl) AS unlabelled, sum(unread) AS without_read,
   sum(pos * (neg_below + neg / 2)) AS auc_pairs,
   ${isBinary ? `sumKahan(pos * -log(least(greatest(s, ${LOG_LOSS_EPS}), 1 - ${LOG_LOSS_EPS})) + neg * -log(1 - least(greatest(s, ${LOG_LOSS_EPS}), 1 - ${LOG_LOSS_EPS})))` : '0'} AS log_loss_sum,
   sumKahan(pos * (1 - s) * (1 - s) + neg * s * s) AS brier_sum,
@@ -76,7 +96,8 @@ GROUP BY k, w, slice ORDER BY k, w, slice SETTINGS join_use_nulls = 0`;
 
 /** Labels per interval bucket over [{from}, {to}) whose id no prediction in the store carries. */
 export function orphanLabelsSql(plan: MonitorPlan, labels: LabelPlan): string {
-  return `SELECT intDiv(__ts - ${plan.phaseMs}, ${plan.intervalMs}) AS b, count() AS n FROM ${ident(eventTable(labels.labels))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {to:Int64} AND toString(${ident(labels.labelIdField)}) NOT IN (SELECT toString(${ident(labels.predictionIdField)}) FROM ${ident(eventTable(labels.predictions))} WHERE ${COMPLETED_LOADS}) GROUP BY b`;
+  const ids = labels.fromLog ? loggedPredictionIdsSql({ model: labels.fromLog.model !== null }) : `SELECT toString(${ident(labels.predictionIdField)}) FROM ${ident(eventTable(labels.predictions))} WHERE ${COMPLETED_LOADS}`;
+  return `SELECT intDiv(__ts - ${plan.phaseMs}, ${plan.intervalMs}) AS b, count() AS n FROM ${ident(eventTable(labels.labels))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {to:Int64} AND toString(${ident(labels.labelIdField)}) NOT IN (${ids}) GROUP BY b`;
 }
 
 /** Final metrics from one aggregated row (scikit-learn's definitions, via label-metrics.ts; zero_division 0 as sklearn's default). */
@@ -111,11 +132,11 @@ export async function evaluateLabels(executor: OfflineExecutor, plan: MonitorPla
   // (window, evaluation, slice) it counts in, so the span bounds the query's memory.
   const perQuery = Math.max(1, Math.floor((28 * 86_400_000) / plan.intervalMs));
   for (let k0 = kFirst; k0 <= kLast; k0 += perQuery) {
-    const rows = await executor.rows<LabelWindowRow>(labelWindowsSql(plan, labels), { kFirst: k0, kLast: Math.min(kLast, k0 + perQuery - 1) });
+    const rows = await executor.rows<LabelWindowRow>(labelWindowsSql(plan, labels), { kFirst: k0, kLast: Math.min(kLast, k0 + perQuery - 1), ...labelSqlParams(labels) });
     for (const row of rows) {
       const windowEndMs = plan.phaseMs + row.k * plan.intervalMs;
       const list = out.get(windowEndMs) ?? [];
-      list.push({ windowEndMs, windowMs: row.w, slice: row.slice, labelled: row.labelled, unlabelled: row.unlabelled, metrics: labelMetricsOf(row, labels.kind) });
+      list.push({ windowEndMs, windowMs: row.w, slice: row.slice, labelled: row.labelled, unlabelled: row.unlabelled, ...(labels.fromLog ? { withoutRead: Number(row.without_read) } : {}), metrics: labelMetricsOf(row, labels.kind) });
       out.set(windowEndMs, list);
     }
   }

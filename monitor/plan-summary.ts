@@ -25,7 +25,7 @@ export interface MonitorSummary {
   interval: string;
   windows: string[];
   drift: { mode: 'calibrated' | 'fixed'; fdr: number; psiFloor: number; minSamples: number };
-  labels: { predictions: string; labels: string; kind: 'binary' | 'regression'; threshold: number; labelDelay: string; minLabelled: number; predictionId: string; labelId: string; score: string; label: string } | null;
+  labels: { predictions: string; labels: string; kind: 'binary' | 'regression'; threshold: number; labelDelay: string; minLabelled: number; predictionId: string; labelId: string; score: string; label: string; model?: string | null } | null;
   slos: {
     name: string;
     indicator: string;
@@ -73,6 +73,8 @@ export function describeMonitor(plan: MonitorPlan, compiled: CompiledDefinitions
       labelId: plan.labels.labelIdField,
       score: plan.labels.scoreField,
       label: plan.labels.labelField,
+      // Logged predictions (predictions: feature_log): the model they are filtered on, null for every model.
+      ...(plan.labels.fromLog ? { model: plan.labels.fromLog.model } : {}),
     },
     slos: plan.slos.map((s) => ({
       name: s.name,

@@ -12,7 +12,7 @@ import { BurnRateAlerts, type AlertNotification } from './alerts.js';
 import type { SloObservation } from './burn-rate.js';
 import { evaluateDrift, type DriftResult } from './drift.js';
 import { ALL_SLICE } from './drift-sql.js';
-import { evaluateLabels, orphanLabelsSql, type LabelMetricsResult } from './labels.js';
+import { evaluateLabels, labelSqlParams, orphanLabelsSql, type LabelMetricsResult } from './labels.js';
 import { compactMetrics, ensureMetricsTable, lastEvaluatedMs, queryMetrics, writeMetrics, type MetricRecord, type MetricRow } from './metrics-store.js';
 import { loadOrBuildProfile, type MonitorProfile } from './profile.js';
 import { evaluateSkew } from './skew.js';
@@ -167,13 +167,13 @@ export class MonitorRunner {
       p_value: null,
       q_value: null,
       drift: null,
-      detail: JSON.stringify({ labelled: l.labelled, unlabelled: l.unlabelled }),
+      detail: JSON.stringify({ labelled: l.labelled, unlabelled: l.unlabelled, ...(l.withoutRead !== undefined ? { without_read: l.withoutRead } : {}) }),
     }));
   }
 
   /** Labels without a prediction, counted per interval bucket of label time (one query per evaluate call). */
   private async orphanLabelBuckets(fromMs: number, toMs: number): Promise<Map<number, number>> {
-    const rows = await this.executor.rows<{ b: number; n: number }>(orphanLabelsSql(this.plan, this.plan.labels!), { from: fromMs - Math.max(...this.plan.windowsMs), to: toMs });
+    const rows = await this.executor.rows<{ b: number; n: number }>(orphanLabelsSql(this.plan, this.plan.labels!), { from: fromMs - Math.max(...this.plan.windowsMs), to: toMs, ...labelSqlParams(this.plan.labels!) });
     return new Map(rows.map((r) => [r.b, r.n]));
   }
 
@@ -210,13 +210,14 @@ export class MonitorRunner {
 
   /**
    * Skew at T, per window: the logged reads with read time in [T - window, T) against the offline
-   * point-in-time values (monitor/skew.ts); one row per logged view feature (value = match rate,
+   * point-in-time values (monitor/skew.ts); one row per logged view feature and slice (all, and
+   * each monitor slice whose field is a key field of the feature's view; value = match rate,
    * n_cur = values compared, detail = mismatches, SMAPE, largest difference and a sample).
    */
   private async skewRows(T: number, views: readonly string[]): Promise<MetricRow[]> {
     const rows: MetricRow[] = [];
     for (const w of this.plan.windowsMs) {
-      for (const r of await evaluateSkew(this.executor, this.compiled.registry, { views, fromMs: T - w, toMs: T })) {
+      for (const r of await evaluateSkew(this.executor, this.compiled.registry, { views, fromMs: T - w, toMs: T, slices: this.plan.slices })) {
         rows.push({
           ...this.plainRow('skew', w, T, r.exactMatchRate),
           feature: `${r.view}:${r.feature}`,

@@ -5,9 +5,9 @@
 // 1e-9 relative for sums and means; 1e-6 for variance and stddev), the mismatch count, SMAPE, the
 // largest absolute difference and a sample of mismatching (key, time, online, offline) rows.
 // `compareLoggedValues` is the pure core; `evaluateSkew` reads the offline store.
-import { aggregationSpec, TidemarkError, valuesAgree, type Aggregation, type Registry, type Scalar } from '../definitions/index.js';
+import { aggregationSpec, TidemarkError, valuesAgree, type Aggregation, type MonitorSlicePlan, type Registry, type Scalar, type ViewPlan } from '../definitions/index.js';
 import { loggedValuePairs, type LoggedValuePair, type OfflineExecutor } from '../offline/index.js';
-import { ALL_SLICE } from './drift-sql.js';
+import { ALL_SLICE, bandLabels } from './drift-sql.js';
 
 /** Mismatching rows kept per (view, feature, slice); the counts cover them all. */
 export const SKEW_SAMPLE_ROWS = 20;
@@ -44,13 +44,36 @@ export interface FeatureSkew {
 export interface SkewOptions {
   /** Slice by the value of this join key as well as over all rows. */
   sliceBy?: string;
+  /**
+   * The monitor's slices, as drift slices view features: a slice applies to a view whose key fields
+   * include its field, and names a value `<slice name>=<value>` (bands: its band label) of the key.
+   */
+  slices?: readonly MonitorSlicePlan[];
   sampleRows?: number;
+}
+
+/** Per view: the monitor slices that apply to it, with the index of the join key holding each. */
+function viewSlices(view: ViewPlan, slices: readonly MonitorSlicePlan[]): { slice: MonitorSlicePlan; keyIndex: number; labels: string[] | null }[] {
+  return slices.flatMap((slice) => {
+    const keyIndex = view.keyFields.indexOf(slice.field);
+    return keyIndex < 0 ? [] : [{ slice, keyIndex, labels: slice.bands === null ? null : bandLabels(slice.bands) }];
+  });
+}
+
+/** A key's slice label, as drift-sql's sliceExpr writes it for the same value. */
+function sliceLabel(s: { slice: MonitorSlicePlan; labels: string[] | null }, value: string | undefined): string {
+  if (value === undefined) return `${s.slice.name}=(null)`;
+  if (s.labels === null) return `${s.slice.name}=${value}`;
+  const x = Number(value);
+  const band = s.slice.bands!.findIndex((b) => x < b);
+  return `${s.slice.name}=${s.labels[band < 0 ? s.labels.length - 1 : band]}`;
 }
 
 /** Compare logged values with their offline values; one result per (view, feature, slice), slices `all` first. */
 export function compareLoggedValues(pairs: readonly LoggedValuePair[], registry: Registry, opts: SkewOptions = {}): FeatureSkew[] {
   const sampleRows = opts.sampleRows ?? SKEW_SAMPLE_ROWS;
   const results = new Map<string, FeatureSkew & { smapeSum: number; smapeN: number }>();
+  const slicesOfView = new Map<string, ReturnType<typeof viewSlices>>();
   for (const p of pairs) {
     const view = registry.views.find((v) => v.name === p.view);
     const plan = view?.features.find((f) => f.name === p.feature);
@@ -58,6 +81,11 @@ export function compareLoggedValues(pairs: readonly LoggedValuePair[], registry:
     const key = Object.fromEntries(view.joinKeys.map((k, i) => [k, p.key[i]!]));
     const slices = [ALL_SLICE];
     if (opts.sliceBy !== undefined && opts.sliceBy in key) slices.push(`${opts.sliceBy}=${key[opts.sliceBy]}`);
+    if (opts.slices !== undefined) {
+      let applying = slicesOfView.get(view.name);
+      if (!applying) slicesOfView.set(view.name, (applying = viewSlices(view, opts.slices)));
+      for (const s of applying) slices.push(sliceLabel(s, p.key[s.keyIndex]));
+    }
     const agree = valuesAgree(plan.agg, p.online, p.offline);
     for (const slice of slices) {
       const id = `${p.view}\u0000${p.feature}\u0000${slice}`;

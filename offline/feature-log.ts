@@ -10,11 +10,11 @@
 import { randomBytes } from 'node:crypto';
 import { rename, rm } from 'node:fs/promises';
 import { TidemarkError, type Registry, type Scalar, type ViewPlan } from '../definitions/index.js';
-import { readFileBatches, type BadFeatureLogRecord, type EncodedFeatureLogRecord, type FeatureLogRecord, type FeatureLogSink, type LoggedPredictionRecord } from '../ingest/index.js';
+import { loggedFeaturesOf, readFileBatches, type BadFeatureLogRecord, type EncodedFeatureLogRecord, type FeatureLogRecord, type FeatureLogSink, type LoggedPredictionRecord } from '../ingest/index.js';
 import { tabSeparatedValue, type OfflineExecutor } from './executor.js';
 import { pointInTimeSql, resolveFeatureRefs } from './point-in-time.js';
 import { inferType, joinKeyColumn, SPINE_TIME_COLUMN, toColumnValue, type SpineInfo } from './spine.js';
-import { FEATURE_LOG_TABLE, ident, PREDICTION_LOG_TABLE } from './tables.js';
+import { FEATURE_LOG_TABLE, ident, PREDICTION_LOG_TABLE, sqlString } from './tables.js';
 import { outputFormatOf, type DatasetResult } from './store.js';
 
 /** The `source` of feature-log dead letters in tm_dead_letters. */
@@ -28,11 +28,12 @@ export const FEATURE_LOG_DEAD_LETTER_SOURCE = 'feature_log';
 export function checkFeatureLogRecord(record: FeatureLogRecord, registry: Registry): { ok: true } | { ok: false; bad: Omit<BadFeatureLogRecord, 'raw'> } {
   if (record.kind === 'prediction') return { ok: true };
   const joinKeys = Object.keys(record.entities);
+  const features = loggedFeaturesOf(record);
   // As on the serving path, every entity key is a join key of a view read (so it can be a dataset column).
-  const needed = new Set(record.features.flatMap((f) => registry.views.find((v) => v.name === f.view)?.joinKeys ?? []));
+  const needed = new Set(features.flatMap((f) => registry.views.find((v) => v.name === f.view)?.joinKeys ?? []));
   const extra = joinKeys.find((k) => !needed.has(k));
   if (extra !== undefined) return { ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: `entities.${extra}`, reason: `feature-log record, field entities.${extra}: not a join key of the views read (${[...needed].join(', ') || 'none'})` } };
-  for (const [i, f] of record.features.entries()) {
+  for (const [i, f] of features.entries()) {
     const view = registry.views.find((v) => v.name === f.view);
     if (!view || !view.features.some((p) => p.name === f.feature)) {
       return { ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: `features.${i}`, reason: `feature-log record, field features.${i}: ${f.view}:${f.feature} is not a feature of registry ${registry.version}` } };
@@ -119,22 +120,83 @@ export function loggedKeySql(param: string): string {
   return tokenTextSql(`JSONExtractArrayRaw(record, 'entities', {${param}:String})[entity_row + 1]`);
 }
 
+/** A logged read's `view:feature` refs, in order, whatever its format version (SQL over `record`). */
+const LOGGED_REFS_SQL =
+  `if(JSONExtractUInt(record, 'v') = 1, arrayMap(f -> concat(JSONExtractString(f, 'view'), ':', JSONExtractString(f, 'feature')), JSONExtractArrayRaw(record, 'features')), JSONExtract(record, 'features', 'Array(String)'))`;
+
+/**
+ * Per feature of a logged read (in ref order, SQL over `record` and `read_ms`): the raw JSON values,
+ * the statuses and the event times of its entity rows. Version 1 holds them in one object per
+ * feature; version 2 in arrays per feature, statuses as letters and event times as ages.
+ */
+const LOGGED_COLUMNS_SQL = {
+  values: `if(JSONExtractUInt(record, 'v') = 1, arrayMap(f -> JSONExtractArrayRaw(f, 'values'), JSONExtractArrayRaw(record, 'features')), arrayMap(x -> JSONExtractArrayRaw(x), JSONExtractArrayRaw(record, 'values')))`,
+  statuses:
+    `if(JSONExtractUInt(record, 'v') = 1, arrayMap(f -> JSONExtract(f, 'statuses', 'Array(String)'), JSONExtractArrayRaw(record, 'features')),` +
+    ` arrayMap(s -> arrayMap(c -> transform(c, ['P', 'N', 'F', 'O'], ['PRESENT', 'NULL_VALUE', 'NOT_FOUND', 'OUTSIDE_MAX_AGE'], ''), splitByString('', s)), JSONExtract(record, 'statuses', 'Array(String)')))`,
+  eventTimes:
+    `if(JSONExtractUInt(record, 'v') = 1, arrayMap(f -> JSONExtract(f, 'event_times_ms', 'Array(Nullable(Int64))'), JSONExtractArrayRaw(record, 'features')),` +
+    ` arrayMap(a -> arrayMap(x -> read_ms - x, a), JSONExtract(record, 'ages_ms', 'Array(Array(Nullable(Int64)))')))`,
+};
+
+function perRef(column: string): string {
+  return `arrayResize(${column}, length(${LOGGED_REFS_SQL}))`;
+}
+
 /**
  * The logged values, one row per (request, entity row, feature), from the records of
- * tm_feature_log_records (filtered by `where`): request_id, read_ms, registry_version, entity_row,
- * view, feature, status, value_num (numbers), value_text (strings, and booleans as true/false),
- * event_ms, and the record (for loggedKeySql).
+ * tm_feature_log_records (filtered by `where`), of either format version: request_id, read_ms,
+ * registry_version, entity_row, view, feature, status, value_num (numbers), value_text (strings,
+ * and booleans as true/false), event_ms, and the record (for loggedKeySql).
  */
 export function loggedValuesSql(where: string): string {
-  const token = `JSONExtractArrayRaw(f, 'values')[entity_row + 1]`;
+  const token = `f_values[entity_row + 1]`;
   return (
-    `SELECT request_id, read_ms, JSONExtractString(record, 'registry_version') AS registry_version, entity_row, JSONExtractString(f, 'view') AS view, JSONExtractString(f, 'feature') AS feature,` +
-    ` JSONExtract(f, 'statuses', 'Array(String)')[entity_row + 1] AS status, JSONExtract(f, 'event_times_ms', 'Array(Nullable(Int64))')[entity_row + 1] AS event_ms,` +
+    `SELECT request_id, read_ms, JSONExtractString(record, 'registry_version') AS registry_version, entity_row, splitByChar(':', f_ref)[1] AS view, substring(f_ref, length(view) + 2) AS feature,` +
+    ` f_statuses[entity_row + 1] AS status, f_event_times[entity_row + 1] AS event_ms,` +
     ` ${token} AS value_token, if(startsWith(value_token, '"') OR value_token IN ('true', 'false', 'null'), NULL, toFloat64OrNull(value_token)) AS value_num,` +
     ` if(startsWith(value_token, '"') OR value_token IN ('true', 'false'), ${tokenTextSql('value_token')}, NULL) AS value_text, record` +
-    ` FROM ${FEATURE_LOG_TABLE} ARRAY JOIN JSONExtractArrayRaw(record, 'features') AS f` +
+    // Each column is resized to the refs' length: a malformed record (only a broken producer writes
+    // one; the Kafka path dead-letters them) gives nulls, not a failed query.
+    ` FROM ${FEATURE_LOG_TABLE} ARRAY JOIN ${LOGGED_REFS_SQL} AS f_ref, ${perRef(LOGGED_COLUMNS_SQL.values)} AS f_values, ${perRef(LOGGED_COLUMNS_SQL.statuses)} AS f_statuses, ${perRef(LOGGED_COLUMNS_SQL.eventTimes)} AS f_event_times` +
     ` ARRAY JOIN range(length(JSONExtractArrayRaw(record, 'entities', JSONExtractKeys(record, 'entities')[1]))) AS entity_row WHERE ${where}`
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logged predictions next to their logged reads (the monitor's label metrics)
+
+/** A slice column of logged predictions: the first entity row's value of `joinKey` in the read, from the first candidate whose view the read read. */
+export interface LoggedSliceColumn {
+  column: string;
+  candidates: readonly { view: string; joinKey: string }[];
+}
+
+/**
+ * The logged predictions made in [fromSql, toSql) (SQL expressions of epoch ms), the first per
+ * request id by prediction time, only those of model {model:String} when `model`: columns id (the
+ * request id), ts (prediction time), s (score), read (1 when the request's read was logged, else 0)
+ * and one Nullable(String) column per slice, read from the request's logged read (NULL when the
+ * read was not logged or holds none of the candidates).
+ */
+export function loggedPredictionsSql(fromSql: string, toSql: string, opts: { model: boolean; slices: readonly LoggedSliceColumn[] }): string {
+  const where = `at_ms >= ${fromSql} AND at_ms < ${toSql}${opts.model ? ' AND model = {model:String}' : ''}`;
+  const viewsRead = `arrayMap(r -> splitByChar(':', r)[1], ${LOGGED_REFS_SQL})`;
+  const sliceColumns = opts.slices.map((slice, i) => {
+    const arms = slice.candidates.map((c) => `has(views_read, ${sqlString(c.view)}) AND JSONHas(record, 'entities', ${sqlString(c.joinKey)}), ${tokenTextSql(`JSONExtractArrayRaw(record, 'entities', ${sqlString(c.joinKey)})[1]`)}`);
+    return { column: slice.column, expr: arms.length === 0 ? `CAST(NULL, 'Nullable(String)')` : `multiIf(${arms.join(', ')}, NULL)`, alias: `c${i}` };
+  });
+  return (
+    `SELECT pp.id AS id, pp.ts AS ts, pp.s AS s, r.read AS read${sliceColumns.map((c) => `, r.${c.alias} AS ${ident(c.column)}`).join('')}` +
+    ` FROM (SELECT request_id AS id, at_ms AS ts, score AS s FROM ${PREDICTION_LOG_TABLE} WHERE ${where} ORDER BY at_ms, score LIMIT 1 BY id) AS pp` +
+    ` LEFT JOIN (SELECT request_id AS rid, toUInt8(1) AS read, ${viewsRead} AS views_read${sliceColumns.map((c) => `, ${c.expr} AS ${c.alias}`).join('')}` +
+    ` FROM ${FEATURE_LOG_TABLE} WHERE request_id IN (SELECT request_id FROM ${PREDICTION_LOG_TABLE} WHERE ${where}) ORDER BY read_ms LIMIT 1 BY request_id) AS r ON pp.id = r.rid`
+  );
+}
+
+/** The request ids of every logged prediction (of model {model:String} when `model`): what a label's id is looked up in. */
+export function loggedPredictionIdsSql(opts: { model: boolean }): string {
+  return `SELECT request_id FROM ${PREDICTION_LOG_TABLE}${opts.model ? ' WHERE model = {model:String}' : ''}`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,5 +22,5 @@ export type { OfflineKafkaSinkOptions, OfflineKafkaSinkStats } from './kafka-sin
 export { featureSampleSql } from './feature-samples.js';
 export { COMPLETED_LOADS, ident, keyColumn, latestEventTimeMs, tableExists } from './tables.js';
 export { FEATURE_LOG_TABLE, PREDICTION_LOG_TABLE } from './tables.js';
-export { OfflineFeatureLogSink, writeLogDataset, loggedValuePairs, insertFeatureLogRecords, checkFeatureLogRecord, loggedValuesSql, FEATURE_LOG_DEAD_LETTER_SOURCE } from './feature-log.js';
-export type { LogDatasetOptions, LoggedValuePair } from './feature-log.js';
+export { OfflineFeatureLogSink, writeLogDataset, loggedValuePairs, insertFeatureLogRecords, checkFeatureLogRecord, loggedValuesSql, loggedKeySql, loggedPredictionsSql, loggedPredictionIdsSql, FEATURE_LOG_DEAD_LETTER_SOURCE } from './feature-log.js';
+export type { LogDatasetOptions, LoggedValuePair, LoggedSliceColumn } from './feature-log.js';

@@ -1,9 +1,10 @@
 // What a served get-online-features read is logged as (ingest/feature-log.ts has the format): the
 // request id, the read time, the entity keys as the request gave them, every value with its status
-// and event time, and the registry version. `encodeLoggedRead` writes the same JSON text as
+// and event time, and the registry version (format version 2: each name once, statuses as letters,
+// event times as ages before the read). `encodeLoggedRead` writes the same JSON text as
 // JSON.stringify(loggedReadOf(...)) without building the record first: it is the serving path's
 // share of the logging cost.
-import { FEATURE_LOG_FORMAT_VERSION, type EncodedFeatureLogRecord, type LoggedReadRecord } from '../ingest/index.js';
+import { FEATURE_LOG_READ_VERSION, STATUS_LETTERS, type EncodedFeatureLogRecord, type FeatureStatus, type LoggedReadV2Record } from '../ingest/index.js';
 import type { OnlineFeaturesRequest, OnlineFeaturesResponse } from './serve.js';
 
 /** Event time (ms) of an event_timestamps entry: null for a value with no event behind it. */
@@ -13,52 +14,52 @@ function eventTimeMsOf(status: string, text: string): number | null {
   return Number.isFinite(ms) && ms !== 0 ? ms : null;
 }
 
-/** The feature-log record of one answered read. */
-export function loggedReadOf(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string): LoggedReadRecord {
-  const joinKeys = Object.keys(request.entities);
+/** The feature-log record of one answered read (format version 2). */
+export function loggedReadOf(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string): LoggedReadV2Record {
+  const joinKeys = Object.keys(request.entities).length;
+  const columns = request.features.map((_, i) => response.results[joinKeys + i]!);
   return {
     kind: 'read',
-    v: FEATURE_LOG_FORMAT_VERSION,
+    v: FEATURE_LOG_READ_VERSION,
     request_id: requestId,
     read_time_ms: atMs,
     registry_version: registryVersion,
     entities: request.entities,
-    features: request.features.map((ref, i) => {
-      const column = response.results[joinKeys.length + i]!;
-      const [view, feature] = ref.split(':') as [string, string];
-      return {
-        view,
-        feature,
-        values: column.values as (string | number | boolean | null)[],
-        statuses: column.statuses,
-        event_times_ms: column.statuses.map((s, row) => eventTimeMsOf(s, column.event_timestamps[row]!)),
-      };
-    }),
+    features: [...request.features],
+    values: columns.map((c) => c.values as (string | number | boolean | null)[]),
+    statuses: columns.map((c) => c.statuses.map((s) => STATUS_LETTERS[s as FeatureStatus]).join('')),
+    ages_ms: columns.map((c) => c.statuses.map((s, row) => ageMsOf(atMs, s, c.event_timestamps[row]!))),
   };
 }
 
-/** `{"view":...,"feature":...,"values":` of a feature ref, kept (refs are the registry's: a bounded set). */
-const featureJsonPrefixes = new Map<string, string>();
-
-function featureJsonPrefix(ref: string): string {
-  let prefix = featureJsonPrefixes.get(ref);
-  if (prefix === undefined) {
-    const [view, feature] = ref.split(':') as [string, string];
-    prefix = `{"view":${JSON.stringify(view)},"feature":${JSON.stringify(feature)},"values":`;
-    featureJsonPrefixes.set(ref, prefix);
-  }
-  return prefix;
+/** Read time minus a value's event time: null for a value with no event behind it. */
+function ageMsOf(atMs: number, status: string, text: string): number | null {
+  const eventMs = eventTimeMsOf(status, text);
+  return eventMs === null ? null : atMs - eventMs;
 }
 
 /** The feature-log record of one answered read, encoded: its JSON text is JSON.stringify(loggedReadOf(...)), byte for byte. */
 export function encodeLoggedRead(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string): EncodedFeatureLogRecord {
   const joinKeys = Object.keys(request.entities).length;
-  let json = `{"kind":"read","v":${FEATURE_LOG_FORMAT_VERSION},"request_id":${JSON.stringify(requestId)},"read_time_ms":${JSON.stringify(atMs)},"registry_version":${JSON.stringify(registryVersion)},"entities":${JSON.stringify(request.entities)},"features":[`;
+  let values = '';
+  let statuses = '';
+  let ages = '';
   for (let i = 0; i < request.features.length; i++) {
     const column = response.results[joinKeys + i]!;
-    let times = '';
-    for (let row = 0; row < column.statuses.length; row++) times += `${row === 0 ? '' : ','}${eventTimeMsOf(column.statuses[row]!, column.event_timestamps[row]!) ?? 'null'}`;
-    json += `${i === 0 ? '' : ','}${featureJsonPrefix(request.features[i]!)}${JSON.stringify(column.values)},"statuses":${JSON.stringify(column.statuses)},"event_times_ms":[${times}]}`;
+    let letters = '';
+    let rowAges = '';
+    for (let row = 0; row < column.statuses.length; row++) {
+      const status = column.statuses[row]!;
+      letters += STATUS_LETTERS[status as FeatureStatus];
+      rowAges += `${row === 0 ? '' : ','}${ageMsOf(atMs, status, column.event_timestamps[row]!) ?? 'null'}`;
+    }
+    const sep = i === 0 ? '' : ',';
+    values += `${sep}${JSON.stringify(column.values)}`;
+    statuses += `${sep}"${letters}"`;
+    ages += `${sep}[${rowAges}]`;
   }
-  return { kind: 'read', requestId, timeMs: atMs, json: `${json}]}` };
+  const json =
+    `{"kind":"read","v":${FEATURE_LOG_READ_VERSION},"request_id":${JSON.stringify(requestId)},"read_time_ms":${JSON.stringify(atMs)},"registry_version":${JSON.stringify(registryVersion)},` +
+    `"entities":${JSON.stringify(request.entities)},"features":${JSON.stringify(request.features)},"values":[${values}],"statuses":[${statuses}],"ages_ms":[${ages}]}`;
+  return { kind: 'read', requestId, timeMs: atMs, json };
 }

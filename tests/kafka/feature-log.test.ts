@@ -60,8 +60,8 @@ describe('feature log through Kafka', () => {
       }
       for (const [i, id] of ids.slice(0, 2).entries()) {
         const res = await app.inject({ method: 'POST', url: '/feature-log/predictions', payload: { request_id: id, score: 0.25 + i / 2, model: 'delay-model@3' } });
-        expect(res.statusCode, res.body).toBe(202);
-        expect(res.json()).toEqual({ request_id: id, destination: `kafka:${topic}`, status: 'queued' });
+        expect(res.statusCode, res.body).toBe(200);
+        expect(res.json()).toEqual({ request_id: id, destination: `kafka:${topic}`, status: 'written' });
       }
       const badPrediction = await app.inject({ method: 'POST', url: '/feature-log/predictions', payload: { request_id: ids[0], score: 'high' } });
       expect(badPrediction.statusCode).toBe(400);
@@ -83,6 +83,10 @@ describe('feature log through Kafka', () => {
         { partition: 0, value: '{"kind": "read", ' },
         { partition: 0, value: JSON.stringify({ ...read, features: [{ view: 'origin_delays', feature: 'nope', values: [1], statuses: ['PRESENT'], event_times_ms: [1] }] }) },
         { partition: 1, value: JSON.stringify({ ...read, features: [{ view: 'origin_delays', feature: 'flights_1h', values: [1, 2], statuses: ['PRESENT'], event_times_ms: [1] }] }) },
+        // A prediction whose score is not a number.
+        { partition: 1, value: JSON.stringify({ kind: 'prediction', v: 1, request_id: ids[0], score: 'high', model: null, at_ms: 1 }) },
+        // A version-2 read with two values for one entity row.
+        { partition: 1, value: JSON.stringify({ ...read, v: 2, features: ['origin_delays:flights_1h'], values: [[1, 2]], statuses: ['P'], ages_ms: [[0]] }) },
       ],
     });
     await producer.disconnect();
@@ -91,19 +95,21 @@ describe('feature log through Kafka', () => {
     const rows = 4 * 3 * FEATURES.length;
     await sink.start();
     try {
-      await until(async () => (await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`)) === 4 && (await count(`SELECT count() AS n FROM ${PREDICTION_LOG_TABLE}`)) === 2 && sink.stats.badLogRecords === 3, '4 logged reads, 2 predictions and 3 dead letters');
+      await until(async () => (await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`)) === 4 && (await count(`SELECT count() AS n FROM ${PREDICTION_LOG_TABLE}`)) === 2 && sink.stats.badLogRecords === 5, '4 logged reads, 2 predictions and 5 dead letters');
     } finally {
       await sink.stop();
     }
-    expect(sink.stats).toMatchObject({ logRecords: 6, badLogRecords: 3 });
+    expect(sink.stats).toMatchObject({ logRecords: 6, badLogRecords: 5 });
     expect(await count(`SELECT count() AS n FROM (${loggedValuesSql('1')})`)).toBe(rows);
     const predictions = await offline.executor.rows<{ request_id: string; score: number; model: string }>(`SELECT request_id, score, model FROM ${PREDICTION_LOG_TABLE} ORDER BY score`);
     expect(predictions).toEqual([{ request_id: ids[0], score: 0.25, model: 'delay-model@3' }, { request_id: ids[1], score: 0.75, model: 'delay-model@3' }]);
     const logged = await offline.executor.rows<{ request_id: string; n: number }>(`SELECT request_id, count() AS n FROM ${FEATURE_LOG_TABLE} GROUP BY request_id ORDER BY request_id`);
     expect(logged.map((r) => r.request_id)).toEqual([...ids].sort());
     const dead = await offline.executor.rows<{ code: string; field: string | null; reason: string }>(`SELECT code, field, reason FROM tm_dead_letters WHERE source = 'feature_log' ORDER BY position, field`);
-    expect(dead.map((d) => d.code)).toEqual(['TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD']);
-    expect(dead.map((d) => d.field).sort()).toEqual(['features.0', 'features.0.values', null].sort());
+    expect(dead.map((d) => d.code)).toEqual(['TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD']);
+    expect(dead.map((d) => d.field).sort()).toEqual(['features.0', 'features.0.values', 'score', 'values.0', null].sort());
+    expect(dead.find((d) => d.field === 'values.0')!.reason).toContain('values.0 (origin_delays:flights_1h): 2 entries for 1 entity rows');
+    expect(dead.find((d) => d.field === 'score')!.reason).toMatch(/^feature-log record, field score: /);
     expect(dead.find((d) => d.field === null)!.reason).toMatch(/not JSON/);
     expect(dead.find((d) => d.field === 'features.0')!.reason).toContain('origin_delays:nope is not a feature of registry');
     expect(dead.find((d) => d.field === 'features.0.values')!.reason).toContain('2 entries for 1 entity rows');
@@ -150,6 +156,11 @@ describe('feature log through Kafka', () => {
       expect(sample('dropped_queue_full')).toBe(queue.stats.droppedQueueFull);
       expect(sample('dropped_write_failed')).toBe(queue.stats.droppedWriteFailed);
       expect(metrics).toMatch(/^tidemark_feature_log_queue_limit 5$/m);
+      // A prediction is answered once written: during the outage it is refused (to retry), never accepted and dropped.
+      const prediction = await app.inject({ method: 'POST', url: '/feature-log/predictions', payload: { request_id: 'outage-1', score: 0.5 } });
+      expect(prediction.statusCode, prediction.body).toBe(503);
+      expect(prediction.json()).toMatchObject({ code: 'TM_LOG_UNAVAILABLE', request_id: 'outage-1' });
+      expect(prediction.json().message).toContain(`writing to kafka:${topic} failed`);
 
       await down.brokerUp(-1);
       await until(async () => {
@@ -158,6 +169,8 @@ describe('feature log through Kafka', () => {
         await queue.flush();
         return queue.stats.written > 0;
       }, 'a logged read after Kafka is back', 60_000);
+      const again = await app.inject({ method: 'POST', url: '/feature-log/predictions', payload: { request_id: 'outage-1', score: 0.5 } });
+      expect(again.statusCode, again.body).toBe(200);
     } finally {
       await app.close();
       await queue.close();

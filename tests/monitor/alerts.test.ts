@@ -334,4 +334,32 @@ describe('restart on the offline store (chDB)', () => {
     const rows = await executor!.rows<{ n: number }>(`SELECT count() AS n FROM ${ALERTS_TABLE}`);
     expect(rows[0]!.n).toBeGreaterThan(0);
   });
+
+  it("keeps each monitor's SLO watermark apart: one monitor's progress does not mute another's like-named SLO; a store's older per-SLO watermark is still honoured", async () => {
+    await reopenChdb();
+    await executor!.command(`DROP TABLE IF EXISTS ${ALERTS_TABLE}`);
+    const open = async (monitor: string) => BurnRateAlerts.open(await OfflineAlertStateStore.open(executor!), { slos: [slo], externalURL: 'http://tidemark.test', monitor, repeatIntervalMs: 0 });
+    const run = async (monitor: string, last: number): Promise<AlertNotification[]> => {
+      const alerts = await open(monitor);
+      const out: AlertNotification[] = [];
+      for (let i = 0; i <= last; i++) out.push(...alerts.observe(slo.name, labels, { timeMs: T0 + i * STEP, ...pattern(i) }));
+      await alerts.save();
+      return out;
+    };
+    // Monitor a evaluates past the episode; monitor b, in the same store, with an SLO of the same name, then evaluates the same history.
+    const a = await run('a', s + 30);
+    const b = await run('b', s + 30);
+    const pages = (ns: AlertNotification[]) => ns.filter((n) => n.labels.severity === 'page').map((n) => [n.labels.monitor, n.status, (n.createdAtMs - T0) / STEP]);
+    expect(pages(a)).toEqual([['a', 'firing', s + 1], ['a', 'resolved', s + 29]]);
+    expect(pages(b)).toEqual([['b', 'firing', s + 1], ['b', 'resolved', s + 29]]);
+    // A store written before watermarks were kept per monitor: the SLO's plain name is read as this monitor's.
+    await executor!.command(`DROP TABLE IF EXISTS ${ALERTS_TABLE}`);
+    const legacy = await OfflineAlertStateStore.open(executor!);
+    await legacy.save({ alerts: [], notifications: [], watermarks: { [slo.name]: T0 + (s + 3) * STEP } });
+    const reopened = await open('c');
+    expect(reopened.watermarkMs(slo.name)).toBe(T0 + (s + 3) * STEP);
+    const replayed: AlertNotification[] = [];
+    for (let i = 0; i <= s + 3; i++) replayed.push(...reopened.observe(slo.name, labels, { timeMs: T0 + i * STEP, ...pattern(i) }));
+    expect(replayed).toEqual([]); // at or before the watermark: windows refilled, nothing paged
+  });
 });

@@ -147,6 +147,42 @@ describe('skew of logged reads', () => {
     expect(series.rules[0]!.firing).toEqual([true]);
     await expect(sloSeries(offline.executor, plan, 'served_equals_offline')).rejects.toMatchObject({ code: 'TM_MONITOR_UNKNOWN_FEATURE' });
   });
+
+  it('slices the skew metrics as drift slices view features, and pages at the skewed slice only', async () => {
+    // The same logged reads; the monitor slices by origin (origin_delays' key field, not dest_delays').
+    const sliced = compileOrThrow({
+      ...flightsDefinitions,
+      skewMonitor: monitor({
+        name: 'serving_skew_by_origin',
+        source: flightsDefinitions.flights,
+        features: ['delay'],
+        slices: { origin: { field: 'origin' } },
+        reference: { from: '2001-01-01T00:00:00Z', to: '2001-01-01T06:00:00Z' },
+        interval: '1h',
+        slos: { served_equals_offline: { indicator: 'skew', min: 0.999, objective: 0.99, policy: [{ severity: 'page', long: '2h', short: '1h', burnRate: 14.4 }] } },
+      }),
+    });
+    const plan = sliced.monitors[0]!;
+    const runner = await MonitorRunner.open(offline.executor, sliced, 'serving_skew_by_origin');
+    const evaluations = await runner.evaluate(plan.reference.toMs, Date.UTC(2001, 0, 1, 12));
+    const skew = await queryMetrics(offline.executor, { monitor: 'serving_skew_by_origin', metric: 'skew', limit: 10_000 });
+    const victim = airports[3]!;
+    // origin_delays: all, and one slice per served airport (30); dest_delays: all only.
+    const origin = skew.filter((r) => r.feature === 'origin_delays:flights_1h');
+    expect(origin.map((r) => r.slice).sort()).toEqual(['all', ...airports.slice(0, 30).map((a) => `origin=${a}`)].sort());
+    expect(skew.filter((r) => r.feature === 'dest_delays:delay_mean_1d').map((r) => r.slice)).toEqual(['all']);
+    expect(origin.find((r) => r.slice === `origin=${victim}`)).toMatchObject({ value: 0, n_cur: 1 });
+    for (const r of origin.filter((x) => x.slice !== 'all' && x.slice !== `origin=${victim}`)) expect(r, r.slice).toMatchObject({ value: 1, n_cur: 1 });
+    // The page goes out for the victim's slice (and for all), at the skewed features; no other airport pages.
+    // (The same SLO name as serving_skew's, in the same store: that monitor's progress must not mute this one.)
+    const pages = evaluations.flatMap((e) => e.notifications).filter((n) => n.status === 'firing');
+    expect(pages.every((n) => n.labels.monitor === 'serving_skew_by_origin')).toBe(true);
+    expect(new Set(pages.map((n) => n.labels.slice))).toEqual(new Set(['all', `origin=${victim}`]));
+    expect(pages.some((n) => n.labels.slice === `origin=${victim}` && n.labels.feature === 'origin_delays:flights_1h')).toBe(true);
+    const series = await sloSeries(offline.executor, plan, 'served_equals_offline', { feature: 'origin_delays:flights_1h', slice: `origin=${victim}` });
+    expect(series.indicator).toEqual([0]);
+    expect(series.rules[0]!.firing).toEqual([true]);
+  });
 });
 
 describe('compareLoggedValues', () => {

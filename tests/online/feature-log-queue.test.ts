@@ -1,0 +1,41 @@
+// The feature-log queue's offerAndWait (how POST /feature-log/predictions logs a prediction): the
+// answer comes once the record is written, without the linger reads are batched with, together
+// with whatever else was queued; a failed write or a full queue rejects it with the reason.
+import { describe, expect, it } from 'vitest';
+import { FeatureLogQueue, FEATURE_LOG_FORMAT_VERSION, type EncodedFeatureLogRecord, type FeatureLogRecord } from '../../ingest/index.js';
+
+const prediction = (id: string): FeatureLogRecord => ({ kind: 'prediction', v: FEATURE_LOG_FORMAT_VERSION, request_id: id, score: 0.5, model: null, at_ms: 1 });
+
+describe('FeatureLogQueue.offerAndWait', () => {
+  it('writes at once, with what was queued before, and resolves once written', async () => {
+    const writes: string[][] = [];
+    const queue = new FeatureLogQueue({ destination: 'memory', write: async (records) => void writes.push(records.map((r: EncodedFeatureLogRecord) => r.requestId)) }, { sampleRate: 1, lingerMs: 60_000 });
+    queue.offer(prediction('a'));
+    queue.offer(prediction('b'));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(writes).toEqual([]); // plain offers linger (60 s here)
+    const started = performance.now();
+    await queue.offerAndWait(prediction('c'));
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(writes).toEqual([['a', 'b', 'c']]);
+    expect(queue.stats).toMatchObject({ written: 3, droppedWriteFailed: 0 });
+    await queue.close();
+  });
+
+  it('rejects with the reason when the write fails or the queue is full, and counts the drop', async () => {
+    const failing = new FeatureLogQueue({ destination: 'broken', write: async () => Promise.reject(new Error('connection refused')) }, { sampleRate: 1 });
+    await expect(failing.offerAndWait(prediction('x'))).rejects.toThrow('writing to broken failed: connection refused');
+    expect(failing.stats).toMatchObject({ written: 0, droppedWriteFailed: 1 });
+    let release = (): void => {};
+    const blocked = new FeatureLogQueue({ destination: 'slow', write: () => new Promise<void>((r) => (release = r)) }, { sampleRate: 1, queueLimit: 1 });
+    const first = blocked.offerAndWait(prediction('1')); // taken by the write, which hangs
+    const second = blocked.offerAndWait(prediction('2')); // waits in the queue (1 record)
+    await expect(blocked.offerAndWait(prediction('3'))).rejects.toThrow('the feature-log queue is full (1 records)');
+    expect(blocked.stats.droppedQueueFull).toBe(1);
+    release();
+    await first;
+    release();
+    await second;
+    expect(blocked.stats).toMatchObject({ written: 2, droppedQueueFull: 1 });
+  });
+});
