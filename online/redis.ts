@@ -652,23 +652,14 @@ for x = 1, h do
     end
     hash.series[#hash.series + 1] = { prefix = prefix, ranges = ranges, slot = seriesCount }
   end
-  -- '1': the group's closed windows at a head tile are asked for: its layout, its initial tile,
-  -- the head index, then per feature (layout slot) its block fields in merge order
+  -- '1': the group's closed windows at a head tile are asked for: the head index, the count of the
+  -- arguments that follow (its layout, its initial tile, then per feature (layout slot) its block
+  -- fields in merge order), parsed only when a record has to be folded (closedPlan)
   local asked = ARGV[a]
   a = a + 1
   if asked == '1' then
-    -- the initial tile comes as hex: with a binary argument ioredis would send every argument as a buffer of its own
-    local init = string.gsub(ARGV[a + 1], '%x%x', function(cc) return string.char(tonumber(cc, 16)) end)
-    local c = { layout = parseLayout(ARGV[a]), init = init, head = tonumber(ARGV[a + 2]), blocks = {} }
-    local nf = tonumber(ARGV[a + 3])
-    a = a + 4
-    for f = 1, nf do
-      local nb, list = tonumber(ARGV[a]), {}
-      for b = 1, nb do list[b] = ARGV[a + b] end
-      c.blocks[f] = list
-      a = a + 1 + nb
-    end
-    hash.closed = c
+    hash.closed = { head = tonumber(ARGV[a]), from = a + 2 }
+    a = a + 2 + tonumber(ARGV[a + 1])
   end
   hashes[x] = hash
 end
@@ -701,10 +692,27 @@ end
 -- first, as evaluation folds them) and stored (even when empty) unless a record for a later head is, with 'c@' its
 -- head (the apply script drops both when it changes a tile before that head). A record: f64
 -- head, f64 greatest event time per feature (NaN for none), the packed tile.
+-- the fold's plan from the arguments (once per call, on the first record to fold)
+local function closedPlan(c)
+  local a = c.from
+  -- the initial tile comes as hex: with a binary argument ioredis would send every argument as a buffer of its own
+  c.init = string.gsub(ARGV[a + 1], '%x%x', function(cc) return string.char(tonumber(cc, 16)) end)
+  c.layout, c.blocks = parseLayout(ARGV[a]), {}
+  local nf = tonumber(ARGV[a + 2])
+  a = a + 3
+  for f = 1, nf do
+    local nb, list = tonumber(ARGV[a]), {}
+    for b = 1, nb do list[b] = ARGV[a + b] end
+    c.blocks[f] = list
+    a = a + 1 + nb
+  end
+end
+
 local function closedRecord(c, key, stored)
   local storedHead = stored and struct.unpack('<d', stored, 1)
   if storedHead == c.head then return stored end
   if c.fields == nil then
+    closedPlan(c)
     c.fields, c.at = {}, {}
     for f = 1, #c.blocks do
       for _, field in ipairs(c.blocks[f]) do
@@ -1083,10 +1091,11 @@ function unpackTile(buf: Buffer, start: number, end: number, width: number, valu
 function closedArgs(view: ViewPlan, group: GroupRuntime, head: number): string[] {
   const memo = group.closedArgs;
   if (memo?.head === head) return memo.args;
-  const args: string[] = [group.layout, group.initTile, String(head), String(group.plan.features.length)];
+  const plan: string[] = [group.layout, group.initTile, String(group.plan.features.length)];
   for (const { blocks } of closedWindowBlocks(view, group.plan.hopMs, head)) {
-    args.push(String(blocks.length), ...blocks.map((b) => (b.span === 1 ? String(b.index) : `${b.span}:${b.index}`)));
+    plan.push(String(blocks.length), ...blocks.map((b) => (b.span === 1 ? String(b.index) : `${b.span}:${b.index}`)));
   }
+  const args = [String(head), String(plan.length), ...plan];
   group.closedArgs = { head, args };
   return args;
 }
