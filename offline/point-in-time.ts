@@ -18,6 +18,7 @@ import { TidemarkError, type FeaturePlan, type Registry, type ViewPlan } from '.
 import { AGGREGATION_SPECS } from '../definitions/aggregations/index.js';
 import { joinKeyColumn, type SpineInfo } from './spine.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
+import { sqlExactPartitionColumn, type SqlCombine } from '../definitions/aggregations/index.js';
 import { centerColumn, combinePart, emptyPart, exactPartitionColumns, finalExpr, isCentered, isTiledOffline, partColumns, partsOf, tileOf } from './tile-sql.js';
 
 export interface RequestedFeature {
@@ -99,47 +100,131 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
     );
     let source = e;
     if (centered.length > 0) {
-      ctes.push(`v${v}_c AS (SELECT ${keyList}, ${centered.map((f) => `ifNull(avg(${ident(f)}), 0) AS ${centerColumn(f)}`).join(', ')} FROM ${e} GROUP BY ${keyList})`);
+      // The key's mean, rounded when its values are all integers: then every x - c and (x - c)^2 is
+      // an integer and the variance's sums can be exact (prefix form), and the same bits every run.
+      const center = (f: string): string => `if(min(ifNull(${ident(f)} = floor(${ident(f)}), 1)), round(ifNull(avg(${ident(f)}), 0)), ifNull(avg(${ident(f)}), 0))`;
+      ctes.push(`v${v}_c AS (SELECT ${keyList}, ${centered.map((f) => `${center(f)} AS ${centerColumn(f)}`).join(', ')} FROM ${e} GROUP BY ${keyList})`);
       ctes.push(`v${v}_ec AS (SELECT * FROM ${e} INNER JOIN v${v}_c USING (${keyList}))`);
       source = `v${v}_ec`;
     }
 
-    // Windowed features, one block per hop.
+    // Windowed features: per (key, ts) parts, once per view (a part several features share is one
+    // column), then prefix sums and per-block running min/max read by ASOF joins (fast path), and,
+    // for keys whose sums are not provably exact, the tile windows of slowWindows.
     const windowed = mine.filter((r) => isTiledOffline(r.feature));
-    for (const hopMs of [...new Set(windowed.map((r) => r.feature.hopMs))]) {
-      const group = windowed.filter((r) => r.feature.hopMs === hopMs);
-      const g = `v${v}_h${hopMs}`;
-      const head = `${g}_head`;
-      spineExtras.push(`${tileOf('__t', hopMs)} AS ${head}`);
-      const partWindow = new Map<string, number>();
-      const parts = group.flatMap((r) => {
-        const ps = partsOf(r.feature, requested.indexOf(r));
-        for (const p of ps) partWindow.set(p.name, r.feature.tilesPerWindow!);
-        return ps;
-      });
-      const sizes = [...new Set(group.map((r) => r.feature.tilesPerWindow!))];
-      // Referenced twice (tiles and running sums): materialized once.
-      ctes.push(`${g}_pts AS MATERIALIZED (SELECT ${keyList}, ts, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${p.perTs} AS ${p.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
-      // The joined tables hold plain columns (partColumns).
-      const flat = parts.flatMap(partColumns).join(', ');
-      // Rows with their compensated sums' exactPartitionColumns, for the window over `partitionBy`.
-      const withExact = (rows: string, partitionBy: string): string => {
-        const exact = exactPartitionColumns(parts, partitionBy);
-        return exact.length === 0 ? rows : `(SELECT *, ${exact.join(', ')} FROM ${rows})`;
+    if (windowed.length > 0) {
+      const parts = windowed.flatMap((r) => partsOf(r.feature, requested.indexOf(r)));
+      const columnOf = new Map<string, string>();
+      const columns: { name: string; perTs: string; combine: SqlCombine }[] = [];
+      for (const p of parts) {
+        const same = columns.find((c) => c.perTs === p.perTs && c.combine === p.combine);
+        if (same) columnOf.set(p.name, same.name);
+        else {
+          const name = `c${columns.length}`;
+          columns.push({ name, perTs: p.perTs, combine: p.combine });
+          columnOf.set(p.name, name);
+        }
+      }
+      const pts = `v${v}_pts`;
+      ctes.push(`${pts} AS MATERIALIZED (SELECT ${keyList}, ts, ${columns.map((c) => `${c.perTs} AS ${c.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
+      const fast = windowed.filter((r) => isPrefixable(r.feature));
+      const fastColumns = new Set(fast.flatMap((r) => partsOf(r.feature, requested.indexOf(r)).map((p) => columnOf.get(p.name)!)));
+      const sums = columns.filter((c) => fastColumns.has(c.name) && (c.combine === 'sum' || c.combine === 'compensatedSum'));
+      const extremes = columns.filter((c) => fastColumns.has(c.name) && (c.combine === 'min' || c.combine === 'max'));
+      // Blocks of n + 1 tiles for each (hop, n) of a min or max: a window (n whole tiles and the head
+      // tile cut at t) spans at most two consecutive blocks.
+      const blockOf = (f: FeaturePlan): string => `${f.hopMs}_${f.tilesPerWindow! + 1}`;
+      const blocks = new Map<string, { hopMs: number; size: number; columns: Set<string> }>();
+      for (const r of fast) {
+        for (const p of partsOf(r.feature, requested.indexOf(r))) {
+          const c = columns.find((x) => x.name === columnOf.get(p.name))!;
+          if (c.combine !== 'min' && c.combine !== 'max') continue;
+          const b = blocks.get(blockOf(r.feature)) ?? blocks.set(blockOf(r.feature), { hopMs: r.feature.hopMs, size: r.feature.tilesPerWindow! + 1, columns: new Set() }).get(blockOf(r.feature))!;
+          b.columns.add(c.name);
+        }
+      }
+      const pre = `v${v}_pre`;
+      const byKey = `PARTITION BY ${keyList}`;
+      const running = `ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW`;
+      const preColumns = [
+        ...sums.flatMap((c) => {
+          const x = sumTerm(c);
+          return [`sum(${x}) OVER (${byKey} ORDER BY ts ${running}) AS ${c.name}_p`, `${c.name}_p - ${x} AS ${c.name}_e`, `${sqlExactPartitionColumn(c.combine === 'sum' ? `tuple(toFloat64(${c.name}), 0.)` : c.name, `(${byKey})`)} AS ${c.name}_x`];
+        }),
+        ...[...blocks].flatMap(([id, b]) => [
+          `${floorDiv(tileOf('ts', b.hopMs), b.size)} AS b${id}`,
+          ...[...b.columns].flatMap((name) => {
+            const c = columns.find((x) => x.name === name)!;
+            const w = (order: string): string => `${c.combine}(${name}) OVER (${byKey}, ${floorDiv(tileOf('ts', b.hopMs), b.size)} ORDER BY ts ${order} ${running})`;
+            return [`${w('ASC')} AS ${name}_pm${id}`, `${w('DESC')} AS ${name}_sm${id}`];
+          }),
+        ]),
+      ];
+      ctes.push(`${pre} AS MATERIALIZED (SELECT ${keyList}, ts, ${preColumns.join(', ')} FROM ${pts})`);
+      const exactOf = (r: RequestedFeature): string => {
+        const xs = [...new Set(partsOf(r.feature, requested.indexOf(r)).map((p) => columnOf.get(p.name)!))].filter((n) => sums.some((c) => c.name === n));
+        return xs.length === 0 ? '1' : xs.map((n) => `ifNull(v${v}_up.${n}_x, 1)`).join(' AND ');
       };
-      const tiles =
-        `(SELECT ${keyList}, j, 0 AS probe, ${parts.map((p) => `${combinePart(p)} AS ${p.name}`).join(', ')} FROM ${g}_pts GROUP BY ${keyList}, j` +
-        ` UNION ALL SELECT DISTINCT ${view.joinKeys.map((jk, k) => `${ident(joinKeyColumn(jk))} AS k${k}`).join(', ')}, ${tileOf('__t', hopMs)} - 1 AS j, 1 AS probe, ${parts.map((p) => `${emptyPart(p)} AS ${p.name}`).join(', ')} FROM ${ident(spine.table)})`;
-      ctes.push(
-        `${g}_win AS (SELECT ${keyList}, j, ${flat} FROM (SELECT ${keyList}, j, probe, ${parts.map((p) => `${combinePart(p, `w${partWindow.get(p.name)}`)} AS ${p.name}`).join(', ')} FROM ${withExact(tiles, keyList)}` +
-          ` WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')}) WHERE probe = 1)`,
-      );
-      ctes.push(
-        `${g}_run AS (SELECT ${keyList}, j, ts, ${flat} FROM (SELECT ${keyList}, j, ts, ${parts.map((p) => `${combinePart(p, 'r')} AS ${p.name}`).join(', ')} FROM ${withExact(`${g}_pts`, `${keyList}, j`)} WINDOW r AS (PARTITION BY ${keyList}, j ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)))`,
-      );
-      joins.push(`LEFT JOIN ${g}_win AS ${g}_w ON ${keyEq(`${g}_w`)} AND ${g}_w.j = sp.${head} - 1`);
-      joins.push(`ASOF LEFT JOIN ${g}_run AS ${g}_r ON ${keyEq(`${g}_r`)} AND ${g}_r.j = sp.${head} AND ${g}_r.ts < sp.__t`);
-      for (const r of group) outputs.set(r.column, finalExpr(r.feature, requested.indexOf(r), `${g}_w`, `${g}_r`));
+      // Up to t: the key's latest instant before t.
+      const up = `v${v}_up`;
+      joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts, ${[...sums.flatMap((c) => [`${c.name}_p`, `${c.name}_x`]), ...[...blocks].flatMap(([id, b]) => [`b${id}`, ...[...b.columns].map((n) => `${n}_pm${id}`)])].join(', ')} FROM ${pre}) AS ${up} ON ${keyEq(up)} AND ${up}.ts < sp.__t`);
+      // From tail(t): per (window, hop), the key's earliest instant at or after the window start.
+      const tailOf = (f: FeaturePlan): string => `${f.windowMs}_${f.hopMs}`;
+      const tails = [...new Set(fast.map((r) => tailOf(r.feature)))];
+      for (const id of tails) {
+        const mineHere = fast.filter((r) => tailOf(r.feature) === id);
+        const f0 = mineHere[0]!.feature;
+        const lo = `v${v}_t${id}`;
+        spineExtras.push(`${tileOf('__t', f0.hopMs)} * ${f0.hopMs} - ${f0.windowMs!} AS ${lo}_start`);
+        const needed = new Set(mineHere.flatMap((r) => partsOf(r.feature, requested.indexOf(r)).map((p) => columnOf.get(p.name)!)));
+        const bid = blockOf(f0);
+        const cols = [...sums.filter((c) => needed.has(c.name)).map((c) => `${c.name}_e`), ...(blocks.has(bid) ? [`b${bid}`, ...[...blocks.get(bid)!.columns].filter((n) => needed.has(n)).map((n) => `${n}_sm${bid}`)] : [])];
+        joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts${cols.map((c) => `, ${c}`).join('')} FROM ${pre}) AS ${lo} ON ${keyEq(lo)} AND ${lo}.ts >= sp.${lo}_start`);
+        if (blocks.has(bid)) {
+          const b = blocks.get(bid)!;
+          spineExtras.push(`${floorDiv(tileOf('__t', b.hopMs), b.size)} AS ${lo}_b1`, `${floorDiv(`${tileOf('__t', b.hopMs)} - ${f0.tilesPerWindow!}`, b.size)} AS ${lo}_b0`);
+        }
+        for (const r of mineHere) {
+          const i = requested.indexOf(r);
+          const combine = new Map(partsOf(r.feature, i).map((p) => [p.name, p.combine]));
+          const value = AGGREGATION_SPECS[r.feature.agg].sql.final((suffix) => {
+            const name = columnOf.get(`f${i}_${suffix}`)!;
+            const how = combine.get(`f${i}_${suffix}`);
+            switch (how) {
+              case 'sum':
+              case 'compensatedSum':
+                // P(< t) - P(< tail(t)); no instant at or after tail(t): the window is empty.
+                // (in the prefix's own type: UInt64 - UInt64 is Int64 in ClickHouse)
+                return `CAST(if(isNull(${lo}.ts), 0, ifNull(${up}.${name}_p, 0) - ${lo}.${name}_e), toTypeName(assumeNotNull(${up}.${name}_p)))`;
+              case 'min':
+              case 'max': {
+                const prefix = `if(${up}.b${bid} = sp.${lo}_b1, ${up}.${name}_pm${bid}, NULL)`;
+                const suffixPart = `if(${lo}.ts < sp.__t AND ${lo}.b${bid} = sp.${lo}_b0 AND sp.${lo}_b0 != sp.${lo}_b1, ${lo}.${name}_sm${bid}, NULL)`;
+                return `multiIf(isNull(${prefix}), ${suffixPart}, isNull(${suffixPart}), ${prefix}, ${how === 'min' ? 'least' : 'greatest'}(${prefix}, ${suffixPart}))`;
+              }
+              default:
+                throw new Error(`part ${suffix} has no prefix form`);
+            }
+          }, r.feature);
+          outputs.set(r.column, value);
+        }
+      }
+      // The rest: keys with a sum that is not exact, and features with no prefix form (percentiles).
+      const slow = windowed.filter((r) => !isPrefixable(r.feature) || partsOf(r.feature, requested.indexOf(r)).some((p) => p.combine === 'sum' || p.combine === 'compensatedSum'));
+      if (slow.length > 0) {
+        const slowKeys = sums.length === 0 ? null : `v${v}_sk`;
+        if (slowKeys !== null) ctes.push(`${slowKeys} AS (SELECT DISTINCT ${keyList} FROM ${pre} WHERE NOT (${sums.map((c) => `${c.name}_x`).join(' AND ')}))`);
+        for (const hopMs of [...new Set(slow.map((r) => r.feature.hopMs))]) {
+          const group = slow.filter((r) => r.feature.hopMs === hopMs);
+          const allKeys = slowKeys === null || group.some((r) => !isPrefixable(r.feature));
+          const g = `v${v}_h${hopMs}`;
+          const [w, r] = slowWindows({ ctes, spineExtras, joins, keyList, keyEq, spineKeys: view.joinKeys.map((jk) => ident(joinKeyColumn(jk))), spineTable, pts, columnOf, group: group.map((x) => ({ feature: x.feature, i: requested.indexOf(x) })), hopMs, g, keysIn: allKeys ? null : slowKeys });
+          for (const x of group) {
+            const slowValue = finalExpr(x.feature, requested.indexOf(x), w, r);
+            outputs.set(x.column, isPrefixable(x.feature) ? `if(${exactOf(x)}, ${outputs.get(x.column)}, ${slowValue})` : slowValue);
+          }
+        }
+      }
     }
 
     // Features that pick one event (last, windowed or not; first): per (key, ts) the value its tie
@@ -164,4 +249,81 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
   const select = [...spine.columns.map(([n]) => `sp.${ident(n)} AS ${ident(n)}`), ...requested.map((r) => `${outputs.get(r.column)} AS ${ident(r.column)}`)];
   const spineQuery = `(SELECT *, ${spineExtras.join(', ')} FROM ${ident(spine.table)}) AS sp`;
   return `WITH ${ctes.join(',\n')}\nSELECT ${select.join(', ')} FROM ${spineQuery} ${joins.join(' ')} ORDER BY sp.__row SETTINGS join_use_nulls = 1, enable_materialized_cte = 1`;
+}
+
+/** Whether every part of a feature has a prefix form: sums (differenced) and min/max (per block). */
+function isPrefixable(f: FeaturePlan): boolean {
+  return partsOf(f, 0).every((p) => p.combine !== 'sumMap');
+}
+
+/** The plain value a sum-like column adds (a compensated sum's sum; exact columns carry compensation 0). */
+function sumTerm(c: { name: string; combine: SqlCombine }): string {
+  return c.combine === 'compensatedSum' ? `tupleElement(${c.name}, 1)` : c.name;
+}
+
+/** floor(x / n) for an integer expression x (intDiv truncates toward zero). */
+function floorDiv(x: string, n: number): string {
+  return `intDiv((${x}) - positiveModulo(${x}, ${n}), ${n})`;
+}
+
+interface SlowWindowsInput {
+  ctes: string[];
+  spineExtras: string[];
+  joins: string[];
+  keyList: string;
+  keyEq: (alias: string) => string;
+  /** Spine columns of the view's join keys, in key order. */
+  spineKeys: string[];
+  spineTable: string;
+  /** The view's per (key, ts) parts table and the column each feature part reads. */
+  pts: string;
+  columnOf: Map<string, string>;
+  group: { feature: FeaturePlan; i: number }[];
+  hopMs: number;
+  g: string;
+  /** A table of the keys to compute (null: all). */
+  keysIn: string | null;
+}
+
+/**
+ * The tile-window form, for keys whose sums are not provably exact and for parts with no prefix
+ * form: whole tiles [h-n, h-1] summed by a RANGE window over the tile index and read at probe rows
+ * (key, h-1) added for the spine's tiles; the head tile h by running aggregates over its instants,
+ * picked by an ASOF join on ts < t. Compensated sums fold their (sum, compensation) pairs. Returns
+ * the aliases of the whole-tile and head-tile joins.
+ */
+function slowWindows(o: SlowWindowsInput): [string, string] {
+  const { keyList, g, hopMs } = o;
+  const head = `${g}_head`;
+  o.spineExtras.push(`${tileOf('__t', hopMs)} AS ${head}`);
+  const partWindow = new Map<string, number>();
+  const parts = o.group.flatMap(({ feature, i }) => {
+    const ps = partsOf(feature, i);
+    for (const p of ps) partWindow.set(p.name, feature.tilesPerWindow!);
+    return ps;
+  });
+  const sizes = [...new Set(o.group.map((x) => x.feature.tilesPerWindow!))];
+  const only = (keys: string): string => (o.keysIn === null ? '' : ` WHERE (${keys}) IN (SELECT ${keyList} FROM ${o.keysIn})`);
+  // Referenced twice (tiles and running sums): materialized once.
+  o.ctes.push(`${g}_pts AS MATERIALIZED (SELECT ${keyList}, ts, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${o.columnOf.get(p.name)} AS ${p.name}`).join(', ')} FROM ${o.pts}${only(keyList)})`);
+  // The joined tables hold plain columns (partColumns).
+  const flat = parts.flatMap(partColumns).join(', ');
+  // Rows with their compensated sums' exactPartitionColumns, for the window over `partitionBy`.
+  const withExact = (rows: string, partitionBy: string): string => {
+    const exact = exactPartitionColumns(parts, partitionBy);
+    return exact.length === 0 ? rows : `(SELECT *, ${exact.join(', ')} FROM ${rows})`;
+  };
+  const tiles =
+    `(SELECT ${keyList}, j, 0 AS probe, ${parts.map((p) => `${combinePart(p)} AS ${p.name}`).join(', ')} FROM ${g}_pts GROUP BY ${keyList}, j` +
+    ` UNION ALL SELECT DISTINCT ${o.spineKeys.map((c, k) => `${c} AS k${k}`).join(', ')}, ${tileOf('__t', hopMs)} - 1 AS j, 1 AS probe, ${parts.map((p) => `${emptyPart(p)} AS ${p.name}`).join(', ')} FROM ${o.spineTable}${only(o.spineKeys.join(', '))})`;
+  o.ctes.push(
+    `${g}_win AS (SELECT ${keyList}, j, ${flat} FROM (SELECT ${keyList}, j, probe, ${parts.map((p) => `${combinePart(p, `w${partWindow.get(p.name)}`)} AS ${p.name}`).join(', ')} FROM ${withExact(tiles, keyList)}` +
+      ` WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')}) WHERE probe = 1)`,
+  );
+  o.ctes.push(
+    `${g}_run AS (SELECT ${keyList}, j, ts, ${flat} FROM (SELECT ${keyList}, j, ts, ${parts.map((p) => `${combinePart(p, 'r')} AS ${p.name}`).join(', ')} FROM ${withExact(`${g}_pts`, `${keyList}, j`)} WINDOW r AS (PARTITION BY ${keyList}, j ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)))`,
+  );
+  o.joins.push(`LEFT JOIN ${g}_win AS ${g}_w ON ${o.keyEq(`${g}_w`)} AND ${g}_w.j = sp.${head} - 1`);
+  o.joins.push(`ASOF LEFT JOIN ${g}_run AS ${g}_r ON ${o.keyEq(`${g}_r`)} AND ${g}_r.j = sp.${head} AND ${g}_r.ts < sp.__t`);
+  return [`${g}_w`, `${g}_r`];
 }
