@@ -18,7 +18,7 @@ import { TidemarkError, type FeaturePlan, type Registry, type ViewPlan } from '.
 import { AGGREGATION_SPECS } from '../definitions/aggregations/index.js';
 import { joinKeyColumn, type SpineInfo } from './spine.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
-import { sqlExactPartitionColumn, type SqlCombine } from '../definitions/aggregations/index.js';
+import { sqlExactIntegerAggregate, type SqlCombine } from '../definitions/aggregations/index.js';
 import { centerColumn, combinePart, emptyPart, exactPartitionColumns, finalExpr, isCentered, isTiledOffline, partColumns, partsOf, tileOf } from './tile-sql.js';
 
 export interface RequestedFeature {
@@ -70,33 +70,32 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
   const joins: string[] = [];
   const outputs = new Map<string, string>();
   const spineExtras: string[] = [];
+  const spineJoins: string[] = [];
   const views = [...new Set(requested.map((r) => r.view))];
 
   views.forEach((view, v) => {
-    const keys = view.keyFields.map((_, k) => `k${k}`);
-    const keyList = keys.join(', ');
-    const spineKey = (k: number): string => `sp.v${v}_k${k}`;
-    const keyEq = (alias: string): string => keys.map((k, i) => `${alias}.${k} = ${spineKey(i)}`).join(' AND ');
-    view.joinKeys.forEach((jk, k) => spineExtras.push(`${ident(joinKeyColumn(jk))} AS v${v}_k${k}`));
+    // Inside a view's queries a key is a dense integer id (v<v>_ids, from the spine's distinct keys):
+    // grouping, sorting, windows and ASOF joins on one UInt32 instead of the key's strings.
+    const keyList = 'id';
+    const ids = `v${v}_ids`;
+    const keyEq = (alias: string): string => `${alias}.id = sp.v${v}_id`;
+    const spineTable = ident(spine.table);
+    const spineKeys = view.joinKeys.map((jk) => ident(joinKeyColumn(jk)));
+    const idOn = (alias: string, columns: string[]): string => columns.map((c, k) => `${alias}.k${k} = ${c}`).join(' AND ');
+    ctes.push(`${ids} AS MATERIALIZED (SELECT *, toUInt32(dense_rank() OVER (ORDER BY ${spineKeys.map((_, k) => `k${k}`).join(', ')})) AS id FROM (SELECT DISTINCT ${spineKeys.map((c, k) => `${c} AS k${k}`).join(', ')} FROM ${spineTable}))`);
+    spineJoins.push(`LEFT JOIN ${ids} AS v${v}_i ON ${idOn(`v${v}_i`, spineKeys.map((c) => `s.${c}`))}`);
+    spineExtras.push(`v${v}_i.id AS v${v}_id`);
     const mine = requested.filter((r) => r.view === view);
     const fields = [...new Set(mine.map((r) => r.feature.field).filter((f): f is string => f !== null))];
     const centered = [...new Set(mine.filter((r) => isCentered(r.feature)).map((r) => r.feature.field!))];
     const e = `v${v}_e`;
-    // Only the events a spine row can see: its keys, and times from the earliest window start (when
-    // every requested feature has a window or a ttl) to the latest spine time.
+    // Only the events a spine row can see: its keys (the join with the ids), and times from the
+    // earliest window start (when every requested feature has a window or a ttl) to the latest spine time.
     const lookbacks = mine.map((r) => (r.feature.windowMs !== null ? r.feature.windowMs + r.feature.hopMs : r.feature.ttlMs));
-    const spineTable = ident(spine.table);
-    const spineKeyTuple = view.joinKeys.map((jk) => ident(joinKeyColumn(jk))).join(', ');
-    const eventKeyTuple = view.keyFields.map((kf) => ident(keyColumn(kf))).join(', ');
     const [minT, maxT] = spine.timeRangeMs === undefined ? [`(SELECT min(__t) FROM ${spineTable})`, `(SELECT max(__t) FROM ${spineTable})`] : spine.timeRangeMs.map((t) => `toInt64(${t})`);
-    const reach = [
-      COMPLETED_LOADS,
-      `(${eventKeyTuple}) IN (SELECT DISTINCT ${spineKeyTuple} FROM ${spineTable})`,
-      `__ts < ${maxT}`,
-      ...(lookbacks.every((l): l is number => l !== null) ? [`__ts >= ${minT} - ${Math.max(...lookbacks)}`] : []),
-    ];
+    const reach = [COMPLETED_LOADS, `__ts < ${maxT}`, ...(lookbacks.every((l): l is number => l !== null) ? [`__ts >= ${minT} - ${Math.max(...lookbacks)}`] : [])];
     ctes.push(
-      `${e} AS (SELECT ${view.keyFields.map((kf, k) => `${ident(keyColumn(kf))} AS k${k}`).join(', ')}, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} WHERE ${reach.join(' AND ')})`,
+      `${e} AS (SELECT ${ids}.id AS id, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} AS ev INNER JOIN ${ids} ON ${idOn(ids, view.keyFields.map((kf) => `ev.${ident(keyColumn(kf))}`))} WHERE ${reach.join(' AND ')})`,
     );
     let source = e;
     if (centered.length > 0) {
@@ -149,7 +148,7 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
       const preColumns = [
         ...sums.flatMap((c) => {
           const x = sumTerm(c);
-          return [`sum(${x}) OVER (${byKey} ORDER BY ts ${running}) AS ${c.name}_p`, `${c.name}_p - ${x} AS ${c.name}_e`, `${sqlExactPartitionColumn(c.combine === 'sum' ? `tuple(toFloat64(${c.name}), 0.)` : c.name, `(${byKey})`)} AS ${c.name}_x`];
+          return [`sum(${x}) OVER (${byKey} ORDER BY ts ${running}) AS ${c.name}_p`, `${c.name}_p - ${x} AS ${c.name}_e`];
         }),
         ...[...blocks].flatMap(([id, b]) => [
           `${floorDiv(tileOf('ts', b.hopMs), b.size)} AS b${id}`,
@@ -161,13 +160,21 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
         ]),
       ];
       ctes.push(`${pre} AS MATERIALIZED (SELECT ${keyList}, ts, ${preColumns.join(', ')} FROM ${pts})`);
+      // Per key and sum column: whether every prefix sum is exact (integers, magnitudes adding up to
+      // under 2^52), so that differences of prefixes are the window's plain sum, which is then its
+      // compensated sum (compensation 0).
+      const exactKeys = `v${v}_x`;
+      if (sums.length > 0) {
+        ctes.push(`${exactKeys} AS (SELECT ${keyList}, ${sums.map((c) => `${sqlExactIntegerAggregate(c.combine === 'sum' ? `tuple(toFloat64(${c.name}), 0.)` : c.name)} AS ${c.name}_x`).join(', ')} FROM ${pts} GROUP BY ${keyList})`);
+        joins.push(`LEFT JOIN ${exactKeys} AS v${v}_xk ON ${keyEq(`v${v}_xk`)}`);
+      }
       const exactOf = (r: RequestedFeature): string => {
         const xs = [...new Set(partsOf(r.feature, requested.indexOf(r)).map((p) => columnOf.get(p.name)!))].filter((n) => sums.some((c) => c.name === n));
-        return xs.length === 0 ? '1' : xs.map((n) => `ifNull(v${v}_up.${n}_x, 1)`).join(' AND ');
+        return xs.length === 0 ? '1' : xs.map((n) => `ifNull(v${v}_xk.${n}_x, 1)`).join(' AND ');
       };
       // Up to t: the key's latest instant before t.
       const up = `v${v}_up`;
-      joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts, ${[...sums.flatMap((c) => [`${c.name}_p`, `${c.name}_x`]), ...[...blocks].flatMap(([id, b]) => [`b${id}`, ...[...b.columns].map((n) => `${n}_pm${id}`)])].join(', ')} FROM ${pre}) AS ${up} ON ${keyEq(up)} AND ${up}.ts < sp.__t`);
+      joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts, ${[...sums.map((c) => `${c.name}_p`), ...[...blocks].flatMap(([id, b]) => [`b${id}`, ...[...b.columns].map((n) => `${n}_pm${id}`)])].join(', ')} FROM ${pre}) AS ${up} ON ${keyEq(up)} AND ${up}.ts < sp.__t`);
       // From tail(t): per (window, hop), the key's earliest instant at or after the window start.
       const tailOf = (f: FeaturePlan): string => `${f.windowMs}_${f.hopMs}`;
       const tails = [...new Set(fast.map((r) => tailOf(r.feature)))];
@@ -213,12 +220,12 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
       const slow = windowed.filter((r) => !isPrefixable(r.feature) || partsOf(r.feature, requested.indexOf(r)).some((p) => p.combine === 'sum' || p.combine === 'compensatedSum'));
       if (slow.length > 0) {
         const slowKeys = sums.length === 0 ? null : `v${v}_sk`;
-        if (slowKeys !== null) ctes.push(`${slowKeys} AS (SELECT DISTINCT ${keyList} FROM ${pre} WHERE NOT (${sums.map((c) => `${c.name}_x`).join(' AND ')}))`);
+        if (slowKeys !== null) ctes.push(`${slowKeys} AS (SELECT ${keyList} FROM ${exactKeys} WHERE NOT (${sums.map((c) => `${c.name}_x`).join(' AND ')}))`);
         for (const hopMs of [...new Set(slow.map((r) => r.feature.hopMs))]) {
           const group = slow.filter((r) => r.feature.hopMs === hopMs);
           const allKeys = slowKeys === null || group.some((r) => !isPrefixable(r.feature));
           const g = `v${v}_h${hopMs}`;
-          const [w, r] = slowWindows({ ctes, spineExtras, joins, keyList, keyEq, spineKeys: view.joinKeys.map((jk) => ident(joinKeyColumn(jk))), spineTable, pts, columnOf, group: group.map((x) => ({ feature: x.feature, i: requested.indexOf(x) })), hopMs, g, keysIn: allKeys ? null : slowKeys });
+          const [w, r] = slowWindows({ ctes, spineExtras, joins, keyList, keyEq, spineIds: `(SELECT s.__t AS __t, i.id AS id FROM ${spineTable} AS s INNER JOIN ${ids} AS i ON ${idOn('i', spineKeys.map((c) => `s.${c}`))})`, pts, columnOf, group: group.map((x) => ({ feature: x.feature, i: requested.indexOf(x) })), hopMs, g, keysIn: allKeys ? null : slowKeys });
           for (const x of group) {
             const slowValue = finalExpr(x.feature, requested.indexOf(x), w, r);
             outputs.set(x.column, isPrefixable(x.feature) ? `if(${exactOf(x)}, ${outputs.get(x.column)}, ${slowValue})` : slowValue);
@@ -247,7 +254,7 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
   });
 
   const select = [...spine.columns.map(([n]) => `sp.${ident(n)} AS ${ident(n)}`), ...requested.map((r) => `${outputs.get(r.column)} AS ${ident(r.column)}`)];
-  const spineQuery = `(SELECT *, ${spineExtras.join(', ')} FROM ${ident(spine.table)}) AS sp`;
+  const spineQuery = `(SELECT s.*, ${spineExtras.join(', ')} FROM ${ident(spine.table)} AS s ${spineJoins.join(' ')}) AS sp`;
   return `WITH ${ctes.join(',\n')}\nSELECT ${select.join(', ')} FROM ${spineQuery} ${joins.join(' ')} ORDER BY sp.__row SETTINGS join_use_nulls = 1, enable_materialized_cte = 1`;
 }
 
@@ -272,9 +279,8 @@ interface SlowWindowsInput {
   joins: string[];
   keyList: string;
   keyEq: (alias: string) => string;
-  /** Spine columns of the view's join keys, in key order. */
-  spineKeys: string[];
-  spineTable: string;
+  /** The spine's times (__t) with their key ids (id). */
+  spineIds: string;
   /** The view's per (key, ts) parts table and the column each feature part reads. */
   pts: string;
   columnOf: Map<string, string>;
@@ -315,7 +321,7 @@ function slowWindows(o: SlowWindowsInput): [string, string] {
   };
   const tiles =
     `(SELECT ${keyList}, j, 0 AS probe, ${parts.map((p) => `${combinePart(p)} AS ${p.name}`).join(', ')} FROM ${g}_pts GROUP BY ${keyList}, j` +
-    ` UNION ALL SELECT DISTINCT ${o.spineKeys.map((c, k) => `${c} AS k${k}`).join(', ')}, ${tileOf('__t', hopMs)} - 1 AS j, 1 AS probe, ${parts.map((p) => `${emptyPart(p)} AS ${p.name}`).join(', ')} FROM ${o.spineTable}${only(o.spineKeys.join(', '))})`;
+    ` UNION ALL SELECT DISTINCT id, ${tileOf('__t', hopMs)} - 1 AS j, 1 AS probe, ${parts.map((p) => `${emptyPart(p)} AS ${p.name}`).join(', ')} FROM ${o.spineIds}${only('id')})`;
   o.ctes.push(
     `${g}_win AS (SELECT ${keyList}, j, ${flat} FROM (SELECT ${keyList}, j, probe, ${parts.map((p) => `${combinePart(p, `w${partWindow.get(p.name)}`)} AS ${p.name}`).join(', ')} FROM ${withExact(tiles, keyList)}` +
       ` WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')}) WHERE probe = 1)`,

@@ -109,6 +109,15 @@ export function sqlCompensatedSumOfPairsAggregate(pair: string, over?: { window:
 }
 
 /**
+ * Aggregate (GROUP BY) telling whether every sum of some of the (sum, compensation) tuples `pair`
+ * of the group, in any order, is their plain sum with compensation 0 (sqlExactIntegers).
+ */
+export function sqlExactIntegerAggregate(pair: string): string {
+  const [hi, lo] = [`tupleElement(${pair}, 1)`, `tupleElement(${pair}, 2)`];
+  return sqlExactIntegers(`min(${integralPair(hi, lo)})`, `sum(abs(${hi}))`);
+}
+
+/**
  * Window function (over a window of the whole partition, e.g. `PARTITION BY key`) telling whether
  * every frame of the partition may sum tuples `pair` plainly (sqlExactIntegers over the partition's
  * rows covers every frame, a subset of them).
