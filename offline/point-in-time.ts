@@ -110,8 +110,11 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
     // Windowed features: per (key, ts) parts, once per view (a part several features share is one
     // column), then prefix sums and per-block running min/max read by ASOF joins (fast path), and,
     // for keys whose sums are not provably exact, the tile windows of slowWindows.
+    // A `last` reads the same lookup at t: per (key, ts) its tie rule's value, carried forward over
+    // the key's instants as the latest present value and its instant.
     const windowed = mine.filter((r) => isTiledOffline(r.feature));
-    if (windowed.length > 0) {
+    const lasts = mine.filter((r) => !isTiledOffline(r.feature) && AGGREGATION_SPECS[r.feature.agg].sql.asof!.from === 'end');
+    if (windowed.length > 0 || lasts.length > 0) {
       const parts = windowed.flatMap((r) => partsOf(r.feature, requested.indexOf(r)));
       const columnOf = new Map<string, string>();
       const columns: { name: string; perTs: string; combine: SqlCombine }[] = [];
@@ -124,8 +127,15 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
           columnOf.set(p.name, name);
         }
       }
+      const picks: { name: string; perTs: string }[] = [];
+      const pickOf = new Map<RequestedFeature, string>();
+      for (const r of lasts) {
+        const perTs = AGGREGATION_SPECS[r.feature.agg].sql.asof!.perTs(ident(r.feature.field!));
+        const same = picks.find((x) => x.perTs === perTs) ?? picks[picks.push({ name: `l${picks.length}`, perTs }) - 1]!;
+        pickOf.set(r, same.name);
+      }
       const pts = `v${v}_pts`;
-      ctes.push(`${pts} AS MATERIALIZED (SELECT ${keyList}, ts, ${columns.map((c) => `${c.perTs} AS ${c.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
+      ctes.push(`${pts} AS MATERIALIZED (SELECT ${keyList}, ts, ${[...columns, ...picks].map((c) => `${c.perTs} AS ${c.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
       const fast = windowed.filter((r) => isPrefixable(r.feature));
       const fastColumns = new Set(fast.flatMap((r) => partsOf(r.feature, requested.indexOf(r)).map((p) => columnOf.get(p.name)!)));
       const sums = columns.filter((c) => fastColumns.has(c.name) && (c.combine === 'sum' || c.combine === 'compensatedSum'));
@@ -146,6 +156,7 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
       const byKey = `PARTITION BY ${keyList}`;
       const running = `ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW`;
       const preColumns = [
+        ...picks.flatMap((x) => [`anyLast(${x.name}) OVER (${byKey} ORDER BY ts ${running}) AS ${x.name}_v`, `anyLast(if(isNull(${x.name}), NULL, ts)) OVER (${byKey} ORDER BY ts ${running}) AS ${x.name}_t`]),
         ...sums.flatMap((c) => {
           const x = sumTerm(c);
           return [`sum(${x}) OVER (${byKey} ORDER BY ts ${running}) AS ${c.name}_p`, `${c.name}_p - ${x} AS ${c.name}_e`];
@@ -174,7 +185,13 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
       };
       // Up to t: the key's latest instant before t.
       const up = `v${v}_up`;
-      joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts, ${[...sums.map((c) => `${c.name}_p`), ...[...blocks].flatMap(([id, b]) => [`b${id}`, ...[...b.columns].map((n) => `${n}_pm${id}`)])].join(', ')} FROM ${pre}) AS ${up} ON ${keyEq(up)} AND ${up}.ts < sp.__t`);
+      joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts, ${[ ...picks.flatMap((x) => [`${x.name}_v`, `${x.name}_t`]), ...sums.map((c) => `${c.name}_p`), ...[...blocks].flatMap(([id, b]) => [`b${id}`, ...[...b.columns].map((n) => `${n}_pm${id}`)])].join(', ')} FROM ${pre}) AS ${up} ON ${keyEq(up)} AND ${up}.ts < sp.__t`);
+      for (const r of lasts) {
+        const f = r.feature;
+        const [lv, lt] = [`${up}.${pickOf.get(r)}_v`, `${up}.${pickOf.get(r)}_t`];
+        const lower = f.windowMs !== null ? `${tileOf('sp.__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs}` : f.ttlMs !== null ? `sp.__t - ${f.ttlMs}` : null;
+        outputs.set(r.column, lower === null ? lv : `if(${lt} >= ${lower}, ${lv}, NULL)`);
+      }
       // From tail(t): per (window, hop), the key's earliest instant at or after the window start.
       const tailOf = (f: FeaturePlan): string => `${f.windowMs}_${f.hopMs}`;
       const tails = [...new Set(fast.map((r) => tailOf(r.feature)))];
@@ -234,22 +251,16 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
       }
     }
 
-    // Features that pick one event (last, windowed or not; first): per (key, ts) the value its tie
-    // rule keeps, picked by an ASOF join from the end (ts < t) or from the window start (ts >= tail(t)).
-    for (const r of mine.filter((x) => !isTiledOffline(x.feature))) {
+    // first: per (key, ts) the value its tie rule keeps, picked by an ASOF join from the window
+    // start (ts >= tail(t)).
+    for (const r of mine.filter((x) => !isTiledOffline(x.feature) && !lasts.includes(x))) {
       const f = r.feature;
       const asof = AGGREGATION_SPECS[f.agg].sql.asof!;
       const l = `v${v}_pick${requested.indexOf(r)}`;
       ctes.push(`${l} AS (SELECT ${keyList}, ts, ${asof.perTs(ident(f.field!))} AS v FROM ${e} WHERE ${ident(f.field!)} IS NOT NULL GROUP BY ${keyList}, ts)`);
-      if (asof.from === 'start') {
-        spineExtras.push(`${tileOf('__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs!} AS ${l}_start`);
-        joins.push(`ASOF LEFT JOIN ${l} ON ${keyEq(l)} AND ${l}.ts >= sp.${l}_start`);
-        outputs.set(r.column, `if(${l}.ts < sp.__t, ${l}.v, NULL)`);
-        continue;
-      }
-      joins.push(`ASOF LEFT JOIN ${l} ON ${keyEq(l)} AND ${l}.ts < sp.__t`);
-      const lower = f.windowMs !== null ? `${tileOf('sp.__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs}` : f.ttlMs !== null ? `sp.__t - ${f.ttlMs}` : null;
-      outputs.set(r.column, lower === null ? `${l}.v` : `if(${l}.ts >= ${lower}, ${l}.v, NULL)`);
+      spineExtras.push(`${tileOf('__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs!} AS ${l}_start`);
+      joins.push(`ASOF LEFT JOIN ${l} ON ${keyEq(l)} AND ${l}.ts >= sp.${l}_start`);
+      outputs.set(r.column, `if(${l}.ts < sp.__t, ${l}.v, NULL)`);
     }
   });
 
