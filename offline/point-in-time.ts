@@ -236,17 +236,29 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
       // The rest: keys with a sum that is not exact, and features with no prefix form (percentiles).
       const slow = windowed.filter((r) => !isPrefixable(r.feature) || partsOf(r.feature, requested.indexOf(r)).some((p) => p.combine === 'sum' || p.combine === 'compensatedSum'));
       if (slow.length > 0) {
+        // Computed for the spine rows that need it only (none on integer data), into one table
+        // joined by row number: one join instead of two per hop.
         const slowKeys = sums.length === 0 ? null : `v${v}_sk`;
         if (slowKeys !== null) ctes.push(`${slowKeys} AS (SELECT ${keyList} FROM ${exactKeys} WHERE NOT (${sums.map((c) => `${c.name}_x`).join(' AND ')}))`);
+        const [slowExtras, slowJoins, slowSelect] = [[] as string[], [] as string[], [] as string[]];
         for (const hopMs of [...new Set(slow.map((r) => r.feature.hopMs))]) {
           const group = slow.filter((r) => r.feature.hopMs === hopMs);
           const allKeys = slowKeys === null || group.some((r) => !isPrefixable(r.feature));
           const g = `v${v}_h${hopMs}`;
-          const [w, r] = slowWindows({ ctes, spineExtras, joins, keyList, keyEq, spineIds: `(SELECT s.__t AS __t, i.id AS id FROM ${spineTable} AS s INNER JOIN ${ids} AS i ON ${idOn('i', spineKeys.map((c) => `s.${c}`))})`, pts, columnOf, group: group.map((x) => ({ feature: x.feature, i: requested.indexOf(x) })), hopMs, g, keysIn: allKeys ? null : slowKeys });
-          for (const x of group) {
-            const slowValue = finalExpr(x.feature, requested.indexOf(x), w, r);
-            outputs.set(x.column, isPrefixable(x.feature) ? `if(${exactOf(x)}, ${outputs.get(x.column)}, ${slowValue})` : slowValue);
-          }
+          const [w, r] = slowWindows({ ctes, spineExtras: slowExtras, joins: slowJoins, keyList, keyEq, spineIds: `(SELECT s.__t AS __t, i.id AS id FROM ${spineTable} AS s INNER JOIN ${ids} AS i ON ${idOn('i', spineKeys.map((c) => `s.${c}`))})`, pts, columnOf, group: group.map((x) => ({ feature: x.feature, i: requested.indexOf(x) })), hopMs, g, keysIn: allKeys ? null : slowKeys });
+          for (const x of group) slowSelect.push(`${finalExpr(x.feature, requested.indexOf(x), w, r)} AS s${requested.indexOf(x)}`);
+        }
+        const allRows = slowKeys === null || slow.some((r) => !isPrefixable(r.feature));
+        const sl = `v${v}_slow`;
+        ctes.push(
+          `${sl} AS (SELECT sp.__row AS __row, ${slowSelect.join(', ')} FROM (SELECT s.__row AS __row, s.__t AS __t, i.id AS v${v}_id${slowExtras.map((x) => `, ${x}`).join('')} FROM ${spineTable} AS s INNER JOIN ${ids} AS i ON ${idOn('i', spineKeys.map((c) => `s.${c}`))}${allRows ? '' : ` WHERE i.id IN (SELECT id FROM ${slowKeys})`}) AS sp ${slowJoins.join(' ')})`,
+        );
+        joins.push(`LEFT JOIN ${sl} ON ${sl}.__row = sp.__row`);
+        for (const x of slow) {
+          const slowValue = `${sl}.s${requested.indexOf(x)}`;
+          // In the fast value's type (the join makes the slow one Nullable; it is present where used).
+          const fastValue = outputs.get(x.column);
+          outputs.set(x.column, isPrefixable(x.feature) ? `CAST(if(${exactOf(x)}, ${fastValue}, ${slowValue}), toTypeName(${fastValue}))` : slowValue);
         }
       }
     }
