@@ -1,19 +1,29 @@
 // Point-in-time SQL: the value of each requested feature at each spine row's time, computed inside
 // ClickHouse with the sawtooth windows of docs/semantics.md (events with tail(t) <= ts < t, where
-// tail(t) = floor(t/H)*H - W). For a feature with hop H and window W = n*H at a row with time t
-// in tile h = floor(t/H):
-//   whole tiles   [h-n, h-1]: per-key tile aggregates, summed by a RANGE window over the tile index
-//                 and read at "probe" rows (key, h-1) added for the spine's tiles, so keys with no
-//                 tile at h-1 still get their window;
-//   head tile h,  ts < t:     running aggregates over the tile's distinct event times, picked by an
-//                 ASOF join on ts < t (strict: a row never sees its own instant);
-//   last:         per (key, ts) the greatest value (the tie rule; text compares bytewise, which in
-//                 UTF-8 is code point order), picked by an ASOF join on ts < t, kept only when it is
-//                 inside the window or the ttl;
+// tail(t) = floor(t/H)*H - W). Inside a view, keys are dense integer ids of the spine's keys. Per
+// (key, ts) the partial aggregates of every feature (one column per distinct part), then per key in
+// time order (one table, `pre`):
+//   sums, counts: prefix sums P; the window is P(< t) - P(< tail(t)), read by an ASOF join on
+//                 ts < t and one on ts >= tail(t) per (window, hop) (DuckDB's plan). Exact, so the
+//                 same double as the compensated sum, only when every prefix is exact (integers with
+//                 magnitudes adding up to under 2^52), decided per key and column; other keys (float
+//                 data) take the tile windows below;
+//   min, max:     running extremes within blocks of n + 1 tiles (n = W/H), forward and backward: a
+//                 window spans at most two consecutive blocks, the end of one and the start of the
+//                 next, read by the same two joins;
+//   last:         the latest present per-(key, ts) value (the tie rule: the greatest; text compares
+//                 bytewise, which in UTF-8 is code point order) carried forward, read by the join at
+//                 t and kept when inside the window or the ttl;
 //   first:        per (key, ts) the smallest value, picked by an ASOF join on ts >= tail(t), kept
-//                 only when it is before t.
-// Variance uses sums of (x - c) and (x - c)^2 with c the key's mean, so the subtraction does not
-// cancel; sums and means carry compensated (sum, compensation) parts (offline/tile-sql.ts). Identifiers come from the registry; numbers in the SQL are registry durations.
+//                 only when it is before t;
+//   tile windows: (slowWindows) whole tiles [h-n, h-1] summed by a RANGE window over the tile index,
+//                 the head tile by running aggregates picked by an ASOF join on ts < t, with
+//                 compensated sums folded; for the rows of keys that are not exact and for
+//                 approx_percentile, joined by row number.
+// Variance uses sums of (x - c) and (x - c)^2 with c the key's mean (rounded when the key's values
+// are integers, so those sums are integers), so the subtraction does not cancel; sums and means
+// carry compensated (sum, compensation) parts (offline/tile-sql.ts). Identifiers come from the
+// registry; numbers in the SQL are registry durations.
 import { TidemarkError, type FeaturePlan, type Registry, type ViewPlan } from '../definitions/index.js';
 import { AGGREGATION_SPECS } from '../definitions/aggregations/index.js';
 import { joinKeyColumn, type SpineInfo } from './spine.js';
@@ -165,8 +175,14 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
           `${floorDiv(tileOf('ts', b.hopMs), b.size)} AS b${id}`,
           ...[...b.columns].flatMap((name) => {
             const c = columns.find((x) => x.name === name)!;
-            const w = (order: string): string => `${c.combine}(${name}) OVER (${byKey}, ${floorDiv(tileOf('ts', b.hopMs), b.size)} ORDER BY ts ${order} ${running})`;
-            return [`${w('ASC')} AS ${name}_pm${id}`, `${w('DESC')} AS ${name}_sm${id}`];
+            const blk = floorDiv(tileOf('ts', b.hopMs), b.size);
+            // Running over the key in time order (the sort the sums use): the block only grows, so
+            // the extreme of (block, present, value) tuples is that of the current block's values.
+            const key = c.combine === 'max' ? `tuple(${blk}, isNotNull(${name}), ifNull(${name}, 0))` : `tuple(-(${blk}), isNull(${name}), ifNull(${name}, 0))`;
+            const running1 = `${c.combine}(${key}) OVER (${byKey} ORDER BY ts ${running})`;
+            const prefix = `if(tupleElement(${running1}, 2) = ${c.combine === 'max' ? 1 : 0}, tupleElement(${running1}, 3), NULL)`;
+            const suffix = `${c.combine}(${name}) OVER (${byKey}, ${blk} ORDER BY ts DESC ${running})`;
+            return [`${prefix} AS ${name}_pm${id}`, `${suffix} AS ${name}_sm${id}`];
           }),
         ]),
       ];
