@@ -359,7 +359,8 @@ function slowWindows(o: SlowWindowsInput): [string, string] {
     return exact.length === 0 ? rows : `(SELECT *, ${exact.join(', ')} FROM ${rows})`;
   };
   const tiles =
-    `(SELECT ${keyList}, j, 0 AS probe, ${parts.map((p) => `${combinePart(p)} AS ${p.name}`).join(', ')} FROM ${g}_pts GROUP BY ${keyList}, j` +
+    // A tile's instants folded in time order: the same bits whatever order the rows arrive in.
+    `(SELECT ${keyList}, j, 0 AS probe, ${parts.map((p) => `${combinePart(p, undefined, 'ts')} AS ${p.name}`).join(', ')} FROM ${g}_pts GROUP BY ${keyList}, j` +
     ` UNION ALL SELECT DISTINCT id, ${tileOf('__t', hopMs)} - 1 AS j, 1 AS probe, ${parts.map((p) => `${emptyPart(p)} AS ${p.name}`).join(', ')} FROM ${o.spineIds}${only('id')})`;
   o.ctes.push(
     `${g}_win AS (SELECT ${keyList}, j, ${flat} FROM (SELECT ${keyList}, j, probe, ${parts.map((p) => `${combinePart(p, `w${partWindow.get(p.name)}`)} AS ${p.name}`).join(', ')} FROM ${withExact(tiles, keyList)}` +
