@@ -1,23 +1,34 @@
 // Point-in-time SQL: the value of each requested feature at each spine row's time, computed inside
 // ClickHouse with the sawtooth windows of docs/semantics.md (events with tail(t) <= ts < t, where
-// tail(t) = floor(t/H)*H - W). For a feature with hop H and window W = n*H at a row with time t
-// in tile h = floor(t/H):
-//   whole tiles   [h-n, h-1]: per-key tile aggregates, summed by a RANGE window over the tile index
-//                 and read at "probe" rows (key, h-1) added for the spine's tiles, so keys with no
-//                 tile at h-1 still get their window;
-//   head tile h,  ts < t:     running aggregates over the tile's distinct event times, picked by an
-//                 ASOF join on ts < t (strict: a row never sees its own instant);
-//   last:         per (key, ts) the greatest value (the tie rule; text compares bytewise, which in
-//                 UTF-8 is code point order), picked by an ASOF join on ts < t, kept only when it is
-//                 inside the window or the ttl;
+// tail(t) = floor(t/H)*H - W). Inside a view, keys are dense integer ids of the spine's keys. Per
+// (key, ts) the partial aggregates of every feature (one column per distinct part), then per key in
+// time order (one table, `pre`):
+//   sums, counts: prefix sums P; the window is P(< t) - P(< tail(t)), read by an ASOF join on
+//                 ts < t and one on ts >= tail(t) per (window, hop) (DuckDB's plan). Exact, so the
+//                 same double as the compensated sum, only when every prefix is exact (integers with
+//                 magnitudes adding up to under 2^52), decided per key and column; other keys (float
+//                 data) take the tile windows below;
+//   min, max:     running extremes within blocks of n + 1 tiles (n = W/H), forward and backward: a
+//                 window spans at most two consecutive blocks, the end of one and the start of the
+//                 next, read by the same two joins;
+//   last:         the latest present per-(key, ts) value (the tie rule: the greatest; text compares
+//                 bytewise, which in UTF-8 is code point order) carried forward, read by the join at
+//                 t and kept when inside the window or the ttl;
 //   first:        per (key, ts) the smallest value, picked by an ASOF join on ts >= tail(t), kept
-//                 only when it is before t.
-// Variance uses sums of (x - c) and (x - c)^2 with c the key's mean, so the subtraction does not
-// cancel; sums and means carry compensated (sum, compensation) parts (offline/tile-sql.ts). Identifiers come from the registry; numbers in the SQL are registry durations.
+//                 only when it is before t;
+//   tile windows: (slowWindows) whole tiles [h-n, h-1] summed by a RANGE window over the tile index,
+//                 the head tile by running aggregates picked by an ASOF join on ts < t, with
+//                 compensated sums folded; for the rows of keys that are not exact and for
+//                 approx_percentile, joined by row number.
+// Variance uses sums of (x - c) and (x - c)^2 with c the key's mean (rounded when the key's values
+// are integers, so those sums are integers), so the subtraction does not cancel; sums and means
+// carry compensated (sum, compensation) parts (offline/tile-sql.ts). Identifiers come from the
+// registry; numbers in the SQL are registry durations.
 import { TidemarkError, type FeaturePlan, type Registry, type ViewPlan } from '../definitions/index.js';
 import { AGGREGATION_SPECS } from '../definitions/aggregations/index.js';
 import { joinKeyColumn, type SpineInfo } from './spine.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
+import { sqlExactIntegerAggregate, type SqlCombine } from '../definitions/aggregations/index.js';
 import { centerColumn, combinePart, emptyPart, exactPartitionColumns, finalExpr, isCentered, isTiledOffline, partColumns, partsOf, tileOf } from './tile-sql.js';
 
 export interface RequestedFeature {
@@ -69,99 +80,296 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
   const joins: string[] = [];
   const outputs = new Map<string, string>();
   const spineExtras: string[] = [];
+  const spineJoins: string[] = [];
   const views = [...new Set(requested.map((r) => r.view))];
 
   views.forEach((view, v) => {
-    const keys = view.keyFields.map((_, k) => `k${k}`);
-    const keyList = keys.join(', ');
-    const spineKey = (k: number): string => `sp.v${v}_k${k}`;
-    const keyEq = (alias: string): string => keys.map((k, i) => `${alias}.${k} = ${spineKey(i)}`).join(' AND ');
-    view.joinKeys.forEach((jk, k) => spineExtras.push(`${ident(joinKeyColumn(jk))} AS v${v}_k${k}`));
+    // Inside a view's queries a key is a dense integer id (v<v>_ids, from the spine's distinct keys):
+    // grouping, sorting, windows and ASOF joins on one UInt32 instead of the key's strings.
+    const keyList = 'id';
+    const ids = `v${v}_ids`;
+    const keyEq = (alias: string): string => `${alias}.id = sp.v${v}_id`;
+    const spineTable = ident(spine.table);
+    const spineKeys = view.joinKeys.map((jk) => ident(joinKeyColumn(jk)));
+    const idOn = (alias: string, columns: string[]): string => columns.map((c, k) => `${alias}.k${k} = ${c}`).join(' AND ');
+    ctes.push(`${ids} AS MATERIALIZED (SELECT *, toUInt32(dense_rank() OVER (ORDER BY ${spineKeys.map((_, k) => `k${k}`).join(', ')})) AS id FROM (SELECT DISTINCT ${spineKeys.map((c, k) => `${c} AS k${k}`).join(', ')} FROM ${spineTable}))`);
+    spineJoins.push(`LEFT JOIN ${ids} AS v${v}_i ON ${idOn(`v${v}_i`, spineKeys.map((c) => `s.${c}`))}`);
+    spineExtras.push(`v${v}_i.id AS v${v}_id`);
     const mine = requested.filter((r) => r.view === view);
     const fields = [...new Set(mine.map((r) => r.feature.field).filter((f): f is string => f !== null))];
     const centered = [...new Set(mine.filter((r) => isCentered(r.feature)).map((r) => r.feature.field!))];
     const e = `v${v}_e`;
-    // Only the events a spine row can see: its keys, and times from the earliest window start (when
-    // every requested feature has a window or a ttl) to the latest spine time.
+    // Only the events a spine row can see: its keys (the join with the ids), and times from the
+    // earliest window start (when every requested feature has a window or a ttl) to the latest spine time.
     const lookbacks = mine.map((r) => (r.feature.windowMs !== null ? r.feature.windowMs + r.feature.hopMs : r.feature.ttlMs));
-    const spineTable = ident(spine.table);
-    const spineKeyTuple = view.joinKeys.map((jk) => ident(joinKeyColumn(jk))).join(', ');
-    const eventKeyTuple = view.keyFields.map((kf) => ident(keyColumn(kf))).join(', ');
     const [minT, maxT] = spine.timeRangeMs === undefined ? [`(SELECT min(__t) FROM ${spineTable})`, `(SELECT max(__t) FROM ${spineTable})`] : spine.timeRangeMs.map((t) => `toInt64(${t})`);
-    const reach = [
-      COMPLETED_LOADS,
-      `(${eventKeyTuple}) IN (SELECT DISTINCT ${spineKeyTuple} FROM ${spineTable})`,
-      `__ts < ${maxT}`,
-      ...(lookbacks.every((l): l is number => l !== null) ? [`__ts >= ${minT} - ${Math.max(...lookbacks)}`] : []),
-    ];
+    const reach = [COMPLETED_LOADS, `__ts < ${maxT}`, ...(lookbacks.every((l): l is number => l !== null) ? [`__ts >= ${minT} - ${Math.max(...lookbacks)}`] : [])];
     ctes.push(
-      `${e} AS (SELECT ${view.keyFields.map((kf, k) => `${ident(keyColumn(kf))} AS k${k}`).join(', ')}, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} WHERE ${reach.join(' AND ')})`,
+      `${e} AS (SELECT ${ids}.id AS id, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} AS ev INNER JOIN ${ids} ON ${idOn(ids, view.keyFields.map((kf) => `ev.${ident(keyColumn(kf))}`))} WHERE ${reach.join(' AND ')})`,
     );
     let source = e;
     if (centered.length > 0) {
-      ctes.push(`v${v}_c AS (SELECT ${keyList}, ${centered.map((f) => `ifNull(avg(${ident(f)}), 0) AS ${centerColumn(f)}`).join(', ')} FROM ${e} GROUP BY ${keyList})`);
+      // The key's mean, rounded when its values are all integers: then every x - c and (x - c)^2 is
+      // an integer and the variance's sums can be exact (prefix form), and the same bits every run.
+      const center = (f: string): string => `if(min(ifNull(${ident(f)} = floor(${ident(f)}), 1)), round(ifNull(avg(${ident(f)}), 0)), ifNull(avg(${ident(f)}), 0))`;
+      ctes.push(`v${v}_c AS (SELECT ${keyList}, ${centered.map((f) => `${center(f)} AS ${centerColumn(f)}`).join(', ')} FROM ${e} GROUP BY ${keyList})`);
       ctes.push(`v${v}_ec AS (SELECT * FROM ${e} INNER JOIN v${v}_c USING (${keyList}))`);
       source = `v${v}_ec`;
     }
 
-    // Windowed features, one block per hop.
+    // Windowed features: per (key, ts) parts, once per view (a part several features share is one
+    // column), then prefix sums and per-block running min/max read by ASOF joins (fast path), and,
+    // for keys whose sums are not provably exact, the tile windows of slowWindows.
+    // A `last` reads the same lookup at t: per (key, ts) its tie rule's value, carried forward over
+    // the key's instants as the latest present value and its instant.
     const windowed = mine.filter((r) => isTiledOffline(r.feature));
-    for (const hopMs of [...new Set(windowed.map((r) => r.feature.hopMs))]) {
-      const group = windowed.filter((r) => r.feature.hopMs === hopMs);
-      const g = `v${v}_h${hopMs}`;
-      const head = `${g}_head`;
-      spineExtras.push(`${tileOf('__t', hopMs)} AS ${head}`);
-      const partWindow = new Map<string, number>();
-      const parts = group.flatMap((r) => {
-        const ps = partsOf(r.feature, requested.indexOf(r));
-        for (const p of ps) partWindow.set(p.name, r.feature.tilesPerWindow!);
-        return ps;
-      });
-      const sizes = [...new Set(group.map((r) => r.feature.tilesPerWindow!))];
-      // Referenced twice (tiles and running sums): materialized once.
-      ctes.push(`${g}_pts AS MATERIALIZED (SELECT ${keyList}, ts, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${p.perTs} AS ${p.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
-      // The joined tables hold plain columns (partColumns).
-      const flat = parts.flatMap(partColumns).join(', ');
-      // Rows with their compensated sums' exactPartitionColumns, for the window over `partitionBy`.
-      const withExact = (rows: string, partitionBy: string): string => {
-        const exact = exactPartitionColumns(parts, partitionBy);
-        return exact.length === 0 ? rows : `(SELECT *, ${exact.join(', ')} FROM ${rows})`;
+    const lasts = mine.filter((r) => !isTiledOffline(r.feature) && AGGREGATION_SPECS[r.feature.agg].sql.asof!.from === 'end');
+    if (windowed.length > 0 || lasts.length > 0) {
+      const parts = windowed.flatMap((r) => partsOf(r.feature, requested.indexOf(r)));
+      const columnOf = new Map<string, string>();
+      const columns: { name: string; perTs: string; combine: SqlCombine }[] = [];
+      for (const p of parts) {
+        const same = columns.find((c) => c.perTs === p.perTs && c.combine === p.combine);
+        if (same) columnOf.set(p.name, same.name);
+        else {
+          const name = `c${columns.length}`;
+          columns.push({ name, perTs: p.perTs, combine: p.combine });
+          columnOf.set(p.name, name);
+        }
+      }
+      const picks: { name: string; perTs: string }[] = [];
+      const pickOf = new Map<RequestedFeature, string>();
+      for (const r of lasts) {
+        const perTs = AGGREGATION_SPECS[r.feature.agg].sql.asof!.perTs(ident(r.feature.field!));
+        const same = picks.find((x) => x.perTs === perTs) ?? picks[picks.push({ name: `l${picks.length}`, perTs }) - 1]!;
+        pickOf.set(r, same.name);
+      }
+      const pts = `v${v}_pts`;
+      ctes.push(`${pts} AS MATERIALIZED (SELECT ${keyList}, ts, ${[...columns, ...picks].map((c) => `${c.perTs} AS ${c.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
+      const fast = windowed.filter((r) => isPrefixable(r.feature));
+      const fastColumns = new Set(fast.flatMap((r) => partsOf(r.feature, requested.indexOf(r)).map((p) => columnOf.get(p.name)!)));
+      const sums = columns.filter((c) => fastColumns.has(c.name) && (c.combine === 'sum' || c.combine === 'compensatedSum'));
+      const extremes = columns.filter((c) => fastColumns.has(c.name) && (c.combine === 'min' || c.combine === 'max'));
+      // Blocks of n + 1 tiles for each (hop, n) of a min or max: a window (n whole tiles and the head
+      // tile cut at t) spans at most two consecutive blocks.
+      const blockOf = (f: FeaturePlan): string => `${f.hopMs}_${f.tilesPerWindow! + 1}`;
+      const blocks = new Map<string, { hopMs: number; size: number; columns: Set<string> }>();
+      for (const r of fast) {
+        for (const p of partsOf(r.feature, requested.indexOf(r))) {
+          const c = columns.find((x) => x.name === columnOf.get(p.name))!;
+          if (c.combine !== 'min' && c.combine !== 'max') continue;
+          const b = blocks.get(blockOf(r.feature)) ?? blocks.set(blockOf(r.feature), { hopMs: r.feature.hopMs, size: r.feature.tilesPerWindow! + 1, columns: new Set() }).get(blockOf(r.feature))!;
+          b.columns.add(c.name);
+        }
+      }
+      const pre = `v${v}_pre`;
+      const byKey = `PARTITION BY ${keyList}`;
+      const running = `ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW`;
+      const preColumns = [
+        ...picks.flatMap((x) => [`anyLast(${x.name}) OVER (${byKey} ORDER BY ts ${running}) AS ${x.name}_v`, `anyLast(if(isNull(${x.name}), NULL, ts)) OVER (${byKey} ORDER BY ts ${running}) AS ${x.name}_t`]),
+        ...sums.flatMap((c) => {
+          const x = sumTerm(c);
+          return [`sum(${x}) OVER (${byKey} ORDER BY ts ${running}) AS ${c.name}_p`, `${c.name}_p - ${x} AS ${c.name}_e`];
+        }),
+        ...[...blocks].flatMap(([id, b]) => [
+          `${floorDiv(tileOf('ts', b.hopMs), b.size)} AS b${id}`,
+          ...[...b.columns].flatMap((name) => {
+            const c = columns.find((x) => x.name === name)!;
+            const blk = floorDiv(tileOf('ts', b.hopMs), b.size);
+            // Running over the key in time order (the sort the sums use): the block only grows, so
+            // the extreme of (block, present, value) tuples is that of the current block's values.
+            const key = c.combine === 'max' ? `tuple(${blk}, isNotNull(${name}), ifNull(${name}, 0))` : `tuple(-(${blk}), isNull(${name}), ifNull(${name}, 0))`;
+            const running1 = `${c.combine}(${key}) OVER (${byKey} ORDER BY ts ${running})`;
+            const prefix = `if(tupleElement(${running1}, 2) = ${c.combine === 'max' ? 1 : 0}, tupleElement(${running1}, 3), NULL)`;
+            const suffix = `${c.combine}(${name}) OVER (${byKey}, ${blk} ORDER BY ts DESC ${running})`;
+            return [`${prefix} AS ${name}_pm${id}`, `${suffix} AS ${name}_sm${id}`];
+          }),
+        ]),
+      ];
+      ctes.push(`${pre} AS MATERIALIZED (SELECT ${keyList}, ts, ${preColumns.join(', ')} FROM ${pts})`);
+      // Per key and sum column: whether every prefix sum is exact (integers, magnitudes adding up to
+      // under 2^52), so that differences of prefixes are the window's plain sum, which is then its
+      // compensated sum (compensation 0).
+      const exactKeys = `v${v}_x`;
+      if (sums.length > 0) {
+        ctes.push(`${exactKeys} AS (SELECT ${keyList}, ${sums.map((c) => `${sqlExactIntegerAggregate(c.combine === 'sum' ? `tuple(toFloat64(${c.name}), 0.)` : c.name)} AS ${c.name}_x`).join(', ')} FROM ${pts} GROUP BY ${keyList})`);
+        joins.push(`LEFT JOIN ${exactKeys} AS v${v}_xk ON ${keyEq(`v${v}_xk`)}`);
+      }
+      const exactOf = (r: RequestedFeature): string => {
+        const xs = [...new Set(partsOf(r.feature, requested.indexOf(r)).map((p) => columnOf.get(p.name)!))].filter((n) => sums.some((c) => c.name === n));
+        return xs.length === 0 ? '1' : xs.map((n) => `ifNull(v${v}_xk.${n}_x, 1)`).join(' AND ');
       };
-      const tiles =
-        `(SELECT ${keyList}, j, 0 AS probe, ${parts.map((p) => `${combinePart(p)} AS ${p.name}`).join(', ')} FROM ${g}_pts GROUP BY ${keyList}, j` +
-        ` UNION ALL SELECT DISTINCT ${view.joinKeys.map((jk, k) => `${ident(joinKeyColumn(jk))} AS k${k}`).join(', ')}, ${tileOf('__t', hopMs)} - 1 AS j, 1 AS probe, ${parts.map((p) => `${emptyPart(p)} AS ${p.name}`).join(', ')} FROM ${ident(spine.table)})`;
-      ctes.push(
-        `${g}_win AS (SELECT ${keyList}, j, ${flat} FROM (SELECT ${keyList}, j, probe, ${parts.map((p) => `${combinePart(p, `w${partWindow.get(p.name)}`)} AS ${p.name}`).join(', ')} FROM ${withExact(tiles, keyList)}` +
-          ` WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')}) WHERE probe = 1)`,
-      );
-      ctes.push(
-        `${g}_run AS (SELECT ${keyList}, j, ts, ${flat} FROM (SELECT ${keyList}, j, ts, ${parts.map((p) => `${combinePart(p, 'r')} AS ${p.name}`).join(', ')} FROM ${withExact(`${g}_pts`, `${keyList}, j`)} WINDOW r AS (PARTITION BY ${keyList}, j ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)))`,
-      );
-      joins.push(`LEFT JOIN ${g}_win AS ${g}_w ON ${keyEq(`${g}_w`)} AND ${g}_w.j = sp.${head} - 1`);
-      joins.push(`ASOF LEFT JOIN ${g}_run AS ${g}_r ON ${keyEq(`${g}_r`)} AND ${g}_r.j = sp.${head} AND ${g}_r.ts < sp.__t`);
-      for (const r of group) outputs.set(r.column, finalExpr(r.feature, requested.indexOf(r), `${g}_w`, `${g}_r`));
+      // Up to t: the key's latest instant before t.
+      const up = `v${v}_up`;
+      joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts, ${[ ...picks.flatMap((x) => [`${x.name}_v`, `${x.name}_t`]), ...sums.map((c) => `${c.name}_p`), ...[...blocks].flatMap(([id, b]) => [`b${id}`, ...[...b.columns].map((n) => `${n}_pm${id}`)])].join(', ')} FROM ${pre}) AS ${up} ON ${keyEq(up)} AND ${up}.ts < sp.__t`);
+      for (const r of lasts) {
+        const f = r.feature;
+        const [lv, lt] = [`${up}.${pickOf.get(r)}_v`, `${up}.${pickOf.get(r)}_t`];
+        const lower = f.windowMs !== null ? `${tileOf('sp.__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs}` : f.ttlMs !== null ? `sp.__t - ${f.ttlMs}` : null;
+        outputs.set(r.column, lower === null ? lv : `if(${lt} >= ${lower}, ${lv}, NULL)`);
+      }
+      // From tail(t): per (window, hop), the key's earliest instant at or after the window start.
+      const tailOf = (f: FeaturePlan): string => `${f.windowMs}_${f.hopMs}`;
+      const tails = [...new Set(fast.map((r) => tailOf(r.feature)))];
+      for (const id of tails) {
+        const mineHere = fast.filter((r) => tailOf(r.feature) === id);
+        const f0 = mineHere[0]!.feature;
+        const lo = `v${v}_t${id}`;
+        spineExtras.push(`${tileOf('__t', f0.hopMs)} * ${f0.hopMs} - ${f0.windowMs!} AS ${lo}_start`);
+        const needed = new Set(mineHere.flatMap((r) => partsOf(r.feature, requested.indexOf(r)).map((p) => columnOf.get(p.name)!)));
+        const bid = blockOf(f0);
+        const cols = [...sums.filter((c) => needed.has(c.name)).map((c) => `${c.name}_e`), ...(blocks.has(bid) ? [`b${bid}`, ...[...blocks.get(bid)!.columns].filter((n) => needed.has(n)).map((n) => `${n}_sm${bid}`)] : [])];
+        joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts${cols.map((c) => `, ${c}`).join('')} FROM ${pre}) AS ${lo} ON ${keyEq(lo)} AND ${lo}.ts >= sp.${lo}_start`);
+        if (blocks.has(bid)) {
+          const b = blocks.get(bid)!;
+          spineExtras.push(`${floorDiv(tileOf('__t', b.hopMs), b.size)} AS ${lo}_b1`, `${floorDiv(`${tileOf('__t', b.hopMs)} - ${f0.tilesPerWindow!}`, b.size)} AS ${lo}_b0`);
+        }
+        for (const r of mineHere) {
+          const i = requested.indexOf(r);
+          const combine = new Map(partsOf(r.feature, i).map((p) => [p.name, p.combine]));
+          const value = AGGREGATION_SPECS[r.feature.agg].sql.final((suffix) => {
+            const name = columnOf.get(`f${i}_${suffix}`)!;
+            const how = combine.get(`f${i}_${suffix}`);
+            switch (how) {
+              case 'sum':
+              case 'compensatedSum':
+                // P(< t) - P(< tail(t)); no instant at or after tail(t): the window is empty.
+                // (in the prefix's own type: UInt64 - UInt64 is Int64 in ClickHouse)
+                return `CAST(if(isNull(${lo}.ts), 0, ifNull(${up}.${name}_p, 0) - ${lo}.${name}_e), toTypeName(assumeNotNull(${up}.${name}_p)))`;
+              case 'min':
+              case 'max': {
+                const prefix = `if(${up}.b${bid} = sp.${lo}_b1, ${up}.${name}_pm${bid}, NULL)`;
+                const suffixPart = `if(${lo}.ts < sp.__t AND ${lo}.b${bid} = sp.${lo}_b0 AND sp.${lo}_b0 != sp.${lo}_b1, ${lo}.${name}_sm${bid}, NULL)`;
+                return `multiIf(isNull(${prefix}), ${suffixPart}, isNull(${suffixPart}), ${prefix}, ${how === 'min' ? 'least' : 'greatest'}(${prefix}, ${suffixPart}))`;
+              }
+              default:
+                throw new Error(`part ${suffix} has no prefix form`);
+            }
+          }, r.feature);
+          outputs.set(r.column, value);
+        }
+      }
+      // The rest: keys with a sum that is not exact, and features with no prefix form (percentiles).
+      const slow = windowed.filter((r) => !isPrefixable(r.feature) || partsOf(r.feature, requested.indexOf(r)).some((p) => p.combine === 'sum' || p.combine === 'compensatedSum'));
+      if (slow.length > 0) {
+        // Computed for the spine rows that need it only (none on integer data), into one table
+        // joined by row number: one join instead of two per hop.
+        const slowKeys = sums.length === 0 ? null : `v${v}_sk`;
+        if (slowKeys !== null) ctes.push(`${slowKeys} AS (SELECT ${keyList} FROM ${exactKeys} WHERE NOT (${sums.map((c) => `${c.name}_x`).join(' AND ')}))`);
+        const [slowExtras, slowJoins, slowSelect] = [[] as string[], [] as string[], [] as string[]];
+        for (const hopMs of [...new Set(slow.map((r) => r.feature.hopMs))]) {
+          const group = slow.filter((r) => r.feature.hopMs === hopMs);
+          const allKeys = slowKeys === null || group.some((r) => !isPrefixable(r.feature));
+          const g = `v${v}_h${hopMs}`;
+          const [w, r] = slowWindows({ ctes, spineExtras: slowExtras, joins: slowJoins, keyList, keyEq, spineIds: `(SELECT s.__t AS __t, i.id AS id FROM ${spineTable} AS s INNER JOIN ${ids} AS i ON ${idOn('i', spineKeys.map((c) => `s.${c}`))})`, pts, columnOf, group: group.map((x) => ({ feature: x.feature, i: requested.indexOf(x) })), hopMs, g, keysIn: allKeys ? null : slowKeys });
+          for (const x of group) slowSelect.push(`${finalExpr(x.feature, requested.indexOf(x), w, r)} AS s${requested.indexOf(x)}`);
+        }
+        const allRows = slowKeys === null || slow.some((r) => !isPrefixable(r.feature));
+        const sl = `v${v}_slow`;
+        ctes.push(
+          `${sl} AS (SELECT sp.__row AS __row, ${slowSelect.join(', ')} FROM (SELECT s.__row AS __row, s.__t AS __t, i.id AS v${v}_id${slowExtras.map((x) => `, ${x}`).join('')} FROM ${spineTable} AS s INNER JOIN ${ids} AS i ON ${idOn('i', spineKeys.map((c) => `s.${c}`))}${allRows ? '' : ` WHERE i.id IN (SELECT id FROM ${slowKeys})`}) AS sp ${slowJoins.join(' ')})`,
+        );
+        joins.push(`LEFT JOIN ${sl} ON ${sl}.__row = sp.__row`);
+        for (const x of slow) {
+          const slowValue = `${sl}.s${requested.indexOf(x)}`;
+          // In the fast value's type (the join makes the slow one Nullable; it is present where used).
+          const fastValue = outputs.get(x.column);
+          outputs.set(x.column, isPrefixable(x.feature) ? `CAST(if(${exactOf(x)}, ${fastValue}, ${slowValue}), toTypeName(${fastValue}))` : slowValue);
+        }
+      }
     }
 
-    // Features that pick one event (last, windowed or not; first): per (key, ts) the value its tie
-    // rule keeps, picked by an ASOF join from the end (ts < t) or from the window start (ts >= tail(t)).
-    for (const r of mine.filter((x) => !isTiledOffline(x.feature))) {
+    // first: per (key, ts) the value its tie rule keeps, picked by an ASOF join from the window
+    // start (ts >= tail(t)).
+    for (const r of mine.filter((x) => !isTiledOffline(x.feature) && !lasts.includes(x))) {
       const f = r.feature;
       const asof = AGGREGATION_SPECS[f.agg].sql.asof!;
       const l = `v${v}_pick${requested.indexOf(r)}`;
       ctes.push(`${l} AS (SELECT ${keyList}, ts, ${asof.perTs(ident(f.field!))} AS v FROM ${e} WHERE ${ident(f.field!)} IS NOT NULL GROUP BY ${keyList}, ts)`);
-      if (asof.from === 'start') {
-        spineExtras.push(`${tileOf('__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs!} AS ${l}_start`);
-        joins.push(`ASOF LEFT JOIN ${l} ON ${keyEq(l)} AND ${l}.ts >= sp.${l}_start`);
-        outputs.set(r.column, `if(${l}.ts < sp.__t, ${l}.v, NULL)`);
-        continue;
-      }
-      joins.push(`ASOF LEFT JOIN ${l} ON ${keyEq(l)} AND ${l}.ts < sp.__t`);
-      const lower = f.windowMs !== null ? `${tileOf('sp.__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs}` : f.ttlMs !== null ? `sp.__t - ${f.ttlMs}` : null;
-      outputs.set(r.column, lower === null ? `${l}.v` : `if(${l}.ts >= ${lower}, ${l}.v, NULL)`);
+      spineExtras.push(`${tileOf('__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs!} AS ${l}_start`);
+      joins.push(`ASOF LEFT JOIN ${l} ON ${keyEq(l)} AND ${l}.ts >= sp.${l}_start`);
+      outputs.set(r.column, `if(${l}.ts < sp.__t, ${l}.v, NULL)`);
     }
   });
 
   const select = [...spine.columns.map(([n]) => `sp.${ident(n)} AS ${ident(n)}`), ...requested.map((r) => `${outputs.get(r.column)} AS ${ident(r.column)}`)];
-  const spineQuery = `(SELECT *, ${spineExtras.join(', ')} FROM ${ident(spine.table)}) AS sp`;
+  const spineQuery = `(SELECT s.*, ${spineExtras.join(', ')} FROM ${ident(spine.table)} AS s ${spineJoins.join(' ')}) AS sp`;
   return `WITH ${ctes.join(',\n')}\nSELECT ${select.join(', ')} FROM ${spineQuery} ${joins.join(' ')} ORDER BY sp.__row SETTINGS join_use_nulls = 1, enable_materialized_cte = 1`;
+}
+
+/** Whether every part of a feature has a prefix form: sums (differenced) and min/max (per block). */
+function isPrefixable(f: FeaturePlan): boolean {
+  return partsOf(f, 0).every((p) => p.combine !== 'sumMap');
+}
+
+/** The plain value a sum-like column adds (a compensated sum's sum; exact columns carry compensation 0). */
+function sumTerm(c: { name: string; combine: SqlCombine }): string {
+  return c.combine === 'compensatedSum' ? `tupleElement(${c.name}, 1)` : c.name;
+}
+
+/** floor(x / n) for an integer expression x (intDiv truncates toward zero). */
+function floorDiv(x: string, n: number): string {
+  return `intDiv((${x}) - positiveModulo(${x}, ${n}), ${n})`;
+}
+
+interface SlowWindowsInput {
+  ctes: string[];
+  spineExtras: string[];
+  joins: string[];
+  keyList: string;
+  keyEq: (alias: string) => string;
+  /** The spine's times (__t) with their key ids (id). */
+  spineIds: string;
+  /** The view's per (key, ts) parts table and the column each feature part reads. */
+  pts: string;
+  columnOf: Map<string, string>;
+  group: { feature: FeaturePlan; i: number }[];
+  hopMs: number;
+  g: string;
+  /** A table of the keys to compute (null: all). */
+  keysIn: string | null;
+}
+
+/**
+ * The tile-window form, for keys whose sums are not provably exact and for parts with no prefix
+ * form: whole tiles [h-n, h-1] summed by a RANGE window over the tile index and read at probe rows
+ * (key, h-1) added for the spine's tiles; the head tile h by running aggregates over its instants,
+ * picked by an ASOF join on ts < t. Compensated sums fold their (sum, compensation) pairs. Returns
+ * the aliases of the whole-tile and head-tile joins.
+ */
+function slowWindows(o: SlowWindowsInput): [string, string] {
+  const { keyList, g, hopMs } = o;
+  const head = `${g}_head`;
+  o.spineExtras.push(`${tileOf('__t', hopMs)} AS ${head}`);
+  const partWindow = new Map<string, number>();
+  const parts = o.group.flatMap(({ feature, i }) => {
+    const ps = partsOf(feature, i);
+    for (const p of ps) partWindow.set(p.name, feature.tilesPerWindow!);
+    return ps;
+  });
+  const sizes = [...new Set(o.group.map((x) => x.feature.tilesPerWindow!))];
+  const only = (keys: string): string => (o.keysIn === null ? '' : ` WHERE (${keys}) IN (SELECT ${keyList} FROM ${o.keysIn})`);
+  // Referenced twice (tiles and running sums): materialized once.
+  o.ctes.push(`${g}_pts AS MATERIALIZED (SELECT ${keyList}, ts, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${o.columnOf.get(p.name)} AS ${p.name}`).join(', ')} FROM ${o.pts}${only(keyList)})`);
+  // The joined tables hold plain columns (partColumns).
+  const flat = parts.flatMap(partColumns).join(', ');
+  // Rows with their compensated sums' exactPartitionColumns, for the window over `partitionBy`.
+  const withExact = (rows: string, partitionBy: string): string => {
+    const exact = exactPartitionColumns(parts, partitionBy);
+    return exact.length === 0 ? rows : `(SELECT *, ${exact.join(', ')} FROM ${rows})`;
+  };
+  const tiles =
+    // A tile's instants folded in time order: the same bits whatever order the rows arrive in.
+    `(SELECT ${keyList}, j, 0 AS probe, ${parts.map((p) => `${combinePart(p, undefined, 'ts')} AS ${p.name}`).join(', ')} FROM ${g}_pts GROUP BY ${keyList}, j` +
+    ` UNION ALL SELECT DISTINCT id, ${tileOf('__t', hopMs)} - 1 AS j, 1 AS probe, ${parts.map((p) => `${emptyPart(p)} AS ${p.name}`).join(', ')} FROM ${o.spineIds}${only('id')})`;
+  o.ctes.push(
+    `${g}_win AS (SELECT ${keyList}, j, ${flat} FROM (SELECT ${keyList}, j, probe, ${parts.map((p) => `${combinePart(p, `w${partWindow.get(p.name)}`)} AS ${p.name}`).join(', ')} FROM ${withExact(tiles, keyList)}` +
+      ` WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')}) WHERE probe = 1)`,
+  );
+  o.ctes.push(
+    `${g}_run AS (SELECT ${keyList}, j, ts, ${flat} FROM (SELECT ${keyList}, j, ts, ${parts.map((p) => `${combinePart(p, 'r')} AS ${p.name}`).join(', ')} FROM ${withExact(`${g}_pts`, `${keyList}, j`)} WINDOW r AS (PARTITION BY ${keyList}, j ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)))`,
+  );
+  o.joins.push(`LEFT JOIN ${g}_win AS ${g}_w ON ${o.keyEq(`${g}_w`)} AND ${g}_w.j = sp.${head} - 1`);
+  o.joins.push(`ASOF LEFT JOIN ${g}_run AS ${g}_r ON ${o.keyEq(`${g}_r`)} AND ${g}_r.j = sp.${head} AND ${g}_r.ts < sp.__t`);
+  return [`${g}_w`, `${g}_r`];
 }

@@ -47,10 +47,11 @@ export function partsOf(f: FeaturePlan, i: number): AggPart[] {
 
 /**
  * A part combined over the rows of a GROUP BY, or over a window frame when `over` is given (a
- * compensated sum then reads its exactPartitionColumns column, which the rows must carry).
+ * compensated sum then reads its exactPartitionColumns column, which the rows must carry); in a
+ * GROUP BY a compensated sum folds in the order of `orderBy` when given.
  */
-export function combinePart(p: AggPart, over?: string): string {
-  if (p.combine === 'compensatedSum') return sqlCompensatedSumOfPairsAggregate(p.name, over === undefined ? undefined : { window: over, exactColumn: exactColumnOf(p) });
+export function combinePart(p: AggPart, over?: string, orderBy?: string): string {
+  if (p.combine === 'compensatedSum') return sqlCompensatedSumOfPairsAggregate(p.name, over === undefined ? undefined : { window: over, exactColumn: exactColumnOf(p) }, orderBy);
   return `${p.combine}(${p.name})${over === undefined ? '' : ` OVER ${over}`}`;
 }
 

@@ -94,18 +94,30 @@ export function sqlCompensatedSumAggregate(x: string): string {
 
 /**
  * Aggregate (GROUP BY, or a window function over `over`) of (sum, compensation) tuples `pair` into
- * their compensated sum. In a GROUP BY the plain sum is taken when it provably is the fold's result.
+ * their compensated sum. In a GROUP BY the plain sum is taken when it provably is the fold's result;
+ * otherwise the fold is in the order rows arrive, or in the order of `orderBy` when given.
  * Over a window the decision is per partition, from the column `exactColumn`
  * (sqlExactPartitionColumn): the arrays of an exact partition's frames are never built.
  */
-export function sqlCompensatedSumOfPairsAggregate(pair: string, over?: { window: string; exactColumn: string }): string {
+export function sqlCompensatedSumOfPairsAggregate(pair: string, over?: { window: string; exactColumn: string }, orderBy?: string): string {
   const [hi, lo] = [`tupleElement(${pair}, 1)`, `tupleElement(${pair}, 2)`];
   if (over === undefined) {
     const exact = sqlExactIntegers(`min(${integralPair(hi, lo)})`, `sum(abs(${hi}))`);
-    return `if(${exact}, tuple(sum(${hi}), 0.), ${sqlCompensatedFoldOfPairs(`groupArray(${pair})`)})`;
+    // With `orderBy` (unique in the group), the fold runs in its order, not in the order rows arrive.
+    const pairs = orderBy === undefined ? `groupArray(${pair})` : `arrayMap((x) -> x.2, arraySort(groupArray(tuple(${orderBy}, ${pair}))))`;
+    return `if(${exact}, tuple(sum(${hi}), 0.), ${sqlCompensatedFoldOfPairs(pairs)})`;
   }
   const { window, exactColumn } = over;
   return `if(${exactColumn}, tuple(sum(${hi}) OVER ${window}, 0.), ${sqlCompensatedFoldOfPairs(`groupArrayIf(${pair}, NOT ${exactColumn}) OVER ${window}`)})`;
+}
+
+/**
+ * Aggregate (GROUP BY) telling whether every sum of some of the (sum, compensation) tuples `pair`
+ * of the group, in any order, is their plain sum with compensation 0 (sqlExactIntegers).
+ */
+export function sqlExactIntegerAggregate(pair: string): string {
+  const [hi, lo] = [`tupleElement(${pair}, 1)`, `tupleElement(${pair}, 2)`];
+  return sqlExactIntegers(`min(${integralPair(hi, lo)})`, `sum(abs(${hi}))`);
 }
 
 /**

@@ -18,6 +18,7 @@ export {
   sqlAddCompensated,
   sqlCompensatedSumAggregate,
   sqlCompensatedSumOfPairsAggregate,
+  sqlExactIntegerAggregate,
   sqlExactPartitionColumn,
 } from './compensated.js';
 
