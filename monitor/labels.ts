@@ -149,10 +149,12 @@ export class LabelMetricsAhead {
     private readonly plan: MonitorPlan,
     fromMs: number,
     toMs: number,
+    /** Evaluations per query; default about four weeks of them. */
+    perQuery = evaluationsPerQuery(plan),
   ) {
     this.kFirst = Math.floor((fromMs - plan.phaseMs) / plan.intervalMs) + 1;
     this.kLast = Math.floor((toMs - plan.phaseMs) / plan.intervalMs);
-    this.perQuery = evaluationsPerQuery(plan);
+    this.perQuery = Math.max(1, perQuery);
   }
 
   /** Queue the first span's query. */
