@@ -66,6 +66,10 @@ export function logGamma(x: number): number {
 const LN_FACTORIAL_TABLE_SIZE = 1024;
 let lnFactorialTable: Float64Array | null = null;
 
+/** Stirling values of ln(k!) up to this k are kept once computed (16 MB when all are): the samplers ask for the same few thousand again and again. */
+const LN_FACTORIAL_CACHE_SIZE = 1 << 21;
+let lnFactorialCache: Float64Array | null = null;
+
 /** ln(k!) for a whole k >= 0: a table below 1024, Stirling above. */
 export function logFactorial(k: number): number {
   if (k < LN_FACTORIAL_TABLE_SIZE) {
@@ -75,6 +79,14 @@ export function logFactorial(k: number): number {
     }
     return lnFactorialTable[k]!;
   }
+  if (k >= LN_FACTORIAL_CACHE_SIZE) return logFactorialStirling(k);
+  lnFactorialCache ??= new Float64Array(LN_FACTORIAL_CACHE_SIZE).fill(NaN);
+  let v = lnFactorialCache[k]!;
+  if (Number.isNaN(v)) lnFactorialCache[k] = v = logFactorialStirling(k);
+  return v;
+}
+
+function logFactorialStirling(k: number): number {
   const x = k + 1;
   return (x - 0.5) * Math.log(x) - x + LN_SQRT_2PI + stirlingCorrection(x);
 }
@@ -199,7 +211,11 @@ export class SeededRandom {
   gamma(shape: number): number {
     if (shape < 1) return this.gamma(shape + 1) * this.uniform() ** (1 / shape);
     const d = shape - 1 / 3;
-    const c = 1 / Math.sqrt(9 * d);
+    return this.gammaOf(d, 1 / Math.sqrt(9 * d));
+  }
+
+  /** `gamma(shape)` for shape >= 1 from its constants d = shape - 1/3, c = 1 / sqrt(9 d), which a caller drawing the same shape many times computes once. */
+  gammaOf(d: number, c: number): number {
     for (;;) {
       const x = this.normal();
       let v = 1 + c * x;
@@ -248,9 +264,10 @@ export class SeededRandom {
     const c = n * p + 0.5;
     const vr = 0.92 - 4.2 / b;
     const alpha = (2.83 + 5.1 / b) * spq;
-    const lpq = Math.log(p / (1 - p));
     const m = Math.floor((n + 1) * p);
-    const h = logFactorial(m) + logFactorial(n - m);
+    // Needed only past the squeeze, which accepts most draws: computed on first use (the same values).
+    let lpq = NaN;
+    let h = NaN;
     for (;;) {
       const u = this.uniform() - 0.5;
       let v = this.uniform();
@@ -258,6 +275,10 @@ export class SeededRandom {
       const k = Math.floor(((2 * a) / us + b) * u + c);
       if (k < 0 || k > n) continue;
       if (us >= 0.07 && v <= vr) return k;
+      if (Number.isNaN(h)) {
+        lpq = Math.log(p / (1 - p));
+        h = logFactorial(m) + logFactorial(n - m);
+      }
       v = Math.log((v * alpha) / (a / (us * us) + b));
       if (v <= h - logFactorial(k) - logFactorial(n - k) + (k - m) * lpq) return k;
     }
@@ -379,6 +400,11 @@ export interface PsiNullTest {
   replicates: number;
 }
 
+/** Numeric Monte Carlo: PSI terms are cached per (bin, count) for current samples below this size, */
+const PSI_TERM_CACHE_MAX_N = 1 << 16;
+/** from this replicate on. */
+const PSI_TERM_CACHE_AFTER = 50;
+
 /** Smallest expected count per bin (in the smaller sample) for the chi2 approximation. */
 export const PSI_CHI2_MIN_EXPECTED = 200;
 const DEFAULT_MAX_REPLICATES = 2000;
@@ -478,11 +504,21 @@ export function psiNullTest(psiObserved: number, refCounts: ArrayLike<number>, c
   let closedSum = 0;
   for (let i = 0; i < bins; i++) if (!(weights[i]! > 0)) closedSum += psiTerm(PSI_EMPTY_FRACTION, refFractions[i]!);
   const q = new Float64Array(active.length);
+  // Marsaglia-Tsang's constants of each bin's gamma shape (weights below 1 never occur: counts are whole).
+  const gammaD = active.map((i) => weights[i]! - 1 / 3);
+  const gammaC = gammaD.map((d) => 1 / Math.sqrt(9 * d));
+  const wholeShapes = active.every((i) => weights[i]! >= 1);
+  // Each bin's PSI term of a count x, kept once computed (the same values; a test that runs its
+  // whole budget meets most counts many times). Filled lazily, only for current sizes this small.
+  const terms = n < PSI_TERM_CACHE_MAX_N ? new Float64Array(active.length * (n + 1)).fill(NaN) : null;
+  let replicates = 0;
   return sequentialMonteCarlo(
     psiObserved,
     () => {
+      // Tests far from significance stop after a few dozen replicates: no cache for them.
+      const cache = ++replicates > PSI_TERM_CACHE_AFTER ? terms : null;
       let qTotal = 0;
-      for (let j = 0; j < active.length; j++) qTotal += q[j] = rng.gamma(weights[active[j]!]!);
+      for (let j = 0; j < active.length; j++) qTotal += q[j] = wholeShapes ? rng.gammaOf(gammaD[j]!, gammaC[j]!) : rng.gamma(weights[active[j]!]!);
       let remaining = n;
       let qRemaining = qTotal;
       let statistic = closedSum;
@@ -493,7 +529,13 @@ export function psiNullTest(psiObserved: number, refCounts: ArrayLike<number>, c
           remaining -= x;
           qRemaining -= q[j]!;
         }
-        statistic += psiTerm(binFraction(x, n), refFractions[active[j]!]!);
+        if (cache === null) statistic += psiTerm(binFraction(x, n), refFractions[active[j]!]!);
+        else {
+          const at = j * (n + 1) + x;
+          let term = cache[at]!;
+          if (Number.isNaN(term)) cache[at] = term = psiTerm(binFraction(x, n), refFractions[active[j]!]!);
+          statistic += term;
+        }
       }
       return statistic;
     },

@@ -120,8 +120,12 @@ export async function* evaluateDrift(
   profile: MonitorProfile,
   fromMs: number,
   toMs: number,
-  /** statistics: where test statistics are computed (auto: worker threads for many tests); querySpanMs: time one counting query covers. */
-  options: { statistics?: 'auto' | 'workers' | 'inline'; querySpanMs?: number } = {},
+  /**
+   * statistics: where test statistics are computed (auto: worker threads for many tests); querySpanMs: time one counting query covers;
+   * onFirstCounts: called once, when the counts of the first evaluation are in and before its statistics are computed. ClickHouse
+   * runs one query at a time, so a caller queues its own queries there: they run while Node computes statistics, not ahead of the counts.
+   */
+  options: { statistics?: 'auto' | 'workers' | 'inline'; querySpanMs?: number; onFirstCounts?: () => void } = {},
 ): AsyncIterable<DriftEvaluation> {
   const interval = plan.intervalMs;
   const phase = plan.phaseMs;
@@ -161,10 +165,11 @@ export async function* evaluateDrift(
     return byBucket;
   };
   // Pipelined: while ClickHouse counts the next span, Node computes the statistics of this one
-  // (the Monte Carlo p-values cost about as much as the counting). Each span's evaluations are
-  // all computed before the first is yielded, so a consumer's own queries (metric writes) do not
-  // queue behind the next span's counting while Node waits. Memory: two spans' bucket counts and
-  // one span's results.
+  // (the Monte Carlo p-values cost more CPU than the counting). A span's tests are handed to the
+  // statistics computer as soon as its counts are in, before the previous span's evaluations are
+  // yielded: the worker threads then have work while a consumer writes those (its queries wait
+  // behind the next span's counting in ClickHouse's one-at-a-time queue). Memory: two spans'
+  // bucket counts and two spans' results.
   const spanEnd = (start: number): number => Math.min(start + bucketsPerQuery, lastEval);
   const prefetch = (start: number): Promise<Map<number, BucketCounts>> => handled(fetchSpan(start, spanEnd(start)));
   // Worker threads compute the statistics of a replay's many tests in parallel (the same bits as
@@ -174,14 +179,22 @@ export async function* evaluateDrift(
   const useWorkers = mode === 'workers' || (mode === 'auto' && tests >= POOL_MIN_TESTS);
   // Workers that cannot start (no worker threads here): the same statistics on this thread.
   const computer: StatisticsComputer = useWorkers ? await StatisticsPool.open().catch(() => inlineStatistics) : inlineStatistics;
+  let firstCountsIn = false;
+  type Pending = { windowEndMs: number; windows: Promise<DriftResult[]>[] };
+  /** The previous span's evaluations, handed out and not yet yielded. */
+  let previous: Pending[] = [];
   try {
     let next = prefetch(firstEval - warmup);
     for (let start = firstEval - warmup; start < lastEval; start += bucketsPerQuery) {
       const end = spanEnd(start);
       const byBucket = await next;
       if (end < lastEval) next = prefetch(end);
+      if (end >= firstEval && !firstCountsIn) {
+        firstCountsIn = true;
+        options.onFirstCounts?.();
+      }
       // Every window of every evaluation of the span is handed out before the first is awaited.
-      const ready: { windowEndMs: number; windows: Promise<DriftResult[]>[] }[] = [];
+      const ready: Pending[] = [];
       for (let b = start; b < end; b++) {
         rolling.push(b, byBucket.get(b) ?? new Map());
         if (b + 1 < firstEval) continue;
@@ -189,8 +202,10 @@ export async function* evaluateDrift(
         const windows = plan.windowsMs.map((windowMs, w) => handled(decide(plan, profile, rolling.sums[w]!, rolling.unseen[w]!, windowMs, windowEndMs, computer)));
         ready.push({ windowEndMs, windows });
       }
-      for (const { windowEndMs, windows } of ready) yield { windowEndMs, results: (await Promise.all(windows)).flat() };
+      for (const { windowEndMs, windows } of previous) yield { windowEndMs, results: (await Promise.all(windows)).flat() };
+      previous = ready;
     }
+    for (const { windowEndMs, windows } of previous) yield { windowEndMs, results: (await Promise.all(windows)).flat() };
   } finally {
     await computer.close();
   }

@@ -8,7 +8,7 @@ export type { DriftResult, DriftEvaluation } from './drift.js';
 export { loadOrBuildProfile, loadProfile, ensureMonitorTables, profileKey, FINE_BINS } from './profile.js';
 export type { MonitorProfile, FeatureSliceProfile } from './profile.js';
 export { ALL_SLICE, bandLabels } from './drift-sql.js';
-export { evaluateLabels, labelMetricsOf, labelWindowsSql } from './labels.js';
+export { evaluateLabels, labelMetricsOf, labelWindowsSql, LabelMetricsAhead } from './labels.js';
 export type { LabelMetricsResult } from './labels.js';
 export { compactMetrics, ensureMetricsTable, lastEvaluatedMs, queryMetrics, storedSlices, writeMetrics, METRICS_TABLE } from './metrics-store.js';
 export type { MetricRow, MetricRecord, MetricQuery } from './metrics-store.js';

@@ -122,23 +122,86 @@ export function labelMetricsOf(row: LabelWindowRow, kind: LabelPlan['kind']): Re
   };
 }
 
+/** Evaluations per label-metrics query (about four weeks): every prediction is expanded once per (window, evaluation, slice) it counts in, so the span bounds the query's memory. */
+function evaluationsPerQuery(plan: MonitorPlan): number {
+  return Math.max(1, Math.floor((28 * 86_400_000) / plan.intervalMs));
+}
+
+/** Label metrics of evaluations k in [kFirst, kLast] (one query), by evaluation time. */
+async function labelMetricsOfSpan(executor: OfflineExecutor, plan: MonitorPlan, kFirst: number, kLast: number): Promise<Map<number, LabelMetricsResult[]>> {
+  const labels = plan.labels!;
+  const out = new Map<number, LabelMetricsResult[]>();
+  const rows = await executor.rows<LabelWindowRow>(labelWindowsSql(plan, labels), { kFirst, kLast, ...labelSqlParams(labels) });
+  for (const row of rows) {
+    const windowEndMs = plan.phaseMs + row.k * plan.intervalMs;
+    const list = out.get(windowEndMs) ?? [];
+    list.push({ windowEndMs, windowMs: row.w, slice: row.slice, labelled: row.labelled, unlabelled: row.unlabelled, ...(labels.fromLog ? { withoutRead: Number(row.without_read) } : {}), metrics: labelMetricsOf(row, labels.kind) });
+    out.set(windowEndMs, list);
+  }
+  return out;
+}
+
 /** Label metrics of every (evaluation, window, slice) for evaluation times in (fromMs, toMs]. */
 export async function evaluateLabels(executor: OfflineExecutor, plan: MonitorPlan, fromMs: number, toMs: number): Promise<Map<number, LabelMetricsResult[]>> {
-  const labels = plan.labels!;
   const out = new Map<number, LabelMetricsResult[]>();
   const kFirst = Math.floor((fromMs - plan.phaseMs) / plan.intervalMs) + 1;
   const kLast = Math.floor((toMs - plan.phaseMs) / plan.intervalMs);
-  // Each query covers about four weeks of evaluations: every prediction is expanded once per
-  // (window, evaluation, slice) it counts in, so the span bounds the query's memory.
-  const perQuery = Math.max(1, Math.floor((28 * 86_400_000) / plan.intervalMs));
+  const perQuery = evaluationsPerQuery(plan);
   for (let k0 = kFirst; k0 <= kLast; k0 += perQuery) {
-    const rows = await executor.rows<LabelWindowRow>(labelWindowsSql(plan, labels), { kFirst: k0, kLast: Math.min(kLast, k0 + perQuery - 1), ...labelSqlParams(labels) });
-    for (const row of rows) {
-      const windowEndMs = plan.phaseMs + row.k * plan.intervalMs;
-      const list = out.get(windowEndMs) ?? [];
-      list.push({ windowEndMs, windowMs: row.w, slice: row.slice, labelled: row.labelled, unlabelled: row.unlabelled, ...(labels.fromLog ? { withoutRead: Number(row.without_read) } : {}), metrics: labelMetricsOf(row, labels.kind) });
-      out.set(windowEndMs, list);
-    }
+    for (const [T, list] of await labelMetricsOfSpan(executor, plan, k0, Math.min(kLast, k0 + perQuery - 1))) out.set(T, list);
   }
   return out;
+}
+
+/**
+ * The label metrics of evaluation times in (fromMs, toMs], oldest first, one query per span of
+ * evaluations: the first span's query is queued by `start()` (or the first `at`), the next one's
+ * when a span is first used, so the next span is counted while this one's evaluations are
+ * written. Holds two spans' results at most.
+ */
+export class LabelMetricsAhead {
+  private readonly kFirst: number;
+  private readonly kLast: number;
+  private readonly perQuery: number;
+  private readonly spans = new Map<number, Promise<Map<number, LabelMetricsResult[]>>>();
+
+  constructor(
+    private readonly executor: OfflineExecutor,
+    private readonly plan: MonitorPlan,
+    fromMs: number,
+    toMs: number,
+    /** Evaluations per query; default about four weeks of them. */
+    perQuery = evaluationsPerQuery(plan),
+  ) {
+    this.kFirst = Math.floor((fromMs - plan.phaseMs) / plan.intervalMs) + 1;
+    this.kLast = Math.floor((toMs - plan.phaseMs) / plan.intervalMs);
+    this.perQuery = Math.max(1, perQuery);
+  }
+
+  /** Queue the first span's query. */
+  start(): void {
+    if (this.kFirst <= this.kLast) this.span(0);
+  }
+
+  /** The results of evaluation time T (every window and slice). */
+  async at(T: number): Promise<LabelMetricsResult[]> {
+    const k = Math.round((T - this.plan.phaseMs) / this.plan.intervalMs);
+    const index = Math.floor((k - this.kFirst) / this.perQuery);
+    const results = this.span(index);
+    for (const old of this.spans.keys()) if (old < index) this.spans.delete(old);
+    if (this.kFirst + (index + 1) * this.perQuery <= this.kLast) this.span(index + 1);
+    return (await results).get(T) ?? [];
+  }
+
+  private span(index: number): Promise<Map<number, LabelMetricsResult[]>> {
+    let results = this.spans.get(index);
+    if (!results) {
+      const k0 = this.kFirst + index * this.perQuery;
+      results = labelMetricsOfSpan(this.executor, this.plan, k0, Math.min(this.kLast, k0 + this.perQuery - 1));
+      // Marked handled: a stopped run may never await it.
+      results.catch(() => {});
+      this.spans.set(index, results);
+    }
+    return results;
+  }
 }

@@ -12,7 +12,7 @@ import { BurnRateAlerts, type AlertNotification } from './alerts.js';
 import type { SloObservation } from './burn-rate.js';
 import { evaluateDrift, type DriftResult } from './drift.js';
 import { ALL_SLICE } from './drift-sql.js';
-import { evaluateLabels, labelSqlParams, orphanLabelsSql, type LabelMetricsResult } from './labels.js';
+import { LabelMetricsAhead, labelSqlParams, orphanLabelsSql, type LabelMetricsResult } from './labels.js';
 import { compactMetrics, ensureMetricsTable, lastEvaluatedMs, queryMetrics, writeMetrics, type MetricRecord, type MetricRow } from './metrics-store.js';
 import { loadOrBuildProfile, type MonitorProfile } from './profile.js';
 import { evaluateSkew } from './skew.js';
@@ -80,24 +80,32 @@ export class MonitorRunner {
     const start = last === null ? fromMs : Math.max(fromMs, last);
     const out: EvaluationSummary[] = [];
     if (toMs <= start) return out;
-    // The drift counting of the first span is queued first, then the label metrics, orphan labels
-    // and freshness of every evaluation (one query each): ClickHouse works through them while
-    // Node computes the first span's drift statistics.
-    const driftEvaluations = evaluateDrift(this.executor, this.compiled, this.plan, this.profile, start, toMs)[Symbol.asyncIterator]();
+    // ClickHouse runs one query at a time. The drift counts up to the first evaluation go first, so
+    // that Node starts on the drift statistics early; the label metrics (four weeks of evaluations
+    // per query, the next queued when one is first used), orphan labels and freshness (one query
+    // each) are queued once those counts are in, and run while Node computes the statistics.
+    const labels = this.plan.labels ? new LabelMetricsAhead(this.executor, this.plan, start, toMs) : null;
+    let orphansLater: Promise<Map<number, number> | null> = Promise.resolve(null);
+    let freshnessLater: Promise<Map<number, number>> | null = null;
+    const queueOthers = (): void => {
+      if (freshnessLater) return;
+      labels?.start();
+      if (this.plan.labels) orphansLater = handled(this.orphanLabelBuckets(start, toMs));
+      freshnessLater = handled(this.latestEventTimes(start, toMs));
+    };
+    const driftEvaluations = evaluateDrift(this.executor, this.compiled, this.plan, this.profile, start, toMs, { onFirstCounts: queueOthers })[Symbol.asyncIterator]();
     const firstDrift = handled(driftEvaluations.next());
-    const labelsLater = handled(this.plan.labels ? evaluateLabels(this.executor, this.plan, start, toMs) : Promise.resolve(new Map<number, LabelMetricsResult[]>()));
-    const orphansLater = handled(this.plan.labels ? this.orphanLabelBuckets(start, toMs) : Promise.resolve(null));
-    const freshnessLater = handled(this.latestEventTimes(start, toMs));
     try {
       for (let step = await firstDrift; !step.done; step = await driftEvaluations.next()) {
         const drift = step.value;
         const T = drift.windowEndMs;
-        const labels = await labelsLater;
+        queueOthers();
+        const labelResults = labels ? await labels.at(T) : [];
         const orphans = await orphansLater;
         const rows: MetricRow[] = drift.results.map((r) => this.driftRow(r));
-        for (const l of labels.get(T) ?? []) rows.push(...this.labelRows(l));
+        for (const l of labelResults) rows.push(...this.labelRows(l));
         if (orphans) rows.push(...this.orphanRows(T, orphans));
-        rows.push(this.freshnessRow(T, (await freshnessLater).get(T) ?? null));
+        rows.push(this.freshnessRow(T, (await freshnessLater!).get(T) ?? null));
         if (this.plan.skew) rows.push(...(await this.skewRows(T, this.plan.skew.views)));
         await writeMetrics(this.executor, rows);
         const notifications = this.observe(T, rows);

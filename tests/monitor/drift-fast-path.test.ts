@@ -138,11 +138,14 @@ describe('drift evaluation over many spans', () => {
     const { profile } = await loadOrBuildProfile(store.executor, compiled, plan);
     const from = T0 + REFERENCE_HOURS * HOUR;
     const to = T0 + END_HOUR * HOUR;
+    /** How many evaluations had been yielded each time onFirstCounts was called. */
+    const firstCountsCalls: number[] = [];
     const collect = async (statistics: 'workers' | 'inline', querySpanMs?: number): Promise<DriftEvaluation[]> => {
       const out: DriftEvaluation[] = [];
+      const onFirstCounts = (): void => void firstCountsCalls.push(out.length);
       // Results in a fixed order (within an evaluation they come in the order ClickHouse returned the counts).
       const order = (a: DriftResult, b: DriftResult): number => (a.feature < b.feature ? -1 : a.feature > b.feature ? 1 : 0) || (a.slice < b.slice ? -1 : a.slice > b.slice ? 1 : 0) || a.windowMs - b.windowMs;
-      for await (const e of evaluateDrift(store.executor, compiled, plan, profile, from, to, { statistics, querySpanMs })) out.push({ ...e, results: [...e.results].sort(order) });
+      for await (const e of evaluateDrift(store.executor, compiled, plan, profile, from, to, { statistics, querySpanMs, onFirstCounts })) out.push({ ...e, results: [...e.results].sort(order) });
       return out;
     };
     const oneSpan = await collect('inline');
@@ -154,5 +157,7 @@ describe('drift evaluation over many spans', () => {
     expect(oneSpan.some((e) => e.results.some((r) => r.drift === true))).toBe(true);
     expectSameBits(spansInline, oneSpan, 'inline, 3h spans vs one span');
     expectSameBits(spansWorkers, oneSpan, 'workers, 3h spans vs one span');
+    // Called once per evaluation run, before its first evaluation is yielded.
+    expect(firstCountsCalls).toEqual([0, 0, 0]);
   }, 120_000);
 });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileOrThrow, type CompiledDefinitions } from '../../definitions/index.js';
-import { AlertmanagerWebhookSink, MonitorRunner, type AlertmanagerWebhookMessage } from '../../monitor/index.js';
+import { AlertmanagerWebhookSink, evaluateLabels, LabelMetricsAhead, MonitorRunner, type AlertmanagerWebhookMessage } from '../../monitor/index.js';
 import { binaryMetrics } from '../../monitor/label-metrics.js';
 import { OfflineStore } from '../../offline/index.js';
 import { buildServer } from '../../api/server.js';
@@ -98,6 +98,23 @@ describe('monitor loop', () => {
     const newPages = firingAlerts().slice(before).filter((a) => a.labels.slo === 'value_drift' && a.labels.slice === 'sensor=b');
     expect(newPages.map((a) => a.startsAt)).toEqual([original.startsAt, original.startsAt]);
     expect(runner.alerts.alerts().some((a) => a.labels.slice === 'sensor=b' && a.status === 'firing')).toBe(true);
+  });
+
+  it('label metrics fetched a few evaluations per query, the next span queued ahead, equal one pass over all of them', async () => {
+    const plan = compiled.monitors[0]!;
+    const from = T0 + REFERENCE_HOURS * HOUR;
+    const to = T0 + END_HOUR * HOUR;
+    const all = await evaluateLabels(store.executor, plan, from, to);
+    // Spans of 5 evaluations: several queries, each queued when the span before it is first used.
+    const ahead = new LabelMetricsAhead(store.executor, plan, from, to, 5);
+    ahead.start();
+    let compared = 0;
+    for (let T = from + plan.intervalMs; T <= to; T += plan.intervalMs) {
+      const results = await ahead.at(T);
+      expect(results).toEqual(all.get(T) ?? []);
+      compared += results.length;
+    }
+    expect(compared).toBeGreaterThan(0);
   });
 
   it('label metrics equal the computation over the joined rows', async () => {
