@@ -57,6 +57,10 @@ export const datasetRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore; limit
       async function* lines(): AsyncIterable<Uint8Array> {
         try {
           yield* offline.executor.streamJsonLines(prepared.sql);
+        } catch (e) {
+          // the status line is sent: the client sees the stream cut; the log says why
+          request.log.error({ err: e }, 'dataset stream failed');
+          throw e;
         } finally {
           await prepared.release();
         }

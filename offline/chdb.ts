@@ -34,6 +34,8 @@ export class ChdbExecutor implements OfflineExecutor {
   readonly readsLocalFiles = true;
   readonly location: string;
   private readonly session: Session;
+  /** The end of the last call waiting or running (see turn). */
+  private queue: Promise<void> = Promise.resolve();
 
   constructor(dataDir: string) {
     this.location = resolve(dataDir, 'chdb');
@@ -45,21 +47,42 @@ export class ChdbExecutor implements OfflineExecutor {
     });
   }
 
+  /**
+   * Wait for this session's turn; call the function returned when done. A query sent while a
+   * stream of the same session is open ends that stream ("No active streaming query"), so every
+   * call takes its turn and a stream holds it until it ends (its consumer must not query this
+   * executor before then).
+   */
+  private async turn(): Promise<() => void> {
+    let release!: () => void;
+    const done = new Promise<void>((r) => (release = r));
+    const before = this.queue;
+    this.queue = before.then(() => done);
+    await before;
+    return release;
+  }
+
   async command(sql: string, params: Record<string, unknown> = {}): Promise<void> {
+    const release = await this.turn();
     try {
       await this.session.queryBindAsync(sql, params, { format: 'Null' });
     } catch (e) {
       throw asOfflineError(e, sql);
+    } finally {
+      release();
     }
   }
 
   async rows<T>(sql: string, params: Record<string, unknown> = {}): Promise<T[]> {
+    const release = await this.turn();
     try {
       const result = await this.session.queryBindAsync(sql, params, { format: 'JSONEachRow' });
       const text = result.text();
       return text.length === 0 ? [] : text.trimEnd().split('\n').map((line) => JSON.parse(line) as T);
     } catch (e) {
       throw asOfflineError(e, sql);
+    } finally {
+      release();
     }
   }
 
@@ -71,10 +94,13 @@ export class ChdbExecutor implements OfflineExecutor {
 
   /** chDB streams one complete output per block: right for row formats, wrong for Parquet or Arrow files. */
   private async *blocks(sql: string, format: string, params: Record<string, unknown>): AsyncIterable<Uint8Array> {
+    const release = await this.turn();
     try {
       for await (const chunk of this.session.queryStreamBind(sql, params, { format })) yield chunk.raw();
     } catch (e) {
       throw asOfflineError(e, sql);
+    } finally {
+      release();
     }
   }
 
@@ -90,20 +116,26 @@ export class ChdbExecutor implements OfflineExecutor {
 
   async insert(table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
     if (rows.length === 0) return;
+    const release = await this.turn();
     try {
       await this.session.insert({ table, values: rows.map(withExactIntegers) });
     } catch (e) {
       throw asOfflineError(e, `INSERT INTO ${table}`);
+    } finally {
+      release();
     }
   }
 
   async insertTabSeparated(table: string, columns: readonly string[], text: Uint8Array): Promise<void> {
     if (text.length === 0) return;
+    const release = await this.turn();
     try {
       // Raw bytes: handed to the engine as they are, parsed on its thread, not serialized here.
       await this.session.insert({ table, columns: [...columns], values: text, format: 'TabSeparated' });
     } catch (e) {
       throw asOfflineError(e, `INSERT INTO ${table} FORMAT TabSeparated`);
+    } finally {
+      release();
     }
   }
 

@@ -1258,7 +1258,9 @@ function clusterRedirect(e: unknown): { kind: 'ask' | 'moved'; host: string; por
   if (!(e instanceof Error)) return null;
   const to = /^(ASK|MOVED) \d+ (.+):(\d+)$/.exec(e.message);
   if (to) return { kind: to[1] === 'ASK' ? 'ask' : 'moved', host: to[2]!, port: Number(to[3]) };
-  return /^(?:TRYAGAIN|CLUSTERDOWN)\b|Too many Cluster redirections/.test(e.message) ? { kind: 'wait' } : null;
+  // ioredis refuses, before sending anything, an auto-pipeline whose commands its slot map (just
+  // refreshed by a move) places on different nodes: sent again once the map has settled
+  return /^(?:TRYAGAIN|CLUSTERDOWN)\b|Too many Cluster redirections|All keys in the pipeline should belong to the same slots allocation group/.test(e.message) ? { kind: 'wait' } : null;
 }
 
 export class RedisOnlineStore implements OnlineStore {

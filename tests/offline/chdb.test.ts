@@ -1,9 +1,12 @@
 // The offline suite on chDB, the embedded default, plus what only its executor has: integral
-// doubles beyond 2^53, which chDB's own insert refuses, load exactly.
+// doubles beyond 2^53, which chDB's own insert refuses, load exactly; and queries take turns.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { compileOrThrow, entity, eventTime, featureView, source } from '../../definitions/index.js';
-import { OfflineStore } from '../../offline/index.js';
+import { ChdbExecutor, OfflineStore } from '../../offline/index.js';
 import { offlineStoreWith } from '../support/offline-fixtures.js';
 import { runOfflineSuite } from './offline-suite.js';
 
@@ -23,5 +26,31 @@ describe('chDB executor: large doubles', () => {
   it('integral values beyond 2^53 load and read back exactly', async () => {
     const rows = await store.dataset(values.map((_, i) => ({ k: 'a', ts: 1000 * (i + 1) })), ['b:hi']);
     expect(rows.map((r) => r.b__hi)).toEqual(values);
+  });
+});
+
+describe('chDB executor: one query at a time', () => {
+  it('a query sent while a stream is open waits for it: the stream ends whole, then the query answers', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tidemark-chdb-turns-'));
+    const executor = new ChdbExecutor(dir);
+    try {
+      // Sent in the middle of the stream, as a feature-log flush can be during a dataset download;
+      // chDB alone ends the stream then ("No active streaming query").
+      let chunks = 0;
+      let text = '';
+      let meanwhile: Promise<{ n: number }[]> | null = null;
+      for await (const chunk of executor.streamJsonLines('SELECT number AS n FROM numbers(300000)')) {
+        text += Buffer.from(chunk).toString('utf8');
+        if (++chunks === 1) meanwhile = executor.rows<{ n: number }>('SELECT 7 AS n');
+      }
+      expect(chunks).toBeGreaterThan(1);
+      const lines = text.trimEnd().split('\n');
+      expect(lines.length).toBe(300_000);
+      expect(JSON.parse(lines[299_999]!)).toEqual({ n: 299_999 });
+      expect(await meanwhile).toEqual([{ n: 7 }]);
+    } finally {
+      await executor.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
