@@ -61,16 +61,17 @@ export function tileRangesFor(
     w.indexes.add(index);
   };
   // Windowed features: the head tile, and their group's closed windows at it (see ClosedWindows);
-  // when one of them reaches behind the retention horizon (evaluation refuses it), their blocks'
-  // tiles instead, so the others still answer.
-  const closed = new Map<number, number>();
+  // in a group where one of them reaches behind the retention horizon (evaluation refuses it), the
+  // blocks' tiles instead, so the others still answer.
+  const closedHeads = new Map<number, number>();
+  const behindHorizon = new Set<number>();
   for (const f of features) {
     const head = Math.floor(tMs / f.hopMs);
     if (f.windowMs !== null) {
       want(f.hopMs, 1, head);
+      closedHeads.set(f.hopMs, head);
       const trim = trimTileIndex(groupOf(view, f.hopMs), watermarkMs);
-      if (trim !== null && head - f.tilesPerWindow! < trim) closed.set(f.hopMs, Number.NaN);
-      else if (!closed.has(f.hopMs)) closed.set(f.hopMs, head);
+      if (trim !== null && head - f.tilesPerWindow! < trim) behindHorizon.add(f.hopMs);
     } else {
       widen(LATEST_GROUP_HOP_MS, 0, 0);
       // After the watermark the latest cell answers alone (every materialized time is before t):
@@ -82,8 +83,7 @@ export function tileRangesFor(
     }
   }
   for (const f of features) {
-    if (f.windowMs === null || !Number.isNaN(closed.get(f.hopMs))) continue;
-    for (const b of windowOf(view, f, Math.floor(tMs / f.hopMs))) want(f.hopMs, b.span, b.index);
+    if (f.windowMs !== null && behindHorizon.has(f.hopMs)) for (const b of windowOf(view, f, closedHeads.get(f.hopMs)!)) want(f.hopMs, b.span, b.index);
   }
   const ranges = [...wide.values()];
   for (const { hopMs, span, indexes } of wanted.values()) {
@@ -100,7 +100,7 @@ export function tileRangesFor(
       from = sorted[i]!;
     }
   }
-  for (const [hopMs, head] of closed) if (!Number.isNaN(head)) ranges.push({ hopMs, fromIndex: head, toIndex: head, closed: true });
+  for (const [hopMs, head] of closedHeads) if (!behindHorizon.has(hopMs)) ranges.push({ hopMs, fromIndex: head, toIndex: head, closed: true });
   return ranges;
 }
 
@@ -215,13 +215,14 @@ function evaluateWindows(view: ViewPlan, hopMs: number, features: readonly Featu
   const headTile = tiles?.get(head);
   const useHead = headTile !== undefined && headTileUsable(view, features[0]!, headTile, tMs, hopMs);
   const closed = keyTiles?.get(closedSeries(hopMs))?.get(head) as ClosedWindows | undefined;
+  const groupFeatures = groupOf(view, hopMs).features;
   return features.map((f) => {
     const spec = aggregationSpec(f.agg);
     const valueSlot = f.valueSlot ?? 0;
     let acc: FeatureAccumulator;
     if (keyTiles === null) acc = initialAccumulator(spec);
     else if (closed !== undefined) {
-      const eventTimeMs = closed.eventTimes[groupOf(view, hopMs).features.indexOf(f.name)]!;
+      const eventTimeMs = closed.eventTimes[groupFeatures.indexOf(f.name)]!;
       acc = { nums: closed.nums.slice(f.slot, f.slot + spec.width), vals: [f.valueSlot === null ? null : ownValue(closed.vals[f.valueSlot]!)], eventTimeMs: Number.isNaN(eventTimeMs) ? null : eventTimeMs };
     } else acc = foldWindow(view, f, keyTiles, head);
     if (useHead) mergeIntoAccumulator(acc, spec, headTile!, f.slot, valueSlot);
@@ -270,9 +271,9 @@ function foldWindow(view: ViewPlan, f: FeaturePlan, keyTiles: KeyTiles, head: nu
 }
 
 /**
- * Window blocks per feature of a group at a head tile, in the order evaluation merges them (newest
- * first), as `<span>:<index>` field names of the group's tiles hash ('' prefix for span 1): what a
- * store needs to fold a group's closed windows itself. Features without window get none.
+ * Window blocks per feature of a group (in slot order) at a head tile, in the order evaluation
+ * merges them (newest first): what a store needs to fold a group's closed windows itself. Features
+ * without window get none.
  */
 export function closedWindowBlocks(view: ViewPlan, hopMs: number, head: number): { feature: FeaturePlan; blocks: { span: number; index: number }[] }[] {
   return groupOf(view, hopMs).features.map((name) => {
@@ -284,17 +285,16 @@ export function closedWindowBlocks(view: ViewPlan, hopMs: number, head: number):
 /** A group's closed windows at a head tile folded here, as a store folds them (tests compare the two). */
 export function foldClosedWindows(view: ViewPlan, hopMs: number, keyTiles: KeyTiles, head: number): ClosedWindows {
   const group = groupOf(view, hopMs);
-  const template = tileTemplate(groupSlots(view, group), group);
-  const closed: ClosedWindows = { ...emptyTile(template), eventTimes: [] };
+  const tile = emptyTile(tileTemplate(groupSlots(view, group), group));
   const eventTimes: number[] = [];
   for (const { feature } of closedWindowBlocks(view, hopMs, head)) {
     const acc = feature.windowMs === null ? null : foldWindow(view, feature, keyTiles, head);
     eventTimes.push(acc?.eventTimeMs ?? Number.NaN);
     if (acc === null) continue;
-    acc.nums.forEach((x, i) => (closed.nums[feature.slot + i] = x));
-    if (feature.valueSlot !== null) closed.vals[feature.valueSlot] = acc.vals[0]!;
+    acc.nums.forEach((x, i) => (tile.nums[feature.slot + i] = x));
+    if (feature.valueSlot !== null) tile.vals[feature.valueSlot] = acc.vals[0]!;
   }
-  return { ...closed, eventTimes };
+  return { ...tile, eventTimes };
 }
 
 function evaluateLatest(
