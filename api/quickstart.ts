@@ -18,7 +18,7 @@ import {
   valuesAgree,
 } from '../definitions/index.js';
 import { DeadLetterFile, FeatureLogQueue, parquetRowCount, type FeatureLogQueueOptions, replayParquetFile, type BadEvent, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
-import { evaluateFeatures, MemoryOnlineStore, OnlineFeatureService, storeClockMs, viewNamespace, type OnlineFeaturesResponse, type RegistryHistoryEntry, type StoreStats } from '../online/index.js';
+import { evaluateFeatures, MemoryOnlineStore, tileRangesFor, OnlineFeatureService, storeClockMs, viewNamespace, type OnlineFeaturesResponse, type RegistryHistoryEntry, type StoreStats } from '../online/index.js';
 import { EventLoad, OfflineFeatureLogSink, OfflineStore, type ClickHouseConnectionOptions, type LoadResult } from '../offline/index.js';
 import { buildServer, type ServerOptions } from './server.js';
 import { bootstrapView } from './bootstrap.js';
@@ -325,7 +325,7 @@ function verifyAgainstReference(registry: Registry, store: MemoryOnlineStore, ke
   for (const [viewName, byKey] of kept.byView) {
     const view = registry.views.find((v) => v.name === viewName)!;
     const keys = [...byKey.keys()];
-    const tiles = store.readTilesSync(viewName, keys);
+    const tiles = store.readTilesSync(viewName, keys, tileRangesFor(view, view.features, atMs, watermarkMs));
     keys.forEach((key, i) => {
       const online = evaluateFeatures(view, view.features, tiles[i]!, atMs, watermarkMs);
       const reference = referenceViewValues(view, byKey.get(key)!, entityKeyValues(key, view.joinKeys.length), atMs);

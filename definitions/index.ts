@@ -43,7 +43,7 @@ export type {
 export { SLOT_WIDTH, valueWidth, initSlots, addToSlots, addToSpecSlots, aggregationSpec, mergeSlots, finalizeSlots, compareLast, compareScalars, compareCodePoints } from './aggregates.js';
 export type { BucketCounts, Scalar, Tile, TileValue } from './aggregates.js';
 export type { AggregationParams, AggregationSpec } from './aggregations/index.js';
-export { tileIndexOf, groupSlots, tileTemplate, emptyTile, copyTile, mergeTileInto, trimTileIndex, tileSeries, windowBlocks, rollupSums, rollupTrimIndex } from './tiles.js';
+export { tileIndexOf, groupSlots, tileTemplate, emptyTile, copyTile, mergeTileInto, trimTileIndex, tileSeries, windowBlocks, rollupChildren, rollupTrimIndex } from './tiles.js';
 export type { TileTemplate, SlotRef, TileUpdate, KeyTileUpdates, TileBatch, TileSeries, TileBlock } from './tiles.js';
 export { referenceFeatureValue, referenceViewValues, eventsOfKey, windowStartMs, valuesAgree, exactSum } from './reference.js';
 export type { ReferenceEvent } from './reference.js';

@@ -112,49 +112,34 @@ export function windowBlocks(from: number, to: number, spans: readonly number[])
 }
 
 /**
- * What one key's applied (not late) updates of a group add to its rollup levels, one list per level
- * in `spans` order, each in first-seen order: level 1 sums the updates per rollup tile, level l
- * the sums of level l - 1 (spans nest, so a sum of level l - 1 lies in one tile of level l); a sum
- * is a copy of its first part merged with the others in order. A store then merges each sum into
- * its stored rollup tile. Building level l from level l - 1 costs about 1/6 of the merges of
- * building it from the updates. Redis's apply script does the same merges in the same order.
+ * Rollup tiles are a cache of reads: tile r of rollup level l (spans[l - 1] group tiles) is the
+ * tiles one level down under it, [r * m, r * m + m - 1] with m = spans[l - 1] / spans[l - 2] (the
+ * group's own tiles under level 1, m = spans[0]), the first stored (or built) one copied and the
+ * others merged into it in ascending index order. A store builds one when a read needs it and keeps
+ * it; a write that changes a tile under it drops it. So a rollup tile's bits depend only on the
+ * group's tiles under it, on every store (README, "Rollup tiles"). Returns the level below (0: the
+ * group's own tiles), its span and the first and last index under tile r of level l (1-based).
  */
-export function rollupSums(spans: readonly number[], slots: readonly SlotRef[], updates: readonly TileUpdate[]): { index: number; tile: Tile }[][] {
-  const levels: { index: number; tile: Tile }[][] = [];
-  let parts: readonly { index: number; tile: Tile }[] = updates.map((u) => ({ index: u.tileIndex, tile: u.tile }));
-  let prevSpan = 1;
-  for (const span of spans) {
-    const sums: { index: number; tile: Tile }[] = [];
-    const at = new Map<number, Tile>();
-    for (const p of parts) {
-      const r = Math.floor((p.index * prevSpan) / span);
-      const sum = at.get(r);
-      if (sum) mergeTileInto(sum, p.tile, slots);
-      else {
-        const tile = copyTile(p.tile);
-        at.set(r, tile);
-        sums.push({ index: r, tile });
-      }
-    }
-    levels.push(sums);
-    parts = sums;
-    prevSpan = span;
-  }
-  return levels;
+export function rollupChildren(spans: readonly number[], level: number, r: number): { level: number; span: number; from: number; to: number } {
+  const span = level === 1 ? 1 : spans[level - 2]!;
+  const m = spans[level - 1]! / span;
+  return { level: level - 1, span, from: r * m, to: r * m + m - 1 };
 }
 
 /**
- * The trim index of a rollup level at its group's trim index: a rollup tile goes once every tile it
- * spans is behind the horizon, and an applied (not late) tile never falls in one behind it.
+ * The trim index of a rollup level at its group's trim index: a rollup tile goes (with the group's
+ * tiles behind the horizon) once any tile under it is behind the horizon, so a stored rollup tile
+ * is always the fold of the group's tiles under it now, whichever reads built it. A read never
+ * needs one that straddles the horizon: its window would reach behind it, and is refused.
  */
 export function rollupTrimIndex(groupTrimIndex: number, span: number): number {
-  return Math.floor(groupTrimIndex / span);
+  return Math.ceil(groupTrimIndex / span);
 }
 
 /** One tile merge produced by the materializer core. */
 export interface TileUpdate {
   hopMs: number;
-  /** The tile's index in its group: floor(time / hopMs). Stores merge it into the rollup levels too. */
+  /** The tile's index in its group: floor(time / hopMs). Stores drop the rollup tiles over it. */
   tileIndex: number;
   /** The batch's partial aggregate for this tile; merged into the stored tile. */
   tile: Tile;

@@ -1,11 +1,14 @@
 // In-memory OnlineStore: tiles in nested maps, merged on write, trimmed past the retention horizon
 // when a key gets a new tile. Memory grows with keys x tiles, never with events. A read that asks
 // for a group's closed windows gets them folded once per key and head tile and kept until a tile
-// before that head changes, as the Redis store keeps them (README, "Closed windows").
+// before that head changes, as the Redis store keeps them (README, "Closed windows"); rollup tiles
+// are built by the reads that need them and dropped by writes under them, as on Redis ("Rollup
+// tiles").
 import {
+  copyTile,
   groupSlots,
   mergeTileInto,
-  rollupSums,
+  rollupChildren,
   rollupTrimIndex,
   tileSeries,
   trimTileIndex,
@@ -15,10 +18,9 @@ import {
   type TileBatch,
   type TileGroupPlan,
   type TileSeries,
-  type TileUpdate,
   type ViewPlan,
 } from '../definitions/index.js';
-import { foldClosedWindows } from './read.js';
+import { closedWindowBlocks, foldClosedWindows } from './read.js';
 import { closedSeries, type ApplyResult, type ClosedWindows, type KeyTiles, type OnlineStore, type StoreStats, type TileRange } from './store.js';
 
 interface GroupState {
@@ -73,8 +75,7 @@ export class MemoryOnlineStore implements OnlineStore {
         keyTiles = new Map();
         view.tiles.set(key.entityKey, keyTiles);
       }
-      // The updates applied (not late), per group that keeps rollup levels.
-      let rolled: Map<GroupState, TileUpdate[]> | null = null;
+      const closed = view.closed.get(key.entityKey);
       for (const u of key.tiles) {
         const group = view.groups.get(u.hopMs);
         if (!group) throw new Error(`tile update for unknown tile group ${key.view}/${u.hopMs}`);
@@ -82,29 +83,12 @@ export class MemoryOnlineStore implements OnlineStore {
           lateTileEvents += u.events;
           continue;
         }
-        if (group.plan.rollups.length > 0) {
-          rolled ??= new Map();
-          const list = rolled.get(group);
-          if (list) list.push(u);
-          else rolled.set(group, [u]);
-        }
-      }
-      // Rollup sums are built before the group's own tiles adopt the batch's tiles.
-      const rollups = rolled === null ? [] : [...rolled].map(([group, updates]) => ({ group, levels: rollupSums(group.plan.rollups, group.slots, updates) }));
-      const closed = view.closed.get(key.entityKey);
-      for (const u of key.tiles) {
-        const group = view.groups.get(u.hopMs)!;
-        if (group.trimIndex !== null && u.tileIndex < group.trimIndex) continue;
-        this.mergeTile(keyTiles, u.hopMs, u.tileIndex, u.tile, group.slots, group.trimIndex);
+        this.mergeTile(keyTiles, group, u.tileIndex, u.tile);
         appliedUpdates++;
+        // rollup tiles are a cache that reads build (rollupTile): drop every one over the changed tile
+        group.plan.rollups.forEach((span, l) => keyTiles.get(group.rollupSeries[l]!)?.delete(Math.floor(u.tileIndex / span)));
         const kept = closed?.get(u.hopMs);
         if (kept !== undefined && u.tileIndex < kept.head) closed!.delete(u.hopMs);
-      }
-      for (const { group, levels } of rollups) {
-        levels.forEach((sums, l) => {
-          const trimIndex = group.trimIndex === null ? null : rollupTrimIndex(group.trimIndex, group.plan.rollups[l]!);
-          for (const sum of sums) this.mergeTile(keyTiles, group.rollupSeries[l]!, sum.index, sum.tile, group.slots, trimIndex);
-        });
       }
     }
     if (batch.maxEventTimeMs !== null && (this.watermark === null || batch.maxEventTimeMs > this.watermark)) {
@@ -114,49 +98,111 @@ export class MemoryOnlineStore implements OnlineStore {
   }
 
   /**
-   * Merge one tile into tile `index` of a series; a series that gains a tile drops its tiles behind
-   * the horizon. A tile not stored yet becomes `tile` itself: the batch's tiles and rollup sums are
-   * fresh and owned by the batch, so they are adopted rather than copied.
+   * Merge one tile into tile `index` of a group; a group that gains a tile drops its tiles behind
+   * the horizon, and each rollup level its tiles over any of them (rollupTrimIndex). A tile not stored yet
+   * becomes `tile` itself: the batch's tiles are fresh and owned by the batch, so they are adopted
+   * rather than copied.
    */
-  private mergeTile(keyTiles: Map<TileSeries, Map<number, Tile>>, series: TileSeries, index: number, tile: Tile, slots: readonly SlotRef[], trimIndex: number | null): void {
-    let seriesTiles = keyTiles.get(series);
-    if (!seriesTiles) {
-      seriesTiles = new Map();
-      keyTiles.set(series, seriesTiles);
+  private mergeTile(keyTiles: Map<TileSeries, Map<number, Tile>>, group: GroupState, index: number, tile: Tile): void {
+    let groupTiles = keyTiles.get(group.plan.hopMs);
+    if (!groupTiles) {
+      groupTiles = new Map();
+      keyTiles.set(group.plan.hopMs, groupTiles);
     }
-    const stored = seriesTiles.get(index);
+    const stored = groupTiles.get(index);
     if (stored) {
-      mergeTileInto(stored, tile, slots);
-    } else {
-      seriesTiles.set(index, tile);
-      this.tileCount++;
-      if (trimIndex !== null) this.trim(seriesTiles, trimIndex);
+      mergeTileInto(stored, tile, group.slots);
+      return;
     }
+    groupTiles.set(index, tile);
+    this.tileCount++;
+    const trimIndex = group.trimIndex;
+    if (trimIndex === null) return;
+    // only the group's own tiles count in the stats (rollup tiles come and go with reads)
+    this.tileCount -= trim(groupTiles, trimIndex);
+    group.plan.rollups.forEach((span, l) => {
+      const level = keyTiles.get(group.rollupSeries[l]!);
+      if (level) trim(level, rollupTrimIndex(trimIndex, span));
+    });
   }
 
-  private trim(groupTiles: Map<number, Tile>, trimIndex: number): void {
-    for (const index of groupTiles.keys()) {
-      if (index < trimIndex) {
-        groupTiles.delete(index);
-        this.tileCount--;
+  /**
+   * Rollup tile r of level l (1-based) of a key's group: stored, else built from the tiles one
+   * level down under it (rollupChildren), each stored or built the same way, and kept; undefined
+   * when no tile lies under it. As READ_SCRIPT's buildRollup does on Redis, to the bit.
+   */
+  private rollupTile(keyTiles: Map<TileSeries, Map<number, Tile>>, group: GroupState, l: number, r: number): Tile | undefined {
+    const series = group.rollupSeries[l - 1]!;
+    const stored = keyTiles.get(series)?.get(r);
+    if (stored) return stored;
+    const below = rollupChildren(group.plan.rollups, l, r);
+    const children = keyTiles.get(below.level === 0 ? group.plan.hopMs : group.rollupSeries[below.level - 1]!);
+    let built: Tile | undefined;
+    for (let j = below.from; j <= below.to; j++) {
+      const child = children?.get(j) ?? (below.level > 0 ? this.rollupTile(keyTiles, group, below.level, j) : undefined);
+      if (child === undefined) continue;
+      if (built === undefined) built = copyTile(child);
+      else mergeTileInto(built, child, group.slots);
+    }
+    if (built === undefined) return undefined;
+    let level = keyTiles.get(series);
+    if (!level) keyTiles.set(series, (level = new Map()));
+    level.set(r, built);
+    return built;
+  }
+
+  /**
+   * The rollup tiles of level l inside [from, to] that hold something: those stored, and those built
+   * where a stored tile of a level below lies under them, in ascending order (as READ_SCRIPT).
+   */
+  private rollupRange(keyTiles: Map<TileSeries, Map<number, Tile>>, group: GroupState, l: number, from: number, to: number): void {
+    const span = group.plan.rollups[l - 1]!;
+    const wanted = new Set<number>();
+    for (let level = 0; level <= l; level++) {
+      const tiles = keyTiles.get(level === 0 ? group.plan.hopMs : group.rollupSeries[level - 1]!);
+      const levelSpan = level === 0 ? 1 : group.plan.rollups[level - 1]!;
+      for (const index of tiles?.keys() ?? []) {
+        const r = Math.floor((index * levelSpan) / span);
+        if (r >= from && r <= to) wanted.add(r);
       }
     }
+    for (const r of [...wanted].sort((x, y) => x - y)) this.rollupTile(keyTiles, group, l, r);
   }
 
   async readTiles(view: string, entityKeys: readonly string[], ranges: readonly TileRange[]): Promise<(KeyTiles | null)[]> {
-    const all = this.readTilesSync(view, entityKeys);
+    return this.readTilesSync(view, entityKeys, ranges);
+  }
+
+  /**
+   * readTiles, synchronously (the embedded quickstart): each key's stored tiles, with the rollup
+   * tiles inside the ranges built (rollupRange) and the closed windows asked for; without ranges,
+   * every tile, each rollup tile that holds something built. The tiles are the store's own; a key
+   * with closed windows gets one more map, the tiles shared.
+   */
+  readTilesSync(view: string, entityKeys: readonly string[], ranges?: readonly TileRange[]): (KeyTiles | null)[] {
     const state = this.views.get(view);
-    const closedRanges = ranges.filter((r) => r.closed === true && state?.groups.has(r.hopMs));
-    if (closedRanges.length === 0 || !state) return all;
-    // The key's own series plus its closed windows: one more map per key read, the tiles shared.
-    return all.map((keyTiles, i) => {
-      if (keyTiles === null) return null;
-      const entityKey = entityKeys[i]!;
+    if (!state) return entityKeys.map(() => null);
+    ranges ??= [...state.groups.values()].flatMap((g) => g.plan.rollups.map((span) => ({ hopMs: g.plan.hopMs, span, fromIndex: -Infinity, toIndex: Infinity })));
+    const rollupRanges = ranges.flatMap((r) => {
+      const group = r.closed === true ? undefined : state.groups.get(r.hopMs);
+      const level = group === undefined ? 0 : group.plan.rollups.indexOf(r.span ?? 1) + 1;
+      return level > 0 ? [{ group: group!, level, from: r.fromIndex, to: r.toIndex }] : [];
+    });
+    const closedRanges = ranges.filter((r) => r.closed === true && state.groups.has(r.hopMs));
+    return entityKeys.map((entityKey) => {
+      const keyTiles = state.tiles.get(entityKey);
+      if (keyTiles === undefined) return null;
+      for (const r of rollupRanges) this.rollupRange(keyTiles, r.group, r.level, r.from, r.to);
+      if (closedRanges.length === 0) return keyTiles;
       let closed = state.closed.get(entityKey);
       const withClosed = new Map(keyTiles);
       for (const { hopMs, fromIndex: head } of closedRanges) {
         let kept = closed?.get(hopMs);
         if (kept?.head !== head) {
+          const group = state.groups.get(hopMs)!;
+          for (const { blocks } of closedWindowBlocks(state.plan, hopMs, head)) {
+            for (const b of blocks) if (b.span > 1) this.rollupTile(keyTiles, group, group.plan.rollups.indexOf(b.span) + 1, b.index);
+          }
           const windows = foldClosedWindows(state.plan, hopMs, keyTiles, head);
           // as on Redis: an earlier head (an `at` read) is folded for the read, the later one kept
           if (kept === undefined || kept.head < head) {
@@ -169,11 +215,6 @@ export class MemoryOnlineStore implements OnlineStore {
       }
       return withClosed;
     });
-  }
-
-  readTilesSync(view: string, entityKeys: readonly string[]): (KeyTiles | null)[] {
-    const viewTiles = this.views.get(view)?.tiles;
-    return entityKeys.map((k) => viewTiles?.get(k) ?? null);
   }
 
   async watermarkMs(): Promise<number | null> {
@@ -198,4 +239,16 @@ export class MemoryOnlineStore implements OnlineStore {
   async close(): Promise<void> {
     this.views.clear();
   }
+}
+
+/** Drops the tiles of a series before trimIndex; returns how many. */
+function trim(tiles: Map<number, Tile>, trimIndex: number): number {
+  let dropped = 0;
+  for (const index of tiles.keys()) {
+    if (index < trimIndex) {
+      tiles.delete(index);
+      dropped++;
+    }
+  }
+  return dropped;
 }

@@ -11,16 +11,14 @@
 //                                     `fence:<source>:<partition>` = the key's fence F of that
 //                                     partition: every event of the key from it with offset <= F is
 //                                     merged, none after (ingest/fences.ts), and `lo:<hopMs>` = a
-//                                     lower bound of the group's stored tile indexes (for trimming;
-//                                     `lo:<hopMs>x<span>` the same for a rollup level)
+//                                     lower bound of the group's stored tile indexes (for trimming)
 //   P:{<ns>:<entityKey>}:t:<hopMs>    hash: tile index (decimal) -> packed tile, one per tile group
 //                                     (hop 0 is the all-time latest cell of `last` without window);
-//                                     and `<span>:<index>` -> the rollup tile of that level, which
-//                                     holds the merge of the group's tiles [i*span, (i+1)*span),
-//                                     written by the same script call from the same updates (a
-//                                     series of its own: its own lower bound and trim, floor(trim
-//                                     / span)). One hash per group keeps a key update at one HMGET
-//                                     and one HSET whatever the levels.
+//                                     and `<span>:<index>` -> the rollup tile of that level over
+//                                     the group's tiles [i*span, (i+1)*span): a cache built by reads
+//                                     (ROLLUP_LUA) and dropped by the writes that change a tile under
+//                                     it, trimmed with the group at ceil(trim / span); and `c`, `c@`:
+//                                     the group's closed windows at head tile `c@` (READ_SCRIPT).
 //   P:{meta}                          hash: `watermark` (greatest materialized event time, ms),
 //                                     `tiles` (stored tile count), `keys:<ns>` (entity keys seen),
 //                                     `fp:<ns>` (fingerprint of the version's tile layout, checked
@@ -50,9 +48,9 @@
 // once (pipelined; ioredis routes each to its slot's node). The updates travel as one binary blob
 // per call (applyCall documents it), tiles packed as above, so Redis parses two arguments rather
 // than three per tile. Per key the script reads the key hash once (HMGET of seen, fences and lower
-// bounds), checks the fences, then per group reads the stored tiles of the update and the rollup
-// tiles they fall in at once (HMGET), merges (mergeSlots in Lua, generated from
-// definitions/aggregations) and writes them back at once (HSET); tiles behind the retention
+// bounds), checks the fences, then per group reads the stored tiles of the update at once (HMGET),
+// merges (mergeSlots in Lua, generated from definitions/aggregations), writes them back at once
+// (HSET) and drops the rollup tiles over them (HDEL); tiles behind the retention
 // horizon of the watermark before the batch are skipped (counted as late), and a series that
 // gains a tile drops its tiles behind the horizon: the range [lo, trim) by name when it is short,
 // else by scanning the hash. Each key is one atomic step with its fences:
@@ -77,7 +75,8 @@
 // slot on a Cluster, all pipelined, so one round trip per node; at most maxKeysPerCall keys per
 // call) and gets back only the tiles inside the requested ranges: per key and group hash one
 // HMGET of every wanted field, its own tiles' and its rollup levels' together (or HGETALL and
-// filter when the hash holds fewer fields than asked).
+// filter when the hash holds fewer fields than asked); a rollup tile asked for and not stored is
+// built there from the tiles under it, and stored.
 import { createHash } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import {
@@ -312,7 +311,7 @@ end
 /**
  * Lua fieldIndex(f, prefix): the tile index of field f of a group's tiles hash in the series with
  * field prefix `prefix` ('' for the group's own tiles, '<span>:' for a rollup level), nil for a
- * field of another series. Shared by the apply script's trims and the read script's scans.
+ * field of another series: for the apply script's trims.
  */
 const LUA_FIELD_INDEX = `
 local function fieldIndex(f, prefix)
@@ -330,10 +329,8 @@ end
  * (fence fields; per tile group, its layout, its lower-bound field and its rollup spans). KEYS, per
  * entity key in blob order: its key hash, then the tiles hash of each of its groups.
  * Per key: one HMGET of its key hash (fence, seen, lower bounds), then per group one HMGET and one
- * HSET of its tiles and of the rollup tiles they fall in (same hash), and one HSET of the key hash;
- * trimming deletes a known range (HDEL).
- * Rollup tiles take the key's applied updates summed per level (rollupSums), exactly as
- * MemoryOnlineStore does, so both stores hold bit-identical rollup tiles.
+ * HSET of its tiles, one HDEL of the rollup tiles over them (reads build those again, see
+ * ROLLUP_LUA), and one HSET of the key hash; trimming deletes a known range (HDEL).
  * Returns {applied updates, late tile events, tile count change, keys skipped by a plain fence,
  * {new keys: blob index (0-based), ...}, {{refused key: blob index, its stored fences ('-1' for
  * none), in its fences' order}, ...}, {key with late tile events: blob index, events, ...}}.
@@ -375,33 +372,12 @@ local function trimFields(hash, prefix, lo, trim, old)
   end
 end
 
--- as MemoryOnlineStore: a series that gains a tile (least new index minAdded) drops its tiles
--- behind the horizon. lo (a lo: field of the key hash) is a lower bound of the series' indexes, so
--- this deletes a known range rather than scanning the hash; without one (tiles stored before the
--- first horizon) the hash is scanned once. Appends the fields to drop to old; returns the new bound.
-local function trimGained(hash, prefix, loText, seen, minAdded, trim, old)
-  local lo = nil
-  if loText then lo = math.min(tonumber(loText), minAdded) elseif not seen then lo = minAdded end
-  if lo ~= nil and lo >= trim then return lo end
-  trimFields(hash, prefix, lo, trim, old)
-  return trim
-end
-
--- a rollup part ({raw} packed bytes or {t, v} parsed), parsed in place
-local function parsedPart(part, layout)
-  if part.t == nil then
-    part.t, part.v = readTile(part.raw, 1, layout)
-    part.raw = nil
-  end
-  return part
-end
-
 for i = 1, nKeys do
   local size, mode, groups, nFences
   size, mode, groups, nFences, p = struct.unpack('<I4BHH', blob, p)
   local recordEnd = p + size
   local keyHash = KEYS[k]
-  -- one read of the key hash: seen, its fences, the lower bounds of its groups and rollup levels
+  -- one read of the key hash: seen, its fences, the lower bounds of its groups
   local wanted = { 'seen' }
   local fenceFields, offsets, conds = {}, {}, {}
   for f = 1, nFences do
@@ -417,7 +393,6 @@ for i = 1, nKeys do
       local loField = ARGV[descriptors[g] + 1]
       wanted[#wanted + 1] = loField
       loAt[g] = #wanted
-      for _, span in ipairs(groupLayout(descriptors[g]).spans) do wanted[#wanted + 1] = loField .. 'x' .. string.format('%d', span) end
     end
   end
   local state = redis.call('HMGET', keyHash, unpack(wanted))
@@ -480,22 +455,9 @@ for i = 1, nKeys do
       if #fields > 0 then
         local layout = groupLayout(d)
         local spans = layout.spans
-        -- the fields read at once: the updated tiles, then per rollup level the tiles they fall in
-        -- ('<span>:<index>'); fieldAt[l] maps a level's index to its position in want
-        local want, fieldAt = {}, {}
+        -- the updated tiles and the closed windows' head ('c@', if stored: changing a tile before it drops them)
+        local want = {}
         for j = 1, #fields do want[j] = fields[j] end
-        for l = 1, #spans do
-          local span, at = spans[l], {}
-          for j = 1, #fields do
-            local r = math.floor(indexes[j] / span)
-            if at[r] == nil then
-              want[#want + 1] = string.format('%d:%d', span, r)
-              at[r] = #want
-            end
-          end
-          fieldAt[l] = at
-        end
-        -- the head of the group's closed windows ('c@'), if stored: changing a tile before it drops them
         local closedAt = #want + 1
         want[closedAt] = 'c@'
         local stored = {}
@@ -506,96 +468,67 @@ for i = 1, nKeys do
         -- (a key's tile indexes are distinct within a group: the store checks that before sending)
         local writes = {}
         local minAdded = nil
-        -- parts of the rollup sums: an update's tile parsed ({t, v}) when the merge parsed it, else
-        -- its packed bytes ({raw}), parsed only if a merge needs it: a sum of one part is written
-        -- back as it came
-        local parts = {}
         for j = 1, #fields do
           local tile
           if stored[j] then
-            local a, av = readTile(stored[j], 1, layout)
-            local b, bv = readTile(blob, starts[j], layout)
-            mergeInto(a, av, b, bv, layout)
-            tile = writeTile(a, av, layout)
-            parts[j] = { t = b, v = bv }
+            tile = mergeTiles(stored[j], blob, starts[j], layout)
           else
             tile = string.sub(blob, starts[j], starts[j] + lens[j] - 1)
             delta = delta + 1
             if minAdded == nil or indexes[j] < minAdded then minAdded = indexes[j] end
-            parts[j] = { raw = tile }
           end
           writes[#writes + 1] = fields[j]
           writes[#writes + 1] = tile
         end
-        -- Rollup levels, as rollupSums (definitions/tiles.ts) for MemoryOnlineStore: level 1 sums the
-        -- updates per rollup tile, level l the sums of level l - 1, each sum its first part merged
-        -- with the others in order; then each sum merges into its stored tile. A part is only read
-        -- after a sum adopts it (its tile is written already), so nothing needs a copy here.
-        local levelMin = {}
-        local partIndex, prevSpan = indexes, 1
-        for l = 1, #spans do
-          local span = spans[l]
-          local sums, sumIndex, sumAt = {}, {}, {}
-          for j = 1, #parts do
-            local r = math.floor(partIndex[j] * prevSpan / span)
-            local s = sumAt[r]
-            if s == nil then
-              s = parts[j]
-              sumAt[r] = s
-              sums[#sums + 1] = s
-              sumIndex[#sums] = r
-            else
-              local part = parsedPart(parts[j], layout)
-              parsedPart(s, layout)
-              mergeInto(s.t, s.v, part.t, part.v, layout)
-            end
-          end
-          for m = 1, #sums do
-            local s, r = sums[m], sumIndex[m]
-            local at = fieldAt[l][r]
-            writes[#writes + 1] = want[at]
-            if stored[at] then
-              local a, av = readTile(stored[at], 1, layout)
-              parsedPart(s, layout)
-              mergeInto(a, av, s.t, s.v, layout)
-              writes[#writes + 1] = writeTile(a, av, layout)
-            else
-              if s.t ~= nil then s.raw = writeTile(s.t, s.v, layout) end
-              writes[#writes + 1] = s.raw
-              delta = delta + 1
-              if levelMin[l] == nil or r < levelMin[l] then levelMin[l] = r end
-            end
-          end
-          parts, partIndex, prevSpan = sums, sumIndex, span
-        end
         applied = applied + #fields
         callChunked('HSET', tilesKey, writes, 1000)
+        -- rollup tiles are a cache that reads build (README "Rollup tiles"): drop every one over a changed tile
+        if #spans > 0 then
+          local drop, dropped = {}, {}
+          for l = 1, #spans do
+            local span = spans[l]
+            for j = 1, #indexes do
+              local field = string.format('%d:%d', span, math.floor(indexes[j] / span))
+              if dropped[field] == nil then
+                dropped[field] = true
+                drop[#drop + 1] = field
+              end
+            end
+          end
+          callChunked('HDEL', tilesKey, drop, 1000)
+        end
         if stored[closedAt] then
           local head, least = tonumber(stored[closedAt]), indexes[1]
           for j = 2, #indexes do if indexes[j] < least then least = indexes[j] end end
           if least < head then redis.call('HDEL', tilesKey, 'c', 'c@') end
         end
-        if hasTrim then
-          local loField = ARGV[d + 1]
-          local hash, old = { key = tilesKey }, {}
-          -- the group's own tiles, then each rollup level with its own bound and floor(trim / span);
-          -- one HDEL for all
-          for l = 0, #spans do
-            local added, prefix, levelTrim, field = minAdded, '', trim, loField
-            if l > 0 then
-              added, prefix, levelTrim = levelMin[l], string.format('%d:', spans[l]), math.floor(trim / spans[l])
-              field = loField .. 'x' .. string.format('%d', spans[l])
+        if hasTrim and minAdded ~= nil then
+          -- as MemoryOnlineStore: a group that gains a tile drops its tiles behind the horizon and
+          -- each rollup level's over any of them (rollupTrimIndex: before ceil(trim / span)); lo (field lo:<hop> of the key hash) is a
+          -- lower bound of the group's tile indexes, so a known range is deleted by name rather than
+          -- the hash scanned (a level's tiles lie at or after floor(lo / span): each is built from
+          -- stored tiles under it). Without one (tiles stored before the first horizon) the hash is
+          -- scanned once.
+          local loText = state[loAt[g]]
+          local lo = nil
+          if loText then lo = math.min(tonumber(loText), minAdded) elseif not seen then lo = minAdded end
+          if lo == nil or lo < trim then
+            local hash, old, rolled = { key = tilesKey }, {}, {}
+            trimFields(hash, '', lo, trim, old)
+            for l = 1, #spans do
+              local span = spans[l]
+              local levelLo, levelTrim = lo and math.floor(lo / span), math.floor((trim + span - 1) / span)
+              if levelLo == nil or levelLo < levelTrim then trimFields(hash, string.format('%d:', span), levelLo, levelTrim, rolled) end
             end
-            if added ~= nil then
-              local loText = state[loAt[g] + l]
-              local lo = trimGained(hash, prefix, loText, seen, added, levelTrim, old)
-              if not loText or tonumber(loText) ~= lo then
-                keyWrites[#keyWrites + 1] = field
-                keyWrites[#keyWrites + 1] = string.format('%d', lo)
-              end
-            end
+            -- only the group's own tiles count in the stats (rollup tiles come and go with reads)
+            if #old > 0 then delta = delta - callChunked('HDEL', tilesKey, old, 1000) end
+            if #rolled > 0 then callChunked('HDEL', tilesKey, rolled, 1000) end
+            lo = trim
           end
-          if #old > 0 then delta = delta - callChunked('HDEL', tilesKey, old, 1000) end
+          if not loText or tonumber(loText) ~= lo then
+            keyWrites[#keyWrites + 1] = ARGV[d + 1]
+            keyWrites[#keyWrites + 1] = string.format('%d', lo)
+          end
         end
       end
     end
@@ -613,30 +546,37 @@ return {applied, late, delta, fenced, newKeys, refused, lateKeys}
 
 /**
  * Tiles of several entity keys inside the same ranges (one call per read, or per hash slot on a
- * Cluster). ARGV[1]: h, the tiles hashes per key; then per hash: its series count, and per series
- * (a group's own tiles or one rollup level, which share the group's hash): its field prefix (''
- * or '<span>:'), its range count r, then r pairs of first and last tile index; then '0', or '1'
- * and the group's closed windows asked for (see closedRecord). KEYS, per entity key: its key
- * hash, then its h tiles hashes.
+ * Cluster). ARGV[1]: h, the tiles hashes per key; then per hash: its group's rollup spans
+ * (space-separated), its slot layout, its series count, and per series (a group's own tiles or
+ * one rollup level, which share the group's hash): its field prefix ('' or '<span>:'), its range
+ * count r, then r pairs of first and last tile index; then '0', or '1' and the group's closed
+ * windows asked for (see closedRecord). KEYS, per entity key: its key hash, then its h tiles
+ * hashes.
  * Per key and hash, one HMGET of every wanted field (series and ranges together, and the closed
  * windows' record), or one HGETALL when the hash holds fewer fields than that; a record for
- * another head costs one more HMGET of the window blocks and an HSET. Returns per key 0 for a key
+ * another head costs one more HMGET of the window blocks and an HSET; a rollup tile not stored
+ * one HMGET per level built (buildRollup) and an HSET. Returns per key 0 for a key
  * never applied, else one string: per series in ARGV order, u32 tile count, then per tile f64
  * index, u32 length, the tile; then per hash with closed windows, u32 length and the record.
  * With a last ARGV 'w' and a last key (the meta hash; single Redis only, where every key is on one
  * node), one more element after the keys' replies: the watermark ('' for none), read in the same atomic step as
  * the tiles, so a read needs no round trip of its own for it.
  */
-const READ_SCRIPT = `${LUA_TILES}${LUA_FIELD_INDEX}
+const READ_SCRIPT = `${LUA_TILES}
 local h = tonumber(ARGV[1])
 local a = 2
--- the plan, shared by every key: per hash its series, their ranges and the fields they name
+-- the plan, shared by every key: per hash its rollup spans, its layout (parsed when a rollup tile
+-- or a record is built: hashLayout), its series, their ranges and the fields they name
 local hashes = {}
 local seriesCount = 0
 for x = 1, h do
-  local hash = { series = {}, n = 0 }
-  local ns = tonumber(ARGV[a])
-  a = a + 1
+  local hash = { series = {}, n = 0, spans = {}, levelOf = {}, layoutText = ARGV[a + 1] }
+  for w in string.gmatch(ARGV[a], '%S+') do
+    hash.spans[#hash.spans + 1] = tonumber(w)
+    hash.levelOf[w] = #hash.spans
+  end
+  local ns = tonumber(ARGV[a + 2])
+  a = a + 3
   for _ = 1, ns do
     seriesCount = seriesCount + 1
     local prefix, nr = ARGV[a], tonumber(ARGV[a + 1])
@@ -650,11 +590,13 @@ for x = 1, h do
         hash.n = hash.n + to - from + 1
       end
     end
-    hash.series[#hash.series + 1] = { prefix = prefix, ranges = ranges, slot = seriesCount }
+    local level = 0
+    if prefix ~= '' then level = hash.levelOf[string.sub(prefix, 1, -2)] end
+    hash.series[#hash.series + 1] = { prefix = prefix, ranges = ranges, slot = seriesCount, level = level }
   end
   -- '1': the group's closed windows at a head tile are asked for: the head index, the count of the
-  -- arguments that follow (its layout, its initial tile, then per feature (layout slot) its block
-  -- fields in merge order), parsed only when a record has to be folded (closedPlan)
+  -- arguments that follow (its initial tile, then per feature (layout slot) its block fields in
+  -- merge order), parsed only when a record has to be folded (closedPlan)
   local asked = ARGV[a]
   a = a + 1
   if asked == '1' then
@@ -664,11 +606,67 @@ for x = 1, h do
   hashes[x] = hash
 end
 
+local function hashLayout(hash)
+  if hash.layout == nil then hash.layout = parseLayout(hash.layoutText) end
+  return hash.layout
+end
+
+-- Rollup tile r of level l (span spans[l]) of a tiles hash, when it is not stored: built from the
+-- tiles one level down under it ([r*m, r*m + m - 1], m = spans[l] / spans[l - 1]; the group's own
+-- tiles under level 1), each stored or built the same way: the first there copied, the others
+-- merged into it in ascending order, as MemoryOnlineStore builds them (definitions/tiles.ts,
+-- rollupChildren), so both stores hold the same bits. Stored once built (pcall: a reader that may
+-- not write still answers); false when no tile lies under it. built: this key's tiles built so far.
+local function buildRollup(hash, key, l, r, built)
+  local name = string.format('%d:%d', hash.spans[l], r)
+  if built[name] ~= nil then return built[name] end
+  local below = 1
+  if l > 1 then below = hash.spans[l - 1] end
+  local m = hash.spans[l] / below
+  local prefix = ''
+  if l > 1 then prefix = string.format('%d:', below) end
+  local names = {}
+  for j = 1, m do names[j] = prefix .. string.format('%d', r * m + j - 1) end
+  local got = redis.call('HMGET', key, unpack(names))
+  local first, acc, accv = nil, nil, nil
+  for j = 1, m do
+    local child = got[j]
+    if not child and l > 1 then child = buildRollup(hash, key, l - 1, r * m + j - 1, built) end
+    if child then
+      if first == nil then
+        first = child
+      else
+        local layout = hashLayout(hash)
+        if acc == nil then acc, accv = readTile(first, 1, layout) end
+        local b, bv = readTile(child, 1, layout)
+        mergeInto(acc, accv, b, bv, layout)
+      end
+    end
+  end
+  local packed = false
+  if first ~= nil then
+    packed = first
+    if acc ~= nil then packed = writeTile(acc, accv, hashLayout(hash)) end
+    redis.pcall('HSET', key, name, packed)
+  end
+  built[name] = packed
+  return packed
+end
+
+-- The level and index of a rollup field ('<span>:<index>'), nil for any other field.
+local function rollupField(hash, field)
+  local colon = string.find(field, ':', 1, true)
+  if colon == nil then return nil end
+  local l = hash.levelOf[string.sub(field, 1, colon - 1)]
+  if l == nil then return nil end
+  return l, tonumber(string.sub(field, colon + 1))
+end
+
 -- the fields a hash's ranges name, built once and only when asked by name (a range may be wide),
 -- then its closed windows' field 'c' (slot 0) when they are asked for
 local function fieldsOf(hash)
   if hash.fields == nil then
-    hash.fields, hash.slot, hash.index = {}, {}, {}
+    hash.fields, hash.slot, hash.index, hash.level = {}, {}, {}, {}
     for _, series in ipairs(hash.series) do
       for _, range in ipairs(series.ranges) do
         for i = range[1], range[2] do
@@ -676,12 +674,14 @@ local function fieldsOf(hash)
           hash.fields[#hash.fields + 1] = series.prefix .. text
           hash.slot[#hash.fields] = series.slot
           hash.index[#hash.fields] = i
+          hash.level[#hash.fields] = series.level
         end
       end
     end
     if hash.closed then
       hash.fields[#hash.fields + 1] = 'c'
       hash.slot[#hash.fields] = 0
+      hash.level[#hash.fields] = 0
     end
   end
   return hash.fields
@@ -689,17 +689,18 @@ end
 
 -- A group's closed windows at the asked head: the stored record 'c' when it is for that head, else
 -- folded here from the blocks (each feature's slots from the initial tile, its blocks merged newest
--- first, as evaluation folds them) and stored (even when empty) unless a record for a later head is, with 'c@' its
--- head (the apply script drops both when it changes a tile before that head). A record: f64
--- head, f64 greatest event time per feature (NaN for none), the packed tile.
+-- first, as evaluation folds them; a rollup block not stored is built) and stored (even when empty)
+-- unless a record for a later head is, with 'c@' its head (the apply script drops both when it
+-- changes a tile before that head). A record: f64 head, f64 greatest event time per feature (NaN
+-- for none), the packed tile.
 -- the fold's plan from the arguments (once per call, on the first record to fold)
 local function closedPlan(c)
   local a = c.from
   -- the initial tile comes as hex: with a binary argument ioredis would send every argument as a buffer of its own
-  c.init = string.gsub(ARGV[a + 1], '%x%x', function(cc) return string.char(tonumber(cc, 16)) end)
-  c.layout, c.blocks = parseLayout(ARGV[a]), {}
-  local nf = tonumber(ARGV[a + 2])
-  a = a + 3
+  c.init = string.gsub(ARGV[a], '%x%x', function(cc) return string.char(tonumber(cc, 16)) end)
+  c.blocks = {}
+  local nf = tonumber(ARGV[a + 1])
+  a = a + 2
   for f = 1, nf do
     local nb, list = tonumber(ARGV[a]), {}
     for b = 1, nb do list[b] = ARGV[a + b] end
@@ -708,7 +709,8 @@ local function closedPlan(c)
   end
 end
 
-local function closedRecord(c, key, stored)
+local function closedRecord(hash, key, stored, built)
+  local c = hash.closed
   local storedHead = stored and struct.unpack('<d', stored, 1)
   if storedHead == c.head then return stored end
   if c.fields == nil then
@@ -728,7 +730,13 @@ local function closedRecord(c, key, stored)
     local part = redis.call('HMGET', key, unpack(c.fields, j, math.min(#c.fields, j + 999)))
     for m = 1, #part do got[j + m - 1] = part[m] end
   end
-  local layout = c.layout
+  for j = 1, #c.fields do
+    if not got[j] then
+      local l, r = rollupField(hash, c.fields[j])
+      if l ~= nil then got[j] = buildRollup(hash, key, l, r, built) end
+    end
+  end
+  local layout = hashLayout(hash)
   local acc, accv = readTile(c.init, 1, layout)
   local parsed, times = {}, {}
   for f = 1, #c.blocks do
@@ -759,6 +767,45 @@ local function closedRecord(c, key, stored)
   return record
 end
 
+-- A rollup level's tiles inside a series' ranges from a whole hash (HGETALL): stored, or built
+-- where a stored tile lies under them (any level below), in ascending index order.
+local function rollupsFromAll(hash, key, series, all, built, f)
+  local l, span = series.level, hash.spans[series.level]
+  local stored, wanted, order = {}, {}, {}
+  for m = 1, #all, 2 do
+    local field = all[m]
+    local index, fl = tonumber(field), 0
+    if index == nil then fl, index = rollupField(hash, field) end
+    if fl ~= nil and fl <= l then
+      local r = index
+      if fl < l then
+        local from = 1
+        if fl > 0 then from = hash.spans[fl] end
+        r = math.floor(index * from / span)
+      else
+        stored[r] = all[m + 1]
+      end
+      if wanted[r] == nil then
+        for _, range in ipairs(series.ranges) do
+          if r >= range[1] and r <= range[2] then
+            wanted[r] = true
+            order[#order + 1] = r
+            break
+          end
+        end
+      end
+    end
+  end
+  table.sort(order)
+  for _, r in ipairs(order) do
+    local tile = stored[r] or buildRollup(hash, key, l, r, built)
+    if tile then
+      f[#f + 1] = struct.pack('<dI4', r, #tile)
+      f[#f + 1] = tile
+    end
+  end
+end
+
 -- after the plan, 'w': the last key is the meta hash, whose watermark comes after the keys' replies
 local withMeta = ARGV[a] == 'w'
 local entityKeys = (#KEYS - (withMeta and 1 or 0)) / (1 + h)
@@ -775,6 +822,7 @@ for i = 1, entityKeys do
       local n = hash.n
       if hash.closed then n = n + 1 end
       local stored = nil
+      local built = {}
       -- a short list is asked by name; a long one only when the hash holds at least as many fields
       if n > 0 and (n <= 256 or n <= redis.call('HLEN', key)) then
         local fields = fieldsOf(hash)
@@ -782,14 +830,17 @@ for i = 1, entityKeys do
           local last = math.min(n, j + 999)
           local values = redis.call('HMGET', key, unpack(fields, j, last))
           for m = 1, #values do
-            if values[m] then
-              local slot = hash.slot[j + m - 1]
+            local at = j + m - 1
+            local value = values[m]
+            if not value and hash.level[at] > 0 then value = buildRollup(hash, key, hash.level[at], hash.index[at], built) end
+            if value then
+              local slot = hash.slot[at]
               if slot == 0 then
-                stored = values[m]
+                stored = value
               else
                 local f = found[slot]
-                f[#f + 1] = struct.pack('<dI4', hash.index[j + m - 1], #values[m])
-                f[#f + 1] = values[m]
+                f[#f + 1] = struct.pack('<dI4', hash.index[at], #value)
+                f[#f + 1] = value
               end
             end
           end
@@ -801,21 +852,25 @@ for i = 1, entityKeys do
         end
         for _, series in ipairs(hash.series) do
           local f = found[series.slot]
-          for m = 1, #all, 2 do
-            local index = fieldIndex(all[m], series.prefix)
-            if index ~= nil then
-              for _, range in ipairs(series.ranges) do
-                if index >= range[1] and index <= range[2] then
-                  f[#f + 1] = struct.pack('<dI4', index, #all[m + 1])
-                  f[#f + 1] = all[m + 1]
-                  break
+          if series.level > 0 then
+            rollupsFromAll(hash, key, series, all, built, f)
+          else
+            for m = 1, #all, 2 do
+              local index = tonumber(all[m])
+              if index ~= nil then
+                for _, range in ipairs(series.ranges) do
+                  if index >= range[1] and index <= range[2] then
+                    f[#f + 1] = struct.pack('<dI4', index, #all[m + 1])
+                    f[#f + 1] = all[m + 1]
+                    break
+                  end
                 end
               end
             end
           end
         end
       end
-      if hash.closed then closed[#closed + 1] = closedRecord(hash.closed, key, stored) end
+      if hash.closed then closed[#closed + 1] = closedRecord(hash, key, stored, built) end
     end
     -- one string per key (ioredis then parses one reply rather than two per tile): per series a
     -- u32 tile count, then per tile f64 index, u32 length and the packed tile; then per hash whose
@@ -1091,7 +1146,7 @@ function unpackTile(buf: Buffer, start: number, end: number, width: number, valu
 function closedArgs(view: ViewPlan, group: GroupRuntime, head: number): string[] {
   const memo = group.closedArgs;
   if (memo?.head === head) return memo.args;
-  const plan: string[] = [group.layout, group.initTile, String(group.plan.features.length)];
+  const plan: string[] = [group.initTile, String(group.plan.features.length)];
   for (const { blocks } of closedWindowBlocks(view, group.plan.hopMs, head)) {
     plan.push(String(blocks.length), ...blocks.map((b) => (b.span === 1 ? String(b.index) : `${b.span}:${b.index}`)));
   }
@@ -1192,9 +1247,11 @@ function viewRuntime(view: ViewPlan): ViewRuntime {
     // Rollup levels change what is stored, so they are part of the layout (a group without keeps
     // its old fingerprint); 'fields' marks rollup tiles kept as `<span>:<index>` fields of the
     // group's hash (an earlier layout kept them in hashes of their own); 'closed' marks the closed
-    // windows' record 'c' that writers must drop (an earlier writer would leave it stale).
+    // windows' record 'c' that writers must drop (an earlier writer would leave it stale);
+    // 'built' marks rollup tiles built by reads and dropped by writes (an earlier reader would take
+    // a rollup tile not built yet for an empty one).
     const windowed = view.features.some((f) => f.hopMs === g.hopMs && f.windowMs !== null);
-    described.push([...(g.rollups.length > 0 ? [g.hopMs, layout, g.rollups, 'fields'] : [g.hopMs, layout]), ...(windowed ? ['closed'] : [])]);
+    described.push([...(g.rollups.length > 0 ? [g.hopMs, layout, g.rollups, 'fields', 'built'] : [g.hopMs, layout]), ...(windowed ? ['closed'] : [])]);
   }
   const fingerprint = createHash('sha256').update(JSON.stringify(described)).digest('hex').slice(0, 16);
   return { view, groups, fingerprint, namespace: `${view.name}@${versionIdOf(view, fingerprint)}` };
@@ -1748,12 +1805,12 @@ export class RedisOnlineStore implements OnlineStore {
     const closedOrder: GroupRuntime[] = [];
     const args: string[] = [String(hops.length)];
     for (const [hop, series] of hashes) {
-      args.push(String(series.size));
+      const group = r.groups.get(hop)!;
+      args.push(group.plan.rollups.join(' '), group.layout, String(series.size));
       for (const w of series.values()) args.push(w.runtime.fieldPrefix, String(w.bounds.length / 2), ...w.bounds);
       const head = closedHeads.get(hop);
       if (head === undefined) args.push('0');
       else {
-        const group = r.groups.get(hop)!;
         closedOrder.push(group);
         args.push('1', ...closedArgs(r.view, group, head));
       }
