@@ -58,7 +58,8 @@ export class EventDecoder {
   decodeJson(raw: string | Uint8Array, position?: EventPosition): DecodeResult {
     let parsed: unknown;
     try {
-      parsed = JSON.parse(typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8'));
+      // a Buffer is read in place (Buffer.from(buffer) would copy it)
+      parsed = JSON.parse(typeof raw === 'string' ? raw : (Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength)).toString('utf8'));
     } catch (e) {
       return this.bad(raw, position, 'TM_EVENT_INVALID_JSON', null, `not valid JSON: ${(e as Error).message}`);
     }
