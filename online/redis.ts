@@ -550,10 +550,8 @@ return {applied, late, delta, fenced, newKeys, refused, lateKeys}
  * (space-separated), its slot layout, its series count, and per series (a group's own tiles or
  * one rollup level, which share the group's hash): its field prefix ('' or '<span>:'), its range
  * count r, then r pairs of first and last tile index; then '0', or '1' and the group's closed
- * windows asked for (see closedRecord) with or without the plan to fold them (closedArgs): a call
- * without plans that finds a record to fold answers just 'plan', and the read sends it again with
- * them (most reads find the records, so most calls leave out about 50 arguments). KEYS, per
- * entity key: its key hash, then its h tiles hashes.
+ * windows asked for (see closedRecord). KEYS, per entity key: its key hash, then its h tiles
+ * hashes.
  * Per key and hash, one HMGET of every wanted field (series and ranges together, and the closed
  * windows' record), or one HGETALL when the hash holds fewer fields than that; a record for
  * another head costs one more HMGET of the window blocks and an HSET; a rollup tile not stored
@@ -602,7 +600,7 @@ for x = 1, h do
   local asked = ARGV[a]
   a = a + 1
   if asked == '1' then
-    hash.closed = { head = tonumber(ARGV[a]), from = a + 2, planned = ARGV[a + 1] ~= '0' }
+    hash.closed = { head = tonumber(ARGV[a]), from = a + 2 }
     a = a + 2 + tonumber(ARGV[a + 1])
   end
   hashes[x] = hash
@@ -689,8 +687,8 @@ local function fieldsOf(hash)
   return hash.fields
 end
 
--- A group's closed windows at the asked head: the stored record 'c' when it is for that head (nil
--- when it is not and the call has no plan to fold it), else folded here from the blocks (each feature's slots from the initial tile, its blocks merged newest
+-- A group's closed windows at the asked head: the stored record 'c' when it is for that head, else
+-- folded here from the blocks (each feature's slots from the initial tile, its blocks merged newest
 -- first, as evaluation folds them; a rollup block not stored is built) and stored (even when empty)
 -- unless a record for a later head is, with 'c@' its head (the apply script drops both when it
 -- changes a tile before that head). A record: f64 head, f64 greatest event time per feature (NaN
@@ -715,8 +713,6 @@ local function closedRecord(hash, key, stored, built)
   local c = hash.closed
   local storedHead = stored and struct.unpack('<d', stored, 1)
   if storedHead == c.head then return stored end
-  -- no plan sent (a read sends it only when asked: most reads find the record)
-  if not c.planned then return nil end
   if c.fields == nil then
     closedPlan(c)
     c.fields, c.at = {}, {}
@@ -874,12 +870,7 @@ for i = 1, entityKeys do
           end
         end
       end
-      if hash.closed then
-        local record = closedRecord(hash, key, stored, built)
-        -- a record to fold and no plan: the read asks again with the plans (what was stored stays: a cache)
-        if record == nil then return 'plan' end
-        closed[#closed + 1] = record
-      end
+      if hash.closed then closed[#closed + 1] = closedRecord(hash, key, stored, built) end
     end
     -- one string per key (ioredis then parses one reply rather than two per tile): per series a
     -- u32 tile count, then per tile f64 index, u32 length and the packed tile; then per hash whose
@@ -1151,12 +1142,8 @@ function unpackTile(buf: Buffer, start: number, end: number, width: number, valu
   return { minTs, maxTs, nums, vals };
 }
 
-/**
- * READ_SCRIPT's arguments asking for a group's closed windows at a head tile (after its '1'): the
- * head, then the plan to fold them (its argument count first) or, without `withPlan`, '0'.
- */
-function closedArgs(view: ViewPlan, group: GroupRuntime, head: number, withPlan: boolean): string[] {
-  if (!withPlan) return [String(head), '0'];
+/** READ_SCRIPT's arguments asking for a group's closed windows at a head tile (after its '1'). */
+function closedArgs(view: ViewPlan, group: GroupRuntime, head: number): string[] {
   const memo = group.closedArgs;
   if (memo?.head === head) return memo.args;
   const plan: string[] = [group.initTile, String(group.plan.features.length)];
@@ -1236,8 +1223,6 @@ interface GroupRuntime {
   initTile: string;
   /** The last closed-windows arguments built (a read of many keys at one head builds them once). */
   closedArgs?: { head: number; args: string[] };
-  /** The head tile of the last read of its closed windows: reads there send no fold plan first. */
-  planlessHead?: number;
 }
 
 interface ViewRuntime {
@@ -1818,43 +1803,31 @@ export class RedisOnlineStore implements OnlineStore {
     const hops = [...hashes.keys()];
     const wanted = [...hashes.values()].flatMap((series) => [...series.values()]);
     const closedOrder: GroupRuntime[] = [];
-    for (const hop of hops) if (closedHeads.has(hop)) closedOrder.push(r.groups.get(hop)!);
-    const argsWith = (plans: boolean): string[] => {
-      const args: string[] = [String(hops.length)];
-      for (const [hop, series] of hashes) {
-        const group = r.groups.get(hop)!;
-        args.push(group.plan.rollups.join(' '), group.layout, String(series.size));
-        for (const w of series.values()) args.push(w.runtime.fieldPrefix, String(w.bounds.length / 2), ...w.bounds);
-        const head = closedHeads.get(hop);
-        if (head === undefined) args.push('0');
-        else args.push('1', ...closedArgs(r.view, group, head, plans));
+    const args: string[] = [String(hops.length)];
+    for (const [hop, series] of hashes) {
+      const group = r.groups.get(hop)!;
+      args.push(group.plan.rollups.join(' '), group.layout, String(series.size));
+      for (const w of series.values()) args.push(w.runtime.fieldPrefix, String(w.bounds.length / 2), ...w.bounds);
+      const head = closedHeads.get(hop);
+      if (head === undefined) args.push('0');
+      else {
+        closedOrder.push(group);
+        args.push('1', ...closedArgs(r.view, group, head));
       }
-      return args;
-    };
+    }
     // One script call for all keys (per hash slot on a Cluster, pipelined: one round trip per
     // node), at most maxKeysPerCall keys each, so one call never holds Redis for long.
     const calls = this.slotCalls(entityKeys.length, (i) => this.keyHashKey(view, entityKeys[i]!), () => 0, Number.POSITIVE_INFINITY);
     // the watermark rides on the first call (single Redis: one node, calls run in order)
     if (withWatermark && calls.length === 0) calls.push([]);
-    const send = (plans: boolean): Promise<unknown[]> => {
-      const args = argsWith(plans);
-      return Promise.all(
-        calls.map((members, c) => {
-          const keys = members.flatMap((i) => [this.keyHashKey(view, entityKeys[i]!), ...hops.map((hop) => this.tilesKey(view, entityKeys[i]!, hop))]);
-          if (!withWatermark || c > 0) return this.evalScript(SCRIPTS.read, keys, args);
-          keys.push(this.metaKey);
-          return this.evalScript(SCRIPTS.read, keys, [...args, 'w']);
-        }),
-      );
-    };
-    // The fold plans go along at a head a read has not completed at yet (the first reads after a
-    // tile edge fold); later reads leave them out, and a call that still has a record to fold
-    // answers 'plan' (not an array): then every call goes again with them, in order, so the tiles
-    // are still read after the watermark of the first call.
-    const planned = closedOrder.some((g) => g.planlessHead !== closedHeads.get(g.plan.hopMs));
-    let replies = await send(planned);
-    if (!planned && closedOrder.length > 0 && replies.some((reply) => !Array.isArray(reply))) replies = await send(true);
-    for (const g of closedOrder) g.planlessHead = closedHeads.get(g.plan.hopMs)!;
+    const replies = await Promise.all(
+      calls.map((members, c) => {
+        const keys = members.flatMap((i) => [this.keyHashKey(view, entityKeys[i]!), ...hops.map((hop) => this.tilesKey(view, entityKeys[i]!, hop))]);
+        if (!withWatermark || c > 0) return this.evalScript(SCRIPTS.read, keys, args);
+        keys.push(this.metaKey);
+        return this.evalScript(SCRIPTS.read, keys, [...args, 'w']);
+      }),
+    );
     const out: (KeyTiles | null)[] = entityKeys.map(() => null);
     calls.forEach((members, c) => {
       const reply = replies[c] as (0 | Buffer)[];

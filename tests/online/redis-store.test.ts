@@ -152,14 +152,6 @@ describe('Redis store: closed windows', () => {
       await apply([{ ts: 513, k: 'a', x: 1e-9, s: 'y' }]);
       expect(await closedField('a')).toBeNull();
       expect(await closedField('b')).not.toBeNull();
-      // a read at the head of the last read goes without the fold plans; key a has to be folded, so
-      // the script asks for them and the read goes again: two round trips, the twin's values
-      const ranges = tileRangesFor(view, view.features, 800, (await store.watermarkMs())!);
-      let again: Awaited<ReturnType<RedisOnlineStore['readTiles']>> = [];
-      expect(await countRoundTrips(client, async () => (again = await store.readTiles('u', keys, ranges)))).toBe(2);
-      const twinAgain = twin.readTilesSync('u', keys);
-      keys.forEach((k, i) => expect(again[i]!.get(closedSeries(1))!.get(800), k).toStrictEqual(foldClosedWindows(view, 1, twinAgain[i]!, 800)));
-      expect(await countRoundTrips(client, () => store.readTiles('u', keys, ranges))).toBe(1);
       await readClosed(801);
       await readClosed(800); // an earlier head: folded for the read, the later record kept
       expect(Number(await client.hget(store.tilesKey('u', 'a', 1), 'c@'))).toBe(801);
