@@ -767,6 +767,13 @@ local function closedRecord(hash, key, stored, built)
   return record
 end
 
+local function inRanges(ranges, i)
+  for _, range in ipairs(ranges) do
+    if i >= range[1] and i <= range[2] then return true end
+  end
+  return false
+end
+
 -- A rollup level's tiles inside a series' ranges from a whole hash (HGETALL): stored, or built
 -- where a stored tile lies under them (any level below), in ascending index order.
 local function rollupsFromAll(hash, key, series, all, built, f)
@@ -785,14 +792,9 @@ local function rollupsFromAll(hash, key, series, all, built, f)
       else
         stored[r] = all[m + 1]
       end
-      if wanted[r] == nil then
-        for _, range in ipairs(series.ranges) do
-          if r >= range[1] and r <= range[2] then
-            wanted[r] = true
-            order[#order + 1] = r
-            break
-          end
-        end
+      if wanted[r] == nil and inRanges(series.ranges, r) then
+        wanted[r] = true
+        order[#order + 1] = r
       end
     end
   end
@@ -857,14 +859,9 @@ for i = 1, entityKeys do
           else
             for m = 1, #all, 2 do
               local index = tonumber(all[m])
-              if index ~= nil then
-                for _, range in ipairs(series.ranges) do
-                  if index >= range[1] and index <= range[2] then
-                    f[#f + 1] = struct.pack('<dI4', index, #all[m + 1])
-                    f[#f + 1] = all[m + 1]
-                    break
-                  end
-                end
+              if index ~= nil and inRanges(series.ranges, index) then
+                f[#f + 1] = struct.pack('<dI4', index, #all[m + 1])
+                f[#f + 1] = all[m + 1]
               end
             end
           end
