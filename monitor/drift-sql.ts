@@ -26,6 +26,11 @@ function sliceExpr(slice: MonitorSlicePlan): string {
   return `concat(${prefix}, multiIf(isNull(${col}), '(null)', ${arms}, '${labels[labels.length - 1]}'))`;
 }
 
+/** The label of each slice definition (`origin=ATL`, `distance=[500,1000)`), one SQL expression per definition, in plan order. */
+export function sliceLabelExprs(plan: MonitorPlan): string[] {
+  return plan.slices.map(sliceExpr);
+}
+
 /** `['all', 'origin=' || origin, ...]`: each row counts once per slice definition and once overall (samples and predictions alike). */
 export function slicesArray(plan: MonitorPlan): string {
   return `[${[`'${ALL_SLICE}'`, ...plan.slices.map(sliceExpr)].join(', ')}]`;
@@ -40,8 +45,13 @@ interface SampleRelation {
  * Sample relations of the monitor's features of one kind, over ts in [{from:Int64}, {to:Int64}).
  * Numeric x is Float64, categorical x is String; rows with a null x are left out.
  */
-function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind']): SampleRelation[] {
-  const slices = slicesArray(plan);
+function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false): SampleRelation[] {
+  // Sliced: one row per sample and slice (column slice). Labelled: one row per sample, with each slice definition's label in a column s<i>.
+  const sliced = labelled
+    ? sliceLabelExprs(plan)
+        .map((e, i) => `, toLowCardinality(${e}) AS s${i}`)
+        .join('')
+    : `, arrayJoin(${slicesArray(plan)}) AS slice`;
   const features = plan.features.filter((f) => f.kind === kind);
   const out: SampleRelation[] = [];
   const cast = (col: string): string => (kind === 'numeric' ? `toFloat64(${col})` : `toString(${col})`);
@@ -52,7 +62,7 @@ function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind:
     const pairs = fieldFeatures.map((f) => `tuple(toUInt16(${plan.features.indexOf(f)}), ${cast(ident(f.field!))})`).join(', ');
     out.push({
       sql:
-        `SELECT p.1 AS fid, assumeNotNull(p.2) AS x, ts, arrayJoin(${slices}) AS slice FROM (` +
+        `SELECT p.1 AS fid, assumeNotNull(p.2) AS x, ts${sliced} FROM (` +
         `SELECT ${columns.join(', ')}, __ts AS ts, arrayJoin([${pairs}]) AS p FROM ${ident(eventTable(plan.source))} ` +
         `WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {to:Int64}) WHERE p.2 IS NOT NULL`,
     });
@@ -71,7 +81,7 @@ function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind:
     const pairs = group.map((f, i) => `tuple(toUInt16(${plan.features.indexOf(f)}), toFloat64(x${i}))`).join(', ');
     out.push({
       sql:
-        `SELECT p.1 AS fid, assumeNotNull(p.2) AS x, ts, arrayJoin(${slices}) AS slice FROM (` +
+        `SELECT p.1 AS fid, assumeNotNull(p.2) AS x, ts${sliced} FROM (` +
         `SELECT *, arrayJoin([${pairs}]) AS p FROM (${featureSampleSql(view, plans)})) WHERE p.2 IS NOT NULL`,
     });
   }
@@ -82,8 +92,8 @@ export function hasFeatures(plan: MonitorPlan, kind: MonitorFeaturePlan['kind'])
   return plan.features.some((f) => f.kind === kind);
 }
 
-function unionOf(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind']): string {
-  return sampleRelations(compiled, plan, kind).map((r) => r.sql).join('\nUNION ALL\n');
+function unionOf(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false): string {
+  return sampleRelations(compiled, plan, kind, labelled).map((r) => r.sql).join('\nUNION ALL\n');
 }
 
 /** Reference profile of numeric features: fine edges (percentiles, numpy's linear rule) and size per (feature, slice). */
@@ -117,5 +127,19 @@ export function binCountsSql(compiled: CompiledDefinitions, plan: MonitorPlan, k
     `SELECT s.fid AS fid, s.slice AS slice, ${bucket} AS b, toUInt32(p.idx) AS bin, if(p.idx = 0, s.x, '') AS unseen, count() AS c FROM (${unionOf(compiled, plan, kind)}) AS s ` +
     `LEFT JOIN (SELECT fid, slice, value, idx FROM tm_monitor_categories WHERE ${mine}) AS p ON s.fid = p.fid AND s.slice = p.slice AND s.x = p.value ` +
     `GROUP BY fid, slice, b, bin, unseen ORDER BY b SETTINGS join_use_nulls = 0`
+  );
+}
+
+/**
+ * The numeric samples with ts in [{from}, {to}), one row each (not one per slice), for binning
+ * outside ClickHouse: fid (UInt16), b = intDiv(ts - {origin}, {interval}) as Float64 (exact below
+ * 2^53), x (Float64), and s0..s<n-1>, the label of each slice definition (LowCardinality, sent as an
+ * Arrow dictionary). The same sample values as binCountsSql's, without the slicing and the ASOF join.
+ */
+export function numericSamplesSql(compiled: CompiledDefinitions, plan: MonitorPlan): string {
+  const labels = plan.slices.map((_, i) => `, s${i}`).join('');
+  return (
+    `SELECT fid, toFloat64(intDiv(ts - {origin:Int64}, {interval:Int64})) AS b, x${labels} FROM (${unionOf(compiled, plan, 'numeric', true)}) ` +
+    `SETTINGS output_format_arrow_low_cardinality_as_dictionary = 1`
   );
 }

@@ -5,7 +5,8 @@
 import { compareCodePoints, type CompiledDefinitions, type MonitorPlan } from '../definitions/index.js';
 import type { OfflineExecutor } from '../offline/index.js';
 import { decideDrift } from './calibration.js';
-import { binCountsSql, hasFeatures } from './drift-sql.js';
+import { binCountsSql, hasFeatures, numericSamplesSql } from './drift-sql.js';
+import { countNumericSamples, NumericBinCounter } from './numeric-bins.js';
 import type { DriftTestInput } from './drift-statistics.js';
 import { FINE_BINS, profileKey, type MonitorProfile } from './profile.js';
 import { totalCount } from './psi.js';
@@ -60,9 +61,9 @@ export { decileCounts } from './drift-statistics.js';
 /** Above this many (evaluation, window, feature, slice) tests, statistics go to worker threads. */
 const POOL_MIN_TESTS = 5000;
 
-/** One bucket's counts per (feature, slice) key: per bin, and per category the reference never saw. */
+/** One bucket's counts per (feature, slice) key: per bin (numeric: dense, one per fine bin), and per category the reference never saw. */
 interface KeyCounts {
-  bins: Map<number, number>;
+  bins: Map<number, number> | Float64Array;
   unseen: Map<string, number>;
 }
 type BucketCounts = Map<string, KeyCounts>;
@@ -99,7 +100,9 @@ class RollingCounts {
         arr = new Float64Array(this.sizeOf(key));
         sums.set(key, arr);
       }
-      for (const [bin, c] of bins) arr[Math.min(bin, arr.length - 1)]! += sign * c;
+      if (bins instanceof Float64Array) {
+        for (let bin = 0; bin < bins.length; bin++) if (bins[bin] !== 0) arr[Math.min(bin, arr.length - 1)]! += sign * bins[bin]!;
+      } else for (const [bin, c] of bins) arr[Math.min(bin, arr.length - 1)]! += sign * c;
       if (unseen.size === 0) continue;
       let categories = this.unseen[w]!.get(key);
       if (!categories) this.unseen[w]!.set(key, (categories = new Map()));
@@ -146,19 +149,28 @@ export async function* evaluateDrift(
   /** One span's bucket counts, every kind; its queries run in chDB off the event loop. */
   const fetchSpan = async (start: number, end: number): Promise<Map<number, BucketCounts>> => {
     const byBucket = new Map<number, BucketCounts>();
+    const span = { ...params, from: phase + start * interval, to: phase + end * interval };
     for (const kind of kinds) {
-      const rows = await executor.rows<{ fid: number; slice: string; b: number; bin: number; unseen: string; c: number }>(binCountsSql(compiled, plan, kind), {
-        ...params,
-        from: phase + start * interval,
-        to: phase + end * interval,
-      });
+      if (kind === 'numeric') {
+        // Binned here, from one row per sample: no slicing and no ASOF join in ClickHouse.
+        const counter = new NumericBinCounter(plan, (feature, slice) => profile.get(profileKey(feature, slice))?.edges ?? null);
+        await countNumericSamples(executor, numericSamplesSql(compiled, plan), span, counter);
+        for (const [b, keys] of counter.buckets()) {
+          let bucket = byBucket.get(b);
+          if (!bucket) byBucket.set(b, (bucket = new Map()));
+          for (const [key, bins] of keys) bucket.set(key, { bins, unseen: new Map() });
+        }
+        continue;
+      }
+      const rows = await executor.rows<{ fid: number; slice: string; b: number; bin: number; unseen: string; c: number }>(binCountsSql(compiled, plan, kind), span);
       for (const r of rows) {
         let bucket = byBucket.get(r.b);
         if (!bucket) byBucket.set(r.b, (bucket = new Map()));
         const key = profileKey(plan.features[r.fid]!.name, r.slice);
         let counts = bucket.get(key);
         if (!counts) bucket.set(key, (counts = { bins: new Map(), unseen: new Map() }));
-        counts.bins.set(r.bin, (counts.bins.get(r.bin) ?? 0) + r.c);
+        const bins = counts.bins as Map<number, number>;
+        bins.set(r.bin, (bins.get(r.bin) ?? 0) + r.c);
         if (kind === 'categorical' && r.bin === 0) counts.unseen.set(r.unseen, (counts.unseen.get(r.unseen) ?? 0) + r.c);
       }
     }

@@ -1,0 +1,170 @@
+// Numeric samples binned in Node: the samples stream out of ClickHouse as Arrow batches (one row
+// per sample, with each slice definition's label as a dictionary column, numericSamplesSql), and
+// each is counted in the 'all' series and in one series per slice definition, in the fine bin of
+// that series' reference edges. The bin is the number of fine edges <= x (0 without edges, or for
+// NaN), which is what the ASOF join on the greatest edge <= x gave (equal edges keep their greatest
+// index there). Memory: buckets x series x bins, never rows.
+import type { RecordBatch } from 'apache-arrow';
+import type { MonitorPlan } from '../definitions/index.js';
+import type { OfflineExecutor } from '../offline/index.js';
+import { ALL_SLICE } from './drift-sql.js';
+import { FINE_BINS, profileKey } from './profile.js';
+
+/** The number of edges <= x in ascending `edges` (0 for NaN). */
+export function fineBinOf(edges: ArrayLike<number>, x: number): number {
+  let lo = 0;
+  let hi = edges.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (edges[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Counts per (bucket, feature x slice key, fine bin) of the numeric samples in the batches added. */
+export class NumericBinCounter {
+  private readonly keys: string[] = [];
+  private readonly ids = new Map<string, number>();
+  /** Each series' fine edges at id * EDGES, `edgeCounts[id]` of them (0: no reference). */
+  private edges = new Float64Array(64 * EDGES);
+  private edgeCounts = new Int32Array(64);
+  /** Per bucket: counts at id * FINE_BINS + bin. */
+  private readonly byBucket = new Map<number, Float64Array>();
+  /** Series id of each feature's 'all' slice, by fid. */
+  private readonly allIds: Int32Array;
+
+  constructor(
+    private readonly plan: MonitorPlan,
+    /** The fine edges of a (feature, slice), or null when it has no reference. */
+    private readonly edgesOf: (feature: string, slice: string) => ArrayLike<number> | null,
+  ) {
+    this.allIds = Int32Array.from(plan.features, (f) => this.seriesId(f.name, ALL_SLICE));
+  }
+
+  private seriesId(feature: string, slice: string): number {
+    const key = profileKey(feature, slice);
+    let id = this.ids.get(key);
+    if (id !== undefined) return id;
+    id = this.keys.length;
+    this.keys.push(key);
+    this.ids.set(key, id);
+    if (id >= this.edgeCounts.length) {
+      const edges = new Float64Array(this.edges.length * 2);
+      edges.set(this.edges);
+      this.edges = edges;
+      const counts = new Int32Array(this.edgeCounts.length * 2);
+      counts.set(this.edgeCounts);
+      this.edgeCounts = counts;
+      for (const [b, c] of this.byBucket) this.byBucket.set(b, grown(c, counts.length * FINE_BINS));
+    }
+    const edges = this.edgesOf(feature, slice);
+    if (edges && edges.length > EDGES) throw new Error(`a numeric profile has ${edges.length} fine edges, more than ${EDGES}`);
+    if (edges) {
+      this.edges.set(Array.from(edges), id * EDGES);
+      this.edgeCounts[id] = edges.length;
+    }
+    return id;
+  }
+
+  private bucketCounts(bucket: number): Float64Array {
+    let c = this.byBucket.get(bucket);
+    if (!c) this.byBucket.set(bucket, (c = new Float64Array(this.edgeCounts.length * FINE_BINS)));
+    return c;
+  }
+
+  /** Count the rows of one batch of numericSamplesSql (columns fid, b, x, s0..). */
+  add(batch: RecordBatch): void {
+    const n = batch.numRows;
+    if (n === 0) return;
+    const cols = batch.data.children;
+    const fid = cols[0]!.values as Uint16Array;
+    const fidOff = cols[0]!.offset;
+    const b = cols[1]!.values as Float64Array;
+    const bOff = cols[1]!.offset;
+    const x = cols[2]!.values as Float64Array;
+    const xOff = cols[2]!.offset;
+    const nFeatures = this.plan.features.length;
+    const allIds = this.allIds;
+    // Per slice definition: the dictionary indices, and (fid, index) -> series id, filled as met.
+    const nSlices = this.plan.slices.length;
+    const indices: Int32Array[] = [];
+    const offsets: number[] = [];
+    const tables: Int32Array[] = [];
+    const dictLengths: number[] = [];
+    for (let i = 0; i < nSlices; i++) {
+      const col = cols[3 + i]!;
+      indices.push(col.values as Int32Array);
+      offsets.push(col.offset);
+      dictLengths.push(col.dictionary!.length);
+      tables.push(new Int32Array(nFeatures * col.dictionary!.length).fill(-1));
+    }
+    let lastBucket = Number.NaN;
+    let counts: Float64Array = new Float64Array(0);
+    for (let r = 0; r < n; r++) {
+      const bucket = b[bOff + r]!;
+      if (bucket !== lastBucket) {
+        lastBucket = bucket;
+        counts = this.bucketCounts(bucket);
+      }
+      const f = fid[fidOff + r]!;
+      const v = x[xOff + r]!;
+      let id = allIds[f]!;
+      for (let s = -1; s < nSlices; s++) {
+        if (s >= 0) {
+          const index = indices[s]![offsets[s]! + r]!;
+          const slot = f * dictLengths[s]! + index;
+          id = tables[s]![slot]!;
+          if (id < 0) {
+            id = this.seriesId(this.plan.features[f]!.name, cols[3 + s]!.dictionary!.get(index) as string);
+            tables[s]![slot] = id;
+            counts = this.bucketCounts(bucket);
+          }
+        }
+        // The number of edges <= v (as fineBinOf), by a search whose steps do not depend on v.
+        const edges = this.edges;
+        const base = id * EDGES;
+        let at = base;
+        let len = this.edgeCounts[id]!;
+        let bin = 0;
+        if (len > 0) {
+          while (len > 1) {
+            const half = len >>> 1;
+            at = edges[at + half]! <= v ? at + half : at;
+            len -= half;
+          }
+          bin = at - base + (edges[at]! <= v ? 1 : 0);
+        }
+        counts[id * FINE_BINS + bin]! += 1;
+      }
+    }
+  }
+
+  /** The counts: per bucket, per feature x slice key, the counts per fine bin (series without samples in a bucket are absent). */
+  buckets(): Map<number, Map<string, Float64Array>> {
+    const out = new Map<number, Map<string, Float64Array>>();
+    for (const [bucket, counts] of this.byBucket) {
+      const keys = new Map<string, Float64Array>();
+      this.keys.forEach((key, id) => {
+        const arr = counts.subarray(id * FINE_BINS, (id + 1) * FINE_BINS);
+        if (arr.some((c) => c !== 0)) keys.set(key, arr.slice());
+      });
+      out.set(bucket, keys);
+    }
+    return out;
+  }
+}
+
+/** At most this many fine edges per series (a numeric profile has FINE_BINS - 1). */
+const EDGES = FINE_BINS - 1;
+
+function grown(counts: Float64Array, length: number): Float64Array {
+  const out = new Float64Array(length);
+  out.set(counts);
+  return out;
+}
+
+/** Stream the samples of `sql` (numericSamplesSql) into a counter. */
+export async function countNumericSamples(executor: OfflineExecutor, sql: string, params: Record<string, unknown>, counter: NumericBinCounter): Promise<void> {
+  for await (const batch of executor.arrowBatches(sql, params)) counter.add(batch);
+}
