@@ -4,7 +4,8 @@
 // (feature, slice, time bucket, bin). Integer counts merge exactly, so windows are sums of buckets
 // and memory stays bounded by features x slices x bins, whatever the row count.
 import type { CompiledDefinitions, MonitorFeaturePlan, MonitorPlan, MonitorSlicePlan } from '../definitions/index.js';
-import { COMPLETED_LOADS, eventTable, featureSampleSql, ident } from '../offline/index.js';
+import { COMPLETED_LOADS, eventTable, exactIntegerFieldsSql, featureSampleSql, ident, type OfflineExecutor } from '../offline/index.js';
+import { AGGREGATION_SPECS } from '../definitions/aggregations/index.js';
 
 /** Slice key of the unsliced series. */
 export const ALL_SLICE = 'all';
@@ -45,7 +46,7 @@ interface SampleRelation {
  * Sample relations of the monitor's features of one kind, over ts in [{from:Int64}, {to:Int64}).
  * Numeric x is Float64, categorical x is String; rows with a null x are left out.
  */
-function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false): SampleRelation[] {
+function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false, exactFields?: ExactFields): SampleRelation[] {
   // Sliced: one row per sample and slice (column slice). Labelled: one row per sample, with each slice definition's label in a column s<i>.
   const sliced = labelled
     ? sliceLabelExprs(plan)
@@ -82,7 +83,7 @@ function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind:
     out.push({
       sql:
         `SELECT p.1 AS fid, assumeNotNull(p.2) AS x, ts${sliced} FROM (` +
-        `SELECT *, arrayJoin([${pairs}]) AS p FROM (${featureSampleSql(view, plans)})) WHERE p.2 IS NOT NULL`,
+        `SELECT *, arrayJoin([${pairs}]) AS p FROM (${featureSampleSql(view, plans, { exactFields: exactFields?.get(view.source) })})) WHERE p.2 IS NOT NULL`,
     });
   }
   return out;
@@ -92,14 +93,39 @@ export function hasFeatures(plan: MonitorPlan, kind: MonitorFeaturePlan['kind'])
   return plan.features.some((f) => f.kind === kind);
 }
 
-function unionOf(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false): string {
-  return sampleRelations(compiled, plan, kind, labelled).map((r) => r.sql).join('\nUNION ALL\n');
+function unionOf(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false, exactFields?: ExactFields): string {
+  return sampleRelations(compiled, plan, kind, labelled, exactFields).map((r) => r.sql).join('\nUNION ALL\n');
+}
+
+/** Per source, the fields whose compensated sums are plain sums (featureSampleSql's exactFields). */
+export type ExactFields = ReadonlyMap<string, ReadonlySet<string>>;
+
+/**
+ * The fields of the monitor's numeric view features summed with compensation whose values are all
+ * integers adding up (in magnitude) to under 2^52, per source, checked over every completed load of
+ * the source: the samples are then computed without the unused folds, with the same values.
+ */
+export async function exactSampleFields(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan): Promise<ExactFields> {
+  const bySource = new Map<string, Set<string>>();
+  for (const f of plan.features) {
+    if (f.kind !== 'numeric' || f.from !== 'view') continue;
+    const view = compiled.registry.views.find((v) => v.name === f.view)!;
+    const feature = view.features.find((x) => x.name === f.feature)!;
+    if (feature.field === null || !(AGGREGATION_SPECS[feature.agg].sql.parts ?? []).some((p) => p.combine === 'compensatedSum')) continue;
+    bySource.set(view.source, (bySource.get(view.source) ?? new Set()).add(feature.field));
+  }
+  const out = new Map<string, Set<string>>();
+  for (const [source, fields] of bySource) {
+    const [row] = await executor.rows<Record<string, boolean | number>>(exactIntegerFieldsSql(source, [...fields]));
+    out.set(source, new Set([...fields].filter((f) => row !== undefined && (row[f] === true || row[f] === 1))));
+  }
+  return out;
 }
 
 /** Reference profile of numeric features: fine edges (percentiles, numpy's linear rule) and size per (feature, slice). */
-export function numericProfileSql(compiled: CompiledDefinitions, plan: MonitorPlan): string {
+export function numericProfileSql(compiled: CompiledDefinitions, plan: MonitorPlan, exactFields?: ExactFields): string {
   const ps = FINE_BIN_PROBABILITIES.map((p) => p.toFixed(2)).join(', ');
-  return `SELECT fid, slice, quantilesExactInclusive(${ps})(x) AS edges, count() AS n FROM (${unionOf(compiled, plan, 'numeric')}) GROUP BY fid, slice`;
+  return `SELECT fid, slice, quantilesExactInclusive(${ps})(x) AS edges, count() AS n FROM (${unionOf(compiled, plan, 'numeric', false, exactFields)}) GROUP BY fid, slice`;
 }
 
 /** Reference profile of categorical features: count per (feature, slice, category). */
@@ -136,10 +162,10 @@ export function binCountsSql(compiled: CompiledDefinitions, plan: MonitorPlan, k
  * 2^53), x (Float64), and s0..s<n-1>, the label of each slice definition (LowCardinality, sent as an
  * Arrow dictionary). The same sample values as binCountsSql's, without the slicing and the ASOF join.
  */
-export function numericSamplesSql(compiled: CompiledDefinitions, plan: MonitorPlan): string {
+export function numericSamplesSql(compiled: CompiledDefinitions, plan: MonitorPlan, exactFields?: ExactFields): string {
   const labels = plan.slices.map((_, i) => `, s${i}`).join('');
   return (
-    `SELECT fid, toFloat64(intDiv(ts - {origin:Int64}, {interval:Int64})) AS b, x${labels} FROM (${unionOf(compiled, plan, 'numeric', true)}) ` +
+    `SELECT fid, toFloat64(intDiv(ts - {origin:Int64}, {interval:Int64})) AS b, x${labels} FROM (${unionOf(compiled, plan, 'numeric', true, exactFields)}) ` +
     `SETTINGS output_format_arrow_low_cardinality_as_dictionary = 1`
   );
 }

@@ -5,7 +5,7 @@
 import { compareCodePoints, type CompiledDefinitions, type MonitorPlan } from '../definitions/index.js';
 import type { OfflineExecutor } from '../offline/index.js';
 import { decideDrift } from './calibration.js';
-import { binCountsSql, hasFeatures, numericSamplesSql } from './drift-sql.js';
+import { binCountsSql, exactSampleFields, hasFeatures, numericSamplesSql } from './drift-sql.js';
 import { countNumericSamples, NumericBinCounter } from './numeric-bins.js';
 import type { DriftTestInput } from './drift-statistics.js';
 import { FINE_BINS, profileKey, type MonitorProfile } from './profile.js';
@@ -154,7 +154,7 @@ export async function* evaluateDrift(
       if (kind === 'numeric') {
         // Binned here, from one row per sample: no slicing and no ASOF join in ClickHouse.
         const counter = new NumericBinCounter(plan, (feature, slice) => profile.get(profileKey(feature, slice))?.edges ?? null);
-        await countNumericSamples(executor, numericSamplesSql(compiled, plan), span, counter);
+        await countNumericSamples(executor, numericSamplesSql(compiled, plan, await exactSampleFields(executor, compiled, plan)), span, counter);
         for (const [b, keys] of counter.buckets()) {
           let bucket = byBucket.get(b);
           if (!bucket) byBucket.set(b, (bucket = new Map()));

@@ -168,3 +168,4 @@ function grown(counts: Float64Array, length: number): Float64Array {
 export async function countNumericSamples(executor: OfflineExecutor, sql: string, params: Record<string, unknown>, counter: NumericBinCounter): Promise<void> {
   for await (const batch of executor.arrowBatches(sql, params)) counter.add(batch);
 }
+

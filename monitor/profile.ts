@@ -5,8 +5,7 @@
 // Categorical: one bin per reference category plus bin 0 for categories unseen in the reference.
 import type { CompiledDefinitions, MonitorPlan } from '../definitions/index.js';
 import { insertInChunks, type OfflineExecutor } from '../offline/index.js';
-import { categoricalProfileSql, FINE_BIN_PROBABILITIES, hasFeatures, numericProfileSql, numericSamplesSql } from './drift-sql.js';
-import { countNumericSamples, NumericBinCounter } from './numeric-bins.js';
+import { binCountsSql, categoricalProfileSql, FINE_BIN_PROBABILITIES, hasFeatures, numericProfileSql } from './drift-sql.js';
 
 export interface FeatureSliceProfile {
   feature: string;
@@ -56,6 +55,8 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
   const range = { from: plan.reference.fromMs, to: plan.reference.toMs };
   const rows: ProfileRow[] = [];
   if (hasFeatures(plan, 'numeric')) {
+    // The same two queries as before (their samples' last bits depend on the query's shape where a
+    // window sum is not exact, as delay_stddev_7d's: the stored profile must not move).
     const edges = (await executor.rows<{ fid: number; slice: string; edges: number[]; n: number }>(numericProfileSql(compiled, plan), range)).map((e) => ({ ...e, feature: plan.features[e.fid]!.name }));
     // Equal edges keep the greatest index: a bin index is then the number of edges <= x.
     const edgeRows = edges.flatMap((e) => {
@@ -64,15 +65,21 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
       return [...byValue].map(([edge, idx]) => ({ ...key, fid: e.fid, slice: e.slice, edge, idx }));
     });
     await insertInChunks(executor, 'tm_monitor_edges', edgeRows);
-    // The reference's counts in its own fine bins, binned here (numeric-bins.ts) in one bucket.
-    const edgesByKey = new Map(edges.map((e) => [profileKey(e.feature, e.slice), e.edges]));
-    const counter = new NumericBinCounter(plan, (feature, slice) => edgesByKey.get(profileKey(feature, slice)) ?? null);
-    await countNumericSamples(executor, numericSamplesSql(compiled, plan), { ...range, origin: range.from, interval: range.to - range.from }, counter);
-    const byKey = new Map<string, Float64Array>();
-    for (const keys of counter.buckets().values()) for (const [k, arr] of keys) byKey.set(k, arr);
+    const counts = await executor.rows<{ fid: number; slice: string; bin: number; c: number }>(binCountsSql(compiled, plan, 'numeric'), {
+      ...range,
+      ...key,
+      origin: range.from,
+      interval: range.to - range.from,
+    });
+    const byKey = new Map<string, number[]>();
+    for (const c of counts) {
+      const k = profileKey(plan.features[c.fid]!.name, c.slice);
+      const arr = byKey.get(k) ?? new Array<number>(FINE_BINS).fill(0);
+      arr[c.bin] = (arr[c.bin] ?? 0) + c.c;
+      byKey.set(k, arr);
+    }
     for (const e of edges) {
-      const counts = byKey.get(profileKey(e.feature, e.slice));
-      rows.push({ feature: e.feature, slice: e.slice, kind: 'numeric', n: e.n, edges: e.edges, categories: [], counts: counts ? Array.from(counts) : new Array<number>(FINE_BINS).fill(0) });
+      rows.push({ feature: e.feature, slice: e.slice, kind: 'numeric', n: e.n, edges: e.edges, categories: [], counts: byKey.get(profileKey(e.feature, e.slice)) ?? new Array<number>(FINE_BINS).fill(0) });
     }
   }
   if (hasFeatures(plan, 'categorical')) {
