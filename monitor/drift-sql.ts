@@ -116,8 +116,8 @@ export async function exactSampleFields(executor: OfflineExecutor, compiled: Com
   }
   const out = new Map<string, Set<string>>();
   for (const [source, fields] of bySource) {
-    const [row] = await executor.rows<Record<string, boolean | number>>(exactIntegerFieldsSql(source, [...fields]));
-    out.set(source, new Set([...fields].filter((f) => row !== undefined && (row[f] === true || row[f] === 1))));
+    const [row] = await executor.rows<Record<string, boolean>>(exactIntegerFieldsSql(source, [...fields]));
+    out.set(source, new Set([...fields].filter((f) => row?.[f] === true)));
   }
   return out;
 }

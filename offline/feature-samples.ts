@@ -68,7 +68,7 @@ export function featureSampleSql(view: ViewPlan, features: readonly FeaturePlan[
 export function exactIntegerFieldsSql(source: string, fields: readonly string[]): string {
   const checks = fields.map((f) => {
     const v = `toFloat64(${ident(f)})`;
-    return `(min(ifNull(${v} = floor(${v}), 1)) AND sum(abs(ifNull(${v}, 0))) < 4503599627370496) AS ${ident(f)}`;
+    return `toBool(min(ifNull(${v} = floor(${v}), 1)) AND sum(abs(ifNull(${v}, 0))) < 4503599627370496) AS ${ident(f)}`;
   });
   return `SELECT ${checks.join(', ')} FROM ${ident(eventTable(source))} WHERE ${COMPLETED_LOADS}`;
 }
