@@ -28,7 +28,7 @@ import { TidemarkError, type FeaturePlan, type Registry, type ViewPlan } from '.
 import { AGGREGATION_SPECS } from '../definitions/aggregations/index.js';
 import { joinKeyColumn, type SpineInfo } from './spine.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
-import { sqlExactIntegerAggregate, type SqlCombine } from '../definitions/aggregations/index.js';
+import { sqlExactIntegerAggregate, sqlFixedExactAggregate, sqlFixedPointOfPair, sqlFromFixedPoint, type SqlCombine } from '../definitions/aggregations/index.js';
 import { centerColumn, combinePart, emptyPart, exactPartitionColumns, finalExpr, isCentered, isTiledOffline, partColumns, partsOf, tileOf } from './tile-sql.js';
 
 export interface RequestedFeature {
@@ -192,7 +192,7 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
       // compensated sum (compensation 0).
       const exactKeys = `v${v}_x`;
       if (sums.length > 0) {
-        ctes.push(`${exactKeys} AS (SELECT ${keyList}, ${sums.map((c) => `${sqlExactIntegerAggregate(c.combine === 'sum' ? `tuple(toFloat64(${c.name}), 0.)` : c.name)} AS ${c.name}_x`).join(', ')} FROM ${pts} GROUP BY ${keyList})`);
+        ctes.push(`${exactKeys} AS (SELECT ${keyList}, ${sums.map((c) => `${c.combine === 'sum' ? sqlExactIntegerAggregate(`tuple(toFloat64(${c.name}), 0.)`) : sqlFixedExactAggregate(c.name)} AS ${c.name}_x`).join(', ')} FROM ${pts} GROUP BY ${keyList})`);
         joins.push(`LEFT JOIN ${exactKeys} AS v${v}_xk ON ${keyEq(`v${v}_xk`)}`);
       }
       const exactOf = (r: RequestedFeature): string => {
@@ -231,8 +231,10 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
             const name = columnOf.get(`f${i}_${suffix}`)!;
             const how = combine.get(`f${i}_${suffix}`);
             switch (how) {
-              case 'sum':
               case 'compensatedSum':
+                // The same difference in fixed point (Int128), back to a double once.
+                return `if(isNull(${lo}.ts), 0., ${sqlFromFixedPoint(`ifNull(${up}.${name}_p, 0) - ${lo}.${name}_e`)})`;
+              case 'sum':
                 // P(< t) - P(< tail(t)); no instant at or after tail(t): the window is empty.
                 // (in the prefix's own type: UInt64 - UInt64 is Int64 in ClickHouse)
                 return `CAST(if(isNull(${lo}.ts), 0, ifNull(${up}.${name}_p, 0) - ${lo}.${name}_e), toTypeName(assumeNotNull(${up}.${name}_p)))`;
@@ -302,9 +304,9 @@ function isPrefixable(f: FeaturePlan): boolean {
   return partsOf(f, 0).every((p) => p.combine !== 'sumMap');
 }
 
-/** The plain value a sum-like column adds (a compensated sum's sum; exact columns carry compensation 0). */
+/** What a sum-like column's prefix adds: a plain sum's value, a compensated sum's pair in fixed point (Int128, exact). */
 function sumTerm(c: { name: string; combine: SqlCombine }): string {
-  return c.combine === 'compensatedSum' ? `tupleElement(${c.name}, 1)` : c.name;
+  return c.combine === 'compensatedSum' ? sqlFixedPointOfPair(c.name) : c.name;
 }
 
 /** floor(x / n) for an integer expression x (intDiv truncates toward zero). */

@@ -20,6 +20,9 @@ export {
   sqlCompensatedSumOfPairsAggregate,
   sqlExactIntegerAggregate,
   sqlExactPartitionColumn,
+  sqlFixedExactAggregate,
+  sqlFixedPointOfPair,
+  sqlFromFixedPoint,
 } from './compensated.js';
 
 export const AGGREGATION_SPECS: Record<Aggregation, AggregationSpec> = {
