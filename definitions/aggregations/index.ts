@@ -20,8 +20,8 @@ export {
   sqlCompensatedSumOfPairsAggregate,
   sqlExactIntegerAggregate,
   sqlExactPartitionColumn,
-  sqlFixedExactAggregate,
-  sqlFixedPointOfPair,
+  sqlFixedFits,
+  sqlFixedPointOfValue,
   sqlFromFixedPoint,
 } from './compensated.js';
 
