@@ -181,7 +181,8 @@ function pointInTimeQuery(requested: readonly RequestedFeature[], spine: SpineIn
       // With prefixOnly, the compensated pairs themselves are read by nothing (no tile windows).
       const ptsColumns = [...columns.filter((c) => !(prefixOnly && c.combine === 'compensatedSum' && sums.includes(c))), ...picks];
       const pts = `v${v}_pts`;
-      ctes.push(`${pts} AS MATERIALIZED (SELECT ${keyList}, ts, ${[...ptsColumns.map((c) => `${c.perTs} AS ${c.name}`), ...fixedColumns].join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
+      // Read once with prefixOnly (by the prefix table), so streamed, not held.
+      ctes.push(`${pts} AS ${prefixOnly ? '' : 'MATERIALIZED '}(SELECT ${keyList}, ts, ${[...ptsColumns.map((c) => `${c.perTs} AS ${c.name}`), ...fixedColumns].join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
       // Blocks of n + 1 tiles for each (hop, n) of a min or max: a window (n whole tiles and the head
       // tile cut at t) spans at most two consecutive blocks.
       const blockOf = (f: FeaturePlan): string => `${f.hopMs}_${f.tilesPerWindow! + 1}`;
@@ -211,8 +212,8 @@ function pointInTimeQuery(requested: readonly RequestedFeature[], spine: SpineIn
       }
       for (const c of sums) {
         const vals = at(c.combine === 'compensatedSum' ? `${c.name}_q` : c.name);
-        arrayed.push(`arrayCumSum(${vals}) AS ${c.name}_p`, `${vals} AS ${c.name}_i`);
-        outer.push(`${c.name}_p`, `${c.name}_p - ${c.name}_i AS ${c.name}_e`);
+        arrayed.push(`arrayCumSum(${vals}) AS ${c.name}_p`);
+        outer.push(`${c.name}_p`);
       }
       const blockColumns = new Set([...blocks.values()].flatMap((b) => [...b.columns]));
       for (const name of blockColumns) arrayed.push(`${at(name)} AS ${name}`);
@@ -263,7 +264,9 @@ function pointInTimeQuery(requested: readonly RequestedFeature[], spine: SpineIn
         const lower = f.windowMs !== null ? `${tileOf('sp.__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs}` : f.ttlMs !== null ? `sp.__t - ${f.ttlMs}` : null;
         outputs.set(r.column, lower === null ? lv : `if(${lt} >= ${lower}, ${lv}, NULL)`);
       }
-      // From tail(t): per (window, hop), the key's earliest instant at or after the window start.
+      // At tail(t), per (window, hop): the key's latest instant before the window start, whose
+      // prefix sums are P(< tail(t)) (none: 0); and, for a min or max, its earliest instant at or
+      // after the window start, where the block's suffix extremes are read.
       const tailOf = (f: FeaturePlan): string => `${f.windowMs}_${f.hopMs}`;
       const tails = [...new Set(fast.map((r) => tailOf(r.feature)))];
       for (const id of tails) {
@@ -273,9 +276,12 @@ function pointInTimeQuery(requested: readonly RequestedFeature[], spine: SpineIn
         spineExtras.push(`${tileOf('__t', f0.hopMs)} * ${f0.hopMs} - ${f0.windowMs!} AS ${lo}_start`);
         const needed = new Set(mineHere.flatMap((r) => partsOf(r.feature, requested.indexOf(r)).map((p) => columnOf.get(p.name)!)));
         const bid = blockOf(f0);
-        const cols = [...sums.filter((c) => needed.has(c.name)).map((c) => `${c.name}_e`), ...(blocks.has(bid) ? [`b${bid}`, ...[...blocks.get(bid)!.columns].filter((n) => needed.has(n)).map((n) => `${n}_sm${bid}`)] : [])];
-        joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts${cols.map((c) => `, ${c}`).join('')} FROM ${pre}) AS ${lo} ON ${keyEq(lo)} AND ${lo}.ts >= sp.${lo}_start`);
+        const sumCols = sums.filter((c) => needed.has(c.name)).map((c) => `${c.name}_p`);
+        if (sumCols.length > 0) joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts, ${sumCols.join(', ')} FROM ${pre}) AS ${lo} ON ${keyEq(lo)} AND ${lo}.ts < sp.${lo}_start`);
+        const lom = `${lo}m`;
         if (blocks.has(bid)) {
+          const cols = [`b${bid}`, ...[...blocks.get(bid)!.columns].filter((n) => needed.has(n)).map((n) => `${n}_sm${bid}`)];
+          joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts, ${cols.join(', ')} FROM ${pre}) AS ${lom} ON ${keyEq(lom)} AND ${lom}.ts >= sp.${lo}_start`);
           const b = blocks.get(bid)!;
           spineExtras.push(`${floorDiv(tileOf('__t', b.hopMs), b.size)} AS ${lo}_b1`, `${floorDiv(`${tileOf('__t', b.hopMs)} - ${f0.tilesPerWindow!}`, b.size)} AS ${lo}_b0`);
         }
@@ -288,15 +294,15 @@ function pointInTimeQuery(requested: readonly RequestedFeature[], spine: SpineIn
             switch (how) {
               case 'compensatedSum':
                 // The same difference in fixed point (Int128), back to a double once.
-                return `if(isNull(${lo}.ts), 0., ${sqlFromFixedPoint(`ifNull(${up}.${name}_p, 0) - ${lo}.${name}_e`)})`;
+                return sqlFromFixedPoint(`ifNull(${up}.${name}_p, 0) - ifNull(${lo}.${name}_p, 0)`);
               case 'sum':
-                // P(< t) - P(< tail(t)); no instant at or after tail(t): the window is empty.
+                // P(< t) - P(< tail(t)), each 0 when the key has no instant before it
                 // (in the prefix's own type: UInt64 - UInt64 is Int64 in ClickHouse)
-                return `CAST(if(isNull(${lo}.ts), 0, ifNull(${up}.${name}_p, 0) - ${lo}.${name}_e), toTypeName(assumeNotNull(${up}.${name}_p)))`;
+                return `CAST(ifNull(${up}.${name}_p, 0) - ifNull(${lo}.${name}_p, 0), toTypeName(assumeNotNull(${up}.${name}_p)))`;
               case 'min':
               case 'max': {
                 const prefix = `if(${up}.b${bid} = sp.${lo}_b1, ${up}.${name}_pm${bid}, NULL)`;
-                const suffixPart = `if(${lo}.ts < sp.__t AND ${lo}.b${bid} = sp.${lo}_b0 AND sp.${lo}_b0 != sp.${lo}_b1, ${lo}.${name}_sm${bid}, NULL)`;
+                const suffixPart = `if(${lom}.ts < sp.__t AND ${lom}.b${bid} = sp.${lo}_b0 AND sp.${lo}_b0 != sp.${lo}_b1, ${lom}.${name}_sm${bid}, NULL)`;
                 return `multiIf(isNull(${prefix}), ${suffixPart}, isNull(${suffixPart}), ${prefix}, ${how === 'min' ? 'least' : 'greatest'}(${prefix}, ${suffixPart}))`;
               }
               default:
