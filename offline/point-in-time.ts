@@ -2,15 +2,19 @@
 // ClickHouse with the sawtooth windows of docs/semantics.md (events with tail(t) <= ts < t, where
 // tail(t) = floor(t/H)*H - W). Inside a view, keys are dense integer ids of the spine's keys. Per
 // (key, ts) the partial aggregates of every feature (one column per distinct part), then per key in
-// time order (one table, `pre`):
+// time order (one table, `pre`, built from per-key arrays: arrayCumSum, arrayFill):
 //   sums, counts: prefix sums P; the window is P(< t) - P(< tail(t)), read by an ASOF join on
-//                 ts < t and one on ts >= tail(t) per (window, hop) (DuckDB's plan). Exact, so the
-//                 same double as the compensated sum, only when every prefix is exact (integers with
-//                 magnitudes adding up to under 2^52), decided per key and column; other keys (float
-//                 data) take the tile windows below;
+//                 ts < t and one on ts < tail(t) per (window, hop) (DuckDB's plan). Plain sums
+//                 (counts, variance parts) are exact when integers with magnitudes adding up to
+//                 under 2^52; compensated sums (sum, mean) are summed in fixed point, the Int128
+//                 x * 2^64 of each event's value, exact when every value is a multiple of 2^-64
+//                 under 2^62 and their magnitudes add up to under 2^62 (float data included), and
+//                 the difference goes back to a double once, so it is the exactly rounded window
+//                 sum up to that one rounding. Decided per key and column; other keys take the tile
+//                 windows below;
 //   min, max:     running extremes within blocks of n + 1 tiles (n = W/H), forward and backward: a
 //                 window spans at most two consecutive blocks, the end of one and the start of the
-//                 next, read by the same two joins;
+//                 next, read by the join at t and one on ts >= tail(t);
 //   last:         the latest present per-(key, ts) value (the tie rule: the greatest; text compares
 //                 bytewise, which in UTF-8 is code point order) carried forward, read by the join at
 //                 t and kept when inside the window or the ttl;
@@ -20,6 +24,8 @@
 //                 the head tile by running aggregates picked by an ASOF join on ts < t, with
 //                 compensated sums folded; for the rows of keys that are not exact and for
 //                 approx_percentile, joined by row number.
+// prefixOnlySql is the same query without the tile windows, guarded per row by a running flag
+// (every prefix up to t exact) that makes it fail otherwise; files are written with it first.
 // Variance uses sums of (x - c) and (x - c)^2 with c the key's mean (rounded when the key's values
 // are integers, so those sums are integers), so the subtraction does not cancel; sums and means
 // carry compensated (sum, compensation) parts (offline/tile-sql.ts). Identifiers come from the

@@ -164,9 +164,11 @@ export class OfflineStore {
     const partial = `${outPath}.partial`;
     try {
       // By prefix sums alone first (one pass, no tile windows); where a prefix is not exact, that
-      // query fails before the file is used, and the full query writes it.
+      // query fails before the file is used, and the full query writes it. In chDB only: its
+      // INTO OUTFILE query fails as a whole, where a server's HTTP answer may already have sent
+      // rows (and then carries the error as text in the body, which is no error to the client).
       let written = false;
-      if (prepared.prefixOnlySql !== null) {
+      if (prepared.prefixOnlySql !== null && this.executor.kind === 'chdb') {
         try {
           await this.executor.writeFile(prepared.prefixOnlySql, format, partial);
           written = true;
