@@ -83,16 +83,19 @@ async function loadParquetSpineNatively(executor: OfflineExecutor, path: string,
   // File order: one reading thread, row groups in order.
   const ordered = `SETTINGS max_threads = 1, input_format_parquet_preserve_order = 1`;
   const params = { path: resolvePath(path) };
-  // The first row with a null time, and with a null in each join key, in one pass (0: none).
-  const firstNull = [SPINE_TIME_COLUMN, ...joinKeys].map((c, i) => `minIf(__r, isNull(${ident(c)})) AS n${i}`).join(', ');
+  // The first row with a null time or a null join key, in one pass, named as the Node path names it
+  // (rows in order; in a row, the time before the keys, and the keys in order).
+  const checked = [SPINE_TIME_COLUMN, ...joinKeys];
+  const firstNull = checked.map((c, i) => `minIf(__r, isNull(${ident(c)})) AS n${i}`).join(', ');
   const [nulls] = await executor.rows<Record<string, number>>(`SELECT ${firstNull} FROM (SELECT rowNumberInAllBlocks() + 1 AS __r, * FROM ${file} ${ordered})`, params);
-  const badTime = Number(nulls?.n0 ?? 0);
-  if (badTime > 0) {
-    throw new TidemarkError('TM_SPINE_BAD_TIME', `spine row ${badTime}, column ${SPINE_TIME_COLUMN}: null is not epoch milliseconds or ISO-8601 time`, { row: badTime, column: SPINE_TIME_COLUMN });
-  }
-  for (const [i, k] of joinKeys.entries()) {
-    const row = Number(nulls?.[`n${i + 1}`] ?? 0);
-    if (row > 0) throw new TidemarkError('TM_SPINE_BAD_KEY', `spine row ${row}, column ${k}: join key is missing or not a scalar`, { row, column: k });
+  const rowOf = checked.map((_, i) => Number(nulls?.[`n${i}`] ?? 0));
+  const firstRow = Math.min(...rowOf.filter((r) => r > 0));
+  if (Number.isFinite(firstRow)) {
+    const column = checked[rowOf.indexOf(firstRow)]!;
+    if (column === SPINE_TIME_COLUMN) {
+      throw new TidemarkError('TM_SPINE_BAD_TIME', `spine row ${firstRow}, column ${SPINE_TIME_COLUMN}: null is not epoch milliseconds or ISO-8601 time`, { row: firstRow, column: SPINE_TIME_COLUMN });
+    }
+    throw new TidemarkError('TM_SPINE_BAD_KEY', `spine row ${firstRow}, column ${column}: join key is missing or not a scalar`, { row: firstRow, column });
   }
   const columns = described.map((c): [string, string] => [c.name, c.type]);
   await executor.command(spineTableDdl(table, joinKeys, columns));
