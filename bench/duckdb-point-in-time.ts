@@ -16,6 +16,9 @@
 //     with a per-row frame RANGE 2*(t - tail(t)) PRECEDING AND CURRENT ROW;
 //   - last (no window) is the greatest value at the greatest ts < t: the per-(key, ts) max of the
 //     row that the ASOF join on ts < t found.
+// The float field delay_h (bench/flights-float.ts) is summed the same way, as DOUBLE prefix sums:
+// what a DuckDB user would write, but not exact where the values cancel (the bench has the
+// reference decide those rows, bench/reference-check.ts).
 // Empty windows: count and sum 0, the others NULL. Events that tidemark would reject as bad (a
 // missing field or key) are left out. The output keeps the spine's columns and row order and adds
 // `<view>__<feature>` columns. compareDatasets checks two such files value by value.
@@ -31,7 +34,7 @@ type Agg = 'count' | 'sum' | 'mean' | 'max' | 'stddev' | 'last';
 interface Feature {
   name: string;
   agg: Agg;
-  field?: 'delay' | 'distance';
+  field?: 'delay' | 'distance' | 'delay_h';
   windowMs?: number;
   hopMs?: number;
 }
@@ -52,6 +55,8 @@ const VIEWS: Record<FlightsView, ViewSpec> = {
       { name: 'delay_stddev_7d', agg: 'stddev', field: 'delay', windowMs: 7 * DAY, hopMs: HOUR },
       { name: 'distance_sum_1d', agg: 'sum', field: 'distance', windowMs: DAY, hopMs: HOUR },
       { name: 'last_delay', agg: 'last', field: 'delay' },
+      // bench/flights-float.ts: a float field (delay / 60), summed as doubles here
+      { name: 'delay_h_mean_1d', agg: 'mean', field: 'delay_h', windowMs: DAY, hopMs: HOUR },
     ],
   },
   route_delays: {
@@ -59,6 +64,7 @@ const VIEWS: Record<FlightsView, ViewSpec> = {
     features: [
       { name: 'flights_7d', agg: 'count', windowMs: 7 * DAY, hopMs: HOUR },
       { name: 'delay_mean_7d', agg: 'mean', field: 'delay', windowMs: 7 * DAY, hopMs: HOUR },
+      { name: 'delay_h_mean_7d', agg: 'mean', field: 'delay_h', windowMs: 7 * DAY, hopMs: HOUR },
     ],
   },
 };
@@ -66,10 +72,13 @@ const VIEWS: Record<FlightsView, ViewSpec> = {
 type Kind = 'exact' | 'sum' | 'stddev';
 const kindOf = (agg: Agg): Kind => (agg === 'sum' || agg === 'mean' ? 'sum' : agg === 'stddev' ? 'stddev' : 'exact');
 
-/** Output feature columns of a view with their comparison tolerance. */
-export function featureColumns(view: FlightsView): { column: string; kind: Kind }[] {
-  return VIEWS[view].features.map((f) => ({ column: `${view}__${f.name}`, kind: kindOf(f.agg) }));
+/** Output feature columns of a view with their comparison tolerance, and whether the feature reads float data. */
+export function featureColumns(view: FlightsView): { column: string; kind: Kind; float: boolean }[] {
+  return VIEWS[view].features.map((f) => ({ column: `${view}__${f.name}`, kind: kindOf(f.agg), float: FLOAT_FIELDS.has(f.field!) }));
 }
+
+/** Fields holding non-integer doubles: their prefix sums are plain DOUBLE sums, not exact. */
+const FLOAT_FIELDS = new Set<string>(['delay_h']);
 
 const lit = (s: string): string => `'${s.replaceAll("'", "''")}'`;
 
@@ -92,7 +101,7 @@ export function datasetSql(view: FlightsView): string[] {
   const pts = `CREATE TEMP TABLE pts AS SELECT ${k}, ts, ${[...sums, ...maxima].map((c) => `${aggOf(c)} AS ${c}`).join(', ')} FROM ev GROUP BY ALL
     UNION ALL SELECT DISTINCT ${k}, -9223372036854775808, ${[...sums.map(() => '0'), ...maxima.map(() => 'NULL')].join(', ')} FROM ev`;
   // Running totals in (key, ts) order: one streaming pass; differences within a key are exact.
-  const pre = `CREATE TEMP TABLE pre AS SELECT ${k}, ts, ${[...maxima, ...sums.map((c) => `(sum(${c}) OVER w)::BIGINT AS ${c}`)].join(', ')}
+  const pre = `CREATE TEMP TABLE pre AS SELECT ${k}, ts, ${[...maxima, ...sums.map((c) => `(sum(${c}) OVER w)${FLOAT_FIELDS.has(c.slice(2)) ? '' : '::BIGINT'} AS ${c}`)].join(', ')}
     FROM pts WINDOW w AS (ORDER BY ${k}, ts ROWS UNBOUNDED PRECEDING)`;
   // One ASOF join at t, one at each distinct tail.
   const bound = (f: Feature): string => `${f.windowMs}/${f.hopMs}`;
@@ -153,10 +162,12 @@ export async function duckdbDataset(opts: { eventsParquet: string; spineParquet:
     const start = performance.now();
     // The flights' date is a naive TIMESTAMP, read as UTC. Events with a missing field or an empty
     // key fail the source's schema in tidemark (bad events) and take no part.
+    // delay_h: the file's column (bench/flights-float.ts), or the same double computed from delay.
+    const hasDelayH = (await c.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${lit(opts.eventsParquet)})`)).getRows().some((r) => r[0] === 'delay_h');
     await c.run(
-      `CREATE TEMP TABLE ev AS SELECT ${VIEWS[opts.view].keys.map(([, e], i) => `${e} AS k${i}`).join(', ')}, epoch_ms(date) AS ts, delay, distance
+      `CREATE TEMP TABLE ev AS SELECT ${VIEWS[opts.view].keys.map(([, e], i) => `${e} AS k${i}`).join(', ')}, epoch_ms(date) AS ts, delay, ${hasDelayH ? 'delay_h' : 'delay / 60 AS delay_h'}, distance
        FROM read_parquet(${lit(opts.eventsParquet)})
-       WHERE date IS NOT NULL AND delay IS NOT NULL AND distance IS NOT NULL AND origin <> '' AND destination <> ''`,
+       WHERE date IS NOT NULL AND delay IS NOT NULL AND distance IS NOT NULL AND origin <> '' AND destination <> ''${hasDelayH ? ' AND delay_h IS NOT NULL' : ''}`,
     );
     const loadSeconds = (performance.now() - start) / 1000;
     await c.run(`CREATE TEMP TABLE spine AS SELECT * EXCLUDE (file_row_number), file_row_number AS __row FROM read_parquet(${lit(opts.spineParquet)}, file_row_number = true)`);
@@ -196,9 +207,9 @@ export async function writeRandomSpine(opts: { eventsParquet: string; view: Flig
  * columns, counts, max and last; 1e-9 relative for sums and means; 1e-6 relative for stddev; NULL
  * equals only NULL. `mismatches` counts rows with any difference (or present in one file only);
  * `examples` shows up to 5 of them, with the differing columns. A column missing from one file is
- * an error.
+ * an error. Columns in `skip` take no part in `mismatches`: `skipped` counts their differing rows.
  */
-export async function compareDatasets(a: string, b: string): Promise<{ rows: number; mismatches: number; examples: string[] }> {
+export async function compareDatasets(a: string, b: string, opts: { skip?: readonly string[] } = {}): Promise<{ rows: number; mismatches: number; examples: string[]; skipped: Record<string, number> }> {
   return withDuckDb(async (c) => {
     const side = (file: string): string => `(SELECT *, file_row_number AS __row FROM read_parquet(${lit(file)}, file_row_number = true))`;
     const names = async (file: string): Promise<string[]> => (await c.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${lit(file)})`)).getRows().map((r) => String(r[0]));
@@ -216,12 +227,17 @@ export async function compareDatasets(a: string, b: string): Promise<{ rows: num
     await c.run(`CREATE TEMP TABLE cmp AS SELECT coalesce(a.__row, b.__row) AS row, a.__row IS NULL OR b.__row IS NULL AS missing,
       ${inA.map((n) => `a."${n}" AS "a.${n}", b."${n}" AS "b.${n}", ${differs(n)} AS "d.${n}"`).join(', ')}
       FROM ${side(a)} a FULL JOIN ${side(b)} b ON a.__row = b.__row`);
-    const bad = `missing OR ${inA.map((n) => `"d.${n}"`).join(' OR ')}`;
+    const skip = new Set(opts.skip ?? []);
+    const checked = inA.filter((n) => !skip.has(n));
+    const bad = `missing OR ${checked.map((n) => `"d.${n}"`).join(' OR ')}`;
     const [rows, mismatches] = (await c.runAndReadAll(`SELECT count(*), count(*) FILTER (${bad}) FROM cmp`)).getRows()[0]!.map(Number) as [number, number];
+    // The skipped columns' differences, counted (the reference decides between the two files there).
+    const skipped: Record<string, number> = {};
+    for (const n of inA.filter((x) => skip.has(x))) skipped[n] = Number((await c.runAndReadAll(`SELECT count(*) FILTER ("d.${n}") FROM cmp`)).getRows()[0]![0]);
     const examples = (await c.runAndReadAll(`SELECT * FROM cmp WHERE ${bad} ORDER BY row LIMIT 5`)).getRowObjectsJson().map((r) => {
-      const cols = r.missing ? ['(row in one file only)'] : inA.filter((n) => r[`d.${n}`]).map((n) => `${n}: ${JSON.stringify(r[`a.${n}`])} vs ${JSON.stringify(r[`b.${n}`])}`);
+      const cols = r.missing ? ['(row in one file only)'] : checked.filter((n) => r[`d.${n}`]).map((n) => `${n}: ${JSON.stringify(r[`a.${n}`])} vs ${JSON.stringify(r[`b.${n}`])}`);
       return `row ${r.row}: ${cols.join('; ')}`;
     });
-    return { rows, mismatches, examples };
+    return { rows, mismatches, examples, skipped };
   });
 }

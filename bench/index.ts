@@ -8,7 +8,9 @@
 //  3. offline: loading flights-3m into chDB; point-in-time datasets for a 1M-row airport spine
 //     (every origin_delays feature) and a 1M-row route spine (route_delays), next to DuckDB
 //     computing the same values from the same files, alternating, median of BENCH_OFFLINE_RUNS
-//     (default 3) runs each; time, peak RSS, ratio, and a value check.
+//     (default 3) runs each; time, peak RSS, ratio, and a value check. The events carry a float
+//     field (delay_h, bench/flights-float.ts) with a mean in each view: tidemark = DuckDB on every
+//     row for the integer data; the reference (bench/reference-check.ts) decides the float column.
 //  4. stream (bench/stream.ts): the Kafka materializer into Redis next to no-op Kafka consumers
 //     (kafkajs, @platformatic/kafka); reads served from Redis next to redis-benchmark sending the
 //     same commands; freshness from produce to visible at 5 000 events/s. Real services: Redis and
@@ -41,6 +43,7 @@ import { latencyAtRate, saturationRps, type LoadTarget } from './http-load.js';
 import { streamSection } from './stream.js';
 import { offlineShardsSection } from './offline-shards.js';
 import { featureLogSection, skewSection } from './feature-log.js';
+import { featureColumns } from './duckdb-point-in-time.js';
 import { startRedisServer } from '../tests/support/redis.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -49,9 +52,9 @@ const rowsArg = process.env.BENCH_ROWS ? [process.env.BENCH_ROWS] : [];
 const SATURATION_MS = Number(process.env.BENCH_SATURATION_MS ?? 5_000);
 const LATENCY_MS = Number(process.env.BENCH_LATENCY_MS ?? 10_000);
 
-function runWorker(args: string[]): Promise<Record<string, number>> {
+function runWorker(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Record<string, number>> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv.filter((a) => a.startsWith('--max-semi-space-size')), RUN_TS, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...process.execArgv.filter((a) => a.startsWith('--max-semi-space-size')), RUN_TS, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!)) : reject(new Error(`${args.join(' ')} exited ${code}`))));
@@ -284,30 +287,45 @@ async function offlineSection(): Promise<void> {
   console.log('');
   console.log('## Offline: chDB point-in-time datasets next to DuckDB');
   const dir = mkdtempSync(join(tmpdir(), 'tidemark-bench-'));
-  const worker = (args: string[]): Promise<Record<string, number>> => runWorker(['bench/offline-worker.ts', ...args]);
+  // The events: flights-3m.parquet with a float field, delay_h = delay / 60 (bench/flights-float.ts),
+  // and a mean of it in each view, so the datasets are measured on float data too.
+  const events = join(dir, 'flights-float.parquet');
+  const env = { ...process.env, BENCH_FLOAT_FLIGHTS: events };
+  const worker = (args: string[]): Promise<Record<string, number>> => runWorker(['bench/offline-worker.ts', ...args], env);
   const duck = (args: string[]): Promise<Record<string, number>> => runWorker(['bench/duckdb-worker.ts', ...args]);
+  await duck(['float-flights', FLIGHTS_PARQUET_PATH, events]);
   const load = await worker(['load', dir]);
   await worker(['spines', dir]);
-  console.log(`| measure | tidemark (chDB) s | peak RSS | DuckDB s | peak RSS | DuckDB / tidemark | values equal |`);
-  console.log('|---|---:|---:|---:|---:|---:|---|');
-  console.log(`| load flights-3m.parquet (decode with the source schema, insert) | ${fmt(load.seconds!, 2)} | ${fmt(load.peakRssMb!)} MB | | | | |`);
+  console.log(`| measure | tidemark (chDB) s | peak RSS | DuckDB s | peak RSS | DuckDB / tidemark | values equal (integer data: tidemark = DuckDB, every row) | float column vs the reference |`);
+  console.log('|---|---:|---:|---:|---:|---:|---|---|');
+  console.log(`| load flights-3m.parquet + delay_h (decode with the source schema, insert) | ${fmt(load.seconds!, 2)} | ${fmt(load.peakRssMb!)} MB | | | | | |`);
   // The machine is shared and noisy: tidemark and DuckDB alternate, BENCH_OFFLINE_RUNS rounds each
   // (default 3); the table shows each one's median run, the ratio of the medians, and each round's ratio.
   const runs = Number(process.env.BENCH_OFFLINE_RUNS ?? 3);
   const median = (xs: Record<string, number>[]): Record<string, number> => [...xs].sort((a, b) => a.seconds! - b.seconds!)[Math.floor(xs.length / 2)]!;
   const rounds: string[] = [];
+  const notes: string[] = [];
   for (const [view, spine] of [['origin_delays', 'spine-airports.parquet'], ['route_delays', 'spine-routes.parquet']] as const) {
     const [oursRuns, theirsRuns] = [[] as Record<string, number>[], [] as Record<string, number>[]];
+    const [oursOut, theirsOut] = [join(dir, `tidemark-${view}.parquet`), join(dir, `duckdb-${view}.parquet`)];
     for (let i = 0; i < runs; i++) {
-      oursRuns.push(await worker(['dataset', dir, view, join(dir, spine), join(dir, `tidemark-${view}.parquet`)]));
-      theirsRuns.push(await duck([FLIGHTS_PARQUET_PATH, join(dir, spine), view, join(dir, `duckdb-${view}.parquet`)]));
+      oursRuns.push(await worker(['dataset', dir, view, join(dir, spine), oursOut]));
+      theirsRuns.push(await duck([events, join(dir, spine), view, theirsOut]));
     }
     const [ours, theirs] = [median(oursRuns), median(theirsRuns)];
     rounds.push(`${view}: ${oursRuns.map((o, i) => fmt(theirsRuns[i]!.seconds! / o.seconds!, 2)).join(', ')}`);
-    const check = await duck(['compare', join(dir, `tidemark-${view}.parquet`), join(dir, `duckdb-${view}.parquet`)]);
-    const equal = check.mismatches === 0 ? `yes (${fmt(check.rows!)} rows)` : `NO: ${fmt(check.mismatches!)} of ${fmt(check.rows!)} rows differ`;
-    console.log(`| dataset: 1,000,000-row spine x every ${view} feature | ${fmt(ours.seconds!, 2)} | ${fmt(Math.max(...oursRuns.map((o) => o.peakRssMb!)))} MB | ${fmt(theirs.seconds!, 2)} | ${fmt(Math.max(...theirsRuns.map((o) => o.peakRssMb!)))} MB | ${fmt(theirs.seconds! / ours.seconds!, 2)} | ${equal} |`);
+    // Integer data: DuckDB's plan is exact (bench/duckdb-check.ts checks it against the reference),
+    // so the two files must agree on every row. The float column: DuckDB sums doubles, so there the
+    // reference decides, on every row where the two differ and on a sample of the others.
+    const floats = featureColumns(view).filter((f) => f.float).map((f) => f.column);
+    const check = (await duck(['compare', oursOut, theirsOut, floats.join(',')])) as unknown as { rows: number; mismatches: number; skipped: Record<string, number> };
+    const equal = check.mismatches === 0 ? `yes (${fmt(check.rows)} rows)` : `NO: ${fmt(check.mismatches)} of ${fmt(check.rows)} rows differ`;
+    const ref = (await runWorker(['bench/reference-check.ts', events, view, oursOut, theirsOut, '1000', '2000', floats.join(',')])) as unknown as Record<string, number>;
+    const refCell = `tidemark ${ref.tidemarkMismatches === 0 ? 'agrees' : `DIFFERS on ${fmt(ref.tidemarkMismatches!)} values`}, DuckDB differs on ${fmt(ref.duckdbFloatMismatches!)} (${fmt(ref.rows!)} rows checked, every feature)`;
+    console.log(`| dataset: 1,000,000-row spine x every ${view} feature + ${floats.join(', ')} | ${fmt(ours.seconds!, 2)} | ${fmt(Math.max(...oursRuns.map((o) => o.peakRssMb!)))} MB | ${fmt(theirs.seconds!, 2)} | ${fmt(Math.max(...theirsRuns.map((o) => o.peakRssMb!)))} MB | ${fmt(theirs.seconds! / ours.seconds!, 2)} | ${equal} | ${refCell} |`);
+    notes.push(`${view}: the float column differs between tidemark and DuckDB on ${fmt(check.skipped[floats[0]!] ?? 0)} rows; the reference checked ${fmt(ref.rows!)} rows (${fmt(ref.disagreeRowsChecked!)} of them where the two differ): tidemark ${fmt(ref.tidemarkMismatches!)} mismatches of ${fmt(ref.values!)} values, DuckDB ${fmt(ref.duckdbMismatches!)} (${fmt(ref.duckdbFloatMismatches!)} in the float column)`);
   }
   console.log(`(median of ${runs} alternating runs each; peak RSS: the largest run; DuckDB / tidemark per round: ${rounds.join('; ')})`);
+  for (const n of notes) console.log(`(${n})`);
   rmSync(dir, { recursive: true, force: true });
 }

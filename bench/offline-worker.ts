@@ -2,21 +2,26 @@
 //   load <dir>                       load flights-3m.parquet into chDB at <dir>
 //   spines <dir>                     write the benchmark spines (1M airport rows, 1M route rows)
 //   dataset <dir> <view> <spine> <out>  tidemark's point-in-time dataset of every feature of <view>
+// With BENCH_FLOAT_FLIGHTS=<file> (the offline section), the definitions are bench/flights-float.ts
+// and `load` loads that file (flights with the float field delay_h); else examples/flights and
+// flights-3m.parquet (the sharded section).
 // Prints one JSON line with the figures.
 import { compileOrThrow } from '../definitions/index.js';
 import * as flights from '../examples/flights/definitions.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import { OfflineStore } from '../offline/index.js';
+import * as flightsFloat from './flights-float.js';
 import { printWorkerFigures } from './worker-figures.js';
 
 const [mode, dir, view, spine, out] = process.argv.slice(2) as [string, string, string?, string?, string?];
-const compiled = compileOrThrow(flights);
+const floatFlights = process.env.BENCH_FLOAT_FLIGHTS;
+const compiled = compileOrThrow(floatFlights ? flightsFloat : flights);
 const store = await OfflineStore.open(compiled, { dataDir: dir });
 const started = performance.now();
 const figures: Record<string, unknown> = { mode };
 try {
   if (mode === 'load') {
-    const result = await store.loadEvents('flights', FLIGHTS_PARQUET_PATH);
+    const result = await store.loadEvents('flights', floatFlights ?? FLIGHTS_PARQUET_PATH);
     Object.assign(figures, { events: result.events, alreadyLoaded: result.alreadyLoaded });
   } else if (mode === 'spines') {
     // Random (key, time) rows over the data's six months, drawn with a fixed seed.

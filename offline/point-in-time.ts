@@ -2,15 +2,19 @@
 // ClickHouse with the sawtooth windows of docs/semantics.md (events with tail(t) <= ts < t, where
 // tail(t) = floor(t/H)*H - W). Inside a view, keys are dense integer ids of the spine's keys. Per
 // (key, ts) the partial aggregates of every feature (one column per distinct part), then per key in
-// time order (one table, `pre`):
+// time order (one table, `pre`, built from per-key arrays: arrayCumSum, arrayFill):
 //   sums, counts: prefix sums P; the window is P(< t) - P(< tail(t)), read by an ASOF join on
-//                 ts < t and one on ts >= tail(t) per (window, hop) (DuckDB's plan). Exact, so the
-//                 same double as the compensated sum, only when every prefix is exact (integers with
-//                 magnitudes adding up to under 2^52), decided per key and column; other keys (float
-//                 data) take the tile windows below;
+//                 ts < t and one on ts < tail(t) per (window, hop) (DuckDB's plan). Plain sums
+//                 (counts, variance parts) are exact when integers with magnitudes adding up to
+//                 under 2^52; compensated sums (sum, mean) are summed in fixed point, the Int128
+//                 x * 2^64 of each event's value, exact when every value is a multiple of 2^-64
+//                 under 2^62 and their magnitudes add up to under 2^62 (float data included), and
+//                 the difference goes back to a double once, so it is the exactly rounded window
+//                 sum up to that one rounding. Decided per key and column; other keys take the tile
+//                 windows below;
 //   min, max:     running extremes within blocks of n + 1 tiles (n = W/H), forward and backward: a
 //                 window spans at most two consecutive blocks, the end of one and the start of the
-//                 next, read by the same two joins;
+//                 next, read by the join at t and one on ts >= tail(t);
 //   last:         the latest present per-(key, ts) value (the tie rule: the greatest; text compares
 //                 bytewise, which in UTF-8 is code point order) carried forward, read by the join at
 //                 t and kept when inside the window or the ttl;
@@ -20,6 +24,8 @@
 //                 the head tile by running aggregates picked by an ASOF join on ts < t, with
 //                 compensated sums folded; for the rows of keys that are not exact and for
 //                 approx_percentile, joined by row number.
+// prefixOnlySql is the same query without the tile windows, guarded per row by a running flag
+// (every prefix up to t exact) that makes it fail otherwise; files are written with it first.
 // Variance uses sums of (x - c) and (x - c)^2 with c the key's mean (rounded when the key's values
 // are integers, so those sums are integers), so the subtraction does not cancel; sums and means
 // carry compensated (sum, compensation) parts (offline/tile-sql.ts). Identifiers come from the
@@ -28,7 +34,7 @@ import { TidemarkError, type FeaturePlan, type Registry, type ViewPlan } from '.
 import { AGGREGATION_SPECS } from '../definitions/aggregations/index.js';
 import { joinKeyColumn, type SpineInfo } from './spine.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
-import { sqlExactIntegerAggregate, type SqlCombine } from '../definitions/aggregations/index.js';
+import { sqlExactIntegerAggregate, sqlFixedFits, sqlFixedPointOfValue, sqlFromFixedPoint, type SqlCombine } from '../definitions/aggregations/index.js';
 import { centerColumn, combinePart, emptyPart, exactPartitionColumns, finalExpr, isCentered, isTiledOffline, partColumns, partsOf, tileOf } from './tile-sql.js';
 
 export interface RequestedFeature {
@@ -75,7 +81,29 @@ export function checkNoOutputClash(spineColumns: readonly string[], requested: r
  * head-tile running aggregates, and to each `last` feature's candidates.
  */
 export function pointInTimeSql(requested: readonly RequestedFeature[], spine: SpineInfo): string {
+  return pointInTimeQuery(requested, spine, false);
+}
+
+/** The message of the error a prefix-only query raises on a row whose prefixes are not all exact. */
+export const PREFIX_INEXACT = 'TM_PIT_PREFIX_INEXACT';
+
+/**
+ * The same SELECT with the prefix form only (no tile windows): per row, whether the key's prefixes
+ * up to t are all exact is a running flag of the prefix table, and a row where one is not makes the
+ * query fail with PREFIX_INEXACT (throwIf), so its output is never used; then run pointInTimeSql's
+ * query instead. On integer data, and on float data that fits the fixed point, it is the same
+ * values as pointInTimeSql's without computing the tile windows' tables for no row. Null when a
+ * feature has no prefix form (approx_percentile).
+ */
+export function prefixOnlySql(requested: readonly RequestedFeature[], spine: SpineInfo): string | null {
+  if (requested.some((r) => isTiledOffline(r.feature) && !isPrefixable(r.feature))) return null;
+  return pointInTimeQuery(requested, spine, true);
+}
+
+function pointInTimeQuery(requested: readonly RequestedFeature[], spine: SpineInfo, prefixOnly: boolean): string {
   checkNoOutputClash(spine.columns.map(([n]) => n), requested);
+  // prefixOnly: per row, the conditions under which its prefix values are exact.
+  const guards: string[] = [];
   const ctes: string[] = [];
   const joins: string[] = [];
   const outputs = new Map<string, string>();
@@ -144,12 +172,23 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
         const same = picks.find((x) => x.perTs === perTs) ?? picks[picks.push({ name: `l${picks.length}`, perTs }) - 1]!;
         pickOf.set(r, same.name);
       }
-      const pts = `v${v}_pts`;
-      ctes.push(`${pts} AS MATERIALIZED (SELECT ${keyList}, ts, ${[...columns, ...picks].map((c) => `${c.perTs} AS ${c.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
       const fast = windowed.filter((r) => isPrefixable(r.feature));
       const fastColumns = new Set(fast.flatMap((r) => partsOf(r.feature, requested.indexOf(r)).map((p) => columnOf.get(p.name)!)));
       const sums = columns.filter((c) => fastColumns.has(c.name) && (c.combine === 'sum' || c.combine === 'compensatedSum'));
-      const extremes = columns.filter((c) => fastColumns.has(c.name) && (c.combine === 'min' || c.combine === 'max'));
+      // A compensated sum's prefix form: per (key, ts) the exact fixed-point sum of its field's
+      // values (<c>_q, Int128), whether they all fit the fixed point (<c>_f) and their magnitudes
+      // (<c>_m). The field: that of the features reading the column (sum and mean: the values summed).
+      const fieldOf = new Map<string, string>();
+      for (const r of fast) for (const p of partsOf(r.feature, requested.indexOf(r))) if (p.combine === 'compensatedSum') fieldOf.set(columnOf.get(p.name)!, r.feature.field!);
+      const fixedColumns = sums.filter((c) => c.combine === 'compensatedSum').flatMap((c) => {
+        const x = `toFloat64(${ident(fieldOf.get(c.name)!)})`;
+        return [`sum(${sqlFixedPointOfValue(`ifNull(${x}, 0.)`)}) AS ${c.name}_q`, `min(ifNull(${sqlFixedFits(x)}, 1)) AS ${c.name}_f`, `sum(abs(ifNull(${x}, 0.))) AS ${c.name}_m`];
+      });
+      // With prefixOnly, the compensated pairs themselves are read by nothing (no tile windows).
+      const ptsColumns = [...columns.filter((c) => !(prefixOnly && c.combine === 'compensatedSum' && sums.includes(c))), ...picks];
+      const pts = `v${v}_pts`;
+      // Read once with prefixOnly (by the prefix table), so streamed, not held.
+      ctes.push(`${pts} AS ${prefixOnly ? '' : 'MATERIALIZED '}(SELECT ${keyList}, ts, ${[...ptsColumns.map((c) => `${c.perTs} AS ${c.name}`), ...fixedColumns].join(', ')} FROM ${source} GROUP BY ${keyList}, ts)`);
       // Blocks of n + 1 tiles for each (hop, n) of a min or max: a window (n whole tiles and the head
       // tile cut at t) spans at most two consecutive blocks.
       const blockOf = (f: FeaturePlan): string => `${f.hopMs}_${f.tilesPerWindow! + 1}`;
@@ -163,36 +202,58 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
         }
       }
       const pre = `v${v}_pre`;
-      const byKey = `PARTITION BY ${keyList}`;
       const running = `ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW`;
-      const preColumns = [
-        ...picks.flatMap((x) => [`anyLast(${x.name}) OVER (${byKey} ORDER BY ts ${running}) AS ${x.name}_v`, `anyLast(if(isNull(${x.name}), NULL, ts)) OVER (${byKey} ORDER BY ts ${running}) AS ${x.name}_t`]),
-        ...sums.flatMap((c) => {
-          const x = sumTerm(c);
-          return [`sum(${x}) OVER (${byKey} ORDER BY ts ${running}) AS ${c.name}_p`, `${c.name}_p - ${x} AS ${c.name}_e`];
-        }),
-        ...[...blocks].flatMap(([id, b]) => [
-          `${floorDiv(tileOf('ts', b.hopMs), b.size)} AS b${id}`,
-          ...[...b.columns].flatMap((name) => {
-            const c = columns.find((x) => x.name === name)!;
-            const blk = floorDiv(tileOf('ts', b.hopMs), b.size);
-            // Running over the key in time order (the sort the sums use): the block only grows, so
-            // the extreme of (block, present, value) tuples is that of the current block's values.
-            const key = c.combine === 'max' ? `tuple(${blk}, isNotNull(${name}), ifNull(${name}, 0))` : `tuple(-(${blk}), isNull(${name}), ifNull(${name}, 0))`;
-            const running1 = `${c.combine}(${key}) OVER (${byKey} ORDER BY ts ${running})`;
-            const prefix = `if(tupleElement(${running1}, 2) = ${c.combine === 'max' ? 1 : 0}, tupleElement(${running1}, 3), NULL)`;
-            const suffix = `${c.combine}(${name}) OVER (${byKey}, ${blk} ORDER BY ts DESC ${running})`;
-            return [`${prefix} AS ${name}_pm${id}`, `${suffix} AS ${name}_sm${id}`];
-          }),
-        ]),
-      ];
-      ctes.push(`${pre} AS MATERIALIZED (SELECT ${keyList}, ts, ${preColumns.join(', ')} FROM ${pts})`);
+      // Per key, its instants in time order as arrays (one sort of (ts, ...) tuples per key), where
+      // running sums are arrayCumSum (left to right, as a running window adds) and the latest present
+      // value arrayFill; then one row per instant again (ARRAY JOIN). Window functions would cost a
+      // call per row and function (most of this table's time, measured).
+      const items: string[] = []; // tuple elements after ts: element i is at index i + 2
+      const at = (expr: string): string => `tupleElement(__r, ${items.push(expr) + 1})`;
+      const arrayed: string[] = [];
+      const outer: string[] = [];
+      for (const x of picks) {
+        const vals = at(x.name);
+        arrayed.push(`arrayFill((v) -> isNotNull(v), ${vals}) AS ${x.name}_v`, `arrayFill((v) -> isNotNull(v), arrayMap((t, v) -> if(isNull(v), NULL, t), tupleElement(__r, 1), ${vals})) AS ${x.name}_t`);
+        outer.push(`${x.name}_v`, `${x.name}_t`);
+      }
+      for (const c of sums) {
+        const vals = at(c.combine === 'compensatedSum' ? `${c.name}_q` : c.name);
+        arrayed.push(`arrayCumSum(${vals}) AS ${c.name}_p`);
+        outer.push(`${c.name}_p`);
+      }
+      const blockColumns = new Set([...blocks.values()].flatMap((b) => [...b.columns]));
+      for (const name of blockColumns) arrayed.push(`${at(name)} AS ${name}`);
+      for (const [id, b] of blocks) {
+        const blk = floorDiv(tileOf('ts', b.hopMs), b.size);
+        outer.push(`${blk} AS b${id}`);
+        for (const name of b.columns) {
+          const c = columns.find((x) => x.name === name)!;
+          // Within the block, up to this instant and from it on (a window spans the end of one
+          // block and the start of the next).
+          outer.push(`${c.combine}(${name}) OVER (PARTITION BY ${keyList}, ${blk} ORDER BY ts ${running}) AS ${name}_pm${id}`, `${c.combine}(${name}) OVER (PARTITION BY ${keyList}, ${blk} ORDER BY ts DESC ${running}) AS ${name}_sm${id}`);
+        }
+      }
+      if (prefixOnly && sums.length > 0) {
+        // Whether every prefix of every sum column up to this instant is exact: the running count of
+        // instants that break the rule is 0, and the running magnitudes stay under the bound (a
+        // running double sum of non-negative terms: for plain sums of integers exact below 2^53,
+        // and for the fixed point's 2^62 bound off by far less than its factor 2 of slack to Int128).
+        const [plain, fixed] = [sums.filter((c) => c.combine === 'sum'), sums.filter((c) => c.combine === 'compensatedSum')];
+        const bad = at(`toUInt32(${[...plain.map((c) => `NOT (${c.name} = floor(${c.name}))`), ...fixed.map((c) => `NOT ${c.name}_f`)].join(' OR ')})`);
+        const ok = [`arrayMap((n) -> n = 0, arrayCumSum(${bad}))`];
+        if (plain.length > 0) ok.push(`arrayMap((m) -> m < 4503599627370496, arrayCumSum(${at(plain.map((c) => `abs(toFloat64(${c.name}))`).join(' + '))}))`);
+        if (fixed.length > 0) ok.push(`arrayMap((m) -> m < 4.611686018427388e18, arrayCumSum(${at(fixed.map((c) => `${c.name}_m`).join(' + '))}))`);
+        arrayed.push(`arrayMap((${ok.map((_, i) => `o${i}`).join(', ')}) -> ${ok.map((_, i) => `o${i}`).join(' AND ')}, ${ok.join(', ')}) AS __ok`);
+        outer.push('__ok');
+      }
+      const byKeyArrays = `(SELECT ${keyList}, arraySort(groupArray(tuple(ts${items.map((x) => `, ${x}`).join('')}))) AS __r FROM ${pts} GROUP BY ${keyList})`;
+      ctes.push(`${pre} AS MATERIALIZED (SELECT ${keyList}, ts${outer.map((x) => `, ${x}`).join('')} FROM ${byKeyArrays} ARRAY JOIN tupleElement(__r, 1) AS ts${arrayed.map((x) => `, ${x}`).join('')})`);
       // Per key and sum column: whether every prefix sum is exact (integers, magnitudes adding up to
       // under 2^52), so that differences of prefixes are the window's plain sum, which is then its
       // compensated sum (compensation 0).
       const exactKeys = `v${v}_x`;
-      if (sums.length > 0) {
-        ctes.push(`${exactKeys} AS (SELECT ${keyList}, ${sums.map((c) => `${sqlExactIntegerAggregate(c.combine === 'sum' ? `tuple(toFloat64(${c.name}), 0.)` : c.name)} AS ${c.name}_x`).join(', ')} FROM ${pts} GROUP BY ${keyList})`);
+      if (sums.length > 0 && !prefixOnly) {
+        ctes.push(`${exactKeys} AS (SELECT ${keyList}, ${sums.map((c) => `${c.combine === 'sum' ? sqlExactIntegerAggregate(`tuple(toFloat64(${c.name}), 0.)`) : `(min(${c.name}_f) AND sum(${c.name}_m) < 4.611686018427388e18)`} AS ${c.name}_x`).join(', ')} FROM ${pts} GROUP BY ${keyList})`);
         joins.push(`LEFT JOIN ${exactKeys} AS v${v}_xk ON ${keyEq(`v${v}_xk`)}`);
       }
       const exactOf = (r: RequestedFeature): string => {
@@ -201,14 +262,17 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
       };
       // Up to t: the key's latest instant before t.
       const up = `v${v}_up`;
-      joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts, ${[ ...picks.flatMap((x) => [`${x.name}_v`, `${x.name}_t`]), ...sums.map((c) => `${c.name}_p`), ...[...blocks].flatMap(([id, b]) => [`b${id}`, ...[...b.columns].map((n) => `${n}_pm${id}`)])].join(', ')} FROM ${pre}) AS ${up} ON ${keyEq(up)} AND ${up}.ts < sp.__t`);
+      if (prefixOnly && sums.length > 0) guards.push(`ifNull(v${v}_up.__ok, 1)`);
+      joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts, ${[...(prefixOnly && sums.length > 0 ? ['__ok'] : []), ...picks.flatMap((x) => [`${x.name}_v`, `${x.name}_t`]), ...sums.map((c) => `${c.name}_p`), ...[...blocks].flatMap(([id, b]) => [`b${id}`, ...[...b.columns].map((n) => `${n}_pm${id}`)])].join(', ')} FROM ${pre}) AS ${up} ON ${keyEq(up)} AND ${up}.ts < sp.__t`);
       for (const r of lasts) {
         const f = r.feature;
         const [lv, lt] = [`${up}.${pickOf.get(r)}_v`, `${up}.${pickOf.get(r)}_t`];
         const lower = f.windowMs !== null ? `${tileOf('sp.__t', f.hopMs)} * ${f.hopMs} - ${f.windowMs}` : f.ttlMs !== null ? `sp.__t - ${f.ttlMs}` : null;
         outputs.set(r.column, lower === null ? lv : `if(${lt} >= ${lower}, ${lv}, NULL)`);
       }
-      // From tail(t): per (window, hop), the key's earliest instant at or after the window start.
+      // At tail(t), per (window, hop): the key's latest instant before the window start, whose
+      // prefix sums are P(< tail(t)) (none: 0); and, for a min or max, its earliest instant at or
+      // after the window start, where the block's suffix extremes are read.
       const tailOf = (f: FeaturePlan): string => `${f.windowMs}_${f.hopMs}`;
       const tails = [...new Set(fast.map((r) => tailOf(r.feature)))];
       for (const id of tails) {
@@ -218,9 +282,12 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
         spineExtras.push(`${tileOf('__t', f0.hopMs)} * ${f0.hopMs} - ${f0.windowMs!} AS ${lo}_start`);
         const needed = new Set(mineHere.flatMap((r) => partsOf(r.feature, requested.indexOf(r)).map((p) => columnOf.get(p.name)!)));
         const bid = blockOf(f0);
-        const cols = [...sums.filter((c) => needed.has(c.name)).map((c) => `${c.name}_e`), ...(blocks.has(bid) ? [`b${bid}`, ...[...blocks.get(bid)!.columns].filter((n) => needed.has(n)).map((n) => `${n}_sm${bid}`)] : [])];
-        joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts${cols.map((c) => `, ${c}`).join('')} FROM ${pre}) AS ${lo} ON ${keyEq(lo)} AND ${lo}.ts >= sp.${lo}_start`);
+        const sumCols = sums.filter((c) => needed.has(c.name)).map((c) => `${c.name}_p`);
+        if (sumCols.length > 0) joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts, ${sumCols.join(', ')} FROM ${pre}) AS ${lo} ON ${keyEq(lo)} AND ${lo}.ts < sp.${lo}_start`);
+        const lom = `${lo}m`;
         if (blocks.has(bid)) {
+          const cols = [`b${bid}`, ...[...blocks.get(bid)!.columns].filter((n) => needed.has(n)).map((n) => `${n}_sm${bid}`)];
+          joins.push(`ASOF LEFT JOIN (SELECT ${keyList}, ts, ${cols.join(', ')} FROM ${pre}) AS ${lom} ON ${keyEq(lom)} AND ${lom}.ts >= sp.${lo}_start`);
           const b = blocks.get(bid)!;
           spineExtras.push(`${floorDiv(tileOf('__t', b.hopMs), b.size)} AS ${lo}_b1`, `${floorDiv(`${tileOf('__t', b.hopMs)} - ${f0.tilesPerWindow!}`, b.size)} AS ${lo}_b0`);
         }
@@ -231,15 +298,17 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
             const name = columnOf.get(`f${i}_${suffix}`)!;
             const how = combine.get(`f${i}_${suffix}`);
             switch (how) {
-              case 'sum':
               case 'compensatedSum':
-                // P(< t) - P(< tail(t)); no instant at or after tail(t): the window is empty.
+                // The same difference in fixed point (Int128), back to a double once.
+                return sqlFromFixedPoint(`ifNull(${up}.${name}_p, 0) - ifNull(${lo}.${name}_p, 0)`);
+              case 'sum':
+                // P(< t) - P(< tail(t)), each 0 when the key has no instant before it
                 // (in the prefix's own type: UInt64 - UInt64 is Int64 in ClickHouse)
-                return `CAST(if(isNull(${lo}.ts), 0, ifNull(${up}.${name}_p, 0) - ${lo}.${name}_e), toTypeName(assumeNotNull(${up}.${name}_p)))`;
+                return `CAST(ifNull(${up}.${name}_p, 0) - ifNull(${lo}.${name}_p, 0), toTypeName(assumeNotNull(${up}.${name}_p)))`;
               case 'min':
               case 'max': {
                 const prefix = `if(${up}.b${bid} = sp.${lo}_b1, ${up}.${name}_pm${bid}, NULL)`;
-                const suffixPart = `if(${lo}.ts < sp.__t AND ${lo}.b${bid} = sp.${lo}_b0 AND sp.${lo}_b0 != sp.${lo}_b1, ${lo}.${name}_sm${bid}, NULL)`;
+                const suffixPart = `if(${lom}.ts < sp.__t AND ${lom}.b${bid} = sp.${lo}_b0 AND sp.${lo}_b0 != sp.${lo}_b1, ${lom}.${name}_sm${bid}, NULL)`;
                 return `multiIf(isNull(${prefix}), ${suffixPart}, isNull(${suffixPart}), ${prefix}, ${how === 'min' ? 'least' : 'greatest'}(${prefix}, ${suffixPart}))`;
               }
               default:
@@ -251,7 +320,7 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
       }
       // The rest: keys with a sum that is not exact, and features with no prefix form (percentiles).
       const slow = windowed.filter((r) => !isPrefixable(r.feature) || partsOf(r.feature, requested.indexOf(r)).some((p) => p.combine === 'sum' || p.combine === 'compensatedSum'));
-      if (slow.length > 0) {
+      if (slow.length > 0 && !prefixOnly) {
         // Computed for the spine rows that need it only (none on integer data), into one table
         // joined by row number: one join instead of two per hop.
         const slowKeys = sums.length === 0 ? null : `v${v}_sk`;
@@ -294,17 +363,13 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
 
   const select = [...spine.columns.map(([n]) => `sp.${ident(n)} AS ${ident(n)}`), ...requested.map((r) => `${outputs.get(r.column)} AS ${ident(r.column)}`)];
   const spineQuery = `(SELECT s.*, ${spineExtras.join(', ')} FROM ${ident(spine.table)} AS s ${spineJoins.join(' ')}) AS sp`;
-  return `WITH ${ctes.join(',\n')}\nSELECT ${select.join(', ')} FROM ${spineQuery} ${joins.join(' ')} ORDER BY sp.__row SETTINGS join_use_nulls = 1, enable_materialized_cte = 1`;
+  const where = guards.length === 0 ? '' : ` WHERE throwIf(NOT (${guards.join(' AND ')}), '${PREFIX_INEXACT}') = 0`;
+  return `WITH ${ctes.join(',\n')}\nSELECT ${select.join(', ')} FROM ${spineQuery} ${joins.join(' ')}${where} ORDER BY sp.__row SETTINGS join_use_nulls = 1, enable_materialized_cte = 1`;
 }
 
 /** Whether every part of a feature has a prefix form: sums (differenced) and min/max (per block). */
 function isPrefixable(f: FeaturePlan): boolean {
   return partsOf(f, 0).every((p) => p.combine !== 'sumMap');
-}
-
-/** The plain value a sum-like column adds (a compensated sum's sum; exact columns carry compensation 0). */
-function sumTerm(c: { name: string; combine: SqlCombine }): string {
-  return c.combine === 'compensatedSum' ? `tupleElement(${c.name}, 1)` : c.name;
 }
 
 /** floor(x / n) for an integer expression x (intDiv truncates toward zero). */

@@ -83,17 +83,19 @@ async function loadParquetSpineNatively(executor: OfflineExecutor, path: string,
   // File order: one reading thread, row groups in order.
   const ordered = `SETTINGS max_threads = 1, input_format_parquet_preserve_order = 1`;
   const params = { path: resolvePath(path) };
-  const badTime = await executor.rows<{ row: number }>(`SELECT min(r) AS row FROM (SELECT rowNumberInAllBlocks() + 1 AS r, ${ident(SPINE_TIME_COLUMN)} AS v FROM ${file} ${ordered}) WHERE isNull(v)`, params);
-  if (badTime[0] && Number(badTime[0].row) > 0) {
-    const row = Number(badTime[0].row);
-    throw new TidemarkError('TM_SPINE_BAD_TIME', `spine row ${row}, column ${SPINE_TIME_COLUMN}: null is not epoch milliseconds or ISO-8601 time`, { row, column: SPINE_TIME_COLUMN });
-  }
-  for (const k of joinKeys) {
-    const bad = await executor.rows<{ row: number }>(`SELECT min(r) AS row FROM (SELECT rowNumberInAllBlocks() + 1 AS r, ${ident(k)} AS v FROM ${file} ${ordered}) WHERE isNull(v)`, params);
-    if (bad[0] && Number(bad[0].row) > 0) {
-      const row = Number(bad[0].row);
-      throw new TidemarkError('TM_SPINE_BAD_KEY', `spine row ${row}, column ${k}: join key is missing or not a scalar`, { row, column: k });
+  // The first row with a null time or a null join key, in one pass, named as the Node path names it
+  // (rows in order; in a row, the time before the keys, and the keys in order).
+  const checked = [SPINE_TIME_COLUMN, ...joinKeys];
+  const firstNull = checked.map((c, i) => `minIf(__r, isNull(${ident(c)})) AS n${i}`).join(', ');
+  const [nulls] = await executor.rows<Record<string, number>>(`SELECT ${firstNull} FROM (SELECT rowNumberInAllBlocks() + 1 AS __r, * FROM ${file} ${ordered})`, params);
+  const rowOf = checked.map((_, i) => Number(nulls?.[`n${i}`] ?? 0));
+  const firstRow = Math.min(...rowOf.filter((r) => r > 0));
+  if (Number.isFinite(firstRow)) {
+    const column = checked[rowOf.indexOf(firstRow)]!;
+    if (column === SPINE_TIME_COLUMN) {
+      throw new TidemarkError('TM_SPINE_BAD_TIME', `spine row ${firstRow}, column ${SPINE_TIME_COLUMN}: null is not epoch milliseconds or ISO-8601 time`, { row: firstRow, column: SPINE_TIME_COLUMN });
     }
+    throw new TidemarkError('TM_SPINE_BAD_KEY', `spine row ${firstRow}, column ${column}: join key is missing or not a scalar`, { row: firstRow, column });
   }
   const columns = described.map((c): [string, string] => [c.name, c.type]);
   await executor.command(spineTableDdl(table, joinKeys, columns));

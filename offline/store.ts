@@ -10,7 +10,7 @@ import { ClickHouseExecutor, type ClickHouseConnectionOptions } from './clickhou
 import type { FileResultFormat, OfflineExecutor } from './executor.js';
 import { EventLoad, loadEventsFile, type LoadResult } from './load.js';
 import { loadParquetWithSql, type SqlParquetLoad, type SqlParquetLoadOptions } from './parquet-load.js';
-import { pointInTimeSql, requiredJoinKeys, resolveFeatureRefs } from './point-in-time.js';
+import { pointInTimeSql, prefixOnlySql, PREFIX_INEXACT, requiredJoinKeys, resolveFeatureRefs } from './point-in-time.js';
 import { loadSpine, type SpineInput } from './spine.js';
 import { writeShardedDataset } from './sharded-dataset.js';
 import { ShardSet } from './shards.js';
@@ -37,6 +37,11 @@ const OUTPUT_FORMATS: Record<string, FileResultFormat> = {
   '.jsonl': 'JSONEachRow',
 };
 
+/** Whether an error is a prefix-only query's PREFIX_INEXACT (then the full query gives the dataset). */
+export function isPrefixInexact(e: unknown): boolean {
+  return e instanceof TidemarkError && e.message.includes(PREFIX_INEXACT);
+}
+
 export function outputFormatOf(path: string): FileResultFormat {
   const format = OUTPUT_FORMATS[extname(path).toLowerCase()];
   if (!format) {
@@ -54,6 +59,12 @@ export interface DatasetResult {
 /** A dataset query ready to run: its spine is loaded; `release` drops the spine table. */
 export interface PreparedDataset {
   sql: string;
+  /**
+   * The same dataset by prefix sums alone, or null: it fails with PREFIX_INEXACT (isPrefixInexact)
+   * when a row's prefixes are not all exact, and `sql` must then be run instead. For outputs that
+   * can be dropped on failure (files), not for streams.
+   */
+  prefixOnlySql: string | null;
   rows: number;
   columns: string[];
   release(): Promise<void>;
@@ -124,14 +135,17 @@ export class OfflineStore {
     const table = `tm_spine_${Date.now()}_${randomBytes(4).toString('hex')}`;
     const loaded = await loadSpine(this.executor, spine, requiredJoinKeys(requested), table);
     let sql: string;
+    let prefixOnly: string | null;
     try {
       sql = pointInTimeSql(requested, loaded);
+      prefixOnly = prefixOnlySql(requested, loaded);
     } catch (e) {
       await this.executor.command(`DROP TABLE IF EXISTS ${ident(table)}`);
       throw e;
     }
     return {
       sql,
+      prefixOnlySql: prefixOnly,
       rows: loaded.rows,
       columns: [...loaded.columns.map(([n]) => n), ...requested.map((r) => r.column)],
       release: () => this.executor.command(`DROP TABLE IF EXISTS ${ident(table)}`),
@@ -149,7 +163,20 @@ export class OfflineStore {
     const prepared = await this.prepareDataset(spinePath, featureRefs);
     const partial = `${outPath}.partial`;
     try {
-      await this.executor.writeFile(prepared.sql, format, partial);
+      // By prefix sums alone first (one pass, no tile windows); where a prefix is not exact, that
+      // query fails before the file is used, and the full query writes it. In chDB only: its
+      // INTO OUTFILE query fails as a whole, where a server's HTTP answer may already have sent
+      // rows (and then carries the error as text in the body, which is no error to the client).
+      let written = false;
+      if (prepared.prefixOnlySql !== null && this.executor.kind === 'chdb') {
+        try {
+          await this.executor.writeFile(prepared.prefixOnlySql, format, partial);
+          written = true;
+        } catch (e) {
+          if (!isPrefixInexact(e)) throw e;
+        }
+      }
+      if (!written) await this.executor.writeFile(prepared.sql, format, partial);
       await rename(partial, outPath);
     } catch (e) {
       await rm(partial, { force: true });

@@ -20,6 +20,9 @@ export {
   sqlCompensatedSumOfPairsAggregate,
   sqlExactIntegerAggregate,
   sqlExactPartitionColumn,
+  sqlFixedFits,
+  sqlFixedPointOfValue,
+  sqlFromFixedPoint,
 } from './compensated.js';
 
 export const AGGREGATION_SPECS: Record<Aggregation, AggregationSpec> = {

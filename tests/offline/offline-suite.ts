@@ -172,6 +172,18 @@ export function runOfflineSuite(backend: OfflineSuiteBackend): void {
       expect(existsSync(join(dir, 'never.parquet'))).toBe(false);
     });
 
+    it('a Parquet spine with a null join key names its first bad row (in a row, the time before the key)', async () => {
+      const parquet = join(dir, `spine-${Math.random().toString(36).slice(2)}.parquet`);
+      await store.executor.writeFile(`SELECT if(number IN (1, 3), NULL, 'ORD') AS airport, toInt64(978307200000 + number) AS ts FROM numbers(5)`, 'Parquet', parquet);
+      const e = await expectCode(store.writeDataset(parquet, ['origin_delays:flights_1h'], join(dir, 'never.parquet')), 'TM_SPINE_BAD_KEY');
+      expect(e.details).toMatchObject({ row: 2, column: 'airport' });
+      const both = join(dir, `spine-${Math.random().toString(36).slice(2)}.parquet`);
+      await store.executor.writeFile(`SELECT if(number IN (2, 3), NULL, 'ORD') AS airport, if(number IN (2, 4), NULL, toInt64(978307200000 + number)) AS ts FROM numbers(5)`, 'Parquet', both);
+      const t = await expectCode(store.writeDataset(both, ['origin_delays:flights_1h'], join(dir, 'never.parquet')), 'TM_SPINE_BAD_TIME');
+      expect(t.details).toMatchObject({ row: 3, column: 'ts' });
+      expect(existsSync(join(dir, 'never.parquet'))).toBe(false);
+    });
+
     it('CSV event files load to the same values as NDJSON', async () => {
       // a second source would need other definitions; load the CSV under the same source into a
       // fresh comparison: same rows, different file, so it is a new load id
