@@ -4,7 +4,7 @@
 // inside ClickHouse from the same partial aggregates as point-in-time datasets.
 import type { FeaturePlan, ViewPlan } from '../definitions/index.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
-import { centerColumn, combinePart, type AggPart, exactPartitionColumns, finalOfColumns, isCentered, isTiledOffline, partsOf, tileOf } from './tile-sql.js';
+import { centerColumn, centerSql, combinePart, type AggPart, exactPartitionColumns, finalOfColumns, isCentered, isTiledOffline, partsOf, tileOf } from './tile-sql.js';
 
 export interface FeatureSampleOptions {
   /**
@@ -36,7 +36,8 @@ export function featureSampleSql(view: ViewPlan, features: readonly FeaturePlan[
   ];
   let source = 'e';
   if (centered.length > 0) {
-    ctes.push(`c AS (SELECT ${keyList}, ${centered.map((f) => `ifNull(avg(${ident(f)}), 0) AS ${centerColumn(f)}`).join(', ')} FROM e GROUP BY ${keyList})`);
+    // (centerSql: the same center bits every run, so a sample never moves across a bin edge between runs)
+    ctes.push(`c AS (SELECT ${keyList}, ${centered.map((f) => `${centerSql(f)} AS ${centerColumn(f)}`).join(', ')} FROM e GROUP BY ${keyList})`);
     ctes.push(`ec AS (SELECT * FROM e INNER JOIN c USING (${keyList}))`);
     source = 'ec';
   }

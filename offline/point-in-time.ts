@@ -35,7 +35,7 @@ import { AGGREGATION_SPECS } from '../definitions/aggregations/index.js';
 import { joinKeyColumn, type SpineInfo } from './spine.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
 import { sqlExactIntegerAggregate, sqlFixedFits, sqlFixedPointOfValue, sqlFromFixedPoint, type SqlCombine } from '../definitions/aggregations/index.js';
-import { centerColumn, combinePart, emptyPart, exactPartitionColumns, finalExpr, isCentered, isTiledOffline, partColumns, partsOf, tileOf } from './tile-sql.js';
+import { centerColumn, centerSql, combinePart, emptyPart, exactPartitionColumns, finalExpr, isCentered, isTiledOffline, partColumns, partsOf, tileOf } from './tile-sql.js';
 
 export interface RequestedFeature {
   view: ViewPlan;
@@ -137,10 +137,8 @@ function pointInTimeQuery(requested: readonly RequestedFeature[], spine: SpineIn
     );
     let source = e;
     if (centered.length > 0) {
-      // The key's mean, rounded when its values are all integers: then every x - c and (x - c)^2 is
-      // an integer and the variance's sums can be exact (prefix form), and the same bits every run.
-      const center = (f: string): string => `if(min(ifNull(${ident(f)} = floor(${ident(f)}), 1)), round(ifNull(avg(${ident(f)}), 0)), ifNull(avg(${ident(f)}), 0))`;
-      ctes.push(`v${v}_c AS (SELECT ${keyList}, ${centered.map((f) => `${center(f)} AS ${centerColumn(f)}`).join(', ')} FROM ${e} GROUP BY ${keyList})`);
+      // (centerSql: integer centers for integer fields, so the variance's prefix sums can be exact)
+      ctes.push(`v${v}_c AS (SELECT ${keyList}, ${centered.map((f) => `${centerSql(f)} AS ${centerColumn(f)}`).join(', ')} FROM ${e} GROUP BY ${keyList})`);
       ctes.push(`v${v}_ec AS (SELECT * FROM ${e} INNER JOIN v${v}_c USING (${keyList}))`);
       source = `v${v}_ec`;
     }

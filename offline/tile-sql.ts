@@ -89,6 +89,16 @@ export function centerColumn(field: string): string {
   return `__c_${field}`;
 }
 
+/**
+ * A key's center of a field, over a GROUP BY of the key's events: its mean, rounded when its values
+ * are all integers. Then every x - c and (x - c)^2 is an integer, the variance's sums can be exact,
+ * and the center has the same bits every run (a parallel GROUP BY's avg adds in no fixed order).
+ */
+export function centerSql(field: string): string {
+  const x = ident(field);
+  return `if(min(ifNull(${x} = floor(${x}), 1)), round(ifNull(avg(${x}), 0)), ifNull(avg(${x}), 0))`;
+}
+
 /** The final value of a windowed feature from its whole-tile (`w`) and head-tile (`r`) parts (see partColumns). */
 export function finalExpr(f: FeaturePlan, i: number, w: string, r: string): string {
   const combine = new Map(partsOf(f, i).map((p) => [p.name, p.combine]));
