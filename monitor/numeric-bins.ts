@@ -10,17 +10,6 @@ import type { OfflineExecutor } from '../offline/index.js';
 import { ALL_SLICE } from './drift-sql.js';
 import { FINE_BINS, profileKey } from './profile.js';
 
-/** The number of edges <= x in ascending `edges` (0 for NaN). */
-export function fineBinOf(edges: ArrayLike<number>, x: number): number {
-  let lo = 0;
-  let hi = edges.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (edges[mid]! <= x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
 
 /** Counts per (bucket, feature x slice key, fine bin) of the numeric samples in the batches added. */
 export class NumericBinCounter {
@@ -121,7 +110,7 @@ export class NumericBinCounter {
             counts = this.bucketCounts(bucket);
           }
         }
-        // The number of edges <= v (as fineBinOf), by a search whose steps do not depend on v.
+        // The number of edges <= v (as psi.ts binIndex), by a search whose steps do not depend on v.
         const edges = this.edges;
         const base = id * EDGES;
         let at = base;

@@ -10,7 +10,8 @@ import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileOrThrow, entity, eventTime, featureView, monitor, source, type CompiledDefinitions } from '../../definitions/index.js';
 import { binCountsSql, exactSampleFields, numericSamplesSql } from '../../monitor/drift-sql.js';
-import { countNumericSamples, fineBinOf, NumericBinCounter } from '../../monitor/numeric-bins.js';
+import { countNumericSamples, NumericBinCounter } from '../../monitor/numeric-bins.js';
+import { binIndex } from '../../monitor/psi.js';
 import { loadOrBuildProfile, profileKey, type MonitorProfile } from '../../monitor/index.js';
 import { exactIntegerFieldsSql, featureSampleSql, OfflineStore } from '../../offline/index.js';
 import { mulberry32 } from '../support/random.js';
@@ -110,13 +111,13 @@ describe('numeric samples binned in Node', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('fineBinOf counts the edges <= x (ties and NaN included)', () => {
+  it('binIndex counts the edges <= x (ties and NaN included)', () => {
     const random = mulberry32(3);
     for (let trial = 0; trial < 200; trial++) {
       const n = Math.floor(random() * 12);
       const edges = Array.from({ length: n }, () => Math.floor(random() * 6)).sort((a, b) => a - b);
       for (const x of [-1, 0, 0.5, 1, 2, 2.5, 3, 5, 6, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
-        expect(fineBinOf(edges, x), `${JSON.stringify(edges)} ${x}`).toBe(edges.filter((e) => e <= x).length);
+        expect(binIndex(edges, x), `${JSON.stringify(edges)} ${x}`).toBe(edges.filter((e) => e <= x).length);
       }
     }
   });
