@@ -85,7 +85,8 @@ export function pointInTimeSql(requested: readonly RequestedFeature[], spine: Sp
 }
 
 /** The message of the error a prefix-only query raises on a row whose prefixes are not all exact. */
-export const PREFIX_INEXACT = 'TM_PIT_PREFIX_INEXACT';
+// (not a TM_ code: it never leaves the offline store, which then runs the full query)
+export const PREFIX_INEXACT = 'tidemark prefix sums inexact';
 
 /**
  * The same SELECT with the prefix form only (no tile windows): per row, whether the key's prefixes
