@@ -43,7 +43,8 @@ const bearer = (name: string): Record<string, string> => ({ authorization: `Bear
 
 /** Offline store stand-in: the auth hook runs before any of it; a passed request reaches a coded 400. */
 const fakeOffline = {
-  prepareDataset: async () => {
+  shards: null,
+  streamDataset: async () => {
     throw new TidemarkError('TM_SPINE_EMPTY', 'fake offline store: no rows');
   },
   executor: { rows: async () => [], command: async () => undefined },
