@@ -342,10 +342,10 @@ describe('datasets over HTTP from shards', () => {
       for (const format of ['json', 'arrow'] as const) {
         const res = await datasetOverHttp(store, spine, USER_FEATURES, format);
         expect(res.status, res.text).toBe(500);
-        const body = JSON.parse(res.text) as { code: string; message: string; details: Record<string, unknown> };
+        const body = JSON.parse(res.text) as { code: string; message: string; shard: number; shards: number };
         expect(body.code).toBe('TM_OFFLINE_QUERY');
         expect(body.message).toMatch(/^shard 2 of 2 \(http:\/\/127\.0\.0\.1:\d+\/tm_sharded_\d+\): /);
-        expect(body.details).toMatchObject({ shard: 2, shards: 2 });
+        expect(body).toMatchObject({ shard: 2, shards: 2 });
         expect(res.headers['x-tidemark-rows']).toBeUndefined();
       }
     } finally {
@@ -365,11 +365,11 @@ describe('datasets over HTTP from shards', () => {
         for (const format of ['json', 'arrow'] as const) {
           const res = await datasetOverHttp(store, fc.sample(spineArb, { numRuns: 40, seed: 6 }), ALL_FEATURES, format);
           expect(res.status, res.text).toBe(503);
-          const body = JSON.parse(res.text) as { code: string; message: string; details: Record<string, unknown> };
+          const body = JSON.parse(res.text) as { code: string; message: string; shard: number; shards: number };
           expect(body.code).toBe('TM_OFFLINE_SHARD_UNREACHABLE');
           expect(body.message).toContain('shard 3 of 3');
           expect(body.message).toContain(urls[2]!.replace(/\/$/, ''));
-          expect(body.details).toMatchObject({ shard: 3, shards: 3 });
+          expect(body).toMatchObject({ shard: 3, shards: 3 });
           expect(res.headers['x-tidemark-rows']).toBeUndefined();
         }
       } finally {
