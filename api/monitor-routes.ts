@@ -69,20 +69,23 @@ const AlertFilters = z.object({
   severity: z.enum(['page', 'ticket']).optional(),
 });
 
-const MonitorErrors = { ...errorResponses({ badRequest: ['TM_READ_BAD_REQUEST', 'TM_MONITOR_BAD_REQUEST'], unavailable: ['TM_OFFLINE_UNREACHABLE'], serverError: ['TM_OFFLINE_QUERY'] }), 501: errorBody(501, ['TM_OFFLINE_SHARDS_UNSUPPORTED'], 'The offline store is sharded: the monitor does not run on shards yet') };
+/** Every monitor route on a sharded offline store (serve --clickhouse-shards): the monitor does not run on shards. */
+const ShardsUnsupported = { 501: errorBody(501, ['TM_OFFLINE_SHARDS_UNSUPPORTED'], 'The offline store is sharded: the monitor does not run on shards yet') };
+
+const MonitorErrors = { ...errorResponses({ badRequest: ['TM_READ_BAD_REQUEST', 'TM_MONITOR_BAD_REQUEST'], unavailable: ['TM_OFFLINE_UNREACHABLE'], serverError: ['TM_OFFLINE_QUERY'] }), ...ShardsUnsupported };
 
 const MetricRecord = z
   .looseObject({ monitor: z.string(), metric: z.string(), feature: z.string(), slice: z.string() })
   .describe('one row of the metrics series (tm_monitor_metrics): window, value, sample sizes, test statistics');
 
-const AlertFiltersErrors = { ...errorResponses({ badRequest: ['TM_READ_BAD_REQUEST'], unavailable: ['TM_OFFLINE_UNREACHABLE'], serverError: ['TM_OFFLINE_QUERY'] }), 501: errorBody(501, ['TM_OFFLINE_SHARDS_UNSUPPORTED'], 'The offline store is sharded: the monitor does not run on shards yet') };
+const AlertFiltersErrors = { ...errorResponses({ badRequest: ['TM_READ_BAD_REQUEST'], unavailable: ['TM_OFFLINE_UNREACHABLE'], serverError: ['TM_OFFLINE_QUERY'] }), ...ShardsUnsupported };
 
-const NotFoundErrors = errorResponses({
+const NotFoundErrors = { ...errorResponses({
   badRequest: ['TM_READ_BAD_REQUEST', 'TM_MONITOR_BAD_REQUEST'],
   notFound: ['TM_MONITOR_NOT_CONFIGURED', 'TM_MONITOR_UNKNOWN', 'TM_MONITOR_UNKNOWN_FEATURE', 'TM_MONITOR_UNKNOWN_SLICE', 'TM_MONITOR_UNKNOWN_WINDOW', 'TM_MONITOR_UNKNOWN_SLO', 'TM_MONITOR_NO_EVALUATION'],
   unavailable: ['TM_OFFLINE_UNREACHABLE'],
   serverError: ['TM_OFFLINE_QUERY'],
-});
+}), ...ShardsUnsupported };
 
 const nums = z.array(z.number().nullable());
 const numMatrix = z.array(nums);
@@ -317,6 +320,7 @@ export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore; limit
     response: {
       200: z.object({ alert: Alert, notifications: z.array(Notification) }).describe('The alert and its notifications'),
       ...errorResponses({ badRequest: ['TM_READ_BAD_REQUEST'], notFound: ['TM_ALERT_UNKNOWN'], unavailable: ['TM_OFFLINE_UNREACHABLE'], serverError: ['TM_OFFLINE_QUERY', 'TM_ALERT_STORE'] }),
+      ...ShardsUnsupported,
     },
   };
   app.get('/alerts/history', { schema: historySchema, config }, async (request) => {
