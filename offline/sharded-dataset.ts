@@ -15,6 +15,9 @@
 //   4. The rows are written to `<out>.partial`: JSON lines as they come; other formats are
 //      converted by ClickHouse in-process (chDB reads the merged JSON lines with the column types
 //      the shards reported), then renamed to `<out>`. A failed shard leaves no output file.
+//      Over HTTP (OfflineStore.streamDataset, POST /datasets/historical), steps 1-3 are the same
+//      (openShardedDataset) and the merged lines are streamed, converted by chDB in chunks of rows
+//      where the format or the column order asks for it.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
