@@ -442,7 +442,7 @@ function addStreamCommands(program: Command): void {
       console.log(`health and metrics on ${address}/healthz and ${address}/metrics`);
     });
 
-  clickhouseConnectionFlags(kafkaConnectionFlags(redisConnectionFlags(apiSecurityOptions(program
+  clickhouseShardFlags(clickhouseConnectionFlags(kafkaConnectionFlags(redisConnectionFlags(apiSecurityOptions(program
     .command('serve')
     .description('serve POST /get-online-features from the Redis online store, POST /push/:source to Kafka when brokers are given, and the dataset, monitor and consistency routes when an offline store is given')
     .requiredOption('--definitions <path>', 'definitions module')
@@ -456,9 +456,9 @@ function addStreamCommands(program: Command): void {
     .option('--alertmanager-url <url>', "Alertmanager's web address (e.g. http://alertmanager:9093): the dashboard's alert pages link to it for silences and status")
     .option('--log-features <rate>', 'log this fraction (0 to 1) of the get-online-features reads, and POST /feature-log/predictions: to Kafka topic <prefix>.feature_log with --kafka-brokers, else to the offline store', sampleRate)
     .option('--port <port>', 'HTTP port (0: any free port)', positiveInt('--port'), Number(process.env.PORT ?? 8080))
-    .option('--host <host>', 'HTTP host', '127.0.0.1')))))
+    .option('--host <host>', 'HTTP host', '127.0.0.1'))))))
     .action(async (opts: { definitions: string; redisUrl: string; prefix: string; clock: StoreClock; kafkaBrokers?: string; clickhouseUrl?: string; dataDir?: string; materializerMetricsUrl?: string;
-        alertmanagerUrl?: string; port: number; host: string; logFeatures?: number } & RedisConnectionFlags & KafkaConnectionFlags & ClickHouseConnectionFlags) => {
+        alertmanagerUrl?: string; port: number; host: string; logFeatures?: number } & RedisConnectionFlags & KafkaConnectionFlags & ClickHouseConnectionFlags & ClickHouseShardFlags) => {
       const security = serverSecurity(opts);
       const redis = redisConnectionOf(opts);
       const kafka = kafkaSecurityOf(opts);
@@ -466,10 +466,15 @@ function addStreamCommands(program: Command): void {
       // Opened first: a bad URL, password or folder fails before Redis is connected.
       // An empty CLICKHOUSE_URL means none (it would otherwise open chDB in the working directory).
       const clickhouseUrl = opts.clickhouseUrl === '' ? undefined : opts.clickhouseUrl;
-      if (opts.logFeatures !== undefined && !opts.kafkaBrokers && clickhouseUrl === undefined && opts.dataDir === undefined) {
-        throw new InvalidArgumentError('--log-features needs a destination: --kafka-brokers (topic <prefix>.feature_log) or an offline store (--clickhouse-url or --data-dir)');
+      // --clickhouse-shards (or $CLICKHOUSE_SHARDS): a sharded offline store; with --clickhouse-url given as a flag, an error.
+      const sharded = clickhouseShardsOf({ ...opts, clickhouseUrl });
+      if (sharded.clickhouseShards && opts.dataDir !== undefined) throw new InvalidArgumentError('give --data-dir (chDB) or --clickhouse-shards (a sharded store), not both');
+      if (opts.logFeatures !== undefined && !opts.kafkaBrokers && clickhouseUrl === undefined && opts.dataDir === undefined && !sharded.clickhouseShards) {
+        throw new InvalidArgumentError('--log-features needs a destination: --kafka-brokers (topic <prefix>.feature_log) or an offline store (--clickhouse-url, --clickhouse-shards or --data-dir)');
       }
-      const offline = clickhouseUrl !== undefined || opts.dataDir !== undefined ? await OfflineStore.open(compiled, { clickhouseUrl, clickhouse: clickhouseConnectionOf(opts), dataDir: opts.dataDir }) : null;
+      const offline = sharded.clickhouseShards
+        ? await OfflineStore.open(compiled, { ...sharded, clickhouse: clickhouseConnectionOf(opts) })
+        : clickhouseUrl !== undefined || opts.dataDir !== undefined ? await OfflineStore.open(compiled, { clickhouseUrl, clickhouse: clickhouseConnectionOf(opts), dataDir: opts.dataDir }) : null;
       // Reads of a view version that is not bootstrapped answer 503 TM_STORE_NEEDS_BOOTSTRAP.
       const store = connectRedisOnlineStore(compiled.registry, opts.redisUrl, { prefix: opts.prefix, requireReadyVersions: true }, redis);
       logRedisErrors(store.client, opts.redisUrl, redis.password);
@@ -499,7 +504,7 @@ function addStreamCommands(program: Command): void {
       warnIfOpen(opts.host, security);
       const address = await app.listen({ port: opts.port, host: opts.host });
       if (featureLog) console.log(`feature log: ${featureLog.sampleRate * 100}% of reads to ${withoutPassword(featureLog.sink.destination)}; drops counted on ${address}/metrics`);
-      console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers} (${describeKafkaSecurity(kafka)})` : ''}${offline ? `, datasets and monitors from ${withoutPassword(offline.executor.location)}` : ''} on ${address}`);
+      console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers} (${describeKafkaSecurity(kafka)})` : ''}${offline ? (offline.shards ? `, datasets from ${offline.shards.count} shards (${offline.shards.executors.map((e) => withoutPassword(e.location)).join(', ')})` : `, datasets and monitors from ${withoutPassword(offline.executor.location)}`) : ''} on ${address}`);
       console.log(`dashboard: ${address}/ui/`);
       const stop = async (): Promise<void> => {
         await app.close().catch(() => undefined);

@@ -130,6 +130,10 @@ export async function runConsistencyProbe(service: OnlineFeatureService, offline
   if (!offline) {
     throw new TidemarkError('TM_CONSISTENCY_NO_OFFLINE', 'this server has no offline store to compare with: start tidemark serve with --clickhouse-url <url> (or $CLICKHOUSE_URL) or --data-dir <chDB folder>', { flags: ['--clickhouse-url', '--data-dir'] });
   }
+  if (offline.shards !== null) {
+    // The probe computes its offline values with one query on one node (prepareDataset).
+    throw new TidemarkError('TM_OFFLINE_SHARDS_UNSUPPORTED', `the consistency probe does not read a sharded offline store (${offline.shards.count} shards) yet: start tidemark serve with --clickhouse-url or --data-dir to use it`, { shards: offline.shards.count });
+  }
   let atMs: number;
   if (request.at === undefined) atMs = storeClockMs(service.clock, await service.store.watermarkMs());
   else {

@@ -128,7 +128,7 @@ export const statusRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService
         body: true,
       }),
       404: errorBody(404, ['TM_CONSISTENCY_UNKNOWN_VIEW'], 'No such view (validViews lists them)'),
-      501: errorBody(501, ['TM_CONSISTENCY_NO_OFFLINE'], 'The server has no offline store: start tidemark serve with --clickhouse-url or --data-dir'),
+      501: errorBody(501, ['TM_CONSISTENCY_NO_OFFLINE', 'TM_OFFLINE_SHARDS_UNSUPPORTED'], 'The server has no offline store (start tidemark serve with --clickhouse-url or --data-dir), or a sharded one, which the probe does not read yet'),
     },
   };
   app.post('/consistency/sample', { schema: consistencySchema, config: { scope: 'datasets:read', bodyLimitName: 'readBodyBytes' }, bodyLimit: limits.readBodyBytes }, async (request) =>

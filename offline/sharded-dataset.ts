@@ -15,6 +15,9 @@
 //   4. The rows are written to `<out>.partial`: JSON lines as they come; other formats are
 //      converted by ClickHouse in-process (chDB reads the merged JSON lines with the column types
 //      the shards reported), then renamed to `<out>`. A failed shard leaves no output file.
+//      Over HTTP (OfflineStore.streamDataset, POST /datasets/historical), steps 1-3 are the same
+//      (openShardedDataset) and the merged lines are streamed, converted by chDB in chunks of rows
+//      where the format or the column order asks for it.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
@@ -140,12 +143,33 @@ async function convertJsonLines(from: string, structure: string, columns: readon
   );
 }
 
+/** A sharded dataset whose spine is placed and whose per-shard queries are built: its rows come from `lines()`, once. */
+export interface ShardedDataset {
+  rows: number;
+  /** The output's columns: the spine's, then one per requested feature. */
+  columns: string[];
+  /** The output's column names and ClickHouse types as the shards compute them (group order). */
+  structure: [string, string][];
+  /** Spine rows per shard (of the first feature group). */
+  rowsPerShard: number[];
+  /** Feature groups (entities with different join keys): with more than one, lines carry the features in group order, not `columns` order. */
+  groups: number;
+  /**
+   * The merged rows in spine order, one JSON object per line (no newline), each shard's query
+   * streamed and merged by __row (mergeByRow); with several groups, each group's merged lines go
+   * to a temporary file `<temporaryBase>.g<i>.ndjson` first, then are zipped. Errors name the shard.
+   */
+  lines(): AsyncGenerator<string>;
+  /** Drop the spine tables (on every shard that answers) and the temporary files. */
+  release(): Promise<void>;
+}
+
 /**
- * Write a dataset from a sharded store to `outPath` in `format`: complete, or no file at all (a
- * shard that fails or cannot be reached raises its error, naming the shard).
+ * Place a spine on the shards and build each shard's query (errors in the spine, the features or a
+ * shard that cannot be reached are raised here, before any row). `temporaryBase`: a path prefix for
+ * the files of a several-group merge.
  */
-export async function writeShardedDataset(shards: ShardSet, compiled: CompiledDefinitions, spine: SpineInput, featureRefs: readonly string[], outPath: string, format: FileResultFormat): Promise<ShardedDatasetResult> {
-  const started = performance.now();
+export async function openShardedDataset(shards: ShardSet, compiled: CompiledDefinitions, spine: SpineInput, featureRefs: readonly string[], temporaryBase: string): Promise<ShardedDataset> {
   const requested = resolveFeatureRefs(compiled.registry, featureRefs);
   const allJoinKeys = requiredJoinKeys(requested);
   const tag = `${Date.now()}_${randomBytes(4).toString('hex')}`;
@@ -160,8 +184,14 @@ export async function writeShardedDataset(shards: ShardSet, compiled: CompiledDe
     group.features.push(r);
   }
   const path = typeof spine === 'string' ? spine : 'in the request';
-  const partial = `${outPath}.partial`;
   const temporary: string[] = [];
+  const release = async (): Promise<void> => {
+    await Promise.all(temporary.map((f) => rm(f, { force: true })));
+    // Spine tables go on every shard that answers; a shard that is down keeps its copy (named tm_spine_*).
+    await Promise.allSettled(shards.executors.map(async (executor) => {
+      for (const g of groups) await executor.command(`DROP TABLE IF EXISTS ${ident(g.table)}`);
+    }));
+  };
   let columns: [string, string][] | null = null;
   let rows = 0;
   const timeRange: [number, number] = [Infinity, -Infinity];
@@ -208,11 +238,9 @@ export async function writeShardedDataset(shards: ShardSet, compiled: CompiledDe
     );
     // The output's column types, as the shards compute them (for formats other than JSON lines).
     const structure: [string, string][] = [];
-    if (format !== 'JSONEachRow' || groups.length > 1) {
-      for (let gi = 0; gi < groups.length; gi++) {
-        const described = await shards.on(0, (home) => home.rows<{ name: string; type: string }>(`DESCRIBE (${queries[gi]!})`));
-        for (const d of described) if (d.name !== '__row' && !structure.some(([n]) => n === d.name)) structure.push([d.name, d.type]);
-      }
+    for (let gi = 0; gi < groups.length; gi++) {
+      const described = await shards.on(0, (home) => home.rows<{ name: string; type: string }>(`DESCRIBE (${queries[gi]!})`));
+      for (const d of described) if (d.name !== '__row' && !structure.some(([n]) => n === d.name)) structure.push([d.name, d.type]);
     }
     const groupLines = (gi: number): AsyncGenerator<{ row: number; rest: string }> => {
       const live = shards.executors.map((_, s) => s).filter((s) => groups[gi]!.rows[s]! > 0);
@@ -232,48 +260,87 @@ export async function writeShardedDataset(shards: ShardSet, compiled: CompiledDe
     const checkCount = (n: number): void => {
       if (n !== rows) throw new TidemarkError('TM_OFFLINE_QUERY', `the shards returned ${n} dataset rows for a spine of ${rows}`, { rows, returned: n });
     };
+    const total = rows;
 
-    // 3. Merge, then 4. write.
-    let merged: string;
-    if (groups.length === 1) {
-      merged = format === 'JSONEachRow' ? partial : `${outPath}.partial.ndjson`;
-      if (merged !== partial) temporary.push(merged);
-      checkCount(await writeLines(merged, (async function* lines(): AsyncGenerator<string> {
-        for await (const { rest } of groupLines(0)) yield `{${rest}`;
-      })()));
-    } else {
-      const files = groups.map((_, gi) => `${outPath}.partial.g${gi}.ndjson`);
+    // 3. Merge.
+    async function* lines(): AsyncGenerator<string> {
+      if (groups.length === 1) {
+        let n = 0;
+        for await (const { rest } of groupLines(0)) {
+          n++;
+          yield `{${rest}`;
+        }
+        checkCount(n);
+        return;
+      }
+      const files = groups.map((_, gi) => `${temporaryBase}.g${gi}.ndjson`);
       temporary.push(...files);
       for (let gi = 0; gi < groups.length; gi++) {
-        checkCount(await writeLines(files[gi]!, (async function* lines(): AsyncGenerator<string> {
+        checkCount(await writeLines(files[gi]!, (async function* groupRests(): AsyncGenerator<string> {
           for await (const { rest } of groupLines(gi)) yield rest.slice(0, -1);
         })()));
       }
-      merged = `${outPath}.partial.ndjson`;
-      temporary.push(merged);
-      const readers = files.map((f) => createInterface({ input: createReadStream(f), crlfDelay: Infinity })[Symbol.asyncIterator]());
-      await writeLines(merged, (async function* zipped(): AsyncGenerator<string> {
-        for (let i = 0; i < rows; i++) {
+      const readers = files.map((f) => createInterface({ input: createReadStream(f), crlfDelay: Infinity }));
+      try {
+        const iterators = readers.map((r) => r[Symbol.asyncIterator]());
+        for (let i = 0; i < total; i++) {
           const parts: string[] = [];
-          for (const reader of readers) parts.push((await reader.next()).value as string);
+          for (const reader of iterators) parts.push((await reader.next()).value as string);
           yield `{${parts.join(',')}}`;
         }
-      })());
+      } finally {
+        for (const r of readers) r.close();
+      }
     }
-    const outputColumns = [...spineColumns.map(([n]) => n), ...requested.map((r) => r.column)];
+
+    return {
+      rows,
+      columns: [...spineColumns.map(([n]) => n), ...requested.map((r) => r.column)],
+      structure,
+      rowsPerShard: [...groups[0]!.rows],
+      groups: groups.length,
+      lines,
+      release,
+    };
+  } catch (e) {
+    await release();
+    throw e;
+  }
+}
+
+/** The JSON lines of dataset rows converted to another format by ClickHouse in-process (chDB), columns in `columns` order. */
+export async function convertJsonLinesText(text: string, structure: readonly [string, string][], columns: readonly string[], format: 'JSONEachRow' | 'ArrowStream'): Promise<Uint8Array> {
+  const { queryBindAsync } = await import('chdb');
+  const result = await queryBindAsync(
+    `SELECT ${columns.map(ident).join(', ')} FROM format(JSONEachRow, {structure:String}, {data:String}) SETTINGS max_threads = 1, input_format_parallel_parsing = 0, precise_float_parsing = 1, output_format_json_quote_64bit_integers = 0, output_format_arrow_compression_method = 'none'`,
+    { structure: structure.map(([n, t]) => `${ident(n)} ${t}`).join(', '), data: text },
+    { format },
+  );
+  return result.bytes();
+}
+
+/**
+ * Write a dataset from a sharded store to `outPath` in `format`: complete, or no file at all (a
+ * shard that fails or cannot be reached raises its error, naming the shard).
+ */
+export async function writeShardedDataset(shards: ShardSet, compiled: CompiledDefinitions, spine: SpineInput, featureRefs: readonly string[], outPath: string, format: FileResultFormat): Promise<ShardedDatasetResult> {
+  const started = performance.now();
+  const partial = `${outPath}.partial`;
+  const dataset = await openShardedDataset(shards, compiled, spine, featureRefs, partial);
+  const merged = format === 'JSONEachRow' && dataset.groups === 1 ? partial : `${outPath}.partial.ndjson`;
+  try {
+    // 3. Merge, then 4. write.
+    await writeLines(merged, dataset.lines());
     if (merged !== partial) {
-      await convertJsonLines(merged, structure.map(([n, t]) => `${ident(n)} ${t}`).join(', '), outputColumns, format, partial);
+      await convertJsonLines(merged, dataset.structure.map(([n, t]) => `${ident(n)} ${t}`).join(', '), dataset.columns, format, partial);
     }
     await rename(partial, outPath);
-    return { rows, columns: outputColumns, seconds: (performance.now() - started) / 1000, rowsPerShard: [...groups[0]!.rows] };
+    return { rows: dataset.rows, columns: dataset.columns, seconds: (performance.now() - started) / 1000, rowsPerShard: dataset.rowsPerShard };
   } catch (e) {
     await rm(partial, { force: true });
     throw e;
   } finally {
-    await Promise.all(temporary.map((f) => rm(f, { force: true })));
-    // Spine tables go on every shard that answers; a shard that is down keeps its copy (named tm_spine_*).
-    await Promise.allSettled(shards.executors.map(async (executor) => {
-      for (const g of groups) await executor.command(`DROP TABLE IF EXISTS ${ident(g.table)}`);
-    }));
+    if (merged !== partial) await rm(merged, { force: true });
+    await dataset.release();
   }
 }

@@ -1,9 +1,11 @@
 // The offline store: tables from the registry, event loading, and point-in-time datasets streamed
 // out of ClickHouse (chDB by default, a server with --clickhouse-url / CLICKHOUSE_URL, or the shards
 // of a sharded store with --clickhouse-shards: see shards.ts and sharded-dataset.ts).
+import { RecordBatchReader, type RecordBatch } from 'apache-arrow';
 import { randomBytes } from 'node:crypto';
 import { rename, rm } from 'node:fs/promises';
-import { extname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { extname, join } from 'node:path';
 import { TidemarkError, type CompiledDefinitions } from '../definitions/index.js';
 import { ChdbExecutor } from './chdb.js';
 import { ClickHouseExecutor, type ClickHouseConnectionOptions } from './clickhouse.js';
@@ -12,7 +14,7 @@ import { EventLoad, loadEventsFile, type LoadResult } from './load.js';
 import { loadParquetWithSql, type SqlParquetLoad, type SqlParquetLoadOptions } from './parquet-load.js';
 import { pointInTimeSql, prefixOnlySql, PREFIX_INEXACT, requiredJoinKeys, resolveFeatureRefs } from './point-in-time.js';
 import { loadSpine, type SpineInput } from './spine.js';
-import { writeShardedDataset } from './sharded-dataset.js';
+import { convertJsonLinesText, openShardedDataset, writeShardedDataset } from './sharded-dataset.js';
 import { ShardSet } from './shards.js';
 import { ensureTables, ident } from './tables.js';
 
@@ -69,6 +71,20 @@ export interface PreparedDataset {
   columns: string[];
   release(): Promise<void>;
 }
+
+/** A dataset ready to stream (POST /datasets/historical): one of its two streams is read, once, then `release` is called. */
+export interface DatasetStream {
+  rows: number;
+  columns: string[];
+  /** The rows as JSON lines (JSONEachRow), in spine order. */
+  jsonLines(): AsyncIterable<Uint8Array>;
+  /** The rows as Arrow record batches, in spine order. */
+  arrowBatches(): AsyncIterable<RecordBatch>;
+  release(): Promise<void>;
+}
+
+/** Rows per chDB conversion when a sharded dataset is streamed in a format the merge does not give directly. */
+const STREAM_CHUNK_ROWS = 8192;
 
 export class OfflineStore {
   private constructor(
@@ -129,7 +145,8 @@ export class OfflineStore {
    */
   async prepareDataset(spine: SpineInput, featureRefs: readonly string[]): Promise<PreparedDataset> {
     if (this.shards !== null) {
-      throw new TidemarkError('TM_OFFLINE_SHARDS_UNSUPPORTED', 'datasets of a sharded offline store are written to files (tidemark dataset --out); streaming them over HTTP is not built yet', { shards: this.shards.count });
+      // One SQL query on one node; a sharded store's datasets go through streamDataset and writeDataset.
+      throw new TidemarkError('TM_OFFLINE_SHARDS_UNSUPPORTED', 'this reads a dataset with one query on one node, which a sharded offline store does not have: its datasets are served by POST /datasets/historical and tidemark dataset --out', { shards: this.shards.count });
     }
     const requested = resolveFeatureRefs(this.compiled.registry, featureRefs);
     const table = `tm_spine_${Date.now()}_${randomBytes(4).toString('hex')}`;
@@ -149,6 +166,59 @@ export class OfflineStore {
       rows: loaded.rows,
       columns: [...loaded.columns.map(([n]) => n), ...requested.map((r) => r.column)],
       release: () => this.executor.command(`DROP TABLE IF EXISTS ${ident(table)}`),
+    };
+  }
+
+  /**
+   * Load a spine (a file, or rows) and get its dataset as a stream: on one node, the point-in-time
+   * query's own JSON lines or Arrow batches; on a sharded store, each shard's query merged into
+   * spine order (sharded-dataset.ts), as JSON lines, or converted to Arrow by chDB in chunks of
+   * rows with the column types the shards report. Errors in the spine, the features, or a shard
+   * that cannot be reached are raised here.
+   */
+  async streamDataset(spine: SpineInput, featureRefs: readonly string[]): Promise<DatasetStream> {
+    if (this.shards === null) {
+      const prepared = await this.prepareDataset(spine, featureRefs);
+      return {
+        rows: prepared.rows,
+        columns: prepared.columns,
+        jsonLines: () => this.executor.streamJsonLines(prepared.sql),
+        arrowBatches: () => this.executor.arrowBatches(prepared.sql),
+        release: () => prepared.release(),
+      };
+    }
+    const dataset = await openShardedDataset(this.shards, this.compiled, spine, featureRefs, join(tmpdir(), `tidemark-dataset-${Date.now()}-${randomBytes(4).toString('hex')}`));
+    const encoder = new TextEncoder();
+    /** The merged lines in chunks of STREAM_CHUNK_ROWS, newline-terminated. */
+    async function* chunks(): AsyncGenerator<string> {
+      let buffer = '';
+      let n = 0;
+      for await (const line of dataset.lines()) {
+        buffer += line;
+        buffer += '\n';
+        if (++n === STREAM_CHUNK_ROWS) {
+          yield buffer;
+          buffer = '';
+          n = 0;
+        }
+      }
+      if (n > 0) yield buffer;
+    }
+    return {
+      rows: dataset.rows,
+      columns: dataset.columns,
+      async *jsonLines() {
+        for await (const text of chunks()) {
+          // one feature group: the merged lines are the single-node lines; several: the groups' columns are put in the requested order
+          yield dataset.groups === 1 ? encoder.encode(text) : await convertJsonLinesText(text, dataset.structure, dataset.columns, 'JSONEachRow');
+        }
+      },
+      async *arrowBatches() {
+        for await (const text of chunks()) {
+          for (const batch of RecordBatchReader.from(await convertJsonLinesText(text, dataset.structure, dataset.columns, 'ArrowStream'))) yield batch;
+        }
+      },
+      release: () => dataset.release(),
     };
   }
 

@@ -43,7 +43,11 @@ const bearer = (name: string): Record<string, string> => ({ authorization: `Bear
 
 /** Offline store stand-in: the auth hook runs before any of it; a passed request reaches a coded 400. */
 const fakeOffline = {
+  shards: null,
   prepareDataset: async () => {
+    throw new TidemarkError('TM_SPINE_EMPTY', 'fake offline store: no rows');
+  },
+  streamDataset: async () => {
     throw new TidemarkError('TM_SPINE_EMPTY', 'fake offline store: no rows');
   },
   executor: { rows: async () => [], command: async () => undefined },

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { databaseUrls, startClickHouseShards } from '../support/clickhouse-shards.js';
 import { testRedisUrl } from '../support/redis.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -88,10 +89,10 @@ describe('tidemark quickstart', () => {
 
 describe('tidemark serve with an offline store', () => {
   /** `tidemark serve <args>` until it prints its address; asynchronous, so servers in this process keep answering. */
-  async function serve(args: string[]): Promise<{ url: string; out: () => string; stop: () => void }> {
+  async function serve(args: string[], env: Record<string, string> = {}): Promise<{ url: string; out: () => string; stop: () => void }> {
     const child = spawn(process.execPath, [BIN, 'serve', '--definitions', 'examples/flights/monitor.ts', '--redis-url', testRedisUrl(), '--prefix', `serve-${process.pid}-${Date.now().toString(36)}`, '--port', '0', ...args], {
       cwd: ROOT,
-      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'CLICKHOUSE_URL')),
+      env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'CLICKHOUSE_URL' && k !== 'CLICKHOUSE_SHARDS')), ...env },
     });
     let out = '';
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -134,6 +135,37 @@ describe('tidemark serve with an offline store', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('--clickhouse-shards (or $CLICKHOUSE_SHARDS): serves datasets from the shards; the monitor routes and the probe answer TM_OFFLINE_SHARDS_UNSUPPORTED', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tm-serve-shards-'));
+    const shards = await startClickHouseShards(dir, 2);
+    try {
+      const urls = await databaseUrls(shards.urls, 'tm_serve_shards');
+      for (const [args, env] of [[['--clickhouse-shards', urls.join(',')], {}], [[], { CLICKHOUSE_SHARDS: urls.join(',') }]] as const) {
+        const server = await serve([...args], env);
+        try {
+          expect(server.out()).toContain(`datasets from 2 shards (${urls.map((u) => u.replace(/\/$/, '')).join(', ')})`);
+          const spine = [{ airport: 'SFO', ts: 978336000000, label: 1 }, { airport: 'ORD', ts: 978336000001, label: 0 }, { airport: 'JFK', ts: 978336000002, label: 1 }];
+          const dataset = await post(`${server.url}/datasets/historical`, { features: ['origin_delays:flights_1h'], spine });
+          expect(dataset.status).toBe(200);
+          expect(dataset.headers.get('x-tidemark-rows')).toBe('3');
+          const rows = (await dataset.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+          expect(rows).toEqual(spine.map((r) => ({ ...r, origin_delays__flights_1h: 0 })));
+          const metrics = await fetch(`${server.url}/monitor/metrics`);
+          expect(metrics.status).toBe(501);
+          expect(await metrics.json()).toMatchObject({ code: 'TM_OFFLINE_SHARDS_UNSUPPORTED', shards: 2 });
+          const probe = await post(`${server.url}/consistency/sample`, { view: 'origin_delays', keys: [['SFO']] });
+          expect(probe.status).toBe(501);
+          expect(await probe.json()).toMatchObject({ code: 'TM_OFFLINE_SHARDS_UNSUPPORTED' });
+        } finally {
+          server.stop();
+        }
+      }
+    } finally {
+      await shards.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('without --clickhouse-url or --data-dir: no dataset or monitor routes, and the probe says which flag to give', async () => {
     const server = await serve([]);

@@ -9,9 +9,14 @@
 //     gave 489897.9485566346 for a row with the whole spine and ...347 with only that key's rows.
 //     SEMANTICS.md allows 1e-6 for them;
 //   - negative control: one key's events moved to the wrong shard make that comparison fail;
-//   - a shard down: the coded error names the shard's URL and no dataset file is left.
+//   - a shard down: the coded error names the shard's URL and no dataset file is left;
+//   - over HTTP (POST /datasets/historical of a server on the shards, as tidemark serve
+//     --clickhouse-shards builds it): random data on 2 shards gives the single-node route's answer,
+//     the JSON lines byte for byte and the Arrow stream's schema and values; a shard that is down or
+//     fails its query is a coded error naming it, answered before any byte of the dataset.
 // Datasets on a real multi-node ClickHouse (Keeper, ON CLUSTER, Distributed) are in
 // tests/clickhouse-cluster/sharded-cluster.test.ts (npm run test:clickhouse-cluster, with CLICKHOUSE_CLUSTER_URL).
+import { tableFromIPC } from 'apache-arrow';
 import fc from 'fast-check';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -20,6 +25,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { clickhouseShardsOf } from '../../api/connections.js';
+import { buildServer } from '../../api/index.js';
+import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
 import { compileOrThrow, entity, eventTime, featureView, source, TidemarkError, type CompiledDefinitions } from '../../definitions/index.js';
 import { OfflineStore } from '../../offline/index.js';
 import { shardOfKey, shardSql } from '../../offline/shards.js';
@@ -248,6 +255,132 @@ describe('a shard that fails its query', () => {
     }
     expect(readdirSync(dir).filter((f) => f.startsWith('train'))).toEqual([]);
   }, 60_000);
+});
+
+/** POST /datasets/historical on a server over `store`: status, headers and body. */
+async function datasetOverHttp(store: OfflineStore, spine: readonly Record<string, unknown>[], features: readonly string[], format: 'json' | 'arrow') {
+  const app = await buildServer({ service: new OnlineFeatureService(compiled.registry, new MemoryOnlineStore(compiled.registry), 'watermark'), offline: store });
+  try {
+    const res = await app.inject({ method: 'POST', url: '/datasets/historical', payload: { features, spine, format } });
+    return { status: res.statusCode, headers: res.headers, text: res.payload, bytes: res.rawPayload };
+  } finally {
+    await app.close();
+  }
+}
+
+/** The rows of a JSON-lines answer. */
+const jsonRows = (text: string): Record<string, unknown>[] => text.trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+
+/** The rows of an Arrow IPC stream, each value as Arrow gives it (bigint for 64-bit integers). */
+function arrowRows(bytes: Buffer): { fields: string[]; rows: Record<string, unknown>[] } {
+  const table = tableFromIPC(bytes);
+  const fields = table.schema.fields.map((f) => `${f.name}: ${String(f.type)}${f.nullable ? ' (nullable)' : ''}`);
+  const rows = table.toArray().map((row) => {
+    const out: Record<string, unknown> = {};
+    for (const f of table.schema.fields) {
+      const v = (row as Record<string, unknown>)[f.name];
+      out[f.name] = v instanceof Uint8Array ? new TextDecoder().decode(v) : v;
+    }
+    return out;
+  });
+  return { fields, rows };
+}
+
+describe('datasets over HTTP from shards', () => {
+  it('give the single-node route\'s answer on 2 shards, as JSON lines and Arrow, for random data', async () => {
+    // the three entities' features interleaved: the answer has them in this order, not grouped by entity
+    const features = ['by_pair:x_last', 'by_user:n_20', 'by_item:n_40', 'by_user:x_sum_20', 'by_pair:x_sum_50', 'by_user:x_mean_40', 'by_user:x_max_40', 'by_user:x_std_40', 'by_user:x_last'];
+    expect([...features].sort()).toEqual([...ALL_FEATURES].sort());
+    // every feature but stddev (which the single-node SQL itself rounds by row order, see the header): the JSON lines must be the same bytes
+    const exactFeatures = features.filter((f) => !ORDER_ROUNDED.test(f.replace(':', '__')));
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(eventArb, { minLength: 1, maxLength: 80 }), fc.array(spineArb, { minLength: 1, maxLength: 40 }), async (evs, spine) => {
+        const dir = folder(`http-${run++}`);
+        const eventsFile = writeNdjson(join(dir, 'events.ndjson'), evs);
+        const single = await OfflineStore.open(compiled, { clickhouseUrl: (await freshDatabases(1))[0]! });
+        const sharded = await OfflineStore.open(compiled, { clickhouseShards: await freshDatabases(2) });
+        try {
+          await single.loadEvents('clicks', eventsFile);
+          await sharded.loadEvents('clicks', eventsFile);
+          for (const [list, exact] of [[features, false], [exactFeatures, true], [USER_FEATURES.filter((f) => !f.includes('std')), true]] as const) {
+            const want = await datasetOverHttp(single, spine, list, 'json');
+            const got = await datasetOverHttp(sharded, spine, list, 'json');
+            expect(want.status).toBe(200);
+            expect(got.status, got.text).toBe(200);
+            expect(got.headers['content-type']).toBe(want.headers['content-type']);
+            expect(got.headers['x-tidemark-rows']).toBe(String(spine.length));
+            expect(got.headers['x-tidemark-columns']).toBe(want.headers['x-tidemark-columns']);
+            if (exact) expect(got.text).toBe(want.text);
+            expectSameDataset(jsonRows(got.text), jsonRows(want.text));
+            expect(jsonRows(got.text).map((r) => r.label)).toEqual(spine.map((r) => r.label));
+
+            const wantArrow = await datasetOverHttp(single, spine, list, 'arrow');
+            const gotArrow = await datasetOverHttp(sharded, spine, list, 'arrow');
+            expect(gotArrow.status, gotArrow.text).toBe(200);
+            expect(gotArrow.headers['content-type']).toBe(wantArrow.headers['content-type']);
+            const [a, b] = [arrowRows(gotArrow.bytes), arrowRows(wantArrow.bytes)];
+            expect(a.fields).toEqual(b.fields);
+            expect(a.rows.length).toBe(spine.length);
+            expectSameDataset(a.rows, b.rows);
+          }
+        } finally {
+          await single.close();
+          await sharded.close();
+        }
+      }),
+      { numRuns: 3, seed: 21 },
+    );
+  }, 180_000);
+
+  it('answer a shard whose query fails with a coded error naming it, before any byte of the dataset', async () => {
+    const dir = folder('http-query-fails');
+    const eventsFile = writeNdjson(join(dir, 'events.ndjson'), fc.sample(eventArb, { numRuns: 50, seed: 8 }));
+    const spine = fc.sample(spineArb, { numRuns: 40, seed: 9 });
+    const store = await OfflineStore.open(compiled, { clickhouseShards: await freshDatabases(2) });
+    try {
+      await store.loadEvents('clicks', eventsFile);
+      await store.shards!.executors[1]!.command('DROP TABLE tm_events_clicks');
+      for (const format of ['json', 'arrow'] as const) {
+        const res = await datasetOverHttp(store, spine, USER_FEATURES, format);
+        expect(res.status, res.text).toBe(500);
+        const body = JSON.parse(res.text) as { code: string; message: string; shard: number; shards: number };
+        expect(body.code).toBe('TM_OFFLINE_QUERY');
+        expect(body.message).toMatch(/^shard 2 of 2 \(http:\/\/127\.0\.0\.1:\d+\/tm_sharded_\d+\): /);
+        expect(body).toMatchObject({ shard: 2, shards: 2 });
+        expect(res.headers['x-tidemark-rows']).toBeUndefined();
+      }
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it('answer a shard that is down with TM_OFFLINE_SHARD_UNREACHABLE naming it (503), before any byte of the dataset', async () => {
+    const dir = folder('http-down');
+    const extra = await startClickHouseShards(join(dir, 'extra'), 1);
+    try {
+      const urls = [...(await freshDatabases(2)), ...(await databaseUrls(extra.urls, 'tm_sharded_extra'))];
+      const store = await OfflineStore.open(compiled, { clickhouseShards: urls });
+      try {
+        await store.loadEvents('clicks', writeNdjson(join(dir, 'events.ndjson'), fc.sample(eventArb, { numRuns: 50, seed: 5 })));
+        extra.shards[0]!.kill();
+        for (const format of ['json', 'arrow'] as const) {
+          const res = await datasetOverHttp(store, fc.sample(spineArb, { numRuns: 40, seed: 6 }), ALL_FEATURES, format);
+          expect(res.status, res.text).toBe(503);
+          const body = JSON.parse(res.text) as { code: string; message: string; shard: number; shards: number };
+          expect(body.code).toBe('TM_OFFLINE_SHARD_UNREACHABLE');
+          expect(body.message).toContain('shard 3 of 3');
+          expect(body.message).toContain(urls[2]!.replace(/\/$/, ''));
+          expect(body).toMatchObject({ shard: 3, shards: 3 });
+          expect(res.headers['x-tidemark-rows']).toBeUndefined();
+        }
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await extra.close();
+    }
+  }, 120_000);
 });
 
 describe('a shard down', () => {
