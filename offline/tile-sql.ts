@@ -90,13 +90,15 @@ export function centerColumn(field: string): string {
 }
 
 /**
- * A key's center of a field, over a GROUP BY of the key's events: its mean, rounded when its values
- * are all integers. Then every x - c and (x - c)^2 is an integer, the variance's sums can be exact,
- * and the center has the same bits every run (a parallel GROUP BY's avg adds in no fixed order).
+ * A key's center of a field, over a GROUP BY of the key's events, with the same bits every run and
+ * in every query shape: when its values are all integers, their mean rounded to an integer (their
+ * sum is exact in any order), so every x - c and (x - c)^2 is an integer and the variance's sums are
+ * exact in any order; else the middle of its range, min / 2 + max / 2 (a parallel GROUP BY's avg of
+ * floats adds in no fixed order; the middle keeps |x - c| within the range).
  */
 export function centerSql(field: string): string {
   const x = ident(field);
-  return `if(min(ifNull(${x} = floor(${x}), 1)), round(ifNull(avg(${x}), 0)), ifNull(avg(${x}), 0))`;
+  return `if(min(ifNull(${x} = floor(${x}), 1)), round(ifNull(avg(${x}), 0)), ifNull(min(${x}) / 2 + max(${x}) / 2, 0))`;
 }
 
 /** The final value of a windowed feature from its whole-tile (`w`) and head-tile (`r`) parts (see partColumns). */
