@@ -65,7 +65,7 @@ describe('--log-features refusals', () => {
   it('serve needs a destination: Kafka or an offline store', () => {
     const { code, stderr } = tidemark(['serve', '--definitions', 'examples/flights', '--redis-url', testRedisUrl(), '--log-features', '0.5']);
     expect(code).toBe(1);
-    expect(stderr).toContain('--log-features needs a destination: --kafka-brokers (topic <prefix>.feature_log) or an offline store (--clickhouse-url or --data-dir)');
+    expect(stderr).toContain('--log-features needs a destination: --kafka-brokers (topic <prefix>.feature_log) or an offline store (--clickhouse-url, --clickhouse-shards or --data-dir)');
   });
 
   it('dataset needs --spine and --features unless --from-log; offline-sink lists --feature-log', () => {
