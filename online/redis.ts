@@ -1377,13 +1377,15 @@ export class RedisOnlineStore implements OnlineStore {
     );
   }
 
-  /** Throw the version error of a view that is not ready (checked at most once a second per view). */
+  /** Throw the version error of a view that is not ready (a ready view is checked at most once a second). */
   private async checkReadable(view: string): Promise<void> {
     if (!this.requireReadyVersions) return;
     const ns = this.namespaceOf(view);
     const now = Date.now();
     let check = this.versionChecks.get(ns);
-    if (!check || now - check.atMs > 1_000) {
+    // A ready version is taken as ready for a second; one that is not is asked again every read, so
+    // reads answer as soon as its bootstrap is done.
+    if (!check || check.error !== null || now - check.atMs > 1_000) {
       check = { atMs: now, error: this.versionError(view, await this.client.hget(this.metaKey, `status:${ns}`)) };
       this.versionChecks.set(ns, check);
     }
