@@ -26,8 +26,8 @@ import { closedSeries, type ApplyResult, type ClosedWindows, type KeyTiles, type
 interface GroupState {
   plan: TileGroupPlan;
   slots: SlotRef[];
-  /** The series key of each rollup level, in `plan.rollups` order. */
-  rollupSeries: TileSeries[];
+  /** Per level, its series key and span: level 0 the group's own tiles, level l its rollup level l. */
+  levels: { series: TileSeries; span: number }[];
   /** Trim index of the batch being applied (from the watermark before it); null: none. */
   trimIndex: number | null;
 }
@@ -51,7 +51,8 @@ export class MemoryOnlineStore implements OnlineStore {
       const groups = new Map<number, GroupState>();
       for (const g of view.groups) {
         const slots = groupSlots(view, g);
-        groups.set(g.hopMs, { plan: g, slots, rollupSeries: g.rollups.map((span) => tileSeries(g.hopMs, span)), trimIndex: null });
+        const levels = [1, ...g.rollups].map((span) => ({ series: tileSeries(g.hopMs, span), span }));
+        groups.set(g.hopMs, { plan: g, slots, levels, trimIndex: null });
       }
       this.views.set(view.name, { plan: view, tiles: new Map(), groups, closed: new Map() });
     }
@@ -86,7 +87,10 @@ export class MemoryOnlineStore implements OnlineStore {
         this.mergeTile(keyTiles, group, u.tileIndex, u.tile);
         appliedUpdates++;
         // rollup tiles are a cache that reads build (rollupTile): drop every one over the changed tile
-        group.plan.rollups.forEach((span, l) => keyTiles.get(group.rollupSeries[l]!)?.delete(Math.floor(u.tileIndex / span)));
+        for (let l = 1; l < group.levels.length; l++) {
+          const { series, span } = group.levels[l]!;
+          keyTiles.get(series)?.delete(Math.floor(u.tileIndex / span));
+        }
         const kept = closed?.get(u.hopMs);
         if (kept !== undefined && u.tileIndex < kept.head) closed!.delete(u.hopMs);
       }
@@ -120,10 +124,11 @@ export class MemoryOnlineStore implements OnlineStore {
     if (trimIndex === null) return;
     // only the group's own tiles count in the stats (rollup tiles come and go with reads)
     this.tileCount -= trim(groupTiles, trimIndex);
-    group.plan.rollups.forEach((span, l) => {
-      const level = keyTiles.get(group.rollupSeries[l]!);
+    for (let l = 1; l < group.levels.length; l++) {
+      const { series, span } = group.levels[l]!;
+      const level = keyTiles.get(series);
       if (level) trim(level, rollupTrimIndex(trimIndex, span));
-    });
+    }
   }
 
   /**
@@ -132,11 +137,11 @@ export class MemoryOnlineStore implements OnlineStore {
    * when no tile lies under it. As READ_SCRIPT's buildRollup does on Redis, to the bit.
    */
   private rollupTile(keyTiles: Map<TileSeries, Map<number, Tile>>, group: GroupState, l: number, r: number): Tile | undefined {
-    const series = group.rollupSeries[l - 1]!;
+    const series = group.levels[l]!.series;
     const stored = keyTiles.get(series)?.get(r);
     if (stored) return stored;
     const below = rollupChildren(group.plan.rollups, l, r);
-    const children = keyTiles.get(below.level === 0 ? group.plan.hopMs : group.rollupSeries[below.level - 1]!);
+    const children = keyTiles.get(group.levels[below.level]!.series);
     let built: Tile | undefined;
     for (let j = below.from; j <= below.to; j++) {
       const child = children?.get(j) ?? (below.level > 0 ? this.rollupTile(keyTiles, group, below.level, j) : undefined);
@@ -156,12 +161,11 @@ export class MemoryOnlineStore implements OnlineStore {
    * where a stored tile of a level below lies under them, in ascending order (as READ_SCRIPT).
    */
   private rollupRange(keyTiles: Map<TileSeries, Map<number, Tile>>, group: GroupState, l: number, from: number, to: number): void {
-    const span = group.plan.rollups[l - 1]!;
+    const span = group.levels[l]!.span;
     const wanted = new Set<number>();
     for (let level = 0; level <= l; level++) {
-      const tiles = keyTiles.get(level === 0 ? group.plan.hopMs : group.rollupSeries[level - 1]!);
-      const levelSpan = level === 0 ? 1 : group.plan.rollups[level - 1]!;
-      for (const index of tiles?.keys() ?? []) {
+      const { series, span: levelSpan } = group.levels[level]!;
+      for (const index of keyTiles.get(series)?.keys() ?? []) {
         const r = Math.floor((index * levelSpan) / span);
         if (r >= from && r <= to) wanted.add(r);
       }
@@ -185,7 +189,7 @@ export class MemoryOnlineStore implements OnlineStore {
     ranges ??= [...state.groups.values()].flatMap((g) => g.plan.rollups.map((span) => ({ hopMs: g.plan.hopMs, span, fromIndex: -Infinity, toIndex: Infinity })));
     const rollupRanges = ranges.flatMap((r) => {
       const group = r.closed === true ? undefined : state.groups.get(r.hopMs);
-      const level = group === undefined ? 0 : group.plan.rollups.indexOf(r.span ?? 1) + 1;
+      const level = group === undefined ? 0 : levelOf(group, r.span ?? 1);
       return level > 0 ? [{ group: group!, level, from: r.fromIndex, to: r.toIndex }] : [];
     });
     const closedRanges = ranges.filter((r) => r.closed === true && state.groups.has(r.hopMs));
@@ -201,7 +205,7 @@ export class MemoryOnlineStore implements OnlineStore {
         if (kept?.head !== head) {
           const group = state.groups.get(hopMs)!;
           for (const { blocks } of closedWindowBlocks(state.plan, hopMs, head)) {
-            for (const b of blocks) if (b.span > 1) this.rollupTile(keyTiles, group, group.plan.rollups.indexOf(b.span) + 1, b.index);
+            for (const b of blocks) if (b.span > 1) this.rollupTile(keyTiles, group, levelOf(group, b.span), b.index);
           }
           const windows = foldClosedWindows(state.plan, hopMs, keyTiles, head);
           // as on Redis: an earlier head (an `at` read) is folded for the read, the later one kept
@@ -239,6 +243,11 @@ export class MemoryOnlineStore implements OnlineStore {
   async close(): Promise<void> {
     this.views.clear();
   }
+}
+
+/** The level of a group's series with tiles of `span` group tiles (0: its own tiles), -1 for none. */
+function levelOf(group: GroupState, span: number): number {
+  return group.levels.findIndex((level) => level.span === span);
 }
 
 /** Drops the tiles of a series before trimIndex; returns how many. */
