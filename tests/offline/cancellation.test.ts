@@ -4,33 +4,18 @@
 // offline/tile-sql.ts) must still equal the exactly rounded reference within docs/semantics.md's
 // tolerances: 1e-9 relative for sum and mean, 1e-6 for var and stddev.
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import {
   compileOrThrow,
-  entity,
-  eventTime,
   exactSum,
   featureView,
   referenceViewValues,
-  source,
   valuesAgree,
   windowStartMs,
   type ReferenceEvent,
 } from '../../definitions/index.js';
-import { offlineStoreWith } from '../support/offline-fixtures.js';
+import { account, HOUR, MIN, offlineStoreWith, payments, T0 } from '../support/offline-fixtures.js';
 import { mulberry32 } from '../support/random.js';
 
-const MIN = 60_000;
-const HOUR = 60 * MIN;
-const T0 = 1_700_000_000_000 - (1_700_000_000_000 % HOUR);
-
-const account = entity({ name: 'account', joinKeys: ['k'] });
-const payments = source({
-  name: 'payments',
-  topic: 'payments',
-  schema: z.object({ ts: eventTime(), k: z.string(), x: z.number().nullable() }),
-  eventTimeField: 'ts',
-});
 const view = featureView({
   name: 'pay',
   source: payments,

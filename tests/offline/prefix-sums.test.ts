@@ -5,24 +5,12 @@
 // fit the fixed point makes the prefix-only query fail with PREFIX_INEXACT, so the full query
 // writes the file, still equal to the reference.
 import { describe, expect, it, vi } from 'vitest';
-import { z } from 'zod';
-import { compileOrThrow, entity, eventTime, exactSum, featureView, referenceViewValues, source, valuesAgree, windowStartMs, type ReferenceEvent } from '../../definitions/index.js';
+import { compileOrThrow, exactSum, featureView, referenceViewValues, valuesAgree, windowStartMs, type ReferenceEvent } from '../../definitions/index.js';
 import { PREFIX_INEXACT } from '../../offline/point-in-time.js';
-import { offlineStoreWith, writeNdjson } from '../support/offline-fixtures.js';
+import { account, HOUR, MIN, offlineStoreWith, payments, T0, writeNdjson } from '../support/offline-fixtures.js';
 import { mulberry32 } from '../support/random.js';
 import { join } from 'node:path';
 
-const MIN = 60_000;
-const HOUR = 60 * MIN;
-const T0 = 1_700_000_000_000 - (1_700_000_000_000 % HOUR);
-
-const account = entity({ name: 'account', joinKeys: ['k'] });
-const payments = source({
-  name: 'payments',
-  topic: 'payments',
-  schema: z.object({ ts: eventTime(), k: z.string(), x: z.number().nullable() }),
-  eventTimeField: 'ts',
-});
 const view = featureView({
   name: 'pay',
   source: payments,

@@ -4,7 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { compileOrThrow, type CompiledDefinitions, type ReferenceEvent, type Scalar } from '../../definitions/index.js';
+import { z } from 'zod';
+import { compileOrThrow, entity, eventTime, source, type CompiledDefinitions, type ReferenceEvent, type Scalar } from '../../definitions/index.js';
 import { OfflineStore } from '../../offline/index.js';
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
 import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
@@ -114,3 +115,17 @@ export async function flightsStoreWithMetrics(prefix: string, limit: number): Pr
     },
   };
 }
+
+// The float-sum suites' times and source (cancellation.test.ts, prefix-sums.test.ts): payments of
+// accounts, x a nullable number.
+export const MIN = 60_000;
+export const HOUR = 60 * MIN;
+/** An hour edge to start events at. */
+export const T0 = 1_700_000_000_000 - (1_700_000_000_000 % HOUR);
+export const account = entity({ name: 'account', joinKeys: ['k'] });
+export const payments = source({
+  name: 'payments',
+  topic: 'payments',
+  schema: z.object({ ts: eventTime(), k: z.string(), x: z.number().nullable() }),
+  eventTimeField: 'ts',
+});
