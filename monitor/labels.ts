@@ -62,7 +62,20 @@ function predictionsSql(plan: MonitorPlan, labels: LabelPlan, fromSql: string, t
     const fromLog = labels.fromLog;
     return loggedPredictionsSql(fromSql, toSql, { model: fromLog.model !== null, slices: sliceCols.map((c) => ({ column: c, candidates: fromLog.sliceKeys[c] ?? [] })) });
   }
-  return `SELECT toString(${ident(labels.predictionIdField)}) AS id, __ts AS ts, toFloat64(${ident(labels.scoreField)}) AS s, toUInt8(1) AS read${sliceCols.map((c) => `, ${ident(c)}`).join('')} FROM ${ident(eventTable(labels.predictions))} WHERE ${COMPLETED_LOADS} AND __ts >= ${fromSql} AND __ts < ${toSql} AND ${ident(labels.scoreField)} IS NOT NULL ORDER BY __ts LIMIT 1 BY id`;
+  return `SELECT toString(${ident(labels.predictionIdField)}) AS id, __ts AS ts, toFloat64(${ident(labels.scoreField)}) AS s, toUInt8(1) AS read${sliceCols.map((c) => `, ${ident(c)}`).join('')} FROM ${predictionRowsSql(labels, fromSql, toSql)} ORDER BY __ts LIMIT 1 BY id`;
+}
+
+/** The predictions source's rows with a score in [from, to) (FROM and WHERE), duplicates of an id included. */
+function predictionRowsSql(labels: LabelPlan, fromSql: string, toSql: string): string {
+  return `${ident(eventTable(labels.predictions))} WHERE ${COMPLETED_LOADS} AND __ts >= ${fromSql} AND __ts < ${toSql} AND ${ident(labels.scoreField)} IS NOT NULL`;
+}
+
+/**
+ * The ids of the predictions relation, for filtering labels: from a predictions source its raw ids
+ * (a superset, cheaper than deduplicating the relation a second time; the join keeps only p's).
+ */
+function predictionIdsSql(labels: LabelPlan, fromSql: string, toSql: string): string {
+  return labels.fromLog ? `SELECT id FROM p` : `SELECT toString(${ident(labels.predictionIdField)}) FROM ${predictionRowsSql(labels, fromSql, toSql)}`;
 }
 
 /** Rows for evaluations at phase + k * interval, k in [{kFirst}, {kLast}], every window of the plan. */
@@ -76,18 +89,21 @@ export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan): string {
   const pTo = `({kLast:Int64} * ${I} + ${P} - ${D})`;
   const windows = `[${plan.windowsMs.join(', ')}]`;
   const isBinary = labels.kind === 'binary';
+  // Float sums over a window's scores in score order: the same bits every run (a GROUP BY's own order varies).
+  const byScore = 'arraySort(groupArray((s, pos, neg)))';
   const thr = labels.threshold;
   return `WITH
 p AS (${predictionsSql(plan, labels, pFrom, pTo)}),
-l AS (SELECT toString(${ident(labels.labelIdField)}) AS id, __ts AS lts, toFloat64(${ident(labels.labelField)}) AS y FROM ${lab} WHERE ${COMPLETED_LOADS} AND __ts < ${pTo} + ${D} AND ${ident(labels.labelField)} IS NOT NULL AND id IN (SELECT id FROM p) ORDER BY __ts LIMIT 1 BY id),
+l AS (SELECT toString(${ident(labels.labelIdField)}) AS id, __ts AS lts, toFloat64(${ident(labels.labelField)}) AS y FROM ${lab} WHERE ${COMPLETED_LOADS} AND __ts < ${pTo} + ${D} AND ${ident(labels.labelField)} IS NOT NULL AND id IN (${predictionIdsSql(labels, pFrom, pTo)}) ORDER BY __ts LIMIT 1 BY id),
 j AS (SELECT p.*, ifNull(l.id = p.id AND l.lts < p.ts + ${D}, false) AS has, l.y AS y FROM p LEFT JOIN l ON p.id = l.id),
-x AS (SELECT *, arrayJoin(${windows}) AS w, arrayJoin(range(toInt64(intDiv(ts + ${D} - ${P}, ${I}) + 1), toInt64(intDiv(ts + ${D} - ${P} + w, ${I}) + 1))) AS k, arrayJoin(${slicesArray(plan)}) AS slice FROM j),
-g AS (SELECT k, w, slice, s, countIf(has AND y = 1) AS pos, countIf(has AND y = 0) AS neg, countIf(has) AS lab, countIf(NOT has) AS unl, countIf(read = 0) AS unread,
-      sumIf(abs(s - y), has) AS ae, sumIf((s - y) * (s - y), has) AS se FROM x WHERE k >= {kFirst:Int64} AND k <= {kLast:Int64} GROUP BY k, w, slice, s)
+b AS (SELECT intDiv(ts + ${D} - ${P}, ${I}) AS b, arrayJoin(${slicesArray(plan)}) AS slice, s, countIf(has AND y = 1) AS pos, countIf(has AND y = 0) AS neg, countIf(has) AS lab, countIf(NOT has) AS unl,
+      countIf(read = 0) AS unread, sumIf(abs(s - y), has) AS ae, sumIf((s - y) * (s - y), has) AS se FROM j GROUP BY b, slice, s),
+g AS (SELECT k, w, slice, s, sum(pos) AS pos, sum(neg) AS neg, sum(lab) AS lab, sum(unl) AS unl, sum(unread) AS unread, sum(ae) AS ae, sum(se) AS se
+      FROM (SELECT *, arrayJoin(${windows}) AS w, arrayJoin(range(b + 1, b + intDiv(w, ${I}) + 1)) AS k FROM b) WHERE k >= {kFirst:Int64} AND k <= {kLast:Int64} GROUP BY k, w, slice, s)
 SELECT k, w, slice, sum(pos) AS positives, sum(neg) AS negatives, sum(lab) AS labelled, sum(unl) AS unlabelled, sum(unread) AS without_read,
   sum(pos * (neg_below + neg / 2)) AS auc_pairs,
-  ${isBinary ? `sumKahan(pos * -log(least(greatest(s, ${LOG_LOSS_EPS}), 1 - ${LOG_LOSS_EPS})) + neg * -log(1 - least(greatest(s, ${LOG_LOSS_EPS}), 1 - ${LOG_LOSS_EPS})))` : '0'} AS log_loss_sum,
-  sumKahan(pos * (1 - s) * (1 - s) + neg * s * s) AS brier_sum,
+  ${isBinary ? `arrayReduce('sumKahan', arrayMap(t -> t.2 * -log(least(greatest(t.1, ${LOG_LOSS_EPS}), 1 - ${LOG_LOSS_EPS})) + t.3 * -log(1 - least(greatest(t.1, ${LOG_LOSS_EPS}), 1 - ${LOG_LOSS_EPS})), ${byScore}))` : '0'} AS log_loss_sum,
+  arrayReduce('sumKahan', arrayMap(t -> t.2 * (1 - t.1) * (1 - t.1) + t.3 * t.1 * t.1, ${byScore})) AS brier_sum,
   sumIf(pos, s >= ${thr}) AS tp, sumIf(neg, s >= ${thr}) AS fp, sumIf(pos, s < ${thr}) AS fn, sumIf(neg, s < ${thr}) AS tn,
   sumKahan(ae) AS abs_error_sum, sumKahan(se) AS sq_error_sum
 FROM (SELECT *, sum(neg) OVER (PARTITION BY k, w, slice ORDER BY s ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS neg_below FROM g)
@@ -122,9 +138,14 @@ export function labelMetricsOf(row: LabelWindowRow, kind: LabelPlan['kind']): Re
   };
 }
 
-/** Evaluations per label-metrics query (about four weeks): every prediction is expanded once per (window, evaluation, slice) it counts in, so the span bounds the query's memory. */
+/**
+ * Evaluations per label-metrics query (about thirteen weeks): a query holds its span's predictions
+ * (and the longest window before it) once each while it joins them to their labels, so the span
+ * bounds its memory; the expansion to (window, evaluation, slice) is of per-(bucket, slice, score)
+ * counts, not of predictions.
+ */
 function evaluationsPerQuery(plan: MonitorPlan): number {
-  return Math.max(1, Math.floor((28 * 86_400_000) / plan.intervalMs));
+  return Math.max(1, Math.floor((91 * 86_400_000) / plan.intervalMs));
 }
 
 /** Label metrics of evaluations k in [kFirst, kLast] (one query), by evaluation time. */
