@@ -3,9 +3,10 @@
 // point-in-time dataset at the same instant, every (key, feature) compared with valuesAgree (the
 // tolerances of docs/semantics.md). Keys are given, or sampled deterministically from the offline
 // store's events of the view's source inside its retention (ordered by cityHash64 of the key, so
-// the same store and instant give the same sample).
-import { aggregationSpec, canonicalKeyValue, parseTimeMs, TidemarkError, valuesAgree, type Aggregation, type FieldKind, type Registry, type Scalar, type ViewPlan } from '../definitions/index.js';
-import { COMPLETED_LOADS, eventTable, ident, keyColumn, type OfflineStore } from '../offline/index.js';
+// the same store and instant give the same sample). On a sharded offline store each shard samples
+// the keys it owns and the offline values come from the sharded dataset: the same sample and values.
+import { aggregationSpec, canonicalKeyValue, compareCodePoints, parseTimeMs, TidemarkError, valuesAgree, type Aggregation, type FieldKind, type Registry, type Scalar, type ViewPlan } from '../definitions/index.js';
+import { COMPLETED_LOADS, eventTable, ident, keyColumn, shardSql, type OfflineStore } from '../offline/index.js';
 import { storeClockMs, type JoinKeyValue, type OnlineFeatureService } from '../online/index.js';
 import { limitExceeded } from './limits.js';
 
@@ -112,11 +113,35 @@ function givenKeys(view: ViewPlan, kinds: readonly FieldKind[], keys: NonNullabl
 /** Up to `count` keys with events of the view's source in [at - retention, at), ordered by the hash of the key. */
 async function sampledKeys(offline: OfflineStore, view: ViewPlan, kinds: readonly FieldKind[], atMs: number, count: number): Promise<JoinKeyValue[][]> {
   const columns = view.keyFields.map((f, i) => `${ident(keyColumn(f))} AS k${i}`);
-  const names = view.keyFields.map((_, i) => `k${i}`).join(', ');
-  const rows = await offline.executor.rows<Record<string, string>>(
-    `SELECT ${names} FROM (SELECT ${columns.join(', ')} FROM ${ident(eventTable(view.source))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {at:Int64} GROUP BY ${names}) ORDER BY cityHash64(${names}), ${names} LIMIT {count:UInt32}`,
-    { from: atMs - view.retentionMs, at: atMs, count },
-  );
+  const keys = view.keyFields.map((_, i) => `k${i}`);
+  const names = keys.join(', ');
+  const sql = (where: string): string =>
+    `SELECT ${names}, toString(cityHash64(${names})) AS h FROM (SELECT ${columns.join(', ')} FROM ${ident(eventTable(view.source))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {at:Int64} GROUP BY ${names}) ` +
+    `${where} ORDER BY cityHash64(${names}), ${names} LIMIT {count:UInt32}`;
+  const params = { from: atMs - view.retentionMs, at: atMs, count };
+  type Row = Record<string, string>;
+  let rows: Row[];
+  if (offline.shards === null) rows = await offline.executor.rows<Row>(sql(''), params);
+  else {
+    // Each shard's first `count` of the keys it owns (a source's events are also copied to the
+    // shards of its other views' keys), merged in the single node's order: hash, then key text.
+    const shards = offline.shards;
+    const perShard = await shards.each((executor, shard) => executor.rows<Row>(sql(`WHERE ${shardSql(keys, shards.count)} = ${shard}`), params));
+    const hash = (r: Row): bigint => BigInt(r.h!);
+    rows = perShard
+      .flat()
+      .sort((a, b) => {
+        const ha = hash(a);
+        const hb = hash(b);
+        if (ha !== hb) return ha < hb ? -1 : 1;
+        for (const k of keys) {
+          const c = compareCodePoints(a[k]!, b[k]!);
+          if (c !== 0) return c;
+        }
+        return 0;
+      })
+      .slice(0, count);
+  }
   return rows.map((row) => view.keyFields.map((_, i) => typedKeyValue(row[`k${i}`]!, kinds[i]!, view.joinKeys[i]!)));
 }
 
@@ -129,10 +154,6 @@ export async function runConsistencyProbe(service: OnlineFeatureService, offline
   }
   if (!offline) {
     throw new TidemarkError('TM_CONSISTENCY_NO_OFFLINE', 'this server has no offline store to compare with: start tidemark serve with --clickhouse-url <url> (or $CLICKHOUSE_URL) or --data-dir <chDB folder>', { flags: ['--clickhouse-url', '--data-dir'] });
-  }
-  if (offline.shards !== null) {
-    // The probe computes its offline values with one query on one node (prepareDataset).
-    throw new TidemarkError('TM_OFFLINE_SHARDS_UNSUPPORTED', `the consistency probe does not read a sharded offline store (${offline.shards.count} shards) yet: start tidemark serve with --clickhouse-url or --data-dir to use it`, { shards: offline.shards.count });
   }
   let atMs: number;
   if (request.at === undefined) atMs = storeClockMs(service.clock, await service.store.watermarkMs());
@@ -179,13 +200,20 @@ export async function runConsistencyProbe(service: OnlineFeatureService, offline
   return { view: view.name, at: new Date(atMs).toISOString(), atMs, keysFrom: request.keys !== undefined ? 'request' : 'sample', keysCompared: keys.length, joinKeys: view.joinKeys, keys, features, mismatches, mismatchesOmitted: mismatchCount - mismatches.length };
 }
 
-/** The view's features at `atMs` for every key, as a point-in-time dataset (one spine row per key, in key order). */
+/** The view's features at `atMs` for every key, as a point-in-time dataset (one spine row per key, in key order; from the shards when the store has them). */
 async function pointInTimeRows(offline: OfflineStore, view: ViewPlan, keys: readonly JoinKeyValue[][], atMs: number, refs: readonly string[]): Promise<Record<string, unknown>[]> {
   const spine = keys.map((key) => ({ ...Object.fromEntries(view.joinKeys.map((k, i) => [k, key[i]!])), ts: atMs }));
-  const prepared = await offline.prepareDataset(spine, refs);
+  const dataset = await offline.streamDataset(spine, refs);
   try {
-    return await offline.executor.rows<Record<string, unknown>>(prepared.sql);
+    const decoder = new TextDecoder();
+    let text = '';
+    for await (const chunk of dataset.jsonLines()) text += decoder.decode(chunk, { stream: true });
+    text += decoder.decode();
+    return text
+      .split('\n')
+      .filter((line) => line.length > 0)
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
   } finally {
-    await prepared.release();
+    await dataset.release();
   }
 }

@@ -123,12 +123,12 @@ export const statusRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService
       200: ConsistencyAnswer.describe('Per feature: exact-match and agreement rates, max |diff|, mismatches; and the mismatching rows'),
       ...errorResponses({
         badRequest: ['TM_READ_BAD_REQUEST', 'TM_CONSISTENCY_BAD_REQUEST', 'TM_READ_BAD_KEY', 'TM_READ_BEFORE_RETENTION', 'TM_READ_INSIDE_OPEN_TILE'],
-        unavailable: ['TM_OFFLINE_UNREACHABLE', 'TM_STORE_UNREACHABLE', 'TM_STORE_NEEDS_BOOTSTRAP', 'TM_STORE_STATE_LOST'],
+        unavailable: ['TM_OFFLINE_UNREACHABLE', 'TM_OFFLINE_SHARD_UNREACHABLE', 'TM_STORE_UNREACHABLE', 'TM_STORE_NEEDS_BOOTSTRAP', 'TM_STORE_STATE_LOST'],
         serverError: ['TM_OFFLINE_QUERY', 'TM_STORE_LAYOUT_MISMATCH'],
         body: true,
       }),
       404: errorBody(404, ['TM_CONSISTENCY_UNKNOWN_VIEW'], 'No such view (validViews lists them)'),
-      501: errorBody(501, ['TM_CONSISTENCY_NO_OFFLINE', 'TM_OFFLINE_SHARDS_UNSUPPORTED'], 'The server has no offline store (start tidemark serve with --clickhouse-url or --data-dir), or a sharded one, which the probe does not read yet'),
+      501: errorBody(501, ['TM_CONSISTENCY_NO_OFFLINE'], 'The server has no offline store (start tidemark serve with --clickhouse-url, --clickhouse-shards or --data-dir)'),
     },
   };
   app.post('/consistency/sample', { schema: consistencySchema, config: { scope: 'datasets:read', bodyLimitName: 'readBodyBytes' }, bodyLimit: limits.readBodyBytes }, async (request) =>

@@ -21,6 +21,8 @@ export { OfflineKafkaSink, kafkaLoadId } from './kafka-sink.js';
 export type { OfflineKafkaSinkOptions, OfflineKafkaSinkStats } from './kafka-sink.js';
 export { exactIntegerFieldsSql, featureSampleSql } from './feature-samples.js';
 export type { FeatureSampleOptions } from './feature-samples.js';
+export { shardSql } from './shards.js';
+export type { ShardSet } from './shards.js';
 export { COMPLETED_LOADS, ident, keyColumn, latestEventTimeMs, tableExists } from './tables.js';
 export { FEATURE_LOG_TABLE, PREDICTION_LOG_TABLE } from './tables.js';
 export { OfflineFeatureLogSink, writeLogDataset, loggedValuePairs, insertFeatureLogRecords, checkFeatureLogRecord, loggedValuesSql, loggedKeySql, loggedPredictionsSql, loggedPredictionIdsSql, FEATURE_LOG_DEAD_LETTER_SOURCE } from './feature-log.js';

@@ -10,6 +10,8 @@
 //     SEMANTICS.md allows 1e-6 for them;
 //   - negative control: one key's events moved to the wrong shard make that comparison fail;
 //   - a shard down: the coded error names the shard's URL and no dataset file is left;
+//   - the consistency probe (POST /consistency/sample's code) on 3 shards samples the single node's
+//     keys and finds the same agreement; a key whose events sit on the wrong shard is named;
 //   - over HTTP (POST /datasets/historical of a server on the shards, as tidemark serve
 //     --clickhouse-shards builds it): random data on 2 shards gives the single-node route's answer,
 //     the JSON lines byte for byte and the Arrow stream's schema and values; a shard that is down or
@@ -26,12 +28,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { clickhouseShardsOf } from '../../api/connections.js';
 import { buildServer } from '../../api/index.js';
+import { runConsistencyProbe, type ConsistencyReport } from '../../api/consistency.js';
 import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
 import { compileOrThrow, entity, eventTime, featureView, source, TidemarkError, type CompiledDefinitions } from '../../definitions/index.js';
 import { OfflineStore } from '../../offline/index.js';
 import { shardOfKey, shardSql } from '../../offline/shards.js';
 import { databaseUrls, datasetRows, startClickHouseShards, type ClickHouseShards } from '../support/clickhouse-shards.js';
 import { writeNdjson } from '../support/offline-fixtures.js';
+import { decodeAll, materialize } from '../definitions/support.js';
 
 const events = source({
   name: 'clicks',
@@ -198,6 +202,59 @@ describe('a sharded dataset equals the single-node dataset', () => {
     expectSameDataset(sharded, single);
     expect(readdirSync(dir).filter((f) => f.includes('.partial'))).toEqual([]);
   }, 60_000);
+});
+
+describe('the consistency probe on shards', () => {
+  it("samples the single node's keys and finds the same agreement; a key whose events sit on the wrong shard is named", async () => {
+    const dir = folder('probe');
+    // Whole x: the online stddev of a window of equal doubles is not always exactly 0 (README, known gap), whole numbers' is.
+    const evs = fc.sample(fc.record({ ts: fc.integer({ min: 0, max: 300 }), user: keyArb, item: keyArb, x: fc.option(fc.integer({ min: -1000, max: 1000 }), { nil: null }) }), { numRuns: 300, seed: 21 });
+    const eventsFile = writeNdjson(join(dir, 'events.ndjson'), evs);
+    const service = new OnlineFeatureService(compiled.registry, materialize(compiled, [decodeAll(compiled, evs, 'clicks')]), 'watermark');
+    // A sample smaller than the keys: the shards' samples must merge into the single node's.
+    const probes = [{ view: 'by_user', sample: 5 }, { view: 'by_pair', sample: 20 }, { view: 'by_item' }];
+    const probeOn = async (urls: string[], before?: (store: OfflineStore) => Promise<void>): Promise<ConsistencyReport[]> => {
+      const store = await OfflineStore.open(compiled, urls.length === 1 ? { clickhouseUrl: urls[0]! } : { clickhouseShards: urls });
+      try {
+        await store.loadEvents('clicks', eventsFile);
+        await before?.(store);
+        const out: ConsistencyReport[] = [];
+        for (const p of probes) out.push(await runConsistencyProbe(service, store, p, 100));
+        return out;
+      } finally {
+        await store.close();
+      }
+    };
+    const single = await probeOn(await freshDatabases(1));
+    const sharded = await probeOn(await freshDatabases(3));
+    expect(single.map((r) => r.keysCompared)).toEqual([5, 20, 8]);
+    const summary = (r: ConsistencyReport): unknown => ({ keys: r.keys, features: r.features.map((f) => [f.feature, f.agreementRate, f.mismatches]) });
+    expect(sharded.map(summary)).toEqual(single.map(summary));
+    for (const r of [...single, ...sharded]) expect(r.features.every((f) => f.mismatches === 0), JSON.stringify(r.mismatches)).toBe(true);
+    // Negative control: user a's events moved to a shard that does not own a.
+    const urls = await freshDatabases(3);
+    const home = shardOfKey(['a'], 3);
+    const [misSharded] = await probeOn(urls, async (store) => {
+      const [right, wrong] = [store.shards!.executors[home]!, store.shards!.executors[(home + 1) % 3]!];
+      const rows = await right.rows<Record<string, unknown>>("SELECT * FROM tm_events_clicks WHERE __k_user = 'a'");
+      expect(rows.length).toBeGreaterThan(0);
+      await wrong.insert('tm_events_clicks', rows);
+      await right.command("ALTER TABLE tm_events_clicks DELETE WHERE __k_user = 'a' SETTINGS mutations_sync = 2");
+    });
+    const probed = misSharded!.keys.map((k) => k[0]);
+    const wrongKeys = new Set(misSharded!.mismatches.map((m) => m.key.user));
+    if (probed.includes('a')) expect([...wrongKeys]).toEqual(['a']);
+    else expect(probed.length).toBe(5);
+    // Asked for directly, user a is named, and its online values are what the single node computes.
+    const store = await OfflineStore.open(compiled, { clickhouseShards: urls });
+    try {
+      const direct = await runConsistencyProbe(service, store, { view: 'by_user', keys: [['a'], ['b']] }, 100);
+      expect(new Set(direct.mismatches.map((m) => m.key.user))).toEqual(new Set(['a']));
+      expect(direct.features.find((f) => f.feature === 'n_20')!.mismatches).toBe(1);
+    } finally {
+      await store.close();
+    }
+  }, 120_000);
 });
 
 describe('negative control', () => {
