@@ -114,7 +114,8 @@ async function quickstartSection(): Promise<void> {
     console.log('|---|---:|---|');
     console.log(`| baseline: hyparquet decodes flights-3m.parquet (${fmt(decode.rows!)} rows) | ${fmt(decode.seconds!, 2)} | |`);
     console.log(`| baseline: chDB counts its rows (ClickHouse's Parquet reader) | ${fmt(count.seconds!, 2)} | |`);
-    console.log(`| npm start, first run (fresh data dir; target < 60 s) | ${fmt(first.seconds!, 1)} | ${split(first)} |`);
+    console.log(`| npm start, first run (fresh data dir): until the API answers | ${fmt(first.seconds!, 1)} | ${split(first)} |`);
+    console.log(`| npm start, first run: until the monitor's summary is printed, the whole first run's output (target < 60 s) | ${first.monitorDoneSeconds! >= 0 ? fmt(first.monitorDoneSeconds!, 1) : 'no background monitor'} | |`);
     console.log(`| npm start, later run (target < 15 s) | ${fmt(later.seconds!, 1)} | ${split(later)} |`);
     console.log(`| npm start --no-monitor, first run | ${fmt(firstNoMonitor.seconds!, 1)} | ${split(firstNoMonitor)} |`);
     console.log(`| npm start --no-monitor, later run | ${fmt(laterNoMonitor.seconds!, 1)} | ${split(laterNoMonitor)} |`);
@@ -179,7 +180,7 @@ async function monitorSection(): Promise<void> {
     console.log('| measure | seconds | peak RSS | note |');
     console.log('|---|---:|---:|---|');
     console.log(`| baseline: one chDB pass over the same ${fmt(scan.rows!)} rows (count, 2 means, distinct destinations per airport) | ${fmt(scan.seconds!, 2)} | ${fmt(scan.peakRssMb!)} MB | |`);
-    console.log(`| full drift evaluation: January profile + one Feb-Jun window (target < 5 s) | ${fmt(drift.seconds!, 2)} | ${fmt(drift.peakRssMb!)} MB | ${fmt(drift.features!)} features x ${fmt(drift.slices!)} slices: ${fmt(drift.tests!)} tests, ${fmt(drift.drifted!)} drifted; profile ${fmt(drift.profileSeconds!, 2)} s |`);
+    console.log(`| full drift evaluation: January profile + one Feb-Jun window (target < 3 s) | ${fmt(drift.seconds!, 2)} | ${fmt(drift.peakRssMb!)} MB | ${fmt(drift.features!)} features x ${fmt(drift.slices!)} slices: ${fmt(drift.tests!)} tests, ${fmt(drift.drifted!)} drifted; profile ${fmt(drift.profileSeconds!, 2)} s |`);
     console.log(`| npm start's monitor replay: ${fmt(replay.evaluations!)} weekly evaluations (drift, labels, freshness, alerts) | ${fmt(replay.seconds!, 2)} | ${fmt(replay.peakRssMb!)} MB | ${fmt(replay.metrics!)} metric rows |`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
