@@ -177,11 +177,11 @@ async function monitorSection(): Promise<void> {
     const scan = await worker(['scan', dir]);
     const drift = await worker(['drift', dir]);
     const replay = await worker(['replay', dir]);
-    console.log('| measure | seconds | peak RSS | note |');
-    console.log('|---|---:|---:|---|');
-    console.log(`| baseline: one chDB pass over the same ${fmt(scan.rows!)} rows (count, 2 means, distinct destinations per airport) | ${fmt(scan.seconds!, 2)} | ${fmt(scan.peakRssMb!)} MB | |`);
-    console.log(`| full drift evaluation: January profile + one Feb-Jun window (target < 3 s) | ${fmt(drift.seconds!, 2)} | ${fmt(drift.peakRssMb!)} MB | ${fmt(drift.features!)} features x ${fmt(drift.slices!)} slices: ${fmt(drift.tests!)} tests, ${fmt(drift.drifted!)} drifted; profile ${fmt(drift.profileSeconds!, 2)} s |`);
-    console.log(`| npm start's monitor replay: ${fmt(replay.evaluations!)} weekly evaluations (drift, labels, freshness, alerts) | ${fmt(replay.seconds!, 2)} | ${fmt(replay.peakRssMb!)} MB | ${fmt(replay.metrics!)} metric rows |`);
+    console.log('| measure | seconds | CPU seconds (all threads) | peak RSS | note |');
+    console.log('|---|---:|---:|---:|---|');
+    console.log(`| baseline: one chDB pass over the same ${fmt(scan.rows!)} rows (count, 2 means, distinct destinations per airport) | ${fmt(scan.seconds!, 2)} | ${fmt(scan.cpuSeconds!, 1)} | ${fmt(scan.peakRssMb!)} MB | |`);
+    console.log(`| full drift evaluation: January profile + one Feb-Jun window (target < 3 s) | ${fmt(drift.seconds!, 2)} | ${fmt(drift.cpuSeconds!, 1)} | ${fmt(drift.peakRssMb!)} MB | ${fmt(drift.features!)} features x ${fmt(drift.slices!)} slices: ${fmt(drift.tests!)} tests, ${fmt(drift.drifted!)} drifted; profile ${fmt(drift.profileSeconds!, 2)} s |`);
+    console.log(`| npm start's monitor replay: ${fmt(replay.evaluations!)} weekly evaluations (drift, labels, freshness, alerts) | ${fmt(replay.seconds!, 2)} | ${fmt(replay.cpuSeconds!, 1)} | ${fmt(replay.peakRssMb!)} MB | ${fmt(replay.metrics!)} metric rows |`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
