@@ -39,3 +39,41 @@ describe('FeatureLogQueue.offerAndWait', () => {
     expect(blocked.stats).toMatchObject({ written: 2, droppedQueueFull: 1 });
   });
 });
+
+describe('FeatureLogQueue batching', () => {
+  it('lingers from the oldest record queued: records that waited through a write go out at once, not a linger later', async () => {
+    const writes: { ids: string[]; at: number }[] = [];
+    let release = (): void => {};
+    const queue = new FeatureLogQueue(
+      {
+        destination: 'slow',
+        write: (records) => {
+          writes.push({ ids: records.map((r) => r.requestId), at: performance.now() });
+          return writes.length === 1 ? new Promise<void>((r) => (release = r)) : Promise.resolve();
+        },
+      },
+      { sampleRate: 1, lingerMs: 1_000 },
+    );
+    queue.offer(prediction('a'));
+    await new Promise((r) => setTimeout(r, 1_200)); // a lingered 1 s, then its write started (and hangs)
+    expect(writes.map((w) => w.ids)).toEqual([['a']]);
+    queue.offer(prediction('b'));
+    await new Promise((r) => setTimeout(r, 1_200)); // b waits through the write, longer than the linger
+    const released = performance.now();
+    release();
+    await new Promise((r) => setTimeout(r, 600)); // no flush: it would end a linger too
+    // Before, b lingered a full second after the write ended: the queue wrote at most one batch per linger.
+    expect(writes.map((w) => w.ids)).toEqual([['a'], ['b']]);
+    expect(writes[1]!.at - released).toBeLessThan(500);
+    await queue.close();
+  });
+
+  it('holds a read as the UTF-8 bytes of its JSON text while queued', async () => {
+    const written: unknown[] = [];
+    const queue = new FeatureLogQueue({ destination: 'memory', write: async (records) => void written.push(...records.map((r) => r.json)) }, { sampleRate: 1 });
+    const json = JSON.stringify({ kind: 'read', note: 'caf\u00e9' });
+    queue.offerEncoded({ kind: 'read', requestId: 'r', timeMs: 1, json });
+    await queue.flush();
+    expect(written).toEqual([Buffer.from(json, 'utf8')]);
+  });
+});
