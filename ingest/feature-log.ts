@@ -177,7 +177,11 @@ export interface FeatureLogSink {
   close?(): Promise<void>;
 }
 
-/** The feature log's metrics (prom-client), served by the API's GET /metrics. */
+/**
+ * The feature log's metrics (prom-client), served by the API's GET /metrics. The per-read figures
+ * (reads sampled out, the queue depth) are read from the queue when the metrics are collected, not
+ * updated per read: a prom-client update per read cost the serving path more than the sampling.
+ */
 export class FeatureLogMetrics {
   readonly registry = new MetricsRegistry();
   readonly records = new Counter({
@@ -186,9 +190,31 @@ export class FeatureLogMetrics {
     labelNames: ['kind', 'outcome'],
     registers: [this.registry],
   });
-  readonly sampledOut = new Counter({ name: 'tidemark_feature_log_sampled_out_total', help: 'Served reads left out of the log by the sample rate', registers: [this.registry] });
-  readonly queueDepth = new Gauge({ name: 'tidemark_feature_log_queue_depth', help: 'Records waiting to be written', registers: [this.registry] });
+  readonly sampledOut: Counter;
+  readonly queueDepth: Gauge;
   readonly queueLimit = new Gauge({ name: 'tidemark_feature_log_queue_limit', help: 'Most records the queue holds before it drops', registers: [this.registry] });
+
+  constructor(read: () => { sampledOut: number; queueDepth: number }) {
+    let counted = 0;
+    this.sampledOut = new Counter({
+      name: 'tidemark_feature_log_sampled_out_total',
+      help: 'Served reads left out of the log by the sample rate',
+      registers: [this.registry],
+      collect() {
+        const now = read().sampledOut;
+        this.inc(now - counted);
+        counted = now;
+      },
+    });
+    this.queueDepth = new Gauge({
+      name: 'tidemark_feature_log_queue_depth',
+      help: 'Records waiting to be written',
+      registers: [this.registry],
+      collect() {
+        this.set(read().queueDepth);
+      },
+    });
+  }
 }
 
 export interface FeatureLogQueueOptions {
@@ -220,7 +246,7 @@ export interface FeatureLogQueueStats {
  * records are written by one background loop, a batch at a time.
  */
 export class FeatureLogQueue {
-  readonly metrics = new FeatureLogMetrics();
+  readonly metrics = new FeatureLogMetrics(() => ({ sampledOut: this.stats.sampledOut, queueDepth: this.pending.length }));
   readonly stats: FeatureLogQueueStats = { queued: 0, written: 0, droppedQueueFull: 0, droppedWriteFailed: 0, sampledOut: 0 };
   readonly sampleRate: number;
   private readonly queueLimit: number;
@@ -255,10 +281,7 @@ export class FeatureLogQueue {
   /** Whether the next served read is to be logged (the sample rate). */
   sample(): boolean {
     const take = this.sampleRate >= 1 || (this.sampleRate > 0 && this.random() < this.sampleRate);
-    if (!take) {
-      this.stats.sampledOut++;
-      this.metrics.sampledOut.inc();
-    }
+    if (!take) this.stats.sampledOut++;
     return take;
   }
 
@@ -305,7 +328,6 @@ export class FeatureLogQueue {
     if (this.pending.length === 0) this.oldestQueuedAt = performance.now();
     this.pending.push(record.kind === 'read' && typeof record.json === 'string' ? { ...record, json: Buffer.from(record.json, 'utf8') } : record);
     this.stats.queued++;
-    this.metrics.queueDepth.set(this.pending.length);
     if (this.writing === null) this.writing = this.drain().finally(() => (this.writing = null));
     return true;
   }
@@ -344,7 +366,6 @@ export class FeatureLogQueue {
         this.endLinger = null;
       }
       const batch = this.pending.splice(0, this.batchRecords);
-      this.metrics.queueDepth.set(this.pending.length);
       try {
         await withTimeout(this.sink.write(batch), this.writeTimeoutMs, `no answer from ${this.sink.destination} within ${this.writeTimeoutMs} ms`);
         this.stats.written += batch.length;

@@ -68,6 +68,19 @@ describe('FeatureLogQueue batching', () => {
     await queue.close();
   });
 
+  it('reports the reads sampled out and the queue depth in its metrics when collected', async () => {
+    const draws = [0.1, 0.9, 0.2, 0.8, 0.7];
+    const queue = new FeatureLogQueue({ destination: 'memory', write: async () => undefined }, { sampleRate: 0.5, lingerMs: 60_000, random: () => draws.shift()! });
+    const metric = async (name: string): Promise<number> => (await queue.metrics.registry.getSingleMetricAsString(name)).split('\n').filter((l) => l.startsWith(name)).map((l) => Number(l.split(' ')[1]))[0]!;
+    expect([1, 2, 3].map(() => queue.sample())).toEqual([true, false, true]);
+    queue.offer(prediction('a'));
+    queue.offer(prediction('b'));
+    expect([await metric('tidemark_feature_log_sampled_out_total'), await metric('tidemark_feature_log_queue_depth')]).toEqual([1, 2]);
+    expect([queue.sample(), queue.sample()]).toEqual([false, false]);
+    await queue.flush();
+    expect([await metric('tidemark_feature_log_sampled_out_total'), await metric('tidemark_feature_log_queue_depth')]).toEqual([3, 0]);
+  });
+
   it('holds a read as the UTF-8 bytes of its JSON text while queued', async () => {
     const written: unknown[] = [];
     const queue = new FeatureLogQueue({ destination: 'memory', write: async (records) => void written.push(...records.map((r) => r.json)) }, { sampleRate: 1 });
