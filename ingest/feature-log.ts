@@ -328,6 +328,8 @@ export class FeatureLogQueue {
     if (this.pending.length === 0) this.oldestQueuedAt = performance.now();
     this.pending.push(record.kind === 'read' && typeof record.json === 'string' ? { ...record, json: Buffer.from(record.json, 'utf8') } : record);
     this.stats.queued++;
+    // A full batch does not wait out the linger (else the queue fills while the writer sleeps).
+    if (this.pending.length >= this.batchRecords) this.endLinger?.();
     if (this.writing === null) this.writing = this.drain().finally(() => (this.writing = null));
     return true;
   }

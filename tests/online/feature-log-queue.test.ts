@@ -68,6 +68,20 @@ describe('FeatureLogQueue batching', () => {
     await queue.close();
   });
 
+  it('writes a full batch at once, without waiting out the linger', async () => {
+    const writes: string[][] = [];
+    const queue = new FeatureLogQueue({ destination: 'memory', write: async (records) => void writes.push(records.map((r) => r.requestId)) }, { sampleRate: 1, lingerMs: 60_000, batchRecords: 2 });
+    queue.offer(prediction('a'));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(writes).toEqual([]); // lingering for more
+    queue.offer(prediction('b'));
+    queue.offer(prediction('c'));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(writes).toEqual([['a', 'b']]); // c lingers
+    await queue.close();
+    expect(writes).toEqual([['a', 'b'], ['c']]);
+  });
+
   it('reports the reads sampled out and the queue depth in its metrics when collected', async () => {
     const draws = [0.1, 0.9, 0.2, 0.8, 0.7];
     const queue = new FeatureLogQueue({ destination: 'memory', write: async () => undefined }, { sampleRate: 0.5, lingerMs: 60_000, random: () => draws.shift()! });
