@@ -224,7 +224,7 @@ export interface FeatureLogQueueOptions {
   queueLimit?: number;
   /** Most records per write (default 5 000). */
   batchRecords?: number;
-  /** How long a write waits for more records when fewer than batchRecords are queued (default 500 ms): fewer, bigger writes. flush() does not wait. */
+  /** How long after the oldest queued record a write waits for more, while fewer than batchRecords are queued (default 500 ms): fewer, bigger writes. flush() does not wait. */
   lingerMs?: number;
   /** A write taking longer than this counts as failed (default 10 000 ms); the queue moves on. */
   writeTimeoutMs?: number;
