@@ -91,7 +91,9 @@ export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService
       reply.header('x-request-id', requestId);
       // Never waits: a full queue drops the record and counts it (GET /metrics).
       if (featureLog.sample()) featureLog.offerEncoded(encodeLoggedRead(request_, response, atMs, requestId, service.registry.version));
-      return { ...response, metadata: { ...response.metadata, request_id: requestId } };
+      // The response is this read's own: adding the id in place spares copying it per read.
+      (response.metadata as { request_id?: string }).request_id = requestId;
+      return response;
     }
     return response;
   });

@@ -3,11 +3,12 @@
 // logging 0%, 10% and 100% of its reads (--log-features) into a chDB offline store in this process
 // (embedded mode), and, with a Kafka bootstrap given, 10% and 100% to `<prefix>.feature_log`.
 // Only one server is loaded at a time. A control server answers GET /cpu with this process's CPU
-// time (every thread: the serving loop, chDB's and the log writer's threads) and GET /flush/<name>
+// time (every thread: the serving loop, chDB's, V8's collector helpers) and the serving thread's
+// alone (Linux), and GET /flush/<name>
 // with the log's counters once its queue is written, so the bench can charge each case its CPU.
 //   feature-log-server.ts <rows|all> [kafka bootstrap]
 import Fastify from 'fastify';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildServer } from '../api/index.js';
@@ -40,8 +41,17 @@ for (const [name, sink, rate] of sinks) {
 const control = Fastify();
 control.get('/cpu', async () => {
   const cpu = process.cpuUsage();
-  return { cpuMicros: cpu.user + cpu.system };
+  return { cpuMicros: cpu.user + cpu.system, mainMicros: mainThreadMicros() };
 });
+
+/** CPU time of the serving thread (the event loop) alone, from Linux's per-thread schedstat (ns on CPU); null elsewhere. */
+function mainThreadMicros(): number | null {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1_000;
+  } catch {
+    return null;
+  }
+}
 control.get<{ Params: { name: string } }>('/flush/:name', async (request) => {
   const queue = queues[request.params.name];
   if (!queue) return {};

@@ -2,10 +2,12 @@
 // POST /get-online-features (1 entity x 7 features, in-memory store) without logging, next to the
 // same read logged at 0%, 10% and 100% into chDB in the server's process (embedded mode), and at
 // 10% and 100% to a Kafka topic (librdkafka's mock cluster started here, or KAFKA_BROKERS). The
-// cases alternate over BENCH_LOG_ROUNDS rounds (the machine is shared and noisy) and each reports
-// its median round. Besides throughput, each case's CPU time per read in the server process (every
-// thread, the log's writes included: the bench waits until the queue is written before it reads
-// the CPU clock), which other load on the machine disturbs less than throughput.
+// cases alternate over BENCH_LOG_ROUNDS short rounds (the machine is shared and noisy: many short
+// rounds, compared round by round, spread the noise over all cases) and each reports its median
+// over rounds with the quartiles. Besides throughput, each case's CPU time per read in the server
+// process (every thread, the log's writes included: the bench waits until the queue is written
+// before it reads the CPU clock) and on the serving thread alone, which other load on the machine
+// disturbs less than throughput.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -25,8 +27,8 @@ const FEATURES = ['flights_1h', 'delay_mean_1h', 'delay_mean_1d', 'delay_max_1d'
 export async function featureLogSection(o: Options): Promise<void> {
   console.log('');
   console.log('## Feature logging: read saturation with --log-features next to no logging (1 entity x 7 features, in-memory store, load generator in the bench process)');
-  const rounds = Number(process.env.BENCH_LOG_ROUNDS ?? 3);
-  const seconds = Number(process.env.BENCH_LOG_SECONDS ?? 4);
+  const rounds = Number(process.env.BENCH_LOG_ROUNDS ?? 8);
+  const seconds = Number(process.env.BENCH_LOG_SECONDS ?? 2);
   let kafka: KafkaCluster | null = null;
   let kafkaName = '';
   try {
@@ -61,39 +63,53 @@ export async function featureLogSection(o: Options): Promise<void> {
       ...(kafka ? ([['kafka-0.1', `logging at 10% to Kafka`], ['kafka-1', `logging at 100% to Kafka`]] as [string, string][]) : []),
     ];
     const json = async <T>(url: string): Promise<T> => (await (await fetch(url)).json()) as T;
-    const results = new Map<string, { rps: number; cpuMicrosPerRead: number }[]>(cases.map(([name]) => [name, []]));
+    interface Round { rps: number; cpu: number; main: number | null }
+    const results = new Map<string, Round[]>(cases.map(([name]) => [name, []]));
     const load: number[] = [loadavg()[0]!];
+    const body = JSON.stringify({ features: FEATURES, entities: { airport: ['ORD'] } });
+    const targetOf = (name: string): LoadTarget => ({ origin: urls[name]!, path: '/get-online-features', method: 'POST', body });
     // A first pass unmeasured: the serving code is compiled before any case is timed (else the first case pays for it).
-    for (const [name] of cases) await saturationRps({ origin: urls[name]!, path: '/get-online-features', method: 'POST', body: JSON.stringify({ features: FEATURES, entities: { airport: ['ORD'] } }) }, 8, 2_000);
+    for (const [name] of cases) await saturationRps(targetOf(name), 8, 2_000);
     for (let round = 0; round < rounds; round++) {
       // Each round starts at another case, so no case always follows the heaviest one.
       for (const [name] of [...cases.slice(round % cases.length), ...cases.slice(0, round % cases.length)]) {
-        const target: LoadTarget = { origin: urls[name]!, path: '/get-online-features', method: 'POST', body: JSON.stringify({ features: FEATURES, entities: { airport: ['ORD'] } }) };
-        await saturationRps(target, 8, 1_000); // warm-up
+        await saturationRps(targetOf(name), 8, 500); // warm-up
         await json(`${urls.control}/flush/${name}`);
-        await new Promise((r) => setTimeout(r, 1_500)); // the engine's background merges of earlier inserts settle
-        const before = await json<{ cpuMicros: number }>(`${urls.control}/cpu`);
-        const rps = await saturationRps(target, 8, seconds * 1_000);
+        await new Promise((r) => setTimeout(r, 1_000)); // the engine's background merges of earlier inserts settle
+        const before = await json<{ cpuMicros: number; mainMicros: number | null }>(`${urls.control}/cpu`);
+        const rps = await saturationRps(targetOf(name), 8, seconds * 1_000);
         await json(`${urls.control}/flush/${name}`);
-        const after = await json<{ cpuMicros: number }>(`${urls.control}/cpu`);
-        results.get(name)!.push({ rps, cpuMicrosPerRead: (after.cpuMicros - before.cpuMicros) / (rps * seconds) });
+        const after = await json<{ cpuMicros: number; mainMicros: number | null }>(`${urls.control}/cpu`);
+        const reads = rps * seconds;
+        results.get(name)!.push({ rps, cpu: (after.cpuMicros - before.cpuMicros) / reads, main: after.mainMicros === null || before.mainMicros === null ? null : (after.mainMicros - before.mainMicros) / reads });
       }
       load.push(loadavg()[0]!);
     }
-    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const sorted = (xs: number[]): number[] => [...xs].sort((a, b) => a - b);
+    const median = (xs: number[]): number => {
+      const s = sorted(xs);
+      return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+    };
+    // Median and, in brackets, the middle half of the rounds (quartiles): the spread the noise leaves.
+    const spread = (xs: number[], digits: number): string => {
+      const s = sorted(xs);
+      const q = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.round(p * (s.length - 1))))]!;
+      return `${o.fmt(median(xs), digits)} [${o.fmt(q(0.25), digits)}, ${o.fmt(q(0.75), digits)}]`;
+    };
     const baseline = results.get('none')!;
-    console.log(`${rounds} rounds of ${seconds} s per case, cases alternating (ratios: the median over rounds of the case's figure over the baseline's in the same round); ${kafka ? `Kafka: ${kafkaName}; ` : ''}load average (1 min) at the start and after each round: ${load.map((l) => o.fmt(l, 2)).join(', ')}`);
-    console.log('| case | saturation req/s (median) | / no logging (target at 100%: >= 0.9) | every round req/s | server CPU µs per read (median) | / no logging | records written | dropped (queue full) | dropped (write failed) |');
-    console.log('|---|---:|---:|---|---:|---:|---:|---:|---:|');
+    console.log(`${rounds} rounds of ${seconds} s per case, cases alternating; per round, each case's figure is compared with the baseline's of the same round, and the table gives the median over rounds with the quartiles in brackets; ${kafka ? `Kafka: ${kafkaName}; ` : ''}load average (1 min) at the start and after each round: ${load.map((l) => o.fmt(l, 2)).join(', ')}`);
+    console.log('CPU per read: the server process over all its threads (the serving thread, chDB\'s threads, V8\'s collector helpers), read after the log\'s queue is written; "serving thread": the event loop alone (Linux). The logging cost is the extra CPU per read over no logging: the target (at most 10% of read throughput at 100%) is met when it stays within 10% of the baseline\'s CPU per read.');
+    console.log('| case | saturation req/s | / no logging | CPU µs per read | extra CPU µs per read | / no logging | serving thread µs per read | its extra µs | records written | dropped (queue full) | dropped (write failed) |');
+    console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const [name, label] of cases) {
       const runs = results.get(name)!;
-      const rps = median(runs.map((r) => r.rps));
-      const cpu = median(runs.map((r) => r.cpuMicrosPerRead));
-      const rpsRatio = median(runs.map((r, i) => r.rps / baseline[i]!.rps));
-      const cpuRatio = median(runs.map((r, i) => r.cpuMicrosPerRead / baseline[i]!.cpuMicrosPerRead));
+      const mains = runs.every((r, i) => r.main !== null && baseline[i]!.main !== null);
       const stats = await json<{ written?: number; droppedQueueFull?: number; droppedWriteFailed?: number }>(`${urls.control}/flush/${name}`);
       const counts = stats.written === undefined ? ' | | ' : `${o.fmt(stats.written)} | ${o.fmt(stats.droppedQueueFull!)} | ${o.fmt(stats.droppedWriteFailed!)}`;
-      console.log(`| ${label} | ${o.fmt(rps)} | ${o.fmt(rpsRatio, 2)} | ${runs.map((r) => o.fmt(r.rps)).join(', ')} | ${o.fmt(cpu, 1)} | ${o.fmt(cpuRatio, 2)} | ${counts} |`);
+      console.log(
+        `| ${label} | ${spread(runs.map((r) => r.rps), 0)} | ${spread(runs.map((r, i) => r.rps / baseline[i]!.rps), 2)} | ${spread(runs.map((r) => r.cpu), 1)} | ${spread(runs.map((r, i) => r.cpu - baseline[i]!.cpu), 1)} | ${spread(runs.map((r, i) => r.cpu / baseline[i]!.cpu), 2)}` +
+          ` | ${mains ? spread(runs.map((r) => r.main!), 1) : 'n/a'} | ${mains ? spread(runs.map((r, i) => r.main! - baseline[i]!.main!), 1) : 'n/a'} | ${counts} |`,
+      );
     }
   } finally {
     server.kill('SIGTERM');

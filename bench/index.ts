@@ -28,8 +28,9 @@
 //     next to hyparquet decoding the file and chDB counting its rows.
 //  3b. offline-shards (bench/offline-shards.ts): the 1M-row airport dataset on 1, 2 and 3 shard
 //     processes (--clickhouse-shards) next to single-node chDB, with CPU seconds per shard.
-//  9. logging and skew (bench/feature-log.ts): read saturation with feature logging at 0%, 10% and
-//     100% (into chDB, and to Kafka) next to none; the skew check of 1M logged values next to the
+//  9. logging and skew (bench/feature-log.ts): read saturation and CPU per read (the process's, and
+//     the serving thread's) with feature logging at 0%, 10% and 100% (into chDB, and to Kafka) next
+//     to none, in short alternating rounds; the skew check of 1M logged values next to the
 //     dataset build of the same spine.
 // Set BENCH_ROWS to replay fewer rows (default: the whole file); BENCH_ONLY=replay|reads|offline|offline-shards|stream|monitor|bootstrap|dashboard|quickstart|logging|skew
 // runs one section.

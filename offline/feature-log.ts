@@ -91,23 +91,37 @@ export class OfflineFeatureLogSink implements FeatureLogSink {
   }
 
   async write(records: readonly EncodedFeatureLogRecord[]): Promise<void> {
-    // One buffer for the batch, each line written into it as UTF-8 (a line takes at most 3 bytes a
-    // UTF-16 unit): no batch-sized string is built, flattened and encoded again.
-    let units = 0;
-    for (const r of records) if (r.kind === 'read') units += r.json.length + r.requestId.length + EMBEDDED_LINE_EXTRA;
-    const buffer = Buffer.allocUnsafe(units * 3);
+    // One buffer for the batch. A queued read's JSON is UTF-8 bytes already, copied in as they are
+    // (JSON.stringify writes no raw tab, newline or carriage return; a backslash is doubled); a
+    // string takes at most 3 bytes a UTF-16 unit.
+    let size = 0;
+    for (const r of records) if (r.kind === 'read') size += (typeof r.json === 'string' ? r.json.length * 3 : r.json.length * 2) + r.requestId.length * 3 + EMBEDDED_LINE_EXTRA;
+    const buffer = Buffer.allocUnsafe(size);
     let bytes = 0;
     const predictions: Record<string, unknown>[] = [];
     for (const r of records) {
-      if (r.kind === 'read') bytes += buffer.write(recordLine(r.timeMs, r.requestId, r.json, 'embedded', 0), bytes);
-      else predictions.push(predictionRow(JSON.parse(r.json) as LoggedPredictionRecord, 'embedded', 0));
+      if (r.kind !== 'read') predictions.push(predictionRow(JSON.parse(r.json.toString()) as LoggedPredictionRecord, 'embedded', 0));
+      else if (typeof r.json === 'string' || hasTabSeparatedSpecial(r.json)) bytes += buffer.write(recordLine(r.timeMs, r.requestId, r.json.toString(), 'embedded', 0), bytes);
+      else {
+        bytes += buffer.write(`${r.timeMs}\t${tabSeparatedValue(r.requestId)}\t`, bytes);
+        bytes += r.json.copy(buffer, bytes);
+        bytes += buffer.write(EMBEDDED_LINE_END, bytes);
+      }
     }
     if (predictions.length > 0) await this.executor.insert(PREDICTION_LOG_TABLE, predictions);
     if (bytes > 0) await this.executor.insertTabSeparated(FEATURE_LOG_TABLE, RECORD_COLUMNS, buffer.subarray(0, bytes));
   }
 }
 
-/** Room for an embedded line's other fields (read time, `embedded`, offset 0, tabs, newline), in UTF-16 units; at 3 bytes a unit, escapes (2 bytes for 1) fit too. */
+/** The embedded line's fields after the record: the load id and offset 0. */
+const EMBEDDED_LINE_END = '\tembedded\t0\n';
+
+/** Whether UTF-8 text holds a byte TabSeparated escapes (backslash, tab, newline, carriage return): searched natively, not byte by byte in JS. */
+function hasTabSeparatedSpecial(bytes: Buffer): boolean {
+  return bytes.indexOf(0x5c) !== -1 || bytes.indexOf(0x09) !== -1 || bytes.indexOf(0x0a) !== -1 || bytes.indexOf(0x0d) !== -1;
+}
+
+/** Room for an embedded line's other fields (read time, `embedded`, offset 0, tabs, newline), in bytes. */
 const EMBEDDED_LINE_EXTRA = 40;
 
 /** A JSON token (raw text) as the canonical text of a key or a value: a string's contents, else the token (numbers are in their shortest form already, as JSON.stringify wrote them). */

@@ -10,9 +10,13 @@ import type { OnlineFeaturesRequest, OnlineFeaturesResponse } from './serve.js';
 /** Event time (ms) of an event_timestamps entry: null for a value with no event behind it. */
 function eventTimeMsOf(status: string, text: string): number | null {
   if (status !== 'PRESENT') return null;
-  const ms = Date.parse(text);
+  // The features of a read share few event times (formatEventTimestamp hands out the same text):
+  // parse each once.
+  if (text !== lastParsed.text) lastParsed = { text, ms: Date.parse(text) };
+  const ms = lastParsed.ms;
   return Number.isFinite(ms) && ms !== 0 ? ms : null;
 }
+let lastParsed = { text: '', ms: Number.NaN };
 
 /** The feature-log record of one answered read (format version 2). */
 export function loggedReadOf(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string): LoggedReadV2Record {
@@ -39,7 +43,7 @@ function ageMsOf(atMs: number, status: string, text: string): number | null {
 }
 
 /** The feature-log record of one answered read, encoded: its JSON text is JSON.stringify(loggedReadOf(...)), byte for byte. */
-export function encodeLoggedRead(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string): EncodedFeatureLogRecord {
+export function encodeLoggedRead(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string): EncodedFeatureLogRecord & { json: string } {
   const joinKeys = Object.keys(request.entities).length;
   let values = '';
   let statuses = '';

@@ -79,6 +79,17 @@ describe('feature log on a ClickHouse server', () => {
     const brokenRows = await store.executor.rows<{ value_num: number | null }>(`SELECT value_num FROM (${loggedValuesSql("request_id = 'req-broken'")}) WHERE feature = 'last_delay'`);
     expect(brokenRows.map((r) => r.value_num)).toEqual([null, null]);
   });
+
+  it('stores a queued read (its JSON as UTF-8 bytes) byte for byte, copied as it is or escaped', async () => {
+    const plain = encodeFeatureLogRecord({ kind: 'read', v: 1, request_id: 'req-bytes-plain', read_time_ms: 2_000, registry_version: 'x', entities: { airport: ['ORD'] }, features: [{ view: 'origin_delays', feature: 'last_delay', values: ['caf\u00e9 \u2603'], statuses: ['PRESENT'], event_times_ms: [5] }] });
+    const special = encodeFeatureLogRecord({ kind: 'read', v: 1, request_id: 'req-bytes-\tspecial', read_time_ms: 2_001, registry_version: 'x', entities: { airport: ['S\\FO'] }, features: [{ view: 'origin_delays', feature: 'last_delay', values: ['tab\there, newline\nthere'], statuses: ['PRESENT'], event_times_ms: [6] }] });
+    await new OfflineFeatureLogSink(store.executor).write([plain, special].map((r) => ({ ...r, json: Buffer.from(r.json, 'utf8') })));
+    const rows = await store.executor.rows<{ request_id: string; record: string }>(`SELECT request_id, record FROM ${FEATURE_LOG_TABLE} WHERE request_id LIKE 'req-bytes-%' ORDER BY read_ms`);
+    expect(rows).toEqual([
+      { request_id: 'req-bytes-plain', record: plain.json },
+      { request_id: 'req-bytes-\tspecial', record: special.json },
+    ]);
+  });
 });
 
 const loggedKeySqlFor = (_key: string): string => loggedKeySql('jk');
