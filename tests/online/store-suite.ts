@@ -82,6 +82,14 @@ async function applyBoth(store: OnlineStore, twin: MemoryOnlineStore, batch: Til
  * the reference now gets their variance of an ulp squared exactly, but the online Chan merge can
  * lose it in some merge orders, giving 0; a known gap, noted in the README.)
  */
+/**
+ * Doubles of any size within 1e6 whose squares are normal doubles (|x| >= 1e-150, or 0): a variance
+ * of values near 1e-161 keeps a digit or two in subnormals, in any summation order, so no two paths
+ * can agree there within docs/semantics.md's relative 1e-6 (online 7.03e-162 against the
+ * reference's 7.37e-162 in one failed run).
+ */
+const wideDoubleArb = fc.double({ min: -1e6, max: 1e6, noNaN: true }).filter((x) => x === 0 || Math.abs(x) >= 1e-150);
+
 const eventArb: fc.Arbitrary<TestEvent> = fc.record({
   ts: fc.oneof(
     { weight: 3, arbitrary: fc.integer({ min: -150, max: 150 }) },
@@ -377,7 +385,7 @@ export function runStoreSuite(backend: StoreBackend): void {
       const builder = new TileBatchBuilder(compiled.registry);
       await fc.assert(
         fc.asyncProperty(
-          fc.array(fc.record({ ts: fc.integer({ min: 0, max: 1_500 }), k: fc.constantFrom('a', 'b'), x: fc.oneof(fc.integer({ min: -50, max: 50 }), fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.constant(null)), s: fc.constantFrom('p', 'q', 'r') }), { minLength: 1, maxLength: 300 }),
+          fc.array(fc.record({ ts: fc.integer({ min: 0, max: 1_500 }), k: fc.constantFrom('a', 'b'), x: fc.oneof(fc.integer({ min: -50, max: 50 }), wideDoubleArb, fc.constant(null)), s: fc.constantFrom('p', 'q', 'r') }), { minLength: 1, maxLength: 300 }),
           fc.array(fc.integer({ min: 1, max: 60 }), { minLength: 1, maxLength: 8 }),
           fc.integer({ min: 0, max: 1_000 }),
           async (raw, sizes, seed) => {
@@ -452,7 +460,7 @@ export function runStoreSuite(backend: StoreBackend): void {
       const builder = new TileBatchBuilder(compiled.registry);
       await fc.assert(
         fc.asyncProperty(
-          fc.array(fc.record({ ts: fc.integer({ min: 0, max: 900 }), k: fc.constantFrom('a', 'b', 'c'), x: fc.oneof(fc.integer({ min: -50, max: 50 }), fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.constant(null)), s: fc.constantFrom('p', 'q', 'r') }), { minLength: 1, maxLength: 200 }),
+          fc.array(fc.record({ ts: fc.integer({ min: 0, max: 900 }), k: fc.constantFrom('a', 'b', 'c'), x: fc.oneof(fc.integer({ min: -50, max: 50 }), wideDoubleArb, fc.constant(null)), s: fc.constantFrom('p', 'q', 'r') }), { minLength: 1, maxLength: 200 }),
           fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 10 }),
           fc.integer({ min: 0, max: 1_000 }),
           async (raw, sizes, seed) => {
@@ -526,7 +534,7 @@ export function runStoreSuite(backend: StoreBackend): void {
       const builder = new TileBatchBuilder(compiled.registry);
       await fc.assert(
         fc.asyncProperty(
-          fc.array(fc.record({ ts: fc.integer({ min: 0, max: 500 }), x: fc.double({ min: -1e6, max: 1e6, noNaN: true }) }), { minLength: 50, maxLength: 400 }),
+          fc.array(fc.record({ ts: fc.integer({ min: 0, max: 500 }), x: wideDoubleArb }), { minLength: 50, maxLength: 400 }),
           fc.array(fc.integer({ min: 20, max: 400 }), { minLength: 1, maxLength: 4 }),
           async (raw, sizes) => {
             const store = await backend.create(compiled.registry);
