@@ -6,8 +6,8 @@
 // index there). Memory: buckets x series x bins, never rows.
 import type { RecordBatch } from 'apache-arrow';
 import type { MonitorPlan } from '../definitions/index.js';
-import type { OfflineExecutor } from '../offline/index.js';
-import { ALL_SLICE } from './drift-sql.js';
+import { TileWindows, type OfflineExecutor } from '../offline/index.js';
+import { ALL_SLICE, type NodeWindowGroup } from './drift-sql.js';
 import { FINE_BINS, profileKey } from './profile.js';
 
 
@@ -20,6 +20,9 @@ export class NumericBinCounter {
   private edgeCounts = new Int32Array(64);
   /** Per bucket: counts at id * FINE_BINS + bin. */
   private readonly byBucket = new Map<number, Float64Array>();
+  /** count()'s last bucket and its counts (reset when the series grow: the arrays are replaced). */
+  private lastBucket = Number.NaN;
+  private lastCounts: Float64Array = new Float64Array(0);
   /** Series id of each feature's 'all' slice, by fid. */
   private readonly allIds: Int32Array;
 
@@ -46,6 +49,7 @@ export class NumericBinCounter {
       counts.set(this.edgeCounts);
       this.edgeCounts = counts;
       for (const [b, c] of this.byBucket) this.byBucket.set(b, grown(c, counts.length * FINE_BINS));
+      this.lastBucket = Number.NaN;
     }
     const edges = this.edgesOf(feature, slice);
     if (edges && edges.length > EDGES) throw new Error(`a numeric profile has ${edges.length} fine edges, more than ${EDGES}`);
@@ -62,7 +66,7 @@ export class NumericBinCounter {
     return c;
   }
 
-  /** Count the rows of one batch of numericSamplesSql (columns fid, b, x, s0..). */
+  /** Count the rows of one batch of numericSamplesSql (columns fid, b, x, s0.., c). */
   add(batch: RecordBatch): void {
     const n = batch.numRows;
     if (n === 0) return;
@@ -73,6 +77,9 @@ export class NumericBinCounter {
     const bOff = cols[1]!.offset;
     const x = cols[2]!.values as Float64Array;
     const xOff = cols[2]!.offset;
+    const weightCol = cols[3 + this.plan.slices.length]!;
+    const weight = weightCol.values as Float64Array;
+    const weightOff = weightCol.offset;
     const nFeatures = this.plan.features.length;
     const allIds = this.allIds;
     // Per slice definition: the dictionary indices, and (fid, index) -> series id, filled as met.
@@ -98,6 +105,7 @@ export class NumericBinCounter {
       }
       const f = fid[fidOff + r]!;
       const v = x[xOff + r]!;
+      const c = weight[weightOff + r]!;
       let id = allIds[f]!;
       for (let s = -1; s < nSlices; s++) {
         if (s >= 0) {
@@ -110,23 +118,40 @@ export class NumericBinCounter {
             counts = this.bucketCounts(bucket);
           }
         }
-        // The number of edges <= v (as psi.ts binIndex), by a search whose steps do not depend on v.
-        const edges = this.edges;
-        const base = id * EDGES;
-        let at = base;
-        let len = this.edgeCounts[id]!;
-        let bin = 0;
-        if (len > 0) {
-          while (len > 1) {
-            const half = len >>> 1;
-            at = edges[at + half]! <= v ? at + half : at;
-            len -= half;
-          }
-          bin = at - base + (edges[at]! <= v ? 1 : 0);
-        }
-        counts[id * FINE_BINS + bin]! += 1;
+        counts[id * FINE_BINS + this.binOf(id, v)]! += c;
       }
     }
+  }
+
+  /** The number of series `id`'s fine edges <= v (as psi.ts binIndex), by a search whose steps do not depend on v. */
+  private binOf(id: number, v: number): number {
+    const edges = this.edges;
+    const base = id * EDGES;
+    let at = base;
+    let len = this.edgeCounts[id]!;
+    if (len === 0) return 0;
+    while (len > 1) {
+      const half = len >>> 1;
+      at = edges[at + half]! <= v ? at + half : at;
+      len -= half;
+    }
+    return at - base + (edges[at]! <= v ? 1 : 0);
+  }
+
+  /** The series of feature `fid` (its index in the plan) for a sample with these slice labels: 'all', then one per slice definition. */
+  seriesOf(fid: number, labels: readonly string[]): Int32Array {
+    const feature = this.plan.features[fid]!.name;
+    return Int32Array.from([this.allIds[fid]!, ...labels.map((label) => this.seriesId(feature, label))]);
+  }
+
+  /** Count one sample x of bucket `bucket` in each of `series` (from seriesOf). */
+  count(bucket: number, series: Int32Array, x: number): void {
+    if (bucket !== this.lastBucket) {
+      this.lastBucket = bucket;
+      this.lastCounts = this.bucketCounts(bucket);
+    }
+    const counts = this.lastCounts;
+    for (let s = 0; s < series.length; s++) counts[series[s]! * FINE_BINS + this.binOf(series[s]!, x)]! += 1;
   }
 
   /** The counts: per bucket, per feature x slice key, the counts per fine bin (series without samples in a bucket are absent). */
@@ -156,5 +181,29 @@ function grown(counts: Float64Array, length: number): Float64Array {
 /** Stream the samples of `sql` (numericSamplesSql) into a counter. */
 export async function countNumericSamples(executor: OfflineExecutor, sql: string, params: Record<string, unknown>, counter: NumericBinCounter): Promise<void> {
   for await (const batch of executor.arrowBatches(sql, params)) counter.add(batch);
+}
+
+/**
+ * Stream one group's tiles (NodeWindowGroup.sql, over params from..to) through TileWindows into a
+ * counter: each sample in bucket intDiv(ts - origin, interval), in its key's series.
+ */
+export async function countWindowedSamples(executor: OfflineExecutor, plan: MonitorPlan, group: NodeWindowGroup, params: { from: number; to: number; origin: number; interval: number } & Record<string, unknown>, counter: NumericBinCounter): Promise<void> {
+  let series: Int32Array[] = [];
+  const { origin, interval } = params;
+  const windows = new TileWindows(group.features, plan.slices.length, params, {
+    key: (labels) => {
+      series = group.fids.map((fid) => counter.seriesOf(fid, labels));
+    },
+    sample: (i, ts, x) => counter.count(intDiv(ts - origin, interval), series[i]!, x),
+  });
+  for await (const batch of executor.arrowBatches(group.sql, params)) windows.add(batch);
+}
+
+/** ClickHouse's intDiv of integers (|a| < 2^53, b > 0): the quotient rounded toward zero. */
+export function intDiv(a: number, b: number): number {
+  const q = Math.trunc(a / b);
+  const r = a - q * b;
+  if (a >= 0) return r < 0 ? q - 1 : q;
+  return r > 0 ? q + 1 : q;
 }
 

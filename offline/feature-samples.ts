@@ -80,23 +80,23 @@ function tileCtes(view: ViewPlan, features: readonly FeaturePlan[], options: Fea
 
 /**
  * The partial aggregates of every (key, tile the key had events in) that the windows of outputs in
- * [{from:Int64}, {to:Int64}) read, ordered by key then tile, for windows combined outside
- * ClickHouse (see feature-windows.ts): the view's key fields (named as the event fields, canonical
- * key text, LowCardinality), `j` (the tile, Float64), then `labels` (SQL over the key fields,
- * LowCardinality: constant per key), then one Float64 column per part of each feature, in
- * partsOf order (a compensated sum of an exact field as its plain sum; min and max nullable).
+ * [{from:Int64}, {to:Int64}) read, for windows combined outside ClickHouse (see feature-windows.ts):
+ * one row per key, with `labels` (SQL over the key fields, named as the event fields) as columns
+ * l0.., then `__tiles`, the key's tiles in order, each a tuple of j (Float64) and one Float64 per part
+ * of each feature in partsOf order (a compensated sum of an exact field as its plain sum; min and max
+ * nullable). Per-key arrays, not rows ordered by key: sorting the rows cost twice the grouping.
  * Every compensated sum must be of an exact field: its fold has no column form.
  */
 export function featureTileSql(view: ViewPlan, features: readonly FeaturePlan[], options: FeatureSampleOptions & { labels?: readonly string[] } = {}): string {
-  const { ctes, parts } = tileCtes(view, features, options, (p) => {
+  const { ctes, keyList, parts } = tileCtes(view, features, options, (p) => {
     if (p.combine === 'compensatedSum' && !p.plain) throw new Error(`featureTileSql: ${p.name} is a compensated sum of a field not known to be exact`);
     return p.plain ? p.plainSum : `toFloat64(${p.perTs})`;
   });
-  const keys = view.keyFields.map((kf, k) => `toLowCardinality(k${k}) AS ${ident(kf)}`);
-  const labels = (options.labels ?? []).map((l, i) => `toLowCardinality(${l}) AS l${i}`);
+  const labels = (options.labels ?? []).map((l, i) => `${l} AS l${i}`);
+  const keys = view.keyFields.map((kf, k) => `k${k} AS ${ident(kf)}`);
   return (
-    `WITH ${ctes.join(',\n')}\nSELECT *${labels.map((l) => `, ${l}`).join('')} FROM (SELECT ${[...keys, 'toFloat64(j) AS j', ...parts.map((p) => p.name)].join(', ')} FROM t) ` +
-    `ORDER BY ${view.keyFields.map(ident).join(', ')}, j SETTINGS output_format_arrow_low_cardinality_as_dictionary = 1`
+    `WITH ${ctes.join(',\n')}\nSELECT ${[...labels, '__tiles'].join(', ')} ` +
+    `FROM (SELECT ${keys.join(', ')}, arraySort(groupArray(tuple(${['toFloat64(j)', ...parts.map((p) => p.name)].join(', ')}))) AS __tiles FROM t GROUP BY ${keyList})`
   );
 }
 
@@ -114,6 +114,10 @@ export function exactIntegerFieldsSql(source: string, fields: readonly string[],
     const v = `toFloat64(${ident(f)})`;
     return `toBool(min(ifNull(${v} = floor(${v}), 1)) AND sum(abs(ifNull(${v}, 0))) < 4503599627370496) AS ${ident(f)}`;
   });
-  const squareChecks = squares.map((f) => `toBool(sum(ifNull(toFloat64(${ident(f)}) * toFloat64(${ident(f)}), 0)) + count() < 4503599627370496) AS ${ident(`__sq_${f}`)}`);
+  // (the column qualified by its table: unqualified, it would name the alias of its own check above)
+  const squareChecks = squares.map((f) => {
+    const v = `toFloat64(${ident(eventTable(source))}.${ident(f)})`;
+    return `toBool(sum(ifNull(${v} * ${v}, 0)) + count() < 4503599627370496) AS ${ident(`__sq_${f}`)}`;
+  });
   return `SELECT ${[...checks, ...squareChecks].join(', ')} FROM ${ident(eventTable(source))} WHERE ${COMPLETED_LOADS}`;
 }

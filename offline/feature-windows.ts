@@ -65,26 +65,24 @@ interface WindowPart {
 }
 
 /**
- * Combines featureTileSql's rows (columns: the key fields, j, `labelCount` labels, the parts) into
- * each feature's value at every tile close in [from, to). Memory: one key's tiles.
+ * Combines featureTileSql's rows (columns: `labelCount` labels, then the key's tiles) into each
+ * feature's value at every tile close in [from, to). Memory: one key's tiles.
  */
 export class TileWindows {
   private readonly parts: WindowPart[] = [];
   /** Where each feature's parts start in `parts`. */
   private readonly starts: number[] = [];
   private readonly finals: ((w: Float64Array, at: number) => number)[];
+  private readonly hopMs: number;
   private tiles = new Float64Array(1024);
   /** The key's tiles' part values, part p of tile r at r * parts + p (NaN: null). */
   private values: Float64Array;
   /** The window values, laid out as `values`. */
   private windows: Float64Array;
   private rows = 0;
-  private readonly hopMs: number;
-  private lastKey: string[] | null = null;
 
   constructor(
     features: readonly FeaturePlan[],
-    private readonly keyCount: number,
     private readonly labelCount: number,
     private readonly range: { from: number; to: number },
     private readonly sink: TileWindowSink,
@@ -107,63 +105,49 @@ export class TileWindows {
     this.windows = new Float64Array(this.values.length);
   }
 
-  /** Add one batch of featureTileSql's rows (ordered by key, then tile). */
+  /** Add one batch of featureTileSql's rows (one per key). */
   add(batch: RecordBatch): void {
     const n = batch.numRows;
     if (n === 0) return;
     const cols = batch.data.children;
-    const keyCols = cols.slice(0, this.keyCount);
-    const jCol = cols[this.keyCount]!;
-    const labelCols = cols.slice(this.keyCount + 1, this.keyCount + 1 + this.labelCount);
-    const partCols = cols.slice(this.keyCount + 1 + this.labelCount);
+    const labelCols = cols.slice(0, this.labelCount);
+    const list = cols[this.labelCount]!;
+    const struct = list.children[0]!;
+    const fields = struct.children;
     const width = this.parts.length;
-    if (partCols.length !== width) throw new Error(`TileWindows: ${partCols.length} part columns, expected ${width}`);
-    const j = jCol.values as Float64Array;
-    const keyOf = (r: number): string[] => keyCols.map((c) => c.dictionary!.get(c.values[c.offset + r] as number) as string);
+    if (fields.length !== width + 1) throw new Error(`TileWindows: ${fields.length - 1} part columns, expected ${width}`);
+    // IPC batches are not sliced: a tile's fields are at the same index as the tile.
+    if (struct.offset !== 0 || fields.some((f) => f.offset !== 0)) throw new Error('TileWindows: sliced tile arrays');
+    const j = fields[0]!.values as Float64Array;
+    const offsets = list.valueOffsets as Int32Array;
     for (let r = 0; r < n; r++) {
-      // A new key: a key column's dictionary index differs from the previous row's (same batch), or
-      // at a batch's first row its text differs from the previous batch's last (dictionaries may differ).
-      let changed = this.lastKey === null;
-      for (let k = 0; k < keyCols.length && !changed; k++) {
-        const c = keyCols[k]!;
-        changed = r > 0 ? c.values[c.offset + r] !== c.values[c.offset + r - 1] : c.dictionary!.get(c.values[c.offset + r] as number) !== this.lastKey![k];
+      this.sink.key(labelCols.map((c) => (c.dictionary ? (c.dictionary.get(c.values[c.offset + r] as number) as string) : utf8At(c, r))));
+      const start = offsets[list.offset + r]!;
+      const end = offsets[list.offset + r + 1]!;
+      this.reserve(end - start);
+      for (let k = start; k < end; k++) {
+        const row = k - start;
+        this.tiles[row] = j[k]!;
+        const at = row * width;
+        for (let p = 0; p < width; p++) {
+          const f = fields[p + 1]!;
+          const valid = f.nullCount === 0 || ((f.nullBitmap![k >> 3]! >> (k & 7)) & 1) === 1;
+          this.values[at + p] = valid ? (f.values as Float64Array)[k]! : Number.NaN;
+        }
       }
-      if (changed) {
-        this.flush();
-        this.lastKey = keyOf(r);
-        this.sink.key(labelCols.map((c) => c.dictionary!.get(c.values[c.offset + r] as number) as string));
-      }
-      this.reserve(this.rows + 1);
-      this.tiles[this.rows] = j[jCol.offset + r]!;
-      const at = this.rows * width;
-      for (let p = 0; p < width; p++) {
-        const col = partCols[p]!;
-        const i = col.offset + r;
-        const valid = col.nullCount === 0 || ((col.nullBitmap![i >> 3]! >> (i & 7)) & 1) === 1;
-        this.values[at + p] = valid ? (col.values as Float64Array)[i]! : Number.NaN;
-      }
-      this.rows++;
+      this.rows = end - start;
+      this.flush();
     }
-    this.lastKey = keyOf(n - 1);
-  }
-
-  /** Send the last key's samples. */
-  finish(): void {
-    this.flush();
-    this.lastKey = null;
   }
 
   private reserve(rows: number): void {
     if (rows <= this.tiles.length) return;
-    const tiles = new Float64Array(this.tiles.length * 2);
-    tiles.set(this.tiles);
-    this.tiles = tiles;
-    const values = new Float64Array(tiles.length * this.parts.length);
-    values.set(this.values.subarray(0, this.rows * this.parts.length));
-    this.values = values;
-    this.windows = new Float64Array(values.length);
+    let length = this.tiles.length;
+    while (length < rows) length *= 2;
+    this.tiles = new Float64Array(length);
+    this.values = new Float64Array(length * this.parts.length);
+    this.windows = new Float64Array(this.values.length);
   }
-
 
   /** Combine the buffered key's windows and send its samples. */
   private flush(): void {
@@ -208,3 +192,12 @@ export class TileWindows {
     this.rows = 0;
   }
 }
+
+/** Row r of a Utf8 column. */
+function utf8At(col: RecordBatch['data']['children'][number], r: number): string {
+  const offsets = col.valueOffsets as Int32Array;
+  const at = col.offset + r;
+  return DECODER.decode((col.values as Uint8Array).subarray(offsets[at]!, offsets[at + 1]!));
+}
+
+const DECODER = new TextDecoder();
