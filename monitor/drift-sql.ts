@@ -13,6 +13,14 @@ export const ALL_SLICE = 'all';
 /** Percentiles whose values are a numeric profile's fine edges; every tenth is a decile edge. */
 export const FINE_BIN_PROBABILITIES = Array.from({ length: 99 }, (_, i) => (i + 1) / 100);
 
+/** Fine bins of a numeric profile: one more than its edges. */
+export const FINE_BINS = FINE_BIN_PROBABILITIES.length + 1;
+
+/** The key of a (feature, slice) series in profiles and counts. */
+export function profileKey(feature: string, slice: string): string {
+  return `${feature}\u0000${slice}`;
+}
+
 /** Label of a numeric band: `<500`, `[500,1000)`, `>=2000`. */
 export function bandLabels(bands: readonly number[]): string[] {
   return [`<${bands[0]}`, ...bands.slice(1).map((b, i) => `[${bands[i]},${b})`), `>=${bands[bands.length - 1]}`];

@@ -7,20 +7,19 @@
 import type { RecordBatch } from 'apache-arrow';
 import type { MonitorPlan } from '../definitions/index.js';
 import { TileWindows, type OfflineExecutor } from '../offline/index.js';
-import { ALL_SLICE, type NodeWindowGroup } from './drift-sql.js';
-import { FINE_BINS, profileKey } from './profile.js';
+import { ALL_SLICE, FINE_BIN_PROBABILITIES, FINE_BINS, profileKey, type NodeWindowGroup } from './drift-sql.js';
 
 
 /** Counts per (bucket, feature x slice key, fine bin) of the numeric samples in the batches added. */
 export class NumericBinCounter {
-  private readonly keys: string[] = [];
+  protected readonly keys: string[] = [];
   private readonly ids = new Map<string, number>();
   /** Each series' fine edges at id * EDGES, `edgeCounts[id]` of them (0: no reference). */
   private edges = new Float64Array(64 * EDGES);
   private edgeCounts = new Int32Array(64);
   /** Per bucket: counts at id * FINE_BINS + bin. */
   private readonly byBucket = new Map<number, Float64Array>();
-  /** count()'s last bucket and its counts (reset when the series grow: the arrays are replaced). */
+  /** tally()'s last bucket and its counts (reset when the series grow: the arrays are replaced). */
   private lastBucket = Number.NaN;
   private lastCounts: Float64Array = new Float64Array(0);
   /** Series id of each feature's 'all' slice, by fid. */
@@ -95,14 +94,8 @@ export class NumericBinCounter {
       dictLengths.push(col.dictionary!.length);
       tables.push(new Int32Array(nFeatures * col.dictionary!.length).fill(-1));
     }
-    let lastBucket = Number.NaN;
-    let counts: Float64Array = new Float64Array(0);
     for (let r = 0; r < n; r++) {
       const bucket = b[bOff + r]!;
-      if (bucket !== lastBucket) {
-        lastBucket = bucket;
-        counts = this.bucketCounts(bucket);
-      }
       const f = fid[fidOff + r]!;
       const v = x[xOff + r]!;
       const c = weight[weightOff + r]!;
@@ -115,12 +108,20 @@ export class NumericBinCounter {
           if (id < 0) {
             id = this.seriesId(this.plan.features[f]!.name, cols[3 + s]!.dictionary!.get(index) as string);
             tables[s]![slot] = id;
-            counts = this.bucketCounts(bucket);
           }
         }
-        counts[id * FINE_BINS + this.binOf(id, v)]! += c;
+        this.tally(bucket, id, v, c);
       }
     }
+  }
+
+  /** Count `c` samples of value v in bucket `bucket` of series `id`. */
+  protected tally(bucket: number, id: number, v: number, c: number): void {
+    if (bucket !== this.lastBucket) {
+      this.lastBucket = bucket;
+      this.lastCounts = this.bucketCounts(bucket);
+    }
+    this.lastCounts[id * FINE_BINS + this.binOf(id, v)]! += c;
   }
 
   /** The number of series `id`'s fine edges <= v (as psi.ts binIndex), by a search whose steps do not depend on v. */
@@ -146,12 +147,7 @@ export class NumericBinCounter {
 
   /** Count one sample x of bucket `bucket` in each of `series` (from seriesOf). */
   count(bucket: number, series: Int32Array, x: number): void {
-    if (bucket !== this.lastBucket) {
-      this.lastBucket = bucket;
-      this.lastCounts = this.bucketCounts(bucket);
-    }
-    const counts = this.lastCounts;
-    for (let s = 0; s < series.length; s++) counts[series[s]! * FINE_BINS + this.binOf(series[s]!, x)]! += 1;
+    for (let s = 0; s < series.length; s++) this.tally(bucket, series[s]!, x, 1);
   }
 
   /** The counts: per bucket, per feature x slice key, the counts per fine bin (series without samples in a bucket are absent). */
@@ -170,7 +166,7 @@ export class NumericBinCounter {
 }
 
 /** At most this many fine edges per series (a numeric profile has FINE_BINS - 1). */
-const EDGES = FINE_BINS - 1;
+const EDGES = FINE_BIN_PROBABILITIES.length;
 
 function grown(counts: Float64Array, length: number): Float64Array {
   const out = new Float64Array(length);
