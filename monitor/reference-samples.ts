@@ -7,7 +7,6 @@
 import type { MonitorPlan } from '../definitions/index.js';
 import { FINE_BIN_PROBABILITIES, FINE_BINS } from './drift-sql.js';
 import { NumericBinCounter } from './numeric-bins.js';
-import { binIndex } from './psi.js';
 
 /** The levels as numericProfileSql writes them (two decimals), parsed as ClickHouse parses them. */
 const LEVELS = FINE_BIN_PROBABILITIES.map((p) => Number(p.toFixed(2)));
@@ -48,11 +47,20 @@ export class ReferenceSamples extends NumericBinCounter {
     this.keys.forEach((key, id) => {
       const size = this.sizes[id] ?? 0;
       if (size === 0) return;
-      const all = this.values[id]!.subarray(0, size);
-      const sorted = all.filter((v) => !Number.isNaN(v)).sort();
+      // Ascending, NaN last (typed-array sort): the quantiles read the values before the NaN.
+      const all = this.values[id]!.subarray(0, size).sort();
+      let numbers = size;
+      while (numbers > 0 && Number.isNaN(all[numbers - 1])) numbers--;
+      const sorted = all.subarray(0, numbers);
       const edges = LEVELS.map((level) => quantileExactInclusive(sorted, level));
+      // Bin = the number of edges <= v (NaN: bin 0), walking values and edges up together.
       const counts = new Array<number>(FINE_BINS).fill(0);
-      for (const v of all) counts[binIndex(edges, v)]! += 1;
+      counts[0] = size - numbers;
+      let bin = 0;
+      for (const v of sorted) {
+        while (bin < edges.length && edges[bin]! <= v) bin++;
+        counts[bin]! += 1;
+      }
       const [feature, slice] = key.split('\u0000') as [string, string];
       out.push({ feature, slice, n: size, edges, counts });
     });
