@@ -3,13 +3,11 @@
 // integer events with nulls, keys with a single event, silences longer than every window (a window
 // that holds only its own tile), and lookback before the range, for several hops and every
 // aggregation that windowsInNode accepts; and windowsInNode refuses what is not provably exact.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { z } from 'zod';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileOrThrow, entity, eventTime, featureView, source, type CompiledDefinitions, type FeaturePlan, type ViewPlan } from '../../definitions/index.js';
-import { exactIntegerFieldsSql, featureSampleSql, featureTileSql, OfflineStore, TileWindows, windowsInNode } from '../../offline/index.js';
+import { describe, expect, it } from 'vitest';
+import { compileOrThrow, entity, eventTime, featureView, source, type FeaturePlan, type ViewPlan } from '../../definitions/index.js';
+import { exactIntegerFieldsSql, featureSampleSql, featureTileSql, TileWindows, windowsInNode } from '../../offline/index.js';
+import { offlineStoreWith } from '../support/offline-fixtures.js';
 import { mulberry32 } from '../support/random.js';
 
 const MINUTE = 60_000;
@@ -74,30 +72,15 @@ function events(): Record<string, unknown>[] {
 
 const EVENTS = events();
 
+const compiled = compileOrThrow({ station, readings, stats });
+const view: ViewPlan = compiled.registry.views[0]!;
+
 describe('view-feature windows combined in Node', () => {
-  let dir: string;
-  let compiled: CompiledDefinitions;
-  let store: OfflineStore;
-  let view: ViewPlan;
+  const offline = offlineStoreWith(compiled, 'readings', EVENTS);
   const exactSets = { sums: new Set(['v', 'w']), squares: new Set(['v', 'w']) };
 
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tidemark-feature-windows-'));
-    compiled = compileOrThrow({ station, readings, stats });
-    view = compiled.registry.views[0]!;
-    const path = join(dir, 'readings.ndjson');
-    writeFileSync(path, `${EVENTS.map((r) => JSON.stringify(r)).join('\n')}\n`);
-    store = await OfflineStore.open(compiled, { dataDir: join(dir, 'data') });
-    await store.loadEvents('readings', path);
-  }, 120_000);
-
-  afterAll(async () => {
-    await store?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
   it('the fields are proven exact: integers, bounded sums and squares', async () => {
-    const [row] = await store.executor.rows<Record<string, boolean>>(exactIntegerFieldsSql('readings', ['v', 'w', 'f'], ['v', 'w', 'f']));
+    const [row] = await offline.store().executor.rows<Record<string, boolean>>(exactIntegerFieldsSql('readings', ['v', 'w', 'f'], ['v', 'w', 'f']));
     expect(row).toEqual({ v: true, w: true, f: false, __sq_v: true, __sq_w: true, __sq_f: true });
   });
 
@@ -119,7 +102,7 @@ describe('view-feature windows combined in Node', () => {
       const features = windowed.filter((f) => f.hopMs === hopMs);
       // From a day in (the windows read tiles before it), to past the last event.
       const range = { from: T0 + 24 * HOUR + 13 * MINUTE, to: T0 + (DAYS + 1) * 24 * HOUR };
-      const sqlRows = await store.executor.rows<Record<string, unknown>>(featureSampleSql(view, features, { exactFields: exactSets.sums }), range);
+      const sqlRows = await offline.store().executor.rows<Record<string, unknown>>(featureSampleSql(view, features, { exactFields: exactSets.sums }), range);
       const expected = new Map<string, number>();
       for (const row of sqlRows) {
         features.forEach((_, i) => {
@@ -139,7 +122,7 @@ describe('view-feature windows combined in Node', () => {
           actual.set(id, x);
         },
       });
-      for await (const batch of store.executor.arrowBatches(featureTileSql(view, features, { exactFields: exactSets.sums, labels: ['station'] }), range)) windows.add(batch);
+      for await (const batch of offline.store().executor.arrowBatches(featureTileSql(view, features, { exactFields: exactSets.sums, labels: ['station'] }), range)) windows.add(batch);
       expect(actual.size).toBe(expected.size);
       for (const [id, x] of expected) {
         // Object.is: the same double, -0 apart from 0.
