@@ -163,7 +163,7 @@ export async function* evaluateDrift(
     const span = { ...params, from: phase + start * interval, to: phase + end * interval };
     for (const kind of kinds) {
       if (kind === 'numeric') {
-        // Binned here, from one row per sample: no slicing and no ASOF join in ClickHouse.
+        // Binned here (no slicing and no ASOF join in ClickHouse): the grouped samples, then the Node-windowed view features.
         const { sql, groups } = await numericQueries;
         const counter = new NumericBinCounter(plan, (feature, slice) => profile.get(profileKey(feature, slice))?.edges ?? null);
         if (sql !== null) await countNumericSamples(executor, sql, span, counter);

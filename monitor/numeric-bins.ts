@@ -1,14 +1,14 @@
-// Numeric samples binned in Node: the samples stream out of ClickHouse as Arrow batches (one row
-// per sample, with each slice definition's label as a dictionary column, numericSamplesSql), and
-// each is counted in the 'all' series and in one series per slice definition, in the fine bin of
-// that series' reference edges. The bin is the number of fine edges <= x (0 without edges, or for
-// NaN), which is what the ASOF join on the greatest edge <= x gave (equal edges keep their greatest
-// index there). Memory: buckets x series x bins, never rows.
+// Numeric samples binned in Node: they stream out of ClickHouse as Arrow batches (one row per
+// distinct (feature, bucket, value, slice labels) with its count, numericSamplesSql), or come from
+// view features windowed in Node (countWindowedSamples), and each is counted in the 'all' series and
+// in one series per slice definition, in the fine bin of that series' reference edges. The bin is
+// the number of fine edges <= x (0 without edges, or for NaN), which is what the ASOF join on the
+// greatest edge <= x gave (equal edges keep their greatest index there). Memory: buckets x series x
+// bins, never rows.
 import type { RecordBatch } from 'apache-arrow';
 import type { MonitorPlan } from '../definitions/index.js';
 import { TileWindows, type OfflineExecutor } from '../offline/index.js';
 import { ALL_SLICE, FINE_BIN_PROBABILITIES, FINE_BINS, profileKey, type NodeWindowGroup } from './drift-sql.js';
-
 
 /** Counts per (bucket, feature x slice key, fine bin) of the numeric samples in the batches added. */
 export class NumericBinCounter {
