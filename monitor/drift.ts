@@ -167,7 +167,7 @@ export async function* evaluateDrift(
         const { sql, groups } = await numericQueries;
         const counter = new NumericBinCounter(plan, (feature, slice) => profile.get(profileKey(feature, slice))?.edges ?? null);
         if (sql !== null) await countNumericSamples(executor, sql, span, counter);
-        for (const group of groups) await countWindowedSamples(executor, plan, group, span, counter);
+        await countWindowedSamples(executor, plan, groups, span, counter);
         for (const [b, keys] of counter.buckets()) {
           let bucket = byBucket.get(b);
           if (!bucket) byBucket.set(b, (bucket = new Map()));

@@ -180,19 +180,34 @@ export async function countNumericSamples(executor: OfflineExecutor, sql: string
 }
 
 /**
- * Stream one group's tiles (NodeWindowGroup.sql, over params from..to) through TileWindows into a
- * counter: each sample in bucket intDiv(ts - origin, interval), in its key's series.
+ * Every group's tiles (NodeWindowGroup.sql, over params from..to) through TileWindows into a
+ * counter: each sample in bucket intDiv(ts - origin, interval), in its key's series. A group's
+ * batches are read whole, then the next group's query starts in chDB while this thread windows them.
  */
-export async function countWindowedSamples(executor: OfflineExecutor, plan: MonitorPlan, group: NodeWindowGroup, params: { from: number; to: number; origin: number; interval: number } & Record<string, unknown>, counter: NumericBinCounter): Promise<void> {
-  let series: Int32Array[] = [];
+export async function countWindowedSamples(executor: OfflineExecutor, plan: MonitorPlan, groups: readonly NodeWindowGroup[], params: { from: number; to: number; origin: number; interval: number } & Record<string, unknown>, counter: NumericBinCounter): Promise<void> {
+  const read = async (group: NodeWindowGroup): Promise<RecordBatch[]> => {
+    const batches: RecordBatch[] = [];
+    for await (const batch of executor.arrowBatches(group.sql, params)) batches.push(batch);
+    return batches;
+  };
   const { origin, interval } = params;
-  const windows = new TileWindows(group.features, plan.slices.length, params, {
-    key: (labels) => {
-      series = group.fids.map((fid) => counter.seriesOf(fid, labels));
-    },
-    sample: (i, ts, x) => counter.count(intDiv(ts - origin, interval), series[i]!, x),
-  });
-  for await (const batch of executor.arrowBatches(group.sql, params)) windows.add(batch);
+  let next = groups.length > 0 ? read(groups[0]!) : null;
+  for (let g = 0; g < groups.length; g++) {
+    const batches = await next!;
+    next = g + 1 < groups.length ? read(groups[g + 1]!) : null;
+    next?.catch(() => {});
+    // One turn of the event loop: the next query gets its turn and its first fetch is on its way.
+    await new Promise((resolve) => setImmediate(resolve));
+    const group = groups[g]!;
+    let series: Int32Array[] = [];
+    const windows = new TileWindows(group.features, plan.slices.length, params, {
+      key: (labels) => {
+        series = group.fids.map((fid) => counter.seriesOf(fid, labels));
+      },
+      sample: (i, ts, x) => counter.count(intDiv(ts - origin, interval), series[i]!, x),
+    });
+    for (const batch of batches) windows.add(batch);
+  }
 }
 
 /** ClickHouse's intDiv of integers (|a| < 2^53, b > 0): the quotient rounded toward zero. */

@@ -114,7 +114,7 @@ async function referenceInNode(
   const params = { ...range, origin: range.from, interval: range.to - range.from };
   const sql = numericSamplesSql(compiled, plan, exact, new Set(groups.flatMap((g) => g.fids)));
   if (sql !== null) await countNumericSamples(executor, sql, params, samples);
-  for (const group of groups) await countWindowedSamples(executor, plan, group, params, samples);
+  await countWindowedSamples(executor, plan, groups, params, samples);
   return samples.series();
 }
 
