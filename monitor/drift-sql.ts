@@ -3,8 +3,8 @@
 // (numeric: ASOF join on the greatest edge <= x; categorical: join on the category), counted per
 // (feature, slice, time bucket, bin). Integer counts merge exactly, so windows are sums of buckets
 // and memory stays bounded by features x slices x bins, whatever the row count.
-import type { CompiledDefinitions, MonitorFeaturePlan, MonitorPlan, MonitorSlicePlan } from '../definitions/index.js';
-import { COMPLETED_LOADS, eventTable, exactIntegerFieldsSql, featureSampleSql, ident, type OfflineExecutor } from '../offline/index.js';
+import type { CompiledDefinitions, FeaturePlan, MonitorFeaturePlan, MonitorPlan, MonitorSlicePlan, ViewPlan } from '../definitions/index.js';
+import { COMPLETED_LOADS, eventTable, exactIntegerFieldsSql, featureSampleSql, featureTileSql, ident, windowsInNode, type OfflineExecutor } from '../offline/index.js';
 import { AGGREGATION_SPECS } from '../definitions/aggregations/index.js';
 
 /** Slice key of the unsliced series. */
@@ -12,6 +12,14 @@ export const ALL_SLICE = 'all';
 
 /** Percentiles whose values are a numeric profile's fine edges; every tenth is a decile edge. */
 export const FINE_BIN_PROBABILITIES = Array.from({ length: 99 }, (_, i) => (i + 1) / 100);
+
+/** Fine bins of a numeric profile: one more than its edges. */
+export const FINE_BINS = FINE_BIN_PROBABILITIES.length + 1;
+
+/** The key of a (feature, slice) series in profiles and counts. */
+export function profileKey(feature: string, slice: string): string {
+  return `${feature}\u0000${slice}`;
+}
 
 /** Label of a numeric band: `<500`, `[500,1000)`, `>=2000`. */
 export function bandLabels(bands: readonly number[]): string[] {
@@ -46,7 +54,7 @@ interface SampleRelation {
  * Sample relations of the monitor's features of one kind, over ts in [{from:Int64}, {to:Int64}).
  * Numeric x is Float64, categorical x is String; rows with a null x are left out.
  */
-function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false, exactFields?: ExactFields): SampleRelation[] {
+function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false, exact?: SampleExactness, leaveOut?: ReadonlySet<number>): SampleRelation[] {
   // Sliced: one row per sample and slice (column slice). Labelled: one row per sample, with each slice definition's label in a column s<i>.
   const sliced = labelled
     ? sliceLabelExprs(plan)
@@ -68,64 +76,117 @@ function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind:
         `WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {to:Int64}) WHERE p.2 IS NOT NULL`,
     });
   }
-  const viewFeatures = features.filter((f) => f.from === 'view');
-  const groups = new Map<string, MonitorFeaturePlan[]>();
-  for (const f of viewFeatures) {
-    const view = compiled.registry.views.find((v) => v.name === f.view)!;
-    const hop = view.features.find((x) => x.name === f.feature)!.hopMs;
-    const key = `${view.name}/${hop}`;
-    groups.set(key, [...(groups.get(key) ?? []), f]);
-  }
-  for (const group of groups.values()) {
-    const view = compiled.registry.views.find((v) => v.name === group[0]!.view)!;
-    const plans = group.map((f) => view.features.find((x) => x.name === f.feature)!);
+  const viewFeatures = features.filter((f) => f.from === 'view' && !(leaveOut?.has(plan.features.indexOf(f)) ?? false));
+  for (const { view, plans, features: group } of viewGroups(compiled, viewFeatures)) {
     const pairs = group.map((f, i) => `tuple(toUInt16(${plan.features.indexOf(f)}), toFloat64(x${i}))`).join(', ');
     out.push({
       sql:
         `SELECT p.1 AS fid, assumeNotNull(p.2) AS x, ts${sliced} FROM (` +
-        `SELECT *, arrayJoin([${pairs}]) AS p FROM (${featureSampleSql(view, plans, { exactFields: exactFields?.get(view.source) })})) WHERE p.2 IS NOT NULL`,
+        `SELECT *, arrayJoin([${pairs}]) AS p FROM (${featureSampleSql(view, plans, { exactFields: exact?.sums.get(view.source) })})) WHERE p.2 IS NOT NULL`,
     });
   }
   return out;
+}
+
+/** View features grouped as one feature-sample query computes them: one view, one hop. */
+function viewGroups(compiled: CompiledDefinitions, features: readonly MonitorFeaturePlan[]): { view: ViewPlan; plans: FeaturePlan[]; features: MonitorFeaturePlan[] }[] {
+  const groups = new Map<string, { view: ViewPlan; plans: FeaturePlan[]; features: MonitorFeaturePlan[] }>();
+  for (const f of features) {
+    const view = compiled.registry.views.find((v) => v.name === f.view)!;
+    const feature = view.features.find((x) => x.name === f.feature)!;
+    const key = `${view.name}/${feature.hopMs}`;
+    const group = groups.get(key) ?? { view, plans: [], features: [] };
+    group.plans.push(feature);
+    group.features.push(f);
+    groups.set(key, group);
+  }
+  return [...groups.values()];
+}
+
+/** The numeric view features of one view and hop whose windows Node combines (offline/feature-windows.ts). */
+export interface NodeWindowGroup {
+  view: ViewPlan;
+  features: FeaturePlan[];
+  /** Each feature's index in the plan. */
+  fids: number[];
+  /** featureTileSql with each slice definition's label (sliceLabelExprs) as label columns. */
+  sql: string;
+}
+
+/** The monitor's numeric view features whose samples Node windows with the SQL's doubles (windowsInNode), by view and hop. */
+export function nodeWindowGroups(compiled: CompiledDefinitions, plan: MonitorPlan, exact: SampleExactness): NodeWindowGroup[] {
+  const candidates = plan.features.filter((f) => {
+    if (f.kind !== 'numeric' || f.from !== 'view') return false;
+    const view = compiled.registry.views.find((v) => v.name === f.view)!;
+    return windowsInNode(view.features.find((x) => x.name === f.feature)!, exactSetsOf(exact, view.source));
+  });
+  return viewGroups(compiled, candidates).map(({ view, plans, features }) => ({
+    view,
+    features: plans,
+    fids: features.map((f) => plan.features.indexOf(f)),
+    sql: featureTileSql(view, plans, { exactFields: exact.sums.get(view.source), labels: sliceLabelExprs(plan) }),
+  }));
+}
+
+function exactSetsOf(exact: SampleExactness, source: string): { sums: ReadonlySet<string>; squares: ReadonlySet<string> } {
+  return { sums: exact.sums.get(source) ?? new Set(), squares: exact.squares.get(source) ?? new Set() };
 }
 
 export function hasFeatures(plan: MonitorPlan, kind: MonitorFeaturePlan['kind']): boolean {
   return plan.features.some((f) => f.kind === kind);
 }
 
-function unionOf(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false, exactFields?: ExactFields): string {
-  return sampleRelations(compiled, plan, kind, labelled, exactFields).map((r) => r.sql).join('\nUNION ALL\n');
+function unionOf(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false, exact?: SampleExactness, leaveOut?: ReadonlySet<number>): string {
+  return sampleRelations(compiled, plan, kind, labelled, exact, leaveOut).map((r) => r.sql).join('\nUNION ALL\n');
 }
 
-/** Per source, the fields whose compensated sums are plain sums (featureSampleSql's exactFields). */
+/** Per source, a set of fields. */
 export type ExactFields = ReadonlyMap<string, ReadonlySet<string>>;
 
 /**
- * The fields of the monitor's numeric view features summed with compensation whose values are all
- * integers adding up (in magnitude) to under 2^52, per source, checked over every completed load of
- * the source: the samples are then computed without the unused folds, with the same values.
+ * Per source, the fields proven to hold integers whose magnitudes add up to under 2^52 (`sums`:
+ * their compensated sums are plain sums, featureSampleSql's exactFields, and their window sums are
+ * exact in any order), and among those the fields whose squares are bounded too (`squares`:
+ * variance parts exact in any order). See exactIntegerFieldsSql.
  */
-export async function exactSampleFields(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan): Promise<ExactFields> {
-  const bySource = new Map<string, Set<string>>();
+export interface SampleExactness {
+  sums: ExactFields;
+  squares: ExactFields;
+}
+
+/**
+ * The exactness of the fields of the monitor's numeric view features (sums, means, min, max,
+ * variance), checked over every completed load of each source: one query per source, so once per
+ * evaluation, not per span.
+ */
+export async function exactSampleFields(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan): Promise<SampleExactness> {
+  const bySource = new Map<string, { fields: Set<string>; squares: Set<string> }>();
   for (const f of plan.features) {
     if (f.kind !== 'numeric' || f.from !== 'view') continue;
     const view = compiled.registry.views.find((v) => v.name === f.view)!;
     const feature = view.features.find((x) => x.name === f.feature)!;
-    if (feature.field === null || !(AGGREGATION_SPECS[feature.agg].sql.parts ?? []).some((p) => p.combine === 'compensatedSum')) continue;
-    bySource.set(view.source, (bySource.get(view.source) ?? new Set()).add(feature.field));
+    const sql = AGGREGATION_SPECS[feature.agg].sql;
+    if (feature.field === null || !(sql.centered || (sql.parts ?? []).some((p) => p.combine === 'compensatedSum' || p.combine === 'min' || p.combine === 'max'))) continue;
+    const entry = bySource.get(view.source) ?? { fields: new Set<string>(), squares: new Set<string>() };
+    entry.fields.add(feature.field);
+    if (sql.centered) entry.squares.add(feature.field);
+    bySource.set(view.source, entry);
   }
-  const out = new Map<string, Set<string>>();
-  for (const [source, fields] of bySource) {
-    const [row] = await executor.rows<Record<string, boolean>>(exactIntegerFieldsSql(source, [...fields]));
-    out.set(source, new Set([...fields].filter((f) => row?.[f] === true)));
+  const sums = new Map<string, Set<string>>();
+  const squares = new Map<string, Set<string>>();
+  for (const [source, { fields, squares: squared }] of bySource) {
+    const [row] = await executor.rows<Record<string, boolean>>(exactIntegerFieldsSql(source, [...fields], [...squared]));
+    const exact = new Set([...fields].filter((f) => row?.[f] === true));
+    sums.set(source, exact);
+    squares.set(source, new Set([...squared].filter((f) => exact.has(f) && row?.[`__sq_${f}`] === true)));
   }
-  return out;
+  return { sums, squares };
 }
 
 /** Reference profile of numeric features: fine edges (percentiles, numpy's linear rule) and size per (feature, slice). */
-export function numericProfileSql(compiled: CompiledDefinitions, plan: MonitorPlan, exactFields?: ExactFields): string {
+export function numericProfileSql(compiled: CompiledDefinitions, plan: MonitorPlan, exact?: SampleExactness): string {
   const ps = FINE_BIN_PROBABILITIES.map((p) => p.toFixed(2)).join(', ');
-  return `SELECT fid, slice, quantilesExactInclusive(${ps})(x) AS edges, count() AS n FROM (${unionOf(compiled, plan, 'numeric', false, exactFields)}) GROUP BY fid, slice`;
+  return `SELECT fid, slice, quantilesExactInclusive(${ps})(x) AS edges, count() AS n FROM (${unionOf(compiled, plan, 'numeric', false, exact)}) GROUP BY fid, slice`;
 }
 
 /** Reference profile of categorical features: count per (feature, slice, category). */
@@ -157,15 +218,17 @@ export function binCountsSql(compiled: CompiledDefinitions, plan: MonitorPlan, k
 }
 
 /**
- * The numeric samples with ts in [{from}, {to}), one row each (not one per slice), for binning
- * outside ClickHouse: fid (UInt16), b = intDiv(ts - {origin}, {interval}) as Float64 (exact below
- * 2^53), x (Float64), and s0..s<n-1>, the label of each slice definition (LowCardinality, sent as an
- * Arrow dictionary). The same sample values as binCountsSql's, without the slicing and the ASOF join.
+ * The numeric samples with ts in [{from}, {to}), one row per distinct (feature, bucket, value, slice
+ * labels) with its count (not one per sample and slice: a field of whole minutes has a few hundred
+ * values per airport), for binning outside ClickHouse: fid (UInt16), b = intDiv(ts - {origin},
+ * {interval}) as Float64 (exact below 2^53), x (Float64), s0..s<n-1>, the label of each slice
+ * definition (LowCardinality, sent as an Arrow dictionary), and c, the count (Float64). The same
+ * sample values as binCountsSql's, without the slicing and the ASOF join.
+ * The features in `leaveOut` (plan indices: those windowed in Node) are left out; null when none is left.
  */
-export function numericSamplesSql(compiled: CompiledDefinitions, plan: MonitorPlan, exactFields?: ExactFields): string {
+export function numericSamplesSql(compiled: CompiledDefinitions, plan: MonitorPlan, exact?: SampleExactness, leaveOut?: ReadonlySet<number>): string | null {
+  const union = unionOf(compiled, plan, 'numeric', true, exact, leaveOut);
+  if (union === '') return null;
   const labels = plan.slices.map((_, i) => `, s${i}`).join('');
-  return (
-    `SELECT fid, toFloat64(intDiv(ts - {origin:Int64}, {interval:Int64})) AS b, x${labels} FROM (${unionOf(compiled, plan, 'numeric', true, exactFields)}) ` +
-    `SETTINGS output_format_arrow_low_cardinality_as_dictionary = 1`
-  );
+  return `SELECT fid, toFloat64(intDiv(ts - {origin:Int64}, {interval:Int64})) AS b, x${labels}, toFloat64(count()) AS c FROM (${union}) GROUP BY fid, b, x${labels} SETTINGS output_format_arrow_low_cardinality_as_dictionary = 1`;
 }

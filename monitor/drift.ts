@@ -5,8 +5,8 @@
 import { compareCodePoints, type CompiledDefinitions, type MonitorPlan } from '../definitions/index.js';
 import type { OfflineExecutor } from '../offline/index.js';
 import { decideDrift } from './calibration.js';
-import { binCountsSql, exactSampleFields, hasFeatures, numericSamplesSql } from './drift-sql.js';
-import { countNumericSamples, NumericBinCounter } from './numeric-bins.js';
+import { binCountsSql, exactSampleFields, hasFeatures, nodeWindowGroups, numericSamplesSql } from './drift-sql.js';
+import { countNumericSamples, countWindowedSamples, NumericBinCounter } from './numeric-bins.js';
 import type { DriftTestInput } from './drift-statistics.js';
 import { FINE_BINS, profileKey, type MonitorProfile } from './profile.js';
 import { totalCount } from './psi.js';
@@ -146,15 +146,28 @@ export async function* evaluateDrift(
   const warmup = Math.max(...windowsBuckets);
   const kinds = (['numeric', 'categorical'] as const).filter((k) => hasFeatures(plan, k));
   const params = { monitor: plan.name, version: plan.version, origin: phase, interval };
+  // The fields' exactness is checked once per evaluation (a scan of the source), not per span. The
+  // view features it proves exact are windowed in Node from their tiles (NodeWindowGroup), the rest
+  // sampled in ClickHouse (numericSamplesSql).
+  const numericQueries = kinds.includes('numeric')
+    ? handled(
+        exactSampleFields(executor, compiled, plan).then((exact) => {
+          const groups = nodeWindowGroups(compiled, plan, exact);
+          return { groups, sql: numericSamplesSql(compiled, plan, exact, new Set(groups.flatMap((g) => g.fids))) };
+        }),
+      )
+    : Promise.resolve({ groups: [], sql: null });
   /** One span's bucket counts, every kind; its queries run in chDB off the event loop. */
   const fetchSpan = async (start: number, end: number): Promise<Map<number, BucketCounts>> => {
     const byBucket = new Map<number, BucketCounts>();
     const span = { ...params, from: phase + start * interval, to: phase + end * interval };
     for (const kind of kinds) {
       if (kind === 'numeric') {
-        // Binned here, from one row per sample: no slicing and no ASOF join in ClickHouse.
+        // Binned here (no slicing and no ASOF join in ClickHouse): the grouped samples, then the Node-windowed view features.
+        const { sql, groups } = await numericQueries;
         const counter = new NumericBinCounter(plan, (feature, slice) => profile.get(profileKey(feature, slice))?.edges ?? null);
-        await countNumericSamples(executor, numericSamplesSql(compiled, plan, await exactSampleFields(executor, compiled, plan)), span, counter);
+        if (sql !== null) await countNumericSamples(executor, sql, span, counter);
+        await countWindowedSamples(executor, plan, groups, span, counter);
         for (const [b, keys] of counter.buckets()) {
           let bucket = byBucket.get(b);
           if (!bucket) byBucket.set(b, (bucket = new Map()));

@@ -1,25 +1,27 @@
-// Numeric samples binned in Node: the samples stream out of ClickHouse as Arrow batches (one row
-// per sample, with each slice definition's label as a dictionary column, numericSamplesSql), and
-// each is counted in the 'all' series and in one series per slice definition, in the fine bin of
-// that series' reference edges. The bin is the number of fine edges <= x (0 without edges, or for
-// NaN), which is what the ASOF join on the greatest edge <= x gave (equal edges keep their greatest
-// index there). Memory: buckets x series x bins, never rows.
+// Numeric samples binned in Node: they stream out of ClickHouse as Arrow batches (one row per
+// distinct (feature, bucket, value, slice labels) with its count, numericSamplesSql), or come from
+// view features windowed in Node (countWindowedSamples), and each is counted in the 'all' series and
+// in one series per slice definition, in the fine bin of that series' reference edges. The bin is
+// the number of fine edges <= x (0 without edges, or for NaN), which is what the ASOF join on the
+// greatest edge <= x gave (equal edges keep their greatest index there). Memory: buckets x series x
+// bins, never rows.
 import type { RecordBatch } from 'apache-arrow';
 import type { MonitorPlan } from '../definitions/index.js';
-import type { OfflineExecutor } from '../offline/index.js';
-import { ALL_SLICE } from './drift-sql.js';
-import { FINE_BINS, profileKey } from './profile.js';
-
+import { TileWindows, type OfflineExecutor } from '../offline/index.js';
+import { ALL_SLICE, FINE_BIN_PROBABILITIES, FINE_BINS, profileKey, type NodeWindowGroup } from './drift-sql.js';
 
 /** Counts per (bucket, feature x slice key, fine bin) of the numeric samples in the batches added. */
 export class NumericBinCounter {
-  private readonly keys: string[] = [];
+  protected readonly keys: string[] = [];
   private readonly ids = new Map<string, number>();
   /** Each series' fine edges at id * EDGES, `edgeCounts[id]` of them (0: no reference). */
   private edges = new Float64Array(64 * EDGES);
   private edgeCounts = new Int32Array(64);
   /** Per bucket: counts at id * FINE_BINS + bin. */
   private readonly byBucket = new Map<number, Float64Array>();
+  /** tally()'s last bucket and its counts (reset when the series grow: the arrays are replaced). */
+  private lastBucket = Number.NaN;
+  private lastCounts: Float64Array = new Float64Array(0);
   /** Series id of each feature's 'all' slice, by fid. */
   private readonly allIds: Int32Array;
 
@@ -46,6 +48,7 @@ export class NumericBinCounter {
       counts.set(this.edgeCounts);
       this.edgeCounts = counts;
       for (const [b, c] of this.byBucket) this.byBucket.set(b, grown(c, counts.length * FINE_BINS));
+      this.lastBucket = Number.NaN;
     }
     const edges = this.edgesOf(feature, slice);
     if (edges && edges.length > EDGES) throw new Error(`a numeric profile has ${edges.length} fine edges, more than ${EDGES}`);
@@ -62,7 +65,7 @@ export class NumericBinCounter {
     return c;
   }
 
-  /** Count the rows of one batch of numericSamplesSql (columns fid, b, x, s0..). */
+  /** Count the rows of one batch of numericSamplesSql (columns fid, b, x, s0.., c). */
   add(batch: RecordBatch): void {
     const n = batch.numRows;
     if (n === 0) return;
@@ -73,6 +76,9 @@ export class NumericBinCounter {
     const bOff = cols[1]!.offset;
     const x = cols[2]!.values as Float64Array;
     const xOff = cols[2]!.offset;
+    const weightCol = cols[3 + this.plan.slices.length]!;
+    const weight = weightCol.values as Float64Array;
+    const weightOff = weightCol.offset;
     const nFeatures = this.plan.features.length;
     const allIds = this.allIds;
     // Per slice definition: the dictionary indices, and (fid, index) -> series id, filled as met.
@@ -88,16 +94,11 @@ export class NumericBinCounter {
       dictLengths.push(col.dictionary!.length);
       tables.push(new Int32Array(nFeatures * col.dictionary!.length).fill(-1));
     }
-    let lastBucket = Number.NaN;
-    let counts: Float64Array = new Float64Array(0);
     for (let r = 0; r < n; r++) {
       const bucket = b[bOff + r]!;
-      if (bucket !== lastBucket) {
-        lastBucket = bucket;
-        counts = this.bucketCounts(bucket);
-      }
       const f = fid[fidOff + r]!;
       const v = x[xOff + r]!;
+      const c = weight[weightOff + r]!;
       let id = allIds[f]!;
       for (let s = -1; s < nSlices; s++) {
         if (s >= 0) {
@@ -107,26 +108,46 @@ export class NumericBinCounter {
           if (id < 0) {
             id = this.seriesId(this.plan.features[f]!.name, cols[3 + s]!.dictionary!.get(index) as string);
             tables[s]![slot] = id;
-            counts = this.bucketCounts(bucket);
           }
         }
-        // The number of edges <= v (as psi.ts binIndex), by a search whose steps do not depend on v.
-        const edges = this.edges;
-        const base = id * EDGES;
-        let at = base;
-        let len = this.edgeCounts[id]!;
-        let bin = 0;
-        if (len > 0) {
-          while (len > 1) {
-            const half = len >>> 1;
-            at = edges[at + half]! <= v ? at + half : at;
-            len -= half;
-          }
-          bin = at - base + (edges[at]! <= v ? 1 : 0);
-        }
-        counts[id * FINE_BINS + bin]! += 1;
+        this.tally(bucket, id, v, c);
       }
     }
+  }
+
+  /** Count `c` samples of value v in bucket `bucket` of series `id`. */
+  protected tally(bucket: number, id: number, v: number, c: number): void {
+    if (bucket !== this.lastBucket) {
+      this.lastBucket = bucket;
+      this.lastCounts = this.bucketCounts(bucket);
+    }
+    this.lastCounts[id * FINE_BINS + this.binOf(id, v)]! += c;
+  }
+
+  /** The number of series `id`'s fine edges <= v (as psi.ts binIndex), by a search whose steps do not depend on v. */
+  private binOf(id: number, v: number): number {
+    const edges = this.edges;
+    const base = id * EDGES;
+    let at = base;
+    let len = this.edgeCounts[id]!;
+    if (len === 0) return 0;
+    while (len > 1) {
+      const half = len >>> 1;
+      at = edges[at + half]! <= v ? at + half : at;
+      len -= half;
+    }
+    return at - base + (edges[at]! <= v ? 1 : 0);
+  }
+
+  /** The series of feature `fid` (its index in the plan) for a sample with these slice labels: 'all', then one per slice definition. */
+  seriesOf(fid: number, labels: readonly string[]): Int32Array {
+    const feature = this.plan.features[fid]!.name;
+    return Int32Array.from([this.allIds[fid]!, ...labels.map((label) => this.seriesId(feature, label))]);
+  }
+
+  /** Count one sample x of bucket `bucket` in each of `series` (from seriesOf). */
+  count(bucket: number, series: Int32Array, x: number): void {
+    for (let s = 0; s < series.length; s++) this.tally(bucket, series[s]!, x, 1);
   }
 
   /** The counts: per bucket, per feature x slice key, the counts per fine bin (series without samples in a bucket are absent). */
@@ -145,7 +166,7 @@ export class NumericBinCounter {
 }
 
 /** At most this many fine edges per series (a numeric profile has FINE_BINS - 1). */
-const EDGES = FINE_BINS - 1;
+const EDGES = FINE_BIN_PROBABILITIES.length;
 
 function grown(counts: Float64Array, length: number): Float64Array {
   const out = new Float64Array(length);
@@ -156,5 +177,44 @@ function grown(counts: Float64Array, length: number): Float64Array {
 /** Stream the samples of `sql` (numericSamplesSql) into a counter. */
 export async function countNumericSamples(executor: OfflineExecutor, sql: string, params: Record<string, unknown>, counter: NumericBinCounter): Promise<void> {
   for await (const batch of executor.arrowBatches(sql, params)) counter.add(batch);
+}
+
+/**
+ * Every group's tiles (NodeWindowGroup.sql, over params from..to) through TileWindows into a
+ * counter: each sample in bucket intDiv(ts - origin, interval), in its key's series. A group's
+ * batches are read whole, then the next group's query starts in chDB while this thread windows them.
+ */
+export async function countWindowedSamples(executor: OfflineExecutor, plan: MonitorPlan, groups: readonly NodeWindowGroup[], params: { from: number; to: number; origin: number; interval: number } & Record<string, unknown>, counter: NumericBinCounter): Promise<void> {
+  const read = async (group: NodeWindowGroup): Promise<RecordBatch[]> => {
+    const batches: RecordBatch[] = [];
+    for await (const batch of executor.arrowBatches(group.sql, params)) batches.push(batch);
+    return batches;
+  };
+  const { origin, interval } = params;
+  let next = groups.length > 0 ? read(groups[0]!) : null;
+  for (let g = 0; g < groups.length; g++) {
+    const batches = await next!;
+    next = g + 1 < groups.length ? read(groups[g + 1]!) : null;
+    next?.catch(() => {});
+    // One turn of the event loop: the next query gets its turn and its first fetch is on its way.
+    await new Promise((resolve) => setImmediate(resolve));
+    const group = groups[g]!;
+    let series: Int32Array[] = [];
+    const windows = new TileWindows(group.features, plan.slices.length, params, {
+      key: (labels) => {
+        series = group.fids.map((fid) => counter.seriesOf(fid, labels));
+      },
+      sample: (i, ts, x) => counter.count(intDiv(ts - origin, interval), series[i]!, x),
+    });
+    for (const batch of batches) windows.add(batch);
+  }
+}
+
+/** ClickHouse's intDiv of integers (|a| < 2^53, b > 0): the quotient rounded toward zero. */
+export function intDiv(a: number, b: number): number {
+  const q = Math.trunc(a / b);
+  const r = a - q * b;
+  if (a >= 0) return r < 0 ? q - 1 : q;
+  return r > 0 ? q + 1 : q;
 }
 

@@ -5,7 +5,9 @@
 // Categorical: one bin per reference category plus bin 0 for categories unseen in the reference.
 import type { CompiledDefinitions, MonitorPlan } from '../definitions/index.js';
 import { insertInChunks, type OfflineExecutor } from '../offline/index.js';
-import { binCountsSql, categoricalProfileSql, FINE_BIN_PROBABILITIES, hasFeatures, numericProfileSql } from './drift-sql.js';
+import { binCountsSql, categoricalProfileSql, exactSampleFields, FINE_BINS, hasFeatures, nodeWindowGroups, numericProfileSql, numericSamplesSql, profileKey, type NodeWindowGroup, type SampleExactness } from './drift-sql.js';
+import { countNumericSamples, countWindowedSamples } from './numeric-bins.js';
+import { ReferenceSamples, type ReferenceSeries } from './reference-samples.js';
 
 export interface FeatureSliceProfile {
   feature: string;
@@ -23,11 +25,9 @@ export interface FeatureSliceProfile {
 
 export type MonitorProfile = Map<string, FeatureSliceProfile>;
 
-export function profileKey(feature: string, slice: string): string {
-  return `${feature}\u0000${slice}`;
-}
 
-export const FINE_BINS = FINE_BIN_PROBABILITIES.length + 1;
+// (defined next to the SQL that cuts them: numeric-bins.ts, which this module imports, reads them too)
+export { FINE_BINS, profileKey } from './drift-sql.js';
 
 /** Create the monitor's tables; safe to run again. */
 export async function ensureMonitorTables(executor: OfflineExecutor): Promise<void> {
@@ -55,32 +55,20 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
   const range = { from: plan.reference.fromMs, to: plan.reference.toMs };
   const rows: ProfileRow[] = [];
   if (hasFeatures(plan, 'numeric')) {
-    // The same two queries as before (their samples' last bits depend on the query's shape where a
-    // window sum is not exact, as delay_stddev_7d's: the stored profile must not move).
-    const edges = (await executor.rows<{ fid: number; slice: string; edges: number[]; n: number }>(numericProfileSql(compiled, plan), range)).map((e) => ({ ...e, feature: plan.features[e.fid]!.name }));
-    // Equal edges keep the greatest index: a bin index is then the number of edges <= x.
-    const edgeRows = edges.flatMap((e) => {
-      const byValue = new Map<number, number>();
-      e.edges.forEach((v, i) => byValue.set(v, i + 1));
-      return [...byValue].map(([edge, idx]) => ({ ...key, fid: e.fid, slice: e.slice, edge, idx }));
-    });
-    await insertInChunks(executor, 'tm_monitor_edges', edgeRows);
-    const counts = await executor.rows<{ fid: number; slice: string; bin: number; c: number }>(binCountsSql(compiled, plan, 'numeric'), {
-      ...range,
-      ...key,
-      origin: range.from,
-      interval: range.to - range.from,
-    });
-    const byKey = new Map<string, number[]>();
-    for (const c of counts) {
-      const k = profileKey(plan.features[c.fid]!.name, c.slice);
-      const arr = byKey.get(k) ?? new Array<number>(FINE_BINS).fill(0);
-      arr[c.bin] = (arr[c.bin] ?? 0) + c.c;
-      byKey.set(k, arr);
-    }
-    for (const e of edges) {
-      rows.push({ feature: e.feature, slice: e.slice, kind: 'numeric', n: e.n, edges: e.edges, categories: [], counts: byKey.get(profileKey(e.feature, e.slice)) ?? new Array<number>(FINE_BINS).fill(0) });
-    }
+    const exact = await exactSampleFields(executor, compiled, plan);
+    const groups = nodeWindowGroups(compiled, plan, exact);
+    const inNode = new Set(groups.flatMap((g) => g.fids));
+    const numeric = plan.features.map((f, fid) => ({ f, fid })).filter(({ f }) => f.kind === 'numeric');
+    // Every view feature windowed in Node: its samples are the same doubles as the SQL's, so the
+    // profile is computed from one pass over them. Otherwise the two queries of before: a window
+    // sum that is not exact has last bits that depend on the query's shape, and the stored profile
+    // must not move.
+    let built: ReferenceSeries[];
+    if (numeric.every(({ f, fid }) => f.from === 'field' || inNode.has(fid))) {
+      built = await referenceInNode(executor, compiled, plan, exact, groups, range);
+      await insertEdges(executor, plan, built);
+    } else built = await referenceInSql(executor, compiled, plan, range);
+    for (const e of built) rows.push({ feature: e.feature, slice: e.slice, kind: 'numeric', n: e.n, edges: e.edges, categories: [], counts: e.counts });
   }
   if (hasFeatures(plan, 'categorical')) {
     const cats = (await executor.rows<{ fid: number; slice: string; value: string; n: number }>(categoricalProfileSql(compiled, plan), range)).map((c) => ({ ...c, feature: plan.features[c.fid]!.name }));
@@ -111,6 +99,55 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
   // The profile rows go last: their presence marks the profile complete.
   await insertInChunks(executor, 'tm_monitor_profiles', rows.map((r) => ({ ...key, ...r, created_at: Date.now() })));
   return { profile: toProfile(rows), built: true };
+}
+
+/** The numeric reference from one pass over its samples in Node (ReferenceSamples). */
+async function referenceInNode(
+  executor: OfflineExecutor,
+  compiled: CompiledDefinitions,
+  plan: MonitorPlan,
+  exact: SampleExactness,
+  groups: readonly NodeWindowGroup[],
+  range: { from: number; to: number },
+): Promise<ReferenceSeries[]> {
+  const samples = new ReferenceSamples(plan);
+  const params = { ...range, origin: range.from, interval: range.to - range.from };
+  const sql = numericSamplesSql(compiled, plan, exact, new Set(groups.flatMap((g) => g.fids)));
+  if (sql !== null) await countNumericSamples(executor, sql, params, samples);
+  await countWindowedSamples(executor, plan, groups, params, samples);
+  return samples.series();
+}
+
+/** The numeric reference from ClickHouse: the edges (numericProfileSql), stored, then the counts against them (binCountsSql). */
+async function referenceInSql(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan, range: { from: number; to: number }): Promise<ReferenceSeries[]> {
+  const key = { monitor: plan.name, version: plan.version };
+  const edges = (await executor.rows<{ fid: number; slice: string; edges: number[]; n: number }>(numericProfileSql(compiled, plan), range)).map((e) => ({ ...e, feature: plan.features[e.fid]!.name }));
+  await insertEdges(executor, plan, edges);
+  const counts = await executor.rows<{ fid: number; slice: string; bin: number; c: number }>(binCountsSql(compiled, plan, 'numeric'), {
+    ...range,
+    ...key,
+    origin: range.from,
+    interval: range.to - range.from,
+  });
+  const byKey = new Map<string, number[]>();
+  for (const c of counts) {
+    const k = profileKey(plan.features[c.fid]!.name, c.slice);
+    const arr = byKey.get(k) ?? new Array<number>(FINE_BINS).fill(0);
+    arr[c.bin] = (arr[c.bin] ?? 0) + c.c;
+    byKey.set(k, arr);
+  }
+  return edges.map((e) => ({ feature: e.feature, slice: e.slice, n: e.n, edges: e.edges, counts: byKey.get(profileKey(e.feature, e.slice)) ?? new Array<number>(FINE_BINS).fill(0) }));
+}
+
+/** Store the fine edges (tm_monitor_edges, which binCountsSql's ASOF join reads). Equal edges keep the greatest index: a bin index is then the number of edges <= x. */
+async function insertEdges(executor: OfflineExecutor, plan: MonitorPlan, series: readonly { feature: string; slice: string; edges: readonly number[] }[]): Promise<void> {
+  const fidOf = new Map(plan.features.map((f, fid) => [f.name, fid]));
+  const rows = series.flatMap((e) => {
+    const byValue = new Map<number, number>();
+    e.edges.forEach((v, i) => byValue.set(v, i + 1));
+    return [...byValue].map(([edge, idx]) => ({ monitor: plan.name, version: plan.version, fid: fidOf.get(e.feature)!, slice: e.slice, edge, idx }));
+  });
+  await insertInChunks(executor, 'tm_monitor_edges', rows);
 }
 
 /** The stored profile of this monitor version (empty when not built yet), or only one (feature, slice) of it. */

@@ -22,6 +22,34 @@ export interface FeatureSampleOptions {
  * one column per feature (all of one hop). Null where a feature has no value (a mean over no values).
  */
 export function featureSampleSql(view: ViewPlan, features: readonly FeaturePlan[], options: FeatureSampleOptions = {}): string {
+  const { ctes, keyList, parts, hopMs } = tileCtes(view, features, options, (p) => (p.plain ? `tuple(${p.plainSum}, 0.)` : p.perTs));
+  const sizes = [...new Set(parts.map((p) => p.tiles))];
+  const exact = exactPartitionColumns(
+    parts.filter((p) => !p.plain),
+    keyList,
+  );
+  const combined = (p: (typeof parts)[number]): string => (p.plain ? `tuple(sum(tupleElement(${p.name}, 1)) OVER w${p.tiles}, 0.)` : combinePart(p, `w${p.tiles}`));
+  ctes.push(
+    `w AS (SELECT ${keyList}, j, ${parts.map((p) => `${combined(p)} AS ${p.name}`).join(', ')} FROM ${exact.length === 0 ? 't' : `(SELECT *, ${exact.join(', ')} FROM t)`} ` +
+      `WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')})`,
+  );
+  const outputs = features.map((f, i) => `${finalOfColumns(f, i)} AS x${i}`);
+  return `WITH ${ctes.join(',\n')}\nSELECT ${view.keyFields.map((kf, k) => `k${k} AS ${ident(kf)}`).join(', ')}, (j + 1) * ${hopMs} AS ts, ${outputs.join(', ')} FROM w WHERE ts >= {from:Int64} AND ts < {to:Int64}`;
+}
+
+interface TilePart extends AggPart {
+  /** Tiles per window of its feature. */
+  tiles: number;
+  /** A compensated sum of an exact field: its plain sum (`plainSum`) stands for it. */
+  plain: boolean;
+  plainSum: string;
+}
+
+/**
+ * The CTEs up to `t`: per (key k0.., tile j) of the events read for outputs in [{from}, {to}) (the
+ * longest window's lookback before {from}), each part of each feature as `part(p)` gives it.
+ */
+function tileCtes(view: ViewPlan, features: readonly FeaturePlan[], options: FeatureSampleOptions, part: (p: TilePart) => string): { ctes: string[]; keyList: string; parts: TilePart[]; hopMs: number } {
   const hopMs = features[0]!.hopMs;
   if (features.some((f) => f.hopMs !== hopMs || f.windowMs === null || !isTiledOffline(f))) {
     throw new Error('featureSampleSql takes windowed, tiled features of one hop');
@@ -44,32 +72,52 @@ export function featureSampleSql(view: ViewPlan, features: readonly FeaturePlan[
   // A compensated sum of an exact field: the plain-sum branch of its tile aggregate and of its window combination.
   const plainSumOf = (f: FeaturePlan, p: AggPart): boolean => p.combine === 'compensatedSum' && f.field !== null && (options.exactFields?.has(f.field) ?? false);
   const parts = features.flatMap((f, i) =>
-    partsOf(f, i).map((p) => ({ ...p, tiles: f.tilesPerWindow!, plain: plainSumOf(f, p), perTs: plainSumOf(f, p) ? `tuple(sum(ifNull(toFloat64(${ident(f.field!)}), 0)), 0.)` : p.perTs })),
+    partsOf(f, i).map((p) => ({ ...p, tiles: f.tilesPerWindow!, plain: plainSumOf(f, p), plainSum: f.field === null ? '' : `sum(ifNull(toFloat64(${ident(f.field)}), 0))` })),
   );
-  const sizes = [...new Set(parts.map((p) => p.tiles))];
-  ctes.push(`t AS (SELECT ${keyList}, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${p.perTs} AS ${p.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, j)`);
-  const exact = exactPartitionColumns(
-    parts.filter((p) => !p.plain),
-    keyList,
+  ctes.push(`t AS (SELECT ${keyList}, ${tileOf('ts', hopMs)} AS j, ${parts.map((p) => `${part(p)} AS ${p.name}`).join(', ')} FROM ${source} GROUP BY ${keyList}, j)`);
+  return { ctes, keyList, parts, hopMs };
+}
+
+/**
+ * The partial aggregates of every (key, tile the key had events in) that the windows of outputs in
+ * [{from:Int64}, {to:Int64}) read, for windows combined outside ClickHouse (see feature-windows.ts):
+ * one row per key, with `labels` (SQL over the key fields, named as the event fields) as columns
+ * l0.., then `__tiles`, the key's tiles in order, each a tuple of j (Float64) and one Float64 per part
+ * of each feature in partsOf order (a compensated sum of an exact field as its plain sum; min and max
+ * nullable). Per-key arrays, not rows ordered by key: sorting the rows cost twice the grouping.
+ * Every compensated sum must be of an exact field: its fold has no column form.
+ */
+export function featureTileSql(view: ViewPlan, features: readonly FeaturePlan[], options: FeatureSampleOptions & { labels?: readonly string[] } = {}): string {
+  const { ctes, keyList, parts } = tileCtes(view, features, options, (p) => {
+    if (p.combine === 'compensatedSum' && !p.plain) throw new Error(`featureTileSql: ${p.name} is a compensated sum of a field not known to be exact`);
+    return p.plain ? p.plainSum : `toFloat64(${p.perTs})`;
+  });
+  const labels = (options.labels ?? []).map((l, i) => `${l} AS l${i}`);
+  const keys = view.keyFields.map((kf, k) => `k${k} AS ${ident(kf)}`);
+  return (
+    `WITH ${ctes.join(',\n')}\nSELECT ${[...labels, '__tiles'].join(', ')} ` +
+    `FROM (SELECT ${keys.join(', ')}, arraySort(groupArray(tuple(${['toFloat64(j)', ...parts.map((p) => p.name)].join(', ')}))) AS __tiles FROM t GROUP BY ${keyList})`
   );
-  const combined = (p: (typeof parts)[number]): string => (p.plain ? `tuple(sum(tupleElement(${p.name}, 1)) OVER w${p.tiles}, 0.)` : combinePart(p, `w${p.tiles}`));
-  ctes.push(
-    `w AS (SELECT ${keyList}, j, ${parts.map((p) => `${combined(p)} AS ${p.name}`).join(', ')} FROM ${exact.length === 0 ? 't' : `(SELECT *, ${exact.join(', ')} FROM t)`} ` +
-      `WINDOW ${sizes.map((n) => `w${n} AS (PARTITION BY ${keyList} ORDER BY j RANGE BETWEEN ${n - 1} PRECEDING AND CURRENT ROW)`).join(', ')})`,
-  );
-  const outputs = features.map((f, i) => `${finalOfColumns(f, i)} AS x${i}`);
-  return `WITH ${ctes.join(',\n')}\nSELECT ${view.keyFields.map((kf, k) => `k${k} AS ${ident(kf)}`).join(', ')}, (j + 1) * ${hopMs} AS ts, ${outputs.join(', ')} FROM w WHERE ts >= {from:Int64} AND ts < {to:Int64}`;
 }
 
 /**
  * One row with a column per field (named as the field, Bool): whether every value of it in the
  * source's completed loads is an integer (nulls aside) and their magnitudes add up to under 2^52.
  * Then every compensated sum of some of them is its plain sum (see featureSampleSql's exactFields).
+ * With `squares`, also a column `__sq_<field>` per field listed there: whether the sum of its squares
+ * plus the row count is under 2^52 (computed in floats, so truly under 2^53). Then for any key and
+ * any set of its events, with c the key's center (centerSql: an integer within 1 of its mean), the
+ * sums of (x - c)^2, which bound those of |x - c|, are exact integers in any order.
  */
-export function exactIntegerFieldsSql(source: string, fields: readonly string[]): string {
+export function exactIntegerFieldsSql(source: string, fields: readonly string[], squares: readonly string[] = []): string {
   const checks = fields.map((f) => {
     const v = `toFloat64(${ident(f)})`;
     return `toBool(min(ifNull(${v} = floor(${v}), 1)) AND sum(abs(ifNull(${v}, 0))) < 4503599627370496) AS ${ident(f)}`;
   });
-  return `SELECT ${checks.join(', ')} FROM ${ident(eventTable(source))} WHERE ${COMPLETED_LOADS}`;
+  // (the column qualified by its table: unqualified, it would name the alias of its own check above)
+  const squareChecks = squares.map((f) => {
+    const v = `toFloat64(${ident(eventTable(source))}.${ident(f)})`;
+    return `toBool(sum(ifNull(${v} * ${v}, 0)) + count() < 4503599627370496) AS ${ident(`__sq_${f}`)}`;
+  });
+  return `SELECT ${[...checks, ...squareChecks].join(', ')} FROM ${ident(eventTable(source))} WHERE ${COMPLETED_LOADS}`;
 }

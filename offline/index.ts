@@ -19,7 +19,7 @@ export type { SpineInfo, SpineInput } from './spine.js';
 export { ensureTables, eventTable } from './tables.js';
 export { OfflineKafkaSink, kafkaLoadId } from './kafka-sink.js';
 export type { OfflineKafkaSinkOptions, OfflineKafkaSinkStats } from './kafka-sink.js';
-export { exactIntegerFieldsSql, featureSampleSql } from './feature-samples.js';
+export { exactIntegerFieldsSql, featureSampleSql, featureTileSql } from './feature-samples.js';
 export type { FeatureSampleOptions } from './feature-samples.js';
 export { shardSql } from './shards.js';
 export type { ShardSet } from './shards.js';
@@ -27,3 +27,5 @@ export { COMPLETED_LOADS, ident, keyColumn, latestEventTimeMs, tableExists } fro
 export { FEATURE_LOG_TABLE, PREDICTION_LOG_TABLE } from './tables.js';
 export { OfflineFeatureLogSink, writeLogDataset, loggedValuePairs, insertFeatureLogRecords, checkFeatureLogRecord, loggedValuesSql, loggedKeySql, loggedPredictionsSql, loggedPredictionIdsSql, FEATURE_LOG_DEAD_LETTER_SOURCE } from './feature-log.js';
 export type { LogDatasetOptions, LoggedValuePair, LoggedSliceColumn } from './feature-log.js';
+export { TileWindows, windowsInNode } from './feature-windows.js';
+export type { ExactFieldSets, TileWindowSink } from './feature-windows.js';

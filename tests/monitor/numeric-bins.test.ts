@@ -132,7 +132,7 @@ describe('numeric samples binned in Node', () => {
       expect(expected.size).toBe(22);
       for (const exactFields of [exact, undefined]) {
         const counter = new NumericBinCounter(plan, (feature, slice) => (profile as MonitorProfile).get(profileKey(feature, slice))?.edges ?? null);
-        await countNumericSamples(store.executor, numericSamplesSql(compiled, plan, exactFields), params, counter);
+        await countNumericSamples(store.executor, numericSamplesSql(compiled, plan, exactFields)!, params, counter);
         const actual = new Map([...counter.buckets()].map(([b, keys]) => [b, new Map([...keys].map(([k, arr]) => [k, Array.from(arr)]))]));
         expect(actual).toEqual(expected);
       }
@@ -148,7 +148,7 @@ describe('numeric samples binned in Node', () => {
     const plan = compiled.monitors.find((m) => m.name === 'weather_drift')!;
     const exact = await exactSampleFields(store.executor, compiled, plan);
     // rain (whole mm) is summed with compensation (mean, sum) and exact; temp (hundredths) is not.
-    expect([...(exact.get('weather') ?? [])]).toEqual(['rain']);
+    expect([...(exact.sums.get('weather') ?? [])]).toEqual(['rain']);
     const [fractions] = await store.executor.rows<Record<string, boolean>>(exactIntegerFieldsSql('weather', ['temp', 'rain', 'gust']));
     expect(fractions).toEqual({ temp: false, rain: true, gust: true });
     const view = compiled.registry.views.find((v) => v.name === 'station_stats')!;

@@ -1,0 +1,143 @@
+// View-feature samples windowed in Node (offline/feature-windows.ts: featureTileSql's per-key tiles
+// combined by TileWindows) are the same doubles as featureSampleSql's window functions, on random
+// integer events with nulls, keys with a single event, silences longer than every window (a window
+// that holds only its own tile), and lookback before the range, for several hops and every
+// aggregation that windowsInNode accepts; and windowsInNode refuses what is not provably exact.
+import { z } from 'zod';
+import { describe, expect, it } from 'vitest';
+import { compileOrThrow, entity, eventTime, featureView, source, type FeaturePlan, type ViewPlan } from '../../definitions/index.js';
+import { exactIntegerFieldsSql, featureSampleSql, featureTileSql, TileWindows, windowsInNode } from '../../offline/index.js';
+import { offlineStoreWith } from '../support/offline-fixtures.js';
+import { mulberry32 } from '../support/random.js';
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const T0 = Date.UTC(2026, 4, 1);
+const DAYS = 3;
+
+const station = entity({ name: 'station', joinKeys: ['station'] });
+const readings = source({
+  name: 'readings',
+  topic: 'readings',
+  schema: z.object({ t: eventTime(), station: z.string(), v: z.number().nullable(), w: z.number(), f: z.number() }),
+  eventTimeField: 't',
+});
+const stats = featureView({
+  name: 'station_windows',
+  source: readings,
+  entity: station,
+  features: {
+    // hop 5m
+    n_1h: { agg: 'count', window: '1h' },
+    v_count_30m: { agg: 'count', field: 'v', window: '30m' },
+    v_mean_3h: { agg: 'mean', field: 'v', window: '3h' },
+    w_sum_30m: { agg: 'sum', field: 'w', window: '30m' },
+    v_max_1h: { agg: 'max', field: 'v', window: '1h' },
+    v_min_2h: { agg: 'min', field: 'v', window: '2h' },
+    v_stddev_6h: { agg: 'stddev', field: 'v', window: '6h' },
+    // hop 1h
+    w_var_1d: { agg: 'var', field: 'w', window: '1d' },
+    v_mean_1d: { agg: 'mean', field: 'v', window: '1d' },
+    n_1d: { agg: 'count', window: '1d' },
+    // hop 20m, explicit
+    v_stddev_2h: { agg: 'stddev', field: 'v', window: '2h', hop: '20m' },
+    w_max_40m: { agg: 'max', field: 'w', window: '40m', hop: '20m' },
+    // not windowed in Node: a float field, an approximate percentile
+    f_mean_1h: { agg: 'mean', field: 'f', window: '1h' },
+    v_p90_1h: { agg: 'approx_percentile', field: 'v', window: '1h', quantile: 0.9 },
+  },
+});
+
+/**
+ * Bursts of readings per station with silences of up to 1.5 days, station 'single' with one event,
+ * station 'quiet' silent for 26 h (longer than every window), nulls in v; v and w integers, f fractional.
+ */
+function events(): Record<string, unknown>[] {
+  const random = mulberry32(29);
+  const out: Record<string, unknown>[] = [{ t: T0 + 30 * HOUR + 7 * MINUTE, station: 'single', v: 5, w: -3, f: 0.5 }];
+  for (const t of [T0 + 25 * HOUR, T0 + 25 * HOUR + 10 * MINUTE, T0 + 51 * HOUR + 10 * MINUTE, T0 + 51 * HOUR + 12 * MINUTE]) out.push({ t, station: 'quiet', v: 7, w: 11, f: 1.5 });
+  for (const s of ['a', 'b', 'c', 'd', 'e']) {
+    let t = T0 + Math.floor(random() * 3 * HOUR);
+    while (t < T0 + DAYS * 24 * HOUR) {
+      const burst = 1 + Math.floor(random() * 40);
+      for (let i = 0; i < burst; i++) {
+        out.push({ t, station: s, v: random() < 0.2 ? null : Math.floor(random() * 101) - 50, w: Math.floor(random() * 2001) - 1000, f: Math.round(random() * 1000) / 7 });
+        t += Math.floor(random() * 4 * MINUTE);
+      }
+      t += random() < 0.1 ? Math.floor((0.5 + random()) * 24 * HOUR) : Math.floor(random() * 3 * HOUR);
+    }
+  }
+  return out;
+}
+
+const EVENTS = events();
+
+const compiled = compileOrThrow({ station, readings, stats });
+const view: ViewPlan = compiled.registry.views[0]!;
+
+describe('view-feature windows combined in Node', () => {
+  const offline = offlineStoreWith(compiled, 'readings', EVENTS);
+  const exactSets = { sums: new Set(['v', 'w']), squares: new Set(['v', 'w']) };
+
+  it('the fields are proven exact: integers, bounded sums and squares', async () => {
+    const [row] = await offline.store().executor.rows<Record<string, boolean>>(exactIntegerFieldsSql('readings', ['v', 'w', 'f'], ['v', 'w', 'f']));
+    expect(row).toEqual({ v: true, w: true, f: false, __sq_v: true, __sq_w: true, __sq_f: true });
+  });
+
+  it('windowsInNode takes counts, and sums, means, min, max, variances of exact fields only', () => {
+    const byName = (name: string): FeaturePlan => view.features.find((f) => f.name === name)!;
+    const inNode = view.features.filter((f) => windowsInNode(f, exactSets)).map((f) => f.name);
+    expect(inNode).toEqual(['n_1h', 'v_count_30m', 'v_mean_3h', 'w_sum_30m', 'v_max_1h', 'v_min_2h', 'v_stddev_6h', 'w_var_1d', 'v_mean_1d', 'n_1d', 'v_stddev_2h', 'w_max_40m']);
+    // A variance without bounded squares, a mean or a max of a field not proven exact: not in Node.
+    expect(windowsInNode(byName('v_stddev_6h'), { sums: new Set(['v']), squares: new Set() })).toBe(false);
+    expect(windowsInNode(byName('v_mean_3h'), { sums: new Set(), squares: new Set() })).toBe(false);
+    expect(windowsInNode(byName('v_max_1h'), { sums: new Set(), squares: new Set() })).toBe(false);
+    expect(windowsInNode(byName('n_1h'), { sums: new Set(), squares: new Set() })).toBe(true);
+  });
+
+  it('give the same doubles as the SQL windows, per hop, at every active tile close in range', async () => {
+    const windowed = view.features.filter((f) => windowsInNode(f, exactSets));
+    let compared = 0;
+    for (const hopMs of new Set(windowed.map((f) => f.hopMs))) {
+      const features = windowed.filter((f) => f.hopMs === hopMs);
+      // From a day in (the windows read tiles before it), to past the last event.
+      const range = { from: T0 + 24 * HOUR + 13 * MINUTE, to: T0 + (DAYS + 1) * 24 * HOUR };
+      const sqlRows = await offline.store().executor.rows<Record<string, unknown>>(featureSampleSql(view, features, { exactFields: exactSets.sums }), range);
+      const expected = new Map<string, number>();
+      for (const row of sqlRows) {
+        features.forEach((_, i) => {
+          const x = row[`x${i}`];
+          if (x !== null) expected.set(`${String(row.station)} ${Number(row.ts)} ${i}`, Number(x));
+        });
+      }
+      const actual = new Map<string, number>();
+      let key = '';
+      const windows = new TileWindows(features, 1, range, {
+        key: ([label]) => {
+          key = label!;
+        },
+        sample: (i, ts, x) => {
+          const id = `${key} ${ts} ${i}`;
+          if (actual.has(id)) throw new Error(`${id} sampled twice`);
+          actual.set(id, x);
+        },
+      });
+      for await (const batch of offline.store().executor.arrowBatches(featureTileSql(view, features, { exactFields: exactSets.sums, labels: ['station'] }), range)) windows.add(batch);
+      expect(actual.size).toBe(expected.size);
+      for (const [id, x] of expected) {
+        // Object.is: the same double, -0 apart from 0.
+        if (!Object.is(actual.get(id), x)) throw new Error(`${id} (${features[Number(id.split(' ')[2])]!.name}): Node ${actual.get(id)}, SQL ${x}`);
+      }
+      compared += expected.size;
+      // The edge cases are there: a key's only tile, and a window after a silence longer than every window.
+      expect([...expected.keys()].some((id) => id.startsWith('single '))).toBe(true);
+      expect([...expected.keys()].some((id) => id.startsWith(`quiet ${(Math.floor((T0 + 51 * HOUR + 10 * MINUTE) / hopMs) + 1) * hopMs} `))).toBe(true);
+    }
+    expect(compared).toBeGreaterThan(5_000);
+  }, 120_000);
+
+  it('featureTileSql refuses a compensated sum of a field not known to be exact', () => {
+    const f = view.features.find((x) => x.name === 'f_mean_1h')!;
+    expect(() => featureTileSql(view, [f], { exactFields: new Set(['v']) })).toThrow(/not known to be exact/);
+  });
+});
