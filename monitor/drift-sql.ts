@@ -128,6 +128,23 @@ export function nodeWindowGroups(compiled: CompiledDefinitions, plan: MonitorPla
   }));
 }
 
+/**
+ * How the monitor's numeric samples are taken, for evaluations and the reference alike: the view
+ * features windowed in Node (`groups`, their plan indices in `windowed`), the rest from ClickHouse
+ * (`sql`, numericSamplesSql; null when nothing is left for it).
+ */
+export interface NumericSampling {
+  groups: NodeWindowGroup[];
+  windowed: ReadonlySet<number>;
+  sql: string | null;
+}
+
+export function numericSampling(compiled: CompiledDefinitions, plan: MonitorPlan, exact: SampleExactness): NumericSampling {
+  const groups = nodeWindowGroups(compiled, plan, exact);
+  const windowed = new Set(groups.flatMap((g) => g.fids));
+  return { groups, windowed, sql: numericSamplesSql(compiled, plan, exact, windowed) };
+}
+
 function exactSetsOf(exact: SampleExactness, source: string): { sums: ReadonlySet<string>; squares: ReadonlySet<string> } {
   return { sums: exact.sums.get(source) ?? new Set(), squares: exact.squares.get(source) ?? new Set() };
 }

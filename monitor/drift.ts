@@ -5,8 +5,8 @@
 import { compareCodePoints, type CompiledDefinitions, type MonitorPlan } from '../definitions/index.js';
 import type { OfflineExecutor } from '../offline/index.js';
 import { decideDrift } from './calibration.js';
-import { binCountsSql, exactSampleFields, hasFeatures, nodeWindowGroups, numericSamplesSql } from './drift-sql.js';
-import { countNumericSamples, countWindowedSamples, NumericBinCounter } from './numeric-bins.js';
+import { binCountsSql, exactSampleFields, hasFeatures, numericSampling, type NumericSampling } from './drift-sql.js';
+import { countAllNumericSamples, NumericBinCounter } from './numeric-bins.js';
 import type { DriftTestInput } from './drift-statistics.js';
 import { FINE_BINS, profileKey, type MonitorProfile } from './profile.js';
 import { totalCount } from './psi.js';
@@ -146,17 +146,9 @@ export async function* evaluateDrift(
   const warmup = Math.max(...windowsBuckets);
   const kinds = (['numeric', 'categorical'] as const).filter((k) => hasFeatures(plan, k));
   const params = { monitor: plan.name, version: plan.version, origin: phase, interval };
-  // The fields' exactness is checked once per evaluation (a scan of the source), not per span. The
-  // view features it proves exact are windowed in Node from their tiles (NodeWindowGroup), the rest
-  // sampled in ClickHouse (numericSamplesSql).
-  const numericQueries = kinds.includes('numeric')
-    ? handled(
-        exactSampleFields(executor, compiled, plan).then((exact) => {
-          const groups = nodeWindowGroups(compiled, plan, exact);
-          return { groups, sql: numericSamplesSql(compiled, plan, exact, new Set(groups.flatMap((g) => g.fids))) };
-        }),
-      )
-    : Promise.resolve({ groups: [], sql: null });
+  // The fields' exactness is checked once per evaluation (a scan of the source), not per span; it
+  // decides which view features are windowed in Node and which are sampled in ClickHouse (numericSampling).
+  const sampling: Promise<NumericSampling> | null = kinds.includes('numeric') ? handled(exactSampleFields(executor, compiled, plan).then((exact) => numericSampling(compiled, plan, exact))) : null;
   /** One span's bucket counts, every kind; its queries run in chDB off the event loop. */
   const fetchSpan = async (start: number, end: number): Promise<Map<number, BucketCounts>> => {
     const byBucket = new Map<number, BucketCounts>();
@@ -164,10 +156,8 @@ export async function* evaluateDrift(
     for (const kind of kinds) {
       if (kind === 'numeric') {
         // Binned here (no slicing and no ASOF join in ClickHouse): the grouped samples, then the Node-windowed view features.
-        const { sql, groups } = await numericQueries;
         const counter = new NumericBinCounter(plan, (feature, slice) => profile.get(profileKey(feature, slice))?.edges ?? null);
-        if (sql !== null) await countNumericSamples(executor, sql, span, counter);
-        await countWindowedSamples(executor, plan, groups, span, counter);
+        await countAllNumericSamples(executor, plan, (await sampling)!, span, counter);
         for (const [b, keys] of counter.buckets()) {
           let bucket = byBucket.get(b);
           if (!bucket) byBucket.set(b, (bucket = new Map()));

@@ -8,7 +8,7 @@
 import type { RecordBatch } from 'apache-arrow';
 import type { MonitorPlan } from '../definitions/index.js';
 import { TileWindows, type OfflineExecutor } from '../offline/index.js';
-import { ALL_SLICE, FINE_BIN_PROBABILITIES, FINE_BINS, profileKey, type NodeWindowGroup } from './drift-sql.js';
+import { ALL_SLICE, FINE_BIN_PROBABILITIES, FINE_BINS, profileKey, type NodeWindowGroup, type NumericSampling } from './drift-sql.js';
 
 /** Counts per (bucket, feature x slice key, fine bin) of the numeric samples in the batches added. */
 export class NumericBinCounter {
@@ -172,6 +172,12 @@ function grown(counts: Float64Array, length: number): Float64Array {
   const out = new Float64Array(length);
   out.set(counts);
   return out;
+}
+
+/** Every numeric sample of the range in `params` into a counter: ClickHouse's (sampling.sql), then the Node-windowed view features'. */
+export async function countAllNumericSamples(executor: OfflineExecutor, plan: MonitorPlan, sampling: NumericSampling, params: { from: number; to: number; origin: number; interval: number } & Record<string, unknown>, counter: NumericBinCounter): Promise<void> {
+  if (sampling.sql !== null) await countNumericSamples(executor, sampling.sql, params, counter);
+  await countWindowedSamples(executor, plan, sampling.groups, params, counter);
 }
 
 /** Stream the samples of `sql` (numericSamplesSql) into a counter. */

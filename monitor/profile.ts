@@ -5,8 +5,8 @@
 // Categorical: one bin per reference category plus bin 0 for categories unseen in the reference.
 import type { CompiledDefinitions, MonitorPlan } from '../definitions/index.js';
 import { insertInChunks, type OfflineExecutor } from '../offline/index.js';
-import { binCountsSql, categoricalProfileSql, exactSampleFields, FINE_BINS, hasFeatures, nodeWindowGroups, numericProfileSql, numericSamplesSql, profileKey, type NodeWindowGroup, type SampleExactness } from './drift-sql.js';
-import { countNumericSamples, countWindowedSamples } from './numeric-bins.js';
+import { binCountsSql, categoricalProfileSql, exactSampleFields, FINE_BINS, hasFeatures, numericProfileSql, numericSampling, profileKey, type NumericSampling } from './drift-sql.js';
+import { countAllNumericSamples } from './numeric-bins.js';
 import { ReferenceSamples, type ReferenceSeries } from './reference-samples.js';
 
 export interface FeatureSliceProfile {
@@ -55,17 +55,15 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
   const range = { from: plan.reference.fromMs, to: plan.reference.toMs };
   const rows: ProfileRow[] = [];
   if (hasFeatures(plan, 'numeric')) {
-    const exact = await exactSampleFields(executor, compiled, plan);
-    const groups = nodeWindowGroups(compiled, plan, exact);
-    const inNode = new Set(groups.flatMap((g) => g.fids));
+    const sampling = numericSampling(compiled, plan, await exactSampleFields(executor, compiled, plan));
     const numeric = plan.features.map((f, fid) => ({ f, fid })).filter(({ f }) => f.kind === 'numeric');
     // Every view feature windowed in Node: its samples are the same doubles as the SQL's, so the
     // profile is computed from one pass over them. Otherwise the two queries of before: a window
     // sum that is not exact has last bits that depend on the query's shape, and the stored profile
     // must not move.
     let built: ReferenceSeries[];
-    if (numeric.every(({ f, fid }) => f.from === 'field' || inNode.has(fid))) {
-      built = await referenceInNode(executor, compiled, plan, exact, groups, range);
+    if (numeric.every(({ f, fid }) => f.from === 'field' || sampling.windowed.has(fid))) {
+      built = await referenceInNode(executor, plan, sampling, range);
       await insertEdges(executor, plan, built);
     } else built = await referenceInSql(executor, compiled, plan, range);
     for (const e of built) rows.push({ feature: e.feature, slice: e.slice, kind: 'numeric', n: e.n, edges: e.edges, categories: [], counts: e.counts });
@@ -102,19 +100,9 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
 }
 
 /** The numeric reference from one pass over its samples in Node (ReferenceSamples). */
-async function referenceInNode(
-  executor: OfflineExecutor,
-  compiled: CompiledDefinitions,
-  plan: MonitorPlan,
-  exact: SampleExactness,
-  groups: readonly NodeWindowGroup[],
-  range: { from: number; to: number },
-): Promise<ReferenceSeries[]> {
+async function referenceInNode(executor: OfflineExecutor, plan: MonitorPlan, sampling: NumericSampling, range: { from: number; to: number }): Promise<ReferenceSeries[]> {
   const samples = new ReferenceSamples(plan);
-  const params = { ...range, origin: range.from, interval: range.to - range.from };
-  const sql = numericSamplesSql(compiled, plan, exact, new Set(groups.flatMap((g) => g.fids)));
-  if (sql !== null) await countNumericSamples(executor, sql, params, samples);
-  await countWindowedSamples(executor, plan, groups, params, samples);
+  await countAllNumericSamples(executor, plan, sampling, { ...range, origin: range.from, interval: range.to - range.from }, samples);
   return samples.series();
 }
 
