@@ -7,7 +7,7 @@
 // the rest from sums and confusion counts. Unlabelled predictions and labels without a prediction
 // are counted, not errors.
 import type { LabelPlan, MonitorPlan } from '../definitions/index.js';
-import { COMPLETED_LOADS, eventTable, ident, loggedPredictionIdsSql, loggedPredictionsSql, type OfflineExecutor } from '../offline/index.js';
+import { COMPLETED_LOADS, eventTable, featureLogTablesOf, ident, loggedPredictionIdsSql, loggedPredictionsSql, type FeatureLogTables, type OfflineExecutor } from '../offline/index.js';
 import { slicesArray } from './drift-sql.js';
 import { confusionMetrics, regressionMetrics } from './label-metrics.js';
 
@@ -56,11 +56,11 @@ export function labelSqlParams(labels: LabelPlan): Record<string, unknown> {
  * The predictions relation: id, ts, s, read and the slice fields. From a predictions source, or
  * from the feature log (tm_prediction_log joined to the logged read of the same request id).
  */
-function predictionsSql(plan: MonitorPlan, labels: LabelPlan, fromSql: string, toSql: string): string {
+function predictionsSql(plan: MonitorPlan, labels: LabelPlan, fromSql: string, toSql: string, tables: FeatureLogTables): string {
   const sliceCols = [...new Set(plan.slices.map((s) => s.field))];
   if (labels.fromLog) {
     const fromLog = labels.fromLog;
-    return loggedPredictionsSql(fromSql, toSql, { model: fromLog.model !== null, slices: sliceCols.map((c) => ({ column: c, candidates: fromLog.sliceKeys[c] ?? [] })) });
+    return loggedPredictionsSql(fromSql, toSql, { model: fromLog.model !== null, slices: sliceCols.map((c) => ({ column: c, candidates: fromLog.sliceKeys[c] ?? [] })), tables });
   }
   return `SELECT toString(${ident(labels.predictionIdField)}) AS id, __ts AS ts, toFloat64(${ident(labels.scoreField)}) AS s, toUInt8(1) AS read${sliceCols.map((c) => `, ${ident(c)}`).join('')} FROM ${predictionRowsSql(labels, fromSql, toSql)} ORDER BY __ts LIMIT 1 BY id`;
 }
@@ -79,7 +79,7 @@ function predictionIdsSql(labels: LabelPlan, fromSql: string, toSql: string): st
 }
 
 /** Rows for evaluations at phase + k * interval, k in [{kFirst}, {kLast}], every window of the plan. */
-export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan): string {
+export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan, tables: FeatureLogTables): string {
   const I = plan.intervalMs;
   const P = plan.phaseMs;
   const D = labels.labelDelayMs;
@@ -93,7 +93,7 @@ export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan): string {
   const byScore = 'arraySort(groupArray((s, pos, neg)))';
   const thr = labels.threshold;
   return `WITH
-p AS (${predictionsSql(plan, labels, pFrom, pTo)}),
+p AS (${predictionsSql(plan, labels, pFrom, pTo, tables)}),
 l AS (SELECT toString(${ident(labels.labelIdField)}) AS id, __ts AS lts, toFloat64(${ident(labels.labelField)}) AS y FROM ${lab} WHERE ${COMPLETED_LOADS} AND __ts < ${pTo} + ${D} AND ${ident(labels.labelField)} IS NOT NULL AND id IN (${predictionIdsSql(labels, pFrom, pTo)}) ORDER BY __ts LIMIT 1 BY id),
 j AS (SELECT p.*, ifNull(l.id = p.id AND l.lts < p.ts + ${D}, false) AS has, l.y AS y FROM p LEFT JOIN l ON p.id = l.id),
 b AS (SELECT intDiv(ts + ${D} - ${P}, ${I}) AS b, arrayJoin(${slicesArray(plan)}) AS slice, s, countIf(has AND y = 1) AS pos, countIf(has AND y = 0) AS neg, countIf(has) AS lab, countIf(NOT has) AS unl,
@@ -154,7 +154,7 @@ function evaluationsPerQuery(plan: MonitorPlan): number {
 async function labelMetricsOfSpan(executor: OfflineExecutor, plan: MonitorPlan, kFirst: number, kLast: number): Promise<Map<number, LabelMetricsResult[]>> {
   const labels = plan.labels!;
   const out = new Map<number, LabelMetricsResult[]>();
-  const rows = await executor.rows<LabelWindowRow>(labelWindowsSql(plan, labels), { kFirst, kLast, ...labelSqlParams(labels) });
+  const rows = await executor.rows<LabelWindowRow>(labelWindowsSql(plan, labels, featureLogTablesOf(executor)), { kFirst, kLast, ...labelSqlParams(labels) });
   for (const row of rows) {
     const windowEndMs = plan.phaseMs + row.k * plan.intervalMs;
     const list = out.get(windowEndMs) ?? [];

@@ -1,20 +1,23 @@
-// The feature log in the offline store (tables in offline/tables.ts): a logged read is one row of
-// tm_feature_log_records (its read time, request id and JSON text, as the Kafka topic carries it),
-// a prediction one row of tm_prediction_log. Storing the record's text as it is keeps the serving
-// process's share small (one TabSeparated line per read, parsed by the engine on its own thread);
-// `loggedValuesSql` expands the records to one row per (request, entity row, feature) when they
-// are read. Here too: the embedded sink (quickstart: straight to the store); `dataset --from-log`
-// (the values actually served, one column per feature, labels joined by request id); and the
-// logged reads as a point-in-time spine, so that the monitor can compare what was served with what
-// the offline path computes.
+// The feature log in the offline store (tables in offline/tables.ts). A logged read is its record's
+// JSON text (as the Kafka topic carries it): in chDB (embedded mode) a line of
+// tm_feature_log_lines, a File table this process appends to itself (the engine's insert of the
+// same bytes cost more than the read they log); elsewhere, and from the Kafka sink, one row of
+// tm_feature_log_records (its read time, request id and text). A version-3 read names its
+// features by a feature set, stored the same way (in tm_feature_log_records as a row with read
+// time 0 and no request id). A logged prediction is one row of tm_prediction_log.
+// `loggedValuesSql` expands the records of every version to one row per (request, entity row,
+// feature) when they are read. Here too: the embedded sink (quickstart: straight to the store);
+// `dataset --from-log` (the values actually served, one column per feature, labels joined by
+// request id); and the logged reads as a point-in-time spine, so that the monitor can compare what
+// was served with what the offline path computes.
 import { randomBytes } from 'node:crypto';
-import { rename, rm } from 'node:fs/promises';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { TidemarkError, type Registry, type Scalar, type ViewPlan } from '../definitions/index.js';
-import { loggedFeaturesOf, readFileBatches, type BadFeatureLogRecord, type EncodedFeatureLogRecord, type FeatureLogRecord, type FeatureLogSink, type LoggedPredictionRecord } from '../ingest/index.js';
+import { featureLogBatchLines, loggedFeaturesOf, readFileBatches, type BadFeatureLogRecord, type EncodedFeatureLogRecord, type FeatureLogRecord, type FeatureLogSink, type FeatureSetRecord, type LoggedPredictionRecord } from '../ingest/index.js';
 import { tabSeparatedValue, type OfflineExecutor } from './executor.js';
 import { pointInTimeSql, resolveFeatureRefs } from './point-in-time.js';
 import { inferType, joinKeyColumn, SPINE_TIME_COLUMN, toColumnValue, type SpineInfo } from './spine.js';
-import { FEATURE_LOG_TABLE, ident, PREDICTION_LOG_TABLE, sqlString } from './tables.js';
+import { FEATURE_LOG_LINES_TABLE, FEATURE_LOG_TABLE, featureLogLinesPath, ident, PREDICTION_LOG_TABLE, sqlString } from './tables.js';
 import { outputFormatOf, type DatasetResult } from './store.js';
 
 /** The `source` of feature-log dead letters in tm_dead_letters. */
@@ -23,12 +26,27 @@ export const FEATURE_LOG_DEAD_LETTER_SOURCE = 'feature_log';
 /**
  * Whether a decoded record can be stored. A read naming a view or feature the registry does not
  * hold, lacking a view's join key, or naming an entity that is no view's join key, is a bad record
- * (its values could never be compared with the offline path).
+ * (its values could never be compared with the offline path); so is a version-3 read whose feature
+ * set (`sets`) is unknown, and a feature set naming a feature the registry does not hold.
  */
-export function checkFeatureLogRecord(record: FeatureLogRecord, registry: Registry): { ok: true } | { ok: false; bad: Omit<BadFeatureLogRecord, 'raw'> } {
+export function checkFeatureLogRecord(record: FeatureLogRecord, registry: Registry, sets: (featuresId: string) => FeatureSetRecord | undefined = () => undefined): { ok: true } | { ok: false; bad: Omit<BadFeatureLogRecord, 'raw'> } {
   if (record.kind === 'prediction') return { ok: true };
+  if (record.kind === 'features') {
+    for (const [i, ref] of record.features.entries()) {
+      const [viewName, feature] = ref.split(':');
+      if (!registry.views.some((v) => v.name === viewName && v.features.some((p) => p.name === feature))) {
+        return { ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: `features.${i}`, reason: `feature-log feature set ${record.features_id}, field features.${i}: ${ref} is not a feature of registry ${registry.version}` } };
+      }
+    }
+    return { ok: true };
+  }
   const joinKeys = Object.keys(record.entities);
-  const features = loggedFeaturesOf(record);
+  const features = loggedFeaturesOf(record, sets);
+  if (features === null) return { ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: 'features_id', reason: `feature-log record, field features_id: no feature set ${(record as { features_id?: string }).features_id} came before it (a feature set record, kind "features", names a read's features)` } };
+  const rows = Object.values(record.entities)[0]?.length ?? 0;
+  if (record.v === 3 && features.length * rows !== record.values.length) {
+    return { ok: false, bad: { code: 'TM_LOG_BAD_RECORD', field: 'values', reason: `feature-log record, field values: ${record.values.length} values for ${features.length} features x ${rows} entity rows (feature set ${record.features_id})` } };
+  }
   // As on the serving path, every entity key is a join key of a view read (so it can be a dataset column).
   const needed = new Set(features.flatMap((f) => registry.views.find((v) => v.name === f.view)?.joinKeys ?? []));
   const extra = joinKeys.find((k) => !needed.has(k));
@@ -51,7 +69,7 @@ export function featureLogDeadLetterRow(bad: BadFeatureLogRecord, loadId: string
 
 const RECORD_COLUMNS = ['read_ms', 'request_id', 'record', '__load', '__offset'] as const;
 
-/** One tm_feature_log_records row as a TabSeparated line. */
+/** One tm_feature_log_records row as a TabSeparated line (a feature set: read time 0, no request id). */
 function recordLine(readMs: number, requestId: string, json: string, loadId: string, offset: number): string {
   return `${readMs}\t${tabSeparatedValue(requestId)}\t${tabSeparatedValue(json)}\t${tabSeparatedValue(loadId)}\t${offset}\n`;
 }
@@ -60,16 +78,31 @@ function predictionRow(p: LoggedPredictionRecord, loadId: string, offset: number
   return { request_id: p.request_id, model: p.model, score: p.score, at_ms: p.at_ms, __load: loadId, __offset: offset };
 }
 
-/** Store decoded records (the Kafka sink's path); bad ones go to tm_dead_letters. Returns how many records were bad. */
-export async function insertFeatureLogRecords(executor: OfflineExecutor, registry: Registry, records: readonly { record: FeatureLogRecord; raw: string; offset: number }[], loadId: string): Promise<number> {
+/**
+ * Store decoded records (the Kafka sink's path, in their order: a feature set before the reads
+ * that use it); bad ones go to tm_dead_letters, their reason after `context` (where the record
+ * was: a line of a message). `sets` holds the feature sets already known (the
+ * sink's cache, filled from the store): the valid ones met here are added. Returns how many
+ * records were bad.
+ */
+export async function insertFeatureLogRecords(
+  executor: OfflineExecutor,
+  registry: Registry,
+  records: readonly { record: FeatureLogRecord; raw: string; offset: number; context?: string }[],
+  loadId: string,
+  sets: Map<string, FeatureSetRecord> = new Map(),
+): Promise<number> {
   const reads: string[] = [];
   const predictions: Record<string, unknown>[] = [];
   const dead: Record<string, unknown>[] = [];
-  for (const { record, raw, offset } of records) {
-    const checked = checkFeatureLogRecord(record, registry);
-    if (!checked.ok) dead.push(featureLogDeadLetterRow({ ...checked.bad, raw }, loadId, offset));
+  for (const { record, raw, offset, context = '' } of records) {
+    const checked = checkFeatureLogRecord(record, registry, (id) => sets.get(id));
+    if (!checked.ok) dead.push(featureLogDeadLetterRow({ ...checked.bad, reason: context + checked.bad.reason, raw }, loadId, offset));
     else if (record.kind === 'prediction') predictions.push(predictionRow(record, loadId, offset));
-    else reads.push(recordLine(record.read_time_ms, record.request_id, JSON.stringify(record), loadId, offset));
+    else if (record.kind === 'features') {
+      if (!sets.has(record.features_id)) reads.push(recordLine(0, '', raw, loadId, offset));
+      sets.set(record.features_id, record);
+    } else reads.push(recordLine(record.read_time_ms, record.request_id, record.v === 3 ? raw : JSON.stringify(record), loadId, offset));
   }
   if (dead.length > 0) await executor.insert('tm_dead_letters', dead);
   if (predictions.length > 0) await executor.insert(PREDICTION_LOG_TABLE, predictions);
@@ -77,39 +110,100 @@ export async function insertFeatureLogRecords(executor: OfflineExecutor, registr
   return dead.length;
 }
 
+/** The feature sets stored in the offline store (the Kafka sink's cache starts from them). */
+export async function storedFeatureSets(executor: OfflineExecutor): Promise<Map<string, FeatureSetRecord>> {
+  const rows = await executor.rows<{ record: string }>(`SELECT record FROM (${featureSetLinesSql(featureLogTablesOf(executor))})`);
+  return new Map(rows.map((r) => JSON.parse(r.record) as FeatureSetRecord).map((s) => [s.features_id, s]));
+}
+
 /**
  * Embedded mode's destination: records written straight to the offline store. They come from this
  * process's own serving path (built from the registry it serves) and POST /feature-log/predictions
- * (validated by its schema), so they are stored without the Kafka path's checks: a read costs one
- * TabSeparated line here and the engine's parse of it.
+ * (validated by its schema), so they are stored without the Kafka path's checks. Into chDB, a read
+ * costs one appended line of tm_feature_log_lines (a write of the batch's bytes, no insert);
+ * into a ClickHouse server, one TabSeparated line of tm_feature_log_records. A feature set is
+ * written once per sink, before its first read.
  */
 export class OfflineFeatureLogSink implements FeatureLogSink {
   readonly destination: string;
+  private readonly setsWritten = new Set<string>();
+  private file: Promise<FileHandle> | null = null;
 
   constructor(private readonly executor: OfflineExecutor) {
     this.destination = `offline store ${executor.location}`;
   }
 
   async write(records: readonly EncodedFeatureLogRecord[]): Promise<void> {
+    const predictions: Record<string, unknown>[] = [];
+    const reads: EncodedFeatureLogRecord[] = [];
+    for (const r of records) {
+      if (r.kind === 'read') reads.push(r);
+      else predictions.push(predictionRow(JSON.parse(r.json.toString()) as LoggedPredictionRecord, 'embedded', 0));
+    }
+    if (predictions.length > 0) await this.executor.insert(PREDICTION_LOG_TABLE, predictions);
+    if (reads.length === 0) return;
+    const { sets, lines } = featureLogBatchLines(reads, (id) => this.setsWritten.has(id));
+    if (featureLogTablesOf(this.executor).lines) await this.append(lines);
+    else await this.insertRows(reads, sets.map((s) => s.json));
+    for (const s of sets) this.setsWritten.add(s.id);
+  }
+
+  /** chDB: the lines appended to tm_feature_log_lines' file in one write (JSON text holds no raw newline). */
+  private async append(lines: readonly (string | Buffer)[]): Promise<void> {
+    this.file ??= this.openLines().catch((e: unknown) => {
+      this.file = null;
+      throw e;
+    });
+    const file = await this.file;
+    let size = 0;
+    for (const l of lines) size += (typeof l === 'string' ? l.length * 3 : l.length) + 1;
+    const buffer = Buffer.allocUnsafe(size);
+    let bytes = 0;
+    for (const l of lines) {
+      bytes += typeof l === 'string' ? buffer.write(l, bytes) : l.copy(buffer, bytes);
+      buffer[bytes++] = 0x0a;
+    }
+    await file.write(buffer, 0, bytes);
+  }
+
+  /** Open the lines file for appending; a line cut short by a crash is ended first, so that the next line stays whole (the cut one is skipped when read). */
+  private async openLines(): Promise<FileHandle> {
+    const file = await open(await featureLogLinesPath(this.executor), 'a+');
+    const { size } = await file.stat();
+    if (size > 0) {
+      const last = Buffer.alloc(1);
+      await file.read(last, 0, 1, size - 1);
+      if (last[0] !== 0x0a) await file.write('\n');
+    }
+    return file;
+  }
+
+  /** A ClickHouse server: one tm_feature_log_records row per read (and per new feature set). */
+  private async insertRows(reads: readonly EncodedFeatureLogRecord[], sets: readonly string[]): Promise<void> {
     // One buffer for the batch. A queued read's JSON is UTF-8 bytes already, copied in as they are
     // (JSON.stringify writes no raw tab, newline or carriage return; a backslash is doubled); a
     // string takes at most 3 bytes a UTF-16 unit.
     let size = 0;
-    for (const r of records) if (r.kind === 'read') size += (typeof r.json === 'string' ? r.json.length * 3 : r.json.length * 2) + r.requestId.length * 3 + EMBEDDED_LINE_EXTRA;
+    for (const json of sets) size += json.length * 6 + EMBEDDED_LINE_EXTRA;
+    for (const r of reads) size += (typeof r.json === 'string' ? r.json.length * 3 : r.json.length * 2) + r.requestId.length * 3 + EMBEDDED_LINE_EXTRA;
     const buffer = Buffer.allocUnsafe(size);
     let bytes = 0;
-    const predictions: Record<string, unknown>[] = [];
-    for (const r of records) {
-      if (r.kind !== 'read') predictions.push(predictionRow(JSON.parse(r.json.toString()) as LoggedPredictionRecord, 'embedded', 0));
-      else if (typeof r.json === 'string' || hasTabSeparatedSpecial(r.json)) bytes += buffer.write(recordLine(r.timeMs, r.requestId, r.json.toString(), 'embedded', 0), bytes);
+    for (const json of sets) bytes += buffer.write(recordLine(0, '', json, 'embedded', 0), bytes);
+    for (const r of reads) {
+      if (typeof r.json === 'string' || hasTabSeparatedSpecial(r.json)) bytes += buffer.write(recordLine(r.timeMs, r.requestId, r.json.toString(), 'embedded', 0), bytes);
       else {
         bytes += buffer.write(`${r.timeMs}\t${tabSeparatedValue(r.requestId)}\t`, bytes);
         bytes += r.json.copy(buffer, bytes);
         bytes += buffer.write(EMBEDDED_LINE_END, bytes);
       }
     }
-    if (predictions.length > 0) await this.executor.insert(PREDICTION_LOG_TABLE, predictions);
-    if (bytes > 0) await this.executor.insertTabSeparated(FEATURE_LOG_TABLE, RECORD_COLUMNS, buffer.subarray(0, bytes));
+    await this.executor.insertTabSeparated(FEATURE_LOG_TABLE, RECORD_COLUMNS, buffer.subarray(0, bytes));
+  }
+
+  async close(): Promise<void> {
+    const file = this.file;
+    this.file = null;
+    if (file) await (await file).close();
   }
 }
 
@@ -124,6 +218,50 @@ function hasTabSeparatedSpecial(bytes: Buffer): boolean {
 /** Room for an embedded line's other fields (read time, `embedded`, offset 0, tabs, newline), in bytes. */
 const EMBEDDED_LINE_EXTRA = 40;
 
+// ---------------------------------------------------------------------------------------------
+// Reading the log back: every record version, from both tables
+
+/** Where an executor's feature log lives: tm_feature_log_records, and in chDB tm_feature_log_lines too. */
+export interface FeatureLogTables {
+  lines: boolean;
+}
+
+export function featureLogTablesOf(executor: Pick<OfflineExecutor, 'kind'>): FeatureLogTables {
+  return { lines: executor.kind === 'chdb' };
+}
+
+/** A line of tm_feature_log_lines that is a whole record of `kind` (a line cut short by a crash is not). */
+function lineOfKind(kind: string): string {
+  return `isValidJSON(line) AND JSONExtractString(line, 'kind') = ${sqlString(kind)}`;
+}
+
+/** The stored feature sets' text, one row (`record`) per features_id. */
+function featureSetLinesSql(tables: FeatureLogTables): string {
+  const stored = `SELECT record FROM ${FEATURE_LOG_TABLE} WHERE read_ms = 0 AND request_id = ''`;
+  const all = tables.lines ? `${stored} UNION ALL SELECT line AS record FROM ${FEATURE_LOG_LINES_TABLE} WHERE ${lineOfKind('features')}` : stored;
+  return `SELECT any(t) AS record FROM (SELECT record AS t FROM (${all})) GROUP BY JSONExtractString(t, 'features_id')`;
+}
+
+/**
+ * The logged reads with read_ms, request_id and record (filtered by `where`, over those three),
+ * from both tables, each with its refs (`refs`, Array(String)) and registry version whatever its
+ * format version (a version-3 read's come from its feature set; unknown: none).
+ */
+export function loggedReadsSql(where: string, tables: FeatureLogTables): string {
+  const stored = `SELECT read_ms, request_id, record FROM ${FEATURE_LOG_TABLE} WHERE request_id != '' AND (${where})`;
+  const lines =
+    `SELECT read_ms, request_id, record FROM (SELECT JSONExtractInt(line, 'read_time_ms') AS read_ms, JSONExtractString(line, 'request_id') AS request_id, line AS record` +
+    ` FROM ${FEATURE_LOG_LINES_TABLE} WHERE ${lineOfKind('read')}) WHERE ${where}`;
+  const reads = tables.lines ? `${stored} UNION ALL ${lines}` : stored;
+  return (
+    `SELECT r.read_ms AS read_ms, r.request_id AS request_id, r.record AS record, JSONExtractUInt(r.record, 'v') AS v,` +
+    ` multiIf(v = 3, s.refs, v = 1, arrayMap(f -> concat(JSONExtractString(f, 'view'), ':', JSONExtractString(f, 'feature')), JSONExtractArrayRaw(r.record, 'features')), JSONExtract(r.record, 'features', 'Array(String)')) AS refs,` +
+    ` if(v = 3, s.registry_version, JSONExtractString(r.record, 'registry_version')) AS registry_version` +
+    ` FROM (SELECT read_ms, request_id, record, JSONExtractString(record, 'features_id') AS fid FROM (${reads})) AS r` +
+    ` LEFT JOIN (SELECT JSONExtractString(record, 'features_id') AS fid, JSONExtract(record, 'features', 'Array(String)') AS refs, JSONExtractString(record, 'registry_version') AS registry_version FROM (${featureSetLinesSql(tables)})) AS s ON r.fid = s.fid`
+  );
+}
+
 /** A JSON token (raw text) as the canonical text of a key or a value: a string's contents, else the token (numbers are in their shortest form already, as JSON.stringify wrote them). */
 function tokenTextSql(token: string): string {
   return `if(startsWith(${token}, '"'), JSONExtractString(concat('[', ${token}, ']'), 1), ${token})`;
@@ -134,46 +272,48 @@ export function loggedKeySql(param: string): string {
   return tokenTextSql(`JSONExtractArrayRaw(record, 'entities', {${param}:String})[entity_row + 1]`);
 }
 
-/** A logged read's `view:feature` refs, in order, whatever its format version (SQL over `record`). */
-const LOGGED_REFS_SQL =
-  `if(JSONExtractUInt(record, 'v') = 1, arrayMap(f -> concat(JSONExtractString(f, 'view'), ':', JSONExtractString(f, 'feature')), JSONExtractArrayRaw(record, 'features')), JSONExtract(record, 'features', 'Array(String)'))`;
-
 /**
- * Per feature of a logged read (in ref order, SQL over `record` and `read_ms`): the raw JSON values,
- * the statuses and the event times of its entity rows. Version 1 holds them in one object per
- * feature; version 2 in arrays per feature, statuses as letters and event times as ages.
+ * Per feature of a logged read (in ref order, SQL over the columns of loggedReadsSql): the raw
+ * JSON values, the statuses and the event times of its entity rows. Version 1 holds them in one
+ * object per feature; version 2 in arrays per feature, statuses as letters and event times as
+ * ages; version 3 flat, feature after feature (`n_rows` entries each).
  */
 const LOGGED_COLUMNS_SQL = {
-  values: `if(JSONExtractUInt(record, 'v') = 1, arrayMap(f -> JSONExtractArrayRaw(f, 'values'), JSONExtractArrayRaw(record, 'features')), arrayMap(x -> JSONExtractArrayRaw(x), JSONExtractArrayRaw(record, 'values')))`,
+  values: `multiIf(v = 3, arrayMap(i -> arraySlice(flat_values, (i - 1) * n_rows + 1, n_rows), arrayEnumerate(refs)), v = 1, arrayMap(f -> JSONExtractArrayRaw(f, 'values'), JSONExtractArrayRaw(record, 'features')), arrayMap(x -> JSONExtractArrayRaw(x), JSONExtractArrayRaw(record, 'values')))`,
   statuses:
-    `if(JSONExtractUInt(record, 'v') = 1, arrayMap(f -> JSONExtract(f, 'statuses', 'Array(String)'), JSONExtractArrayRaw(record, 'features')),` +
-    ` arrayMap(s -> arrayMap(c -> transform(c, ['P', 'N', 'F', 'O'], ['PRESENT', 'NULL_VALUE', 'NOT_FOUND', 'OUTSIDE_MAX_AGE'], ''), splitByString('', s)), JSONExtract(record, 'statuses', 'Array(String)')))`,
+    `arrayMap(letters -> arrayMap(c -> transform(c, ['P', 'N', 'F', 'O'], ['PRESENT', 'NULL_VALUE', 'NOT_FOUND', 'OUTSIDE_MAX_AGE'], c), letters),` +
+    ` multiIf(v = 3, arrayMap(i -> splitByString('', substring(JSONExtractString(record, 'statuses'), (i - 1) * n_rows + 1, n_rows)), arrayEnumerate(refs)),` +
+    ` v = 1, arrayMap(f -> JSONExtract(f, 'statuses', 'Array(String)'), JSONExtractArrayRaw(record, 'features')), arrayMap(s -> splitByString('', s), JSONExtract(record, 'statuses', 'Array(String)'))))`,
   eventTimes:
-    `if(JSONExtractUInt(record, 'v') = 1, arrayMap(f -> JSONExtract(f, 'event_times_ms', 'Array(Nullable(Int64))'), JSONExtractArrayRaw(record, 'features')),` +
+    `multiIf(v = 3, arrayMap(i -> arrayMap(x -> read_ms - x, arraySlice(flat_ages, (i - 1) * n_rows + 1, n_rows)), arrayEnumerate(refs)),` +
+    ` v = 1, arrayMap(f -> JSONExtract(f, 'event_times_ms', 'Array(Nullable(Int64))'), JSONExtractArrayRaw(record, 'features')),` +
     ` arrayMap(a -> arrayMap(x -> read_ms - x, a), JSONExtract(record, 'ages_ms', 'Array(Array(Nullable(Int64)))')))`,
 };
 
 function perRef(column: string): string {
-  return `arrayResize(${column}, length(${LOGGED_REFS_SQL}))`;
+  return `arrayResize(${column}, length(refs))`;
 }
 
 /**
- * The logged values, one row per (request, entity row, feature), from the records of
- * tm_feature_log_records (filtered by `where`), of either format version: request_id, read_ms,
- * registry_version, entity_row, view, feature, status, value_num (numbers), value_text (strings,
- * and booleans as true/false), event_ms, and the record (for loggedKeySql).
+ * The logged values, one row per (request, entity row, feature), from the logged reads of either
+ * table and any format version: request_id, read_ms, registry_version, entity_row, view, feature,
+ * status, value_num (numbers), value_text (strings, and booleans as true/false), event_ms, and the
+ * record (for loggedKeySql). `where` filters the reads (over read_ms, request_id and record),
+ * `valuesWhere` the values (over the columns above).
  */
-export function loggedValuesSql(where: string): string {
+export function loggedValuesSql(where: string, tables: FeatureLogTables, valuesWhere = '1'): string {
   const token = `f_values[entity_row + 1]`;
   return (
-    `SELECT request_id, read_ms, JSONExtractString(record, 'registry_version') AS registry_version, entity_row, splitByChar(':', f_ref)[1] AS view, substring(f_ref, length(view) + 2) AS feature,` +
+    `SELECT request_id, read_ms, registry_version, entity_row, splitByChar(':', f_ref)[1] AS view, substring(f_ref, length(view) + 2) AS feature,` +
     ` f_statuses[entity_row + 1] AS status, f_event_times[entity_row + 1] AS event_ms,` +
     ` ${token} AS value_token, if(startsWith(value_token, '"') OR value_token IN ('true', 'false', 'null'), NULL, toFloat64OrNull(value_token)) AS value_num,` +
     ` if(startsWith(value_token, '"') OR value_token IN ('true', 'false'), ${tokenTextSql('value_token')}, NULL) AS value_text, record` +
+    ` FROM (SELECT *, length(JSONExtractArrayRaw(record, 'entities', JSONExtractKeys(record, 'entities')[1])) AS n_rows,` +
+    ` if(v = 3, JSONExtractArrayRaw(record, 'values'), []) AS flat_values, if(v = 3, JSONExtract(record, 'ages_ms', 'Array(Nullable(Int64))'), []) AS flat_ages FROM (${loggedReadsSql(where, tables)}))` +
     // Each column is resized to the refs' length: a malformed record (only a broken producer writes
     // one; the Kafka path dead-letters them) gives nulls, not a failed query.
-    ` FROM ${FEATURE_LOG_TABLE} ARRAY JOIN ${LOGGED_REFS_SQL} AS f_ref, ${perRef(LOGGED_COLUMNS_SQL.values)} AS f_values, ${perRef(LOGGED_COLUMNS_SQL.statuses)} AS f_statuses, ${perRef(LOGGED_COLUMNS_SQL.eventTimes)} AS f_event_times` +
-    ` ARRAY JOIN range(length(JSONExtractArrayRaw(record, 'entities', JSONExtractKeys(record, 'entities')[1]))) AS entity_row WHERE ${where}`
+    ` ARRAY JOIN refs AS f_ref, ${perRef(LOGGED_COLUMNS_SQL.values)} AS f_values, ${perRef(LOGGED_COLUMNS_SQL.statuses)} AS f_statuses, ${perRef(LOGGED_COLUMNS_SQL.eventTimes)} AS f_event_times` +
+    ` ARRAY JOIN range(n_rows) AS entity_row WHERE ${valuesWhere}`
   );
 }
 
@@ -193,9 +333,9 @@ export interface LoggedSliceColumn {
  * and one Nullable(String) column per slice, read from the request's logged read (NULL when the
  * read was not logged or holds none of the candidates).
  */
-export function loggedPredictionsSql(fromSql: string, toSql: string, opts: { model: boolean; slices: readonly LoggedSliceColumn[] }): string {
+export function loggedPredictionsSql(fromSql: string, toSql: string, opts: { model: boolean; slices: readonly LoggedSliceColumn[]; tables: FeatureLogTables }): string {
   const where = `at_ms >= ${fromSql} AND at_ms < ${toSql}${opts.model ? ' AND model = {model:String}' : ''}`;
-  const viewsRead = `arrayMap(r -> splitByChar(':', r)[1], ${LOGGED_REFS_SQL})`;
+  const viewsRead = `arrayMap(r -> splitByChar(':', r)[1], refs)`;
   const sliceColumns = opts.slices.map((slice, i) => {
     const arms = slice.candidates.map((c) => `has(views_read, ${sqlString(c.view)}) AND JSONHas(record, 'entities', ${sqlString(c.joinKey)}), ${tokenTextSql(`JSONExtractArrayRaw(record, 'entities', ${sqlString(c.joinKey)})[1]`)}`);
     return { column: slice.column, expr: arms.length === 0 ? `CAST(NULL, 'Nullable(String)')` : `multiIf(${arms.join(', ')}, NULL)`, alias: `c${i}` };
@@ -204,7 +344,7 @@ export function loggedPredictionsSql(fromSql: string, toSql: string, opts: { mod
     `SELECT pp.id AS id, pp.ts AS ts, pp.s AS s, r.read AS read${sliceColumns.map((c) => `, r.${c.alias} AS ${ident(c.column)}`).join('')}` +
     ` FROM (SELECT request_id AS id, at_ms AS ts, score AS s FROM ${PREDICTION_LOG_TABLE} WHERE ${where} ORDER BY at_ms, score LIMIT 1 BY id) AS pp` +
     ` LEFT JOIN (SELECT request_id AS rid, toUInt8(1) AS read, ${viewsRead} AS views_read${sliceColumns.map((c) => `, ${c.expr} AS ${c.alias}`).join('')}` +
-    ` FROM ${FEATURE_LOG_TABLE} WHERE request_id IN (SELECT request_id FROM ${PREDICTION_LOG_TABLE} WHERE ${where}) ORDER BY read_ms LIMIT 1 BY request_id) AS r ON pp.id = r.rid`
+    ` FROM (${loggedReadsSql(`request_id IN (SELECT request_id FROM ${PREDICTION_LOG_TABLE} WHERE ${where})`, opts.tables)}) ORDER BY read_ms LIMIT 1 BY request_id) AS r ON pp.id = r.rid`
   );
 }
 
@@ -224,11 +364,12 @@ interface LoggedFeatureColumn {
 }
 
 async function loggedColumns(executor: OfflineExecutor, where: string, params: Record<string, unknown>): Promise<{ features: LoggedFeatureColumn[]; joinKeys: string[] }> {
+  const tables = featureLogTablesOf(executor);
   const features = await executor.rows<{ view: string; feature: string; texts: number }>(
-    `SELECT view, feature, countIf(value_text IS NOT NULL) AS texts FROM (${loggedValuesSql(where)}) GROUP BY view, feature ORDER BY view, feature`,
+    `SELECT view, feature, countIf(value_text IS NOT NULL) AS texts FROM (${loggedValuesSql(where, tables)}) GROUP BY view, feature ORDER BY view, feature`,
     params,
   );
-  const keys = await executor.rows<{ k: string }>(`SELECT DISTINCT arrayJoin(JSONExtractKeys(record, 'entities')) AS k FROM ${FEATURE_LOG_TABLE} WHERE ${where} ORDER BY k`, params);
+  const keys = await executor.rows<{ k: string }>(`SELECT DISTINCT arrayJoin(JSONExtractKeys(record, 'entities')) AS k FROM (${loggedReadsSql(where, tables)}) ORDER BY k`, params);
   return {
     features: features.map((f) => ({ view: f.view, feature: f.feature, column: `${f.view}__${f.feature}`, text: Number(f.texts) > 0 })),
     joinKeys: keys.map((k) => k.k),
@@ -331,7 +472,7 @@ export async function writeLogDataset(executor: OfflineExecutor, outPath: string
     `SELECT request_id, entity_row, read_ms AS ${SPINE_TIME_COLUMN}` +
     logged.joinKeys.map((k, i) => `, any(if(has(JSONExtractKeys(record, 'entities'), {jk${i}:String}), ${loggedKeySql(`jk${i}`)}, NULL)) AS ${ident(k)}`).join('') +
     features.map((f, i) => `, anyIf(${f.text ? 'value_text' : 'value_num'}, view = {v${i}:String} AND feature = {f${i}:String}) AS ${ident(f.column)}`).join('') +
-    ` FROM (${loggedValuesSql(where)}) GROUP BY request_id, entity_row, read_ms`;
+    ` FROM (${loggedValuesSql(where, featureLogTablesOf(executor))}) GROUP BY request_id, entity_row, read_ms`;
   logged.joinKeys.forEach((k, i) => (params[`jk${i}`] = k));
   features.forEach((f, i) => {
     params[`v${i}`] = f.view;
@@ -390,9 +531,8 @@ export interface LoggedValuePair {
  */
 export async function loggedValuePairs(executor: OfflineExecutor, registry: Registry, view: ViewPlan, opts: { fromMs?: number; toMs?: number; features?: readonly string[] } = {}): Promise<LoggedValuePair[]> {
   const { where, params } = timeFilter(opts);
-  const viewWhere = `${where} AND view = {view:String}`;
   params.view = view.name;
-  const values = `(${loggedValuesSql(viewWhere)})`;
+  const values = `(${loggedValuesSql(where, featureLogTablesOf(executor), 'view = {view:String}')})`;
   const logged = await executor.rows<{ feature: string }>(`SELECT DISTINCT feature FROM ${values} ORDER BY feature`, params);
   const names = logged.map((l) => l.feature).filter((f) => view.features.some((p) => p.name === f) && (opts.features === undefined || opts.features.includes(f)));
   if (names.length === 0) return [];

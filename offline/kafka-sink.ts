@@ -18,8 +18,8 @@
 // The feature log and dead letters go to the home shard.
 import { Kafka, logLevel, type Consumer, type EachBatchPayload, type KafkaConfig } from 'kafkajs';
 import { TidemarkError, type CompiledDefinitions, type SourcePlan } from '../definitions/index.js';
-import { decodeFeatureLogRecord, EventDecoder, type BadEvent, type FeatureLogRecord } from '../ingest/index.js';
-import { featureLogDeadLetterRow, insertFeatureLogRecords } from './feature-log.js';
+import { decodeFeatureLogRecord, EventDecoder, featureLogLinesOf, type BadEvent, type FeatureLogRecord, type FeatureSetRecord } from '../ingest/index.js';
+import { featureLogDeadLetterRow, insertFeatureLogRecords, storedFeatureSets } from './feature-log.js';
 import type { OfflineExecutor } from './executor.js';
 import { deadLetterRow, eventRow, shardSetOf, type EventTarget } from './load.js';
 import { eventRowShards, sourcePlacements, type ShardSet } from './shards.js';
@@ -58,6 +58,8 @@ export class OfflineKafkaSink {
   private readonly sources = new Map<string, { plan: SourcePlan; decoder: EventDecoder; keyFields: string[]; shardsOf: (row: Record<string, unknown>) => number[] }>();
   /** Highest stored offset per load id, read from the table when a partition is (re)assigned. */
   private readonly fences = new Map<string, number>();
+  /** The feature sets stored (read from the store at the first feature-log batch, then kept up to date): a version-3 read is checked against its set. */
+  private featureSets: Map<string, FeatureSetRecord> | null = null;
   private readonly registered = new Set<string>();
   private readonly featureLogTopic: string | null;
 
@@ -116,31 +118,41 @@ export class OfflineKafkaSink {
     const loadId = kafkaLoadId(batch.topic, batch.partition);
     const readFence = await this.fence(FEATURE_LOG_TABLE, loadId);
     const predictionFence = await this.fence(PREDICTION_LOG_TABLE, loadId);
-    const records: { record: FeatureLogRecord; raw: string; offset: number }[] = [];
+    const records: { record: FeatureLogRecord; raw: string; offset: number; context: string }[] = [];
     const dead: Record<string, unknown>[] = [];
     let redelivered = 0;
     for (const message of batch.messages) {
       const offset = Number(message.offset);
-      const decoded = decodeFeatureLogRecord(message.value ?? '');
-      if (!decoded.ok) {
+      if (message.value === null) {
         // Dead letters are diagnostics (deduplicated by load id and position when read): a redelivered bad record is written again.
-        dead.push(featureLogDeadLetterRow(message.value === null ? { ...decoded.bad, reason: 'empty message (tombstone)' } : decoded.bad, loadId, offset));
+        dead.push(featureLogDeadLetterRow({ code: 'TM_LOG_BAD_RECORD', field: null, reason: 'empty message (tombstone)', raw: '' }, loadId, offset));
         continue;
       }
-      if (offset <= (decoded.record.kind === 'read' ? readFence : predictionFence)) {
-        redelivered++;
-        continue;
+      // A message holds one record per line (tidemark's producer: a batch, its feature sets first).
+      const lines = featureLogLinesOf(message.value);
+      for (const { line, text } of lines) {
+        const decoded = decodeFeatureLogRecord(text);
+        const where = lines.length > 1 ? `line ${line + 1} of the message at offset ${offset}: ` : '';
+        if (!decoded.ok) {
+          dead.push(featureLogDeadLetterRow({ ...decoded.bad, reason: where + decoded.bad.reason }, loadId, offset));
+          continue;
+        }
+        if (offset <= (decoded.record.kind === 'prediction' ? predictionFence : readFence)) {
+          if (decoded.record.kind !== 'features') redelivered++;
+          continue;
+        }
+        records.push({ record: decoded.record, raw: text, offset, context: where });
       }
-      records.push({ record: decoded.record, raw: message.value!.toString('utf8'), offset });
     }
     if (dead.length > 0) await this.executor.insert('tm_dead_letters', dead);
-    const bad = await insertFeatureLogRecords(this.executor, this.compiled.registry, records, loadId);
+    this.featureSets ??= await storedFeatureSets(this.executor);
+    const bad = await insertFeatureLogRecords(this.executor, this.compiled.registry, records, loadId, this.featureSets);
     for (const { record, offset } of records) {
-      const table = record.kind === 'read' ? FEATURE_LOG_TABLE : PREDICTION_LOG_TABLE;
+      const table = record.kind === 'prediction' ? PREDICTION_LOG_TABLE : FEATURE_LOG_TABLE;
       this.fences.set(fenceKey(table, loadId, 0), Math.max(this.fences.get(fenceKey(table, loadId, 0)) ?? -1, offset));
     }
     this.stats.batches++;
-    this.stats.logRecords += records.length - bad;
+    this.stats.logRecords += records.filter((r) => r.record.kind !== 'features').length - bad;
     this.stats.badLogRecords += dead.length + bad;
     this.stats.redelivered += redelivered;
     const last = batch.messages[batch.messages.length - 1];

@@ -11,8 +11,13 @@
 //                       with __load/__offset as the event tables have them (offline/feature-log.ts
 //                       expands them to values); tm_feature_log, the old one-row-per-value table,
 //                       is no longer written or read;
+//   tm_feature_log_lines  in chDB only: served reads logged by this process (embedded mode), one
+//                       record's JSON text per line of a File table's file, which the feature-log
+//                       sink appends to itself;
 //   tm_prediction_log   model scores logged with a request id (POST /feature-log/predictions).
 import { TidemarkError, type FieldInfo, type Registry, type SourcePlan } from '../definitions/index.js';
+import { appendFile, mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { OfflineExecutor } from './executor.js';
 
 const COLUMN_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -30,6 +35,16 @@ export function sqlString(text: string): string {
 
 export const FEATURE_LOG_TABLE = 'tm_feature_log_records';
 export const PREDICTION_LOG_TABLE = 'tm_prediction_log';
+export const FEATURE_LOG_LINES_TABLE = 'tm_feature_log_lines';
+
+/** The file behind tm_feature_log_lines (chDB): created empty when missing, so that the table reads as empty. */
+export async function featureLogLinesPath(executor: OfflineExecutor): Promise<string> {
+  const [row] = await executor.rows<{ path: string }>(`SELECT data_paths[1] AS path FROM system.tables WHERE database = currentDatabase() AND name = {name:String}`, { name: FEATURE_LOG_LINES_TABLE });
+  if (!row) throw new TidemarkError('TM_OFFLINE_QUERY', `table ${FEATURE_LOG_LINES_TABLE} is missing from ${executor.location}`, { table: FEATURE_LOG_LINES_TABLE });
+  await mkdir(dirname(row.path), { recursive: true });
+  await appendFile(row.path, '');
+  return row.path;
+}
 
 export function eventTable(source: string): string {
   return `tm_events_${source}`;
@@ -89,6 +104,10 @@ export async function ensureTables(executor: OfflineExecutor, registry: Registry
   await executor.command(
     `CREATE TABLE IF NOT EXISTS ${FEATURE_LOG_TABLE}${on} (read_ms Int64, request_id String, record String, __load String, __offset UInt64) ENGINE = MergeTree ORDER BY (read_ms, request_id)`,
   );
+  if (executor.kind === 'chdb') {
+    await executor.command(`CREATE TABLE IF NOT EXISTS ${FEATURE_LOG_LINES_TABLE} (line String) ENGINE = File(LineAsString)`);
+    await featureLogLinesPath(executor);
+  }
   await executor.command(
     `CREATE TABLE IF NOT EXISTS ${PREDICTION_LOG_TABLE}${on} (request_id String, model Nullable(String), score Float64, at_ms Int64, __load String, __offset UInt64) ENGINE = MergeTree ORDER BY (at_ms, request_id)`,
   );

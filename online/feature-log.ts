@@ -1,40 +1,29 @@
 // What a served get-online-features read is logged as (ingest/feature-log.ts has the format): the
 // request id, the read time, the entity keys as the request gave them, every value with its status
-// and event time, and the registry version (format version 2: each name once, statuses as letters,
-// event times as ages before the read). `encodeLoggedRead` writes the same JSON text as
-// JSON.stringify(loggedReadOf(...)) without building the record first: it is the serving path's
-// share of the logging cost.
-import { FEATURE_LOG_READ_VERSION, STATUS_LETTERS, type EncodedFeatureLogRecord, type FeatureStatus, type LoggedReadV2Record } from '../ingest/index.js';
+// and event time, and, through its feature set, the `view:feature` refs and the registry version
+// (format version 3: the refs named once per feature set, statuses as letters, event times as ages
+// before the read, values flat). `encodeLoggedRead` writes the same JSON text as
+// JSON.stringify(loggedReadOf(...).read) without building the record first: it is the serving
+// path's share of the logging cost.
+import { createHash } from 'node:crypto';
+import { FEATURE_LOG_READ_VERSION, STATUS_LETTERS, type EncodedFeatureLogRecord, type EncodedFeatureSet, type FeatureSetRecord, type FeatureStatus, type LoggedReadV3Record } from '../ingest/index.js';
 import type { OnlineFeaturesRequest, OnlineFeaturesResponse } from './serve.js';
 
 /** Event time (ms) of an event_timestamps entry: null for a value with no event behind it. */
 function eventTimeMsOf(status: string, text: string): number | null {
   if (status !== 'PRESENT') return null;
-  // The features of a read share few event times (formatEventTimestamp hands out the same text):
-  // parse each once.
-  if (text !== lastParsed.text) lastParsed = { text, ms: Date.parse(text) };
-  const ms = lastParsed.ms;
+  // A read's values share few event times, and reads share them too: parse each text once.
+  let ms = parsedTimes.get(text);
+  if (ms === undefined) {
+    if (parsedTimes.size >= CACHE_LIMIT) parsedTimes.clear();
+    ms = Date.parse(text);
+    parsedTimes.set(text, ms);
+  }
   return Number.isFinite(ms) && ms !== 0 ? ms : null;
 }
-let lastParsed = { text: '', ms: Number.NaN };
-
-/** The feature-log record of one answered read (format version 2). */
-export function loggedReadOf(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string): LoggedReadV2Record {
-  const joinKeys = Object.keys(request.entities).length;
-  const columns = request.features.map((_, i) => response.results[joinKeys + i]!);
-  return {
-    kind: 'read',
-    v: FEATURE_LOG_READ_VERSION,
-    request_id: requestId,
-    read_time_ms: atMs,
-    registry_version: registryVersion,
-    entities: request.entities,
-    features: [...request.features],
-    values: columns.map((c) => c.values as (string | number | boolean | null)[]),
-    statuses: columns.map((c) => c.statuses.map((s) => STATUS_LETTERS[s as FeatureStatus]).join('')),
-    ages_ms: columns.map((c) => c.statuses.map((s, row) => ageMsOf(atMs, s, c.event_timestamps[row]!))),
-  };
-}
+const parsedTimes = new Map<string, number>();
+/** Entries kept in each cache before it starts over: bounded memory whatever the traffic. */
+const CACHE_LIMIT = 10_000;
 
 /** Read time minus a value's event time: null for a value with no event behind it. */
 function ageMsOf(atMs: number, status: string, text: string): number | null {
@@ -42,28 +31,73 @@ function ageMsOf(atMs: number, status: string, text: string): number | null {
   return eventMs === null ? null : atMs - eventMs;
 }
 
-/** The feature-log record of one answered read, encoded: its JSON text is JSON.stringify(loggedReadOf(...)), byte for byte. */
+interface FeatureSetEntry {
+  record: FeatureSetRecord;
+  encoded: EncodedFeatureSet;
+}
+const featureSets = new Map<string, FeatureSetEntry>();
+
+/** The feature set of a registry version and refs (the same object each time): its id is a hash of both, so every process names it alike. */
+function featureSetOf(registryVersion: string, features: readonly string[]): FeatureSetEntry {
+  const key = `${registryVersion}\n${features.join('\n')}`;
+  let entry = featureSets.get(key);
+  if (entry === undefined) {
+    if (featureSets.size >= CACHE_LIMIT) featureSets.clear();
+    const id = createHash('sha256').update(key).digest('hex').slice(0, 16);
+    const record: FeatureSetRecord = { kind: 'features', v: FEATURE_LOG_READ_VERSION, features_id: id, registry_version: registryVersion, features: [...features] };
+    entry = { record, encoded: { id, json: JSON.stringify(record) } };
+    featureSets.set(key, entry);
+  }
+  return entry;
+}
+
+/** The feature-log record of one answered read (format version 3) and its feature set. */
+export function loggedReadOf(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string): { read: LoggedReadV3Record; features: FeatureSetRecord } {
+  const joinKeys = Object.keys(request.entities).length;
+  const columns = request.features.map((_, i) => response.results[joinKeys + i]!);
+  const features = featureSetOf(registryVersion, request.features).record;
+  return {
+    read: {
+      kind: 'read',
+      v: FEATURE_LOG_READ_VERSION,
+      request_id: requestId,
+      read_time_ms: atMs,
+      features_id: features.features_id,
+      entities: request.entities,
+      values: columns.flatMap((c) => c.values as (string | number | boolean | null)[]),
+      statuses: columns.map((c) => c.statuses.map((s) => STATUS_LETTERS[s as FeatureStatus]).join('')).join(''),
+      ages_ms: columns.flatMap((c) => c.statuses.map((s, row) => ageMsOf(atMs, s, c.event_timestamps[row]!))),
+    },
+    features,
+  };
+}
+
+/** A value as JSON.stringify writes it. */
+function valueJson(v: unknown): string {
+  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : 'null';
+  if (v === null || typeof v === 'boolean') return String(v);
+  return JSON.stringify(v);
+}
+
+/** The feature-log record of one answered read, encoded: its JSON text is JSON.stringify(loggedReadOf(...).read), byte for byte. */
 export function encodeLoggedRead(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string): EncodedFeatureLogRecord & { json: string } {
   const joinKeys = Object.keys(request.entities).length;
+  const set = featureSetOf(registryVersion, request.features);
   let values = '';
   let statuses = '';
   let ages = '';
   for (let i = 0; i < request.features.length; i++) {
     const column = response.results[joinKeys + i]!;
-    let letters = '';
-    let rowAges = '';
     for (let row = 0; row < column.statuses.length; row++) {
       const status = column.statuses[row]!;
-      letters += STATUS_LETTERS[status as FeatureStatus];
-      rowAges += `${row === 0 ? '' : ','}${ageMsOf(atMs, status, column.event_timestamps[row]!) ?? 'null'}`;
+      const sep = i === 0 && row === 0 ? '' : ',';
+      values += sep + valueJson(column.values[row]);
+      statuses += STATUS_LETTERS[status as FeatureStatus];
+      ages += sep + (ageMsOf(atMs, status, column.event_timestamps[row]!) ?? 'null');
     }
-    const sep = i === 0 ? '' : ',';
-    values += `${sep}${JSON.stringify(column.values)}`;
-    statuses += `${sep}"${letters}"`;
-    ages += `${sep}[${rowAges}]`;
   }
   const json =
-    `{"kind":"read","v":${FEATURE_LOG_READ_VERSION},"request_id":${JSON.stringify(requestId)},"read_time_ms":${JSON.stringify(atMs)},"registry_version":${JSON.stringify(registryVersion)},` +
-    `"entities":${JSON.stringify(request.entities)},"features":${JSON.stringify(request.features)},"values":[${values}],"statuses":[${statuses}],"ages_ms":[${ages}]}`;
-  return { kind: 'read', requestId, timeMs: atMs, json };
+    `{"kind":"read","v":${FEATURE_LOG_READ_VERSION},"request_id":${JSON.stringify(requestId)},"read_time_ms":${JSON.stringify(atMs)},"features_id":"${set.encoded.id}",` +
+    `"entities":${JSON.stringify(request.entities)},"values":[${values}],"statuses":"${statuses}","ages_ms":[${ages}]}`;
+  return { kind: 'read', requestId, timeMs: atMs, json, features: set.encoded };
 }

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CompiledDefinitions } from '../../definitions/index.js';
 import { featureLogTopic, KafkaFeatureLogSink } from '../../ingest/index.js';
 import { evaluateSkew } from '../../monitor/index.js';
-import { FEATURE_LOG_TABLE, loggedValuesSql, OfflineKafkaSink, PREDICTION_LOG_TABLE, type OfflineStore } from '../../offline/index.js';
+import { FEATURE_LOG_TABLE, featureLogTablesOf, loggedValuesSql, OfflineKafkaSink, PREDICTION_LOG_TABLE, type OfflineStore } from '../../offline/index.js';
 import { createRedisClient, RedisOnlineStore, type RedisClient } from '../../online/index.js';
 import { startMockKafka } from '../support/kafka.js';
 import { testRedisUrl } from '../support/redis.js';
@@ -43,6 +43,8 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+/** The logged reads stored (a feature set is a row without a request id). */
+const READS = `SELECT count() AS n FROM ${FEATURE_LOG_TABLE} WHERE request_id != ''`;
 const count = async (sql: string): Promise<number> => Number((await offline.executor.rows<{ n: number }>(sql))[0]!.n);
 
 describe('feature log through Kafka', () => {
@@ -87,6 +89,8 @@ describe('feature log through Kafka', () => {
         { partition: 1, value: JSON.stringify({ kind: 'prediction', v: 1, request_id: ids[0], score: 'high', model: null, at_ms: 1 }) },
         // A version-2 read with two values for one entity row.
         { partition: 1, value: JSON.stringify({ ...read, v: 2, features: ['origin_delays:flights_1h'], values: [[1, 2]], statuses: ['P'], ages_ms: [[0]] }) },
+        // Two records in one message (as tidemark's producer batches them): a cut line, and a version-3 read whose feature set never came.
+        { partition: 1, value: `{"kind": "read", \n${JSON.stringify({ kind: 'read', v: 3, request_id: 'bad-v3', read_time_ms: 1, features_id: '00000000deadbeef', entities: { airport: ['ORD'] }, values: [1], statuses: 'P', ages_ms: [0] })}` },
       ],
     });
     await producer.disconnect();
@@ -95,22 +99,26 @@ describe('feature log through Kafka', () => {
     const rows = 4 * 3 * FEATURES.length;
     await sink.start();
     try {
-      await until(async () => (await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`)) === 4 && (await count(`SELECT count() AS n FROM ${PREDICTION_LOG_TABLE}`)) === 2 && sink.stats.badLogRecords === 5, '4 logged reads, 2 predictions and 5 dead letters');
+      await until(async () => (await count(READS)) === 4 && (await count(`SELECT count() AS n FROM ${PREDICTION_LOG_TABLE}`)) === 2 && sink.stats.badLogRecords === 7, '4 logged reads, 2 predictions and 7 dead letters');
     } finally {
       await sink.stop();
     }
-    expect(sink.stats).toMatchObject({ logRecords: 6, badLogRecords: 5 });
-    expect(await count(`SELECT count() AS n FROM (${loggedValuesSql('1')})`)).toBe(rows);
+    expect(sink.stats).toMatchObject({ logRecords: 6, badLogRecords: 7 });
+    // The reads' feature set, stored once.
+    expect(await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE} WHERE request_id = ''`)).toBe(1);
+    expect(await count(`SELECT count() AS n FROM (${loggedValuesSql('1', featureLogTablesOf(offline.executor))})`)).toBe(rows);
     const predictions = await offline.executor.rows<{ request_id: string; score: number; model: string }>(`SELECT request_id, score, model FROM ${PREDICTION_LOG_TABLE} ORDER BY score`);
     expect(predictions).toEqual([{ request_id: ids[0], score: 0.25, model: 'delay-model@3' }, { request_id: ids[1], score: 0.75, model: 'delay-model@3' }]);
-    const logged = await offline.executor.rows<{ request_id: string; n: number }>(`SELECT request_id, count() AS n FROM ${FEATURE_LOG_TABLE} GROUP BY request_id ORDER BY request_id`);
+    const logged = await offline.executor.rows<{ request_id: string; n: number }>(`SELECT request_id, count() AS n FROM ${FEATURE_LOG_TABLE} WHERE request_id != '' GROUP BY request_id ORDER BY request_id`);
     expect(logged.map((r) => r.request_id)).toEqual([...ids].sort());
     const dead = await offline.executor.rows<{ code: string; field: string | null; reason: string }>(`SELECT code, field, reason FROM tm_dead_letters WHERE source = 'feature_log' ORDER BY position, field`);
-    expect(dead.map((d) => d.code)).toEqual(['TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD', 'TM_LOG_BAD_RECORD']);
-    expect(dead.map((d) => d.field).sort()).toEqual(['features.0', 'features.0.values', 'score', 'values.0', null].sort());
+    expect(dead.map((d) => d.code)).toEqual(Array(7).fill('TM_LOG_BAD_RECORD'));
+    expect(dead.map((d) => d.field).sort()).toEqual(['features.0', 'features.0.values', 'features_id', 'score', 'values.0', null, null].sort());
+    expect(dead.find((d) => d.field === 'features_id')!.reason).toMatch(/^line 2 of the message at offset \d+: feature-log record, field features_id: no feature set 00000000deadbeef came before it/);
+    expect(dead.filter((d) => d.field === null).map((d) => d.reason).sort()[0]).toMatch(/^feature-log record is not JSON/);
     expect(dead.find((d) => d.field === 'values.0')!.reason).toContain('values.0 (origin_delays:flights_1h): 2 entries for 1 entity rows');
     expect(dead.find((d) => d.field === 'score')!.reason).toMatch(/^feature-log record, field score: /);
-    expect(dead.find((d) => d.field === null)!.reason).toMatch(/not JSON/);
+    expect(dead.filter((d) => d.field === null).map((d) => d.reason).sort()[1]).toMatch(/^line 1 of the message at offset \d+: feature-log record is not JSON/);
     expect(dead.find((d) => d.field === 'features.0')!.reason).toContain('origin_delays:nope is not a feature of registry');
     expect(dead.find((d) => d.field === 'features.0.values')!.reason).toContain('2 entries for 1 entity rows');
 
@@ -122,8 +130,9 @@ describe('feature log through Kafka', () => {
     } finally {
       await again.stop();
     }
-    expect(await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`)).toBe(4);
-    expect(await count(`SELECT count() AS n FROM (${loggedValuesSql('1')})`)).toBe(rows);
+    expect(await count(READS)).toBe(4);
+    expect(await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE} WHERE request_id = ''`)).toBe(1);
+    expect(await count(`SELECT count() AS n FROM (${loggedValuesSql('1', featureLogTablesOf(offline.executor))})`)).toBe(rows);
     expect(await count(`SELECT count() AS n FROM ${PREDICTION_LOG_TABLE}`)).toBe(2);
 
     // What Kafka carried matches the offline path.

@@ -1,7 +1,8 @@
 // The serving path's encoding of a logged read (online/feature-log.ts): encodeLoggedRead writes
-// exactly JSON.stringify(loggedReadOf(...)), and the text decodes as a valid feature-log record.
+// exactly JSON.stringify(loggedReadOf(...).read), the text decodes as a valid feature-log record,
+// its feature set too, and together they give back every value, status and event time.
 import { describe, expect, it } from 'vitest';
-import { decodeFeatureLogRecord } from '../../ingest/index.js';
+import { decodeFeatureLogRecord, loggedFeaturesOf, type FeatureSetRecord, type LoggedReadRecord } from '../../ingest/index.js';
 import { encodeLoggedRead, loggedReadOf, type OnlineFeaturesRequest, type OnlineFeaturesResponse } from '../../online/index.js';
 
 describe('encodeLoggedRead', () => {
@@ -18,9 +19,23 @@ describe('encodeLoggedRead', () => {
       ],
     };
     const encoded = encodeLoggedRead(request, response, 1_709_000_000_123, 'req-1\t"quoted"', 'registry-v1');
-    expect(encoded.json).toBe(JSON.stringify(loggedReadOf(request, response, 1_709_000_000_123, 'req-1\t"quoted"', 'registry-v1')));
-    expect(encoded).toMatchObject({ kind: 'read', requestId: 'req-1\t"quoted"', timeMs: 1_709_000_000_123 });
+    const { read, features } = loggedReadOf(request, response, 1_709_000_000_123, 'req-1\t"quoted"', 'registry-v1');
+    expect(encoded.json).toBe(JSON.stringify(read));
+    expect(encoded).toMatchObject({ kind: 'read', requestId: 'req-1\t"quoted"', timeMs: 1_709_000_000_123, features: { id: features.features_id, json: JSON.stringify(features) } });
+    expect(features).toEqual({ kind: 'features', v: 3, features_id: expect.stringMatching(/^[0-9a-f]{16}$/), registry_version: 'registry-v1', features: ['v:a', 'v:b', 'w:c'] });
+    // Another registry version or feature list is another set; the same one, the same id.
+    expect(encodeLoggedRead(request, response, 1, 'r', 'registry-v2').features!.id).not.toBe(features.features_id);
+    expect(encodeLoggedRead(request, response, 1, 'r', 'registry-v1').features!.id).toBe(features.features_id);
     const decoded = decodeFeatureLogRecord(encoded.json);
-    expect(decoded.ok).toBe(true);
+    const set = decodeFeatureLogRecord(encoded.features!.json);
+    expect(decoded.ok && set.ok).toBe(true);
+    const back = loggedFeaturesOf(decoded.ok ? (decoded.record as LoggedReadRecord) : read, (id) => (set.ok && id === features.features_id ? (set.record as FeatureSetRecord) : undefined));
+    expect(back).toEqual([
+      { view: 'v', feature: 'a', values: [1.5, null], statuses: ['PRESENT', 'NOT_FOUND'], event_times_ms: [Date.parse('2024-03-01T12:34:56.789Z'), null] },
+      { view: 'v', feature: 'b', values: ['text \u00e9\u2603', 0], statuses: ['PRESENT', 'PRESENT'], event_times_ms: [Date.parse('2024-03-01T00:00:00Z'), Date.parse('2024-03-02T00:00:00.001Z')] },
+      { view: 'w', feature: 'c', values: [false, 1e21], statuses: ['PRESENT', 'OUTSIDE_MAX_AGE'], event_times_ms: [Date.parse('2024-03-01T00:00:00Z'), null] },
+    ]);
+    // Without its set, a version-3 read cannot be expanded.
+    expect(loggedFeaturesOf(read)).toBeNull();
   });
 });

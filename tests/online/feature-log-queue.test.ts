@@ -2,9 +2,9 @@
 // answer comes once the record is written, without the linger reads are batched with, together
 // with whatever else was queued; a failed write or a full queue rejects it with the reason.
 import { describe, expect, it } from 'vitest';
-import { FeatureLogQueue, FEATURE_LOG_FORMAT_VERSION, type EncodedFeatureLogRecord, type FeatureLogRecord } from '../../ingest/index.js';
+import { FeatureLogQueue, FEATURE_LOG_FORMAT_VERSION, type EncodedFeatureLogRecord, type LoggedPredictionRecord } from '../../ingest/index.js';
 
-const prediction = (id: string): FeatureLogRecord => ({ kind: 'prediction', v: FEATURE_LOG_FORMAT_VERSION, request_id: id, score: 0.5, model: null, at_ms: 1 });
+const prediction = (id: string): LoggedPredictionRecord => ({ kind: 'prediction', v: FEATURE_LOG_FORMAT_VERSION, request_id: id, score: 0.5, model: null, at_ms: 1 });
 
 describe('FeatureLogQueue.offerAndWait', () => {
   it('writes at once, with what was queued before, and resolves once written', async () => {
