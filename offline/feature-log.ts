@@ -3,21 +3,21 @@
 // tm_feature_log_lines, a File table this process appends to itself (the engine's insert of the
 // same bytes cost more than the read they log); elsewhere, and from the Kafka sink, one row of
 // tm_feature_log_records (its read time, request id and text). A version-3 read names its
-// features by a feature set, stored the same way (in tm_feature_log_records as a row with read
-// time 0 and no request id). A logged prediction is one row of tm_prediction_log.
+// features by a feature set, a row of tm_feature_log_sets (kept apart, so that emptying the log
+// leaves the sets later reads name). A logged prediction is one row of tm_prediction_log.
 // `loggedValuesSql` expands the records of every version to one row per (request, entity row,
 // feature) when they are read. Here too: the embedded sink (quickstart: straight to the store);
 // `dataset --from-log` (the values actually served, one column per feature, labels joined by
 // request id); and the logged reads as a point-in-time spine, so that the monitor can compare what
 // was served with what the offline path computes.
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { TidemarkError, type Registry, type Scalar, type ViewPlan } from '../definitions/index.js';
 import { featureLogBatchLines, loggedFeaturesOf, readFileBatches, type BadFeatureLogRecord, type EncodedFeatureLogRecord, type FeatureLogRecord, type FeatureLogSink, type FeatureSetRecord, type LoggedPredictionRecord } from '../ingest/index.js';
 import { tabSeparatedValue, type OfflineExecutor } from './executor.js';
 import { pointInTimeSql, resolveFeatureRefs } from './point-in-time.js';
 import { inferType, joinKeyColumn, SPINE_TIME_COLUMN, toColumnValue, type SpineInfo } from './spine.js';
-import { FEATURE_LOG_LINES_TABLE, FEATURE_LOG_TABLE, featureLogLinesPath, ident, PREDICTION_LOG_TABLE, sqlString } from './tables.js';
+import { FEATURE_LOG_LINES_TABLE, FEATURE_LOG_TABLE, FEATURE_SETS_TABLE, featureLogLinesPath, ident, PREDICTION_LOG_TABLE, sqlString } from './tables.js';
 import { outputFormatOf, type DatasetResult } from './store.js';
 
 /** The `source` of feature-log dead letters in tm_dead_letters. */
@@ -69,7 +69,7 @@ export function featureLogDeadLetterRow(bad: BadFeatureLogRecord, loadId: string
 
 const RECORD_COLUMNS = ['read_ms', 'request_id', 'record', '__load', '__offset'] as const;
 
-/** One tm_feature_log_records row as a TabSeparated line (a feature set: read time 0, no request id). */
+/** One tm_feature_log_records row as a TabSeparated line. */
 function recordLine(readMs: number, requestId: string, json: string, loadId: string, offset: number): string {
   return `${readMs}\t${tabSeparatedValue(requestId)}\t${tabSeparatedValue(json)}\t${tabSeparatedValue(loadId)}\t${offset}\n`;
 }
@@ -93,6 +93,7 @@ export async function insertFeatureLogRecords(
   sets: Map<string, FeatureSetRecord> = new Map(),
 ): Promise<number> {
   const reads: string[] = [];
+  const newSets: FeatureSetRecord[] = [];
   const predictions: Record<string, unknown>[] = [];
   const dead: Record<string, unknown>[] = [];
   for (const { record, raw, offset, context = '' } of records) {
@@ -100,19 +101,25 @@ export async function insertFeatureLogRecords(
     if (!checked.ok) dead.push(featureLogDeadLetterRow({ ...checked.bad, reason: context + checked.bad.reason, raw }, loadId, offset));
     else if (record.kind === 'prediction') predictions.push(predictionRow(record, loadId, offset));
     else if (record.kind === 'features') {
-      if (!sets.has(record.features_id)) reads.push(recordLine(0, '', raw, loadId, offset));
+      if (!sets.has(record.features_id)) newSets.push(record);
       sets.set(record.features_id, record);
     } else reads.push(recordLine(record.read_time_ms, record.request_id, record.v === 3 ? raw : JSON.stringify(record), loadId, offset));
   }
   if (dead.length > 0) await executor.insert('tm_dead_letters', dead);
+  // Sets before the reads that name them (a set stored twice is harmless: it is read by id).
+  await insertFeatureSets(executor, newSets.map((set) => ({ id: set.features_id, json: JSON.stringify(set) })));
   if (predictions.length > 0) await executor.insert(PREDICTION_LOG_TABLE, predictions);
   if (reads.length > 0) await executor.insertTabSeparated(FEATURE_LOG_TABLE, RECORD_COLUMNS, Buffer.from(reads.join(''), 'utf8'));
   return dead.length;
 }
 
+async function insertFeatureSets(executor: OfflineExecutor, sets: readonly { id: string; json: string }[]): Promise<void> {
+  if (sets.length > 0) await executor.insert(FEATURE_SETS_TABLE, sets.map((s) => ({ features_id: s.id, record: s.json })));
+}
+
 /** The feature sets stored in the offline store (the Kafka sink's cache starts from them). */
 export async function storedFeatureSets(executor: OfflineExecutor): Promise<Map<string, FeatureSetRecord>> {
-  const rows = await executor.rows<{ record: string }>(`SELECT record FROM (${featureSetLinesSql(featureLogTablesOf(executor))})`);
+  const rows = await executor.rows<{ record: string }>(`SELECT record FROM (${FEATURE_SETS_SQL})`);
   return new Map(rows.map((r) => JSON.parse(r.record) as FeatureSetRecord).map((s) => [s.features_id, s]));
 }
 
@@ -127,7 +134,7 @@ export async function storedFeatureSets(executor: OfflineExecutor): Promise<Map<
 export class OfflineFeatureLogSink implements FeatureLogSink {
   readonly destination: string;
   private readonly setsWritten = new Set<string>();
-  private file: Promise<FileHandle> | null = null;
+  private linesPath: string | null = null;
 
   constructor(private readonly executor: OfflineExecutor) {
     this.destination = `offline store ${executor.location}`;
@@ -142,53 +149,51 @@ export class OfflineFeatureLogSink implements FeatureLogSink {
     }
     if (predictions.length > 0) await this.executor.insert(PREDICTION_LOG_TABLE, predictions);
     if (reads.length === 0) return;
-    const { sets, lines } = featureLogBatchLines(reads, (id) => this.setsWritten.has(id));
-    if (featureLogTablesOf(this.executor).lines) await this.append(lines);
-    else await this.insertRows(reads, sets.map((s) => s.json));
+    const { sets } = featureLogBatchLines(reads, (id) => this.setsWritten.has(id));
+    await insertFeatureSets(this.executor, sets);
     for (const s of sets) this.setsWritten.add(s.id);
+    if (featureLogTablesOf(this.executor).lines) await this.append(reads);
+    else await this.insertRows(reads);
   }
 
-  /** chDB: the lines appended to tm_feature_log_lines' file in one write (JSON text holds no raw newline). */
-  private async append(lines: readonly (string | Buffer)[]): Promise<void> {
-    this.file ??= this.openLines().catch((e: unknown) => {
-      this.file = null;
-      throw e;
-    });
-    const file = await this.file;
-    let size = 0;
-    for (const l of lines) size += (typeof l === 'string' ? l.length * 3 : l.length) + 1;
+  /**
+   * chDB: the reads appended to tm_feature_log_lines' file in one write (JSON text holds no raw
+   * newline). The file is opened per write, so that a TRUNCATE of the table in between is no
+   * trouble; a line cut short by a crash is ended first, so that the next line stays whole (the
+   * cut one is skipped when read).
+   */
+  private async append(reads: readonly EncodedFeatureLogRecord[]): Promise<void> {
+    let size = 1;
+    for (const r of reads) size += (typeof r.json === 'string' ? r.json.length * 3 : r.json.length) + 1;
     const buffer = Buffer.allocUnsafe(size);
     let bytes = 0;
-    for (const l of lines) {
-      bytes += typeof l === 'string' ? buffer.write(l, bytes) : l.copy(buffer, bytes);
-      buffer[bytes++] = 0x0a;
+    this.linesPath ??= await featureLogLinesPath(this.executor);
+    const file = await open(this.linesPath, 'a+');
+    try {
+      const { size: before } = await file.stat();
+      if (before > 0) {
+        await file.read(buffer, 0, 1, before - 1);
+        if (buffer[0] !== 0x0a) buffer[bytes++] = 0x0a;
+      }
+      for (const r of reads) {
+        bytes += typeof r.json === 'string' ? buffer.write(r.json, bytes) : r.json.copy(buffer, bytes);
+        buffer[bytes++] = 0x0a;
+      }
+      await file.write(buffer, 0, bytes);
+    } finally {
+      await file.close();
     }
-    await file.write(buffer, 0, bytes);
   }
 
-  /** Open the lines file for appending; a line cut short by a crash is ended first, so that the next line stays whole (the cut one is skipped when read). */
-  private async openLines(): Promise<FileHandle> {
-    const file = await open(await featureLogLinesPath(this.executor), 'a+');
-    const { size } = await file.stat();
-    if (size > 0) {
-      const last = Buffer.alloc(1);
-      await file.read(last, 0, 1, size - 1);
-      if (last[0] !== 0x0a) await file.write('\n');
-    }
-    return file;
-  }
-
-  /** A ClickHouse server: one tm_feature_log_records row per read (and per new feature set). */
-  private async insertRows(reads: readonly EncodedFeatureLogRecord[], sets: readonly string[]): Promise<void> {
+  /** A ClickHouse server: one tm_feature_log_records row per read. */
+  private async insertRows(reads: readonly EncodedFeatureLogRecord[]): Promise<void> {
     // One buffer for the batch. A queued read's JSON is UTF-8 bytes already, copied in as they are
     // (JSON.stringify writes no raw tab, newline or carriage return; a backslash is doubled); a
     // string takes at most 3 bytes a UTF-16 unit.
     let size = 0;
-    for (const json of sets) size += json.length * 6 + EMBEDDED_LINE_EXTRA;
     for (const r of reads) size += (typeof r.json === 'string' ? r.json.length * 3 : r.json.length * 2) + r.requestId.length * 3 + EMBEDDED_LINE_EXTRA;
     const buffer = Buffer.allocUnsafe(size);
     let bytes = 0;
-    for (const json of sets) bytes += buffer.write(recordLine(0, '', json, 'embedded', 0), bytes);
     for (const r of reads) {
       if (typeof r.json === 'string' || hasTabSeparatedSpecial(r.json)) bytes += buffer.write(recordLine(r.timeMs, r.requestId, r.json.toString(), 'embedded', 0), bytes);
       else {
@@ -198,12 +203,6 @@ export class OfflineFeatureLogSink implements FeatureLogSink {
       }
     }
     await this.executor.insertTabSeparated(FEATURE_LOG_TABLE, RECORD_COLUMNS, buffer.subarray(0, bytes));
-  }
-
-  async close(): Promise<void> {
-    const file = this.file;
-    this.file = null;
-    if (file) await (await file).close();
   }
 }
 
@@ -236,11 +235,7 @@ function lineOfKind(kind: string): string {
 }
 
 /** The stored feature sets' text, one row (`record`) per features_id. */
-function featureSetLinesSql(tables: FeatureLogTables): string {
-  const stored = `SELECT record FROM ${FEATURE_LOG_TABLE} WHERE read_ms = 0 AND request_id = ''`;
-  const all = tables.lines ? `${stored} UNION ALL SELECT line AS record FROM ${FEATURE_LOG_LINES_TABLE} WHERE ${lineOfKind('features')}` : stored;
-  return `SELECT any(t) AS record FROM (SELECT record AS t FROM (${all})) GROUP BY JSONExtractString(t, 'features_id')`;
-}
+const FEATURE_SETS_SQL = `SELECT features_id, any(record) AS record FROM ${FEATURE_SETS_TABLE} GROUP BY features_id`;
 
 /**
  * The logged reads with read_ms, request_id and record (filtered by `where`, over those three),
@@ -248,7 +243,7 @@ function featureSetLinesSql(tables: FeatureLogTables): string {
  * format version (a version-3 read's come from its feature set; unknown: none).
  */
 export function loggedReadsSql(where: string, tables: FeatureLogTables): string {
-  const stored = `SELECT read_ms, request_id, record FROM ${FEATURE_LOG_TABLE} WHERE request_id != '' AND (${where})`;
+  const stored = `SELECT read_ms, request_id, record FROM ${FEATURE_LOG_TABLE} WHERE ${where}`;
   const lines =
     `SELECT read_ms, request_id, record FROM (SELECT JSONExtractInt(line, 'read_time_ms') AS read_ms, JSONExtractString(line, 'request_id') AS request_id, line AS record` +
     ` FROM ${FEATURE_LOG_LINES_TABLE} WHERE ${lineOfKind('read')}) WHERE ${where}`;
@@ -258,7 +253,7 @@ export function loggedReadsSql(where: string, tables: FeatureLogTables): string 
     ` multiIf(v = 3, s.refs, v = 1, arrayMap(f -> concat(JSONExtractString(f, 'view'), ':', JSONExtractString(f, 'feature')), JSONExtractArrayRaw(r.record, 'features')), JSONExtract(r.record, 'features', 'Array(String)')) AS refs,` +
     ` if(v = 3, s.registry_version, JSONExtractString(r.record, 'registry_version')) AS registry_version` +
     ` FROM (SELECT read_ms, request_id, record, JSONExtractString(record, 'features_id') AS fid FROM (${reads})) AS r` +
-    ` LEFT JOIN (SELECT JSONExtractString(record, 'features_id') AS fid, JSONExtract(record, 'features', 'Array(String)') AS refs, JSONExtractString(record, 'registry_version') AS registry_version FROM (${featureSetLinesSql(tables)})) AS s ON r.fid = s.fid`
+    ` LEFT JOIN (SELECT features_id AS fid, JSONExtract(record, 'features', 'Array(String)') AS refs, JSONExtractString(record, 'registry_version') AS registry_version FROM (${FEATURE_SETS_SQL})) AS s ON r.fid = s.fid`
   );
 }
 

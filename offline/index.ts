@@ -24,7 +24,7 @@ export type { FeatureSampleOptions } from './feature-samples.js';
 export { shardSql } from './shards.js';
 export type { ShardSet } from './shards.js';
 export { COMPLETED_LOADS, ident, keyColumn, latestEventTimeMs, tableExists } from './tables.js';
-export { FEATURE_LOG_LINES_TABLE, FEATURE_LOG_TABLE, PREDICTION_LOG_TABLE } from './tables.js';
+export { FEATURE_LOG_LINES_TABLE, FEATURE_LOG_TABLE, FEATURE_SETS_TABLE, PREDICTION_LOG_TABLE } from './tables.js';
 export { OfflineFeatureLogSink, writeLogDataset, loggedValuePairs, insertFeatureLogRecords, checkFeatureLogRecord, featureLogTablesOf, loggedReadsSql, storedFeatureSets, loggedValuesSql, loggedKeySql, loggedPredictionsSql, loggedPredictionIdsSql, FEATURE_LOG_DEAD_LETTER_SOURCE } from './feature-log.js';
 export type { FeatureLogTables, LogDatasetOptions, LoggedValuePair, LoggedSliceColumn } from './feature-log.js';
 export { TileWindows, windowsInNode } from './feature-windows.js';

@@ -14,6 +14,8 @@
 //   tm_feature_log_lines  in chDB only: served reads logged by this process (embedded mode), one
 //                       record's JSON text per line of a File table's file, which the feature-log
 //                       sink appends to itself;
+//   tm_feature_log_sets the feature sets version-3 reads name by id (registry version and
+//                       view:feature refs), as JSON text; a set may be stored more than once;
 //   tm_prediction_log   model scores logged with a request id (POST /feature-log/predictions).
 import { TidemarkError, type FieldInfo, type Registry, type SourcePlan } from '../definitions/index.js';
 import { appendFile, mkdir } from 'node:fs/promises';
@@ -36,6 +38,7 @@ export function sqlString(text: string): string {
 export const FEATURE_LOG_TABLE = 'tm_feature_log_records';
 export const PREDICTION_LOG_TABLE = 'tm_prediction_log';
 export const FEATURE_LOG_LINES_TABLE = 'tm_feature_log_lines';
+export const FEATURE_SETS_TABLE = 'tm_feature_log_sets';
 
 /** The file behind tm_feature_log_lines (chDB): created empty when missing, so that the table reads as empty. */
 export async function featureLogLinesPath(executor: OfflineExecutor): Promise<string> {
@@ -104,6 +107,7 @@ export async function ensureTables(executor: OfflineExecutor, registry: Registry
   await executor.command(
     `CREATE TABLE IF NOT EXISTS ${FEATURE_LOG_TABLE}${on} (read_ms Int64, request_id String, record String, __load String, __offset UInt64) ENGINE = MergeTree ORDER BY (read_ms, request_id)`,
   );
+  await executor.command(`CREATE TABLE IF NOT EXISTS ${FEATURE_SETS_TABLE}${on} (features_id String, record String) ENGINE = ReplacingMergeTree ORDER BY features_id`);
   if (executor.kind === 'chdb') {
     await executor.command(`CREATE TABLE IF NOT EXISTS ${FEATURE_LOG_LINES_TABLE} (line String) ENGINE = File(LineAsString)`);
     await featureLogLinesPath(executor);

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CompiledDefinitions } from '../../definitions/index.js';
 import { featureLogTopic, KafkaFeatureLogSink } from '../../ingest/index.js';
 import { evaluateSkew } from '../../monitor/index.js';
-import { FEATURE_LOG_TABLE, featureLogTablesOf, loggedValuesSql, OfflineKafkaSink, PREDICTION_LOG_TABLE, type OfflineStore } from '../../offline/index.js';
+import { FEATURE_LOG_TABLE, FEATURE_SETS_TABLE, featureLogTablesOf, loggedValuesSql, OfflineKafkaSink, PREDICTION_LOG_TABLE, type OfflineStore } from '../../offline/index.js';
 import { createRedisClient, RedisOnlineStore, type RedisClient } from '../../online/index.js';
 import { startMockKafka } from '../support/kafka.js';
 import { testRedisUrl } from '../support/redis.js';
@@ -43,8 +43,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** The logged reads stored (a feature set is a row without a request id). */
-const READS = `SELECT count() AS n FROM ${FEATURE_LOG_TABLE} WHERE request_id != ''`;
+const READS = `SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`;
 const count = async (sql: string): Promise<number> => Number((await offline.executor.rows<{ n: number }>(sql))[0]!.n);
 
 describe('feature log through Kafka', () => {
@@ -105,11 +104,11 @@ describe('feature log through Kafka', () => {
     }
     expect(sink.stats).toMatchObject({ logRecords: 6, badLogRecords: 7 });
     // The reads' feature set, stored once.
-    expect(await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE} WHERE request_id = ''`)).toBe(1);
+    expect(await count(`SELECT count() AS n FROM ${FEATURE_SETS_TABLE}`)).toBe(1);
     expect(await count(`SELECT count() AS n FROM (${loggedValuesSql('1', featureLogTablesOf(offline.executor))})`)).toBe(rows);
     const predictions = await offline.executor.rows<{ request_id: string; score: number; model: string }>(`SELECT request_id, score, model FROM ${PREDICTION_LOG_TABLE} ORDER BY score`);
     expect(predictions).toEqual([{ request_id: ids[0], score: 0.25, model: 'delay-model@3' }, { request_id: ids[1], score: 0.75, model: 'delay-model@3' }]);
-    const logged = await offline.executor.rows<{ request_id: string; n: number }>(`SELECT request_id, count() AS n FROM ${FEATURE_LOG_TABLE} WHERE request_id != '' GROUP BY request_id ORDER BY request_id`);
+    const logged = await offline.executor.rows<{ request_id: string; n: number }>(`SELECT request_id, count() AS n FROM ${FEATURE_LOG_TABLE} GROUP BY request_id ORDER BY request_id`);
     expect(logged.map((r) => r.request_id)).toEqual([...ids].sort());
     const dead = await offline.executor.rows<{ code: string; field: string | null; reason: string }>(`SELECT code, field, reason FROM tm_dead_letters WHERE source = 'feature_log' ORDER BY position, field`);
     expect(dead.map((d) => d.code)).toEqual(Array(7).fill('TM_LOG_BAD_RECORD'));
@@ -131,7 +130,7 @@ describe('feature log through Kafka', () => {
       await again.stop();
     }
     expect(await count(READS)).toBe(4);
-    expect(await count(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE} WHERE request_id = ''`)).toBe(1);
+    expect(await count(`SELECT count() AS n FROM ${FEATURE_SETS_TABLE}`)).toBe(1);
     expect(await count(`SELECT count() AS n FROM (${loggedValuesSql('1', featureLogTablesOf(offline.executor))})`)).toBe(rows);
     expect(await count(`SELECT count() AS n FROM ${PREDICTION_LOG_TABLE}`)).toBe(2);
 

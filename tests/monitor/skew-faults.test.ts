@@ -15,10 +15,10 @@ import { compileOrThrow, monitor } from '../../definitions/index.js';
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
 import { EventDecoder, TileBatchBuilder } from '../../ingest/index.js';
 import { evaluateSkew, MonitorRunner, type FeatureSkew } from '../../monitor/index.js';
-import { FEATURE_LOG_TABLE, OfflineFeatureLogSink, OfflineStore } from '../../offline/index.js';
+import { OfflineFeatureLogSink, OfflineStore } from '../../offline/index.js';
 import { createRedisClient, RedisOnlineStore, type RedisClient } from '../../online/index.js';
 import { writeFlightFiles, type FlightFiles } from '../support/offline-fixtures.js';
-import { loggingServer, readAirports } from '../support/feature-log.js';
+import { clearFeatureLog, loggingServer, readAirports } from '../support/feature-log.js';
 import { testRedisUrl } from '../support/redis.js';
 
 const LIMIT = 4_000;
@@ -65,7 +65,7 @@ async function redisWith(keep: (fields: Record<string, unknown>, eventTimeMs: nu
 
 /** Serve the 30 busiest airports at `at` (three requests of 10) from `store`, log them into a fresh log, and check the skew by airport. */
 async function serveLogAndCheck(store: RedisOnlineStore, at: number): Promise<FeatureSkew[]> {
-  await offline.executor.command(`TRUNCATE TABLE ${FEATURE_LOG_TABLE}`);
+  await clearFeatureLog(offline.executor);
   const { app, queue } = await loggingServer(files.compiled, store, new OfflineFeatureLogSink(offline.executor));
   try {
     for (let i = 0; i < served.length; i += 10) {

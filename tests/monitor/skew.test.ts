@@ -12,10 +12,10 @@ import { compileOrThrow, monitor, type CompiledDefinitions } from '../../definit
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
 import { EventDecoder, TileBatchBuilder, type FeatureLogQueue } from '../../ingest/index.js';
 import { compareLoggedValues, evaluateSkew, MonitorRunner, queryMetrics, sloSeries, type FeatureSkew } from '../../monitor/index.js';
-import { FEATURE_LOG_TABLE, OfflineFeatureLogSink, type OfflineStore } from '../../offline/index.js';
+import { OfflineFeatureLogSink, type OfflineStore } from '../../offline/index.js';
 import { createRedisClient, RedisOnlineStore, type RedisClient } from '../../online/index.js';
 import { testRedisUrl } from '../support/redis.js';
-import { FEATURES, loggingServer, offlineFlights, readAirports, replayFlights } from '../support/feature-log.js';
+import { clearFeatureLog, FEATURES, loggingServer, offlineFlights, readAirports, replayFlights } from '../support/feature-log.js';
 
 const LIMIT = 4_000;
 let compiled: CompiledDefinitions;
@@ -74,7 +74,7 @@ describe('skew of logged reads', () => {
   });
 
   it("finds a key whose Redis tiles were corrupted, at that key and at the features the stray event changes", async () => {
-    await offline.executor.command(`TRUNCATE TABLE ${FEATURE_LOG_TABLE}`);
+    await clearFeatureLog(offline.executor);
     const victim = airports[3]!;
     const decoded = new EventDecoder(compiled, 'flights').decodeValue({ date: maxTs - 10 * 60_000, delay: 999, distance: 12_345, origin: victim, destination: 'ZZZ' });
     if (!decoded.ok) throw new Error(decoded.bad.reason);

@@ -7,13 +7,8 @@
 import { beforeAll, expect, it } from 'vitest';
 import { decodeFeatureLogRecord, encodeFeatureLogRecord, loggedFeaturesOf, STATUS_LETTERS, type LoggedReadV2Record } from '../../ingest/index.js';
 import { encodeLoggedRead, loggedReadOf, type OnlineFeaturesRequest, type OnlineFeaturesResponse } from '../../online/index.js';
-import { FEATURE_LOG_LINES_TABLE, FEATURE_LOG_TABLE, featureLogTablesOf, loggedKeySql, loggedReadsSql, loggedValuesSql, OfflineFeatureLogSink, type OfflineStore } from '../../offline/index.js';
-
-/** Empty the log of either store: the records table, and chDB's lines file. */
-export async function clearLog(store: OfflineStore): Promise<void> {
-  await store.executor.command(`TRUNCATE TABLE ${FEATURE_LOG_TABLE}`);
-  if (featureLogTablesOf(store.executor).lines) await store.executor.command(`TRUNCATE TABLE ${FEATURE_LOG_LINES_TABLE}`);
-}
+import { clearFeatureLog } from './feature-log.js';
+import { FEATURE_SETS_TABLE, featureLogTablesOf, loggedKeySql, loggedReadsSql, loggedValuesSql, OfflineFeatureLogSink, type OfflineStore } from '../../offline/index.js';
 
 /** The cases, inside a describe whose store `storeOf()` gives once its beforeAll has run. */
 export function embeddedFeatureLogCases(storeOf: () => OfflineStore): void {
@@ -21,7 +16,7 @@ export function embeddedFeatureLogCases(storeOf: () => OfflineStore): void {
   let store: OfflineStore;
   beforeAll(async () => {
     store = storeOf();
-    await clearLog(store);
+    await clearFeatureLog(store.executor);
   });
 
   it('stores reads as TabSeparated rows and expands them to values', async () => {
@@ -36,7 +31,7 @@ export function embeddedFeatureLogCases(storeOf: () => OfflineStore): void {
   });
 
   it('expands a version-3 read (what serving writes, with its feature set) to the same values as the same read in versions 2 and 1', async () => {
-    await clearLog(store);
+    await clearFeatureLog(store.executor);
     const request: OnlineFeaturesRequest = { features: ['origin_delays:flights_1h', 'origin_delays:last_delay'], entities: { airport: ['ORD', 'S\\FO'] } };
     const response: OnlineFeaturesResponse = {
       metadata: { feature_names: ['airport', 'flights_1h', 'last_delay'] },
@@ -70,7 +65,6 @@ export function embeddedFeatureLogCases(storeOf: () => OfflineStore): void {
     await sink.write([encoded, encodeFeatureLogRecord(v2), encodeFeatureLogRecord(v1)]);
     // A second read of the same set: the set is not written again.
     await sink.write([encodeLoggedRead(request, response, atMs + 1, 'req-v3-again', 'x')]);
-    await sink.close?.();
     const rows = await store.executor.rows<Record<string, unknown>>(
       `SELECT request_id, registry_version, entity_row, view, feature, status, event_ms, value_num, value_text, ${loggedKeySql('jk')} AS airport FROM (${sql('1')}) ORDER BY request_id, entity_row, feature`,
       { jk: 'airport' },
@@ -85,11 +79,7 @@ export function embeddedFeatureLogCases(storeOf: () => OfflineStore): void {
       { registry_version: 'x', entity_row: 1, view: 'origin_delays', feature: 'last_delay', status: 'OUTSIDE_MAX_AGE', event_ms: null, value_num: -2.5, value_text: null, airport: 'S\\FO' },
     ]);
     expect(of('req-v3-again')).toHaveLength(4);
-    const [sets] = await store.executor.rows<{ n: number }>(
-      featureLogTablesOf(store.executor).lines
-        ? `SELECT count() AS n FROM ${FEATURE_LOG_LINES_TABLE} WHERE JSONExtractString(line, 'kind') = 'features'`
-        : `SELECT count() AS n FROM ${FEATURE_LOG_TABLE} WHERE request_id = ''`,
-    );
+    const [sets] = await store.executor.rows<{ n: number }>(`SELECT count() AS n FROM ${FEATURE_SETS_TABLE}`);
     expect(Number(sets!.n)).toBe(1);
     // A version-3 record shorter than its refs (a broken producer): nulls, not a failed query.
     const broken = JSON.parse(encodeLoggedRead(request, response, atMs, 'req-broken', 'x').json) as { values: unknown[]; statuses: string; ages_ms: unknown[] };

@@ -10,7 +10,7 @@ import * as flightsDefinitions from '../../examples/flights/definitions.js';
 import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
 import { buildServer } from '../../api/index.js';
 import { FeatureLogQueue, replayParquetFile, type FeatureLogQueueOptions, type FeatureLogSink } from '../../ingest/index.js';
-import { OfflineStore } from '../../offline/index.js';
+import { FEATURE_LOG_LINES_TABLE, FEATURE_LOG_TABLE, featureLogTablesOf, OfflineStore, type OfflineExecutor } from '../../offline/index.js';
 import { OnlineFeatureService, type OnlineStore } from '../../online/index.js';
 import { writeFlightFiles } from './offline-fixtures.js';
 
@@ -32,6 +32,12 @@ export async function offlineFlights(limit: number): Promise<{ compiled: Compile
 /** Replay the first `limit` flights into `store` through the materializer core. */
 export async function replayFlights(compiled: CompiledDefinitions, store: OnlineStore & { apply: OnlineStore['apply'] }, limit: number): Promise<void> {
   await replayParquetFile(compiled, FLIGHTS_PARQUET_PATH, { apply: (b) => store.apply(b) }, { source: 'flights', limit });
+}
+
+/** Empty the feature log of an offline store: the records table, and chDB's lines. */
+export async function clearFeatureLog(executor: OfflineExecutor): Promise<void> {
+  await executor.command(`TRUNCATE TABLE ${FEATURE_LOG_TABLE}`);
+  if (featureLogTablesOf(executor).lines) await executor.command(`TRUNCATE TABLE ${FEATURE_LOG_LINES_TABLE}`);
 }
 
 export function flightsCompiled(): CompiledDefinitions {
