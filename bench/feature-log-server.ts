@@ -1,7 +1,8 @@
 // The servers of the feature-logging bench (bench/feature-log.ts), all in this one process over one
 // in-memory store filled by replaying the flights: tidemark's API without logging, and the same API
 // logging 0%, 10% and 100% of its reads (--log-features) into a chDB offline store in this process
-// (embedded mode), and, with a Kafka bootstrap given, 10% and 100% to `<prefix>.feature_log`.
+// (embedded mode), 100% into a sink that writes nothing (the serving path's share), and, with a
+// Kafka bootstrap given, 10% and 100% to `<prefix>.feature_log`.
 // Only one server is loaded at a time. A control server answers GET /cpu with this process's CPU
 // time (every thread: the serving loop, chDB's, V8's collector helpers) and the serving thread's
 // alone (Linux), and GET /flush/<name>
@@ -31,6 +32,8 @@ const queues: Record<string, FeatureLogQueue> = {};
 urls.none = await (await buildServer({ service: service() })).listen({ port: 0, host: '127.0.0.1' });
 const offline = await OfflineStore.open(compiled, { dataDir: mkdtempSync(join(tmpdir(), 'tidemark-bench-log-')) });
 const sinks: [string, () => ConstructorParameters<typeof FeatureLogQueue>[0], number][] = [0, 0.1, 1].map((rate) => [`chdb-${rate}`, () => new OfflineFeatureLogSink(offline.executor), rate]);
+// The serving path's share alone: every read encoded and queued, the batches taken and dropped.
+sinks.push(['discard-1', () => ({ destination: 'nowhere', write: async () => undefined }), 1]);
 if (kafkaBootstrap) for (const rate of [0.1, 1]) sinks.push([`kafka-${rate}`, () => new KafkaFeatureLogSink(featureLogTopic('bench'), { brokers: kafkaBootstrap.split(',') }), rate]);
 for (const [name, sink, rate] of sinks) {
   const queue = new FeatureLogQueue(sink(), { sampleRate: rate });

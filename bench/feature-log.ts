@@ -60,8 +60,12 @@ export async function featureLogSection(o: Options): Promise<void> {
       ['chdb-0', 'logging at 0% (into chDB)'],
       ['chdb-0.1', 'logging at 10% into chDB'],
       ['chdb-1', 'logging at 100% into chDB'],
+      ['discard-1', 'logging at 100% into a sink that writes nothing (the serving path\'s share)'],
       ...(kafka ? ([['kafka-0.1', `logging at 10% to Kafka`], ['kafka-1', `logging at 100% to Kafka`]] as [string, string][]) : []),
     ];
+    // BENCH_LOG_CASES=none,chdb-1,...: only these cases (quicker comparisons); the baseline always runs.
+    const only = process.env.BENCH_LOG_CASES?.split(',');
+    if (only) cases.splice(0, cases.length, ...cases.filter(([name]) => name === 'none' || only.includes(name)));
     const json = async <T>(url: string): Promise<T> => (await (await fetch(url)).json()) as T;
     interface Round { rps: number; cpu: number; main: number | null }
     const results = new Map<string, Round[]>(cases.map(([name]) => [name, []]));

@@ -14,7 +14,7 @@ import { compileOrThrow } from '../definitions/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import * as flights from '../examples/flights/definitions.js';
 import { evaluateSkew } from '../monitor/index.js';
-import { FEATURE_LOG_TABLE, OfflineStore } from '../offline/index.js';
+import { FEATURE_LOG_LINES_TABLE, FEATURE_SETS_TABLE, OfflineStore } from '../offline/index.js';
 import { printWorkerFigures } from './worker-figures.js';
 
 const [mode, dir, readsArg] = process.argv.slice(2) as [string, string, string?];
@@ -42,17 +42,19 @@ try {
     const result = await store.writeDataset(spine, features.map((f) => `origin_delays:${f}`), dataset);
     Object.assign(figures, { rows: result.rows, values: result.rows * features.length });
   } else if (mode === 'log') {
-    // The records in the format serving writes (ingest/feature-log.ts, version 2), built from the dataset's rows.
+    // The records in the format serving writes (ingest/feature-log.ts, version 3) where embedded
+    // serving writes them (chDB's lines table), with their feature set, built from the dataset's rows.
     const column = (f: string): string => `\`origin_delays__${f}\``;
-    const value = (f: string): string =>
-      `'[', ${f === 'flights_1h' ? `ifNull(toJSONString(if(id % 100 = 0, ${column(f)} + 1, ${column(f)})), 'null')` : `ifNull(toJSONString(${column(f)}), 'null')`}, ']'`;
-    const status = (f: string): string => `'"', if(${column(f)} IS NULL, 'N', 'P'), '"'`;
+    const value = (f: string): string => (f === 'flights_1h' ? `ifNull(toJSONString(if(id % 100 = 0, ${column(f)} + 1, ${column(f)})), 'null')` : `ifNull(toJSONString(${column(f)}), 'null')`);
+    const status = (f: string): string => `if(${column(f)} IS NULL, 'N', 'P')`;
+    const set = { kind: 'features', v: 3, features_id: 'bench-features', registry_version: compiled.registry.version, features: features.map((f) => `origin_delays:${f}`) };
+    await store.executor.insert(FEATURE_SETS_TABLE, [{ features_id: set.features_id, record: JSON.stringify(set) }]);
     await store.executor.command(
-      `INSERT INTO ${FEATURE_LOG_TABLE} (read_ms, request_id, record, __load, __offset)
-       SELECT ts, concat('bench-', toString(id)), concat('{"kind":"read","v":2,"request_id":"bench-', toString(id), '","read_time_ms":', toString(ts), ',"registry_version":"${compiled.registry.version}","entities":{"airport":[', toJSONString(airport), ']},"features":${JSON.stringify(features.map((f) => `origin_delays:${f}`))},"values":[', ${features.map(value).join(", ',', ")}, '],"statuses":[', ${features.map(status).join(", ',', ")}, '],"ages_ms":[${features.map(() => '[null]').join(',')}]}'), 'bench', id
+      `INSERT INTO ${FEATURE_LOG_LINES_TABLE} (line)
+       SELECT concat('{"kind":"read","v":3,"request_id":"bench-', toString(id), '","read_time_ms":', toString(ts), ',"features_id":"${set.features_id}","entities":{"airport":[', toJSONString(airport), ']},"values":[', ${features.map(value).join(", ',', ")}, '],"statuses":"', ${features.map(status).join(', ')}, '","ages_ms":[${features.map(() => 'null').join(',')}]}')
        FROM file('${dataset}', Parquet)`,
     );
-    const [row] = await store.executor.rows<{ n: number }>(`SELECT count() AS n FROM ${FEATURE_LOG_TABLE}`);
+    const [row] = await store.executor.rows<{ n: number }>(`SELECT count() AS n FROM ${FEATURE_LOG_LINES_TABLE}`);
     Object.assign(figures, { reads: Number(row!.n), values: Number(row!.n) * features.length });
   } else if (mode === 'skew') {
     const results = await evaluateSkew(store.executor, compiled.registry, { views: ['origin_delays'] });

@@ -39,6 +39,9 @@ const featureSets = new Map<string, FeatureSetEntry>();
 
 /** The feature set of a registry version and refs (the same object each time): its id is a hash of both, so every process names it alike. */
 function featureSetOf(registryVersion: string, features: readonly string[]): FeatureSetEntry {
+  // Clients mostly send the same refs read after read: compare with the last set before building a key.
+  const last = lastSet;
+  if (last !== null && last.record.registry_version === registryVersion && sameRefs(last.record.features, features)) return last;
   const key = `${registryVersion}\n${features.join('\n')}`;
   let entry = featureSets.get(key);
   if (entry === undefined) {
@@ -48,7 +51,15 @@ function featureSetOf(registryVersion: string, features: readonly string[]): Fea
     entry = { record, encoded: { id, json: JSON.stringify(record) } };
     featureSets.set(key, entry);
   }
+  lastSet = entry;
   return entry;
+}
+let lastSet: FeatureSetEntry | null = null;
+
+function sameRefs(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** The feature-log record of one answered read (format version 3) and its feature set. */
