@@ -154,7 +154,7 @@ export function buildCli(): Command {
     .option('--no-serve', 'print the summary and exit instead of serving')
     .option('--no-progress', 'no progress bar')
     .option('--verify', 'keep the events and check every key of every view against the reference implementation')
-    .option('--log-features <rate>', 'log this fraction (0 to 1) of the served get-online-features reads, and POST /feature-log/predictions, to the offline store (tm_feature_log_records, tm_prediction_log)', sampleRate)))
+    .option('--log-features <rate>', 'log this fraction (0 to 1) of the served get-online-features reads, and POST /feature-log/predictions, to the offline store (tm_feature_log_lines in chDB, tm_feature_log_records on a ClickHouse server, tm_prediction_log)', sampleRate)))
     .action(async (opts: ClickHouseConnectionFlags & { definitions: string; file: string; source?: string; limit?: number; port: number; host: string; dataDir: string; clickhouseUrl?: string; offline: boolean; monitor: boolean; serve: boolean; progress: boolean; verify?: boolean; replay?: boolean; logFeatures?: number }) => {
       if (opts.logFeatures !== undefined && !opts.offline) throw new InvalidArgumentError('--log-features writes to the offline store: drop --no-offline');
       // Read before the replay, so that a bad token file fails in a second, not after minutes.

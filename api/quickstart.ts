@@ -215,7 +215,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     opts.log('');
     opts.log(`serving the HTTP API on ${url}  (Ctrl-C to stop); its reference: ${url}/docs (OpenAPI: ${url}/openapi.json)`);
     opts.log(`  dashboard: ${url}/ui/${monitorCompiled ? `  (drift: ${url}/ui/monitor, alerts: ${url}/ui/alerts)` : ''}`);
-    if (featureLog) opts.log(`  feature log: ${featureLog.sampleRate * 100}% of reads to ${featureLog.sink.destination} (tm_feature_log_records); tidemark dataset --from-log builds a training set of them`);
+    if (featureLog) opts.log(`  feature log: ${featureLog.sampleRate * 100}% of reads to ${featureLog.sink.destination} (tm_feature_log_lines); tidemark dataset --from-log builds a training set of them`);
     if (first) opts.log(`  curl -s ${url}/get-online-features${bearer} -H 'content-type: application/json' -d '${JSON.stringify(first)}'`);
     if (first && offline) {
       const key = Object.keys(first.entities)[0]!;

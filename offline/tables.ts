@@ -6,7 +6,8 @@
 //                       the same file again is a no-op, and rows of a load that never completed are
 //                       ignored by queries and deleted before the file is loaded again;
 //   tm_dead_letters     bad rows with their original text, position and reason;
-//   tm_feature_log_records  served reads (tidemark serve --log-features): one row per logged read,
+//   tm_feature_log_records  served reads (tidemark serve --log-features) from Kafka or into a
+//                       ClickHouse server: one row per logged read,
 //                       its read time, request id and record (JSON text, the Kafka topic's format),
 //                       with __load/__offset as the event tables have them (offline/feature-log.ts
 //                       expands them to values); tm_feature_log, the old one-row-per-value table,
