@@ -268,14 +268,11 @@ export function encodeFeatureLogRecord(record: LoggedReadRecord | LoggedPredicti
   };
 }
 
-/**
- * A batch of records as feature-log lines: the feature sets its reads use first (each once), then
- * the records in order, one JSON text per line. `skipSet` leaves out sets the destination holds.
- */
-export function featureLogBatchLines(records: readonly EncodedFeatureLogRecord[], skipSet: (id: string) => boolean = () => false): { sets: EncodedFeatureSet[]; lines: (string | Buffer)[] } {
+/** The feature sets a batch's reads name, each once, in order of first use; `skip` leaves out sets the destination holds. */
+export function featureSetsOf(records: readonly EncodedFeatureLogRecord[], skip: (id: string) => boolean = () => false): EncodedFeatureSet[] {
   const sets = new Map<string, EncodedFeatureSet>();
-  for (const r of records) if (r.features && !sets.has(r.features.id) && !skipSet(r.features.id)) sets.set(r.features.id, r.features);
-  return { sets: [...sets.values()], lines: [...[...sets.values()].map((s) => s.json), ...records.map((r) => r.json)] };
+  for (const r of records) if (r.features && !sets.has(r.features.id) && !skip(r.features.id)) sets.set(r.features.id, r.features);
+  return [...sets.values()];
 }
 
 /** Where logged records go. A write that throws counts its records as dropped. */
@@ -434,7 +431,9 @@ export class FeatureLogQueue {
     }
     // Records left behind by a full batch keep the older time (they go out without lingering).
     if (this.pending.length === 0) this.oldestQueuedAt = performance.now();
-    this.pending.push(record.kind === 'read' && typeof record.json === 'string' ? { ...record, json: Buffer.from(record.json, 'utf8') } : record);
+    // The record is the caller's to hand over: its text becomes bytes in place (no copy of the record).
+    if (record.kind === 'read' && typeof record.json === 'string') record.json = Buffer.from(record.json, 'utf8');
+    this.pending.push(record);
     this.stats.queued++;
     // A full batch does not wait out the linger (else the queue fills while the writer sleeps).
     if (this.pending.length >= this.batchRecords) this.endLinger?.();
@@ -547,8 +546,10 @@ export class KafkaFeatureLogSink implements FeatureLogSink {
     let bytes = 0;
     const cut = (end: number): void => {
       if (end === start) return;
-      const { lines } = featureLogBatchLines(records.slice(start, end));
-      messages.push({ value: Buffer.concat(lines.flatMap((l, i) => [...(i === 0 ? [] : [NEWLINE]), typeof l === 'string' ? Buffer.from(l, 'utf8') : l])) });
+      // One record per line, the feature sets the message's reads name first.
+      const chunk = records.slice(start, end);
+      const lines = [...featureSetsOf(chunk).map((set) => Buffer.from(set.json, 'utf8')), ...chunk.map((r) => (typeof r.json === 'string' ? Buffer.from(r.json, 'utf8') : r.json))];
+      messages.push({ value: Buffer.concat(lines.flatMap((l, i) => (i === 0 ? [l] : [NEWLINE, l]))) });
       start = end;
       bytes = 0;
     };

@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { TidemarkError, type Registry, type Scalar, type ViewPlan } from '../definitions/index.js';
-import { featureLogBatchLines, loggedFeaturesOf, readFileBatches, type BadFeatureLogRecord, type EncodedFeatureLogRecord, type FeatureLogRecord, type FeatureLogSink, type FeatureSetRecord, type LoggedPredictionRecord } from '../ingest/index.js';
+import { featureSetsOf, loggedFeaturesOf, readFileBatches, type BadFeatureLogRecord, type EncodedFeatureLogRecord, type FeatureLogRecord, type FeatureLogSink, type FeatureSetRecord, type LoggedPredictionRecord } from '../ingest/index.js';
 import { tabSeparatedValue, type OfflineExecutor } from './executor.js';
 import { pointInTimeSql, resolveFeatureRefs } from './point-in-time.js';
 import { inferType, joinKeyColumn, SPINE_TIME_COLUMN, toColumnValue, type SpineInfo } from './spine.js';
@@ -149,7 +149,7 @@ export class OfflineFeatureLogSink implements FeatureLogSink {
     }
     if (predictions.length > 0) await this.executor.insert(PREDICTION_LOG_TABLE, predictions);
     if (reads.length === 0) return;
-    const { sets } = featureLogBatchLines(reads, (id) => this.setsWritten.has(id));
+    const sets = featureSetsOf(reads, (id) => this.setsWritten.has(id));
     await insertFeatureSets(this.executor, sets);
     for (const s of sets) this.setsWritten.add(s.id);
     if (featureLogTablesOf(this.executor).lines) await this.append(reads);
