@@ -59,6 +59,7 @@ export class MonitorRunner {
     const plan = pickMonitor(compiled, name);
     const shards = opts.shards ?? null;
     if (shards) {
+      if (executor !== shards.home) throw new Error('MonitorRunner.open on shards takes the home shard\'s executor (OfflineStore.executor of the sharded store)');
       // The parts that cannot be exact on shards say so before anything is built.
       refuseUnplacedLabelsOnShards(compiled, plan);
       if (plan.skew) {
