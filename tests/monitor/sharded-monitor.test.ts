@@ -259,19 +259,27 @@ describe('what the monitor on shards refuses', () => {
 
 // Last: it kills a shard process.
 describe('a shard down', () => {
-  it('is TM_OFFLINE_SHARD_UNREACHABLE naming the shard', async () => {
-    const urls = await freshDatabases(3);
-    const store = await OfflineStore.open(compiled, { clickhouseShards: urls });
+  it('is TM_OFFLINE_SHARD_UNREACHABLE naming the shard, in an evaluation and in a profile build', async () => {
+    const dir = folder('down');
+    const data = writeData(dir, 5);
+    // Two stores on the 3 processes, loaded while all are up: one evaluating, one without its profile yet.
+    const stores = [await OfflineStore.open(compiled, { clickhouseShards: await freshDatabases(3) }), await OfflineStore.open(compiled, { clickhouseShards: await freshDatabases(3) })];
     try {
-      const dir = folder('down');
-      for (const [name, path] of Object.entries(writeData(dir, 5))) await store.loadEvents(name, path);
+      for (const store of stores) for (const [name, path] of Object.entries(data)) await store.loadEvents(name, path);
+      const runner = await MonitorRunner.open(stores[0]!.executor, compiled, 'trips', { shards: stores[0]!.shards });
+      await runner.evaluate(T0 + REFERENCE_HOURS * HOUR, T0 + (REFERENCE_HOURS + 2) * HOUR);
       cluster.shards[2]!.kill();
-      const error = await MonitorRunner.open(store.executor, compiled, 'trips', { shards: store.shards }).catch((e: unknown) => e);
-      expect(error).toBeInstanceOf(TidemarkError);
-      expect(error).toMatchObject({ code: 'TM_OFFLINE_SHARD_UNREACHABLE', details: { shard: 3, shards: 3 } });
-      expect((error as Error).message).toContain(`shard 3 of 3 (${urls[2]!.replace(/\/$/, '')}`);
+      const url = stores[0]!.shards!.executors[2]!.location;
+      const inEvaluation = await runner.evaluate(T0 + (REFERENCE_HOURS + 2) * HOUR, T0 + END_HOUR * HOUR).catch((e: unknown) => e);
+      expect(inEvaluation).toBeInstanceOf(TidemarkError);
+      expect(inEvaluation).toMatchObject({ code: 'TM_OFFLINE_SHARD_UNREACHABLE', details: { shard: 3, shards: 3 } });
+      expect((inEvaluation as Error).message).toContain(`shard 3 of 3 (${url})`);
+      // The evaluations before stay stored; nothing after them was written.
+      expect(await runner.lastEvaluatedMs()).toBe(T0 + (REFERENCE_HOURS + 2) * HOUR);
+      const inProfile = await MonitorRunner.open(stores[1]!.executor, compiled, 'trips', { shards: stores[1]!.shards }).catch((e: unknown) => e);
+      expect(inProfile).toMatchObject({ code: 'TM_OFFLINE_SHARD_UNREACHABLE', details: { shard: 3, shards: 3 } });
     } finally {
-      await store.close();
+      for (const store of stores) await store.close();
     }
   }, 60_000);
 });
