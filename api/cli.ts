@@ -504,7 +504,7 @@ function addStreamCommands(program: Command): void {
       warnIfOpen(opts.host, security);
       const address = await app.listen({ port: opts.port, host: opts.host });
       if (featureLog) console.log(`feature log: ${featureLog.sampleRate * 100}% of reads to ${withoutPassword(featureLog.sink.destination)}; drops counted on ${address}/metrics`);
-      console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers} (${describeKafkaSecurity(kafka)})` : ''}${offline ? (offline.shards ? `, datasets from ${offline.shards.count} shards (${offline.shards.executors.map((e) => withoutPassword(e.location)).join(', ')})` : `, datasets and monitors from ${withoutPassword(offline.executor.location)}`) : ''} on ${address}`);
+      console.log(`serving online features from ${withoutPassword(opts.redisUrl)} prefix ${opts.prefix} (clock: ${opts.clock})${producer ? `, push to Kafka ${opts.kafkaBrokers} (${describeKafkaSecurity(kafka)})` : ''}${offline ? (offline.shards ? `, datasets and monitors from ${offline.shards.count} shards (${offline.shards.executors.map((e) => withoutPassword(e.location)).join(', ')})` : `, datasets and monitors from ${withoutPassword(offline.executor.location)}`) : ''} on ${address}`);
       console.log(`dashboard: ${address}/ui/`);
       const stop = async (): Promise<void> => {
         await app.close().catch(() => undefined);

@@ -7,7 +7,7 @@ import { compileOrThrow, formatDurationMs, loadDefinitions, parseTimeMs } from '
 import { createKafkaClient } from '../ingest/index.js';
 import { AlertmanagerWebhookSink, KafkaAlertSink, LogAlertSink, MonitorRunner, type AlertSink, type EvaluationSummary } from '../monitor/index.js';
 import { latestEventTimeMs, OfflineStore } from '../offline/index.js';
-import { clickhouseConnectionFlags, clickhouseConnectionOf, kafkaConnectionFlags, kafkaSecurityOf, type ClickHouseConnectionFlags, type KafkaConnectionFlags } from './connections.js';
+import { clickhouseConnectionFlags, clickhouseConnectionOf, clickhouseShardFlags, clickhouseShardsOf, kafkaConnectionFlags, kafkaSecurityOf, type ClickHouseConnectionFlags, type ClickHouseShardFlags, type KafkaConnectionFlags } from './connections.js';
 
 function timeOption(name: string) {
   return (text: string): number => {
@@ -56,8 +56,14 @@ export async function alertSinksOf(opts: AlertSinkOptions): Promise<{ sinks: Ale
   return { sinks, close };
 }
 
+/** The greatest of the numbers, null when there is none. */
+function maxOrNull(values: readonly (number | null)[]): number | null {
+  const numbers = values.filter((v): v is number => v !== null);
+  return numbers.length > 0 ? Math.max(...numbers) : null;
+}
+
 export function addMonitorCommand(program: Command): void {
-  clickhouseConnectionFlags(kafkaConnectionFlags(program
+  clickhouseShardFlags(clickhouseConnectionFlags(kafkaConnectionFlags(program
     .command('monitor')
     .description('evaluate a drift and quality monitor on schedule, or replay it over history with --replay --from --to')
     .requiredOption('--definitions <path>', 'definitions module')
@@ -71,21 +77,26 @@ export function addMonitorCommand(program: Command): void {
     .option('--no-log-alerts', 'do not print alerts as log lines')
     .option('--external-url <url>', 'base URL of the tidemark API, for dashboard links in alerts', 'http://localhost:8080')
     .option('--clickhouse-url <url>', 'ClickHouse server HTTP(S) URL (default: $CLICKHOUSE_URL, else chDB in --data-dir)', process.env.CLICKHOUSE_URL)
-    .option('--data-dir <dir>', 'folder for chDB data', '.tidemark')))
-    .action(async (opts: ClickHouseConnectionFlags & KafkaConnectionFlags & { definitions: string; monitor?: string; replay?: boolean; from?: number; to?: number; alertmanagerUrl?: string[]; alertTopic?: string; kafkaBrokers?: string; logAlerts: boolean; externalUrl: string; clickhouseUrl?: string; dataDir: string }) => {
+    .option('--data-dir <dir>', 'folder for chDB data', '.tidemark'))))
+    .action(async (opts: ClickHouseConnectionFlags & ClickHouseShardFlags & KafkaConnectionFlags & { definitions: string; monitor?: string; replay?: boolean; from?: number; to?: number; alertmanagerUrl?: string[]; alertTopic?: string; kafkaBrokers?: string; logAlerts: boolean; externalUrl: string; clickhouseUrl?: string; dataDir: string }) => {
       const compiled = compileOrThrow((await loadDefinitions(opts.definitions)).module);
       const kafkaSecurity = opts.alertTopic ? kafkaSecurityOf(opts) : undefined;
-      const store = await OfflineStore.open(compiled, { ...opts, clickhouse: clickhouseConnectionOf(opts) });
+      // --clickhouse-shards (or $CLICKHOUSE_SHARDS): every shard's samples, merged; results on the home shard.
+      const sharded = clickhouseShardsOf(opts);
+      const store = sharded.clickhouseShards
+        ? await OfflineStore.open(compiled, { ...sharded, clickhouse: clickhouseConnectionOf(opts) })
+        : await OfflineStore.open(compiled, { ...(opts.clickhouseUrl ? { clickhouseUrl: opts.clickhouseUrl } : {}), dataDir: opts.dataDir, clickhouse: clickhouseConnectionOf(opts) });
       const { sinks, close } = await alertSinksOf({ ...opts, kafkaSecurity });
       try {
-        const runner = await MonitorRunner.open(store.executor, compiled, opts.monitor, { sinks, externalURL: opts.externalUrl, log: (m) => console.log(m) });
+        const runner = await MonitorRunner.open(store.executor, compiled, opts.monitor, { sinks, externalURL: opts.externalUrl, log: (m) => console.log(m), shards: store.shards });
         const plan = runner.plan;
         const print = (s: EvaluationSummary): void => {
           for (const line of formatEvaluation(s)) console.log(line);
         };
         if (opts.replay) {
           const from = opts.from ?? plan.reference.toMs;
-          const to = opts.to ?? ((await latestEventTimeMs(store.executor, plan.source)) ?? from) + plan.intervalMs;
+          const latest = store.shards ? maxOrNull(await store.shards.each((executor) => latestEventTimeMs(executor, plan.source))) : await latestEventTimeMs(store.executor, plan.source);
+          const to = opts.to ?? (latest ?? from) + plan.intervalMs;
           console.log(`monitor ${plan.name}: replaying ${new Date(from).toISOString()} .. ${new Date(to).toISOString()} every ${formatDurationMs(plan.intervalMs)}, windows ${plan.windowsMs.map(formatDurationMs).join(', ')}`);
           const done = await runner.evaluate(from, to, print);
           if (done.length === 0) {

@@ -23,7 +23,7 @@ import {
   type MetricQuery,
 } from '../monitor/index.js';
 import type { OfflineStore } from '../offline/index.js';
-import { errorBody, errorResponses } from './errors.js';
+import { errorResponses } from './errors.js';
 import { checkLimit, type ApiLimits } from './limits.js';
 
 const MetricFilters = z.object({
@@ -69,23 +69,20 @@ const AlertFilters = z.object({
   severity: z.enum(['page', 'ticket']).optional(),
 });
 
-/** Every monitor route on a sharded offline store (serve --clickhouse-shards): the monitor does not run on shards. */
-const ShardsUnsupported = { 501: errorBody(501, ['TM_OFFLINE_SHARDS_UNSUPPORTED'], 'The offline store is sharded: the monitor does not run on shards yet') };
-
-const MonitorErrors = { ...errorResponses({ badRequest: ['TM_READ_BAD_REQUEST', 'TM_MONITOR_BAD_REQUEST'], unavailable: ['TM_OFFLINE_UNREACHABLE'], serverError: ['TM_OFFLINE_QUERY'] }), ...ShardsUnsupported };
+const MonitorErrors = errorResponses({ badRequest: ['TM_READ_BAD_REQUEST', 'TM_MONITOR_BAD_REQUEST'], unavailable: ['TM_OFFLINE_UNREACHABLE'], serverError: ['TM_OFFLINE_QUERY'] });
 
 const MetricRecord = z
   .looseObject({ monitor: z.string(), metric: z.string(), feature: z.string(), slice: z.string() })
   .describe('one row of the metrics series (tm_monitor_metrics): window, value, sample sizes, test statistics');
 
-const AlertFiltersErrors = { ...errorResponses({ badRequest: ['TM_READ_BAD_REQUEST'], unavailable: ['TM_OFFLINE_UNREACHABLE'], serverError: ['TM_OFFLINE_QUERY'] }), ...ShardsUnsupported };
+const AlertFiltersErrors = { ...errorResponses({ badRequest: ['TM_READ_BAD_REQUEST'], unavailable: ['TM_OFFLINE_UNREACHABLE'], serverError: ['TM_OFFLINE_QUERY'] }) };
 
 const NotFoundErrors = { ...errorResponses({
   badRequest: ['TM_READ_BAD_REQUEST', 'TM_MONITOR_BAD_REQUEST'],
   notFound: ['TM_MONITOR_NOT_CONFIGURED', 'TM_MONITOR_UNKNOWN', 'TM_MONITOR_UNKNOWN_FEATURE', 'TM_MONITOR_UNKNOWN_SLICE', 'TM_MONITOR_UNKNOWN_WINDOW', 'TM_MONITOR_UNKNOWN_SLO', 'TM_MONITOR_NO_EVALUATION'],
   unavailable: ['TM_OFFLINE_UNREACHABLE'],
   serverError: ['TM_OFFLINE_QUERY'],
-}), ...ShardsUnsupported };
+}) };
 
 const nums = z.array(z.number().nullable());
 const numMatrix = z.array(nums);
@@ -243,12 +240,8 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
 
 export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore; limits: ApiLimits; monitors: CompiledDefinitions | null }> = async (app, { offline, limits, monitors }) => {
   const config = { scope: 'monitor:read' } as const;
-  if (offline.shards !== null) {
-    // The monitor on shards (per-shard partial bin counts, merged) is not built: its routes say so rather than read the home shard alone.
-    app.addHook('preHandler', async () => {
-      throw new TidemarkError('TM_OFFLINE_SHARDS_UNSUPPORTED', `the monitor does not run on a sharded offline store (${offline.shards!.count} shards) yet: serve the monitor routes from a single-node store`, { shards: offline.shards!.count });
-    });
-  }
+  // On a sharded store offline.executor is the home shard: the monitor (tidemark monitor
+  // --clickhouse-shards) keeps its profiles, metrics and alert state there.
   // The routes read these tables before any monitor has run here: a fresh offline store answers
   // empty lists, not a 500 for a missing table.
   await ensureMetricsTable(offline.executor);
@@ -320,7 +313,6 @@ export const monitorRoutes: FastifyPluginAsyncZod<{ offline: OfflineStore; limit
     response: {
       200: z.object({ alert: Alert, notifications: z.array(Notification) }).describe('The alert and its notifications'),
       ...errorResponses({ badRequest: ['TM_READ_BAD_REQUEST'], notFound: ['TM_ALERT_UNKNOWN'], unavailable: ['TM_OFFLINE_UNREACHABLE'], serverError: ['TM_OFFLINE_QUERY', 'TM_ALERT_STORE'] }),
-      ...ShardsUnsupported,
     },
   };
   app.get('/alerts/history', { schema: historySchema, config }, async (request) => {

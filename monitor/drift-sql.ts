@@ -4,7 +4,8 @@
 // (feature, slice, time bucket, bin). Integer counts merge exactly, so windows are sums of buckets
 // and memory stays bounded by features x slices x bins, whatever the row count.
 import type { CompiledDefinitions, FeaturePlan, MonitorFeaturePlan, MonitorPlan, MonitorSlicePlan, ViewPlan } from '../definitions/index.js';
-import { COMPLETED_LOADS, eventTable, exactIntegerFieldsSql, featureSampleSql, featureTileSql, ident, windowsInNode, type OfflineExecutor } from '../offline/index.js';
+import { TidemarkError } from '../definitions/index.js';
+import { COMPLETED_LOADS, eventTable, exactIntegerFieldPartsSql, exactIntegerFieldsOfParts, exactIntegerFieldsSql, featureSampleSql, featureTileSql, ident, ownedEventsSql, sourcePlacements, windowsInNode, type OfflineExecutor, type ShardSet } from '../offline/index.js';
 import { AGGREGATION_SPECS } from '../definitions/aggregations/index.js';
 
 /** Slice key of the unsliced series. */
@@ -54,7 +55,7 @@ interface SampleRelation {
  * Sample relations of the monitor's features of one kind, over ts in [{from:Int64}, {to:Int64}).
  * Numeric x is Float64, categorical x is String; rows with a null x are left out.
  */
-function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false, exact?: SampleExactness, leaveOut?: ReadonlySet<number>): SampleRelation[] {
+function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false, exact?: SampleExactness, leaveOut?: ReadonlySet<number>, shardCount = 1): SampleRelation[] {
   // Sliced: one row per sample and slice (column slice). Labelled: one row per sample, with each slice definition's label in a column s<i>.
   const sliced = labelled
     ? sliceLabelExprs(plan)
@@ -73,7 +74,7 @@ function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind:
       sql:
         `SELECT p.1 AS fid, assumeNotNull(p.2) AS x, ts${sliced} FROM (` +
         `SELECT ${columns.join(', ')}, __ts AS ts, arrayJoin([${pairs}]) AS p FROM ${ident(eventTable(plan.source))} ` +
-        `WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {to:Int64}) WHERE p.2 IS NOT NULL`,
+        `WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {to:Int64}${ownedEvents(compiled, plan, shardCount)}) WHERE p.2 IS NOT NULL`,
     });
   }
   const viewFeatures = features.filter((f) => f.from === 'view' && !(leaveOut?.has(plan.features.indexOf(f)) ?? false));
@@ -82,10 +83,16 @@ function sampleRelations(compiled: CompiledDefinitions, plan: MonitorPlan, kind:
     out.push({
       sql:
         `SELECT p.1 AS fid, assumeNotNull(p.2) AS x, ts${sliced} FROM (` +
-        `SELECT *, arrayJoin([${pairs}]) AS p FROM (${featureSampleSql(view, plans, { exactFields: exact?.sums.get(view.source) })})) WHERE p.2 IS NOT NULL`,
+        `SELECT *, arrayJoin([${pairs}]) AS p FROM (${featureSampleSql(view, plans, { exactFields: exact?.sums.get(view.source), shardCount })})) WHERE p.2 IS NOT NULL`,
     });
   }
   return out;
+}
+
+/** On shards (shardCount > 1): the filter that counts each event of the monitored source once, on one shard (ownedEventsSql). */
+function ownedEvents(compiled: CompiledDefinitions, plan: MonitorPlan, shardCount: number): string {
+  if (shardCount <= 1) return '';
+  return ` AND ${ownedEventsSql(compiled.registry, compiled.registry.sources.find((s) => s.name === plan.source)!, shardCount)}`;
 }
 
 /** View features grouped as one feature-sample query computes them: one view, one hop. */
@@ -114,7 +121,7 @@ export interface NodeWindowGroup {
 }
 
 /** The monitor's numeric view features whose samples Node windows with the SQL's doubles (windowsInNode), by view and hop. */
-export function nodeWindowGroups(compiled: CompiledDefinitions, plan: MonitorPlan, exact: SampleExactness): NodeWindowGroup[] {
+export function nodeWindowGroups(compiled: CompiledDefinitions, plan: MonitorPlan, exact: SampleExactness, shardCount = 1): NodeWindowGroup[] {
   const candidates = plan.features.filter((f) => {
     if (f.kind !== 'numeric' || f.from !== 'view') return false;
     const view = compiled.registry.views.find((v) => v.name === f.view)!;
@@ -124,7 +131,7 @@ export function nodeWindowGroups(compiled: CompiledDefinitions, plan: MonitorPla
     view,
     features: plans,
     fids: features.map((f) => plan.features.indexOf(f)),
-    sql: featureTileSql(view, plans, { exactFields: exact.sums.get(view.source), labels: sliceLabelExprs(plan) }),
+    sql: featureTileSql(view, plans, { exactFields: exact.sums.get(view.source), labels: sliceLabelExprs(plan), shardCount }),
   }));
 }
 
@@ -139,10 +146,57 @@ export interface NumericSampling {
   sql: string | null;
 }
 
-export function numericSampling(compiled: CompiledDefinitions, plan: MonitorPlan, exact: SampleExactness): NumericSampling {
-  const groups = nodeWindowGroups(compiled, plan, exact);
+/**
+ * With `shardCount` > 1, the SQL of a sharded store: run on each shard with {shard:UInt32}, it reads
+ * each event field's samples once and each view feature's samples on its key's shard, so the
+ * shards' counts add up to one node's.
+ */
+export function numericSampling(compiled: CompiledDefinitions, plan: MonitorPlan, exact: SampleExactness, shardCount = 1): NumericSampling {
+  const groups = nodeWindowGroups(compiled, plan, exact, shardCount);
   const windowed = new Set(groups.flatMap((g) => g.fids));
-  return { groups, windowed, sql: numericSamplesSql(compiled, plan, exact, windowed) };
+  if (shardCount > 1) refuseOrderRoundedOnShards(compiled, plan, windowed);
+  return { groups, windowed, sql: numericSamplesSql(compiled, plan, exact, windowed, shardCount) };
+}
+
+/**
+ * On shards, a variance or stddev view feature windowed in ClickHouse (its field not proven
+ * exact) is refused: the SQL folds a key's squared deviations in GROUP BY output order, which
+ * depends on the other keys of the query, so its last bits (and a sample on a bin edge) could differ
+ * from one node's. Windowed in Node (exact fields) it is the same doubles anywhere.
+ */
+function refuseOrderRoundedOnShards(compiled: CompiledDefinitions, plan: MonitorPlan, windowed: ReadonlySet<number>): void {
+  const rounded = plan.features.filter((f, fid) => {
+    if (f.kind !== 'numeric' || f.from !== 'view' || windowed.has(fid)) return false;
+    const view = compiled.registry.views.find((v) => v.name === f.view)!;
+    return AGGREGATION_SPECS[view.features.find((x) => x.name === f.feature)!.agg].sql.centered === true;
+  });
+  if (rounded.length > 0) {
+    const names = rounded.map((f) => f.name);
+    throw new TidemarkError(
+      'TM_OFFLINE_SHARDS_UNSUPPORTED',
+      `monitor ${plan.name}: ${names.join(', ')} cannot be sampled on a sharded offline store: a variance or stddev of a field that is not all integers (with bounded squares) is rounded by the order of the query's rows, so its samples could differ from one node's; monitor it on a single-node store`,
+      { monitor: plan.name, features: names },
+    );
+  }
+}
+
+/**
+ * On shards, the label metrics need the predictions and labels on one node: the home shard, where
+ * sources no view keys are (and the feature log). A view keyed on either spreads it over the shards.
+ */
+export function refuseUnplacedLabelsOnShards(compiled: CompiledDefinitions, plan: MonitorPlan): void {
+  if (!plan.labels) return;
+  const spread = [plan.labels.fromLog ? null : plan.labels.predictions, plan.labels.labels].filter((name): name is string => {
+    const source = name === null ? undefined : compiled.registry.sources.find((s) => s.name === name);
+    return source !== undefined && sourcePlacements(compiled.registry, source).length > 0;
+  });
+  if (spread.length > 0) {
+    throw new TidemarkError(
+      'TM_OFFLINE_SHARDS_UNSUPPORTED',
+      `monitor ${plan.name}: its label metrics join predictions to labels on one node, but ${spread.join(' and ')} ${spread.length > 1 ? 'are' : 'is'} keyed by a view and so spread over the shards; monitor it on a single-node store`,
+      { monitor: plan.name, sources: spread },
+    );
+  }
 }
 
 function exactSetsOf(exact: SampleExactness, source: string): { sums: ReadonlySet<string>; squares: ReadonlySet<string> } {
@@ -153,8 +207,8 @@ export function hasFeatures(plan: MonitorPlan, kind: MonitorFeaturePlan['kind'])
   return plan.features.some((f) => f.kind === kind);
 }
 
-function unionOf(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false, exact?: SampleExactness, leaveOut?: ReadonlySet<number>): string {
-  return sampleRelations(compiled, plan, kind, labelled, exact, leaveOut).map((r) => r.sql).join('\nUNION ALL\n');
+function unionOf(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind'], labelled = false, exact?: SampleExactness, leaveOut?: ReadonlySet<number>, shardCount = 1): string {
+  return sampleRelations(compiled, plan, kind, labelled, exact, leaveOut, shardCount).map((r) => r.sql).join('\nUNION ALL\n');
 }
 
 /** Per source, a set of fields. */
@@ -176,7 +230,7 @@ export interface SampleExactness {
  * variance), checked over every completed load of each source: one query per source, so once per
  * evaluation, not per span.
  */
-export async function exactSampleFields(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan): Promise<SampleExactness> {
+export async function exactSampleFields(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan, shards: ShardSet | null = null): Promise<SampleExactness> {
   const bySource = new Map<string, { fields: Set<string>; squares: Set<string> }>();
   for (const f of plan.features) {
     if (f.kind !== 'numeric' || f.from !== 'view') continue;
@@ -192,7 +246,15 @@ export async function exactSampleFields(executor: OfflineExecutor, compiled: Com
   const sums = new Map<string, Set<string>>();
   const squares = new Map<string, Set<string>>();
   for (const [source, { fields, squares: squared }] of bySource) {
-    const [row] = await executor.rows<Record<string, boolean>>(exactIntegerFieldsSql(source, [...fields], [...squared]));
+    let row: Record<string, boolean> | undefined;
+    if (shards === null) [row] = await executor.rows<Record<string, boolean>>(exactIntegerFieldsSql(source, [...fields], [...squared]));
+    else {
+      // Each shard's sums over the events it counts (each event once), added here: one node's decisions.
+      const owned = ownedEventsSql(compiled.registry, compiled.registry.sources.find((s) => s.name === source)!, shards.count);
+      const sql = exactIntegerFieldPartsSql(source, [...fields], [...squared], owned);
+      const parts = await shards.each(async (shardExecutor, shard) => (await shardExecutor.rows<Record<string, number>>(sql, { shard }))[0]!);
+      row = exactIntegerFieldsOfParts(parts, [...fields], [...squared]);
+    }
     const exact = new Set([...fields].filter((f) => row?.[f] === true));
     sums.set(source, exact);
     squares.set(source, new Set([...squared].filter((f) => exact.has(f) && row?.[`__sq_${f}`] === true)));
@@ -207,8 +269,17 @@ export function numericProfileSql(compiled: CompiledDefinitions, plan: MonitorPl
 }
 
 /** Reference profile of categorical features: count per (feature, slice, category). */
-export function categoricalProfileSql(compiled: CompiledDefinitions, plan: MonitorPlan): string {
-  return `SELECT fid, slice, x AS value, count() AS n FROM (${unionOf(compiled, plan, 'categorical')}) GROUP BY fid, slice, value`;
+export function categoricalProfileSql(compiled: CompiledDefinitions, plan: MonitorPlan, shardCount = 1): string {
+  return `SELECT fid, slice, x AS value, count() AS n FROM (${unionOf(compiled, plan, 'categorical', false, undefined, undefined, shardCount)}) GROUP BY fid, slice, value`;
+}
+
+/**
+ * The categorical samples with ts in [{from}, {to}) counted per (feature, slice, bucket, category),
+ * for binning against the profile outside ClickHouse (a sharded store: the profile is on the home
+ * shard only; the shards' counts add). Bucket b as in binCountsSql.
+ */
+export function categoricalSamplesSql(compiled: CompiledDefinitions, plan: MonitorPlan, shardCount: number): string {
+  return `SELECT fid, slice, intDiv(ts - {origin:Int64}, {interval:Int64}) AS b, x, count() AS c FROM (${unionOf(compiled, plan, 'categorical', false, undefined, undefined, shardCount)}) GROUP BY fid, slice, b, x`;
 }
 
 /**
@@ -243,8 +314,8 @@ export function binCountsSql(compiled: CompiledDefinitions, plan: MonitorPlan, k
  * sample values as binCountsSql's, without the slicing and the ASOF join.
  * The features in `leaveOut` (plan indices: those windowed in Node) are left out; null when none is left.
  */
-export function numericSamplesSql(compiled: CompiledDefinitions, plan: MonitorPlan, exact?: SampleExactness, leaveOut?: ReadonlySet<number>): string | null {
-  const union = unionOf(compiled, plan, 'numeric', true, exact, leaveOut);
+export function numericSamplesSql(compiled: CompiledDefinitions, plan: MonitorPlan, exact?: SampleExactness, leaveOut?: ReadonlySet<number>, shardCount = 1): string | null {
+  const union = unionOf(compiled, plan, 'numeric', true, exact, leaveOut, shardCount);
   if (union === '') return null;
   const labels = plan.slices.map((_, i) => `, s${i}`).join('');
   return `SELECT fid, toFloat64(intDiv(ts - {origin:Int64}, {interval:Int64})) AS b, x${labels}, toFloat64(count()) AS c FROM (${union}) GROUP BY fid, b, x${labels} SETTINGS output_format_arrow_low_cardinality_as_dictionary = 1`;

@@ -3,9 +3,9 @@
 // drift decision of every (feature, slice, window). Memory: windows x features x slices x bins,
 // plus the buckets of the longest window; never rows.
 import { compareCodePoints, type CompiledDefinitions, type MonitorPlan } from '../definitions/index.js';
-import type { OfflineExecutor } from '../offline/index.js';
+import type { OfflineExecutor, ShardSet } from '../offline/index.js';
 import { decideDrift } from './calibration.js';
-import { binCountsSql, exactSampleFields, hasFeatures, numericSampling, type NumericSampling } from './drift-sql.js';
+import { binCountsSql, categoricalSamplesSql, exactSampleFields, hasFeatures, numericSampling, type NumericSampling } from './drift-sql.js';
 import { countAllNumericSamples, NumericBinCounter } from './numeric-bins.js';
 import type { DriftTestInput } from './drift-statistics.js';
 import { FINE_BINS, profileKey, type MonitorProfile } from './profile.js';
@@ -127,8 +127,10 @@ export async function* evaluateDrift(
    * statistics: where test statistics are computed (auto: worker threads for many tests); querySpanMs: time one counting query covers;
    * onFirstCounts: called once, when the counts of the first evaluation are in and before its statistics are computed. ClickHouse
    * runs one query at a time, so a caller queues its own queries there: they run while Node computes statistics, not ahead of the counts.
+   * shards: a sharded offline store (then `executor` is its home shard, unused here): each shard counts
+   * the samples it owns (each event once, each view key on its shard) and the counts are added.
    */
-  options: { statistics?: 'auto' | 'workers' | 'inline'; querySpanMs?: number; onFirstCounts?: () => void } = {},
+  options: { statistics?: 'auto' | 'workers' | 'inline'; querySpanMs?: number; onFirstCounts?: () => void; shards?: ShardSet | null } = {},
 ): AsyncIterable<DriftEvaluation> {
   const interval = plan.intervalMs;
   const phase = plan.phaseMs;
@@ -148,7 +150,16 @@ export async function* evaluateDrift(
   const params = { monitor: plan.name, version: plan.version, origin: phase, interval };
   // The fields' exactness is checked once per evaluation (a scan of the source), not per span; it
   // decides which view features are windowed in Node and which are sampled in ClickHouse (numericSampling).
-  const sampling: Promise<NumericSampling> | null = kinds.includes('numeric') ? handled(exactSampleFields(executor, compiled, plan).then((exact) => numericSampling(compiled, plan, exact))) : null;
+  const shards = options.shards ?? null;
+  const shardCount = shards?.count ?? 1;
+  const sampling: Promise<NumericSampling> | null = kinds.includes('numeric') ? handled(exactSampleFields(executor, compiled, plan, shards).then((exact) => numericSampling(compiled, plan, exact, shardCount))) : null;
+  // On shards the categories are matched here (the profile is on the home shard only): per (feature, slice), category -> bin.
+  const categoryBins = new Map<string, Map<string, number>>();
+  const categoryBin = (key: string, category: string): number => {
+    let bins = categoryBins.get(key);
+    if (!bins) categoryBins.set(key, (bins = new Map((profile.get(key)?.categories ?? []).map((c, i) => [c, i + 1]))));
+    return bins.get(category) ?? 0;
+  };
   /** One span's bucket counts, every kind; its queries run in chDB off the event loop. */
   const fetchSpan = async (start: number, end: number): Promise<Map<number, BucketCounts>> => {
     const byBucket = new Map<number, BucketCounts>();
@@ -157,7 +168,10 @@ export async function* evaluateDrift(
       if (kind === 'numeric') {
         // Binned here (no slicing and no ASOF join in ClickHouse): the grouped samples, then the Node-windowed view features.
         const counter = new NumericBinCounter(plan, (feature, slice) => profile.get(profileKey(feature, slice))?.edges ?? null);
-        await countAllNumericSamples(executor, plan, (await sampling)!, span, counter);
+        const numeric = (await sampling)!;
+        // Bin counts of disjoint samples add: every shard's stream goes into the one counter.
+        if (shards) await shards.each((shardExecutor, shard) => countAllNumericSamples(shardExecutor, plan, numeric, { ...span, shard }, counter));
+        else await countAllNumericSamples(executor, plan, numeric, span, counter);
         for (const [b, keys] of counter.buckets()) {
           let bucket = byBucket.get(b);
           if (!bucket) byBucket.set(b, (bucket = new Map()));
@@ -165,7 +179,14 @@ export async function* evaluateDrift(
         }
         continue;
       }
-      const rows = await executor.rows<{ fid: number; slice: string; b: number; bin: number; unseen: string; c: number }>(binCountsSql(compiled, plan, kind), span);
+      const rows = shards
+        ? (await shards.each((shardExecutor, shard) => shardExecutor.rows<{ fid: number; slice: string; b: number; x: string; c: number }>(categoricalSamplesSql(compiled, plan, shardCount), { ...span, shard })))
+            .flat()
+            .map((r) => {
+              const bin = categoryBin(profileKey(plan.features[r.fid]!.name, r.slice), r.x);
+              return { fid: r.fid, slice: r.slice, b: Number(r.b), bin, unseen: bin === 0 ? r.x : '', c: Number(r.c) };
+            })
+        : await executor.rows<{ fid: number; slice: string; b: number; bin: number; unseen: string; c: number }>(binCountsSql(compiled, plan, kind), span);
       for (const r of rows) {
         let bucket = byBucket.get(r.b);
         if (!bucket) byBucket.set(r.b, (bucket = new Map()));
@@ -261,7 +282,10 @@ async function decide(
       continue;
     }
     const unseenHere = ref.kind === 'categorical' ? unseen.get(key) : undefined;
-    inputs.push({ kind: ref.kind, refCounts: ref.counts, refN: ref.n, cur: cur.slice(), nCur, unseenCounts: [...(unseenHere ?? new Map<string, number>()).values()] });
+    // In category order: the Monte Carlo is seeded by the counts in this order, and the order the
+    // categories were met in depends on how ClickHouse (or the shards) sent them.
+    const unseenCounts = [...(unseenHere ?? new Map<string, number>())].sort((a, b) => compareCodePoints(a[0], b[0])).map(([, c]) => c);
+    inputs.push({ kind: ref.kind, refCounts: ref.counts, refN: ref.n, cur: cur.slice(), nCur, unseenCounts });
     const result: DriftResult = { ...base, unseenTop: ref.kind === 'categorical' ? topUnseen(unseenHere) : null };
     results.push(result);
     withStatistics.push(result);

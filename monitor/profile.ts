@@ -4,7 +4,7 @@
 // Numeric: 99 percentile edges (every tenth a decile edge: PSI's bins), counts in the 100 fine bins.
 // Categorical: one bin per reference category plus bin 0 for categories unseen in the reference.
 import type { CompiledDefinitions, MonitorPlan } from '../definitions/index.js';
-import { insertInChunks, type OfflineExecutor } from '../offline/index.js';
+import { insertInChunks, type OfflineExecutor, type ShardSet } from '../offline/index.js';
 import { binCountsSql, categoricalProfileSql, exactSampleFields, FINE_BINS, hasFeatures, numericProfileSql, numericSampling, profileKey, type NumericSampling } from './drift-sql.js';
 import { countAllNumericSamples } from './numeric-bins.js';
 import { ReferenceSamples, type ReferenceSeries } from './reference-samples.js';
@@ -41,8 +41,13 @@ export async function ensureMonitorTables(executor: OfflineExecutor): Promise<vo
 /** A profile as stored (counts as a plain array). */
 type ProfileRow = Omit<FeatureSliceProfile, 'counts'> & { counts: number[] };
 
-/** Read the stored profile of this monitor version, or compute and store it from the reference range. */
-export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan): Promise<{ profile: MonitorProfile; built: boolean }> {
+/**
+ * Read the stored profile of this monitor version, or compute and store it from the reference range.
+ * On a sharded store (`shards`; `executor` is its home shard, where the profile is stored) the
+ * reference's samples come from every shard (each counted on one: see numericSampling) and are
+ * profiled here together, numeric ones always in Node, categorical counts added.
+ */
+export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan, shards: ShardSet | null = null): Promise<{ profile: MonitorProfile; built: boolean }> {
   await ensureMonitorTables(executor);
   const key = { monitor: plan.name, version: plan.version };
   const stored = await loadProfile(executor, plan);
@@ -55,21 +60,26 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
   const range = { from: plan.reference.fromMs, to: plan.reference.toMs };
   const rows: ProfileRow[] = [];
   if (hasFeatures(plan, 'numeric')) {
-    const sampling = numericSampling(compiled, plan, await exactSampleFields(executor, compiled, plan));
+    const sampling = numericSampling(compiled, plan, await exactSampleFields(executor, compiled, plan, shards), shards?.count ?? 1);
     const numeric = plan.features.map((f, fid) => ({ f, fid })).filter(({ f }) => f.kind === 'numeric');
     // Every view feature windowed in Node: its samples are the same doubles as the SQL's, so the
     // profile is computed from one pass over them. Otherwise the two queries of before: a window
     // sum that is not exact has last bits that depend on the query's shape, and the stored profile
     // must not move.
     let built: ReferenceSeries[];
-    if (numeric.every(({ f, fid }) => f.from === 'field' || sampling.windowed.has(fid))) {
-      built = await referenceInNode(executor, plan, sampling, range);
+    // On shards, in Node always: the view features sampled in ClickHouse there are the ones whose
+    // samples do not depend on the query's other keys (numericSampling refuses the others), and the
+    // edges and counts in Node are ClickHouse's quantiles and bins of the same values.
+    if (shards !== null || numeric.every(({ f, fid }) => f.from === 'field' || sampling.windowed.has(fid))) {
+      built = await referenceInNode(executor, plan, sampling, range, shards);
       await insertEdges(executor, plan, built);
     } else built = await referenceInSql(executor, compiled, plan, range);
     for (const e of built) rows.push({ feature: e.feature, slice: e.slice, kind: 'numeric', n: e.n, edges: e.edges, categories: [], counts: e.counts });
   }
   if (hasFeatures(plan, 'categorical')) {
-    const cats = (await executor.rows<{ fid: number; slice: string; value: string; n: number }>(categoricalProfileSql(compiled, plan), range)).map((c) => ({ ...c, feature: plan.features[c.fid]!.name }));
+    type CategoryCount = { fid: number; slice: string; value: string; n: number };
+    const counted = shards === null ? await executor.rows<CategoryCount>(categoricalProfileSql(compiled, plan), range) : addCategoryCounts(await shards.each((shardExecutor, shard) => shardExecutor.rows<CategoryCount>(categoricalProfileSql(compiled, plan, shards.count), { ...range, shard })));
+    const cats = counted.map((c) => ({ ...c, feature: plan.features[c.fid]!.name }));
     const byKey = new Map<string, { fid: number; feature: string; slice: string; values: [string, number][] }>();
     for (const c of cats) {
       const k = profileKey(c.feature, c.slice);
@@ -99,11 +109,27 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
   return { profile: toProfile(rows), built: true };
 }
 
-/** The numeric reference from one pass over its samples in Node (ReferenceSamples). */
-async function referenceInNode(executor: OfflineExecutor, plan: MonitorPlan, sampling: NumericSampling, range: { from: number; to: number }): Promise<ReferenceSeries[]> {
+/** The numeric reference from one pass over its samples in Node (ReferenceSamples; on shards, every shard's samples: they are sorted before any quantile). */
+async function referenceInNode(executor: OfflineExecutor, plan: MonitorPlan, sampling: NumericSampling, range: { from: number; to: number }, shards: ShardSet | null): Promise<ReferenceSeries[]> {
   const samples = new ReferenceSamples(plan);
-  await countAllNumericSamples(executor, plan, sampling, { ...range, origin: range.from, interval: range.to - range.from }, samples);
+  const params = { ...range, origin: range.from, interval: range.to - range.from };
+  if (shards) await shards.each((shardExecutor, shard) => countAllNumericSamples(shardExecutor, plan, sampling, { ...params, shard }, samples));
+  else await countAllNumericSamples(executor, plan, sampling, params, samples);
   return samples.series();
+}
+
+/** The shards' category counts per (feature, slice, category), added (integers: exact in any order). */
+function addCategoryCounts<T extends { fid: number; slice: string; value: string; n: number }>(perShard: readonly T[][]): T[] {
+  const sums = new Map<string, T>();
+  for (const rows of perShard) {
+    for (const r of rows) {
+      const key = `${r.fid}\u0000${r.slice}\u0000${r.value}`;
+      const seen = sums.get(key);
+      if (seen) seen.n = Number(seen.n) + Number(r.n);
+      else sums.set(key, { ...r, n: Number(r.n) });
+    }
+  }
+  return [...sums.values()];
 }
 
 /** The numeric reference from ClickHouse: the edges (numericProfileSql), stored, then the counts against them (binCountsSql). */

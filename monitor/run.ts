@@ -5,13 +5,13 @@
 // A restart resumes after the last stored evaluation and refills the burn-rate windows from the
 // stored metrics, so nothing is evaluated twice and nothing pages twice.
 import { TidemarkError, type CompiledDefinitions, type MonitorPlan, type SloPlan } from '../definitions/index.js';
-import { COMPLETED_LOADS, eventTable, ident, type OfflineExecutor } from '../offline/index.js';
+import { COMPLETED_LOADS, eventTable, ident, type OfflineExecutor, type ShardSet } from '../offline/index.js';
 import { AlertDelivery, type AlertSink, type DeliveryReport } from './alert-sinks.js';
 import { OfflineAlertStateStore, type AlertStateStore } from './alert-store.js';
 import { BurnRateAlerts, type AlertNotification } from './alerts.js';
 import type { SloObservation } from './burn-rate.js';
 import { evaluateDrift, type DriftResult } from './drift.js';
-import { ALL_SLICE } from './drift-sql.js';
+import { ALL_SLICE, refuseUnplacedLabelsOnShards } from './drift-sql.js';
 import { LabelMetricsAhead, labelSqlParams, orphanLabelsSql, type LabelMetricsResult } from './labels.js';
 import { compactMetrics, ensureMetricsTable, lastEvaluatedMs, queryMetrics, writeMetrics, type MetricRecord, type MetricRow } from './metrics-store.js';
 import { loadOrBuildProfile, type MonitorProfile } from './profile.js';
@@ -25,6 +25,12 @@ export interface MonitorRunnerOptions {
   /** Base URL of the API, for dashboard links in alerts. */
   externalURL?: string;
   log?: (message: string, details?: Record<string, unknown>) => void;
+  /**
+   * A sharded offline store (--clickhouse-shards); the executor is then its home shard, which holds
+   * the profile, the metrics, the alert state and the predictions and labels. The drift counts and
+   * freshness come from every shard, merged (see evaluateDrift).
+   */
+  shards?: ShardSet | null;
 }
 
 export interface EvaluationSummary {
@@ -45,14 +51,24 @@ export class MonitorRunner {
     readonly alerts: BurnRateAlerts,
     private readonly delivery: AlertDelivery | null,
     private readonly log: NonNullable<MonitorRunnerOptions['log']>,
+    private readonly shards: ShardSet | null,
   ) {}
 
   /** Open a monitor of the definitions (by name; default the only one): its profile, metrics table and alert state. */
   static async open(executor: OfflineExecutor, compiled: CompiledDefinitions, name: string | undefined, opts: MonitorRunnerOptions = {}): Promise<MonitorRunner> {
     const plan = pickMonitor(compiled, name);
+    const shards = opts.shards ?? null;
+    if (shards) {
+      if (executor !== shards.home) throw new Error('MonitorRunner.open on shards takes the home shard\'s executor (OfflineStore.executor of the sharded store)');
+      // The parts that cannot be exact on shards say so before anything is built.
+      refuseUnplacedLabelsOnShards(compiled, plan);
+      if (plan.skew) {
+        throw new TidemarkError('TM_OFFLINE_SHARDS_UNSUPPORTED', `monitor ${plan.name}: its skew check computes point-in-time values on one node; monitor it on a single-node store`, { monitor: plan.name, shards: shards.count });
+      }
+    }
     await ensureMetricsTable(executor);
     const log = opts.log ?? (() => {});
-    const { profile, built } = await loadOrBuildProfile(executor, compiled, plan);
+    const { profile, built } = await loadOrBuildProfile(executor, compiled, plan, shards);
     if (built) log(`monitor ${plan.name}: reference profile built`, { slices: new Set([...profile.values()].map((p) => p.slice)).size, version: plan.version });
     const store = opts.alertStore ?? (await OfflineAlertStateStore.open(executor));
     const alerts = await BurnRateAlerts.open(store, {
@@ -61,7 +77,7 @@ export class MonitorRunner {
       monitor: plan.name,
     });
     const delivery = opts.sinks && opts.sinks.length > 0 ? new AlertDelivery(alerts, opts.sinks) : null;
-    const runner = new MonitorRunner(plan, executor, compiled, profile, alerts, delivery, log);
+    const runner = new MonitorRunner(plan, executor, compiled, profile, alerts, delivery, log, shards);
     await runner.refillBurnRateWindows();
     return runner;
   }
@@ -93,7 +109,7 @@ export class MonitorRunner {
       if (this.plan.labels) orphansLater = handled(this.orphanLabelBuckets(start, toMs));
       freshnessLater = handled(this.latestEventTimes(start, toMs));
     };
-    const driftEvaluations = evaluateDrift(this.executor, this.compiled, this.plan, this.profile, start, toMs, { onFirstCounts: queueOthers })[Symbol.asyncIterator]();
+    const driftEvaluations = evaluateDrift(this.executor, this.compiled, this.plan, this.profile, start, toMs, { onFirstCounts: queueOthers, shards: this.shards })[Symbol.asyncIterator]();
     const firstDrift = handled(driftEvaluations.next());
     try {
       for (let step = await firstDrift; !step.done; step = await driftEvaluations.next()) {
@@ -204,11 +220,16 @@ export class MonitorRunner {
     for (let k = Math.floor((fromMs - phaseMs) / intervalMs) + 1; phaseMs + k * intervalMs <= toMs; k++) ends.push(phaseMs + k * intervalMs);
     if (ends.length === 0) return new Map();
     const columns = ends.map((_, i) => `countIf(__ts < {t${i}:Int64}) AS n${i}, maxIf(__ts, __ts < {t${i}:Int64}) AS m${i}`).join(', ');
-    const [row] = await this.executor.rows<Record<string, number>>(
-      `SELECT ${columns} FROM ${ident(eventTable(this.plan.source))} WHERE ${COMPLETED_LOADS} AND __ts < {before:Int64}`,
-      { before: ends[ends.length - 1]!, ...Object.fromEntries(ends.map((T, i) => [`t${i}`, T])) },
+    const sql = `SELECT ${columns} FROM ${ident(eventTable(this.plan.source))} WHERE ${COMPLETED_LOADS} AND __ts < {before:Int64}`;
+    const params = { before: ends[ends.length - 1]!, ...Object.fromEntries(ends.map((T, i) => [`t${i}`, T])) };
+    // On shards: every shard's latest (an event copied to several shards has one time), the greatest.
+    const rows = this.shards ? await this.shards.each(async (shardExecutor) => (await shardExecutor.rows<Record<string, number>>(sql, params))[0]) : [(await this.executor.rows<Record<string, number>>(sql, params))[0]];
+    return new Map(
+      ends.flatMap((T, i) => {
+        const latest = rows.filter((row) => row && Number(row[`n${i}`]) > 0).map((row) => Number(row![`m${i}`]));
+        return latest.length > 0 ? [[T, Math.max(...latest)] as const] : [];
+      }),
     );
-    return new Map(ends.flatMap((T, i) => (row && Number(row[`n${i}`]) > 0 ? [[T, Number(row[`m${i}`])] as const] : [])));
   }
 
   /** Freshness at T: T minus the latest event time before T of the monitored source. */

@@ -3,6 +3,7 @@
 // served (docs/semantics.md: at t = (j+1)*H the sawtooth window is exactly tiles j-n+1..j). Computed
 // inside ClickHouse from the same partial aggregates as point-in-time datasets.
 import type { FeaturePlan, ViewPlan } from '../definitions/index.js';
+import { ownedRowsSql } from './shards.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
 import { centerColumn, centerSql, combinePart, type AggPart, exactPartitionColumns, finalOfColumns, isCentered, isTiledOffline, partsOf, tileOf } from './tile-sql.js';
 
@@ -14,6 +15,12 @@ export interface FeatureSampleOptions {
    * computing the tests and the unused fold of every tile and window.
    */
   exactFields?: ReadonlySet<string>;
+  /**
+   * A sharded store of this many shards: read only the events of the keys that shard {shard:UInt32}
+   * owns by the view's key (each key's events of the view are all there; copies of other keys'
+   * events, placed there by other views, are left out).
+   */
+  shardCount?: number;
 }
 
 /**
@@ -60,7 +67,7 @@ function tileCtes(view: ViewPlan, features: readonly FeaturePlan[], options: Fea
   const centered = [...new Set(features.filter(isCentered).map((f) => f.field!))];
   const lookbackMs = Math.max(...features.map((f) => f.windowMs!));
   const ctes = [
-    `e AS (SELECT ${view.keyFields.map((kf, k) => `${ident(keyColumn(kf))} AS k${k}`).join(', ')}, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} - ${lookbackMs} AND __ts < {to:Int64})`,
+    `e AS (SELECT ${view.keyFields.map((kf, k) => `${ident(keyColumn(kf))} AS k${k}`).join(', ')}, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} - ${lookbackMs} AND __ts < {to:Int64}${(options.shardCount ?? 1) > 1 ? ` AND ${ownedRowsSql(view.keyFields, options.shardCount!)}` : ''})`,
   ];
   let source = 'e';
   if (centered.length > 0) {
@@ -120,4 +127,37 @@ export function exactIntegerFieldsSql(source: string, fields: readonly string[],
     return `toBool(sum(ifNull(${v} * ${v}, 0)) + count() < 4503599627370496) AS ${ident(`__sq_${f}`)}`;
   });
   return `SELECT ${[...checks, ...squareChecks].join(', ')} FROM ${ident(eventTable(source))} WHERE ${COMPLETED_LOADS}`;
+}
+
+/**
+ * exactIntegerFieldsSql's checks as sums that add across the shards of a sharded store, over the
+ * rows `owned` selects (ownedEventsSql: each event once): per field `__int_<f>` (1 when every value
+ * is an integer, nulls aside; 0 without rows), `__abs_<f>` (the sum of magnitudes), per field of
+ * `squares` `__sqs_<f>` (the sum of squares), and `__n` (rows). exactIntegerFieldsOfParts decides.
+ */
+export function exactIntegerFieldPartsSql(source: string, fields: readonly string[], squares: readonly string[], owned: string): string {
+  const table = ident(eventTable(source));
+  const value = (f: string): string => `toFloat64(${table}.${ident(f)})`;
+  const columns = [
+    ...fields.flatMap((f) => [`min(ifNull(${value(f)} = floor(${value(f)}), 1)) AS ${ident(`__int_${f}`)}`, `sum(abs(ifNull(${value(f)}, 0))) AS ${ident(`__abs_${f}`)}`]),
+    ...squares.map((f) => `sum(ifNull(${value(f)} * ${value(f)}, 0)) AS ${ident(`__sqs_${f}`)}`),
+    'count() AS __n',
+  ];
+  return `SELECT ${columns.join(', ')} FROM ${table} WHERE ${COMPLETED_LOADS} AND ${owned}`;
+}
+
+/**
+ * exactIntegerFieldsSql's answer from every shard's exactIntegerFieldPartsSql row: the same
+ * decisions as one node's over all the rows. The sums of integers under 2^53 are exact in any
+ * order, and a sum of non-negative doubles that reaches 2^52 stays there in any order; a shard
+ * without rows says nothing about integers (one node with no rows at all says false).
+ */
+export function exactIntegerFieldsOfParts(parts: readonly Record<string, number>[], fields: readonly string[], squares: readonly string[]): Record<string, boolean> {
+  const withRows = parts.filter((p) => Number(p.__n) > 0);
+  const rows = withRows.reduce((n, p) => n + Number(p.__n), 0);
+  const total = (column: string): number => withRows.reduce((s, p) => s + Number(p[column]), 0);
+  const out: Record<string, boolean> = {};
+  for (const f of fields) out[f] = withRows.length > 0 && withRows.every((p) => Number(p[`__int_${f}`]) === 1) && total(`__abs_${f}`) < 4503599627370496;
+  for (const f of squares) out[`__sq_${f}`] = total(`__sqs_${f}`) + rows < 4503599627370496;
+  return out;
 }

@@ -22,7 +22,7 @@
 import { xxh64 } from '@node-rs/xxhash';
 import { TidemarkError, type Registry, type SourcePlan } from '../definitions/index.js';
 import type { OfflineExecutor } from './executor.js';
-import { keyColumn } from './tables.js';
+import { ident, keyColumn } from './tables.js';
 
 /** XXH64 with seed 0 of the bytes: ClickHouse's xxHash64 of a String. */
 export function xxHash64(bytes: Uint8Array): bigint {
@@ -59,6 +59,25 @@ export function sourcePlacements(registry: Registry, source: SourcePlan): string
   const seen = new Map<string, string[]>();
   for (const view of registry.views) if (view.source === source.name) seen.set(view.keyFields.join(KEY_SEPARATOR), [...view.keyFields]);
   return [...seen.values()];
+}
+
+/**
+ * SQL true for the events-table rows that shard {shard:UInt32} owns by these key fields' placement
+ * (their __k_<field> key texts): a query filtered so on every shard reads each row of that
+ * placement exactly once, on the shard that has all of its key's rows.
+ */
+export function ownedRowsSql(keyFields: readonly string[], shardCount: number): string {
+  return `${shardSql(keyFields.map((f) => ident(keyColumn(f))), shardCount)} = {shard:UInt32}`;
+}
+
+/**
+ * SQL true for the rows of a source that shard {shard:UInt32} counts when every event must count
+ * once: an event sits on the shard of each of its placements, and the first placement's shard
+ * (registry order) is the one that counts it; a source no view keys is all on the home shard.
+ */
+export function ownedEventsSql(registry: Registry, source: SourcePlan, shardCount: number): string {
+  const [first] = sourcePlacements(registry, source);
+  return first ? ownedRowsSql(first, shardCount) : '{shard:UInt32} = 0';
 }
 
 /** Which shards an events-table row (with its __k_<field> key texts) goes to: one per placement, deduplicated; the home shard when no view keys the source. */

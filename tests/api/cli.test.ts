@@ -136,7 +136,7 @@ describe('tidemark serve with an offline store', () => {
     }
   });
 
-  it('--clickhouse-shards (or $CLICKHOUSE_SHARDS): serves datasets and the consistency probe from the shards; the monitor routes answer TM_OFFLINE_SHARDS_UNSUPPORTED', async () => {
+  it('--clickhouse-shards (or $CLICKHOUSE_SHARDS): serves datasets and the consistency probe from the shards, the monitor routes from the home shard', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tm-serve-shards-'));
     const shards = await startClickHouseShards(dir, 2);
     try {
@@ -144,16 +144,17 @@ describe('tidemark serve with an offline store', () => {
       for (const [args, env] of [[['--clickhouse-shards', urls.join(',')], {}], [[], { CLICKHOUSE_SHARDS: urls.join(',') }]] as const) {
         const server = await serve([...args], env);
         try {
-          expect(server.out()).toContain(`datasets from 2 shards (${urls.map((u) => u.replace(/\/$/, '')).join(', ')})`);
+          expect(server.out()).toContain(`datasets and monitors from 2 shards (${urls.map((u) => u.replace(/\/$/, '')).join(', ')})`);
           const spine = [{ airport: 'SFO', ts: 978336000000, label: 1 }, { airport: 'ORD', ts: 978336000001, label: 0 }, { airport: 'JFK', ts: 978336000002, label: 1 }];
           const dataset = await post(`${server.url}/datasets/historical`, { features: ['origin_delays:flights_1h'], spine });
           expect(dataset.status).toBe(200);
           expect(dataset.headers.get('x-tidemark-rows')).toBe('3');
           const rows = (await dataset.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
           expect(rows).toEqual(spine.map((r) => ({ ...r, origin_delays__flights_1h: 0 })));
+          // Where tidemark monitor --clickhouse-shards stores its results: nothing evaluated yet.
           const metrics = await fetch(`${server.url}/monitor/metrics`);
-          expect(metrics.status).toBe(501);
-          expect(await metrics.json()).toMatchObject({ code: 'TM_OFFLINE_SHARDS_UNSUPPORTED', shards: 2 });
+          expect(metrics.status).toBe(200);
+          expect(await metrics.json()).toEqual({ metrics: [] });
           // Empty shards: no key to sample, nothing compared (tests/offline/sharded-store.test.ts compares values).
           const probe = await post(`${server.url}/consistency/sample`, { view: 'origin_delays' });
           expect(probe.status, await probe.clone().text()).toBe(200);

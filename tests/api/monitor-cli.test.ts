@@ -1,6 +1,8 @@
 // `tidemark backfill` and `tidemark monitor --replay` as a user runs them: the sensor fixture's
 // events loaded from files, the monitor replayed over history, a page delivered to a real
-// Alertmanager-format webhook receiver, and a second replay that finds nothing left to do.
+// Alertmanager-format webhook receiver, and a second replay that finds nothing left to do; the same
+// replay on a sharded offline store (--clickhouse-shards, 2 chDB shard processes) prints the same
+// evaluations and alerts.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -9,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { END_HOUR, HOUR, REFERENCE_HOURS, T0, sensorData } from '../fixtures/sensor-monitor.js';
+import { databaseUrls, startClickHouseShards } from '../support/clickhouse-shards.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const BIN = join(ROOT, 'bin', 'tidemark.mjs');
@@ -30,6 +33,13 @@ let dir: string;
 let receiver: Server;
 let url: string;
 const bodies: { status: string; alerts: { status: string; labels: Record<string, string> }[] }[] = [];
+/** The single-node replay's evaluation and alert lines, for the sharded replay to match. */
+let singleNodeLines: string[] = [];
+
+/** The lines of a replay's output that report evaluations (they start with the time) and alerts (indented). */
+function evaluationLines(stdout: string): string[] {
+  return stdout.split('\n').filter((line) => /^\d{4}-\d\d-\d\dT|^ {4}(FIRING|RESOLVED)/.test(line));
+}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tidemark-monitor-cli-'));
@@ -72,10 +82,31 @@ describe('tidemark monitor --replay', () => {
     expect(run.stdout).toMatch(/FIRING {3}page value_drift value sensor=b/);
     const pages = bodies.flatMap((b) => b.alerts).filter((a) => a.status === 'firing' && a.labels.slo === 'value_drift');
     expect(pages.map((a) => a.labels.slice)).toContain('sensor=b');
+    singleNodeLines = evaluationLines(run.stdout);
 
     const again = await tidemark(['monitor', '--definitions', DEFINITIONS, '--replay', '--from', from, '--to', to, '--data-dir', data]);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain('nothing to do');
+  }, 120_000);
+
+  it('on --clickhouse-shards (2 shards): backfill and replay print the single node\'s evaluations and alerts', async () => {
+    expect(singleNodeLines.length).toBeGreaterThan(END_HOUR - REFERENCE_HOURS);
+    const shards = await startClickHouseShards(join(dir, 'shards'), 2);
+    try {
+      const urls = (await databaseUrls(shards.urls, 'tm_monitor_cli')).join(',');
+      for (const source of ['readings', 'predictions', 'labels']) {
+        const load = await tidemark(['backfill', '--definitions', DEFINITIONS, '--source', source, '--from', join(dir, `${source}.ndjson`), '--clickhouse-shards', urls]);
+        expect(load.stderr).toBe('');
+        expect(load.code).toBe(0);
+      }
+      // Without --to: the latest event of every shard decides where the replay ends (the single node's END_HOUR).
+      const run = await tidemark(['monitor', '--definitions', DEFINITIONS, '--replay', '--from', new Date(T0 + REFERENCE_HOURS * HOUR).toISOString(), '--no-log-alerts', '--clickhouse-shards', urls]);
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      expect(evaluationLines(run.stdout)).toEqual(singleNodeLines);
+    } finally {
+      await shards.close();
+    }
   }, 120_000);
 
   it('names a bad time and exits non-zero', async () => {
