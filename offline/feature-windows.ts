@@ -140,6 +140,14 @@ export class TileWindows {
     }
   }
 
+  private queueRows = new Int32Array(1024);
+
+  /** Scratch room for `rows` tile indices (flush's min and max windows). */
+  private queue(rows: number): Int32Array {
+    if (this.queueRows.length < rows) this.queueRows = new Int32Array(this.tiles.length);
+    return this.queueRows;
+  }
+
   private reserve(rows: number): void {
     if (rows <= this.tiles.length) return;
     let length = this.tiles.length;
@@ -168,15 +176,21 @@ export class TileWindows {
           w[r * width + p] = total;
         }
       } else {
+        // A monotonic queue of the window's candidates (O(tiles), not O(tiles x window)): a value
+        // leaves it when a later one is strictly better, so among equal values (0 and -0 too) the
+        // earliest stays first, the one a scan from the window's start would pick. Nulls (NaN) never enter.
         const isMax = combine === 'max';
+        const queue = this.queue(m);
+        let head = 0;
+        let tail = 0;
         for (let r = 0; r < m; r++) {
-          while (tiles[lo]! <= tiles[r]! - n) lo++;
-          let best = Number.NaN;
-          for (let k = lo; k <= r; k++) {
-            const v = values[k * width + p]!;
-            if (v === v && (best !== best || (isMax ? v > best : v < best))) best = v;
+          const v = values[r * width + p]!;
+          if (v === v) {
+            while (tail > head && (isMax ? values[queue[tail - 1]! * width + p]! < v : values[queue[tail - 1]! * width + p]! > v)) tail--;
+            queue[tail++] = r;
           }
-          w[r * width + p] = best;
+          while (head < tail && tiles[queue[head]!]! <= tiles[r]! - n) head++;
+          w[r * width + p] = head < tail ? values[queue[head]! * width + p]! : Number.NaN;
         }
       }
     }
