@@ -22,8 +22,9 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { tmpdir } from 'node:os';
 import { TidemarkError, type CompiledDefinitions } from '../definitions/index.js';
 import type { FileResultFormat } from './executor.js';
 import { checkNoOutputClash, pointInTimeSql, requiredJoinKeys, resolveFeatureRefs, type RequestedFeature } from './point-in-time.js';
@@ -169,7 +170,7 @@ export interface ShardedDataset {
  * shard that cannot be reached are raised here, before any row). `temporaryBase`: a path prefix for
  * the files of a several-group merge.
  */
-export async function openShardedDataset(shards: ShardSet, compiled: CompiledDefinitions, spine: SpineInput, featureRefs: readonly string[], temporaryBase: string): Promise<ShardedDataset> {
+export async function openShardedDataset(shards: ShardSet, compiled: Pick<CompiledDefinitions, 'registry'>, spine: SpineInput, featureRefs: readonly string[], temporaryBase: string): Promise<ShardedDataset> {
   const requested = resolveFeatureRefs(compiled.registry, featureRefs);
   const allJoinKeys = requiredJoinKeys(requested);
   const tag = `${Date.now()}_${randomBytes(4).toString('hex')}`;
@@ -305,6 +306,22 @@ export async function openShardedDataset(shards: ShardSet, compiled: CompiledDef
   } catch (e) {
     await release();
     throw e;
+  }
+}
+
+/**
+ * The point-in-time rows of a spine held in memory (the skew check's logged reads), computed on
+ * the shards exactly as a dataset is (openShardedDataset: each row on its key's shard, merged back)
+ * and returned in spine order, one parsed object per spine row.
+ */
+export async function shardedPointInTimeRows(shards: ShardSet, compiled: Pick<CompiledDefinitions, 'registry'>, spine: readonly Record<string, unknown>[], featureRefs: readonly string[]): Promise<Record<string, unknown>[]> {
+  const dataset = await openShardedDataset(shards, compiled, spine, featureRefs, join(tmpdir(), `tidemark-pit-${Date.now()}-${randomBytes(4).toString('hex')}`));
+  try {
+    const out: Record<string, unknown>[] = [];
+    for await (const line of dataset.lines()) out.push(JSON.parse(line) as Record<string, unknown>);
+    return out;
+  } finally {
+    await dataset.release();
   }
 }
 
