@@ -28,7 +28,8 @@ export interface MonitorRunnerOptions {
   /**
    * A sharded offline store (--clickhouse-shards); the executor is then its home shard, which holds
    * the profile, the metrics, the alert state and the predictions and labels. The drift counts and
-   * freshness come from every shard, merged (see evaluateDrift).
+   * freshness come from every shard, merged (see evaluateDrift); the skew check reads the feature
+   * log on the home shard and computes each logged read's offline values on its key's shard.
    */
   shards?: ShardSet | null;
 }
@@ -62,9 +63,6 @@ export class MonitorRunner {
       if (executor !== shards.home) throw new Error('MonitorRunner.open on shards takes the home shard\'s executor (OfflineStore.executor of the sharded store)');
       // The parts that cannot be exact on shards say so before anything is built.
       refuseUnplacedLabelsOnShards(compiled, plan);
-      if (plan.skew) {
-        throw new TidemarkError('TM_OFFLINE_SHARDS_UNSUPPORTED', `monitor ${plan.name}: its skew check computes point-in-time values on one node; monitor it on a single-node store`, { monitor: plan.name, shards: shards.count });
-      }
     }
     await ensureMetricsTable(executor);
     const log = opts.log ?? (() => {});
@@ -246,7 +244,7 @@ export class MonitorRunner {
   private async skewRows(T: number, views: readonly string[]): Promise<MetricRow[]> {
     const rows: MetricRow[] = [];
     for (const w of this.plan.windowsMs) {
-      for (const r of await evaluateSkew(this.executor, this.compiled.registry, { views, fromMs: T - w, toMs: T, slices: this.plan.slices })) {
+      for (const r of await evaluateSkew(this.executor, this.compiled.registry, { views, fromMs: T - w, toMs: T, slices: this.plan.slices, shards: this.shards })) {
         rows.push({
           ...this.plainRow('skew', w, T, r.exactMatchRate),
           feature: `${r.view}:${r.feature}`,

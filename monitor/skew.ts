@@ -6,7 +6,7 @@
 // largest absolute difference and a sample of mismatching (key, time, online, offline) rows.
 // `compareLoggedValues` is the pure core; `evaluateSkew` reads the offline store.
 import { aggregationSpec, TidemarkError, valuesAgree, type Aggregation, type MonitorSlicePlan, type Registry, type Scalar, type ViewPlan } from '../definitions/index.js';
-import { loggedValuePairs, type LoggedValuePair, type OfflineExecutor } from '../offline/index.js';
+import { loggedValuePairs, type LoggedValuePair, type OfflineExecutor, type ShardSet } from '../offline/index.js';
 import { ALL_SLICE, bandLabels } from './drift-sql.js';
 
 /** Mismatching rows kept per (view, feature, slice); the counts cover them all. */
@@ -119,6 +119,11 @@ export interface SkewEvaluationOptions extends SkewOptions {
   /** Logged reads with fromMs <= read time < toMs. */
   fromMs?: number;
   toMs?: number;
+  /**
+   * A sharded store (`executor` is then its home shard, which holds the feature log): each logged
+   * read's offline values are computed on the shard of its key, as a dataset's rows are.
+   */
+  shards?: ShardSet | null;
 }
 
 /**
@@ -131,7 +136,7 @@ export async function evaluateSkew(executor: OfflineExecutor, registry: Registry
   for (const name of names) {
     const view = registry.views.find((v) => v.name === name);
     if (!view) throw new TidemarkError('TM_MONITOR_BAD_REQUEST', `skew: no view named ${JSON.stringify(name)}; valid views: ${registry.views.map((v) => v.name).join(', ')}`, { field: 'views', validViews: registry.views.map((v) => v.name) });
-    const pairs = await loggedValuePairs(executor, registry, view, { ...(opts.fromMs !== undefined ? { fromMs: opts.fromMs } : {}), ...(opts.toMs !== undefined ? { toMs: opts.toMs } : {}) });
+    const pairs = await loggedValuePairs(executor, registry, view, { ...(opts.fromMs !== undefined ? { fromMs: opts.fromMs } : {}), ...(opts.toMs !== undefined ? { toMs: opts.toMs } : {}), shards: opts.shards ?? null });
     results.push(...compareLoggedValues(pairs, registry, opts));
   }
   return results;

@@ -16,6 +16,8 @@ import { TidemarkError, type Registry, type Scalar, type ViewPlan } from '../def
 import { featureSetsOf, loggedFeaturesOf, readFileBatches, type BadFeatureLogRecord, type EncodedFeatureLogRecord, type FeatureLogRecord, type FeatureLogSink, type FeatureSetRecord, type LoggedPredictionRecord } from '../ingest/index.js';
 import { tabSeparatedValue, type OfflineExecutor } from './executor.js';
 import { pointInTimeSql, resolveFeatureRefs } from './point-in-time.js';
+import { shardedPointInTimeRows } from './sharded-dataset.js';
+import type { ShardSet } from './shards.js';
 import { inferType, joinKeyColumn, SPINE_TIME_COLUMN, toColumnValue, type SpineInfo } from './spine.js';
 import { FEATURE_LOG_LINES_TABLE, FEATURE_LOG_TABLE, FEATURE_SETS_TABLE, featureLogLinesPath, ident, PREDICTION_LOG_TABLE, sqlString } from './tables.js';
 import { outputFormatOf, type DatasetResult } from './store.js';
@@ -522,48 +524,59 @@ export interface LoggedValuePair {
 /**
  * For every logged read of a view (in the time range), the offline point-in-time value of each
  * logged feature at the logged read time and key, computed by the dataset engine with the logged
- * reads as its spine. Features no longer in the registry are left out.
+ * reads as its spine. Features no longer in the registry are left out. With `shards` (a sharded
+ * store; `executor` is its home shard, which holds the log): the logged reads are the spine of a
+ * sharded dataset, each computed on its key's shard (sharded-dataset.ts) and merged back.
  */
-export async function loggedValuePairs(executor: OfflineExecutor, registry: Registry, view: ViewPlan, opts: { fromMs?: number; toMs?: number; features?: readonly string[] } = {}): Promise<LoggedValuePair[]> {
+export async function loggedValuePairs(executor: OfflineExecutor, registry: Registry, view: ViewPlan, opts: { fromMs?: number; toMs?: number; features?: readonly string[]; shards?: ShardSet | null } = {}): Promise<LoggedValuePair[]> {
   const { where, params } = timeFilter(opts);
   params.view = view.name;
   const values = `(${loggedValuesSql(where, featureLogTablesOf(executor), 'view = {view:String}')})`;
   const logged = await executor.rows<{ feature: string }>(`SELECT DISTINCT feature FROM ${values} ORDER BY feature`, params);
   const names = logged.map((l) => l.feature).filter((f) => view.features.some((p) => p.name === f) && (opts.features === undefined || opts.features.includes(f)));
   if (names.length === 0) return [];
-  const requested = resolveFeatureRefs(registry, names.map((f) => `${view.name}:${f}`));
+  const refs = names.map((f) => `${view.name}:${f}`);
   const keyParams = Object.fromEntries(view.joinKeys.map((k, i) => [`jk${i}`, k]));
   const keyColumns = view.joinKeys.map((_, i) => `, ${loggedKeySql(`jk${i}`)} AS k${i}`).join('');
-  const table = `tm_logspine_${Date.now()}_${randomBytes(4).toString('hex')}`;
-  await executor.command(
-    `CREATE TABLE ${ident(table)} (__row UInt64, __t Int64${view.joinKeys.map((k) => `, ${ident(joinKeyColumn(k))} String`).join('')}, request_id String, entity_row UInt32) ENGINE = MergeTree ORDER BY __row`,
-  );
-  try {
+  const distinctReads = `SELECT DISTINCT request_id, entity_row, read_ms${keyColumns} FROM ${values} ORDER BY read_ms, request_id, entity_row`;
+  const offlineByRow = new Map<string, Record<string, unknown>>();
+  if (opts.shards) {
+    if (view.joinKeys.includes(SPINE_TIME_COLUMN)) throw new TidemarkError('TM_OFFLINE_SHARDS_UNSUPPORTED', `view ${view.name}: a join key named ${SPINE_TIME_COLUMN} is the spine's time column of a sharded dataset`, { view: view.name, shards: opts.shards.count });
+    const reads = await executor.rows<{ request_id: string; entity_row: number; read_ms: number } & Record<`k${number}`, string>>(distinctReads, { ...params, ...keyParams });
+    const spine = reads.map((r) => ({ [SPINE_TIME_COLUMN]: Number(r.read_ms), ...Object.fromEntries(view.joinKeys.map((k, i) => [k, String(r[`k${i}`])])) }));
+    // Rows come back in spine order, one per logged read.
+    const rows = spine.length === 0 ? [] : await shardedPointInTimeRows(opts.shards, { registry }, spine, refs);
+    reads.forEach((r, i) => offlineByRow.set(`${r.request_id}\u0000${Number(r.entity_row)}`, rows[i]!));
+  } else {
+    const table = `tm_logspine_${Date.now()}_${randomBytes(4).toString('hex')}`;
     await executor.command(
-      `INSERT INTO ${ident(table)} SELECT rowNumberInAllBlocks(), read_ms${view.joinKeys.map((_, i) => `, k${i}`).join('')}, request_id, entity_row` +
-        ` FROM (SELECT DISTINCT request_id, entity_row, read_ms${keyColumns} FROM ${values} ORDER BY read_ms, request_id, entity_row) SETTINGS max_threads = 1`,
-      { ...params, ...keyParams },
+      `CREATE TABLE ${ident(table)} (__row UInt64, __t Int64${view.joinKeys.map((k) => `, ${ident(joinKeyColumn(k))} String`).join('')}, request_id String, entity_row UInt32) ENGINE = MergeTree ORDER BY __row`,
     );
-    const [count] = await executor.rows<{ n: number }>(`SELECT count() AS n FROM ${ident(table)}`);
-    const spine: SpineInfo = { table, rows: Number(count?.n ?? 0), columns: [['request_id', 'String'], ['entity_row', 'UInt32']] };
-    const offlineRows = await executor.rows<Record<string, unknown>>(pointInTimeSql(requested, spine));
-    const offlineByRow = new Map(offlineRows.map((r) => [`${String(r.request_id)}\u0000${Number(r.entity_row)}`, r]));
-    const onlineRows = await executor.rows<{ request_id: string; entity_row: number; read_ms: number; feature: string; status: string; value_num: number | null; value_text: string | null } & Record<`k${number}`, string>>(
-      `SELECT request_id, entity_row, read_ms${keyColumns}, feature, status, value_num, value_text FROM ${values} ORDER BY read_ms, request_id, entity_row, feature`,
-      { ...params, ...keyParams },
-    );
-    const pairs: LoggedValuePair[] = [];
-    for (const r of onlineRows) {
-      const plan = view.features.find((p) => p.name === r.feature);
-      if (!plan || !names.includes(r.feature)) continue;
-      const offline = offlineByRow.get(`${r.request_id}\u0000${Number(r.entity_row)}`);
-      const online: Scalar = r.value_num !== null ? Number(r.value_num) : r.value_text !== null ? (plan.valueKind === 'boolean' ? r.value_text === 'true' : r.value_text) : null;
-      const raw = offline?.[`${view.name}__${r.feature}`];
-      const offlineValue: Scalar = raw === undefined || raw === null ? null : typeof raw === 'string' && plan.valueKind === 'number' ? Number(raw) : (raw as Scalar);
-      pairs.push({ requestId: r.request_id, entityRow: Number(r.entity_row), readMs: Number(r.read_ms), key: view.joinKeys.map((_, i) => String(r[`k${i}`])), view: view.name, feature: r.feature, status: r.status, online, offline: offlineValue });
+    try {
+      await executor.command(
+        `INSERT INTO ${ident(table)} SELECT rowNumberInAllBlocks(), read_ms${view.joinKeys.map((_, i) => `, k${i}`).join('')}, request_id, entity_row FROM (${distinctReads}) SETTINGS max_threads = 1`,
+        { ...params, ...keyParams },
+      );
+      const [count] = await executor.rows<{ n: number }>(`SELECT count() AS n FROM ${ident(table)}`);
+      const spine: SpineInfo = { table, rows: Number(count?.n ?? 0), columns: [['request_id', 'String'], ['entity_row', 'UInt32']] };
+      for (const r of await executor.rows<Record<string, unknown>>(pointInTimeSql(resolveFeatureRefs(registry, refs), spine))) offlineByRow.set(`${String(r.request_id)}\u0000${Number(r.entity_row)}`, r);
+    } finally {
+      await executor.command(`DROP TABLE IF EXISTS ${ident(table)}`);
     }
-    return pairs;
-  } finally {
-    await executor.command(`DROP TABLE IF EXISTS ${ident(table)}`);
   }
+  const onlineRows = await executor.rows<{ request_id: string; entity_row: number; read_ms: number; feature: string; status: string; value_num: number | null; value_text: string | null } & Record<`k${number}`, string>>(
+    `SELECT request_id, entity_row, read_ms${keyColumns}, feature, status, value_num, value_text FROM ${values} ORDER BY read_ms, request_id, entity_row, feature`,
+    { ...params, ...keyParams },
+  );
+  const pairs: LoggedValuePair[] = [];
+  for (const r of onlineRows) {
+    const plan = view.features.find((p) => p.name === r.feature);
+    if (!plan || !names.includes(r.feature)) continue;
+    const offline = offlineByRow.get(`${r.request_id}\u0000${Number(r.entity_row)}`);
+    const online: Scalar = r.value_num !== null ? Number(r.value_num) : r.value_text !== null ? (plan.valueKind === 'boolean' ? r.value_text === 'true' : r.value_text) : null;
+    const raw = offline?.[`${view.name}__${r.feature}`];
+    const offlineValue: Scalar = raw === undefined || raw === null ? null : typeof raw === 'string' && plan.valueKind === 'number' ? Number(raw) : (raw as Scalar);
+    pairs.push({ requestId: r.request_id, entityRow: Number(r.entity_row), readMs: Number(r.read_ms), key: view.joinKeys.map((_, i) => String(r[`k${i}`])), view: view.name, feature: r.feature, status: r.status, online, offline: offlineValue });
+  }
+  return pairs;
 }

@@ -22,8 +22,9 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { tmpdir } from 'node:os';
 import { TidemarkError, type CompiledDefinitions } from '../definitions/index.js';
 import type { FileResultFormat } from './executor.js';
 import { checkNoOutputClash, pointInTimeSql, requiredJoinKeys, resolveFeatureRefs, type RequestedFeature } from './point-in-time.js';
@@ -148,7 +149,7 @@ export interface ShardedDataset {
   rows: number;
   /** The output's columns: the spine's, then one per requested feature. */
   columns: string[];
-  /** The output's column names and ClickHouse types as the shards compute them (group order). */
+  /** The output's column names and ClickHouse types as the shards compute them (group order); empty when opened with `describe: false`. */
   structure: [string, string][];
   /** Spine rows per shard (of the first feature group). */
   rowsPerShard: number[];
@@ -167,9 +168,10 @@ export interface ShardedDataset {
 /**
  * Place a spine on the shards and build each shard's query (errors in the spine, the features or a
  * shard that cannot be reached are raised here, before any row). `temporaryBase`: a path prefix for
- * the files of a several-group merge.
+ * the files of a several-group merge. `describe: false`: no column types (a caller that reads the
+ * JSON lines only), which saves a DESCRIBE of the query on the home shard.
  */
-export async function openShardedDataset(shards: ShardSet, compiled: CompiledDefinitions, spine: SpineInput, featureRefs: readonly string[], temporaryBase: string): Promise<ShardedDataset> {
+export async function openShardedDataset(shards: ShardSet, compiled: Pick<CompiledDefinitions, 'registry'>, spine: SpineInput, featureRefs: readonly string[], temporaryBase: string, opts: { describe?: boolean } = {}): Promise<ShardedDataset> {
   const requested = resolveFeatureRefs(compiled.registry, featureRefs);
   const allJoinKeys = requiredJoinKeys(requested);
   const tag = `${Date.now()}_${randomBytes(4).toString('hex')}`;
@@ -238,7 +240,7 @@ export async function openShardedDataset(shards: ShardSet, compiled: CompiledDef
     );
     // The output's column types, as the shards compute them (for formats other than JSON lines).
     const structure: [string, string][] = [];
-    for (let gi = 0; gi < groups.length; gi++) {
+    for (let gi = 0; gi < groups.length && opts.describe !== false; gi++) {
       const described = await shards.on(0, (home) => home.rows<{ name: string; type: string }>(`DESCRIBE (${queries[gi]!})`));
       for (const d of described) if (d.name !== '__row' && !structure.some(([n]) => n === d.name)) structure.push([d.name, d.type]);
     }
@@ -305,6 +307,22 @@ export async function openShardedDataset(shards: ShardSet, compiled: CompiledDef
   } catch (e) {
     await release();
     throw e;
+  }
+}
+
+/**
+ * The point-in-time rows of a spine held in memory (the skew check's logged reads), computed on
+ * the shards exactly as a dataset is (openShardedDataset: each row on its key's shard, merged back)
+ * and returned in spine order, one parsed object per spine row.
+ */
+export async function shardedPointInTimeRows(shards: ShardSet, compiled: Pick<CompiledDefinitions, 'registry'>, spine: readonly Record<string, unknown>[], featureRefs: readonly string[]): Promise<Record<string, unknown>[]> {
+  const dataset = await openShardedDataset(shards, compiled, spine, featureRefs, join(tmpdir(), `tidemark-pit-${Date.now()}-${randomBytes(4).toString('hex')}`), { describe: false });
+  try {
+    const out: Record<string, unknown>[] = [];
+    for await (const line of dataset.lines()) out.push(JSON.parse(line) as Record<string, unknown>);
+    return out;
+  } finally {
+    await dataset.release();
   }
 }
 
