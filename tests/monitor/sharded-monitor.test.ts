@@ -7,17 +7,14 @@
 // rows (drift, label metrics, freshness) and alerts, every value bit for bit. Negative control: one
 // event moved off the shard that counts it changes the rows. A shard down is a coded error naming
 // it, and a monitor part that cannot be exact on shards is refused with TM_OFFLINE_SHARDS_UNSUPPORTED.
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { compileOrThrow, entity, eventTime, featureView, monitor, source, TidemarkError, type CompiledDefinitions } from '../../definitions/index.js';
 import { loadProfile, MonitorRunner, type MonitorProfile } from '../../monitor/index.js';
 import { OfflineStore, type OfflineExecutor } from '../../offline/index.js';
 import { shardOfKey } from '../../offline/shards.js';
-import { databaseUrls, startClickHouseShards, type ClickHouseShards } from '../support/clickhouse-shards.js';
+import { useClickHouseShards } from '../support/clickhouse-shards.js';
 import { writeNdjson } from '../support/offline-fixtures.js';
 import { mulberry32 } from '../support/random.js';
 
@@ -98,28 +95,7 @@ function randomData(seed: number): { trips: Record<string, unknown>[]; predictio
   return out;
 }
 
-let cluster: ClickHouseShards;
-const root = mkdtempSync(join(tmpdir(), 'tidemark-sharded-monitor-'));
-let databases = 0;
-
-function freshDatabases(count: number): Promise<string[]> {
-  return databaseUrls(cluster.urls.slice(0, count), `tm_monitor_${databases++}`);
-}
-
-beforeAll(async () => {
-  cluster = await startClickHouseShards(root, 3);
-}, 120_000);
-
-afterAll(async () => {
-  await cluster?.close();
-  await rm(root, { recursive: true, force: true });
-});
-
-function folder(name: string): string {
-  const dir = join(root, name);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-}
+const { cluster: shardProcesses, root, freshDatabases, folder } = useClickHouseShards('sharded-monitor', 3);
 
 interface MonitorOutcome {
   profile: MonitorProfile;
@@ -268,7 +244,7 @@ describe('a shard down', () => {
       for (const store of stores) for (const [name, path] of Object.entries(data)) await store.loadEvents(name, path);
       const runner = await MonitorRunner.open(stores[0]!.executor, compiled, 'trips', { shards: stores[0]!.shards });
       await runner.evaluate(T0 + REFERENCE_HOURS * HOUR, T0 + (REFERENCE_HOURS + 2) * HOUR);
-      cluster.shards[2]!.kill();
+      shardProcesses().shards[2]!.kill();
       const url = stores[0]!.shards!.executors[2]!.location;
       const inEvaluation = await runner.evaluate(T0 + (REFERENCE_HOURS + 2) * HOUR, T0 + END_HOUR * HOUR).catch((e: unknown) => e);
       expect(inEvaluation).toBeInstanceOf(TidemarkError);

@@ -20,11 +20,9 @@
 // tests/clickhouse-cluster/sharded-cluster.test.ts (npm run test:clickhouse-cluster, with CLICKHOUSE_CLUSTER_URL).
 import { tableFromIPC } from 'apache-arrow';
 import fc from 'fast-check';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { clickhouseShardsOf } from '../../api/connections.js';
 import { buildServer } from '../../api/index.js';
@@ -33,7 +31,7 @@ import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
 import { compileOrThrow, entity, eventTime, featureView, source, TidemarkError, type CompiledDefinitions } from '../../definitions/index.js';
 import { OfflineStore } from '../../offline/index.js';
 import { shardOfKey, shardSql } from '../../offline/shards.js';
-import { databaseUrls, datasetRows, startClickHouseShards, type ClickHouseShards } from '../support/clickhouse-shards.js';
+import { databaseUrls, datasetRows, startClickHouseShards, useClickHouseShards } from '../support/clickhouse-shards.js';
 import { writeNdjson } from '../support/offline-fixtures.js';
 import { decodeAll, materialize } from '../definitions/support.js';
 
@@ -66,30 +64,7 @@ const compiled: CompiledDefinitions = compileOrThrow({ events, user, pair, item,
 const USER_FEATURES = ['by_user:n_20', 'by_user:x_sum_20', 'by_user:x_mean_40', 'by_user:x_max_40', 'by_user:x_std_40', 'by_user:x_last'];
 const ALL_FEATURES = [...USER_FEATURES, 'by_item:n_40', 'by_pair:x_sum_50', 'by_pair:x_last'];
 
-let cluster: ClickHouseShards;
-const root = mkdtempSync(join(tmpdir(), 'tidemark-shards-'));
-let databases = 0;
-
-/** A fresh database on each of the first `count` shard processes; their URLs. */
-function freshDatabases(count: number): Promise<string[]> {
-  return databaseUrls(cluster.urls.slice(0, count), `tm_sharded_${databases++}`);
-}
-
-beforeAll(async () => {
-  cluster = await startClickHouseShards(root, 3);
-}, 120_000);
-
-afterAll(async () => {
-  await cluster?.close();
-  await rm(root, { recursive: true, force: true });
-});
-
-/** A fresh folder under the test's root. */
-function folder(name: string): string {
-  const dir = join(root, name);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-}
+const { cluster: shardProcesses, root, freshDatabases, folder } = useClickHouseShards('sharded', 3);
 
 /** Columns the single-node SQL itself rounds by the query's row order (see the header). */
 const ORDER_ROUNDED = /_std_|_var_/;
@@ -452,7 +427,7 @@ describe('a shard down', () => {
     const out = join(dir, 'train.parquet');
     try {
       await store.loadEvents('clicks', eventsFile);
-      cluster.shards[2]!.kill();
+      shardProcesses().shards[2]!.kill();
       const error = await store.writeDataset(spineFile, ALL_FEATURES, out).then(
         () => null,
         (e: unknown) => e,

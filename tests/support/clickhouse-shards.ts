@@ -4,9 +4,12 @@
 // what tidemark's own per-shard fan-out needs.
 import { createClient, ClickHouseLogLevel } from '@clickhouse/client';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { afterAll, beforeAll } from 'vitest';
 import { readFileBatches } from '../../ingest/index.js';
 import type { OfflineStore } from '../../offline/index.js';
 
@@ -71,6 +74,38 @@ export async function startClickHouseShards(dir: string, count: number): Promise
             }),
         ),
       );
+    },
+  };
+}
+
+/**
+ * A test file's shard processes: `count` of them started before its tests (under a temporary
+ * root), stopped after; `freshDatabases(n)` gives a new database on each of the first n shards,
+ * `folder(name)` a new folder under the root.
+ */
+export function useClickHouseShards(prefix: string, count: number): { cluster: () => ClickHouseShards; root: string; freshDatabases: (n: number) => Promise<string[]>; folder: (name: string) => string } {
+  const root = mkdtempSync(join(tmpdir(), `tidemark-${prefix}-`));
+  let cluster: ClickHouseShards | null = null;
+  let databases = 0;
+  beforeAll(async () => {
+    cluster = await startClickHouseShards(root, count);
+  }, 120_000);
+  afterAll(async () => {
+    await cluster?.close();
+    await rm(root, { recursive: true, force: true });
+  });
+  const started = (): ClickHouseShards => {
+    if (cluster === null) throw new Error('the shard processes are not started yet (use them inside tests or beforeAll)');
+    return cluster;
+  };
+  return {
+    cluster: started,
+    root,
+    freshDatabases: (n) => databaseUrls(started().urls.slice(0, n), `tm_${prefix.replace(/[^a-z0-9]/gi, '_')}_${databases++}`),
+    folder: (name) => {
+      const dir = join(root, name);
+      mkdirSync(dir, { recursive: true });
+      return dir;
     },
   };
 }
