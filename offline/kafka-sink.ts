@@ -10,7 +10,9 @@
 // to tm_dead_letters before the batch's events: a crash in between re-writes dead letters (they are
 // diagnostics, deduplicated by (load_id, position) when read) but never events. With
 // `featureLogTopic`, the feature log (`<prefix>.feature_log`) is appended the same way to
-// tm_feature_log_records and tm_prediction_log, its bad records to tm_dead_letters (TM_LOG_BAD_RECORD).
+// tm_feature_log_records and tm_prediction_log, its bad records to tm_dead_letters (TM_LOG_BAD_RECORD;
+// the lines of one message share its offset as their position, and their reason names the line:
+// deduplicate those by (load_id, position, reason)).
 //
 // On a sharded store (offline/shards.ts) each event goes to the shards its keys name, and the
 // fence is kept per shard: a batch is one INSERT per shard, so after a crash between two shards'
