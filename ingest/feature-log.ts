@@ -132,8 +132,8 @@ export function loggedFeaturesOf(record: LoggedReadRecord, sets: (featuresId: st
     const rows = entityRowsOf(record);
     return set.features.map((ref, i) => {
       const colon = ref.indexOf(':');
-      const at = (j: number): number => i * rows + j;
-      const range = Array.from({ length: rows }, (_, j) => at(j));
+      // Feature i's entries: i x rows + each entity row.
+      const range = Array.from({ length: rows }, (_, row) => i * rows + row);
       return {
         view: ref.slice(0, colon),
         feature: ref.slice(colon + 1),

@@ -19,7 +19,7 @@ import { pointInTimeSql, resolveFeatureRefs } from './point-in-time.js';
 import { shardedPointInTimeRows } from './sharded-dataset.js';
 import type { ShardSet } from './shards.js';
 import { inferType, joinKeyColumn, SPINE_TIME_COLUMN, toColumnValue, type SpineInfo } from './spine.js';
-import { FEATURE_LOG_LINES_TABLE, FEATURE_LOG_TABLE, FEATURE_SETS_TABLE, featureLogLinesPath, ident, PREDICTION_LOG_TABLE, sqlString } from './tables.js';
+import { FEATURE_LOG_LINES_TABLE, FEATURE_LOG_TABLE, FEATURE_SETS_TABLE, featureLogLinesPath, featureLogTablesOf, type FeatureLogTables, ident, PREDICTION_LOG_TABLE, sqlString } from './tables.js';
 import { outputFormatOf, type DatasetResult } from './store.js';
 
 /** The `source` of feature-log dead letters in tm_dead_letters. */
@@ -95,7 +95,7 @@ export async function insertFeatureLogRecords(
   sets: Map<string, FeatureSetRecord> = new Map(),
 ): Promise<number> {
   const reads: string[] = [];
-  const newSets: FeatureSetRecord[] = [];
+  const newSets: { id: string; json: string }[] = [];
   const predictions: Record<string, unknown>[] = [];
   const dead: Record<string, unknown>[] = [];
   for (const { record, raw, offset, context = '' } of records) {
@@ -103,13 +103,13 @@ export async function insertFeatureLogRecords(
     if (!checked.ok) dead.push(featureLogDeadLetterRow({ ...checked.bad, reason: context + checked.bad.reason, raw }, loadId, offset));
     else if (record.kind === 'prediction') predictions.push(predictionRow(record, loadId, offset));
     else if (record.kind === 'features') {
-      if (!sets.has(record.features_id)) newSets.push(record);
+      if (!sets.has(record.features_id)) newSets.push({ id: record.features_id, json: raw });
       sets.set(record.features_id, record);
     } else reads.push(recordLine(record.read_time_ms, record.request_id, record.v === 3 ? raw : JSON.stringify(record), loadId, offset));
   }
   if (dead.length > 0) await executor.insert('tm_dead_letters', dead);
   // Sets before the reads that name them (a set stored twice is harmless: it is read by id).
-  await insertFeatureSets(executor, newSets.map((set) => ({ id: set.features_id, json: JSON.stringify(set) })));
+  await insertFeatureSets(executor, newSets);
   if (predictions.length > 0) await executor.insert(PREDICTION_LOG_TABLE, predictions);
   if (reads.length > 0) await executor.insertTabSeparated(FEATURE_LOG_TABLE, RECORD_COLUMNS, Buffer.from(reads.join(''), 'utf8'));
   return dead.length;
@@ -221,15 +221,6 @@ const EMBEDDED_LINE_EXTRA = 40;
 
 // ---------------------------------------------------------------------------------------------
 // Reading the log back: every record version, from both tables
-
-/** Where an executor's feature log lives: tm_feature_log_records, and in chDB tm_feature_log_lines too. */
-export interface FeatureLogTables {
-  lines: boolean;
-}
-
-export function featureLogTablesOf(executor: Pick<OfflineExecutor, 'kind'>): FeatureLogTables {
-  return { lines: executor.kind === 'chdb' };
-}
 
 /** A line of tm_feature_log_lines that is a whole record of `kind` (a line cut short by a crash is not). */
 function lineOfKind(kind: string): string {

@@ -41,6 +41,15 @@ export const PREDICTION_LOG_TABLE = 'tm_prediction_log';
 export const FEATURE_LOG_LINES_TABLE = 'tm_feature_log_lines';
 export const FEATURE_SETS_TABLE = 'tm_feature_log_sets';
 
+/** Where an executor's feature log lives: tm_feature_log_records, and in chDB tm_feature_log_lines too. */
+export interface FeatureLogTables {
+  lines: boolean;
+}
+
+export function featureLogTablesOf(executor: Pick<OfflineExecutor, 'kind'>): FeatureLogTables {
+  return { lines: executor.kind === 'chdb' };
+}
+
 /** The file behind tm_feature_log_lines (chDB): created empty when missing, so that the table reads as empty. */
 export async function featureLogLinesPath(executor: OfflineExecutor): Promise<string> {
   const [row] = await executor.rows<{ path: string }>(`SELECT data_paths[1] AS path FROM system.tables WHERE database = currentDatabase() AND name = {name:String}`, { name: FEATURE_LOG_LINES_TABLE });
@@ -109,7 +118,7 @@ export async function ensureTables(executor: OfflineExecutor, registry: Registry
     `CREATE TABLE IF NOT EXISTS ${FEATURE_LOG_TABLE}${on} (read_ms Int64, request_id String, record String, __load String, __offset UInt64) ENGINE = MergeTree ORDER BY (read_ms, request_id)`,
   );
   await executor.command(`CREATE TABLE IF NOT EXISTS ${FEATURE_SETS_TABLE}${on} (features_id String, record String) ENGINE = ReplacingMergeTree ORDER BY features_id`);
-  if (executor.kind === 'chdb') {
+  if (featureLogTablesOf(executor).lines) {
     await executor.command(`CREATE TABLE IF NOT EXISTS ${FEATURE_LOG_LINES_TABLE} (line String) ENGINE = File(LineAsString)`);
     await featureLogLinesPath(executor);
   }
