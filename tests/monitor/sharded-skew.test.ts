@@ -16,15 +16,14 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { compileOrThrow, entity, eventTime, featureView, monitor, source, type CompiledDefinitions } from '../../definitions/index.js';
-import * as flightsDefinitions from '../../examples/flights/definitions.js';
+import { compileOrThrow, entity, eventTime, featureView, source, type CompiledDefinitions } from '../../definitions/index.js';
 import { EventDecoder, TileBatchBuilder, type EncodedFeatureLogRecord, type FeatureLogQueue, type FeatureLogSink } from '../../ingest/index.js';
 import { evaluateSkew, MonitorRunner, type FeatureSkew } from '../../monitor/index.js';
 import { OfflineFeatureLogSink, OfflineStore, writeLogDataset, type OfflineExecutor } from '../../offline/index.js';
 import { shardOfKey } from '../../offline/shards.js';
 import { MemoryOnlineStore } from '../../online/index.js';
 import { databaseUrls, datasetRows, startClickHouseShards, type ClickHouseShards } from '../support/clickhouse-shards.js';
-import { FEATURES, loggingServer, replayFlights } from '../support/feature-log.js';
+import { FEATURES, flightsWithSkewMonitor, loggingServer, replayFlights } from '../support/feature-log.js';
 import { writeFlightFiles, writeNdjson } from '../support/offline-fixtures.js';
 import { mulberry32 } from '../support/random.js';
 
@@ -33,18 +32,7 @@ const HOUR = 3_600_000;
 const ROUTE_FEATURES = ['route_delays:flights_7d', 'route_delays:delay_mean_7d'];
 const ROOT = join(import.meta.dirname, '..', '..');
 
-const compiled: CompiledDefinitions = compileOrThrow({
-  ...flightsDefinitions,
-  skewMonitor: monitor({
-    name: 'serving_skew',
-    source: flightsDefinitions.flights,
-    features: ['delay'],
-    slices: { origin: { field: 'origin' } },
-    reference: { from: '2001-01-01T00:00:00Z', to: '2001-01-01T06:00:00Z' },
-    interval: '1h',
-    slos: { served_equals_offline: { indicator: 'skew', min: 0.999, objective: 0.99, policy: [{ severity: 'page', long: '2h', short: '1h', burnRate: 14.4 }] } },
-  }),
-});
+const compiled: CompiledDefinitions = flightsWithSkewMonitor('serving_skew', { byOrigin: true });
 
 const root = mkdtempSync(join(tmpdir(), 'tidemark-sharded-skew-'));
 let cluster: ClickHouseShards;

@@ -8,14 +8,13 @@ import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileOrThrow, monitor, type CompiledDefinitions } from '../../definitions/index.js';
-import * as flightsDefinitions from '../../examples/flights/definitions.js';
+import type { CompiledDefinitions } from '../../definitions/index.js';
 import { EventDecoder, TileBatchBuilder, type FeatureLogQueue } from '../../ingest/index.js';
 import { compareLoggedValues, evaluateSkew, MonitorRunner, queryMetrics, sloSeries, type FeatureSkew } from '../../monitor/index.js';
 import { OfflineFeatureLogSink, type OfflineStore } from '../../offline/index.js';
 import { createRedisClient, RedisOnlineStore, type RedisClient } from '../../online/index.js';
 import { testRedisUrl } from '../support/redis.js';
-import { clearFeatureLog, FEATURES, loggingServer, offlineFlights, readAirports, replayFlights } from '../support/feature-log.js';
+import { clearFeatureLog, FEATURES, flightsWithSkewMonitor, loggingServer, offlineFlights, readAirports, replayFlights } from '../support/feature-log.js';
 
 const LIMIT = 4_000;
 let compiled: CompiledDefinitions;
@@ -109,17 +108,7 @@ describe('skew of logged reads', () => {
 
   it('a monitor with a skew SLO stores the skew metrics each evaluation and pages through the burn-rate policy at the skewed features only', async () => {
     // The logged reads of the test above: the corrupted airport's, at the watermark clock (10:43 on 2001-01-01).
-    const withMonitor = compileOrThrow({
-      ...flightsDefinitions,
-      skewMonitor: monitor({
-        name: 'serving_skew',
-        source: flightsDefinitions.flights,
-        features: ['delay'],
-        reference: { from: '2001-01-01T00:00:00Z', to: '2001-01-01T06:00:00Z' },
-        interval: '1h',
-        slos: { served_equals_offline: { indicator: 'skew', min: 0.999, objective: 0.99, policy: [{ severity: 'page', long: '2h', short: '1h', burnRate: 14.4 }] } },
-      }),
-    });
+    const withMonitor = flightsWithSkewMonitor('serving_skew');
     const plan = withMonitor.monitors[0]!;
     expect(plan.skew).toEqual({ views: ['origin_delays', 'route_delays', 'dest_delays'] });
     const runner = await MonitorRunner.open(offline.executor, withMonitor, 'serving_skew');
@@ -150,18 +139,7 @@ describe('skew of logged reads', () => {
 
   it('slices the skew metrics as drift slices view features, and pages at the skewed slice only', async () => {
     // The same logged reads; the monitor slices by origin (origin_delays' key field, not dest_delays').
-    const sliced = compileOrThrow({
-      ...flightsDefinitions,
-      skewMonitor: monitor({
-        name: 'serving_skew_by_origin',
-        source: flightsDefinitions.flights,
-        features: ['delay'],
-        slices: { origin: { field: 'origin' } },
-        reference: { from: '2001-01-01T00:00:00Z', to: '2001-01-01T06:00:00Z' },
-        interval: '1h',
-        slos: { served_equals_offline: { indicator: 'skew', min: 0.999, objective: 0.99, policy: [{ severity: 'page', long: '2h', short: '1h', burnRate: 14.4 }] } },
-      }),
-    });
+    const sliced = flightsWithSkewMonitor('serving_skew_by_origin', { byOrigin: true });
     const plan = sliced.monitors[0]!;
     const runner = await MonitorRunner.open(offline.executor, sliced, 'serving_skew_by_origin');
     const evaluations = await runner.evaluate(plan.reference.toMs, Date.UTC(2001, 0, 1, 12));

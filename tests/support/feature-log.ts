@@ -5,7 +5,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { compileOrThrow, type CompiledDefinitions } from '../../definitions/index.js';
+import { compileOrThrow, monitor, type CompiledDefinitions } from '../../definitions/index.js';
 import * as flightsDefinitions from '../../examples/flights/definitions.js';
 import { FLIGHTS_PARQUET_PATH } from '../../examples/flights/data.js';
 import { buildServer } from '../../api/index.js';
@@ -38,6 +38,26 @@ export async function replayFlights(compiled: CompiledDefinitions, store: Online
 export async function clearFeatureLog(executor: OfflineExecutor): Promise<void> {
   await executor.command(`TRUNCATE TABLE ${FEATURE_LOG_TABLE}`);
   if (featureLogTablesOf(executor).lines) await executor.command(`TRUNCATE TABLE ${FEATURE_LOG_LINES_TABLE}`);
+}
+
+/**
+ * The flights' definitions with a monitor `name` of the flights source that watches skew with an
+ * SLO paging through the burn-rate policy (reference the first 6 h of 2001, evaluated hourly),
+ * optionally sliced by origin.
+ */
+export function flightsWithSkewMonitor(name: string, opts: { byOrigin?: boolean } = {}): CompiledDefinitions {
+  return compileOrThrow({
+    ...flightsDefinitions,
+    skewMonitor: monitor({
+      name,
+      source: flightsDefinitions.flights,
+      features: ['delay'],
+      ...(opts.byOrigin ? { slices: { origin: { field: 'origin' } } } : {}),
+      reference: { from: '2001-01-01T00:00:00Z', to: '2001-01-01T06:00:00Z' },
+      interval: '1h',
+      slos: { served_equals_offline: { indicator: 'skew', min: 0.999, objective: 0.99, policy: [{ severity: 'page', long: '2h', short: '1h', burnRate: 14.4 }] } },
+    }),
+  });
 }
 
 export function flightsCompiled(): CompiledDefinitions {
