@@ -6,7 +6,7 @@
 // the same store and instant give the same sample). On a sharded offline store each shard samples
 // the keys it owns and the offline values come from the sharded dataset: the same sample and values.
 import { aggregationSpec, canonicalKeyValue, compareCodePoints, parseTimeMs, TidemarkError, valuesAgree, type Aggregation, type FieldKind, type Registry, type Scalar, type ViewPlan } from '../definitions/index.js';
-import { COMPLETED_LOADS, eventTable, ident, keyColumn, shardSql, type OfflineStore } from '../offline/index.js';
+import { COMPLETED_LOADS, eventTable, ident, keyColumn, ownedRowsSql, type OfflineStore } from '../offline/index.js';
 import { storeClockMs, type JoinKeyValue, type OnlineFeatureService } from '../online/index.js';
 import { limitExceeded } from './limits.js';
 
@@ -115,9 +115,10 @@ async function sampledKeys(offline: OfflineStore, view: ViewPlan, kinds: readonl
   const columns = view.keyFields.map((f, i) => `${ident(keyColumn(f))} AS k${i}`);
   const keys = view.keyFields.map((_, i) => `k${i}`);
   const names = keys.join(', ');
-  const sql = (where: string): string =>
-    `SELECT ${names}, toString(cityHash64(${names})) AS h FROM (SELECT ${columns.join(', ')} FROM ${ident(eventTable(view.source))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {at:Int64} GROUP BY ${names}) ` +
-    `${where} ORDER BY cityHash64(${names}), ${names} LIMIT {count:UInt32}`;
+  // `owned`: on shards, only the events of the keys this shard owns (the same placement as loads).
+  const sql = (owned: string): string =>
+    `SELECT ${names}, toString(cityHash64(${names})) AS h FROM (SELECT ${columns.join(', ')} FROM ${ident(eventTable(view.source))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} AND __ts < {at:Int64}${owned} GROUP BY ${names}) ` +
+    `ORDER BY cityHash64(${names}), ${names} LIMIT {count:UInt32}`;
   const params = { from: atMs - view.retentionMs, at: atMs, count };
   type Row = Record<string, string>;
   let rows: Row[];
@@ -126,7 +127,7 @@ async function sampledKeys(offline: OfflineStore, view: ViewPlan, kinds: readonl
     // Each shard's first `count` of the keys it owns (a source's events are also copied to the
     // shards of its other views' keys), merged in the single node's order: hash, then key text.
     const shards = offline.shards;
-    const perShard = await shards.each((executor, shard) => executor.rows<Row>(sql(`WHERE ${shardSql(keys, shards.count)} = ${shard}`), params));
+    const perShard = await shards.each((executor, shard) => executor.rows<Row>(sql(` AND ${ownedRowsSql(view.keyFields, shards.count)}`), { ...params, shard }));
     const hash = (r: Row): bigint => BigInt(r.h!);
     rows = perShard
       .flat()
