@@ -5,7 +5,7 @@
 // and memory stays bounded by features x slices x bins, whatever the row count.
 import type { CompiledDefinitions, FeaturePlan, MonitorFeaturePlan, MonitorPlan, MonitorSlicePlan, ViewPlan } from '../definitions/index.js';
 import { TidemarkError } from '../definitions/index.js';
-import { COMPLETED_LOADS, eventTable, exactIntegerFieldPartsSql, exactIntegerFieldsOfParts, exactIntegerFieldsSql, featureSampleSql, featureTileSql, ident, ownedEventsSql, sourcePlacements, windowsInNode, type OfflineExecutor, type ShardSet } from '../offline/index.js';
+import { COMPLETED_LOADS, eventTable, exactIntegerFieldPartsSql, exactIntegerFieldsOfParts, featureSampleSql, featureTileSql, ident, ownedEventsSql, sourcePlacements, windowsInNode, type OfflineExecutor, type ShardSet } from '../offline/index.js';
 import { AGGREGATION_SPECS } from '../definitions/aggregations/index.js';
 
 /** Slice key of the unsliced series. */
@@ -218,7 +218,7 @@ export type ExactFields = ReadonlyMap<string, ReadonlySet<string>>;
  * Per source, the fields proven to hold integers whose magnitudes add up to under 2^52 (`sums`:
  * their compensated sums are plain sums, featureSampleSql's exactFields, and their window sums are
  * exact in any order), and among those the fields whose squares are bounded too (`squares`:
- * variance parts exact in any order). See exactIntegerFieldsSql.
+ * variance parts exact in any order). See exactIntegerFieldsOfParts.
  */
 export interface SampleExactness {
   sums: ExactFields;
@@ -246,15 +246,11 @@ export async function exactSampleFields(executor: OfflineExecutor, compiled: Com
   const sums = new Map<string, Set<string>>();
   const squares = new Map<string, Set<string>>();
   for (const [source, { fields, squares: squared }] of bySource) {
-    let row: Record<string, boolean> | undefined;
-    if (shards === null) [row] = await executor.rows<Record<string, boolean>>(exactIntegerFieldsSql(source, [...fields], [...squared]));
-    else {
-      // Each shard's sums over the events it counts (each event once), added here: one node's decisions.
-      const owned = ownedEventsSql(compiled.registry, compiled.registry.sources.find((s) => s.name === source)!, shards.count);
-      const sql = exactIntegerFieldPartsSql(source, [...fields], [...squared], owned);
-      const parts = await shards.each(async (shardExecutor, shard) => (await shardExecutor.rows<Record<string, number>>(sql, { shard }))[0]!);
-      row = exactIntegerFieldsOfParts(parts, [...fields], [...squared]);
-    }
+    // On shards, each shard's sums over the events it counts (each event once), added: one node's decisions.
+    const owned = shards === null ? '1' : ownedEventsSql(compiled.registry, compiled.registry.sources.find((s) => s.name === source)!, shards.count);
+    const sql = exactIntegerFieldPartsSql(source, [...fields], [...squared], owned);
+    const parts = shards === null ? await executor.rows<Record<string, number>>(sql) : await shards.each(async (shardExecutor, shard) => (await shardExecutor.rows<Record<string, number>>(sql, { shard }))[0]!);
+    const row = exactIntegerFieldsOfParts(parts, [...fields], [...squared]);
     const exact = new Set([...fields].filter((f) => row?.[f] === true));
     sums.set(source, exact);
     squares.set(source, new Set([...squared].filter((f) => exact.has(f) && row?.[`__sq_${f}`] === true)));

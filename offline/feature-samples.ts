@@ -10,7 +10,7 @@ import { centerColumn, centerSql, combinePart, type AggPart, exactPartitionColum
 export interface FeatureSampleOptions {
   /**
    * Fields known to hold, in every row the query reads, integers whose magnitudes add up to under
-   * 2^52 (the caller checked, e.g. with exactIntegerFieldsSql). Their compensated sums are then
+   * 2^52 (the caller checked, e.g. with exactIntegerFieldsOfParts). Their compensated sums are then
    * written as the plain sums that the exactness tests would pick anyway: the same doubles, without
    * computing the tests and the unused fold of every tile and window.
    */
@@ -108,34 +108,13 @@ export function featureTileSql(view: ViewPlan, features: readonly FeaturePlan[],
 }
 
 /**
- * One row with a column per field (named as the field, Bool): whether every value of it in the
- * source's completed loads is an integer (nulls aside) and their magnitudes add up to under 2^52.
- * Then every compensated sum of some of them is its plain sum (see featureSampleSql's exactFields).
- * With `squares`, also a column `__sq_<field>` per field listed there: whether the sum of its squares
- * plus the row count is under 2^52 (computed in floats, so truly under 2^53). Then for any key and
- * any set of its events, with c the key's center (centerSql: an integer within 1 of its mean), the
- * sums of (x - c)^2, which bound those of |x - c|, are exact integers in any order.
+ * Whether a source's fields are exact for sums (exactIntegerFieldsOfParts decides): one row of sums
+ * that add across the shards of a sharded store, over the rows `owned` selects (on shards,
+ * ownedEventsSql: each event once; on one node, every row): per field `__int_<f>` (1 when every
+ * value is an integer, nulls aside; 0 without rows), `__abs_<f>` (the sum of magnitudes), per field
+ * of `squares` `__sqs_<f>` (the sum of squares), and `__n` (rows).
  */
-export function exactIntegerFieldsSql(source: string, fields: readonly string[], squares: readonly string[] = []): string {
-  const checks = fields.map((f) => {
-    const v = `toFloat64(${ident(f)})`;
-    return `toBool(min(ifNull(${v} = floor(${v}), 1)) AND sum(abs(ifNull(${v}, 0))) < 4503599627370496) AS ${ident(f)}`;
-  });
-  // (the column qualified by its table: unqualified, it would name the alias of its own check above)
-  const squareChecks = squares.map((f) => {
-    const v = `toFloat64(${ident(eventTable(source))}.${ident(f)})`;
-    return `toBool(sum(ifNull(${v} * ${v}, 0)) + count() < 4503599627370496) AS ${ident(`__sq_${f}`)}`;
-  });
-  return `SELECT ${[...checks, ...squareChecks].join(', ')} FROM ${ident(eventTable(source))} WHERE ${COMPLETED_LOADS}`;
-}
-
-/**
- * exactIntegerFieldsSql's checks as sums that add across the shards of a sharded store, over the
- * rows `owned` selects (ownedEventsSql: each event once): per field `__int_<f>` (1 when every value
- * is an integer, nulls aside; 0 without rows), `__abs_<f>` (the sum of magnitudes), per field of
- * `squares` `__sqs_<f>` (the sum of squares), and `__n` (rows). exactIntegerFieldsOfParts decides.
- */
-export function exactIntegerFieldPartsSql(source: string, fields: readonly string[], squares: readonly string[], owned: string): string {
+export function exactIntegerFieldPartsSql(source: string, fields: readonly string[], squares: readonly string[] = [], owned = '1'): string {
   const table = ident(eventTable(source));
   const value = (f: string): string => `toFloat64(${table}.${ident(f)})`;
   const columns = [
@@ -147,12 +126,18 @@ export function exactIntegerFieldPartsSql(source: string, fields: readonly strin
 }
 
 /**
- * exactIntegerFieldsSql's answer from every shard's exactIntegerFieldPartsSql row: the same
- * decisions as one node's over all the rows. The sums of integers under 2^53 are exact in any
- * order, and a sum of non-negative doubles that reaches 2^52 stays there in any order; a shard
- * without rows says nothing about integers (one node with no rows at all says false).
+ * From the exactIntegerFieldPartsSql rows (one per shard, or one node's), a value per field (named
+ * as the field): whether every value of it is an integer (nulls aside) and their magnitudes add up
+ * to under 2^52. Then every compensated sum of some of them is its plain sum (see
+ * featureSampleSql's exactFields). Per field of `squares`, `__sq_<field>`: whether the sum of its
+ * squares plus the row count is under 2^52 (computed in floats, so truly under 2^53). Then for any
+ * key and any set of its events, with c the key's center (centerSql: an integer within 1 of its
+ * mean), the sums of (x - c)^2, which bound those of |x - c|, are exact integers in any order.
+ * Across shards the decisions are one node's: sums of integers under 2^53 are exact in any order,
+ * and a sum of non-negative doubles that reaches 2^52 stays there in any order; a shard without
+ * rows says nothing about integers (no rows at all says false).
  */
-export function exactIntegerFieldsOfParts(parts: readonly Record<string, number>[], fields: readonly string[], squares: readonly string[]): Record<string, boolean> {
+export function exactIntegerFieldsOfParts(parts: readonly Record<string, number>[], fields: readonly string[], squares: readonly string[] = []): Record<string, boolean> {
   const withRows = parts.filter((p) => Number(p.__n) > 0);
   const rows = withRows.reduce((n, p) => n + Number(p.__n), 0);
   const total = (column: string): number => withRows.reduce((s, p) => s + Number(p[column]), 0);

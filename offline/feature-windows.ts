@@ -9,7 +9,7 @@ import type { RecordBatch } from 'apache-arrow';
 import type { Aggregation, FeaturePlan } from '../definitions/index.js';
 import { isTiledOffline, partsOf } from './tile-sql.js';
 
-/** Fields of one source proven exact (feature-samples.ts exactIntegerFieldsSql): their sums, and their squares' sums. */
+/** Fields of one source proven exact (feature-samples.ts exactIntegerFieldsOfParts): their sums, and their squares' sums. */
 export interface ExactFieldSets {
   sums: ReadonlySet<string>;
   squares: ReadonlySet<string>;

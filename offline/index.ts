@@ -19,7 +19,7 @@ export type { SpineInfo, SpineInput } from './spine.js';
 export { ensureTables, eventTable } from './tables.js';
 export { OfflineKafkaSink, kafkaLoadId } from './kafka-sink.js';
 export type { OfflineKafkaSinkOptions, OfflineKafkaSinkStats } from './kafka-sink.js';
-export { exactIntegerFieldPartsSql, exactIntegerFieldsOfParts, exactIntegerFieldsSql, featureSampleSql, featureTileSql } from './feature-samples.js';
+export { exactIntegerFieldPartsSql, exactIntegerFieldsOfParts, featureSampleSql, featureTileSql } from './feature-samples.js';
 export type { FeatureSampleOptions } from './feature-samples.js';
 export { ownedEventsSql, ownedRowsSql, shardSql, sourcePlacements } from './shards.js';
 export type { ShardSet } from './shards.js';

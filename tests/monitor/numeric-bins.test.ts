@@ -13,7 +13,7 @@ import { binCountsSql, exactSampleFields, numericSamplesSql } from '../../monito
 import { countNumericSamples, NumericBinCounter } from '../../monitor/numeric-bins.js';
 import { binIndex } from '../../monitor/psi.js';
 import { loadOrBuildProfile, profileKey, type MonitorProfile } from '../../monitor/index.js';
-import { exactIntegerFieldsSql, featureSampleSql, OfflineStore } from '../../offline/index.js';
+import { exactIntegerFieldPartsSql, exactIntegerFieldsOfParts, featureSampleSql, OfflineStore } from '../../offline/index.js';
 import { mulberry32 } from '../support/random.js';
 
 const HOUR = 3_600_000;
@@ -149,7 +149,7 @@ describe('numeric samples binned in Node', () => {
     const exact = await exactSampleFields(store.executor, compiled, plan);
     // rain (whole mm) is summed with compensation (mean, sum) and exact; temp (hundredths) is not.
     expect([...(exact.sums.get('weather') ?? [])]).toEqual(['rain']);
-    const [fractions] = await store.executor.rows<Record<string, boolean>>(exactIntegerFieldsSql('weather', ['temp', 'rain', 'gust']));
+    const fractions = exactIntegerFieldsOfParts(await store.executor.rows<Record<string, number>>(exactIntegerFieldPartsSql('weather', ['temp', 'rain', 'gust'])), ['temp', 'rain', 'gust']);
     expect(fractions).toEqual({ temp: false, rain: true, gust: true });
     const view = compiled.registry.views.find((v) => v.name === 'station_stats')!;
     const features = view.features.filter((f) => f.hopMs === view.features.find((x) => x.name === 'rain_mean_1h')!.hopMs && f.windowMs !== null);
@@ -168,7 +168,7 @@ describe('numeric samples binned in Node', () => {
     const rows = [0, 1, 2].map((i) => ({ t: T0 + i * 60_000, station: 'a', temp: 1, rain: 2 ** 51, gust: 2 ** 51 - 1 + i }));
     writeFileSync(path, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
     await store.loadEvents('big_weather', path);
-    const [row] = await store.executor.rows<Record<string, boolean>>(exactIntegerFieldsSql('big_weather', ['temp', 'rain', 'gust']));
+    const row = exactIntegerFieldsOfParts(await store.executor.rows<Record<string, number>>(exactIntegerFieldPartsSql('big_weather', ['temp', 'rain', 'gust'])), ['temp', 'rain', 'gust']);
     expect(row).toEqual({ temp: true, rain: false, gust: false });
   }, 60_000);
 });

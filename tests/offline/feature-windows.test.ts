@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
 import { compileOrThrow, entity, eventTime, featureView, source, type FeaturePlan, type ViewPlan } from '../../definitions/index.js';
-import { exactIntegerFieldsSql, featureSampleSql, featureTileSql, TileWindows, windowsInNode } from '../../offline/index.js';
+import { exactIntegerFieldPartsSql, exactIntegerFieldsOfParts, featureSampleSql, featureTileSql, TileWindows, windowsInNode } from '../../offline/index.js';
 import { offlineStoreWith } from '../support/offline-fixtures.js';
 import { mulberry32 } from '../support/random.js';
 
@@ -80,7 +80,7 @@ describe('view-feature windows combined in Node', () => {
   const exactSets = { sums: new Set(['v', 'w']), squares: new Set(['v', 'w']) };
 
   it('the fields are proven exact: integers, bounded sums and squares', async () => {
-    const [row] = await offline.store().executor.rows<Record<string, boolean>>(exactIntegerFieldsSql('readings', ['v', 'w', 'f'], ['v', 'w', 'f']));
+    const row = exactIntegerFieldsOfParts(await offline.store().executor.rows<Record<string, number>>(exactIntegerFieldPartsSql('readings', ['v', 'w', 'f'], ['v', 'w', 'f'])), ['v', 'w', 'f'], ['v', 'w', 'f']);
     expect(row).toEqual({ v: true, w: true, f: false, __sq_v: true, __sq_w: true, __sq_f: true });
   });
 
