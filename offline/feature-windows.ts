@@ -75,6 +75,8 @@ export class TileWindows {
   private readonly finals: ((w: Float64Array, at: number) => number)[];
   private readonly hopMs: number;
   private tiles = new Float64Array(1024);
+  /** Scratch tile indices, as many as `tiles` (flush's min and max windows). */
+  private candidates = new Int32Array(this.tiles.length);
   /** The key's tiles' part values, part p of tile r at r * parts + p (NaN: null). */
   private values: Float64Array;
   /** The window values, laid out as `values`. */
@@ -140,19 +142,12 @@ export class TileWindows {
     }
   }
 
-  private queueRows = new Int32Array(1024);
-
-  /** Scratch room for `rows` tile indices (flush's min and max windows). */
-  private queue(rows: number): Int32Array {
-    if (this.queueRows.length < rows) this.queueRows = new Int32Array(this.tiles.length);
-    return this.queueRows;
-  }
-
   private reserve(rows: number): void {
     if (rows <= this.tiles.length) return;
     let length = this.tiles.length;
     while (length < rows) length *= 2;
     this.tiles = new Float64Array(length);
+    this.candidates = new Int32Array(length);
     this.values = new Float64Array(length * this.parts.length);
     this.windows = new Float64Array(this.values.length);
   }
@@ -180,7 +175,7 @@ export class TileWindows {
         // leaves it when a later one is strictly better, so among equal values (0 and -0 too) the
         // earliest stays first, the one a scan from the window's start would pick. Nulls (NaN) never enter.
         const isMax = combine === 'max';
-        const queue = this.queue(m);
+        const queue = this.candidates;
         let head = 0;
         let tail = 0;
         for (let r = 0; r < m; r++) {
