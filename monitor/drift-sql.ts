@@ -270,34 +270,30 @@ export function categoricalProfileSql(compiled: CompiledDefinitions, plan: Monit
 }
 
 /**
- * The categorical samples with ts in [{from}, {to}) counted per (feature, slice, bucket, category),
- * for binning against the profile outside ClickHouse (a sharded store: the profile is on the home
- * shard only; the shards' counts add). Bucket b as in binCountsSql.
+ * The categorical samples with ts in [{from}, {to}), one row per distinct (feature, bucket,
+ * category, slice labels) with its count: fid, b = intDiv(ts - {origin}, {interval}), x (the
+ * category), s0..s<n-1> (each slice definition's label), c. Binned against the profile's
+ * categories outside ClickHouse, each row counted once overall and once per slice label (as
+ * numericSamplesSql): a third of the CPU of one row per sample and slice joined with the stored
+ * categories. On a sharded store each shard counts the events it owns; the counts add.
  */
-export function categoricalSamplesSql(compiled: CompiledDefinitions, plan: MonitorPlan, shardCount: number): string {
-  return `SELECT fid, slice, intDiv(ts - {origin:Int64}, {interval:Int64}) AS b, x, count() AS c FROM (${unionOf(compiled, plan, 'categorical', false, undefined, undefined, shardCount)}) GROUP BY fid, slice, b, x`;
+export function categoricalSamplesSql(compiled: CompiledDefinitions, plan: MonitorPlan, shardCount = 1): string {
+  const labels = plan.slices.map((_, i) => `, s${i}`).join('');
+  return `SELECT fid, intDiv(ts - {origin:Int64}, {interval:Int64}) AS b, x${labels}, count() AS c FROM (${unionOf(compiled, plan, 'categorical', true, undefined, undefined, shardCount)}) GROUP BY fid, b, x${labels}`;
 }
 
 /**
- * Bin counts per (feature, slice, bucket, bin) for ts in [{from}, {to}), bucket = (ts - {origin}) / {interval}.
- * Numeric bin = number of fine edges <= x (duplicate edges keep their greatest index, so equal
- * values fall in the last of their equal edges' bins); categorical bin = the category's index + 1, 0 if unseen,
- * with unseen categories counted apart (column `unseen`) for the permutation test.
+ * Numeric bin counts per (feature, slice, bucket, bin) for ts in [{from}, {to}), bucket = (ts -
+ * {origin}) / {interval}: bin = number of fine edges <= x (duplicate edges keep their greatest
+ * index, so equal values fall in the last of their equal edges' bins).
  */
-export function binCountsSql(compiled: CompiledDefinitions, plan: MonitorPlan, kind: MonitorFeaturePlan['kind']): string {
+export function binCountsSql(compiled: CompiledDefinitions, plan: MonitorPlan): string {
   const bucket = `intDiv(s.ts - {origin:Int64}, {interval:Int64})`;
   const mine = `monitor = {monitor:String} AND version = {version:String}`;
-  if (kind === 'numeric') {
-    return (
-      `SELECT s.fid AS fid, s.slice AS slice, ${bucket} AS b, toUInt32(p.idx) AS bin, count() AS c FROM (${unionOf(compiled, plan, kind)}) AS s ` +
-      `ASOF LEFT JOIN (SELECT fid, slice, edge, idx FROM tm_monitor_edges WHERE ${mine}) AS p ON s.fid = p.fid AND s.slice = p.slice AND s.x >= p.edge ` +
-      `GROUP BY fid, slice, b, bin ORDER BY b SETTINGS join_use_nulls = 0`
-    );
-  }
   return (
-    `SELECT s.fid AS fid, s.slice AS slice, ${bucket} AS b, toUInt32(p.idx) AS bin, if(p.idx = 0, s.x, '') AS unseen, count() AS c FROM (${unionOf(compiled, plan, kind)}) AS s ` +
-    `LEFT JOIN (SELECT fid, slice, value, idx FROM tm_monitor_categories WHERE ${mine}) AS p ON s.fid = p.fid AND s.slice = p.slice AND s.x = p.value ` +
-    `GROUP BY fid, slice, b, bin, unseen ORDER BY b SETTINGS join_use_nulls = 0`
+    `SELECT s.fid AS fid, s.slice AS slice, ${bucket} AS b, toUInt32(p.idx) AS bin, count() AS c FROM (${unionOf(compiled, plan, 'numeric')}) AS s ` +
+    `ASOF LEFT JOIN (SELECT fid, slice, edge, idx FROM tm_monitor_edges WHERE ${mine}) AS p ON s.fid = p.fid AND s.slice = p.slice AND s.x >= p.edge ` +
+    `GROUP BY fid, slice, b, bin ORDER BY b SETTINGS join_use_nulls = 0`
   );
 }
 

@@ -5,8 +5,8 @@
 import { compareCodePoints, type CompiledDefinitions, type MonitorPlan } from '../definitions/index.js';
 import type { OfflineExecutor, ShardSet } from '../offline/index.js';
 import { decideDrift } from './calibration.js';
-import { binCountsSql, categoricalSamplesSql, exactSampleFields, hasFeatures, numericSampling, type NumericSampling } from './drift-sql.js';
-import { countAllNumericSamples, NumericBinCounter } from './numeric-bins.js';
+import { ALL_SLICE, categoricalSamplesSql, exactSampleFields, hasFeatures, numericSampling } from './drift-sql.js';
+import { countGroupSamples, NumericBinCounter, readBatches } from './numeric-bins.js';
 import type { DriftTestInput } from './drift-statistics.js';
 import { FINE_BINS, profileKey, type MonitorProfile } from './profile.js';
 import { totalCount } from './psi.js';
@@ -115,6 +115,17 @@ class RollingCounts {
   }
 }
 
+/** The time range of one span of counting, with the monitor's query parameters. */
+type SpanParams = { monitor: string; version: string; origin: number; interval: number; from: number; to: number };
+
+/**
+ * One query's share of a span's counting: `read` runs the query (on every shard of a sharded
+ * store) and resolves with `count`, which counts its rows on this thread into bucket counts of the
+ * query's own (feature, slice) keys. Reading and counting are apart so that the next query runs in
+ * ClickHouse while this thread counts.
+ */
+type Counting = (span: SpanParams) => Promise<() => Map<number, BucketCounts>>;
+
 /** Evaluate drift at every evaluation time T (phase + k * interval) in (fromMs, toMs], from bucket counts. */
 export async function* evaluateDrift(
   executor: OfflineExecutor,
@@ -125,7 +136,7 @@ export async function* evaluateDrift(
   toMs: number,
   /**
    * statistics: where test statistics are computed (auto: worker threads for many tests); querySpanMs: time one counting query covers;
-   * onFirstCounts: called once, when the counts of the first evaluation are in and before its statistics are computed. ClickHouse
+   * onFirstCounts: called once, when the counts of the first evaluation are in and before the statistics of its last query's features are computed. ClickHouse
    * runs one query at a time, so a caller queues its own queries there: they run while Node computes statistics, not ahead of the counts.
    * shards: a sharded offline store (then `executor` is its home shard, unused here): each shard counts
    * the samples it owns (each event once, each view key on its shard) and the counts are added.
@@ -140,74 +151,16 @@ export async function* evaluateDrift(
   const lastEval = Math.floor((toMs - phase) / interval);
   const bucketsPerQuery = Math.max(1, Math.floor((options.querySpanMs ?? QUERY_SPAN_MS) / interval));
   if (lastEval < firstEval) return;
+  const warmup = Math.max(...windowsBuckets);
+  const params = { monitor: plan.name, version: plan.version, origin: phase, interval };
+  const countings = await countingsOf(executor, compiled, plan, profile, options.shards ?? null);
+  // Each query's features have rolling sums of their own: a query's tests are handed out as soon as
+  // its counts are in, while ClickHouse runs the next query (the last query's are left for the end).
   const sizeOf = (key: string): number => {
     const p = profile.get(key);
     return p ? p.counts.length : FINE_BINS;
   };
-  const rolling = new RollingCounts(windowsBuckets, sizeOf);
-  const warmup = Math.max(...windowsBuckets);
-  const kinds = (['numeric', 'categorical'] as const).filter((k) => hasFeatures(plan, k));
-  const params = { monitor: plan.name, version: plan.version, origin: phase, interval };
-  // The fields' exactness is checked once per evaluation (a scan of the source), not per span; it
-  // decides which view features are windowed in Node and which are sampled in ClickHouse (numericSampling).
-  const shards = options.shards ?? null;
-  const shardCount = shards?.count ?? 1;
-  const sampling: Promise<NumericSampling> | null = kinds.includes('numeric') ? handled(exactSampleFields(executor, compiled, plan, shards).then((exact) => numericSampling(compiled, plan, exact, shardCount))) : null;
-  // On shards the categories are matched here (the profile is on the home shard only): per (feature, slice), category -> bin.
-  const categoryBins = new Map<string, Map<string, number>>();
-  const categoryBin = (key: string, category: string): number => {
-    let bins = categoryBins.get(key);
-    if (!bins) categoryBins.set(key, (bins = new Map((profile.get(key)?.categories ?? []).map((c, i) => [c, i + 1]))));
-    return bins.get(category) ?? 0;
-  };
-  /** One span's bucket counts, every kind; its queries run in chDB off the event loop. */
-  const fetchSpan = async (start: number, end: number): Promise<Map<number, BucketCounts>> => {
-    const byBucket = new Map<number, BucketCounts>();
-    const span = { ...params, from: phase + start * interval, to: phase + end * interval };
-    for (const kind of kinds) {
-      if (kind === 'numeric') {
-        // Binned here (no slicing and no ASOF join in ClickHouse): the grouped samples, then the Node-windowed view features.
-        const counter = new NumericBinCounter(plan, (feature, slice) => profile.get(profileKey(feature, slice))?.edges ?? null);
-        const numeric = (await sampling)!;
-        // Bin counts of disjoint samples add: every shard's stream goes into the one counter.
-        if (shards) await shards.each((shardExecutor, shard) => countAllNumericSamples(shardExecutor, plan, numeric, { ...span, shard }, counter));
-        else await countAllNumericSamples(executor, plan, numeric, span, counter);
-        for (const [b, keys] of counter.buckets()) {
-          let bucket = byBucket.get(b);
-          if (!bucket) byBucket.set(b, (bucket = new Map()));
-          for (const [key, bins] of keys) bucket.set(key, { bins, unseen: new Map() });
-        }
-        continue;
-      }
-      const rows = shards
-        ? (await shards.each((shardExecutor, shard) => shardExecutor.rows<{ fid: number; slice: string; b: number; x: string; c: number }>(categoricalSamplesSql(compiled, plan, shardCount), { ...span, shard })))
-            .flat()
-            .map((r) => {
-              const bin = categoryBin(profileKey(plan.features[r.fid]!.name, r.slice), r.x);
-              return { fid: r.fid, slice: r.slice, b: Number(r.b), bin, unseen: bin === 0 ? r.x : '', c: Number(r.c) };
-            })
-        : await executor.rows<{ fid: number; slice: string; b: number; bin: number; unseen: string; c: number }>(binCountsSql(compiled, plan, kind), span);
-      for (const r of rows) {
-        let bucket = byBucket.get(r.b);
-        if (!bucket) byBucket.set(r.b, (bucket = new Map()));
-        const key = profileKey(plan.features[r.fid]!.name, r.slice);
-        let counts = bucket.get(key);
-        if (!counts) bucket.set(key, (counts = { bins: new Map(), unseen: new Map() }));
-        const bins = counts.bins as Map<number, number>;
-        bins.set(r.bin, (bins.get(r.bin) ?? 0) + r.c);
-        if (kind === 'categorical' && r.bin === 0) counts.unseen.set(r.unseen, (counts.unseen.get(r.unseen) ?? 0) + r.c);
-      }
-    }
-    return byBucket;
-  };
-  // Pipelined: while ClickHouse counts the next span, Node computes the statistics of this one
-  // (the Monte Carlo p-values cost more CPU than the counting). A span's tests are handed to the
-  // statistics computer as soon as its counts are in, before the previous span's evaluations are
-  // yielded: the worker threads then have work while a consumer writes those (its queries wait
-  // behind the next span's counting in ClickHouse's one-at-a-time queue). Memory: two spans'
-  // bucket counts and two spans' results.
-  const spanEnd = (start: number): number => Math.min(start + bucketsPerQuery, lastEval);
-  const prefetch = (start: number): Promise<Map<number, BucketCounts>> => handled(fetchSpan(start, spanEnd(start)));
+  const rolling = countings.map(() => new RollingCounts(windowsBuckets, sizeOf));
   // Worker threads compute the statistics of a replay's many tests in parallel (the same bits as
   // on this thread: each test's Monte Carlo is seeded by its own counts).
   const tests = (lastEval - firstEval + 1) * plan.windowsMs.length * profile.size;
@@ -215,36 +168,151 @@ export async function* evaluateDrift(
   const useWorkers = mode === 'workers' || (mode === 'auto' && tests >= POOL_MIN_TESTS);
   // Workers that cannot start (no worker threads here): the same statistics on this thread.
   const computer: StatisticsComputer = useWorkers ? await StatisticsPool.open().catch(() => inlineStatistics) : inlineStatistics;
+  // Pipelined, one query ahead: while ClickHouse runs the next query (of this span or the next),
+  // Node counts this one's rows and hands out its tests (the Monte Carlo p-values cost more CPU
+  // than the counting). A span's evaluations are yielded once the next span's are all handed out:
+  // the worker threads then have work while a consumer writes them (its queries wait behind the
+  // counting in ClickHouse's one-at-a-time queue). Memory: two queries' rows, two spans' results.
+  const steps: { start: number; end: number; counting: number }[] = [];
+  for (let start = firstEval - warmup; start < lastEval; start += bucketsPerQuery) {
+    const end = Math.min(start + bucketsPerQuery, lastEval);
+    countings.forEach((_, counting) => steps.push({ start, end, counting }));
+  }
+  const read = (i: number): Promise<() => Map<number, BucketCounts>> => {
+    const { start, end, counting } = steps[i]!;
+    return handled(countings[counting]!({ ...params, from: phase + start * interval, to: phase + end * interval }));
+  };
   let firstCountsIn = false;
-  type Pending = { windowEndMs: number; windows: Promise<DriftResult[]>[] };
+  type Pending = { windowEndMs: number; windows: Promise<DriftResult[]>[][] };
   /** The previous span's evaluations, handed out and not yet yielded. */
   let previous: Pending[] = [];
+  /** This span's evaluations, by bucket: each window's tests, per query. */
+  let current = new Map<number, Pending>();
   try {
-    let next = prefetch(firstEval - warmup);
-    for (let start = firstEval - warmup; start < lastEval; start += bucketsPerQuery) {
-      const end = spanEnd(start);
-      const byBucket = await next;
-      if (end < lastEval) next = prefetch(end);
-      if (end >= firstEval && !firstCountsIn) {
+    let next = steps.length > 0 ? read(0) : null;
+    for (let i = 0; i < steps.length; i++) {
+      const { start, end, counting } = steps[i]!;
+      const count = await next!;
+      next = i + 1 < steps.length ? read(i + 1) : null;
+      const lastOfSpan = counting === countings.length - 1;
+      if (lastOfSpan && end >= firstEval && !firstCountsIn) {
         firstCountsIn = true;
         options.onFirstCounts?.();
       }
-      // Every window of every evaluation of the span is handed out before the first is awaited.
-      const ready: Pending[] = [];
+      const byBucket = count();
+      const sums = rolling[counting]!;
       for (let b = start; b < end; b++) {
-        rolling.push(b, byBucket.get(b) ?? new Map());
+        sums.push(b, byBucket.get(b) ?? new Map());
         if (b + 1 < firstEval) continue;
-        const windowEndMs = phase + (b + 1) * interval;
-        const windows = plan.windowsMs.map((windowMs, w) => handled(decide(plan, profile, rolling.sums[w]!, rolling.unseen[w]!, windowMs, windowEndMs, computer)));
-        ready.push({ windowEndMs, windows });
+        let pending = current.get(b);
+        if (!pending) current.set(b, (pending = { windowEndMs: phase + (b + 1) * interval, windows: plan.windowsMs.map(() => []) }));
+        plan.windowsMs.forEach((windowMs, w) => pending.windows[w]!.push(handled(windowTests(plan, profile, sums.sums[w]!, sums.unseen[w]!, windowMs, pending.windowEndMs, computer))));
       }
-      for (const { windowEndMs, windows } of previous) yield { windowEndMs, results: (await Promise.all(windows)).flat() };
-      previous = ready;
+      if (!lastOfSpan) continue;
+      for (const evaluation of previous) yield await decided(plan, evaluation);
+      previous = [...current.values()];
+      current = new Map();
     }
-    for (const { windowEndMs, windows } of previous) yield { windowEndMs, results: (await Promise.all(windows)).flat() };
+    for (const evaluation of previous) yield await decided(plan, evaluation);
   } finally {
     await computer.close();
   }
+}
+
+/** One evaluation's results, every window decided over all of its tests. */
+async function decided(plan: MonitorPlan, { windowEndMs, windows }: { windowEndMs: number; windows: Promise<DriftResult[]>[][] }): Promise<DriftEvaluation> {
+  const results: DriftResult[] = [];
+  for (const tests of windows) results.push(...decideWindow(plan, (await Promise.all(tests)).flat()));
+  return { windowEndMs, results };
+}
+
+/**
+ * The monitor's counting queries, in the order they run: the numeric samples ClickHouse takes, each
+ * group of Node-windowed view features, the categorical counts. Each counts its own features.
+ */
+async function countingsOf(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan, profile: MonitorProfile, shards: ShardSet | null): Promise<Counting[]> {
+  const shardCount = shards?.count ?? 1;
+  /** `query` on every shard (each counts what it owns; the counts add), or on the one node. */
+  const everywhere = <T>(span: SpanParams, query: (executor: OfflineExecutor, params: Record<string, unknown>) => Promise<T>): Promise<T[]> =>
+    shards ? shards.each((shardExecutor, shard) => query(shardExecutor, { ...span, shard })) : query(executor, span).then((rows) => [rows]);
+  const countings: Counting[] = [];
+  if (hasFeatures(plan, 'numeric')) {
+    // The fields' exactness is checked once per evaluation (a scan of the source), not per span; it
+    // decides which view features are windowed in Node and which are sampled in ClickHouse (numericSampling).
+    const numeric = numericSampling(compiled, plan, await exactSampleFields(executor, compiled, plan, shards), shardCount);
+    const counter = (): NumericBinCounter => new NumericBinCounter(plan, (feature, slice) => profile.get(profileKey(feature, slice))?.edges ?? null);
+    if (numeric.sql !== null) {
+      const sql = numeric.sql;
+      countings.push(async (span) => {
+        const perShard = await everywhere(span, (shardExecutor, p) => readBatches(shardExecutor, sql, p));
+        return () => {
+          const samples = counter();
+          for (const batches of perShard) for (const batch of batches) samples.add(batch);
+          return numericBuckets(samples);
+        };
+      });
+    }
+    for (const group of numeric.groups) {
+      countings.push(async (span) => {
+        const perShard = await everywhere(span, (shardExecutor, p) => readBatches(shardExecutor, group.sql, p));
+        return () => {
+          const samples = counter();
+          for (const batches of perShard) countGroupSamples(plan, group, batches, span, samples);
+          return numericBuckets(samples);
+        };
+      });
+    }
+  }
+  if (hasFeatures(plan, 'categorical')) {
+    // Categories are matched to the profile's bins here (on shards the profile is on the home shard only): per (feature, slice), category -> bin.
+    const categoryBins = new Map<string, Map<string, number>>();
+    const categoryBin = (key: string, category: string): number => {
+      let bins = categoryBins.get(key);
+      if (!bins) categoryBins.set(key, (bins = new Map((profile.get(key)?.categories ?? []).map((c, i) => [c, i + 1]))));
+      return bins.get(category) ?? 0;
+    };
+    type CategoryRow = { fid: number; b: number; x: string; c: number } & Record<string, unknown>;
+    const sql = categoricalSamplesSql(compiled, plan, shardCount);
+    countings.push(async (span) => {
+      const perShard = await everywhere(span, (shardExecutor, p) => shardExecutor.rows<CategoryRow>(sql, p));
+      return () => {
+        const byBucket = new Map<number, BucketCounts>();
+        const add = (b: number, key: string, category: string, c: number): void => {
+          let bucket = byBucket.get(b);
+          if (!bucket) byBucket.set(b, (bucket = new Map()));
+          let counts = bucket.get(key);
+          if (!counts) bucket.set(key, (counts = { bins: new Map(), unseen: new Map() }));
+          const bin = categoryBin(key, category);
+          const bins = counts.bins as Map<number, number>;
+          bins.set(bin, (bins.get(bin) ?? 0) + c);
+          if (bin === 0) counts.unseen.set(category, (counts.unseen.get(category) ?? 0) + c);
+        };
+        for (const rows of perShard) {
+          for (const r of rows) {
+            const feature = plan.features[r.fid]!.name;
+            const b = Number(r.b);
+            const c = Number(r.c);
+            // Once overall, once per slice definition's label (as the numeric samples).
+            add(b, profileKey(feature, ALL_SLICE), r.x, c);
+            plan.slices.forEach((_, i) => add(b, profileKey(feature, r[`s${i}`] as string), r.x, c));
+          }
+        }
+        return byBucket;
+      };
+    });
+  }
+  return countings;
+}
+
+/** A numeric counter's bucket counts (dense fine bins, nothing unseen). */
+function numericBuckets(counter: NumericBinCounter): Map<number, BucketCounts> {
+  const byBucket = new Map<number, BucketCounts>();
+  for (const [b, keys] of counter.buckets()) {
+    const bucket: BucketCounts = new Map();
+    for (const [key, bins] of keys) bucket.set(key, { bins, unseen: new Map() });
+    byBucket.set(b, bucket);
+  }
+  return byBucket;
 }
 
 /** The same promise, its rejection marked handled until it is awaited (later, or never if the consumer stops). */
@@ -254,10 +322,11 @@ function handled<T>(promise: Promise<T>): Promise<T> {
 }
 
 /**
- * Statistics and decisions of one window at one time (calibrated: BH across all its (feature,
- * slice) tests). The counts are copied before the first await: the rolling sums move on.
+ * The tests of one window at one time over some of its (feature, slice) keys, with their
+ * statistics and no decision yet (decideWindow, over all of the window's tests). The counts are
+ * copied before the first await: the rolling sums move on.
  */
-async function decide(
+async function windowTests(
   plan: MonitorPlan,
   profile: MonitorProfile,
   sums: ReadonlyMap<string, Float64Array>,
@@ -266,7 +335,6 @@ async function decide(
   windowEndMs: number,
   computer: StatisticsComputer,
 ): Promise<DriftResult[]> {
-  const { mode, fdr, psiFloor, minSamples } = plan.drift;
   const results: DriftResult[] = [];
   const withStatistics: DriftResult[] = [];
   const inputs: DriftTestInput[] = [];
@@ -291,12 +359,19 @@ async function decide(
     withStatistics.push(result);
   }
   const statistics = await computer.compute(inputs);
+  withStatistics.forEach((result, i) => Object.assign(result, statistics[i]!));
+  return results;
+}
+
+/** Decisions of one window at one time, calibrated: BH across all its (feature, slice) tests (their order does not matter). */
+function decideWindow(plan: MonitorPlan, results: DriftResult[]): DriftResult[] {
+  const { mode, fdr, psiFloor, minSamples } = plan.drift;
   const tested: DriftResult[] = [];
-  withStatistics.forEach((result, i) => {
-    Object.assign(result, statistics[i]!);
+  for (const result of results) {
+    if (result.note === 'no_reference') continue;
     if (result.nCur < minSamples || result.nRef < minSamples) result.note = 'too_few_rows';
     else tested.push(result);
-  });
+  }
   const decisions = decideDrift(
     // A PSI p-value skipped because the KS one alone decides stands in as 1: it cannot change the combination.
     tested.map((t) => ({ kind: t.kind, psi: t.psi!, psiPValue: t.psiPValue ?? 1, ksPValue: t.ksPValue })),

@@ -185,35 +185,41 @@ export async function countNumericSamples(executor: OfflineExecutor, sql: string
   for await (const batch of executor.arrowBatches(sql, params)) counter.add(batch);
 }
 
+/** Every Arrow batch of a query, read whole: the executor's turn ends with the read, before this thread counts them. */
+export async function readBatches(executor: OfflineExecutor, sql: string, params: Record<string, unknown>): Promise<RecordBatch[]> {
+  const batches: RecordBatch[] = [];
+  for await (const batch of executor.arrowBatches(sql, params)) batches.push(batch);
+  return batches;
+}
+
 /**
  * Every group's tiles (NodeWindowGroup.sql, over params from..to) through TileWindows into a
- * counter: each sample in bucket intDiv(ts - origin, interval), in its key's series. A group's
- * batches are read whole, then the next group's query starts in chDB while this thread windows them.
+ * counter. A group's batches are read whole, then the next group's query starts in chDB while
+ * this thread windows them.
  */
 export async function countWindowedSamples(executor: OfflineExecutor, plan: MonitorPlan, groups: readonly NodeWindowGroup[], params: { from: number; to: number; origin: number; interval: number } & Record<string, unknown>, counter: NumericBinCounter): Promise<void> {
-  const read = async (group: NodeWindowGroup): Promise<RecordBatch[]> => {
-    const batches: RecordBatch[] = [];
-    for await (const batch of executor.arrowBatches(group.sql, params)) batches.push(batch);
-    return batches;
-  };
-  const { origin, interval } = params;
-  let next = groups.length > 0 ? read(groups[0]!) : null;
+  let next = groups.length > 0 ? readBatches(executor, groups[0]!.sql, params) : null;
   for (let g = 0; g < groups.length; g++) {
     const batches = await next!;
-    next = g + 1 < groups.length ? read(groups[g + 1]!) : null;
+    next = g + 1 < groups.length ? readBatches(executor, groups[g + 1]!.sql, params) : null;
     next?.catch(() => {});
     // One turn of the event loop: the next query gets its turn and its first fetch is on its way.
     await new Promise((resolve) => setImmediate(resolve));
-    const group = groups[g]!;
-    let series: Int32Array[] = [];
-    const windows = new TileWindows(group.features, plan.slices.length, params, {
-      key: (labels) => {
-        series = group.fids.map((fid) => counter.seriesOf(fid, labels));
-      },
-      sample: (i, ts, x) => counter.count(intDiv(ts - origin, interval), series[i]!, x),
-    });
-    for (const batch of batches) windows.add(batch);
+    countGroupSamples(plan, groups[g]!, batches, params, counter);
   }
+}
+
+/** One group's tiles (batches of NodeWindowGroup.sql) through TileWindows: each sample in bucket intDiv(ts - origin, interval), in its key's series. */
+export function countGroupSamples(plan: MonitorPlan, group: NodeWindowGroup, batches: readonly RecordBatch[], params: { from: number; to: number; origin: number; interval: number }, counter: NumericBinCounter): void {
+  const { origin, interval } = params;
+  let series: Int32Array[] = [];
+  const windows = new TileWindows(group.features, plan.slices.length, params, {
+    key: (labels) => {
+      series = group.fids.map((fid) => counter.seriesOf(fid, labels));
+    },
+    sample: (i, ts, x) => counter.count(intDiv(ts - origin, interval), series[i]!, x),
+  });
+  for (const batch of batches) windows.add(batch);
 }
 
 /** ClickHouse's intDiv of integers (|a| < 2^53, b > 0): the quotient rounded toward zero. */

@@ -137,7 +137,7 @@ async function referenceInSql(executor: OfflineExecutor, compiled: CompiledDefin
   const key = { monitor: plan.name, version: plan.version };
   const edges = (await executor.rows<{ fid: number; slice: string; edges: number[]; n: number }>(numericProfileSql(compiled, plan), range)).map((e) => ({ ...e, feature: plan.features[e.fid]!.name }));
   await insertEdges(executor, plan, edges);
-  const counts = await executor.rows<{ fid: number; slice: string; bin: number; c: number }>(binCountsSql(compiled, plan, 'numeric'), {
+  const counts = await executor.rows<{ fid: number; slice: string; bin: number; c: number }>(binCountsSql(compiled, plan), {
     ...range,
     ...key,
     origin: range.from,

@@ -79,7 +79,7 @@ function readings(): Record<string, unknown>[] {
 
 /** Counts per bucket and key from binCountsSql (the ASOF join), as dense arrays of `size` bins. */
 async function asofCounts(store: OfflineStore, compiled: CompiledDefinitions, plan: CompiledDefinitions['monitors'][number], params: Record<string, unknown>): Promise<Map<number, Map<string, number[]>>> {
-  const rows = await store.executor.rows<{ fid: number; slice: string; b: number; bin: number; c: number }>(binCountsSql(compiled, plan, 'numeric'), params);
+  const rows = await store.executor.rows<{ fid: number; slice: string; b: number; bin: number; c: number }>(binCountsSql(compiled, plan), params);
   const out = new Map<number, Map<string, number[]>>();
   for (const r of rows) {
     const bucket = out.get(r.b) ?? new Map<string, number[]>();
