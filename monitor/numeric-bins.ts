@@ -17,6 +17,10 @@ export class NumericBinCounter {
   /** Each series' fine edges at id * EDGES, `edgeCounts[id]` of them (0: no reference). */
   private edges = new Float64Array(64 * EDGES);
   private edgeCounts = new Int32Array(64);
+  /** Per series: its smallest edge, the slot scale (see slotOf), and per slot s the number of edges in slots below s (at id * (SLOTS + 1) + s). */
+  private slotLow = new Float64Array(64);
+  private slotScale = new Float64Array(64);
+  private slotStarts = new Uint8Array(64 * (SLOTS + 1));
   /** Per bucket: counts at id * FINE_BINS + bin. */
   private readonly byBucket = new Map<number, Float64Array>();
   /** tally()'s last bucket and its counts (reset when the series grow: the arrays are replaced). */
@@ -47,14 +51,27 @@ export class NumericBinCounter {
       const counts = new Int32Array(this.edgeCounts.length * 2);
       counts.set(this.edgeCounts);
       this.edgeCounts = counts;
+      this.slotLow = grown(this.slotLow, counts.length);
+      this.slotScale = grown(this.slotScale, counts.length);
+      const starts = new Uint8Array(counts.length * (SLOTS + 1));
+      starts.set(this.slotStarts);
+      this.slotStarts = starts;
       for (const [b, c] of this.byBucket) this.byBucket.set(b, grown(c, counts.length * FINE_BINS));
       this.lastBucket = Number.NaN;
     }
     const edges = this.edgesOf(feature, slice);
     if (edges && edges.length > EDGES) throw new Error(`a numeric profile has ${edges.length} fine edges, more than ${EDGES}`);
-    if (edges) {
+    if (edges && edges.length > 0) {
       this.edges.set(Array.from(edges), id * EDGES);
       this.edgeCounts[id] = edges.length;
+      const low = edges[0]!;
+      const scale = SLOTS / (edges[edges.length - 1]! - low);
+      this.slotLow[id] = low;
+      this.slotScale[id] = scale;
+      const starts = this.slotStarts;
+      const at = id * (SLOTS + 1);
+      for (let e = 0; e < edges.length; e++) starts[at + slotOf(edges[e]!, low, scale) + 1]! += 1;
+      for (let slot = 1; slot <= SLOTS; slot++) starts[at + slot]! += starts[at + slot - 1]!;
     }
     return id;
   }
@@ -124,19 +141,29 @@ export class NumericBinCounter {
     this.lastCounts[id * FINE_BINS + this.binOf(id, v)]! += c;
   }
 
-  /** The number of series `id`'s fine edges <= v (as psi.ts binIndex), by a search whose steps do not depend on v. */
+  /**
+   * The number of series `id`'s fine edges <= v (as psi.ts binIndex; 0 for NaN). Edges in slots
+   * below v's slot are below v and those above are above it (slotOf is monotone), so only v's
+   * slot's edges are searched: one or two steps instead of seven for 99 edges.
+   */
   private binOf(id: number, v: number): number {
+    const len = this.edgeCounts[id]!;
+    if (len === 0) return 0;
     const edges = this.edges;
     const base = id * EDGES;
-    let at = base;
-    let len = this.edgeCounts[id]!;
-    if (len === 0) return 0;
-    while (len > 1) {
-      const half = len >>> 1;
-      at = edges[at + half]! <= v ? at + half : at;
-      len -= half;
+    if (!(v >= edges[base]!)) return 0;
+    if (v >= edges[base + len - 1]!) return len;
+    const slots = id * (SLOTS + 1) + slotOf(v, this.slotLow[id]!, this.slotScale[id]!);
+    let at = base + this.slotStarts[slots]!;
+    let n = this.slotStarts[slots + 1]! - this.slotStarts[slots]!;
+    while (n > 0) {
+      const half = n >>> 1;
+      if (edges[at + half]! <= v) {
+        at += half + 1;
+        n -= half + 1;
+      } else n = half;
     }
-    return at - base + (edges[at]! <= v ? 1 : 0);
+    return at - base;
   }
 
   /** The series of feature `fid` (its index in the plan) for a sample with these slice labels: 'all', then one per slice definition. */
@@ -168,7 +195,16 @@ export class NumericBinCounter {
 /** At most this many fine edges per series (a numeric profile has FINE_BINS - 1). */
 const EDGES = FINE_BIN_PROBABILITIES.length;
 
-function grown(counts: Float64Array, length: number): Float64Array {
+/** Equal slots between a series' smallest and largest edge, to find a value's bin among few edges. */
+const SLOTS = 256;
+
+/** The slot of v in [low, low + SLOTS / scale]: monotone in v (IEEE subtraction, multiplication and floor are), NaN (infinite edges) to 0. */
+function slotOf(v: number, low: number, scale: number): number {
+  const slot = Math.floor((v - low) * scale);
+  return slot >= 0 ? (slot < SLOTS ? slot : SLOTS - 1) : 0;
+}
+
+function grown(counts: Float64Array, length: number): Float64Array<ArrayBuffer> {
   const out = new Float64Array(length);
   out.set(counts);
   return out;

@@ -122,6 +122,10 @@ export class TileWindows {
     if (struct.offset !== 0 || fields.some((f) => f.offset !== 0)) throw new Error('TileWindows: sliced tile arrays');
     const j = fields[0]!.values as Float64Array;
     const offsets = list.valueOffsets as Int32Array;
+    // Per part, its values and its validity bitmap (null when it has no nulls), read once per
+    // batch: Arrow's nullCount getter costs more than the copy it guards.
+    const partValues = fields.slice(1).map((f) => f.values as Float64Array);
+    const partNulls = fields.slice(1).map((f) => (f.nullCount === 0 ? null : f.nullBitmap!));
     for (let r = 0; r < n; r++) {
       this.sink.key(labelCols.map((c) => (c.dictionary ? (c.dictionary.get(c.values[c.offset + r] as number) as string) : utf8At(c, r))));
       const start = offsets[list.offset + r]!;
@@ -132,9 +136,8 @@ export class TileWindows {
         this.tiles[row] = j[k]!;
         const at = row * width;
         for (let p = 0; p < width; p++) {
-          const f = fields[p + 1]!;
-          const valid = f.nullCount === 0 || ((f.nullBitmap![k >> 3]! >> (k & 7)) & 1) === 1;
-          this.values[at + p] = valid ? (f.values as Float64Array)[k]! : Number.NaN;
+          const nulls = partNulls[p]!;
+          this.values[at + p] = nulls === null || ((nulls[k >> 3]! >> (k & 7)) & 1) === 1 ? partValues[p]![k]! : Number.NaN;
         }
       }
       this.rows = end - start;
