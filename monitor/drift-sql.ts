@@ -264,11 +264,6 @@ export function numericProfileSql(compiled: CompiledDefinitions, plan: MonitorPl
   return `SELECT fid, slice, quantilesExactInclusive(${ps})(x) AS edges, count() AS n FROM (${unionOf(compiled, plan, 'numeric', false, exact)}) GROUP BY fid, slice`;
 }
 
-/** Reference profile of categorical features: count per (feature, slice, category). */
-export function categoricalProfileSql(compiled: CompiledDefinitions, plan: MonitorPlan, shardCount = 1): string {
-  return `SELECT fid, slice, x AS value, count() AS n FROM (${unionOf(compiled, plan, 'categorical', false, undefined, undefined, shardCount)}) GROUP BY fid, slice, value`;
-}
-
 /**
  * The categorical samples with ts in [{from}, {to}), one row per distinct (feature, bucket,
  * category, slice labels) with its count: fid, b = intDiv(ts - {origin}, {interval}), x (the

@@ -5,7 +5,7 @@
 // Categorical: one bin per reference category plus bin 0 for categories unseen in the reference.
 import type { CompiledDefinitions, MonitorPlan } from '../definitions/index.js';
 import { insertInChunks, tabSeparatedValue, type OfflineExecutor, type ShardSet } from '../offline/index.js';
-import { binCountsSql, categoricalProfileSql, exactSampleFields, FINE_BINS, hasFeatures, numericProfileSql, numericSampling, profileKey, type NumericSampling } from './drift-sql.js';
+import { ALL_SLICE, binCountsSql, categoricalSamplesSql, exactSampleFields, FINE_BINS, hasFeatures, numericProfileSql, numericSampling, profileKey, type NumericSampling } from './drift-sql.js';
 import { countAllNumericSamples } from './numeric-bins.js';
 import { ReferenceSamples, type ReferenceSeries } from './reference-samples.js';
 
@@ -77,29 +77,42 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
     for (const e of built) rows.push({ feature: e.feature, slice: e.slice, kind: 'numeric', n: e.n, edges: e.edges, categories: [], counts: e.counts });
   }
   if (hasFeatures(plan, 'categorical')) {
-    type CategoryCount = { fid: number; slice: string; value: string; n: number };
-    const counted = shards === null ? await executor.rows<CategoryCount>(categoricalProfileSql(compiled, plan), range) : addCategoryCounts(await shards.each((shardExecutor, shard) => shardExecutor.rows<CategoryCount>(categoricalProfileSql(compiled, plan, shards.count), { ...range, shard })));
-    const cats = counted.map((c) => ({ ...c, feature: plan.features[c.fid]!.name }));
-    const byKey = new Map<string, { fid: number; feature: string; slice: string; values: [string, number][] }>();
-    for (const c of cats) {
-      const k = profileKey(c.feature, c.slice);
-      const entry = byKey.get(k) ?? { fid: c.fid, feature: c.feature, slice: c.slice, values: [] as [string, number][] };
-      entry.values.push([c.value, c.n]);
-      byKey.set(k, entry);
+    // The samples per (feature, category, slice labels), from every shard (each counts the events
+    // it owns), counted here once overall and once per slice label, as an evaluation counts them.
+    type CategoryRow = { fid: number; x: string; c: number } & Record<string, unknown>;
+    const sql = categoricalSamplesSql(compiled, plan, shards?.count ?? 1);
+    const samples = { ...range, origin: range.from, interval: range.to - range.from };
+    const perShard = shards === null ? [await executor.rows<CategoryRow>(sql, samples)] : await shards.each((shardExecutor, shard) => shardExecutor.rows<CategoryRow>(sql, { ...samples, shard }));
+    const byKey = new Map<string, { fid: number; feature: string; slice: string; counts: Map<string, number> }>();
+    const add = (fid: number, slice: string, value: string, n: number): void => {
+      const feature = plan.features[fid]!.name;
+      const k = profileKey(feature, slice);
+      let entry = byKey.get(k);
+      if (!entry) byKey.set(k, (entry = { fid, feature, slice, counts: new Map() }));
+      entry.counts.set(value, (entry.counts.get(value) ?? 0) + n);
+    };
+    for (const rows of perShard) {
+      for (const r of rows) {
+        const fid = Number(r.fid);
+        const n = Number(r.c);
+        add(fid, ALL_SLICE, r.x, n);
+        plan.slices.forEach((_, i) => add(fid, r[`s${i}`] as string, r.x, n));
+      }
     }
     const catRows: Record<string, unknown>[] = [];
-    for (const entry of byKey.values()) {
+    for (const { counts, ...entry } of byKey.values()) {
+      const values = [...counts];
       // Most frequent first, ties by value, so the bin order is stable.
-      entry.values.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-      entry.values.forEach(([value], i) => catRows.push({ ...key, fid: entry.fid, slice: entry.slice, value, idx: i + 1 }));
+      values.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      values.forEach(([value], i) => catRows.push({ ...key, fid: entry.fid, slice: entry.slice, value, idx: i + 1 }));
       rows.push({
         feature: entry.feature,
         slice: entry.slice,
         kind: 'categorical',
-        n: entry.values.reduce((s, [, n]) => s + n, 0),
+        n: values.reduce((s, [, n]) => s + n, 0),
         edges: [],
-        categories: entry.values.map(([v]) => v),
-        counts: [0, ...entry.values.map(([, n]) => n)],
+        categories: values.map(([v]) => v),
+        counts: [0, ...values.map(([, n]) => n)],
       });
     }
     await insertInChunks(executor, 'tm_monitor_categories', catRows);
@@ -116,20 +129,6 @@ async function referenceInNode(executor: OfflineExecutor, plan: MonitorPlan, sam
   if (shards) await shards.each((shardExecutor, shard) => countAllNumericSamples(shardExecutor, plan, sampling, { ...params, shard }, samples));
   else await countAllNumericSamples(executor, plan, sampling, params, samples);
   return samples.series();
-}
-
-/** The shards' category counts per (feature, slice, category), added (integers: exact in any order). */
-function addCategoryCounts<T extends { fid: number; slice: string; value: string; n: number }>(perShard: readonly T[][]): T[] {
-  const sums = new Map<string, T>();
-  for (const rows of perShard) {
-    for (const r of rows) {
-      const key = `${r.fid}\u0000${r.slice}\u0000${r.value}`;
-      const seen = sums.get(key);
-      if (seen) seen.n = Number(seen.n) + Number(r.n);
-      else sums.set(key, { ...r, n: Number(r.n) });
-    }
-  }
-  return [...sums.values()];
 }
 
 /** The numeric reference from ClickHouse: the edges (numericProfileSql), stored, then the counts against them (binCountsSql). */
