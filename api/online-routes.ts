@@ -6,7 +6,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TidemarkError } from '../definitions/index.js';
 import type { FeatureLogQueue } from '../ingest/index.js';
-import { encodeLoggedRead, type JoinKeyValue, type OnlineFeatureService, type RegistryHistoryEntry } from '../online/index.js';
+import { offerLoggedRead, type JoinKeyValue, type OnlineFeatureService, type RegistryHistoryEntry } from '../online/index.js';
 import { errorResponses } from './errors.js';
 import { checkLimit, type ApiLimits } from './limits.js';
 
@@ -90,7 +90,7 @@ export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService
     if (featureLog && requestId !== null) {
       reply.header('x-request-id', requestId);
       // Never waits: a full queue drops the record and counts it (GET /metrics).
-      if (featureLog.sample()) featureLog.offerEncoded(encodeLoggedRead(request_, response, atMs, requestId, service.registry.version));
+      if (featureLog.sample()) offerLoggedRead(featureLog, request_, response, atMs, requestId, service.registry.version);
       // The response is this read's own: adding the id in place spares copying it per read.
       (response.metadata as { request_id?: string }).request_id = requestId;
       return response;

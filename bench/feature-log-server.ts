@@ -33,7 +33,7 @@ urls.none = await (await buildServer({ service: service() })).listen({ port: 0, 
 const offline = await OfflineStore.open(compiled, { dataDir: mkdtempSync(join(tmpdir(), 'tidemark-bench-log-')) });
 const sinks: [string, () => ConstructorParameters<typeof FeatureLogQueue>[0], number][] = [0, 0.1, 1].map((rate) => [`chdb-${rate}`, () => new OfflineFeatureLogSink(offline.executor), rate]);
 // The serving path's share alone: every read encoded and queued, the batches taken and dropped.
-sinks.push(['discard-1', () => ({ destination: 'nowhere', write: async () => undefined }), 1]);
+sinks.push(['discard-1', () => ({ destination: 'nowhere', write: async () => undefined, writeBatch: async () => undefined }), 1]);
 if (kafkaBootstrap) for (const rate of [0.1, 1]) sinks.push([`kafka-${rate}`, () => new KafkaFeatureLogSink(featureLogTopic('bench'), { brokers: kafkaBootstrap.split(',') }), rate]);
 for (const [name, sink, rate] of sinks) {
   const queue = new FeatureLogQueue(sink(), { sampleRate: rate });

@@ -6,7 +6,7 @@
 // JSON.stringify(loggedReadOf(...).read) without building the record first: it is the serving
 // path's share of the logging cost.
 import { createHash } from 'node:crypto';
-import { FEATURE_LOG_READ_VERSION, STATUS_LETTERS, type EncodedFeatureLogRecord, type EncodedFeatureSet, type FeatureSetRecord, type FeatureStatus, type LoggedReadV3Record } from '../ingest/index.js';
+import { FEATURE_LOG_READ_VERSION, STATUS_LETTERS, type EncodedFeatureLogRecord, type EncodedFeatureSet, type FeatureLogQueue, type FeatureSetRecord, type FeatureStatus, type LoggedReadV3Record } from '../ingest/index.js';
 import type { OnlineFeaturesRequest, OnlineFeaturesResponse } from './serve.js';
 
 /** Event time (ms) of an event_timestamps entry: null for a value with no event behind it. */
@@ -92,8 +92,18 @@ function valueJson(v: unknown): string {
 
 /** The feature-log record of one answered read, encoded: its JSON text is JSON.stringify(loggedReadOf(...).read), byte for byte. */
 export function encodeLoggedRead(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string): EncodedFeatureLogRecord & { json: string } {
-  const joinKeys = Object.keys(request.entities).length;
   const set = featureSetOf(registryVersion, request.features);
+  return { kind: 'read', requestId, timeMs: atMs, json: readJson(request, response, atMs, requestId, set.encoded.id), features: set.encoded };
+}
+
+/** Queue one answered read to the feature log as encodeLoggedRead's text (no record object: the queue holds the bytes); false when the queue dropped it. */
+export function offerLoggedRead(queue: FeatureLogQueue, request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string): boolean {
+  const set = featureSetOf(registryVersion, request.features);
+  return queue.offerRead(readJson(request, response, atMs, requestId, set.encoded.id), atMs, set.encoded);
+}
+
+function readJson(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, featuresId: string): string {
+  const joinKeys = Object.keys(request.entities).length;
   let values = '';
   let statuses = '';
   let ages = '';
@@ -107,8 +117,8 @@ export function encodeLoggedRead(request: OnlineFeaturesRequest, response: Onlin
       ages += sep + (ageMsOf(atMs, status, column.event_timestamps[row]!) ?? 'null');
     }
   }
-  const json =
-    `{"kind":"read","v":${FEATURE_LOG_READ_VERSION},"request_id":${JSON.stringify(requestId)},"read_time_ms":${JSON.stringify(atMs)},"features_id":"${set.encoded.id}",` +
-    `"entities":${JSON.stringify(request.entities)},"values":[${values}],"statuses":"${statuses}","ages_ms":[${ages}]}`;
-  return { kind: 'read', requestId, timeMs: atMs, json, features: set.encoded };
+  return (
+    `{"kind":"read","v":${FEATURE_LOG_READ_VERSION},"request_id":${JSON.stringify(requestId)},"read_time_ms":${valueJson(atMs)},"features_id":"${featuresId}",` +
+    `"entities":${JSON.stringify(request.entities)},"values":[${values}],"statuses":"${statuses}","ages_ms":[${ages}]}`
+  );
 }
