@@ -1,9 +1,9 @@
 // Feature logging: the record format of what serving answered (a logged read) and of a model's
 // score for a request (a logged prediction), their validation, the Kafka topic they travel on, and
 // the bounded queue between the serving path and a destination. A record is encoded to its JSON
-// text once, when offered (the text is what the topic carries and what the offline store keeps),
-// so the queue holds flat strings, not object graphs the garbage collector has to trace. The
-// queue never blocks a response: a full queue drops the record and counts the drop (prom-client),
+// text once, when offered (the text is what the topic carries and what the offline store keeps);
+// a served read's text waits as bytes in the queue's arena (feature-log-arena.ts), nothing of it
+// on the JS heap for the garbage collector to copy. The queue never blocks a response: a full queue drops the record and counts the drop (prom-client),
 // and so does a write that fails (Kafka down). Destinations: Kafka (`<prefix>.feature_log`, read
 // by `tidemark offline-sink`), or the offline store directly (embedded mode, offline/feature-log.ts).
 import { Kafka, logLevel, Partitioners, type KafkaConfig, type Producer } from 'kafkajs';
@@ -240,10 +240,10 @@ export interface EncodedFeatureLogRecord {
   /** The read time of a read, the prediction time of a prediction (epoch ms). */
   timeMs: number;
   /**
-   * The record's JSON text: the Kafka message value, and what the offline store keeps. A queued
-   * read holds it as UTF-8 bytes: a Buffer lives off the JS heap, while a string (the encoder's
-   * chain of pieces) waiting in the queue is copied by every young-generation collection it
-   * survives, which cost logging at 100% more CPU than encoding it.
+   * The record's JSON text: the Kafka message value, and what the offline store keeps. A read
+   * queued as a record holds it as UTF-8 bytes: a Buffer's bytes live off the JS heap, while a
+   * string (the encoder's chain of pieces) waiting in the queue is copied by every
+   * young-generation collection it survives. Served reads (offerRead) skip the record altogether.
    */
   json: string | Buffer;
   /** A version-3 read's feature set (the same object for every read of it): written before the read, once per destination. */
