@@ -1,10 +1,11 @@
 // Served reads queued as bytes in the feature-log queue's arena (FeatureLogQueue.offerRead): every
 // read reaches the sink once, byte for byte and in order, while the arena's chunks are reused
 // across batches, written to during a write and outgrown by a large read; a sink without
-// writeBatch gets them as records (request id and all); a full queue drops and counts them; and a
-// write given up on keeps its bytes (its chunks are not reused).
+// writeBatch gets them as records (request id and all); a full queue drops and counts them; a
+// write given up on keeps its bytes (its chunks are not reused); and the Kafka sink sends the
+// arena's reads as the same messages as their records.
 import { describe, expect, it } from 'vitest';
-import { FeatureLogQueue, type EncodedFeatureLogRecord, type EncodedFeatureSet, type FeatureLogBatch } from '../../ingest/index.js';
+import { FeatureLogQueue, KafkaFeatureLogSink, type EncodedFeatureLogRecord, type EncodedFeatureSet, type FeatureLogBatch } from '../../ingest/index.js';
 
 const SETS: EncodedFeatureSet[] = [
   { id: 'set-a', json: '{"kind":"features","v":3,"features_id":"set-a","registry_version":"r","features":["v:a"]}' },
@@ -127,5 +128,29 @@ describe('FeatureLogQueue.offerRead', () => {
     }
     const batch = hung as unknown as FeatureLogBatch;
     expect(Array.from({ length: batch.reads.count }, (_, i) => batch.reads.json(i).toString())).toEqual(first);
+  });
+
+  it('the Kafka sink cuts a batch of arena reads into the same messages as write() of their records: about 512 KB each, its feature sets first', async () => {
+    const sent: Buffer[][] = [];
+    const sink = new KafkaFeatureLogSink('t.feature_log', { brokers: ['127.0.0.1:1'] });
+    // The producer stood in for: the messages are what is compared.
+    Object.assign(sink, { producer: { connect: async () => undefined, disconnect: async () => undefined, send: async ({ messages }: { messages: { value: Buffer }[] }) => void sent.push(messages.map((m) => Buffer.from(m.value))) } });
+    const records: EncodedFeatureLogRecord[] = [];
+    const queue = new FeatureLogQueue({ destination: 'records', write: async () => undefined, writeBatch: async (batch) => void records.push(...batch.reads.records()) }, { sampleRate: 1, lingerMs: 60_000 });
+    for (let i = 0; i < 4_000; i++) queue.offerRead(readText(`k-${i}`, i, i % 7 === 0 ? 3_000 : 100), i, SETS[Math.floor(i / 1_500) % 2]!);
+    // The batch is written to Kafka while the queue still holds its bytes (before the write returns).
+    const writes: Promise<void>[] = [];
+    const kafkaQueue = new FeatureLogQueue({ destination: 'kafka', write: (records) => sink.write(records), writeBatch: (batch) => ((writes.push(sink.writeBatch(batch)), writes.at(-1)!)) }, { sampleRate: 1, lingerMs: 60_000 });
+    for (let i = 0; i < 4_000; i++) kafkaQueue.offerRead(readText(`k-${i}`, i, i % 7 === 0 ? 3_000 : 100), i, SETS[Math.floor(i / 1_500) % 2]!);
+    await kafkaQueue.flush();
+    const fromBytes = sent.splice(0);
+    await queue.flush();
+    await sink.write(records);
+    const fromRecords = sent.splice(0);
+    expect(fromBytes.flat().length).toBeGreaterThan(4);
+    expect(fromBytes.flat().map((m) => m.toString())).toEqual(fromRecords.flat().map((m) => m.toString()));
+    const messages = fromBytes.flat().map((m) => m.toString().split('\n'));
+    expect(messages.every((lines) => lines.join('\n').length < 520 * 1024 && JSON.parse(lines[0]!).kind === 'features')).toBe(true);
+    expect(messages.flatMap((lines) => lines.filter((l) => JSON.parse(l).kind === 'read').map((l) => JSON.parse(l).request_id))).toEqual(Array.from({ length: 4_000 }, (_, i) => `k-${i}`));
   });
 });
