@@ -405,11 +405,20 @@ export class FeatureLogQueue {
     return this.pending.length + this.reads.count;
   }
 
-  /** Whether the next served read is to be logged (the sample rate). */
+  /** Whether the next served read is to be logged (the sample rate); one left out is counted. */
   sample(): boolean {
-    const take = this.sampleRate >= 1 || (this.sampleRate > 0 && this.random() < this.sampleRate);
-    if (!take) this.stats.sampledOut++;
+    const take = this.draw();
+    if (!take) this.countSampledOut();
     return take;
+  }
+
+  /** The sample rate's draw alone, made before a read (so that it asks for what logging needs); countSampledOut once the read is served and left out. */
+  draw(): boolean {
+    return this.sampleRate >= 1 || (this.sampleRate > 0 && this.random() < this.sampleRate);
+  }
+
+  countSampledOut(): void {
+    this.stats.sampledOut++;
   }
 
   /** Queue a record; false when the queue was full and the record was dropped (and counted). */
