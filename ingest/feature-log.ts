@@ -3,8 +3,9 @@
 // the bounded queue between the serving path and a destination. A record is encoded to its JSON
 // text once, when offered (the text is what the topic carries and what the offline store keeps);
 // a served read's text waits as bytes in the queue's arena (feature-log-arena.ts), nothing of it
-// on the JS heap for the garbage collector to copy. The queue never blocks a response: a full queue drops the record and counts the drop (prom-client),
-// and so does a write that fails (Kafka down). Destinations: Kafka (`<prefix>.feature_log`, read
+// on the JS heap for the garbage collector to copy. The queue never blocks a response: a full
+// queue drops the record and counts the drop (prom-client), and so does a write that fails
+// (Kafka down). Destinations: Kafka (`<prefix>.feature_log`, read
 // by `tidemark offline-sink`), or the offline store directly (embedded mode, offline/feature-log.ts).
 import { Kafka, logLevel, Partitioners, type KafkaConfig, type Producer } from 'kafkajs';
 import { Counter, Gauge, Registry as MetricsRegistry } from 'prom-client';
