@@ -6,11 +6,13 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TidemarkError } from '../definitions/index.js';
 import type { FeatureLogQueue } from '../ingest/index.js';
-import { encodeLoggedRead, type JoinKeyValue, type OnlineFeatureService, type RegistryHistoryEntry } from '../online/index.js';
+import { offerLoggedRead, type JoinKeyValue, type OnlineFeatureService, type RegistryHistoryEntry } from '../online/index.js';
 import { errorResponses } from './errors.js';
 import { checkLimit, type ApiLimits } from './limits.js';
 
 const REQUEST_ID_MAX = 200;
+const WITH_EVENT_TIMES = { eventTimes: true } as const;
+const NO_OPTIONS = {} as const;
 
 const GetOnlineFeaturesBody = z.object({
   features: z.array(z.string()).optional().describe('feature references view:feature (required; optional in the schema as in Feast, where feature_service may stand instead)'),
@@ -85,12 +87,15 @@ export const onlineRoutes: FastifyPluginAsyncZod<{ service: OnlineFeatureService
     }
     const request_ = { features: body.features, entities: body.entities as Record<string, JoinKeyValue[]>, full_feature_names: body.full_feature_names ?? false };
     const requestId = featureLog ? requestIdOf(body.request_id, request.headers['x-request-id']) : null;
-    const { response, atMs } = await service.getOnlineFeatures(body.at === undefined ? request_ : { ...request_, at: body.at });
+    // Drawn before the read: a logged read asks for its event times in ms (its ages), not the texts parsed back.
+    const logged = featureLog ? featureLog.draw() : false;
+    const { response, atMs, eventTimesMs } = await service.getOnlineFeatures(body.at === undefined ? request_ : { ...request_, at: body.at }, logged ? WITH_EVENT_TIMES : NO_OPTIONS);
     reply.header('x-tidemark-read-time', String(atMs));
     if (featureLog && requestId !== null) {
       reply.header('x-request-id', requestId);
       // Never waits: a full queue drops the record and counts it (GET /metrics).
-      if (featureLog.sample()) featureLog.offerEncoded(encodeLoggedRead(request_, response, atMs, requestId, service.registry.version));
+      if (logged) offerLoggedRead(featureLog, request_, response, atMs, requestId, service.registry.version, eventTimesMs);
+      else featureLog.countSampledOut();
       // The response is this read's own: adding the id in place spares copying it per read.
       (response.metadata as { request_id?: string }).request_id = requestId;
       return response;

@@ -16,7 +16,7 @@ import { buildServer } from '../api/index.js';
 import { compileOrThrow } from '../definitions/index.js';
 import { FLIGHTS_PARQUET_PATH } from '../examples/flights/data.js';
 import * as flights from '../examples/flights/definitions.js';
-import { FeatureLogQueue, featureLogTopic, KafkaFeatureLogSink, replayParquetFile } from '../ingest/index.js';
+import { FeatureLogQueue, featureLogTopic, KafkaFeatureLogSink, replayParquetFile, type EncodedFeatureSet } from '../ingest/index.js';
 import { OfflineFeatureLogSink, OfflineStore } from '../offline/index.js';
 import { MemoryOnlineStore, OnlineFeatureService } from '../online/index.js';
 
@@ -27,16 +27,25 @@ const store = new MemoryOnlineStore(compiled.registry);
 await replayParquetFile(compiled, FLIGHTS_PARQUET_PATH, { apply: (b) => store.applySync(b) }, limit === undefined ? { source: 'flights' } : { source: 'flights', limit });
 const service = (): OnlineFeatureService => new OnlineFeatureService(compiled.registry, store, 'watermark');
 
+/** A queue that keeps each served read as a record with a Buffer of its text, as the queue did before its arena (the record's request id aside). */
+class RecordQueue extends FeatureLogQueue {
+  override offerRead(json: string, timeMs: number, features: EncodedFeatureSet): boolean {
+    return this.offerEncoded({ kind: 'read', requestId: '', timeMs, json, features });
+  }
+}
+
 const urls: Record<string, string> = {};
 const queues: Record<string, FeatureLogQueue> = {};
 urls.none = await (await buildServer({ service: service() })).listen({ port: 0, host: '127.0.0.1' });
 const offline = await OfflineStore.open(compiled, { dataDir: mkdtempSync(join(tmpdir(), 'tidemark-bench-log-')) });
 const sinks: [string, () => ConstructorParameters<typeof FeatureLogQueue>[0], number][] = [0, 0.1, 1].map((rate) => [`chdb-${rate}`, () => new OfflineFeatureLogSink(offline.executor), rate]);
 // The serving path's share alone: every read encoded and queued, the batches taken and dropped.
-sinks.push(['discard-1', () => ({ destination: 'nowhere', write: async () => undefined }), 1]);
+sinks.push(['discard-1', () => ({ destination: 'nowhere', write: async () => undefined, writeBatch: async () => undefined }), 1]);
+// The eighth session's queue beside it: each served read queued as a record holding its text's Buffer (not in the arena).
+sinks.push(['records-1', () => ({ destination: 'nowhere', write: async () => undefined }), 1]);
 if (kafkaBootstrap) for (const rate of [0.1, 1]) sinks.push([`kafka-${rate}`, () => new KafkaFeatureLogSink(featureLogTopic('bench'), { brokers: kafkaBootstrap.split(',') }), rate]);
 for (const [name, sink, rate] of sinks) {
-  const queue = new FeatureLogQueue(sink(), { sampleRate: rate });
+  const queue = name === 'records-1' ? new RecordQueue(sink(), { sampleRate: rate }) : new FeatureLogQueue(sink(), { sampleRate: rate });
   queues[name] = queue;
   urls[name] = await (await buildServer({ service: service(), featureLog: queue })).listen({ port: 0, host: '127.0.0.1' });
 }

@@ -64,8 +64,10 @@ export async function featureLogSection(o: Options): Promise<void> {
       ...(kafka ? ([['kafka-0.1', `logging at 10% to Kafka`], ['kafka-1', `logging at 100% to Kafka`]] as [string, string][]) : []),
     ];
     // BENCH_LOG_CASES=none,chdb-1,...: only these cases (quicker comparisons); the baseline always runs.
+    // records-1 runs only when named: the queue before its arena (each read a record holding a Buffer) into a sink that writes nothing.
     const only = process.env.BENCH_LOG_CASES?.split(',');
-    if (only) cases.splice(0, cases.length, ...cases.filter(([name]) => name === 'none' || only.includes(name)));
+    cases.push(['records-1', "logging at 100% into a sink that writes nothing, each read queued as a record with a Buffer (the eighth session's queue)"]);
+    cases.splice(0, cases.length, ...cases.filter(([name]) => name === 'none' || (only ? only.includes(name) : name !== 'records-1')));
     const json = async <T>(url: string): Promise<T> => (await (await fetch(url)).json()) as T;
     interface Round { rps: number; cpu: number; main: number | null }
     const results = new Map<string, Round[]>(cases.map(([name]) => [name, []]));

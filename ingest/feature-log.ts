@@ -1,15 +1,17 @@
 // Feature logging: the record format of what serving answered (a logged read) and of a model's
 // score for a request (a logged prediction), their validation, the Kafka topic they travel on, and
 // the bounded queue between the serving path and a destination. A record is encoded to its JSON
-// text once, when offered (the text is what the topic carries and what the offline store keeps),
-// so the queue holds flat strings, not object graphs the garbage collector has to trace. The
-// queue never blocks a response: a full queue drops the record and counts the drop (prom-client),
-// and so does a write that fails (Kafka down). Destinations: Kafka (`<prefix>.feature_log`, read
+// text once, when offered (the text is what the topic carries and what the offline store keeps);
+// a served read's text waits as bytes in the queue's arena (feature-log-arena.ts), nothing of it
+// on the JS heap for the garbage collector to copy. The queue never blocks a response: a full
+// queue drops the record and counts the drop (prom-client), and so does a write that fails
+// (Kafka down). Destinations: Kafka (`<prefix>.feature_log`, read
 // by `tidemark offline-sink`), or the offline store directly (embedded mode, offline/feature-log.ts).
 import { Kafka, logLevel, Partitioners, type KafkaConfig, type Producer } from 'kafkajs';
 import { Counter, Gauge, Registry as MetricsRegistry } from 'prom-client';
 import { z } from 'zod';
 import type { ErrorCode } from '../definitions/index.js';
+import { ReadArena, type ReadBatch } from './feature-log-arena.js';
 
 /** The version of a prediction record, and of the first read format (still read). */
 export const FEATURE_LOG_FORMAT_VERSION = 1;
@@ -239,10 +241,10 @@ export interface EncodedFeatureLogRecord {
   /** The read time of a read, the prediction time of a prediction (epoch ms). */
   timeMs: number;
   /**
-   * The record's JSON text: the Kafka message value, and what the offline store keeps. A queued
-   * read holds it as UTF-8 bytes: a Buffer lives off the JS heap, while a string (the encoder's
-   * chain of pieces) waiting in the queue is copied by every young-generation collection it
-   * survives, which cost logging at 100% more CPU than encoding it.
+   * The record's JSON text: the Kafka message value, and what the offline store keeps. A read
+   * queued as a record holds it as UTF-8 bytes: a Buffer's bytes live off the JS heap, while a
+   * string (the encoder's chain of pieces) waiting in the queue is copied by every
+   * young-generation collection it survives. Served reads (offerRead) skip the record altogether.
    */
   json: string | Buffer;
   /** A version-3 read's feature set (the same object for every read of it): written before the read, once per destination. */
@@ -278,8 +280,20 @@ export function featureSetsOf(records: readonly EncodedFeatureLogRecord[], skip:
 /** Where logged records go. A write that throws counts its records as dropped. */
 export interface FeatureLogSink {
   readonly destination: string;
+  /** Records as objects: predictions, and reads queued as records (offer, offerEncoded). */
   write(records: readonly EncodedFeatureLogRecord[]): Promise<void>;
+  /**
+   * A batch whose served reads (offerRead) are bytes in the queue's arena, valid until the write
+   * ends. A sink without it is given those reads as records (ReadBatch.records) through write.
+   */
+  writeBatch?(batch: FeatureLogBatch): Promise<void>;
   close?(): Promise<void>;
+}
+
+/** What the queue hands a sink at once: records as objects, and served reads as bytes. */
+export interface FeatureLogBatch {
+  records: readonly EncodedFeatureLogRecord[];
+  reads: ReadBatch;
 }
 
 /**
@@ -351,7 +365,7 @@ export interface FeatureLogQueueStats {
  * records are written by one background loop, a batch at a time.
  */
 export class FeatureLogQueue {
-  readonly metrics = new FeatureLogMetrics(() => ({ sampledOut: this.stats.sampledOut, queueDepth: this.pending.length }));
+  readonly metrics = new FeatureLogMetrics(() => ({ sampledOut: this.stats.sampledOut, queueDepth: this.depth }));
   readonly stats: FeatureLogQueueStats = { queued: 0, written: 0, droppedQueueFull: 0, droppedWriteFailed: 0, sampledOut: 0 };
   readonly sampleRate: number;
   private readonly queueLimit: number;
@@ -359,7 +373,10 @@ export class FeatureLogQueue {
   private readonly writeTimeoutMs: number;
   private readonly lingerMs: number;
   private readonly random: () => number;
+  /** Records queued as objects: predictions, and reads given as records. */
   private pending: EncodedFeatureLogRecord[] = [];
+  /** Served reads queued as bytes (offerRead). */
+  private readonly reads: ReadArena;
   /** When the oldest pending record was queued (performance.now()): a write lingers until lingerMs after it, not lingerMs after the last write. */
   private oldestQueuedAt = 0;
   private endLinger: (() => void) | null = null;
@@ -381,13 +398,28 @@ export class FeatureLogQueue {
     this.writeTimeoutMs = opts.writeTimeoutMs ?? 10_000;
     this.random = opts.random ?? Math.random;
     this.metrics.queueLimit.set(this.queueLimit);
+    this.reads = new ReadArena(this.queueLimit);
   }
 
-  /** Whether the next served read is to be logged (the sample rate). */
+  /** Records waiting to be written (not those of the write under way). */
+  private get depth(): number {
+    return this.pending.length + this.reads.count;
+  }
+
+  /** Whether the next served read is to be logged (the sample rate); one left out is counted. */
   sample(): boolean {
-    const take = this.sampleRate >= 1 || (this.sampleRate > 0 && this.random() < this.sampleRate);
-    if (!take) this.stats.sampledOut++;
+    const take = this.draw();
+    if (!take) this.countSampledOut();
     return take;
+  }
+
+  /** The sample rate's draw alone, made before a read (so that it asks for what logging needs); countSampledOut once the read is served and left out. */
+  draw(): boolean {
+    return this.sampleRate >= 1 || (this.sampleRate > 0 && this.random() < this.sampleRate);
+  }
+
+  countSampledOut(): void {
+    this.stats.sampledOut++;
   }
 
   /** Queue a record; false when the queue was full and the record was dropped (and counted). */
@@ -422,23 +454,47 @@ export class FeatureLogQueue {
     });
   }
 
-  /** Queue a record already encoded (online/feature-log.ts encodes a read without building it); false when dropped. */
+  /** Queue a record already encoded; false when dropped. */
   offerEncoded(record: EncodedFeatureLogRecord): boolean {
-    if (this.pending.length >= this.queueLimit) {
-      this.stats.droppedQueueFull++;
-      this.metrics.records.inc({ kind: record.kind, outcome: 'dropped_queue_full' });
-      return false;
-    }
-    // Records left behind by a full batch keep the older time (they go out without lingering).
-    if (this.pending.length === 0) this.oldestQueuedAt = performance.now();
+    if (!this.admit(record.kind)) return false;
     // The record is the caller's to hand over: its text becomes bytes in place (no copy of the record).
     if (record.kind === 'read' && typeof record.json === 'string') record.json = Buffer.from(record.json, 'utf8');
     this.pending.push(record);
+    this.queued();
+    return true;
+  }
+
+  /**
+   * Queue a served read by its JSON text (online/feature-log.ts's encoding, version 3: it starts
+   * with the request id), its read time and its feature set: the text goes into the queue's arena
+   * as bytes, and nothing of the read stays on the JS heap while it waits. False when dropped.
+   */
+  offerRead(json: string, timeMs: number, features: EncodedFeatureSet): boolean {
+    if (!this.admit('read')) return false;
+    this.reads.push(json, timeMs, features);
+    this.queued();
+    return true;
+  }
+
+  /** Whether the queue has room for a record; a full queue drops it and counts the drop. */
+  private admit(kind: EncodedFeatureLogRecord['kind']): boolean {
+    const depth = this.depth;
+    if (depth >= this.queueLimit) {
+      this.stats.droppedQueueFull++;
+      this.metrics.records.inc({ kind, outcome: 'dropped_queue_full' });
+      return false;
+    }
+    // Records left behind by a full batch keep the older time (they go out without lingering).
+    if (depth === 0) this.oldestQueuedAt = performance.now();
+    return true;
+  }
+
+  /** After a record is queued: count it, and start the writer or end its linger. */
+  private queued(): void {
     this.stats.queued++;
     // A full batch does not wait out the linger (else the queue fills while the writer sleeps).
-    if (this.pending.length >= this.batchRecords) this.endLinger?.();
+    if (this.endLinger !== null && this.depth >= this.batchRecords) this.endLinger();
     if (this.writing === null) this.writing = this.drain().finally(() => (this.writing = null));
-    return true;
   }
 
   /** Wait until every queued record is written or dropped. */
@@ -459,12 +515,12 @@ export class FeatureLogQueue {
   }
 
   private async drain(): Promise<void> {
-    while (this.pending.length > 0) {
+    while (this.depth > 0) {
       // Linger for more records, up to lingerMs after the oldest was queued: records that waited
       // during the last write go out at once (else the queue drains at most batchRecords per
       // lingerMs, and drops what comes faster).
       const lingerLeft = this.oldestQueuedAt + this.lingerMs - performance.now();
-      if (this.pending.length < this.batchRecords && lingerLeft > 0 && this.flushing === 0 && this.waiting === 0) {
+      if (this.depth < this.batchRecords && lingerLeft > 0 && this.flushing === 0 && this.waiting === 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, lingerLeft);
           this.endLinger = () => {
@@ -474,40 +530,50 @@ export class FeatureLogQueue {
         });
         this.endLinger = null;
       }
-      const batch = this.pending.splice(0, this.batchRecords);
+      const records = this.pending.splice(0, this.batchRecords);
+      const reads = this.reads.take(this.batchRecords - records.length);
+      const total = records.length + reads.count;
+      let timedOut = false;
       try {
-        await withTimeout(this.sink.write(batch), this.writeTimeoutMs, `no answer from ${this.sink.destination} within ${this.writeTimeoutMs} ms`);
-        this.stats.written += batch.length;
-        this.count(batch, 'written', null);
+        const write = this.sink.writeBatch ? this.sink.writeBatch({ records, reads }) : this.sink.write(reads.count === 0 ? records : [...records, ...reads.records()]);
+        await withTimeout(write, this.writeTimeoutMs, `no answer from ${this.sink.destination} within ${this.writeTimeoutMs} ms`, () => (timedOut = true));
+        this.stats.written += total;
+        this.count(records, reads.count, 'written', null);
         if (this.lastError !== null) this.opts.log?.('info', 'feature log: writing again', { destination: this.sink.destination });
         this.lastError = null;
       } catch (e) {
-        this.stats.droppedWriteFailed += batch.length;
+        this.stats.droppedWriteFailed += total;
         const message = e instanceof Error ? e.message : String(e);
-        this.count(batch, 'dropped_write_failed', new Error(`writing to ${this.sink.destination} failed: ${message}`));
+        this.count(records, reads.count, 'dropped_write_failed', new Error(`writing to ${this.sink.destination} failed: ${message}`));
         // Once per outage, not once per batch.
-        if (this.lastError === null) this.opts.log?.('error', `feature log: writing to ${this.sink.destination} failed; records are dropped and counted until it works again`, { error: message, dropped: batch.length });
+        if (this.lastError === null) this.opts.log?.('error', `feature log: writing to ${this.sink.destination} failed; records are dropped and counted until it works again`, { error: message, dropped: total });
         this.lastError = message;
+      } finally {
+        // A write given up on may still be reading the arena's bytes: those chunks are not reused.
+        reads.release(!timedOut);
       }
     }
   }
 
   /** Count a batch's records by kind (one counter update per kind, not per record), and tell the records that wait for it. */
-  private count(batch: readonly EncodedFeatureLogRecord[], outcome: 'written' | 'dropped_write_failed', error: Error | null): void {
-    let reads = 0;
-    for (const r of batch) {
+  private count(records: readonly EncodedFeatureLogRecord[], arenaReads: number, outcome: 'written' | 'dropped_write_failed', error: Error | null): void {
+    let reads = arenaReads;
+    for (const r of records) {
       if (r.kind === 'read') reads++;
       r.settle?.(error);
     }
     if (reads > 0) this.metrics.records.inc({ kind: 'read', outcome }, reads);
-    if (batch.length > reads) this.metrics.records.inc({ kind: 'prediction', outcome }, batch.length - reads);
+    if (records.length + arenaReads > reads) this.metrics.records.inc({ kind: 'prediction', outcome }, records.length + arenaReads - reads);
   }
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string, onTimeout: () => void = () => undefined): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
+    timer = setTimeout(() => {
+      onTimeout();
+      reject(new Error(message));
+    }, ms);
   });
   promise.catch(() => undefined); // a late failure after the timeout is not unhandled
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
@@ -533,12 +599,42 @@ export class KafkaFeatureLogSink implements FeatureLogSink {
   }
 
   async write(records: readonly EncodedFeatureLogRecord[]): Promise<void> {
+    await this.send(this.messagesOf(records));
+  }
+
+  /** The records as messages, and the arena's reads cut into messages from their bytes. */
+  async writeBatch({ records, reads }: FeatureLogBatch): Promise<void> {
+    const messages = this.messagesOf(records);
+    let from = 0;
+    let bytes = 0;
+    const cut = (to: number): void => {
+      if (to === from) return;
+      // The message's feature sets, one a line, then its reads' lines, without the last newline (as write's messages).
+      const value = Buffer.concat([...reads.featureSets(from, to).map((set) => Buffer.from(`${set.json}\n`, 'utf8')), ...reads.lines(from, to)]);
+      messages.push({ value: value.subarray(0, value.length - 1) });
+      from = to;
+      bytes = 0;
+    };
+    for (let i = 0; i < reads.count; i++) {
+      bytes += reads.lineBytes(i);
+      if (bytes >= KAFKA_MESSAGE_BYTES) cut(i + 1);
+    }
+    cut(reads.count);
+    await this.send(messages);
+  }
+
+  private async send(messages: { value: Buffer }[]): Promise<void> {
+    if (messages.length === 0) return;
     // Connect lazily, and again after a failed attempt: serving starts whether Kafka is up or not.
     this.connected ??= this.producer.connect().catch((e: unknown) => {
       this.connected = null;
       throw e;
     });
     await this.connected;
+    await this.producer.send({ topic: this.topic, acks: -1, messages });
+  }
+
+  private messagesOf(records: readonly EncodedFeatureLogRecord[]): { value: Buffer }[] {
     // Many records per message (lines, each message with the feature sets its reads use): a
     // message per record cost kafkajs more than the read it logged.
     const messages: { value: Buffer }[] = [];
@@ -558,7 +654,7 @@ export class KafkaFeatureLogSink implements FeatureLogSink {
       if (bytes >= KAFKA_MESSAGE_BYTES) cut(i + 1);
     }
     cut(records.length);
-    await this.producer.send({ topic: this.topic, acks: -1, messages });
+    return messages;
   }
 
   async close(): Promise<void> {

@@ -31,4 +31,5 @@ export type {
 } from './fences.js';
 export { buildMaterializerServer } from './materializer-server.js';
 export { decodeFeatureLogRecord, encodeFeatureLogRecord, featureSetsOf, featureLogLinesOf, featureLogTopic, FeatureLogQueue, FeatureLogMetrics, KafkaFeatureLogSink, FEATURE_LOG_FORMAT_VERSION, FEATURE_LOG_READ_VERSION, STATUS_LETTERS, loggedFeaturesOf } from './feature-log.js';
-export type { FeatureLogRecord, EncodedFeatureLogRecord, LoggedReadRecord, LoggedReadV1Record, LoggedReadV2Record, LoggedReadV3Record, FeatureSetRecord, EncodedFeatureSet, FeatureStatus, LoggedPredictionRecord, BadFeatureLogRecord, FeatureLogDecodeResult, FeatureLogSink, FeatureLogQueueOptions, FeatureLogQueueStats } from './feature-log.js';
+export type { ReadBatch } from './feature-log-arena.js';
+export type { FeatureLogBatch, FeatureLogRecord, EncodedFeatureLogRecord, LoggedReadRecord, LoggedReadV1Record, LoggedReadV2Record, LoggedReadV3Record, FeatureSetRecord, EncodedFeatureSet, FeatureStatus, LoggedPredictionRecord, BadFeatureLogRecord, FeatureLogDecodeResult, FeatureLogSink, FeatureLogQueueOptions, FeatureLogQueueStats } from './feature-log.js';

@@ -11,9 +11,9 @@
 // request id); and the logged reads as a point-in-time spine, so that the monitor can compare what
 // was served with what the offline path computes.
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { TidemarkError, type Registry, type Scalar, type ViewPlan } from '../definitions/index.js';
-import { featureSetsOf, loggedFeaturesOf, readFileBatches, type BadFeatureLogRecord, type EncodedFeatureLogRecord, type FeatureLogRecord, type FeatureLogSink, type FeatureSetRecord, type LoggedPredictionRecord } from '../ingest/index.js';
+import { featureSetsOf, loggedFeaturesOf, readFileBatches, type BadFeatureLogRecord, type EncodedFeatureLogRecord, type EncodedFeatureSet, type FeatureLogBatch, type FeatureLogRecord, type FeatureLogSink, type FeatureSetRecord, type LoggedPredictionRecord } from '../ingest/index.js';
 import { tabSeparatedValue, type OfflineExecutor } from './executor.js';
 import { pointInTimeSql, resolveFeatureRefs } from './point-in-time.js';
 import { shardedPointInTimeRows } from './sharded-dataset.js';
@@ -151,11 +151,23 @@ export class OfflineFeatureLogSink implements FeatureLogSink {
     }
     if (predictions.length > 0) await this.executor.insert(PREDICTION_LOG_TABLE, predictions);
     if (reads.length === 0) return;
-    const sets = featureSetsOf(reads, (id) => this.setsWritten.has(id));
-    await insertFeatureSets(this.executor, sets);
-    for (const s of sets) this.setsWritten.add(s.id);
+    await this.writeSets(featureSetsOf(reads, (id) => this.setsWritten.has(id)));
     if (featureLogTablesOf(this.executor).lines) await this.append(reads);
     else await this.insertRows(reads);
+  }
+
+  /** The records as write does them; the arena's reads appended as the bytes they are (chDB), else as rows. */
+  async writeBatch({ records, reads }: FeatureLogBatch): Promise<void> {
+    if (records.length > 0) await this.write(records);
+    if (reads.count === 0) return;
+    await this.writeSets(reads.featureSets(0, reads.count, (id) => this.setsWritten.has(id)));
+    if (featureLogTablesOf(this.executor).lines) await this.appendLines(reads.lines());
+    else await this.insertRows(reads.records());
+  }
+
+  private async writeSets(sets: readonly EncodedFeatureSet[]): Promise<void> {
+    await insertFeatureSets(this.executor, sets);
+    for (const s of sets) this.setsWritten.add(s.id);
   }
 
   /**
@@ -165,23 +177,27 @@ export class OfflineFeatureLogSink implements FeatureLogSink {
    * cut one is skipped when read).
    */
   private async append(reads: readonly EncodedFeatureLogRecord[]): Promise<void> {
-    let size = 1;
+    let size = 0;
     for (const r of reads) size += (typeof r.json === 'string' ? r.json.length * 3 : r.json.length) + 1;
     const buffer = Buffer.allocUnsafe(size);
     let bytes = 0;
+    for (const r of reads) {
+      bytes += typeof r.json === 'string' ? buffer.write(r.json, bytes) : r.json.copy(buffer, bytes);
+      buffer[bytes++] = 0x0a;
+    }
+    await this.appendLines([buffer.subarray(0, bytes)]);
+  }
+
+  /** Whole lines (each ending in a newline) appended to tm_feature_log_lines' file in one write. */
+  private async appendLines(lines: readonly Buffer[]): Promise<void> {
     this.linesPath ??= await featureLogLinesPath(this.executor);
     const file = await open(this.linesPath, 'a+');
     try {
       const { size: before } = await file.stat();
-      if (before > 0) {
-        await file.read(buffer, 0, 1, before - 1);
-        if (buffer[0] !== 0x0a) buffer[bytes++] = 0x0a;
-      }
-      for (const r of reads) {
-        bytes += typeof r.json === 'string' ? buffer.write(r.json, bytes) : r.json.copy(buffer, bytes);
-        buffer[bytes++] = 0x0a;
-      }
-      await file.write(buffer, 0, bytes);
+      const last = Buffer.alloc(1);
+      if (before > 0) await file.read(last, 0, 1, before - 1);
+      const ended = before === 0 || last[0] === 0x0a;
+      await writeAll(file, ended ? lines : [NEWLINE, ...lines]);
     } finally {
       await file.close();
     }
@@ -205,6 +221,18 @@ export class OfflineFeatureLogSink implements FeatureLogSink {
       }
     }
     await this.executor.insertTabSeparated(FEATURE_LOG_TABLE, RECORD_COLUMNS, buffer.subarray(0, bytes));
+  }
+}
+
+const NEWLINE = Buffer.from('\n');
+
+/** Write every byte of the buffers (writev may write part of them, as write may). */
+async function writeAll(file: FileHandle, buffers: readonly Buffer[]): Promise<void> {
+  let left = [...buffers];
+  while (left.length > 0) {
+    let { bytesWritten } = await file.writev(left);
+    while (left.length > 0 && bytesWritten >= left[0]!.length) bytesWritten -= left.shift()!.length;
+    if (left.length > 0 && bytesWritten > 0) left[0] = left[0]!.subarray(bytesWritten);
   }
 }
 

@@ -6,7 +6,7 @@
 // JSON.stringify(loggedReadOf(...).read) without building the record first: it is the serving
 // path's share of the logging cost.
 import { createHash } from 'node:crypto';
-import { FEATURE_LOG_READ_VERSION, STATUS_LETTERS, type EncodedFeatureLogRecord, type EncodedFeatureSet, type FeatureSetRecord, type FeatureStatus, type LoggedReadV3Record } from '../ingest/index.js';
+import { FEATURE_LOG_READ_VERSION, STATUS_LETTERS, type EncodedFeatureLogRecord, type EncodedFeatureSet, type FeatureLogQueue, type FeatureSetRecord, type FeatureStatus, type LoggedReadV3Record } from '../ingest/index.js';
 import type { OnlineFeaturesRequest, OnlineFeaturesResponse } from './serve.js';
 
 /** Event time (ms) of an event_timestamps entry: null for a value with no event behind it. */
@@ -29,6 +29,14 @@ const CACHE_LIMIT = 10_000;
 function ageMsOf(atMs: number, status: string, text: string): number | null {
   const eventMs = eventTimeMsOf(status, text);
   return eventMs === null ? null : atMs - eventMs;
+}
+
+/** ageMsOf from the event time in ms the text was formatted from (the service's): the same age, without parsing the text. */
+function ageMsOfTime(atMs: number, status: string, eventMs: number | null): number | null {
+  if (status !== 'PRESENT' || eventMs === null) return null;
+  // The text holds whole ms (a Date truncates), and the epoch stands for no event.
+  const ms = Math.trunc(eventMs);
+  return ms !== 0 ? atMs - ms : null;
 }
 
 interface FeatureSetEntry {
@@ -90,25 +98,39 @@ function valueJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** The feature-log record of one answered read, encoded: its JSON text is JSON.stringify(loggedReadOf(...).read), byte for byte. */
-export function encodeLoggedRead(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string): EncodedFeatureLogRecord & { json: string } {
-  const joinKeys = Object.keys(request.entities).length;
+/**
+ * The feature-log record of one answered read, encoded: its JSON text is JSON.stringify(loggedReadOf(...).read), byte for byte.
+ * `eventTimesMs` (getOnlineFeatures' with eventTimes): the ages come from them instead of the response's texts, to the same result.
+ */
+export function encodeLoggedRead(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string, eventTimesMs?: readonly (readonly (number | null)[])[]): EncodedFeatureLogRecord & { json: string } {
   const set = featureSetOf(registryVersion, request.features);
+  return { kind: 'read', requestId, timeMs: atMs, json: readJson(request, response, atMs, requestId, set.encoded.id, eventTimesMs), features: set.encoded };
+}
+
+/** Queue one answered read to the feature log as encodeLoggedRead's text (no record object: the queue holds the bytes); false when the queue dropped it. */
+export function offerLoggedRead(queue: FeatureLogQueue, request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, registryVersion: string, eventTimesMs?: readonly (readonly (number | null)[])[]): boolean {
+  const set = featureSetOf(registryVersion, request.features);
+  return queue.offerRead(readJson(request, response, atMs, requestId, set.encoded.id, eventTimesMs), atMs, set.encoded);
+}
+
+function readJson(request: OnlineFeaturesRequest, response: OnlineFeaturesResponse, atMs: number, requestId: string, featuresId: string, eventTimesMs: readonly (readonly (number | null)[])[] | undefined): string {
+  const joinKeys = Object.keys(request.entities).length;
   let values = '';
   let statuses = '';
   let ages = '';
   for (let i = 0; i < request.features.length; i++) {
     const column = response.results[joinKeys + i]!;
+    const times = eventTimesMs?.[i];
     for (let row = 0; row < column.statuses.length; row++) {
       const status = column.statuses[row]!;
       const sep = i === 0 && row === 0 ? '' : ',';
       values += sep + valueJson(column.values[row]);
       statuses += STATUS_LETTERS[status as FeatureStatus];
-      ages += sep + (ageMsOf(atMs, status, column.event_timestamps[row]!) ?? 'null');
+      ages += sep + ((times === undefined ? ageMsOf(atMs, status, column.event_timestamps[row]!) : ageMsOfTime(atMs, status, times[row]!)) ?? 'null');
     }
   }
-  const json =
-    `{"kind":"read","v":${FEATURE_LOG_READ_VERSION},"request_id":${JSON.stringify(requestId)},"read_time_ms":${JSON.stringify(atMs)},"features_id":"${set.encoded.id}",` +
-    `"entities":${JSON.stringify(request.entities)},"values":[${values}],"statuses":"${statuses}","ages_ms":[${ages}]}`;
-  return { kind: 'read', requestId, timeMs: atMs, json, features: set.encoded };
+  return (
+    `{"kind":"read","v":${FEATURE_LOG_READ_VERSION},"request_id":${JSON.stringify(requestId)},"read_time_ms":${valueJson(atMs)},"features_id":"${featuresId}",` +
+    `"entities":${JSON.stringify(request.entities)},"values":[${values}],"statuses":"${statuses}","ages_ms":[${ages}]}`
+  );
 }

@@ -23,4 +23,4 @@ export {
   historyKeyOf,
 } from './versions.js';
 export type { ViewSnapshot, VersionState, VersionStatus, BootstrapProgress, RegistryHistoryEntry, StoredRegistryState } from './versions.js';
-export { encodeLoggedRead, loggedReadOf } from './feature-log.js';
+export { encodeLoggedRead, loggedReadOf, offerLoggedRead } from './feature-log.js';

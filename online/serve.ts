@@ -83,7 +83,12 @@ export class OnlineFeatureService {
     return [...this.features.keys()];
   }
 
-  async getOnlineFeatures(request: OnlineFeaturesRequest): Promise<{ response: OnlineFeaturesResponse; atMs: number }> {
+  /**
+   * Read features. With `eventTimes`, also each feature column's event times in epoch ms (null: no
+   * event), in the order of the response's feature columns: the feature log's ages come from them
+   * rather than from parsing the RFC 3339 texts back.
+   */
+  async getOnlineFeatures(request: OnlineFeaturesRequest, opts: { eventTimes?: boolean } = {}): Promise<{ response: OnlineFeaturesResponse; atMs: number; eventTimesMs?: (number | null)[][] }> {
     const resolved = this.resolveFeatures(request.features);
     const rows = this.validateEntities(request.entities, resolved);
     const nowMs = this.nowMs();
@@ -104,6 +109,7 @@ export class OnlineFeatureService {
     const byView = new Map<ViewPlan, ResolvedFeature[]>();
     for (const r of resolved) byView.set(r.view, [...(byView.get(r.view) ?? []), r]);
     const vectors = new Map<ResolvedFeature, FeatureVector>();
+    const times = opts.eventTimes ? new Map<ResolvedFeature, (number | null)[]>() : null;
     for (const [view, features] of byView) {
       const entityKeys = Array.from({ length: rows }, (_, row) =>
         entityKeyId(view.joinKeys.map((k) => canonicalKeyValue(request.entities[k]![row])!)),
@@ -125,6 +131,7 @@ export class OnlineFeatureService {
         stale.forEach((row, i) => (tiles[row] = again[i]!));
       }
       const columns: FeatureVector[] = features.map(() => ({ values: new Array(rows), statuses: new Array(rows), event_timestamps: new Array(rows) }));
+      const columnTimes = times === null ? null : features.map(() => new Array<number | null>(rows));
       for (let row = 0; row < rows; row++) {
         const values = evaluateFeatures(view, plans, tiles[row]!, atMs, watermarkMs);
         for (let k = 0; k < values.length; k++) {
@@ -132,15 +139,20 @@ export class OnlineFeatureService {
           column.values[row] = values[k]!.value;
           column.statuses[row] = values[k]!.status;
           column.event_timestamps[row] = formatEventTimestamp(values[k]!.eventTimeMs);
+          if (columnTimes !== null) columnTimes[k]![row] = values[k]!.eventTimeMs;
         }
       }
-      features.forEach((f, k) => vectors.set(f, columns[k]!));
+      features.forEach((f, k) => {
+        vectors.set(f, columns[k]!);
+        if (columnTimes !== null) times!.set(f, columnTimes[k]!);
+      });
     }
     for (const r of resolved) {
       featureNames.push(request.full_feature_names ? `${r.view.name}__${r.feature.name}` : r.feature.name);
       results.push(vectors.get(r)!);
     }
-    return { response: { metadata: { feature_names: featureNames }, results }, atMs: atOf(watermarkMs ?? null) };
+    const response = { metadata: { feature_names: featureNames }, results };
+    return times === null ? { response, atMs: atOf(watermarkMs ?? null) } : { response, atMs: atOf(watermarkMs ?? null), eventTimesMs: resolved.map((r) => times.get(r)!) };
   }
 
   private resolveFeatures(refs: readonly string[]): ResolvedFeature[] {
