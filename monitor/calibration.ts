@@ -261,9 +261,13 @@ export class SeededRandom {
   binomial(n: number, p: number): number {
     if (n <= 0 || p <= 0) return 0;
     if (p >= 1) return n;
-    if (p > 0.5) return n - this.binomial(n, 1 - p);
-    if (n * p < 10) return this.binomialInversion(n, p);
-    return this.binomialBtrs(n, p);
+    // By symmetry for p > 1/2 (0 < 1 - p < 1/2 then); not a recursive call, which V8 would not inline.
+    if (p > 0.5) return n - this.binomialAtMostHalf(n, 1 - p);
+    return this.binomialAtMostHalf(n, p);
+  }
+
+  private binomialAtMostHalf(n: number, p: number): number {
+    return n * p < 10 ? this.binomialInversion(n, p) : this.binomialBtrs(n, p);
   }
 
   private binomialInversion(n: number, p: number): number {
@@ -534,8 +538,10 @@ export function psiNullTest(psiObserved: number, refCounts: ArrayLike<number>, c
   for (let i = 0; i < bins; i++) if (!(weights[i]! > 0)) closedSum += psiTerm(PSI_EMPTY_FRACTION, refFractions[i]!);
   const q = new Float64Array(active.length);
   // Marsaglia-Tsang's constants of each bin's gamma shape (weights below 1 never occur: counts are whole).
-  const gammaD = active.map((i) => weights[i]! - 1 / 3);
+  const gammaD = Float64Array.from(active, (i) => weights[i]! - 1 / 3);
   const gammaC = gammaD.map((d) => 1 / Math.sqrt(9 * d));
+  const activeFractions = Float64Array.from(active, (i) => refFractions[i]!);
+  const bins1 = active.length - 1;
   const wholeShapes = active.every((i) => weights[i]! >= 1);
   // Each bin's PSI term of a count x, kept once computed (the same values; a test that runs its
   // whole budget meets most counts many times). Filled lazily, only for current sizes this small.
@@ -547,22 +553,22 @@ export function psiNullTest(psiObserved: number, refCounts: ArrayLike<number>, c
       // Tests far from significance stop after a few dozen replicates: no cache for them.
       const cache = ++replicates > PSI_TERM_CACHE_AFTER ? terms : null;
       let qTotal = 0;
-      for (let j = 0; j < active.length; j++) qTotal += q[j] = wholeShapes ? rng.gammaOf(gammaD[j]!, gammaC[j]!) : rng.gamma(weights[active[j]!]!);
+      for (let j = 0; j <= bins1; j++) qTotal += q[j] = wholeShapes ? rng.gammaOf(gammaD[j]!, gammaC[j]!) : rng.gamma(weights[active[j]!]!);
       let remaining = n;
       let qRemaining = qTotal;
       let statistic = closedSum;
-      for (let j = 0; j < active.length; j++) {
+      for (let j = 0; j <= bins1; j++) {
         let x = remaining;
-        if (j < active.length - 1) {
+        if (j < bins1) {
           x = remaining === 0 ? 0 : rng.binomial(remaining, Math.min(1, q[j]! / qRemaining));
           remaining -= x;
           qRemaining -= q[j]!;
         }
-        if (cache === null) statistic += psiTerm(binFraction(x, n), refFractions[active[j]!]!);
+        if (cache === null) statistic += psiTerm(binFraction(x, n), activeFractions[j]!);
         else {
           const at = j * (n + 1) + x;
           let term = cache[at]!;
-          if (Number.isNaN(term)) cache[at] = term = psiTerm(binFraction(x, n), refFractions[active[j]!]!);
+          if (Number.isNaN(term)) cache[at] = term = psiTerm(binFraction(x, n), activeFractions[j]!);
           statistic += term;
         }
       }
