@@ -64,7 +64,10 @@ export function logGamma(x: number): number {
 }
 
 const LN_FACTORIAL_TABLE_SIZE = 1024;
-let lnFactorialTable: Float64Array | null = null;
+// Filled at load (1024 lnGammas, a few microseconds) so that the lookup below is small enough
+// for V8 to inline into the samplers, which ask for it several times per draw.
+const lnFactorialTable = new Float64Array(LN_FACTORIAL_TABLE_SIZE);
+for (let i = 1; i < LN_FACTORIAL_TABLE_SIZE; i++) lnFactorialTable[i] = logGamma(i + 1);
 
 /** Stirling values of ln(k!) up to this k are kept once computed (16 MB when all are): the samplers ask for the same few thousand again and again. */
 const LN_FACTORIAL_CACHE_SIZE = 1 << 21;
@@ -72,13 +75,10 @@ let lnFactorialCache: Float64Array | null = null;
 
 /** ln(k!) for a whole k >= 0: a table below 1024, Stirling above. */
 export function logFactorial(k: number): number {
-  if (k < LN_FACTORIAL_TABLE_SIZE) {
-    if (lnFactorialTable === null) {
-      lnFactorialTable = new Float64Array(LN_FACTORIAL_TABLE_SIZE);
-      for (let i = 1; i < LN_FACTORIAL_TABLE_SIZE; i++) lnFactorialTable[i] = logGamma(i + 1);
-    }
-    return lnFactorialTable[k]!;
-  }
+  return k < LN_FACTORIAL_TABLE_SIZE ? lnFactorialTable[k]! : logFactorialLarge(k);
+}
+
+function logFactorialLarge(k: number): number {
   if (k >= LN_FACTORIAL_CACHE_SIZE) return logFactorialStirling(k);
   lnFactorialCache ??= new Float64Array(LN_FACTORIAL_CACHE_SIZE).fill(NaN);
   let v = lnFactorialCache[k]!;
@@ -149,11 +149,16 @@ export function chiSquaredSf(x: number, k: number): number {
 
 /** A small deterministic generator; the same seed gives the same stream on every platform. */
 export class SeededRandom {
+  // The state as int32 (small integers to V8, not boxed doubles); every operation on it is a
+  // 32-bit one, so the stream is the same as with the uint32 values.
   private a: number;
   private b: number;
   private c: number;
   private d: number;
-  private spareNormal: number | null = null;
+  // The polar method's second normal; a flag beside a number field rather than `number | null`,
+  // which would box every value stored.
+  private hasSpareNormal = false;
+  private spareNormal = 0;
 
   constructor(seed: number) {
     let s = seed >>> 0;
@@ -162,7 +167,7 @@ export class SeededRandom {
       let z = s;
       z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
       z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return (z ^ (z >>> 16)) >>> 0;
+      return (z ^ (z >>> 16)) | 0;
     };
     this.a = next();
     this.b = next();
@@ -184,17 +189,40 @@ export class SeededRandom {
 
   /** Uniform in the open interval (0, 1), 53 random bits. */
   uniform(): number {
-    const hi = this.nextUint32() >>> 5;
-    const lo = this.nextUint32() >>> 6;
-    return (hi * 67108864 + lo + 0.5) / 9007199254740992;
+    // Two steps of nextUint32, written out: this is the innermost call of every sampler.
+    let a = this.a;
+    let b = this.b;
+    let c = this.c;
+    let d = this.d;
+    const b1 = Math.imul(b, 5);
+    const hi = Math.imul((b1 << 7) | (b1 >>> 25), 9) >>> 5;
+    let t = b << 9;
+    c ^= a;
+    d ^= b;
+    b ^= c;
+    a ^= d;
+    c ^= t;
+    d = (d << 11) | (d >>> 21);
+    const b2 = Math.imul(b, 5);
+    const lo = Math.imul((b2 << 7) | (b2 >>> 25), 9) >>> 6;
+    t = b << 9;
+    c ^= a;
+    d ^= b;
+    b ^= c;
+    a ^= d;
+    c ^= t;
+    this.a = a;
+    this.b = b;
+    this.c = c;
+    this.d = (d << 11) | (d >>> 21);
+    return (hi * 67108864 + lo + 0.5) * 1.1102230246251565e-16; // / 2^53, exactly
   }
 
   /** Standard normal (Marsaglia's polar method). */
   normal(): number {
-    if (this.spareNormal !== null) {
-      const v = this.spareNormal;
-      this.spareNormal = null;
-      return v;
+    if (this.hasSpareNormal) {
+      this.hasSpareNormal = false;
+      return this.spareNormal;
     }
     for (;;) {
       const u = 2 * this.uniform() - 1;
@@ -203,6 +231,7 @@ export class SeededRandom {
       if (s >= 1 || s === 0) continue;
       const f = Math.sqrt((-2 * Math.log(s)) / s);
       this.spareNormal = v * f;
+      this.hasSpareNormal = true;
       return u * f;
     }
   }
@@ -232,9 +261,13 @@ export class SeededRandom {
   binomial(n: number, p: number): number {
     if (n <= 0 || p <= 0) return 0;
     if (p >= 1) return n;
-    if (p > 0.5) return n - this.binomial(n, 1 - p);
-    if (n * p < 10) return this.binomialInversion(n, p);
-    return this.binomialBtrs(n, p);
+    // By symmetry for p > 1/2 (0 < 1 - p < 1/2 then); not a recursive call, which V8 would not inline.
+    if (p > 0.5) return n - this.binomialAtMostHalf(n, 1 - p);
+    return this.binomialAtMostHalf(n, p);
+  }
+
+  private binomialAtMostHalf(n: number, p: number): number {
+    return n * p < 10 ? this.binomialInversion(n, p) : this.binomialBtrs(n, p);
   }
 
   private binomialInversion(n: number, p: number): number {
@@ -505,8 +538,10 @@ export function psiNullTest(psiObserved: number, refCounts: ArrayLike<number>, c
   for (let i = 0; i < bins; i++) if (!(weights[i]! > 0)) closedSum += psiTerm(PSI_EMPTY_FRACTION, refFractions[i]!);
   const q = new Float64Array(active.length);
   // Marsaglia-Tsang's constants of each bin's gamma shape (weights below 1 never occur: counts are whole).
-  const gammaD = active.map((i) => weights[i]! - 1 / 3);
+  const gammaD = Float64Array.from(active, (i) => weights[i]! - 1 / 3);
   const gammaC = gammaD.map((d) => 1 / Math.sqrt(9 * d));
+  const activeFractions = Float64Array.from(active, (i) => refFractions[i]!);
+  const bins1 = active.length - 1;
   const wholeShapes = active.every((i) => weights[i]! >= 1);
   // Each bin's PSI term of a count x, kept once computed (the same values; a test that runs its
   // whole budget meets most counts many times). Filled lazily, only for current sizes this small.
@@ -518,22 +553,22 @@ export function psiNullTest(psiObserved: number, refCounts: ArrayLike<number>, c
       // Tests far from significance stop after a few dozen replicates: no cache for them.
       const cache = ++replicates > PSI_TERM_CACHE_AFTER ? terms : null;
       let qTotal = 0;
-      for (let j = 0; j < active.length; j++) qTotal += q[j] = wholeShapes ? rng.gammaOf(gammaD[j]!, gammaC[j]!) : rng.gamma(weights[active[j]!]!);
+      for (let j = 0; j <= bins1; j++) qTotal += q[j] = wholeShapes ? rng.gammaOf(gammaD[j]!, gammaC[j]!) : rng.gamma(weights[active[j]!]!);
       let remaining = n;
       let qRemaining = qTotal;
       let statistic = closedSum;
-      for (let j = 0; j < active.length; j++) {
+      for (let j = 0; j <= bins1; j++) {
         let x = remaining;
-        if (j < active.length - 1) {
+        if (j < bins1) {
           x = remaining === 0 ? 0 : rng.binomial(remaining, Math.min(1, q[j]! / qRemaining));
           remaining -= x;
           qRemaining -= q[j]!;
         }
-        if (cache === null) statistic += psiTerm(binFraction(x, n), refFractions[active[j]!]!);
+        if (cache === null) statistic += psiTerm(binFraction(x, n), activeFractions[j]!);
         else {
           const at = j * (n + 1) + x;
           let term = cache[at]!;
-          if (Number.isNaN(term)) cache[at] = term = psiTerm(binFraction(x, n), refFractions[active[j]!]!);
+          if (Number.isNaN(term)) cache[at] = term = psiTerm(binFraction(x, n), activeFractions[j]!);
           statistic += term;
         }
       }
