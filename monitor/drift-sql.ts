@@ -277,6 +277,14 @@ export function categoricalSamplesSql(compiled: CompiledDefinitions, plan: Monit
   return `SELECT fid, intDiv(ts - {origin:Int64}, {interval:Int64}) AS b, x${labels}, count() AS c FROM (${unionOf(compiled, plan, 'categorical', true, undefined, undefined, shardCount)}) GROUP BY fid, b, x${labels}`;
 }
 
+/** A row of categoricalSamplesSql; its slice labels are in columns s0.. */
+export type CategoricalSampleRow = { fid: number; b: number; x: string; c: number } & Record<string, unknown>;
+
+/** The slices a row of categoricalSamplesSql counts in: 'all', then each slice definition's label. */
+export function sampleSlices(plan: MonitorPlan, row: CategoricalSampleRow): string[] {
+  return [ALL_SLICE, ...plan.slices.map((_, i) => row[`s${i}`] as string)];
+}
+
 /**
  * Numeric bin counts per (feature, slice, bucket, bin) for ts in [{from}, {to}), bucket = (ts -
  * {origin}) / {interval}: bin = number of fine edges <= x (duplicate edges keep their greatest

@@ -5,7 +5,7 @@
 import { compareCodePoints, type CompiledDefinitions, type MonitorPlan } from '../definitions/index.js';
 import type { OfflineExecutor, ShardSet } from '../offline/index.js';
 import { decideDrift } from './calibration.js';
-import { ALL_SLICE, categoricalSamplesSql, exactSampleFields, hasFeatures, numericSampling } from './drift-sql.js';
+import { categoricalSamplesSql, exactSampleFields, hasFeatures, numericSampling, sampleSlices, type CategoricalSampleRow } from './drift-sql.js';
 import { countGroupSamples, NumericBinCounter, readBatches } from './numeric-bins.js';
 import type { DriftTestInput } from './drift-statistics.js';
 import { FINE_BINS, profileKey, type MonitorProfile } from './profile.js';
@@ -271,10 +271,9 @@ async function countingsOf(executor: OfflineExecutor, compiled: CompiledDefiniti
       if (!bins) categoryBins.set(key, (bins = new Map((profile.get(key)?.categories ?? []).map((c, i) => [c, i + 1]))));
       return bins.get(category) ?? 0;
     };
-    type CategoryRow = { fid: number; b: number; x: string; c: number } & Record<string, unknown>;
     const sql = categoricalSamplesSql(compiled, plan, shardCount);
     countings.push(async (span) => {
-      const perShard = await everywhere(span, (shardExecutor, p) => shardExecutor.rows<CategoryRow>(sql, p));
+      const perShard = await everywhere(span, (shardExecutor, p) => shardExecutor.rows<CategoricalSampleRow>(sql, p));
       return () => {
         const byBucket = new Map<number, BucketCounts>();
         const add = (b: number, key: string, category: string, c: number): void => {
@@ -292,9 +291,7 @@ async function countingsOf(executor: OfflineExecutor, compiled: CompiledDefiniti
             const feature = plan.features[r.fid]!.name;
             const b = Number(r.b);
             const c = Number(r.c);
-            // Once overall, once per slice definition's label (as the numeric samples).
-            add(b, profileKey(feature, ALL_SLICE), r.x, c);
-            plan.slices.forEach((_, i) => add(b, profileKey(feature, r[`s${i}`] as string), r.x, c));
+            for (const slice of sampleSlices(plan, r)) add(b, profileKey(feature, slice), r.x, c);
           }
         }
         return byBucket;

@@ -5,7 +5,7 @@
 // Categorical: one bin per reference category plus bin 0 for categories unseen in the reference.
 import type { CompiledDefinitions, MonitorPlan } from '../definitions/index.js';
 import { insertInChunks, tabSeparatedValue, type OfflineExecutor, type ShardSet } from '../offline/index.js';
-import { ALL_SLICE, binCountsSql, categoricalSamplesSql, exactSampleFields, FINE_BINS, hasFeatures, numericProfileSql, numericSampling, profileKey, type NumericSampling } from './drift-sql.js';
+import { binCountsSql, categoricalSamplesSql, exactSampleFields, FINE_BINS, hasFeatures, numericProfileSql, numericSampling, profileKey, sampleSlices, type CategoricalSampleRow, type NumericSampling } from './drift-sql.js';
 import { countAllNumericSamples } from './numeric-bins.js';
 import { ReferenceSamples, type ReferenceSeries } from './reference-samples.js';
 
@@ -79,10 +79,9 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
   if (hasFeatures(plan, 'categorical')) {
     // The samples per (feature, category, slice labels), from every shard (each counts the events
     // it owns), counted here once overall and once per slice label, as an evaluation counts them.
-    type CategoryRow = { fid: number; x: string; c: number } & Record<string, unknown>;
     const sql = categoricalSamplesSql(compiled, plan, shards?.count ?? 1);
     const samples = { ...range, origin: range.from, interval: range.to - range.from };
-    const perShard = shards === null ? [await executor.rows<CategoryRow>(sql, samples)] : await shards.each((shardExecutor, shard) => shardExecutor.rows<CategoryRow>(sql, { ...samples, shard }));
+    const perShard = shards === null ? [await executor.rows<CategoricalSampleRow>(sql, samples)] : await shards.each((shardExecutor, shard) => shardExecutor.rows<CategoricalSampleRow>(sql, { ...samples, shard }));
     const byKey = new Map<string, { fid: number; feature: string; slice: string; counts: Map<string, number> }>();
     const add = (fid: number, slice: string, value: string, n: number): void => {
       const feature = plan.features[fid]!.name;
@@ -95,8 +94,7 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
       for (const r of rows) {
         const fid = Number(r.fid);
         const n = Number(r.c);
-        add(fid, ALL_SLICE, r.x, n);
-        plan.slices.forEach((_, i) => add(fid, r[`s${i}`] as string, r.x, n));
+        for (const slice of sampleSlices(plan, r)) add(fid, slice, r.x, n);
       }
     }
     const catRows: Record<string, unknown>[] = [];
