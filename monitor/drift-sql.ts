@@ -110,29 +110,37 @@ function viewGroups(compiled: CompiledDefinitions, features: readonly MonitorFea
   return [...groups.values()];
 }
 
-/** The numeric view features of one view and hop whose windows Node combines (offline/feature-windows.ts). */
+/** The numeric view features of one view whose windows Node combines (offline/feature-windows.ts), from one query of the view's events. */
 export interface NodeWindowGroup {
   view: ViewPlan;
-  features: FeaturePlan[];
-  /** Each feature's index in the plan. */
+  /** The features by hop: a TileWindows each. */
+  hops: { features: FeaturePlan[]; fids: number[] }[];
+  /** Each feature's index in the plan, of every hop. */
   fids: number[];
-  /** featureTileSql with each slice definition's label (sliceLabelExprs) as label columns. */
+  /** featureTileSql of every hop's features, with each slice definition's label (sliceLabelExprs) as label columns. */
   sql: string;
 }
 
-/** The monitor's numeric view features whose samples Node windows with the SQL's doubles (windowsInNode), by view and hop. */
+/** The monitor's numeric view features whose samples Node windows with the SQL's doubles (windowsInNode), by view. */
 export function nodeWindowGroups(compiled: CompiledDefinitions, plan: MonitorPlan, exact: SampleExactness, shardCount = 1): NodeWindowGroup[] {
   const candidates = plan.features.filter((f) => {
     if (f.kind !== 'numeric' || f.from !== 'view') return false;
     const view = compiled.registry.views.find((v) => v.name === f.view)!;
     return windowsInNode(view.features.find((x) => x.name === f.feature)!, exactSetsOf(exact, view.source));
   });
-  return viewGroups(compiled, candidates).map(({ view, plans, features }) => ({
-    view,
-    features: plans,
-    fids: features.map((f) => plan.features.indexOf(f)),
-    sql: featureTileSql(view, plans, { exactFields: exact.sums.get(view.source), labels: sliceLabelExprs(plan), shardCount }),
-  }));
+  // One query per view, whatever the hops: its events are read once for all of them.
+  const byView = new Map<string, NodeWindowGroup>();
+  for (const { view, plans, features } of viewGroups(compiled, candidates)) {
+    const group = byView.get(view.name) ?? { view, hops: [], fids: [], sql: '' };
+    const fids = features.map((f) => plan.features.indexOf(f));
+    group.hops.push({ features: plans, fids });
+    group.fids.push(...fids);
+    byView.set(view.name, group);
+  }
+  for (const group of byView.values()) {
+    group.sql = featureTileSql(group.view, group.hops.flatMap((h) => h.features), { exactFields: exact.sums.get(group.view.source), labels: sliceLabelExprs(plan), shardCount });
+  }
+  return [...byView.values()];
 }
 
 /**

@@ -7,7 +7,7 @@
 // bins, never rows.
 import type { RecordBatch } from 'apache-arrow';
 import type { MonitorPlan } from '../definitions/index.js';
-import { TileWindows, type OfflineExecutor } from '../offline/index.js';
+import { TileWindows, tileFieldsOf, type OfflineExecutor } from '../offline/index.js';
 import { ALL_SLICE, FINE_BIN_PROBABILITIES, FINE_BINS, profileKey, type NodeWindowGroup, type NumericSampling } from './drift-sql.js';
 
 /** Counts per (bucket, feature x slice key, fine bin) of the numeric samples in the batches added. */
@@ -245,17 +245,26 @@ export async function countWindowedSamples(executor: OfflineExecutor, plan: Moni
   }
 }
 
-/** One group's tiles (batches of NodeWindowGroup.sql) through TileWindows: each sample in bucket intDiv(ts - origin, interval), in its key's series. */
+/** One group's events (batches of NodeWindowGroup.sql) through a TileWindows per hop: each sample in bucket intDiv(ts - origin, interval), in its key's series. */
 export function countGroupSamples(plan: MonitorPlan, group: NodeWindowGroup, batches: readonly RecordBatch[], params: { from: number; to: number; origin: number; interval: number }, counter: NumericBinCounter): void {
   const { origin, interval } = params;
-  let series: Int32Array[] = [];
-  const windows = new TileWindows(group.features, plan.slices.length, params, {
-    key: (labels) => {
-      series = group.fids.map((fid) => counter.seriesOf(fid, labels));
-    },
-    sample: (i, ts, x) => counter.count(intDiv(ts - origin, interval), series[i]!, x),
+  const fields = tileFieldsOf(group.hops.flatMap((h) => h.features));
+  const windows = group.hops.map((hop) => {
+    let series: Int32Array[] = [];
+    return new TileWindows(
+      hop.features,
+      plan.slices.length,
+      params,
+      {
+        key: (labels) => {
+          series = hop.fids.map((fid) => counter.seriesOf(fid, labels));
+        },
+        sample: (i, ts, x) => counter.count(intDiv(ts - origin, interval), series[i]!, x),
+      },
+      fields,
+    );
   });
-  for (const batch of batches) windows.add(batch);
+  for (const batch of batches) for (const w of windows) w.add(batch);
 }
 
 /** ClickHouse's intDiv of integers (|a| < 2^53, b > 0): the quotient rounded toward zero. */

@@ -6,6 +6,7 @@ import type { FeaturePlan, ViewPlan } from '../definitions/index.js';
 import { ownedRowsSql } from './shards.js';
 import { COMPLETED_LOADS, eventTable, ident, keyColumn } from './tables.js';
 import { centerColumn, centerSql, combinePart, type AggPart, exactPartitionColumns, finalOfColumns, isCentered, isTiledOffline, partsOf, tileOf } from './tile-sql.js';
+import { tileFieldsOf } from './feature-windows.js';
 
 export interface FeatureSampleOptions {
   /**
@@ -52,23 +53,28 @@ interface TilePart extends AggPart {
   plainSum: string;
 }
 
+/** The CTE `e`: the view's events read for outputs in [{from}, {to}) (the longest window's lookback before {from}), keys as k0.. and `ts`, with the features' fields. */
+function eventsCte(view: ViewPlan, features: readonly FeaturePlan[], options: FeatureSampleOptions): { cte: string; keyList: string } {
+  if (features.some((f) => f.windowMs === null || !isTiledOffline(f))) throw new Error('feature samples are of windowed, tiled features');
+  const keyList = view.keyFields.map((_, k) => `k${k}`).join(', ');
+  const fields = [...new Set(features.map((f) => f.field).filter((f): f is string => f !== null))];
+  const lookbackMs = Math.max(...features.map((f) => f.windowMs!));
+  const cte =
+    `e AS (SELECT ${view.keyFields.map((kf, k) => `${ident(keyColumn(kf))} AS k${k}`).join(', ')}, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} ` +
+    `WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} - ${lookbackMs} AND __ts < {to:Int64}${(options.shardCount ?? 1) > 1 ? ` AND ${ownedRowsSql(view.keyFields, options.shardCount!)}` : ''})`;
+  return { cte, keyList };
+}
+
 /**
  * The CTEs up to `t`: per (key k0.., tile j) of the events read for outputs in [{from}, {to}) (the
  * longest window's lookback before {from}), each part of each feature as `part(p)` gives it.
  */
 function tileCtes(view: ViewPlan, features: readonly FeaturePlan[], options: FeatureSampleOptions, part: (p: TilePart) => string): { ctes: string[]; keyList: string; parts: TilePart[]; hopMs: number } {
   const hopMs = features[0]!.hopMs;
-  if (features.some((f) => f.hopMs !== hopMs || f.windowMs === null || !isTiledOffline(f))) {
-    throw new Error('featureSampleSql takes windowed, tiled features of one hop');
-  }
-  const keys = view.keyFields.map((_, k) => `k${k}`);
-  const keyList = keys.join(', ');
-  const fields = [...new Set(features.map((f) => f.field).filter((f): f is string => f !== null))];
+  if (features.some((f) => f.hopMs !== hopMs)) throw new Error('featureSampleSql takes features of one hop');
+  const { cte, keyList } = eventsCte(view, features, options);
+  const ctes = [cte];
   const centered = [...new Set(features.filter(isCentered).map((f) => f.field!))];
-  const lookbackMs = Math.max(...features.map((f) => f.windowMs!));
-  const ctes = [
-    `e AS (SELECT ${view.keyFields.map((kf, k) => `${ident(keyColumn(kf))} AS k${k}`).join(', ')}, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} WHERE ${COMPLETED_LOADS} AND __ts >= {from:Int64} - ${lookbackMs} AND __ts < {to:Int64}${(options.shardCount ?? 1) > 1 ? ` AND ${ownedRowsSql(view.keyFields, options.shardCount!)}` : ''})`,
-  ];
   let source = 'e';
   if (centered.length > 0) {
     // (centerSql: the same center bits every run, so a sample never moves across a bin edge between runs)
@@ -86,25 +92,29 @@ function tileCtes(view: ViewPlan, features: readonly FeaturePlan[], options: Fea
 }
 
 /**
- * The partial aggregates of every (key, tile the key had events in) that the windows of outputs in
- * [{from:Int64}, {to:Int64}) read, for windows combined outside ClickHouse (see feature-windows.ts):
- * one row per key, with `labels` (SQL over the key fields, named as the event fields) as columns
- * l0.., then `__tiles`, the key's tiles in order, each a tuple of j (Float64) and one Float64 per part
- * of each feature in partsOf order (a compensated sum of an exact field as its plain sum; min and max
- * nullable). Per-key arrays, not rows ordered by key: sorting the rows cost twice the grouping.
- * Every compensated sum must be of an exact field: its fold has no column form.
+ * The events that the windows of outputs in [{from:Int64}, {to:Int64}) read (the longest window of
+ * all the features, whatever their hops), for tiles built and windows combined outside ClickHouse
+ * (see feature-windows.ts: a TileWindows per hop reads the same rows): one row per key, with `labels` (SQL
+ * over the key fields, named as the event fields) as columns l0.., then `__ts`, the times (ms) of
+ * the key's events, and per field of tileFieldsOf(features) `__x<i>`, its values as Float64 (NaN
+ * for null: groupArray drops nulls, and no field proven exact holds a NaN), in the same order.
+ * Raw events, not tiles: grouping by tile, then ordering each key's tiles, cost ClickHouse three
+ * times reading the events. Every part must have an eventTerm, and every compensated sum be of an
+ * exact field: its fold has no column form.
  */
 export function featureTileSql(view: ViewPlan, features: readonly FeaturePlan[], options: FeatureSampleOptions & { labels?: readonly string[] } = {}): string {
-  const { ctes, keyList, parts } = tileCtes(view, features, options, (p) => {
-    if (p.combine === 'compensatedSum' && !p.plain) throw new Error(`featureTileSql: ${p.name} is a compensated sum of a field not known to be exact`);
-    return p.plain ? p.plainSum : `toFloat64(${p.perTs})`;
-  });
+  for (const [i, f] of features.entries()) {
+    for (const p of partsOf(f, i)) {
+      if (p.combine === 'compensatedSum' && !(f.field !== null && (options.exactFields?.has(f.field) ?? false))) throw new Error(`featureTileSql: ${p.name} is a compensated sum of a field not known to be exact`);
+      if (p.eventTerm === undefined) throw new Error(`featureTileSql: ${p.name} (${f.agg}) has no event term`);
+    }
+  }
+  const { cte, keyList } = eventsCte(view, features, options);
+  const fields = tileFieldsOf(features);
   const labels = (options.labels ?? []).map((l, i) => `${l} AS l${i}`);
   const keys = view.keyFields.map((kf, k) => `k${k} AS ${ident(kf)}`);
-  return (
-    `WITH ${ctes.join(',\n')}\nSELECT ${[...labels, '__tiles'].join(', ')} ` +
-    `FROM (SELECT ${keys.join(', ')}, arraySort(groupArray(tuple(${['toFloat64(j)', ...parts.map((p) => p.name)].join(', ')}))) AS __tiles FROM t GROUP BY ${keyList})`
-  );
+  const arrays = ['groupArray(toFloat64(ts)) AS __ts', ...fields.map((f, i) => `groupArray(ifNull(toFloat64(${ident(f)}), nan)) AS __x${i}`)];
+  return `WITH ${cte}\nSELECT ${[...labels, '__ts', ...fields.map((_, i) => `__x${i}`)].join(', ')} FROM (SELECT ${keys.join(', ')}, ${arrays.join(', ')} FROM e GROUP BY ${keyList})`;
 }
 
 /**

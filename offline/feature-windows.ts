@@ -1,13 +1,16 @@
-// View-feature samples windowed in Node: featureTileSql sends each (key, tile the key had events in)
-// once, with its partial aggregates, ordered by key then tile, and TileWindows combines each tile's
-// sawtooth window (tiles j-n+1..j, docs/semantics.md) and computes the final value at the tile's
-// close. Only where that gives the same doubles as featureSampleSql's window functions: parts whose
-// window combination is exact in any order (counts; sums of fields proven to hold small integers;
-// min and max), and finals that repeat the SQL's operations in its order (tile-sql.ts finalOfColumns
-// over AGGREGATION_SPECS[agg].sql.final). Anything else stays on featureSampleSql.
+// View-feature samples windowed in Node: featureTileSql sends each key's events once (times and
+// field values), TileWindows builds the key's tiles from them (each part's eventTerm, combined as
+// the SQL combines it), combines each tile's sawtooth window (tiles j-n+1..j, docs/semantics.md)
+// and computes the final value at the tile's close. Only where that gives the same doubles as
+// featureSampleSql's GROUP BY and window functions: parts whose tile and window combination is exact
+// in any order (counts; sums of fields proven to hold small integers; min and max), centers
+// computed as centerSql computes them, and finals that repeat the SQL's operations in its order
+// (tile-sql.ts finalOfColumns over AGGREGATION_SPECS[agg].sql.final). Anything else stays on
+// featureSampleSql.
 import type { RecordBatch } from 'apache-arrow';
 import type { Aggregation, FeaturePlan } from '../definitions/index.js';
-import { isTiledOffline, partsOf } from './tile-sql.js';
+import type { SqlEventTerm } from '../definitions/aggregations/index.js';
+import { isCentered, isTiledOffline, partsOf } from './tile-sql.js';
 
 /** Fields of one source proven exact (feature-samples.ts exactIntegerFieldsOfParts): their sums, and their squares' sums. */
 export interface ExactFieldSets {
@@ -47,6 +50,7 @@ function varianceOf(w: Float64Array, at: number): number {
  */
 export function windowsInNode(f: FeaturePlan, exact: ExactFieldSets): boolean {
   if (f.windowMs === null || f.tilesPerWindow === null || !isTiledOffline(f) || FINALS[f.agg] === undefined) return false;
+  if (partsOf(f, 0).some((p) => p.eventTerm === undefined)) return false;
   if (f.agg === 'count') return true;
   if (f.field === null || !exact.sums.has(f.field)) return false;
   return (f.agg !== 'var' && f.agg !== 'stddev') || exact.squares.has(f.field);
@@ -62,11 +66,33 @@ export interface TileWindowSink {
 interface WindowPart {
   combine: 'sum' | 'min' | 'max';
   tiles: number;
+  /** EVENT_TERMS code of what one event adds to the part's tile. */
+  term: number;
+  /** The field's index in tileFieldsOf (-1: none, a count of events). */
+  field: number;
+}
+
+const EVENT_TERMS: Record<SqlEventTerm, number> = { count: 0, value: 1, deviation: 2, squaredDeviation: 3 };
+const COMBINES = { sum: 0, min: 1, max: 2 } as const;
+
+/** The fields whose values featureTileSql sends for these features, in its column order (`__x<i>`). */
+export function tileFieldsOf(features: readonly FeaturePlan[]): string[] {
+  return [...new Set(features.map((f) => f.field).filter((f): f is string => f !== null))];
 }
 
 /**
- * Combines featureTileSql's rows (columns: `labelCount` labels, then the key's tiles) into each
- * feature's value at every tile close in [from, to). Memory: one key's tiles.
+ * ClickHouse's round of a Float64: to the nearest integer, ties to even (round(2.5) = 2,
+ * round(-0.5) = -0). Math.round breaks ties upward; an odd result of a tie steps down.
+ */
+export function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * Turns featureTileSql's rows (columns: `labelCount` labels, then the key's event times and field
+ * values) into each feature's value at every tile close in [from, to). Memory: one key's events
+ * and tiles.
  */
 export class TileWindows {
   private readonly parts: WindowPart[] = [];
@@ -82,21 +108,46 @@ export class TileWindows {
   /** The window values, laid out as `values`. */
   private windows: Float64Array;
   private rows = 0;
+  /** The earliest event time these features' windows read. */
+  private readonly firstTs: number;
+  /** Scratch per event of the current key: its tile's row (-1: before firstTs). */
+  private eventRows = new Int32Array(1024);
+  /** Per part: its COMBINES code, EVENT_TERMS code and field index (-1: none). */
+  private readonly combines: Int32Array;
+  private readonly terms: Int32Array;
+  private readonly partFields: Int32Array;
+  /** Per field: whether a part reads its center, and the current key's center. */
+  private readonly centered: boolean[];
+  private readonly centers: Float64Array;
+  /** Scratch per event of the current key: its tile. */
+  private eventTiles = new Float64Array(1024);
+  /** Scratch per tile offset from the key's first tile: its row + 1 (0: no event), for keys whose tiles are dense. */
+  private tileRows = new Int32Array(4096);
 
   constructor(
     features: readonly FeaturePlan[],
     private readonly labelCount: number,
     private readonly range: { from: number; to: number },
     private readonly sink: TileWindowSink,
+    /** The query's field columns, in order, when it serves features of other hops too (featureTileSql of all of them). */
+    fields: readonly string[] = tileFieldsOf(features),
   ) {
+    // Events before the longest window's lookback belong to other hops' windows (a shared query reads the longest of all).
+    this.firstTs = range.from - Math.max(...features.map((f) => f.windowMs!));
+    this.centered = fields.map((field) => features.some((f) => f.field === field && isCentered(f)));
+    this.centers = new Float64Array(fields.length);
     for (const [i, f] of features.entries()) {
       this.starts.push(this.parts.length);
       for (const p of partsOf(f, i)) {
         const combine = p.combine === 'compensatedSum' ? 'sum' : p.combine;
         if (combine !== 'sum' && combine !== 'min' && combine !== 'max') throw new Error(`TileWindows: ${f.name} has a ${p.combine} part`);
-        this.parts.push({ combine, tiles: f.tilesPerWindow! });
+        if (p.eventTerm === undefined) throw new Error(`TileWindows: ${f.name} has a part without an event term`);
+        this.parts.push({ combine, tiles: f.tilesPerWindow!, term: EVENT_TERMS[p.eventTerm], field: f.field === null ? -1 : fields.indexOf(f.field) });
       }
     }
+    this.combines = Int32Array.from(this.parts, (p) => COMBINES[p.combine]);
+    this.terms = Int32Array.from(this.parts, (p) => p.term);
+    this.partFields = Int32Array.from(this.parts, (p) => p.field);
     this.finals = features.map((f) => {
       const final = FINALS[f.agg];
       if (!final) throw new Error(`TileWindows: no final for ${f.agg}`);
@@ -113,35 +164,148 @@ export class TileWindows {
     if (n === 0) return;
     const cols = batch.data.children;
     const labelCols = cols.slice(0, this.labelCount);
-    const list = cols[this.labelCount]!;
-    const struct = list.children[0]!;
-    const fields = struct.children;
-    const width = this.parts.length;
-    if (fields.length !== width + 1) throw new Error(`TileWindows: ${fields.length - 1} part columns, expected ${width}`);
-    // IPC batches are not sliced: a tile's fields are at the same index as the tile.
-    if (struct.offset !== 0 || fields.some((f) => f.offset !== 0)) throw new Error('TileWindows: sliced tile arrays');
-    const j = fields[0]!.values as Float64Array;
-    const offsets = list.valueOffsets as Int32Array;
-    // Per part, its values and its validity bitmap (null when it has no nulls), read once per
-    // batch: Arrow's nullCount getter costs more than the copy it guards.
-    const partValues = fields.slice(1).map((f) => f.values as Float64Array);
-    const partNulls = fields.slice(1).map((f) => (f.nullCount === 0 ? null : f.nullBitmap!));
+    const lists = cols.slice(this.labelCount);
+    if (lists.length !== this.centered.length + 1) throw new Error(`TileWindows: ${lists.length - 1} field columns, expected ${this.centers.length}`);
+    // IPC batches are not sliced: a key's events are at its list offsets.
+    if (lists.some((l) => l.children[0]!.offset !== 0)) throw new Error('TileWindows: sliced event arrays');
+    const times = lists[0]!.children[0]!.values as Float64Array;
+    const fieldValues = lists.slice(1).map((l) => l.children[0]!.values as Float64Array);
+    const offsets = lists.map((l) => l.valueOffsets as Int32Array);
     for (let r = 0; r < n; r++) {
+      const start = offsets[0]![lists[0]!.offset + r]!;
+      const end = offsets[0]![lists[0]!.offset + r + 1]!;
+      // groupArray's arrays of one row have one length; each list carries its own offsets.
+      const fieldStarts = lists.slice(1).map((l, i) => offsets[i + 1]![l.offset + r]!);
+      this.buildTiles(times, start, end - start, fieldValues, fieldStarts);
+      // A key whose events all precede these features' lookback (read for another hop's) has no samples here.
+      if (this.rows === 0) continue;
       this.sink.key(labelCols.map((c) => (c.dictionary ? (c.dictionary.get(c.values[c.offset + r] as number) as string) : utf8At(c, r))));
-      const start = offsets[list.offset + r]!;
-      const end = offsets[list.offset + r + 1]!;
-      this.reserve(end - start);
-      for (let k = start; k < end; k++) {
-        const row = k - start;
-        this.tiles[row] = j[k]!;
-        const at = row * width;
-        for (let p = 0; p < width; p++) {
-          const nulls = partNulls[p]!;
-          this.values[at + p] = nulls === null || ((nulls[k >> 3]! >> (k & 7)) & 1) === 1 ? partValues[p]![k]! : Number.NaN;
+      this.flush();
+    }
+  }
+
+  /**
+   * The key's tiles in order, each part combined over its events as the SQL GROUP BY combines it
+   * (exact in any order: integer sums, min, max), into `tiles` and `values`. Events before firstTs
+   * are left out.
+   */
+  private buildTiles(times: Float64Array, start: number, count: number, fieldValues: readonly Float64Array[], fieldStarts: readonly number[]): void {
+    const hop = this.hopMs;
+    const firstTs = this.firstTs;
+    if (this.eventTiles.length < count) {
+      this.eventTiles = new Float64Array(Math.max(count, this.eventTiles.length * 2));
+      this.eventRows = new Int32Array(this.eventTiles.length);
+    }
+    const { eventTiles, eventRows } = this;
+    let first = Infinity;
+    let last = -Infinity;
+    let read = 0;
+    for (let k = 0; k < count; k++) {
+      const ts = times[start + k]!;
+      if (ts < firstTs) {
+        eventTiles[k] = Number.NaN;
+        continue;
+      }
+      // tileOf: intDiv(ts - positiveModulo(ts, hop), hop), exact for integer ts under 2^53
+      const j = (ts - (((ts % hop) + hop) % hop)) / hop;
+      eventTiles[k] = j;
+      read++;
+      if (j < first) first = j;
+      if (j > last) last = j;
+    }
+    this.rows = 0;
+    if (read === 0) return;
+    this.computeCenters(fieldValues, fieldStarts, count);
+    // Each event's tile row: by offset from the first tile when the tiles are dense enough, else by sorting.
+    const span = last - first + 1;
+    let m = 0;
+    if (span <= 4 * read + 4096) {
+      if (this.tileRows.length < span) this.tileRows = new Int32Array(Math.max(span, this.tileRows.length * 2));
+      const rows = this.tileRows;
+      for (let k = 0; k < count; k++) {
+        const j = eventTiles[k]!;
+        if (j === j) rows[j - first] = 1;
+      }
+      for (let o = 0; o < span; o++) if (rows[o] !== 0) rows[o] = ++m;
+      this.reserve(m);
+      for (let o = 0; o < span; o++) if (rows[o] !== 0) this.tiles[rows[o]! - 1] = first + o;
+      for (let k = 0; k < count; k++) {
+        const j = eventTiles[k]!;
+        eventRows[k] = j === j ? rows[j - first]! - 1 : -1;
+      }
+      for (let row = 0; row < m; row++) rows[this.tiles[row]! - first] = 0;
+    } else {
+      const sorted = eventTiles.slice(0, count).sort(); // NaN last
+      for (let k = 0; k < read; k++) if (k === 0 || sorted[k] !== sorted[k - 1]) sorted[m++] = sorted[k]!;
+      this.reserve(m);
+      this.tiles.set(sorted.subarray(0, m));
+      for (let k = 0; k < count; k++) {
+        const j = eventTiles[k]!;
+        eventRows[k] = j === j ? lowerBound(this.tiles, m, j) : -1;
+      }
+    }
+    this.rows = m;
+    const { values, combines, terms, partFields, centers } = this;
+    const width = combines.length;
+    // Part by part: each loop does one thing per event.
+    for (let p = 0; p < width; p++) {
+      const combine = combines[p]!;
+      const initial = combine === 0 ? 0 : Number.NaN;
+      for (let row = 0; row < m; row++) values[row * width + p] = initial;
+      const f = partFields[p]!;
+      const term = terms[p]!;
+      if (f < 0) {
+        // a count of every event
+        for (let k = 0; k < count; k++) {
+          const row = eventRows[k]!;
+          if (row >= 0) values[row * width + p]! += 1;
+        }
+        continue;
+      }
+      const xs = fieldValues[f]!;
+      const at = fieldStarts[f]!;
+      const c = centers[f]!;
+      for (let k = 0; k < count; k++) {
+        const row = eventRows[k]!;
+        const x = xs[at + k]!;
+        if (row < 0 || x !== x) continue; // before the lookback, or no value: adds nothing
+        const v = term === 0 ? 1 : term === 1 ? x : term === 2 ? x - c : (x - c) * (x - c);
+        const i = row * width + p;
+        if (combine === 0) values[i]! += v;
+        else {
+          const current = values[i]!;
+          if (current !== current || (combine === 1 ? v < current : v > current)) values[i] = v;
         }
       }
-      this.rows = end - start;
-      this.flush();
+    }
+  }
+
+  /**
+   * Each centered field's center over the key's events from firstTs on (those the SQL reads for
+   * these features), as centerSql: when every value is an
+   * integer, their mean rounded to an integer (ties to even, as ClickHouse's round); else min / 2 +
+   * max / 2; 0 without values.
+   */
+  private computeCenters(fieldValues: readonly Float64Array[], fieldStarts: readonly number[], count: number): void {
+    for (let f = 0; f < this.centered.length; f++) {
+      if (!this.centered[f]) continue;
+      const xs = fieldValues[f]!;
+      const at = fieldStarts[f]!;
+      let sum = 0;
+      let n = 0;
+      let min = Infinity;
+      let max = -Infinity;
+      let integers = true;
+      for (let k = 0; k < count; k++) {
+        const x = xs[at + k]!;
+        if (x !== x || this.eventTiles[k] !== this.eventTiles[k]) continue; // no value, or before the lookback
+        sum += x;
+        n++;
+        if (x < min) min = x;
+        if (x > max) max = x;
+        if (x !== Math.floor(x)) integers = false;
+      }
+      this.centers[f] = n === 0 ? 0 : integers ? roundHalfEven(sum / n) : min / 2 + max / 2;
     }
   }
 
@@ -203,6 +367,18 @@ export class TileWindows {
     }
     this.rows = 0;
   }
+}
+
+/** How many of the first `m` (ascending) values are < j: the row of tile j. */
+function lowerBound(sorted: Float64Array, m: number, j: number): number {
+  let lo = 0;
+  let hi = m;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid]! < j) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** Row r of a Utf8 column. */

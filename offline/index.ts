@@ -28,5 +28,5 @@ export { FEATURE_LOG_LINES_TABLE, FEATURE_LOG_TABLE, FEATURE_SETS_TABLE, feature
 export type { FeatureLogTables } from './tables.js';
 export { OfflineFeatureLogSink, writeLogDataset, loggedValuePairs, insertFeatureLogRecords, checkFeatureLogRecord, loggedReadsSql, storedFeatureSets, loggedValuesSql, loggedKeySql, loggedPredictionsSql, loggedPredictionIdsSql, FEATURE_LOG_DEAD_LETTER_SOURCE } from './feature-log.js';
 export type { LogDatasetOptions, LoggedValuePair, LoggedSliceColumn } from './feature-log.js';
-export { TileWindows, windowsInNode } from './feature-windows.js';
+export { roundHalfEven, tileFieldsOf, TileWindows, windowsInNode } from './feature-windows.js';
 export type { ExactFieldSets, TileWindowSink } from './feature-windows.js';

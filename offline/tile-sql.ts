@@ -12,7 +12,7 @@
 // ClickHouse's sumKahan is no substitute: as a window function it drops the compensation and its
 // add is plain Kahan, which loses a small term added before a large one cancels.
 import type { FeaturePlan } from '../definitions/index.js';
-import { AGGREGATION_SPECS, sqlAddCompensated, sqlCompensatedSumOfPairsAggregate, sqlExactPartitionColumn, type SqlCombine } from '../definitions/aggregations/index.js';
+import { AGGREGATION_SPECS, sqlAddCompensated, sqlCompensatedSumOfPairsAggregate, sqlExactPartitionColumn, type SqlCombine, type SqlEventTerm } from '../definitions/aggregations/index.js';
 import { ident } from './tables.js';
 
 export interface AggPart {
@@ -21,6 +21,8 @@ export interface AggPart {
   perTs: string;
   /** How parts combine across rows. */
   combine: SqlCombine;
+  /** What one event adds when the tile is built in Node (SqlPartSpec.eventTerm). */
+  eventTerm?: SqlEventTerm;
 }
 
 export function tileOf(t: string, hopMs: number): string {
@@ -42,7 +44,7 @@ export function partsOf(f: FeaturePlan, i: number): AggPart[] {
   if (parts === null) throw new Error(`${f.agg} is not tiled offline`);
   const x = f.field === null ? null : ident(f.field);
   const c = f.field === null ? 'NULL' : centerColumn(f.field);
-  return parts.map((p) => ({ name: `f${i}_${p.suffix}`, perTs: p.perTs(x, c), combine: p.combine }));
+  return parts.map((p) => ({ name: `f${i}_${p.suffix}`, perTs: p.perTs(x, c), combine: p.combine, eventTerm: p.eventTerm }));
 }
 
 /**

@@ -25,7 +25,7 @@ export const count: AggregationSpec = {
     merge: `an[o] = an[o] + bn[o]`,
   },
   sql: {
-    parts: [{ suffix: 'n', perTs: (x) => (x === null ? 'count()' : `count(${x})`), combine: 'sum' }],
+    parts: [{ suffix: 'n', perTs: (x) => (x === null ? 'count()' : `count(${x})`), combine: 'sum', eventTerm: 'count' }],
     centered: false,
     final: (part) => part('n'),
     merge: (a, b) => `tuple(tupleElement(${a}, 1) + tupleElement(${b}, 1))`,

@@ -41,7 +41,7 @@ function extreme(name: Extract<Aggregation, 'min' | 'max'>, code: string): Aggre
     end`,
     },
     sql: {
-      parts: [{ suffix: 'm', perTs: (x) => `${name}(${x})`, combine: name }],
+      parts: [{ suffix: 'm', perTs: (x) => `${name}(${x})`, combine: name, eventTerm: 'value' }],
       centered: false,
       final: (part) => part('m'),
       merge: (a, b) => {

@@ -11,7 +11,7 @@ import type { AggregationSpec } from './spec.js';
 import { sum } from './sum.js';
 import { stddev, variance } from './variance.js';
 
-export type { AggregationParams, AggregationSpec, AggregationSql, FieldRule, SqlCombine, SqlPartSpec } from './spec.js';
+export type { AggregationParams, AggregationSpec, AggregationSql, FieldRule, SqlCombine, SqlEventTerm, SqlPartSpec } from './spec.js';
 export { compareCodePoints, compareLast, compareScalars } from './order.js';
 export {
   addCompensated,

@@ -33,8 +33,8 @@ export const mean: AggregationSpec = {
   },
   sql: {
     parts: [
-      { suffix: 'n', perTs: (x) => `count(${x})`, combine: 'sum' },
-      { suffix: 's', perTs: (x) => sqlCompensatedSumAggregate(x!), combine: 'compensatedSum' },
+      { suffix: 'n', perTs: (x) => `count(${x})`, combine: 'sum', eventTerm: 'count' },
+      { suffix: 's', perTs: (x) => sqlCompensatedSumAggregate(x!), combine: 'compensatedSum', eventTerm: 'value' },
     ],
     centered: false,
     final: (part) => `if(${part('n')} = 0, NULL, ${part('s')} / ${part('n')})`,

@@ -26,7 +26,18 @@ export interface SqlPartSpec {
   /** Aggregate over the events of one (key, ts) group; `x` is the field, `c` the key's center (see centered). */
   perTs(x: string | null, c: string): string;
   combine: SqlCombine;
+  /**
+   * The same part built outside ClickHouse from a tile's events (offline/feature-windows.ts), for
+   * fields proven to hold small integers: each event with a value adds this term under `combine`
+   * (a compensated sum as its plain sum), an event without one adds nothing. 'count': 1 (every
+   * event when the feature has no field); 'value': x; 'deviation': x - c; 'squaredDeviation':
+   * (x - c) * (x - c), with c the key's center. Absent: the part is only computed in SQL.
+   */
+  eventTerm?: SqlEventTerm;
 }
+
+/** What one event adds to a part (SqlPartSpec.eventTerm). */
+export type SqlEventTerm = 'count' | 'value' | 'deviation' | 'squaredDeviation';
 
 export interface AggregationSql {
   /**

@@ -27,7 +27,7 @@ export const sum: AggregationSpec = {
     merge: `addCompensated(an, o, bn[o], bn[o + 1])`,
   },
   sql: {
-    parts: [{ suffix: 's', perTs: (x) => sqlCompensatedSumAggregate(x!), combine: 'compensatedSum' }],
+    parts: [{ suffix: 's', perTs: (x) => sqlCompensatedSumAggregate(x!), combine: 'compensatedSum', eventTerm: 'value' }],
     centered: false,
     final: (part) => part('s'),
     merge: (a, b) => sqlAddCompensated(`tupleElement(${a}, 1)`, `tupleElement(${a}, 2)`, `tupleElement(${b}, 1)`, `tupleElement(${b}, 2)`),

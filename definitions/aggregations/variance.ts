@@ -73,9 +73,9 @@ function varianceSpec(name: Extract<Aggregation, 'var' | 'stddev'>): Aggregation
     },
     sql: {
       parts: [
-        { suffix: 'n', perTs: (x) => `count(${x})`, combine: 'sum' },
-        { suffix: 's', perTs: (x, c) => `sum(ifNull(${x} - ${c}, 0))`, combine: 'sum' },
-        { suffix: 'ss', perTs: (x, c) => `sum(ifNull((${x} - ${c}) * (${x} - ${c}), 0))`, combine: 'sum' },
+        { suffix: 'n', perTs: (x) => `count(${x})`, combine: 'sum', eventTerm: 'count' },
+        { suffix: 's', perTs: (x, c) => `sum(ifNull(${x} - ${c}, 0))`, combine: 'sum', eventTerm: 'deviation' },
+        { suffix: 'ss', perTs: (x, c) => `sum(ifNull((${x} - ${c}) * (${x} - ${c}), 0))`, combine: 'sum', eventTerm: 'squaredDeviation' },
       ],
       centered: true,
       final: (part) => {

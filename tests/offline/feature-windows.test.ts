@@ -1,12 +1,13 @@
-// View-feature samples windowed in Node (offline/feature-windows.ts: featureTileSql's per-key tiles
-// combined by TileWindows) are the same doubles as featureSampleSql's window functions, on random
+// View-feature samples windowed in Node (offline/feature-windows.ts: featureTileSql's per-key events
+// built into tiles and combined by TileWindows, from the hop's own query and from one query of every
+// hop) are the same doubles as featureSampleSql's window functions, on random
 // integer events with nulls, keys with a single event, silences longer than every window (a window
 // that holds only its own tile), and lookback before the range, for several hops and every
 // aggregation that windowsInNode accepts; and windowsInNode refuses what is not provably exact.
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
 import { compileOrThrow, entity, eventTime, featureView, source, type FeaturePlan, type ViewPlan } from '../../definitions/index.js';
-import { exactIntegerFieldPartsSql, exactIntegerFieldsOfParts, featureSampleSql, featureTileSql, TileWindows, windowsInNode } from '../../offline/index.js';
+import { exactIntegerFieldPartsSql, exactIntegerFieldsOfParts, featureSampleSql, featureTileSql, roundHalfEven, tileFieldsOf, TileWindows, windowsInNode } from '../../offline/index.js';
 import { offlineStoreWith } from '../support/offline-fixtures.js';
 import { mulberry32 } from '../support/random.js';
 
@@ -110,31 +111,49 @@ describe('view-feature windows combined in Node', () => {
           if (x !== null) expected.set(`${String(row.station)} ${Number(row.ts)} ${i}`, Number(x));
         });
       }
-      const actual = new Map<string, number>();
-      let key = '';
-      const windows = new TileWindows(features, 1, range, {
-        key: ([label]) => {
-          key = label!;
-        },
-        sample: (i, ts, x) => {
-          const id = `${key} ${ts} ${i}`;
-          if (actual.has(id)) throw new Error(`${id} sampled twice`);
-          actual.set(id, x);
-        },
-      });
-      for await (const batch of offline.store().executor.arrowBatches(featureTileSql(view, features, { exactFields: exactSets.sums, labels: ['station'] }), range)) windows.add(batch);
-      expect(actual.size).toBe(expected.size);
-      for (const [id, x] of expected) {
-        // Object.is: the same double, -0 apart from 0.
-        if (!Object.is(actual.get(id), x)) throw new Error(`${id} (${features[Number(id.split(' ')[2])]!.name}): Node ${actual.get(id)}, SQL ${x}`);
+      // The hop's own query, and one query of every hop's events (longer lookbacks, more fields) that a TileWindows per hop reads.
+      for (const queried of [features, windowed]) {
+        const actual = new Map<string, number>();
+        let key = '';
+        const windows = new TileWindows(
+          features,
+          1,
+          range,
+          {
+            key: ([label]) => {
+              key = label!;
+            },
+            sample: (i, ts, x) => {
+              const id = `${key} ${ts} ${i}`;
+              if (actual.has(id)) throw new Error(`${id} sampled twice`);
+              actual.set(id, x);
+            },
+          },
+          tileFieldsOf(queried),
+        );
+        for await (const batch of offline.store().executor.arrowBatches(featureTileSql(view, queried, { exactFields: exactSets.sums, labels: ['station'] }), range)) windows.add(batch);
+        expect(actual.size).toBe(expected.size);
+        for (const [id, x] of expected) {
+          // Object.is: the same double, -0 apart from 0.
+          if (!Object.is(actual.get(id), x)) throw new Error(`${id} (${features[Number(id.split(' ')[2])]!.name}, ${queried.length} features queried): Node ${actual.get(id)}, SQL ${x}`);
+        }
+        compared += expected.size;
       }
-      compared += expected.size;
       // The edge cases are there: a key's only tile, and a window after a silence longer than every window.
       expect([...expected.keys()].some((id) => id.startsWith('single '))).toBe(true);
       expect([...expected.keys()].some((id) => id.startsWith(`quiet ${(Math.floor((T0 + 51 * HOUR + 10 * MINUTE) / hopMs) + 1) * hopMs} `))).toBe(true);
     }
     expect(compared).toBeGreaterThan(5_000);
   }, 120_000);
+
+  it("a key's center is rounded as ClickHouse's round rounds a Float64: ties to even, signed zero kept", async () => {
+    const xs = [0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 3.5, -3.5, 2.4999999999999996, 7 / 2, -7 / 2, 1e15 + 0.5, -(2 ** 52) + 0.5, 123456.5, 0.49999999999999994, -0, 0, 41 / 3];
+    const rows = await offline.store().executor.rows<{ r: number[] }>(`SELECT [${xs.map((x) => `toFloat64(${Object.is(x, -0) ? '-0.' : x.toPrecision(17)})`).join(', ')}] AS xs, arrayMap(x -> round(x), xs) AS r`);
+    const expected = rows[0]!.r.map(Number);
+    xs.forEach((x, i) => {
+      if (!Object.is(roundHalfEven(x), expected[i])) throw new Error(`round(${x}): Node ${roundHalfEven(x)}, ClickHouse ${expected[i]}`);
+    });
+  });
 
   it('featureTileSql refuses a compensated sum of a field not known to be exact', () => {
     const f = view.features.find((x) => x.name === 'f_mean_1h')!;
