@@ -59,7 +59,7 @@ const QUERY_SPAN_MS = 16 * 86_400_000;
 export { decileCounts } from './drift-statistics.js';
 
 /** Above this many (evaluation, window, feature, slice) tests, statistics go to worker threads. */
-const POOL_MIN_TESTS = 5000;
+const POOL_MIN_TESTS = 1000;
 
 /** One bucket's counts per (feature, slice) key: per bin (numeric: dense, one per fine bin), and per category the reference never saw. */
 interface KeyCounts {
@@ -166,8 +166,13 @@ export async function* evaluateDrift(
   const tests = (lastEval - firstEval + 1) * plan.windowsMs.length * profile.size;
   const mode = options.statistics ?? 'auto';
   const useWorkers = mode === 'workers' || (mode === 'auto' && tests >= POOL_MIN_TESTS);
-  // Workers that cannot start (no worker threads here): the same statistics on this thread.
-  const computer: StatisticsComputer = useWorkers ? await StatisticsPool.open().catch(() => inlineStatistics) : inlineStatistics;
+  // Workers that cannot start (no worker threads here): the same statistics on this thread. They
+  // start while ClickHouse runs the first query.
+  const starting = useWorkers ? StatisticsPool.open().catch(() => inlineStatistics) : Promise.resolve(inlineStatistics);
+  const computer: StatisticsComputer = {
+    compute: async (tests) => (await starting).compute(tests),
+    close: async () => (await starting).close(),
+  };
   // Pipelined, one query ahead: while ClickHouse runs the next query (of this span or the next),
   // Node counts this one's rows and hands out its tests (the Monte Carlo p-values cost more CPU
   // than the counting). A span's evaluations are yielded once the next span's are all handed out:
