@@ -37,7 +37,9 @@ export class ReferenceSamples extends NumericBinCounter {
       if (values) grown.set(values.subarray(0, size));
       this.values[id] = values = grown;
     }
-    values.fill(v, size, size + c);
+    // One sample at a time from the windowed view features: a store, not fill()'s call.
+    if (c === 1) values[size] = v;
+    else values.fill(v, size, size + c);
     this.sizes[id] = size + c;
   }
 
@@ -57,7 +59,8 @@ export class ReferenceSamples extends NumericBinCounter {
       const counts = new Array<number>(FINE_BINS).fill(0);
       counts[0] = size - numbers;
       let bin = 0;
-      for (const v of sorted) {
+      for (let i = 0; i < numbers; i++) {
+        const v = sorted[i]!;
         while (bin < edges.length && edges[bin]! <= v) bin++;
         counts[bin]! += 1;
       }
