@@ -124,7 +124,11 @@ type SpanParams = { monitor: string; version: string; origin: number; interval: 
  * query's own (feature, slice) keys. Reading and counting are apart so that the next query runs in
  * ClickHouse while this thread counts.
  */
-type Counting = (span: SpanParams) => Promise<() => Map<number, BucketCounts>>;
+/** One counting query: `read` runs it for a span and gives the function that counts its rows; `rank` is its tests' place in an evaluation's results. */
+interface Counting {
+  read: (span: SpanParams) => Promise<() => Map<number, BucketCounts>>;
+  rank: number;
+}
 
 /** Evaluate drift at every evaluation time T (phase + k * interval) in (fromMs, toMs], from bucket counts. */
 export async function* evaluateDrift(
@@ -185,7 +189,7 @@ export async function* evaluateDrift(
   }
   const read = (i: number): Promise<() => Map<number, BucketCounts>> => {
     const { start, end, counting } = steps[i]!;
-    return handled(countings[counting]!({ ...params, from: phase + start * interval, to: phase + end * interval }));
+    return handled(countings[counting]!.read({ ...params, from: phase + start * interval, to: phase + end * interval }));
   };
   let firstCountsIn = false;
   type Pending = { windowEndMs: number; windows: Promise<DriftResult[]>[][] };
@@ -211,7 +215,8 @@ export async function* evaluateDrift(
         if (b + 1 < firstEval) continue;
         let pending = current.get(b);
         if (!pending) current.set(b, (pending = { windowEndMs: phase + (b + 1) * interval, windows: plan.windowsMs.map(() => []) }));
-        plan.windowsMs.forEach((windowMs, w) => pending.windows[w]!.push(handled(windowTests(plan, profile, sums.sums[w]!, sums.unseen[w]!, windowMs, pending.windowEndMs, computer))));
+        // In rank order, whatever the order the queries ran in: the results keep one order.
+        plan.windowsMs.forEach((windowMs, w) => (pending.windows[w]![countings[counting]!.rank] = handled(windowTests(plan, profile, sums.sums[w]!, sums.unseen[w]!, windowMs, pending.windowEndMs, computer))));
       }
       if (!lastOfSpan) continue;
       for (const evaluation of previous) yield await decided(plan, evaluation);
@@ -232,15 +237,18 @@ async function decided(plan: MonitorPlan, { windowEndMs, windows }: { windowEndM
 }
 
 /**
- * The monitor's counting queries, in the order they run: the numeric samples ClickHouse takes, each
- * group of Node-windowed view features, the categorical counts. Each counts its own features.
+ * The monitor's counting queries, in the order they run: the categorical counts first (their
+ * permutation tests cost the most statistics per test, which then run while the numeric queries
+ * run and are counted), then the numeric samples ClickHouse takes, then each group of
+ * Node-windowed view features. Each counts its own features. Their tests' place in the results
+ * (rank) is the order before: numeric, view groups, categorical.
  */
 async function countingsOf(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan, profile: MonitorProfile, shards: ShardSet | null): Promise<Counting[]> {
   const shardCount = shards?.count ?? 1;
   /** `query` on every shard (each counts what it owns; the counts add), or on the one node. */
   const everywhere = <T>(span: SpanParams, query: (executor: OfflineExecutor, params: Record<string, unknown>) => Promise<T>): Promise<T[]> =>
     shards ? shards.each((shardExecutor, shard) => query(shardExecutor, { ...span, shard })) : query(executor, span).then((rows) => [rows]);
-  const countings: Counting[] = [];
+  const countings: Counting['read'][] = [];
   if (hasFeatures(plan, 'numeric')) {
     // The fields' exactness is checked once per evaluation (a scan of the source), not per span; it
     // decides which view features are windowed in Node and which are sampled in ClickHouse (numericSampling).
@@ -303,7 +311,9 @@ async function countingsOf(executor: OfflineExecutor, compiled: CompiledDefiniti
       };
     });
   }
-  return countings;
+  const ranked = countings.map((read, rank) => ({ read, rank }));
+  if (hasFeatures(plan, 'categorical')) ranked.unshift(ranked.pop()!);
+  return ranked;
 }
 
 /** A numeric counter's bucket counts (dense fine bins, nothing unseen). */
