@@ -172,9 +172,12 @@ export class NumericBinCounter {
     return Int32Array.from([this.allIds[fid]!, ...labels.map((label) => this.seriesId(feature, label))]);
   }
 
-  /** Count one sample x of bucket `bucket` in each of `series` (from seriesOf). */
-  count(bucket: number, series: Int32Array, x: number): void {
-    for (let s = 0; s < series.length; s++) this.tally(bucket, series[s]!, x, 1);
+  /** Count samples xs[k] at times ts[k] (k < count), each in bucket intDiv(ts - origin, interval), in each of `series` (from seriesOf). */
+  countSeries(series: Int32Array, ts: Float64Array, xs: Float64Array, count: number, origin: number, interval: number): void {
+    for (let s = 0; s < series.length; s++) {
+      const id = series[s]!;
+      for (let k = 0; k < count; k++) this.tally(intDiv(ts[k]! - origin, interval), id, xs[k]!, 1);
+    }
   }
 
   /** The counts: per bucket, per feature x slice key, the counts per fine bin (series without samples in a bucket are absent). */
@@ -259,7 +262,7 @@ export function countGroupSamples(plan: MonitorPlan, group: NodeWindowGroup, bat
         key: (labels) => {
           series = hop.fids.map((fid) => counter.seriesOf(fid, labels));
         },
-        sample: (i, ts, x) => counter.count(intDiv(ts - origin, interval), series[i]!, x),
+        samples: (i, ts, xs, count) => counter.countSeries(series[i]!, ts, xs, count, origin, interval),
       },
       fields,
     );

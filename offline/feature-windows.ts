@@ -59,8 +59,11 @@ export function windowsInNode(f: FeaturePlan, exact: ExactFieldSets): boolean {
 export interface TileWindowSink {
   /** The samples of the next key follow; `labels` are its label columns' values. */
   key(labels: readonly string[]): void;
-  /** Feature `feature`'s value at tile close `ts` (ms); null values are not sent. */
-  sample(feature: number, ts: number, x: number): void;
+  /**
+   * Feature `feature`'s values `xs[k]` at tile closes `ts[k]` (ms), k < count, ascending in time
+   * (null values are not sent). The arrays are reused: read them before returning.
+   */
+  samples(feature: number, ts: Float64Array, xs: Float64Array, count: number): void;
 }
 
 interface WindowPart {
@@ -103,6 +106,11 @@ export class TileWindows {
   private tiles = new Float64Array(1024);
   /** Scratch tile indices, as many as `tiles` (flush's min and max windows). */
   private candidates = new Int32Array(this.tiles.length);
+  /** Scratch, as many as `tiles`: the rows and times of the closes in range, and one feature's samples (flush). */
+  private closeRows = new Int32Array(this.tiles.length);
+  private closeTs = new Float64Array(this.tiles.length);
+  private outTs = new Float64Array(this.tiles.length);
+  private outXs = new Float64Array(this.tiles.length);
   /** The key's tiles' part values, part p of tile r at r * parts + p (NaN: null). */
   private values: Float64Array;
   /** The window values, laid out as `values`. */
@@ -228,9 +236,14 @@ export class TileWindows {
         const j = eventTiles[k]!;
         if (j === j) rows[j - first] = 1;
       }
-      for (let o = 0; o < span; o++) if (rows[o] !== 0) rows[o] = ++m;
-      this.reserve(m);
-      for (let o = 0; o < span; o++) if (rows[o] !== 0) this.tiles[rows[o]! - 1] = first + o;
+      this.reserve(Math.min(span, read));
+      const tiles = this.tiles;
+      for (let o = 0; o < span; o++) {
+        if (rows[o] !== 0) {
+          tiles[m] = first + o;
+          rows[o] = ++m;
+        }
+      }
       for (let k = 0; k < count; k++) {
         const j = eventTiles[k]!;
         eventRows[k] = j === j ? rows[j - first]! - 1 : -1;
@@ -317,6 +330,10 @@ export class TileWindows {
     while (length < rows) length *= 2;
     this.tiles = new Float64Array(length);
     this.candidates = new Int32Array(length);
+    this.closeRows = new Int32Array(length);
+    this.closeTs = new Float64Array(length);
+    this.outTs = new Float64Array(length);
+    this.outXs = new Float64Array(length);
     this.values = new Float64Array(length * this.parts.length);
     this.windows = new Float64Array(this.values.length);
   }
@@ -358,14 +375,27 @@ export class TileWindows {
         }
       }
     }
+    // The closes in range, then each feature's values there, handed over a feature at a time.
     const { from, to } = this.range;
+    const { closeRows, closeTs, outTs, outXs } = this;
+    let closes = 0;
     for (let r = 0; r < m; r++) {
       const ts = (tiles[r]! + 1) * this.hopMs;
       if (ts < from || ts >= to) continue;
-      for (let i = 0; i < this.finals.length; i++) {
-        const x = this.finals[i]!(w, r * width + this.starts[i]!);
-        if (x === x) this.sink.sample(i, ts, x);
+      closeRows[closes] = r;
+      closeTs[closes++] = ts;
+    }
+    for (let i = 0; i < this.finals.length; i++) {
+      const final = this.finals[i]!;
+      const at = this.starts[i]!;
+      let count = 0;
+      for (let c = 0; c < closes; c++) {
+        const x = final(w, closeRows[c]! * width + at);
+        if (x !== x) continue;
+        outTs[count] = closeTs[c]!;
+        outXs[count++] = x;
       }
+      if (count > 0) this.sink.samples(i, outTs, outXs, count);
     }
     this.rows = 0;
   }

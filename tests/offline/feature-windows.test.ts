@@ -123,10 +123,13 @@ describe('view-feature windows combined in Node', () => {
             key: ([label]) => {
               key = label!;
             },
-            sample: (i, ts, x) => {
-              const id = `${key} ${ts} ${i}`;
-              if (actual.has(id)) throw new Error(`${id} sampled twice`);
-              actual.set(id, x);
+            samples: (i, ts, xs, count) => {
+              for (let k = 0; k < count; k++) {
+                if (k > 0 && !(ts[k]! > ts[k - 1]!)) throw new Error(`${key} feature ${i}: closes not ascending at ${ts[k]}`);
+                const id = `${key} ${ts[k]} ${i}`;
+                if (actual.has(id)) throw new Error(`${id} sampled twice`);
+                actual.set(id, xs[k]!);
+              }
             },
           },
           tileFieldsOf(queried),
