@@ -110,37 +110,62 @@ function viewGroups(compiled: CompiledDefinitions, features: readonly MonitorFea
   return [...groups.values()];
 }
 
-/** The numeric view features of one view whose windows Node combines (offline/feature-windows.ts), from one query of the view's events. */
+/**
+ * Numeric view features whose windows Node combines (offline/feature-windows.ts), from one query of
+ * their source's events: one view's, or on one node a chain of views of one source whose key
+ * fields nest (airport within route), read by the finest view's keys and ordered by the coarser
+ * ones' so that each coarser key's rows are consecutive.
+ */
 export interface NodeWindowGroup {
+  /** The view whose keys the query groups by (the finest). */
   view: ViewPlan;
-  /** The features by hop: a TileWindows each. */
-  hops: { features: FeaturePlan[]; fids: number[] }[];
+  /** The features by view and hop: a TileWindows each; keyColumns is how many of groupKeys are its view's key (0: the query's view). */
+  hops: { view: ViewPlan; features: FeaturePlan[]; fids: number[]; keyColumns: number }[];
   /** Each feature's index in the plan, of every hop. */
   fids: number[];
+  /** The coarser views' key fields, as featureTileSql's groupKeys. */
+  groupKeys: string[];
   /** featureTileSql of every hop's features, with each slice definition's label (sliceLabelExprs) as label columns. */
   sql: string;
 }
 
-/** The monitor's numeric view features whose samples Node windows with the SQL's doubles (windowsInNode), by view. */
+/** The monitor's numeric view features whose samples Node windows with the SQL's doubles (windowsInNode), by query. */
 export function nodeWindowGroups(compiled: CompiledDefinitions, plan: MonitorPlan, exact: SampleExactness, shardCount = 1): NodeWindowGroup[] {
   const candidates = plan.features.filter((f) => {
     if (f.kind !== 'numeric' || f.from !== 'view') return false;
     const view = compiled.registry.views.find((v) => v.name === f.view)!;
     return windowsInNode(view.features.find((x) => x.name === f.feature)!, exactSetsOf(exact, view.source));
   });
-  // One query per view, whatever the hops: its events are read once for all of them.
-  const byView = new Map<string, NodeWindowGroup>();
+  type ViewHops = { view: ViewPlan; hops: { features: FeaturePlan[]; fids: number[] }[] };
+  const byView = new Map<string, ViewHops>();
   for (const { view, plans, features } of viewGroups(compiled, candidates)) {
-    const group = byView.get(view.name) ?? { view, hops: [], fids: [], sql: '' };
-    const fids = features.map((f) => plan.features.indexOf(f));
-    group.hops.push({ features: plans, fids });
-    group.fids.push(...fids);
-    byView.set(view.name, group);
+    const entry = byView.get(view.name) ?? { view, hops: [] };
+    entry.hops.push({ features: plans, fids: features.map((f) => plan.features.indexOf(f)) });
+    byView.set(view.name, entry);
   }
-  for (const group of byView.values()) {
-    group.sql = featureTileSql(group.view, group.hops.flatMap((h) => h.features), { exactFields: exact.sums.get(group.view.source), labels: sliceLabelExprs(plan), shardCount });
+  // Chains of views whose key fields nest, coarsest first. On shards each view reads the keys its
+  // shard owns by its own key: one query per view there.
+  const chains: ViewHops[][] = [];
+  const views = [...byView.values()].sort((a, b) => a.view.keyFields.length - b.view.keyFields.length);
+  for (const entry of views) {
+    const chain = shardCount > 1 ? undefined : chains.find((c) => c[0]!.view.source === entry.view.source && c[c.length - 1]!.view.keyFields.every((f) => entry.view.keyFields.includes(f)));
+    if (chain) chain.push(entry);
+    else chains.push([entry]);
   }
-  return [...byView.values()];
+  return chains.map((chain) => {
+    const root = chain[chain.length - 1]!.view;
+    // The coarser views' key fields, coarsest first: each one's key is a prefix of these.
+    const groupKeys: string[] = [];
+    for (const { view } of chain.slice(0, -1)) for (const f of view.keyFields) if (!groupKeys.includes(f)) groupKeys.push(f);
+    const hops = chain.flatMap(({ view, hops }) => hops.map((h) => ({ view, ...h, keyColumns: view === root ? 0 : view.keyFields.length })));
+    return {
+      view: root,
+      hops,
+      fids: hops.flatMap((h) => h.fids),
+      groupKeys,
+      sql: featureTileSql(root, hops.flatMap((h) => h.features), { exactFields: exact.sums.get(root.source), labels: sliceLabelExprs(plan), shardCount, groupKeys }),
+    };
+  });
 }
 
 /**

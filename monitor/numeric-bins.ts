@@ -248,7 +248,7 @@ export async function countWindowedSamples(executor: OfflineExecutor, plan: Moni
   }
 }
 
-/** One group's events (batches of NodeWindowGroup.sql) through a TileWindows per hop: each sample in bucket intDiv(ts - origin, interval), in its key's series. */
+/** One group's events (batches of NodeWindowGroup.sql) through a TileWindows per view and hop: each sample in bucket intDiv(ts - origin, interval), in its key's series. */
 export function countGroupSamples(plan: MonitorPlan, group: NodeWindowGroup, batches: readonly RecordBatch[], params: { from: number; to: number; origin: number; interval: number }, counter: NumericBinCounter): void {
   const { origin, interval } = params;
   const fields = tileFieldsOf(group.hops.flatMap((h) => h.features));
@@ -264,10 +264,11 @@ export function countGroupSamples(plan: MonitorPlan, group: NodeWindowGroup, bat
         },
         samples: (i, ts, xs, count) => counter.countSeries(series[i]!, ts, xs, count, origin, interval),
       },
-      fields,
+      { fields, groupColumns: group.groupKeys.length, keyColumns: hop.keyColumns },
     );
   });
   for (const batch of batches) for (const w of windows) w.add(batch);
+  for (const w of windows) w.end();
 }
 
 /** ClickHouse's intDiv of integers (|a| < 2^53, b > 0): the quotient rounded toward zero. */

@@ -98,11 +98,13 @@ function tileCtes(view: ViewPlan, features: readonly FeaturePlan[], options: Fea
  * over the key fields, named as the event fields) as columns l0.., then `__ts`, the times (ms) of
  * the key's events, and per field of tileFieldsOf(features) `__x<i>`, its values as Float64 (NaN
  * for null: groupArray drops nulls, and no field proven exact holds a NaN), in the same order.
- * Raw events, not tiles: grouping by tile, then ordering each key's tiles, cost ClickHouse three
- * times reading the events. Every part must have an eventTerm, and every compensated sum be of an
+ * With `groupKeys` (key fields of the view), each row also carries their key texts as __g0.. after
+ * the labels, and rows come ordered by them: coarser views keyed by a prefix of them are served by
+ * the same rows (TileWindows' keyColumns). Raw events, not tiles: grouping by tile, then ordering
+ * each key's tiles, cost ClickHouse three times reading the events. Every part must have an eventTerm, and every compensated sum be of an
  * exact field: its fold has no column form.
  */
-export function featureTileSql(view: ViewPlan, features: readonly FeaturePlan[], options: FeatureSampleOptions & { labels?: readonly string[] } = {}): string {
+export function featureTileSql(view: ViewPlan, features: readonly FeaturePlan[], options: FeatureSampleOptions & { labels?: readonly string[]; groupKeys?: readonly string[] } = {}): string {
   for (const [i, f] of features.entries()) {
     for (const p of partsOf(f, i)) {
       if (p.combine === 'compensatedSum' && !(f.field !== null && (options.exactFields?.has(f.field) ?? false))) throw new Error(`featureTileSql: ${p.name} is a compensated sum of a field not known to be exact`);
@@ -114,7 +116,20 @@ export function featureTileSql(view: ViewPlan, features: readonly FeaturePlan[],
   const labels = (options.labels ?? []).map((l, i) => `${l} AS l${i}`);
   const keys = view.keyFields.map((kf, k) => `k${k} AS ${ident(kf)}`);
   const arrays = ['groupArray(toFloat64(ts)) AS __ts', ...fields.map((f, i) => `groupArray(ifNull(toFloat64(${ident(f)}), nan)) AS __x${i}`)];
-  return `WITH ${cte}\nSELECT ${[...labels, '__ts', ...fields.map((_, i) => `__x${i}`)].join(', ')} FROM (SELECT ${keys.join(', ')}, ${arrays.join(', ')} FROM e GROUP BY ${keyList})`;
+  // Key fields of coarser views served by the same rows, in order: rows come ordered by them, so each such key's rows are consecutive.
+  const groups = (options.groupKeys ?? []).map((field, g) => {
+    const k = view.keyFields.indexOf(field);
+    if (k < 0) throw new Error(`featureTileSql: ${field} is not a key field of ${view.name}`);
+    return `k${k} AS __g${g}`;
+  });
+  // Ordered rows come out of the sort in blocks of max_block_size rows: with every key's events in a
+  // row, the default (65,409) made the flights' 3,390 routes one 950 MB-peak block; 256 rows gave
+  // 14 batches, a 670 MB peak, and a faster query (the scan's smaller blocks included).
+  const order = groups.length === 0 ? '' : ` ORDER BY ${groups.map((_, g) => `__g${g}`).join(', ')} SETTINGS max_block_size = 256`;
+  return (
+    `WITH ${cte}\nSELECT ${[...labels, ...groups.map((_, g) => `__g${g}`), '__ts', ...fields.map((_, i) => `__x${i}`)].join(', ')} ` +
+    `FROM (SELECT ${[...keys, ...groups].join(', ')}, ${arrays.join(', ')} FROM e GROUP BY ${keyList})${order}`
+  );
 }
 
 /**

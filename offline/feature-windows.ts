@@ -56,6 +56,19 @@ export function windowsInNode(f: FeaturePlan, exact: ExactFieldSets): boolean {
   return (f.agg !== 'var' && f.agg !== 'stddev') || exact.squares.has(f.field);
 }
 
+export interface TileWindowsOptions {
+  /** The query's field columns, in order, when it serves other features too (featureTileSql of all of them): by default these features'. */
+  fields?: readonly string[];
+  /** How many group key columns (featureTileSql's groupKeys) follow the labels. */
+  groupColumns?: number;
+  /**
+   * How many of them are these features' view's key, when that view is coarser than the query's
+   * (its key fields a subset of the query view's, first in groupKeys): the rows of one such key
+   * are consecutive, and their events are windowed together. 0 (default): each row is a key.
+   */
+  keyColumns?: number;
+}
+
 export interface TileWindowSink {
   /** The samples of the next key follow; `labels` are its label columns' values. */
   key(labels: readonly string[]): void;
@@ -118,6 +131,15 @@ export class TileWindows {
   private rows = 0;
   /** The earliest event time these features' windows read. */
   private readonly firstTs: number;
+  /** featureTileSql's group key columns (after the labels), and how many of them are this view's key (0: each row is a key). */
+  private readonly groupColumns: number;
+  private readonly keyColumns: number;
+  /** The key being gathered (keyColumns > 0): its text, labels and events so far. */
+  private pendingKey: string | null = null;
+  private pendingLabels: string[] = [];
+  private pendingCount = 0;
+  private pendingTimes: Float64Array = new Float64Array(1024);
+  private pendingFields: Float64Array[];
   /** Scratch per event of the current key: its tile's row (-1: before firstTs). */
   private eventRows = new Int32Array(1024);
   /** Per part: its COMBINES code, EVENT_TERMS code and field index (-1: none). */
@@ -137,13 +159,17 @@ export class TileWindows {
     private readonly labelCount: number,
     private readonly range: { from: number; to: number },
     private readonly sink: TileWindowSink,
-    /** The query's field columns, in order, when it serves features of other hops too (featureTileSql of all of them). */
-    fields: readonly string[] = tileFieldsOf(features),
+    options: TileWindowsOptions = {},
   ) {
+    const fields = options.fields ?? tileFieldsOf(features);
+    this.groupColumns = options.groupColumns ?? 0;
+    this.keyColumns = options.keyColumns ?? 0;
+    if (this.keyColumns > this.groupColumns) throw new Error('TileWindows: more key columns than group columns');
     // Events before the longest window's lookback belong to other hops' windows (a shared query reads the longest of all).
     this.firstTs = range.from - Math.max(...features.map((f) => f.windowMs!));
     this.centered = fields.map((field) => features.some((f) => f.field === field && isCentered(f)));
     this.centers = new Float64Array(fields.length);
+    this.pendingFields = fields.map(() => new Float64Array(this.pendingTimes.length));
     for (const [i, f] of features.entries()) {
       this.starts.push(this.parts.length);
       for (const p of partsOf(f, i)) {
@@ -166,30 +192,77 @@ export class TileWindows {
     this.windows = new Float64Array(this.values.length);
   }
 
-  /** Add one batch of featureTileSql's rows (one per key). */
+  /** Add one batch of featureTileSql's rows (one per key of the query's view). Call end() after the last. */
   add(batch: RecordBatch): void {
     const n = batch.numRows;
     if (n === 0) return;
     const cols = batch.data.children;
     const labelCols = cols.slice(0, this.labelCount);
-    const lists = cols.slice(this.labelCount);
+    const groupCols = cols.slice(this.labelCount, this.labelCount + this.groupColumns);
+    const lists = cols.slice(this.labelCount + this.groupColumns);
     if (lists.length !== this.centered.length + 1) throw new Error(`TileWindows: ${lists.length - 1} field columns, expected ${this.centers.length}`);
     // IPC batches are not sliced: a key's events are at its list offsets.
     if (lists.some((l) => l.children[0]!.offset !== 0)) throw new Error('TileWindows: sliced event arrays');
     const times = lists[0]!.children[0]!.values as Float64Array;
     const fieldValues = lists.slice(1).map((l) => l.children[0]!.values as Float64Array);
     const offsets = lists.map((l) => l.valueOffsets as Int32Array);
+    const labelsOf = (r: number): string[] => labelCols.map((c) => textAt(c, r));
     for (let r = 0; r < n; r++) {
       const start = offsets[0]![lists[0]!.offset + r]!;
       const end = offsets[0]![lists[0]!.offset + r + 1]!;
       // groupArray's arrays of one row have one length; each list carries its own offsets.
       const fieldStarts = lists.slice(1).map((l, i) => offsets[i + 1]![l.offset + r]!);
-      this.buildTiles(times, start, end - start, fieldValues, fieldStarts);
-      // A key whose events all precede these features' lookback (read for another hop's) has no samples here.
-      if (this.rows === 0) continue;
-      this.sink.key(labelCols.map((c) => (c.dictionary ? (c.dictionary.get(c.values[c.offset + r] as number) as string) : utf8At(c, r))));
-      this.flush();
+      if (this.keyColumns === 0) {
+        this.buildTiles(times, start, end - start, fieldValues, fieldStarts);
+        this.emit(() => labelsOf(r));
+        continue;
+      }
+      // A key of a coarser view: its rows are consecutive (the query orders by its key first); their events are gathered.
+      let key = '';
+      for (let g = 0; g < this.keyColumns; g++) key += `${textAt(groupCols[g]!, r)}\u0000`;
+      if (key !== this.pendingKey) {
+        this.end();
+        this.pendingKey = key;
+        this.pendingLabels = labelsOf(r);
+      }
+      this.gather(times, start, end - start, fieldValues, fieldStarts);
     }
+  }
+
+  /** After the last batch: the gathered events of the last key of a coarser view are windowed. */
+  end(): void {
+    if (this.pendingKey !== null && this.pendingCount > 0) {
+      this.buildTiles(this.pendingTimes, 0, this.pendingCount, this.pendingFields, this.pendingFields.map(() => 0));
+      const labels = this.pendingLabels;
+      this.emit(() => labels);
+    }
+    this.pendingKey = null;
+    this.pendingCount = 0;
+  }
+
+  /** The built key's samples, if it has tiles: a key whose events all precede these features' lookback (read for another hop's) has none here. */
+  private emit(labels: () => string[]): void {
+    if (this.rows === 0) return;
+    this.sink.key(labels());
+    this.flush();
+  }
+
+  /** Append one row's events to the key being gathered. */
+  private gather(times: Float64Array, start: number, count: number, fieldValues: readonly Float64Array[], fieldStarts: readonly number[]): void {
+    const need = this.pendingCount + count;
+    if (this.pendingTimes.length < need) {
+      const length = Math.max(need, this.pendingTimes.length * 2);
+      const grow = (a: Float64Array): Float64Array => {
+        const b = new Float64Array(length);
+        b.set(a.subarray(0, this.pendingCount));
+        return b;
+      };
+      this.pendingTimes = grow(this.pendingTimes);
+      this.pendingFields = this.pendingFields.map(grow);
+    }
+    this.pendingTimes.set(times.subarray(start, start + count), this.pendingCount);
+    fieldValues.forEach((xs, f) => this.pendingFields[f]!.set(xs.subarray(fieldStarts[f]!, fieldStarts[f]! + count), this.pendingCount));
+    this.pendingCount = need;
   }
 
   /**
@@ -411,6 +484,11 @@ function lowerBound(sorted: Float64Array, m: number, j: number): number {
     else hi = mid;
   }
   return lo;
+}
+
+/** Row r of a text column: Utf8, or dictionary-encoded (LowCardinality). */
+function textAt(col: RecordBatch['data']['children'][number], r: number): string {
+  return col.dictionary ? (col.dictionary.get(col.values[col.offset + r] as number) as string) : utf8At(col, r);
 }
 
 /** Row r of a Utf8 column. */

@@ -15,12 +15,13 @@ const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 const T0 = Date.UTC(2026, 4, 1);
 const DAYS = 3;
+const SENSORS = ['x', 'y', 'z'];
 
 const station = entity({ name: 'station', joinKeys: ['station'] });
 const readings = source({
   name: 'readings',
   topic: 'readings',
-  schema: z.object({ t: eventTime(), station: z.string(), v: z.number().nullable(), w: z.number(), f: z.number() }),
+  schema: z.object({ t: eventTime(), station: z.string(), sensor: z.string(), v: z.number().nullable(), w: z.number(), f: z.number() }),
   eventTimeField: 't',
 });
 const stats = featureView({
@@ -55,14 +56,14 @@ const stats = featureView({
  */
 function events(): Record<string, unknown>[] {
   const random = mulberry32(29);
-  const out: Record<string, unknown>[] = [{ t: T0 + 30 * HOUR + 7 * MINUTE, station: 'single', v: 5, w: -3, f: 0.5 }];
-  for (const t of [T0 + 25 * HOUR, T0 + 25 * HOUR + 10 * MINUTE, T0 + 51 * HOUR + 10 * MINUTE, T0 + 51 * HOUR + 12 * MINUTE]) out.push({ t, station: 'quiet', v: 7, w: 11, f: 1.5 });
+  const out: Record<string, unknown>[] = [{ t: T0 + 30 * HOUR + 7 * MINUTE, station: 'single', sensor: 'x', v: 5, w: -3, f: 0.5 }];
+  for (const [i, t] of [T0 + 25 * HOUR, T0 + 25 * HOUR + 10 * MINUTE, T0 + 51 * HOUR + 10 * MINUTE, T0 + 51 * HOUR + 12 * MINUTE].entries()) out.push({ t, station: 'quiet', sensor: SENSORS[i % 2]!, v: 7, w: 11, f: 1.5 });
   for (const s of ['a', 'b', 'c', 'd', 'e']) {
     let t = T0 + Math.floor(random() * 3 * HOUR);
     while (t < T0 + DAYS * 24 * HOUR) {
       const burst = 1 + Math.floor(random() * 40);
       for (let i = 0; i < burst; i++) {
-        out.push({ t, station: s, v: random() < 0.2 ? null : Math.floor(random() * 101) - 50, w: Math.floor(random() * 2001) - 1000, f: Math.round(random() * 1000) / 7 });
+        out.push({ t, station: s, sensor: SENSORS[(i * 7 + t) % 3]!, v: random() < 0.2 ? null : Math.floor(random() * 101) - 50, w: Math.floor(random() * 2001) - 1000, f: Math.round(random() * 1000) / 7 });
         t += Math.floor(random() * 4 * MINUTE);
       }
       t += random() < 0.1 ? Math.floor((0.5 + random()) * 24 * HOUR) : Math.floor(random() * 3 * HOUR);
@@ -73,8 +74,18 @@ function events(): Record<string, unknown>[] {
 
 const EVENTS = events();
 
-const compiled = compileOrThrow({ station, readings, stats });
-const view: ViewPlan = compiled.registry.views[0]!;
+/** A finer key, (station, sensor): its view's rows also serve the station view (a coarser key, its rows consecutive). */
+const stationSensor = entity({ name: 'station_sensor', joinKeys: ['station', 'sensor'] });
+const sensorStats = featureView({
+  name: 'sensor_windows',
+  source: readings,
+  entity: stationSensor,
+  features: { w_sum_1h: { agg: 'sum', field: 'w', window: '1h' }, n_6h: { agg: 'count', window: '6h', hop: '1h' } },
+});
+
+const compiled = compileOrThrow({ station, stationSensor, readings, stats, sensorStats });
+const view: ViewPlan = compiled.registry.views.find((v) => v.name === 'station_windows')!;
+const sensorView: ViewPlan = compiled.registry.views.find((v) => v.name === 'sensor_windows')!;
 
 describe('view-feature windows combined in Node', () => {
   const offline = offlineStoreWith(compiled, 'readings', EVENTS);
@@ -111,8 +122,15 @@ describe('view-feature windows combined in Node', () => {
           if (x !== null) expected.set(`${String(row.station)} ${Number(row.ts)} ${i}`, Number(x));
         });
       }
-      // The hop's own query, and one query of every hop's events (longer lookbacks, more fields) that a TileWindows per hop reads.
-      for (const queried of [features, windowed]) {
+      // The hop's own query; one query of every hop's events (longer lookbacks, more fields) that a
+      // TileWindows per hop reads; and the finer (station, sensor) view's query, its rows ordered by
+      // station, each station's rows gathered.
+      const variants = [
+        { queryView: view, queried: features, groupKeys: [] as string[] },
+        { queryView: view, queried: windowed, groupKeys: [] as string[] },
+        { queryView: sensorView, queried: [...windowed, ...sensorView.features], groupKeys: ['station'] },
+      ];
+      for (const { queryView, queried, groupKeys } of variants) {
         const actual = new Map<string, number>();
         let key = '';
         const windows = new TileWindows(
@@ -132,13 +150,23 @@ describe('view-feature windows combined in Node', () => {
               }
             },
           },
-          tileFieldsOf(queried),
+          { fields: tileFieldsOf(queried), groupColumns: groupKeys.length, keyColumns: groupKeys.length },
         );
-        for await (const batch of offline.store().executor.arrowBatches(featureTileSql(view, queried, { exactFields: exactSets.sums, labels: ['station'] }), range)) windows.add(batch);
+        let batches = 0;
+        // Small blocks for the gathered variant: a station's rows then span batches.
+        const tileSql = featureTileSql(queryView, queried, { exactFields: exactSets.sums, labels: ['station'], groupKeys });
+        if (groupKeys.length > 0) expect(tileSql).toContain('max_block_size = 256');
+        const sql = tileSql.replace('max_block_size = 256', 'max_block_size = 2');
+        for await (const batch of offline.store().executor.arrowBatches(sql, range)) {
+          windows.add(batch);
+          batches++;
+        }
+        windows.end();
+        if (groupKeys.length > 0) expect(batches).toBeGreaterThan(3);
         expect(actual.size).toBe(expected.size);
         for (const [id, x] of expected) {
           // Object.is: the same double, -0 apart from 0.
-          if (!Object.is(actual.get(id), x)) throw new Error(`${id} (${features[Number(id.split(' ')[2])]!.name}, ${queried.length} features queried): Node ${actual.get(id)}, SQL ${x}`);
+          if (!Object.is(actual.get(id), x)) throw new Error(`${id} (${features[Number(id.split(' ')[2])]!.name}, ${queried.length} features of ${queryView.name} queried in ${batches} batches): Node ${actual.get(id)}, SQL ${x}`);
         }
         compared += expected.size;
       }
