@@ -259,9 +259,29 @@ export interface SampleExactness {
 }
 
 /**
+ * Per executor (one node, or one shard), per exactness query: the parts of each completed load read
+ * so far. A completed load's events do not change (a load id names a file's content, or one sink
+ * write), so a process reads each load's parts once: a monitor on schedule reads only the loads
+ * that arrived since its last evaluation, not the whole source. A load deleted later only keeps a
+ * field off the Node path (its integers and magnitudes only ever narrow what is exact); that path
+ * and ClickHouse's give the same values.
+ */
+const loadExactness = new WeakMap<OfflineExecutor, Map<string, Map<string, Record<string, number>>>>();
+
+/** Every completed load's exactness parts (exactIntegerFieldPartsSql with byLoad), reading only the loads not read before. */
+async function exactnessParts(executor: OfflineExecutor, sql: string, params: Record<string, unknown>): Promise<Record<string, number>[]> {
+  let queries = loadExactness.get(executor);
+  if (!queries) loadExactness.set(executor, (queries = new Map()));
+  let loads = queries.get(sql);
+  if (!loads) queries.set(sql, (loads = new Map()));
+  for (const row of await executor.rows<Record<string, number> & { __load: string }>(sql, { ...params, seen: [...loads.keys()] })) loads.set(row.__load, row);
+  return [...loads.values()];
+}
+
+/**
  * The exactness of the fields of the monitor's numeric view features (sums, means, min, max,
- * variance), checked over every completed load of each source: one query per source, so once per
- * evaluation, not per span.
+ * variance), checked over every completed load of each source (each load's parts read once per
+ * process, see loadExactness): once per evaluation, not per span.
  */
 export async function exactSampleFields(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan, shards: ShardSet | null = null): Promise<SampleExactness> {
   const bySource = new Map<string, { fields: Set<string>; squares: Set<string> }>();
@@ -281,8 +301,8 @@ export async function exactSampleFields(executor: OfflineExecutor, compiled: Com
   for (const [source, { fields, squares: squared }] of bySource) {
     // On shards, each shard's sums over the events it counts (each event once), added: one node's decisions.
     const owned = shards === null ? '1' : ownedEventsSql(compiled.registry, compiled.registry.sources.find((s) => s.name === source)!, shards.count);
-    const sql = exactIntegerFieldPartsSql(source, [...fields], [...squared], owned);
-    const parts = shards === null ? await executor.rows<Record<string, number>>(sql) : await shards.each(async (shardExecutor, shard) => (await shardExecutor.rows<Record<string, number>>(sql, { shard }))[0]!);
+    const sql = exactIntegerFieldPartsSql(source, [...fields], [...squared], owned, true);
+    const parts = shards === null ? await exactnessParts(executor, sql, {}) : (await shards.each((shardExecutor, shard) => exactnessParts(shardExecutor, sql, { shard }))).flat();
     const row = exactIntegerFieldsOfParts(parts, [...fields], [...squared]);
     const exact = new Set([...fields].filter((f) => row?.[f] === true));
     sums.set(source, exact);

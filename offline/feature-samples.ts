@@ -137,9 +137,12 @@ export function featureTileSql(view: ViewPlan, features: readonly FeaturePlan[],
  * that add across the shards of a sharded store, over the rows `owned` selects (on shards,
  * ownedEventsSql: each event once; on one node, every row): per field `__int_<f>` (1 when every
  * value is an integer, nulls aside; 0 without rows), `__abs_<f>` (the sum of magnitudes), per field
- * of `squares` `__sqs_<f>` (the sum of squares), and `__n` (rows).
+ * of `squares` `__sqs_<f>` (the sum of squares), and `__n` (rows). With `byLoad`, one such row per
+ * completed load not in {seen:Array(String)}, its id in `__load`: the parts of loads already read
+ * are kept by the caller (a completed load's events do not change), and all of them add up as
+ * shards' do.
  */
-export function exactIntegerFieldPartsSql(source: string, fields: readonly string[], squares: readonly string[] = [], owned = '1'): string {
+export function exactIntegerFieldPartsSql(source: string, fields: readonly string[], squares: readonly string[] = [], owned = '1', byLoad = false): string {
   const table = ident(eventTable(source));
   const value = (f: string): string => `toFloat64(${table}.${ident(f)})`;
   const columns = [
@@ -147,7 +150,8 @@ export function exactIntegerFieldPartsSql(source: string, fields: readonly strin
     ...squares.map((f) => `sum(ifNull(${value(f)} * ${value(f)}, 0)) AS ${ident(`__sqs_${f}`)}`),
     'count() AS __n',
   ];
-  return `SELECT ${columns.join(', ')} FROM ${table} WHERE ${COMPLETED_LOADS} AND ${owned}`;
+  if (!byLoad) return `SELECT ${columns.join(', ')} FROM ${table} WHERE ${COMPLETED_LOADS} AND ${owned}`;
+  return `SELECT __load, ${columns.join(', ')} FROM ${table} WHERE ${COMPLETED_LOADS} AND ${owned} AND __load NOT IN {seen:Array(String)} GROUP BY __load`;
 }
 
 /**

@@ -13,7 +13,7 @@ import { binCountsSql, exactSampleFields, numericSamplesSql } from '../../monito
 import { countNumericSamples, NumericBinCounter } from '../../monitor/numeric-bins.js';
 import { binIndex } from '../../monitor/psi.js';
 import { loadOrBuildProfile, profileKey, type MonitorProfile } from '../../monitor/index.js';
-import { exactIntegerFieldPartsSql, exactIntegerFieldsOfParts, featureSampleSql, OfflineStore } from '../../offline/index.js';
+import { exactIntegerFieldPartsSql, exactIntegerFieldsOfParts, featureSampleSql, OfflineStore, type OfflineExecutor } from '../../offline/index.js';
 import { mulberry32 } from '../support/random.js';
 
 const HOUR = 3_600_000;
@@ -170,5 +170,30 @@ describe('numeric samples binned in Node', () => {
     await store.loadEvents('big_weather', path);
     const row = exactIntegerFieldsOfParts(await store.executor.rows<Record<string, number>>(exactIntegerFieldPartsSql('big_weather', ['temp', 'rain', 'gust'])), ['temp', 'rain', 'gust']);
     expect(row).toEqual({ temp: true, rain: false, gust: false });
+  }, 60_000);
+
+  // Last: it adds a load to weather.
+  it('reads each completed load\'s exactness once, and sees a new load', async () => {
+    const plan = compiled.monitors.find((m) => m.name === 'weather_drift')!;
+    // A fresh executor object (the cache is per executor) that records which loads each query leaves out.
+    const seen: string[][] = [];
+    const recording = {
+      rows: <T>(sql: string, params: Record<string, unknown> = {}): Promise<T[]> => {
+        if (sql.includes('__load NOT IN')) seen.push([...(params.seen as string[])]);
+        return store.executor.rows<T>(sql, params);
+      },
+    } as unknown as OfflineExecutor;
+    expect([...((await exactSampleFields(recording, compiled, plan)).sums.get('weather') ?? [])]).toEqual(['rain']);
+    expect([...((await exactSampleFields(recording, compiled, plan)).sums.get('weather') ?? [])]).toEqual(['rain']);
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toEqual([]);
+    expect(seen[1]).toHaveLength(1);
+    // A load with fractional rain: the next check reads only it, and rain is no longer exact.
+    const path = join(dir, 'fractional-rain.ndjson');
+    writeFileSync(path, `${JSON.stringify({ t: T0 + 5 * 60_000, station: 'a', temp: 1, rain: 0.5, gust: 3 })}\n`);
+    await store.loadEvents('weather', path);
+    expect([...((await exactSampleFields(recording, compiled, plan)).sums.get('weather') ?? [])]).toEqual([]);
+    expect(seen[2]).toEqual(seen[1]);
+    expect([...((await exactSampleFields(store.executor, compiled, plan)).sums.get('weather') ?? [])]).toEqual([]);
   }, 60_000);
 });
