@@ -259,23 +259,35 @@ export interface SampleExactness {
 }
 
 /**
- * Per executor (one node, or one shard), per exactness query: the parts of each completed load read
- * so far. A completed load's events do not change (a load id names a file's content, or one sink
- * write), so a process reads each load's parts once: a monitor on schedule reads only the loads
- * that arrived since its last evaluation, not the whole source. A load deleted later only keeps a
- * field off the Node path (its integers and magnitudes only ever narrow what is exact); that path
- * and ClickHouse's give the same values.
+ * Per executor (one node, or one shard), per exactness query: the parts of each closed load read so
+ * far. A file's load (named by its SHA-256) never changes once complete, so a process reads its
+ * parts once: a monitor on schedule reads only the loads that arrived since its last evaluation,
+ * not the whole source. A Kafka partition's load is open-ended (its sha256 is empty): read every
+ * time. A load deleted later only keeps a field off the Node path (its integers and magnitudes only
+ * ever narrow what is exact), and that path and ClickHouse's give the same values.
  */
 const loadExactness = new WeakMap<OfflineExecutor, Map<string, Map<string, Record<string, number>>>>();
 
-/** Every completed load's exactness parts (exactIntegerFieldPartsSql with byLoad), reading only the loads not read before. */
-async function exactnessParts(executor: OfflineExecutor, sql: string, params: Record<string, unknown>): Promise<Record<string, number>[]> {
+/** Every completed load's exactness parts (exactIntegerFieldPartsSql with byLoad), reading only the loads not read before and the open ones. */
+async function exactnessParts(executor: OfflineExecutor, source: string, sql: string, params: Record<string, unknown>): Promise<Record<string, number>[]> {
   let queries = loadExactness.get(executor);
   if (!queries) loadExactness.set(executor, (queries = new Map()));
-  let loads = queries.get(sql);
-  if (!loads) queries.set(sql, (loads = new Map()));
-  for (const row of await executor.rows<Record<string, number> & { __load: string }>(sql, { ...params, seen: [...loads.keys()] })) loads.set(row.__load, row);
-  return [...loads.values()];
+  let closed = queries.get(sql);
+  if (!closed) queries.set(sql, (closed = new Map()));
+  const seen = [...closed.keys()];
+  // tm_loads first (one row per load): when no load completed since and none is open, the events are not read at all.
+  const unread = await executor.rows<{ load_id: string; closed: number }>(
+    "SELECT load_id, sha256 != '' AS closed FROM tm_loads WHERE source = {source:String} AND load_id NOT IN {seen:Array(String)}",
+    { source, seen },
+  );
+  if (unread.length === 0) return [...closed.values()];
+  const closing = new Set(unread.filter((l) => Number(l.closed) === 1).map((l) => l.load_id));
+  const open: Record<string, number>[] = [];
+  for (const row of await executor.rows<Record<string, number> & { __load: string }>(sql, { ...params, seen })) {
+    if (closing.has(row.__load)) closed.set(row.__load, row);
+    else open.push(row);
+  }
+  return [...closed.values(), ...open];
 }
 
 /**
@@ -302,7 +314,7 @@ export async function exactSampleFields(executor: OfflineExecutor, compiled: Com
     // On shards, each shard's sums over the events it counts (each event once), added: one node's decisions.
     const owned = shards === null ? '1' : ownedEventsSql(compiled.registry, compiled.registry.sources.find((s) => s.name === source)!, shards.count);
     const sql = exactIntegerFieldPartsSql(source, [...fields], [...squared], owned, true);
-    const parts = shards === null ? await exactnessParts(executor, sql, {}) : (await shards.each((shardExecutor, shard) => exactnessParts(shardExecutor, sql, { shard }))).flat();
+    const parts = shards === null ? await exactnessParts(executor, source, sql, {}) : (await shards.each((shardExecutor, shard) => exactnessParts(shardExecutor, source, sql, { shard }))).flat();
     const row = exactIntegerFieldsOfParts(parts, [...fields], [...squared]);
     const exact = new Set([...fields].filter((f) => row?.[f] === true));
     sums.set(source, exact);

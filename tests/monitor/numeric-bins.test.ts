@@ -172,10 +172,10 @@ describe('numeric samples binned in Node', () => {
     expect(row).toEqual({ temp: true, rain: false, gust: false });
   }, 60_000);
 
-  // Last: it adds a load to weather.
-  it('reads each completed load\'s exactness once, and sees a new load', async () => {
+  // Last: it adds loads to weather.
+  it("reads a closed load's exactness once, an open (Kafka) load's every time, and sees new loads", async () => {
     const plan = compiled.monitors.find((m) => m.name === 'weather_drift')!;
-    // A fresh executor object (the cache is per executor) that records which loads each query leaves out.
+    // A fresh executor object (the cache is per executor) that records which loads each read of the events leaves out.
     const seen: string[][] = [];
     const recording = {
       rows: <T>(sql: string, params: Record<string, unknown> = {}): Promise<T[]> => {
@@ -183,17 +183,31 @@ describe('numeric samples binned in Node', () => {
         return store.executor.rows<T>(sql, params);
       },
     } as unknown as OfflineExecutor;
-    expect([...((await exactSampleFields(recording, compiled, plan)).sums.get('weather') ?? [])]).toEqual(['rain']);
-    expect([...((await exactSampleFields(recording, compiled, plan)).sums.get('weather') ?? [])]).toEqual(['rain']);
-    expect(seen).toHaveLength(2);
-    expect(seen[0]).toEqual([]);
-    expect(seen[1]).toHaveLength(1);
-    // A load with fractional rain: the next check reads only it, and rain is no longer exact.
+    const exactRain = async (executor: OfflineExecutor = recording): Promise<boolean> => (await exactSampleFields(executor, compiled, plan)).sums.get('weather')?.has('rain') ?? false;
+    expect(await exactRain()).toBe(true);
+    expect(await exactRain()).toBe(true);
+    // The second check found no new load in tm_loads: the events were not read again.
+    expect(seen).toEqual([[]]);
+    const fileLoad = (await store.executor.rows<{ load_id: string }>("SELECT load_id FROM tm_loads WHERE source = 'weather'")).map((l) => l.load_id);
+    // An open-ended load, as the Kafka sink registers a partition (sha256 ''), whose events keep coming.
+    await store.executor.insert('tm_loads', [{ load_id: 'kafka:weather:0', source: 'weather', file: 'kafka:weather', sha256: '', rows: 0, events: 0, bad: 0, registry_version: '', loaded_at: Date.now() }]);
+    const [template] = await store.executor.rows<Record<string, unknown>>('SELECT * FROM tm_events_weather WHERE __load = {load:String} LIMIT 1', { load: fileLoad[0]! });
+    const append = (rain: number, offset: number): Promise<void> => store.executor.insert('tm_events_weather', [{ ...template, __load: 'kafka:weather:0', __offset: offset, rain }]);
+    await append(3, 0);
+    expect(await exactRain()).toBe(true);
+    await append(0.5, 1);
+    expect(await exactRain()).toBe(false);
+    expect(seen.slice(1)).toEqual([fileLoad, fileLoad]);
+    await store.executor.command("DELETE FROM tm_events_weather WHERE __load = 'kafka:weather:0' AND __offset = 1");
+    expect(await exactRain()).toBe(true);
+    // A closed load with fractional rain: the next check reads it (and the open one), and rain is no longer exact.
     const path = join(dir, 'fractional-rain.ndjson');
     writeFileSync(path, `${JSON.stringify({ t: T0 + 5 * 60_000, station: 'a', temp: 1, rain: 0.5, gust: 3 })}\n`);
     await store.loadEvents('weather', path);
-    expect([...((await exactSampleFields(recording, compiled, plan)).sums.get('weather') ?? [])]).toEqual([]);
-    expect(seen[2]).toEqual(seen[1]);
-    expect([...((await exactSampleFields(store.executor, compiled, plan)).sums.get('weather') ?? [])]).toEqual([]);
+    expect(await exactRain()).toBe(false);
+    expect(seen.at(-1)).toEqual(fileLoad);
+    expect(await exactRain()).toBe(false);
+    expect(seen.at(-1)).toHaveLength(2);
+    expect(await exactRain(store.executor)).toBe(false);
   }, 60_000);
 });
