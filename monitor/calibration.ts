@@ -545,13 +545,16 @@ export function psiNullTest(psiObserved: number, refCounts: ArrayLike<number>, c
   const wholeShapes = active.every((i) => weights[i]! >= 1);
   // Each bin's PSI term of a count x, kept once computed (the same values; a test that runs its
   // whole budget meets most counts many times). Filled lazily, only for current sizes this small.
-  const terms = n < PSI_TERM_CACHE_MAX_N ? new Float64Array(active.length * (n + 1)).fill(NaN) : null;
+  // Allocated on first use: tests far from significance stop after a few dozen replicates, before
+  // the cache is used, and need not fill it.
+  let terms: Float64Array | null = null;
   let replicates = 0;
   return sequentialMonteCarlo(
     psiObserved,
     () => {
       // Tests far from significance stop after a few dozen replicates: no cache for them.
-      const cache = ++replicates > PSI_TERM_CACHE_AFTER ? terms : null;
+      let cache: Float64Array | null = null;
+      if (++replicates > PSI_TERM_CACHE_AFTER && n < PSI_TERM_CACHE_MAX_N) cache = terms ??= new Float64Array(active.length * (n + 1)).fill(NaN);
       let qTotal = 0;
       for (let j = 0; j <= bins1; j++) qTotal += q[j] = wholeShapes ? rng.gammaOf(gammaD[j]!, gammaC[j]!) : rng.gamma(weights[active[j]!]!);
       let remaining = n;
