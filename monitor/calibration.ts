@@ -71,6 +71,8 @@ for (let i = 1; i < LN_FACTORIAL_TABLE_SIZE; i++) lnFactorialTable[i] = logGamma
 
 /** Stirling values of ln(k!) up to this k are kept once computed (16 MB when all are): the samplers ask for the same few thousand again and again. */
 const LN_FACTORIAL_CACHE_SIZE = 1 << 21;
+// 0 marks a value not yet computed (ln(k!) > 0 for every k here): a zeroed array needs no fill,
+// and the OS maps its pages only as they are used.
 let lnFactorialCache: Float64Array | null = null;
 
 /** ln(k!) for a whole k >= 0: a table below 1024, Stirling above. */
@@ -80,9 +82,9 @@ export function logFactorial(k: number): number {
 
 function logFactorialLarge(k: number): number {
   if (k >= LN_FACTORIAL_CACHE_SIZE) return logFactorialStirling(k);
-  lnFactorialCache ??= new Float64Array(LN_FACTORIAL_CACHE_SIZE).fill(NaN);
+  lnFactorialCache ??= new Float64Array(LN_FACTORIAL_CACHE_SIZE);
   let v = lnFactorialCache[k]!;
-  if (Number.isNaN(v)) lnFactorialCache[k] = v = logFactorialStirling(k);
+  if (v === 0) lnFactorialCache[k] = v = logFactorialStirling(k);
   return v;
 }
 
