@@ -330,18 +330,40 @@ export class SeededRandom {
     if (draws >= population) return marked;
     if (2 * marked > population) return draws - this.hypergeometric(draws, population - marked, population);
     if (2 * draws > population) return marked - this.hypergeometric(population - draws, marked, population);
-    return (draws * marked) / population < 16 ? this.hypergeometricInversion(draws, marked, population) : this.hypergeometricFromMode(draws, marked, population);
+    return this.hypergeometricCore(draws, marked, population, logFactorial(marked), logFactorial(population - marked), logFactorial(population));
+  }
+
+  /**
+   * `hypergeometric(draws, urn.marked, urn.population)`, the same value from the same random
+   * numbers, with what depends only on the urn computed once (`hypergeometricUrn`): categoryDraws
+   * draws from the same urns in every replicate, only the number drawn changes.
+   */
+  hypergeometricFrom(draws: number, urn: HypergeometricUrn): number {
+    const s = urn.marked;
+    const N = urn.population;
+    if (draws <= 0 || s <= 0) return 0;
+    if (s >= N) return draws;
+    if (draws >= N) return s;
+    // As hypergeometric's symmetries: marked > N / 2 by the unmarked (urn.flipped), then draws > N / 2 by the items left.
+    const small = urn.small;
+    const x = 2 * draws > N ? small - this.hypergeometricCore(N - draws, small, N, urn.lnS, urn.lnNS, urn.lnN) : this.hypergeometricCore(draws, small, N, urn.lnS, urn.lnNS, urn.lnN);
+    return urn.flipped ? draws - x : x;
+  }
+
+  /** 0 < d, s <= N / 2: inversion for small means, else from the mode; lnS, lnNS, lnN are ln s!, ln (N - s)!, ln N!. */
+  private hypergeometricCore(d: number, s: number, N: number, lnS: number, lnNS: number, lnN: number): number {
+    return (d * s) / N < 16 ? this.hypergeometricInversion(d, s, N, lnNS, lnN) : this.hypergeometricFromMode(d, s, N, lnS, lnNS, lnN);
   }
 
   // p(x + 1) / p(x) = (s - x)(d - x) / ((x + 1)(N - s - d + x + 1)); written out inline below
   // (closures here cost V8 ten times the sampling).
-  private hypergeometricInversion(d: number, s: number, N: number): number {
+  private hypergeometricInversion(d: number, s: number, N: number, lnNS: number, lnN: number): number {
     const max = Math.min(s, d);
     const big = Math.max(s, d);
     // P(0) = prod_{i < min(s, d)} (N - max(s, d) - i) / (N - i)
     let p0 = 1;
     if (max <= 64) for (let i = 0; i < max; i++) p0 *= (N - big - i) / (N - i);
-    else p0 = Math.exp(logFactorial(N - s) + logFactorial(N - d) - logFactorial(N - s - d) - logFactorial(N));
+    else p0 = Math.exp(lnNS + logFactorial(N - d) - logFactorial(N - s - d) - lnN);
     for (;;) {
       let u = this.uniform();
       let p = p0;
@@ -355,15 +377,15 @@ export class SeededRandom {
     }
   }
 
-  private hypergeometricFromMode(d: number, s: number, N: number): number {
+  private hypergeometricFromMode(d: number, s: number, N: number, lnS: number, lnNS: number, lnN: number): number {
     const max = Math.min(s, d);
     const min = Math.max(0, d - (N - s));
     const mode = Math.floor(((d + 1) * (s + 1)) / (N + 2));
     // ln p(mode) = ln C(s, mode) + ln C(N - s, d - mode) - ln C(N, d)
     const lnPMode =
-      logFactorial(s) - logFactorial(mode) - logFactorial(s - mode) +
-      (logFactorial(N - s) - logFactorial(d - mode) - logFactorial(N - s - d + mode)) -
-      (logFactorial(N) - logFactorial(d) - logFactorial(N - d));
+      lnS - logFactorial(mode) - logFactorial(s - mode) +
+      (lnNS - logFactorial(d - mode) - logFactorial(N - s - d + mode)) -
+      (lnN - logFactorial(d) - logFactorial(N - d));
     const pMode = Math.exp(lnPMode);
     for (;;) {
       let u = this.uniform();
@@ -390,6 +412,35 @@ export class SeededRandom {
       // the probabilities summed to just under 1 (rounding): draw again
     }
   }
+}
+
+/** What every hypergeometric draw from `marked` of `population` items shares (`SeededRandom.hypergeometricFrom`). */
+export interface HypergeometricUrn {
+  marked: number;
+  population: number;
+  /** marked > population / 2: draws are made of the unmarked items, then subtracted from the number drawn. */
+  flipped: boolean;
+  /** The side drawn: marked, or population - marked when flipped. */
+  small: number;
+  /** ln(small!), ln((population - small)!), ln(population!); NaN when the urn needs no draws (marked <= 0 or >= population). */
+  lnS: number;
+  lnNS: number;
+  lnN: number;
+}
+
+export function hypergeometricUrn(marked: number, population: number): HypergeometricUrn {
+  const flipped = 2 * marked > population;
+  const small = flipped ? population - marked : marked;
+  const drawn = marked > 0 && marked < population;
+  return {
+    marked,
+    population,
+    flipped,
+    small,
+    lnS: drawn ? logFactorial(small) : NaN,
+    lnNS: drawn ? logFactorial(population - small) : NaN,
+    lnN: drawn ? logFactorial(population) : NaN,
+  };
 }
 
 function rotl(x: number, k: number): number {
@@ -658,13 +709,19 @@ function categoryDraws(pooled: Float64Array, m: number, n: number, rng: SeededRa
   const drawCur = n <= m;
   const cur = new Float64Array(pooled.length);
   const ref = new Float64Array(pooled.length);
+  // Category j is drawn from the same population (the items of categories j..) in every
+  // replicate; only the number drawn varies.
+  const urns: HypergeometricUrn[] = [];
+  let population = m + n;
+  for (let j = 0; j < pooled.length; j++) {
+    urns.push(hypergeometricUrn(pooled[j]!, population));
+    population -= pooled[j]!;
+  }
   return () => {
     let draws = drawCur ? n : m;
-    let population = m + n;
     for (let j = 0; j < pooled.length; j++) {
-      const x = draws === 0 ? 0 : j === pooled.length - 1 ? draws : rng.hypergeometric(draws, pooled[j]!, population);
+      const x = draws === 0 ? 0 : j === pooled.length - 1 ? draws : rng.hypergeometricFrom(draws, urns[j]!);
       draws -= x;
-      population -= pooled[j]!;
       cur[j] = drawCur ? x : pooled[j]! - x;
       ref[j] = pooled[j]! - cur[j]!;
     }
