@@ -490,6 +490,8 @@ export interface PsiNullTest {
 const PSI_TERM_CACHE_MAX_N = 1 << 16;
 /** from this replicate on. */
 const PSI_TERM_CACHE_AFTER = 50;
+/** Categorical permutation replicates cache their PSI terms (as numeric ones) when the pooled sample has at most this many items (8 MB). */
+const CATEGORY_TERM_CACHE_MAX = 1 << 20;
 
 /** Smallest expected count per bin (in the smaller sample) for the chi2 approximation. */
 export const PSI_CHI2_MIN_EXPECTED = 200;
@@ -706,26 +708,47 @@ export function categoricalPsiTestCounts(refCounts: ArrayLike<number>, curCounts
  * number of categories.
  */
 function categoryDraws(pooled: Float64Array, m: number, n: number, rng: SeededRandom): () => number {
+  const K = pooled.length;
   const drawCur = n <= m;
-  const cur = new Float64Array(pooled.length);
-  const ref = new Float64Array(pooled.length);
   // Category j is drawn from the same population (the items of categories j..) in every
   // replicate; only the number drawn varies.
   const urns: HypergeometricUrn[] = [];
+  // termAt[j] + c: category j's PSI term with c current items, in `terms` (c = 0 .. pooled[j]).
+  const termAt = new Float64Array(K);
   let population = m + n;
-  for (let j = 0; j < pooled.length; j++) {
+  for (let j = 0; j < K; j++) {
     urns.push(hypergeometricUrn(pooled[j]!, population));
     population -= pooled[j]!;
+    if (j + 1 < K) termAt[j + 1] = termAt[j]! + pooled[j]! + 1;
   }
+  const termsSize = m + n + K;
+  // The PSI terms kept once computed, as psiNullTest's: the same values; allocated for tests past
+  // PSI_TERM_CACHE_AFTER replicates. 0 marks a term not yet computed (a term that is 0 is
+  // computed again, to the same 0).
+  let terms: Float64Array | null = null;
+  let replicates = 0;
+  // categoryPsi(ref, cur, m, n) of the drawn counts, its terms summed in the same order as they are drawn.
   return () => {
+    let cache: Float64Array | null = null;
+    if (++replicates > PSI_TERM_CACHE_AFTER && termsSize <= CATEGORY_TERM_CACHE_MAX) cache = terms ??= new Float64Array(termsSize);
     let draws = drawCur ? n : m;
-    for (let j = 0; j < pooled.length; j++) {
-      const x = draws === 0 ? 0 : j === pooled.length - 1 ? draws : rng.hypergeometricFrom(draws, urns[j]!);
+    let sum = 0;
+    let unseen = 0;
+    for (let j = 0; j < K; j++) {
+      const x = draws === 0 ? 0 : j === K - 1 ? draws : rng.hypergeometricFrom(draws, urns[j]!);
       draws -= x;
-      cur[j] = drawCur ? x : pooled[j]! - x;
-      ref[j] = pooled[j]! - cur[j]!;
+      const cur = drawCur ? x : pooled[j]! - x;
+      const ref = pooled[j]! - cur;
+      if (!(ref > 0)) unseen += cur;
+      else if (cache === null) sum += psiTerm(binFraction(cur, n), ref / m);
+      else {
+        const at = termAt[j]! + cur;
+        let term = cache[at]!;
+        if (term === 0) cache[at] = term = psiTerm(binFraction(cur, n), ref / m);
+        sum += term;
+      }
     }
-    return categoryPsi(ref, cur, m, n);
+    return sum + psiTerm(binFraction(unseen, n), PSI_EMPTY_FRACTION);
   };
 }
 
