@@ -71,6 +71,8 @@ for (let i = 1; i < LN_FACTORIAL_TABLE_SIZE; i++) lnFactorialTable[i] = logGamma
 
 /** Stirling values of ln(k!) up to this k are kept once computed (16 MB when all are): the samplers ask for the same few thousand again and again. */
 const LN_FACTORIAL_CACHE_SIZE = 1 << 21;
+// 0 marks a value not yet computed (ln(k!) > 0 for every k here): a zeroed array needs no fill,
+// and the OS maps its pages only as they are used.
 let lnFactorialCache: Float64Array | null = null;
 
 /** ln(k!) for a whole k >= 0: a table below 1024, Stirling above. */
@@ -80,9 +82,9 @@ export function logFactorial(k: number): number {
 
 function logFactorialLarge(k: number): number {
   if (k >= LN_FACTORIAL_CACHE_SIZE) return logFactorialStirling(k);
-  lnFactorialCache ??= new Float64Array(LN_FACTORIAL_CACHE_SIZE).fill(NaN);
+  lnFactorialCache ??= new Float64Array(LN_FACTORIAL_CACHE_SIZE);
   let v = lnFactorialCache[k]!;
-  if (Number.isNaN(v)) lnFactorialCache[k] = v = logFactorialStirling(k);
+  if (v === 0) lnFactorialCache[k] = v = logFactorialStirling(k);
   return v;
 }
 
@@ -328,18 +330,40 @@ export class SeededRandom {
     if (draws >= population) return marked;
     if (2 * marked > population) return draws - this.hypergeometric(draws, population - marked, population);
     if (2 * draws > population) return marked - this.hypergeometric(population - draws, marked, population);
-    return (draws * marked) / population < 16 ? this.hypergeometricInversion(draws, marked, population) : this.hypergeometricFromMode(draws, marked, population);
+    return this.hypergeometricCore(draws, marked, population, logFactorial(marked), logFactorial(population - marked), logFactorial(population));
+  }
+
+  /**
+   * `hypergeometric(draws, urn.marked, urn.population)`, the same value from the same random
+   * numbers, with what depends only on the urn computed once (`hypergeometricUrn`): categoryDraws
+   * draws from the same urns in every replicate, only the number drawn changes.
+   */
+  hypergeometricFrom(draws: number, urn: HypergeometricUrn): number {
+    const s = urn.marked;
+    const N = urn.population;
+    if (draws <= 0 || s <= 0) return 0;
+    if (s >= N) return draws;
+    if (draws >= N) return s;
+    // As hypergeometric's symmetries: marked > N / 2 by the unmarked (urn.flipped), then draws > N / 2 by the items left.
+    const small = urn.small;
+    const x = 2 * draws > N ? small - this.hypergeometricCore(N - draws, small, N, urn.lnS, urn.lnNS, urn.lnN) : this.hypergeometricCore(draws, small, N, urn.lnS, urn.lnNS, urn.lnN);
+    return urn.flipped ? draws - x : x;
+  }
+
+  /** 0 < d, s <= N / 2: inversion for small means, else from the mode; lnS, lnNS, lnN are ln s!, ln (N - s)!, ln N!. */
+  private hypergeometricCore(d: number, s: number, N: number, lnS: number, lnNS: number, lnN: number): number {
+    return (d * s) / N < 16 ? this.hypergeometricInversion(d, s, N, lnNS, lnN) : this.hypergeometricFromMode(d, s, N, lnS, lnNS, lnN);
   }
 
   // p(x + 1) / p(x) = (s - x)(d - x) / ((x + 1)(N - s - d + x + 1)); written out inline below
   // (closures here cost V8 ten times the sampling).
-  private hypergeometricInversion(d: number, s: number, N: number): number {
+  private hypergeometricInversion(d: number, s: number, N: number, lnNS: number, lnN: number): number {
     const max = Math.min(s, d);
     const big = Math.max(s, d);
     // P(0) = prod_{i < min(s, d)} (N - max(s, d) - i) / (N - i)
     let p0 = 1;
     if (max <= 64) for (let i = 0; i < max; i++) p0 *= (N - big - i) / (N - i);
-    else p0 = Math.exp(logFactorial(N - s) + logFactorial(N - d) - logFactorial(N - s - d) - logFactorial(N));
+    else p0 = Math.exp(lnNS + logFactorial(N - d) - logFactorial(N - s - d) - lnN);
     for (;;) {
       let u = this.uniform();
       let p = p0;
@@ -353,15 +377,15 @@ export class SeededRandom {
     }
   }
 
-  private hypergeometricFromMode(d: number, s: number, N: number): number {
+  private hypergeometricFromMode(d: number, s: number, N: number, lnS: number, lnNS: number, lnN: number): number {
     const max = Math.min(s, d);
     const min = Math.max(0, d - (N - s));
     const mode = Math.floor(((d + 1) * (s + 1)) / (N + 2));
     // ln p(mode) = ln C(s, mode) + ln C(N - s, d - mode) - ln C(N, d)
     const lnPMode =
-      logFactorial(s) - logFactorial(mode) - logFactorial(s - mode) +
-      (logFactorial(N - s) - logFactorial(d - mode) - logFactorial(N - s - d + mode)) -
-      (logFactorial(N) - logFactorial(d) - logFactorial(N - d));
+      lnS - logFactorial(mode) - logFactorial(s - mode) +
+      (lnNS - logFactorial(d - mode) - logFactorial(N - s - d + mode)) -
+      (lnN - logFactorial(d) - logFactorial(N - d));
     const pMode = Math.exp(lnPMode);
     for (;;) {
       let u = this.uniform();
@@ -388,6 +412,35 @@ export class SeededRandom {
       // the probabilities summed to just under 1 (rounding): draw again
     }
   }
+}
+
+/** What every hypergeometric draw from `marked` of `population` items shares (`SeededRandom.hypergeometricFrom`). */
+export interface HypergeometricUrn {
+  marked: number;
+  population: number;
+  /** marked > population / 2: draws are made of the unmarked items, then subtracted from the number drawn. */
+  flipped: boolean;
+  /** The side drawn: marked, or population - marked when flipped. */
+  small: number;
+  /** ln(small!), ln((population - small)!), ln(population!); NaN when the urn needs no draws (marked <= 0 or >= population). */
+  lnS: number;
+  lnNS: number;
+  lnN: number;
+}
+
+export function hypergeometricUrn(marked: number, population: number): HypergeometricUrn {
+  const flipped = 2 * marked > population;
+  const small = flipped ? population - marked : marked;
+  const drawn = marked > 0 && marked < population;
+  return {
+    marked,
+    population,
+    flipped,
+    small,
+    lnS: drawn ? logFactorial(small) : NaN,
+    lnNS: drawn ? logFactorial(population - small) : NaN,
+    lnN: drawn ? logFactorial(population) : NaN,
+  };
 }
 
 function rotl(x: number, k: number): number {
@@ -437,6 +490,8 @@ export interface PsiNullTest {
 const PSI_TERM_CACHE_MAX_N = 1 << 16;
 /** from this replicate on. */
 const PSI_TERM_CACHE_AFTER = 50;
+/** Categorical permutation replicates cache their PSI terms (as numeric ones) when the pooled sample has at most this many items (8 MB). */
+const CATEGORY_TERM_CACHE_MAX = 1 << 20;
 
 /** Smallest expected count per bin (in the smaller sample) for the chi2 approximation. */
 export const PSI_CHI2_MIN_EXPECTED = 200;
@@ -545,13 +600,16 @@ export function psiNullTest(psiObserved: number, refCounts: ArrayLike<number>, c
   const wholeShapes = active.every((i) => weights[i]! >= 1);
   // Each bin's PSI term of a count x, kept once computed (the same values; a test that runs its
   // whole budget meets most counts many times). Filled lazily, only for current sizes this small.
-  const terms = n < PSI_TERM_CACHE_MAX_N ? new Float64Array(active.length * (n + 1)).fill(NaN) : null;
+  // Allocated on first use: tests far from significance stop after a few dozen replicates, before
+  // the cache is used, and need not fill it.
+  let terms: Float64Array | null = null;
   let replicates = 0;
   return sequentialMonteCarlo(
     psiObserved,
     () => {
       // Tests far from significance stop after a few dozen replicates: no cache for them.
-      const cache = ++replicates > PSI_TERM_CACHE_AFTER ? terms : null;
+      let cache: Float64Array | null = null;
+      if (++replicates > PSI_TERM_CACHE_AFTER && n < PSI_TERM_CACHE_MAX_N) cache = terms ??= new Float64Array(active.length * (n + 1)).fill(NaN);
       let qTotal = 0;
       for (let j = 0; j <= bins1; j++) qTotal += q[j] = wholeShapes ? rng.gammaOf(gammaD[j]!, gammaC[j]!) : rng.gamma(weights[active[j]!]!);
       let remaining = n;
@@ -650,20 +708,47 @@ export function categoricalPsiTestCounts(refCounts: ArrayLike<number>, curCounts
  * number of categories.
  */
 function categoryDraws(pooled: Float64Array, m: number, n: number, rng: SeededRandom): () => number {
+  const K = pooled.length;
   const drawCur = n <= m;
-  const cur = new Float64Array(pooled.length);
-  const ref = new Float64Array(pooled.length);
+  // Category j is drawn from the same population (the items of categories j..) in every
+  // replicate; only the number drawn varies.
+  const urns: HypergeometricUrn[] = [];
+  // termAt[j] + c: category j's PSI term with c current items, in `terms` (c = 0 .. pooled[j]).
+  const termAt = new Float64Array(K);
+  let population = m + n;
+  for (let j = 0; j < K; j++) {
+    urns.push(hypergeometricUrn(pooled[j]!, population));
+    population -= pooled[j]!;
+    if (j + 1 < K) termAt[j + 1] = termAt[j]! + pooled[j]! + 1;
+  }
+  const termsSize = m + n + K;
+  // The PSI terms kept once computed, as psiNullTest's: the same values; allocated for tests past
+  // PSI_TERM_CACHE_AFTER replicates. 0 marks a term not yet computed (a term that is 0 is
+  // computed again, to the same 0).
+  let terms: Float64Array | null = null;
+  let replicates = 0;
+  // categoryPsi(ref, cur, m, n) of the drawn counts, its terms summed in the same order as they are drawn.
   return () => {
+    let cache: Float64Array | null = null;
+    if (++replicates > PSI_TERM_CACHE_AFTER && termsSize <= CATEGORY_TERM_CACHE_MAX) cache = terms ??= new Float64Array(termsSize);
     let draws = drawCur ? n : m;
-    let population = m + n;
-    for (let j = 0; j < pooled.length; j++) {
-      const x = draws === 0 ? 0 : j === pooled.length - 1 ? draws : rng.hypergeometric(draws, pooled[j]!, population);
+    let sum = 0;
+    let unseen = 0;
+    for (let j = 0; j < K; j++) {
+      const x = draws === 0 ? 0 : j === K - 1 ? draws : rng.hypergeometricFrom(draws, urns[j]!);
       draws -= x;
-      population -= pooled[j]!;
-      cur[j] = drawCur ? x : pooled[j]! - x;
-      ref[j] = pooled[j]! - cur[j]!;
+      const cur = drawCur ? x : pooled[j]! - x;
+      const ref = pooled[j]! - cur;
+      if (!(ref > 0)) unseen += cur;
+      else if (cache === null) sum += psiTerm(binFraction(cur, n), ref / m);
+      else {
+        const at = termAt[j]! + cur;
+        let term = cache[at]!;
+        if (term === 0) cache[at] = term = psiTerm(binFraction(cur, n), ref / m);
+        sum += term;
+      }
     }
-    return categoryPsi(ref, cur, m, n);
+    return sum + psiTerm(binFraction(unseen, n), PSI_EMPTY_FRACTION);
   };
 }
 
