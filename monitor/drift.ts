@@ -120,11 +120,10 @@ type SpanParams = { monitor: string; version: string; origin: number; interval: 
 
 /**
  * One query's share of a span's counting: `read` runs the query (on every shard of a sharded
- * store) and resolves with `count`, which counts its rows on this thread into bucket counts of the
- * query's own (feature, slice) keys. Reading and counting are apart so that the next query runs in
- * ClickHouse while this thread counts.
+ * store) and resolves with a function that counts its rows on this thread into bucket counts of
+ * the query's own (feature, slice) keys. Reading and counting are apart so that the next query runs
+ * in ClickHouse while this thread counts. `rank` is its tests' place in an evaluation's results.
  */
-/** One counting query: `read` runs it for a span and gives the function that counts its rows; `rank` is its tests' place in an evaluation's results. */
 interface Counting {
   read: (span: SpanParams) => Promise<() => Map<number, BucketCounts>>;
   rank: number;

@@ -176,7 +176,9 @@ export class TileWindows {
         const combine = p.combine === 'compensatedSum' ? 'sum' : p.combine;
         if (combine !== 'sum' && combine !== 'min' && combine !== 'max') throw new Error(`TileWindows: ${f.name} has a ${p.combine} part`);
         if (p.eventTerm === undefined) throw new Error(`TileWindows: ${f.name} has a part without an event term`);
-        this.parts.push({ combine, tiles: f.tilesPerWindow!, term: EVENT_TERMS[p.eventTerm], field: f.field === null ? -1 : fields.indexOf(f.field) });
+        const field = f.field === null ? -1 : fields.indexOf(f.field);
+        if (f.field !== null && field < 0) throw new Error(`TileWindows: ${f.name}'s field ${f.field} is not among the query's fields`);
+        this.parts.push({ combine, tiles: f.tilesPerWindow!, term: EVENT_TERMS[p.eventTerm], field });
       }
     }
     this.combines = Int32Array.from(this.parts, (p) => COMBINES[p.combine]);
