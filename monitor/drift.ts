@@ -236,18 +236,20 @@ async function decided(plan: MonitorPlan, { windowEndMs, windows }: { windowEndM
 }
 
 /**
- * The monitor's counting queries, in the order they run: the categorical counts first (their
- * permutation tests cost the most statistics per test, which then run while the numeric queries
- * run and are counted), then the numeric samples ClickHouse takes, then each group of
- * Node-windowed view features. Each counts its own features. Their tests' place in the results
- * (rank) is the order before: numeric, view groups, categorical.
+ * The monitor's counting queries, in the order they run: each group of Node-windowed view
+ * features first (the most counting on this thread, which then overlaps the next queries in
+ * ClickHouse), then the categorical counts (their permutation tests, the costliest per test, then
+ * run while the rest is read and counted), then the numeric samples ClickHouse takes. Each counts
+ * its own features. Their tests' place in the results (rank) is the order before: numeric, view
+ * groups, categorical.
  */
 async function countingsOf(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan, profile: MonitorProfile, shards: ShardSet | null): Promise<Counting[]> {
   const shardCount = shards?.count ?? 1;
   /** `query` on every shard (each counts what it owns; the counts add), or on the one node. */
   const everywhere = <T>(span: SpanParams, query: (executor: OfflineExecutor, params: Record<string, unknown>) => Promise<T>): Promise<T[]> =>
     shards ? shards.each((shardExecutor, shard) => query(shardExecutor, { ...span, shard })) : query(executor, span).then((rows) => [rows]);
-  const countings: Counting['read'][] = [];
+  // `runs`: its place in the run order (see above); the array's order is the results' order.
+  const countings: { read: Counting['read']; runs: number }[] = [];
   if (hasFeatures(plan, 'numeric')) {
     // The fields' exactness is checked once per evaluation (a scan of the source), not per span; it
     // decides which view features are windowed in Node and which are sampled in ClickHouse (numericSampling).
@@ -255,23 +257,29 @@ async function countingsOf(executor: OfflineExecutor, compiled: CompiledDefiniti
     const counter = (): NumericBinCounter => new NumericBinCounter(plan, (feature, slice) => profile.get(profileKey(feature, slice))?.edges ?? null);
     if (numeric.sql !== null) {
       const sql = numeric.sql;
-      countings.push(async (span) => {
-        const perShard = await everywhere(span, (shardExecutor, p) => readBatches(shardExecutor, sql, p));
-        return () => {
-          const samples = counter();
-          for (const batches of perShard) for (const batch of batches) samples.add(batch);
-          return numericBuckets(samples);
-        };
+      countings.push({
+        runs: 2,
+        read: async (span) => {
+          const perShard = await everywhere(span, (shardExecutor, p) => readBatches(shardExecutor, sql, p));
+          return () => {
+            const samples = counter();
+            for (const batches of perShard) for (const batch of batches) samples.add(batch);
+            return numericBuckets(samples);
+          };
+        },
       });
     }
     for (const group of numeric.groups) {
-      countings.push(async (span) => {
-        const perShard = await everywhere(span, (shardExecutor, p) => readBatches(shardExecutor, group.sql, p));
-        return () => {
-          const samples = counter();
-          for (const batches of perShard) countGroupSamples(plan, group, batches, span, samples);
-          return numericBuckets(samples);
-        };
+      countings.push({
+        runs: 0,
+        read: async (span) => {
+          const perShard = await everywhere(span, (shardExecutor, p) => readBatches(shardExecutor, group.sql, p));
+          return () => {
+            const samples = counter();
+            for (const batches of perShard) countGroupSamples(plan, group, batches, span, samples);
+            return numericBuckets(samples);
+          };
+        },
       });
     }
   }
@@ -284,35 +292,37 @@ async function countingsOf(executor: OfflineExecutor, compiled: CompiledDefiniti
       return bins.get(category) ?? 0;
     };
     const sql = categoricalSamplesSql(compiled, plan, shardCount);
-    countings.push(async (span) => {
-      const perShard = await everywhere(span, (shardExecutor, p) => shardExecutor.rows<CategoricalSampleRow>(sql, p));
-      return () => {
-        const byBucket = new Map<number, BucketCounts>();
-        const add = (b: number, key: string, category: string, c: number): void => {
-          let bucket = byBucket.get(b);
-          if (!bucket) byBucket.set(b, (bucket = new Map()));
-          let counts = bucket.get(key);
-          if (!counts) bucket.set(key, (counts = { bins: new Map(), unseen: new Map() }));
-          const bin = categoryBin(key, category);
-          const bins = counts.bins as Map<number, number>;
-          bins.set(bin, (bins.get(bin) ?? 0) + c);
-          if (bin === 0) counts.unseen.set(category, (counts.unseen.get(category) ?? 0) + c);
-        };
-        for (const rows of perShard) {
-          for (const r of rows) {
-            const feature = plan.features[r.fid]!.name;
-            const b = Number(r.b);
-            const c = Number(r.c);
-            for (const slice of sampleSlices(plan, r)) add(b, profileKey(feature, slice), r.x, c);
+    countings.push({
+      runs: 1,
+      read: async (span) => {
+        const perShard = await everywhere(span, (shardExecutor, p) => shardExecutor.rows<CategoricalSampleRow>(sql, p));
+        return () => {
+          const byBucket = new Map<number, BucketCounts>();
+          const add = (b: number, key: string, category: string, c: number): void => {
+            let bucket = byBucket.get(b);
+            if (!bucket) byBucket.set(b, (bucket = new Map()));
+            let counts = bucket.get(key);
+            if (!counts) bucket.set(key, (counts = { bins: new Map(), unseen: new Map() }));
+            const bin = categoryBin(key, category);
+            const bins = counts.bins as Map<number, number>;
+            bins.set(bin, (bins.get(bin) ?? 0) + c);
+            if (bin === 0) counts.unseen.set(category, (counts.unseen.get(category) ?? 0) + c);
+          };
+          for (const rows of perShard) {
+            for (const r of rows) {
+              const feature = plan.features[r.fid]!.name;
+              const b = Number(r.b);
+              const c = Number(r.c);
+              for (const slice of sampleSlices(plan, r)) add(b, profileKey(feature, slice), r.x, c);
+            }
           }
-        }
-        return byBucket;
-      };
+          return byBucket;
+        };
+      },
     });
   }
-  const ranked = countings.map((read, rank) => ({ read, rank }));
-  if (hasFeatures(plan, 'categorical')) ranked.unshift(ranked.pop()!);
-  return ranked;
+  const ranked = countings.map(({ read, runs }, rank) => ({ read, rank, runs }));
+  return ranked.sort((a, b) => a.runs - b.runs).map(({ read, rank }) => ({ read, rank }));
 }
 
 /** A numeric counter's bucket counts (dense fine bins, nothing unseen). */
