@@ -174,9 +174,9 @@ export class NumericBinCounter {
 
   /** Count samples xs[k] at times ts[k] (k < count), each in bucket intDiv(ts - origin, interval), in each of `series` (from seriesOf). */
   countSeries(series: Int32Array, ts: Float64Array, xs: Float64Array, count: number, origin: number, interval: number): void {
-    for (let s = 0; s < series.length; s++) {
-      const id = series[s]!;
-      for (let k = 0; k < count; k++) this.tally(intDiv(ts[k]! - origin, interval), id, xs[k]!, 1);
+    for (let k = 0; k < count; k++) {
+      const bucket = intDiv(ts[k]! - origin, interval);
+      for (let s = 0; s < series.length; s++) this.tally(bucket, series[s]!, xs[k]!, 1);
     }
   }
 

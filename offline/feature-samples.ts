@@ -53,11 +53,16 @@ interface TilePart extends AggPart {
   plainSum: string;
 }
 
+/** Whether the feature's field is one of options.exactFields (its compensated sums are then plain sums). */
+function hasExactField(f: FeaturePlan, options: FeatureSampleOptions): boolean {
+  return f.field !== null && (options.exactFields?.has(f.field) ?? false);
+}
+
 /** The CTE `e`: the view's events read for outputs in [{from}, {to}) (the longest window's lookback before {from}), keys as k0.. and `ts`, with the features' fields. */
 function eventsCte(view: ViewPlan, features: readonly FeaturePlan[], options: FeatureSampleOptions): { cte: string; keyList: string } {
   if (features.some((f) => f.windowMs === null || !isTiledOffline(f))) throw new Error('feature samples are of windowed, tiled features');
   const keyList = view.keyFields.map((_, k) => `k${k}`).join(', ');
-  const fields = [...new Set(features.map((f) => f.field).filter((f): f is string => f !== null))];
+  const fields = tileFieldsOf(features);
   const lookbackMs = Math.max(...features.map((f) => f.windowMs!));
   const cte =
     `e AS (SELECT ${view.keyFields.map((kf, k) => `${ident(keyColumn(kf))} AS k${k}`).join(', ')}, __ts AS ts${fields.map((f) => `, ${ident(f)}`).join('')} FROM ${ident(eventTable(view.source))} ` +
@@ -83,7 +88,7 @@ function tileCtes(view: ViewPlan, features: readonly FeaturePlan[], options: Fea
     source = 'ec';
   }
   // A compensated sum of an exact field: the plain-sum branch of its tile aggregate and of its window combination.
-  const plainSumOf = (f: FeaturePlan, p: AggPart): boolean => p.combine === 'compensatedSum' && f.field !== null && (options.exactFields?.has(f.field) ?? false);
+  const plainSumOf = (f: FeaturePlan, p: AggPart): boolean => p.combine === 'compensatedSum' && hasExactField(f, options);
   const parts = features.flatMap((f, i) =>
     partsOf(f, i).map((p) => ({ ...p, tiles: f.tilesPerWindow!, plain: plainSumOf(f, p), plainSum: f.field === null ? '' : `sum(ifNull(toFloat64(${ident(f.field)}), 0))` })),
   );
@@ -94,20 +99,20 @@ function tileCtes(view: ViewPlan, features: readonly FeaturePlan[], options: Fea
 /**
  * The events that the windows of outputs in [{from:Int64}, {to:Int64}) read (the longest window of
  * all the features, whatever their hops), for tiles built and windows combined outside ClickHouse
- * (see feature-windows.ts: a TileWindows per hop reads the same rows): one row per key, with `labels` (SQL
- * over the key fields, named as the event fields) as columns l0.., then `__ts`, the times (ms) of
- * the key's events, and per field of tileFieldsOf(features) `__x<i>`, its values as Float64 (NaN
- * for null: groupArray drops nulls, and no field proven exact holds a NaN), in the same order.
- * With `groupKeys` (key fields of the view), each row also carries their key texts as __g0.. after
- * the labels, and rows come ordered by them: coarser views keyed by a prefix of them are served by
- * the same rows (TileWindows' keyColumns). Raw events, not tiles: grouping by tile, then ordering
- * each key's tiles, cost ClickHouse three times reading the events. Every part must have an eventTerm, and every compensated sum be of an
- * exact field: its fold has no column form.
+ * (see feature-windows.ts: a TileWindows per hop reads the same rows): one row per key, with
+ * `labels` (SQL over the key fields, named as the event fields) as columns l0.., then `__ts`, the
+ * times (ms) of the key's events, and per field of tileFieldsOf(features) `__x<i>`, its values as
+ * Float64 (NaN for null: groupArray drops nulls, and no field proven exact holds a NaN), in the
+ * same order. With `groupKeys` (key fields of the view), each row also carries their key texts as
+ * __g0.. after the labels, and rows come ordered by them: coarser views keyed by a prefix of them
+ * are served by the same rows (TileWindows' keyColumns). Raw events, not tiles: grouping by tile,
+ * then ordering each key's tiles, cost ClickHouse three times reading the events. Every part must
+ * have an eventTerm, and every compensated sum be of an exact field: its fold has no column form.
  */
 export function featureTileSql(view: ViewPlan, features: readonly FeaturePlan[], options: FeatureSampleOptions & { labels?: readonly string[]; groupKeys?: readonly string[] } = {}): string {
   for (const [i, f] of features.entries()) {
     for (const p of partsOf(f, i)) {
-      if (p.combine === 'compensatedSum' && !(f.field !== null && (options.exactFields?.has(f.field) ?? false))) throw new Error(`featureTileSql: ${p.name} is a compensated sum of a field not known to be exact`);
+      if (p.combine === 'compensatedSum' && !hasExactField(f, options)) throw new Error(`featureTileSql: ${p.name} is a compensated sum of a field not known to be exact`);
       if (p.eventTerm === undefined) throw new Error(`featureTileSql: ${p.name} (${f.agg}) has no event term`);
     }
   }
