@@ -3,6 +3,7 @@
 // (numeric: ASOF join on the greatest edge <= x; categorical: join on the category), counted per
 // (feature, slice, time bucket, bin). Integer counts merge exactly, so windows are sums of buckets
 // and memory stays bounded by features x slices x bins, whatever the row count.
+import { createHash } from 'node:crypto';
 import type { CompiledDefinitions, FeaturePlan, MonitorFeaturePlan, MonitorPlan, MonitorSlicePlan, ViewPlan } from '../definitions/index.js';
 import { TidemarkError } from '../definitions/index.js';
 import { COMPLETED_LOADS, eventTable, exactIntegerFieldPartsSql, exactIntegerFieldsOfParts, featureSampleSql, featureTileSql, ident, ownedEventsSql, sourcePlacements, windowsInNode, type OfflineExecutor, type ShardSet } from '../offline/index.js';
@@ -271,34 +272,66 @@ export interface SampleExactness {
 
 /**
  * Per executor (one node, or one shard), per exactness query: the parts of each closed load read so
- * far. A file's load (named by its SHA-256) never changes once complete, so a process reads its
- * parts once: a monitor on schedule reads only the loads that arrived since its last evaluation,
- * not the whole source. A Kafka partition's load is open-ended (its sha256 is empty): read every
- * time. A load deleted later only keeps a field off the Node path (its integers and magnitudes only
- * ever narrow what is exact), and that path and ClickHouse's give the same values.
+ * far (null: the load has no rows the query counts). A file's load (named by its SHA-256) never
+ * changes once complete, so its parts are read once and kept, in memory and in
+ * tm_load_exactness: a monitor on schedule reads only the loads that arrived since its last
+ * evaluation, and a new process (a restarted monitor) reads what an earlier one stored, not the
+ * whole source. A Kafka partition's load is open-ended (its sha256 is empty): read every time. A
+ * load deleted later only keeps a field off the Node path (its integers and magnitudes only ever
+ * narrow what is exact), and that path and ClickHouse's give the same values.
  */
-const loadExactness = new WeakMap<OfflineExecutor, Map<string, Map<string, Record<string, number>>>>();
+const loadExactness = new WeakMap<OfflineExecutor, Map<string, Map<string, Record<string, number> | null>>>();
 
-/** Every completed load's exactness parts (exactIntegerFieldPartsSql with byLoad), reading only the loads not read before and the open ones. */
+/** The executors whose tm_load_exactness exists (created on first use). */
+const exactnessTables = new WeakMap<OfflineExecutor, Promise<void>>();
+
+function ensureExactnessTable(executor: OfflineExecutor): Promise<void> {
+  let created = exactnessTables.get(executor);
+  if (!created) {
+    created = executor.command('CREATE TABLE IF NOT EXISTS tm_load_exactness (query String, load_id String, parts String) ENGINE = ReplacingMergeTree ORDER BY (query, load_id)');
+    exactnessTables.set(executor, created);
+    created.catch(() => exactnessTables.delete(executor));
+  }
+  return created;
+}
+
+/** Every completed load's exactness parts (exactIntegerFieldPartsSql with byLoad), reading only the loads not read before (in this process or, stored, in an earlier one) and the open ones. */
 async function exactnessParts(executor: OfflineExecutor, source: string, sql: string, params: Record<string, unknown>): Promise<Record<string, number>[]> {
+  const query = createHash('sha256').update(`${sql}\u0000${JSON.stringify(params)}`).digest('hex');
   let queries = loadExactness.get(executor);
   if (!queries) loadExactness.set(executor, (queries = new Map()));
-  let closed = queries.get(sql);
-  if (!closed) queries.set(sql, (closed = new Map()));
-  const seen = [...closed.keys()];
+  let closed = queries.get(query);
+  if (!closed) queries.set(query, (closed = new Map()));
+  const known = (): Record<string, number>[] => [...closed.values()].filter((p): p is Record<string, number> => p !== null);
   // tm_loads first (one row per load): when no load completed since and none is open, the events are not read at all.
   const unread = await executor.rows<{ load_id: string; closed: number }>(
     "SELECT load_id, sha256 != '' AS closed FROM tm_loads WHERE source = {source:String} AND load_id NOT IN {seen:Array(String)}",
-    { source, seen },
+    { source, seen: [...closed.keys()] },
   );
-  if (unread.length === 0) return [...closed.values()];
+  if (unread.length === 0) return known();
   const closing = new Set(unread.filter((l) => Number(l.closed) === 1).map((l) => l.load_id));
+  if (closing.size > 0) {
+    await ensureExactnessTable(executor);
+    const stored = await executor.rows<{ load_id: string; parts: string }>('SELECT load_id, any(parts) AS parts FROM tm_load_exactness WHERE query = {query:String} AND load_id IN {ids:Array(String)} GROUP BY load_id', { query, ids: [...closing] });
+    for (const { load_id, parts } of stored) {
+      closed.set(load_id, JSON.parse(parts) as Record<string, number> | null);
+      closing.delete(load_id);
+    }
+    if (closing.size === 0 && stored.length === unread.length) return known();
+  }
   const open: Record<string, number>[] = [];
-  for (const row of await executor.rows<Record<string, number> & { __load: string }>(sql, { ...params, seen })) {
-    if (closing.has(row.__load)) closed.set(row.__load, row);
+  const read = new Map<string, Record<string, number>>();
+  for (const row of await executor.rows<Record<string, number> & { __load: string }>(sql, { ...params, seen: [...closed.keys()] })) {
+    if (closing.has(row.__load)) read.set(row.__load, row);
     else open.push(row);
   }
-  return [...closed.values(), ...open];
+  if (closing.size > 0) {
+    // Closed loads without a row counted here are remembered too (null): they never get one.
+    const rows = [...closing].map((load_id) => ({ query, load_id, parts: JSON.stringify(read.get(load_id) ?? null) }));
+    await executor.insert('tm_load_exactness', rows);
+    for (const load_id of closing) closed.set(load_id, read.get(load_id) ?? null);
+  }
+  return [...known(), ...open];
 }
 
 /**

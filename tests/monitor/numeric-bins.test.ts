@@ -173,16 +173,22 @@ describe('numeric samples binned in Node', () => {
   }, 60_000);
 
   // Last: it adds loads to weather.
-  it("reads a closed load's exactness once, an open (Kafka) load's every time, and sees new loads", async () => {
+  it("reads a closed load's exactness once (a new process: as stored by the first), an open (Kafka) load's every time, and sees new loads", async () => {
     const plan = compiled.monitors.find((m) => m.name === 'weather_drift')!;
     // A fresh executor object (the cache is per executor) that records which loads each read of the events leaves out.
     const seen: string[][] = [];
-    const recording = {
-      rows: <T>(sql: string, params: Record<string, unknown> = {}): Promise<T[]> => {
-        if (sql.includes('__load NOT IN')) seen.push([...(params.seen as string[])]);
-        return store.executor.rows<T>(sql, params);
-      },
-    } as unknown as OfflineExecutor;
+    const recordingExecutor = (): OfflineExecutor =>
+      ({
+        rows: <T>(sql: string, params: Record<string, unknown> = {}): Promise<T[]> => {
+          if (sql.includes('__load NOT IN')) seen.push([...(params.seen as string[])]);
+          return store.executor.rows<T>(sql, params);
+        },
+        command: (sql: string, params?: Record<string, unknown>) => store.executor.command(sql, params),
+        insert: (table: string, rows: readonly Record<string, unknown>[]) => store.executor.insert(table, rows),
+      }) as unknown as OfflineExecutor;
+    const recording = recordingExecutor();
+    // Parts stored by the checks above (a new executor would take them): this one starts from none.
+    await store.executor.command('TRUNCATE TABLE IF EXISTS tm_load_exactness');
     const exactRain = async (executor: OfflineExecutor = recording): Promise<boolean> => (await exactSampleFields(executor, compiled, plan)).sums.get('weather')?.has('rain') ?? false;
     expect(await exactRain()).toBe(true);
     expect(await exactRain()).toBe(true);
@@ -209,5 +215,18 @@ describe('numeric samples binned in Node', () => {
     expect(await exactRain()).toBe(false);
     expect(seen.at(-1)).toHaveLength(2);
     expect(await exactRain(store.executor)).toBe(false);
+    // A new process (a new executor: nothing in memory) takes the closed loads' parts stored by the
+    // first: only the open load's events are read. Then a control: the stored parts are what it used.
+    await store.executor.command("DELETE FROM tm_events_weather WHERE __load = 'kafka:weather:0'");
+    const restarted = recordingExecutor();
+    const before = seen.length;
+    expect(await exactRain(restarted)).toBe(false);
+    expect(seen.slice(before)).toEqual([expect.arrayContaining([...fileLoad, expect.any(String)])]);
+    expect(seen.at(-1)).toHaveLength(2);
+    // Stored parts that say every closed load holds integer rain (as if its fractional row were gone): a new process believes them.
+    await store.executor.command("ALTER TABLE tm_load_exactness UPDATE parts = replaceRegexpOne(parts, '\"__int_rain\":0', '\"__int_rain\":1') WHERE 1 SETTINGS mutations_sync = 1");
+    expect(await exactRain(recordingExecutor())).toBe(true);
+    await store.executor.command('TRUNCATE TABLE tm_load_exactness');
+    expect(await exactRain(recordingExecutor())).toBe(false);
   }, 60_000);
 });
