@@ -30,17 +30,34 @@ export class ReferenceSamples extends NumericBinCounter {
   }
 
   protected override tally(_bucket: number, id: number, v: number, c: number): void {
+    const values = this.room(id, c);
+    const size = this.sizes[id]!;
+    values.fill(v, size, size + c);
+    this.sizes[id] = size + c;
+  }
+
+  /** A windowed view feature's samples (the reference is one bucket): copied into each series at once, not tallied one by one. */
+  override countSeries(series: Int32Array, _ts: Float64Array, xs: Float64Array, count: number): void {
+    for (let s = 0; s < series.length; s++) {
+      const id = series[s]!;
+      const values = this.room(id, count);
+      const size = this.sizes[id]!;
+      values.set(xs.subarray(0, count), size);
+      this.sizes[id] = size + count;
+    }
+  }
+
+  /** Series id's values, with room for `more` after its size. */
+  private room(id: number, more: number): Float64Array {
     let values = this.values[id];
     const size = this.sizes[id] ?? 0;
-    if (!values || size + c > values.length) {
-      const grown = new Float64Array(Math.max(1024, (size + c) * 2));
+    if (!values || size + more > values.length) {
+      const grown = new Float64Array(Math.max(1024, (size + more) * 2));
       if (values) grown.set(values.subarray(0, size));
       this.values[id] = values = grown;
+      this.sizes[id] = size;
     }
-    // One sample at a time from the windowed view features: a store, not fill()'s call.
-    if (c === 1) values[size] = v;
-    else values.fill(v, size, size + c);
-    this.sizes[id] = size + c;
+    return values;
   }
 
   /** Every series with samples: n (NaN included, as count()), the edges (NaN left out, as the quantiles do) and the counts. */

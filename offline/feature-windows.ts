@@ -23,16 +23,24 @@ export interface ExactFieldSets {
  * IEEE operations in the same order; NaN for SQL's NULL (no proven-exact part is ever NaN). A
  * compensated sum's final is `hi + lo` with lo = 0 (the plain-sum branch): `+ 0` keeps it. pow(v, 2)
  * is v * v: ClickHouse's pow gave x * x on 10^8 random doubles, ratios of integers among them.
+ * As codes for finalOf, one switch per sample (a closure per aggregation was a megamorphic call).
  */
-const FINALS: Partial<Record<Aggregation, (w: Float64Array, at: number) => number>> = {
-  count: (w, at) => w[at]!,
-  sum: (w, at) => w[at]! + 0,
-  mean: (w, at) => (w[at] === 0 ? Number.NaN : (w[at + 1]! + 0) / w[at]!),
-  min: (w, at) => w[at]!,
-  max: (w, at) => w[at]!,
-  var: (w, at) => varianceOf(w, at),
-  stddev: (w, at) => Math.sqrt(varianceOf(w, at)),
-};
+const FINALS: Partial<Record<Aggregation, number>> = { count: 0, min: 0, max: 0, sum: 1, mean: 2, var: 3, stddev: 4 };
+
+function finalOf(kind: number, w: Float64Array, at: number): number {
+  switch (kind) {
+    case 0:
+      return w[at]!;
+    case 1:
+      return w[at]! + 0;
+    case 2:
+      return w[at] === 0 ? Number.NaN : (w[at + 1]! + 0) / w[at]!;
+    case 3:
+      return varianceOf(w, at);
+    default:
+      return Math.sqrt(varianceOf(w, at));
+  }
+}
 
 /** `if(n = 0, NULL, greatest(0, ss / n - pow(s / n, 2)))` (variance.ts sql.final). */
 function varianceOf(w: Float64Array, at: number): number {
@@ -114,7 +122,8 @@ export class TileWindows {
   private readonly parts: WindowPart[] = [];
   /** Where each feature's parts start in `parts`. */
   private readonly starts: number[] = [];
-  private readonly finals: ((w: Float64Array, at: number) => number)[];
+  /** Each feature's FINALS code. */
+  private readonly finals: Int32Array;
   private readonly hopMs: number;
   private tiles = new Float64Array(1024);
   /** Scratch tile indices, as many as `tiles` (flush's min and max windows). */
@@ -176,6 +185,7 @@ export class TileWindows {
         const combine = p.combine === 'compensatedSum' ? 'sum' : p.combine;
         if (combine !== 'sum' && combine !== 'min' && combine !== 'max') throw new Error(`TileWindows: ${f.name} has a ${p.combine} part`);
         if (p.eventTerm === undefined) throw new Error(`TileWindows: ${f.name} has a part without an event term`);
+        if (combine !== 'sum' && p.eventTerm !== 'value') throw new Error(`TileWindows: ${f.name} has a ${combine} part of ${p.eventTerm}, not of the value`);
         const field = f.field === null ? -1 : fields.indexOf(f.field);
         if (f.field !== null && field < 0) throw new Error(`TileWindows: ${f.name}'s field ${f.field} is not among the query's fields`);
         this.parts.push({ combine, tiles: f.tilesPerWindow!, term: EVENT_TERMS[p.eventTerm], field });
@@ -184,9 +194,9 @@ export class TileWindows {
     this.combines = Int32Array.from(this.parts, (p) => COMBINES[p.combine]);
     this.terms = Int32Array.from(this.parts, (p) => p.term);
     this.partFields = Int32Array.from(this.parts, (p) => p.field);
-    this.finals = features.map((f) => {
+    this.finals = Int32Array.from(features, (f) => {
       const final = FINALS[f.agg];
-      if (!final) throw new Error(`TileWindows: no final for ${f.agg}`);
+      if (final === undefined) throw new Error(`TileWindows: no final for ${f.agg}`);
       return final;
     });
     this.hopMs = features[0]!.hopMs;
@@ -355,18 +365,9 @@ export class TileWindows {
       const xs = fieldValues[f]!;
       const at = fieldStarts[f]!;
       const c = centers[f]!;
-      for (let k = 0; k < count; k++) {
-        const row = eventRows[k]!;
-        const x = xs[at + k]!;
-        if (row < 0 || x !== x) continue; // before the lookback, or no value: adds nothing
-        const v = term === 0 ? 1 : term === 1 ? x : term === 2 ? x - c : (x - c) * (x - c);
-        const i = row * width + p;
-        if (combine === 0) values[i]! += v;
-        else {
-          const current = values[i]!;
-          if (current !== current || (combine === 1 ? v < current : v > current)) values[i] = v;
-        }
-      }
+      // One loop per (combine, term), not a branch on them per event.
+      if (combine === 0) sumTerms(values, width, p, eventRows, xs, at, count, term, c);
+      else extremes(values, width, p, eventRows, xs, at, count, combine === 2);
     }
   }
 
@@ -465,7 +466,7 @@ export class TileWindows {
       const at = this.starts[i]!;
       let count = 0;
       for (let c = 0; c < closes; c++) {
-        const x = final(w, closeRows[c]! * width + at);
+        const x = finalOf(final, w, closeRows[c]! * width + at);
         if (x !== x) continue;
         outTs[count] = closeTs[c]!;
         outXs[count++] = x;
@@ -473,6 +474,50 @@ export class TileWindows {
       if (count > 0) this.sink.samples(i, outTs, outXs, count);
     }
     this.rows = 0;
+  }
+}
+
+/**
+ * Each event's term (EVENT_TERMS: 1, x, x - c or (x - c)^2) added to its tile's part p; events
+ * before the lookback (row < 0) and without a value add nothing. A loop per term.
+ */
+function sumTerms(values: Float64Array, width: number, p: number, eventRows: Int32Array, xs: Float64Array, at: number, count: number, term: number, c: number): void {
+  if (term === 0) {
+    for (let k = 0; k < count; k++) {
+      const row = eventRows[k]!;
+      const x = xs[at + k]!;
+      if (row >= 0 && x === x) values[row * width + p]! += 1;
+    }
+  } else if (term === 1) {
+    for (let k = 0; k < count; k++) {
+      const row = eventRows[k]!;
+      const x = xs[at + k]!;
+      if (row >= 0 && x === x) values[row * width + p]! += x;
+    }
+  } else if (term === 2) {
+    for (let k = 0; k < count; k++) {
+      const row = eventRows[k]!;
+      const x = xs[at + k]!;
+      if (row >= 0 && x === x) values[row * width + p]! += x - c;
+    }
+  } else {
+    for (let k = 0; k < count; k++) {
+      const row = eventRows[k]!;
+      const x = xs[at + k]!;
+      if (row >= 0 && x === x) values[row * width + p]! += (x - c) * (x - c);
+    }
+  }
+}
+
+/** Each tile's min (or max) of its events' values: a value replaces a null (NaN) or a strictly worse one, so among equals the first stays. */
+function extremes(values: Float64Array, width: number, p: number, eventRows: Int32Array, xs: Float64Array, at: number, count: number, isMax: boolean): void {
+  for (let k = 0; k < count; k++) {
+    const row = eventRows[k]!;
+    const x = xs[at + k]!;
+    if (row < 0 || x !== x) continue;
+    const i = row * width + p;
+    const current = values[i]!;
+    if (current !== current || (isMax ? x > current : x < current)) values[i] = x;
   }
 }
 
