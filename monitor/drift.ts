@@ -6,7 +6,7 @@ import { compareCodePoints, type CompiledDefinitions, type MonitorPlan } from '.
 import type { OfflineExecutor, ShardSet } from '../offline/index.js';
 import { decideDrift } from './calibration.js';
 import { categoricalSamplesSql, exactSampleFields, hasFeatures, numericSampling, sampleSlices, type CategoricalSampleRow } from './drift-sql.js';
-import { countGroupSamples, NumericBinCounter, readBatches } from './numeric-bins.js';
+import { countGroupSamples, handled, NumericBinCounter, readBatches } from './numeric-bins.js';
 import type { DriftTestInput } from './drift-statistics.js';
 import { FINE_BINS, profileKey, type MonitorProfile } from './profile.js';
 import { totalCount } from './psi.js';
@@ -334,12 +334,6 @@ function numericBuckets(counter: NumericBinCounter): Map<number, BucketCounts> {
     byBucket.set(b, bucket);
   }
   return byBucket;
-}
-
-/** The same promise, its rejection marked handled until it is awaited (later, or never if the consumer stops). */
-function handled<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(() => {});
-  return promise;
 }
 
 /**

@@ -1,6 +1,6 @@
 // Numeric samples binned in Node: they stream out of ClickHouse as Arrow batches (one row per
 // distinct (feature, bucket, value, slice labels) with its count, numericSamplesSql), or come from
-// view features windowed in Node (countWindowedSamples), and each is counted in the 'all' series and
+// view features windowed in Node (countGroupSamples), and each is counted in the 'all' series and
 // in one series per slice definition, in the fine bin of that series' reference edges. The bin is
 // the number of fine edges <= x (0 without edges, or for NaN), which is what the ASOF join on the
 // greatest edge <= x gave (equal edges keep their greatest index there). Memory: buckets x series x
@@ -213,10 +213,23 @@ function grown(counts: Float64Array, length: number): Float64Array<ArrayBuffer> 
   return out;
 }
 
-/** Every numeric sample of the range in `params` into a counter: ClickHouse's (sampling.sql), then the Node-windowed view features'. */
+/**
+ * Every numeric sample of the range in `params` into a counter: the Node-windowed view features',
+ * then ClickHouse's (sampling.sql). Every query is queued at once, the view groups' first: this
+ * thread windows a group's events while ClickHouse runs the next queries (and a caller's queued
+ * after them).
+ */
 export async function countAllNumericSamples(executor: OfflineExecutor, plan: MonitorPlan, sampling: NumericSampling, params: { from: number; to: number; origin: number; interval: number } & Record<string, unknown>, counter: NumericBinCounter): Promise<void> {
-  if (sampling.sql !== null) await countNumericSamples(executor, sampling.sql, params, counter);
-  await countWindowedSamples(executor, plan, sampling.groups, params, counter);
+  const groups = sampling.groups.map((g) => handled(readBatches(executor, g.sql, params)));
+  const samples = sampling.sql === null ? null : handled(readBatches(executor, sampling.sql, params));
+  for (let g = 0; g < groups.length; g++) countGroupSamples(plan, sampling.groups[g]!, await groups[g]!, params, counter);
+  for (const batch of (await samples) ?? []) counter.add(batch);
+}
+
+/** The same promise, its rejection marked handled until it is awaited (later, or never after an earlier failure). */
+export function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
 }
 
 /** Stream the samples of `sql` (numericSamplesSql) into a counter. */
@@ -229,23 +242,6 @@ export async function readBatches(executor: OfflineExecutor, sql: string, params
   const batches: RecordBatch[] = [];
   for await (const batch of executor.arrowBatches(sql, params)) batches.push(batch);
   return batches;
-}
-
-/**
- * Every group's tiles (NodeWindowGroup.sql, over params from..to) through TileWindows into a
- * counter. A group's batches are read whole, then the next group's query starts in chDB while
- * this thread windows them.
- */
-export async function countWindowedSamples(executor: OfflineExecutor, plan: MonitorPlan, groups: readonly NodeWindowGroup[], params: { from: number; to: number; origin: number; interval: number } & Record<string, unknown>, counter: NumericBinCounter): Promise<void> {
-  let next = groups.length > 0 ? readBatches(executor, groups[0]!.sql, params) : null;
-  for (let g = 0; g < groups.length; g++) {
-    const batches = await next!;
-    next = g + 1 < groups.length ? readBatches(executor, groups[g + 1]!.sql, params) : null;
-    next?.catch(() => {});
-    // One turn of the event loop: the next query gets its turn and its first fetch is on its way.
-    await new Promise((resolve) => setImmediate(resolve));
-    countGroupSamples(plan, groups[g]!, batches, params, counter);
-  }
 }
 
 /** One group's events (batches of NodeWindowGroup.sql) through a TileWindows per view and hop: each sample in bucket intDiv(ts - origin, interval), in its key's series. */

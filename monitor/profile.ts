@@ -59,6 +59,9 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
   }
   const range = { from: plan.reference.fromMs, to: plan.reference.toMs };
   const rows: ProfileRow[] = [];
+  // Numeric samples windowed in Node: their queries are queued first, then the categorical counts',
+  // which ClickHouse then runs while this thread windows the view features' events.
+  let inNode: Promise<ReferenceSeries[]> | null = null;
   if (hasFeatures(plan, 'numeric')) {
     const sampling = numericSampling(compiled, plan, await exactSampleFields(executor, compiled, plan, shards), shards?.count ?? 1);
     const numeric = plan.features.map((f, fid) => ({ f, fid })).filter(({ f }) => f.kind === 'numeric');
@@ -66,22 +69,31 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
     // profile is computed from one pass over them. Otherwise the two queries of before: a window
     // sum that is not exact has last bits that depend on the query's shape, and the stored profile
     // must not move.
-    let built: ReferenceSeries[];
     // On shards, in Node always: the view features sampled in ClickHouse there are the ones whose
     // samples do not depend on the query's other keys (numericSampling refuses the others), and the
     // edges and counts in Node are ClickHouse's quantiles and bins of the same values.
     if (shards !== null || numeric.every(({ f, fid }) => f.from === 'field' || sampling.windowed.has(fid))) {
-      built = await referenceInNode(executor, plan, sampling, range, shards);
-      await insertEdges(executor, plan, built);
-    } else built = await referenceInSql(executor, compiled, plan, range);
+      inNode = referenceInNode(executor, plan, sampling, range, shards);
+      inNode.catch(() => {});
+    } else {
+      const built = await referenceInSql(executor, compiled, plan, range);
+      for (const e of built) rows.push({ feature: e.feature, slice: e.slice, kind: 'numeric', n: e.n, edges: e.edges, categories: [], counts: e.counts });
+    }
+  }
+  // The samples per (feature, category, slice labels), from every shard (each counts the events
+  // it owns), counted here once overall and once per slice label, as an evaluation counts them.
+  const categorical = hasFeatures(plan, 'categorical') ? categoricalSamplesSql(compiled, plan, shards?.count ?? 1) : null;
+  const samples = { ...range, origin: range.from, interval: range.to - range.from };
+  const categoricalRows =
+    categorical === null ? null : shards === null ? executor.rows<CategoricalSampleRow>(categorical, samples).then((r) => [r]) : shards.each((shardExecutor, shard) => shardExecutor.rows<CategoricalSampleRow>(categorical, { ...samples, shard }));
+  categoricalRows?.catch(() => {});
+  if (inNode) {
+    const built = await inNode;
+    await insertEdges(executor, plan, built);
     for (const e of built) rows.push({ feature: e.feature, slice: e.slice, kind: 'numeric', n: e.n, edges: e.edges, categories: [], counts: e.counts });
   }
-  if (hasFeatures(plan, 'categorical')) {
-    // The samples per (feature, category, slice labels), from every shard (each counts the events
-    // it owns), counted here once overall and once per slice label, as an evaluation counts them.
-    const sql = categoricalSamplesSql(compiled, plan, shards?.count ?? 1);
-    const samples = { ...range, origin: range.from, interval: range.to - range.from };
-    const perShard = shards === null ? [await executor.rows<CategoricalSampleRow>(sql, samples)] : await shards.each((shardExecutor, shard) => shardExecutor.rows<CategoricalSampleRow>(sql, { ...samples, shard }));
+  if (categoricalRows) {
+    const perShard = await categoricalRows;
     const byKey = new Map<string, { fid: number; feature: string; slice: string; counts: Map<string, number> }>();
     const add = (fid: number, slice: string, value: string, n: number): void => {
       const feature = plan.features[fid]!.name;
