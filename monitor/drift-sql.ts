@@ -388,7 +388,7 @@ export function categoricalSamplesSql(compiled: CompiledDefinitions, plan: Monit
 /**
  * Counts per (fid, b, x, slice keys) of labelled samples, each slice key then labelled (s<i>):
  * grouped by the keys, not the labels, so that a label is built per counted row, not per sample
- * (a third of the numeric samples' query time on the flights). Keys of one label (a null and the
+ * (the flights' numeric samples: 0.19 s against 0.48 s in chDB). Keys of one label (a null and the
  * text '(null)') give rows of one label; their counts add where they are read.
  */
 function slicedCounts(plan: MonitorPlan, union: string, bucket: string, count: string, settings: string, label = (l: string): string => l): string {

@@ -232,11 +232,6 @@ export function handled<T>(promise: Promise<T>): Promise<T> {
   return promise;
 }
 
-/** Stream the samples of `sql` (numericSamplesSql) into a counter. */
-export async function countNumericSamples(executor: OfflineExecutor, sql: string, params: Record<string, unknown>, counter: NumericBinCounter): Promise<void> {
-  for await (const batch of executor.arrowBatches(sql, params)) counter.add(batch);
-}
-
 /** Every Arrow batch of a query, read whole: the executor's turn ends with the read, before this thread counts them. */
 export async function readBatches(executor: OfflineExecutor, sql: string, params: Record<string, unknown>): Promise<RecordBatch[]> {
   const batches: RecordBatch[] = [];

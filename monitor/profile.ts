@@ -41,6 +41,10 @@ export async function ensureMonitorTables(executor: OfflineExecutor): Promise<vo
 /** A profile as stored (counts as a plain array). */
 type ProfileRow = Omit<FeatureSliceProfile, 'counts'> & { counts: number[] };
 
+function numericRow(e: ReferenceSeries): ProfileRow {
+  return { feature: e.feature, slice: e.slice, kind: 'numeric', n: e.n, edges: e.edges, categories: [], counts: e.counts };
+}
+
 /**
  * Read the stored profile of this monitor version, or compute and store it from the reference range.
  * On a sharded store (`shards`; `executor` is its home shard, where the profile is stored) the
@@ -77,7 +81,7 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
       inNode.catch(() => {});
     } else {
       const built = await referenceInSql(executor, compiled, plan, range);
-      for (const e of built) rows.push({ feature: e.feature, slice: e.slice, kind: 'numeric', n: e.n, edges: e.edges, categories: [], counts: e.counts });
+      rows.push(...built.map(numericRow));
     }
   }
   // The samples per (feature, category, slice labels), from every shard (each counts the events
@@ -90,7 +94,7 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
   if (inNode) {
     const built = await inNode;
     await insertEdges(executor, plan, built);
-    for (const e of built) rows.push({ feature: e.feature, slice: e.slice, kind: 'numeric', n: e.n, edges: e.edges, categories: [], counts: e.counts });
+    rows.push(...built.map(numericRow));
   }
   if (categoricalRows) {
     const perShard = await categoricalRows;

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileOrThrow, entity, eventTime, featureView, monitor, source, type CompiledDefinitions } from '../../definitions/index.js';
 import { binCountsSql, exactSampleFields, numericSamplesSql } from '../../monitor/drift-sql.js';
-import { countNumericSamples, NumericBinCounter } from '../../monitor/numeric-bins.js';
+import { NumericBinCounter } from '../../monitor/numeric-bins.js';
 import { binIndex } from '../../monitor/psi.js';
 import { loadOrBuildProfile, profileKey, type MonitorProfile } from '../../monitor/index.js';
 import { exactIntegerFieldPartsSql, exactIntegerFieldsOfParts, featureSampleSql, OfflineStore, type OfflineExecutor } from '../../offline/index.js';
@@ -132,7 +132,7 @@ describe('numeric samples binned in Node', () => {
       expect(expected.size).toBe(22);
       for (const exactFields of [exact, undefined]) {
         const counter = new NumericBinCounter(plan, (feature, slice) => (profile as MonitorProfile).get(profileKey(feature, slice))?.edges ?? null);
-        await countNumericSamples(store.executor, numericSamplesSql(compiled, plan, exactFields)!, params, counter);
+        for await (const batch of store.executor.arrowBatches(numericSamplesSql(compiled, plan, exactFields)!, params)) counter.add(batch);
         const actual = new Map([...counter.buckets()].map(([b, keys]) => [b, new Map([...keys].map(([k, arr]) => [k, Array.from(arr)]))]));
         expect(actual).toEqual(expected);
       }
