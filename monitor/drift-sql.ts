@@ -132,7 +132,7 @@ export interface NodeWindowGroup {
   /** The view whose keys the query groups by (the finest). */
   view: ViewPlan;
   /** The features by view and hop: a TileWindows each; keyColumns is how many of groupKeys are its view's key (0: the query's view). */
-  hops: { view: ViewPlan; features: FeaturePlan[]; fids: number[]; keyColumns: number }[];
+  hops: { features: FeaturePlan[]; fids: number[]; keyColumns: number }[];
   /** Each feature's index in the plan, of every hop. */
   fids: number[];
   /** The coarser views' key fields, as featureTileSql's groupKeys. */
@@ -169,7 +169,7 @@ export function nodeWindowGroups(compiled: CompiledDefinitions, plan: MonitorPla
     // The coarser views' key fields, coarsest first: each one's key is a prefix of these.
     const groupKeys: string[] = [];
     for (const { view } of chain.slice(0, -1)) for (const f of view.keyFields) if (!groupKeys.includes(f)) groupKeys.push(f);
-    const hops = chain.flatMap(({ view, hops }) => hops.map((h) => ({ view, ...h, keyColumns: view === root ? 0 : view.keyFields.length })));
+    const hops = chain.flatMap(({ view, hops }) => hops.map((h) => ({ ...h, keyColumns: view === root ? 0 : view.keyFields.length })));
     return {
       view: root,
       hops,
@@ -336,8 +336,8 @@ async function exactnessParts(executor: OfflineExecutor, source: string, sql: st
 
 /**
  * The exactness of the fields of the monitor's numeric view features (sums, means, min, max,
- * variance), checked over every completed load of each source (each load's parts read once per
- * process, see loadExactness): once per evaluation, not per span.
+ * variance), checked over every completed load of each source (a closed load's parts read once,
+ * then kept in memory and in tm_load_exactness: see loadExactness): once per evaluation, not per span.
  */
 export async function exactSampleFields(executor: OfflineExecutor, compiled: CompiledDefinitions, plan: MonitorPlan, shards: ShardSet | null = null): Promise<SampleExactness> {
   const bySource = new Map<string, { fields: Set<string>; squares: Set<string> }>();

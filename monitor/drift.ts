@@ -6,7 +6,8 @@ import { compareCodePoints, type CompiledDefinitions, type MonitorPlan } from '.
 import type { OfflineExecutor, ShardSet } from '../offline/index.js';
 import { decideDrift } from './calibration.js';
 import { categoricalSamplesSql, exactSampleFields, hasFeatures, numericSampling, sampleSlices, type CategoricalSampleRow } from './drift-sql.js';
-import { countGroupSamples, handled, NumericBinCounter, readBatches } from './numeric-bins.js';
+import { countGroupSamples, NumericBinCounter, readBatches } from './numeric-bins.js';
+import { handled } from './promises.js';
 import type { DriftTestInput } from './drift-statistics.js';
 import { FINE_BINS, profileKey, type MonitorProfile } from './profile.js';
 import { totalCount } from './psi.js';

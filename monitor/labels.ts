@@ -10,6 +10,7 @@ import type { LabelPlan, MonitorPlan } from '../definitions/index.js';
 import { COMPLETED_LOADS, eventTable, featureLogTablesOf, ident, loggedPredictionIdsSql, loggedPredictionsSql, type FeatureLogTables, type OfflineExecutor } from '../offline/index.js';
 import { slicesArray } from './drift-sql.js';
 import { confusionMetrics, regressionMetrics } from './label-metrics.js';
+import { handled } from './promises.js';
 
 export const LOG_LOSS_EPS = 1e-15;
 
@@ -220,9 +221,8 @@ export class LabelMetricsAhead {
     let results = this.spans.get(index);
     if (!results) {
       const k0 = this.kFirst + index * this.perQuery;
-      results = labelMetricsOfSpan(this.executor, this.plan, k0, Math.min(this.kLast, k0 + this.perQuery - 1));
       // Marked handled: a stopped run may never await it.
-      results.catch(() => {});
+      results = handled(labelMetricsOfSpan(this.executor, this.plan, k0, Math.min(this.kLast, k0 + this.perQuery - 1)));
       this.spans.set(index, results);
     }
     return results;

@@ -8,6 +8,7 @@
 import type { RecordBatch } from 'apache-arrow';
 import type { MonitorPlan } from '../definitions/index.js';
 import { TileWindows, tileFieldsOf, type OfflineExecutor } from '../offline/index.js';
+import { handled } from './promises.js';
 import { ALL_SLICE, FINE_BIN_PROBABILITIES, FINE_BINS, profileKey, type NodeWindowGroup, type NumericSampling } from './drift-sql.js';
 
 /** Counts per (bucket, feature x slice key, fine bin) of the numeric samples in the batches added. */
@@ -224,12 +225,6 @@ export async function countAllNumericSamples(executor: OfflineExecutor, plan: Mo
   const samples = sampling.sql === null ? null : handled(readBatches(executor, sampling.sql, params));
   for (let g = 0; g < groups.length; g++) countGroupSamples(plan, sampling.groups[g]!, await groups[g]!, params, counter);
   for (const batch of (await samples) ?? []) counter.add(batch);
-}
-
-/** The same promise, its rejection marked handled until it is awaited (later, or never after an earlier failure). */
-export function handled<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(() => {});
-  return promise;
 }
 
 /** Every Arrow batch of a query, read whole: the executor's turn ends with the read, before this thread counts them. */

@@ -7,6 +7,7 @@ import type { CompiledDefinitions, MonitorPlan } from '../definitions/index.js';
 import { insertInChunks, tabSeparatedValue, type OfflineExecutor, type ShardSet } from '../offline/index.js';
 import { binCountsSql, categoricalSamplesSql, exactSampleFields, FINE_BINS, hasFeatures, numericProfileSql, numericSampling, profileKey, sampleSlices, type CategoricalSampleRow, type NumericSampling } from './drift-sql.js';
 import { countAllNumericSamples } from './numeric-bins.js';
+import { handled } from './promises.js';
 import { ReferenceSamples, type ReferenceSeries } from './reference-samples.js';
 
 export interface FeatureSliceProfile {
@@ -77,8 +78,7 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
     // samples do not depend on the query's other keys (numericSampling refuses the others), and the
     // edges and counts in Node are ClickHouse's quantiles and bins of the same values.
     if (shards !== null || numeric.every(({ f, fid }) => f.from === 'field' || sampling.windowed.has(fid))) {
-      inNode = referenceInNode(executor, plan, sampling, range, shards);
-      inNode.catch(() => {});
+      inNode = handled(referenceInNode(executor, plan, sampling, range, shards));
     } else {
       const built = await referenceInSql(executor, compiled, plan, range);
       rows.push(...built.map(numericRow));
@@ -89,8 +89,7 @@ export async function loadOrBuildProfile(executor: OfflineExecutor, compiled: Co
   const categorical = hasFeatures(plan, 'categorical') ? categoricalSamplesSql(compiled, plan, shards?.count ?? 1) : null;
   const samples = { ...range, origin: range.from, interval: range.to - range.from };
   const categoricalRows =
-    categorical === null ? null : shards === null ? executor.rows<CategoricalSampleRow>(categorical, samples).then((r) => [r]) : shards.each((shardExecutor, shard) => shardExecutor.rows<CategoricalSampleRow>(categorical, { ...samples, shard }));
-  categoricalRows?.catch(() => {});
+    categorical === null ? null : handled(shards === null ? executor.rows<CategoricalSampleRow>(categorical, samples).then((r) => [r]) : shards.each((shardExecutor, shard) => shardExecutor.rows<CategoricalSampleRow>(categorical, { ...samples, shard })));
   if (inNode) {
     const built = await inNode;
     await insertEdges(executor, plan, built);

@@ -15,6 +15,7 @@ import { ALL_SLICE, refuseUnplacedLabelsOnShards } from './drift-sql.js';
 import { LabelMetricsAhead, labelSqlParams, orphanLabelsSql, type LabelMetricsResult } from './labels.js';
 import { compactMetrics, ensureMetricsTable, lastEvaluatedMs, queryMetrics, writeMetrics, type MetricRecord, type MetricRow } from './metrics-store.js';
 import { loadOrBuildProfile, type MonitorProfile } from './profile.js';
+import { handled } from './promises.js';
 import { evaluateSkew } from './skew.js';
 
 export interface MonitorRunnerOptions {
@@ -286,12 +287,6 @@ export class MonitorRunner {
       this.observe(T, byT.get(T)!.map((r) => ({ ...r, detail: JSON.stringify(r.detail) })));
     }
   }
-}
-
-/** The same promise, its rejection marked handled until someone awaits it (it may be awaited late, or not at all). */
-function handled<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(() => {});
-  return promise;
 }
 
 /** The monitor named, or the only one. */
