@@ -1,7 +1,7 @@
 // The monitor's metrics time series in the offline store: every evaluation writes one row per
 // (metric, feature, slice, window), so history survives restarts, can be plotted, and tells a
 // restarted monitor where to resume. Read back with filters by the API.
-import { insertInChunks, type OfflineExecutor } from '../offline/index.js';
+import { dateTime64MsText, tabSeparatedRows, type OfflineExecutor } from '../offline/index.js';
 
 export const METRICS_TABLE = 'tm_monitor_metrics';
 
@@ -45,9 +45,17 @@ export async function compactMetrics(executor: OfflineExecutor): Promise<void> {
   await executor.command(`OPTIMIZE TABLE ${METRICS_TABLE} FINAL`);
 }
 
+const METRIC_COLUMNS = ['monitor', 'version', 'metric', 'feature', 'slice', 'window_ms', 'window_end', 'value', 'n_ref', 'n_cur', 'ks', 'ks_error_bound', 'p_value', 'q_value', 'drift', 'detail', 'evaluated_at'] as const;
+/** Rows per INSERT: bounded text whatever an evaluation's size. */
+const METRIC_ROWS_PER_INSERT = 50_000;
+
+/** Write one evaluation's rows (as TabSeparated text: tabSeparatedRows). */
 export async function writeMetrics(executor: OfflineExecutor, rows: readonly MetricRow[]): Promise<void> {
-  const evaluatedAt = Date.now();
-  await insertInChunks(executor, METRICS_TABLE, rows.map((r) => ({ ...r, evaluated_at: evaluatedAt })));
+  const evaluatedAt = dateTime64MsText(Date.now());
+  for (let i = 0; i < rows.length; i += METRIC_ROWS_PER_INSERT) {
+    const chunk = rows.slice(i, i + METRIC_ROWS_PER_INSERT).map((r) => ({ ...r, window_end: dateTime64MsText(r.window_end), evaluated_at: evaluatedAt }));
+    await executor.insertTabSeparated(METRICS_TABLE, METRIC_COLUMNS, Buffer.from(tabSeparatedRows(chunk, METRIC_COLUMNS), 'utf8'));
+  }
 }
 
 /** The latest window end already evaluated for this monitor version (to resume after a restart), or null. */

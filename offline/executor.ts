@@ -39,6 +39,38 @@ export async function insertInChunks(executor: OfflineExecutor, table: string, r
   for (let i = 0; i < rows.length; i += chunkRows) await executor.insert(table, rows.slice(i, i + chunkRows));
 }
 
+/** A scalar of a TabSeparated row (tabSeparatedRow). */
+export type TabSeparatedScalar = string | number | bigint | boolean | null;
+
+/**
+ * Rows as TabSeparated text in `columns`' order, for insertTabSeparated: NULL as \N, a boolean as
+ * true/false, a number in its shortest form (which ClickHouse reads back as the same double; -0
+ * keeps its sign, NaN and infinities as nan/inf), text escaped. Much cheaper than rows of values, which the client
+ * renders as an INSERT ... VALUES statement for the engine to parse: the monitor's replay wrote
+ * its 160k metric rows with about 5 s less CPU.
+ */
+export function tabSeparatedRows<T>(rows: readonly T[], columns: readonly (keyof T & string)[]): string {
+  let text = '';
+  for (const row of rows) {
+    for (let c = 0; c < columns.length; c++) {
+      const v = row[columns[c]!] as unknown;
+      if (c > 0) text += '\t';
+      if (v === null) text += '\\N';
+      else if (typeof v === 'string') text += tabSeparatedValue(v);
+      else if (typeof v === 'number') text += Number.isFinite(v) ? (Object.is(v, -0) ? '-0' : String(v)) : Number.isNaN(v) ? 'nan' : v > 0 ? 'inf' : '-inf';
+      else if (typeof v === 'boolean' || typeof v === 'bigint') text += String(v);
+      else throw new TypeError(`tabSeparatedRows: column ${columns[c]} holds a ${typeof v}, not a scalar`);
+    }
+    text += '\n';
+  }
+  return text;
+}
+
+/** A time in epoch milliseconds as DateTime64(3) text in UTC (a bare number is read by its digit count: seconds or milliseconds). */
+export function dateTime64MsText(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 23).replace('T', ' ');
+}
+
 /** A value as a TabSeparated field: backslash, tab, newline and carriage return escaped. */
 export function tabSeparatedValue(text: string): string {
   return /[\\\t\n\r]/.test(text) ? text.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r') : text;

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { compileOrThrow, entity, eventTime, featureView, source } from '../../definitions/index.js';
-import { ChdbExecutor, OfflineStore } from '../../offline/index.js';
+import { ChdbExecutor, dateTime64MsText, OfflineStore, tabSeparatedRows } from '../../offline/index.js';
 import { offlineStoreWith } from '../support/offline-fixtures.js';
 import { runOfflineSuite } from './offline-suite.js';
 
@@ -48,6 +48,29 @@ describe('chDB executor: one query at a time', () => {
       expect(lines.length).toBe(300_000);
       expect(JSON.parse(lines[299_999]!)).toEqual({ n: 299_999 });
       expect(await meanwhile).toEqual([{ n: 7 }]);
+    } finally {
+      await executor.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('chDB executor: rows as TabSeparated text', () => {
+  it('read back as they went in: escaped text, NULL, booleans, shortest doubles, times before 1970', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tidemark-chdb-tsv-'));
+    const executor = new ChdbExecutor(dir);
+    try {
+      await executor.command("CREATE TABLE t (i UInt32, s String, x Nullable(Float64), b Nullable(Bool), at DateTime64(3, 'UTC')) ENGINE = MergeTree ORDER BY i");
+      const texts = ['plain', 'tab\there', 'line\nbreak', 'back\\slash \\N', 'cr\r', ''];
+      const doubles = [0.1, 1e-7, 5e-324, Number.MAX_VALUE, -0, 2 ** 53 + 2, 1 / 3, null];
+      const times = [0, -1, -86_400_001, 981_676_800_000, 1_700_000_000_123, 4_102_444_800_999];
+      const rows = doubles.map((x, i) => ({ i, s: texts[i % texts.length]!, x, b: i % 3 === 2 ? null : i % 2 === 0, at: dateTime64MsText(times[i % times.length]!) }));
+      await executor.insertTabSeparated('t', ['i', 's', 'x', 'b', 'at'], Buffer.from(tabSeparatedRows(rows, ['i', 's', 'x', 'b', 'at']), 'utf8'));
+      const back = await executor.rows<{ i: number; s: string; x: number | null; b: boolean | null; at: number }>('SELECT i, s, x, b, toUnixTimestamp64Milli(at) AS at FROM t ORDER BY i');
+      expect(back).toEqual(rows.map((r) => ({ ...r, at: times[r.i % times.length] })));
+      expect(Object.is(back[4]!.x, -0)).toBe(true);
+      // Not a scalar: refused with the column's name, nothing written.
+      expect(() => tabSeparatedRows([{ i: 9, s: [1] as unknown as string }], ['i', 's'])).toThrow(/column s holds a object/);
     } finally {
       await executor.close();
       rmSync(dir, { recursive: true, force: true });
