@@ -45,9 +45,10 @@ export type TabSeparatedScalar = string | number | bigint | boolean | null;
 /**
  * Rows as TabSeparated text in `columns`' order, for insertTabSeparated: NULL as \N, a boolean as
  * true/false, a number in its shortest form (which ClickHouse reads back as the same double; -0
- * keeps its sign, NaN and infinities as nan/inf), text escaped. Much cheaper than rows of values, which the client
- * renders as an INSERT ... VALUES statement for the engine to parse: the monitor's replay wrote
- * its 160k metric rows with about 5 s less CPU.
+ * keeps its sign, NaN and infinities as nan/inf), text escaped. Cheaper than rows of values, which
+ * the client renders as an INSERT ... VALUES statement for the engine to parse: the flights
+ * replay's 160k metric rows (46 MB, mostly their detail JSON) took 2.5 s and 3.3-3.4 CPU s
+ * against 3.0 s and 4.0 CPU s.
  */
 export function tabSeparatedRows<T>(rows: readonly T[], columns: readonly (keyof T & string)[]): string {
   let text = '';
