@@ -93,20 +93,30 @@ export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan, tables: Fe
   // Float sums over a window's scores in score order: the same bits every run (a GROUP BY's own order varies).
   const byScore = 'arraySort(groupArray((s, pos, neg)))';
   const thr = labels.threshold;
+  // Regression's error sums, each added in an order of its own (ascending values within a score's
+  // group, then by score), not in the order the GROUP BY meets the rows: the same bits whatever
+  // the span of the query. Binary metrics do not read them.
+  const errorSums = isBinary
+    ? { bucket: '0 AS ae, 0 AS se', window: '0 AS ae, 0 AS se', total: '0 AS abs_error_sum, 0 AS sq_error_sum' }
+    : {
+        bucket: `arrayReduce('sumKahan', arraySort(groupArrayIf(abs(s - y), has))) AS ae, arrayReduce('sumKahan', arraySort(groupArrayIf((s - y) * (s - y), has))) AS se`,
+        window: `arrayReduce('sumKahan', arraySort(groupArray(ae))) AS ae, arrayReduce('sumKahan', arraySort(groupArray(se))) AS se`,
+        total: `arrayReduce('sumKahan', arrayMap(t -> t.2, arraySort(groupArray((s, ae))))) AS abs_error_sum, arrayReduce('sumKahan', arrayMap(t -> t.2, arraySort(groupArray((s, se))))) AS sq_error_sum`,
+      };
   return `WITH
 p AS (${predictionsSql(plan, labels, pFrom, pTo, tables)}),
 l AS (SELECT toString(${ident(labels.labelIdField)}) AS id, __ts AS lts, toFloat64(${ident(labels.labelField)}) AS y FROM ${lab} WHERE ${COMPLETED_LOADS} AND __ts < ${pTo} + ${D} AND ${ident(labels.labelField)} IS NOT NULL AND id IN (${predictionIdsSql(labels, pFrom, pTo)}) ORDER BY __ts LIMIT 1 BY id),
 j AS (SELECT p.*, ifNull(l.id = p.id AND l.lts < p.ts + ${D}, false) AS has, l.y AS y FROM p LEFT JOIN l ON p.id = l.id),
 b AS (SELECT intDiv(ts + ${D} - ${P}, ${I}) AS b, arrayJoin(${slicesArray(plan)}) AS slice, s, countIf(has AND y = 1) AS pos, countIf(has AND y = 0) AS neg, countIf(has) AS lab, countIf(NOT has) AS unl,
-      countIf(read = 0) AS unread, sumIf(abs(s - y), has) AS ae, sumIf((s - y) * (s - y), has) AS se FROM j GROUP BY b, slice, s),
-g AS (SELECT k, w, slice, s, sum(pos) AS pos, sum(neg) AS neg, sum(lab) AS lab, sum(unl) AS unl, sum(unread) AS unread, sum(ae) AS ae, sum(se) AS se
+      countIf(read = 0) AS unread, ${errorSums.bucket} FROM j GROUP BY b, slice, s),
+g AS (SELECT k, w, slice, s, sum(pos) AS pos, sum(neg) AS neg, sum(lab) AS lab, sum(unl) AS unl, sum(unread) AS unread, ${errorSums.window}
       FROM (SELECT *, arrayJoin(${windows}) AS w, arrayJoin(range(b + 1, b + intDiv(w, ${I}) + 1)) AS k FROM b) WHERE k >= {kFirst:Int64} AND k <= {kLast:Int64} GROUP BY k, w, slice, s)
 SELECT k, w, slice, sum(pos) AS positives, sum(neg) AS negatives, sum(lab) AS labelled, sum(unl) AS unlabelled, sum(unread) AS without_read,
   sum(pos * (neg_below + neg / 2)) AS auc_pairs,
   ${isBinary ? `arrayReduce('sumKahan', arrayMap(t -> t.2 * -log(least(greatest(t.1, ${LOG_LOSS_EPS}), 1 - ${LOG_LOSS_EPS})) + t.3 * -log(1 - least(greatest(t.1, ${LOG_LOSS_EPS}), 1 - ${LOG_LOSS_EPS})), ${byScore}))` : '0'} AS log_loss_sum,
   arrayReduce('sumKahan', arrayMap(t -> t.2 * (1 - t.1) * (1 - t.1) + t.3 * t.1 * t.1, ${byScore})) AS brier_sum,
   sumIf(pos, s >= ${thr}) AS tp, sumIf(neg, s >= ${thr}) AS fp, sumIf(pos, s < ${thr}) AS fn, sumIf(neg, s < ${thr}) AS tn,
-  sumKahan(ae) AS abs_error_sum, sumKahan(se) AS sq_error_sum
+  ${errorSums.total}
 FROM (SELECT *, sum(neg) OVER (PARTITION BY k, w, slice ORDER BY s ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS neg_below FROM g)
 GROUP BY k, w, slice ORDER BY k, w, slice SETTINGS join_use_nulls = 0`;
 }
