@@ -6,7 +6,7 @@ import { Partitioners, type KafkaConfig } from 'kafkajs';
 import { compileOrThrow, formatDurationMs, loadDefinitions, parseTimeMs } from '../definitions/index.js';
 import { createKafkaClient } from '../ingest/index.js';
 import { AlertmanagerWebhookSink, KafkaAlertSink, LogAlertSink, MonitorRunner, type AlertSink, type EvaluationSummary } from '../monitor/index.js';
-import { latestEventTimeMs, OfflineStore } from '../offline/index.js';
+import { keepChdbMemory, latestEventTimeMs, OfflineStore } from '../offline/index.js';
 import { clickhouseConnectionFlags, clickhouseConnectionOf, clickhouseShardFlags, clickhouseShardsOf, kafkaConnectionFlags, kafkaSecurityOf, type ClickHouseConnectionFlags, type ClickHouseShardFlags, type KafkaConnectionFlags } from './connections.js';
 
 function timeOption(name: string) {
@@ -83,6 +83,8 @@ export function addMonitorCommand(program: Command): void {
       const kafkaSecurity = opts.alertTopic ? kafkaSecurityOf(opts) : undefined;
       // --clickhouse-shards (or $CLICKHOUSE_SHARDS): every shard's samples, merged; results on the home shard.
       const sharded = clickhouseShardsOf(opts);
+      // Evaluations run many queries a few seconds apart: chDB keeps its memory between them.
+      keepChdbMemory();
       const store = sharded.clickhouseShards
         ? await OfflineStore.open(compiled, { ...sharded, clickhouse: clickhouseConnectionOf(opts) })
         : await OfflineStore.open(compiled, { ...(opts.clickhouseUrl ? { clickhouseUrl: opts.clickhouseUrl } : {}), dataDir: opts.dataDir, clickhouse: clickhouseConnectionOf(opts) });

@@ -19,7 +19,7 @@ import {
 } from '../definitions/index.js';
 import { DeadLetterFile, FeatureLogQueue, parquetRowCount, type FeatureLogQueueOptions, replayParquetFile, type BadEvent, type DecodedEvent, type ReplayStats } from '../ingest/index.js';
 import { evaluateFeatures, MemoryOnlineStore, tileRangesFor, OnlineFeatureService, storeClockMs, viewNamespace, type OnlineFeaturesResponse, type RegistryHistoryEntry, type StoreStats } from '../online/index.js';
-import { EventLoad, OfflineFeatureLogSink, OfflineStore, type ClickHouseConnectionOptions, type LoadResult } from '../offline/index.js';
+import { EventLoad, keepChdbMemory, OfflineFeatureLogSink, OfflineStore, type ClickHouseConnectionOptions, type LoadResult } from '../offline/index.js';
 import { buildServer, type ServerOptions } from './server.js';
 import { bootstrapView } from './bootstrap.js';
 import type { ReplayReport } from './materializer-status.js';
@@ -93,6 +93,8 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
   const keptEvents = opts.verify ? new KeptEvents(registry.sources.find((s) => s.name === sourceName)!.views) : null;
   // The offline store loads the very events the replay decodes (one decode, the same events on both
   // paths); a file it already holds is not loaded again. With --limit it is left alone: it loads whole files.
+  // The monitor's replay runs many queries a few seconds apart: chDB keeps its memory between them.
+  if (opts.offline !== false && opts.monitor !== false) keepChdbMemory();
   const offline = opts.offline === false ? null : await OfflineStore.open(compiled, { clickhouseUrl: opts.clickhouseUrl, clickhouse: opts.clickhouse, dataDir: opts.dataDir });
   let offlineLoad = offline && opts.limit === undefined ? await offline.beginLoad(sourceName, opts.file) : null;
   // A file the offline store does not hold yet: ClickHouse's Parquet reader loads it, and the online
