@@ -43,7 +43,7 @@ function loadSession(): typeof Session {
  * back to the OS, instead of about 5 s (ClickHouse's dirty_decay_ms). A query that needs memory
  * then reuses pages instead of faulting fresh ones in, which is dear on a virtual machine: the
  * monitor's label query took 3.6-3.8 s when it ran 8 s after the one before, 1.1-1.4 s back to
- * back, 1.3-1.5 s after 8 s with a minute kept. For processes that run many queries a few seconds
+ * back, 0.9-1.5 s after 8 s with a minute kept. For processes that run many queries a few seconds
  * apart (the monitor); not the default, as it raised a 1M-row dataset's peak RSS from 2.1 to 2.6
  * GB. jemalloc reads it when libchdb loads, so it must come before the first ChdbExecutor; false
  * when too late, or when JE_MALLOC_CONF is the user's own.

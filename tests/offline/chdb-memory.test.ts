@@ -18,7 +18,7 @@ describe('keepChdbMemory', () => {
     expect(run({ JE_MALLOC_CONF: undefined }, 30_000)).toEqual({ before: true, after: false, conf: 'dirty_decay_ms:30000', n: 1000 });
   });
 
-  it('leaves a JE_MALLOC_CONF of the user's own alone', () => {
+  it("leaves a JE_MALLOC_CONF of the user's own alone", () => {
     expect(run({ JE_MALLOC_CONF: 'narenas:2' })).toEqual({ before: false, after: false, conf: 'narenas:2', n: 1000 });
   });
 });
