@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { compileOrThrow, entity, eventTime, featureView, monitor, source, type CompiledDefinitions } from '../../definitions/index.js';
+import { compileOrThrow, entity, eventTime, exactSum, featureView, monitor, source, type CompiledDefinitions } from '../../definitions/index.js';
 import { evaluateLabels, LabelMetricsAhead } from '../../monitor/index.js';
 import { OfflineStore } from '../../offline/index.js';
 import { mulberry32 } from '../support/random.js';
@@ -72,24 +72,6 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** The exactly rounded sum (Shewchuk's partials, as Python's math.fsum). */
-function fsum(values: readonly number[]): number {
-  const partials: number[] = [];
-  for (let x of values) {
-    let i = 0;
-    for (let y of partials) {
-      if (Math.abs(x) < Math.abs(y)) [x, y] = [y, x];
-      const hi = x + y;
-      const lo = y - (hi - x);
-      if (lo !== 0) partials[i++] = lo;
-      x = hi;
-    }
-    partials.length = i;
-    partials.push(x);
-  }
-  return partials.reduce((a, b) => a + b, 0);
-}
-
 describe('regression label metrics', () => {
   const plan = (): CompiledDefinitions['monitors'][number] => compiled.monitors[0]!;
   const from = T0 + 6 * HOUR;
@@ -126,8 +108,8 @@ describe('regression label metrics', () => {
             });
           const result = all.get(T)!.find((r) => r.windowMs === windowMs && r.slice === slice)!;
           expect(result.labelled).toBe(errors.length);
-          const mae = fsum(errors.map(Math.abs)) / errors.length;
-          const rmse = Math.sqrt(fsum(errors.map((e) => e * e)) / errors.length);
+          const mae = exactSum(errors.map(Math.abs)) / errors.length;
+          const rmse = Math.sqrt(exactSum(errors.map((e) => e * e)) / errors.length);
           expect(Math.abs(result.metrics.mae! - mae)).toBeLessThanOrEqual(1e-13 * mae);
           expect(Math.abs(result.metrics.rmse! - rmse)).toBeLessThanOrEqual(1e-13 * rmse);
           checked++;
