@@ -96,12 +96,14 @@ export function labelWindowsSql(plan: MonitorPlan, labels: LabelPlan, tables: Fe
   // Regression's error sums, each added in an order of its own (ascending values within a score's
   // group, then by score), not in the order the GROUP BY meets the rows: the same bits whatever
   // the span of the query. Binary metrics do not read them.
+  const ascendingSum = (values: string): string => `arrayReduce('sumKahan', arraySort(${values}))`;
+  const byScoreSum = (column: string): string => `arrayReduce('sumKahan', arrayMap(t -> t.2, arraySort(groupArray((s, ${column})))))`;
   const errorSums = isBinary
     ? { bucket: '0 AS ae, 0 AS se', window: '0 AS ae, 0 AS se', total: '0 AS abs_error_sum, 0 AS sq_error_sum' }
     : {
-        bucket: `arrayReduce('sumKahan', arraySort(groupArrayIf(abs(s - y), has))) AS ae, arrayReduce('sumKahan', arraySort(groupArrayIf((s - y) * (s - y), has))) AS se`,
-        window: `arrayReduce('sumKahan', arraySort(groupArray(ae))) AS ae, arrayReduce('sumKahan', arraySort(groupArray(se))) AS se`,
-        total: `arrayReduce('sumKahan', arrayMap(t -> t.2, arraySort(groupArray((s, ae))))) AS abs_error_sum, arrayReduce('sumKahan', arrayMap(t -> t.2, arraySort(groupArray((s, se))))) AS sq_error_sum`,
+        bucket: `${ascendingSum('groupArrayIf(abs(s - y), has)')} AS ae, ${ascendingSum('groupArrayIf((s - y) * (s - y), has)')} AS se`,
+        window: `${ascendingSum('groupArray(ae)')} AS ae, ${ascendingSum('groupArray(se)')} AS se`,
+        total: `${byScoreSum('ae')} AS abs_error_sum, ${byScoreSum('se')} AS sq_error_sum`,
       };
   return `WITH
 p AS (${predictionsSql(plan, labels, pFrom, pTo, tables)}),

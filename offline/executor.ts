@@ -39,9 +39,6 @@ export async function insertInChunks(executor: OfflineExecutor, table: string, r
   for (let i = 0; i < rows.length; i += chunkRows) await executor.insert(table, rows.slice(i, i + chunkRows));
 }
 
-/** A scalar of a TabSeparated row (tabSeparatedRow). */
-export type TabSeparatedScalar = string | number | bigint | boolean | null;
-
 /**
  * Rows as TabSeparated text in `columns`' order, for insertTabSeparated: NULL as \N, a boolean as
  * true/false, a number in its shortest form (which ClickHouse reads back as the same double; -0

@@ -3,7 +3,7 @@
 export { OfflineStore, outputFormatOf } from './store.js';
 export type { OfflineStoreOptions, DatasetResult, PreparedDataset } from './store.js';
 export type { OfflineExecutor, FileResultFormat } from './executor.js';
-export { dateTime64MsText, insertInChunks, tabSeparatedRows, tabSeparatedValue, type TabSeparatedScalar } from './executor.js';
+export { dateTime64MsText, insertInChunks, tabSeparatedRows, tabSeparatedValue } from './executor.js';
 export { ChdbExecutor, keepChdbMemory } from './chdb.js';
 export { ClickHouseExecutor } from './clickhouse.js';
 export type { ClickHouseConnectionOptions } from './clickhouse.js';
