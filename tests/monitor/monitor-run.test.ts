@@ -2,7 +2,7 @@
 // hour; the drift SLO pages through a real Alertmanager-format HTTP receiver at the evaluation the
 // policy predicts; a restarted monitor neither re-evaluates nor re-pages; label metrics over delayed
 // labels equal the aggregate-free computation of scikit-learn's definitions; the API serves it all.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,7 @@ import { OfflineStore } from '../../offline/index.js';
 import { buildServer } from '../../api/server.js';
 import { MemoryOnlineStore, OnlineFeatureService } from '../../online/index.js';
 import * as sensorDefinitions from '../fixtures/sensor-monitor.js';
+import { writeNdjson } from '../support/offline-fixtures.js';
 import { END_HOUR, HOUR, REFERENCE_HOURS, SHIFT_HOUR, T0, sensorData } from '../fixtures/sensor-monitor.js';
 
 let dir: string;
@@ -32,16 +33,10 @@ beforeAll(async () => {
   const data = sensorData();
   predictionRows.push(...data.predictions);
   labelRows.push(...data.labels);
-  const rows = data.readings.map((r) => JSON.stringify(r));
-  const write = (name: string, lines: string[]): string => {
-    const path = join(dir, `${name}.ndjson`);
-    writeFileSync(path, `${lines.join('\n')}\n`);
-    return path;
-  };
   store = await OfflineStore.open(compiled, { dataDir: join(dir, 'data') });
-  await store.loadEvents('readings', write('readings', rows));
-  await store.loadEvents('predictions', write('predictions', predictionRows.map((r) => JSON.stringify(r))));
-  await store.loadEvents('labels', write('labels', labelRows.map((r) => JSON.stringify(r))));
+  await store.loadEvents('readings', writeNdjson(join(dir, 'readings.ndjson'), data.readings));
+  await store.loadEvents('predictions', writeNdjson(join(dir, 'predictions.ndjson'), predictionRows));
+  await store.loadEvents('labels', writeNdjson(join(dir, 'labels.ndjson'), labelRows));
   receiver = createServer((req, res) => {
     let body = '';
     req.on('data', (c) => (body += c));

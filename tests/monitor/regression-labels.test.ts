@@ -2,7 +2,7 @@
 // order of their own (not the order ClickHouse's GROUP BY meets the rows in), so a window's value
 // is the same bits however the evaluations are grouped into queries and however often it is
 // computed, and it equals the exactly rounded sums of the joined rows to within a few ulps.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { compileOrThrow, entity, eventTime, exactSum, featureView, monitor, source, type CompiledDefinitions } from '../../definitions/index.js';
 import { evaluateLabels, LabelMetricsAhead } from '../../monitor/index.js';
 import { OfflineStore } from '../../offline/index.js';
+import { writeNdjson } from '../support/offline-fixtures.js';
 import { mulberry32 } from '../support/random.js';
 
 const HOUR = 3_600_000;
@@ -43,12 +44,12 @@ beforeAll(async () => {
   // Errors of very different sizes (a float sum's order then shows in its last bits), many per
   // score: the scores repeat, so a (bucket, slice, score) group holds many rows.
   const random = mulberry32(11);
-  const readingRows: string[] = [];
+  const readingRows: Record<string, unknown>[] = [];
   for (let h = 0; h < END_HOUR; h++) {
     for (let i = 0; i < 400; i++) {
       const t = T0 + h * HOUR + i * 9_000;
       const site = ['n', 's', 'e', 'w'][i % 4]!;
-      readingRows.push(JSON.stringify({ t, site, value: random() }));
+      readingRows.push({ t, site, value: random() });
       const id = `r${h}-${i}`;
       const score = [0.1, 3.7, 1e6 + 0.3, 12.25][Math.floor(random() * 4)]!;
       const y = score + (random() - 0.5) * 10 ** Math.floor(random() * 12 - 4);
@@ -56,15 +57,10 @@ beforeAll(async () => {
       if (i % 9 !== 4) labelRows.push({ id, t: t + (i % 5 === 2 ? 2 * HOUR : 10 * 60_000), y });
     }
   }
-  const write = (name: string, lines: string[]): string => {
-    const path = join(dir, `${name}.ndjson`);
-    writeFileSync(path, `${lines.join('\n')}\n`);
-    return path;
-  };
   store = await OfflineStore.open(compiled, { dataDir: join(dir, 'data') });
-  await store.loadEvents('readings', write('readings', readingRows));
-  await store.loadEvents('predictions', write('predictions', predictionRows.map((r) => JSON.stringify(r))));
-  await store.loadEvents('labels', write('labels', labelRows.map((r) => JSON.stringify(r))));
+  await store.loadEvents('readings', writeNdjson(join(dir, 'readings.ndjson'), readingRows));
+  await store.loadEvents('predictions', writeNdjson(join(dir, 'predictions.ndjson'), predictionRows));
+  await store.loadEvents('labels', writeNdjson(join(dir, 'labels.ndjson'), labelRows));
 }, 120_000);
 
 afterAll(async () => {
